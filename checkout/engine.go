@@ -1,0 +1,232 @@
+// Package checkout is the engine of seckill: admission of purchases (sale
+// window, hidden path, captcha, local sold-out flag, in-flight cap), the
+// atomic stock gate, the durable order queue, the batched order writer, the
+// result store, and recovery after a crash. It talks to backends only
+// through the interfaces of package seckill.
+package checkout
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"seckill"
+)
+
+// Config tunes the engine; zero values take the defaults.
+type Config struct {
+	Secret         []byte        // HMAC key of purchase paths; required, same on every instance
+	PathTTL        time.Duration // a path is valid for one to two of these; default 5m
+	CaptchaTTL     time.Duration // default 2m
+	PayWindow      time.Duration // unpaid orders' deadline after creation; default 10m
+	InFlight       int           // purchases between gate and queue ack at once; default 4096
+	PublishTimeout time.Duration // default 3s
+	BatchSize      int           // order writer batch; default 500
+	BatchWait      time.Duration // writer waits this long for a first message; default 200ms
+	SaleCacheTTL   time.Duration // how stale the cached catalogue may be; default 1s
+	Now            func() time.Time
+}
+
+func (c *Config) defaults() {
+	if c.PathTTL <= 0 {
+		c.PathTTL = 5 * time.Minute
+	}
+	if c.CaptchaTTL <= 0 {
+		c.CaptchaTTL = 2 * time.Minute
+	}
+	if c.PayWindow <= 0 {
+		c.PayWindow = 10 * time.Minute
+	}
+	if c.InFlight <= 0 {
+		c.InFlight = 4096
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 3 * time.Second
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = 500
+	}
+	if c.BatchWait <= 0 {
+		c.BatchWait = 200 * time.Millisecond
+	}
+	if c.SaleCacheTTL <= 0 {
+		c.SaleCacheTTL = time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Backends are what the engine runs on.
+type Backends struct {
+	Sales    seckill.SaleStore
+	Orders   seckill.OrderStore
+	Gate     seckill.StockGate
+	Queue    seckill.OrderQueue
+	Bus      seckill.ResultBus
+	Captchas seckill.CaptchaStore
+}
+
+// Engine admits purchases and turns them into orders.
+type Engine struct {
+	cfg Config
+	b   Backends
+	log *slog.Logger
+
+	ready    atomic.Bool
+	inflight chan struct{}
+
+	saleMu    sync.Mutex
+	saleCache map[int64]cachedSale
+	soldOut   sync.Map // sale id → time.Time the gate said sold out
+
+	results     *resultMap
+	unsubscribe func()
+}
+
+type cachedSale struct {
+	sale    *seckill.Sale
+	fetched time.Time
+}
+
+// New returns an engine that admits nothing until Recover has run.
+func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
+	cfg.defaults()
+	if len(cfg.Secret) < 16 {
+		return nil, fmt.Errorf("checkout: secret must be at least 16 bytes")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	e := &Engine{
+		cfg: cfg, b: b, log: log,
+		inflight:  make(chan struct{}, cfg.InFlight),
+		saleCache: make(map[int64]cachedSale),
+		results:   newResultMap(),
+	}
+	cancel, err := b.Bus.SubscribeResults(e.results.settle)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe results: %w", err)
+	}
+	e.unsubscribe = cancel
+	return e, nil
+}
+
+// Close stops listening for results.
+func (e *Engine) Close() {
+	e.ready.Store(false)
+	if e.unsubscribe != nil {
+		e.unsubscribe()
+	}
+}
+
+// Ready reports whether the gate is loaded and purchases are admitted.
+func (e *Engine) Ready() bool { return e.ready.Load() }
+
+// StopAdmitting makes every purchase answer EBusy from now on (shutdown).
+func (e *Engine) StopAdmitting() { e.ready.Store(false) }
+
+func (e *Engine) now() time.Time { return e.cfg.Now() }
+
+// Sale returns the sale from a cache at most SaleCacheTTL old. ENotFound if
+// there is none.
+func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
+	now := e.now()
+	e.saleMu.Lock()
+	c, ok := e.saleCache[id]
+	e.saleMu.Unlock()
+	if ok && now.Sub(c.fetched) < e.cfg.SaleCacheTTL {
+		return c.sale, nil
+	}
+	s, err := e.b.Sales.Sale(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	e.saleMu.Lock()
+	e.saleCache[id] = cachedSale{sale: s, fetched: now}
+	e.saleMu.Unlock()
+	return s, nil
+}
+
+// SaleView is a sale as clients see it: stock_left and status from the gate
+// when it is loaded (SQL lags by the writer's batch).
+func (e *Engine) SaleView(ctx context.Context, s *seckill.Sale) (*seckill.Sale, string) {
+	v := *s
+	if left, loaded, err := e.b.Gate.Left(ctx, s.ID); err == nil && loaded {
+		v.StockLeft = left
+	}
+	return &v, v.Status(e.now(), v.StockLeft)
+}
+
+// Sales lists the catalogue.
+func (e *Engine) Sales(ctx context.Context) ([]*seckill.Sale, error) {
+	return e.b.Sales.Sales(ctx)
+}
+
+// ValidateSale checks an admin's new sale; EInvalid says what is wrong.
+func ValidateSale(s *seckill.Sale) error {
+	switch {
+	case s.Name == "" || len(s.Name) > 200:
+		return seckill.Errorf(seckill.EInvalid, "name must be 1 to 200 bytes")
+	case len(s.Description) > 10000:
+		return seckill.Errorf(seckill.EInvalid, "description must be at most 10000 bytes")
+	case len(s.ImageURL) > 2000:
+		return seckill.Errorf(seckill.EInvalid, "image_url must be at most 2000 bytes")
+	case s.PriceCents < 0 || s.OriginalPriceCents < 0:
+		return seckill.Errorf(seckill.EInvalid, "prices must not be negative")
+	case s.Stock < 1 || s.Stock > seckill.MaxStock:
+		return seckill.Errorf(seckill.EInvalid, "stock must be 1 to %d", seckill.MaxStock)
+	case s.StartsAt.IsZero() || s.EndsAt.IsZero():
+		return seckill.Errorf(seckill.EInvalid, "starts_at and ends_at are required")
+	case !s.EndsAt.After(s.StartsAt):
+		return seckill.Errorf(seckill.EInvalid, "ends_at must be after starts_at")
+	}
+	return nil
+}
+
+// CreateSale validates and stores a sale and loads its stock into the gate.
+func (e *Engine) CreateSale(ctx context.Context, s *seckill.Sale) error {
+	if err := ValidateSale(s); err != nil {
+		return err
+	}
+	s.StartsAt, s.EndsAt = s.StartsAt.UTC(), s.EndsAt.UTC()
+	if err := e.b.Sales.CreateSale(ctx, s); err != nil {
+		return err
+	}
+	return e.b.Gate.Load(ctx, s.ID, s.Stock, nil)
+}
+
+// Stats is the admin's view of a sale, for checking the invariants.
+type Stats struct {
+	seckill.SaleStats
+	GateLeft int64 `json:"gate_left"`
+	Queued   int64 `json:"queued"`
+}
+
+// Stats returns SQL counts with the gate's units left and the queue depth.
+func (e *Engine) Stats(ctx context.Context, saleID int64) (*Stats, error) {
+	ss, err := e.b.Sales.SaleStats(ctx, saleID)
+	if err != nil {
+		return nil, err
+	}
+	st := &Stats{SaleStats: *ss, GateLeft: -1}
+	if left, loaded, err := e.b.Gate.Left(ctx, saleID); err == nil && loaded {
+		st.GateLeft = left
+	}
+	if st.Queued, err = e.b.Queue.Pending(ctx, saleID); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// newTicket returns a 20-character random id; it becomes the order number.
+func newTicket() string {
+	var b [13]byte
+	_, _ = rand.Read(b[:])
+	return base32.StdEncoding.EncodeToString(b[:])[:20]
+}

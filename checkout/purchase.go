@@ -1,0 +1,190 @@
+package checkout
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"time"
+
+	"seckill"
+	"seckill/captcha"
+)
+
+// pathFor is the hidden purchase path of a user in a sale for one time
+// window: HMAC(secret, user, sale, window). Stateless, so every instance
+// sharing the secret can check it.
+func (e *Engine) pathFor(userID, saleID, window int64) string {
+	var msg [24]byte
+	binary.BigEndian.PutUint64(msg[0:], uint64(userID))
+	binary.BigEndian.PutUint64(msg[8:], uint64(saleID))
+	binary.BigEndian.PutUint64(msg[16:], uint64(window))
+	m := hmac.New(sha256.New, e.cfg.Secret)
+	m.Write(msg[:])
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
+}
+
+func (e *Engine) window(t time.Time) int64 { return t.UnixNano() / int64(e.cfg.PathTTL) }
+
+// checkPath accepts the path of the current window and of the one before, so
+// a path lives between one and two PathTTLs.
+func (e *Engine) checkPath(userID, saleID int64, path string, now time.Time) bool {
+	w := e.window(now)
+	for _, cand := range []int64{w, w - 1} {
+		if hmac.Equal([]byte(path), []byte(e.pathFor(userID, saleID, cand))) {
+			return true
+		}
+	}
+	return false
+}
+
+// Captcha issues a single-use captcha for the user and sale. ENotFound if no
+// such sale.
+func (e *Engine) Captcha(ctx context.Context, userID, saleID int64) (id string, png []byte, expires time.Time, err error) {
+	if _, err := e.Sale(ctx, saleID); err != nil {
+		return "", nil, time.Time{}, err
+	}
+	ch, err := captcha.NewRandom()
+	if err != nil {
+		return "", nil, time.Time{}, err
+	}
+	var raw [16]byte
+	_, _ = rand.Read(raw[:])
+	id = hex.EncodeToString(raw[:])
+	expires = e.now().Add(e.cfg.CaptchaTTL).UTC()
+	c := seckill.Captcha{Answer: ch.Answer, SaleID: saleID, UserID: userID, ExpiresAt: expires}
+	if err := e.b.Captchas.PutCaptcha(ctx, id, c); err != nil {
+		return "", nil, time.Time{}, err
+	}
+	return id, ch.PNG, expires, nil
+}
+
+// IssuePath returns the user's hidden purchase path after checking the sale
+// window and, when the sale requires one, the captcha (which is used up by
+// any attempt). ENotFound, ENotStarted, EEnded, EBadCaptcha.
+func (e *Engine) IssuePath(ctx context.Context, userID, saleID int64, captchaID, answer string) (string, time.Time, error) {
+	s, err := e.Sale(ctx, saleID)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	now := e.now()
+	if err := s.Window(now); err != nil {
+		return "", time.Time{}, err
+	}
+	if s.RequireCaptcha {
+		if captchaID == "" {
+			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "this sale needs a solved captcha")
+		}
+		c, err := e.b.Captchas.TakeCaptcha(ctx, captchaID)
+		if seckill.ErrorCode(err) == seckill.ENotFound {
+			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "captcha expired or already used; get a new one")
+		} else if err != nil {
+			return "", time.Time{}, err
+		}
+		if c.UserID != userID || c.SaleID != saleID || !captcha.Check(c.Answer, answer) {
+			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "wrong captcha answer; get a new one")
+		}
+	}
+	w := e.window(now)
+	expires := time.Unix(0, (w+2)*int64(e.cfg.PathTTL)).UTC()
+	return e.pathFor(userID, saleID, w), expires, nil
+}
+
+// soldOutFor is how long the local sold-out flag answers without asking the
+// gate: long enough to spare the gate a flood, short enough that returned
+// units are offered again at once.
+const soldOutFor = time.Second
+
+func (e *Engine) isSoldOut(saleID int64, now time.Time) bool {
+	v, ok := e.soldOut.Load(saleID)
+	return ok && now.Sub(v.(time.Time)) < soldOutFor
+}
+
+// Purchase admits one purchase: sale window, hidden path, local sold-out
+// flag, in-flight cap, atomic gate, durable publish. It returns the ticket
+// of an accepted purchase, whose order the writer creates later. Errors:
+// ENotFound, ENotStarted, EEnded, EBadPath, ESoldOut, EDuplicate, EBusy
+// (not ready, too many in flight, or the queue failed — the reservation is
+// released then).
+func (e *Engine) Purchase(ctx context.Context, userID, saleID int64, path string) (string, error) {
+	if !e.ready.Load() {
+		return "", seckill.Errorf(seckill.EBusy, "sales are not open yet; retry shortly")
+	}
+	s, err := e.Sale(ctx, saleID)
+	if err != nil {
+		return "", err
+	}
+	now := e.now()
+	if err := s.Window(now); err != nil {
+		return "", err
+	}
+	if !e.checkPath(userID, saleID, path, now) {
+		return "", seckill.Errorf(seckill.EBadPath, "purchase path is wrong or expired; get a new one")
+	}
+	if e.isSoldOut(saleID, now) {
+		return "", seckill.Errorf(seckill.ESoldOut, "sold out")
+	}
+	select {
+	case e.inflight <- struct{}{}:
+		defer func() { <-e.inflight }()
+	default:
+		return "", seckill.Errorf(seckill.EBusy, "too many purchases in flight; retry shortly")
+	}
+
+	req := seckill.OrderRequest{SaleID: saleID, UserID: userID, Ticket: newTicket(), PriceCents: s.PriceCents, At: now.UTC()}
+	r, err := e.b.Gate.Reserve(ctx, seckill.Reservation{SaleID: saleID, UserID: userID, Ticket: req.Ticket, At: req.At})
+	if err != nil {
+		return "", err
+	}
+	switch r {
+	case seckill.Duplicate:
+		return "", seckill.Errorf(seckill.EDuplicate, "you already have a purchase in this sale")
+	case seckill.SoldOut:
+		e.soldOut.Store(saleID, now)
+		return "", seckill.Errorf(seckill.ESoldOut, "sold out")
+	}
+
+	// Mark queued before publishing: the writer's result may arrive before
+	// Publish returns, and must not be overwritten.
+	e.results.queue(saleID, userID, req.Ticket)
+	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
+	err = e.b.Queue.Publish(pctx, req)
+	cancel()
+	if err != nil {
+		// The buyer may have gone, but the unit must still come back.
+		rctx := context.WithoutCancel(ctx)
+		e.results.unqueue(saleID, userID, req.Ticket)
+		if rerr := e.b.Gate.Release(rctx, saleID, userID); rerr != nil {
+			e.log.Error("release after failed publish", "sale", saleID, "user", userID, "err", rerr)
+		}
+		e.log.Warn("publish failed; reservation released", "sale", saleID, "user", userID, "err", err)
+		return "", seckill.Errorf(seckill.EBusy, "order queue unavailable; retry shortly")
+	}
+	return req.Ticket, nil
+}
+
+// Result is the outcome of a user's purchase in a sale.
+type Result struct {
+	Status  string `json:"status"`
+	OrderID int64  `json:"order_id,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// Result tells the user where their purchase stands: queued, success (with
+// the order), failed (with the reason) or none.
+func (e *Engine) Result(ctx context.Context, userID, saleID int64) (Result, error) {
+	if r, ok := e.results.get(saleID, userID); ok {
+		return r, nil
+	}
+	o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID)
+	switch seckill.ErrorCode(err) {
+	case "":
+		return Result{Status: seckill.ResultSuccess, OrderID: o.ID}, nil
+	case seckill.ENotFound:
+		return Result{Status: seckill.ResultNone}, nil
+	}
+	return Result{}, err
+}

@@ -1,0 +1,164 @@
+package checkout
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"seckill"
+)
+
+// RunWriter consumes the order queue in batches until ctx is done: each
+// batch becomes one SQL transaction, then its messages are acked and its
+// results published. While SQL fails, messages are nacked and the writer
+// backs off (up to 5 s) and tries again; nothing is dropped.
+func (e *Engine) RunWriter(ctx context.Context) {
+	backoff := time.Duration(0)
+	for ctx.Err() == nil {
+		if backoff > 0 {
+			select {
+			case <-time.After(backoff):
+			case <-ctx.Done():
+				return
+			}
+		}
+		n, err := e.WriteBatch(ctx)
+		switch {
+		case err == nil:
+			backoff = 0
+		case ctx.Err() != nil:
+			return
+		default:
+			backoff = min(max(2*backoff, 50*time.Millisecond), 5*time.Second)
+			e.log.Error("order writer", "batch", n, "err", err, "retry_in", backoff)
+		}
+	}
+}
+
+// WriteBatch fetches up to BatchSize messages (waiting up to BatchWait for
+// the first) and settles them. It returns how many it fetched.
+func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
+	ds, err := e.b.Queue.Fetch(ctx, e.cfg.BatchSize, e.cfg.BatchWait)
+	if err != nil || len(ds) == 0 {
+		return 0, err
+	}
+	// A batch in progress is finished even when shutdown begins: it is
+	// short, and finishing it spares a redelivery.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	reqs := make([]seckill.OrderRequest, len(ds))
+	for i, d := range ds {
+		reqs[i] = d.Request()
+	}
+	results, err := e.b.Orders.WriteOrders(wctx, reqs, e.now().Add(e.cfg.PayWindow).UTC())
+	if err != nil {
+		for _, d := range ds {
+			err = errors.Join(err, d.Nak(wctx))
+		}
+		return len(ds), err
+	}
+	// Acked only after commit: a crash in between redelivers, and the
+	// unique index makes the retry a no-op.
+	var ackErr error
+	for _, d := range ds {
+		ackErr = errors.Join(ackErr, d.Ack(wctx))
+	}
+	if ackErr != nil {
+		e.log.Warn("ack after commit failed; messages will be redelivered", "err", ackErr)
+	}
+	for _, r := range results {
+		if r.Status == seckill.ResultFailed {
+			// SQL refused the order although the gate admitted it: give the
+			// unit and the user back to the gate so the sale can still sell out.
+			e.log.Error("order refused by SQL", "sale", r.SaleID, "user", r.UserID, "reason", r.Reason)
+			if err := e.b.Gate.Release(wctx, r.SaleID, r.UserID); err != nil {
+				e.log.Error("release refused order", "sale", r.SaleID, "user", r.UserID, "err", err)
+			}
+		}
+	}
+	if err := e.b.Bus.PublishResults(wctx, results); err != nil {
+		// Polls still find the order in SQL; only the push is lost.
+		e.log.Warn("publish results", "err", err)
+	}
+	return len(ds), nil
+}
+
+// Drain writes batches until the queue holds nothing for any sale, or ctx
+// ends. Use it with no admissions running (start-up, shutdown).
+func (e *Engine) Drain(ctx context.Context) error {
+	for {
+		n, err := e.b.Queue.Pending(ctx, 0)
+		if err != nil {
+			return err
+		}
+		if n == 0 {
+			return nil
+		}
+		if _, err := e.WriteBatch(ctx); err != nil {
+			e.log.Error("drain", "err", err)
+			select {
+			case <-time.After(200 * time.Millisecond):
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+}
+
+// Recover brings the engine to a state where it may admit: it drains the
+// queue into SQL, rebuilds the gate of every sale from SQL plus whatever is
+// still queued, and only then opens admission.
+func (e *Engine) Recover(ctx context.Context) error {
+	e.ready.Store(false)
+	if err := e.Drain(ctx); err != nil {
+		return err
+	}
+	if err := e.b.Gate.Unload(ctx); err != nil {
+		return err
+	}
+	sales, err := e.b.Sales.Sales(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range sales {
+		if err := e.loadGate(ctx, s.ID); err != nil {
+			return err
+		}
+	}
+	e.log.Info("gate rebuilt", "sales", len(sales))
+	e.ready.Store(true)
+	return nil
+}
+
+// loadGate sets the gate of one sale to SQL stock_left less the requests
+// still queued, with the buyers of SQL plus those queued.
+func (e *Engine) loadGate(ctx context.Context, saleID int64) error {
+	st, err := e.b.Sales.SaleStats(ctx, saleID)
+	if err != nil {
+		return err
+	}
+	buyers, err := e.b.Orders.SaleBuyers(ctx, saleID)
+	if err != nil {
+		return err
+	}
+	queued, err := e.b.Queue.PendingRequests(ctx, saleID)
+	if err != nil {
+		return err
+	}
+	left := st.SQLStockLeft
+	seen := make(map[int64]bool, len(buyers)+len(queued))
+	for _, u := range buyers {
+		seen[u] = true
+	}
+	for _, q := range queued {
+		if !seen[q.UserID] {
+			seen[q.UserID] = true
+			buyers = append(buyers, q.UserID)
+			left--
+		}
+	}
+	return e.b.Gate.Load(ctx, saleID, max(left, 0), buyers)
+}

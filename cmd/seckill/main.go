@@ -1,0 +1,66 @@
+// Command seckill runs the flash-sale engine.
+//
+//	seckill serve    run the server (zero setup: SQLite + embedded NATS in ./data)
+//
+// Every flag has an environment fallback: --data is SECKILL_DATA, --admin-phone
+// is SECKILL_ADMIN_PHONE, and so on.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "seckill:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+const usage = `usage: seckill <command> [flags]
+
+commands:
+  serve    run the flash-sale server (seckill serve -h lists its flags)
+`
+
+func run(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:])
+	case "help", "-h", "--help":
+		fmt.Fprint(os.Stdout, usage)
+		return nil
+	}
+	fmt.Fprint(os.Stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+// serve runs the server until ctx ends, then shuts it down gracefully.
+func serve(ctx context.Context, args []string) error {
+	m := NewMain()
+	if err := m.ParseFlags(args); err != nil {
+		return err
+	}
+	if err := m.Run(ctx); err != nil {
+		_ = m.Close()
+		return err
+	}
+	fmt.Printf("seckill is listening on %s\n", m.URL())
+	<-ctx.Done()
+	m.log.Info("shutting down")
+	return m.Close()
+}

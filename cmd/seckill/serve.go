@@ -1,0 +1,303 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"seckill/account"
+	"seckill/checkout"
+	"seckill/httpapi"
+	"seckill/inmem"
+	"seckill/mq"
+	"seckill/sqldb"
+	"seckill/web"
+)
+
+// Config is everything `seckill serve` can be told.
+type Config struct {
+	Addr          string
+	DataDir       string
+	DB            string
+	NATS          string
+	Secret        string
+	AdminPhone    string
+	AdminPassword string
+	UserRate      float64
+	UserBurst     int
+	IPRate        float64
+	IPBurst       int
+	InFlight      int
+	BatchSize     int
+	PayWindow     time.Duration
+	SessionTTL    time.Duration
+	TrustProxy    bool
+	LogLevel      string
+}
+
+// Main is the server process: NewMain, ParseFlags, Run, Close. Tests run it
+// in-process on ":0".
+type Main struct {
+	Config Config
+	log    *slog.Logger
+
+	db       *sqldb.DB
+	queue    *mq.Queue
+	engine   *checkout.Engine
+	accounts *account.Service
+	srv      *http.Server
+	ln       net.Listener
+
+	writerStop context.CancelFunc
+	writerDone sync.WaitGroup
+	serveErr   chan error
+}
+
+// NewMain returns a Main with the defaults of a zero-setup run.
+func NewMain() *Main {
+	return &Main{
+		Config: Config{
+			Addr: ":8080", DataDir: "data",
+			UserRate: 5, UserBurst: 10, IPRate: 200, IPBurst: 400,
+			InFlight: 4096, BatchSize: 500,
+			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, LogLevel: "info",
+		},
+		serveErr: make(chan error, 1),
+	}
+}
+
+// ParseFlags reads flags, falling back to SECKILL_* environment variables
+// for flags not given (--admin-phone ← SECKILL_ADMIN_PHONE).
+func (m *Main) ParseFlags(args []string) error {
+	c := &m.Config
+	fs := flag.NewFlagSet("seckill serve", flag.ContinueOnError)
+	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address")
+	fs.StringVar(&c.DataDir, "data", c.DataDir, "data directory of the embedded backends")
+	fs.StringVar(&c.DB, "db", c.DB, "database URL (default sqlite:<data>/seckill.db)")
+	fs.StringVar(&c.NATS, "nats", c.NATS, "external NATS URL (default: embedded JetStream in <data>/nats)")
+	fs.StringVar(&c.Secret, "secret", c.Secret, "HMAC secret of purchase paths, same on every instance (default: generated into <data>/secret)")
+	fs.StringVar(&c.AdminPhone, "admin-phone", c.AdminPhone, "create or update this admin account at start")
+	fs.StringVar(&c.AdminPassword, "admin-password", c.AdminPassword, "password of the admin account")
+	fs.Float64Var(&c.UserRate, "user-rate", c.UserRate, "buying requests per second per user (0: no limit)")
+	fs.IntVar(&c.UserBurst, "user-burst", c.UserBurst, "burst of the per-user bucket")
+	fs.Float64Var(&c.IPRate, "ip-rate", c.IPRate, "requests per second per client IP (0: no limit)")
+	fs.IntVar(&c.IPBurst, "ip-burst", c.IPBurst, "burst of the per-IP bucket")
+	fs.IntVar(&c.InFlight, "in-flight", c.InFlight, "purchases between gate and queue at once before answering 503")
+	fs.IntVar(&c.BatchSize, "batch", c.BatchSize, "orders per SQL transaction of the order writer")
+	fs.DurationVar(&c.PayWindow, "pay-window", c.PayWindow, "time an order waits for payment")
+	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "session lifetime since last use")
+	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "take the client IP from X-Forwarded-For")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "SECKILL_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok && !given[f.Name] && err == nil {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", env, v, e)
+			}
+		}
+	})
+	return err
+}
+
+// masked returns the config as log attributes with secrets hidden.
+func (c Config) masked() []any {
+	hide := func(s string) string {
+		if s == "" {
+			return ""
+		}
+		return "***"
+	}
+	return []any{
+		"addr", c.Addr, "data", c.DataDir, "db", redactURL(c.DB), "nats", redactURL(c.NATS),
+		"secret", hide(c.Secret), "admin_phone", c.AdminPhone, "admin_password", hide(c.AdminPassword),
+		"user_rate", c.UserRate, "user_burst", c.UserBurst, "ip_rate", c.IPRate, "ip_burst", c.IPBurst,
+		"in_flight", c.InFlight, "batch", c.BatchSize, "pay_window", c.PayWindow,
+		"session_ttl", c.SessionTTL, "trust_proxy", c.TrustProxy,
+	}
+}
+
+// redactURL hides the password of a URL's user info.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil || u.User == nil {
+		return s
+	}
+	return u.Redacted()
+}
+
+// Run opens the backends, starts listening, rebuilds the stock gate (the
+// server answers 503 to purchases until then) and starts the order writer.
+func (m *Main) Run(ctx context.Context) (err error) {
+	c := &m.Config
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		return fmt.Errorf("log level: %w", err)
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	}
+	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if c.DB == "" {
+		c.DB = "sqlite:" + filepath.Join(c.DataDir, "seckill.db")
+	}
+	secret := []byte(c.Secret)
+	if c.Secret == "" {
+		if secret, err = dataSecret(c.DataDir); err != nil {
+			return err
+		}
+	}
+	m.log.Info("config", c.masked()...)
+
+	if m.db, err = sqldb.Open(ctx, c.DB); err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	if m.queue, err = mq.Open(ctx, mq.Config{URL: c.NATS, DataDir: c.DataDir, Logger: m.log}); err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	sessions := inmem.NewSessionCache(m.db, 5*time.Second, 100_000)
+	if m.accounts, err = account.New(m.db, sessions, account.Config{SessionTTL: c.SessionTTL}); err != nil {
+		return err
+	}
+	if c.AdminPhone != "" || c.AdminPassword != "" {
+		if _, err := m.accounts.EnsureAdmin(ctx, c.AdminPhone, c.AdminPassword); err != nil {
+			return err
+		}
+		m.log.Info("admin account ready", "phone", c.AdminPhone)
+	}
+	m.engine, err = checkout.New(checkout.Config{
+		Secret: secret, PayWindow: c.PayWindow, InFlight: c.InFlight, BatchSize: c.BatchSize,
+	}, checkout.Backends{
+		Sales: m.db, Orders: m.db, Gate: inmem.NewGate(), Queue: m.queue, Bus: m.queue,
+		Captchas: inmem.NewCaptchaStore(),
+	}, m.log)
+	if err != nil {
+		return err
+	}
+
+	api := httpapi.New(httpapi.Config{
+		Engine: m.engine, Accounts: m.accounts, Orders: m.db,
+		UserLimit:  inmem.NewLimiter(c.UserRate, c.UserBurst),
+		IPLimit:    inmem.NewLimiter(c.IPRate, c.IPBurst),
+		TrustProxy: c.TrustProxy, Static: web.Handler(), Log: m.log,
+		Ready: func(ctx context.Context) error {
+			return errors.Join(m.db.Ping(ctx), m.queue.Ping(ctx))
+		},
+	})
+	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {
+		return err
+	}
+	m.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	go func() {
+		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			m.serveErr <- err
+		}
+	}()
+
+	// Whatever was accepted before a crash becomes orders before anyone new
+	// is admitted.
+	start := time.Now()
+	if err := m.engine.Recover(ctx); err != nil {
+		return fmt.Errorf("recover: %w", err)
+	}
+	m.log.Info("recovered", "took", time.Since(start).Round(time.Millisecond))
+
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.writerStop = cancel
+	m.writerDone.Add(1)
+	go func() {
+		defer m.writerDone.Done()
+		m.engine.RunWriter(wctx)
+	}()
+	return nil
+}
+
+// URL is where the server listens.
+func (m *Main) URL() string {
+	if m.ln == nil {
+		return ""
+	}
+	addr := m.ln.Addr().(*net.TCPAddr)
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, fmt.Sprint(addr.Port))
+}
+
+// Close shuts down gracefully: stop admitting, finish HTTP requests in
+// flight, drain the queue into SQL, then close the queue and the database.
+func (m *Main) Close() error {
+	var errs []error
+	if m.engine != nil {
+		m.engine.StopAdmitting()
+	}
+	if m.srv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, m.srv.Shutdown(ctx))
+		cancel()
+	}
+	if m.writerStop != nil {
+		m.writerStop()
+		m.writerDone.Wait()
+	}
+	if m.engine != nil && m.db != nil && m.queue != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		if err := m.engine.Drain(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("drain: %w", err))
+		}
+		cancel()
+		m.engine.Close()
+	}
+	if m.queue != nil {
+		errs = append(errs, m.queue.Close())
+	}
+	if m.db != nil {
+		errs = append(errs, m.db.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// dataSecret reads the path secret kept in the data directory, creating it
+// on first start so paths stay valid across restarts.
+func dataSecret(dir string) ([]byte, error) {
+	p := filepath.Join(dir, "secret")
+	b, err := os.ReadFile(p)
+	if err == nil && len(b) >= 32 {
+		return b, nil
+	}
+	if err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, err
+	}
+	b = []byte(hex.EncodeToString(raw))
+	if err := os.WriteFile(p, b, 0o600); err != nil {
+		return nil, fmt.Errorf("secret: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,305 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill"
+	"seckill/account"
+	"seckill/checkout"
+	"seckill/httpapi"
+	"seckill/inmem"
+	"seckill/mq"
+	"seckill/sqldb"
+)
+
+// stack is the whole embedded engine behind the real HTTP handler.
+type stack struct {
+	t        *testing.T
+	h        http.Handler
+	db       *sqldb.DB
+	queue    *mq.Queue
+	gate     *inmem.Gate
+	engine   *checkout.Engine
+	accounts *account.Service
+	flaky    *flakyQueue
+	captchas *inmem.CaptchaStore
+	admin    string // admin token
+}
+
+type options struct {
+	userLimit, ipLimit seckill.Limiter
+}
+
+// flakyQueue fails Publish on demand, to drill the 503 path.
+type flakyQueue struct {
+	seckill.OrderQueue
+	fail atomic.Bool
+}
+
+func (q *flakyQueue) Publish(ctx context.Context, r seckill.OrderRequest) error {
+	if q.fail.Load() {
+		return seckill.Errorf(seckill.EBusy, "queue down (test)")
+	}
+	return q.OrderQueue.Publish(ctx, r)
+}
+
+// cheap argon2 parameters: the tests check behaviour, not hashing cost.
+var cheap = account.Params{Memory: 64, Time: 1, Threads: 1}
+
+func newStack(t *testing.T, opt options) *stack {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	db, err := sqldb.Open(ctx, "sqlite:"+dir+"/seckill.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := mq.Open(ctx, mq.Config{DataDir: dir, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &stack{t: t, db: db, queue: q, gate: inmem.NewGate(), flaky: &flakyQueue{OrderQueue: q}, captchas: inmem.NewCaptchaStore()}
+	s.accounts, err = account.New(db, inmem.NewSessionCache(db, time.Second, 10000), account.Config{Params: cheap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.engine, err = checkout.New(checkout.Config{Secret: []byte("0123456789abcdef0123456789abcdef"), BatchWait: 20 * time.Millisecond},
+		checkout.Backends{Sales: db, Orders: db, Gate: s.gate, Queue: s.flaky, Bus: q, Captchas: s.captchas}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.engine.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); s.engine.RunWriter(wctx) }()
+	t.Cleanup(func() {
+		cancel()
+		wg.Wait()
+		s.engine.Close()
+		_ = q.Close()
+		_ = db.Close()
+	})
+	s.h = httpapi.New(httpapi.Config{
+		Engine: s.engine, Accounts: s.accounts, Orders: db,
+		UserLimit: opt.userLimit, IPLimit: opt.ipLimit, Log: log,
+		Ready: func(ctx context.Context) error { return db.Ping(ctx) },
+	})
+	if _, err := s.accounts.EnsureAdmin(ctx, "19900000000", "admin-password"); err != nil {
+		t.Fatal(err)
+	}
+	s.admin = s.login("19900000000", "admin-password")
+	return s
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w *testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+
+// response is a recorded answer.
+type response struct {
+	Code   int
+	Header http.Header
+	Body   []byte
+}
+
+func (r response) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("body %q: %v", r.Body, err)
+	}
+	return m
+}
+
+func (r response) errCode() string {
+	var e struct {
+		Error struct{ Code, Message string }
+	}
+	_ = json.Unmarshal(r.Body, &e)
+	return e.Error.Code
+}
+
+// do sends a request through the handler. body may be nil, a string (sent
+// as is) or anything JSON-encodable.
+func (s *stack) do(method, path, token string, body any) response {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req := httptest.NewRequest(method, path, rd)
+	req.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	rec := httptest.NewRecorder()
+	s.h.ServeHTTP(rec, req)
+	return response{Code: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}
+}
+
+// want fails unless the response has the status and, for errors, the code.
+func want(t *testing.T, r response, status int, code string) {
+	t.Helper()
+	if r.Code != status || r.errCode() != code {
+		t.Fatalf("got %d %q (%s), want %d %q", r.Code, r.errCode(), bytes.TrimSpace(r.Body), status, code)
+	}
+}
+
+func (s *stack) login(phone, password string) string {
+	s.t.Helper()
+	r := s.do("POST", "/api/sessions", "", map[string]string{"phone": phone, "password": password})
+	want(s.t, r, 200, "")
+	return r.json(s.t)["token"].(string)
+}
+
+// buyers creates n users with sessions directly in the stores (argon2 per
+// user would dominate the test) and returns their tokens and ids.
+func (s *stack) buyers(n int) ([]string, []int64) {
+	s.t.Helper()
+	ctx := context.Background()
+	hash, err := account.HashPassword("password-1", cheap)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	base := time.Now().UnixNano() % 1_000_000_000
+	users := make([]*seckill.User, n)
+	for i := range users {
+		users[i] = &seckill.User{Phone: fmt.Sprintf("13%09d", (base+int64(i))%1_000_000_000), Nickname: "b", Role: seckill.RoleBuyer, PasswordHash: hash}
+	}
+	if err := s.db.CreateUsers(ctx, users); err != nil {
+		s.t.Fatal(err)
+	}
+	tokens, ids := make([]string, n), make([]int64, n)
+	for i, u := range users {
+		tok, _, err := s.accounts.OpenSession(ctx, u)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		tokens[i], ids[i] = tok, u.ID
+	}
+	return tokens, ids
+}
+
+// sale creates a sale through the admin API.
+func (s *stack) sale(stock int64, starts, ends time.Time, captcha bool) int64 {
+	s.t.Helper()
+	r := s.do("POST", "/api/admin/sales", s.admin, map[string]any{
+		"name": "phone", "description": "a phone", "price_cents": 99900, "original_price_cents": 199900,
+		"stock": stock, "starts_at": starts, "ends_at": ends, "require_captcha": captcha,
+	})
+	want(s.t, r, 201, "")
+	return int64(r.json(s.t)["sale"].(map[string]any)["id"].(float64))
+}
+
+func (s *stack) activeSale(stock int64, captcha bool) int64 {
+	return s.sale(stock, time.Now().Add(-time.Minute), time.Now().Add(time.Hour), captcha)
+}
+
+// path gets the hidden purchase path of a sale without a captcha.
+func (s *stack) path(token string, sale int64) string {
+	s.t.Helper()
+	r := s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), token, nil)
+	want(s.t, r, 200, "")
+	return r.json(s.t)["path"].(string)
+}
+
+func (s *stack) purchase(token string, sale int64, path string) response {
+	return s.do("POST", fmt.Sprintf("/api/sales/%d/purchase/%s", sale, path), token, nil)
+}
+
+// settle waits until the queue is empty, then reads the admin stats.
+func (s *stack) settle(sale int64) checkout.Stats {
+	s.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, err := s.queue.Pending(context.Background(), 0)
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("queue still holds %d messages after 30 s", n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	r := s.do("GET", fmt.Sprintf("/api/admin/sales/%d/stats", sale), s.admin, nil)
+	want(s.t, r, 200, "")
+	var st checkout.Stats
+	if err := json.Unmarshal(r.Body, &st); err != nil {
+		s.t.Fatal(err)
+	}
+	return st
+}
+
+// checkInvariants asserts I1, I2 and I4 at rest from SQL and the gate.
+func (s *stack) checkInvariants(sale int64, st checkout.Stats) {
+	s.t.Helper()
+	live := st.Pending + st.Paid
+	if live > st.Stock {
+		s.t.Errorf("I1: %d live orders > stock %d", live, st.Stock)
+	}
+	if live+st.SQLStockLeft != st.Stock {
+		s.t.Errorf("I4: live %d + stock_left %d != stock %d", live, st.SQLStockLeft, st.Stock)
+	}
+	if st.GateLeft != st.SQLStockLeft-st.Queued {
+		s.t.Errorf("I4: gate %d != sql %d - queued %d", st.GateLeft, st.SQLStockLeft, st.Queued)
+	}
+	if st.LedgerSum != st.SQLStockLeft {
+		s.t.Errorf("ledger sum %d != stock_left %d", st.LedgerSum, st.SQLStockLeft)
+	}
+	buyers, err := s.db.SaleBuyers(context.Background(), sale)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	seen := map[int64]bool{}
+	for _, u := range buyers {
+		if seen[u] {
+			s.t.Errorf("I2: user %d holds two orders", u)
+		}
+		seen[u] = true
+	}
+	if int64(len(buyers)) != st.Orders {
+		s.t.Errorf("I2: %d distinct buyers for %d orders", len(buyers), st.Orders)
+	}
+}
+
+// engineCaptchaAnswer reads a captcha's answer from the store, leaving the
+// captcha in place.
+func (s *stack) engineCaptchaAnswer(id string) (string, error) {
+	ctx := context.Background()
+	c, err := s.captchas.TakeCaptcha(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	return c.Answer, s.captchas.PutCaptcha(ctx, id, *c)
+}

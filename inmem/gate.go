@@ -1,0 +1,117 @@
+// Package inmem holds the in-process backends of the embedded default: the
+// stock gate, rate limiters, captcha store and a session cache. They keep
+// their state in memory and are lost with the process; the engine rebuilds
+// the gate from SQL and the queue at start.
+package inmem
+
+import (
+	"context"
+	"sync"
+
+	"seckill"
+)
+
+var _ seckill.StockGate = (*Gate)(nil)
+
+// Gate is the in-process stock gate: one mutex per sale guarding the units
+// left and the set of buyers. The critical section is a map lookup and an
+// insert, so contention stays low even for one hot sale.
+type Gate struct {
+	mu    sync.RWMutex
+	sales map[int64]*gateSale
+}
+
+type gateSale struct {
+	mu     sync.Mutex
+	left   int64
+	buyers map[int64]struct{}
+}
+
+// NewGate returns an empty gate; every sale must be loaded before it admits.
+func NewGate() *Gate {
+	return &Gate{sales: make(map[int64]*gateSale)}
+}
+
+func (g *Gate) sale(id int64) *gateSale {
+	g.mu.RLock()
+	s := g.sales[id]
+	g.mu.RUnlock()
+	return s
+}
+
+// Load replaces the sale's units left and buyers.
+func (g *Gate) Load(_ context.Context, saleID, left int64, buyers []int64) error {
+	s := &gateSale{left: left, buyers: make(map[int64]struct{}, len(buyers))}
+	for _, u := range buyers {
+		s.buyers[u] = struct{}{}
+	}
+	g.mu.Lock()
+	g.sales[saleID] = s
+	g.mu.Unlock()
+	return nil
+}
+
+// Reserve takes one unit for the user unless they hold one or none is left.
+func (g *Gate) Reserve(_ context.Context, r seckill.Reservation) (seckill.GateResult, error) {
+	s := g.sale(r.SaleID)
+	if s == nil {
+		return 0, seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", r.SaleID)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.buyers[r.UserID]; ok {
+		return seckill.Duplicate, nil
+	}
+	if s.left <= 0 {
+		return seckill.SoldOut, nil
+	}
+	s.left--
+	s.buyers[r.UserID] = struct{}{}
+	return seckill.Reserved, nil
+}
+
+// Release gives back the user's unit and forgets the user.
+func (g *Gate) Release(_ context.Context, saleID, userID int64) error {
+	s := g.sale(saleID)
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.buyers[userID]; ok {
+		delete(s.buyers, userID)
+		s.left++
+	}
+	return nil
+}
+
+// Restock returns n units; buyers stay recorded.
+func (g *Gate) Restock(_ context.Context, saleID, n int64) error {
+	s := g.sale(saleID)
+	if s == nil {
+		return seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", saleID)
+	}
+	s.mu.Lock()
+	s.left += n
+	s.mu.Unlock()
+	return nil
+}
+
+// Left returns the units left of a loaded sale.
+func (g *Gate) Left(_ context.Context, saleID int64) (int64, bool, error) {
+	s := g.sale(saleID)
+	if s == nil {
+		return 0, false, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.left, true, nil
+}
+
+// Unload forgets every sale.
+func (g *Gate) Unload(context.Context) error {
+	g.mu.Lock()
+	g.sales = make(map[int64]*gateSale)
+	g.mu.Unlock()
+	return nil
+}

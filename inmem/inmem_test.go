@@ -1,0 +1,116 @@
+package inmem_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"seckill"
+	"seckill/inmem"
+	"seckill/internal/contract"
+)
+
+func TestGate(t *testing.T) {
+	contract.TestStockGate(t, func(*testing.T) seckill.StockGate { return inmem.NewGate() })
+}
+
+func TestLimiter(t *testing.T) {
+	contract.TestLimiter(t, func(_ *testing.T, perSecond float64, burst int) seckill.Limiter {
+		return inmem.NewLimiter(perSecond, burst)
+	})
+}
+
+func TestLimiterDisabled(t *testing.T) {
+	l := inmem.NewLimiter(0, 0)
+	for i := 0; i < 1000; i++ {
+		if ok, _ := l.Allow(context.Background(), "k"); !ok {
+			t.Fatal("disabled limiter denied a request")
+		}
+	}
+}
+
+func TestCaptchaStore(t *testing.T) {
+	contract.TestCaptchaStore(t, func(*testing.T) seckill.CaptchaStore { return inmem.NewCaptchaStore() })
+}
+
+// countingSessions is a SessionStore that counts lookups.
+type countingSessions struct {
+	m       map[string]seckill.Session
+	lookups int
+}
+
+func (c *countingSessions) CreateSession(_ context.Context, s seckill.Session) error {
+	c.m[string(s.TokenHash)] = s
+	return nil
+}
+func (c *countingSessions) Session(_ context.Context, h []byte) (*seckill.Session, error) {
+	c.lookups++
+	s, ok := c.m[string(h)]
+	if !ok || !time.Now().Before(s.ExpiresAt) {
+		return nil, seckill.Errorf(seckill.ENotFound, "no session")
+	}
+	return &s, nil
+}
+func (c *countingSessions) TouchSession(_ context.Context, h []byte, exp time.Time) error {
+	if s, ok := c.m[string(h)]; ok {
+		s.ExpiresAt = exp
+		c.m[string(h)] = s
+	}
+	return nil
+}
+func (c *countingSessions) DeleteSession(_ context.Context, h []byte) error {
+	delete(c.m, string(h))
+	return nil
+}
+
+func TestSessionCache(t *testing.T) {
+	ctx := context.Background()
+	store := &countingSessions{m: map[string]seckill.Session{}}
+	c := inmem.NewSessionCache(store, time.Minute, 2)
+	s := seckill.Session{TokenHash: []byte("h1"), UserID: 1, Role: seckill.RoleBuyer, ExpiresAt: time.Now().Add(time.Hour)}
+	if err := c.CreateSession(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		got, err := c.Session(ctx, []byte("h1"))
+		if err != nil || got.UserID != 1 {
+			t.Fatalf("Session = %v, %v", got, err)
+		}
+	}
+	if store.lookups != 1 {
+		t.Fatalf("%d store lookups for 5 cached reads, want 1", store.lookups)
+	}
+	// Touch updates the cached expiry too.
+	exp := time.Now().Add(2 * time.Hour)
+	if err := c.TouchSession(ctx, []byte("h1"), exp); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := c.Session(ctx, []byte("h1")); !got.ExpiresAt.Equal(exp) {
+		t.Fatalf("expiry after touch = %v, want %v", got.ExpiresAt, exp)
+	}
+	// Logout is seen at once.
+	if err := c.DeleteSession(ctx, []byte("h1")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Session(ctx, []byte("h1")); seckill.ErrorCode(err) != seckill.ENotFound {
+		t.Fatalf("session after delete: %v", err)
+	}
+	// The cache stays bounded.
+	for i := 0; i < 10; i++ {
+		h := []byte{byte(i)}
+		_ = c.CreateSession(ctx, seckill.Session{TokenHash: h, UserID: int64(i), ExpiresAt: time.Now().Add(time.Hour)})
+		if _, err := c.Session(ctx, h); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An expired session is not served from cache.
+	short := seckill.Session{TokenHash: []byte("short"), UserID: 9, ExpiresAt: time.Now().Add(50 * time.Millisecond)}
+	_ = c.CreateSession(ctx, short)
+	if _, err := c.Session(ctx, short.TokenHash); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(80 * time.Millisecond)
+	if _, err := c.Session(ctx, short.TokenHash); seckill.ErrorCode(err) != seckill.ENotFound {
+		t.Fatalf("expired session served: %v", err)
+	}
+}

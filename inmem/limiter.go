@@ -1,0 +1,86 @@
+package inmem
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"seckill"
+)
+
+var _ seckill.Limiter = (*Limiter)(nil)
+
+const limiterShards = 64
+
+// Limiter is a set of in-process token buckets, one per key, refilled at a
+// fixed rate. Buckets idle long enough to be full again are dropped so the
+// set stays bounded by the number of active keys.
+type Limiter struct {
+	limit rate.Limit
+	burst int
+	idle  time.Duration // a bucket unused this long is full: safe to forget
+	seed  maphash.Seed
+	shard [limiterShards]limiterShard
+}
+
+type limiterShard struct {
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	swept   time.Time
+}
+
+type bucket struct {
+	lim  *rate.Limiter
+	used time.Time
+}
+
+// NewLimiter returns buckets refilling at perSecond tokens per second holding
+// at most burst. perSecond <= 0 disables limiting: Allow always succeeds.
+func NewLimiter(perSecond float64, burst int) *Limiter {
+	if burst < 1 {
+		burst = 1
+	}
+	l := &Limiter{limit: rate.Limit(perSecond), burst: burst, seed: maphash.MakeSeed()}
+	if perSecond > 0 {
+		l.idle = time.Duration(float64(burst)/perSecond*float64(time.Second)) + time.Second
+	}
+	for i := range l.shard {
+		l.shard[i].buckets = make(map[string]*bucket)
+	}
+	return l
+}
+
+// Allow takes a token from key's bucket.
+func (l *Limiter) Allow(_ context.Context, key string) (bool, error) {
+	if l.limit <= 0 {
+		return true, nil
+	}
+	now := time.Now()
+	sh := &l.shard[maphash.String(l.seed, key)%limiterShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	b := sh.buckets[key]
+	if b == nil {
+		if now.Sub(sh.swept) > l.idle {
+			sh.sweep(now, l.idle)
+		}
+		b = &bucket{lim: rate.NewLimiter(l.limit, l.burst)}
+		sh.buckets[key] = b
+	}
+	b.used = now
+	return b.lim.AllowN(now, 1), nil
+}
+
+// sweep drops buckets that have refilled completely; they behave exactly like
+// new ones.
+func (sh *limiterShard) sweep(now time.Time, idle time.Duration) {
+	for k, b := range sh.buckets {
+		if now.Sub(b.used) > idle {
+			delete(sh.buckets, k)
+		}
+	}
+	sh.swept = now
+}

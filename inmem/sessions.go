@@ -1,0 +1,105 @@
+package inmem
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"seckill"
+)
+
+var _ seckill.SessionStore = (*SessionCache)(nil)
+
+// SessionCache sits in front of a durable SessionStore and answers repeated
+// lookups of the same token from memory for a short time, so the purchase
+// hot path does not pay a store round trip per request. A logout on this
+// instance takes effect at once; on another instance within the TTL.
+type SessionCache struct {
+	store seckill.SessionStore
+	ttl   time.Duration
+	max   int
+	now   func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]cachedSession
+}
+
+type cachedSession struct {
+	s      seckill.Session
+	cached time.Time
+}
+
+// NewSessionCache caches at most max sessions of store for ttl each.
+func NewSessionCache(store seckill.SessionStore, ttl time.Duration, max int) *SessionCache {
+	return &SessionCache{store: store, ttl: ttl, max: max, now: time.Now, entries: make(map[string]cachedSession)}
+}
+
+// CreateSession stores s in the backing store.
+func (c *SessionCache) CreateSession(ctx context.Context, s seckill.Session) error {
+	return c.store.CreateSession(ctx, s)
+}
+
+// Session answers from the cache when the entry is fresh and unexpired.
+func (c *SessionCache) Session(ctx context.Context, tokenHash []byte) (*seckill.Session, error) {
+	now := c.now()
+	key := string(tokenHash)
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	c.mu.Unlock()
+	if ok && now.Sub(e.cached) < c.ttl && now.Before(e.s.ExpiresAt) {
+		s := e.s
+		return &s, nil
+	}
+	s, err := c.store.Session(ctx, tokenHash)
+	if err != nil {
+		c.forget(key)
+		return nil, err
+	}
+	c.remember(key, *s, now)
+	return s, nil
+}
+
+// TouchSession moves the expiry in the store and the cache.
+func (c *SessionCache) TouchSession(ctx context.Context, tokenHash []byte, expiresAt time.Time) error {
+	if err := c.store.TouchSession(ctx, tokenHash, expiresAt); err != nil {
+		return err
+	}
+	key := string(tokenHash)
+	c.mu.Lock()
+	if e, ok := c.entries[key]; ok {
+		e.s.ExpiresAt = expiresAt
+		c.entries[key] = e
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// DeleteSession removes the session from the store and the cache.
+func (c *SessionCache) DeleteSession(ctx context.Context, tokenHash []byte) error {
+	c.forget(string(tokenHash))
+	return c.store.DeleteSession(ctx, tokenHash)
+}
+
+func (c *SessionCache) forget(key string) {
+	c.mu.Lock()
+	delete(c.entries, key)
+	c.mu.Unlock()
+}
+
+func (c *SessionCache) remember(key string, s seckill.Session, now time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.entries) >= c.max {
+		// Drop stale entries first; if all are fresh, start over rather than
+		// grow without bound (a miss only costs one store lookup).
+		for k, e := range c.entries {
+			if now.Sub(e.cached) >= c.ttl {
+				delete(c.entries, k)
+			}
+		}
+		if len(c.entries) >= c.max {
+			c.entries = make(map[string]cachedSession)
+		}
+	}
+	c.entries[key] = cachedSession{s: s, cached: now}
+}

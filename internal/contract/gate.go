@@ -1,0 +1,197 @@
+package contract
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill"
+)
+
+// TestStockGate checks a StockGate implementation. newGate returns a fresh
+// gate holding no sales.
+func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
+	ctx := context.Background()
+	res := func(sale, user int64) seckill.Reservation {
+		return seckill.Reservation{SaleID: sale, UserID: user, Ticket: "t", At: time.Now()}
+	}
+	reserve := func(t *testing.T, g seckill.StockGate, sale, user int64, want seckill.GateResult) {
+		t.Helper()
+		got, err := g.Reserve(ctx, res(sale, user))
+		if err != nil {
+			t.Fatalf("Reserve(%d, %d): %v", sale, user, err)
+		}
+		if got != want {
+			t.Fatalf("Reserve(%d, %d) = %v, want %v", sale, user, got, want)
+		}
+	}
+	left := func(t *testing.T, g seckill.StockGate, sale, want int64) {
+		t.Helper()
+		n, loaded, err := g.Left(ctx, sale)
+		if err != nil || !loaded || n != want {
+			t.Fatalf("Left(%d) = %d, %v, %v; want %d, true, nil", sale, n, loaded, err, want)
+		}
+	}
+
+	t.Run("NotLoaded", func(t *testing.T) {
+		g := newGate(t)
+		_, err := g.Reserve(ctx, res(1, 1))
+		wantCode(t, err, seckill.EBusy)
+		wantCode(t, g.Restock(ctx, 1, 1), seckill.EBusy)
+		if _, loaded, err := g.Left(ctx, 1); loaded || err != nil {
+			t.Fatalf("Left of unloaded sale: loaded=%v err=%v", loaded, err)
+		}
+		if err := g.Release(ctx, 1, 1); err != nil {
+			t.Fatalf("Release on unloaded sale: %v", err)
+		}
+	})
+
+	t.Run("ReserveDuplicateSoldOut", func(t *testing.T) {
+		g := newGate(t)
+		if err := g.Load(ctx, 7, 2, nil); err != nil {
+			t.Fatal(err)
+		}
+		reserve(t, g, 7, 1, seckill.Reserved)
+		reserve(t, g, 7, 1, seckill.Duplicate)
+		reserve(t, g, 7, 2, seckill.Reserved)
+		left(t, g, 7, 0)
+		reserve(t, g, 7, 3, seckill.SoldOut)
+		// A holder is told duplicate, not sold out.
+		reserve(t, g, 7, 2, seckill.Duplicate)
+		left(t, g, 7, 0)
+	})
+
+	t.Run("LoadWithBuyers", func(t *testing.T) {
+		g := newGate(t)
+		if err := g.Load(ctx, 3, 5, []int64{10, 11}); err != nil {
+			t.Fatal(err)
+		}
+		reserve(t, g, 3, 10, seckill.Duplicate)
+		reserve(t, g, 3, 12, seckill.Reserved)
+		left(t, g, 3, 4)
+		// Load replaces the whole state.
+		if err := g.Load(ctx, 3, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+		reserve(t, g, 3, 10, seckill.Reserved)
+		reserve(t, g, 3, 12, seckill.SoldOut)
+	})
+
+	t.Run("Release", func(t *testing.T) {
+		g := newGate(t)
+		if err := g.Load(ctx, 4, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+		reserve(t, g, 4, 1, seckill.Reserved)
+		reserve(t, g, 4, 2, seckill.SoldOut)
+		if err := g.Release(ctx, 4, 1); err != nil {
+			t.Fatal(err)
+		}
+		left(t, g, 4, 1)
+		// Releasing someone who holds nothing changes nothing.
+		if err := g.Release(ctx, 4, 99); err != nil {
+			t.Fatal(err)
+		}
+		left(t, g, 4, 1)
+		reserve(t, g, 4, 2, seckill.Reserved)
+		// The released user may try again.
+		if err := g.Release(ctx, 4, 2); err != nil {
+			t.Fatal(err)
+		}
+		reserve(t, g, 4, 1, seckill.Reserved)
+	})
+
+	t.Run("Restock", func(t *testing.T) {
+		g := newGate(t)
+		if err := g.Load(ctx, 5, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+		reserve(t, g, 5, 1, seckill.Reserved)
+		if err := g.Restock(ctx, 5, 2); err != nil {
+			t.Fatal(err)
+		}
+		left(t, g, 5, 2)
+		// The buyer of a returned unit stays a buyer (one order per user, ever).
+		reserve(t, g, 5, 1, seckill.Duplicate)
+		reserve(t, g, 5, 2, seckill.Reserved)
+		reserve(t, g, 5, 3, seckill.Reserved)
+		reserve(t, g, 5, 4, seckill.SoldOut)
+	})
+
+	t.Run("SalesAreIndependent", func(t *testing.T) {
+		g := newGate(t)
+		for _, id := range []int64{1, 2} {
+			if err := g.Load(ctx, id, 1, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		reserve(t, g, 1, 9, seckill.Reserved)
+		reserve(t, g, 2, 9, seckill.Reserved)
+		reserve(t, g, 1, 8, seckill.SoldOut)
+		left(t, g, 2, 0)
+	})
+
+	t.Run("Unload", func(t *testing.T) {
+		g := newGate(t)
+		if err := g.Load(ctx, 6, 3, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Unload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		_, err := g.Reserve(ctx, res(6, 1))
+		wantCode(t, err, seckill.EBusy)
+	})
+
+	t.Run("ConcurrentCrowd", func(t *testing.T) {
+		// 2,000 users each try 3 times against 500 units: exactly 500
+		// distinct users win, nobody twice, nothing left.
+		g := newGate(t)
+		const stock, users, tries = 500, 2000, 3
+		if err := g.Load(ctx, 42, stock, nil); err != nil {
+			t.Fatal(err)
+		}
+		var reserved, duplicate, soldOut atomic.Int64
+		winners := make([]atomic.Int32, users+1)
+		var wg sync.WaitGroup
+		for w := 0; w < 32; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for i := 0; i < tries; i++ {
+					for u := int64(1 + w); u <= users; u += 32 {
+						r, err := g.Reserve(ctx, res(42, u))
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						switch r {
+						case seckill.Reserved:
+							reserved.Add(1)
+							winners[u].Add(1)
+						case seckill.Duplicate:
+							duplicate.Add(1)
+						case seckill.SoldOut:
+							soldOut.Add(1)
+						}
+					}
+				}
+			}(w)
+		}
+		wg.Wait()
+		if reserved.Load() != stock {
+			t.Fatalf("reserved %d units, want %d", reserved.Load(), stock)
+		}
+		for u := range winners {
+			if n := winners[u].Load(); n > 1 {
+				t.Fatalf("user %d reserved %d units", u, n)
+			}
+		}
+		if total := reserved.Load() + duplicate.Load() + soldOut.Load(); total != users*tries {
+			t.Fatalf("%d answers, want %d", total, users*tries)
+		}
+		left(t, g, 42, 0)
+	})
+}

@@ -1,0 +1,657 @@
+package contract
+
+import (
+	"context"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"seckill"
+)
+
+// Stores is one backend's implementation of the store interfaces.
+type Stores struct {
+	Users    seckill.UserStore
+	Sessions seckill.SessionStore
+	Sales    seckill.SaleStore
+	Orders   seckill.OrderStore
+}
+
+// TestStores checks every documented outcome of the store interfaces, and
+// invariants I1, I2 and I4 under concurrent WriteOrders. open must return
+// stores on a fresh, empty database, closed when the test ends. Users must
+// exist before they order (backends may enforce it).
+func TestStores(t *testing.T, open func(t *testing.T) Stores) {
+	t.Run("Users", func(t *testing.T) { testUsers(t, open) })
+	t.Run("Sessions", func(t *testing.T) { testSessions(t, open) })
+	t.Run("Sales", func(t *testing.T) { testSales(t, open) })
+	t.Run("Orders", func(t *testing.T) { testOrders(t, open) })
+	t.Run("ConcurrentWriteOrders", func(t *testing.T) { testConcurrentWriteOrders(t, open(t)) })
+}
+
+func testUsers(t *testing.T, open func(t *testing.T) Stores) {
+	ctx := context.Background()
+
+	t.Run("CreateAndGet", func(t *testing.T) {
+		s := open(t)
+		before := storeNow()
+		u := &seckill.User{Phone: "13800000001", Nickname: "ann", Role: seckill.RoleAdmin, PasswordHash: "$argon2id$x"}
+		storeNoErr(t, s.Users.CreateUser(ctx, u))
+		if u.ID == 0 {
+			t.Fatal("CreateUser left ID 0")
+		}
+		if u.CreatedAt.Before(before) || u.CreatedAt.After(time.Now().Add(time.Second)) {
+			t.Errorf("CreatedAt = %v, want about now (%v)", u.CreatedAt, before)
+		}
+		other := storeNewUser(t, s)
+		if other.ID == u.ID {
+			t.Errorf("two users with ID %d", u.ID)
+		}
+		got, err := s.Users.UserByID(ctx, u.ID)
+		storeNoErr(t, err)
+		if diff := cmp.Diff(u, got, storeCmpTimes); diff != "" {
+			t.Errorf("UserByID (-created +got):\n%s", diff)
+		}
+		got, err = s.Users.UserByPhone(ctx, u.Phone)
+		storeNoErr(t, err)
+		if diff := cmp.Diff(u, got, storeCmpTimes); diff != "" {
+			t.Errorf("UserByPhone (-created +got):\n%s", diff)
+		}
+	})
+
+	t.Run("PhoneTaken", func(t *testing.T) {
+		s := open(t)
+		u := storeNewUser(t, s)
+		dup := &seckill.User{Phone: u.Phone, Nickname: "other", Role: seckill.RoleBuyer, PasswordHash: "x"}
+		storeWantCode(t, s.Users.CreateUser(ctx, dup), seckill.EPhoneTaken)
+		got, err := s.Users.UserByPhone(ctx, u.Phone)
+		storeNoErr(t, err)
+		if got.ID != u.ID || got.Nickname != u.Nickname {
+			t.Errorf("after a refused duplicate, UserByPhone = %+v, want the first user %+v", got, u)
+		}
+	})
+
+	t.Run("NotFound", func(t *testing.T) {
+		s := open(t)
+		u := storeNewUser(t, s)
+		_, err := s.Users.UserByID(ctx, u.ID+1000)
+		storeWantCode(t, err, seckill.ENotFound)
+		_, err = s.Users.UserByPhone(ctx, "19999999999")
+		storeWantCode(t, err, seckill.ENotFound)
+	})
+
+	t.Run("Update", func(t *testing.T) {
+		s := open(t)
+		u := storeNewUser(t, s)
+		u.Nickname, u.Role, u.PasswordHash = "renamed", seckill.RoleAdmin, "$argon2id$new"
+		storeNoErr(t, s.Users.UpdateUser(ctx, u))
+		got, err := s.Users.UserByID(ctx, u.ID)
+		storeNoErr(t, err)
+		if diff := cmp.Diff(u, got, storeCmpTimes); diff != "" {
+			t.Errorf("after UpdateUser (-want +got):\n%s", diff)
+		}
+		missing := *u
+		missing.ID = u.ID + 1000
+		storeWantCode(t, s.Users.UpdateUser(ctx, &missing), seckill.ENotFound)
+	})
+}
+
+func testSessions(t *testing.T, open func(t *testing.T) Stores) {
+	ctx := context.Background()
+	hash := func(b byte) []byte { return slices.Repeat([]byte{b}, 32) }
+
+	t.Run("CreateAndGet", func(t *testing.T) {
+		s := open(t)
+		u := storeNewUser(t, s)
+		want := seckill.Session{TokenHash: hash(1), UserID: u.ID, Role: u.Role, ExpiresAt: storeNow().Add(time.Hour)}
+		storeNoErr(t, s.Sessions.CreateSession(ctx, want))
+		got, err := s.Sessions.Session(ctx, hash(1))
+		storeNoErr(t, err)
+		if diff := cmp.Diff(&want, got, storeCmpTimes); diff != "" {
+			t.Errorf("Session (-created +got):\n%s", diff)
+		}
+	})
+
+	t.Run("Absent", func(t *testing.T) {
+		s := open(t)
+		_, err := s.Sessions.Session(ctx, hash(2))
+		storeWantCode(t, err, seckill.ENotFound)
+	})
+
+	t.Run("Expired", func(t *testing.T) {
+		s := open(t)
+		u := storeNewUser(t, s)
+		storeNoErr(t, s.Sessions.CreateSession(ctx, seckill.Session{TokenHash: hash(3), UserID: u.ID, Role: u.Role, ExpiresAt: storeNow().Add(-time.Second)}))
+		_, err := s.Sessions.Session(ctx, hash(3))
+		storeWantCode(t, err, seckill.ENotFound)
+	})
+
+	t.Run("Touch", func(t *testing.T) {
+		s := open(t)
+		u := storeNewUser(t, s)
+		storeNoErr(t, s.Sessions.CreateSession(ctx, seckill.Session{TokenHash: hash(4), UserID: u.ID, Role: u.Role, ExpiresAt: storeNow().Add(time.Minute)}))
+		later := storeNow().Add(2 * time.Hour)
+		storeNoErr(t, s.Sessions.TouchSession(ctx, hash(4), later))
+		got, err := s.Sessions.Session(ctx, hash(4))
+		storeNoErr(t, err)
+		if !got.ExpiresAt.Equal(later) {
+			t.Errorf("after touch, ExpiresAt = %v, want %v", got.ExpiresAt, later)
+		}
+		// Moving the expiry into the past ends the session.
+		storeNoErr(t, s.Sessions.TouchSession(ctx, hash(4), storeNow().Add(-time.Second)))
+		_, err = s.Sessions.Session(ctx, hash(4))
+		storeWantCode(t, err, seckill.ENotFound)
+		// A missing session is not an error.
+		storeNoErr(t, s.Sessions.TouchSession(ctx, hash(5), later))
+		_, err = s.Sessions.Session(ctx, hash(5))
+		storeWantCode(t, err, seckill.ENotFound)
+	})
+
+	t.Run("Delete", func(t *testing.T) {
+		s := open(t)
+		u := storeNewUser(t, s)
+		storeNoErr(t, s.Sessions.CreateSession(ctx, seckill.Session{TokenHash: hash(6), UserID: u.ID, Role: u.Role, ExpiresAt: storeNow().Add(time.Hour)}))
+		storeNoErr(t, s.Sessions.CreateSession(ctx, seckill.Session{TokenHash: hash(7), UserID: u.ID, Role: u.Role, ExpiresAt: storeNow().Add(time.Hour)}))
+		storeNoErr(t, s.Sessions.DeleteSession(ctx, hash(6)))
+		_, err := s.Sessions.Session(ctx, hash(6))
+		storeWantCode(t, err, seckill.ENotFound)
+		// Idempotent, and other sessions of the user stay.
+		storeNoErr(t, s.Sessions.DeleteSession(ctx, hash(6)))
+		storeNoErr(t, s.Sessions.DeleteSession(ctx, hash(8)))
+		if _, err := s.Sessions.Session(ctx, hash(7)); err != nil {
+			t.Errorf("the user's other session: %v", err)
+		}
+	})
+}
+
+func testSales(t *testing.T, open func(t *testing.T) Stores) {
+	ctx := context.Background()
+
+	t.Run("CreateAndGet", func(t *testing.T) {
+		s := open(t)
+		now := storeNow()
+		sale := &seckill.Sale{
+			Name: "tea", Description: "green", ImageURL: "/tea.png",
+			PriceCents: 100, OriginalPriceCents: 1000, Stock: 7,
+			StartsAt: now.Add(time.Minute), EndsAt: now.Add(time.Hour), RequireCaptcha: true,
+		}
+		storeNoErr(t, s.Sales.CreateSale(ctx, sale))
+		if sale.ID == 0 || sale.StockLeft != 7 || sale.CreatedAt.IsZero() {
+			t.Fatalf("CreateSale set ID %d, StockLeft %d, CreatedAt %v; want an ID, 7, now", sale.ID, sale.StockLeft, sale.CreatedAt)
+		}
+		got, err := s.Sales.Sale(ctx, sale.ID)
+		storeNoErr(t, err)
+		if diff := cmp.Diff(sale, got, storeCmpTimes); diff != "" {
+			t.Errorf("Sale (-created +got):\n%s", diff)
+		}
+	})
+
+	t.Run("NotFound", func(t *testing.T) {
+		s := open(t)
+		sale := storeNewSale(t, s, 1)
+		_, err := s.Sales.Sale(ctx, sale.ID+1000)
+		storeWantCode(t, err, seckill.ENotFound)
+		_, err = s.Sales.SaleStats(ctx, sale.ID+1000)
+		storeWantCode(t, err, seckill.ENotFound)
+	})
+
+	t.Run("SalesByStartThenID", func(t *testing.T) {
+		s := open(t)
+		if got, err := s.Sales.Sales(ctx); err != nil || len(got) != 0 {
+			t.Fatalf("Sales on an empty store = %v, %v; want none", got, err)
+		}
+		base := storeNow()
+		var ids []int64
+		for _, start := range []time.Duration{2 * time.Hour, time.Hour, time.Hour, 0} {
+			sale := &seckill.Sale{Name: "x", PriceCents: 1, OriginalPriceCents: 2, Stock: 1,
+				StartsAt: base.Add(start), EndsAt: base.Add(3 * time.Hour)}
+			storeNoErr(t, s.Sales.CreateSale(ctx, sale))
+			ids = append(ids, sale.ID)
+		}
+		got, err := s.Sales.Sales(ctx)
+		storeNoErr(t, err)
+		var gotIDs []int64
+		for _, sale := range got {
+			gotIDs = append(gotIDs, sale.ID)
+		}
+		want := []int64{ids[3], ids[1], ids[2], ids[0]}
+		if diff := cmp.Diff(want, gotIDs); diff != "" {
+			t.Errorf("Sales order (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("StatsOfNewSale", func(t *testing.T) {
+		s := open(t)
+		sale := storeNewSale(t, s, 25)
+		want := &seckill.SaleStats{Stock: 25, SQLStockLeft: 25, LedgerSum: 25}
+		if diff := cmp.Diff(want, storeStats(t, s, sale.ID)); diff != "" {
+			t.Errorf("SaleStats (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("ZeroStock", func(t *testing.T) {
+		s := open(t)
+		sale := storeNewSale(t, s, 0)
+		want := &seckill.SaleStats{}
+		if diff := cmp.Diff(want, storeStats(t, s, sale.ID)); diff != "" {
+			t.Errorf("SaleStats (-want +got):\n%s", diff)
+		}
+		u := storeNewUser(t, s)
+		res := storeWriteOrders(t, s, []seckill.OrderRequest{storeReq(sale.ID, u.ID)}, storeNow().Add(time.Minute))
+		if res[0].Status != seckill.ResultFailed || res[0].Reason != seckill.ESoldOut {
+			t.Errorf("order on a sale without stock = %+v, want failed sold_out", res[0])
+		}
+	})
+}
+
+func testOrders(t *testing.T, open func(t *testing.T) Stores) {
+	ctx := context.Background()
+
+	t.Run("Empty", func(t *testing.T) {
+		s := open(t)
+		res, err := s.Orders.WriteOrders(ctx, nil, storeNow())
+		if err != nil || len(res) != 0 {
+			t.Errorf("WriteOrders(nil) = %v, %v; want no results, no error", res, err)
+		}
+	})
+
+	t.Run("Write", func(t *testing.T) {
+		s := open(t)
+		sale := storeNewSale(t, s, 10)
+		users := storeNewUsers(t, s, 3)
+		payBy := storeNow().Add(10 * time.Minute)
+		var reqs []seckill.OrderRequest
+		for i, u := range users {
+			r := storeReq(sale.ID, u)
+			r.PriceCents = int64(9900 + i) // the order keeps the request's price
+			r.At = storeNow().Add(time.Duration(-i) * time.Second)
+			reqs = append(reqs, r)
+		}
+		res := storeWriteOrders(t, s, reqs, payBy)
+		seen := map[int64]bool{}
+		for i, r := range res {
+			if r.Status != seckill.ResultSuccess {
+				t.Fatalf("result %d = %+v, want success", i, r)
+			}
+			if seen[r.OrderID] {
+				t.Errorf("order %d given twice", r.OrderID)
+			}
+			seen[r.OrderID] = true
+			got, err := s.Orders.Order(ctx, r.OrderID)
+			storeNoErr(t, err)
+			want := &seckill.Order{
+				ID: r.OrderID, OrderNo: reqs[i].Ticket, SaleID: sale.ID, UserID: reqs[i].UserID,
+				PriceCents: reqs[i].PriceCents, Status: seckill.OrderPending,
+				CreatedAt: reqs[i].At, PayDeadline: payBy,
+			}
+			if diff := cmp.Diff(want, got, storeCmpTimes); diff != "" {
+				t.Errorf("order %d (-want +got):\n%s", i, diff)
+			}
+			bySU, err := s.Orders.OrderBySaleUser(ctx, sale.ID, reqs[i].UserID)
+			storeNoErr(t, err)
+			if diff := cmp.Diff(got, bySU, storeCmpTimes); diff != "" {
+				t.Errorf("OrderBySaleUser %d (-Order +OrderBySaleUser):\n%s", i, diff)
+			}
+		}
+		st := storeStats(t, s, sale.ID)
+		if st.SQLStockLeft != 7 || st.Orders != 3 || st.Pending != 3 {
+			t.Errorf("storeStats = %+v, want 3 pending orders and 7 left", st)
+		}
+	})
+
+	t.Run("OrderNotFound", func(t *testing.T) {
+		s := open(t)
+		sale := storeNewSale(t, s, 10)
+		u := storeNewUser(t, s)
+		res := storeWriteOrders(t, s, []seckill.OrderRequest{storeReq(sale.ID, u.ID)}, storeNow())
+		_, err := s.Orders.Order(ctx, res[0].OrderID+1000)
+		storeWantCode(t, err, seckill.ENotFound)
+		_, err = s.Orders.OrderBySaleUser(ctx, sale.ID, u.ID+1000)
+		storeWantCode(t, err, seckill.ENotFound)
+		_, err = s.Orders.OrderBySaleUser(ctx, sale.ID+1000, u.ID)
+		storeWantCode(t, err, seckill.ENotFound)
+	})
+
+	t.Run("Redelivery", func(t *testing.T) {
+		s := open(t)
+		sale := storeNewSale(t, s, 10)
+		users := storeNewUsers(t, s, 3)
+		var reqs []seckill.OrderRequest
+		for _, u := range users {
+			reqs = append(reqs, storeReq(sale.ID, u))
+		}
+		first := storeWriteOrders(t, s, reqs, storeNow().Add(time.Minute))
+		// The same messages again, as after a crash between commit and ack.
+		again := storeWriteOrders(t, s, reqs, storeNow().Add(time.Hour))
+		if diff := cmp.Diff(first, again); diff != "" {
+			t.Errorf("redelivered batch (-first +again):\n%s", diff)
+		}
+		// A new request of a user who holds an order reports that order.
+		other := storeReq(sale.ID, users[1])
+		res := storeWriteOrders(t, s, []seckill.OrderRequest{other}, storeNow().Add(time.Hour))
+		if res[0].Status != seckill.ResultSuccess || res[0].OrderID != first[1].OrderID {
+			t.Errorf("new ticket for a held (sale, user) = %+v, want success with order %d", res[0], first[1].OrderID)
+		}
+		o, err := s.Orders.Order(ctx, first[1].OrderID)
+		storeNoErr(t, err)
+		if o.OrderNo != reqs[1].Ticket {
+			t.Errorf("order number = %q, want the first ticket %q", o.OrderNo, reqs[1].Ticket)
+		}
+		st := storeStats(t, s, sale.ID)
+		if st.Orders != 3 || st.SQLStockLeft != 7 {
+			t.Errorf("after redelivery, storeStats = %+v; want 3 orders, 7 left", st)
+		}
+	})
+
+	t.Run("InBatchDuplicates", func(t *testing.T) {
+		s := open(t)
+		sale := storeNewSale(t, s, 10)
+		users := storeNewUsers(t, s, 2)
+		a, b := storeReq(sale.ID, users[0]), storeReq(sale.ID, users[1])
+		a2 := storeReq(sale.ID, users[0]) // another ticket, same (sale, user)
+		reqs := []seckill.OrderRequest{a, b, a, a2}
+		res := storeWriteOrders(t, s, reqs, storeNow().Add(time.Minute))
+		for i, r := range res {
+			if r.Status != seckill.ResultSuccess {
+				t.Fatalf("result %d = %+v, want success", i, r)
+			}
+		}
+		if res[2].OrderID != res[0].OrderID || res[3].OrderID != res[0].OrderID {
+			t.Errorf("duplicates got orders %d, %d; want %d", res[2].OrderID, res[3].OrderID, res[0].OrderID)
+		}
+		if res[1].OrderID == res[0].OrderID {
+			t.Errorf("two users share order %d", res[0].OrderID)
+		}
+		st := storeStats(t, s, sale.ID)
+		if st.Orders != 2 || st.SQLStockLeft != 8 {
+			t.Errorf("storeStats = %+v; want 2 orders, 8 left", st)
+		}
+	})
+
+	t.Run("PartialSoldOut", func(t *testing.T) {
+		s := open(t)
+		sale := storeNewSale(t, s, 3)
+		users := storeNewUsers(t, s, 5)
+		var reqs []seckill.OrderRequest
+		for _, u := range users {
+			reqs = append(reqs, storeReq(sale.ID, u))
+		}
+		res := storeWriteOrders(t, s, reqs, storeNow().Add(time.Minute))
+		for i, r := range res {
+			if i < 3 && r.Status != seckill.ResultSuccess {
+				t.Errorf("result %d = %+v, want success: earlier requests get the units", i, r)
+			}
+			if i >= 3 && (r.Status != seckill.ResultFailed || r.Reason != seckill.ESoldOut) {
+				t.Errorf("result %d = %+v, want failed sold_out", i, r)
+			}
+		}
+		for _, u := range users[3:] {
+			_, err := s.Orders.OrderBySaleUser(ctx, sale.ID, u)
+			storeWantCode(t, err, seckill.ENotFound)
+		}
+		st := storeStats(t, s, sale.ID)
+		if st.Orders != 3 || st.SQLStockLeft != 0 {
+			t.Errorf("storeStats = %+v; want 3 orders, 0 left", st)
+		}
+		// Once sold out, a redelivery still reports its order.
+		again := storeWriteOrders(t, s, reqs[:1], storeNow().Add(time.Minute))
+		if again[0].Status != seckill.ResultSuccess || again[0].OrderID != res[0].OrderID {
+			t.Errorf("redelivery after sell-out = %+v, want success with order %d", again[0], res[0].OrderID)
+		}
+	})
+
+	t.Run("RedeliveryTakesNoUnit", func(t *testing.T) {
+		s := open(t)
+		sale := storeNewSale(t, s, 2)
+		users := storeNewUsers(t, s, 3)
+		first := storeWriteOrders(t, s, []seckill.OrderRequest{storeReq(sale.ID, users[0])}, storeNow().Add(time.Minute))
+		// One unit left: the redelivered request must not take it from the
+		// next buyer in line.
+		reqs := []seckill.OrderRequest{storeReq(sale.ID, users[0]), storeReq(sale.ID, users[1]), storeReq(sale.ID, users[2])}
+		res := storeWriteOrders(t, s, reqs, storeNow().Add(time.Minute))
+		if res[0].Status != seckill.ResultSuccess || res[0].OrderID != first[0].OrderID {
+			t.Errorf("redelivered = %+v, want success with order %d", res[0], first[0].OrderID)
+		}
+		if res[1].Status != seckill.ResultSuccess {
+			t.Errorf("next buyer = %+v, want success: one unit was left", res[1])
+		}
+		if res[2].Status != seckill.ResultFailed || res[2].Reason != seckill.ESoldOut {
+			t.Errorf("last buyer = %+v, want failed sold_out", res[2])
+		}
+		if st := storeStats(t, s, sale.ID); st.Orders != 2 || st.SQLStockLeft != 0 {
+			t.Errorf("storeStats = %+v; want 2 orders, 0 left", st)
+		}
+	})
+
+	t.Run("UnknownSale", func(t *testing.T) {
+		s := open(t)
+		sale := storeNewSale(t, s, 5)
+		u := storeNewUser(t, s)
+		reqs := []seckill.OrderRequest{storeReq(sale.ID+1000, u.ID), storeReq(sale.ID, u.ID), storeReq(sale.ID+1000, u.ID)}
+		res := storeWriteOrders(t, s, reqs, storeNow().Add(time.Minute))
+		for _, i := range []int{0, 2} {
+			if res[i].Status != seckill.ResultFailed || res[i].Reason != seckill.ENotFound {
+				t.Errorf("result %d = %+v, want failed not_found", i, res[i])
+			}
+		}
+		if res[1].Status != seckill.ResultSuccess {
+			t.Errorf("result 1 = %+v, want success: the other sale's request is unaffected", res[1])
+		}
+		_, err := s.Orders.OrderBySaleUser(ctx, sale.ID+1000, u.ID)
+		storeWantCode(t, err, seckill.ENotFound)
+		if st := storeStats(t, s, sale.ID); st.Orders != 1 || st.SQLStockLeft != 4 {
+			t.Errorf("storeStats = %+v; want 1 order, 4 left", st)
+		}
+	})
+
+	t.Run("SeveralSales", func(t *testing.T) {
+		s := open(t)
+		a, b := storeNewSale(t, s, 1), storeNewSale(t, s, 5)
+		users := storeNewUsers(t, s, 3)
+		reqs := []seckill.OrderRequest{
+			storeReq(b.ID, users[0]), storeReq(a.ID, users[0]), storeReq(a.ID, users[1]),
+			storeReq(b.ID, users[1]), storeReq(b.ID, users[2]), storeReq(a.ID, users[2]),
+		}
+		res := storeWriteOrders(t, s, reqs, storeNow().Add(time.Minute))
+		var got []string
+		for _, r := range res {
+			got = append(got, r.Status+r.Reason)
+		}
+		want := []string{"success", "success", "failedsold_out", "success", "success", "failedsold_out"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("outcomes (-want +got):\n%s", diff)
+		}
+		if st := storeStats(t, s, a.ID); st.Orders != 1 || st.SQLStockLeft != 0 {
+			t.Errorf("sale a storeStats = %+v; want 1 order, 0 left", st)
+		}
+		if st := storeStats(t, s, b.ID); st.Orders != 3 || st.SQLStockLeft != 2 {
+			t.Errorf("sale b storeStats = %+v; want 3 orders, 2 left", st)
+		}
+	})
+
+	t.Run("PayDeadline", func(t *testing.T) {
+		s := open(t)
+		sale := storeNewSale(t, s, 5)
+		users := storeNewUsers(t, s, 2)
+		d1, d2 := storeNow().Add(10*time.Minute), storeNow().Add(20*time.Minute)
+		r1 := storeWriteOrders(t, s, []seckill.OrderRequest{storeReq(sale.ID, users[0])}, d1)
+		r2 := storeWriteOrders(t, s, []seckill.OrderRequest{storeReq(sale.ID, users[1])}, d2)
+		for _, c := range []struct {
+			id   int64
+			want time.Time
+		}{{r1[0].OrderID, d1}, {r2[0].OrderID, d2}} {
+			o, err := s.Orders.Order(ctx, c.id)
+			storeNoErr(t, err)
+			if !o.PayDeadline.Equal(c.want) || o.PaidAt != nil || o.CancelledAt != nil {
+				t.Errorf("order %d: deadline %v, paid %v, cancelled %v; want %v, nil, nil", c.id, o.PayDeadline, o.PaidAt, o.CancelledAt, c.want)
+			}
+		}
+	})
+
+	t.Run("OrdersByUserNewestFirst", func(t *testing.T) {
+		s := open(t)
+		u, other := storeNewUser(t, s), storeNewUser(t, s)
+		if got, err := s.Orders.OrdersByUser(ctx, u.ID); err != nil || len(got) != 0 {
+			t.Fatalf("OrdersByUser with no orders = %v, %v; want none", got, err)
+		}
+		var want []int64
+		for i := range 3 {
+			sale := storeNewSale(t, s, 5)
+			r := storeReq(sale.ID, u.ID)
+			r.At = storeNow().Add(time.Duration(i) * time.Second)
+			res := storeWriteOrders(t, s, []seckill.OrderRequest{r, storeReq(sale.ID, other.ID)}, storeNow().Add(time.Hour))
+			want = append([]int64{res[0].OrderID}, want...)
+		}
+		os, err := s.Orders.OrdersByUser(ctx, u.ID)
+		storeNoErr(t, err)
+		var got []int64
+		for _, o := range os {
+			got = append(got, o.ID)
+			if o.UserID != u.ID {
+				t.Errorf("order %d of user %d listed for user %d", o.ID, o.UserID, u.ID)
+			}
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("OrdersByUser (-want +got):\n%s", diff)
+		}
+	})
+
+	t.Run("SaleBuyers", func(t *testing.T) {
+		s := open(t)
+		sale, other := storeNewSale(t, s, 3), storeNewSale(t, s, 3)
+		if got, err := s.Orders.SaleBuyers(ctx, sale.ID); err != nil || len(got) != 0 {
+			t.Fatalf("SaleBuyers with no orders = %v, %v; want none", got, err)
+		}
+		users := storeNewUsers(t, s, 5)
+		var reqs []seckill.OrderRequest
+		for _, u := range users {
+			reqs = append(reqs, storeReq(sale.ID, u))
+		}
+		reqs = append(reqs, storeReq(other.ID, users[4]))
+		storeWriteOrders(t, s, reqs, storeNow().Add(time.Minute))
+		got, err := s.Orders.SaleBuyers(ctx, sale.ID)
+		storeNoErr(t, err)
+		slices.Sort(got)
+		if diff := cmp.Diff(users[:3], got); diff != "" {
+			t.Errorf("SaleBuyers (-want +got):\n%s", diff)
+		}
+	})
+}
+
+// testConcurrentWriteOrders runs many writers at once with overlapping
+// users, as several order-writer instances with redeliveries would, against
+// a sale with less stock than buyers and one with more, and checks I1, I2
+// and I4.
+func testConcurrentWriteOrders(t *testing.T, s Stores) {
+	ctx := context.Background()
+	const (
+		writers   = 8
+		batches   = 12
+		batchSize = 25
+		nUsers    = 150
+	)
+	users := storeNewUsers(t, s, nUsers)
+	small, large := storeNewSale(t, s, 40), storeNewSale(t, s, 1000)
+	stock := map[int64]int64{small.ID: small.Stock, large.ID: large.Stock}
+
+	var (
+		mu      sync.Mutex
+		orderOf = map[[2]int64]int64{} // (sale, user) → order reported
+		asked   = map[[2]int64]bool{}
+	)
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(w), 42))
+			for range batches {
+				reqs := make([]seckill.OrderRequest, batchSize)
+				for i := range reqs {
+					sale := small.ID
+					if rng.IntN(2) == 0 {
+						sale = large.ID
+					}
+					reqs[i] = storeReq(sale, users[rng.IntN(len(users))])
+				}
+				res, err := s.Orders.WriteOrders(ctx, reqs, storeNow().Add(time.Minute))
+				if err != nil {
+					t.Errorf("WriteOrders: %v", err)
+					return
+				}
+				if !storeCheckResults(t, reqs, res) {
+					return
+				}
+				mu.Lock()
+				for i, r := range res {
+					k := [2]int64{r.SaleID, r.UserID}
+					asked[k] = true
+					switch {
+					case r.Status == seckill.ResultSuccess:
+						if prev, ok := orderOf[k]; ok && prev != r.OrderID {
+							t.Errorf("(sale %d, user %d) got orders %d and %d", k[0], k[1], prev, r.OrderID)
+						}
+						orderOf[k] = r.OrderID
+					case r.Reason != seckill.ESoldOut:
+						t.Errorf("request %d: %+v; want success or sold_out", i, r)
+					}
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	for sale, stock := range stock {
+		var distinct, reported int64
+		for k := range asked {
+			if k[0] == sale {
+				distinct++
+			}
+		}
+		for k := range orderOf {
+			if k[0] == sale {
+				reported++
+			}
+		}
+		want := min(stock, distinct)
+		st := storeStats(t, s, sale)
+		if st.Orders != want || reported != want {
+			t.Errorf("sale %d (stock %d, %d buyers): %d orders in SQL, %d reported; want %d", sale, stock, distinct, st.Orders, reported, want)
+		}
+		buyers, err := s.Orders.SaleBuyers(ctx, sale)
+		storeNoErr(t, err)
+		seen := map[int64]bool{}
+		for _, u := range buyers {
+			if seen[u] {
+				t.Errorf("sale %d: user %d holds two orders", sale, u)
+			}
+			seen[u] = true
+			if _, ok := orderOf[[2]int64{sale, u}]; !ok {
+				t.Errorf("sale %d: user %d holds an order no result reported", sale, u)
+			}
+		}
+		for k, id := range orderOf {
+			if k[0] != sale {
+				continue
+			}
+			o, err := s.Orders.OrderBySaleUser(ctx, sale, k[1])
+			if err != nil || o.ID != id {
+				t.Errorf("sale %d user %d: reported order %d, store has %v (%v)", sale, k[1], id, o, err)
+			}
+		}
+	}
+	if t.Failed() {
+		t.Logf("%d writers × %d batches × %d requests", writers, batches, batchSize)
+	}
+}
+
+// storeCmpTimes compares times as instants, so a store may hand back another
+// *time.Location for the same UTC instant; every time the suite stores is
+// already at millisecond precision.
+var storeCmpTimes = cmp.Comparer(func(a, b time.Time) bool { return a.Equal(b) })

@@ -1,0 +1,381 @@
+// Package mq is the order queue and the result fan-out of seckill on NATS
+// JetStream: a durable work queue between the stock gate and the order
+// writer (seckill.OrderQueue), and core NATS pub/sub that carries order
+// results to every instance (seckill.ResultBus).
+//
+// With an empty Config.URL, Open starts a NATS server with JetStream inside
+// the process (file storage under Config.DataDir, no TCP listener) and
+// connects to it in-process: zero setup for one machine. With a URL it
+// connects to an external NATS JetStream server or cluster shared by several
+// instances.
+//
+// Layout on the server, for the default prefix "SECKILL":
+//
+//	stream   SECKILL_ORDERS   subjects seckill.orders.<saleID>, WorkQueue retention,
+//	                          file storage, dedupe window on Nats-Msg-Id "<sale>:<user>"
+//	consumer writer           durable pull consumer, explicit ack
+//	subject  seckill.results  core NATS, []seckill.OrderResult as JSON
+//
+// WorkQueue retention removes a message once it is acked, so the stream's
+// message count for a sale's subject is the number of requests still pending.
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"seckill"
+)
+
+var (
+	_ seckill.OrderQueue = (*Queue)(nil)
+	_ seckill.ResultBus  = (*Queue)(nil)
+)
+
+// Defaults of Config.
+const (
+	DefaultPrefix      = "SECKILL"
+	DefaultDedupWindow = 2 * time.Minute
+	DefaultAckWait     = 30 * time.Second
+	DefaultMaxBytes    = 1 << 30
+	DefaultMaxMsgs     = 10_000_000
+
+	consumerName  = "writer"
+	maxAckPending = 100_000
+)
+
+// Config configures Open. The zero value (plus a DataDir) runs an embedded
+// server with the defaults.
+type Config struct {
+	// URL of an external NATS server, "nats://host:port", several separated
+	// by commas. Empty: run an embedded server.
+	URL string
+	// DataDir is where the embedded server keeps its JetStream files (in
+	// DataDir/nats). Required when URL is empty; one process per DataDir.
+	DataDir string
+	// Logger receives connection and server events; nil discards them.
+	Logger *slog.Logger
+
+	// Prefix names what this queue creates on the server: stream
+	// <PREFIX>_ORDERS, subjects <prefix>.orders.<saleID> and
+	// <prefix>.results. Letters, digits, '_' and '-'; default "SECKILL".
+	// Instances that share a queue must use the same prefix.
+	Prefix string
+	// DedupWindow is how long a (sale, user) pair is remembered for
+	// deduplication; default 2 minutes.
+	DedupWindow time.Duration
+	// AckWait is how long a fetched message may stay unacked before it is
+	// delivered again; default 30 seconds.
+	AckWait time.Duration
+	// MaxBytes and MaxMsgs bound the stream; once full, Publish fails with
+	// EBusy (nothing accepted is ever discarded). Defaults 1 GiB and 10M.
+	MaxBytes int64
+	MaxMsgs  int64
+	// Replicas of the stream on an external cluster; default 1.
+	Replicas int
+	// SyncAlways makes the embedded server fsync every write, so an
+	// acknowledged publish also survives a power loss, not only a crash of
+	// the process. Slower; off by default.
+	SyncAlways bool
+}
+
+var prefixRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+func (c *Config) setDefaults() error {
+	if c.Prefix == "" {
+		c.Prefix = DefaultPrefix
+	}
+	if !prefixRE.MatchString(c.Prefix) {
+		return seckill.Errorf(seckill.EInvalid, "mq: prefix %q: want letters, digits, '_' or '-'", c.Prefix)
+	}
+	if c.URL == "" && c.DataDir == "" {
+		return seckill.Errorf(seckill.EInvalid, "mq: embedded server needs a data dir")
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.DedupWindow <= 0 {
+		c.DedupWindow = DefaultDedupWindow
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = DefaultMaxBytes
+	}
+	if c.MaxMsgs <= 0 {
+		c.MaxMsgs = DefaultMaxMsgs
+	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	return nil
+}
+
+// Queue is the order queue and result bus on one NATS connection. Its
+// methods are safe for concurrent use.
+type Queue struct {
+	cfg     Config
+	log     *slog.Logger
+	srv     *server.Server // nil with an external server
+	nc      *nats.Conn
+	closed  chan struct{} // closed by the connection's closed handler
+	js      jetstream.JetStream
+	stream  jetstream.Stream
+	cons    jetstream.Consumer
+	subjPfx string // "<prefix>.orders."
+	results string // "<prefix>.results"
+
+	mu          sync.Mutex
+	outstanding map[*delivery]struct{} // fetched, not yet acked or nacked
+	closing     bool
+}
+
+// Open connects to the queue, starting the embedded server when cfg.URL is
+// empty, and creates or updates the stream and the writer consumer. Several
+// processes may open the same external queue at once. It fails with EInvalid
+// for a bad Config and EBusy when the server cannot be reached or set up.
+func Open(ctx context.Context, cfg Config) (*Queue, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	lower := strings.ToLower(cfg.Prefix)
+	q := &Queue{
+		cfg:         cfg,
+		log:         cfg.Logger.With("component", "mq"),
+		closed:      make(chan struct{}),
+		subjPfx:     lower + ".orders.",
+		results:     lower + ".results",
+		outstanding: make(map[*delivery]struct{}),
+	}
+	if err := q.open(ctx); err != nil {
+		q.shutdown()
+		return nil, fmt.Errorf("mq open: %w", busy(err))
+	}
+	return q, nil
+}
+
+func (q *Queue) open(ctx context.Context) error {
+	opts := []nats.Option{
+		nats.Name("seckill"),
+		nats.ClosedHandler(func(*nats.Conn) { close(q.closed) }),
+		nats.DrainTimeout(10 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				q.log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			q.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			q.log.Error("nats async error", "subject", subj, "err", err)
+		}),
+	}
+	url := q.cfg.URL
+	if url == "" {
+		srv, err := startEmbedded(q.cfg, q.log)
+		if err != nil {
+			return err
+		}
+		q.srv = srv
+		opts = append(opts, nats.InProcessServer(srv))
+	} else {
+		opts = append(opts, nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	q.nc = nc
+	if q.js, err = jetstream.New(nc); err != nil {
+		return err
+	}
+	if err := q.setup(ctx); err != nil {
+		return err
+	}
+	if q.srv != nil {
+		// Embedded: this process owns the data dir, so every message still
+		// awaiting an ack was fetched by a previous run that died. Deliver
+		// them again now instead of after AckWait.
+		if _, err := q.stream.ResetConsumer(ctx, consumerName); err != nil {
+			return fmt.Errorf("reset consumer: %w", err)
+		}
+	}
+	return nil
+}
+
+// setup creates or updates the stream and the consumer. Concurrent callers
+// with equal configs all succeed; a lost race on create is retried.
+func (q *Queue) setup(ctx context.Context) error {
+	scfg := jetstream.StreamConfig{
+		Name:        q.StreamName(),
+		Description: "seckill order requests",
+		Subjects:    []string{q.subjPfx + "*"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    q.cfg.Replicas,
+		Discard:     jetstream.DiscardNew,
+		MaxBytes:    q.cfg.MaxBytes,
+		MaxMsgs:     q.cfg.MaxMsgs,
+		MaxMsgSize:  64 << 10,
+		Duplicates:  q.cfg.DedupWindow,
+		// No AllowDirect: direct gets may be served by a lagging replica,
+		// and PendingRequests must see what the leader holds.
+	}
+	ccfg := jetstream.ConsumerConfig{
+		Durable:       consumerName,
+		Description:   "seckill order writer",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       q.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: maxAckPending,
+		Replicas:      0, // as the stream
+	}
+	var err error
+	for attempt := 0; ; attempt++ {
+		if q.stream, err = q.js.CreateOrUpdateStream(ctx, scfg); err == nil {
+			if q.cons, err = q.stream.CreateOrUpdateConsumer(ctx, ccfg); err == nil {
+				return nil
+			}
+		}
+		if attempt == 4 || ctx.Err() != nil {
+			return fmt.Errorf("create stream %s: %w", scfg.Name, err)
+		}
+		// Another process may have created it between our update and
+		// create; the next CreateOrUpdate updates it.
+		q.log.Debug("stream setup retry", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Duration(50*(attempt+1)) * time.Millisecond):
+		}
+	}
+}
+
+// startEmbedded runs a JetStream server in this process with its files in
+// DataDir/nats and no network listener.
+func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, error) {
+	opts := &server.Options{
+		ServerName:         "seckill",
+		DontListen:         true,
+		NoSigs:             true,
+		JetStream:          true,
+		StoreDir:           filepath.Join(cfg.DataDir, "nats"),
+		JetStreamMaxMemory: 64 << 20, // we use file storage only
+		SyncAlways:         cfg.SyncAlways,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	srv.SetLoggerV2(serverLogger{log.With("component", "nats-server")}, false, false, false)
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, errors.New("embedded nats: not ready after 30s")
+	}
+	return srv, nil
+}
+
+// StreamName returns the name of the order stream.
+func (q *Queue) StreamName() string { return strings.ToUpper(q.cfg.Prefix) + "_ORDERS" }
+
+// Subject returns the subject that carries the requests of a sale.
+func (q *Queue) Subject(saleID int64) string { return q.subjPfx + fmt.Sprint(saleID) }
+
+// Ping reports whether the connection is up and the stream answers; EBusy
+// otherwise.
+func (q *Queue) Ping(ctx context.Context) error {
+	if !q.nc.IsConnected() {
+		return fmt.Errorf("mq ping: %w", seckill.Errorf(seckill.EBusy, "order queue disconnected"))
+	}
+	if _, err := q.stream.Info(ctx); err != nil {
+		return fmt.Errorf("mq ping: %w", busy(err))
+	}
+	return nil
+}
+
+// Close naks the deliveries still outstanding (so they are redelivered at
+// once, not after AckWait), drains the connection, then shuts down the
+// embedded server and waits for it. Stop fetching and acking before Close;
+// calls made after it fail with EBusy. Close is safe to call twice.
+func (q *Queue) Close() error {
+	q.mu.Lock()
+	if q.closing {
+		q.mu.Unlock()
+		return nil
+	}
+	q.closing = true
+	left := q.outstanding
+	q.outstanding = nil
+	q.mu.Unlock()
+
+	var errs []error
+	for d := range left {
+		if err := d.msg.Nak(); err != nil {
+			errs = append(errs, fmt.Errorf("nak on close: %w", err))
+			break
+		}
+	}
+	if len(left) > 0 {
+		q.log.Info("returned unacked deliveries on close", "n", len(left))
+	}
+	errs = append(errs, q.shutdown())
+	return errors.Join(errs...)
+}
+
+// shutdown drains and closes the connection and stops the embedded server.
+func (q *Queue) shutdown() error {
+	var err error
+	if q.nc != nil {
+		if err = q.nc.Drain(); err != nil {
+			q.nc.Close()
+		}
+		<-q.closed
+		if err != nil {
+			err = fmt.Errorf("mq drain: %w", err)
+		}
+	}
+	if q.srv != nil {
+		q.srv.Shutdown()
+		q.srv.WaitForShutdown()
+	}
+	return err
+}
+
+// busy wraps err as EBusy unless it already carries an application code.
+func busy(err error) error {
+	var e *seckill.Error
+	if errors.As(err, &e) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", seckill.Errorf(seckill.EBusy, "order queue unavailable"), err)
+}
+
+// serverLogger sends the embedded server's log to slog. Its notices (the
+// startup banner among them) go to debug.
+type serverLogger struct{ l *slog.Logger }
+
+func (s serverLogger) Noticef(f string, v ...any) { s.l.Debug(fmt.Sprintf(f, v...)) }
+func (s serverLogger) Warnf(f string, v ...any)   { s.l.Warn(fmt.Sprintf(f, v...)) }
+func (s serverLogger) Fatalf(f string, v ...any)  { s.l.Error(fmt.Sprintf(f, v...)) }
+func (s serverLogger) Errorf(f string, v ...any)  { s.l.Error(fmt.Sprintf(f, v...)) }
+func (s serverLogger) Debugf(f string, v ...any)  { s.l.Debug(fmt.Sprintf(f, v...)) }
+func (s serverLogger) Tracef(f string, v ...any)  { s.l.Debug(fmt.Sprintf(f, v...)) }

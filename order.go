@@ -1,0 +1,188 @@
+package seckill
+
+import (
+	"context"
+	"time"
+)
+
+// Order statuses (I5: pending_payment → paid | cancelled, paid → refunded).
+type OrderStatus string
+
+const (
+	OrderPending   OrderStatus = "pending_payment"
+	OrderPaid      OrderStatus = "paid"
+	OrderCancelled OrderStatus = "cancelled"
+	OrderRefunded  OrderStatus = "refunded"
+)
+
+// Order is one unit sold to one user. There is at most one per (sale, user).
+type Order struct {
+	ID          int64       `json:"id"`
+	OrderNo     string      `json:"order_no"`
+	SaleID      int64       `json:"sale_id"`
+	UserID      int64       `json:"user_id"`
+	PriceCents  int64       `json:"price_cents"`
+	Status      OrderStatus `json:"status"`
+	CreatedAt   time.Time   `json:"created_at"`
+	PayDeadline time.Time   `json:"pay_deadline"`
+	PaidAt      *time.Time  `json:"paid_at"`
+	CancelledAt *time.Time  `json:"cancelled_at"`
+}
+
+// OrderRequest is an accepted purchase on its way to SQL: the message on the
+// order queue. Its ticket becomes the order number.
+type OrderRequest struct {
+	SaleID     int64     `json:"sale_id"`
+	UserID     int64     `json:"user_id"`
+	Ticket     string    `json:"ticket"`
+	PriceCents int64     `json:"price_cents"`
+	At         time.Time `json:"at"`
+}
+
+// Result statuses of a purchase as GET /api/sales/{id}/result shows them.
+const (
+	ResultNone    = "none"
+	ResultQueued  = "queued"
+	ResultSuccess = "success"
+	ResultFailed  = "failed"
+)
+
+// OrderResult is the terminal outcome of one OrderRequest.
+type OrderResult struct {
+	SaleID  int64  `json:"sale_id"`
+	UserID  int64  `json:"user_id"`
+	Ticket  string `json:"ticket"`
+	Status  string `json:"status"` // ResultSuccess or ResultFailed
+	OrderID int64  `json:"order_id,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// OrderStore keeps orders and the stock ledger.
+type OrderStore interface {
+	// WriteOrders stores a batch in one transaction: it inserts one
+	// pending_payment order per request (a request whose (sale, user) already
+	// has an order is not inserted again and reports that order), decrements
+	// each sale's stock_left by the number inserted only where enough is left,
+	// and appends one ledger row per inserted order. It returns one result per
+	// request, in order. A request that finds its sale without stock, or no
+	// such sale, fails with reason ESoldOut or ENotFound and changes nothing.
+	// An error means nothing was written.
+	WriteOrders(ctx context.Context, reqs []OrderRequest, payBy time.Time) ([]OrderResult, error)
+	// Order returns the order or ENotFound.
+	Order(ctx context.Context, id int64) (*Order, error)
+	// OrderBySaleUser returns the user's order in the sale or ENotFound.
+	OrderBySaleUser(ctx context.Context, saleID, userID int64) (*Order, error)
+	// OrdersByUser returns the user's orders, newest first.
+	OrdersByUser(ctx context.Context, userID int64) ([]*Order, error)
+	// SaleBuyers returns the users holding an order of any status in the sale.
+	SaleBuyers(ctx context.Context, saleID int64) ([]int64, error)
+}
+
+// GateResult is the answer of the stock gate.
+type GateResult int
+
+const (
+	Reserved  GateResult = iota + 1 // one unit taken for this user
+	Duplicate                       // the user already holds a unit
+	SoldOut                         // no units left
+)
+
+func (r GateResult) String() string {
+	switch r {
+	case Reserved:
+		return "reserved"
+	case Duplicate:
+		return "duplicate"
+	case SoldOut:
+		return "sold_out"
+	}
+	return "unknown"
+}
+
+// Reservation is what the gate records for a unit it handed out.
+type Reservation struct {
+	SaleID int64
+	UserID int64
+	Ticket string
+	At     time.Time
+}
+
+// StockGate is the atomic stock counter in front of SQL. Every method is safe
+// for concurrent use.
+type StockGate interface {
+	// Load replaces the sale's state: left units and the users who hold one.
+	Load(ctx context.Context, saleID, left int64, buyers []int64) error
+	// Reserve does, atomically: if the user already holds a unit of the sale
+	// → Duplicate; else if no unit is left → SoldOut; else take one unit,
+	// record the user and answer Reserved. EBusy if the sale is not loaded.
+	Reserve(ctx context.Context, r Reservation) (GateResult, error)
+	// Release undoes a reservation that will never become an order: the unit
+	// returns and the user is forgotten, so they may try again. Releasing a
+	// user who holds nothing is a no-op.
+	Release(ctx context.Context, saleID, userID int64) error
+	// Restock returns n units (from cancelled orders) for other buyers; the
+	// buyers stay recorded. EBusy if the sale is not loaded.
+	Restock(ctx context.Context, saleID, n int64) error
+	// Left returns the units left and whether the sale is loaded.
+	Left(ctx context.Context, saleID int64) (left int64, loaded bool, err error)
+	// Unload forgets every sale (the gate must be rebuilt before admitting).
+	Unload(ctx context.Context) error
+}
+
+// Delivery is one message fetched from the order queue. It must be acked once
+// its request is settled in SQL, or nacked to be redelivered.
+type Delivery interface {
+	Request() OrderRequest
+	Ack(ctx context.Context) error
+	Nak(ctx context.Context) error
+}
+
+// OrderQueue is the durable queue between the gate and the order writer.
+type OrderQueue interface {
+	// Publish stores r durably and returns only once the queue acknowledged
+	// it. Requests are deduplicated by (sale, user). EBusy when the queue is
+	// unavailable.
+	Publish(ctx context.Context, r OrderRequest) error
+	// Fetch returns up to max deliveries, waiting at most wait for the first.
+	// An empty slice means none arrived in time.
+	Fetch(ctx context.Context, max int, wait time.Duration) ([]Delivery, error)
+	// Pending counts requests published and not yet acked, for one sale, or
+	// for all sales when saleID is 0.
+	Pending(ctx context.Context, saleID int64) (int64, error)
+	// PendingRequests lists the requests of a sale not yet acked (for
+	// rebuilding the gate).
+	PendingRequests(ctx context.Context, saleID int64) ([]OrderRequest, error)
+}
+
+// ResultBus carries order results to every instance, so whichever holds the
+// buyer's connection can answer them.
+type ResultBus interface {
+	// PublishResults sends results to all subscribers.
+	PublishResults(ctx context.Context, rs []OrderResult) error
+	// SubscribeResults calls fn for every result published from now on until
+	// the returned cancel is called.
+	SubscribeResults(fn func(OrderResult)) (cancel func(), err error)
+}
+
+// Limiter is a set of token buckets, one per key.
+type Limiter interface {
+	// Allow takes a token from key's bucket and reports whether there was one.
+	Allow(ctx context.Context, key string) (bool, error)
+}
+
+// Captcha is an issued captcha challenge.
+type Captcha struct {
+	Answer    string
+	SaleID    int64
+	UserID    int64
+	ExpiresAt time.Time
+}
+
+// CaptchaStore keeps issued captchas until they are used or expire.
+type CaptchaStore interface {
+	// PutCaptcha stores c under id.
+	PutCaptcha(ctx context.Context, id string, c Captcha) error
+	// TakeCaptcha removes and returns the captcha: single use. ENotFound when
+	// there is none or it expired.
+	TakeCaptcha(ctx context.Context, id string) (*Captcha, error)
+}

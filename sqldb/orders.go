@@ -1,0 +1,359 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"seckill"
+)
+
+// WriteOrders stores a batch of order requests in one transaction and
+// returns one result per request, in request order, with SaleID, UserID and
+// Ticket copied from it.
+//
+//   - A request whose (sale, user) already has an order, in the database or
+//     earlier in the batch, is not inserted again and succeeds with that
+//     order's ID: redelivery is a no-op.
+//   - New orders are inserted pending_payment with the request's ticket as
+//     order number, its price and time, and payBy as the pay deadline; each
+//     sale's stock_left drops by the number inserted, and one ledger row
+//     (delta -1, reason "order") is appended per order.
+//   - When a sale has fewer units left than new buyers, the earliest
+//     requests get them and the rest fail with reason ESoldOut; a request
+//     for a sale that does not exist fails with reason ENotFound.
+//
+// An error means nothing was written.
+func (db *DB) WriteOrders(ctx context.Context, reqs []seckill.OrderRequest, payBy time.Time) ([]seckill.OrderResult, error) {
+	res := make([]seckill.OrderResult, len(reqs))
+	for i, r := range reqs {
+		res[i] = seckill.OrderResult{SaleID: r.SaleID, UserID: r.UserID, Ticket: r.Ticket}
+	}
+	if len(reqs) == 0 {
+		return res, nil
+	}
+	b := newOrderBatch(reqs)
+	if err := db.inTx(ctx, func(tx *sql.Tx) error { return db.writeOrders(ctx, tx, b, payBy) }); err != nil {
+		return nil, fmt.Errorf("write %d orders: %w", len(reqs), err)
+	}
+	for i := range res {
+		f := b.first[i]
+		if id := b.orderID[f]; id != 0 {
+			res[i].Status, res[i].OrderID = seckill.ResultSuccess, id
+		} else {
+			res[i].Status, res[i].Reason = seckill.ResultFailed, b.reason[f]
+		}
+	}
+	return res, nil
+}
+
+type orderKey struct{ sale, user int64 }
+
+// orderBatch is the working state of one WriteOrders call. Requests are
+// referred to by index; only the first request of each (sale, user) is
+// written, later ones share its outcome.
+type orderBatch struct {
+	reqs    []seckill.OrderRequest
+	first   []int                // index of the first request with the same (sale, user)
+	index   map[orderKey]int     // (sale, user) → first request
+	sales   []*saleBatch         // in order of first appearance
+	orderID []int64              // by first request: the order, 0 while unknown
+	reason  []string             // by first request: why it failed
+	bySale  map[int64]*saleBatch // sale id → its part of the batch
+}
+
+// saleBatch is the part of a batch for one sale.
+type saleBatch struct {
+	id       int64
+	left     int64 // units left, as this transaction sees them
+	todo     []int // first requests not yet tried, in request order
+	conflict []int // tried, but (sale, user) had an order already
+	inserted []int // first requests whose order this batch inserted
+}
+
+func newOrderBatch(reqs []seckill.OrderRequest) *orderBatch {
+	b := &orderBatch{
+		reqs:    reqs,
+		first:   make([]int, len(reqs)),
+		index:   make(map[orderKey]int, len(reqs)),
+		orderID: make([]int64, len(reqs)),
+		reason:  make([]string, len(reqs)),
+		bySale:  make(map[int64]*saleBatch),
+	}
+	for i, r := range reqs {
+		k := orderKey{r.SaleID, r.UserID}
+		if f, ok := b.index[k]; ok {
+			b.first[i] = f
+			continue
+		}
+		b.index[k], b.first[i] = i, i
+		s := b.bySale[r.SaleID]
+		if s == nil {
+			s = &saleBatch{id: r.SaleID}
+			b.bySale[r.SaleID] = s
+			b.sales = append(b.sales, s)
+		}
+		s.todo = append(s.todo, i)
+	}
+	return b
+}
+
+// writeOrders does the work of WriteOrders inside tx. In the common case
+// (new buyers, enough stock) that is one SELECT of the stock, one INSERT of
+// the orders, one UPDATE per sale and one INSERT of ledger rows per chunk.
+func (db *DB) writeOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, payBy time.Time) error {
+	if err := db.loadStockLeft(ctx, tx, b); err != nil {
+		return err
+	}
+	// Insert as many new orders as each sale has units. A conflict is an
+	// order written before (a redelivery): it takes no unit, so its unit
+	// goes to the next request in line, hence the loop.
+	for {
+		var try []int
+		for _, s := range b.sales {
+			n := min(int64(len(s.todo)), s.left)
+			try = append(try, s.todo[:n]...)
+		}
+		if len(try) == 0 {
+			break
+		}
+		if err := db.insertOrders(ctx, tx, b, try, payBy); err != nil {
+			return err
+		}
+		for _, s := range b.sales {
+			n := min(int64(len(s.todo)), s.left)
+			for _, i := range s.todo[:n] {
+				if b.orderID[i] != 0 {
+					s.inserted = append(s.inserted, i)
+					s.left--
+				} else {
+					s.conflict = append(s.conflict, i)
+				}
+			}
+			s.todo = s.todo[n:]
+		}
+	}
+	// Requests that conflicted, or that found no unit, may already hold
+	// an order: they succeed with it; the others are sold out.
+	for _, s := range b.sales {
+		look := slices.Concat(s.conflict, s.todo)
+		if len(look) == 0 {
+			continue
+		}
+		if err := db.lookupOrders(ctx, tx, b, s.id, look); err != nil {
+			return err
+		}
+		for _, i := range s.conflict {
+			if b.orderID[i] == 0 {
+				return fmt.Errorf("sale %d user %d: insert conflicted but no order found", s.id, b.reqs[i].UserID)
+			}
+		}
+		for _, i := range s.todo {
+			if b.orderID[i] == 0 {
+				b.reason[i] = seckill.ESoldOut
+			}
+		}
+	}
+	// The stock check above and this conditional UPDATE see the same
+	// snapshot, since the transaction holds the write lock; a miss means
+	// the invariant broke, and the whole batch rolls back.
+	for _, s := range b.sales {
+		n := len(s.inserted)
+		if n == 0 {
+			continue
+		}
+		r, err := db.txExec(ctx, tx, db.d.q.takeStock, n, s.id)
+		if err != nil {
+			return fmt.Errorf("take %d of sale %d: %w", n, s.id, err)
+		}
+		if hit, err := r.RowsAffected(); err != nil {
+			return fmt.Errorf("take %d of sale %d: %w", n, s.id, err)
+		} else if hit != 1 {
+			return fmt.Errorf("take %d of sale %d: fewer units left than counted", n, s.id)
+		}
+	}
+	return db.appendOrderLedger(ctx, tx, b)
+}
+
+// loadStockLeft reads the units left of every sale in b; the requests of a
+// sale that does not exist fail with ENotFound.
+func (db *DB) loadStockLeft(ctx context.Context, tx *sql.Tx, b *orderBatch) error {
+	ids := make([]any, len(b.sales))
+	for i, s := range b.sales {
+		ids[i] = s.id
+	}
+	found := make(map[int64]bool, len(ids))
+	for chunk := range chunked(ids, chunkSizes(len(ids), db.d.maxParams)) {
+		rows, err := db.txQuery(ctx, tx, db.d.q.stockLeft(len(chunk)), chunk...)
+		if err != nil {
+			return fmt.Errorf("stock left: %w", err)
+		}
+		for rows.Next() {
+			var id, left int64
+			if err := rows.Scan(&id, &left); err != nil {
+				rows.Close()
+				return fmt.Errorf("stock left: %w", err)
+			}
+			b.bySale[id].left, found[id] = left, true
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("stock left: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("stock left: %w", err)
+		}
+	}
+	for _, s := range b.sales {
+		if !found[s.id] {
+			for _, i := range s.todo {
+				b.reason[i] = seckill.ENotFound
+			}
+			s.todo = nil
+		}
+	}
+	return nil
+}
+
+// insertOrders inserts the orders of requests idx, skipping those whose
+// (sale, user) has one, and records the IDs of those inserted.
+func (db *DB) insertOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, idx []int, payBy time.Time) error {
+	const cols = 6
+	deadline := ms(payBy)
+	for chunk := range chunked(idx, chunkSizes(len(idx), db.d.maxParams/cols)) {
+		args := make([]any, 0, len(chunk)*cols)
+		for _, i := range chunk {
+			r := &b.reqs[i]
+			args = append(args, r.SaleID, r.UserID, r.Ticket, r.PriceCents, ms(r.At), deadline)
+		}
+		rows, err := db.txQuery(ctx, tx, db.d.q.insertOrder(len(chunk)), args...)
+		if err != nil {
+			return fmt.Errorf("insert orders: %w", err)
+		}
+		for rows.Next() {
+			var id int64
+			var k orderKey
+			if err := rows.Scan(&id, &k.sale, &k.user); err != nil {
+				rows.Close()
+				return fmt.Errorf("insert orders: %w", err)
+			}
+			b.orderID[b.index[k]] = id
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("insert orders: %w", err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("insert orders: %w", err)
+		}
+	}
+	return nil
+}
+
+// lookupOrders records the IDs of the existing orders of requests idx, all
+// for sale.
+func (db *DB) lookupOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, sale int64, idx []int) error {
+	for chunk := range slices.Chunk(idx, db.d.maxParams-1) {
+		args := make([]any, 0, 1+len(chunk))
+		args = append(args, sale)
+		for _, i := range chunk {
+			args = append(args, b.reqs[i].UserID)
+		}
+		rows, err := tx.QueryContext(ctx, db.d.q.orderIDs(len(chunk)), args...)
+		if err != nil {
+			return fmt.Errorf("existing orders of sale %d: %w", sale, err)
+		}
+		for rows.Next() {
+			var id, user int64
+			if err := rows.Scan(&id, &user); err != nil {
+				rows.Close()
+				return fmt.Errorf("existing orders of sale %d: %w", sale, err)
+			}
+			b.orderID[b.index[orderKey{sale, user}]] = id
+		}
+		if err := rows.Close(); err != nil {
+			return fmt.Errorf("existing orders of sale %d: %w", sale, err)
+		}
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("existing orders of sale %d: %w", sale, err)
+		}
+	}
+	return nil
+}
+
+// appendOrderLedger appends a -1 ledger row for every order b inserted.
+func (db *DB) appendOrderLedger(ctx context.Context, tx *sql.Tx, b *orderBatch) error {
+	const cols = 3
+	var idx []int
+	for _, s := range b.sales {
+		idx = append(idx, s.inserted...)
+	}
+	now := ms(db.now())
+	for chunk := range chunked(idx, chunkSizes(len(idx), db.d.maxParams/cols)) {
+		args := make([]any, 0, len(chunk)*cols)
+		for _, i := range chunk {
+			args = append(args, b.reqs[i].SaleID, b.orderID[i], now)
+		}
+		if _, err := db.txExec(ctx, tx, db.d.q.orderLedger(len(chunk)), args...); err != nil {
+			return fmt.Errorf("ledger: %w", err)
+		}
+	}
+	return nil
+}
+
+// Order returns the order or ENotFound.
+func (db *DB) Order(ctx context.Context, id int64) (*seckill.Order, error) {
+	o, err := scanOrder(db.read.QueryRowContext(ctx, db.d.q.order, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, seckill.Errorf(seckill.ENotFound, "no order %d", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("order %d: %w", id, err)
+	}
+	return o, nil
+}
+
+// OrderBySaleUser returns the user's order in the sale or ENotFound.
+func (db *DB) OrderBySaleUser(ctx context.Context, saleID, userID int64) (*seckill.Order, error) {
+	o, err := scanOrder(db.read.QueryRowContext(ctx, db.d.q.orderBySU, saleID, userID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, seckill.Errorf(seckill.ENotFound, "no order of user %d in sale %d", userID, saleID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("order of user %d in sale %d: %w", userID, saleID, err)
+	}
+	return o, nil
+}
+
+// OrdersByUser returns the user's orders, newest first; none is not an
+// error.
+func (db *DB) OrdersByUser(ctx context.Context, userID int64) ([]*seckill.Order, error) {
+	os, err := scanOrders(db.read.QueryContext(ctx, db.d.q.ordersBy, userID))
+	if err != nil {
+		return nil, fmt.Errorf("orders of user %d: %w", userID, err)
+	}
+	return os, nil
+}
+
+// SaleBuyers returns the users holding an order of any status in the sale,
+// by user id; none (or no such sale) is not an error.
+func (db *DB) SaleBuyers(ctx context.Context, saleID int64) ([]int64, error) {
+	rows, err := db.read.QueryContext(ctx, db.d.q.saleBuyers, saleID)
+	if err != nil {
+		return nil, fmt.Errorf("buyers of sale %d: %w", saleID, err)
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("buyers of sale %d: %w", saleID, err)
+		}
+		ids = append(ids, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("buyers of sale %d: %w", saleID, err)
+	}
+	return ids, nil
+}

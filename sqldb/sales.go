@@ -1,0 +1,85 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"seckill"
+)
+
+// CreateSale inserts s, sets ID, CreatedAt and StockLeft = Stock, and
+// records the initial stock in the stock ledger, in one transaction.
+// EInvalid if the stock is negative or above seckill.MaxStock.
+func (db *DB) CreateSale(ctx context.Context, s *seckill.Sale) error {
+	if s.Stock < 0 || s.Stock > seckill.MaxStock {
+		return seckill.Errorf(seckill.EInvalid, "stock %d out of range 0..%d", s.Stock, seckill.MaxStock)
+	}
+	created := db.now()
+	var id int64
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, db.d.q.createSale,
+			s.Name, s.Description, s.ImageURL, s.PriceCents, s.OriginalPriceCents,
+			s.Stock, s.Stock, ms(s.StartsAt), ms(s.EndsAt), s.RequireCaptcha, ms(created)).Scan(&id)
+		if err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, db.d.q.initialStock, id, s.Stock, ms(created))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create sale: %w", err)
+	}
+	s.ID, s.CreatedAt, s.StockLeft = id, fromMS(ms(created)), s.Stock
+	return nil
+}
+
+// Sale returns the sale or ENotFound.
+func (db *DB) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
+	s, err := scanSale(db.read.QueryRowContext(ctx, db.d.q.sale, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, seckill.Errorf(seckill.ENotFound, "no sale %d", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sale %d: %w", id, err)
+	}
+	return s, nil
+}
+
+// Sales returns every sale, by start time then id.
+func (db *DB) Sales(ctx context.Context) ([]*seckill.Sale, error) {
+	rows, err := db.read.QueryContext(ctx, db.d.q.sales)
+	if err != nil {
+		return nil, fmt.Errorf("sales: %w", err)
+	}
+	defer rows.Close()
+	var ss []*seckill.Sale
+	for rows.Next() {
+		s, err := scanSale(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sales: %w", err)
+		}
+		ss = append(ss, s)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sales: %w", err)
+	}
+	return ss, nil
+}
+
+// SaleStats counts the sale's orders by status and sums its stock ledger,
+// all from one snapshot. ENotFound if there is no such sale.
+func (db *DB) SaleStats(ctx context.Context, id int64) (*seckill.SaleStats, error) {
+	var st seckill.SaleStats
+	err := db.read.QueryRowContext(ctx, db.d.q.saleStats, id).Scan(
+		&st.Stock, &st.SQLStockLeft, &st.LedgerSum,
+		&st.Orders, &st.Pending, &st.Paid, &st.Cancelled, &st.Refunded)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, seckill.Errorf(seckill.ENotFound, "no sale %d", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sale %d stats: %w", id, err)
+	}
+	return &st, nil
+}

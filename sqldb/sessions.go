@@ -1,0 +1,66 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"seckill"
+)
+
+// CreateSession stores s.
+func (db *DB) CreateSession(ctx context.Context, s seckill.Session) error {
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, db.d.q.createSession,
+			s.TokenHash, s.UserID, s.Role, ms(s.ExpiresAt), ms(db.now()))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create session: %w", err)
+	}
+	return nil
+}
+
+// Session returns the session with this token hash, or ENotFound when there
+// is none or it expired (ExpiresAt at or before now).
+func (db *DB) Session(ctx context.Context, tokenHash []byte) (*seckill.Session, error) {
+	var s seckill.Session
+	var expires int64
+	err := db.read.QueryRowContext(ctx, db.d.q.session, tokenHash, ms(db.now())).
+		Scan(&s.TokenHash, &s.UserID, &s.Role, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, seckill.Errorf(seckill.ENotFound, "no session")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("session: %w", err)
+	}
+	s.ExpiresAt = fromMS(expires)
+	return &s, nil
+}
+
+// TouchSession moves the expiry of a live session (sliding expiry). A
+// missing or already expired session is left alone and is not an error.
+func (db *DB) TouchSession(ctx context.Context, tokenHash []byte, expiresAt time.Time) error {
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, db.d.q.touchSession, ms(expiresAt), tokenHash, ms(db.now()))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("touch session: %w", err)
+	}
+	return nil
+}
+
+// DeleteSession removes a session. A missing session is not an error.
+func (db *DB) DeleteSession(ctx context.Context, tokenHash []byte) error {
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, db.d.q.deleteSession, tokenHash)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("delete session: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,244 @@
+package sqldb_test
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"seckill"
+	"seckill/internal/contract"
+	"seckill/sqldb"
+)
+
+// openTemp opens a fresh SQLite database in a temp dir, closed at the end
+// of the test.
+func openTemp(t testing.TB) *sqldb.DB {
+	t.Helper()
+	return openAt(t, "sqlite:"+filepath.Join(t.TempDir(), "seckill.db"))
+}
+
+func openAt(t testing.TB, url string) *sqldb.DB {
+	t.Helper()
+	db, err := sqldb.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := db.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return db
+}
+
+func TestStoresSQLite(t *testing.T) {
+	contract.TestStores(t, func(t *testing.T) contract.Stores {
+		db := openTemp(t)
+		return contract.Stores{Users: db, Sessions: db, Sales: db, Orders: db}
+	})
+}
+
+func TestOpenURLs(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, url := range []string{
+		"sqlite:" + filepath.Join(dir, "a.db"),
+		"sqlite://" + filepath.Join(dir, "b.db"),
+		"file:" + filepath.Join(dir, "c.db"),
+		"file://" + filepath.Join(dir, "d.db"),
+	} {
+		db, err := sqldb.Open(ctx, url)
+		if err != nil {
+			t.Errorf("Open(%q): %v", url, err)
+			continue
+		}
+		if err := db.Ping(ctx); err != nil {
+			t.Errorf("Ping(%q): %v", url, err)
+		}
+		if got := db.Engine(); got != "sqlite" {
+			t.Errorf("Engine() = %q, want sqlite", got)
+		}
+		if err := db.Close(); err != nil {
+			t.Errorf("Close(%q): %v", url, err)
+		}
+	}
+}
+
+func TestOpenBadURL(t *testing.T) {
+	for _, c := range []struct{ url, want string }{
+		{"", "unsupported database URL"},
+		{"/tmp/x.db", "unsupported database URL"},
+		{"redis://localhost:6379", "unsupported database URL"},
+		{"postgres://u:secret@localhost/seckill", "unsupported database URL"},
+		{"sqlite:", "empty path"},
+		{"sqlite::memory:", "in-memory"},
+		{"sqlite:/tmp/x.db?_txlock=deferred", "query parameters"},
+		{"sqlite:" + filepath.Join(t.TempDir(), "no", "such", "dir", "x.db"), "open sqlite"},
+	} {
+		db, err := sqldb.Open(context.Background(), c.url)
+		if err == nil {
+			db.Close()
+			t.Errorf("Open(%q) succeeded, want an error containing %q", c.url, c.want)
+			continue
+		}
+		if !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Open(%q) = %v, want an error containing %q", c.url, err, c.want)
+		}
+		if strings.Contains(err.Error(), "secret") {
+			t.Errorf("Open(%q) error shows the password: %v", c.url, err)
+		}
+	}
+}
+
+// TestReopen checks that migrations are idempotent and that committed data
+// survives closing and reopening the file.
+func TestReopen(t *testing.T) {
+	ctx := context.Background()
+	url := "sqlite:" + filepath.Join(t.TempDir(), "seckill.db")
+	db, err := sqldb.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &seckill.User{Phone: "13900000000", Nickname: "kim", Role: seckill.RoleBuyer, PasswordHash: "h"}
+	mustOK(t, db.CreateUser(ctx, u))
+	sale := &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: 3,
+		StartsAt: time.Now(), EndsAt: time.Now().Add(time.Hour)}
+	mustOK(t, db.CreateSale(ctx, sale))
+	payBy := time.Now().Add(10 * time.Minute)
+	res, err := db.WriteOrders(ctx, []seckill.OrderRequest{{SaleID: sale.ID, UserID: u.ID, Ticket: "T1", PriceCents: 1, At: time.Now()}}, payBy)
+	mustOK(t, err)
+	mustOK(t, db.Close())
+
+	for range 2 {
+		db := openAt(t, url)
+		got, err := db.UserByPhone(ctx, u.Phone)
+		mustOK(t, err)
+		if got.ID != u.ID {
+			t.Errorf("after reopen, user %d, want %d", got.ID, u.ID)
+		}
+		o, err := db.Order(ctx, res[0].OrderID)
+		mustOK(t, err)
+		if o.OrderNo != "T1" || !o.PayDeadline.Equal(payBy.Truncate(time.Millisecond)) {
+			t.Errorf("after reopen, order = %+v", o)
+		}
+		st, err := db.SaleStats(ctx, sale.ID)
+		mustOK(t, err)
+		if st.SQLStockLeft != 2 || st.LedgerSum != 2 || st.Orders != 1 {
+			t.Errorf("after reopen, stats = %+v", st)
+		}
+		mustOK(t, db.Close())
+	}
+}
+
+// TestTimes checks that times come back in UTC at millisecond precision.
+func TestTimes(t *testing.T) {
+	ctx := context.Background()
+	db := openTemp(t)
+	shanghai := time.FixedZone("CST", 8*3600)
+	start := time.Date(2030, 11, 11, 0, 0, 0, 123_456_789, shanghai)
+	sale := &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: 1,
+		StartsAt: start, EndsAt: start.Add(time.Hour)}
+	mustOK(t, db.CreateSale(ctx, sale))
+	got, err := db.Sale(ctx, sale.ID)
+	mustOK(t, err)
+	want := time.Date(2030, 11, 10, 16, 0, 0, 123_000_000, time.UTC)
+	if got.StartsAt != want {
+		t.Errorf("StartsAt = %v (%v), want %v", got.StartsAt, got.StartsAt.Location(), want)
+	}
+	if got.CreatedAt.Location() != time.UTC || !got.CreatedAt.Equal(sale.CreatedAt) {
+		t.Errorf("CreatedAt = %v, want %v in UTC", got.CreatedAt, sale.CreatedAt)
+	}
+}
+
+func TestCreateUsers(t *testing.T) {
+	ctx := context.Background()
+	db := openTemp(t)
+	mustOK(t, db.CreateUsers(ctx, nil))
+
+	users := makeUsers(0, 20_000) // more rows than one statement may bind
+	mustOK(t, db.CreateUsers(ctx, users))
+	ids := map[int64]bool{}
+	for _, u := range users {
+		if u.ID == 0 || ids[u.ID] || u.CreatedAt.IsZero() {
+			t.Fatalf("user %+v: want a fresh ID and CreatedAt", u)
+		}
+		ids[u.ID] = true
+	}
+	for _, u := range []*seckill.User{users[0], users[len(users)-1]} {
+		got, err := db.UserByPhone(ctx, u.Phone)
+		mustOK(t, err)
+		if got.ID != u.ID || got.Nickname != u.Nickname {
+			t.Errorf("UserByPhone(%s) = %+v, want %+v", u.Phone, got, u)
+		}
+	}
+
+	t.Run("PhoneTaken", func(t *testing.T) {
+		batch := append(makeUsers(100_000, 10), &seckill.User{Phone: users[5].Phone, Role: seckill.RoleBuyer})
+		err := db.CreateUsers(ctx, batch)
+		if seckill.ErrorCode(err) != seckill.EPhoneTaken {
+			t.Fatalf("CreateUsers with a registered phone = %v, want phone_taken", err)
+		}
+		if _, err := db.UserByPhone(ctx, batch[0].Phone); seckill.ErrorCode(err) != seckill.ENotFound {
+			t.Errorf("a refused batch left user %s behind (%v)", batch[0].Phone, err)
+		}
+	})
+
+	t.Run("PhoneTwiceInBatch", func(t *testing.T) {
+		batch := makeUsers(200_000, 3)
+		batch = append(batch, &seckill.User{Phone: batch[1].Phone, Role: seckill.RoleBuyer})
+		if err := db.CreateUsers(ctx, batch); seckill.ErrorCode(err) != seckill.EPhoneTaken {
+			t.Fatalf("CreateUsers with a phone twice = %v, want phone_taken", err)
+		}
+	})
+}
+
+// TestOrderNoCollision checks that a ticket reused for another (sale, user)
+// is an error and writes nothing of the batch: it is an engine bug, not a
+// redelivery.
+func TestOrderNoCollision(t *testing.T) {
+	ctx := context.Background()
+	db := openTemp(t)
+	users := makeUsers(0, 3)
+	mustOK(t, db.CreateUsers(ctx, users))
+	sale := &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: 10,
+		StartsAt: time.Now(), EndsAt: time.Now().Add(time.Hour)}
+	mustOK(t, db.CreateSale(ctx, sale))
+	now := time.Now()
+	_, err := db.WriteOrders(ctx, []seckill.OrderRequest{{SaleID: sale.ID, UserID: users[0].ID, Ticket: "T", At: now}}, now)
+	mustOK(t, err)
+	_, err = db.WriteOrders(ctx, []seckill.OrderRequest{
+		{SaleID: sale.ID, UserID: users[1].ID, Ticket: "U", At: now},
+		{SaleID: sale.ID, UserID: users[2].ID, Ticket: "T", At: now},
+	}, now)
+	if err == nil {
+		t.Fatal("WriteOrders with a reused ticket succeeded")
+	}
+	st, err := db.SaleStats(ctx, sale.ID)
+	mustOK(t, err)
+	if st.Orders != 1 || st.SQLStockLeft != 9 || st.LedgerSum != 9 {
+		t.Errorf("after a failed batch, stats = %+v; want 1 order, 9 left", st)
+	}
+}
+
+func makeUsers(from, n int) []*seckill.User {
+	users := make([]*seckill.User, n)
+	for i := range users {
+		users[i] = &seckill.User{
+			Phone:        fmt.Sprintf("1%010d", from+i),
+			Nickname:     fmt.Sprintf("u%d", from+i),
+			Role:         seckill.RoleBuyer,
+			PasswordHash: "$argon2id$v=19$m=65536,t=1,p=2$c2FsdA$aGFzaA",
+		}
+	}
+	return users
+}
+
+func mustOK(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,178 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"runtime"
+	"strings"
+
+	"github.com/pressly/goose/v3"
+	_ "modernc.org/sqlite" // registers driver "sqlite"
+)
+
+//go:embed migrations/sqlite/*.sql
+var sqliteFS embed.FS
+
+// sqlite is the SQLite engine (modernc.org/sqlite, pure Go).
+var sqlite = dialect{
+	name:       "sqlite",
+	goose:      goose.DialectSQLite3,
+	migrations: mustSub(sqliteFS, "migrations/sqlite"),
+	maxParams:  32766, // SQLITE_MAX_VARIABLE_NUMBER since 3.32
+	open:       openSQLite,
+	q: queries{
+		createUser: `INSERT INTO users (phone, password_hash, nickname, role, created_at)
+			VALUES (?, ?, ?, ?, ?) ON CONFLICT (phone) DO NOTHING RETURNING id`,
+		createUsers: func(n int) string {
+			return `INSERT INTO users (phone, password_hash, nickname, role, created_at) VALUES ` +
+				rows(n, "(?, ?, ?, ?, ?)") + ` ON CONFLICT (phone) DO NOTHING RETURNING id, phone`
+		},
+		updateUser:  `UPDATE users SET nickname = ?, role = ?, password_hash = ? WHERE id = ?`,
+		userByID:    `SELECT id, phone, password_hash, nickname, role, created_at FROM users WHERE id = ?`,
+		userByPhone: `SELECT id, phone, password_hash, nickname, role, created_at FROM users WHERE phone = ?`,
+
+		createSession: `INSERT INTO sessions (token_hash, user_id, role, expires_at, created_at) VALUES (?, ?, ?, ?, ?)`,
+		session:       `SELECT token_hash, user_id, role, expires_at FROM sessions WHERE token_hash = ? AND expires_at > ?`,
+		// An expired session stays expired: touching it must not log its
+		// holder back in.
+		touchSession:  `UPDATE sessions SET expires_at = ? WHERE token_hash = ? AND expires_at > ?`,
+		deleteSession: `DELETE FROM sessions WHERE token_hash = ?`,
+
+		createSale: `INSERT INTO sales (name, description, image_url, price_cents, original_price_cents,
+			stock, stock_left, starts_at, ends_at, require_captcha, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		sale:  `SELECT ` + saleColumns + ` FROM sales WHERE id = ?`,
+		sales: `SELECT ` + saleColumns + ` FROM sales ORDER BY starts_at, id`,
+		// One statement, so every number comes from the same snapshot.
+		saleStats: `SELECT s.stock, s.stock_left,
+				(SELECT COALESCE(SUM(l.delta), 0) FROM stock_ledger l WHERE l.sale_id = s.id),
+				o.total, o.pending, o.paid, o.cancelled, o.refunded
+			FROM sales s, (SELECT COUNT(*) AS total,
+					COALESCE(SUM(status = 'pending_payment'), 0) AS pending,
+					COALESCE(SUM(status = 'paid'), 0) AS paid,
+					COALESCE(SUM(status = 'cancelled'), 0) AS cancelled,
+					COALESCE(SUM(status = 'refunded'), 0) AS refunded
+				FROM orders WHERE sale_id = ?1) o
+			WHERE s.id = ?1`,
+		initialStock: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES (?, ?, 'initial', ?)`,
+		orderLedger: func(n int) string {
+			return `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at) VALUES ` +
+				rows(n, "(?, ?, -1, 'order', ?)")
+		},
+
+		stockLeft: func(n int) string {
+			return `SELECT id, stock_left FROM sales WHERE id IN (` + params(n) + `)`
+		},
+		// Conflicts on (sale_id, user_id) are skipped, not errors: they are
+		// redeliveries of orders already written. RETURNING lists only the
+		// rows inserted, in no promised order.
+		insertOrder: func(n int) string {
+			return `INSERT INTO orders (sale_id, user_id, order_no, price_cents, created_at, pay_deadline, status) VALUES ` +
+				rows(n, "(?, ?, ?, ?, ?, ?, 'pending_payment')") +
+				` ON CONFLICT (sale_id, user_id) DO NOTHING RETURNING id, sale_id, user_id`
+		},
+		orderIDs: func(n int) string {
+			return `SELECT id, user_id FROM orders WHERE sale_id = ? AND user_id IN (` + params(n) + `)`
+		},
+		takeStock:  `UPDATE sales SET stock_left = stock_left - ?1 WHERE id = ?2 AND stock_left >= ?1`,
+		order:      `SELECT ` + orderColumns + ` FROM orders WHERE id = ?`,
+		orderBySU:  `SELECT ` + orderColumns + ` FROM orders WHERE sale_id = ? AND user_id = ?`,
+		ordersBy:   `SELECT ` + orderColumns + ` FROM orders WHERE user_id = ? ORDER BY id DESC`,
+		saleBuyers: `SELECT user_id FROM orders WHERE sale_id = ? ORDER BY user_id`,
+	},
+}
+
+// openSQLite opens the SQLite file at path as two pools: one connection for
+// writes and several for reads.
+//
+// WAL lets readers run alongside the writer; synchronous=NORMAL in WAL mode
+// keeps every committed transaction across a process crash (only a power
+// loss can take back the last ones); _txlock=immediate takes the write lock
+// at BEGIN, so two writers can never both hold read locks and deadlock on
+// the upgrade, which busy_timeout cannot resolve (this matters for other
+// processes on the same file, such as `seckill migrate`).
+func openSQLite(ctx context.Context, path string) (write, read *sql.DB, err error) {
+	if path == "" {
+		return nil, nil, errors.New("empty path: want sqlite:PATH")
+	}
+	if strings.Contains(path, ":memory:") || strings.Contains(path, "mode=memory") {
+		// Each connection would get its own empty database.
+		return nil, nil, errors.New("in-memory databases are not supported; use a file (a temp dir for tests)")
+	}
+	if strings.ContainsAny(path, "?#") {
+		return nil, nil, fmt.Errorf("path %q: query parameters are not supported", path)
+	}
+	pragmas := url.Values{
+		"_busy_timeout": {"10000"},
+		"_journal_mode": {"WAL"},
+		"_synchronous":  {"NORMAL"},
+		"_foreign_keys": {"on"},
+		"_pragma":       {"cache_size(-32000)", "temp_store(memory)", "mmap_size(268435456)"},
+	}
+	wp := url.Values{"_txlock": {"immediate"}}
+	for k, v := range pragmas {
+		wp[k] = v
+	}
+	write, err = sql.Open("sqlite", path+"?"+wp.Encode())
+	if err != nil {
+		return nil, nil, err
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+	// The first connection creates the file and switches it to WAL before
+	// any reader opens it.
+	if err := write.PingContext(ctx); err != nil {
+		write.Close()
+		return nil, nil, err
+	}
+
+	rp := url.Values{"_query_only": {"1"}}
+	for k, v := range pragmas {
+		rp[k] = v
+	}
+	read, err = sql.Open("sqlite", path+"?"+rp.Encode())
+	if err != nil {
+		write.Close()
+		return nil, nil, err
+	}
+	n := max(4, runtime.GOMAXPROCS(0))
+	read.SetMaxOpenConns(n)
+	read.SetMaxIdleConns(n)
+	read.SetConnMaxLifetime(0)
+	read.SetConnMaxIdleTime(0)
+	return write, read, nil
+}
+
+func mustSub(fsys fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(fsys, dir)
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
+// rows returns n copies of row separated by commas, for multi-row VALUES
+// with ? placeholders.
+func rows(n int, row string) string {
+	var b strings.Builder
+	b.Grow(n * (len(row) + 2))
+	for i := range n {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(row)
+	}
+	return b.String()
+}
+
+// params returns n ? placeholders separated by commas.
+func params(n int) string {
+	return rows(n, "?")
+}
