@@ -154,6 +154,13 @@ type OrderQueue interface {
 	PendingRequests(ctx context.Context, saleID int64) ([]OrderRequest, error)
 }
 
+// BatchAcker is implemented by queues that can ack a whole batch in one
+// round trip; the order writer uses it when present. It returns once every
+// ack is settled, like calling Ack on each delivery.
+type BatchAcker interface {
+	AckAll(ctx context.Context, ds []Delivery) error
+}
+
 // ResultBus carries order results to every instance, so whichever holds the
 // buyer's connection can answer them.
 type ResultBus interface {

@@ -60,8 +60,12 @@ func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 	// Acked only after commit: a crash in between redelivers, and the
 	// unique index makes the retry a no-op.
 	var ackErr error
-	for _, d := range ds {
-		ackErr = errors.Join(ackErr, d.Ack(wctx))
+	if ba, ok := e.b.Queue.(seckill.BatchAcker); ok {
+		ackErr = ba.AckAll(wctx, ds)
+	} else {
+		for _, d := range ds {
+			ackErr = errors.Join(ackErr, d.Ack(wctx))
+		}
 	}
 	if ackErr != nil {
 		e.log.Warn("ack after commit failed; messages will be redelivered", "err", ackErr)

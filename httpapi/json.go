@@ -97,10 +97,12 @@ func decode[T any](body io.Reader, allowEmpty bool) (T, error) {
 	case err != nil:
 		return v, seckill.Errorf(seckill.EInvalid, "bad JSON: %s", jsonProblem(err))
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		if lr.N <= 0 {
-			return v, seckill.Errorf(seckill.ETooLarge, "request body is over %d bytes", MaxBody)
-		}
+	_, err = dec.Token()
+	if lr.N <= 0 {
+		// The limited reader ends in EOF: the body went on past MaxBody.
+		return v, seckill.Errorf(seckill.ETooLarge, "request body is over %d bytes", MaxBody)
+	}
+	if !errors.Is(err, io.EOF) {
 		return v, seckill.Errorf(seckill.EInvalid, "bad JSON: more than one value in the body")
 	}
 	return v, nil

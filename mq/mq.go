@@ -41,6 +41,7 @@ import (
 var (
 	_ seckill.OrderQueue = (*Queue)(nil)
 	_ seckill.ResultBus  = (*Queue)(nil)
+	_ seckill.BatchAcker = (*Queue)(nil)
 )
 
 // Defaults of Config.

@@ -3,6 +3,7 @@ package sqldb_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,5 +52,50 @@ func benchWriteOrders(b *testing.B, size int) {
 			b.Fatalf("result %+v", res[size-1])
 		}
 	}
+	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "orders/s")
+}
+
+// BenchmarkWriteOrdersParallel runs 4 writers at once (as 4 order-writer
+// consumers would), each writing batches of 100 new orders to one sale.
+// SQLite takes one writer at a time; this measures that they queue
+// without failing or spinning.
+func BenchmarkWriteOrdersParallel(b *testing.B) {
+	ctx := context.Background()
+	db := openTemp(b)
+	const nUsers, size = 100_000, 100
+	users := makeUsers(0, nUsers)
+	mustOK(b, db.CreateUsers(ctx, users))
+	var mu sync.Mutex
+	next := 0 // next user batch; a new sale every nUsers/size batches
+	var sale *seckill.Sale
+	batch := func() (int64, []*seckill.User) {
+		mu.Lock()
+		defer mu.Unlock()
+		i := next % (nUsers / size)
+		if i == 0 {
+			sale = &seckill.Sale{Name: "bench", PriceCents: 1, OriginalPriceCents: 2, Stock: nUsers,
+				StartsAt: time.Now(), EndsAt: time.Now().Add(time.Hour)}
+			mustOK(b, db.CreateSale(ctx, sale))
+		}
+		next++
+		return sale.ID, users[i*size : (i+1)*size]
+	}
+	b.SetParallelism(2) // 2 × GOMAXPROCS writers
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		reqs := make([]seckill.OrderRequest, size)
+		for pb.Next() {
+			saleID, us := batch()
+			now := time.Now()
+			for j, u := range us {
+				reqs[j] = seckill.OrderRequest{SaleID: saleID, UserID: u.ID,
+					Ticket: fmt.Sprintf("P%d-%d", saleID, u.ID), PriceCents: 1, At: now}
+			}
+			if _, err := db.WriteOrders(ctx, reqs, now.Add(time.Minute)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "orders/s")
 }

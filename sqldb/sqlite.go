@@ -112,7 +112,7 @@ func openSQLite(ctx context.Context, path string) (write, read *sql.DB, err erro
 		"_journal_mode": {"WAL"},
 		"_synchronous":  {"NORMAL"},
 		"_foreign_keys": {"on"},
-		"_pragma":       {"cache_size(-32000)", "temp_store(memory)", "mmap_size(268435456)"},
+		"_pragma":       {"cache_size(-32000)", "temp_store(memory)"},
 	}
 	wp := url.Values{"_txlock": {"immediate"}}
 	for k, v := range pragmas {

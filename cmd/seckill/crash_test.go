@@ -1,0 +1,324 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"seckill"
+	"seckill/account"
+	"seckill/inmem"
+	"seckill/sqldb"
+)
+
+// TestMain lets the test binary act as `seckill serve` for the crash test.
+func TestMain(m *testing.M) {
+	if os.Getenv("SECKILL_TEST_CHILD") == "1" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err := run(ctx, []string{"serve"})
+		stop()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "child:", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// child is a server process of the crash test.
+type child struct {
+	t   *testing.T
+	cmd *exec.Cmd
+	url string
+}
+
+func startChild(t *testing.T, dir string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(),
+		"SECKILL_TEST_CHILD=1", "SECKILL_DATA="+dir, "SECKILL_ADDR=127.0.0.1:0",
+		"SECKILL_USER_RATE=0", "SECKILL_IP_RATE=0", "SECKILL_LOG_LEVEL=warn",
+		"SECKILL_ADMIN_PHONE=19900000000", "SECKILL_ADMIN_PASSWORD=admin-password",
+	)
+	cmd.Stderr = &logWriter{t: t}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(out)
+	c := &child{t: t, cmd: cmd}
+	ready := make(chan string, 1)
+	go func() {
+		for lines.Scan() {
+			if u, ok := strings.CutPrefix(lines.Text(), "seckill is listening on "); ok {
+				ready <- u
+			}
+		}
+	}()
+	select {
+	case c.url = <-ready:
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatal("server did not start in 60 s")
+	}
+	return c
+}
+
+type logWriter struct{ t *testing.T }
+
+func (w *logWriter) Write(p []byte) (int, error) {
+	w.t.Log("server: " + strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func (c *child) kill() {
+	_ = c.cmd.Process.Signal(syscall.SIGKILL)
+	_ = c.cmd.Wait()
+}
+
+func (c *child) stop() {
+	_ = c.cmd.Process.Signal(syscall.SIGTERM)
+	if err := c.cmd.Wait(); err != nil {
+		c.t.Errorf("graceful stop: %v", err)
+	}
+}
+
+var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+// call sends a request and decodes the JSON answer into out (if not nil).
+func (c *child) call(method, path, token string, body string, out any) (int, error) {
+	req, err := http.NewRequest(method, c.url+path, strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if out != nil {
+		if err := json.Unmarshal(raw, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s: %w", raw, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// TestCrashRecovery runs the server as a child process, kills it with
+// SIGKILL mid-sale, restarts it on the same data directory, finishes the
+// sale and checks I1–I4 against SQLite: every 202 the crowd saw became
+// exactly one order carrying its ticket, no unit was sold twice, and every
+// unit was sold.
+func TestCrashRecovery(t *testing.T) {
+	if testing.Short() {
+		t.Skip("crash drill skipped in -short mode")
+	}
+	const users, stock = 800, 400
+	dir := t.TempDir()
+	tokens, saleID := provision(t, dir, users, stock)
+
+	accepted := map[int]string{} // user index → ticket of its 202
+	var mu sync.Mutex
+	// crowd sends every user's purchase tries times from 32 workers; it stops
+	// early once stopAfter purchases were accepted (0: never).
+	crowd := func(c *child, tries, stopAfter int, onStop func()) (answers map[int]int) {
+		answers = map[int]int{}
+		paths := make([]string, users)
+		for i := range tokens {
+			var p struct{ Path string }
+			if code, err := c.call("POST", fmt.Sprintf("/api/sales/%d/path", saleID), tokens[i], "", &p); err != nil || code != 200 {
+				t.Fatalf("path: %d %v", code, err)
+			}
+			paths[i] = p.Path
+		}
+		var once sync.Once
+		var wg sync.WaitGroup
+		stopped := make(chan struct{})
+		for w := 0; w < 32; w++ {
+			wg.Add(1)
+			go func(w int) {
+				defer wg.Done()
+				for try := 0; try < tries; try++ {
+					for i := w; i < users; i += 32 {
+						select {
+						case <-stopped:
+							return
+						default:
+						}
+						var r struct{ Ticket string }
+						code, err := c.call("POST", fmt.Sprintf("/api/sales/%d/purchase/%s", saleID, paths[i]), tokens[i], "", &r)
+						mu.Lock()
+						if err == nil {
+							answers[code]++
+						}
+						if code == 202 {
+							if old, ok := accepted[i]; ok {
+								t.Errorf("user %d accepted twice (%s, %s)", i, old, r.Ticket)
+							}
+							accepted[i] = r.Ticket
+						}
+						n := len(accepted)
+						mu.Unlock()
+						if stopAfter > 0 && n >= stopAfter {
+							once.Do(func() { onStop(); close(stopped) })
+						}
+					}
+				}
+			}(w)
+		}
+		wg.Wait()
+		return answers
+	}
+
+	c := startChild(t, dir)
+	first := crowd(c, 1, stock/2, c.kill)
+	t.Logf("before the crash: %v, %d accepted", first, len(accepted))
+	c.kill() // no-op if the crowd already killed it
+
+	c = startChild(t, dir)
+	second := crowd(c, 2, 0, nil)
+	t.Logf("after the restart: %v, %d accepted in all", second, len(accepted))
+	for code, n := range second {
+		if code != 202 && code != 409 && code != 410 {
+			t.Errorf("after restart: %d answers with status %d", n, code)
+		}
+	}
+
+	// Wait for the writer, then stop gracefully and read SQL directly.
+	var login struct{ Token string }
+	if code, err := c.call("POST", "/api/sessions", "", `{"phone":"19900000000","password":"admin-password"}`, &login); err != nil || code != 200 {
+		t.Fatalf("admin login: %d %v", code, err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var st struct{ Queued int64 }
+		if _, err := c.call("GET", fmt.Sprintf("/api/admin/sales/%d/stats", saleID), login.Token, "", &st); err != nil {
+			t.Fatal(err)
+		}
+		if st.Queued == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d still queued after 30 s", st.Queued)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.stop()
+
+	db, err := sqldb.Open(context.Background(), "sqlite:"+filepath.Join(dir, "seckill.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	st, err := db.SaleStats(ctx, saleID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	live := st.Pending + st.Paid
+	if live > stock {
+		t.Errorf("I1: %d live orders for %d units", live, stock)
+	}
+	if live+st.SQLStockLeft != stock || st.LedgerSum != st.SQLStockLeft {
+		t.Errorf("I4: live %d + stock_left %d != %d (ledger %d)", live, st.SQLStockLeft, stock, st.LedgerSum)
+	}
+	if st.SQLStockLeft != 0 {
+		t.Errorf("I4: %d units unsold with %d buyers wanting them", st.SQLStockLeft, users)
+	}
+	buyers, err := db.SaleBuyers(ctx, saleID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(buyers)) != st.Orders {
+		t.Errorf("I2: %d orders for %d distinct buyers", st.Orders, len(buyers))
+	}
+	// I3: every 202 is an order with the ticket the client was given.
+	ids := userIDs(t, db, users)
+	for i, ticket := range accepted {
+		o, err := db.OrderBySaleUser(ctx, saleID, ids[i])
+		if err != nil {
+			t.Errorf("I3: user %d got 202 (%s) but has no order: %v", i, ticket, err)
+			continue
+		}
+		if o.OrderNo != ticket {
+			t.Errorf("I3: user %d got ticket %s, order has %s", i, ticket, o.OrderNo)
+		}
+	}
+	t.Logf("orders %d, accepted %d (the rest were in flight at the kill)", st.Orders, len(accepted))
+}
+
+// provision creates users with sessions and an active sale without a
+// captcha directly in the database, as the bench's bulk route will.
+func provision(t *testing.T, dir string, users int, stock int64) ([]string, int64) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := sqldb.Open(ctx, "sqlite:"+filepath.Join(dir, "seckill.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	params := account.Params{Memory: 64, Time: 1, Threads: 1}
+	acc, err := account.New(db, inmem.NewSessionCache(db, time.Second, 10), account.Config{Params: params})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hash, err := account.HashPassword("password-1", params)
+	if err != nil {
+		t.Fatal(err)
+	}
+	us := make([]*seckill.User, users)
+	for i := range us {
+		us[i] = &seckill.User{Phone: fmt.Sprintf("13%09d", i), Role: seckill.RoleBuyer, PasswordHash: hash}
+	}
+	if err := db.CreateUsers(ctx, us); err != nil {
+		t.Fatal(err)
+	}
+	tokens := make([]string, users)
+	for i, u := range us {
+		if tokens[i], _, err = acc.OpenSession(ctx, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sale := &seckill.Sale{Name: "drill", PriceCents: 100, Stock: stock,
+		StartsAt: time.Now().Add(-time.Minute), EndsAt: time.Now().Add(time.Hour)}
+	if err := db.CreateSale(ctx, sale); err != nil {
+		t.Fatal(err)
+	}
+	return tokens, sale.ID
+}
+
+func userIDs(t *testing.T, db *sqldb.DB, users int) []int64 {
+	t.Helper()
+	ids := make([]int64, users)
+	for i := range ids {
+		u, err := db.UserByPhone(context.Background(), fmt.Sprintf("13%09d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[i] = u.ID
+	}
+	return ids
+}
