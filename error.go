@@ -8,26 +8,27 @@ import (
 // Application error codes. They are the stable codes of the HTTP contract
 // (api.md); the HTTP layer maps each to one status in one place.
 const (
-	EInvalid         = "invalid"         // malformed or out-of-range input
-	ETooLarge        = "too_large"       // request body over the limit
-	EUnauthenticated = "unauthenticated" // no session, or it expired
-	EForbidden       = "forbidden"       // wrong role
-	ENotFound        = "not_found"       // no such resource (or not yours)
-	EPhoneTaken      = "phone_taken"     // account exists
-	EBadCredentials  = "bad_credentials" // wrong phone or password
-	EBadCaptcha      = "bad_captcha"     // wrong, expired or reused captcha
-	ENotStarted      = "not_started"     // sale window not open yet
-	EEnded           = "ended"           // sale window closed
-	EBadPath         = "bad_path"        // hidden purchase path does not match
-	EDuplicate       = "duplicate"       // user already holds a unit of this sale
-	ESoldOut         = "sold_out"        // no units left
-	ERateLimited     = "rate_limited"    // a token bucket is empty
-	EBusy            = "busy"            // backend unavailable or overloaded; retry later
-	EInternal        = "internal"        // anything else; details stay in the log
-	ENotPayable      = "not_payable"     // order cannot be paid in its state
-	ENotCancellable  = "not_cancellable" // order cannot be cancelled in its state
-	EBadSignature    = "bad_signature"   // payment callback not signed by the provider
-	EAmountMismatch  = "amount_mismatch" // payment callback amount differs from the order
+	EInvalid         = "invalid"            // malformed or out-of-range input
+	ETooLarge        = "too_large"          // request body over the limit
+	EUnauthenticated = "unauthenticated"    // no session, or it expired
+	EForbidden       = "forbidden"          // wrong role
+	ENotFound        = "not_found"          // no such resource (or not yours)
+	EMethod          = "method_not_allowed" // the path exists, the method does not
+	EPhoneTaken      = "phone_taken"        // account exists
+	EBadCredentials  = "bad_credentials"    // wrong phone or password
+	EBadCaptcha      = "bad_captcha"        // wrong, expired or reused captcha
+	ENotStarted      = "not_started"        // sale window not open yet
+	EEnded           = "ended"              // sale window closed
+	EBadPath         = "bad_path"           // hidden purchase path does not match
+	EDuplicate       = "duplicate"          // user already holds a unit of this sale
+	ESoldOut         = "sold_out"           // no units left
+	ERateLimited     = "rate_limited"       // a token bucket is empty
+	EBusy            = "busy"               // backend unavailable or overloaded; retry later
+	EInternal        = "internal"           // anything else; details stay in the log
+	ENotPayable      = "not_payable"        // order cannot be paid in its state
+	ENotCancellable  = "not_cancellable"    // order cannot be cancelled in its state
+	EBadSignature    = "bad_signature"      // payment callback not signed by the provider
+	EAmountMismatch  = "amount_mismatch"    // payment callback amount differs from the order
 )
 
 // Error is the application error: a stable code and a message safe to show a

@@ -140,8 +140,10 @@ type Delivery interface {
 // OrderQueue is the durable queue between the gate and the order writer.
 type OrderQueue interface {
 	// Publish stores r durably and returns only once the queue acknowledged
-	// it. Requests are deduplicated by (sale, user). EBusy when the queue is
-	// unavailable.
+	// it. Requests are deduplicated by (sale, user): EDuplicate when one of
+	// the pair was stored before (within the queue's dedupe window); the
+	// first one stands. EBusy when the queue is unavailable (r may or may
+	// not be stored then).
 	Publish(ctx context.Context, r OrderRequest) error
 	// Fetch returns up to max deliveries, waiting at most wait for the first.
 	// An empty slice means none arrived in time.

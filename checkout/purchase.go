@@ -149,16 +149,21 @@ func (e *Engine) Purchase(ctx context.Context, userID, saleID int64, path string
 
 	// Mark queued before publishing: the writer's result may arrive before
 	// Publish returns, and must not be overwritten.
-	e.results.queue(saleID, userID, req.Ticket)
+	prev, had := e.results.queue(saleID, userID, req.Ticket)
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
 	err = e.b.Queue.Publish(pctx, req)
 	cancel()
 	if err != nil {
 		// The buyer may have gone, but the unit must still come back.
 		rctx := context.WithoutCancel(ctx)
-		e.results.unqueue(saleID, userID, req.Ticket)
+		e.results.unqueue(saleID, userID, req.Ticket, prev, had)
 		if rerr := e.b.Gate.Release(rctx, saleID, userID); rerr != nil {
 			e.log.Error("release after failed publish", "sale", saleID, "user", userID, "err", rerr)
+		}
+		if seckill.ErrorCode(err) == seckill.EDuplicate {
+			// An earlier request of this user is stored (one whose publish
+			// timed out, or was refused by SQL): it settles the purchase.
+			return "", seckill.Errorf(seckill.EDuplicate, "you already have a purchase in this sale")
 		}
 		e.log.Warn("publish failed; reservation released", "sale", saleID, "user", userID, "err", err)
 		return "", seckill.Errorf(seckill.EBusy, "order queue unavailable; retry shortly")

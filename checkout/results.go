@@ -37,26 +37,35 @@ func (rm *resultMap) shard(k resultKey) *resultShard {
 	return &rm.shards[uint64(k.user*31+k.sale)%uint64(len(rm.shards))]
 }
 
-func (rm *resultMap) queue(sale, user int64, ticket string) {
+// queue marks a purchase queued and returns the entry it replaced, for
+// unqueue to put back if the publish fails.
+func (rm *resultMap) queue(sale, user int64, ticket string) (prev resultEntry, had bool) {
 	k := resultKey{sale, user}
 	sh := rm.shard(k)
 	sh.mu.Lock()
-	// A failed earlier attempt (its unit released) may be retried.
-	if e, ok := sh.m[k]; !ok || e.r.Status != seckill.ResultSuccess {
+	defer sh.mu.Unlock()
+	prev, had = sh.m[k]
+	// A failed earlier attempt may be retried; a success stays.
+	if !had || prev.r.Status != seckill.ResultSuccess {
 		sh.m[k] = resultEntry{ticket: ticket, r: Result{Status: seckill.ResultQueued}}
 	}
-	sh.mu.Unlock()
+	return prev, had
 }
 
-// unqueue forgets a queued mark of this ticket (its publish failed).
-func (rm *resultMap) unqueue(sale, user int64, ticket string) {
+// unqueue undoes queue for a ticket whose publish failed, restoring what
+// was there before, unless a result arrived meanwhile.
+func (rm *resultMap) unqueue(sale, user int64, ticket string, prev resultEntry, had bool) {
 	k := resultKey{sale, user}
 	sh := rm.shard(k)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	if e, ok := sh.m[k]; ok && e.ticket == ticket && e.r.Status == seckill.ResultQueued {
-		delete(sh.m, k)
+		if had {
+			sh.m[k] = prev
+		} else {
+			delete(sh.m, k)
+		}
 	}
-	sh.mu.Unlock()
 }
 
 // settle records a terminal result; a success is never replaced by a later

@@ -72,12 +72,11 @@ func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 	}
 	for _, r := range results {
 		if r.Status == seckill.ResultFailed {
-			// SQL refused the order although the gate admitted it: give the
-			// unit and the user back to the gate so the sale can still sell out.
+			// SQL refused a request the gate admitted: the gate held a unit
+			// SQL did not have. Its stock is unchanged, so the unit is not
+			// returned to the gate (which would keep the gate above SQL), and
+			// the buyer keeps a terminal failed result: one try per sale.
 			e.log.Error("order refused by SQL", "sale", r.SaleID, "user", r.UserID, "reason", r.Reason)
-			if err := e.b.Gate.Release(wctx, r.SaleID, r.UserID); err != nil {
-				e.log.Error("release refused order", "sale", r.SaleID, "user", r.UserID, "err", err)
-			}
 		}
 	}
 	if err := e.b.Bus.PublishResults(wctx, results); err != nil {

@@ -172,6 +172,12 @@ func TestSalesCatalog(t *testing.T) {
 		}
 	}
 	want(t, s.do("GET", "/api/nothing", "", nil), 404, "not_found")
+	r := s.do("PUT", "/api/sales", "", nil)
+	want(t, r, 405, "method_not_allowed")
+	if r.Header.Get("Allow") != "GET" {
+		t.Fatalf("Allow = %q", r.Header.Get("Allow"))
+	}
+	want(t, s.do("GET", "/api/sessions", "", nil), 405, "method_not_allowed")
 }
 
 func TestCaptchaAndPath(t *testing.T) {

@@ -22,6 +22,7 @@ var statusOf = map[string]int{
 	seckill.EUnauthenticated: http.StatusUnauthorized,
 	seckill.EForbidden:       http.StatusForbidden,
 	seckill.ENotFound:        http.StatusNotFound,
+	seckill.EMethod:          http.StatusMethodNotAllowed,
 	seckill.EPhoneTaken:      http.StatusConflict,
 	seckill.EBadCredentials:  http.StatusUnauthorized,
 	seckill.EBadCaptcha:      http.StatusBadRequest,

@@ -41,9 +41,10 @@ type Config struct {
 
 // Server is the HTTP handler of seckill.
 type Server struct {
-	cfg Config
-	mux *http.ServeMux
-	log *slog.Logger
+	cfg     Config
+	mux     *http.ServeMux
+	log     *slog.Logger
+	methods map[string][]string // route path → methods it serves
 }
 
 // New returns the handler.
@@ -54,7 +55,7 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Log}
+	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Log, methods: map[string][]string{}}
 	s.routes()
 	return s
 }
@@ -65,6 +66,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 type handler func(w http.ResponseWriter, r *http.Request) error
 
 func (s *Server) handle(pattern string, h handler) {
+	if method, path, ok := strings.Cut(pattern, " "); ok {
+		s.methods[path] = append(s.methods[path], method)
+	}
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		if err := h(w, r); err != nil {
 			writeError(w, r, s.log, err)
@@ -99,6 +103,15 @@ func (s *Server) routes() {
 	s.handle("/api/", func(w http.ResponseWriter, r *http.Request) error {
 		return seckill.Errorf(seckill.ENotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	})
+	// A known path asked with another method gets the contract's JSON
+	// error rather than ServeMux's plain-text 405.
+	for path, methods := range s.methods {
+		allow := strings.Join(methods, ", ")
+		s.handle(path, func(w http.ResponseWriter, r *http.Request) error {
+			w.Header().Set("Allow", allow)
+			return seckill.Errorf(seckill.EMethod, "%s is not allowed here; use %s", r.Method, allow)
+		})
+	}
 	if s.cfg.Static != nil {
 		s.mux.Handle("/", s.cfg.Static)
 	}

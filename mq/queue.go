@@ -15,10 +15,11 @@ import (
 // Publish stores r on its sale's subject and returns once the server has
 // acknowledged it: written to the stream's file (and replicated, on a
 // cluster), so it survives a crash of this process or the server. A second
-// request of the same (sale, user) within the dedupe window is acknowledged
-// without being stored again; the first one stays. It fails with EInvalid
-// when r has no sale or user, and EBusy on any queue failure, including ctx
-// expiring first — in that case r may or may not have been stored.
+// request of the same (sale, user) within the dedupe window is not stored
+// again: the first one stays and Publish answers EDuplicate. It fails with
+// EInvalid when r has no sale or user, and EBusy on any queue failure,
+// including ctx expiring first — in that case r may or may not have been
+// stored.
 func (q *Queue) Publish(ctx context.Context, r seckill.OrderRequest) error {
 	if r.SaleID <= 0 || r.UserID <= 0 {
 		return seckill.Errorf(seckill.EInvalid, "order request needs a sale and a user")
@@ -28,9 +29,12 @@ func (q *Queue) Publish(ctx context.Context, r seckill.OrderRequest) error {
 	id := strconv.AppendInt(ibuf[:0], r.SaleID, 10)
 	id = append(id, ':')
 	id = strconv.AppendInt(id, r.UserID, 10)
-	_, err := q.js.Publish(ctx, q.Subject(r.SaleID), data, jetstream.WithMsgID(string(id)))
+	ack, err := q.js.Publish(ctx, q.Subject(r.SaleID), data, jetstream.WithMsgID(string(id)))
 	if err != nil {
 		return fmt.Errorf("publish %d:%d: %w", r.SaleID, r.UserID, busy(err))
+	}
+	if ack.Duplicate {
+		return seckill.Errorf(seckill.EDuplicate, "a request of user %d in sale %d is already queued", r.UserID, r.SaleID)
 	}
 	return nil
 }

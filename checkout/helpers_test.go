@@ -1,0 +1,388 @@
+package checkout
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill"
+	"seckill/inmem"
+	"seckill/mq"
+	"seckill/sqldb"
+)
+
+// testSecret is long enough for New.
+var testSecret = []byte("0123456789abcdef0123456789abcdef")
+
+// env is one set of real embedded backends: SQLite, embedded JetStream and
+// the in-process gate. Each test gets its own data dir.
+type env struct {
+	t        *testing.T
+	dir      string
+	db       *sqldb.DB
+	queue    *mq.Queue
+	gate     *inmem.Gate
+	captchas *inmem.CaptchaStore
+	log      *slog.Logger
+	phones   int // users created so far, for unique phone numbers
+}
+
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	return newEnvQueue(t, mq.Config{})
+}
+
+// newEnvQueue is newEnv with a queue configured by qcfg (DataDir and Logger
+// are filled in).
+func newEnvQueue(t *testing.T, qcfg mq.Config) *env {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	db, err := sqldb.Open(ctx, "sqlite:"+dir+"/db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	qcfg.DataDir, qcfg.Logger = dir, log
+	q, err := mq.Open(ctx, qcfg)
+	if err != nil {
+		_ = db.Close()
+		t.Fatal(err)
+	}
+	// Registered first, so it runs after the engines and writers are gone.
+	t.Cleanup(func() {
+		_ = q.Close()
+		_ = db.Close()
+	})
+	return &env{t: t, dir: dir, db: db, queue: q, gate: inmem.NewGate(), captchas: inmem.NewCaptchaStore(), log: log}
+}
+
+// testWriter sends log lines to t.Log; it is only used with -v.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// backends returns the real backends of the env.
+func (v *env) backends() Backends {
+	return Backends{Sales: v.db, Orders: v.db, Gate: v.gate, Queue: v.queue, Bus: v.queue, Captchas: v.captchas}
+}
+
+// engine returns a new engine on b (the env's backends when b is nil), not
+// yet recovered. A zero cfg.Secret takes testSecret; BatchWait defaults to a
+// short wait so writers and drains stay quick.
+func (v *env) engine(cfg Config, b *Backends) *Engine {
+	v.t.Helper()
+	if cfg.Secret == nil {
+		cfg.Secret = testSecret
+	}
+	if cfg.BatchWait == 0 {
+		cfg.BatchWait = 20 * time.Millisecond
+	}
+	bk := v.backends()
+	if b != nil {
+		bk = *b
+	}
+	e, err := New(cfg, bk, v.log)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	v.t.Cleanup(e.Close)
+	return e
+}
+
+// recovered returns a new engine that has run Recover, so it admits.
+func (v *env) recovered(cfg Config, b *Backends) *Engine {
+	v.t.Helper()
+	e := v.engine(cfg, b)
+	if err := e.Recover(context.Background()); err != nil {
+		v.t.Fatalf("recover: %v", err)
+	}
+	if !e.Ready() {
+		v.t.Fatal("engine not ready after Recover")
+	}
+	return e
+}
+
+// users provisions n buyers in SQL (orders need them) and returns their ids.
+func (v *env) users(n int) []int64 {
+	v.t.Helper()
+	us := make([]*seckill.User, n)
+	for i := range us {
+		us[i] = &seckill.User{Phone: fmt.Sprintf("13%09d", v.phones), Nickname: "b", Role: seckill.RoleBuyer, PasswordHash: "x"}
+		v.phones++
+	}
+	if err := v.db.CreateUsers(context.Background(), us); err != nil {
+		v.t.Fatal(err)
+	}
+	ids := make([]int64, n)
+	for i, u := range us {
+		ids[i] = u.ID
+	}
+	return ids
+}
+
+// sale stores a sale open from starts to ends in SQL only (the gate is left
+// alone: Recover or the test loads it).
+func (v *env) sale(stock int64, starts, ends time.Time) *seckill.Sale {
+	v.t.Helper()
+	s := &seckill.Sale{
+		Name: "phone", PriceCents: 99900, OriginalPriceCents: 199900, Stock: stock,
+		StartsAt: starts.UTC(), EndsAt: ends.UTC(),
+	}
+	if err := v.db.CreateSale(context.Background(), s); err != nil {
+		v.t.Fatal(err)
+	}
+	return s
+}
+
+// openSale stores a sale open from a minute ago for an hour, by the wall clock.
+func (v *env) openSale(stock int64) *seckill.Sale {
+	v.t.Helper()
+	return v.sale(stock, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+}
+
+// publish puts requests straight on the queue, as Purchase would after the
+// gate, with no writer running.
+func (v *env) publish(saleID int64, users ...int64) {
+	v.t.Helper()
+	for _, u := range users {
+		r := seckill.OrderRequest{SaleID: saleID, UserID: u, Ticket: newTicket(), PriceCents: 99900, At: time.Now().UTC()}
+		if err := v.queue.Publish(context.Background(), r); err != nil {
+			v.t.Fatalf("publish %d:%d: %v", saleID, u, err)
+		}
+	}
+}
+
+// writeOrders writes orders for users straight into SQL, bypassing gate and
+// queue, and fails unless every one succeeds.
+func (v *env) writeOrders(saleID int64, users ...int64) {
+	v.t.Helper()
+	reqs := make([]seckill.OrderRequest, len(users))
+	for i, u := range users {
+		reqs[i] = seckill.OrderRequest{SaleID: saleID, UserID: u, Ticket: newTicket(), PriceCents: 99900, At: time.Now().UTC()}
+	}
+	rs, err := v.db.WriteOrders(context.Background(), reqs, time.Now().Add(10*time.Minute))
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.Status != seckill.ResultSuccess {
+			v.t.Fatalf("write order %d:%d: %s %s", r.SaleID, r.UserID, r.Status, r.Reason)
+		}
+	}
+}
+
+func (v *env) pending(saleID int64) int64 {
+	v.t.Helper()
+	n, err := v.queue.Pending(context.Background(), saleID)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return n
+}
+
+func (v *env) stats(saleID int64) *seckill.SaleStats {
+	v.t.Helper()
+	st, err := v.db.SaleStats(context.Background(), saleID)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return st
+}
+
+// gateLeft returns the gate's units left of a sale, failing if not loaded.
+func (v *env) gateLeft(saleID int64) int64 {
+	v.t.Helper()
+	left, loaded, err := v.gate.Left(context.Background(), saleID)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	if !loaded {
+		v.t.Fatalf("sale %d not loaded in the gate", saleID)
+	}
+	return left
+}
+
+// buyers returns the sale's buyers in SQL as a set, failing on a user who
+// holds two orders (I2).
+func (v *env) buyers(saleID int64) map[int64]bool {
+	v.t.Helper()
+	ids, err := v.db.SaleBuyers(context.Background(), saleID)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	set := make(map[int64]bool, len(ids))
+	for _, u := range ids {
+		if set[u] {
+			v.t.Errorf("I2: user %d holds two orders in sale %d", u, saleID)
+		}
+		set[u] = true
+	}
+	return set
+}
+
+// checkAtRest asserts I1, I2 and I4 for a sale with an empty queue.
+func (v *env) checkAtRest(saleID int64) *seckill.SaleStats {
+	v.t.Helper()
+	if n := v.pending(saleID); n != 0 {
+		v.t.Fatalf("queue holds %d requests of sale %d; not at rest", n, saleID)
+	}
+	st := v.stats(saleID)
+	live := st.Pending + st.Paid
+	if live > st.Stock {
+		v.t.Errorf("I1: %d live orders > stock %d", live, st.Stock)
+	}
+	if live+st.SQLStockLeft != st.Stock {
+		v.t.Errorf("I4: live %d + stock_left %d != stock %d", live, st.SQLStockLeft, st.Stock)
+	}
+	if st.LedgerSum != st.SQLStockLeft {
+		v.t.Errorf("ledger sum %d != stock_left %d", st.LedgerSum, st.SQLStockLeft)
+	}
+	if got := v.gateLeft(saleID); got != st.SQLStockLeft {
+		v.t.Errorf("I4: gate left %d != SQL stock_left %d with nothing queued", got, st.SQLStockLeft)
+	}
+	if n := int64(len(v.buyers(saleID))); n != st.Orders {
+		v.t.Errorf("I2: %d distinct buyers for %d orders", n, st.Orders)
+	}
+	return st
+}
+
+// reserve asks the gate directly.
+func (v *env) reserve(saleID, userID int64) seckill.GateResult {
+	v.t.Helper()
+	r, err := v.gate.Reserve(context.Background(), seckill.Reservation{SaleID: saleID, UserID: userID, Ticket: newTicket(), At: time.Now()})
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return r
+}
+
+// runWriter runs e's order writer until the test ends or stop is called.
+func runWriter(t *testing.T, e *Engine) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); e.RunWriter(ctx) }()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// drain writes everything queued into SQL, within a bound.
+func drain(t *testing.T, e *Engine) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := e.Drain(ctx); err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+}
+
+// waitFor polls cond until it holds, failing after a generous bound.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// result reads the engine's answer for a user, failing on error.
+func result(t *testing.T, e *Engine, userID, saleID int64) Result {
+	t.Helper()
+	r, err := e.Result(context.Background(), userID, saleID)
+	if err != nil {
+		t.Fatalf("result of user %d in sale %d: %v", userID, saleID, err)
+	}
+	return r
+}
+
+// waitResult waits until the user's result has the given status.
+func waitResult(t *testing.T, e *Engine, userID, saleID int64, status string) Result {
+	t.Helper()
+	var r Result
+	waitFor(t, fmt.Sprintf("result %q of user %d in sale %d", status, userID, saleID), func() bool {
+		r = result(t, e, userID, saleID)
+		return r.Status == status
+	})
+	return r
+}
+
+// path issues the user's purchase path (the sale needs no captcha).
+func path(t *testing.T, e *Engine, userID, saleID int64) string {
+	t.Helper()
+	p, _, err := e.IssuePath(context.Background(), userID, saleID, "", "")
+	if err != nil {
+		t.Fatalf("issue path of user %d in sale %d: %v", userID, saleID, err)
+	}
+	return p
+}
+
+// wantCode fails unless err carries the application error code (""= nil).
+func wantCode(t *testing.T, err error, code string) {
+	t.Helper()
+	if got := seckill.ErrorCode(err); got != code {
+		t.Fatalf("got error %v (code %q), want code %q", err, got, code)
+	}
+}
+
+// collectResults subscribes to the result bus and records what it carries.
+type collectResults struct {
+	mu sync.Mutex
+	rs []seckill.OrderResult
+}
+
+func subscribeResults(t *testing.T, bus seckill.ResultBus) *collectResults {
+	t.Helper()
+	c := &collectResults{}
+	cancel, err := bus.SubscribeResults(func(r seckill.OrderResult) {
+		c.mu.Lock()
+		c.rs = append(c.rs, r)
+		c.mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cancel)
+	return c
+}
+
+// find returns the first result for (sale, user).
+func (c *collectResults) find(saleID, userID int64) (seckill.OrderResult, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, r := range c.rs {
+		if r.SaleID == saleID && r.UserID == userID {
+			return r, true
+		}
+	}
+	return seckill.OrderResult{}, false
+}
+
+// fakeClock is an injected Config.Now that moves only when told.
+type fakeClock struct{ ns atomic.Int64 }
+
+func newFakeClock(t time.Time) *fakeClock {
+	c := &fakeClock{}
+	c.set(t)
+	return c
+}
+
+func (c *fakeClock) Now() time.Time  { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *fakeClock) set(t time.Time) { c.ns.Store(t.UnixNano()) }
