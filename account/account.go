@@ -33,6 +33,7 @@ type Service struct {
 	sem      chan struct{}
 	dummy    string // hash checked for unknown phones, so timing tells nothing
 	now      func() time.Time
+	inSlot   func() // test hook: runs in each hashing slot, before the hash
 }
 
 // New returns the service.
@@ -96,6 +97,9 @@ func (s *Service) hash(ctx context.Context, fn func() error) error {
 		return ctx.Err()
 	}
 	defer func() { <-s.sem }()
+	if s.inSlot != nil {
+		s.inSlot()
+	}
 	return fn()
 }
 
@@ -209,7 +213,12 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*seckill.Sess
 	if err != nil {
 		return nil, err
 	}
+	// The expiry was set by this clock; a store whose clock lags (or a
+	// cached copy) must not have an expired session extended below.
 	now := s.now()
+	if !now.Before(sess.ExpiresAt) {
+		return nil, seckill.Errorf(seckill.EUnauthenticated, "session expired or unknown; log in again")
+	}
 	if sess.ExpiresAt.Sub(now) < s.cfg.SessionTTL-s.cfg.SessionTTL/24 {
 		exp := now.Add(s.cfg.SessionTTL).UTC()
 		if err := s.sessions.TouchSession(ctx, sess.TokenHash, exp); err != nil {

@@ -22,6 +22,9 @@ var DefaultParams = Params{Memory: 19 * 1024, Time: 2, Threads: 1}
 
 const saltLen, keyLen = 16, 32
 
+// maxMemory bounds the memory cost CheckPassword accepts from a stored hash.
+const maxMemory = 1 << 20 // KiB: 1 GiB
+
 // HashPassword returns the PHC string of password under p with a fresh salt.
 func HashPassword(password string, p Params) (string, error) {
 	salt := make([]byte, saltLen)
@@ -48,6 +51,14 @@ func CheckPassword(password, hash string) (bool, error) {
 	if _, err := fmt.Sscanf(parts[3], "m=%d,t=%d,p=%d", &p.Memory, &p.Time, &p.Threads); err != nil {
 		return false, fmt.Errorf("argon2 params %q: %w", parts[3], err)
 	}
+	// argon2.IDKey panics on zero passes or lanes; a corrupted memory cost
+	// must not let one login take the process's memory.
+	if p.Memory > maxMemory {
+		return false, fmt.Errorf("argon2 params %q: memory over %d KiB", parts[3], maxMemory)
+	}
+	if p.Time < 1 || p.Threads < 1 {
+		return false, fmt.Errorf("argon2 params %q: time and parallelism must be at least 1", parts[3])
+	}
 	salt, err := base64.RawStdEncoding.DecodeString(parts[4])
 	if err != nil {
 		return false, fmt.Errorf("salt: %w", err)
@@ -55,6 +66,11 @@ func CheckPassword(password, hash string) (bool, error) {
 	want, err := base64.RawStdEncoding.DecodeString(parts[5])
 	if err != nil {
 		return false, fmt.Errorf("key: %w", err)
+	}
+	// An empty key would panic in argon2; a very short one would match
+	// almost any password. RFC 9106 asks for at least 4 bytes.
+	if len(want) < 4 {
+		return false, fmt.Errorf("key: %d bytes is too short", len(want))
 	}
 	got := argon2.IDKey([]byte(password), salt, p.Time, p.Memory, p.Threads, uint32(len(want)))
 	return subtle.ConstantTimeCompare(got, want) == 1, nil
