@@ -110,16 +110,25 @@ type Reservation struct {
 // StockGate is the atomic stock counter in front of SQL. Every method is safe
 // for concurrent use.
 type StockGate interface {
-	// Load replaces the sale's state: left units and the users who hold one.
+	// Load replaces the sale's state: left units and the users who hold one,
+	// with no reservations pending.
 	Load(ctx context.Context, saleID, left int64, buyers []int64) error
 	// Reserve does, atomically: if the user already holds a unit of the sale
 	// → Duplicate; else if no unit is left → SoldOut; else take one unit,
-	// record the user and answer Reserved. EBusy if the sale is not loaded.
+	// record the user, remember the reservation (until Settle) and answer
+	// Reserved. EBusy if the sale is not loaded.
 	Reserve(ctx context.Context, r Reservation) (GateResult, error)
 	// Release undoes a reservation that will never become an order: the unit
-	// returns and the user is forgotten, so they may try again. Releasing a
-	// user who holds nothing is a no-op.
+	// returns and the user and their reservation are forgotten, so they may
+	// try again. Releasing a user who holds nothing is a no-op.
 	Release(ctx context.Context, saleID, userID int64) error
+	// Settle forgets the reservations of users whose requests SQL has
+	// settled (as orders or refusals); they stay recorded as buyers.
+	// Unknown users and sales are ignored.
+	Settle(ctx context.Context, saleID int64, userIDs []int64) error
+	// Stale returns the sale's reservations made before the given time and
+	// not settled or released: candidates for the reconciler.
+	Stale(ctx context.Context, saleID int64, before time.Time) ([]Reservation, error)
 	// Restock returns n units (from cancelled orders) for other buyers; the
 	// buyers stay recorded. EBusy if the sale is not loaded.
 	Restock(ctx context.Context, saleID, n int64) error
@@ -127,6 +136,15 @@ type StockGate interface {
 	Left(ctx context.Context, saleID int64) (left int64, loaded bool, err error)
 	// Unload forgets every sale (the gate must be rebuilt before admitting).
 	Unload(ctx context.Context) error
+}
+
+// Locker hands out named locks with a lease, so that one instance of many
+// does a job (rebuilding the gate).
+type Locker interface {
+	// TryLock takes the lock for ttl if nobody holds it. ok is false when
+	// someone does. release gives it up early (a no-op once it expired and
+	// someone else took it).
+	TryLock(ctx context.Context, name string, ttl time.Duration) (release func(context.Context) error, ok bool, err error)
 }
 
 // Delivery is one message fetched from the order queue. It must be acked once

@@ -30,6 +30,7 @@ type Config struct {
 	BatchWait      time.Duration // writer waits this long for a first message; default 200ms
 	SaleCacheTTL   time.Duration // how stale the cached catalogue may be; default 1s
 	Now            func() time.Time
+	Observer       Observer // told of gate results and writer batches (metrics); nil: nobody
 }
 
 func (c *Config) defaults() {
@@ -60,6 +61,9 @@ func (c *Config) defaults() {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Observer == nil {
+		c.Observer = nopObserver{}
+	}
 }
 
 // Backends are what the engine runs on.
@@ -70,6 +74,9 @@ type Backends struct {
 	Queue    seckill.OrderQueue
 	Bus      seckill.ResultBus
 	Captchas seckill.CaptchaStore
+	// Locker elects the instance that rebuilds a gate that lost its state;
+	// nil for a gate that cannot lose it apart from the process.
+	Locker seckill.Locker
 }
 
 // Engine admits purchases and turns them into orders.
@@ -87,6 +94,9 @@ type Engine struct {
 
 	results     *resultMap
 	unsubscribe func()
+
+	rebuilding atomic.Bool
+	rebuilds   rebuildCounter
 }
 
 type cachedSale struct {

@@ -136,7 +136,13 @@ func (e *Engine) Purchase(ctx context.Context, userID, saleID int64, path string
 
 	req := seckill.OrderRequest{SaleID: saleID, UserID: userID, Ticket: newTicket(), PriceCents: s.PriceCents, At: now.UTC()}
 	r, err := e.b.Gate.Reserve(ctx, seckill.Reservation{SaleID: saleID, UserID: userID, Ticket: req.Ticket, At: req.At})
+	e.cfg.Observer.GateResult(r, err)
 	if err != nil {
+		if seckill.ErrorCode(err) == seckill.EBusy {
+			// A shared gate that lost the sale (restarted empty) is rebuilt
+			// by one instance; until then everyone answers busy.
+			e.maybeRebuild()
+		}
 		return "", err
 	}
 	switch r {

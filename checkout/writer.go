@@ -50,8 +50,10 @@ func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 	for i, d := range ds {
 		reqs[i] = d.Request()
 	}
+	start := time.Now()
 	results, err := e.b.Orders.WriteOrders(wctx, reqs, e.now().Add(e.cfg.PayWindow).UTC())
 	if err != nil {
+		e.cfg.Observer.BatchWritten(len(ds), 0, time.Since(start), err)
 		for _, d := range ds {
 			err = errors.Join(err, d.Nak(wctx))
 		}
@@ -70,8 +72,10 @@ func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 	if ackErr != nil {
 		e.log.Warn("ack after commit failed; messages will be redelivered", "err", ackErr)
 	}
+	failed := 0
 	for _, r := range results {
 		if r.Status == seckill.ResultFailed {
+			failed++
 			// SQL refused a request the gate admitted: the gate held a unit
 			// SQL did not have. Its stock is unchanged, so the unit is not
 			// returned to the gate (which would keep the gate above SQL), and
@@ -79,6 +83,8 @@ func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 			e.log.Error("order refused by SQL", "sale", r.SaleID, "user", r.UserID, "reason", r.Reason)
 		}
 	}
+	e.cfg.Observer.BatchWritten(len(ds), failed, time.Since(start), nil)
+	e.settle(wctx, results)
 	if err := e.b.Bus.PublishResults(wctx, results); err != nil {
 		// Polls still find the order in SQL; only the push is lost.
 		e.log.Warn("publish results", "err", err)
@@ -136,18 +142,34 @@ func (e *Engine) Recover(ctx context.Context) error {
 	return nil
 }
 
+// settle tells the gate which reservations SQL has settled, so the
+// reconciler does not look at them. A failure only leaves work for it.
+func (e *Engine) settle(ctx context.Context, results []seckill.OrderResult) {
+	bySale := map[int64][]int64{}
+	for _, r := range results {
+		bySale[r.SaleID] = append(bySale[r.SaleID], r.UserID)
+	}
+	for sale, users := range bySale {
+		if err := e.b.Gate.Settle(ctx, sale, users); err != nil {
+			e.log.Warn("settle reservations", "sale", sale, "users", len(users), "err", err)
+		}
+	}
+}
+
 // loadGate sets the gate of one sale to SQL stock_left less the requests
-// still queued, with the buyers of SQL plus those queued.
+// still queued, with the buyers of SQL plus those queued. The queue is read
+// first: a request the writer moves into SQL meanwhile then shows up in
+// both and counts once, and none can slip between the two reads.
 func (e *Engine) loadGate(ctx context.Context, saleID int64) error {
+	queued, err := e.b.Queue.PendingRequests(ctx, saleID)
+	if err != nil {
+		return err
+	}
 	st, err := e.b.Sales.SaleStats(ctx, saleID)
 	if err != nil {
 		return err
 	}
 	buyers, err := e.b.Orders.SaleBuyers(ctx, saleID)
-	if err != nil {
-		return err
-	}
-	queued, err := e.b.Queue.PendingRequests(ctx, saleID)
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ package inmem
 import (
 	"context"
 	"sync"
+	"time"
 
 	"seckill"
 )
@@ -22,9 +23,10 @@ type Gate struct {
 }
 
 type gateSale struct {
-	mu     sync.Mutex
-	left   int64
-	buyers map[int64]struct{}
+	mu       sync.Mutex
+	left     int64
+	buyers   map[int64]struct{}
+	reserved map[int64]seckill.Reservation // not yet settled in SQL
 }
 
 // NewGate returns an empty gate; every sale must be loaded before it admits.
@@ -41,7 +43,7 @@ func (g *Gate) sale(id int64) *gateSale {
 
 // Load replaces the sale's units left and buyers.
 func (g *Gate) Load(_ context.Context, saleID, left int64, buyers []int64) error {
-	s := &gateSale{left: left, buyers: make(map[int64]struct{}, len(buyers))}
+	s := &gateSale{left: left, buyers: make(map[int64]struct{}, len(buyers)), reserved: make(map[int64]seckill.Reservation)}
 	for _, u := range buyers {
 		s.buyers[u] = struct{}{}
 	}
@@ -67,6 +69,7 @@ func (g *Gate) Reserve(_ context.Context, r seckill.Reservation) (seckill.GateRe
 	}
 	s.left--
 	s.buyers[r.UserID] = struct{}{}
+	s.reserved[r.UserID] = r
 	return seckill.Reserved, nil
 }
 
@@ -80,9 +83,41 @@ func (g *Gate) Release(_ context.Context, saleID, userID int64) error {
 	defer s.mu.Unlock()
 	if _, ok := s.buyers[userID]; ok {
 		delete(s.buyers, userID)
+		delete(s.reserved, userID)
 		s.left++
 	}
 	return nil
+}
+
+// Settle forgets the users' reservations; they stay buyers.
+func (g *Gate) Settle(_ context.Context, saleID int64, userIDs []int64) error {
+	s := g.sale(saleID)
+	if s == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range userIDs {
+		delete(s.reserved, u)
+	}
+	return nil
+}
+
+// Stale lists reservations made before the given time and not settled.
+func (g *Gate) Stale(_ context.Context, saleID int64, before time.Time) ([]seckill.Reservation, error) {
+	s := g.sale(saleID)
+	if s == nil {
+		return nil, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []seckill.Reservation
+	for _, r := range s.reserved {
+		if r.At.Before(before) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
 }
 
 // Restock returns n units; buyers stay recorded.

@@ -29,6 +29,10 @@ func TestLimiterDisabled(t *testing.T) {
 	}
 }
 
+func TestLocker(t *testing.T) {
+	contract.TestLocker(t, func(*testing.T) seckill.Locker { return inmem.NewLocker() })
+}
+
 func TestCaptchaStore(t *testing.T) {
 	contract.TestCaptchaStore(t, func(*testing.T) seckill.CaptchaStore { return inmem.NewCaptchaStore() })
 }

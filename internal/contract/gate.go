@@ -2,6 +2,7 @@ package contract
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -118,6 +119,66 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		reserve(t, g, 5, 2, seckill.Reserved)
 		reserve(t, g, 5, 3, seckill.Reserved)
 		reserve(t, g, 5, 4, seckill.SoldOut)
+	})
+
+	t.Run("Reservations", func(t *testing.T) {
+		g := newGate(t)
+		if err := g.Load(ctx, 8, 10, []int64{100}); err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+		for u := int64(1); u <= 4; u++ {
+			r := seckill.Reservation{SaleID: 8, UserID: u, Ticket: fmt.Sprintf("T%d", u), At: t0.Add(time.Duration(u) * time.Minute)}
+			if got, err := g.Reserve(ctx, r); err != nil || got != seckill.Reserved {
+				t.Fatalf("Reserve(%d) = %v, %v", u, got, err)
+			}
+		}
+		stale := func(before time.Time) map[int64]seckill.Reservation {
+			t.Helper()
+			rs, err := g.Stale(ctx, 8, before)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := map[int64]seckill.Reservation{}
+			for _, r := range rs {
+				m[r.UserID] = r
+			}
+			return m
+		}
+		// Users 1 and 2 reserved before t0+2m30s; buyers loaded by Load
+		// have no reservation.
+		got := stale(t0.Add(150 * time.Second))
+		if len(got) != 2 || got[1].Ticket != "T1" || got[2].Ticket != "T2" || !got[1].At.Equal(t0.Add(time.Minute)) || got[2].SaleID != 8 {
+			t.Fatalf("Stale = %+v, want users 1 and 2 with their tickets and times", got)
+		}
+		// Settled reservations are forgotten, the buyers stay.
+		if err := g.Settle(ctx, 8, []int64{1, 3, 999}); err != nil {
+			t.Fatal(err)
+		}
+		if got := stale(time.Now()); len(got) != 2 || got[2].Ticket != "T2" || got[4].Ticket != "T4" {
+			t.Fatalf("Stale after Settle = %+v, want users 2 and 4", got)
+		}
+		reserve(t, g, 8, 1, seckill.Duplicate)
+		// Released reservations are forgotten too.
+		if err := g.Release(ctx, 8, 2); err != nil {
+			t.Fatal(err)
+		}
+		if got := stale(time.Now()); len(got) != 1 || got[4].Ticket != "T4" {
+			t.Fatalf("Stale after Release = %+v, want user 4", got)
+		}
+		// Load starts over with none pending.
+		if err := g.Load(ctx, 8, 5, []int64{4}); err != nil {
+			t.Fatal(err)
+		}
+		if got := stale(time.Now()); len(got) != 0 {
+			t.Fatalf("Stale after Load = %+v, want none", got)
+		}
+		if err := g.Settle(ctx, 77, []int64{1}); err != nil {
+			t.Fatalf("Settle on an unloaded sale: %v", err)
+		}
+		if rs, err := g.Stale(ctx, 77, time.Now()); err != nil || len(rs) != 0 {
+			t.Fatalf("Stale on an unloaded sale: %v, %v", rs, err)
+		}
 	})
 
 	t.Run("SalesAreIndependent", func(t *testing.T) {

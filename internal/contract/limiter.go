@@ -147,3 +147,74 @@ func TestCaptchaStore(t *testing.T, newStore func(t *testing.T) seckill.CaptchaS
 		}
 	})
 }
+
+// TestLocker checks a Locker implementation. Locks of different tests must
+// not collide: newLocker may prefix names.
+func TestLocker(t *testing.T, newLocker func(t *testing.T) seckill.Locker) {
+	ctx := context.Background()
+	t.Run("Exclusive", func(t *testing.T) {
+		l := newLocker(t)
+		release, ok, err := l.TryLock(ctx, "rebuild", time.Minute)
+		if err != nil || !ok {
+			t.Fatalf("first TryLock: %v, %v", ok, err)
+		}
+		if _, ok, err := l.TryLock(ctx, "rebuild", time.Minute); err != nil || ok {
+			t.Fatalf("second TryLock while held: %v, %v", ok, err)
+		}
+		if _, ok, _ := l.TryLock(ctx, "other", time.Minute); !ok {
+			t.Fatal("another name is locked too")
+		}
+		if err := release(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, _ := l.TryLock(ctx, "rebuild", time.Minute); !ok {
+			t.Fatal("lock not free after release")
+		}
+	})
+	t.Run("LeaseExpires", func(t *testing.T) {
+		l := newLocker(t)
+		stale, ok, _ := l.TryLock(ctx, "lease", 50*time.Millisecond)
+		if !ok {
+			t.Fatal("TryLock failed")
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		var release func(context.Context) error
+		for {
+			if release, ok, _ = l.TryLock(ctx, "lease", time.Minute); ok {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("lease of 50 ms still held after 5 s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		// The first holder's release must not free the new holder's lock.
+		if err := stale(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, ok, _ := l.TryLock(ctx, "lease", time.Minute); ok {
+			t.Fatal("an expired holder's release freed the new holder's lock")
+		}
+		_ = release(ctx)
+	})
+	t.Run("OneWinner", func(t *testing.T) {
+		l := newLocker(t)
+		var won atomic.Int64
+		var wg sync.WaitGroup
+		for i := 0; i < 16; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if _, ok, err := l.TryLock(ctx, "race", time.Minute); err != nil {
+					t.Error(err)
+				} else if ok {
+					won.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		if won.Load() != 1 {
+			t.Fatalf("%d holders, want 1", won.Load())
+		}
+	})
+}

@@ -1,0 +1,148 @@
+package checkout
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"seckill"
+)
+
+// Reconcile finds reservations older than age that never became a queued
+// request nor an order — their instance died between the gate and the
+// queue — and releases them, so their units sell to someone else. It
+// returns how many it released. Age must be well above PublishTimeout, so a
+// publish still in flight is never mistaken for a lost one.
+func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) {
+	sales, err := e.b.Sales.Sales(ctx)
+	if err != nil {
+		return 0, err
+	}
+	released := 0
+	before := e.now().Add(-age)
+	for _, s := range sales {
+		stale, err := e.b.Gate.Stale(ctx, s.ID, before)
+		if err != nil || len(stale) == 0 {
+			if err != nil {
+				e.log.Warn("reconcile: stale reservations", "sale", s.ID, "err", err)
+			}
+			continue
+		}
+		// The queue first, then SQL: the writer commits before it acks, so
+		// a request is always in at least one of them when we look.
+		queued, err := e.b.Queue.PendingRequests(ctx, s.ID)
+		if err != nil {
+			return released, err
+		}
+		inQueue := make(map[int64]bool, len(queued))
+		for _, q := range queued {
+			inQueue[q.UserID] = true
+		}
+		var settled []int64
+		for _, r := range stale {
+			if inQueue[r.UserID] {
+				continue // the writer will settle it
+			}
+			_, err := e.b.Orders.OrderBySaleUser(ctx, s.ID, r.UserID)
+			switch seckill.ErrorCode(err) {
+			case "":
+				settled = append(settled, r.UserID) // written; its settle was lost
+				continue
+			case seckill.ENotFound:
+			default:
+				return released, err
+			}
+			if err := e.b.Gate.Release(ctx, s.ID, r.UserID); err != nil {
+				return released, err
+			}
+			released++
+			e.log.Warn("reconcile: released a reservation that never reached the queue",
+				"sale", s.ID, "user", r.UserID, "ticket", r.Ticket, "at", r.At)
+		}
+		if len(settled) > 0 {
+			if err := e.b.Gate.Settle(ctx, s.ID, settled); err != nil {
+				return released, err
+			}
+		}
+	}
+	return released, nil
+}
+
+// RunReconciler reconciles every interval until ctx ends.
+func (e *Engine) RunReconciler(ctx context.Context, every, age time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !e.ready.Load() {
+			continue
+		}
+		if _, err := e.Reconcile(ctx, age); err != nil && ctx.Err() == nil {
+			e.log.Error("reconcile", "err", err)
+		}
+	}
+}
+
+// rebuildLock names the lock of the instance that rebuilds the gate.
+const rebuildLock = "gate-rebuild"
+
+// maybeRebuild starts a rebuild of the gate's unloaded sales in the
+// background, unless one is running on this instance. Only the instance
+// that gets the lock rebuilds; the others keep answering EBusy until the
+// sales are loaded again.
+func (e *Engine) maybeRebuild() {
+	if e.b.Locker == nil || !e.rebuilding.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer e.rebuilding.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := e.RebuildGate(ctx); err != nil {
+			e.log.Error("gate rebuild", "err", err)
+		}
+	}()
+}
+
+// RebuildGate loads every sale the gate has lost (after a restart of a
+// shared gate), holding the rebuild lock so one instance does it. It first
+// waits out PublishTimeout so publishes admitted by the old gate have
+// landed in the queue. Without the lock it returns nil at once.
+func (e *Engine) RebuildGate(ctx context.Context) error {
+	release, ok, err := e.b.Locker.TryLock(ctx, rebuildLock, time.Minute)
+	if err != nil || !ok {
+		return err
+	}
+	defer func() { _ = release(context.WithoutCancel(ctx)) }()
+	select {
+	case <-time.After(e.cfg.PublishTimeout):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	sales, err := e.b.Sales.Sales(ctx)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, s := range sales {
+		if _, loaded, err := e.b.Gate.Left(ctx, s.ID); err != nil {
+			return err
+		} else if loaded {
+			continue
+		}
+		if err := e.loadGate(ctx, s.ID); err != nil {
+			return err
+		}
+		n++
+	}
+	e.rebuilds.Add(1)
+	e.log.Warn("gate rebuilt after losing its state", "sales", n)
+	return nil
+}
+
+// rebuildCounter counts completed rebuilds (for tests and metrics).
+type rebuildCounter = atomic.Int64
