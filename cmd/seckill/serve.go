@@ -10,9 +10,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +32,9 @@ type Config struct {
 	DataDir       string
 	DB            string
 	NATS          string
+	QueuePrefix   string
+	Redis         string
+	RedisPrefix   string
 	Secret        string
 	AdminPhone    string
 	AdminPassword string
@@ -87,6 +90,9 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "data directory of the embedded backends")
 	fs.StringVar(&c.DB, "db", c.DB, "database URL (default sqlite:<data>/seckill.db)")
 	fs.StringVar(&c.NATS, "nats", c.NATS, "external NATS URL (default: embedded JetStream in <data>/nats)")
+	fs.StringVar(&c.QueuePrefix, "queue-prefix", c.QueuePrefix, "names the stream and subjects on NATS; instances of one deployment share it")
+	fs.StringVar(&c.Redis, "redis", c.Redis, "Redis URL for the shared gate, sessions and limits: redis://host:port, or a comma-separated list of Cluster nodes (default: in-process)")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of every Redis key; instances of one deployment share it")
 	fs.StringVar(&c.Secret, "secret", c.Secret, "HMAC secret of purchase paths, same on every instance (default: generated into <data>/secret)")
 	fs.StringVar(&c.AdminPhone, "admin-phone", c.AdminPhone, "create or update this admin account at start")
 	fs.StringVar(&c.AdminPassword, "admin-password", c.AdminPassword, "password of the admin account")
@@ -130,6 +136,7 @@ func (c Config) masked() []any {
 	}
 	return []any{
 		"addr", c.Addr, "data", c.DataDir, "db", redactURL(c.DB), "nats", redactURL(c.NATS),
+		"queue_prefix", c.QueuePrefix, "redis", redactURL(c.Redis), "redis_prefix", c.RedisPrefix,
 		"secret", hide(c.Secret), "admin_phone", c.AdminPhone, "admin_password", hide(c.AdminPassword),
 		"user_rate", c.UserRate, "user_burst", c.UserBurst, "ip_rate", c.IPRate, "ip_burst", c.IPBurst,
 		"in_flight", c.InFlight, "batch", c.BatchSize, "pay_window", c.PayWindow,
@@ -137,13 +144,13 @@ func (c Config) masked() []any {
 	}
 }
 
-// redactURL hides the password of a URL's user info.
+// userinfo matches the password of "scheme://user:password@"; URLs here
+// may be lists ("redis://a:1,b:2") that net/url does not parse.
+var userinfo = regexp.MustCompile(`(://[^:/@,]*:)[^@,]*@`)
+
+// redactURL hides the passwords in a URL or a list of them.
 func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil || u.User == nil {
-		return s
-	}
-	return u.Redacted()
+	return userinfo.ReplaceAllString(s, "${1}xxxxx@")
 }
 
 // Run opens the backends, starts listening, rebuilds the stock gate (the
@@ -174,7 +181,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.db, err = sqldb.Open(ctx, c.DB); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
-	if m.queue, err = mq.Open(ctx, mq.Config{URL: c.NATS, DataDir: c.DataDir, Logger: m.log}); err != nil {
+	if m.queue, err = mq.Open(ctx, mq.Config{URL: c.NATS, DataDir: c.DataDir, Logger: m.log, Prefix: c.QueuePrefix}); err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
 	sessions := inmem.NewSessionCache(m.db, 5*time.Second, 100_000)
