@@ -111,8 +111,13 @@ func (e *Engine) maybeRebuild() {
 // RebuildGate loads every sale the gate has lost (after a restart of a
 // shared gate), holding the rebuild lock so one instance does it. It first
 // waits out PublishTimeout so publishes admitted by the old gate have
-// landed in the queue. Without the lock it returns nil at once.
+// landed in the queue. With nothing to load, or without the lock, it
+// returns nil at once.
 func (e *Engine) RebuildGate(ctx context.Context) error {
+	missing, err := e.unloadedSales(ctx)
+	if err != nil || len(missing) == 0 {
+		return err
+	}
 	release, ok, err := e.b.Locker.TryLock(ctx, rebuildLock, time.Minute)
 	if err != nil || !ok {
 		return err
@@ -123,25 +128,60 @@ func (e *Engine) RebuildGate(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	sales, err := e.b.Sales.Sales(ctx)
-	if err != nil {
+	// Another instance may have finished a rebuild before we got the lock.
+	if missing, err = e.unloadedSales(ctx); err != nil {
 		return err
 	}
-	n := 0
-	for _, s := range sales {
-		if _, loaded, err := e.b.Gate.Left(ctx, s.ID); err != nil {
-			return err
-		} else if loaded {
-			continue
-		}
-		if err := e.loadGate(ctx, s.ID); err != nil {
+	for _, id := range missing {
+		if err := e.loadGate(ctx, id); err != nil {
 			return err
 		}
-		n++
 	}
 	e.rebuilds.Add(1)
-	e.log.Warn("gate rebuilt after losing its state", "sales", n)
+	e.log.Warn("gate rebuilt after losing its state", "sales", len(missing))
 	return nil
+}
+
+// unloadedSales lists the sales the gate does not hold.
+func (e *Engine) unloadedSales(ctx context.Context) ([]int64, error) {
+	sales, err := e.b.Sales.Sales(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var missing []int64
+	for _, s := range sales {
+		_, loaded, err := e.b.Gate.Left(ctx, s.ID)
+		if err != nil {
+			return nil, err
+		}
+		if !loaded {
+			missing = append(missing, s.ID)
+		}
+	}
+	return missing, nil
+}
+
+// recoverShared opens admission once the shared gate holds every sale,
+// rebuilding what it lacks if this instance gets the lock.
+func (e *Engine) recoverShared(ctx context.Context) error {
+	for {
+		if err := e.RebuildGate(ctx); err != nil {
+			return err
+		}
+		missing, err := e.unloadedSales(ctx)
+		if err != nil {
+			return err
+		}
+		if len(missing) == 0 {
+			e.ready.Store(true)
+			return nil
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 // rebuildCounter counts completed rebuilds (for tests and metrics).

@@ -110,6 +110,7 @@ func TestRebuildAfterGateLoss(t *testing.T) {
 	e := v.recovered(Config{PublishTimeout: 50 * time.Millisecond}, &b)
 	v.writeOrders(s.ID, u[0])
 	v.publish(s.ID, u[1])
+	before := e.rebuilds.Load() // the shared recovery loaded the new sale
 	if err := v.gate.Unload(ctx); err != nil { // the gate "restarts empty"
 		t.Fatal(err)
 	}
@@ -144,7 +145,56 @@ func TestRebuildAfterGateLoss(t *testing.T) {
 	}
 	drain(t, e)
 	v.checkAtRest(s.ID)
-	if e.rebuilds.Load() != 1 {
-		t.Fatalf("%d rebuilds, want 1", e.rebuilds.Load())
+	if n := e.rebuilds.Load() - before; n != 1 {
+		t.Fatalf("%d rebuilds after the loss, want 1", n)
+	}
+}
+
+// TestRecoverShared: an instance joining a shared gate mid-sale neither
+// drains the queue nor reloads what the gate holds (others are admitting);
+// it loads only what is missing, and waits while another instance does.
+func TestRecoverShared(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	held := v.openSale(10)
+	lost := v.openSale(5)
+	u := v.users(3)
+	locker := inmem.NewLocker()
+	b := v.backends()
+	b.Locker = locker
+	if err := v.gate.Load(ctx, held.ID, 7, []int64{u[0]}); err != nil { // live state of the others
+		t.Fatal(err)
+	}
+	v.publish(held.ID, u[1])
+
+	// Another instance is rebuilding: this one waits, not ready.
+	release, _, _ := locker.TryLock(ctx, rebuildLock, time.Minute)
+	e := v.engine(Config{PublishTimeout: 10 * time.Millisecond}, &b)
+	done := make(chan error, 1)
+	go func() { done <- e.Recover(ctx) }()
+	time.Sleep(300 * time.Millisecond)
+	if e.Ready() {
+		t.Fatal("ready while the gate lacks a sale")
+	}
+	_ = release(ctx)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Recover did not finish after the lock was freed")
+	}
+	if !e.Ready() {
+		t.Fatal("not ready after Recover")
+	}
+	if got := v.gateLeft(held.ID); got != 7 {
+		t.Fatalf("held sale reloaded: left %d, want the live 7", got)
+	}
+	if got := v.gateLeft(lost.ID); got != 5 {
+		t.Fatalf("lost sale left %d, want 5", got)
+	}
+	if got := v.pending(held.ID); got != 1 {
+		t.Fatalf("queue drained by a joining instance: %d pending, want 1", got)
 	}
 }

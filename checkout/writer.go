@@ -120,8 +120,16 @@ func (e *Engine) Drain(ctx context.Context) error {
 // Recover brings the engine to a state where it may admit: it drains the
 // queue into SQL, rebuilds the gate of every sale from SQL plus whatever is
 // still queued, and only then opens admission.
+//
+// With a shared gate (Backends.Locker set) other instances may be admitting
+// meanwhile, so nothing is drained or unloaded: only the sales the gate
+// lacks are loaded, by whichever instance holds the rebuild lock, and this
+// one waits until they are.
 func (e *Engine) Recover(ctx context.Context) error {
 	e.ready.Store(false)
+	if e.b.Locker != nil {
+		return e.recoverShared(ctx)
+	}
 	if err := e.Drain(ctx); err != nil {
 		return err
 	}
