@@ -155,6 +155,12 @@ func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
 	}
 	s, err := e.b.Sales.Sale(ctx, id)
 	if err != nil {
+		if ok && seckill.ErrorCode(err) != seckill.ENotFound {
+			// SQL is down: admission goes on with what we knew; the queue
+			// holds the purchases until the writer can reach SQL again.
+			e.log.Warn("sale refresh failed; serving the cached sale", "sale", id, "err", err)
+			return c.sale, nil
+		}
 		return nil, err
 	}
 	e.saleMu.Lock()

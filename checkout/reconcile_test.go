@@ -110,7 +110,7 @@ func TestRebuildAfterGateLoss(t *testing.T) {
 	e := v.recovered(Config{PublishTimeout: 50 * time.Millisecond}, &b)
 	v.writeOrders(s.ID, u[0])
 	v.publish(s.ID, u[1])
-	before := e.rebuilds.Load() // the shared recovery loaded the new sale
+	before := e.rebuilds.Load()                // the shared recovery loaded the new sale
 	if err := v.gate.Unload(ctx); err != nil { // the gate "restarts empty"
 		t.Fatal(err)
 	}

@@ -59,6 +59,7 @@ type errorBody struct {
 // logged and answered without details.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code := seckill.ErrorCode(err)
+	noteCode(w, code)
 	if code == seckill.EInternal {
 		log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 	}

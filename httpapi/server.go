@@ -35,8 +35,15 @@ type Config struct {
 	Ready func(ctx context.Context) error
 	// Static serves everything outside /api (the web page); may be nil.
 	Static http.Handler
-	Log    *slog.Logger
-	Now    func() time.Time
+	// Observe, when set, is told of every answered request: the ServeMux
+	// pattern that served it ("" for none), the error code ("" on success),
+	// the status and the time taken. It runs on every request; keep it cheap.
+	Observe func(route, code string, status int, d time.Duration)
+	// BenchUsers, when set, enables the admin's bulk provisioning of
+	// benchmark accounts, POST /api/admin/bench/users (see bench.go).
+	BenchUsers BulkUsers
+	Log        *slog.Logger
+	Now        func() time.Time
 }
 
 // Server is the HTTP handler of seckill.
@@ -60,7 +67,13 @@ func New(cfg Config) *Server {
 	return s
 }
 
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.Observe != nil {
+		s.observed(w, r)
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
 // handler is an endpoint that answers errors by returning them.
 type handler func(w http.ResponseWriter, r *http.Request) error
@@ -86,6 +99,9 @@ func (s *Server) routes() {
 	s.handle("GET /api/sales/{id}", s.getSale)
 	s.handle("POST /api/admin/sales", s.admin(s.createSale))
 	s.handle("GET /api/admin/sales/{id}/stats", s.admin(s.saleStats))
+	if s.cfg.BenchUsers != nil { // off: the path is as unknown as any other
+		s.handle("POST /api/admin/bench/users", s.admin(s.benchUsers))
+	}
 
 	s.handle("GET /api/sales/{id}/captcha", s.authed(s.limited(s.captcha)))
 	s.handle("POST /api/sales/{id}/path", s.authed(s.limited(s.path)))

@@ -4,8 +4,8 @@
 //
 // One DB type serves every engine; what differs between engines (the SQL
 // text, the driver's DSN, the migrations) sits behind a small dialect value,
-// one file per engine (sqlite.go). The shared code holds the logic and the
-// scanning, never an engine's SQL.
+// one file per engine (sqlite.go, postgres.go, mysql.go). The shared code
+// holds the logic and the scanning, never an engine's SQL.
 package sqldb
 
 import (
@@ -14,6 +14,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math/rand/v2"
+	neturl "net/url"
 	"strings"
 	"time"
 
@@ -54,19 +56,48 @@ type dialect struct {
 	name       string
 	goose      goose.Dialect
 	migrations fs.FS
+	// migrateOpts guard the migrations against other processes running
+	// them at the same time, where the engine offers a lock.
+	migrateOpts func() ([]goose.ProviderOption, error)
 	// maxParams is the most bind parameters one statement may carry.
 	maxParams int
-	// open returns the write and read pools for the part of the URL after
-	// the scheme.
-	open func(ctx context.Context, path string) (write, read *sql.DB, err error)
+	// prepare says to prepare the hot statements at Open and to cut bulk
+	// statements into power-of-two row counts, so that few shapes exist.
+	// Engines whose driver caches statements itself, or interpolates
+	// parameters, leave it false and send any row count in one statement.
+	prepare bool
+	// arrays says bulk statements take one array per column (a `same`
+	// column as one scalar) instead of rows of parameters, and IN lists
+	// one array: one statement text for any row count.
+	arrays bool
+	// returning says INSERT … RETURNING works. Without it, one-row inserts
+	// read LastInsertId, bulk inserts read their ids back with a SELECT,
+	// and WriteOrders looks up existing orders before inserting.
+	returning bool
+	// timeMS stores times as unix milliseconds; otherwise as a time.Time
+	// in UTC at millisecond precision.
+	timeMS bool
+	// txOptions are those of every write transaction.
+	txOptions *sql.TxOptions
+	// retryable tells whether err aborted a transaction that a plain retry
+	// may get through: a serialization failure, a deadlock, a lock wait
+	// timeout. Nil when the engine has none.
+	retryable func(err error) bool
+	// duplicate tells whether err is a unique-key violation; only used
+	// where returning is false (elsewhere ON CONFLICT DO NOTHING says it).
+	duplicate func(err error) bool
+	// open returns the write and read pools for url.
+	open func(ctx context.Context, url string) (write, read *sql.DB, err error)
 	q    queries
 }
 
 // queries is the SQL of one engine. Parameters are listed next to each
-// statement that is not obvious; times are unix milliseconds.
+// statement that is not obvious; n rows of a bulk statement are n rows of
+// parameters, or one array per column (see dialect.arrays).
 type queries struct {
-	createUser  string // phone, password_hash, nickname, role, created_at → id; no row if the phone is taken
-	createUsers func(n int) string
+	createUser  string             // phone, password_hash, nickname, role, created_at → id; no row if the phone is taken
+	createUsers func(n int) string // n rows of phone, password_hash, nickname, role, created_at → id, phone (without returning: no rows)
+	userIDs     func(n int) string // n phones → id, phone (only without returning)
 	updateUser  string
 	userByID    string
 	userByPhone string
@@ -83,8 +114,8 @@ type queries struct {
 	initialStock string             // sale_id, stock, created_at: the ledger row of a new sale
 	orderLedger  func(n int) string // n rows of sale_id, order_id, created_at: -1 for an order
 
-	stockLeft   func(n int) string // id, stock_left of n sale ids
-	insertOrder func(n int) string // n rows of sale_id, user_id, order_no, price_cents, created_at, pay_deadline → id, sale_id, user_id of those inserted
+	stockLeft   func(n int) string // id, stock_left of n sale ids, locked against other writers until the transaction ends
+	insertOrder func(n int) string // n rows of sale_id, user_id, order_no, price_cents, created_at, pay_deadline → id, sale_id, user_id of those inserted (without returning: no rows, and conflicts are errors)
 	orderIDs    func(n int) string // sale_id, then n user ids → id, user_id
 	takeStock   string             // n, sale id, n: only where stock_left >= n
 	order       string
@@ -95,8 +126,11 @@ type queries struct {
 
 // dialects maps URL schemes to engines.
 var dialects = map[string]*dialect{
-	"sqlite": &sqlite,
-	"file":   &sqlite,
+	"sqlite":     &sqlite,
+	"file":       &sqlite,
+	"postgres":   &postgres,
+	"postgresql": &postgres,
+	"mysql":      &mysql,
 }
 
 // Open connects to the database at url and brings its schema up to date.
@@ -104,26 +138,30 @@ var dialects = map[string]*dialect{
 // Accepted URLs:
 //
 //	sqlite:PATH, sqlite://PATH, file:PATH   a SQLite file, created if missing
+//	postgres://user:pass@host:port/db?…     PostgreSQL (postgresql:// too); the
+//	                                        query takes libpq/pgx parameters
+//	                                        such as sslmode and search_path
+//	mysql://user:pass@host:port/db?…        MySQL 8.0.16+ or MariaDB 10.5+; the
+//	                                        query takes go-sql-driver/mysql
+//	                                        parameters, plus socket=PATH for a
+//	                                        Unix socket
 //
 // An unknown scheme or a malformed URL is an error, as is a database whose
-// migrations fail.
+// migrations fail. Errors never show the URL's password.
 func Open(ctx context.Context, url string) (*DB, error) {
-	scheme, rest, ok := strings.Cut(url, ":")
+	scheme, _, ok := strings.Cut(url, ":")
 	d := dialects[scheme]
 	if !ok || d == nil {
-		return nil, fmt.Errorf("sqldb: unsupported database URL %q: want sqlite:PATH", redact(url))
+		return nil, fmt.Errorf("sqldb: unsupported database URL %q: want sqlite:PATH, postgres://… or mysql://…", redact(url))
 	}
-	// "sqlite://x" and "sqlite:x" name the same file, as do
-	// "file:///tmp/x" and "file:/tmp/x".
-	rest = strings.TrimPrefix(rest, "//")
-	write, read, err := d.open(ctx, rest)
+	write, read, err := d.open(ctx, url)
 	if err != nil {
-		return nil, fmt.Errorf("sqldb: open %s: %w", d.name, err)
+		return nil, fmt.Errorf("sqldb: open %s: %w", d.name, redactErr(err, url))
 	}
 	db := &DB{write: write, read: read, d: d, now: time.Now, stmts: map[string]*sql.Stmt{}}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
-		return nil, err
+		return nil, redactErr(err, url)
 	}
 	if err := db.prepareHot(ctx); err != nil {
 		db.Close()
@@ -138,20 +176,75 @@ func redact(url string) string {
 	if !ok {
 		return url
 	}
-	auth, host, ok := strings.Cut(rest, "@")
+	// The password ends at the last @ before the path: it may itself hold
+	// an @ (percent-encoding it is optional in practice).
+	authority, path, hasPath := strings.Cut(rest, "/")
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return url
+	}
+	auth, host := authority[:at], authority[at+1:]
+	user, _, ok := strings.Cut(auth, ":")
 	if !ok {
 		return url
 	}
-	if user, _, ok := strings.Cut(auth, ":"); ok {
-		return scheme + "://" + user + ":xxxxx@" + host
+	url = scheme + "://" + user + ":xxxxx@" + host
+	if hasPath {
+		url += "/" + path
 	}
 	return url
+}
+
+// redactErr makes sure err does not show the password of url: drivers
+// quote DSNs in some of their errors.
+func redactErr(err error, url string) error {
+	pass := password(url)
+	if err == nil || pass == "" {
+		return err
+	}
+	msg := err.Error()
+	for _, p := range []string{pass, unescape(pass)} {
+		msg = strings.ReplaceAll(msg, p, "xxxxx")
+	}
+	if msg == err.Error() {
+		return err
+	}
+	return errors.New(msg)
+}
+
+func unescape(s string) string {
+	if u, err := neturl.PathUnescape(s); err == nil {
+		return u
+	}
+	return s
+}
+
+// password returns the password part of url, "" if there is none.
+func password(url string) string {
+	_, rest, ok := strings.Cut(url, "://")
+	if !ok {
+		return ""
+	}
+	authority, _, _ := strings.Cut(rest, "/")
+	at := strings.LastIndex(authority, "@")
+	if at < 0 {
+		return ""
+	}
+	_, pass, _ := strings.Cut(authority[:at], ":")
+	return pass
 }
 
 // migrate applies the engine's pending migrations. It is a no-op on an
 // up-to-date database.
 func (db *DB) migrate(ctx context.Context) error {
-	p, err := goose.NewProvider(db.d.goose, db.write, db.d.migrations)
+	var opts []goose.ProviderOption
+	if db.d.migrateOpts != nil {
+		var err error
+		if opts, err = db.d.migrateOpts(); err != nil {
+			return fmt.Errorf("sqldb: migrations: %w", err)
+		}
+	}
+	p, err := goose.NewProvider(db.d.goose, db.write, db.d.migrations, opts...)
 	if err != nil {
 		return fmt.Errorf("sqldb: migrations: %w", err)
 	}
@@ -185,12 +278,36 @@ func (db *DB) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Engine names the database engine: "sqlite".
+// Engine names the database engine: "sqlite", "postgres" or "mysql".
 func (db *DB) Engine() string { return db.d.name }
 
+// maxAttempts is how often inTx runs a transaction that keeps failing
+// with a retryable error (a deadlock, a serialization failure) before it
+// gives up.
+const maxAttempts = 5
+
 // inTx runs fn in a write transaction and commits it if fn returns nil.
+// When the engine aborts the transaction as a deadlock victim or a
+// serialization failure, inTx rolls back and runs fn again, a few times,
+// with a short random pause: fn must not keep state across calls.
 func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := db.write.BeginTx(ctx, nil)
+	for attempt := 1; ; attempt++ {
+		err := db.tryTx(ctx, fn)
+		if err == nil || attempt == maxAttempts || db.d.retryable == nil || !db.d.retryable(err) {
+			return err
+		}
+		// Writers that collided should not collide again in step.
+		pause := time.Duration(rand.Int64N(int64(attempt) * int64(5*time.Millisecond)))
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(pause):
+		}
+	}
+}
+
+func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.write.BeginTx(ctx, db.d.txOptions)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
@@ -209,6 +326,9 @@ func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // later, inside a transaction, would wait for the write pool's only
 // connection, which that transaction holds.)
 func (db *DB) prepareHot(ctx context.Context) error {
+	if !db.d.prepare {
+		return nil
+	}
 	q := db.d.q
 	hot := []string{q.takeStock}
 	for size := 1; size <= maxChunk; size *= 2 {
@@ -241,7 +361,38 @@ func (db *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any)
 	return tx.ExecContext(ctx, query, args...)
 }
 
-// maxChunk is the most rows one hot statement carries.
+// hotChunks is chunks for the hot statements that prepareHot prepared.
+func (db *DB) hotChunks(n, perRow int) []int {
+	if db.d.prepare && n > 0 {
+		return chunkSizes(n, (db.d.maxParams-1)/perRow)
+	}
+	return db.chunks(n, perRow)
+}
+
+// chunks returns the row counts of the statements that carry n rows of
+// perRow parameters each (plus, at most, one more parameter).
+func (db *DB) chunks(n, perRow int) []int {
+	limit := (db.d.maxParams - 1) / perRow
+	switch {
+	case n <= 0:
+		return nil
+	case db.d.arrays:
+		return []int{n}
+	}
+	// Any row count will do: spread n evenly over as few statements as
+	// the parameter limit allows.
+	parts := (n + limit - 1) / limit
+	sizes := make([]int, parts)
+	for i := range sizes {
+		sizes[i] = n / parts
+		if i < n%parts {
+			sizes[i]++
+		}
+	}
+	return sizes
+}
+
+// maxChunk is the most rows one prepared hot statement carries.
 const maxChunk = 512
 
 // chunkSizes splits n rows into chunks of at most limit (and maxChunk)

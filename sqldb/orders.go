@@ -35,8 +35,12 @@ func (db *DB) WriteOrders(ctx context.Context, reqs []seckill.OrderRequest, payB
 	if len(reqs) == 0 {
 		return res, nil
 	}
-	b := newOrderBatch(reqs)
-	if err := db.inTx(ctx, func(tx *sql.Tx) error { return db.writeOrders(ctx, tx, b, payBy) }); err != nil {
+	var b *orderBatch
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		b = newOrderBatch(reqs) // afresh for every attempt
+		return db.writeOrders(ctx, tx, b, payBy)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("write %d orders: %w", len(reqs), err)
 	}
 	for i := range res {
@@ -103,10 +107,37 @@ func newOrderBatch(reqs []seckill.OrderRequest) *orderBatch {
 
 // writeOrders does the work of WriteOrders inside tx. In the common case
 // (new buyers, enough stock) that is one SELECT of the stock, one INSERT of
-// the orders, one UPDATE per sale and one INSERT of ledger rows per chunk.
+// the orders, one UPDATE per sale and one INSERT of ledger rows per chunk;
+// engines without RETURNING add a SELECT of existing orders and one of the
+// new ids per sale.
 func (db *DB) writeOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, payBy time.Time) error {
+	// From here on this transaction is the only writer of these sales
+	// (SQLite: the only writer at all): the stock it reads stays true, and
+	// no one else adds orders to them.
 	if err := db.loadStockLeft(ctx, tx, b); err != nil {
 		return err
+	}
+	if !db.d.returning {
+		// An INSERT that cannot say which rows it inserted must not meet
+		// a conflict: set the existing orders aside first. They are
+		// conflicts, as the loop below would have found them.
+		for _, s := range b.sales {
+			if len(s.todo) == 0 {
+				continue
+			}
+			if err := db.lookupOrders(ctx, tx, b, s.id, s.todo); err != nil {
+				return err
+			}
+			todo := s.todo[:0:0]
+			for _, i := range s.todo {
+				if b.orderID[i] != 0 {
+					s.conflict = append(s.conflict, i)
+				} else {
+					todo = append(todo, i)
+				}
+			}
+			s.todo = todo
+		}
 	}
 	// Insert as many new orders as each sale has units. A conflict is an
 	// order written before (a redelivery): it takes no unit, so its unit
@@ -137,10 +168,17 @@ func (db *DB) writeOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, payBy 
 		}
 	}
 	// Requests that conflicted, or that found no unit, may already hold
-	// an order: they succeed with it; the others are sold out.
+	// an order: they succeed with it; the others are sold out. (Without
+	// RETURNING they were looked up before.)
 	for _, s := range b.sales {
 		look := slices.Concat(s.conflict, s.todo)
+		if !db.d.returning {
+			look = nil
+		}
 		if len(look) == 0 {
+			for _, i := range s.todo {
+				b.reason[i] = seckill.ESoldOut
+			}
 			continue
 		}
 		if err := db.lookupOrders(ctx, tx, b, s.id, look); err != nil {
@@ -157,15 +195,15 @@ func (db *DB) writeOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, payBy 
 			}
 		}
 	}
-	// The stock check above and this conditional UPDATE see the same
-	// snapshot, since the transaction holds the write lock; a miss means
-	// the invariant broke, and the whole batch rolls back.
+	// The stock read above is still true, since the transaction holds the
+	// sales' rows (or SQLite's write lock); a miss of this conditional
+	// UPDATE means the invariant broke, and the whole batch rolls back.
 	for _, s := range b.sales {
 		n := len(s.inserted)
 		if n == 0 {
 			continue
 		}
-		r, err := db.txExec(ctx, tx, db.d.q.takeStock, n, s.id)
+		r, err := db.txExec(ctx, tx, db.d.q.takeStock, n, s.id, n)
 		if err != nil {
 			return fmt.Errorf("take %d of sale %d: %w", n, s.id, err)
 		}
@@ -178,16 +216,20 @@ func (db *DB) writeOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, payBy 
 	return db.appendOrderLedger(ctx, tx, b)
 }
 
-// loadStockLeft reads the units left of every sale in b; the requests of a
-// sale that does not exist fail with ENotFound.
+// loadStockLeft reads the units left of every sale in b, and locks those
+// sales against other writers where the engine locks rows; the requests of
+// a sale that does not exist fail with ENotFound.
 func (db *DB) loadStockLeft(ctx context.Context, tx *sql.Tx, b *orderBatch) error {
-	ids := make([]any, len(b.sales))
+	ids := make([]int64, len(b.sales))
 	for i, s := range b.sales {
 		ids[i] = s.id
 	}
+	// Every writer locks its sales in the same order, so two batches
+	// sharing sales cannot deadlock on them.
+	slices.Sort(ids)
 	found := make(map[int64]bool, len(ids))
-	for chunk := range chunked(ids, chunkSizes(len(ids), db.d.maxParams)) {
-		rows, err := db.txQuery(ctx, tx, db.d.q.stockLeft(len(chunk)), chunk...)
+	for chunk := range chunked(ids, db.hotChunks(len(ids), 1)) {
+		rows, err := db.txQuery(ctx, tx, db.d.q.stockLeft(len(chunk)), db.inArgs(nil, chunk)...)
 		if err != nil {
 			return fmt.Errorf("stock left: %w", err)
 		}
@@ -218,17 +260,28 @@ func (db *DB) loadStockLeft(ctx context.Context, tx *sql.Tx, b *orderBatch) erro
 }
 
 // insertOrders inserts the orders of requests idx, skipping those whose
-// (sale, user) has one, and records the IDs of those inserted.
+// (sale, user) has one, and records the IDs of those inserted. (Without
+// RETURNING there is none to skip: writeOrders set them aside.)
 func (db *DB) insertOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, idx []int, payBy time.Time) error {
 	const cols = 6
-	deadline := ms(payBy)
-	for chunk := range chunked(idx, chunkSizes(len(idx), db.d.maxParams/cols)) {
-		args := make([]any, 0, len(chunk)*cols)
-		for _, i := range chunk {
+	deadline := db.tv(payBy)
+	for chunk := range chunked(idx, db.hotChunks(len(idx), cols)) {
+		n := len(chunk)
+		sales, users, tickets, prices, ats := make(col[int64], n), make(col[int64], n),
+			make(col[string], n), make(col[int64], n), make([]time.Time, n)
+		for j, i := range chunk {
 			r := &b.reqs[i]
-			args = append(args, r.SaleID, r.UserID, r.Ticket, r.PriceCents, ms(r.At), deadline)
+			sales[j], users[j], tickets[j], prices[j], ats[j] = r.SaleID, r.UserID, r.Ticket, r.PriceCents, r.At
 		}
-		rows, err := db.txQuery(ctx, tx, db.d.q.insertOrder(len(chunk)), args...)
+		args := db.bulkArgs(n, sales, users, tickets, prices, db.times(ats), same{deadline})
+		query := db.d.q.insertOrder(n)
+		if !db.d.returning {
+			if err := db.insertOrdersNoReturning(ctx, tx, b, chunk, query, args); err != nil {
+				return err
+			}
+			continue
+		}
+		rows, err := db.txQuery(ctx, tx, query, args...)
 		if err != nil {
 			return fmt.Errorf("insert orders: %w", err)
 		}
@@ -251,16 +304,49 @@ func (db *DB) insertOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, idx [
 	return nil
 }
 
+// insertOrdersNoReturning runs query, the INSERT of the orders of requests
+// chunk, and reads their IDs back, one SELECT per sale.
+func (db *DB) insertOrdersNoReturning(ctx context.Context, tx *sql.Tx, b *orderBatch, chunk []int, query string, args []any) error {
+	r, err := db.txExec(ctx, tx, query, args...)
+	if err != nil {
+		return fmt.Errorf("insert orders: %w", err)
+	}
+	if n, err := r.RowsAffected(); err != nil {
+		return fmt.Errorf("insert orders: %w", err)
+	} else if n != int64(len(chunk)) {
+		return fmt.Errorf("insert orders: %d of %d rows inserted", n, len(chunk))
+	}
+	bySale := map[int64][]int{}
+	var sales []int64
+	for _, i := range chunk {
+		s := b.reqs[i].SaleID
+		if bySale[s] == nil {
+			sales = append(sales, s)
+		}
+		bySale[s] = append(bySale[s], i)
+	}
+	for _, s := range sales {
+		if err := db.lookupOrders(ctx, tx, b, s, bySale[s]); err != nil {
+			return err
+		}
+		for _, i := range bySale[s] {
+			if b.orderID[i] == 0 {
+				return fmt.Errorf("insert orders: sale %d user %d: inserted order not found", s, b.reqs[i].UserID)
+			}
+		}
+	}
+	return nil
+}
+
 // lookupOrders records the IDs of the existing orders of requests idx, all
 // for sale.
 func (db *DB) lookupOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, sale int64, idx []int) error {
-	for chunk := range slices.Chunk(idx, db.d.maxParams-1) {
-		args := make([]any, 0, 1+len(chunk))
-		args = append(args, sale)
-		for _, i := range chunk {
-			args = append(args, b.reqs[i].UserID)
+	for chunk := range chunked(idx, db.chunks(len(idx), 1)) {
+		users := make([]int64, len(chunk))
+		for j, i := range chunk {
+			users[j] = b.reqs[i].UserID
 		}
-		rows, err := tx.QueryContext(ctx, db.d.q.orderIDs(len(chunk)), args...)
+		rows, err := tx.QueryContext(ctx, db.d.q.orderIDs(len(chunk)), db.inArgs([]any{sale}, users)...)
 		if err != nil {
 			return fmt.Errorf("existing orders of sale %d: %w", sale, err)
 		}
@@ -289,13 +375,13 @@ func (db *DB) appendOrderLedger(ctx context.Context, tx *sql.Tx, b *orderBatch) 
 	for _, s := range b.sales {
 		idx = append(idx, s.inserted...)
 	}
-	now := ms(db.now())
-	for chunk := range chunked(idx, chunkSizes(len(idx), db.d.maxParams/cols)) {
-		args := make([]any, 0, len(chunk)*cols)
-		for _, i := range chunk {
-			args = append(args, b.reqs[i].SaleID, b.orderID[i], now)
+	now := same{db.tv(db.now())}
+	for chunk := range chunked(idx, db.hotChunks(len(idx), cols)) {
+		sales, orders := make(col[int64], len(chunk)), make(col[int64], len(chunk))
+		for j, i := range chunk {
+			sales[j], orders[j] = b.reqs[i].SaleID, b.orderID[i]
 		}
-		if _, err := db.txExec(ctx, tx, db.d.q.orderLedger(len(chunk)), args...); err != nil {
+		if _, err := db.txExec(ctx, tx, db.d.q.orderLedger(len(chunk)), db.bulkArgs(len(chunk), sales, orders, now)...); err != nil {
 			return fmt.Errorf("ledger: %w", err)
 		}
 	}

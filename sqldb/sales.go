@@ -16,22 +16,22 @@ func (db *DB) CreateSale(ctx context.Context, s *seckill.Sale) error {
 	if s.Stock < 0 || s.Stock > seckill.MaxStock {
 		return seckill.Errorf(seckill.EInvalid, "stock %d out of range 0..%d", s.Stock, seckill.MaxStock)
 	}
-	created := db.now()
+	created := stamp(db.now())
 	var id int64
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		err := tx.QueryRowContext(ctx, db.d.q.createSale,
+	err := db.inTx(ctx, func(tx *sql.Tx) (err error) {
+		id, err = db.insertID(ctx, tx, db.d.q.createSale,
 			s.Name, s.Description, s.ImageURL, s.PriceCents, s.OriginalPriceCents,
-			s.Stock, s.Stock, ms(s.StartsAt), ms(s.EndsAt), s.RequireCaptcha, ms(created)).Scan(&id)
+			s.Stock, s.Stock, db.tv(s.StartsAt), db.tv(s.EndsAt), s.RequireCaptcha, db.tv(created))
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, db.d.q.initialStock, id, s.Stock, ms(created))
+		_, err = tx.ExecContext(ctx, db.d.q.initialStock, id, s.Stock, db.tv(created))
 		return err
 	})
 	if err != nil {
 		return fmt.Errorf("create sale: %w", err)
 	}
-	s.ID, s.CreatedAt, s.StockLeft = id, fromMS(ms(created)), s.Stock
+	s.ID, s.CreatedAt, s.StockLeft = id, created, s.Stock
 	return nil
 }
 
@@ -72,7 +72,7 @@ func (db *DB) Sales(ctx context.Context) ([]*seckill.Sale, error) {
 // all from one snapshot. ENotFound if there is no such sale.
 func (db *DB) SaleStats(ctx context.Context, id int64) (*seckill.SaleStats, error) {
 	var st seckill.SaleStats
-	err := db.read.QueryRowContext(ctx, db.d.q.saleStats, id).Scan(
+	err := db.read.QueryRowContext(ctx, db.d.q.saleStats, id, id).Scan(
 		&st.Stock, &st.SQLStockLeft, &st.LedgerSum,
 		&st.Orders, &st.Pending, &st.Paid, &st.Cancelled, &st.Refunded)
 	if errors.Is(err, sql.ErrNoRows) {

@@ -14,7 +14,7 @@ import (
 func (db *DB) CreateSession(ctx context.Context, s seckill.Session) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, db.d.q.createSession,
-			s.TokenHash, s.UserID, s.Role, ms(s.ExpiresAt), ms(db.now()))
+			s.TokenHash, s.UserID, string(s.Role), db.tv(s.ExpiresAt), db.tv(db.now()))
 		return err
 	})
 	if err != nil {
@@ -27,8 +27,8 @@ func (db *DB) CreateSession(ctx context.Context, s seckill.Session) error {
 // is none or it expired (ExpiresAt at or before now).
 func (db *DB) Session(ctx context.Context, tokenHash []byte) (*seckill.Session, error) {
 	var s seckill.Session
-	var expires int64
-	err := db.read.QueryRowContext(ctx, db.d.q.session, tokenHash, ms(db.now())).
+	var expires dbTime
+	err := db.read.QueryRowContext(ctx, db.d.q.session, tokenHash, db.tv(db.now())).
 		Scan(&s.TokenHash, &s.UserID, &s.Role, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, seckill.Errorf(seckill.ENotFound, "no session")
@@ -36,7 +36,7 @@ func (db *DB) Session(ctx context.Context, tokenHash []byte) (*seckill.Session, 
 	if err != nil {
 		return nil, fmt.Errorf("session: %w", err)
 	}
-	s.ExpiresAt = fromMS(expires)
+	s.ExpiresAt = expires.t
 	return &s, nil
 }
 
@@ -44,7 +44,7 @@ func (db *DB) Session(ctx context.Context, tokenHash []byte) (*seckill.Session, 
 // missing or already expired session is left alone and is not an error.
 func (db *DB) TouchSession(ctx context.Context, tokenHash []byte, expiresAt time.Time) error {
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, db.d.q.touchSession, ms(expiresAt), tokenHash, ms(db.now()))
+		_, err := tx.ExecContext(ctx, db.d.q.touchSession, db.tv(expiresAt), tokenHash, db.tv(db.now()))
 		return err
 	})
 	if err != nil {

@@ -3,6 +3,8 @@ package sqldb_test
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,11 +15,39 @@ import (
 	"seckill/sqldb"
 )
 
-// openTemp opens a fresh SQLite database in a temp dir, closed at the end
-// of the test.
-func openTemp(t testing.TB) *sqldb.DB {
+// freshURL returns the URL of a new, empty database, removed at the end of
+// the test. Each engine has one.
+type freshURL func(t testing.TB) string
+
+// freshSQLite is a SQLite file in a temp dir.
+func freshSQLite(t testing.TB) string {
+	return "sqlite:" + filepath.Join(t.TempDir(), "seckill.db")
+}
+
+// openFresh opens a fresh database of an engine, closed at the end of the
+// test.
+func openFresh(t testing.TB, fresh freshURL) *sqldb.DB {
 	t.Helper()
-	return openAt(t, "sqlite:"+filepath.Join(t.TempDir(), "seckill.db"))
+	return openAt(t, fresh(t))
+}
+
+// testEngine runs the tests every engine must pass: the contract suite
+// and those of this package.
+func testEngine(t *testing.T, fresh freshURL) {
+	t.Run("Stores", func(t *testing.T) { testStores(t, fresh) })
+	t.Run("Reopen", func(t *testing.T) { testReopen(t, fresh(t)) })
+	t.Run("Times", func(t *testing.T) { testTimes(t, fresh) })
+	t.Run("CreateUsers", func(t *testing.T) { testCreateUsers(t, fresh) })
+	t.Run("OrderNoCollision", func(t *testing.T) { testOrderNoCollision(t, fresh) })
+	t.Run("DeadlockRetry", func(t *testing.T) { testDeadlockRetry(t, fresh) })
+	t.Run("ManyWriters", func(t *testing.T) { testManyWriters(t, fresh) })
+}
+
+func testStores(t *testing.T, fresh freshURL) {
+	contract.TestStores(t, func(t *testing.T) contract.Stores {
+		db := openFresh(t, fresh)
+		return contract.Stores{Users: db, Sessions: db, Sales: db, Orders: db}
+	})
 }
 
 func openAt(t testing.TB, url string) *sqldb.DB {
@@ -34,12 +64,7 @@ func openAt(t testing.TB, url string) *sqldb.DB {
 	return db
 }
 
-func TestStoresSQLite(t *testing.T) {
-	contract.TestStores(t, func(t *testing.T) contract.Stores {
-		db := openTemp(t)
-		return contract.Stores{Users: db, Sessions: db, Sales: db, Orders: db}
-	})
-}
+func TestStoresSQLite(t *testing.T) { testStores(t, freshSQLite) }
 
 func TestOpenURLs(t *testing.T) {
 	ctx := context.Background()
@@ -72,7 +97,16 @@ func TestOpenBadURL(t *testing.T) {
 		{"", "unsupported database URL"},
 		{"/tmp/x.db", "unsupported database URL"},
 		{"redis://localhost:6379", "unsupported database URL"},
-		{"postgres://u:secret@localhost/seckill", "unsupported database URL"},
+		{"postgres://u:secret@127.0.0.1:1/seckill", "open postgres"},
+		{"postgresql://u:secret@127.0.0.1:1/seckill?sslmode=disable", "open postgres"},
+		{"postgres://u:secret@127.0.0.1:notaport/seckill", "open postgres"},
+		{"postgres://u:s%40cret@127.0.0.1:1/seckill", "open postgres"},
+		{"mysql://u:secret@127.0.0.1:1/seckill", "open mysql"},
+		{"mysql://u:secret@127.0.0.1:3306", "database name"},
+		{"mysql://u:secret@127.0.0.1:3306/x?timeout=notatime", "URL parameters"},
+		{"mysql:u:secret@tcp(127.0.0.1:3306)/seckill", "malformed URL"},
+		{"mysql://u:secret@127.0.0.1:notaport/seckill", "open mysql"},
+		{"redis://u:secret@localhost:6379", "unsupported database URL"},
 		{"sqlite:", "empty path"},
 		{"sqlite::memory:", "in-memory"},
 		{"sqlite:/tmp/x.db?_txlock=deferred", "query parameters"},
@@ -87,7 +121,7 @@ func TestOpenBadURL(t *testing.T) {
 		if !strings.Contains(err.Error(), c.want) {
 			t.Errorf("Open(%q) = %v, want an error containing %q", c.url, err, c.want)
 		}
-		if strings.Contains(err.Error(), "secret") {
+		if strings.Contains(err.Error(), "secret") || strings.Contains(err.Error(), "s@cret") {
 			t.Errorf("Open(%q) error shows the password: %v", c.url, err)
 		}
 	}
@@ -95,9 +129,10 @@ func TestOpenBadURL(t *testing.T) {
 
 // TestReopen checks that migrations are idempotent and that committed data
 // survives closing and reopening the file.
-func TestReopen(t *testing.T) {
+func TestReopen(t *testing.T) { testReopen(t, freshSQLite(t)) }
+
+func testReopen(t *testing.T, url string) {
 	ctx := context.Background()
-	url := "sqlite:" + filepath.Join(t.TempDir(), "seckill.db")
 	db, err := sqldb.Open(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -134,9 +169,11 @@ func TestReopen(t *testing.T) {
 }
 
 // TestTimes checks that times come back in UTC at millisecond precision.
-func TestTimes(t *testing.T) {
+func TestTimes(t *testing.T) { testTimes(t, freshSQLite) }
+
+func testTimes(t *testing.T, fresh freshURL) {
 	ctx := context.Background()
-	db := openTemp(t)
+	db := openFresh(t, fresh)
 	shanghai := time.FixedZone("CST", 8*3600)
 	start := time.Date(2030, 11, 11, 0, 0, 0, 123_456_789, shanghai)
 	sale := &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: 1,
@@ -153,9 +190,11 @@ func TestTimes(t *testing.T) {
 	}
 }
 
-func TestCreateUsers(t *testing.T) {
+func TestCreateUsers(t *testing.T) { testCreateUsers(t, freshSQLite) }
+
+func testCreateUsers(t *testing.T, fresh freshURL) {
 	ctx := context.Background()
-	db := openTemp(t)
+	db := openFresh(t, fresh)
 	mustOK(t, db.CreateUsers(ctx, nil))
 
 	users := makeUsers(0, 20_000) // more rows than one statement may bind
@@ -198,9 +237,11 @@ func TestCreateUsers(t *testing.T) {
 // TestOrderNoCollision checks that a ticket reused for another (sale, user)
 // is an error and writes nothing of the batch: it is an engine bug, not a
 // redelivery.
-func TestOrderNoCollision(t *testing.T) {
+func TestOrderNoCollision(t *testing.T) { testOrderNoCollision(t, freshSQLite) }
+
+func testOrderNoCollision(t *testing.T, fresh freshURL) {
 	ctx := context.Background()
-	db := openTemp(t)
+	db := openFresh(t, fresh)
 	users := makeUsers(0, 3)
 	mustOK(t, db.CreateUsers(ctx, users))
 	sale := &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: 10,
@@ -241,4 +282,25 @@ func mustOK(t testing.TB, err error) {
 	if err != nil {
 		t.Fatal(err)
 	}
+}
+
+// serverURL returns the URL of a test server from the environment variable
+// env. Without it the test is skipped, except in CI (CI=true), where a
+// missing server is a failure.
+func serverURL(t testing.TB, env string) string {
+	t.Helper()
+	url := os.Getenv(env)
+	if url == "" {
+		msg := fmt.Sprintf("%s is not set: set it to the URL of a test server to run these tests", env)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return url
+}
+
+// testName returns a fresh name for a test schema or database.
+func testName() string {
+	return fmt.Sprintf("seckill_test_%d_%08x", os.Getpid(), rand.Uint32())
 }

@@ -24,6 +24,9 @@ var sqlite = dialect{
 	goose:      goose.DialectSQLite3,
 	migrations: mustSub(sqliteFS, "migrations/sqlite"),
 	maxParams:  32766, // SQLITE_MAX_VARIABLE_NUMBER since 3.32
+	prepare:    true,
+	returning:  true,
+	timeMS:     true,
 	open:       openSQLite,
 	q: queries{
 		createUser: `INSERT INTO users (phone, password_hash, nickname, role, created_at)
@@ -57,14 +60,16 @@ var sqlite = dialect{
 					COALESCE(SUM(status = 'paid'), 0) AS paid,
 					COALESCE(SUM(status = 'cancelled'), 0) AS cancelled,
 					COALESCE(SUM(status = 'refunded'), 0) AS refunded
-				FROM orders WHERE sale_id = ?1) o
-			WHERE s.id = ?1`,
+				FROM orders WHERE sale_id = ?) o
+			WHERE s.id = ?`,
 		initialStock: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES (?, ?, 'initial', ?)`,
 		orderLedger: func(n int) string {
 			return `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at) VALUES ` +
 				rows(n, "(?, ?, -1, 'order', ?)")
 		},
 
+		// No row locks: the write transaction holds the database's only
+		// write lock from BEGIN (IMMEDIATE).
 		stockLeft: func(n int) string {
 			return `SELECT id, stock_left FROM sales WHERE id IN (` + params(n) + `)`
 		},
@@ -79,7 +84,7 @@ var sqlite = dialect{
 		orderIDs: func(n int) string {
 			return `SELECT id, user_id FROM orders WHERE sale_id = ? AND user_id IN (` + params(n) + `)`
 		},
-		takeStock:  `UPDATE sales SET stock_left = stock_left - ?1 WHERE id = ?2 AND stock_left >= ?1`,
+		takeStock:  `UPDATE sales SET stock_left = stock_left - ? WHERE id = ? AND stock_left >= ?`,
 		order:      `SELECT ` + orderColumns + ` FROM orders WHERE id = ?`,
 		orderBySU:  `SELECT ` + orderColumns + ` FROM orders WHERE sale_id = ? AND user_id = ?`,
 		ordersBy:   `SELECT ` + orderColumns + ` FROM orders WHERE user_id = ? ORDER BY id DESC`,
@@ -87,7 +92,7 @@ var sqlite = dialect{
 	},
 }
 
-// openSQLite opens the SQLite file at path as two pools: one connection for
+// openSQLite opens the SQLite file named by the URL as two pools: one connection for
 // writes and several for reads.
 //
 // WAL lets readers run alongside the writer; synchronous=NORMAL in WAL mode
@@ -96,7 +101,11 @@ var sqlite = dialect{
 // at BEGIN, so two writers can never both hold read locks and deadlock on
 // the upgrade, which busy_timeout cannot resolve (this matters for other
 // processes on the same file, such as `seckill migrate`).
-func openSQLite(ctx context.Context, path string) (write, read *sql.DB, err error) {
+func openSQLite(ctx context.Context, dbURL string) (write, read *sql.DB, err error) {
+	// "sqlite://x" and "sqlite:x" name the same file, as do
+	// "file:///tmp/x" and "file:/tmp/x".
+	_, path, _ := strings.Cut(dbURL, ":")
+	path = strings.TrimPrefix(path, "//")
 	if path == "" {
 		return nil, nil, errors.New("empty path: want sqlite:PATH")
 	}

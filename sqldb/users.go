@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 
 	"seckill"
 )
@@ -13,13 +12,14 @@ import (
 // CreateUser inserts u and sets its ID and CreatedAt. EPhoneTaken if the
 // phone is registered.
 func (db *DB) CreateUser(ctx context.Context, u *seckill.User) error {
-	created := fromMS(ms(db.now()))
+	created := stamp(db.now())
 	var id int64
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		return tx.QueryRowContext(ctx, db.d.q.createUser,
-			u.Phone, u.PasswordHash, u.Nickname, u.Role, ms(created)).Scan(&id)
+	err := db.inTx(ctx, func(tx *sql.Tx) (err error) {
+		id, err = db.insertID(ctx, tx, db.d.q.createUser,
+			u.Phone, u.PasswordHash, u.Nickname, string(u.Role), db.tv(created))
+		return err
 	})
-	if errors.Is(err, sql.ErrNoRows) {
+	if errors.Is(err, errConflict) {
 		return seckill.Errorf(seckill.EPhoneTaken, "phone %s is registered", u.Phone)
 	}
 	if err != nil {
@@ -37,7 +37,7 @@ func (db *DB) CreateUsers(ctx context.Context, users []*seckill.User) error {
 	if len(users) == 0 {
 		return nil
 	}
-	created := fromMS(ms(db.now()))
+	created := stamp(db.now())
 	byPhone := make(map[string]*seckill.User, len(users))
 	for _, u := range users {
 		if _, dup := byPhone[u.Phone]; dup {
@@ -48,12 +48,25 @@ func (db *DB) CreateUsers(ctx context.Context, users []*seckill.User) error {
 	ids := make(map[string]int64, len(users))
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		const cols = 5
-		for chunk := range slices.Chunk(users, db.d.maxParams/cols) {
-			args := make([]any, 0, len(chunk)*cols)
-			for _, u := range chunk {
-				args = append(args, u.Phone, u.PasswordHash, u.Nickname, u.Role, ms(created))
+		for chunk := range chunked(users, db.chunks(len(users), cols)) {
+			phones, hashes, nicks, roles := make(col[string], len(chunk)), make(col[string], len(chunk)),
+				make(col[string], len(chunk)), make(col[string], len(chunk))
+			for i, u := range chunk {
+				phones[i], hashes[i], nicks[i], roles[i] = u.Phone, u.PasswordHash, u.Nickname, string(u.Role)
 			}
-			rows, err := tx.QueryContext(ctx, db.d.q.createUsers(len(chunk)), args...)
+			args := db.bulkArgs(len(chunk), phones, hashes, nicks, roles, same{db.tv(created)})
+			query := db.d.q.createUsers(len(chunk))
+			if !db.d.returning {
+				// A taken phone fails the INSERT; the ids are read back.
+				if _, err := tx.ExecContext(ctx, query, args...); err != nil {
+					if db.d.duplicate(err) {
+						return seckill.Errorf(seckill.EPhoneTaken, "a phone of %d is registered", len(chunk))
+					}
+					return err
+				}
+				query, args = db.d.q.userIDs(len(chunk)), db.bulkArgs(len(chunk), phones)
+			}
+			rows, err := tx.QueryContext(ctx, query, args...)
 			if err != nil {
 				return err
 			}
@@ -97,7 +110,7 @@ func (db *DB) CreateUsers(ctx context.Context, users []*seckill.User) error {
 func (db *DB) UpdateUser(ctx context.Context, u *seckill.User) error {
 	var n int64
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, db.d.q.updateUser, u.Nickname, u.Role, u.PasswordHash, u.ID)
+		res, err := tx.ExecContext(ctx, db.d.q.updateUser, u.Nickname, string(u.Role), u.PasswordHash, u.ID)
 		if err != nil {
 			return err
 		}
@@ -135,4 +148,31 @@ func (db *DB) UserByPhone(ctx context.Context, phone string) (*seckill.User, err
 		return nil, fmt.Errorf("user by phone: %w", err)
 	}
 	return u, nil
+}
+
+// errConflict is what insertID returns when the row was not inserted
+// because it conflicts with a unique key.
+var errConflict = errors.New("unique key conflict")
+
+// insertID runs an INSERT of one row and returns the new row's id, from
+// RETURNING id or from LastInsertId. When the row conflicts with a unique
+// key (the statement has ON CONFLICT DO NOTHING, or fails so) it returns
+// errConflict.
+func (db *DB) insertID(ctx context.Context, tx *sql.Tx, query string, args ...any) (int64, error) {
+	if db.d.returning {
+		var id int64
+		err := tx.QueryRowContext(ctx, query, args...).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, errConflict
+		}
+		return id, err
+	}
+	res, err := tx.ExecContext(ctx, query, args...)
+	if err != nil {
+		if db.d.duplicate(err) {
+			return 0, fmt.Errorf("%w: %w", errConflict, err)
+		}
+		return 0, err
+	}
+	return res.LastInsertId()
 }

@@ -45,7 +45,8 @@ type child struct {
 	url string
 }
 
-func startChild(t *testing.T, dir string) *child {
+// startChild starts a server on dir; env adds SECKILL_* settings.
+func startChild(t *testing.T, dir string, env ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(),
@@ -53,6 +54,7 @@ func startChild(t *testing.T, dir string) *child {
 		"SECKILL_USER_RATE=0", "SECKILL_IP_RATE=0", "SECKILL_LOG_LEVEL=warn",
 		"SECKILL_ADMIN_PHONE=19900000000", "SECKILL_ADMIN_PASSWORD=admin-password",
 	)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = &logWriter{t: t}
 	out, err := cmd.StdoutPipe()
 	if err != nil {

@@ -1,6 +1,7 @@
 // Command seckill runs the flash-sale engine.
 //
 //	seckill serve    run the server (zero setup: SQLite + embedded NATS in ./data)
+//	seckill bench    drive a flash crowd against a server and check the invariants
 //
 // Every flag has an environment fallback: --data is SECKILL_DATA, --admin-phone
 // is SECKILL_ADMIN_PHONE, and so on.
@@ -31,6 +32,7 @@ const usage = `usage: seckill <command> [flags]
 
 commands:
   serve    run the flash-sale server (seckill serve -h lists its flags)
+  bench    drive a flash crowd against a server (seckill bench -h)
 `
 
 func run(ctx context.Context, args []string) error {
@@ -41,6 +43,8 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:])
+	case "bench":
+		return benchCmd(ctx, args[1:], os.Stdout, os.Stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(os.Stdout, usage)
 		return nil

@@ -21,6 +21,7 @@ import (
 	"seckill/checkout"
 	"seckill/httpapi"
 	"seckill/inmem"
+	"seckill/metrics"
 	"seckill/mq"
 	"seckill/sqldb"
 	"seckill/web"
@@ -48,6 +49,12 @@ type Config struct {
 	SessionTTL    time.Duration
 	TrustProxy    bool
 	LogLevel      string
+	Ops           OpsConfig // metrics, pprof, bench provisioning (observe.go)
+	// ReconcileEvery and ReconcileAge tune the reconciler; AckWait is how
+	// long the queue waits for a writer's ack before redelivering.
+	ReconcileEvery time.Duration
+	ReconcileAge   time.Duration
+	AckWait        time.Duration
 }
 
 // Main is the server process: NewMain, ParseFlags, Run, Close. Tests run it
@@ -60,7 +67,9 @@ type Main struct {
 	queue    *mq.Queue
 	engine   *checkout.Engine
 	accounts *account.Service
+	shared   *shared
 	srv      *http.Server
+	metrics  *metrics.Metrics
 	ln       net.Listener
 
 	writerStop context.CancelFunc
@@ -76,6 +85,7 @@ func NewMain() *Main {
 			UserRate: 5, UserBurst: 10, IPRate: 200, IPBurst: 400,
 			InFlight: 4096, BatchSize: 500,
 			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, LogLevel: "info",
+			ReconcileEvery: 10 * time.Second, ReconcileAge: 30 * time.Second, AckWait: 30 * time.Second,
 		},
 		serveErr: make(chan error, 1),
 	}
@@ -106,6 +116,10 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "session lifetime since last use")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "take the client IP from X-Forwarded-For")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", c.ReconcileEvery, "how often to look for reservations that never reached the queue")
+	fs.DurationVar(&c.ReconcileAge, "reconcile-age", c.ReconcileAge, "age at which such a reservation is released (well above the 3 s publish timeout)")
+	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "time a fetched order message may stay unacked before another writer gets it")
+	c.Ops.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -167,6 +181,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	if c.ReconcileAge <= 3*time.Second || c.ReconcileEvery <= 0 {
+		return fmt.Errorf("--reconcile-age must exceed the 3 s publish timeout and --reconcile-every be positive")
+	}
 	if c.DB == "" {
 		c.DB = "sqlite:" + filepath.Join(c.DataDir, "seckill.db")
 	}
@@ -181,10 +198,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.db, err = sqldb.Open(ctx, c.DB); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
-	if m.queue, err = mq.Open(ctx, mq.Config{URL: c.NATS, DataDir: c.DataDir, Logger: m.log, Prefix: c.QueuePrefix}); err != nil {
+	if m.queue, err = mq.Open(ctx, mq.Config{URL: c.NATS, DataDir: c.DataDir, Logger: m.log, Prefix: c.QueuePrefix, AckWait: c.AckWait}); err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
-	sessions := inmem.NewSessionCache(m.db, 5*time.Second, 100_000)
+	if m.shared, err = m.openShared(ctx, m.db); err != nil {
+		return err
+	}
+	sessions := inmem.NewSessionCache(m.shared.sessions, 5*time.Second, 100_000)
 	if m.accounts, err = account.New(m.db, sessions, account.Config{SessionTTL: c.SessionTTL}); err != nil {
 		return err
 	}
@@ -196,9 +216,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.engine, err = checkout.New(checkout.Config{
 		Secret: secret, PayWindow: c.PayWindow, InFlight: c.InFlight, BatchSize: c.BatchSize,
+		Observer: m.openMetrics(),
 	}, checkout.Backends{
-		Sales: m.db, Orders: m.db, Gate: inmem.NewGate(), Queue: m.queue, Bus: m.queue,
-		Captchas: inmem.NewCaptchaStore(),
+		Sales: m.db, Orders: m.db, Gate: m.shared.gate, Queue: m.queue, Bus: m.queue,
+		Captchas: m.shared.captchas, Locker: m.shared.locker,
 	}, m.log)
 	if err != nil {
 		return err
@@ -206,17 +227,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	api := httpapi.New(httpapi.Config{
 		Engine: m.engine, Accounts: m.accounts, Orders: m.db,
-		UserLimit:  inmem.NewLimiter(c.UserRate, c.UserBurst),
-		IPLimit:    inmem.NewLimiter(c.IPRate, c.IPBurst),
+		UserLimit:  m.shared.userLim,
+		IPLimit:    m.shared.ipLim,
 		TrustProxy: c.TrustProxy, Static: web.Handler(), Log: m.log,
+		Observe: m.metrics.ObserveHTTP, BenchUsers: m.benchUsers(),
 		Ready: func(ctx context.Context) error {
-			return errors.Join(m.db.Ping(ctx), m.queue.Ping(ctx))
+			return errors.Join(m.db.Ping(ctx), m.queue.Ping(ctx), m.shared.ping(ctx))
 		},
 	})
 	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {
 		return err
 	}
-	m.srv = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	m.srv = &http.Server{Handler: m.withOps(api), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.serveErr <- err
@@ -233,10 +255,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.writerStop = cancel
-	m.writerDone.Add(1)
+	m.writerDone.Add(2)
 	go func() {
 		defer m.writerDone.Done()
 		m.engine.RunWriter(wctx)
+	}()
+	go func() {
+		defer m.writerDone.Done()
+		m.engine.RunReconciler(wctx, c.ReconcileEvery, c.ReconcileAge)
 	}()
 	return nil
 }
@@ -284,6 +310,7 @@ func (m *Main) Close() error {
 	if m.db != nil {
 		errs = append(errs, m.db.Close())
 	}
+	errs = append(errs, m.shared.close())
 	return errors.Join(errs...)
 }
 

@@ -27,7 +27,12 @@ type Stores struct {
 // exist before they order (backends may enforce it).
 func TestStores(t *testing.T, open func(t *testing.T) Stores) {
 	t.Run("Users", func(t *testing.T) { testUsers(t, open) })
-	t.Run("Sessions", func(t *testing.T) { testSessions(t, open) })
+	t.Run("Sessions", func(t *testing.T) {
+		sessionChecks(t, func(t *testing.T) (seckill.SessionStore, int64) {
+			s := open(t)
+			return s.Sessions, storeNewUser(t, s).ID
+		})
+	})
 	t.Run("Sales", func(t *testing.T) { testSales(t, open) })
 	t.Run("Orders", func(t *testing.T) { testOrders(t, open) })
 	t.Run("ConcurrentWriteOrders", func(t *testing.T) { testConcurrentWriteOrders(t, open(t)) })
@@ -97,74 +102,6 @@ func testUsers(t *testing.T, open func(t *testing.T) Stores) {
 		missing := *u
 		missing.ID = u.ID + 1000
 		storeWantCode(t, s.Users.UpdateUser(ctx, &missing), seckill.ENotFound)
-	})
-}
-
-func testSessions(t *testing.T, open func(t *testing.T) Stores) {
-	ctx := context.Background()
-	hash := func(b byte) []byte { return slices.Repeat([]byte{b}, 32) }
-
-	t.Run("CreateAndGet", func(t *testing.T) {
-		s := open(t)
-		u := storeNewUser(t, s)
-		want := seckill.Session{TokenHash: hash(1), UserID: u.ID, Role: u.Role, ExpiresAt: storeNow().Add(time.Hour)}
-		storeNoErr(t, s.Sessions.CreateSession(ctx, want))
-		got, err := s.Sessions.Session(ctx, hash(1))
-		storeNoErr(t, err)
-		if diff := cmp.Diff(&want, got, storeCmpTimes); diff != "" {
-			t.Errorf("Session (-created +got):\n%s", diff)
-		}
-	})
-
-	t.Run("Absent", func(t *testing.T) {
-		s := open(t)
-		_, err := s.Sessions.Session(ctx, hash(2))
-		storeWantCode(t, err, seckill.ENotFound)
-	})
-
-	t.Run("Expired", func(t *testing.T) {
-		s := open(t)
-		u := storeNewUser(t, s)
-		storeNoErr(t, s.Sessions.CreateSession(ctx, seckill.Session{TokenHash: hash(3), UserID: u.ID, Role: u.Role, ExpiresAt: storeNow().Add(-time.Second)}))
-		_, err := s.Sessions.Session(ctx, hash(3))
-		storeWantCode(t, err, seckill.ENotFound)
-	})
-
-	t.Run("Touch", func(t *testing.T) {
-		s := open(t)
-		u := storeNewUser(t, s)
-		storeNoErr(t, s.Sessions.CreateSession(ctx, seckill.Session{TokenHash: hash(4), UserID: u.ID, Role: u.Role, ExpiresAt: storeNow().Add(time.Minute)}))
-		later := storeNow().Add(2 * time.Hour)
-		storeNoErr(t, s.Sessions.TouchSession(ctx, hash(4), later))
-		got, err := s.Sessions.Session(ctx, hash(4))
-		storeNoErr(t, err)
-		if !got.ExpiresAt.Equal(later) {
-			t.Errorf("after touch, ExpiresAt = %v, want %v", got.ExpiresAt, later)
-		}
-		// Moving the expiry into the past ends the session.
-		storeNoErr(t, s.Sessions.TouchSession(ctx, hash(4), storeNow().Add(-time.Second)))
-		_, err = s.Sessions.Session(ctx, hash(4))
-		storeWantCode(t, err, seckill.ENotFound)
-		// A missing session is not an error.
-		storeNoErr(t, s.Sessions.TouchSession(ctx, hash(5), later))
-		_, err = s.Sessions.Session(ctx, hash(5))
-		storeWantCode(t, err, seckill.ENotFound)
-	})
-
-	t.Run("Delete", func(t *testing.T) {
-		s := open(t)
-		u := storeNewUser(t, s)
-		storeNoErr(t, s.Sessions.CreateSession(ctx, seckill.Session{TokenHash: hash(6), UserID: u.ID, Role: u.Role, ExpiresAt: storeNow().Add(time.Hour)}))
-		storeNoErr(t, s.Sessions.CreateSession(ctx, seckill.Session{TokenHash: hash(7), UserID: u.ID, Role: u.Role, ExpiresAt: storeNow().Add(time.Hour)}))
-		storeNoErr(t, s.Sessions.DeleteSession(ctx, hash(6)))
-		_, err := s.Sessions.Session(ctx, hash(6))
-		storeWantCode(t, err, seckill.ENotFound)
-		// Idempotent, and other sessions of the user stay.
-		storeNoErr(t, s.Sessions.DeleteSession(ctx, hash(6)))
-		storeNoErr(t, s.Sessions.DeleteSession(ctx, hash(8)))
-		if _, err := s.Sessions.Session(ctx, hash(7)); err != nil {
-			t.Errorf("the user's other session: %v", err)
-		}
 	})
 }
 

@@ -1,0 +1,92 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"seckill"
+	"seckill/internal/contract"
+)
+
+// mapSessions is a plain in-memory SessionStore that can be emptied or
+// broken, standing in for Redis.
+type mapSessions struct {
+	m      map[string]seckill.Session
+	broken bool
+	reads  int
+}
+
+func newMapSessions() *mapSessions { return &mapSessions{m: map[string]seckill.Session{}} }
+
+func (m *mapSessions) CreateSession(_ context.Context, s seckill.Session) error {
+	if m.broken {
+		return errors.New("down")
+	}
+	m.m[string(s.TokenHash)] = s
+	return nil
+}
+func (m *mapSessions) Session(_ context.Context, h []byte) (*seckill.Session, error) {
+	m.reads++
+	if m.broken {
+		return nil, seckill.Errorf(seckill.EBusy, "down")
+	}
+	s, ok := m.m[string(h)]
+	if !ok || !time.Now().Before(s.ExpiresAt) {
+		return nil, seckill.Errorf(seckill.ENotFound, "no session")
+	}
+	return &s, nil
+}
+func (m *mapSessions) TouchSession(_ context.Context, h []byte, exp time.Time) error {
+	if s, ok := m.m[string(h)]; ok {
+		s.ExpiresAt = exp
+		m.m[string(h)] = s
+	}
+	return nil
+}
+func (m *mapSessions) DeleteSession(_ context.Context, h []byte) error {
+	delete(m.m, string(h))
+	return nil
+}
+
+func TestTieredContract(t *testing.T) {
+	contract.TestSessionStore(t, func(*testing.T) seckill.SessionStore {
+		return &Tiered{Fast: newMapSessions(), Durable: newMapSessions()}
+	})
+}
+
+// TestTieredSurvivesFastLoss: the fast store restarting empty or failing
+// logs nobody out, and a refilled session is read from the fast store.
+func TestTieredSurvivesFastLoss(t *testing.T) {
+	ctx := context.Background()
+	fast, durable := newMapSessions(), newMapSessions()
+	tiered := &Tiered{Fast: fast, Durable: durable}
+	s := seckill.Session{TokenHash: HashToken("tok"), UserID: 7, Role: seckill.RoleBuyer, ExpiresAt: time.Now().Add(time.Hour)}
+	if err := tiered.CreateSession(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	fast.m = map[string]seckill.Session{} // restarted empty
+	got, err := tiered.Session(ctx, s.TokenHash)
+	if err != nil || got.UserID != 7 {
+		t.Fatalf("after the fast store lost it: %v, %v", got, err)
+	}
+	if _, ok := fast.m[string(s.TokenHash)]; !ok {
+		t.Fatal("fast store not refilled")
+	}
+	durable.reads = 0
+	if _, err := tiered.Session(ctx, s.TokenHash); err != nil || durable.reads != 0 {
+		t.Fatalf("second read went to the durable store (%d reads, %v)", durable.reads, err)
+	}
+	fast.broken = true
+	if got, err := tiered.Session(ctx, s.TokenHash); err != nil || got.UserID != 7 {
+		t.Fatalf("with the fast store down: %v, %v", got, err)
+	}
+	fast.broken = false
+	if err := tiered.DeleteSession(ctx, s.TokenHash); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tiered.Session(ctx, s.TokenHash); seckill.ErrorCode(err) != seckill.ENotFound {
+		t.Fatalf("deleted session: %v", err)
+	}
+}

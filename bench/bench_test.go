@@ -1,0 +1,156 @@
+package bench
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestClassify(t *testing.T) {
+	var counts [nClasses]int64
+	for _, status := range []int{202, 202, 409, 410, 410, 410, 429, 503, 200, 500, 403, 0} {
+		counts[classify(status)]++
+	}
+	got := outcomesOf(counts)
+	want := Outcomes{Accepted: 2, Duplicate: 1, SoldOut: 3, RateLimited: 1, Busy: 1, OK: 1, Other: 2, Err: 1}
+	if got != want {
+		t.Fatalf("outcomes %+v, want %+v", got, want)
+	}
+	if got.Total() != 12 {
+		t.Fatalf("total %d", got.Total())
+	}
+	for _, c := range []class{cAccepted, cDuplicate, cSoldOut} {
+		if !c.definitive() {
+			t.Errorf("class %d should settle a buyer", c)
+		}
+	}
+	for _, c := range []class{cRateLimited, cBusy, cOther, cErr} {
+		if c.definitive() {
+			t.Errorf("class %d should not settle a buyer", c)
+		}
+	}
+}
+
+func TestLatency(t *testing.T) {
+	h := newHistogram()
+	// 1..1000 ms: p50 is 500 ms, p99 990 ms, max 1000 ms.
+	for ms := 1; ms <= 1000; ms++ {
+		record(h, time.Duration(ms)*time.Millisecond)
+	}
+	record(h, -time.Second)   // clamped to the smallest value
+	record(h, 10*time.Minute) // clamped to the largest
+	l := latencyOf(h)
+	near := func(name string, got, want float64) {
+		t.Helper()
+		if got < want*0.995 || got > want*1.005 {
+			t.Errorf("%s = %.3f ms, want about %.3f", name, got, want)
+		}
+	}
+	if l.Count != 1002 {
+		t.Errorf("count %d", l.Count)
+	}
+	near("p50", l.P50, 500)
+	near("p90", l.P90, 900)
+	near("p99", l.P99, 990)
+	near("p99.9", l.P999, 1000)
+	near("max", l.Max, float64(histMax)/1000)
+}
+
+func TestCheckInvariants(t *testing.T) {
+	good := Stats{Stock: 100, SQLStockLeft: 0, Orders: 100, Pending: 100, LedgerSum: 0, GateLeft: 0, Queued: 0}
+	crowd := Crowd{Accepted: 100, Users: 300, Answered: 300, SoldOut: 200}
+	for _, c := range CheckInvariants(good, crowd) {
+		if !c.OK || c.Skip {
+			t.Errorf("good stats: %s fails: %s", c.Name, c.Detail)
+		}
+	}
+
+	broken := []struct {
+		name  string
+		st    Stats
+		crowd Crowd
+		fails string
+	}{
+		{"oversell", Stats{Stock: 100, Orders: 101, Pending: 101, SQLStockLeft: -1, LedgerSum: -1, GateLeft: -1}, Crowd{Accepted: 101, Users: 300, Answered: 300}, "I1 no oversell"},
+		{"lost acceptance", Stats{Stock: 100, Orders: 99, Pending: 99, SQLStockLeft: 1, LedgerSum: 1, GateLeft: 1}, Crowd{Accepted: 100, Users: 50, Answered: 50}, "I3 no lost acceptance"},
+		{"leak", Stats{Stock: 100, Orders: 90, Pending: 90, SQLStockLeft: 5, LedgerSum: 5, GateLeft: 5}, Crowd{Accepted: 90, Users: 90, Answered: 90}, "I4 no leak"},
+		{"gate off", Stats{Stock: 100, Orders: 90, Pending: 90, SQLStockLeft: 10, LedgerSum: 10, GateLeft: 7}, Crowd{Accepted: 90, Users: 90, Answered: 90}, "I4 gate matches SQL"},
+		{"ledger off", Stats{Stock: 100, Orders: 90, Pending: 90, SQLStockLeft: 10, LedgerSum: 11, GateLeft: 10}, Crowd{Accepted: 90, Users: 90, Answered: 90}, "I4 ledger"},
+		{"undersold", Stats{Stock: 100, Orders: 90, Pending: 90, SQLStockLeft: 10, LedgerSum: 10, GateLeft: 10}, Crowd{Accepted: 90, Users: 300, Answered: 300}, "I4 sold out"},
+		{"sold out answered with units left", Stats{Stock: 100, Orders: 90, Pending: 90, SQLStockLeft: 10, LedgerSum: 10, GateLeft: 10}, Crowd{Accepted: 90, Users: 90, Answered: 90, SoldOut: 1}, "I4 sold out"},
+	}
+	for _, b := range broken {
+		t.Run(b.name, func(t *testing.T) {
+			var failed []string
+			for _, c := range CheckInvariants(b.st, b.crowd) {
+				if !c.OK {
+					failed = append(failed, c.Name)
+				}
+			}
+			if len(failed) == 0 || failed[0] != b.fails {
+				t.Fatalf("failed %v, want %q first", failed, b.fails)
+			}
+			r := &Result{Mode: ModePurchase, Settled: true, Invariants: CheckInvariants(b.st, b.crowd)}
+			if len(r.Failed()) == 0 {
+				t.Fatal("Result.Failed reports nothing")
+			}
+		})
+	}
+
+	t.Run("undersold but some buyers never answered", func(t *testing.T) {
+		st := Stats{Stock: 100, Orders: 90, Pending: 90, SQLStockLeft: 10, LedgerSum: 10, GateLeft: 10}
+		checks := CheckInvariants(st, Crowd{Accepted: 90, Users: 300, Answered: 290})
+		last := checks[len(checks)-1]
+		if !last.OK || !last.Skip {
+			t.Fatalf("sold-out check %+v: want skipped", last)
+		}
+	})
+	if r := (&Result{Mode: ModePurchase}); len(r.Failed()) != 1 {
+		t.Fatalf("an unsettled run must fail: %v", r.Failed())
+	}
+}
+
+func TestPlain(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1)%10 == 0 {
+			w.WriteHeader(503)
+			return
+		}
+		w.Write([]byte("hello"))
+	}))
+	defer srv.Close()
+
+	res, err := Run(context.Background(), Config{URLOnly: srv.URL, Requests: 500, Conns: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests != 500 || res.Outcomes.OK != 450 || res.Outcomes.Busy != 50 || res.Latency.Count != 500 || res.OK {
+		t.Fatalf("result %+v", res)
+	}
+	if res.RPS <= 0 || res.Latency.P50 <= 0 || res.Latency.Max < res.Latency.P99 {
+		t.Fatalf("figures %+v", res)
+	}
+
+	// A fixed rate for a fixed time sends about rate × time requests.
+	var progress strings.Builder
+	res, err = Run(context.Background(), Config{URLOnly: srv.URL, Duration: 1500 * time.Millisecond, Rate: 200, Conns: 4, Progress: &progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Requests < 250 || res.Requests > 302 {
+		t.Fatalf("%d requests at 200/s for 1.5s", res.Requests)
+	}
+	if !strings.Contains(progress.String(), "requests") {
+		t.Fatalf("no progress line: %q", progress.String())
+	}
+	var out strings.Builder
+	res.WriteText(&out)
+	if !strings.Contains(out.String(), "requests/s") || !strings.Contains(out.String(), "p99.9") {
+		t.Fatalf("report:\n%s", out.String())
+	}
+}

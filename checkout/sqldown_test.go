@@ -1,0 +1,53 @@
+package checkout
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill"
+)
+
+// downSales is a SaleStore whose Sale fails while down is set.
+type downSales struct {
+	seckill.SaleStore
+	down atomic.Bool
+}
+
+func (d *downSales) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
+	if d.down.Load() {
+		return nil, errors.New("connection refused (test)")
+	}
+	return d.SaleStore.Sale(ctx, id)
+}
+
+// TestAdmissionWhileSQLDown: with SQL unreachable, purchases of a sale the
+// engine has seen are still admitted and queued; a sale never seen is an
+// internal error, not "not found".
+func TestAdmissionWhileSQLDown(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	s := v.openSale(5)
+	u := v.users(2)
+	sales := &downSales{SaleStore: v.db}
+	b := v.backends()
+	b.Sales = sales
+	e := v.recovered(Config{SaleCacheTTL: time.Millisecond}, &b)
+	p := path(t, e, u[0], s.ID) // caches the sale
+	sales.down.Store(true)
+	time.Sleep(5 * time.Millisecond) // the cache entry is stale now
+	if _, err := e.Purchase(ctx, u[0], s.ID, p); err != nil {
+		t.Fatalf("purchase while SQL is down: %v", err)
+	}
+	if got := v.pending(s.ID); got != 1 {
+		t.Fatalf("%d queued, want 1", got)
+	}
+	if _, err := e.Sale(ctx, 999); seckill.ErrorCode(err) != seckill.EInternal {
+		t.Fatalf("unknown sale while SQL is down: %v, want internal", err)
+	}
+	sales.down.Store(false)
+	drain(t, e)
+	v.checkAtRest(s.ID)
+}

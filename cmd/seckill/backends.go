@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"seckill"
+	"seckill/account"
+	"seckill/inmem"
+	"seckill/rdb"
+)
+
+// shared is where the state that instances must agree on lives: the stock
+// gate, sessions, rate limits, captchas and the rebuild lock. In this
+// process for a single instance; in Redis when several share it.
+type shared struct {
+	gate     seckill.StockGate
+	sessions seckill.SessionStore // durable store, before the in-process cache
+	userLim  seckill.Limiter
+	ipLim    seckill.Limiter
+	captchas seckill.CaptchaStore
+	locker   seckill.Locker // nil in process: the gate is this process's alone
+	redis    *rdb.Client    // nil in process
+}
+
+// openShared picks the backend by configuration: --redis set → Redis
+// (single node or Cluster), else in process with sessions kept in SQL.
+func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore) (*shared, error) {
+	c := m.Config
+	if c.Redis == "" {
+		return &shared{
+			gate: inmem.NewGate(), sessions: sqlSessions,
+			userLim: inmem.NewLimiter(c.UserRate, c.UserBurst), ipLim: inmem.NewLimiter(c.IPRate, c.IPBurst),
+			// No locker: this process owns the gate, and recovery may drain
+			// the queue and reload everything.
+			captchas: inmem.NewCaptchaStore(),
+		}, nil
+	}
+	prefix := c.RedisPrefix
+	if prefix == "" {
+		prefix = "seckill:"
+	}
+	if strings.ContainsAny(prefix, "{}") {
+		return nil, fmt.Errorf("--redis-prefix %q must not contain braces", prefix)
+	}
+	client, err := rdb.Open(ctx, c.Redis)
+	if err != nil {
+		return nil, fmt.Errorf("redis: %w", err)
+	}
+	return &shared{
+		gate: rdb.NewGate(client, prefix),
+		// Sessions live in SQL too: Redis restarting empty logs nobody out.
+		sessions: &account.Tiered{Fast: rdb.NewSessions(client, prefix), Durable: sqlSessions},
+		userLim:  rdb.NewLimiter(client, prefix+"user:", c.UserRate, c.UserBurst),
+		ipLim:    rdb.NewLimiter(client, prefix+"ip:", c.IPRate, c.IPBurst),
+		captchas: rdb.NewCaptchaStore(client, prefix),
+		locker:   rdb.NewLocker(client, prefix),
+		redis:    client,
+	}, nil
+}
+
+// ping checks that the shared backend answers (for /readyz).
+func (s *shared) ping(ctx context.Context) error {
+	if s == nil || s.redis == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	return s.redis.Ping(ctx)
+}
+
+func (s *shared) close() error {
+	if s == nil || s.redis == nil {
+		return nil
+	}
+	return s.redis.Close()
+}

@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"seckill/bench"
+)
+
+// startServer runs the server in-process on a free port with bench
+// provisioning on and no per-IP limit (every buyer here shares one IP).
+func startServer(t *testing.T, pprof bool) *Main {
+	t.Helper()
+	m := NewMain()
+	m.Config.Addr = "127.0.0.1:0"
+	m.Config.DataDir = t.TempDir()
+	m.Config.IPRate = 0
+	m.Config.LogLevel = "error"
+	m.Config.AdminPhone, m.Config.AdminPassword = "19900000000", "admin-password"
+	m.Config.Ops = OpsConfig{BenchProvisioning: true, Pprof: pprof}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := m.Run(ctx); err != nil {
+		_ = m.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return m
+}
+
+func TestBenchEndToEnd(t *testing.T) {
+	m := startServer(t, false)
+	var out, progress strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := benchCmd(ctx, []string{
+		"--target", m.URL(), "--admin-phone", "19900000000", "--admin-password", "admin-password",
+		"--users", "300", "--stock", "100", "--tries", "2", "--conns", "16", "--json",
+	}, &out, &progress)
+	if err != nil {
+		t.Fatalf("bench: %v\nprogress:\n%s\nout:\n%s", err, progress.String(), out.String())
+	}
+	var res bench.Result
+	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
+		t.Fatalf("%v: %s", err, out.String())
+	}
+	o := res.Outcomes
+	if !res.OK || !res.Settled || res.Requests != 600 || o.Accepted != 100 || o.Accepted+o.Duplicate+o.SoldOut != 600 {
+		t.Fatalf("result:\n%s", out.String())
+	}
+	if s := res.Stats; s == nil || s.Orders != 100 || s.SQLStockLeft != 0 || s.GateLeft != 0 || s.Queued != 0 {
+		t.Fatalf("stats %+v", res.Stats)
+	}
+	if len(res.Invariants) != 6 {
+		t.Fatalf("invariants %+v", res.Invariants)
+	}
+	for _, c := range res.Invariants {
+		if !c.OK || c.Skip {
+			t.Errorf("%s: %+v", c.Name, c)
+		}
+	}
+
+	// The server counted the crowd in its metrics.
+	body := get(t, m.URL()+"/metrics", 200)
+	for _, want := range []string{
+		`seckill_http_requests_total{code="",route="POST /api/sales/{id}/purchase/{path}",status="202"} 100`,
+		`seckill_gate_results_total{result="reserved"} 100`,
+		`seckill_orders_written_total 100`,
+		`seckill_orders{status="pending_payment"} 100`,
+		`seckill_queue_pending 0`,
+		`seckill_websocket_connections 0`,
+		`go_goroutines`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	get(t, m.URL()+"/debug/pprof/", 404)
+
+	// A second run against the same server provisions under new phones.
+	out.Reset()
+	if err := benchCmd(ctx, []string{
+		"--target", m.URL(), "--admin-phone", "19900000000", "--admin-password", "admin-password",
+		"--users", "50", "--stock", "100", "--tries", "1", "--conns", "4", "--quiet",
+	}, &out, &progress); err != nil {
+		t.Fatalf("second run: %v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "I1 no oversell") || !strings.Contains(out.String(), "skip") {
+		t.Fatalf("report:\n%s", out.String())
+	}
+}
+
+func TestBenchPlainAndErrors(t *testing.T) {
+	hello := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) }))
+	defer hello.Close()
+	var out, errOut strings.Builder
+	if err := benchCmd(context.Background(), []string{"--url-only", hello.URL, "--requests", "200", "--conns", "4", "--quiet"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "200 200") {
+		t.Fatalf("report:\n%s", out.String())
+	}
+	t.Setenv("SECKILL_ADMIN_PHONE", "")
+	t.Setenv("SECKILL_ADMIN_PASSWORD", "")
+	if err := benchCmd(context.Background(), []string{"--target", hello.URL}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "admin") {
+		t.Fatalf("no admin: %v", err)
+	}
+}
+
+func TestBenchRouteOffAndPprof(t *testing.T) {
+	m := NewMain()
+	m.Config.Addr, m.Config.DataDir, m.Config.LogLevel = "127.0.0.1:0", t.TempDir(), "error"
+	m.Config.AdminPhone, m.Config.AdminPassword = "19900000000", "admin-password"
+	m.Config.Ops.Pprof = true
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	var out, errOut strings.Builder
+	err := benchCmd(context.Background(), []string{"--target", m.URL(), "--admin-phone", "19900000000", "--admin-password", "admin-password", "--users", "5", "--quiet"}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "--bench-provisioning") {
+		t.Fatalf("bench against a server without the route: %v", err)
+	}
+	if body := get(t, m.URL()+"/debug/pprof/", 200); !strings.Contains(body, "goroutine") {
+		t.Fatalf("pprof index: %.200s", body)
+	}
+}
+
+func get(t *testing.T, url string, status int) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != status {
+		t.Fatalf("GET %s: %d, want %d: %.300s", url, resp.StatusCode, status, b)
+	}
+	return string(b)
+}

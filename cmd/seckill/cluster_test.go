@@ -1,0 +1,335 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"fmt"
+	mrand "math/rand/v2"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"seckill/sqldb"
+)
+
+// integration returns the URL of a test server from the environment, or
+// skips (fails under CI=true, where every integration suite must run).
+func integration(t *testing.T, name string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is not set: the integration suite cannot run in CI", name)
+		}
+		t.Skipf("%s not set: skipping (see .ci/services.sh)", name)
+	}
+	return v
+}
+
+func randomName(prefix string) string {
+	b := make([]byte, 5)
+	_, _ = rand.Read(b)
+	return prefix + hex.EncodeToString(b)
+}
+
+// freshDatabase creates an empty database (PostgreSQL: a schema) for one
+// test on the server of base, drops it afterwards, and returns its URL.
+func freshDatabase(t *testing.T, base string) string {
+	t.Helper()
+	name := randomName("mt_")
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	switch u.Scheme {
+	case "postgres", "postgresql":
+		db, err := sql.Open("pgx", base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Exec("CREATE SCHEMA " + name); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if db, err := sql.Open("pgx", base); err == nil {
+				_, _ = db.Exec("DROP SCHEMA " + name + " CASCADE")
+				db.Close()
+			}
+		})
+		q := u.Query()
+		q.Set("search_path", name)
+		u.RawQuery = q.Encode()
+		return u.String()
+	case "mysql":
+		dsn := fmt.Sprintf("%s@tcp(%s)/", u.User.String(), u.Host)
+		db, err := sql.Open("mysql", dsn)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		if _, err := db.Exec("CREATE DATABASE " + name); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			if db, err := sql.Open("mysql", dsn); err == nil {
+				_, _ = db.Exec("DROP DATABASE " + name)
+				db.Close()
+			}
+		})
+		u.Path = "/" + name
+		return u.String()
+	}
+	t.Fatalf("no fresh database for %s", base)
+	return ""
+}
+
+// deployment is several server processes sharing SQL, Redis and NATS, as
+// behind a load balancer.
+type deployment struct {
+	t     *testing.T
+	db    string
+	env   []string
+	nodes []*child
+	dirs  []string
+	admin string
+}
+
+func newDeployment(t *testing.T, n int, dbURL, redisURL, natsURL string) *deployment {
+	t.Helper()
+	d := &deployment{t: t, db: dbURL, env: []string{
+		"SECKILL_DB=" + dbURL, "SECKILL_REDIS=" + redisURL, "SECKILL_NATS=" + natsURL,
+		"SECKILL_QUEUE_PREFIX=" + randomName("T"), "SECKILL_REDIS_PREFIX=" + randomName("t") + ":",
+		"SECKILL_SECRET=" + randomName("secret-of-the-deployment-"),
+		"SECKILL_BENCH_PROVISIONING=true", "SECKILL_RECONCILE_EVERY=1s", "SECKILL_RECONCILE_AGE=5s",
+		"SECKILL_ACK_WAIT=5s",
+	}}
+	for i := 0; i < n; i++ {
+		d.dirs = append(d.dirs, t.TempDir())
+		d.nodes = append(d.nodes, startChild(t, d.dirs[i], d.env...))
+	}
+	t.Cleanup(func() {
+		for _, c := range d.nodes {
+			if c != nil && c.cmd.ProcessState == nil {
+				c.kill()
+			}
+		}
+	})
+	var login struct{ Token string }
+	if code, err := d.nodes[0].call("POST", "/api/sessions", "", `{"phone":"19900000000","password":"admin-password"}`, &login); err != nil || code != 200 {
+		t.Fatalf("admin login: %d %v", code, err)
+	}
+	d.admin = login.Token
+	return d
+}
+
+// restart starts node i again on its data directory.
+func (d *deployment) restart(i int) { d.nodes[i] = startChild(d.t, d.dirs[i], d.env...) }
+
+// node returns a live node for the k-th request, round robin, skipping
+// dead ones.
+func (d *deployment) node(k int) *child {
+	for j := 0; j < len(d.nodes); j++ {
+		c := d.nodes[(k+j)%len(d.nodes)]
+		if c.cmd.ProcessState == nil {
+			return c
+		}
+	}
+	d.t.Fatal("no live node")
+	return nil
+}
+
+type benchUser struct {
+	ID    int64  `json:"id"`
+	Token string `json:"token"`
+}
+
+// provision opens a sale without captcha and creates buyers with sessions
+// through the admin's bulk route.
+func (d *deployment) provision(users int, stock int64) (int64, []benchUser) {
+	d.t.Helper()
+	var sale struct{ Sale struct{ ID int64 } }
+	body := fmt.Sprintf(`{"name":"drill","price_cents":100,"stock":%d,"starts_at":%q,"ends_at":%q,"require_captcha":false}`,
+		stock, time.Now().Add(-time.Minute).UTC().Format(time.RFC3339), time.Now().Add(time.Hour).UTC().Format(time.RFC3339))
+	if code, err := d.nodes[0].call("POST", "/api/admin/sales", d.admin, body, &sale); err != nil || code != 201 {
+		d.t.Fatalf("create sale: %d %v", code, err)
+	}
+	var out struct{ Users []benchUser }
+	// Phones are the prefix and a counter: "1" and 5 random digits leave
+	// room for 100,000 users per deployment.
+	body = fmt.Sprintf(`{"count":%d,"prefix":"1%05d"}`, users, mrand.IntN(100000))
+	if code, err := d.nodes[0].call("POST", "/api/admin/bench/users", d.admin, body, &out); err != nil || code != 201 {
+		d.t.Fatalf("provision users: %d %v", code, err)
+	}
+	if len(out.Users) != users {
+		d.t.Fatalf("provisioned %d users, want %d", len(out.Users), users)
+	}
+	return sale.Sale.ID, out.Users
+}
+
+// crowd makes every user try `tries` times, spread over the nodes, from 64
+// workers. onAccepted runs after each 202 with the count so far. It
+// returns the answers by status and each accepted user's ticket.
+func (d *deployment) crowd(sale int64, users []benchUser, tries int, accepted map[int64]string, mu *sync.Mutex, onAccepted func(n int)) map[int]int {
+	d.t.Helper()
+	paths := make([]string, len(users))
+	for i, u := range users {
+		var p struct{ Path string }
+		if code, err := d.node(i).call("POST", fmt.Sprintf("/api/sales/%d/path", sale), u.Token, "", &p); err != nil || code != 200 {
+			d.t.Fatalf("path: %d %v", code, err)
+		}
+		paths[i] = p.Path
+	}
+	answers := map[int]int{}
+	var wg sync.WaitGroup
+	const workers = 64
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for try := 0; try < tries; try++ {
+				for i := w; i < len(users); i += workers {
+					var r struct{ Ticket string }
+					code, err := d.node(i+try).call("POST", fmt.Sprintf("/api/sales/%d/purchase/%s", sale, paths[i]), users[i].Token, "", &r)
+					mu.Lock()
+					if err != nil {
+						answers[-1]++
+					} else {
+						answers[code]++
+					}
+					n := -1
+					if code == 202 {
+						if old, ok := accepted[users[i].ID]; ok {
+							d.t.Errorf("I2: user %d accepted twice (%s, %s)", users[i].ID, old, r.Ticket)
+						}
+						accepted[users[i].ID] = r.Ticket
+						n = len(accepted)
+					}
+					mu.Unlock()
+					if n > 0 && onAccepted != nil {
+						onAccepted(n)
+					}
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	return answers
+}
+
+type adminStats struct {
+	Stock        int64 `json:"stock"`
+	GateLeft     int64 `json:"gate_left"`
+	Queued       int64 `json:"queued"`
+	Orders       int64 `json:"orders"`
+	Pending      int64 `json:"pending_payment"`
+	Paid         int64 `json:"paid"`
+	SQLStockLeft int64 `json:"sql_stock_left"`
+	LedgerSum    int64 `json:"ledger_sum"`
+}
+
+// settle waits until nothing is queued and no reservation is pending, then
+// returns the stats as every node sees them.
+func (d *deployment) settle(sale int64, within time.Duration) adminStats {
+	d.t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		var st adminStats
+		code, err := d.node(0).call("GET", fmt.Sprintf("/api/admin/sales/%d/stats", sale), d.admin, "", &st)
+		if err == nil && code == 200 && st.Queued == 0 && st.GateLeft == st.SQLStockLeft {
+			return st
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("not settled after %v: %+v (%d %v)", within, st, code, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkInvariants asserts I1–I4 from the admin stats and directly in SQL:
+// every accepted purchase is the order carrying its ticket.
+func (d *deployment) checkInvariants(sale int64, st adminStats, accepted map[int64]string, soldOut bool) {
+	d.t.Helper()
+	t := d.t
+	live := st.Pending + st.Paid
+	if live > st.Stock {
+		t.Errorf("I1: %d live orders for %d units", live, st.Stock)
+	}
+	if live+st.SQLStockLeft != st.Stock || st.LedgerSum != st.SQLStockLeft {
+		t.Errorf("I4: live %d + stock_left %d != stock %d (ledger %d)", live, st.SQLStockLeft, st.Stock, st.LedgerSum)
+	}
+	if st.GateLeft != st.SQLStockLeft-st.Queued {
+		t.Errorf("I4: gate %d != sql %d - queued %d", st.GateLeft, st.SQLStockLeft, st.Queued)
+	}
+	if soldOut && st.SQLStockLeft != 0 {
+		t.Errorf("I4: %d units unsold although buyers outnumber them", st.SQLStockLeft)
+	}
+	db, err := sqldb.Open(context.Background(), d.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	buyers, err := db.SaleBuyers(context.Background(), sale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(buyers)) != st.Orders {
+		t.Errorf("I2: %d orders for %d distinct buyers", st.Orders, len(buyers))
+	}
+	for user, ticket := range accepted {
+		o, err := db.OrderBySaleUser(context.Background(), sale, user)
+		if err != nil {
+			t.Errorf("I3: user %d got 202 (%s) but has no order: %v", user, ticket, err)
+		} else if o.OrderNo != ticket {
+			t.Errorf("I3: user %d got ticket %s, the order has %s", user, ticket, o.OrderNo)
+		}
+	}
+}
+
+// TestMultiInstance: three servers share SQL, Redis and NATS; 5,000 users
+// try 3 times each, spread over the three, for 1,000 units → I1–I4. Once
+// on PostgreSQL, once on MySQL, once with a Redis Cluster.
+func TestMultiInstance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-instance runs skipped in -short mode")
+	}
+	cases := []struct{ name, db, redis string }{
+		{"postgres", "SECKILL_TEST_POSTGRES", "SECKILL_TEST_REDIS"},
+		{"mysql", "SECKILL_TEST_MYSQL", "SECKILL_TEST_REDIS"},
+		{"redis-cluster", "SECKILL_TEST_POSTGRES", "SECKILL_TEST_REDIS_CLUSTER"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			dbURL := freshDatabase(t, integration(t, c.db))
+			redisURL := integration(t, c.redis)
+			if c.redis == "SECKILL_TEST_REDIS_CLUSTER" && !strings.Contains(redisURL, "://") {
+				redisURL = "redis://" + redisURL
+			}
+			d := newDeployment(t, 3, dbURL, redisURL, integration(t, "SECKILL_TEST_NATS"))
+			const users, stock = 5000, 1000
+			sale, buyers := d.provision(users, stock)
+			accepted := map[int64]string{}
+			var mu sync.Mutex
+			answers := d.crowd(sale, buyers, 3, accepted, &mu, nil)
+			t.Logf("answers %v, %d accepted", answers, len(accepted))
+			for code, n := range answers {
+				if code != 202 && code != 409 && code != 410 {
+					t.Errorf("%d answers with status %d", n, code)
+				}
+			}
+			if len(accepted) != stock {
+				t.Errorf("accepted %d purchases, want %d", len(accepted), stock)
+			}
+			st := d.settle(sale, time.Minute)
+			d.checkInvariants(sale, st, accepted, true)
+		})
+	}
+}

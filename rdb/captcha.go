@@ -1,0 +1,76 @@
+package rdb
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"seckill"
+)
+
+var _ seckill.CaptchaStore = (*CaptchaStore)(nil)
+
+// CaptchaStore keeps issued captchas in Redis until they are taken or
+// expire, so a captcha issued by one instance can be answered on another.
+// Taking is GETDEL (Redis 6.2 or later): single use even when several
+// instances race for the same id.
+type CaptchaStore struct {
+	c      *Client
+	prefix string
+	now    func() time.Time
+}
+
+// NewCaptchaStore returns the store whose keys start with prefix. It panics
+// if prefix contains a brace.
+func NewCaptchaStore(c *Client, prefix string) *CaptchaStore {
+	checkPrefix(prefix)
+	return &CaptchaStore{c: c, prefix: prefix, now: time.Now}
+}
+
+type captchaRecord struct {
+	Answer    string `json:"a"`
+	SaleID    int64  `json:"s"`
+	UserID    int64  `json:"u"`
+	ExpiresAt int64  `json:"e"` // unix ns
+}
+
+func (s *CaptchaStore) key(id string) string { return s.prefix + "captcha:" + id }
+
+// PutCaptcha stores c under id until c.ExpiresAt. An already expired
+// captcha is not stored at all (taking it would fail anyway).
+func (s *CaptchaStore) PutCaptcha(ctx context.Context, id string, c seckill.Captcha) error {
+	ttl := c.ExpiresAt.Sub(s.now())
+	if ttl < time.Millisecond {
+		return redisErr("put captcha", s.c.rdb.Del(ctx, s.key(id)).Err())
+	}
+	v, err := json.Marshal(captchaRecord{c.Answer, c.SaleID, c.UserID, c.ExpiresAt.UnixNano()})
+	if err != nil {
+		return err
+	}
+	return redisErr("put captcha", s.c.rdb.Set(ctx, s.key(id), v, ttl).Err())
+}
+
+// TakeCaptcha removes and returns the captcha; ENotFound if absent, taken or
+// expired.
+func (s *CaptchaStore) TakeCaptcha(ctx context.Context, id string) (*seckill.Captcha, error) {
+	v, err := s.c.rdb.GetDel(ctx, s.key(id)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, seckill.Errorf(seckill.ENotFound, "captcha expired or already used")
+	}
+	if err != nil {
+		return nil, redisErr("take captcha", err)
+	}
+	var r captchaRecord
+	if err := json.Unmarshal(v, &r); err != nil {
+		return nil, fmt.Errorf("rdb take captcha %q: %w", id, err)
+	}
+	c := &seckill.Captcha{Answer: r.Answer, SaleID: r.SaleID, UserID: r.UserID, ExpiresAt: time.Unix(0, r.ExpiresAt)}
+	if !s.now().Before(c.ExpiresAt) {
+		return nil, seckill.Errorf(seckill.ENotFound, "captcha expired or already used")
+	}
+	return c, nil
+}

@@ -1,0 +1,263 @@
+package rdb
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"seckill"
+)
+
+var _ seckill.StockGate = (*Gate)(nil)
+
+// loadChunk is how many buyers one SADD carries while Load fills its
+// temporary set: big enough to load a million buyers in a few hundred
+// round trips, small enough not to stall the server on any one of them.
+const loadChunk = 10_000
+
+// settleChunk bounds the fields of one HDEL.
+const settleChunk = 1_000
+
+// Gate is the stock gate in Redis. Each sale has three keys sharing the hash
+// tag {sale:ID} (see the package doc), so every script runs in one slot and
+// the gate works unchanged on Redis Cluster. Each operation is one script or
+// one command, atomic on the server; instances of the engine may share a
+// gate freely.
+type Gate struct {
+	c      *Client
+	prefix string
+}
+
+// NewGate returns the gate whose keys start with prefix (e.g. "seckill:").
+// It panics if prefix contains a brace.
+func NewGate(c *Client, prefix string) *Gate {
+	checkPrefix(prefix)
+	return &Gate{c: c, prefix: prefix}
+}
+
+type saleKeys struct{ stock, buyers, resv string }
+
+func (g *Gate) keys(saleID int64) saleKeys {
+	tag := g.prefix + "{sale:" + strconv.FormatInt(saleID, 10) + "}:"
+	return saleKeys{stock: tag + "stock", buyers: tag + "buyers", resv: tag + "resv"}
+}
+
+func (k saleKeys) list() []string { return []string{k.stock, k.buyers, k.resv} }
+
+func notLoaded(saleID int64) error {
+	return seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", saleID)
+}
+
+// reserveScript: KEYS stock, buyers, resv; ARGV user id, reservation value.
+// Returns 2 (Duplicate) if the user is a buyer, -1 if the sale is not
+// loaded, 3 (SoldOut) if no unit is left, else takes a unit, records the
+// buyer and the reservation and returns 1 (Reserved). The numbers are
+// seckill.GateResult's.
+var reserveScript = redis.NewScript(`
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 2 end
+local left = redis.call('GET', KEYS[1])
+if not left then return -1 end
+if tonumber(left) <= 0 then return 3 end
+redis.call('DECR', KEYS[1])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+return 1
+`)
+
+// releaseScript: KEYS stock, buyers, resv; ARGV user id. If the user is a
+// buyer, forgets them and their reservation and returns their unit (only to
+// a loaded sale: a unit must not conjure up a stock key). Returns 1 if it
+// released, 0 if the user held nothing.
+var releaseScript = redis.NewScript(`
+if redis.call('SREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('HDEL', KEYS[3], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCR', KEYS[1]) end
+return 1
+`)
+
+// restockScript: KEYS stock; ARGV n. Adds n to a loaded sale and returns
+// the units left; nil if the sale is not loaded.
+var restockScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+`)
+
+// loadScript: KEYS stock, buyers, resv, temporary buyers set; ARGV left.
+// Replaces the sale's state at once: the buyers become the temporary set
+// (or none if it does not exist), no reservation is pending, left units are
+// left. Old sets are UNLINKed so the server frees them in the background.
+var loadScript = redis.NewScript(`
+redis.call('UNLINK', KEYS[2], KEYS[3])
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('RENAME', KEYS[4], KEYS[2])
+  redis.call('PERSIST', KEYS[2])
+end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+`)
+
+// Load replaces the sale's state. Buyers go first into a temporary set of
+// the same hash tag, in chunks (a sale may have a million), which expires on
+// its own if Load dies half-way; one script then swaps it in with the units
+// left and no reservations. Reserve sees the old state or the new one,
+// never a mixture.
+func (g *Gate) Load(ctx context.Context, saleID, left int64, buyers []int64) error {
+	k := g.keys(saleID)
+	var tmp string
+	if len(buyers) > 0 {
+		var rnd [8]byte
+		rand.Read(rnd[:])
+		tmp = k.buyers + ":load:" + hex.EncodeToString(rnd[:])
+		for i := 0; i < len(buyers); i += loadChunk {
+			chunk := buyers[i:min(i+loadChunk, len(buyers))]
+			members := make([]any, len(chunk))
+			for j, u := range chunk {
+				members[j] = u
+			}
+			_, err := g.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+				p.SAdd(ctx, tmp, members...)
+				p.Expire(ctx, tmp, 10*time.Minute)
+				return nil
+			})
+			if err != nil {
+				return redisErr(fmt.Sprintf("load sale %d", saleID), err)
+			}
+		}
+	} else {
+		tmp = k.buyers + ":load:none" // never created: the sale starts with no buyers
+	}
+	err := loadScript.Run(ctx, g.c.rdb, []string{k.stock, k.buyers, k.resv, tmp}, left).Err()
+	return redisErr(fmt.Sprintf("load sale %d", saleID), err)
+}
+
+// Reserve runs the reserve script: Duplicate, SoldOut or Reserved; EBusy if
+// the sale is not loaded or Redis cannot be reached.
+func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.GateResult, error) {
+	k := g.keys(r.SaleID)
+	n, err := reserveScript.Run(ctx, g.c.rdb, k.list(), r.UserID, encodeReservation(r)).Int64()
+	if err != nil {
+		return 0, redisErr(fmt.Sprintf("reserve sale %d", r.SaleID), err)
+	}
+	switch res := seckill.GateResult(n); res {
+	case seckill.Reserved, seckill.Duplicate, seckill.SoldOut:
+		return res, nil
+	}
+	if n == -1 {
+		return 0, notLoaded(r.SaleID)
+	}
+	return 0, fmt.Errorf("rdb reserve sale %d: unexpected script answer %d", r.SaleID, n)
+}
+
+// Release gives back the user's unit and forgets the user and their
+// reservation; a no-op for a user holding nothing.
+func (g *Gate) Release(ctx context.Context, saleID, userID int64) error {
+	err := releaseScript.Run(ctx, g.c.rdb, g.keys(saleID).list(), userID).Err()
+	return redisErr(fmt.Sprintf("release sale %d user %d", saleID, userID), err)
+}
+
+// Settle forgets the users' reservations; they stay buyers.
+func (g *Gate) Settle(ctx context.Context, saleID int64, userIDs []int64) error {
+	if len(userIDs) == 0 {
+		return nil
+	}
+	resv := g.keys(saleID).resv
+	_, err := g.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := 0; i < len(userIDs); i += settleChunk {
+			chunk := userIDs[i:min(i+settleChunk, len(userIDs))]
+			fields := make([]string, len(chunk))
+			for j, u := range chunk {
+				fields[j] = strconv.FormatInt(u, 10)
+			}
+			p.HDel(ctx, resv, fields...)
+		}
+		return nil
+	})
+	return redisErr(fmt.Sprintf("settle sale %d", saleID), err)
+}
+
+// Stale lists the sale's reservations made before the given time, scanning
+// the reservation hash in pages so a big one does not block the server.
+func (g *Gate) Stale(ctx context.Context, saleID int64, before time.Time) ([]seckill.Reservation, error) {
+	resv := g.keys(saleID).resv
+	seen := make(map[int64]bool)
+	var out []seckill.Reservation
+	var cursor uint64
+	for {
+		kvs, next, err := g.c.rdb.HScan(ctx, resv, cursor, "", 1000).Result()
+		if err != nil {
+			return nil, redisErr(fmt.Sprintf("stale sale %d", saleID), err)
+		}
+		for i := 0; i+1 < len(kvs); i += 2 {
+			r, err := decodeReservation(saleID, kvs[i], kvs[i+1])
+			if err != nil {
+				return nil, err
+			}
+			// HSCAN may return a field twice while the hash is rehashed.
+			if seen[r.UserID] {
+				continue
+			}
+			seen[r.UserID] = true
+			if r.At.Before(before) {
+				out = append(out, r)
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return out, nil
+		}
+	}
+}
+
+// Restock returns n units; buyers stay recorded. EBusy if the sale is not
+// loaded.
+func (g *Gate) Restock(ctx context.Context, saleID, n int64) error {
+	err := restockScript.Run(ctx, g.c.rdb, []string{g.keys(saleID).stock}, n).Err()
+	if errors.Is(err, redis.Nil) {
+		return notLoaded(saleID)
+	}
+	return redisErr(fmt.Sprintf("restock sale %d", saleID), err)
+}
+
+// Left returns the units left and whether the sale is loaded.
+func (g *Gate) Left(ctx context.Context, saleID int64) (int64, bool, error) {
+	n, err := g.c.rdb.Get(ctx, g.keys(saleID).stock).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, redisErr(fmt.Sprintf("left sale %d", saleID), err)
+	}
+	return n, true, nil
+}
+
+// Unload deletes every key of this gate's prefix on every master. It is for
+// tests and drills, not production: it SCANs the whole keyspace of each
+// node, and a sale loaded while it runs may survive it. (A production gate
+// is never unloaded; it is lost with Redis and rebuilt by the engine.)
+func (g *Gate) Unload(ctx context.Context) error {
+	return redisErr("unload", g.c.deleteMatching(ctx, g.prefix+"{sale:"))
+}
+
+// encodeReservation is the resv hash value: "unixnano ticket".
+func encodeReservation(r seckill.Reservation) string {
+	return strconv.FormatInt(r.At.UnixNano(), 10) + " " + r.Ticket
+}
+
+func decodeReservation(saleID int64, field, value string) (seckill.Reservation, error) {
+	user, err := strconv.ParseInt(field, 10, 64)
+	if err != nil {
+		return seckill.Reservation{}, fmt.Errorf("rdb: sale %d: bad reservation user %q", saleID, field)
+	}
+	at, ticket, _ := strings.Cut(value, " ")
+	ns, err := strconv.ParseInt(at, 10, 64)
+	if err != nil {
+		return seckill.Reservation{}, fmt.Errorf("rdb: sale %d user %d: bad reservation %q", saleID, user, value)
+	}
+	return seckill.Reservation{SaleID: saleID, UserID: user, Ticket: ticket, At: time.Unix(0, ns)}, nil
+}

@@ -1,0 +1,87 @@
+package rdb
+
+import (
+	"context"
+	"math"
+	"strconv"
+
+	"github.com/redis/go-redis/v9"
+
+	"seckill"
+)
+
+var _ seckill.Limiter = (*Limiter)(nil)
+
+// Limiter is a set of token buckets in Redis shared by every instance, one
+// hash per key, refilled from the Redis server's clock (TIME) so instances
+// with skewed clocks agree. A bucket idle long enough to be full again
+// expires, so Redis holds only the active keys.
+type Limiter struct {
+	c         *Client
+	prefix    string
+	perSecond float64
+	burst     int
+	idleMS    int64
+}
+
+// NewLimiter returns buckets refilling at perSecond tokens per second holding
+// at most burst, under keys starting with prefix (use one prefix per kind of
+// limit: "seckill:user:", "seckill:ip:"). perSecond <= 0 disables limiting:
+// Allow always succeeds without asking Redis. It panics if prefix contains a
+// brace.
+func NewLimiter(c *Client, prefix string, perSecond float64, burst int) *Limiter {
+	checkPrefix(prefix)
+	if burst < 1 {
+		burst = 1
+	}
+	l := &Limiter{c: c, prefix: prefix, perSecond: perSecond, burst: burst}
+	if perSecond > 0 {
+		// Time to refill completely, plus a second: a bucket gone this long
+		// behaves exactly like a new one.
+		l.idleMS = int64(math.Ceil(float64(burst)/perSecond*1000)) + 1000
+	}
+	return l
+}
+
+// allowScript: KEYS bucket; ARGV tokens per second, burst, idle ms.
+// Refills the bucket by the time elapsed on the server's clock since its
+// last use (a missing bucket is full), takes one token if there is one and
+// returns 1, else 0. The bucket expires after idle ms without use.
+var allowScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local b = redis.call('HMGET', KEYS[1], 't', 'ts')
+local tokens = tonumber(b[1])
+local ts = tonumber(b[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+  ts = now
+end
+if now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate / 1000000)
+end
+local ok = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  ok = 1
+end
+redis.call('HSET', KEYS[1], 't', string.format('%.17g', tokens), 'ts', string.format('%d', now))
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return ok
+`)
+
+// Allow takes a token from key's bucket and reports whether there was one.
+// EBusy when Redis cannot be reached.
+func (l *Limiter) Allow(ctx context.Context, key string) (bool, error) {
+	if l.perSecond <= 0 {
+		return true, nil
+	}
+	n, err := allowScript.Run(ctx, l.c.rdb, []string{l.prefix + "rl:" + key},
+		strconv.FormatFloat(l.perSecond, 'g', -1, 64), l.burst, l.idleMS).Int64()
+	if err != nil {
+		return false, redisErr("allow", err)
+	}
+	return n == 1, nil
+}

@@ -1,0 +1,188 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"net"
+	neturl "net/url"
+	"strings"
+	"time"
+
+	driver "github.com/go-sql-driver/mysql"
+	"github.com/pressly/goose/v3"
+)
+
+//go:embed migrations/mysql/*.sql
+var mysqlFS embed.FS
+
+// mysql is the MySQL / MariaDB engine (go-sql-driver/mysql).
+//
+// The driver interpolates parameters into the statement text, so a bulk
+// statement of any row count is one round trip and needs no preparing.
+// There is no RETURNING (MySQL 8 has none): new rows' ids are read back
+// with a SELECT, and WriteOrders looks up existing orders before its
+// INSERT, which must then not conflict. Times are DATETIME(3) in UTC.
+var mysql = dialect{
+	name:       "mysql",
+	goose:      goose.DialectMySQL,
+	migrations: mustSub(mysqlFS, "migrations/mysql"),
+	maxParams:  65535,
+	// READ COMMITTED: each statement sees what committed before it, and
+	// InnoDB takes no gap locks, which REPEATABLE READ would take on
+	// every insert and lookup of the batch (more waits, more deadlocks).
+	txOptions: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
+	retryable: func(err error) bool {
+		var me *driver.MySQLError
+		// ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
+		return errors.As(err, &me) && (me.Number == 1213 || me.Number == 1205)
+	},
+	duplicate: func(err error) bool {
+		var me *driver.MySQLError
+		return errors.As(err, &me) && me.Number == 1062 // ER_DUP_ENTRY
+	},
+	open: openMySQL,
+	q: queries{
+		createUser: `INSERT INTO users (phone, password_hash, nickname, role, created_at) VALUES (?, ?, ?, ?, ?)`,
+		createUsers: func(n int) string {
+			return `INSERT INTO users (phone, password_hash, nickname, role, created_at) VALUES ` +
+				rows(n, "(?, ?, ?, ?, ?)")
+		},
+		userIDs: func(n int) string {
+			return `SELECT id, phone FROM users WHERE phone IN (` + params(n) + `)`
+		},
+		updateUser:  `UPDATE users SET nickname = ?, role = ?, password_hash = ? WHERE id = ?`,
+		userByID:    `SELECT id, phone, password_hash, nickname, role, created_at FROM users WHERE id = ?`,
+		userByPhone: `SELECT id, phone, password_hash, nickname, role, created_at FROM users WHERE phone = ?`,
+
+		createSession: `INSERT INTO sessions (token_hash, user_id, role, expires_at, created_at) VALUES (?, ?, ?, ?, ?)`,
+		session:       `SELECT token_hash, user_id, role, expires_at FROM sessions WHERE token_hash = ? AND expires_at > ?`,
+		// An expired session stays expired: touching it must not log its
+		// holder back in.
+		touchSession:  `UPDATE sessions SET expires_at = ? WHERE token_hash = ? AND expires_at > ?`,
+		deleteSession: `DELETE FROM sessions WHERE token_hash = ?`,
+
+		createSale: `INSERT INTO sales (name, description, image_url, price_cents, original_price_cents,
+			stock, stock_left, starts_at, ends_at, require_captcha, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		sale:  `SELECT ` + saleColumns + ` FROM sales WHERE id = ?`,
+		sales: `SELECT ` + saleColumns + ` FROM sales ORDER BY starts_at, id`,
+		// One statement, so every number comes from the same read view.
+		saleStats: `SELECT s.stock, s.stock_left,
+				(SELECT COALESCE(SUM(l.delta), 0) FROM stock_ledger l WHERE l.sale_id = s.id),
+				o.total, o.pending, o.paid, o.cancelled, o.refunded
+			FROM sales s, (SELECT COUNT(*) AS total,
+					COALESCE(SUM(status = 'pending_payment'), 0) AS pending,
+					COALESCE(SUM(status = 'paid'), 0) AS paid,
+					COALESCE(SUM(status = 'cancelled'), 0) AS cancelled,
+					COALESCE(SUM(status = 'refunded'), 0) AS refunded
+				FROM orders WHERE sale_id = ?) o
+			WHERE s.id = ?`,
+		initialStock: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES (?, ?, 'initial', ?)`,
+		orderLedger: func(n int) string {
+			return `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at) VALUES ` +
+				rows(n, "(?, ?, -1, 'order', ?)")
+		},
+
+		// The batch's sales stay locked until it commits: no other writer
+		// can take their stock or add their orders meanwhile, so the
+		// existing orders looked up next are all there are.
+		stockLeft: func(n int) string {
+			return `SELECT id, stock_left FROM sales WHERE id IN (` + params(n) + `) ORDER BY id FOR UPDATE`
+		},
+		// A plain INSERT: WriteOrders inserts only pairs it found without
+		// an order, under the sale's lock, so a duplicate key here is a
+		// real error (a reused order number), not a redelivery, and fails
+		// the batch. (INSERT IGNORE would also silence truncation and
+		// foreign-key errors.)
+		insertOrder: func(n int) string {
+			return `INSERT INTO orders (sale_id, user_id, order_no, price_cents, created_at, pay_deadline, status) VALUES ` +
+				rows(n, "(?, ?, ?, ?, ?, ?, 'pending_payment')")
+		},
+		orderIDs: func(n int) string {
+			return `SELECT id, user_id FROM orders WHERE sale_id = ? AND user_id IN (` + params(n) + `)`
+		},
+		takeStock:  `UPDATE sales SET stock_left = stock_left - ? WHERE id = ? AND stock_left >= ?`,
+		order:      `SELECT ` + orderColumns + ` FROM orders WHERE id = ?`,
+		orderBySU:  `SELECT ` + orderColumns + ` FROM orders WHERE sale_id = ? AND user_id = ?`,
+		ordersBy:   `SELECT ` + orderColumns + ` FROM orders WHERE user_id = ? ORDER BY id DESC`,
+		saleBuyers: `SELECT user_id FROM orders WHERE sale_id = ? ORDER BY user_id`,
+	},
+}
+
+// openMySQL opens one pool for reads and writes on the server named by a
+// mysql://user:pass@host:port/db?params URL.
+func openMySQL(ctx context.Context, url string) (write, read *sql.DB, err error) {
+	cfg, err := mysqlConfig(url)
+	if err != nil {
+		return nil, nil, err
+	}
+	conn, err := driver.NewConnector(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	db := sql.OpenDB(conn)
+	configurePool(db)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, db, nil
+}
+
+// mysqlConfig converts a mysql:// URL to the driver's configuration. The
+// query takes the driver's DSN parameters (tls, timeout, collation, …),
+// plus socket=PATH to connect through a Unix socket instead of host:port.
+// Whatever the URL says, times are not parsed (the store reads DATETIME
+// text itself, as UTC), one statement goes per query, parameters are
+// interpolated client-side (one round trip per statement, no prepare), and
+// unless the URL sets sql_mode the session is strict, so that a value too
+// long for its column is an error rather than silently cut.
+func mysqlConfig(url string) (*driver.Config, error) {
+	u, err := neturl.Parse(url)
+	if err != nil {
+		// The error would quote the URL.
+		return nil, errors.New("malformed URL: want mysql://user:pass@host:port/db")
+	}
+	if u.Opaque != "" || u.Host == "" && u.Query().Get("socket") == "" {
+		return nil, errors.New("malformed URL: want mysql://user:pass@host:port/db")
+	}
+	q := u.Query()
+	socket := q.Get("socket")
+	q.Del("socket")
+	cfg, err := driver.ParseDSN("/?" + q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("URL parameters: %w", err)
+	}
+	if u.User != nil {
+		cfg.User = u.User.Username()
+		cfg.Passwd, _ = u.User.Password()
+	}
+	if socket != "" {
+		cfg.Net, cfg.Addr = "unix", socket
+	} else {
+		port := u.Port()
+		if port == "" {
+			port = "3306"
+		}
+		cfg.Net, cfg.Addr = "tcp", net.JoinHostPort(u.Hostname(), port)
+	}
+	cfg.DBName = strings.TrimPrefix(u.Path, "/")
+	if cfg.DBName == "" || strings.Contains(cfg.DBName, "/") {
+		return nil, errors.New("malformed URL: want mysql://user:pass@host:port/db, with a database name")
+	}
+	cfg.ParseTime = false
+	cfg.MultiStatements = false
+	cfg.InterpolateParams = true
+	cfg.ClientFoundRows = false
+	cfg.Loc = time.UTC
+	if cfg.Params == nil {
+		cfg.Params = map[string]string{}
+	}
+	if _, ok := cfg.Params["sql_mode"]; !ok {
+		cfg.Params["sql_mode"] = "'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
+	}
+	return cfg, nil
+}

@@ -1,0 +1,63 @@
+package sqldb_test
+
+import (
+	"context"
+	"database/sql"
+	"net/url"
+	"testing"
+
+	"github.com/go-sql-driver/mysql"
+)
+
+// freshMySQL returns a URL of the server in SECKILL_TEST_MYSQL
+// (mysql://user:pass@host:port/db) naming a new database, dropped at the
+// end of the test.
+func freshMySQL(t testing.TB) string {
+	t.Helper()
+	base := serverURL(t, "SECKILL_TEST_MYSQL")
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("SECKILL_TEST_MYSQL: %v", err)
+	}
+	cfg := mysql.NewConfig()
+	cfg.Net, cfg.Addr = "tcp", u.Host
+	if u.Port() == "" {
+		cfg.Addr += ":3306"
+	}
+	if u.User != nil {
+		cfg.User = u.User.Username()
+		cfg.Passwd, _ = u.User.Password()
+	}
+	conn, err := mysql.NewConnector(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := sql.OpenDB(conn)
+	t.Cleanup(func() { admin.Close() })
+	name := testName()
+	ctx := context.Background()
+	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name+" CHARACTER SET utf8mb4"); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.ExecContext(context.Background(), "DROP DATABASE "+name); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u.Path = "/" + name
+	return u.String()
+}
+
+func TestMySQL(t *testing.T) {
+	serverURL(t, "SECKILL_TEST_MYSQL")
+	testEngine(t, freshMySQL)
+	t.Run("Engine", func(t *testing.T) {
+		db := openFresh(t, freshMySQL)
+		if got := db.Engine(); got != "mysql" {
+			t.Errorf("Engine() = %q, want mysql", got)
+		}
+		if err := db.Ping(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+}

@@ -1,0 +1,147 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"runtime"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	_ "github.com/jackc/pgx/v5/stdlib" // registers driver "pgx"
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+)
+
+//go:embed migrations/postgres/*.sql
+var postgresFS embed.FS
+
+// postgres is the PostgreSQL engine (pgx through database/sql).
+//
+// Bulk statements take one array per column and unnest them, so a batch of
+// any size is one statement of one shape, which pgx prepares once per
+// connection and caches. Times are TIMESTAMPTZ.
+var postgres = dialect{
+	name:       "postgres",
+	goose:      goose.DialectPostgres,
+	migrations: mustSub(postgresFS, "migrations/postgres"),
+	migrateOpts: func() ([]goose.ProviderOption, error) {
+		// Instances starting together take turns (an advisory lock).
+		l, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
+		if err != nil {
+			return nil, err
+		}
+		return []goose.ProviderOption{goose.WithSessionLocker(l)}, nil
+	},
+	maxParams: 65535,
+	arrays:    true,
+	returning: true,
+	txOptions: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
+	retryable: func(err error) bool {
+		var pe *pgconn.PgError
+		// serialization_failure, deadlock_detected
+		return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01")
+	},
+	duplicate: func(err error) bool {
+		var pe *pgconn.PgError
+		return errors.As(err, &pe) && pe.Code == "23505" // unique_violation
+	},
+	open: openPostgres,
+	q: queries{
+		createUser: `INSERT INTO users (phone, password_hash, nickname, role, created_at)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (phone) DO NOTHING RETURNING id`,
+		createUsers: func(int) string {
+			return `INSERT INTO users (phone, password_hash, nickname, role, created_at)
+				SELECT phone, password_hash, nickname, role, $5::timestamptz
+				FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS r (phone, password_hash, nickname, role)
+				ON CONFLICT (phone) DO NOTHING RETURNING id, phone`
+		},
+		updateUser:  `UPDATE users SET nickname = $1, role = $2, password_hash = $3 WHERE id = $4`,
+		userByID:    `SELECT id, phone, password_hash, nickname, role, created_at FROM users WHERE id = $1`,
+		userByPhone: `SELECT id, phone, password_hash, nickname, role, created_at FROM users WHERE phone = $1`,
+
+		createSession: `INSERT INTO sessions (token_hash, user_id, role, expires_at, created_at) VALUES ($1, $2, $3, $4, $5)`,
+		session:       `SELECT token_hash, user_id, role, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2`,
+		// An expired session stays expired: touching it must not log its
+		// holder back in.
+		touchSession:  `UPDATE sessions SET expires_at = $1 WHERE token_hash = $2 AND expires_at > $3`,
+		deleteSession: `DELETE FROM sessions WHERE token_hash = $1`,
+
+		createSale: `INSERT INTO sales (name, description, image_url, price_cents, original_price_cents,
+			stock, stock_left, starts_at, ends_at, require_captcha, created_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id`,
+		sale:  `SELECT ` + saleColumns + ` FROM sales WHERE id = $1`,
+		sales: `SELECT ` + saleColumns + ` FROM sales ORDER BY starts_at, id`,
+		// One statement, so every number comes from the same snapshot.
+		saleStats: `SELECT s.stock, s.stock_left,
+				(SELECT COALESCE(SUM(l.delta), 0)::bigint FROM stock_ledger l WHERE l.sale_id = s.id),
+				o.total, o.pending, o.paid, o.cancelled, o.refunded
+			FROM sales s, (SELECT COUNT(*) AS total,
+					COUNT(*) FILTER (WHERE status = 'pending_payment') AS pending,
+					COUNT(*) FILTER (WHERE status = 'paid') AS paid,
+					COUNT(*) FILTER (WHERE status = 'cancelled') AS cancelled,
+					COUNT(*) FILTER (WHERE status = 'refunded') AS refunded
+				FROM orders WHERE sale_id = $1) o
+			WHERE s.id = $2`,
+		initialStock: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES ($1, $2, 'initial', $3)`,
+		orderLedger: func(int) string {
+			return `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at)
+				SELECT sale_id, order_id, -1, 'order', $3::timestamptz
+				FROM unnest($1::bigint[], $2::bigint[]) AS r (sale_id, order_id)`
+		},
+
+		// The batch's sales stay locked until it commits: no other writer
+		// can take their stock or add their orders meanwhile. NO KEY
+		// UPDATE, as the stock UPDATE itself takes, lets the foreign keys
+		// of other tables keep pointing at them.
+		stockLeft: func(int) string {
+			return `SELECT id, stock_left FROM sales WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE`
+		},
+		// Conflicts on (sale_id, user_id) are skipped, not errors: they are
+		// redeliveries of orders already written. RETURNING lists only the
+		// rows inserted, in no promised order.
+		insertOrder: func(int) string {
+			return `INSERT INTO orders (sale_id, user_id, order_no, price_cents, created_at, pay_deadline, status)
+				SELECT sale_id, user_id, order_no, price_cents, created_at, $6::timestamptz, 'pending_payment'
+				FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::timestamptz[])
+					AS r (sale_id, user_id, order_no, price_cents, created_at)
+				ON CONFLICT (sale_id, user_id) DO NOTHING RETURNING id, sale_id, user_id`
+		},
+		orderIDs: func(int) string {
+			return `SELECT id, user_id FROM orders WHERE sale_id = $1 AND user_id = ANY($2::bigint[])`
+		},
+		takeStock:  `UPDATE sales SET stock_left = stock_left - $1 WHERE id = $2 AND stock_left >= $3`,
+		order:      `SELECT ` + orderColumns + ` FROM orders WHERE id = $1`,
+		orderBySU:  `SELECT ` + orderColumns + ` FROM orders WHERE sale_id = $1 AND user_id = $2`,
+		ordersBy:   `SELECT ` + orderColumns + ` FROM orders WHERE user_id = $1 ORDER BY id DESC`,
+		saleBuyers: `SELECT user_id FROM orders WHERE sale_id = $1 ORDER BY user_id`,
+	},
+}
+
+// openPostgres opens one pool for reads and writes: PostgreSQL locks rows,
+// so writers need no queue of their own. The URL goes to pgx unchanged
+// (postgres:// and postgresql:// are both its forms).
+func openPostgres(ctx context.Context, url string) (write, read *sql.DB, err error) {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, nil, err
+	}
+	configurePool(db)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, db, nil
+}
+
+// configurePool sizes a pool of a server engine: enough connections for
+// the order writers and the readers of one instance, few enough that
+// several instances fit in the server's connection limit.
+func configurePool(db *sql.DB) {
+	n := max(8, 4*runtime.GOMAXPROCS(0))
+	db.SetMaxOpenConns(n)
+	db.SetMaxIdleConns(n)
+	db.SetConnMaxIdleTime(5 * time.Minute)
+	db.SetConnMaxLifetime(time.Hour)
+}

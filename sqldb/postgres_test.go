@@ -1,0 +1,59 @@
+package sqldb_test
+
+import (
+	"context"
+	"database/sql"
+	"net/url"
+	"strings"
+	"testing"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+)
+
+// freshPostgres returns a URL of the server in SECKILL_TEST_POSTGRES whose
+// search_path is a new schema, dropped at the end of the test.
+func freshPostgres(t testing.TB) string {
+	t.Helper()
+	base := serverURL(t, "SECKILL_TEST_POSTGRES")
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { admin.Close() })
+	ctx := context.Background()
+	schema := testName()
+	if _, err := admin.ExecContext(ctx, `CREATE SCHEMA `+schema); err != nil {
+		t.Fatalf("create schema: %v", err)
+	}
+	t.Cleanup(func() {
+		if _, err := admin.ExecContext(context.Background(), `DROP SCHEMA `+schema+` CASCADE`); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	u, err := url.Parse(base)
+	if err != nil {
+		t.Fatalf("SECKILL_TEST_POSTGRES: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", schema)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+func TestPostgres(t *testing.T) {
+	serverURL(t, "SECKILL_TEST_POSTGRES")
+	testEngine(t, freshPostgres)
+	t.Run("Engine", func(t *testing.T) {
+		db := openFresh(t, freshPostgres)
+		if got := db.Engine(); got != "postgres" {
+			t.Errorf("Engine() = %q, want postgres", got)
+		}
+		if err := db.Ping(context.Background()); err != nil {
+			t.Error(err)
+		}
+	})
+	t.Run("PostgresqlScheme", func(t *testing.T) {
+		u := freshPostgres(t)
+		openAt(t, "postgresql"+strings.TrimPrefix(u, "postgres"))
+	})
+}
