@@ -26,7 +26,14 @@ type gateSale struct {
 	mu       sync.Mutex
 	left     int64
 	buyers   map[int64]struct{}
-	reserved map[int64]seckill.Reservation // not yet settled in SQL
+	reserved map[int64]pending // not yet settled in SQL
+}
+
+// pending is what the gate keeps of a reservation until it is settled:
+// compact, since a big sale holds one per buyer at its peak.
+type pending struct {
+	ticket string
+	at     int64 // unix nanoseconds
 }
 
 // NewGate returns an empty gate; every sale must be loaded before it admits.
@@ -43,7 +50,7 @@ func (g *Gate) sale(id int64) *gateSale {
 
 // Load replaces the sale's units left and buyers.
 func (g *Gate) Load(_ context.Context, saleID, left int64, buyers []int64) error {
-	s := &gateSale{left: left, buyers: make(map[int64]struct{}, len(buyers)), reserved: make(map[int64]seckill.Reservation)}
+	s := &gateSale{left: left, buyers: make(map[int64]struct{}, len(buyers)), reserved: make(map[int64]pending)}
 	for _, u := range buyers {
 		s.buyers[u] = struct{}{}
 	}
@@ -69,7 +76,7 @@ func (g *Gate) Reserve(_ context.Context, r seckill.Reservation) (seckill.GateRe
 	}
 	s.left--
 	s.buyers[r.UserID] = struct{}{}
-	s.reserved[r.UserID] = r
+	s.reserved[r.UserID] = pending{ticket: r.Ticket, at: r.At.UnixNano()}
 	return seckill.Reserved, nil
 }
 
@@ -100,6 +107,11 @@ func (g *Gate) Settle(_ context.Context, saleID int64, userIDs []int64) error {
 	for _, u := range userIDs {
 		delete(s.reserved, u)
 	}
+	if len(s.reserved) == 0 {
+		// Maps never shrink: once the writer has caught up, let the peak
+		// of a big sale go.
+		s.reserved = make(map[int64]pending)
+	}
 	return nil
 }
 
@@ -112,9 +124,10 @@ func (g *Gate) Stale(_ context.Context, saleID int64, before time.Time) ([]secki
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []seckill.Reservation
-	for _, r := range s.reserved {
-		if r.At.Before(before) {
-			out = append(out, r)
+	cutoff := before.UnixNano()
+	for u, p := range s.reserved {
+		if p.at < cutoff {
+			out = append(out, seckill.Reservation{SaleID: saleID, UserID: u, Ticket: p.ticket, At: time.Unix(0, p.at)})
 		}
 	}
 	return out, nil
