@@ -95,6 +95,7 @@ type Engine struct {
 	results     *resultMap
 	unsubscribe func()
 
+	staleWarn  atomic.Int64 // cached sales served while SQL failed
 	rebuilding atomic.Bool
 	rebuilds   rebuildCounter
 }
@@ -158,7 +159,9 @@ func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
 		if ok && seckill.ErrorCode(err) != seckill.ENotFound {
 			// SQL is down: admission goes on with what we knew; the queue
 			// holds the purchases until the writer can reach SQL again.
-			e.log.Warn("sale refresh failed; serving the cached sale", "sale", id, "err", err)
+			if e.staleWarn.Add(1)%1000 == 1 { // once, then every 1000th: SQL outages are loud enough
+				e.log.Warn("sale refresh failed; serving the cached sale", "sale", id, "err", err, "times", e.staleWarn.Load())
+			}
 			return c.sale, nil
 		}
 		return nil, err

@@ -165,6 +165,43 @@ func (d *delivery) forget() {
 // Pending counts the requests of a sale (all sales for saleID 0) that are
 // stored and not acked, fetched or not. Errors are EBusy.
 func (q *Queue) Pending(ctx context.Context, saleID int64) (int64, error) {
+	n, err := q.pending(ctx, saleID)
+	if err != nil || n == 0 {
+		return n, err
+	}
+	if purged, err := q.purgeAcked(ctx); err != nil || !purged {
+		return n, err
+	}
+	return q.pending(ctx, saleID)
+}
+
+// purgeAcked removes messages the writer consumer has acked but the stream
+// still holds, and reports whether there were any. After a hard crash of the NATS server
+// the consumer's acks can survive while the work-queue removals they caused
+// do not; such messages are never delivered again yet would count as
+// pending forever. Everything at or below the consumer's ack floor is acked
+// by definition, so purging up to it loses nothing.
+func (q *Queue) purgeAcked(ctx context.Context) (bool, error) {
+	ci, err := q.cons.Info(ctx)
+	if err != nil {
+		return false, fmt.Errorf("consumer info: %w", busy(err))
+	}
+	floor := ci.AckFloor.Stream
+	si, err := q.stream.Info(ctx)
+	if err != nil {
+		return false, fmt.Errorf("stream info: %w", busy(err))
+	}
+	if floor == 0 || si.State.Msgs == 0 || si.State.FirstSeq > floor {
+		return false, nil
+	}
+	if err := q.stream.Purge(ctx, jetstream.WithPurgeSequence(floor+1)); err != nil {
+		return false, fmt.Errorf("purge acked: %w", busy(err))
+	}
+	q.log.Warn("purged messages acked but left in the stream (after a server crash)", "up_to_seq", floor)
+	return true, nil
+}
+
+func (q *Queue) pending(ctx context.Context, saleID int64) (int64, error) {
 	if saleID == 0 {
 		info, err := q.stream.Info(ctx)
 		if err != nil {
@@ -185,6 +222,9 @@ func (q *Queue) Pending(ctx context.Context, saleID int64) (int64, error) {
 // directly and leaves the writer consumer alone. It costs one round trip per
 // request. Undecodable messages are skipped. Errors are EBusy.
 func (q *Queue) PendingRequests(ctx context.Context, saleID int64) ([]seckill.OrderRequest, error) {
+	if _, err := q.purgeAcked(ctx); err != nil {
+		return nil, err
+	}
 	subj := q.subjPfx + "*"
 	if saleID != 0 {
 		subj = q.Subject(saleID)

@@ -8,8 +8,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+log=test-output.log # the whole -v output; kept for reading failures
 go test -race -count=1 -v "$@" ./... >"$log" 2>&1
 status=$?
 
@@ -17,8 +16,10 @@ status=$?
 grep -E '^(ok|FAIL|\?)[[:space:]]' "$log"
 if [ $status -ne 0 ]; then
   echo
-  echo "=== failures (test output without passing tests) ==="
-  grep -vE '^(=== (RUN|PAUSE|CONT|NAME)|[[:space:]]*--- PASS)' "$log" | grep -vE '^(ok|\?)[[:space:]]' | tail -n 400
+  echo "=== failures: what the failing tests said (all output is in $log) ==="
+  # Test files' own lines (not the servers' logs they relay), failures, panics.
+  grep -E '^[[:space:]]*--- FAIL|^[[:space:]]+[A-Za-z0-9_]+_test\.go:[0-9]+: |^panic:|^FAIL' "$log" |
+    grep -vE '_test\.go:[0-9]+: (server: |time=)' | tail -n 300
 fi
 
 # Skipped suites, with the reason each gave.
