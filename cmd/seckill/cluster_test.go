@@ -330,6 +330,27 @@ func TestMultiInstance(t *testing.T) {
 			}
 			st := d.settle(sale, time.Minute)
 			d.checkInvariants(sale, st, accepted, true)
+			d.checkResults(sale, buyers, accepted)
 		})
+	}
+}
+
+// checkResults asks every node for the result of buyers who bought through
+// other nodes: each sees success with the order, the others "none".
+func (d *deployment) checkResults(sale int64, users []benchUser, accepted map[int64]string) {
+	d.t.Helper()
+	for i, u := range users[:300] {
+		var r struct {
+			Status  string `json:"status"`
+			OrderID int64  `json:"order_id"`
+		}
+		code, err := d.node(i).call("GET", fmt.Sprintf("/api/sales/%d/result", sale), u.Token, "", &r)
+		if err != nil || code != 200 {
+			d.t.Fatalf("result: %d %v", code, err)
+		}
+		_, bought := accepted[u.ID]
+		if bought && (r.Status != "success" || r.OrderID == 0) || !bought && r.Status != "none" {
+			d.t.Errorf("user %d (bought: %v) sees %+v", u.ID, bought, r)
+		}
 	}
 }
