@@ -195,6 +195,7 @@ func (b *runner) purchase(ctx context.Context) (*Result, error) {
 	// The crowd: job i is buyer i mod N, so every buyer tries once before
 	// anyone tries again.
 	answered := make([]atomic.Bool, len(users))
+	acceptedBy := make([]atomic.Int32, len(users)) // 202s per user (I2)
 	var lastAccept atomic.Int64
 	jobs := 0
 	if cfg.Duration <= 0 {
@@ -211,6 +212,7 @@ func (b *runner) purchase(ctx context.Context) (*Result, error) {
 		}
 		if c == cAccepted {
 			lastAccept.Store(time.Now().UnixNano())
+			acceptedBy[u].Add(1)
 		}
 		return c, true
 	})
@@ -244,7 +246,13 @@ func (b *runner) purchase(ctx context.Context) (*Result, error) {
 			n++
 		}
 	}
-	res.Invariants = CheckInvariants(*st, Crowd{Accepted: res.Outcomes.Accepted, Users: len(users), Answered: n, SoldOut: res.Outcomes.SoldOut})
+	twice := 0
+	for i := range acceptedBy {
+		if acceptedBy[i].Load() > 1 {
+			twice++
+		}
+	}
+	res.Invariants = CheckInvariants(*st, Crowd{Accepted: res.Outcomes.Accepted, Users: len(users), Answered: n, SoldOut: res.Outcomes.SoldOut, AcceptedTwice: twice})
 	res.OK = len(res.Failed()) == 0
 	return res, nil
 }

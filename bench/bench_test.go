@@ -76,6 +76,7 @@ func TestCheckInvariants(t *testing.T) {
 		fails string
 	}{
 		{"oversell", Stats{Stock: 100, Orders: 101, Pending: 101, SQLStockLeft: -1, LedgerSum: -1, GateLeft: -1}, Crowd{Accepted: 101, Users: 300, Answered: 300}, "I1 no oversell"},
+		{"accepted twice", Stats{Stock: 100, Orders: 100, Pending: 100, SQLStockLeft: 0, LedgerSum: 0, GateLeft: 0}, Crowd{Accepted: 100, Users: 300, Answered: 300, SoldOut: 5, AcceptedTwice: 1}, "I2 no duplicate"},
 		{"lost acceptance", Stats{Stock: 100, Orders: 99, Pending: 99, SQLStockLeft: 1, LedgerSum: 1, GateLeft: 1}, Crowd{Accepted: 100, Users: 50, Answered: 50}, "I3 no lost acceptance"},
 		{"leak", Stats{Stock: 100, Orders: 90, Pending: 90, SQLStockLeft: 5, LedgerSum: 5, GateLeft: 5}, Crowd{Accepted: 90, Users: 90, Answered: 90}, "I4 no leak"},
 		{"gate off", Stats{Stock: 100, Orders: 90, Pending: 90, SQLStockLeft: 10, LedgerSum: 10, GateLeft: 7}, Crowd{Accepted: 90, Users: 90, Answered: 90}, "I4 gate matches SQL"},

@@ -148,6 +148,8 @@ type Crowd struct {
 	// 410) at least once.
 	Answered int
 	SoldOut  int64 // 410 answers
+	// AcceptedTwice counts users who were answered 202 more than once.
+	AcceptedTwice int
 }
 
 // CheckInvariants checks I1–I4 of design.md on a sale at rest (nothing
@@ -159,13 +161,14 @@ func CheckInvariants(st Stats, c Crowd) []Check {
 	}
 	checks := []Check{
 		ck("I1 no oversell", live <= st.Stock, "live orders %d ≤ stock %d", live, st.Stock),
+		ck("I2 no duplicate", c.AcceptedTwice == 0, "users accepted twice %d == 0", c.AcceptedTwice),
 		ck("I3 no lost acceptance", st.Orders == c.Accepted, "orders %d == accepted (202) %d", st.Orders, c.Accepted),
 		ck("I4 no leak", live+st.SQLStockLeft == st.Stock, "live %d + sql_stock_left %d == stock %d", live, st.SQLStockLeft, st.Stock),
 		ck("I4 gate matches SQL", st.GateLeft == st.SQLStockLeft-st.Queued, "gate_left %d == sql_stock_left %d − queued %d", st.GateLeft, st.SQLStockLeft, st.Queued),
 		ck("I4 ledger", st.LedgerSum == st.SQLStockLeft, "ledger_sum %d == sql_stock_left %d", st.LedgerSum, st.SQLStockLeft),
 	}
-	// I2 (one order per user) is SQL's unique index; from outside, a
-	// second order of a user would show as orders > accepted (I3).
+	// I2 seen from outside: nobody was accepted twice; a second order of a
+	// user would also show as orders > accepted (I3).
 	sold := ck("I4 sold out", st.SQLStockLeft == 0, "sql_stock_left %d == 0", st.SQLStockLeft)
 	switch {
 	case c.SoldOut > 0:
