@@ -127,7 +127,7 @@ drop_schema() { psql_admin "DROP SCHEMA IF EXISTS $1 CASCADE" || echo "could not
 
 # redis_forget PREFIX: delete every key under PREFIX, bounded (one node only).
 redis_forget() {
-	timeout 120 bash -c 'redis-cli -u "$1" --scan --pattern "$2*" | xargs -r -n 1000 redis-cli -u "$1" del >/dev/null' _ "$REDIS_URL" "$1" ||
+	timeout 120 bash -c 'redis-cli -u "$1" --scan --pattern "$2*" | xargs -r -n 1000 redis-cli -u "$1" del >/dev/null' _ "${REDIS_URL%%\?*}" "$1" ||
 		echo "could not delete the Redis keys under $1" >&2
 }
 
