@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -345,11 +346,15 @@ func (w *writerBench) publish(b *testing.B, reqs []seckill.OrderRequest) (start,
 	return start, time.Now()
 }
 
-// startWriter runs the engine's writer until stop is called.
+// startWriter runs the engine's writers (SECKILL_BENCH_WRITERS of them,
+// default 1) until stop is called.
 func (w *writerBench) startWriter() (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
+	n, _ := strconv.Atoi(os.Getenv("SECKILL_BENCH_WRITERS"))
 	var wg sync.WaitGroup
-	wg.Go(func() { w.engine.RunWriter(ctx) })
+	for range max(n, 1) {
+		wg.Go(func() { w.engine.RunWriter(ctx) })
+	}
 	return func() { cancel(); wg.Wait() }
 }
 

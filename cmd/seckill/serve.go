@@ -52,6 +52,7 @@ type Config struct {
 	Ops           OpsConfig // metrics, pprof, bench provisioning (observe.go)
 	// ReconcileEvery and ReconcileAge tune the reconciler; AckWait is how
 	// long the queue waits for a writer's ack before redelivering.
+	Writers        int // order writer goroutines
 	ReconcileEvery time.Duration
 	ReconcileAge   time.Duration
 	AckWait        time.Duration
@@ -85,7 +86,7 @@ func NewMain() *Main {
 			UserRate: 5, UserBurst: 10, IPRate: 200, IPBurst: 400,
 			InFlight: 4096, BatchSize: 500,
 			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, LogLevel: "info",
-			ReconcileEvery: 10 * time.Second, ReconcileAge: 30 * time.Second, AckWait: 30 * time.Second,
+			Writers: 2, ReconcileEvery: 10 * time.Second, ReconcileAge: 30 * time.Second, AckWait: 30 * time.Second,
 		},
 		serveErr: make(chan error, 1),
 	}
@@ -112,6 +113,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.IPBurst, "ip-burst", c.IPBurst, "burst of the per-IP bucket")
 	fs.IntVar(&c.InFlight, "in-flight", c.InFlight, "purchases between gate and queue at once before answering 503")
 	fs.IntVar(&c.BatchSize, "batch", c.BatchSize, "orders per SQL transaction of the order writer")
+	fs.IntVar(&c.Writers, "writers", c.Writers, "order writers per instance: one's fetch and ack overlap another's SQL")
 	fs.DurationVar(&c.PayWindow, "pay-window", c.PayWindow, "time an order waits for payment")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "session lifetime since last use")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "take the client IP from X-Forwarded-For")
@@ -153,7 +155,7 @@ func (c Config) masked() []any {
 		"queue_prefix", c.QueuePrefix, "redis", redactURL(c.Redis), "redis_prefix", c.RedisPrefix,
 		"secret", hide(c.Secret), "admin_phone", c.AdminPhone, "admin_password", hide(c.AdminPassword),
 		"user_rate", c.UserRate, "user_burst", c.UserBurst, "ip_rate", c.IPRate, "ip_burst", c.IPBurst,
-		"in_flight", c.InFlight, "batch", c.BatchSize, "pay_window", c.PayWindow,
+		"in_flight", c.InFlight, "batch", c.BatchSize, "writers", c.Writers, "pay_window", c.PayWindow,
 		"session_ttl", c.SessionTTL, "trust_proxy", c.TrustProxy,
 	}
 }
@@ -180,6 +182,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
+	}
+	if c.Writers < 1 {
+		return fmt.Errorf("--writers must be at least 1")
 	}
 	if c.ReconcileAge <= 3*time.Second || c.ReconcileEvery <= 0 {
 		return fmt.Errorf("--reconcile-age must exceed the 3 s publish timeout and --reconcile-every be positive")
@@ -255,11 +260,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.writerStop = cancel
-	m.writerDone.Add(2)
-	go func() {
-		defer m.writerDone.Done()
-		m.engine.RunWriter(wctx)
-	}()
+	m.writerDone.Add(c.Writers + 1)
+	for range c.Writers {
+		go func() {
+			defer m.writerDone.Done()
+			m.engine.RunWriter(wctx)
+		}()
+	}
 	go func() {
 		defer m.writerDone.Done()
 		m.engine.RunReconciler(wctx, c.ReconcileEvery, c.ReconcileAge)
