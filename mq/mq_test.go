@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"seckill/internal/testenv"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -118,14 +119,7 @@ func open(t *testing.T, cfg Config) *Queue {
 // (failing it in CI).
 func externalURL(t *testing.T) string {
 	t.Helper()
-	url := os.Getenv("SECKILL_TEST_NATS")
-	if url == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("SECKILL_TEST_NATS is not set (required in CI)")
-		}
-		t.Skip("SECKILL_TEST_NATS not set: skipping tests against an external NATS server (e.g. nats://127.0.0.1:4222)")
-	}
-	return url
+	return testenv.URL(t, "SECKILL_TEST_NATS")
 }
 
 func uniquePrefix(t *testing.T) string {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"seckill/internal/testenv"
 	"strconv"
 	"strings"
 	"sync"
@@ -39,13 +40,7 @@ var (
 // CI=true).
 func testClient(t testing.TB, env, query string) *Client {
 	t.Helper()
-	url := os.Getenv(env)
-	if url == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set: CI must run the Redis suites", env)
-		}
-		t.Skipf("%s is not set: start Redis (single node: redis://127.0.0.1:6379; cluster: scripts/redis-cluster.sh start DIR) and export it", env)
-	}
+	url := testenv.URL(t, env)
 	if query != "" {
 		sep := "?"
 		if strings.Contains(url, "?") {

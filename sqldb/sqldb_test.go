@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"seckill/internal/testenv"
 	"strings"
 	"testing"
 	"time"
@@ -284,20 +285,11 @@ func mustOK(t testing.TB, err error) {
 	}
 }
 
-// serverURL returns the URL of a test server from the environment variable
-// env. Without it the test is skipped, except in CI (CI=true), where a
-// missing server is a failure.
+// serverURL returns the URL of a test server from the environment
+// variable env (see internal/testenv).
 func serverURL(t testing.TB, env string) string {
 	t.Helper()
-	url := os.Getenv(env)
-	if url == "" {
-		msg := fmt.Sprintf("%s is not set: set it to the URL of a test server to run these tests", env)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return url
+	return testenv.URL(t, env)
 }
 
 // testName returns a fresh name for a test schema or database.

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -17,21 +16,14 @@ import (
 	_ "github.com/go-sql-driver/mysql"
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"seckill/internal/testenv"
 	"seckill/sqldb"
 )
 
-// integration returns the URL of a test server from the environment, or
-// skips (fails under CI=true, where every integration suite must run).
+// integration returns the URL of a test server (see internal/testenv).
 func integration(t *testing.T, name string) string {
 	t.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set: the integration suite cannot run in CI", name)
-		}
-		t.Skipf("%s not set: skipping (see .ci/services.sh)", name)
-	}
-	return v
+	return testenv.URL(t, name)
 }
 
 func randomName(prefix string) string {

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"seckill/internal/testenv"
 	"sort"
 	"strconv"
 	"sync"
@@ -72,10 +73,7 @@ func need(t *testing.T, bin string) string {
 	t.Helper()
 	p, err := exec.LookPath(bin)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not installed: the drill cannot run in CI", bin)
-		}
-		t.Skipf("%s not installed: skipping the drill", bin)
+		testenv.Missing(t, bin+" is not installed, the drill needs it")
 	}
 	return p
 }
@@ -115,10 +113,7 @@ func ownPostgres(t *testing.T) *pgServer {
 	sort.Strings(matches)
 	pgUser, err := user.Lookup("postgres")
 	if len(matches) == 0 || err != nil || os.Geteuid() != 0 {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("PostgreSQL binaries, the postgres user or root are missing: the drill cannot run in CI")
-		}
-		t.Skip("needs PostgreSQL's binaries, the postgres user and root: skipping the drill")
+		testenv.Missing(t, "the drill needs PostgreSQL's binaries, the postgres user and root")
 	}
 	p := &pgServer{t: t, port: freePort(t), bin: filepath.Dir(matches[len(matches)-1])}
 	// Not t.TempDir: the postgres user must be able to reach it.
