@@ -61,7 +61,7 @@ func TestBenchEndToEnd(t *testing.T) {
 	if s := res.Stats; s == nil || s.Orders != 100 || s.SQLStockLeft != 0 || s.GateLeft != 0 || s.Queued != 0 {
 		t.Fatalf("stats %+v", res.Stats)
 	}
-	if len(res.Invariants) != 6 {
+	if len(res.Invariants) != 7 { // I1, I2, I3 and four of I4
 		t.Fatalf("invariants %+v", res.Invariants)
 	}
 	for _, c := range res.Invariants {
