@@ -28,6 +28,7 @@ import (
 type stack struct {
 	t        *testing.T
 	h        http.Handler
+	api      *httpapi.Server
 	db       *sqldb.DB
 	queue    *mq.Queue
 	gate     *inmem.Gate
@@ -40,6 +41,8 @@ type stack struct {
 
 type options struct {
 	userLimit, ipLimit seckill.Limiter
+	ws                 httpapi.WSConfig
+	wsGauge            func(delta int) // Config.WebSockets
 }
 
 // flakyQueue fails Publish on demand, to drill the 503 path.
@@ -98,11 +101,14 @@ func newStack(t *testing.T, opt options) *stack {
 		_ = q.Close()
 		_ = db.Close()
 	})
-	s.h = httpapi.New(httpapi.Config{
+	s.api = httpapi.New(httpapi.Config{
 		Engine: s.engine, Accounts: s.accounts, Orders: db,
 		UserLimit: opt.userLimit, IPLimit: opt.ipLimit, Log: log,
-		Ready: func(ctx context.Context) error { return db.Ping(ctx) },
+		Ready:   func(ctx context.Context) error { return db.Ping(ctx) },
+		Results: q, WS: opt.ws, WebSockets: opt.wsGauge,
 	})
+	s.h = s.api
+	t.Cleanup(func() { _ = s.api.Close() })
 	if _, err := s.accounts.EnsureAdmin(ctx, "19900000000", "admin-password"); err != nil {
 		t.Fatal(err)
 	}

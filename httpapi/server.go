@@ -42,6 +42,16 @@ type Config struct {
 	// BenchUsers, when set, enables the admin's bulk provisioning of
 	// benchmark accounts, POST /api/admin/bench/users (see bench.go).
 	BenchUsers BulkUsers
+	// Results, when set, carries every instance's order results to the
+	// WebSockets of GET /api/ws (ws.go), which pushes them to their buyers.
+	// Unset, the route does not exist (404 like any unknown path) and
+	// clients poll /result.
+	Results seckill.ResultBus
+	// WS tunes the WebSockets: ping interval, send buffer, limits.
+	WS WSConfig
+	// WebSockets, when set, is told +1 when a WebSocket opens and -1 when
+	// it closes (a gauge of open sockets).
+	WebSockets func(delta int)
 	Log        *slog.Logger
 	Now        func() time.Time
 }
@@ -52,6 +62,7 @@ type Server struct {
 	mux     *http.ServeMux
 	log     *slog.Logger
 	methods map[string][]string // route path → methods it serves
+	hub     *hub                // WebSockets; nil without Config.Results
 }
 
 // New returns the handler.
@@ -63,6 +74,9 @@ func New(cfg Config) *Server {
 		cfg.Now = time.Now
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Log, methods: map[string][]string{}}
+	if cfg.Results != nil {
+		s.hub = newHub(cfg.Results, cfg.WS, cfg.Log, cfg.WebSockets)
+	}
 	s.routes()
 	return s
 }
@@ -110,6 +124,9 @@ func (s *Server) routes() {
 
 	s.handle("GET /api/orders", s.authed(s.listOrders))
 	s.handle("GET /api/orders/{id}", s.authed(s.getOrder))
+	if s.hub != nil {
+		s.handle("GET /api/ws", s.limitIP(s.authed(s.webSocket)))
+	}
 
 	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

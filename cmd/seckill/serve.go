@@ -69,6 +69,7 @@ type Main struct {
 	engine   *checkout.Engine
 	accounts *account.Service
 	shared   *shared
+	api      *httpapi.Server
 	srv      *http.Server
 	metrics  *metrics.Metrics
 	ln       net.Listener
@@ -230,7 +231,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 
-	api := httpapi.New(httpapi.Config{
+	m.api = httpapi.New(httpapi.Config{
 		Engine: m.engine, Accounts: m.accounts, Orders: m.db,
 		UserLimit:  m.shared.userLim,
 		IPLimit:    m.shared.ipLim,
@@ -239,11 +240,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Ready: func(ctx context.Context) error {
 			return errors.Join(m.db.Ping(ctx), m.queue.Ping(ctx), m.shared.ping(ctx))
 		},
+		// Every instance's results reach this one's WebSockets.
+		Results:    m.queue,
+		WebSockets: func(delta int) { m.metrics.WebSockets().Add(float64(delta)) },
 	})
 	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {
 		return err
 	}
-	m.srv = &http.Server{Handler: m.withOps(api), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	m.srv = &http.Server{Handler: m.withOps(m.api), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	go func() {
 		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			m.serveErr <- err
@@ -288,7 +292,8 @@ func (m *Main) URL() string {
 }
 
 // Close shuts down gracefully: stop admitting, finish HTTP requests in
-// flight, drain the queue into SQL, then close the queue and the database.
+// flight, drain the queue into SQL (pushing the results to the WebSockets
+// still open), close the WebSockets, then close the queue and the database.
 func (m *Main) Close() error {
 	var errs []error
 	if m.engine != nil {
@@ -309,6 +314,11 @@ func (m *Main) Close() error {
 			errs = append(errs, fmt.Errorf("drain: %w", err))
 		}
 		cancel()
+		if m.api != nil {
+			// Shutdown leaves hijacked connections alone: the WebSockets
+			// close here, once the drained results were pushed to them.
+			errs = append(errs, m.api.Close())
+		}
 		m.engine.Close()
 	}
 	if m.queue != nil {

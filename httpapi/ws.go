@@ -1,0 +1,518 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"seckill"
+	"seckill/checkout"
+)
+
+// The push channel of api.md, GET /api/ws.
+//
+// What a socket costs is the constraint (the target: 10,000 idle sockets in
+// under 300 MB for the whole process), so an idle socket holds exactly one
+// goroutine: the reader coder/websocket's CloseRead starts, which answers
+// pings, reads pongs and notices the close. The handler returns once the
+// socket is registered (ending the HTTP connection's goroutine). A writer
+// goroutine runs only while messages wait for a socket; pings run on a
+// per-socket timer, whose goroutine lives only while a ping waits for its
+// pong; and context.AfterFunc on the reader's context unregisters a socket
+// when it closes, however it closes.
+//
+// The bus callback never blocks on a client: it hands the encoded message
+// to each of the user's sockets (a mutex held for an append) and returns. A
+// client that lets SendBuffer messages pile up, or takes longer than
+// WriteTimeout to take one, is dropped.
+
+// Push message types.
+const (
+	PushOrderResult = "order_result"
+	PushOrderStatus = "order_status"
+)
+
+// ResultMessage is the push of a purchase's outcome:
+// {"type":"order_result","sale_id":…,"status":…,"order_id":…,"reason":…}.
+// Its status, order_id and reason are those GET /api/sales/{id}/result
+// answers, field for field.
+type ResultMessage struct {
+	Type   string `json:"type"` // PushOrderResult
+	SaleID int64  `json:"sale_id"`
+	checkout.Result
+}
+
+// OrderStatusMessage is the push of an order's new status:
+// {"type":"order_status","order_id":…,"status":…}.
+type OrderStatusMessage struct {
+	Type    string              `json:"type"` // PushOrderStatus
+	OrderID int64               `json:"order_id"`
+	Status  seckill.OrderStatus `json:"status"`
+}
+
+// OrderStatusPush returns the push of an order's new status, for SendUser.
+func OrderStatusPush(orderID int64, status seckill.OrderStatus) OrderStatusMessage {
+	return OrderStatusMessage{Type: PushOrderStatus, OrderID: orderID, Status: status}
+}
+
+// WSConfig tunes GET /api/ws; zero values take the defaults.
+type WSConfig struct {
+	// PingInterval is how often a socket is pinged (default 20 s). A socket
+	// whose pong has not come back two intervals after the ping, that is
+	// one that missed two pongs, is dropped.
+	PingInterval time.Duration
+	// SendBuffer is how many messages may wait for one socket (default 16).
+	// A client that lets more pile up is dropped rather than waited for.
+	SendBuffer int
+	// WriteTimeout bounds the writing of one message (default 10 s); a
+	// client slower than that is dropped.
+	WriteTimeout time.Duration
+	// MaxPerUser is how many sockets one user may hold on this instance
+	// (default 16); the handshake of one more is answered 429 rate_limited.
+	MaxPerUser int
+	// CloseGrace is how long Close waits for clients to answer its close
+	// frame before cutting the connections that did not (default 2 s).
+	CloseGrace time.Duration
+}
+
+func (c *WSConfig) defaults() {
+	if c.PingInterval <= 0 {
+		c.PingInterval = 20 * time.Second
+	}
+	if c.SendBuffer <= 0 {
+		c.SendBuffer = 16
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.MaxPerUser <= 0 {
+		c.MaxPerUser = 16
+	}
+	if c.CloseGrace <= 0 {
+		c.CloseGrace = 2 * time.Second
+	}
+}
+
+// hubShards spreads the users over locks, so that results for different
+// users and sockets opening and closing rarely contend.
+const hubShards = 32
+
+// hub holds the open sockets by user and delivers pushes to them.
+type hub struct {
+	cfg   WSConfig
+	bus   seckill.ResultBus
+	log   *slog.Logger
+	gauge func(delta int)
+
+	// ctx is the parent of every socket's reader: cancelling it (Close does,
+	// last) cuts every connection.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu          sync.Mutex // guards unsubscribe
+	unsubscribe func()
+	closed      atomic.Bool
+
+	open   sync.WaitGroup // one per registered socket, done once unregistered
+	shards [hubShards]hubShard
+}
+
+type hubShard struct {
+	mu    sync.RWMutex
+	users map[int64][]*wsConn
+}
+
+func newHub(bus seckill.ResultBus, cfg WSConfig, log *slog.Logger, gauge func(int)) *hub {
+	cfg.defaults()
+	if gauge == nil {
+		gauge = func(int) {}
+	}
+	h := &hub{cfg: cfg, bus: bus, log: log, gauge: gauge}
+	h.ctx, h.cancel = context.WithCancel(context.Background())
+	for i := range h.shards {
+		h.shards[i].users = map[int64][]*wsConn{}
+	}
+	return h
+}
+
+// start subscribes to the result bus unless it did already. It runs at
+// the first handshake rather than at New, so that a bus that fails now is
+// tried again at the next one. EBusy after Close or while the bus fails.
+func (h *hub) start() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed.Load() {
+		return seckill.Errorf(seckill.EBusy, "the server is shutting down")
+	}
+	if h.unsubscribe != nil {
+		return nil
+	}
+	cancel, err := h.bus.SubscribeResults(h.deliver)
+	if err != nil {
+		return seckill.Errorf(seckill.EBusy, "push is unavailable: %v", err)
+	}
+	h.unsubscribe = cancel
+	return nil
+}
+
+// deliver is the result bus callback: every result of every instance
+// passes here, and goes to the buyer's sockets on this one.
+func (h *hub) deliver(r seckill.OrderResult) {
+	h.send(r.UserID, func() any {
+		return ResultMessage{Type: PushOrderResult, SaleID: r.SaleID,
+			Result: checkout.Result{Status: r.Status, OrderID: r.OrderID, Reason: r.Reason}}
+	})
+}
+
+func (h *hub) shard(user int64) *hubShard {
+	return &h.shards[uint64(user)%hubShards]
+}
+
+// conns appends the user's sockets to buf.
+func (h *hub) conns(user int64, buf []*wsConn) []*wsConn {
+	sh := h.shard(user)
+	sh.mu.RLock()
+	buf = append(buf, sh.users[user]...)
+	sh.mu.RUnlock()
+	return buf
+}
+
+// send queues the message msg returns, encoded once, on every socket of
+// the user, and returns on how many. msg is called only when the user has
+// a socket here. It never waits for a client.
+func (h *hub) send(user int64, msg func() any) int {
+	var buf [4]*wsConn
+	conns := h.conns(user, buf[:0])
+	if len(conns) == 0 {
+		return 0
+	}
+	b, err := json.Marshal(msg())
+	if err != nil {
+		h.log.Warn("websocket push not encodable", "user", user, "err", err)
+		return 0
+	}
+	n := 0
+	for _, wc := range conns {
+		if wc.enqueue(b) {
+			n++
+		}
+	}
+	return n
+}
+
+// register reserves a place for a socket of the user before the
+// handshake, so that results published while it completes wait in the
+// socket's queue: once a client has its socket, every result published
+// after its handshake was authenticated reaches it. ERateLimited when the
+// user holds MaxPerUser sockets here already, EBusy after Close.
+func (h *hub) register(user int64) (*wsConn, error) {
+	wc := &wsConn{h: h, user: user}
+	sh := h.shard(user)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if h.closed.Load() {
+		return nil, seckill.Errorf(seckill.EBusy, "the server is shutting down")
+	}
+	if n := len(sh.users[user]); n >= h.cfg.MaxPerUser {
+		return nil, seckill.Errorf(seckill.ERateLimited, "too many open sockets; at most %d", h.cfg.MaxPerUser)
+	}
+	sh.users[user] = append(sh.users[user], wc)
+	h.open.Add(1)
+	return wc, nil
+}
+
+// unregister gives up a place whose handshake failed.
+func (h *hub) unregister(wc *wsConn) {
+	h.remove(wc)
+	h.open.Done()
+}
+
+// attach gives a registered place its accepted socket, starts reading and
+// pinging it and writes what waited meanwhile. After Close it closes the
+// socket instead.
+func (h *hub) attach(wc *wsConn, c *websocket.Conn) {
+	h.gauge(1)
+	// Data messages from the client are not part of the contract:
+	// CloseRead closes the socket on one. gone runs when the reader ends,
+	// whatever ended it.
+	read := c.CloseRead(h.ctx)
+	context.AfterFunc(read, wc.gone)
+	wc.mu.Lock()
+	wc.c = c
+	closing, dead := h.closed.Load(), wc.dead
+	start := !closing && !dead && len(wc.queue) > 0
+	if start {
+		wc.writing = true
+	}
+	if !closing && !dead {
+		wc.ping = time.AfterFunc(h.cfg.PingInterval, wc.pingOnce)
+	}
+	wc.mu.Unlock()
+	switch {
+	case closing: // Close may have looked before c was set
+		go func() { _ = c.Close(websocket.StatusGoingAway, "server shutting down") }()
+	case dead: // dropped while the handshake completed
+		go func() { _ = c.CloseNow() }()
+	case start:
+		go wc.write()
+	}
+}
+
+// remove unregisters wc.
+func (h *hub) remove(wc *wsConn) {
+	sh := h.shard(wc.user)
+	sh.mu.Lock()
+	conns := sh.users[wc.user]
+	for i, x := range conns {
+		if x == wc {
+			conns[i] = conns[len(conns)-1]
+			conns[len(conns)-1] = nil
+			conns = conns[:len(conns)-1]
+			break
+		}
+	}
+	if len(conns) == 0 {
+		delete(sh.users, wc.user)
+	} else {
+		sh.users[wc.user] = conns
+	}
+	sh.mu.Unlock()
+}
+
+// close stops pushing: it leaves the bus, sends every socket a going-away
+// close frame, waits up to CloseGrace for the handshakes, cuts the rest,
+// and returns once every socket is unregistered.
+func (h *hub) close() {
+	h.mu.Lock()
+	if h.closed.Swap(true) {
+		h.mu.Unlock()
+		return
+	}
+	unsubscribe := h.unsubscribe
+	h.unsubscribe = nil
+	h.mu.Unlock()
+	if unsubscribe != nil {
+		unsubscribe()
+	}
+	// No socket registers after closed is set: register checks it under
+	// its shard's lock, and this walk takes every shard's lock after
+	// setting it.
+	var all []*wsConn
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for _, conns := range sh.users {
+			all = append(all, conns...)
+		}
+		sh.mu.RUnlock()
+	}
+	for _, wc := range all {
+		wc.mu.Lock()
+		c := wc.c
+		wc.mu.Unlock()
+		if c != nil { // else attach closes it
+			go func() { _ = c.Close(websocket.StatusGoingAway, "server shutting down") }()
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		h.open.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(h.cfg.CloseGrace)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
+	h.cancel()
+	<-done
+}
+
+// wsConn is one open socket.
+type wsConn struct {
+	h    *hub
+	user int64
+
+	mu      sync.Mutex
+	c       *websocket.Conn // nil until the handshake completed
+	ping    *time.Timer
+	queue   [][]byte // messages not yet taken by the writer
+	pending int      // messages queued or being written
+	writing bool     // a writer goroutine runs
+	dead    bool
+}
+
+// enqueue hands b to the socket's writer, starting one if none runs (and
+// the handshake completed). A socket with SendBuffer messages pending is
+// dropped instead. It reports whether b was queued.
+func (wc *wsConn) enqueue(b []byte) bool {
+	wc.mu.Lock()
+	if wc.dead {
+		wc.mu.Unlock()
+		return false
+	}
+	if wc.pending >= wc.h.cfg.SendBuffer {
+		wc.mu.Unlock()
+		wc.drop(fmt.Sprintf("%d messages waiting", wc.pending))
+		return false
+	}
+	wc.pending++
+	wc.queue = append(wc.queue, b)
+	start := !wc.writing && wc.c != nil
+	if start {
+		wc.writing = true
+	}
+	wc.mu.Unlock()
+	if start {
+		go wc.write()
+	}
+	return true
+}
+
+// write sends what is queued, in order, until nothing is; then its
+// goroutine ends.
+func (wc *wsConn) write() {
+	c := wc.conn()
+	for {
+		wc.mu.Lock()
+		batch := wc.queue
+		wc.queue = nil
+		if len(batch) == 0 || wc.dead {
+			wc.writing = false
+			wc.mu.Unlock()
+			return
+		}
+		wc.mu.Unlock()
+		for _, b := range batch {
+			ctx, cancel := context.WithTimeout(wc.h.ctx, wc.h.cfg.WriteTimeout)
+			err := c.Write(ctx, websocket.MessageText, b)
+			cancel()
+			if err != nil {
+				wc.drop("write: " + err.Error())
+				wc.mu.Lock()
+				wc.writing = false
+				wc.mu.Unlock()
+				return
+			}
+			wc.mu.Lock()
+			wc.pending--
+			wc.mu.Unlock()
+		}
+	}
+}
+
+// pingOnce pings and waits up to two intervals for the pong; it runs on
+// the ping timer's goroutine and re-arms the timer after a pong.
+func (wc *wsConn) pingOnce() {
+	interval := wc.h.cfg.PingInterval
+	ctx, cancel := context.WithTimeout(wc.h.ctx, 2*interval)
+	err := wc.conn().Ping(ctx)
+	cancel()
+	if err != nil {
+		wc.drop("no pong: " + err.Error())
+		return
+	}
+	wc.mu.Lock()
+	if !wc.dead {
+		wc.ping.Reset(interval)
+	}
+	wc.mu.Unlock()
+}
+
+// conn is the socket (nil before the handshake completed).
+func (wc *wsConn) conn() *websocket.Conn {
+	wc.mu.Lock()
+	defer wc.mu.Unlock()
+	return wc.c
+}
+
+// drop cuts the connection without a close handshake: the client is too
+// slow or gone, and a close frame would wait on it too. Its reader then
+// ends and gone unregisters it.
+func (wc *wsConn) drop(why string) {
+	wc.mu.Lock()
+	dead, c := wc.dead, wc.c
+	wc.dead = true
+	wc.mu.Unlock()
+	if !dead {
+		wc.h.log.Info("websocket dropped", "user", wc.user, "why", why)
+	}
+	if c != nil { // else attach sees dead and closes it
+		// CloseNow waits for the reader goroutine to end: not on the
+		// caller, which may be the bus callback.
+		go func() { _ = c.CloseNow() }()
+	}
+}
+
+// gone runs once the socket's reader ended, whatever closed it.
+func (wc *wsConn) gone() {
+	wc.mu.Lock()
+	wc.dead = true
+	if wc.ping != nil {
+		wc.ping.Stop()
+	}
+	wc.queue = nil
+	wc.mu.Unlock()
+	wc.h.remove(wc)
+	wc.h.gauge(-1)
+	wc.h.open.Done()
+}
+
+// webSocket is GET /api/ws: after the same authentication as the other
+// endpoints (401 before any upgrade), it upgrades to a WebSocket on which
+// the server pushes the user's order results (and later order statuses).
+// coder/websocket's same-origin check stays on: the cookie authenticates
+// a browser's handshake, so another site's page must not open one (a
+// proxy in front must pass the Host header through for the check to
+// pass). Handshake errors past authentication (not a WebSocket request, a
+// foreign Origin) are answered by the library, in plain text. 429 when
+// the user holds MaxPerUser sockets here already; 503 while the result
+// bus cannot be subscribed to, or after Close.
+func (s *Server) webSocket(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
+	if err := s.hub.start(); err != nil {
+		return err
+	}
+	wc, err := s.hub.register(sess.UserID)
+	if err != nil {
+		return err
+	}
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		s.hub.unregister(wc)
+		s.log.Debug("websocket handshake refused", "err", err)
+		return nil // Accept answered
+	}
+	s.hub.attach(wc, c)
+	return nil
+}
+
+// SendUser pushes msg, encoded as JSON, to every socket the user holds on
+// this instance and returns how many it was queued on (0 without a
+// socket, or without push: Config.Results unset). It never waits for a
+// client. Instances do not share sockets: to reach a user wherever their
+// socket is, the message must travel to every instance (as order results
+// do over the result bus).
+func (s *Server) SendUser(userID int64, msg any) int {
+	if s.hub == nil {
+		return 0
+	}
+	return s.hub.send(userID, func() any { return msg })
+}
+
+// Close closes every WebSocket (http.Server.Shutdown leaves hijacked
+// connections alone) and stops pushing; later handshakes get 503. Call it
+// on shutdown, once the HTTP server no longer accepts requests.
+func (s *Server) Close() error {
+	if s.hub != nil {
+		s.hub.close()
+	}
+	return nil
+}

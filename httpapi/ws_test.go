@@ -1,0 +1,442 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"seckill"
+	"seckill/httpapi"
+)
+
+// wsGauge counts open sockets through Config.WebSockets.
+type wsGauge struct{ n atomic.Int64 }
+
+func (g *wsGauge) add(d int) { g.n.Add(int64(d)) }
+
+// await waits until the gauge reads want.
+func (g *wsGauge) await(t *testing.T, want int64) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for g.n.Load() != want {
+		if time.Now().After(deadline) {
+			t.Fatalf("open sockets %d, want %d", g.n.Load(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// serve puts the stack behind a real listener (a recorder cannot be
+// hijacked) and returns the URL of its socket endpoint.
+func (s *stack) serve() string {
+	s.t.Helper()
+	srv := httptest.NewServer(s.h)
+	s.t.Cleanup(srv.Close)
+	return "ws" + strings.TrimPrefix(srv.URL, "http") + "/api/ws"
+}
+
+// dialWS opens a socket with the header, or fails the test.
+func dialWS(t *testing.T, url string, header http.Header) *websocket.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: header})
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { _ = c.CloseNow() })
+	return c
+}
+
+func bearer(token string) http.Header { return http.Header{"Authorization": {"Bearer " + token}} }
+
+// push reads the next message, or fails the test after 10 s.
+func push(t *testing.T, c *websocket.Conn) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	typ, b, err := c.Read(ctx)
+	if err != nil {
+		t.Fatalf("read push: %v", err)
+	}
+	if typ != websocket.MessageText {
+		t.Fatalf("push of type %v", typ)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("push %q: %v", b, err)
+	}
+	return m
+}
+
+// refused dials and expects the handshake to be answered status with the
+// JSON error code, not upgraded.
+func refused(t *testing.T, url string, header http.Header, status int, code string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: header})
+	if err == nil {
+		c.CloseNow()
+		t.Fatalf("upgraded; want %d %s", status, code)
+	}
+	if resp == nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	var e struct{ Error struct{ Code string } }
+	if resp.StatusCode != status || json.Unmarshal(body, &e) != nil || e.Error.Code != code {
+		t.Fatalf("got %d %s, want %d %q", resp.StatusCode, body, status, code)
+	}
+	if resp.Header.Get("Upgrade") != "" {
+		t.Fatalf("refusal carries Upgrade: %v", resp.Header)
+	}
+}
+
+func TestWSAuthentication(t *testing.T) {
+	g := &wsGauge{}
+	s := newStack(t, options{wsGauge: g.add})
+	url := s.serve()
+	toks, _ := s.buyers(1)
+
+	refused(t, url, nil, 401, "unauthenticated")
+	refused(t, url, bearer("not-a-token"), 401, "unauthenticated")
+	refused(t, url, http.Header{"Cookie": {httpapi.CookieName + "=not-a-token"}}, 401, "unauthenticated")
+	// A plain request (no upgrade) gets the same JSON errors.
+	want(t, s.do("GET", "/api/ws", "", nil), 401, "unauthenticated")
+	want(t, s.do("POST", "/api/ws", toks[0], nil), 405, "method_not_allowed")
+	g.await(t, 0)
+
+	// The bearer header and the cookie both authenticate.
+	dialWS(t, url, bearer(toks[0]))
+	dialWS(t, url, http.Header{"Cookie": {httpapi.CookieName + "=" + toks[0]}})
+	g.await(t, 2)
+
+	// Another site's page must not open a socket with the buyer's cookie.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{
+		"Cookie": {httpapi.CookieName + "=" + toks[0]}, "Origin": {"https://evil.example"},
+	}})
+	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("cross-origin handshake: %v %v", resp, err)
+	}
+	g.await(t, 2)
+}
+
+func TestWSRouteNeedsResults(t *testing.T) {
+	s := newStack(t, options{})
+	toks, _ := s.buyers(1)
+	h := httpapi.New(httpapi.Config{Engine: s.engine, Accounts: s.accounts, Orders: s.db})
+	req := httptest.NewRequest("GET", "/api/ws", nil)
+	req.Header.Set("Authorization", "Bearer "+toks[0])
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != 404 || !strings.Contains(rec.Body.String(), `"not_found"`) {
+		t.Fatalf("without a result bus: %d %s", rec.Code, rec.Body)
+	}
+	if n := h.SendUser(1, "x"); n != 0 {
+		t.Fatalf("SendUser without push = %d", n)
+	}
+	if err := h.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWSPushesOwnResults(t *testing.T) {
+	g := &wsGauge{}
+	s := newStack(t, options{wsGauge: g.add})
+	url := s.serve()
+	toks, ids := s.buyers(2)
+	alice, bob := toks[0], toks[1]
+	sale := s.activeSale(5, false)
+
+	a1 := dialWS(t, url, bearer(alice))
+	a2 := dialWS(t, url, bearer(alice))
+	b1 := dialWS(t, url, bearer(bob))
+	g.await(t, 3)
+
+	// result polls until the purchase is no longer queued.
+	result := func(tok string) map[string]any {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			r := s.do("GET", fmt.Sprintf("/api/sales/%d/result", sale), tok, nil)
+			want(t, r, 200, "")
+			m := r.json(t)
+			if m["status"] != seckill.ResultQueued {
+				return m
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("still queued after 10 s")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// same checks a push against what /result answers, field for field.
+	same := func(p, polled map[string]any) {
+		t.Helper()
+		if p["type"] != "order_result" || p["sale_id"] != float64(sale) {
+			t.Errorf("push %v: want an order_result of sale %d", p, sale)
+		}
+		delete(p, "type")
+		delete(p, "sale_id")
+		if fmt.Sprint(p) != fmt.Sprint(polled) {
+			t.Errorf("push %v, /result %v", p, polled)
+		}
+	}
+
+	want(t, s.purchase(alice, sale, s.path(alice, sale)), 202, "")
+	pa1, pa2 := push(t, a1), push(t, a2)
+	if pa1["status"] != "success" || pa1["order_id"] == nil {
+		t.Fatalf("alice's push %v", pa1)
+	}
+	polled := result(alice)
+	same(pa1, polled)
+	same(pa2, polled)
+
+	// Bob's socket got nothing of Alice's: his first message is his own.
+	want(t, s.purchase(bob, sale, s.path(bob, sale)), 202, "")
+	pb := push(t, b1)
+	if pb["order_id"] == pa1["order_id"] {
+		t.Fatalf("bob was pushed alice's order: %v", pb)
+	}
+	same(pb, result(bob))
+
+	// A failure, published by whichever instance wrote it, carries its
+	// reason; a result for a user without a socket here goes nowhere.
+	err := s.queue.PublishResults(context.Background(), []seckill.OrderResult{
+		{SaleID: sale + 1000, UserID: ids[0] + ids[1] + 1000, Status: seckill.ResultFailed, Reason: seckill.ESoldOut},
+		{SaleID: sale + 1, UserID: ids[1], Ticket: "t", Status: seckill.ResultFailed, Reason: seckill.ESoldOut},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := push(t, b1); p["type"] != "order_result" || p["sale_id"] != float64(sale+1) || p["status"] != "failed" || p["reason"] != "sold_out" || p["order_id"] != nil {
+		t.Fatalf("failure push %v", p)
+	}
+
+	// Closing the clients brings the gauge back down.
+	a1.Close(websocket.StatusNormalClosure, "")
+	a2.CloseNow()
+	g.await(t, 1)
+	b1.Close(websocket.StatusNormalClosure, "")
+	g.await(t, 0)
+}
+
+// TestWSResultsOfAnyInstance: a second server on the same result bus (as
+// a second instance is) pushes to its sockets what the first one wrote.
+func TestWSResultsOfAnyInstance(t *testing.T) {
+	s := newStack(t, options{})
+	other := httpapi.New(httpapi.Config{Engine: s.engine, Accounts: s.accounts, Orders: s.db, Results: s.queue})
+	t.Cleanup(func() { _ = other.Close() })
+	srv := httptest.NewServer(other)
+	t.Cleanup(srv.Close)
+	toks, _ := s.buyers(1)
+	sale := s.activeSale(1, false)
+	c := dialWS(t, "ws"+strings.TrimPrefix(srv.URL, "http")+"/api/ws", bearer(toks[0]))
+
+	// The handshake is complete: whatever is published from now on
+	// reaches the socket, with no wait for it to be registered.
+	want(t, s.purchase(toks[0], sale, s.path(toks[0], sale)), 202, "")
+	if p := push(t, c); p["status"] != "success" || p["sale_id"] != float64(sale) {
+		t.Fatalf("push %v", p)
+	}
+}
+
+func TestWSSendUser(t *testing.T) {
+	s := newStack(t, options{})
+	url := s.serve()
+	toks, ids := s.buyers(2)
+	c := dialWS(t, url, bearer(toks[0]))
+	if n := s.api.SendUser(ids[0], httpapi.OrderStatusPush(42, seckill.OrderPaid)); n != 1 {
+		t.Fatalf("SendUser queued on %d sockets, want 1", n)
+	}
+	if p := push(t, c); fmt.Sprint(p) != fmt.Sprint(map[string]any{"type": "order_status", "order_id": 42.0, "status": "paid"}) {
+		t.Fatalf("push %v", p)
+	}
+	if n := s.api.SendUser(ids[1], httpapi.OrderStatusPush(43, seckill.OrderPaid)); n != 0 {
+		t.Fatalf("SendUser to a user without a socket queued on %d", n)
+	}
+}
+
+func TestWSLimitPerUser(t *testing.T) {
+	g := &wsGauge{}
+	s := newStack(t, options{ws: httpapi.WSConfig{MaxPerUser: 2}, wsGauge: g.add})
+	url := s.serve()
+	toks, _ := s.buyers(2)
+	first := dialWS(t, url, bearer(toks[0]))
+	dialWS(t, url, bearer(toks[0]))
+	refused(t, url, bearer(toks[0]), 429, "rate_limited")
+	dialWS(t, url, bearer(toks[1])) // others are not affected
+	first.CloseNow()
+	g.await(t, 2)
+	dialWS(t, url, bearer(toks[0]))
+	g.await(t, 3)
+}
+
+func TestWSPingTimeout(t *testing.T) {
+	g := &wsGauge{}
+	const interval = 200 * time.Millisecond
+	s := newStack(t, options{ws: httpapi.WSConfig{PingInterval: interval}, wsGauge: g.add})
+	url := s.serve()
+	toks, ids := s.buyers(2)
+
+	// A coder/websocket client answers pings only while it reads: this one
+	// reads, the other never does.
+	alive := dialWS(t, url, bearer(toks[0]))
+	alive.CloseRead(context.Background())
+	deaf := dialWS(t, url, bearer(toks[1]))
+	g.await(t, 2)
+
+	// The deaf one misses two pongs and is dropped…
+	g.await(t, 1)
+	if n := s.api.SendUser(ids[1], "x"); n != 0 {
+		t.Fatalf("the dropped socket still receives (%d)", n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := deaf.Read(ctx); err == nil || errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("dropped socket reads %v; want the connection closed", err)
+	}
+	// …while the one answering stays through many intervals.
+	time.Sleep(10 * interval)
+	if n := s.api.SendUser(ids[0], "x"); n != 1 {
+		t.Fatalf("the answering socket was dropped")
+	}
+	g.await(t, 1)
+}
+
+func TestWSSlowClientDropped(t *testing.T) {
+	g := &wsGauge{}
+	// Long write timeout, no pings: only the send buffer can drop the slow
+	// client, and a SendUser that waited for it would wait a minute.
+	s := newStack(t, options{ws: httpapi.WSConfig{SendBuffer: 4, WriteTimeout: time.Minute, PingInterval: time.Hour}, wsGauge: g.add})
+	url := s.serve()
+	toks, ids := s.buyers(2)
+	slow := dialWS(t, url, bearer(toks[0])) // never reads
+	slow.SetReadLimit(-1)
+	fast := dialWS(t, url, bearer(toks[1]))
+	g.await(t, 2)
+	got := make(chan map[string]any, 1000)
+	go func() {
+		for {
+			_, b, err := fast.Read(context.Background())
+			if err != nil {
+				close(got)
+				return
+			}
+			var m map[string]any
+			_ = json.Unmarshal(b, &m)
+			got <- m
+		}
+	}()
+
+	type big struct{ Pad string }
+	pad := big{strings.Repeat("x", 1<<20)}
+	const max = 500 // 500 MiB: far beyond what the socket buffers hold
+	sent := make(chan int, 1)
+	go func() {
+		// SendUser must never wait for the slow client.
+		n := 0
+		for n < max && s.api.SendUser(ids[0], pad) == 1 {
+			s.api.SendUser(ids[1], map[string]int{"n": n})
+			n++
+		}
+		sent <- n
+	}()
+	var n int
+	select {
+	case n = <-sent:
+	case <-time.After(30 * time.Second):
+		t.Fatal("SendUser blocked on a slow client")
+	}
+	if n == max {
+		t.Fatalf("the slow client was never dropped after %d MiB", max)
+	}
+	g.await(t, 1)
+	for i := range n {
+		select {
+		case p := <-got:
+			if p["n"] != float64(i) {
+				t.Fatalf("fast client's message %d is %v", i, p)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("fast client got %d of %d messages", i, n)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		if _, _, err := slow.Read(ctx); err != nil {
+			if errors.Is(err, context.DeadlineExceeded) {
+				t.Fatal("the slow client's connection is still open")
+			}
+			break
+		}
+	}
+}
+
+func TestWSCloseClosesAll(t *testing.T) {
+	g := &wsGauge{}
+	s := newStack(t, options{ws: httpapi.WSConfig{CloseGrace: 5 * time.Second}, wsGauge: g.add})
+	url := s.serve()
+	toks, _ := s.buyers(2)
+	conns := []*websocket.Conn{dialWS(t, url, bearer(toks[0])), dialWS(t, url, bearer(toks[0])), dialWS(t, url, bearer(toks[1]))}
+	g.await(t, 3)
+	errs := make(chan error, len(conns))
+	for _, c := range conns {
+		go func() {
+			_, _, err := c.Read(context.Background())
+			errs <- err
+		}()
+	}
+	if err := s.api.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := g.n.Load(); n != 0 { // Close returns once every socket is gone
+		t.Fatalf("%d sockets open after Close", n)
+	}
+	for range conns {
+		if err := <-errs; websocket.CloseStatus(err) != websocket.StatusGoingAway {
+			t.Fatalf("client read %v, want going away", err)
+		}
+	}
+	refused(t, url, bearer(toks[0]), 503, "busy")
+	if err := s.api.Close(); err != nil { // twice is fine
+		t.Fatal(err)
+	}
+}
+
+// TestWSCloseCutsDeafClients: a client that never answers the close frame
+// is cut once CloseGrace has passed.
+func TestWSCloseCutsDeafClients(t *testing.T) {
+	g := &wsGauge{}
+	s := newStack(t, options{ws: httpapi.WSConfig{CloseGrace: 100 * time.Millisecond}, wsGauge: g.add})
+	url := s.serve()
+	toks, _ := s.buyers(1)
+	deaf := dialWS(t, url, bearer(toks[0]))
+	g.await(t, 1)
+	done := make(chan struct{})
+	go func() {
+		_ = s.api.Close()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second): // the library alone would wait 5 s
+		t.Fatal("Close waits for a client that does not answer")
+	}
+	g.await(t, 0)
+	_ = deaf
+}
