@@ -4,7 +4,8 @@
 // over a fixed number of keep-alive connections, and checks the invariants
 // of design.md from the admin stats once every accepted purchase is an
 // order. Its plain mode GETs one URL at the same concurrency, so the same
-// generator measures a hello-world server for comparison.
+// generator measures a hello-world server for comparison; its ws-idle mode
+// holds idle WebSockets open and reads what they cost the server's memory.
 package bench
 
 import (
@@ -55,6 +56,14 @@ type Config struct {
 	URLOnly  string
 	Requests int
 
+	// WSIdle switches to the ws-idle mode: open this many WebSockets to
+	// GET /api/ws, WSPerUser (default 4) per provisioned buyer, Conns
+	// handshakes at a time; hold them idle for WSHold (default 5s); read
+	// the server's memory from its /metrics before and after.
+	WSIdle    int
+	WSPerUser int
+	WSHold    time.Duration
+
 	SettleTimeout time.Duration // wait for the queue to drain; default 60s
 	Progress      io.Writer     // a line a second while running; nil: none
 }
@@ -78,6 +87,12 @@ func (c *Config) defaults() {
 	if c.URLOnly != "" && c.Requests <= 0 && c.Duration <= 0 {
 		c.Duration = 10 * time.Second
 	}
+	if c.WSPerUser <= 0 {
+		c.WSPerUser = 4
+	}
+	if c.WSHold <= 0 {
+		c.WSHold = 5 * time.Second
+	}
 }
 
 // Run performs the run and returns what it measured. An error means the
@@ -89,6 +104,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	defer b.client.CloseIdleConnections()
 	if cfg.URLOnly != "" {
 		return b.plain(ctx)
+	}
+	if cfg.WSIdle > 0 {
+		return b.wsIdle(ctx)
 	}
 	return b.purchase(ctx)
 }

@@ -186,7 +186,7 @@ func CheckInvariants(st Stats, c Crowd) []Check {
 
 // Result is what one run measured.
 type Result struct {
-	Mode   string  `json:"mode"` // "purchase" or "plain"
+	Mode   string  `json:"mode"` // "purchase", "plain" or "ws-idle"
 	Target string  `json:"target"`
 	Conns  int     `json:"conns"`
 	Rate   float64 `json:"rate,omitempty"` // requests/s asked for; 0: as fast as possible
@@ -212,7 +212,10 @@ type Result struct {
 	Settled               bool    `json:"settled,omitempty"`
 	Stats                 *Stats  `json:"stats,omitempty"`
 	Invariants            []Check `json:"invariants,omitempty"`
-	OK                    bool    `json:"ok"`
+
+	WS *WSIdle `json:"ws,omitempty"` // the ws-idle mode's figures
+
+	OK bool `json:"ok"`
 }
 
 // Failed lists the invariants that do not hold (and a failure to settle).
@@ -225,6 +228,9 @@ func (r *Result) Failed() []string {
 		if !c.OK {
 			out = append(out, c.Name+": "+c.Detail)
 		}
+	}
+	if r.WS != nil {
+		out = append(out, r.WS.failed()...)
 	}
 	return out
 }
@@ -242,6 +248,15 @@ func (r *Result) WriteText(w io.Writer) {
 	rate := "as fast as possible"
 	if r.Rate > 0 {
 		rate = fmt.Sprintf("at %.0f/s", r.Rate)
+	}
+	if r.Mode == ModeWSIdle && r.WS != nil {
+		fmt.Fprintf(&b, "target      %s (%s mode, %d handshakes at a time)\n", r.Target, r.Mode, r.Conns)
+		r.WS.writeText(&b)
+		for _, f := range r.Failed() {
+			fmt.Fprintf(&b, "FAIL        %s\n", f)
+		}
+		io.WriteString(w, b.String())
+		return
 	}
 	fmt.Fprintf(&b, "target      %s (%s mode, %d connections, %s)\n", r.Target, r.Mode, r.Conns, rate)
 	if r.Mode == ModePurchase {

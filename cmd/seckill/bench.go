@@ -34,6 +34,13 @@ the invariants I1–I4; it exits non-zero if one fails.
 --url-only URL GETs one URL instead (--requests times, or for --duration),
 to measure any server, e.g. a hello-world one, with the same generator.
 
+--ws-idle N opens N WebSockets to /api/ws instead (--ws-per-user per
+provisioned buyer, --conns handshakes at a time), holds them idle for
+--ws-hold, and prints the server's resident memory (from its /metrics)
+before and after, in total and per socket:
+
+  seckill bench --target http://127.0.0.1:8080 --ws-idle 10000
+
 flags:
 `
 
@@ -63,6 +70,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&cfg.Rate, "rate", 0, "requests per second over all connections (0: as fast as possible); latency then counts from when each request was due")
 	fs.StringVar(&cfg.URLOnly, "url-only", "", "plain mode: just GET this URL at the same concurrency")
 	fs.IntVar(&cfg.Requests, "requests", 0, "plain mode: number of requests (default: --duration, or 10s)")
+	fs.IntVar(&cfg.WSIdle, "ws-idle", 0, "ws-idle mode: hold this many idle WebSockets and report the server's memory")
+	fs.IntVar(&cfg.WSPerUser, "ws-per-user", 4, "ws-idle mode: sockets per provisioned buyer")
+	fs.DurationVar(&cfg.WSHold, "ws-hold", 5*time.Second, "ws-idle mode: how long to hold the sockets before reading the memory")
 	fs.DurationVar(&cfg.SettleTimeout, "settle-timeout", 60*time.Second, "longest wait for every accepted purchase to become an order")
 	fs.DurationVar(&limit, "timeout", 10*time.Minute, "give up on the whole run after this long")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")

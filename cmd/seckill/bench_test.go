@@ -38,25 +38,30 @@ func startServer(t *testing.T, pprof bool) *Main {
 	return m
 }
 
-func TestBenchEndToEnd(t *testing.T) {
-	m := startServer(t, false)
+// benchJSON runs `seckill bench --json` with the admin of startServer and
+// args against m, and returns the result and the output.
+func benchJSON(t *testing.T, m *Main, args ...string) (bench.Result, string) {
+	t.Helper()
 	var out, progress strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	err := benchCmd(ctx, []string{
-		"--target", m.URL(), "--admin-phone", "19900000000", "--admin-password", "admin-password",
-		"--users", "300", "--stock", "100", "--tries", "2", "--conns", "16", "--json",
-	}, &out, &progress)
-	if err != nil {
+	args = append([]string{"--target", m.URL(), "--admin-phone", "19900000000", "--admin-password", "admin-password", "--json"}, args...)
+	if err := benchCmd(ctx, args, &out, &progress); err != nil {
 		t.Fatalf("bench: %v\nprogress:\n%s\nout:\n%s", err, progress.String(), out.String())
 	}
 	var res bench.Result
 	if err := json.Unmarshal([]byte(out.String()), &res); err != nil {
 		t.Fatalf("%v: %s", err, out.String())
 	}
+	return res, out.String()
+}
+
+func TestBenchEndToEnd(t *testing.T) {
+	m := startServer(t, false)
+	res, report := benchJSON(t, m, "--users", "300", "--stock", "100", "--tries", "2", "--conns", "16")
 	o := res.Outcomes
 	if !res.OK || !res.Settled || res.Requests != 600 || o.Accepted != 100 || o.Accepted+o.Duplicate+o.SoldOut != 600 {
-		t.Fatalf("result:\n%s", out.String())
+		t.Fatalf("result:\n%s", report)
 	}
 	if s := res.Stats; s == nil || s.Orders != 100 || s.SQLStockLeft != 0 || s.GateLeft != 0 || s.Queued != 0 {
 		t.Fatalf("stats %+v", res.Stats)
@@ -88,7 +93,9 @@ func TestBenchEndToEnd(t *testing.T) {
 	get(t, m.URL()+"/debug/pprof/", 404)
 
 	// A second run against the same server provisions under new phones.
-	out.Reset()
+	var out, progress strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	if err := benchCmd(ctx, []string{
 		"--target", m.URL(), "--admin-phone", "19900000000", "--admin-password", "admin-password",
 		"--users", "50", "--stock", "100", "--tries", "1", "--conns", "4", "--quiet",
