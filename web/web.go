@@ -22,7 +22,9 @@ var static embed.FS
 // for any other path and 405 for methods other than GET and HEAD. Responses
 // carry an ETag (so a reload costs a 304), "Cache-Control: no-cache" (so a
 // new build shows up at once), nosniff and a Content-Security-Policy that
-// allows scripts and styles from this origin only.
+// allows scripts and styles from this origin only, and connections (fetch
+// and the push WebSocket, /api/ws) to this origin only: under CSP Level 3
+// 'self' in connect-src matches ws: and wss: on the page's own host.
 func Handler() http.Handler {
 	root, err := fs.Sub(static, "static")
 	if err != nil {
@@ -67,7 +69,7 @@ func Handler() http.Handler {
 		h.Set("Cache-Control", "no-cache")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
-		h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data: https: http:; "+
+		h.Set("Content-Security-Policy", "default-src 'self'; connect-src 'self'; img-src 'self' data: https: http:; "+
 			"object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 		files.ServeHTTP(w, r)
 	})

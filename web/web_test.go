@@ -121,6 +121,33 @@ func TestScriptCoversAPI(t *testing.T) {
 	}
 }
 
+// TestScriptUsesPush: the page opens the push socket on its own origin and
+// settles a purchase with what it pushes, keeping /result as the fallback;
+// the CSP lets it connect there and nowhere else.
+func TestScriptUsesPush(t *testing.T) {
+	res := get(t, Handler(), http.MethodGet, "/app.js")
+	js := body(t, res)
+	for _, want := range []string{
+		"new WebSocket(", "//${location.host}/api/ws`", "'wss:' : 'ws:'", // same origin, TLS when the page has it
+		"m.type === 'order_result'", "m.type === 'order_status'",
+		"nextPush(", "`/api/sales/${id}/result`",
+	} {
+		if !strings.Contains(js, want) {
+			t.Errorf("app.js lacks %q", want)
+		}
+	}
+	csp := res.Header.Get("Content-Security-Policy")
+	var connect string
+	for _, d := range strings.Split(csp, ";") {
+		if f := strings.Fields(d); len(f) > 0 && f[0] == "connect-src" {
+			connect = strings.Join(f[1:], " ")
+		}
+	}
+	if connect != "'self'" {
+		t.Errorf("CSP %q: connect-src %q, want 'self' alone", csp, connect)
+	}
+}
+
 // TestNoRemoteAssets keeps the page working offline: nothing is loaded from
 // another origin.
 func TestNoRemoteAssets(t *testing.T) {

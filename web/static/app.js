@@ -95,8 +95,6 @@
     toastTimer = setTimeout(() => { t.hidden = true; }, 4000);
   }
 
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
   // ---- API ---------------------------------------------------------------
 
   // api calls the JSON API and resolves to {ok, status, data, error, retryAfter};
@@ -135,6 +133,84 @@
 
   const errText = (r) => `${r.error.message}${r.error.code ? ` (${r.error.code})` : ''}`;
 
+  // ---- push (GET /api/ws) --------------------------------------------------
+
+  // While someone is logged in the page holds a WebSocket; the server pushes
+  // the result of each purchase on it, and the dialog shows it at once.
+  // Polling /result stays as the fallback (slower while the socket is
+  // open), so a page whose socket cannot connect still gets its result. The
+  // socket authenticates with the session cookie set at login.
+  const push = {
+    ws: null,
+    open: false,
+    retryMs: 0,
+    timer: 0,
+    waiters: new Map(), // sale id (string) -> function(message or null)
+  };
+
+  function pushConnect() {
+    if (!state.me || push.ws || !('WebSocket' in window)) return;
+    clearTimeout(push.timer);
+    let ws;
+    try {
+      ws = new WebSocket(`${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/api/ws`);
+    } catch {
+      return;
+    }
+    push.ws = ws;
+    ws.onopen = () => {
+      push.open = true;
+      push.retryMs = 0;
+      // A result may have been pushed before this socket opened: whoever
+      // waits polls once more.
+      for (const wake of [...push.waiters.values()]) wake(null);
+    };
+    ws.onmessage = (ev) => {
+      let m;
+      try { m = JSON.parse(ev.data); } catch { return; }
+      if (m.type === 'order_result') {
+        const wake = push.waiters.get(String(m.sale_id));
+        if (wake) wake(m);
+      } else if (m.type === 'order_status') {
+        loadOrders();
+      }
+    };
+    ws.onclose = () => {
+      if (push.ws !== ws) return;
+      push.ws = null;
+      push.open = false;
+      if (!state.me) return;
+      // Reconnect with backoff: the server restarted, or this session has
+      // no cookie (polling carries on meanwhile).
+      push.retryMs = Math.min(push.retryMs ? push.retryMs * 2 : 1000, 30000);
+      push.timer = setTimeout(pushConnect, push.retryMs);
+    };
+  }
+
+  function pushDisconnect() {
+    clearTimeout(push.timer);
+    push.retryMs = 0;
+    const ws = push.ws;
+    push.ws = null;
+    push.open = false;
+    if (ws) ws.close();
+  }
+
+  // nextPush resolves with the next result pushed for the sale, or with
+  // null after ms (or when the socket opens).
+  function nextPush(saleId, ms) {
+    const key = String(saleId);
+    return new Promise((resolve) => {
+      const done = (m) => {
+        clearTimeout(timer);
+        if (push.waiters.get(key) === done) push.waiters.delete(key);
+        resolve(m);
+      };
+      const timer = setTimeout(() => done(null), ms);
+      push.waiters.set(key, done);
+    });
+  }
+
   // ---- account -----------------------------------------------------------
 
   async function loadMe() {
@@ -169,6 +245,8 @@
     }
     $('#orders-section').hidden = !me;
     $('#admin-section').hidden = !(me && me.role === 'admin');
+    if (me) pushConnect();
+    else pushDisconnect();
     if (me) loadOrders();
     if (!(me && me.role === 'admin')) setStatsAuto(false);
     renderSales();
@@ -437,39 +515,49 @@
       $('#captcha-box').hidden = true;
       submit.hidden = true;
 
-      // 3. Poll the result until it is final.
+      // 3. Wait for the result: pushed, or polled.
       await pollResult(b, id);
     } finally {
       if (state.buy === b) submit.disabled = false;
     }
   }
 
+  // pollResult asks /result, then waits for the push; without one it asks
+  // again, every 0.5 s without a socket and every 3 s with one.
   async function pollResult(b, id) {
     const deadline = Date.now() + 120000;
     while (!b.run.cancelled && Date.now() < deadline) {
       const r = await api('GET', `/api/sales/${id}/result`);
       if (b.run.cancelled || state.buy !== b) return;
       if (r.ok) {
-        const st = r.data.status;
-        if (st === 'success') {
-          setBuyStatus('Success! Your order is placed — pay before the deadline.', 'ok');
-          showOrder(r.data.order_id);
-          loadOrders();
-          loadSales();
-          return;
-        }
-        if (st === 'failed') {
-          setBuyStatus(`Sorry, the purchase failed${r.data.reason ? `: ${r.data.reason}` : '.'}`, 'bad');
-          loadSales();
-          return;
-        }
+        if (showResult(r.data)) return;
       } else if (r.status === 401) {
         setBuyStatus('Your session ended; log in again to see the result.', 'bad');
         return;
       }
-      await sleep(500);
+      const m = await nextPush(b.sale.id, push.open ? 3000 : 500);
+      if (b.run.cancelled || state.buy !== b) return;
+      if (m && showResult(m)) return;
     }
     if (!b.run.cancelled) setBuyStatus('Still waiting. Check "My orders" in a moment.', 'warn');
+  }
+
+  // showResult shows a final result ({status, order_id, reason}, polled or
+  // pushed) and reports whether it was final.
+  function showResult(res) {
+    if (res.status === 'success') {
+      setBuyStatus('Success! Your order is placed — pay before the deadline.', 'ok');
+      showOrder(res.order_id);
+      loadOrders();
+      loadSales();
+      return true;
+    }
+    if (res.status === 'failed') {
+      setBuyStatus(`Sorry, the purchase failed${res.reason ? `: ${res.reason}` : '.'}`, 'bad');
+      loadSales();
+      return true;
+    }
+    return false;
   }
 
   async function showOrder(orderId) {
