@@ -476,6 +476,12 @@ func (wc *wsConn) gone() {
 // foreign Origin) are answered by the library, in plain text. 429 when
 // the user holds MaxPerUser sockets here already; 503 while the result
 // bus cannot be subscribed to, or after Close.
+//
+// A socket gets the results published after its handshake was
+// authenticated; nothing earlier is replayed, so a client that opens its
+// socket after buying asks /result once. The push and /result are fed by
+// separate subscriptions to the same bus: they carry the same outcome,
+// and a poll right after a push may still answer queued for a moment.
 func (s *Server) webSocket(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
 	if err := s.hub.start(); err != nil {
 		return err
