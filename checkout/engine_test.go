@@ -149,3 +149,27 @@ func TestCreateSale(t *testing.T) {
 		t.Fatalf("purchase in a new sale: %v", err)
 	}
 }
+
+func TestTicketsSortByTime(t *testing.T) {
+	at := time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC)
+	seen := map[string]bool{}
+	prev := ""
+	for i := range 20_000 {
+		tk := ticketAt(at.Add(time.Duration(i/10) * time.Millisecond))
+		if len(tk) != 20 || strings.Trim(tk, ticketAlphabet) != "" {
+			t.Fatalf("ticket %q: want 20 characters of %s", tk, ticketAlphabet)
+		}
+		if seen[tk] {
+			t.Fatalf("ticket %q issued twice", tk)
+		}
+		seen[tk] = true
+		// Tickets of a later millisecond sort after every earlier one.
+		if i%10 == 0 && tk <= prev {
+			t.Fatalf("ticket %d %q sorts before %q of an earlier millisecond", i, tk, prev)
+		}
+		prev = max(prev, tk)
+	}
+	if a, b := ticketAt(at), ticketAt(at); a[:10] != b[:10] || a == b {
+		t.Fatalf("same millisecond: %q %q: want a shared time part and distinct random parts", a, b)
+	}
+}

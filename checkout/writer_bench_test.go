@@ -151,10 +151,12 @@ func newWriterBench(b *testing.B, sqlName string) *writerBench {
 		w.users[i] = u.ID
 	}
 
-	// The configuration of `seckill serve`: batches of 500, default wait.
-	// The writer's backends are timed, to say where its time goes.
+	// The configuration of `seckill serve` (batches of 500, default wait)
+	// unless SECKILL_BENCH_BATCH says another batch size. The writer's
+	// backends are timed, to say where its time goes.
 	pt := &w.phases
-	e, err := New(Config{Secret: testSecret, BatchSize: 500, Observer: w.obs},
+	batch, _ := strconv.Atoi(os.Getenv("SECKILL_BENCH_BATCH"))
+	e, err := New(Config{Secret: testSecret, BatchSize: batch, Observer: w.obs},
 		Backends{Sales: db, Orders: timedOrders{db, pt}, Gate: timedGate{w.gate, pt}, Queue: timedQueue{q, q, pt},
 			Bus: timedBus{q, pt}, Captchas: inmem.NewCaptchaStore()},
 		slog.New(slog.DiscardHandler))
