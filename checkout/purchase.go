@@ -103,6 +103,37 @@ func (e *Engine) isSoldOut(saleID int64, now time.Time) bool {
 	return ok && now.Sub(v.(time.Time)) < soldOutFor
 }
 
+// CheckPurchase makes the checks of Purchase that need no shared backend:
+// ready, sale window, hidden path, local sold-out flag. The HTTP layer runs
+// it before the rate limits, which cost a round trip to a shared limiter:
+// after a sale sells out nearly every request ends here, and a request
+// that fails here never reaches the limiter or the gate. Purchase makes
+// the same checks again; they take microseconds.
+func (e *Engine) CheckPurchase(ctx context.Context, userID, saleID int64, path string) error {
+	_, err := e.checkPurchase(ctx, userID, saleID, path, e.now())
+	return err
+}
+
+func (e *Engine) checkPurchase(ctx context.Context, userID, saleID int64, path string, now time.Time) (*seckill.Sale, error) {
+	if !e.ready.Load() {
+		return nil, seckill.Errorf(seckill.EBusy, "sales are not open yet; retry shortly")
+	}
+	s, err := e.Sale(ctx, saleID)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Window(now); err != nil {
+		return nil, err
+	}
+	if !e.checkPath(userID, saleID, path, now) {
+		return nil, seckill.Errorf(seckill.EBadPath, "purchase path is wrong or expired; get a new one")
+	}
+	if e.isSoldOut(saleID, now) {
+		return nil, seckill.Errorf(seckill.ESoldOut, "sold out")
+	}
+	return s, nil
+}
+
 // Purchase admits one purchase: sale window, hidden path, local sold-out
 // flag, in-flight cap, atomic gate, durable publish. It returns the ticket
 // of an accepted purchase, whose order the writer creates later. Errors:
@@ -110,22 +141,10 @@ func (e *Engine) isSoldOut(saleID int64, now time.Time) bool {
 // (not ready, too many in flight, or the queue failed — the reservation is
 // released then).
 func (e *Engine) Purchase(ctx context.Context, userID, saleID int64, path string) (string, error) {
-	if !e.ready.Load() {
-		return "", seckill.Errorf(seckill.EBusy, "sales are not open yet; retry shortly")
-	}
-	s, err := e.Sale(ctx, saleID)
+	now := e.now()
+	s, err := e.checkPurchase(ctx, userID, saleID, path, now)
 	if err != nil {
 		return "", err
-	}
-	now := e.now()
-	if err := s.Window(now); err != nil {
-		return "", err
-	}
-	if !e.checkPath(userID, saleID, path, now) {
-		return "", seckill.Errorf(seckill.EBadPath, "purchase path is wrong or expired; get a new one")
-	}
-	if e.isSoldOut(saleID, now) {
-		return "", seckill.Errorf(seckill.ESoldOut, "sold out")
 	}
 	select {
 	case e.inflight <- struct{}{}:

@@ -365,3 +365,21 @@ func TestHealth(t *testing.T) {
 	sale := s.activeSale(1, false)
 	want(t, s.purchase(toks[0], sale, s.path(toks[0], sale)), 503, "busy")
 }
+
+// Requests the server can refuse on its own (bad path, sold out) are refused
+// before the rate limits, which may cost a shared backend a round trip:
+// they take no token.
+func TestRefusedLocallyBeforeRateLimits(t *testing.T) {
+	s := newStack(t, options{userLimit: inmem.NewLimiter(0.01, 3)})
+	toks, _ := s.buyers(2)
+	sale := s.activeSale(1, false)
+	want(t, s.purchase(toks[0], sale, s.path(toks[0], sale)), 202, "") // user 0: 2 tokens
+	p := s.path(toks[1], sale)                                          // user 1: 1st token
+	want(t, s.purchase(toks[1], sale, p), 410, "sold_out")              // the gate says so: 2nd token
+	for range 5 {
+		want(t, s.purchase(toks[1], sale, p), 410, "sold_out") // the local flag: no token
+		want(t, s.purchase(toks[1], sale, "nope"), 403, "bad_path")
+	}
+	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[1], nil), 200, "") // 3rd token
+	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[1], nil), 429, "rate_limited")
+}

@@ -119,7 +119,9 @@ func (s *Server) routes() {
 
 	s.handle("GET /api/sales/{id}/captcha", s.authed(s.limited(s.captcha)))
 	s.handle("POST /api/sales/{id}/path", s.authed(s.limited(s.path)))
-	s.handle("POST /api/sales/{id}/purchase/{path}", s.authed(s.limited(s.purchase)))
+	// purchase applies the rate limits itself, after the checks that need
+	// no shared backend.
+	s.handle("POST /api/sales/{id}/purchase/{path}", s.authed(s.purchase))
 	s.handle("GET /api/sales/{id}/result", s.authed(s.result))
 
 	s.handle("GET /api/orders", s.authed(s.listOrders))
@@ -409,6 +411,19 @@ func (s *Server) path(w http.ResponseWriter, r *http.Request, sess *seckill.Sess
 }
 
 func (s *Server) purchase(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	// The local checks first: once a sale sells out, nearly every request
+	// is answered here without a round trip to a shared limiter.
+	if err := s.cfg.Engine.CheckPurchase(r.Context(), sess.UserID, id, r.PathValue("path")); err != nil {
+		return err
+	}
+	return s.limited(s.admitPurchase)(w, r, sess)
+}
+
+func (s *Server) admitPurchase(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
 	id, err := pathID(r, "id")
 	if err != nil {
 		return err
