@@ -2,6 +2,7 @@ package inmem_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,25 +38,44 @@ func TestCaptchaStore(t *testing.T) {
 	contract.TestCaptchaStore(t, func(*testing.T) seckill.CaptchaStore { return inmem.NewCaptchaStore() })
 }
 
-// countingSessions is a SessionStore that counts lookups.
+// countingSessions is a SessionStore that counts lookups. When hold is
+// set, a lookup reads the store, then waits for hold to close before it
+// answers (a slow round trip).
 type countingSessions struct {
+	mu      sync.Mutex
 	m       map[string]seckill.Session
 	lookups int
+	hold    chan struct{}
 }
 
 func (c *countingSessions) CreateSession(_ context.Context, s seckill.Session) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.m[string(s.TokenHash)] = s
 	return nil
 }
 func (c *countingSessions) Session(_ context.Context, h []byte) (*seckill.Session, error) {
+	c.mu.Lock()
 	c.lookups++
 	s, ok := c.m[string(h)]
+	hold := c.hold
+	c.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	if !ok || !time.Now().Before(s.ExpiresAt) {
 		return nil, seckill.Errorf(seckill.ENotFound, "no session")
 	}
 	return &s, nil
 }
+func (c *countingSessions) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lookups
+}
 func (c *countingSessions) TouchSession(_ context.Context, h []byte, exp time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if s, ok := c.m[string(h)]; ok {
 		s.ExpiresAt = exp
 		c.m[string(h)] = s
@@ -63,6 +83,8 @@ func (c *countingSessions) TouchSession(_ context.Context, h []byte, exp time.Ti
 	return nil
 }
 func (c *countingSessions) DeleteSession(_ context.Context, h []byte) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	delete(c.m, string(h))
 	return nil
 }
@@ -81,7 +103,7 @@ func TestSessionCache(t *testing.T) {
 			t.Fatalf("Session = %v, %v", got, err)
 		}
 	}
-	if store.lookups != 1 {
+	if store.count() != 1 {
 		t.Fatalf("%d store lookups for 5 cached reads, want 1", store.lookups)
 	}
 	// Touch updates the cached expiry too.
@@ -116,5 +138,75 @@ func TestSessionCache(t *testing.T) {
 	time.Sleep(80 * time.Millisecond)
 	if _, err := c.Session(ctx, short.TokenHash); seckill.ErrorCode(err) != seckill.ENotFound {
 		t.Fatalf("expired session served: %v", err)
+	}
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
+}
+
+func TestSessionCacheRevalidates(t *testing.T) {
+	ctx := context.Background()
+	h := []byte("h1")
+	store := &countingSessions{m: map[string]seckill.Session{}}
+	c := inmem.NewSessionCache(store, 20*time.Millisecond, 100).Revalidate(time.Hour)
+	_ = c.CreateSession(ctx, seckill.Session{TokenHash: h, UserID: 1, ExpiresAt: time.Now().Add(time.Hour)})
+	get := func() error { _, err := c.Session(ctx, h); return err }
+	if err := get(); err != nil || store.count() != 1 {
+		t.Fatalf("first lookup: %v, %d store lookups", err, store.count())
+	}
+
+	// Past the TTL the cached entry answers at once and a background
+	// lookup refreshes it.
+	time.Sleep(30 * time.Millisecond)
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the background lookup ran", func() bool { return store.count() == 2 })
+
+	// Deleted elsewhere (another instance's logout): the next request
+	// past the TTL is still served, its background lookup finds the
+	// session gone, and every request after that is refused.
+	store.mu.Lock()
+	delete(store.m, string(h))
+	store.mu.Unlock()
+	time.Sleep(30 * time.Millisecond)
+	if err := get(); err != nil {
+		t.Fatalf("stale entry not served: %v", err)
+	}
+	waitFor(t, "the deleted session is refused", func() bool { return seckill.ErrorCode(get()) == seckill.ENotFound })
+
+	// A logout here while a background lookup is under way stays a
+	// logout, although the lookup read the session before it.
+	hold := make(chan struct{})
+	_ = c.CreateSession(ctx, seckill.Session{TokenHash: h, UserID: 1, ExpiresAt: time.Now().Add(time.Hour)})
+	if err := get(); err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	store.hold = hold
+	store.mu.Unlock()
+	time.Sleep(30 * time.Millisecond)
+	n := store.count()
+	if err := get(); err != nil { // starts the held lookup
+		t.Fatal(err)
+	}
+	waitFor(t, "the background lookup started", func() bool { return store.count() == n+1 })
+	if err := c.DeleteSession(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	store.mu.Lock()
+	store.hold = nil
+	store.mu.Unlock()
+	close(hold)
+	time.Sleep(20 * time.Millisecond) // let the held lookup answer
+	if err := get(); seckill.ErrorCode(err) != seckill.ENotFound {
+		t.Fatalf("session after logout during a refresh: %v", err)
 	}
 }

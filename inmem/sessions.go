@@ -13,10 +13,12 @@ var _ seckill.SessionStore = (*SessionCache)(nil)
 // SessionCache sits in front of a durable SessionStore and answers repeated
 // lookups of the same token from memory for a short time, so the purchase
 // hot path does not pay a store round trip per request. A logout on this
-// instance takes effect at once; on another instance within the TTL.
+// instance takes effect at once; on another instance within the TTL (with
+// Revalidate: within the TTL and one more request).
 type SessionCache struct {
 	store seckill.SessionStore
 	ttl   time.Duration
+	stale time.Duration // entries older than ttl and younger than this are served while refreshed
 	max   int
 	now   func() time.Time
 
@@ -25,13 +27,26 @@ type SessionCache struct {
 }
 
 type cachedSession struct {
-	s      seckill.Session
-	cached time.Time
+	s          seckill.Session
+	cached     time.Time
+	refreshing bool // a background lookup is under way
 }
 
 // NewSessionCache caches at most max sessions of store for ttl each.
 func NewSessionCache(store seckill.SessionStore, ttl time.Duration, max int) *SessionCache {
 	return &SessionCache{store: store, ttl: ttl, max: max, now: time.Now, entries: make(map[string]cachedSession)}
+}
+
+// Revalidate lets the cache answer from an entry older than its TTL, up to
+// upTo, while it looks the session up again in the background: a buyer
+// whose tries are further apart than the TTL (in a crowd of thousands they
+// are) no longer waits for the store on every try. A session deleted on
+// another instance is then refused from the first request after the
+// background lookup, instead of the first request after the TTL. It
+// returns c.
+func (c *SessionCache) Revalidate(upTo time.Duration) *SessionCache {
+	c.stale = upTo
+	return c
 }
 
 // CreateSession stores s in the backing store.
@@ -46,9 +61,17 @@ func (c *SessionCache) Session(ctx context.Context, tokenHash []byte) (*seckill.
 	c.mu.Lock()
 	e, ok := c.entries[key]
 	c.mu.Unlock()
-	if ok && now.Sub(e.cached) < c.ttl && now.Before(e.s.ExpiresAt) {
-		s := e.s
-		return &s, nil
+	if ok && now.Before(e.s.ExpiresAt) {
+		age := now.Sub(e.cached)
+		if age < c.ttl {
+			s := e.s
+			return &s, nil
+		}
+		if age < c.stale {
+			c.refresh(key, tokenHash)
+			s := e.s
+			return &s, nil
+		}
 	}
 	s, err := c.store.Session(ctx, tokenHash)
 	if err != nil {
@@ -80,6 +103,38 @@ func (c *SessionCache) DeleteSession(ctx context.Context, tokenHash []byte) erro
 	return c.store.DeleteSession(ctx, tokenHash)
 }
 
+// refresh looks the session up again in the background, once at a time per
+// token. The answer replaces the entry only if it is still there: a logout
+// meanwhile stays a logout.
+func (c *SessionCache) refresh(key string, tokenHash []byte) {
+	c.mu.Lock()
+	e, ok := c.entries[key]
+	if !ok || e.refreshing {
+		c.mu.Unlock()
+		return
+	}
+	e.refreshing = true
+	c.entries[key] = e
+	c.mu.Unlock()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s, err := c.store.Session(ctx, tokenHash)
+		now := c.now()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if _, ok := c.entries[key]; !ok {
+			return
+		}
+		if err != nil {
+			// Gone, or the store failed: the next request asks it itself.
+			delete(c.entries, key)
+			return
+		}
+		c.entries[key] = cachedSession{s: *s, cached: now}
+	}()
+}
+
 func (c *SessionCache) forget(key string) {
 	c.mu.Lock()
 	delete(c.entries, key)
@@ -93,7 +148,7 @@ func (c *SessionCache) remember(key string, s seckill.Session, now time.Time) {
 		// Drop stale entries first; if all are fresh, start over rather than
 		// grow without bound (a miss only costs one store lookup).
 		for k, e := range c.entries {
-			if now.Sub(e.cached) >= c.ttl {
+			if now.Sub(e.cached) >= max(c.ttl, c.stale) {
 				delete(c.entries, k)
 			}
 		}

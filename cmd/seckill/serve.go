@@ -210,7 +210,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.shared, err = m.openShared(ctx, m.db); err != nil {
 		return err
 	}
-	sessions := inmem.NewSessionCache(m.shared.sessions, 5*time.Second, 100_000)
+	// A session is looked up again after 5 s; for a minute the cached entry
+	// answers meanwhile, so a buyer's tries in a crowd cost no round trip.
+	sessions := inmem.NewSessionCache(m.shared.sessions, 5*time.Second, 100_000).Revalidate(time.Minute)
 	if m.accounts, err = account.New(m.db, sessions, account.Config{SessionTTL: c.SessionTTL}); err != nil {
 		return err
 	}
