@@ -374,8 +374,8 @@ func TestRefusedLocallyBeforeRateLimits(t *testing.T) {
 	toks, _ := s.buyers(2)
 	sale := s.activeSale(1, false)
 	want(t, s.purchase(toks[0], sale, s.path(toks[0], sale)), 202, "") // user 0: 2 tokens
-	p := s.path(toks[1], sale)                                          // user 1: 1st token
-	want(t, s.purchase(toks[1], sale, p), 410, "sold_out")              // the gate says so: 2nd token
+	p := s.path(toks[1], sale)                                         // user 1: 1st token
+	want(t, s.purchase(toks[1], sale, p), 410, "sold_out")             // the gate says so: 2nd token
 	for range 5 {
 		want(t, s.purchase(toks[1], sale, p), 410, "sold_out") // the local flag: no token
 		want(t, s.purchase(toks[1], sale, "nope"), 403, "bad_path")
