@@ -103,35 +103,39 @@ func (e *Engine) isSoldOut(saleID int64, now time.Time) bool {
 	return ok && now.Sub(v.(time.Time)) < soldOutFor
 }
 
-// CheckPurchase makes the checks of Purchase that need no shared backend:
-// ready, sale window, hidden path, local sold-out flag. The HTTP layer runs
-// it before the rate limits, which cost a round trip to a shared limiter:
-// after a sale sells out nearly every request ends here, and a request
-// that fails here never reaches the limiter or the gate. Purchase makes
-// the same checks again; they take microseconds.
-func (e *Engine) CheckPurchase(ctx context.Context, userID, saleID int64, path string) error {
-	_, err := e.checkPurchase(ctx, userID, saleID, path, e.now())
-	return err
+// Admission is a purchase that passed CheckPurchase; Admit finishes it.
+type Admission struct {
+	userID int64
+	sale   *seckill.Sale
+	now    time.Time
 }
 
-func (e *Engine) checkPurchase(ctx context.Context, userID, saleID int64, path string, now time.Time) (*seckill.Sale, error) {
+// CheckPurchase makes the checks of a purchase that need no shared
+// backend: ready, sale window, hidden path, local sold-out flag. The HTTP
+// layer runs it before the rate limits, which cost a round trip to a
+// shared limiter, and Admit after them: after a sale sells out nearly every
+// request ends here, and one that fails here never reaches the limiter or
+// the gate. Errors: EBusy, ENotFound, ENotStarted, EEnded, EBadPath,
+// ESoldOut.
+func (e *Engine) CheckPurchase(ctx context.Context, userID, saleID int64, path string) (Admission, error) {
 	if !e.ready.Load() {
-		return nil, seckill.Errorf(seckill.EBusy, "sales are not open yet; retry shortly")
+		return Admission{}, seckill.Errorf(seckill.EBusy, "sales are not open yet; retry shortly")
 	}
 	s, err := e.Sale(ctx, saleID)
 	if err != nil {
-		return nil, err
+		return Admission{}, err
 	}
+	now := e.now()
 	if err := s.Window(now); err != nil {
-		return nil, err
+		return Admission{}, err
 	}
 	if !e.checkPath(userID, saleID, path, now) {
-		return nil, seckill.Errorf(seckill.EBadPath, "purchase path is wrong or expired; get a new one")
+		return Admission{}, seckill.Errorf(seckill.EBadPath, "purchase path is wrong or expired; get a new one")
 	}
 	if e.isSoldOut(saleID, now) {
-		return nil, seckill.Errorf(seckill.ESoldOut, "sold out")
+		return Admission{}, seckill.Errorf(seckill.ESoldOut, "sold out")
 	}
-	return s, nil
+	return Admission{userID: userID, sale: s, now: now}, nil
 }
 
 // Purchase admits one purchase: sale window, hidden path, local sold-out
@@ -141,11 +145,17 @@ func (e *Engine) checkPurchase(ctx context.Context, userID, saleID int64, path s
 // (not ready, too many in flight, or the queue failed — the reservation is
 // released then).
 func (e *Engine) Purchase(ctx context.Context, userID, saleID int64, path string) (string, error) {
-	now := e.now()
-	s, err := e.checkPurchase(ctx, userID, saleID, path, now)
+	a, err := e.CheckPurchase(ctx, userID, saleID, path)
 	if err != nil {
 		return "", err
 	}
+	return e.Admit(ctx, a)
+}
+
+// Admit finishes a purchase that passed CheckPurchase: in-flight cap,
+// atomic gate, durable publish. It returns the ticket; errors as Purchase.
+func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
+	userID, saleID, now := a.userID, a.sale.ID, a.now
 	select {
 	case e.inflight <- struct{}{}:
 		defer func() { <-e.inflight }()
@@ -153,7 +163,7 @@ func (e *Engine) Purchase(ctx context.Context, userID, saleID int64, path string
 		return "", seckill.Errorf(seckill.EBusy, "too many purchases in flight; retry shortly")
 	}
 
-	req := seckill.OrderRequest{SaleID: saleID, UserID: userID, Ticket: newTicket(), PriceCents: s.PriceCents, At: now.UTC()}
+	req := seckill.OrderRequest{SaleID: saleID, UserID: userID, Ticket: newTicket(), PriceCents: a.sale.PriceCents, At: now.UTC()}
 	r, err := e.b.Gate.Reserve(ctx, seckill.Reservation{SaleID: saleID, UserID: userID, Ticket: req.Ticket, At: req.At})
 	e.cfg.Observer.GateResult(r, err)
 	if err != nil {

@@ -230,14 +230,20 @@ func (s *Server) limitIP(h handler) handler {
 // limited applies the per-user and per-IP buckets.
 func (s *Server) limited(h authedHandler) authedHandler {
 	return func(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
-		if err := s.allow(r.Context(), s.cfg.UserLimit, strconv.FormatInt(sess.UserID, 10)); err != nil {
-			return err
-		}
-		if err := s.allow(r.Context(), s.cfg.IPLimit, s.clientIP(r)); err != nil {
+		if err := s.takeTokens(r, sess); err != nil {
 			return err
 		}
 		return h(w, r, sess)
 	}
+}
+
+// takeTokens takes a token from the user's bucket and one from the client
+// IP's.
+func (s *Server) takeTokens(r *http.Request, sess *seckill.Session) error {
+	if err := s.allow(r.Context(), s.cfg.UserLimit, strconv.FormatInt(sess.UserID, 10)); err != nil {
+		return err
+	}
+	return s.allow(r.Context(), s.cfg.IPLimit, s.clientIP(r))
 }
 
 // pathID parses a numeric path value; anything else names nothing.
@@ -417,18 +423,14 @@ func (s *Server) purchase(w http.ResponseWriter, r *http.Request, sess *seckill.
 	}
 	// The local checks first: once a sale sells out, nearly every request
 	// is answered here without a round trip to a shared limiter.
-	if err := s.cfg.Engine.CheckPurchase(r.Context(), sess.UserID, id, r.PathValue("path")); err != nil {
-		return err
-	}
-	return s.limited(s.admitPurchase)(w, r, sess)
-}
-
-func (s *Server) admitPurchase(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
-	id, err := pathID(r, "id")
+	a, err := s.cfg.Engine.CheckPurchase(r.Context(), sess.UserID, id, r.PathValue("path"))
 	if err != nil {
 		return err
 	}
-	ticket, err := s.cfg.Engine.Purchase(r.Context(), sess.UserID, id, r.PathValue("path"))
+	if err := s.takeTokens(r, sess); err != nil {
+		return err
+	}
+	ticket, err := s.cfg.Engine.Admit(r.Context(), a)
 	if err != nil {
 		return err
 	}
