@@ -107,12 +107,11 @@ type queries struct {
 	touchSession  string // expires_at, token_hash, now
 	deleteSession string
 
-	createSale   string
-	sale         string
-	sales        string
-	saleStats    string
-	initialStock string             // sale_id, stock, created_at: the ledger row of a new sale
-	orderLedger  func(n int) string // n rows of sale_id, order_id, created_at: -1 for an order
+	createSale string
+	sale       string
+	sales      string
+	saleStats  string
+	ledgerRow  string // sale_id, delta, reason, created_at
 
 	stockLeft   func(n int) string // id, stock_left of n sale ids, locked against other writers until the transaction ends
 	insertOrder func(n int) string // n rows of sale_id, user_id, order_no, price_cents, created_at, pay_deadline → id, sale_id, user_id of those inserted (without returning: no rows, and conflicts are errors)
@@ -330,9 +329,9 @@ func (db *DB) prepareHot(ctx context.Context) error {
 		return nil
 	}
 	q := db.d.q
-	hot := []string{q.takeStock}
+	hot := []string{q.takeStock, q.ledgerRow}
 	for size := 1; size <= maxChunk; size *= 2 {
-		hot = append(hot, q.stockLeft(size), q.insertOrder(size), q.orderLedger(size))
+		hot = append(hot, q.stockLeft(size), q.insertOrder(size))
 	}
 	for _, query := range hot {
 		st, err := db.write.PrepareContext(ctx, query)

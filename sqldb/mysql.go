@@ -80,11 +80,7 @@ var mysql = dialect{
 					COALESCE(SUM(status = 'refunded'), 0) AS refunded
 				FROM orders WHERE sale_id = ?) o
 			WHERE s.id = ?`,
-		initialStock: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES (?, ?, 'initial', ?)`,
-		orderLedger: func(n int) string {
-			return `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at) VALUES ` +
-				rows(n, "(?, ?, -1, 'order', ?)")
-		},
+		ledgerRow: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES (?, ?, ?, ?)`,
 
 		// The batch's sales stay locked until it commits: no other writer
 		// can take their stock or add their orders meanwhile, so the

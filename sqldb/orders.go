@@ -21,7 +21,7 @@ import (
 //   - New orders are inserted pending_payment with the request's ticket as
 //     order number, its price and time, and payBy as the pay deadline; each
 //     sale's stock_left drops by the number inserted, and one ledger row
-//     (delta -1, reason "order") is appended per order.
+//     per sale (delta minus that number, reason "order") is appended.
 //   - When a sale has fewer units left than new buyers, the earliest
 //     requests get them and the rest fail with reason ESoldOut; a request
 //     for a sale that does not exist fails with reason ENotFound.
@@ -107,7 +107,7 @@ func newOrderBatch(reqs []seckill.OrderRequest) *orderBatch {
 
 // writeOrders does the work of WriteOrders inside tx. In the common case
 // (new buyers, enough stock) that is one SELECT of the stock, one INSERT of
-// the orders, one UPDATE per sale and one INSERT of ledger rows per chunk;
+// the orders, and one UPDATE and one ledger INSERT per sale;
 // engines without RETURNING add a SELECT of existing orders and one of the
 // new ids per sale.
 func (db *DB) writeOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, payBy time.Time) error {
@@ -212,8 +212,11 @@ func (db *DB) writeOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, payBy 
 		} else if hit != 1 {
 			return fmt.Errorf("take %d of sale %d: fewer units left than counted", n, s.id)
 		}
+		if _, err := db.txExec(ctx, tx, db.d.q.ledgerRow, s.id, -n, "order", db.tv(db.now())); err != nil {
+			return fmt.Errorf("ledger of sale %d: %w", s.id, err)
+		}
 	}
-	return db.appendOrderLedger(ctx, tx, b)
+	return nil
 }
 
 // loadStockLeft reads the units left of every sale in b, and locks those
@@ -363,26 +366,6 @@ func (db *DB) lookupOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, sale 
 		}
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("existing orders of sale %d: %w", sale, err)
-		}
-	}
-	return nil
-}
-
-// appendOrderLedger appends a -1 ledger row for every order b inserted.
-func (db *DB) appendOrderLedger(ctx context.Context, tx *sql.Tx, b *orderBatch) error {
-	const cols = 3
-	var idx []int
-	for _, s := range b.sales {
-		idx = append(idx, s.inserted...)
-	}
-	now := same{db.tv(db.now())}
-	for chunk := range chunked(idx, db.hotChunks(len(idx), cols)) {
-		sales, orders := make(col[int64], len(chunk)), make(col[int64], len(chunk))
-		for j, i := range chunk {
-			sales[j], orders[j] = b.reqs[i].SaleID, b.orderID[i]
-		}
-		if _, err := db.txExec(ctx, tx, db.d.q.orderLedger(len(chunk)), db.bulkArgs(len(chunk), sales, orders, now)...); err != nil {
-			return fmt.Errorf("ledger: %w", err)
 		}
 	}
 	return nil

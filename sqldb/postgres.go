@@ -84,12 +84,7 @@ var postgres = dialect{
 					COUNT(*) FILTER (WHERE status = 'refunded') AS refunded
 				FROM orders WHERE sale_id = $1) o
 			WHERE s.id = $2`,
-		initialStock: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES ($1, $2, 'initial', $3)`,
-		orderLedger: func(int) string {
-			return `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at)
-				SELECT sale_id, order_id, -1, 'order', $3::timestamptz
-				FROM unnest($1::bigint[], $2::bigint[]) AS r (sale_id, order_id)`
-		},
+		ledgerRow: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES ($1, $2, $3, $4)`,
 
 		// The batch's sales stay locked until it commits: no other writer
 		// can take their stock or add their orders meanwhile. NO KEY

@@ -25,7 +25,7 @@ func (db *DB) CreateSale(ctx context.Context, s *seckill.Sale) error {
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, db.d.q.initialStock, id, s.Stock, db.tv(created))
+		_, err = tx.ExecContext(ctx, db.d.q.ledgerRow, id, s.Stock, "initial", db.tv(created))
 		return err
 	})
 	if err != nil {

@@ -62,11 +62,7 @@ var sqlite = dialect{
 					COALESCE(SUM(status = 'refunded'), 0) AS refunded
 				FROM orders WHERE sale_id = ?) o
 			WHERE s.id = ?`,
-		initialStock: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES (?, ?, 'initial', ?)`,
-		orderLedger: func(n int) string {
-			return `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at) VALUES ` +
-				rows(n, "(?, ?, -1, 'order', ?)")
-		},
+		ledgerRow: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES (?, ?, ?, ?)`,
 
 		// No row locks: the write transaction holds the database's only
 		// write lock from BEGIN (IMMEDIATE).
