@@ -2,6 +2,7 @@ package seckill
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -118,10 +119,12 @@ type StockGate interface {
 	// record the user, remember the reservation (until Settle) and answer
 	// Reserved. EBusy if the sale is not loaded.
 	Reserve(ctx context.Context, r Reservation) (GateResult, error)
-	// Release undoes a reservation that will never become an order: the unit
-	// returns and the user and their reservation are forgotten, so they may
-	// try again. Releasing a user who holds nothing is a no-op.
-	Release(ctx context.Context, saleID, userID int64) error
+	// Release undoes the user's pending reservation with this ticket, which
+	// will never become an order: the unit returns and the user and their
+	// reservation are forgotten, so they may try again. It is a no-op when
+	// the user holds no pending reservation with that ticket (none, one
+	// settled, or a newer one after a release).
+	Release(ctx context.Context, saleID, userID int64, ticket string) error
 	// Settle forgets the reservations of users whose requests SQL has
 	// settled (as orders or refusals); they stay recorded as buyers.
 	// Unknown users and sales are ignored.
@@ -155,13 +158,19 @@ type Delivery interface {
 	Nak(ctx context.Context) error
 }
 
+// ErrMaybeStored is wrapped by an OrderQueue.Publish error when the request
+// was sent but not acknowledged: it may be stored and become an order.
+var ErrMaybeStored = errors.New("the request may have been stored")
+
 // OrderQueue is the durable queue between the gate and the order writer.
 type OrderQueue interface {
 	// Publish stores r durably and returns only once the queue acknowledged
-	// it. Requests are deduplicated by (sale, user): EDuplicate when one of
-	// the pair was stored before (within the queue's dedupe window); the
-	// first one stands. EBusy when the queue is unavailable (r may or may
-	// not be stored then).
+	// it. EBusy when the queue is unavailable: r is not stored, unless the
+	// error wraps ErrMaybeStored (r was sent but not acknowledged in time). The queue does not deduplicate: the stock gate admits a
+	// (sale, user) once, and a pair stored twice (a publish retried after a
+	// timeout) is settled once by the writer, through SQL's unique key. A
+	// queue that dropped the second copy would turn a stored request whose
+	// publish failed into a lost one.
 	Publish(ctx context.Context, r OrderRequest) error
 	// Fetch returns up to max deliveries, waiting at most wait for the first.
 	// An empty slice means none arrived in time.

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"time"
 
 	"seckill"
@@ -188,22 +189,23 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
 	err = e.b.Queue.Publish(pctx, req)
 	cancel()
-	if err != nil {
-		// The buyer may have gone, but the unit must still come back.
-		rctx := context.WithoutCancel(ctx)
-		e.results.unqueue(saleID, userID, req.Ticket, prev, had)
-		if rerr := e.b.Gate.Release(rctx, saleID, userID); rerr != nil {
-			e.log.Error("release after failed publish", "sale", saleID, "user", userID, "err", rerr)
-		}
-		if seckill.ErrorCode(err) == seckill.EDuplicate {
-			// An earlier request of this user is stored (one whose publish
-			// timed out, or was refused by SQL): it settles the purchase.
-			return "", seckill.Errorf(seckill.EDuplicate, "you already have a purchase in this sale")
-		}
-		e.log.Warn("publish failed; reservation released", "sale", saleID, "user", userID, "err", err)
-		return "", seckill.Errorf(seckill.EBusy, "order queue unavailable; retry shortly")
+	if err == nil {
+		return req.Ticket, nil
 	}
-	return req.Ticket, nil
+	e.results.unqueue(saleID, userID, req.Ticket, prev, had)
+	if errors.Is(err, seckill.ErrMaybeStored) {
+		// Sent but not acknowledged: the request may still become an order,
+		// so its unit stays reserved. The writer settles it if it was
+		// stored; if not, the reconciler releases it after its age.
+		e.log.Warn("publish unacknowledged; reservation left to the writer or the reconciler", "sale", saleID, "user", userID, "err", err)
+		return "", seckill.Errorf(seckill.EBusy, "order queue did not answer in time; your purchase may still go through, check your result")
+	}
+	// The buyer may have gone, but the unit must still come back.
+	if rerr := e.b.Gate.Release(context.WithoutCancel(ctx), saleID, userID, req.Ticket); rerr != nil {
+		e.log.Error("release after failed publish", "sale", saleID, "user", userID, "err", rerr)
+	}
+	e.log.Warn("publish failed; reservation released", "sale", saleID, "user", userID, "err", err)
+	return "", seckill.Errorf(seckill.EBusy, "order queue unavailable; retry shortly")
 }
 
 // Result is the outcome of a user's purchase in a sale.

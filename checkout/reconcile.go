@@ -52,7 +52,7 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 			default:
 				return released, err
 			}
-			if err := e.b.Gate.Release(ctx, s.ID, r.UserID); err != nil {
+			if err := e.b.Gate.Release(ctx, s.ID, r.UserID, r.Ticket); err != nil {
 				return released, err
 			}
 			released++

@@ -81,14 +81,14 @@ func (g *Gate) Reserve(_ context.Context, r seckill.Reservation) (seckill.GateRe
 }
 
 // Release gives back the user's unit and forgets the user.
-func (g *Gate) Release(_ context.Context, saleID, userID int64) error {
+func (g *Gate) Release(_ context.Context, saleID, userID int64, ticket string) error {
 	s := g.sale(saleID)
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.buyers[userID]; ok {
+	if p, ok := s.reserved[userID]; ok && p.ticket == ticket {
 		delete(s.buyers, userID)
 		delete(s.reserved, userID)
 		s.left++

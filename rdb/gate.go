@@ -71,13 +71,17 @@ redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
 return 1
 `)
 
-// releaseScript: KEYS stock, buyers, resv; ARGV user id. If the user is a
-// buyer, forgets them and their reservation and returns their unit (only to
-// a loaded sale: a unit must not conjure up a stock key). Returns 1 if it
-// released, 0 if the user held nothing.
+// releaseScript: KEYS stock, buyers, resv; ARGV user id, ticket. If the
+// user's pending reservation has that ticket, forgets the user and the
+// reservation and returns their unit (only to a loaded sale: a unit must
+// not conjure up a stock key). Returns 1 if it released, 0 otherwise.
 var releaseScript = redis.NewScript(`
-if redis.call('SREM', KEYS[2], ARGV[1]) == 0 then return 0 end
+local v = redis.call('HGET', KEYS[3], ARGV[1])
+if not v then return 0 end
+local sp = string.find(v, ' ', 1, true)
+if not sp or string.sub(v, sp + 1) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCR', KEYS[1]) end
 return 1
 `)
@@ -156,9 +160,10 @@ func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.Gate
 }
 
 // Release gives back the user's unit and forgets the user and their
-// reservation; a no-op for a user holding nothing.
-func (g *Gate) Release(ctx context.Context, saleID, userID int64) error {
-	err := releaseScript.Run(ctx, g.c.rdb, g.keys(saleID).list(), userID).Err()
+// reservation, if that reservation is pending with this ticket; a no-op
+// otherwise.
+func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string) error {
+	err := releaseScript.Run(ctx, g.c.rdb, g.keys(saleID).list(), userID, ticket).Err()
 	return redisErr(fmt.Sprintf("release sale %d user %d", saleID, userID), err)
 }
 

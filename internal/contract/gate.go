@@ -16,7 +16,7 @@ import (
 func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 	ctx := context.Background()
 	res := func(sale, user int64) seckill.Reservation {
-		return seckill.Reservation{SaleID: sale, UserID: user, Ticket: "t", At: time.Now()}
+		return seckill.Reservation{SaleID: sale, UserID: user, Ticket: fmt.Sprintf("T%d", user), At: time.Now()}
 	}
 	reserve := func(t *testing.T, g seckill.StockGate, sale, user int64, want seckill.GateResult) {
 		t.Helper()
@@ -44,7 +44,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		if _, loaded, err := g.Left(ctx, 1); loaded || err != nil {
 			t.Fatalf("Left of unloaded sale: loaded=%v err=%v", loaded, err)
 		}
-		if err := g.Release(ctx, 1, 1); err != nil {
+		if err := g.Release(ctx, 1, 1, "T1"); err != nil {
 			t.Fatalf("Release on unloaded sale: %v", err)
 		}
 	})
@@ -87,21 +87,46 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		}
 		reserve(t, g, 4, 1, seckill.Reserved)
 		reserve(t, g, 4, 2, seckill.SoldOut)
-		if err := g.Release(ctx, 4, 1); err != nil {
+		if err := g.Release(ctx, 4, 1, "T1"); err != nil {
 			t.Fatal(err)
 		}
 		left(t, g, 4, 1)
 		// Releasing someone who holds nothing changes nothing.
-		if err := g.Release(ctx, 4, 99); err != nil {
+		if err := g.Release(ctx, 4, 99, "T99"); err != nil {
 			t.Fatal(err)
 		}
 		left(t, g, 4, 1)
 		reserve(t, g, 4, 2, seckill.Reserved)
 		// The released user may try again.
-		if err := g.Release(ctx, 4, 2); err != nil {
+		if err := g.Release(ctx, 4, 2, "T2"); err != nil {
 			t.Fatal(err)
 		}
 		reserve(t, g, 4, 1, seckill.Reserved)
+	})
+
+	t.Run("ReleaseOnlyTheTicketGiven", func(t *testing.T) {
+		// The reconciler releases what it found stale; meanwhile the user
+		// may have been released and admitted again, and the newer
+		// reservation must stay.
+		g := newGate(t)
+		if err := g.Load(ctx, 5, 1, []int64{7}); err != nil {
+			t.Fatal(err)
+		}
+		reserve(t, g, 5, 1, seckill.Reserved) // ticket T1
+		if err := g.Release(ctx, 5, 1, "an older ticket"); err != nil {
+			t.Fatal(err)
+		}
+		left(t, g, 5, 0)
+		reserve(t, g, 5, 1, seckill.Duplicate)
+		// A loaded buyer has no reservation to release.
+		if err := g.Release(ctx, 5, 7, "T7"); err != nil {
+			t.Fatal(err)
+		}
+		left(t, g, 5, 0)
+		if err := g.Release(ctx, 5, 1, "T1"); err != nil {
+			t.Fatal(err)
+		}
+		left(t, g, 5, 1)
 	})
 
 	t.Run("Restock", func(t *testing.T) {
@@ -160,7 +185,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		}
 		reserve(t, g, 8, 1, seckill.Duplicate)
 		// Released reservations are forgotten too.
-		if err := g.Release(ctx, 8, 2); err != nil {
+		if err := g.Release(ctx, 8, 2, "T2"); err != nil {
 			t.Fatal(err)
 		}
 		if got := stale(time.Now()); len(got) != 1 || got[4].Ticket != "T4" {
