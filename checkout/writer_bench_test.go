@@ -10,19 +10,17 @@ import (
 	"net/url"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/redis/go-redis/v9"
 
 	"seckill"
 	"seckill/inmem"
+	"seckill/internal/testenv"
 	"seckill/mq"
 	"seckill/rdb"
 	"seckill/sqldb"
@@ -33,7 +31,7 @@ import (
 const writerBenchOrders = 100_000
 
 // BenchmarkWriterDrain measures the order writer of one instance (one
-// RunWriter, batches of 500 as `seckill serve` runs it) turning a 100k-unit
+// RunWriter, batches of up to 2000 as `seckill serve` runs it) turning a 100k-unit
 // sale's worth of accepted purchases into orders. Every iteration is one
 // fresh sale: the 100,000 reservations are made in the gate off the clock,
 // then 256 goroutines publish the OrderRequests, as the purchase handlers
@@ -102,7 +100,7 @@ func newWriterBench(b *testing.B, sqlName string) *writerBench {
 		w.desc = "postgres"
 		if nu := os.Getenv("SECKILL_TEST_NATS"); nu != "" {
 			qcfg.URL, qcfg.Prefix = nu, benchName("WB_")
-			b.Cleanup(func() { deleteStream(nu, qcfg.Prefix) })
+			b.Cleanup(func() { _ = testenv.DeleteOrderStream(nu, qcfg.Prefix) })
 			w.desc += ", NATS " + nu
 		} else {
 			w.desc += ", embedded JetStream (SECKILL_TEST_NATS not set)"
@@ -151,7 +149,7 @@ func newWriterBench(b *testing.B, sqlName string) *writerBench {
 		w.users[i] = u.ID
 	}
 
-	// The configuration of `seckill serve` (batches of 500, default wait)
+	// The configuration of `seckill serve` (batches of up to 2000, default wait)
 	// unless SECKILL_BENCH_BATCH says another batch size. The writer's
 	// backends are timed, to say where its time goes.
 	pt := &w.phases
@@ -447,23 +445,6 @@ func benchSchema(b *testing.B, base string) string {
 	q.Set("search_path", name)
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-// deleteStream removes the stream a queue with prefix created on the
-// external server, best effort.
-func deleteStream(natsURL, prefix string) {
-	nc, err := nats.Connect(natsURL, nats.Timeout(5*time.Second))
-	if err != nil {
-		return
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_ = js.DeleteStream(ctx, strings.ToUpper(prefix)+"_ORDERS") // mq.Queue.StreamName
 }
 
 // redisForget returns a function that deletes a sale's gate keys under

@@ -82,7 +82,7 @@ func ackAll(b *testing.B, ds []seckill.Delivery, ackers int) {
 
 func benchQueue(b *testing.B) *Queue {
 	b.Helper()
-	q, err := Open(context.Background(), Config{DataDir: b.TempDir(), DedupWindow: 10 * time.Second})
+	q, err := Open(context.Background(), Config{DataDir: b.TempDir()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -16,9 +16,65 @@ import (
 //	varint At seconds since 1970, uvarint At nanoseconds,
 //	Ticket (the rest of the message)
 //
-// Decoding also accepts the JSON of seckill.OrderRequest, for messages
-// published by hand.
-const wireV1 = 0x01
+// A message carries one batch of requests of one sale (version 2): what
+// concurrent purchases published together, so that the server stores,
+// delivers and removes one message for all of them:
+//
+//	0x02
+//	repeated: uvarint length, then a version 1 request of that length
+//
+// Decoding also accepts a lone version 1 request and the JSON of
+// seckill.OrderRequest, for messages published by hand.
+const (
+	wireV1    = 0x01
+	wireBatch = 0x02
+)
+
+// appendBatch appends the version 2 message of rs to b.
+func appendBatch(b []byte, rs []seckill.OrderRequest) []byte {
+	b = append(b, wireBatch)
+	var rec [64]byte
+	for _, r := range rs {
+		one := appendRequest(rec[:0], r)
+		b = binary.AppendUvarint(b, uint64(len(one)))
+		b = append(b, one...)
+	}
+	return b
+}
+
+// decodeMessage decodes a message of any version into its requests; a
+// batch with any malformed part is malformed as a whole.
+func decodeMessage(b []byte) ([]seckill.OrderRequest, error) {
+	if len(b) == 0 || b[0] != wireBatch {
+		r, err := decodeRequest(b)
+		if err != nil {
+			return nil, err
+		}
+		return []seckill.OrderRequest{r}, nil
+	}
+	b = b[1:]
+	if len(b) == 0 {
+		return nil, errMalformed
+	}
+	var rs []seckill.OrderRequest
+	for len(b) > 0 {
+		n, w := binary.Uvarint(b)
+		if w <= 0 || n > uint64(len(b)-w) {
+			return nil, errMalformed
+		}
+		one := b[w : w+int(n)]
+		if len(one) == 0 || one[0] != wireV1 {
+			return nil, errMalformed
+		}
+		r, err := decodeRequest(one)
+		if err != nil {
+			return nil, err
+		}
+		rs = append(rs, r)
+		b = b[w+int(n):]
+	}
+	return rs, nil
+}
 
 func appendRequest(b []byte, r seckill.OrderRequest) []byte {
 	b = append(b, wireV1)

@@ -11,13 +11,15 @@
 //
 // Layout on the server, for the default prefix "SECKILL":
 //
-//	stream   SECKILL_ORDERS   subjects seckill.orders.<saleID>, WorkQueue retention,
-//	                          file storage, dedupe window on Nats-Msg-Id "<sale>:<user>"
+//	stream   SECKILL_ORDERS   subjects seckill.orders.<saleID>.<n>, WorkQueue
+//	                          retention, file storage; a message holds n
+//	                          requests of the sale, published together
 //	consumer writer           durable pull consumer, explicit ack
 //	subject  seckill.results  core NATS, []seckill.OrderResult as JSON
 //
 // WorkQueue retention removes a message once it is acked, so the stream's
-// message count for a sale's subject is the number of requests still pending.
+// message counts per subject, times the n of each, are the requests still
+// pending.
 package mq
 
 import (
@@ -46,11 +48,11 @@ var (
 
 // Defaults of Config.
 const (
-	DefaultPrefix      = "SECKILL"
-	DefaultDedupWindow = 2 * time.Minute
-	DefaultAckWait     = 30 * time.Second
-	DefaultMaxBytes    = 1 << 30
-	DefaultMaxMsgs     = 10_000_000
+	DefaultPrefix   = "SECKILL"
+	DefaultAckWait  = 30 * time.Second
+	DefaultMaxBytes = 1 << 30
+	DefaultMaxMsgs  = 10_000_000
+	DefaultMaxBatch = 256
 
 	consumerName  = "writer"
 	maxAckPending = 100_000
@@ -73,14 +75,15 @@ type Config struct {
 	// <prefix>.results. Letters, digits, '_' and '-'; default "SECKILL".
 	// Instances that share a queue must use the same prefix.
 	Prefix string
-	// DedupWindow is how long a (sale, user) pair is remembered for
-	// deduplication; default 2 minutes.
-	DedupWindow time.Duration
+	// MaxBatch is the most requests one message carries (see Publish);
+	// default 256.
+	MaxBatch int
 	// AckWait is how long a fetched message may stay unacked before it is
 	// delivered again; default 30 seconds.
 	AckWait time.Duration
-	// MaxBytes and MaxMsgs bound the stream; once full, Publish fails with
-	// EBusy (nothing accepted is ever discarded). Defaults 1 GiB and 10M.
+	// MaxBytes and MaxMsgs bound the stream (MaxMsgs counts messages, each
+	// of one or more requests); once full, Publish fails with EBusy
+	// (nothing accepted is ever discarded). Defaults 1 GiB and 10M.
 	MaxBytes int64
 	MaxMsgs  int64
 	// Replicas of the stream on an external cluster; default 1.
@@ -106,8 +109,8 @@ func (c *Config) setDefaults() error {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
-	if c.DedupWindow <= 0 {
-		c.DedupWindow = DefaultDedupWindow
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = DefaultMaxBatch
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = DefaultAckWait
@@ -139,8 +142,15 @@ type Queue struct {
 	results string // "<prefix>.results"
 
 	mu          sync.Mutex
-	outstanding map[*delivery]struct{} // fetched, not yet acked or nacked
+	outstanding map[*message]struct{} // fetched, not yet acked or nacked
+	spill       []*delivery           // fetched beyond a Fetch's max, for the next
+	avgReqs     float64               // requests per message lately, to size pulls
 	closing     bool
+
+	pmu         sync.Mutex           // publishing
+	psales      map[int64]*saleQueue // sales with messages on their way
+	pclosed     bool
+	maxInFlight int // messages per sale on their way at once: maxInFlight
 }
 
 // Open connects to the queue, starting the embedded server when cfg.URL is
@@ -158,7 +168,10 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 		closed:      make(chan struct{}),
 		subjPfx:     lower + ".orders.",
 		results:     lower + ".results",
-		outstanding: make(map[*delivery]struct{}),
+		outstanding: make(map[*message]struct{}),
+		avgReqs:     1,
+		psales:      make(map[int64]*saleQueue),
+		maxInFlight: maxInFlight,
 	}
 	if err := q.open(ctx); err != nil {
 		q.shutdown()
@@ -197,7 +210,11 @@ func (q *Queue) open(ctx context.Context) error {
 		q.srv = srv
 		opts = append(opts, nats.InProcessServer(srv))
 	} else {
-		opts = append(opts, nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+		// No reconnect buffer: a publish while disconnected fails at once
+		// instead of reaching the server later, after its caller gave up
+		// and released the reservation.
+		opts = append(opts, nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond),
+			nats.ReconnectBufSize(-1))
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
@@ -227,7 +244,7 @@ func (q *Queue) setup(ctx context.Context) error {
 	scfg := jetstream.StreamConfig{
 		Name:        q.StreamName(),
 		Description: "seckill order requests",
-		Subjects:    []string{q.subjPfx + "*"},
+		Subjects:    []string{q.subjPfx + ">"},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    q.cfg.Replicas,
@@ -235,7 +252,6 @@ func (q *Queue) setup(ctx context.Context) error {
 		MaxBytes:    q.cfg.MaxBytes,
 		MaxMsgs:     q.cfg.MaxMsgs,
 		MaxMsgSize:  64 << 10,
-		Duplicates:  q.cfg.DedupWindow,
 		// No AllowDirect: direct gets may be served by a lagging replica,
 		// and PendingRequests must see what the leader holds.
 	}
@@ -298,8 +314,8 @@ func startEmbedded(cfg Config, log *slog.Logger) (*server.Server, error) {
 // StreamName returns the name of the order stream.
 func (q *Queue) StreamName() string { return strings.ToUpper(q.cfg.Prefix) + "_ORDERS" }
 
-// Subject returns the subject that carries the requests of a sale.
-func (q *Queue) Subject(saleID int64) string { return q.subjPfx + fmt.Sprint(saleID) }
+// Subject returns the subject of a message holding one request of a sale.
+func (q *Queue) Subject(saleID int64) string { return q.batchSubject(saleID, 1) }
 
 // Ping reports whether the connection is up and the stream answers; EBusy
 // otherwise.
@@ -325,12 +341,15 @@ func (q *Queue) Close() error {
 	}
 	q.closing = true
 	left := q.outstanding
-	q.outstanding = nil
+	q.outstanding, q.spill = nil, nil
 	q.mu.Unlock()
+	q.pmu.Lock()
+	q.pclosed = true
+	q.pmu.Unlock()
 
 	var errs []error
-	for d := range left {
-		if err := d.msg.Nak(); err != nil {
+	for m := range left {
+		if err := m.msg.Nak(); err != nil {
 			errs = append(errs, fmt.Errorf("nak on close: %w", err))
 			break
 		}
@@ -360,6 +379,8 @@ func (q *Queue) shutdown() error {
 	}
 	return err
 }
+
+var errClosed = errors.New("queue closed")
 
 // busy wraps err as EBusy unless it already carries an application code.
 func busy(err error) error {

@@ -5,17 +5,23 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
-	"seckill/internal/testenv"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"seckill"
 	"seckill/internal/contract"
+	"seckill/internal/testenv"
 )
 
 func TestEmbedded(t *testing.T) {
@@ -249,6 +255,21 @@ func TestCodec(t *testing.T) {
 			t.Fatalf("decode %q: no error", b)
 		}
 	}
+	batch := []seckill.OrderRequest{{SaleID: 3, UserID: 1, Ticket: "a"}, {SaleID: 3, UserID: 2, Ticket: strings.Repeat("x", 300)}}
+	got, err := decodeMessage(appendBatch(nil, batch))
+	if err != nil || len(got) != 2 || got[0].UserID != 1 || got[1].Ticket != batch[1].Ticket {
+		t.Fatalf("batch round trip: %+v, %v", got, err)
+	}
+	if got, err := decodeMessage(appendRequest(nil, batch[0])); err != nil || len(got) != 1 || got[0].Ticket != "a" {
+		t.Fatalf("lone request as a message: %+v, %v", got, err)
+	}
+	good := appendBatch(nil, batch)
+	for _, b := range [][]byte{{wireBatch}, {wireBatch, 5, wireV1}, {wireBatch, 0}, {wireBatch, 2, '{', '}'},
+		good[:len(good)-1], append(append([]byte{}, good...), 1)} {
+		if rs, err := decodeMessage(b); err == nil {
+			t.Fatalf("decode message %q: no error, %+v", b, rs)
+		}
+	}
 }
 
 // TestKill9 publishes from a child process, fetches part without acking,
@@ -382,5 +403,239 @@ func TestAckAll(t *testing.T) {
 	}
 	if err := q.AckAll(t.Context(), nil); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPublishGroupsConcurrentRequests: concurrent publishes of a sale share
+// messages, none larger than MaxBatch, and every request is counted and
+// listed once.
+func TestPublishGroupsConcurrentRequests(t *testing.T) {
+	q := open(t, Config{DataDir: t.TempDir(), MaxBatch: 16})
+	defer q.Close()
+	const n = 2000
+	var wg sync.WaitGroup
+	var next atomic.Int64
+	for range 64 {
+		wg.Go(func() {
+			for u := next.Add(1); u <= n; u = next.Add(1) {
+				if err := q.Publish(t.Context(), seckill.OrderRequest{SaleID: 1 + u%2, UserID: u, Ticket: fmt.Sprint("T", u)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	info, err := q.stream.Info(t.Context(), jetstream.WithSubjectFilter(q.subjPfx+">"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.State.Msgs >= n/2 {
+		t.Errorf("%d messages for %d concurrent requests: publishes were not grouped", info.State.Msgs, n)
+	}
+	for subj := range info.State.Subjects {
+		if _, k, ok := q.parseSubject(subj); !ok || k > 16 {
+			t.Errorf("subject %q: more than MaxBatch requests or unparsable", subj)
+		}
+	}
+	for sale, want := range map[int64]int64{0: n, 1: n / 2, 2: n / 2} {
+		if got, err := q.Pending(t.Context(), sale); err != nil || got != want {
+			t.Errorf("pending %d: %d, %v; want %d", sale, got, err, want)
+		}
+	}
+	rs, err := q.PendingRequests(t.Context(), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[int64]bool{}
+	for _, r := range rs {
+		if r.SaleID != 2 || r.UserID%2 != 1 || seen[r.UserID] || r.Ticket != fmt.Sprint("T", r.UserID) {
+			t.Fatalf("pending request %+v (seen before: %v)", r, seen[r.UserID])
+		}
+		seen[r.UserID] = true
+	}
+	if len(seen) != n/2 {
+		t.Fatalf("%d pending requests of sale 2, want %d", len(seen), n/2)
+	}
+}
+
+// publishBatch stores one message holding rs, as Publish does for
+// requests published together.
+func publishBatch(t *testing.T, q *Queue, rs ...seckill.OrderRequest) {
+	t.Helper()
+	if _, err := q.js.Publish(t.Context(), q.batchSubject(rs[0].SaleID, len(rs)), appendBatch(nil, rs)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func batchOf(sale int64, users ...int64) []seckill.OrderRequest {
+	rs := make([]seckill.OrderRequest, len(users))
+	for i, u := range users {
+		rs[i] = seckill.OrderRequest{SaleID: sale, UserID: u, Ticket: fmt.Sprint("T", u)}
+	}
+	return rs
+}
+
+func wantPending(t *testing.T, q *Queue, sale, want int64) {
+	t.Helper()
+	if got, err := q.Pending(t.Context(), sale); err != nil || got != want {
+		t.Fatalf("pending %d: %d, %v; want %d", sale, got, err, want)
+	}
+}
+
+func fetch(t *testing.T, q *Queue, max int) []seckill.Delivery {
+	t.Helper()
+	ds, err := q.Fetch(t.Context(), max, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+func users(ds []seckill.Delivery) []int64 {
+	var us []int64
+	for _, d := range ds {
+		us = append(us, d.Request().UserID)
+	}
+	return us
+}
+
+// TestMessageLeavesWithItsLastAck: a message's requests beyond a Fetch's
+// max come with the next Fetch, and the message stays pending until every
+// request in it is acked.
+func TestMessageLeavesWithItsLastAck(t *testing.T) {
+	q := open(t, Config{DataDir: t.TempDir()})
+	defer q.Close()
+	publishBatch(t, q, batchOf(1, 1, 2, 3)...)
+	publishBatch(t, q, batchOf(1, 4)...)
+	wantPending(t, q, 1, 4)
+
+	first := fetch(t, q, 2)
+	if got := users(first); !slices.Equal(got, []int64{1, 2}) {
+		t.Fatalf("first fetch: users %v, want [1 2]", got)
+	}
+	if err := q.AckAll(t.Context(), first); err != nil {
+		t.Fatal(err)
+	}
+	wantPending(t, q, 1, 4) // user 3 of the first message is not acked
+
+	second := fetch(t, q, 10)
+	if got := users(second); !slices.Equal(got, []int64{3, 4}) {
+		t.Fatalf("second fetch: users %v, want [3 4] (the rest of the first message, then the next)", got)
+	}
+	if err := second[0].Ack(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	wantPending(t, q, 1, 1)
+	if err := second[0].Ack(t.Context()); err != nil { // twice is a no-op
+		t.Fatal(err)
+	}
+	wantPending(t, q, 1, 1)
+	if err := q.AckAll(t.Context(), second); err != nil {
+		t.Fatal(err)
+	}
+	wantPending(t, q, 0, 0)
+}
+
+// TestNakRedeliversWholeMessage: a nak of one request delivers every
+// request of its message again, also those acked meanwhile (the writer
+// settles them again as no-ops).
+func TestNakRedeliversWholeMessage(t *testing.T) {
+	q := open(t, Config{DataDir: t.TempDir()})
+	defer q.Close()
+	publishBatch(t, q, batchOf(1, 1, 2, 3)...)
+	ds := fetch(t, q, 10)
+	if err := ds[0].Ack(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := ds[1].Nak(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := ds[2].Ack(t.Context()); err != nil { // after the nak: no effect
+		t.Fatal(err)
+	}
+	again := fetch(t, q, 10)
+	if got := users(again); !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Fatalf("after nak: users %v, want [1 2 3]", got)
+	}
+	if err := q.AckAll(t.Context(), again); err != nil {
+		t.Fatal(err)
+	}
+	wantPending(t, q, 0, 0)
+}
+
+// TestCloseReturnsKeptRequests: requests fetched beyond max and not yet
+// handed out are delivered again after a reopen, at once.
+func TestCloseReturnsKeptRequests(t *testing.T) {
+	dir := t.TempDir()
+	q := open(t, Config{DataDir: dir})
+	publishBatch(t, q, batchOf(1, 1, 2, 3)...)
+	if got := users(fetch(t, q, 1)); !slices.Equal(got, []int64{1}) {
+		t.Fatalf("fetch: %v", got)
+	}
+	if err := q.Close(); err != nil {
+		t.Fatal(err)
+	}
+	q = open(t, Config{DataDir: dir})
+	defer q.Close()
+	wantPending(t, q, 1, 3)
+	if got := users(fetch(t, q, 10)); !slices.Equal(got, []int64{1, 2, 3}) {
+		t.Fatalf("after reopen: %v, want [1 2 3]", got)
+	}
+}
+
+// TestPublishGivenUpBeforeSending: a caller whose context ends while its
+// request waits for the sale's message on its way is left out of the next
+// message, which still carries the others.
+func TestPublishGivenUpBeforeSending(t *testing.T) {
+	q := open(t, Config{DataDir: t.TempDir()})
+	defer q.Close()
+	// As if a message of sale 1 were on its way, in the only slot.
+	q.pmu.Lock()
+	q.maxInFlight = 1
+	q.psales[1] = &saleQueue{inflight: 1}
+	q.pmu.Unlock()
+
+	ctx, cancel := context.WithCancel(t.Context())
+	gaveUp := make(chan error, 1)
+	go func() { gaveUp <- q.Publish(ctx, seckill.OrderRequest{SaleID: 1, UserID: 1}) }()
+	stays := make(chan error, 1)
+	go func() { stays <- q.Publish(t.Context(), seckill.OrderRequest{SaleID: 1, UserID: 2}) }()
+	waitFor(t, func() bool {
+		q.pmu.Lock()
+		defer q.pmu.Unlock()
+		w := q.psales[1].waiting
+		return len(w) == 1 && len(w[0].reqs) == 2
+	})
+	cancel()
+	if err := <-gaveUp; seckill.ErrorCode(err) != seckill.EBusy || errors.Is(err, seckill.ErrMaybeStored) {
+		t.Fatalf("given up: %v, want busy and not maybe stored", err)
+	}
+	// The message on its way is done: the waiting batch goes.
+	if b := q.finished(1); b != nil {
+		q.sendFrom(b)
+	}
+	if err := <-stays; err != nil {
+		t.Fatal(err)
+	}
+	rs, err := q.PendingRequests(t.Context(), 1)
+	if err != nil || len(rs) != 1 || rs[0].UserID != 2 {
+		t.Fatalf("pending requests %+v, %v; want user 2 only", rs, err)
+	}
+	q.pmu.Lock()
+	left := len(q.psales)
+	q.pmu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d sales still marked publishing", left)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 10 s")
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

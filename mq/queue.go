@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -12,44 +13,25 @@ import (
 	"seckill"
 )
 
-// Publish stores r on its sale's subject and returns once the server has
-// acknowledged it: written to the stream's file (and replicated, on a
-// cluster), so it survives a crash of this process or the server. A second
-// request of the same (sale, user) within the dedupe window is not stored
-// again: the first one stays and Publish answers EDuplicate. It fails with
-// EInvalid when r has no sale or user, and EBusy on any queue failure,
-// including ctx expiring first — in that case r may or may not have been
-// stored.
-func (q *Queue) Publish(ctx context.Context, r seckill.OrderRequest) error {
-	if r.SaleID <= 0 || r.UserID <= 0 {
-		return seckill.Errorf(seckill.EInvalid, "order request needs a sale and a user")
-	}
-	var dbuf, ibuf [48]byte
-	data := appendRequest(dbuf[:0], r)
-	id := strconv.AppendInt(ibuf[:0], r.SaleID, 10)
-	id = append(id, ':')
-	id = strconv.AppendInt(id, r.UserID, 10)
-	ack, err := q.js.Publish(ctx, q.Subject(r.SaleID), data, jetstream.WithMsgID(string(id)))
-	if err != nil {
-		return fmt.Errorf("publish %d:%d: %w", r.SaleID, r.UserID, busy(err))
-	}
-	if ack.Duplicate {
-		return seckill.Errorf(seckill.EDuplicate, "a request of user %d in sale %d is already queued", r.UserID, r.SaleID)
-	}
-	return nil
-}
-
-// Fetch returns up to max deliveries. It waits at most wait (and not past
-// ctx) for the first one, then adds whatever else is available at once,
-// without waiting to fill the batch. An empty slice means none arrived in
-// time. Each delivery must be acked once its request is settled, or nacked;
-// one left alone is delivered again after AckWait. Messages that do not
-// decode are logged and terminated (never delivered again). Errors are EBusy.
+// Fetch returns up to max deliveries, one per request. It waits at most
+// wait (and not past ctx) for the first one, then adds whatever else is
+// available at once, without waiting to fill the batch. An empty slice
+// means none arrived in time. Each delivery must be acked once its request
+// is settled, or nacked; one left alone is delivered again after AckWait.
+// Messages that do not decode are logged and terminated (never delivered
+// again). Errors are EBusy.
+//
+// A message holds several requests; those of a message beyond max are kept
+// for the next Fetch. The server removes a message once every request in it
+// is acked; a nak of any of them delivers all of them again.
 func (q *Queue) Fetch(ctx context.Context, max int, wait time.Duration) ([]seckill.Delivery, error) {
 	if max <= 0 {
 		return nil, nil
 	}
-	out := make([]seckill.Delivery, 0, min(max, 1024))
+	out := q.takeSpill(make([]seckill.Delivery, 0, min(max, 1024)), max)
+	if len(out) == max {
+		return out, nil
+	}
 	// One round trip when messages are waiting, which is the case under load.
 	out, err := q.fetchNoWait(out, max)
 	if err != nil || len(out) > 0 {
@@ -71,7 +53,7 @@ func (q *Queue) Fetch(ctx context.Context, max int, wait time.Duration) ([]secki
 	select {
 	case m, ok := <-batch.Messages():
 		if ok {
-			out = q.add(out, m)
+			out = q.add(out, m, max)
 		} else if err := batch.Error(); err != nil {
 			return nil, fmt.Errorf("fetch: %w", busy(err))
 		}
@@ -85,31 +67,50 @@ func (q *Queue) Fetch(ctx context.Context, max int, wait time.Duration) ([]secki
 		}()
 		return nil, fmt.Errorf("fetch: %w", busy(ctx.Err()))
 	}
-	if len(out) == 0 || max == 1 {
+	if len(out) == 0 || len(out) >= max {
 		return out, nil
 	}
 	return q.fetchNoWait(out, max)
 }
 
-// fetchNoWait appends to out the messages available now, up to max in all.
-func (q *Queue) fetchNoWait(out []seckill.Delivery, max int) ([]seckill.Delivery, error) {
-	batch, err := q.cons.FetchNoWait(max - len(out))
-	if err != nil {
-		return out, fmt.Errorf("fetch: %w", busy(err))
-	}
-	for m := range batch.Messages() {
-		out = q.add(out, m)
-	}
-	if err := batch.Error(); err != nil && len(out) == 0 {
-		return out, fmt.Errorf("fetch: %w", busy(err))
+// maxFetchMsgs bounds the messages asked for in one pull, so that a wrong
+// guess of their size cannot take much more than max requests.
+const maxFetchMsgs = 64
+
+// fetchNoWait appends to out the requests available now, up to max in all.
+// It asks for as many messages as it expects to hold the requests missing,
+// from the sizes of the messages seen lately, and asks again while the
+// server had that many.
+func (q *Queue) fetchNoWait(out []seckill.Delivery, limit int) ([]seckill.Delivery, error) {
+	for round := 0; round < 8 && len(out) < limit; round++ {
+		q.mu.Lock()
+		avg := q.avgReqs
+		q.mu.Unlock()
+		want := min(int(float64(limit-len(out))/avg+0.999), maxFetchMsgs)
+		batch, err := q.cons.FetchNoWait(max(want, 1))
+		if err != nil {
+			return out, fmt.Errorf("fetch: %w", busy(err))
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			out = q.add(out, m, limit)
+		}
+		if err := batch.Error(); err != nil && len(out) == 0 {
+			return out, fmt.Errorf("fetch: %w", busy(err))
+		}
+		if got < want {
+			break // the server had no more
+		}
 	}
 	return out, nil
 }
 
-// add decodes m and appends it to out as a tracked delivery, or terminates
-// it when it does not decode.
-func (q *Queue) add(out []seckill.Delivery, m jetstream.Msg) []seckill.Delivery {
-	r, err := decodeRequest(m.Data())
+// add decodes m and appends a tracked delivery per request to out, keeping
+// those beyond max for the next Fetch, or terminates m when it does not
+// decode.
+func (q *Queue) add(out []seckill.Delivery, m jetstream.Msg, max int) []seckill.Delivery {
+	rs, err := decodeMessage(m.Data())
 	if err != nil {
 		q.log.Error("malformed order message terminated", "subject", m.Subject(), "err", err)
 		if err := m.Term(); err != nil {
@@ -117,49 +118,106 @@ func (q *Queue) add(out []seckill.Delivery, m jetstream.Msg) []seckill.Delivery 
 		}
 		return out
 	}
-	d := &delivery{q: q, msg: m, req: r}
+	msg := &message{msg: m, left: len(rs)}
 	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.avgReqs = 0.8*q.avgReqs + 0.2*float64(len(rs))
 	if q.outstanding != nil {
-		q.outstanding[d] = struct{}{}
+		q.outstanding[msg] = struct{}{}
 	}
-	q.mu.Unlock()
-	return append(out, d)
+	for _, r := range rs {
+		d := &delivery{q: q, m: msg, req: r}
+		if len(out) < max {
+			out = append(out, d)
+		} else {
+			q.spill = append(q.spill, d)
+		}
+	}
+	return out
 }
 
-// delivery is one fetched message.
+// takeSpill moves up to max deliveries kept by an earlier Fetch to out.
+func (q *Queue) takeSpill(out []seckill.Delivery, max int) []seckill.Delivery {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	n := min(max, len(q.spill))
+	for _, d := range q.spill[:n] {
+		out = append(out, d)
+	}
+	q.spill = q.spill[n:]
+	if len(q.spill) == 0 {
+		q.spill = nil
+	}
+	return out
+}
+
+// message is one fetched message and how far its requests are settled.
+// Its fields are guarded by Queue.mu.
+type message struct {
+	msg  jetstream.Msg
+	left int  // requests not yet acked
+	done bool // acked or nacked on the server
+}
+
+// delivery is one request of a fetched message.
 type delivery struct {
-	q   *Queue
-	msg jetstream.Msg
-	req seckill.OrderRequest
+	q     *Queue
+	m     *message
+	req   seckill.OrderRequest
+	acked bool // guarded by Queue.mu
 }
 
 func (d *delivery) Request() seckill.OrderRequest { return d.req }
 
-// Ack removes the message from the queue and returns once the server has
-// done so (Pending no longer counts it). An error (EBusy) means the ack may
-// be lost and the message delivered again.
+// Ack settles the request. When it is the last of its message to be acked,
+// the message is removed from the queue and Ack returns once the server has
+// done so (Pending no longer counts its requests); until then Ack only
+// notes it. An error (EBusy) means the ack may be lost and the message
+// delivered again.
 func (d *delivery) Ack(ctx context.Context) error {
-	d.forget()
-	if err := d.msg.DoubleAck(ctx); err != nil {
+	if !d.settle() {
+		return nil
+	}
+	if err := d.m.msg.DoubleAck(ctx); err != nil {
 		return fmt.Errorf("ack %d:%d: %w", d.req.SaleID, d.req.UserID, busy(err))
 	}
 	return nil
 }
 
-// Nak asks for the message to be delivered again at once. It does not wait
-// for the server; errors are EBusy.
+// settle marks d acked and reports whether that completed its message,
+// which the caller must then ack on the server.
+func (d *delivery) settle() bool {
+	d.q.mu.Lock()
+	defer d.q.mu.Unlock()
+	if d.acked || d.m.done {
+		return false
+	}
+	d.acked = true
+	d.m.left--
+	if d.m.left > 0 {
+		return false
+	}
+	d.m.done = true
+	delete(d.q.outstanding, d.m)
+	return true
+}
+
+// Nak asks for the request's message, with every request in it, to be
+// delivered again at once (those already written are no-ops for the
+// writer). It does not wait for the server; errors are EBusy.
 func (d *delivery) Nak(ctx context.Context) error {
-	d.forget()
-	if err := d.msg.Nak(); err != nil {
+	d.q.mu.Lock()
+	if d.m.done {
+		d.q.mu.Unlock()
+		return nil
+	}
+	d.m.done = true
+	delete(d.q.outstanding, d.m)
+	d.q.mu.Unlock()
+	if err := d.m.msg.Nak(); err != nil {
 		return fmt.Errorf("nak %d:%d: %w", d.req.SaleID, d.req.UserID, busy(err))
 	}
 	return nil
-}
-
-func (d *delivery) forget() {
-	d.q.mu.Lock()
-	delete(d.q.outstanding, d)
-	d.q.mu.Unlock()
 }
 
 // Pending counts the requests of a sale (all sales for saleID 0) that are
@@ -191,43 +249,111 @@ func (q *Queue) purgeAcked(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("stream info: %w", busy(err))
 	}
-	if floor == 0 || si.State.Msgs == 0 || si.State.FirstSeq > floor {
+	if si.State.Msgs == 0 {
 		return false, nil
 	}
-	if err := q.stream.Purge(ctx, jetstream.WithPurgeSequence(floor+1)); err != nil {
-		return false, fmt.Errorf("purge acked: %w", busy(err))
+	purged := false
+	if floor > 0 && si.State.FirstSeq <= floor {
+		if err := q.stream.Purge(ctx, jetstream.WithPurgeSequence(floor+1)); err != nil {
+			return false, fmt.Errorf("purge acked: %w", busy(err))
+		}
+		q.log.Warn("purged messages acked but left in the stream (after a server crash)", "up_to_seq", floor)
+		purged = true
 	}
-	q.log.Warn("purged messages acked but left in the stream (after a server crash)", "up_to_seq", floor)
-	return true, nil
+	if ci.NumAckPending == 0 && max(si.State.FirstSeq, floor+1) <= ci.Delivered.Stream {
+		requeued, err := q.requeueStuck(ctx, floor+1, ci.Delivered.Stream)
+		return purged || requeued, err
+	}
+	return purged, nil
+}
+
+// requeueStuck stores again, at the end of the stream, the messages from
+// seq first to last, and deletes the originals. Called when the consumer
+// has delivered past last and awaits no ack: such a message will never be
+// delivered again, though it may be one whose ack survived a server crash
+// that undid its removal, or one whose delivery the crash forgot. The
+// writer settles a request twice as once, so delivering it again is always
+// safe, where dropping it might lose it. A message delivered meanwhile has
+// a higher sequence than last and is left alone.
+func (q *Queue) requeueStuck(ctx context.Context, first, last uint64) (bool, error) {
+	n := 0
+	for seq := first; seq <= last; {
+		m, err := q.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(q.subjPfx+">"))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
+		if err != nil {
+			return n > 0, fmt.Errorf("requeue: %w", busy(err))
+		}
+		if m.Sequence > last {
+			break
+		}
+		seq = m.Sequence + 1
+		if _, err := q.js.Publish(ctx, m.Subject, m.Data); err != nil {
+			return n > 0, fmt.Errorf("requeue %d: %w", m.Sequence, busy(err))
+		}
+		if err := q.stream.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+			// Another instance requeued it first; the copies are harmless.
+			q.log.Debug("delete requeued message", "seq", m.Sequence, "err", err)
+		}
+		n++
+	}
+	if n > 0 {
+		q.log.Warn("requeued messages the consumer would not deliver again (after a server crash)", "messages", n)
+	}
+	return n > 0, nil
 }
 
 func (q *Queue) pending(ctx context.Context, saleID int64) (int64, error) {
-	if saleID == 0 {
-		info, err := q.stream.Info(ctx)
-		if err != nil {
-			return 0, fmt.Errorf("pending: %w", busy(err))
-		}
-		return int64(info.State.Msgs), nil
-	}
-	subj := q.Subject(saleID)
-	info, err := q.stream.Info(ctx, jetstream.WithSubjectFilter(subj))
+	info, err := q.stream.Info(ctx, jetstream.WithSubjectFilter(q.subjPfx+">"))
 	if err != nil {
 		return 0, fmt.Errorf("pending %d: %w", saleID, busy(err))
 	}
-	return int64(info.State.Subjects[subj]), nil
+	var n int64
+	for subj, msgs := range info.State.Subjects {
+		sale, reqs, ok := q.parseSubject(subj)
+		if ok && (saleID == 0 || sale == saleID) {
+			n += int64(msgs) * reqs
+		}
+	}
+	return n, nil
+}
+
+// parseSubject reads the sale and the number of requests per message from
+// a subject of the stream: <prefix>.orders.<sale>.<n>, or
+// <prefix>.orders.<sale> (one request, published by hand or by an older
+// version).
+func (q *Queue) parseSubject(subj string) (sale, n int64, ok bool) {
+	rest, ok := strings.CutPrefix(subj, q.subjPfx)
+	if !ok {
+		return 0, 0, false
+	}
+	saleTok, nTok, batched := strings.Cut(rest, ".")
+	sale, err := strconv.ParseInt(saleTok, 10, 64)
+	if err != nil {
+		return 0, 0, false
+	}
+	n = 1
+	if batched {
+		if n, err = strconv.ParseInt(nTok, 10, 64); err != nil || n < 1 {
+			return 0, 0, false
+		}
+	}
+	return sale, n, true
 }
 
 // PendingRequests returns the requests of a sale (all sales for saleID 0)
 // that are stored and not acked, in publish order. It reads the stream
 // directly and leaves the writer consumer alone. It costs one round trip per
-// request. Undecodable messages are skipped. Errors are EBusy.
+// message (a message holds the requests published together). Undecodable
+// messages are skipped. Errors are EBusy.
 func (q *Queue) PendingRequests(ctx context.Context, saleID int64) ([]seckill.OrderRequest, error) {
 	if _, err := q.purgeAcked(ctx); err != nil {
 		return nil, err
 	}
-	subj := q.subjPfx + "*"
+	subj := q.subjPfx + ">"
 	if saleID != 0 {
-		subj = q.Subject(saleID)
+		subj = q.subjPfx + strconv.FormatInt(saleID, 10) + ".*"
 	}
 	var out []seckill.OrderRequest
 	for seq := uint64(1); ; {
@@ -239,35 +365,40 @@ func (q *Queue) PendingRequests(ctx context.Context, saleID int64) ([]seckill.Or
 			return nil, fmt.Errorf("pending requests %d: %w", saleID, busy(err))
 		}
 		seq = m.Sequence + 1
-		r, err := decodeRequest(m.Data)
+		rs, err := decodeMessage(m.Data)
 		if err != nil {
 			q.log.Error("malformed order message skipped", "seq", m.Sequence, "err", err)
 			continue
 		}
-		out = append(out, r)
+		out = append(out, rs...)
 	}
 }
 
 // AckAll acks every delivery in ds (all fetched from q) and returns once the
-// server has processed them all, like calling Ack on each, in one round trip
-// instead of one per delivery: the acks go out without waiting, then the
-// last one waits for the server, which handles one connection's acks in
-// order. An error (EBusy) means some acks may be lost and their messages
-// delivered again.
+// server has processed the messages this completes, like calling Ack on
+// each, in one round trip instead of one per message: the acks go out
+// without waiting, then the last one waits for the server, which handles
+// one connection's acks in order. An error (EBusy) means some acks may be
+// lost and their messages delivered again.
 func (q *Queue) AckAll(ctx context.Context, ds []seckill.Delivery) error {
-	if len(ds) == 0 {
-		return nil
-	}
+	var done []*delivery // one per message completed
 	for i, sd := range ds {
 		d, ok := sd.(*delivery)
 		if !ok || d.q != q {
 			return fmt.Errorf("ack all: delivery %d is not from this queue", i)
 		}
-		if i == len(ds)-1 {
-			return d.Ack(ctx)
+		if d.settle() {
+			done = append(done, d)
 		}
-		d.forget()
-		if err := d.msg.Ack(); err != nil {
+	}
+	for i, d := range done {
+		if i == len(done)-1 {
+			if err := d.m.msg.DoubleAck(ctx); err != nil {
+				return fmt.Errorf("ack %d:%d: %w", d.req.SaleID, d.req.UserID, busy(err))
+			}
+			break
+		}
+		if err := d.m.msg.Ack(); err != nil {
 			return fmt.Errorf("ack %d:%d: %w", d.req.SaleID, d.req.UserID, busy(err))
 		}
 	}

@@ -1,0 +1,212 @@
+package mq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"seckill"
+)
+
+// Publishing commits groups: at most maxInFlight messages per sale are on
+// their way to the server at any time, and the requests that arrive
+// meanwhile wait and go together in the next one (up to Config.MaxBatch requests, or
+// maxBatchBytes). One buyer alone pays one round trip, as before; a crowd
+// shares them, and the server stores, delivers and removes one message per
+// group instead of one per request. The order of a sale's requests in the
+// stream is the order Publish was called in.
+
+// maxBatchBytes bounds the encoded size of one message, well below the
+// stream's MaxMsgSize (64 KiB).
+const maxBatchBytes = 48 << 10
+
+// batchPublishTimeout bounds the publish of one message whose first caller
+// set no deadline. The message does not use any caller's context (one
+// buyer giving up must not fail the others), but it gives up at the first
+// caller's deadline: a caller that timed out releases its reservation, so
+// its request should not be stored long after.
+const batchPublishTimeout = 10 * time.Second
+
+// pubReq is one request waiting in a batch.
+type pubReq struct {
+	r    seckill.OrderRequest
+	gone bool // its caller gave up before the batch was sent: leave it out
+}
+
+// pubBatch is the requests of one sale that go to the server in one
+// message.
+type pubBatch struct {
+	sale  int64
+	reqs  []*pubReq
+	bytes int
+	sent  bool          // taken for publishing: no request can leave it now
+	until time.Time     // deadline of the first caller's context, if any
+	done  chan struct{} // closed once published (or failed): err is set
+	err   error
+}
+
+// maxInFlight is how many messages of one sale may be on their way at once:
+// enough that a purchase rarely waits for a whole round trip before its own
+// message leaves, few enough that a crowd's purchases still share messages.
+const maxInFlight = 4
+
+// saleQueue is the publishing state of one sale: how many messages are on
+// their way, and the batches formed while all slots were taken, oldest
+// first. Batches wait only while inflight is at the limit.
+type saleQueue struct {
+	inflight int
+	waiting  []*pubBatch
+}
+
+// Publish stores r in a message on its sale's subject and returns once the
+// server has acknowledged that message: written to the stream's file (and
+// replicated, on a cluster), so it survives a crash of this process or the
+// server. Concurrent publishes of one sale share messages (see above).
+// It fails with EInvalid when r has no sale or user, and EBusy on any queue
+// failure, including ctx expiring first. Such an error wraps
+// seckill.ErrMaybeStored when r's message was sent and not acknowledged in
+// time: the server may have stored it.
+//
+// The queue does not deduplicate: a (sale, user) published twice (a retry
+// after a timeout) is delivered twice, and the writer settles it once (the
+// orders' unique (sale, user) key). The stock gate keeps a buyer from being
+// admitted twice in the first place.
+func (q *Queue) Publish(ctx context.Context, r seckill.OrderRequest) error {
+	if r.SaleID <= 0 || r.UserID <= 0 {
+		return seckill.Errorf(seckill.EInvalid, "order request needs a sale and a user")
+	}
+	pr := &pubReq{r: r}
+	size := len(r.Ticket) + 48 // generous for the varints and the length
+	q.pmu.Lock()
+	if q.pclosed {
+		q.pmu.Unlock()
+		return fmt.Errorf("publish %d:%d: %w", r.SaleID, r.UserID, busy(errClosed))
+	}
+	s := q.psales[r.SaleID]
+	if s == nil {
+		s = &saleQueue{}
+		q.psales[r.SaleID] = s
+	}
+	var b *pubBatch
+	if n := len(s.waiting); n > 0 && len(s.waiting[n-1].reqs) < q.cfg.MaxBatch && s.waiting[n-1].bytes+size <= maxBatchBytes {
+		b = s.waiting[n-1]
+	} else {
+		b = &pubBatch{sale: r.SaleID, done: make(chan struct{})}
+		b.until, _ = ctx.Deadline()
+		s.waiting = append(s.waiting, b)
+	}
+	b.reqs = append(b.reqs, pr)
+	b.bytes += size
+	var lead *pubBatch
+	if s.inflight < q.maxInFlight {
+		// A free slot, so nothing else is waiting: go now.
+		s.inflight++
+		lead = q.takeNext(s)
+	}
+	q.pmu.Unlock()
+	if lead != nil {
+		q.sendFrom(lead)
+	}
+
+	select {
+	case <-b.done:
+		if b.err != nil {
+			return fmt.Errorf("publish %d:%d: %w", r.SaleID, r.UserID, b.err)
+		}
+		return nil
+	case <-ctx.Done():
+	}
+	q.pmu.Lock()
+	pr.gone = !b.sent
+	q.pmu.Unlock()
+	err := ctx.Err()
+	if !pr.gone {
+		err = fmt.Errorf("%w: %w", seckill.ErrMaybeStored, err)
+	}
+	return fmt.Errorf("publish %d:%d: %w", r.SaleID, r.UserID, busy(err))
+}
+
+// takeNext removes the oldest waiting batch of s and marks it sent; q.pmu
+// must be held and s.waiting not empty.
+func (q *Queue) takeNext(s *saleQueue) *pubBatch {
+	b := s.waiting[0]
+	s.waiting[0] = nil
+	s.waiting = s.waiting[1:]
+	b.sent = true
+	return b
+}
+
+// sendFrom publishes b and then, in another goroutine, the batches of its
+// sale that formed meanwhile, one after the other, until none is left.
+func (q *Queue) sendFrom(b *pubBatch) {
+	q.send(b)
+	if next := q.finished(b.sale); next != nil {
+		go func() {
+			for b := next; b != nil; b = q.finished(b.sale) {
+				q.send(b)
+			}
+		}()
+	}
+}
+
+// finished is called after a batch of sale was sent: it returns the next
+// one to send in the slot that freed, or nil, forgetting an idle sale.
+func (q *Queue) finished(sale int64) *pubBatch {
+	q.pmu.Lock()
+	defer q.pmu.Unlock()
+	s := q.psales[sale]
+	if len(s.waiting) > 0 {
+		return q.takeNext(s)
+	}
+	s.inflight--
+	if s.inflight == 0 {
+		delete(q.psales, sale)
+	}
+	return nil
+}
+
+// send publishes the requests of b still wanted as one message and tells
+// their callers.
+func (q *Queue) send(b *pubBatch) {
+	defer close(b.done)
+	rs := make([]seckill.OrderRequest, 0, len(b.reqs))
+	q.pmu.Lock()
+	for _, pr := range b.reqs {
+		if !pr.gone {
+			rs = append(rs, pr.r)
+		}
+	}
+	q.pmu.Unlock()
+	if len(rs) == 0 {
+		return
+	}
+	until := b.until
+	if until.IsZero() {
+		until = time.Now().Add(batchPublishTimeout)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), until)
+	defer cancel()
+	if _, err := q.js.Publish(ctx, q.batchSubject(b.sale, len(rs)), appendBatch(nil, rs)); err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
+			// Sent, but no acknowledgement came: the server may have it.
+			err = fmt.Errorf("%w: %w", seckill.ErrMaybeStored, err)
+		}
+		b.err = busy(err)
+	}
+}
+
+// batchSubject is the subject of a message of n requests of a sale:
+// <prefix>.orders.<sale>.<n>. The count in the subject lets Pending add up
+// requests from the stream's per-subject message counts.
+func (q *Queue) batchSubject(sale int64, n int) string {
+	b := make([]byte, 0, len(q.subjPfx)+24)
+	b = append(b, q.subjPfx...)
+	b = strconv.AppendInt(b, sale, 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(n), 10)
+	return string(b)
+}
