@@ -26,7 +26,7 @@ type Config struct {
 	PayWindow      time.Duration // unpaid orders' deadline after creation; default 10m
 	InFlight       int           // purchases between gate and queue ack at once; default 4096
 	PublishTimeout time.Duration // default 3s
-	BatchSize      int           // order writer batch; default 500
+	BatchSize      int           // order writer batch; default 2000
 	BatchWait      time.Duration // writer waits this long for a first message; default 200ms
 	SaleCacheTTL   time.Duration // how stale the cached catalogue may be; default 1s
 	Now            func() time.Time
@@ -50,7 +50,7 @@ func (c *Config) defaults() {
 		c.PublishTimeout = 3 * time.Second
 	}
 	if c.BatchSize <= 0 {
-		c.BatchSize = 500
+		c.BatchSize = 2000
 	}
 	if c.BatchWait <= 0 {
 		c.BatchWait = 200 * time.Millisecond

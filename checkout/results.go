@@ -2,20 +2,33 @@ package checkout
 
 import (
 	"sync"
+	"time"
 
 	"seckill"
 )
 
 // resultMap remembers the latest outcome per (sale, user) on this instance.
 // Results of other instances' purchases arrive through the result bus; a
-// miss falls back to SQL.
+// miss falls back to SQL. Every instance hears every result, so successes,
+// which SQL answers as well, are forgotten after keepSuccess: the map holds
+// what is queued, what failed (SQL has no trace of a refusal) and the
+// successes of the last minute, not every buyer of every sale.
 type resultMap struct {
 	shards [64]resultShard
+	now    func() time.Time
 }
 
+// keepSuccess is how long a success stays in the map; sweepEvery is how
+// often a shard looks for old ones, when a result arrives.
+const (
+	keepSuccess = time.Minute
+	sweepEvery  = 10 * time.Second
+)
+
 type resultShard struct {
-	mu sync.Mutex
-	m  map[resultKey]resultEntry
+	mu    sync.Mutex
+	m     map[resultKey]resultEntry
+	swept time.Time
 }
 
 type resultKey struct{ sale, user int64 }
@@ -23,10 +36,11 @@ type resultKey struct{ sale, user int64 }
 type resultEntry struct {
 	ticket string
 	r      Result
+	at     time.Time // when a success was recorded
 }
 
 func newResultMap() *resultMap {
-	rm := &resultMap{}
+	rm := &resultMap{now: time.Now}
 	for i := range rm.shards {
 		rm.shards[i].m = make(map[resultKey]resultEntry)
 	}
@@ -73,9 +87,18 @@ func (rm *resultMap) unqueue(sale, user int64, ticket string, prev resultEntry, 
 func (rm *resultMap) settle(r seckill.OrderResult) {
 	k := resultKey{r.SaleID, r.UserID}
 	sh := rm.shard(k)
+	now := rm.now()
 	sh.mu.Lock()
 	if e, ok := sh.m[k]; !ok || e.r.Status != seckill.ResultSuccess {
-		sh.m[k] = resultEntry{ticket: r.Ticket, r: Result{Status: r.Status, OrderID: r.OrderID, Reason: r.Reason}}
+		sh.m[k] = resultEntry{ticket: r.Ticket, r: Result{Status: r.Status, OrderID: r.OrderID, Reason: r.Reason}, at: now}
+	}
+	if now.Sub(sh.swept) >= sweepEvery {
+		sh.swept = now
+		for k, e := range sh.m {
+			if e.r.Status == seckill.ResultSuccess && now.Sub(e.at) > keepSuccess {
+				delete(sh.m, k)
+			}
+		}
 	}
 	sh.mu.Unlock()
 }

@@ -2,8 +2,10 @@ package checkout
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"seckill"
 )
@@ -271,5 +273,77 @@ func TestInFlightCap(t *testing.T) {
 	// The slot is free again.
 	if _, err := e.Purchase(ctx, u[1], s.ID, pb); err != nil {
 		t.Fatalf("purchase after the slot freed: %v", err)
+	}
+}
+
+// maybeStoredQueue stores the request, then answers as if its
+// acknowledgement had not come in time.
+type maybeStoredQueue struct{ seckill.OrderQueue }
+
+func (q maybeStoredQueue) Publish(ctx context.Context, r seckill.OrderRequest) error {
+	if err := q.OrderQueue.Publish(ctx, r); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: %w", seckill.Errorf(seckill.EBusy, "queue slow (test)"), seckill.ErrMaybeStored)
+}
+
+// TestPublishMaybeStoredKeepsReservation: a request sent but not
+// acknowledged keeps its unit reserved. Released, its unit would sell to
+// someone else while the stored request became an order too.
+func TestPublishMaybeStoredKeepsReservation(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	s := v.openSale(1)
+	u := v.users(2)
+	bk := v.backends()
+	bk.Queue = maybeStoredQueue{v.queue}
+	e := v.recovered(Config{}, &bk)
+	_, err := e.Purchase(ctx, u[0], s.ID, path(t, e, u[0], s.ID))
+	wantCode(t, err, seckill.EBusy)
+	if got := v.gateLeft(s.ID); got != 0 {
+		t.Fatalf("gate left %d after an unacknowledged publish, want 0 (still reserved)", got)
+	}
+	_, err = e.Purchase(ctx, u[1], s.ID, path(t, e, u[1], s.ID))
+	wantCode(t, err, seckill.ESoldOut)
+	runWriter(t, e)
+	waitResult(t, e, u[0], s.ID, seckill.ResultSuccess)
+	st := v.checkAtRest(s.ID)
+	if st.Orders != 1 || st.SQLStockLeft != 0 {
+		t.Errorf("%d orders, %d left; want 1, 0", st.Orders, st.SQLStockLeft)
+	}
+}
+
+// TestResultMapForgetsOldSuccesses: successes older than keepSuccess leave
+// the map (SQL answers them); failures and queued purchases stay.
+func TestResultMapForgetsOldSuccesses(t *testing.T) {
+	rm := newResultMap()
+	now := time.Unix(1_800_000_000, 0)
+	rm.now = func() time.Time { return now }
+	// Users 1, 65, 129 and 193 of sale 0 share a shard: sweeps are per shard.
+	const sale = 0
+	rm.settle(seckill.OrderResult{SaleID: sale, UserID: 1, Ticket: "a", Status: seckill.ResultSuccess, OrderID: 5})
+	rm.settle(seckill.OrderResult{SaleID: sale, UserID: 65, Ticket: "b", Status: seckill.ResultFailed, Reason: seckill.ESoldOut})
+	rm.queue(sale, 129, "c")
+	if rm.shard(resultKey{sale, 1}) != rm.shard(resultKey{sale, 193}) {
+		t.Fatal("test users are not in one shard")
+	}
+	now = now.Add(keepSuccess / 2)
+	rm.settle(seckill.OrderResult{SaleID: sale, UserID: 193, Ticket: "d", Status: seckill.ResultSuccess, OrderID: 6})
+	if _, ok := rm.get(sale, 1); !ok {
+		t.Fatal("a success younger than keepSuccess was forgotten")
+	}
+	now = now.Add(keepSuccess)
+	rm.settle(seckill.OrderResult{SaleID: sale, UserID: 193, Ticket: "d", Status: seckill.ResultSuccess, OrderID: 6})
+	if r, ok := rm.get(sale, 1); ok {
+		t.Fatalf("old success still held: %+v", r)
+	}
+	if r, ok := rm.get(sale, 65); !ok || r.Status != seckill.ResultFailed {
+		t.Fatalf("failure: %+v %v, want kept", r, ok)
+	}
+	if r, ok := rm.get(sale, 129); !ok || r.Status != seckill.ResultQueued {
+		t.Fatalf("queued: %+v %v, want kept", r, ok)
+	}
+	if r, ok := rm.get(sale, 193); !ok || r.Status != seckill.ResultSuccess {
+		t.Fatalf("young success: %+v %v, want kept", r, ok)
 	}
 }
