@@ -97,9 +97,10 @@ type deployment struct {
 
 func newDeployment(t *testing.T, n int, dbURL, redisURL, natsURL string) *deployment {
 	t.Helper()
+	queuePrefix := randomName("T")
 	d := &deployment{t: t, db: dbURL, env: []string{
 		"SECKILL_DB=" + dbURL, "SECKILL_REDIS=" + redisURL, "SECKILL_NATS=" + natsURL,
-		"SECKILL_QUEUE_PREFIX=" + randomName("T"), "SECKILL_REDIS_PREFIX=" + randomName("t") + ":",
+		"SECKILL_QUEUE_PREFIX=" + queuePrefix, "SECKILL_REDIS_PREFIX=" + randomName("t") + ":",
 		"SECKILL_SECRET=" + randomName("secret-of-the-deployment-"),
 		"SECKILL_BENCH_PROVISIONING=true", "SECKILL_RECONCILE_EVERY=1s", "SECKILL_RECONCILE_AGE=5s",
 		"SECKILL_ACK_WAIT=5s",
@@ -110,9 +111,12 @@ func newDeployment(t *testing.T, n int, dbURL, redisURL, natsURL string) *deploy
 	}
 	t.Cleanup(func() {
 		for _, c := range d.nodes {
-			if c != nil && c.cmd.ProcessState == nil {
+			if c != nil && !c.dead.Load() {
 				c.kill()
 			}
+		}
+		if err := testenv.DeleteOrderStream(natsURL, queuePrefix); err != nil {
+			t.Logf("delete the deployment's stream: %v", err)
 		}
 	})
 	var login struct{ Token string }
@@ -131,7 +135,7 @@ func (d *deployment) restart(i int) { d.nodes[i] = startChild(d.t, d.dirs[i], d.
 func (d *deployment) node(k int) *child {
 	for j := 0; j < len(d.nodes); j++ {
 		c := d.nodes[(k+j)%len(d.nodes)]
-		if c.cmd.ProcessState == nil {
+		if !c.dead.Load() {
 			return c
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -40,9 +41,10 @@ func TestMain(m *testing.M) {
 
 // child is a server process of the crash test.
 type child struct {
-	t   *testing.T
-	cmd *exec.Cmd
-	url string
+	t    *testing.T
+	cmd  *exec.Cmd
+	url  string
+	dead atomic.Bool // killed or stopped: read by crowds while a drill kills it
 }
 
 // startChild starts a server on dir; env adds SECKILL_* settings.
@@ -90,11 +92,13 @@ func (w *logWriter) Write(p []byte) (int, error) {
 }
 
 func (c *child) kill() {
+	c.dead.Store(true)
 	_ = c.cmd.Process.Signal(syscall.SIGKILL)
 	_ = c.cmd.Wait()
 }
 
 func (c *child) stop() {
+	c.dead.Store(true)
 	_ = c.cmd.Process.Signal(syscall.SIGTERM)
 	if err := c.cmd.Wait(); err != nil {
 		c.t.Errorf("graceful stop: %v", err)

@@ -50,9 +50,11 @@ func TestBenchWSIdle(t *testing.T) {
 	}
 }
 
-// TestServeWebSocket: the server pushes a purchase's result to the
-// buyer's socket and closes the socket when it shuts down.
-func TestServeWebSocket(t *testing.T) {
+// runEmbedded runs `seckill serve` in this process on the embedded backends
+// and a fresh data directory, with admin 19900000000 / admin-password. The
+// caller closes it.
+func runEmbedded(t *testing.T) *Main {
+	t.Helper()
 	m := NewMain()
 	m.Config.Addr, m.Config.DataDir, m.Config.LogLevel = "127.0.0.1:0", t.TempDir(), "error"
 	m.Config.AdminPhone, m.Config.AdminPassword = "19900000000", "admin-password"
@@ -60,6 +62,13 @@ func TestServeWebSocket(t *testing.T) {
 		_ = m.Close()
 		t.Fatal(err)
 	}
+	return m
+}
+
+// TestServeWebSocket: the server pushes a purchase's result to the
+// buyer's socket and closes the socket when it shuts down.
+func TestServeWebSocket(t *testing.T) {
+	m := runEmbedded(t)
 	closed := false
 	defer func() {
 		if !closed {
