@@ -115,6 +115,25 @@ func TestWSAuthentication(t *testing.T) {
 	// A plain request (no upgrade) gets the same JSON errors.
 	want(t, s.do("GET", "/api/ws", "", nil), 401, "unauthenticated")
 	want(t, s.do("POST", "/api/ws", toks[0], nil), 405, "method_not_allowed")
+	// Authenticated, but not a WebSocket handshake: the contract's JSON
+	// error, not the library's plain text.
+	want(t, s.do("GET", "/api/ws", toks[0], nil), 400, "invalid")
+	req, err := http.NewRequest("GET", strings.Replace(url, "ws://", "http://", 1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = http.Header{"Authorization": {"Bearer " + toks[0]}, "Connection": {"Upgrade"}, "Upgrade": {"websocket"},
+		"Sec-Websocket-Version": {"8"}, "Sec-Websocket-Key": {"dGhlIHNhbXBsZSBub25jZQ=="}}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 400 || !strings.Contains(string(body), `"code":"invalid"`) ||
+		resp.Header.Get("Sec-WebSocket-Version") != "13" || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/json") {
+		t.Fatalf("handshake of version 8: %d %v %s, want 400 invalid saying version 13", resp.StatusCode, resp.Header, body)
+	}
 	g.await(t, 0)
 
 	// The bearer header and the cookie both authenticate.
@@ -123,14 +142,9 @@ func TestWSAuthentication(t *testing.T) {
 	g.await(t, 2)
 
 	// Another site's page must not open a socket with the buyer's cookie.
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	_, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: http.Header{
+	refused(t, url, http.Header{
 		"Cookie": {httpapi.CookieName + "=" + toks[0]}, "Origin": {"https://evil.example"},
-	}})
-	if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
-		t.Fatalf("cross-origin handshake: %v %v", resp, err)
-	}
+	}, 403, "forbidden")
 	g.await(t, 2)
 }
 
