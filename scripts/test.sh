@@ -23,14 +23,21 @@ if [ $status -ne 0 ]; then
 fi
 
 # Skipped suites, with the reason each gave.
-# go test -v prints a test's skip message before its "--- SKIP" line.
-skips=$(awk '/^=== RUN/ {msg=""; next}
-  /^[[:space:]]+[^[:space:]]+_test\.go:[0-9]+:/ {msg=$0; sub(/^[[:space:]]+/, "", msg); next}
-  /--- SKIP:/ {print "  " $3 ": " msg}' "$log")
+# go test -v prints a test's skip message under its "=== RUN" (or, when
+# parallel tests interleave, "=== CONT"/"=== NAME") line, and subtests'
+# "--- SKIP" lines together after their parent's result.
+skips=$(awk '/^=== (RUN|CONT|NAME) / {cur=$3; next}
+  /^[[:space:]]+[^[:space:]]+_test\.go:[0-9]+:/ {m=$0; sub(/^[[:space:]]+/, "", m); msg[cur]=m; next}
+  /--- SKIP:/ {print "  " $3 ": " msg[$3]}' "$log")
 if [ -n "$skips" ]; then
   echo
   echo "skipped:"
   echo "$skips"
+fi
+missing=$(grep -oE 'skipped: SECKILL_TEST_[A-Z_]+ is not set' "$log" | cut -d' ' -f2 | sort -u | paste -sd' ' -)
+if [ -n "$missing" ]; then
+  echo
+  echo "integration servers not given, their suites skipped: $missing"
 fi
 
 passed=$(grep -cE '^[[:space:]]*--- PASS' "$log")
