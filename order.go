@@ -137,6 +137,10 @@ type StockGate interface {
 	Restock(ctx context.Context, saleID, n int64) error
 	// Left returns the units left and whether the sale is loaded.
 	Left(ctx context.Context, saleID int64) (left int64, loaded bool, err error)
+	// Forget drops one sale and everything the gate holds for it (a sale
+	// that ended long ago); it is no longer loaded. A no-op for a sale the
+	// gate does not hold.
+	Forget(ctx context.Context, saleID int64) error
 	// Unload forgets every sale (the gate must be rebuilt before admitting).
 	Unload(ctx context.Context) error
 }

@@ -96,6 +96,7 @@ type Engine struct {
 	unsubscribe func()
 
 	staleWarn  atomic.Int64 // cached sales served while SQL failed
+	forgotten  sync.Map     // sale id → struct{}: ended sales this process dropped from the gate
 	rebuilding atomic.Bool
 	rebuilds   rebuildCounter
 }

@@ -14,7 +14,7 @@ import (
 // returns how many it released. Age must be well above PublishTimeout, so a
 // publish still in flight is never mistaken for a lost one.
 func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) {
-	sales, err := e.b.Sales.Sales(ctx)
+	sales, err := e.gatedSales(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -84,7 +84,42 @@ func (e *Engine) RunReconciler(ctx context.Context, every, age time.Duration) {
 		if _, err := e.Reconcile(ctx, age); err != nil && ctx.Err() == nil {
 			e.log.Error("reconcile", "err", err)
 		}
+		if err := e.ForgetEnded(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("forget ended sales", "err", err)
+		}
 	}
+}
+
+// ForgetEnded drops from the gate every sale that ended over gateKeep ago,
+// so a long-running instance (or a shared gate) does not hold the buyers of
+// every past sale. Nothing loads such a sale again (see gatedSales). Each
+// sale is looked at once per process.
+func (e *Engine) ForgetEnded(ctx context.Context) error {
+	sales, err := e.b.Sales.Sales(ctx)
+	if err != nil {
+		return err
+	}
+	since := e.now().Add(-gateKeep)
+	for _, s := range sales {
+		if s.EndsAt.After(since) {
+			continue
+		}
+		if _, done := e.forgotten.Load(s.ID); done {
+			continue
+		}
+		_, loaded, err := e.b.Gate.Left(ctx, s.ID)
+		if err != nil {
+			return err
+		}
+		if loaded {
+			if err := e.b.Gate.Forget(ctx, s.ID); err != nil {
+				return err
+			}
+			e.log.Info("gate: dropped a sale that ended", "sale", s.ID, "ended", s.EndsAt)
+		}
+		e.forgotten.Store(s.ID, struct{}{})
+	}
+	return nil
 }
 
 // rebuildLock names the lock of the instance that rebuilds the gate.
@@ -142,9 +177,33 @@ func (e *Engine) RebuildGate(ctx context.Context) error {
 	return nil
 }
 
-// unloadedSales lists the sales the gate does not hold.
-func (e *Engine) unloadedSales(ctx context.Context) ([]int64, error) {
+// gateKeep is how long after its end a sale stays in the gate. Purchases
+// of an ended sale are refused before they reach the gate, so meanwhile it
+// only answers the admin's stats; past it, the sale's gate is neither
+// rebuilt nor reconciled, and restarts and the reconciler's rounds do not
+// grow with the catalogue's history.
+const gateKeep = time.Hour
+
+// gatedSales lists the sales the gate serves: those that have not ended,
+// or ended less than gateKeep ago.
+func (e *Engine) gatedSales(ctx context.Context) ([]*seckill.Sale, error) {
 	sales, err := e.b.Sales.Sales(ctx)
+	if err != nil {
+		return nil, err
+	}
+	since := e.now().Add(-gateKeep)
+	gated := sales[:0:0]
+	for _, s := range sales {
+		if s.EndsAt.After(since) {
+			gated = append(gated, s)
+		}
+	}
+	return gated, nil
+}
+
+// unloadedSales lists the sales the gate serves but does not hold.
+func (e *Engine) unloadedSales(ctx context.Context) ([]int64, error) {
+	sales, err := e.gatedSales(ctx)
 	if err != nil {
 		return nil, err
 	}

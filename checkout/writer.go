@@ -118,8 +118,9 @@ func (e *Engine) Drain(ctx context.Context) error {
 }
 
 // Recover brings the engine to a state where it may admit: it drains the
-// queue into SQL, rebuilds the gate of every sale from SQL plus whatever is
-// still queued, and only then opens admission.
+// queue into SQL, rebuilds the gate of every sale it serves (all but those
+// ended over gateKeep ago) from SQL plus whatever is still queued, and only
+// then opens admission.
 //
 // With a shared gate (Backends.Locker set) other instances may be admitting
 // meanwhile, so nothing is drained or unloaded: only the sales the gate
@@ -136,7 +137,7 @@ func (e *Engine) Recover(ctx context.Context) error {
 	if err := e.b.Gate.Unload(ctx); err != nil {
 		return err
 	}
-	sales, err := e.b.Sales.Sales(ctx)
+	sales, err := e.gatedSales(ctx)
 	if err != nil {
 		return err
 	}

@@ -156,6 +156,14 @@ func (g *Gate) Left(_ context.Context, saleID int64) (int64, bool, error) {
 	return s.left, true, nil
 }
 
+// Forget drops the sale.
+func (g *Gate) Forget(_ context.Context, saleID int64) error {
+	g.mu.Lock()
+	delete(g.sales, saleID)
+	g.mu.Unlock()
+	return nil
+}
+
 // Unload forgets every sale.
 func (g *Gate) Unload(context.Context) error {
 	g.mu.Lock()

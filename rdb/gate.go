@@ -241,6 +241,12 @@ func (g *Gate) Left(ctx context.Context, saleID int64) (int64, bool, error) {
 	return n, true, nil
 }
 
+// Forget deletes the sale's keys (one slot: they share its hash tag).
+func (g *Gate) Forget(ctx context.Context, saleID int64) error {
+	err := g.c.rdb.Del(ctx, g.keys(saleID).list()...).Err()
+	return redisErr(fmt.Sprintf("forget sale %d", saleID), err)
+}
+
 // Unload deletes every key of this gate's prefix on every master. It is for
 // tests and drills, not production: it SCANs the whole keyspace of each
 // node, and a sale loaded while it runs may survive it. (A production gate

@@ -129,6 +129,41 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		left(t, g, 5, 1)
 	})
 
+	t.Run("Forget", func(t *testing.T) {
+		g := newGate(t)
+		for _, sale := range []int64{11, 12} {
+			if err := g.Load(ctx, sale, 2, nil); err != nil {
+				t.Fatal(err)
+			}
+			reserve(t, g, sale, 1, seckill.Reserved)
+		}
+		if err := g.Forget(ctx, 11); err != nil {
+			t.Fatal(err)
+		}
+		if _, loaded, err := g.Left(ctx, 11); loaded || err != nil {
+			t.Fatalf("Left of a forgotten sale: loaded=%v err=%v", loaded, err)
+		}
+		if _, err := g.Reserve(ctx, res(11, 2)); seckill.ErrorCode(err) != seckill.EBusy {
+			t.Fatalf("Reserve in a forgotten sale: %v, want busy (not loaded)", err)
+		}
+		if got, err := g.Stale(ctx, 11, time.Now().Add(time.Hour)); err != nil || len(got) != 0 {
+			t.Fatalf("Stale of a forgotten sale: %v %v, want none", got, err)
+		}
+		// The other sale keeps its state; forgetting again is a no-op.
+		left(t, g, 12, 1)
+		reserve(t, g, 12, 1, seckill.Duplicate)
+		if err := g.Forget(ctx, 11); err != nil {
+			t.Fatal(err)
+		}
+		// Loaded again (a rebuild), the sale starts from what it is given.
+		if err := g.Load(ctx, 11, 1, []int64{1}); err != nil {
+			t.Fatal(err)
+		}
+		left(t, g, 11, 1)
+		reserve(t, g, 11, 1, seckill.Duplicate)
+		reserve(t, g, 11, 2, seckill.Reserved)
+	})
+
 	t.Run("Restock", func(t *testing.T) {
 		g := newGate(t)
 		if err := g.Load(ctx, 5, 1, nil); err != nil {

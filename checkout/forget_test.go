@@ -1,0 +1,64 @@
+package checkout
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"seckill"
+)
+
+// TestEndedSalesLeaveTheGate: a sale that ended over gateKeep ago is
+// dropped from the gate by ForgetEnded, and neither Recover nor Reconcile
+// loads or looks at it again; a sale that ended recently, and a running
+// one, stay.
+func TestEndedSalesLeaveTheGate(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	now := time.Now()
+	old := v.sale(10, now.Add(-3*time.Hour), now.Add(-gateKeep-time.Minute))
+	recent := v.sale(10, now.Add(-2*time.Hour), now.Add(-gateKeep+time.Minute))
+	open := v.openSale(10)
+	u := v.users(2)
+
+	// A gate that still holds the old sale (loaded by an earlier process),
+	// with a reservation that never reached the queue.
+	if err := v.gate.Load(ctx, old.ID, 10, nil); err != nil {
+		t.Fatal(err)
+	}
+	r := seckill.Reservation{SaleID: old.ID, UserID: u[0], Ticket: newTicket(), At: now.Add(-2 * time.Hour)}
+	if res, err := v.gate.Reserve(ctx, r); err != nil || res != seckill.Reserved {
+		t.Fatalf("reserve: %v %v", res, err)
+	}
+	e := v.engine(Config{}, nil)
+	if err := e.ForgetEnded(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, loaded, err := v.gate.Left(ctx, old.ID); loaded || err != nil {
+		t.Fatalf("sale that ended %v ago still in the gate (err %v)", gateKeep+time.Minute, err)
+	}
+
+	// A restart rebuilds the gate of the recent and the running sale only.
+	if err := e.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, loaded, _ := v.gate.Left(ctx, old.ID); loaded {
+		t.Fatal("Recover loaded a sale that ended long ago")
+	}
+	if v.gateLeft(recent.ID) != 10 || v.gateLeft(open.ID) != 10 {
+		t.Fatal("Recover did not load the recent and the running sale")
+	}
+	if missing, err := e.unloadedSales(ctx); err != nil || len(missing) != 0 {
+		t.Fatalf("unloaded sales %v %v, want none (the old sale is not served)", missing, err)
+	}
+	if n, err := e.Reconcile(ctx, 0); err != nil || n != 0 {
+		t.Fatalf("reconcile: %d %v", n, err)
+	}
+	// The running sale still sells.
+	if _, err := e.Purchase(ctx, u[1], open.ID, path(t, e, u[1], open.ID)); err != nil {
+		t.Fatal(err)
+	}
+	if got := v.gateLeft(open.ID); got != 9 {
+		t.Fatalf("running sale left %d, want 9", got)
+	}
+}
