@@ -9,7 +9,7 @@ import (
 )
 
 // TestEndedSalesLeaveTheGate: a sale that ended over gateKeep ago is
-// dropped from the gate by ForgetEnded, and neither Recover nor Reconcile
+// dropped from the gate and the result map by ForgetEnded, and neither Recover nor Reconcile
 // loads or looks at it again; a sale that ended recently, and a running
 // one, stay.
 func TestEndedSalesLeaveTheGate(t *testing.T) {
@@ -31,11 +31,22 @@ func TestEndedSalesLeaveTheGate(t *testing.T) {
 		t.Fatalf("reserve: %v %v", res, err)
 	}
 	e := v.engine(Config{}, nil)
+	// This instance heard of a refusal in the old sale and in the recent one.
+	for _, sale := range []int64{old.ID, recent.ID} {
+		e.results.settle(seckill.OrderResult{SaleID: sale, UserID: u[1], Ticket: "t", Status: seckill.ResultFailed, Reason: seckill.ESoldOut})
+	}
 	if err := e.ForgetEnded(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if _, loaded, err := v.gate.Left(ctx, old.ID); loaded || err != nil {
 		t.Fatalf("sale that ended %v ago still in the gate (err %v)", gateKeep+time.Minute, err)
+	}
+	// Its results went too (SQL answers: no order); the recent sale's stay.
+	if r, err := e.Result(ctx, u[1], old.ID); err != nil || r.Status != seckill.ResultNone {
+		t.Fatalf("result in the dropped sale: %+v %v, want none from SQL", r, err)
+	}
+	if r, err := e.Result(ctx, u[1], recent.ID); err != nil || r.Status != seckill.ResultFailed {
+		t.Fatalf("result in the recent sale: %+v %v, want the failure kept", r, err)
 	}
 
 	// A restart rebuilds the gate of the recent and the running sale only.

@@ -91,9 +91,11 @@ func (e *Engine) RunReconciler(ctx context.Context, every, age time.Duration) {
 }
 
 // ForgetEnded drops from the gate every sale that ended over gateKeep ago,
-// so a long-running instance (or a shared gate) does not hold the buyers of
-// every past sale. Nothing loads such a sale again (see gatedSales). Each
-// sale is looked at once per process.
+// and this instance's results of it, so a long-running instance (or a
+// shared gate) does not hold the buyers of every past sale. Nothing loads
+// such a sale again (see gatedSales); its buyers' results then come from
+// SQL (an order, or none: a refusal is no longer told apart). Each sale is
+// looked at once per process.
 func (e *Engine) ForgetEnded(ctx context.Context) error {
 	sales, err := e.b.Sales.Sales(ctx)
 	if err != nil {
@@ -117,6 +119,7 @@ func (e *Engine) ForgetEnded(ctx context.Context) error {
 			}
 			e.log.Info("gate: dropped a sale that ended", "sale", s.ID, "ended", s.EndsAt)
 		}
+		e.results.forgetSale(s.ID)
 		e.forgotten.Store(s.ID, struct{}{})
 	}
 	return nil

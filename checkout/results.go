@@ -12,7 +12,8 @@ import (
 // miss falls back to SQL. Every instance hears every result, so successes,
 // which SQL answers as well, are forgotten after keepSuccess: the map holds
 // what is queued, what failed (SQL has no trace of a refusal) and the
-// successes of the last minute, not every buyer of every sale.
+// successes of the last minute, not every buyer of every sale. A sale's
+// results go altogether when it leaves the gate (Engine.ForgetEnded).
 type resultMap struct {
 	shards [64]resultShard
 	now    func() time.Time
@@ -101,6 +102,21 @@ func (rm *resultMap) settle(r seckill.OrderResult) {
 		}
 	}
 	sh.mu.Unlock()
+}
+
+// forgetSale drops every result of the sale (one that ended long ago):
+// a buyer then learns from SQL whether they have an order.
+func (rm *resultMap) forgetSale(sale int64) {
+	for i := range rm.shards {
+		sh := &rm.shards[i]
+		sh.mu.Lock()
+		for k := range sh.m {
+			if k.sale == sale {
+				delete(sh.m, k)
+			}
+		}
+		sh.mu.Unlock()
+	}
 }
 
 func (rm *resultMap) get(sale, user int64) (Result, bool) {
