@@ -101,9 +101,9 @@ func (e *Engine) ForgetEnded(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	since := e.now().Add(-gateKeep)
+	now := e.now()
 	for _, s := range sales {
-		if s.EndsAt.After(since) {
+		if gateServes(s, now) {
 			continue
 		}
 		if _, done := e.forgotten.Load(s.ID); done {
@@ -194,14 +194,20 @@ func (e *Engine) gatedSales(ctx context.Context) ([]*seckill.Sale, error) {
 	if err != nil {
 		return nil, err
 	}
-	since := e.now().Add(-gateKeep)
+	now := e.now()
 	gated := sales[:0:0]
 	for _, s := range sales {
-		if s.EndsAt.After(since) {
+		if gateServes(s, now) {
 			gated = append(gated, s)
 		}
 	}
 	return gated, nil
+}
+
+// gateServes reports whether the gate holds s at now: it has not ended,
+// or ended less than gateKeep ago.
+func gateServes(s *seckill.Sale, now time.Time) bool {
+	return s.EndsAt.After(now.Add(-gateKeep))
 }
 
 // unloadedSales lists the sales the gate serves but does not hold.

@@ -544,10 +544,6 @@ func refusalError(status int, err error) error {
 		return seckill.Errorf(seckill.EForbidden, "this site's pages only may open a socket: %s", why)
 	case status >= 400 && status < 500:
 		return seckill.Errorf(seckill.EInvalid, "not a WebSocket handshake: %s", why)
-	case status == 0:
-		// Nothing was refused: the upgrade was answered, then taking
-		// over the connection failed; there is nobody left to answer.
-		return nil
 	}
 	return fmt.Errorf("websocket handshake: %w", err)
 }

@@ -150,7 +150,7 @@ type Queue struct {
 	pmu         sync.Mutex           // publishing
 	psales      map[int64]*saleQueue // sales with messages on their way
 	pclosed     bool
-	maxInFlight int // messages per sale on their way at once: maxInFlight
+	maxInFlight int // messages per sale on their way at once (the const; tests lower it)
 }
 
 // Open connects to the queue, starting the embedded server when cfg.URL is

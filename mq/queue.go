@@ -320,24 +320,23 @@ func (q *Queue) pending(ctx context.Context, saleID int64) (int64, error) {
 }
 
 // parseSubject reads the sale and the number of requests per message from
-// a subject of the stream: <prefix>.orders.<sale>.<n>, or
-// <prefix>.orders.<sale> (one request, published by hand or by an older
-// version).
+// a subject of the stream, <prefix>.orders.<sale>.<n> (batchSubject). Other
+// subjects are not counted, as PendingRequests does not read them either.
 func (q *Queue) parseSubject(subj string) (sale, n int64, ok bool) {
 	rest, ok := strings.CutPrefix(subj, q.subjPfx)
 	if !ok {
 		return 0, 0, false
 	}
-	saleTok, nTok, batched := strings.Cut(rest, ".")
+	saleTok, nTok, ok := strings.Cut(rest, ".")
+	if !ok {
+		return 0, 0, false
+	}
 	sale, err := strconv.ParseInt(saleTok, 10, 64)
 	if err != nil {
 		return 0, 0, false
 	}
-	n = 1
-	if batched {
-		if n, err = strconv.ParseInt(nTok, 10, 64); err != nil || n < 1 {
-			return 0, 0, false
-		}
+	if n, err = strconv.ParseInt(nTok, 10, 64); err != nil || n < 1 {
+		return 0, 0, false
 	}
 	return sale, n, true
 }

@@ -93,13 +93,13 @@ func NewMain() *Main {
 	}
 }
 
-// ParseFlags reads flags, falling back to SECKILL_* environment variables
-// for flags not given (--admin-phone ← SECKILL_ADMIN_PHONE).
 // soloSessionTTL is how long a single instance keeps a session in memory
 // without asking the store: it only bounds how long an idle session holds
 // memory, since nothing else changes sessions.
 const soloSessionTTL = 10 * time.Minute
 
+// ParseFlags reads flags, falling back to SECKILL_* environment variables
+// for flags not given (--admin-phone ← SECKILL_ADMIN_PHONE).
 func (m *Main) ParseFlags(args []string) error {
 	c := &m.Config
 	fs := flag.NewFlagSet("seckill serve", flag.ContinueOnError)
@@ -222,9 +222,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// through this cache, and an entry stays true until the session expires:
 	// looking it up again would only cost the store a query per buyer in the
 	// middle of a crowd (a quarter of the CPU in a profile of one).
-	sessions := inmem.NewSessionCache(m.shared.sessions, soloSessionTTL, 100_000)
+	var sessions *inmem.SessionCache
 	if c.Redis != "" {
 		sessions = inmem.NewSessionCache(m.shared.sessions, 5*time.Second, 100_000).Revalidate(time.Minute)
+	} else {
+		sessions = inmem.NewSessionCache(m.shared.sessions, soloSessionTTL, 100_000)
 	}
 	if m.accounts, err = account.New(m.db, sessions, account.Config{SessionTTL: c.SessionTTL}); err != nil {
 		return err
