@@ -239,7 +239,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.engine, err = checkout.New(checkout.Config{
 		Secret: secret, PayWindow: c.PayWindow, InFlight: c.InFlight, BatchSize: c.BatchSize,
-		Observer: m.openMetrics(),
+		Observer: m.openMetrics(), Now: testClock(m.log),
 	}, checkout.Backends{
 		Sales: m.db, Orders: m.db, Gate: m.shared.gate, Queue: m.queue, Bus: m.queue,
 		Captchas: m.shared.captchas, Locker: m.shared.locker,
@@ -368,4 +368,16 @@ func dataSecret(dir string) ([]byte, error) {
 		return nil, fmt.Errorf("secret: %w", err)
 	}
 	return b, nil
+}
+
+// testClock is the engine's clock: the wall clock, shifted by
+// SECKILL_TEST_CLOCK_OFFSET (a Go duration) when the fault drills set it to
+// run instances whose clocks disagree. Nil (the wall clock) otherwise.
+func testClock(log *slog.Logger) func() time.Time {
+	off, err := time.ParseDuration(os.Getenv("SECKILL_TEST_CLOCK_OFFSET"))
+	if err != nil || off == 0 {
+		return nil
+	}
+	log.Warn("test hook: the engine's clock is shifted", "offset", off)
+	return func() time.Time { return time.Now().Add(off) }
 }
