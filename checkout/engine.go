@@ -21,7 +21,7 @@ import (
 // Config tunes the engine; zero values take the defaults.
 type Config struct {
 	Secret         []byte        // HMAC key of purchase paths; required, same on every instance
-	PathTTL        time.Duration // a path is valid for one to two of these; default 5m
+	PathTTL        time.Duration // a path is valid for one to two of these (give or take the clock skew checkPath allows); default 5m
 	CaptchaTTL     time.Duration // default 2m
 	PayWindow      time.Duration // unpaid orders' deadline after creation; default 10m
 	InFlight       int           // purchases between gate and queue ack at once; default 4096
