@@ -240,9 +240,18 @@ type Result struct {
 }
 
 // Result tells the user where their purchase stands: queued, success (with
-// the order), failed (with the reason) or none.
+// the order), failed (with the reason) or none. A purchase queued for over
+// ResultRecheck is looked up in SQL (its result message may have been
+// lost); while SQL has no order, or fails, it stays queued.
 func (e *Engine) Result(ctx context.Context, userID, saleID int64) (Result, error) {
-	if r, ok := e.results.get(saleID, userID); ok {
+	if r, ok, recheck := e.results.lookup(saleID, userID, e.now().Add(-e.cfg.ResultRecheck)); ok {
+		if recheck {
+			if found, ok, err := e.recheck(ctx, saleID, userID); ok {
+				return found, nil
+			} else if err != nil {
+				e.log.Warn("result: look-up of a queued purchase in SQL", "sale", saleID, "user", userID, "err", err)
+			}
+		}
 		return r, nil
 	}
 	o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID)
