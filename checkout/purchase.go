@@ -248,7 +248,7 @@ func (e *Engine) Result(ctx context.Context, userID, saleID int64) (Result, erro
 		if recheck {
 			if found, ok, err := e.recheck(ctx, saleID, userID); ok {
 				return found, nil
-			} else if err != nil {
+			} else if err != nil && ctx.Err() == nil {
 				e.log.Warn("result: look-up of a queued purchase in SQL", "sale", saleID, "user", userID, "err", err)
 			}
 		}
