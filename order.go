@@ -77,6 +77,11 @@ type OrderStore interface {
 	OrdersByUser(ctx context.Context, userID int64) ([]*Order, error)
 	// SaleBuyers returns the users holding an order of any status in the sale.
 	SaleBuyers(ctx context.Context, saleID int64) ([]int64, error)
+	// SaleSnapshot returns the sale's stock_left and the users holding an
+	// order of any status in it, both read from one consistent snapshot:
+	// an order batch committed meanwhile is in both or in neither. The
+	// gate is rebuilt from it. ENotFound if there is no such sale.
+	SaleSnapshot(ctx context.Context, saleID int64) (stockLeft int64, buyers []int64, err error)
 }
 
 // GateResult is the answer of the stock gate.

@@ -21,7 +21,7 @@ import (
 // Config tunes the engine; zero values take the defaults.
 type Config struct {
 	Secret         []byte        // HMAC key of purchase paths; required, same on every instance
-	PathTTL        time.Duration // a path is valid for one to two of these; default 5m
+	PathTTL        time.Duration // a path is valid for one to two of these (give or take the clock skew checkPath allows); default 5m
 	CaptchaTTL     time.Duration // default 2m
 	PayWindow      time.Duration // unpaid orders' deadline after creation; default 10m
 	InFlight       int           // purchases between gate and queue ack at once; default 4096
@@ -29,8 +29,12 @@ type Config struct {
 	BatchSize      int           // order writer batch; default 2000
 	BatchWait      time.Duration // writer waits this long for a first message; default 200ms
 	SaleCacheTTL   time.Duration // how stale the cached catalogue may be; default 1s
-	Now            func() time.Time
-	Observer       Observer // told of gate results and writer batches (metrics); nil: nobody
+	// ResultRecheck is how long a purchase may stay queued before its
+	// result is looked up in SQL (a result message may be lost); default
+	// 5s. A look-up that finds nothing is repeated after as long again.
+	ResultRecheck time.Duration
+	Now           func() time.Time
+	Observer      Observer // told of gate results and writer batches (metrics); nil: nobody
 }
 
 func (c *Config) defaults() {
@@ -57,6 +61,9 @@ func (c *Config) defaults() {
 	}
 	if c.SaleCacheTTL <= 0 {
 		c.SaleCacheTTL = time.Second
+	}
+	if c.ResultRecheck <= 0 {
+		c.ResultRecheck = 5 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -95,6 +102,11 @@ type Engine struct {
 	results     *resultMap
 	unsubscribe func()
 
+	// local are the listeners subscribed through Results, by id.
+	localMu  sync.Mutex
+	localSeq int64
+	local    map[int64]func(seckill.OrderResult)
+
 	staleWarn  atomic.Int64 // cached sales served while SQL failed
 	forgotten  sync.Map     // sale id → struct{}: ended sales this process dropped from the gate
 	rebuilding atomic.Bool
@@ -121,6 +133,7 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 		saleCache: make(map[int64]cachedSale),
 		results:   newResultMap(),
 	}
+	e.results.now = cfg.Now
 	cancel, err := b.Bus.SubscribeResults(e.results.settle)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe results: %w", err)

@@ -49,10 +49,16 @@ func TestPathWindows(t *testing.T) {
 			if p2, exp2, err := e.IssuePath(ctx, user, s.ID, "", ""); err != nil || p2 != p || !exp2.Equal(exp) {
 				t.Fatalf("second issue in the same window: %q %v %v, want %q %v", p2, exp2, err, p, exp)
 			}
-			// A path of a later window is not accepted before it exists.
-			clock.set(base.Add(tt.issue).Truncate(pathTTL).Add(-1))
+			// A path of a later window is not accepted before it exists,
+			// give or take the clock skew allowed between instances.
+			skew := e.pathSkew()
+			start := base.Add(tt.issue).Truncate(pathTTL)
+			clock.set(start.Add(-skew - 1))
 			_, err = e.Purchase(ctx, user, s.ID, p)
 			wantCode(t, err, seckill.EBadPath)
+			if !e.checkPath(user, s.ID, p, start.Add(-skew)) {
+				t.Errorf("checkPath: want accepted from its window's start less the skew %v", skew)
+			}
 
 			// Accepted up to the last nanosecond before expires_at: the
 			// first purchase is admitted, later ones get past the path
@@ -65,14 +71,14 @@ func TestPathWindows(t *testing.T) {
 			_, err = e.Purchase(ctx, user, s.ID, p)
 			wantCode(t, err, seckill.EDuplicate)
 
-			for _, at := range []time.Time{exp, exp.Add(1), exp.Add(pathTTL)} {
+			for _, at := range []time.Time{exp.Add(skew), exp.Add(skew + 1), exp.Add(pathTTL)} {
 				clock.set(at)
 				_, err := e.Purchase(ctx, user, s.ID, p)
 				wantCode(t, err, seckill.EBadPath)
 			}
 			// The same instants through checkPath, without the gate.
-			if !e.checkPath(user, s.ID, p, exp.Add(-1)) || e.checkPath(user, s.ID, p, exp) {
-				t.Errorf("checkPath: want accepted at expires_at-1ns and refused at expires_at")
+			if !e.checkPath(user, s.ID, p, exp.Add(skew-1)) || e.checkPath(user, s.ID, p, exp.Add(skew)) {
+				t.Errorf("checkPath: want accepted up to expires_at+skew-1ns and refused at expires_at+skew (skew %v)", skew)
 			}
 		})
 	}
@@ -168,5 +174,60 @@ func TestNewSecret(t *testing.T) {
 				e.Close()
 			}
 		})
+	}
+}
+
+// TestPathClockSkew: instances' clocks differ by a few seconds. A path that
+// an instance ahead issues just after a window boundary is accepted by one
+// behind, for which that window has not begun; one issued by an instance
+// behind is accepted until its expires_at by one ahead. Paths further off
+// are still refused.
+func TestPathClockSkew(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	// The true time is 1 s before a window boundary; the issuer's clock is
+	// 2 s ahead of it, the checker's 2 s behind.
+	boundary := base.Add(pathTTL)
+	ahead, behind := newFakeClock(boundary.Add(time.Second)), newFakeClock(boundary.Add(-3*time.Second))
+	s := v.sale(100, base.Add(-time.Hour), base.Add(time.Hour))
+	users := v.users(3)
+	issuer := v.recovered(Config{PathTTL: pathTTL, Now: ahead.Now}, nil)
+	checker := v.recovered(Config{PathTTL: pathTTL, Now: behind.Now}, nil)
+	if skew := checker.pathSkew(); skew < 4*time.Second {
+		t.Fatalf("skew allowed %v: the test needs at least 4 s", skew)
+	}
+
+	p := path(t, issuer, users[0], s.ID)
+	if p != issuer.pathFor(users[0], s.ID, issuer.window(boundary)) {
+		t.Fatal("the issuer did not issue the path of the window after the boundary")
+	}
+	if _, err := checker.Purchase(ctx, users[0], s.ID, p); err != nil {
+		t.Fatalf("purchase with a fresh path on an instance 4 s behind: %v", err)
+	}
+
+	// The window after next, even that close to a boundary, is refused.
+	next := issuer.pathFor(users[1], s.ID, issuer.window(boundary)+1)
+	_, err := checker.Purchase(ctx, users[1], s.ID, next)
+	wantCode(t, err, seckill.EBadPath)
+	// So is the next window's path beyond the skew allowed.
+	if checker.checkPath(users[0], s.ID, p, boundary.Add(-checker.pathSkew()-time.Nanosecond)) {
+		t.Error("the next window's path accepted earlier than the skew allows")
+	}
+
+	// The other way: a path the instance behind issued in the window
+	// before the boundary's previous one, at its expires_at by its clock
+	// (2 windows later), is still accepted by an instance 4 s ahead.
+	behind.set(base.Add(-pathTTL + time.Second))
+	old, exp, err := checker.IssuePath(ctx, users[2], s.ID, "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ahead.set(exp.Add(4*time.Second - time.Nanosecond))
+	if !issuer.checkPath(users[2], s.ID, old, ahead.Now()) {
+		t.Error("a path not yet expired by its issuer's clock refused by an instance 4 s ahead")
+	}
+	ahead.set(exp.Add(issuer.pathSkew()))
+	if issuer.checkPath(users[2], s.ID, old, ahead.Now()) {
+		t.Error("a path accepted past its expires_at plus the skew allowed")
 	}
 }

@@ -30,11 +30,35 @@ func (e *Engine) pathFor(userID, saleID, window int64) string {
 
 func (e *Engine) window(t time.Time) int64 { return t.UnixNano() / int64(e.cfg.PathTTL) }
 
+// maxPathSkew bounds how far apart the clocks of the instance that issued
+// a path and the one that checks it may be (see pathSkew).
+const maxPathSkew = 30 * time.Second
+
+// pathSkew is the clock difference between instances that checkPath
+// tolerates, either way: maxPathSkew, or a tenth of PathTTL if that is
+// less, so a path's life stretches by a tenth at most.
+func (e *Engine) pathSkew() time.Duration { return min(maxPathSkew, e.cfg.PathTTL/10) }
+
 // checkPath accepts the path of the current window and of the one before, so
-// a path lives between one and two PathTTLs.
+// a path lives between one and two PathTTLs by the clock of the instance
+// that issued it (IssuePath's expires_at). Instances' clocks differ a
+// little, so it also accepts, within pathSkew of a window boundary, the
+// window on its other side: the next window's path when that window starts
+// within pathSkew (an instance whose clock is ahead issued it just after
+// the boundary), and the path of the window before the previous one when
+// the current window began less than pathSkew ago (one whose clock is
+// behind issued it, and its expires_at has not come by that clock).
 func (e *Engine) checkPath(userID, saleID int64, path string, now time.Time) bool {
 	w := e.window(now)
-	for _, cand := range []int64{w, w - 1} {
+	cands := []int64{w, w - 1}
+	skew := e.pathSkew()
+	if e.window(now.Add(skew)) > w {
+		cands = append(cands, w+1)
+	}
+	if e.window(now.Add(-skew)) < w {
+		cands = append(cands, w-2)
+	}
+	for _, cand := range cands {
 		if hmac.Equal([]byte(path), []byte(e.pathFor(userID, saleID, cand))) {
 			return true
 		}
@@ -216,9 +240,18 @@ type Result struct {
 }
 
 // Result tells the user where their purchase stands: queued, success (with
-// the order), failed (with the reason) or none.
+// the order), failed (with the reason) or none. A purchase queued for over
+// ResultRecheck is looked up in SQL (its result message may have been
+// lost); while SQL has no order, or fails, it stays queued.
 func (e *Engine) Result(ctx context.Context, userID, saleID int64) (Result, error) {
-	if r, ok := e.results.get(saleID, userID); ok {
+	if r, ok, recheck := e.results.lookup(saleID, userID, e.now().Add(-e.cfg.ResultRecheck)); ok {
+		if recheck {
+			if found, ok, err := e.recheck(ctx, saleID, userID); ok {
+				return found, nil
+			} else if err != nil && ctx.Err() == nil {
+				e.log.Warn("result: look-up of a queued purchase in SQL", "sale", saleID, "user", userID, "err", err)
+			}
+		}
 		return r, nil
 	}
 	o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID)

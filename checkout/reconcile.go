@@ -87,6 +87,11 @@ func (e *Engine) RunReconciler(ctx context.Context, every, age time.Duration) {
 		if err := e.ForgetEnded(ctx); err != nil && ctx.Err() == nil {
 			e.log.Warn("forget ended sales", "err", err)
 		}
+		if n, err := e.RecheckQueued(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("recheck queued results", "err", err)
+		} else if n > 0 {
+			e.log.Warn("results found in SQL after their messages were lost", "results", n)
+		}
 	}
 }
 

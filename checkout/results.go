@@ -1,7 +1,9 @@
 package checkout
 
 import (
+	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"seckill"
@@ -17,6 +19,7 @@ import (
 type resultMap struct {
 	shards [64]resultShard
 	now    func() time.Time
+	next   atomic.Int64 // the shard claimQueued starts at
 }
 
 // keepSuccess is how long a success stays in the map; sweepEvery is how
@@ -37,7 +40,9 @@ type resultKey struct{ sale, user int64 }
 type resultEntry struct {
 	ticket string
 	r      Result
-	at     time.Time // when a success was recorded
+	// at is when a success was recorded; for a queued purchase, when it
+	// was queued or last looked up in SQL (see claimQueued).
+	at time.Time
 }
 
 func newResultMap() *resultMap {
@@ -62,7 +67,7 @@ func (rm *resultMap) queue(sale, user int64, ticket string) (prev resultEntry, h
 	prev, had = sh.m[k]
 	// A failed earlier attempt may be retried; a success stays.
 	if !had || prev.r.Status != seckill.ResultSuccess {
-		sh.m[k] = resultEntry{ticket: ticket, r: Result{Status: seckill.ResultQueued}}
+		sh.m[k] = resultEntry{ticket: ticket, r: Result{Status: seckill.ResultQueued}, at: rm.now()}
 	}
 	return prev, had
 }
@@ -120,10 +125,151 @@ func (rm *resultMap) forgetSale(sale int64) {
 }
 
 func (rm *resultMap) get(sale, user int64) (Result, bool) {
+	r, ok, _ := rm.lookup(sale, user, time.Time{})
+	return r, ok
+}
+
+// lookup returns the user's result, and whether it is a purchase queued
+// at or before stale (when it was queued or last looked up), which the
+// caller is to look up in SQL: it is then marked looked up now, so that
+// concurrent and later callers look it up again only after as long again.
+func (rm *resultMap) lookup(sale, user int64, stale time.Time) (r Result, ok, recheck bool) {
 	k := resultKey{sale, user}
 	sh := rm.shard(k)
 	sh.mu.Lock()
+	defer sh.mu.Unlock()
 	e, ok := sh.m[k]
-	sh.mu.Unlock()
-	return e.r, ok
+	if ok && e.r.Status == seckill.ResultQueued && !stale.IsZero() && !e.at.After(stale) {
+		e.at = rm.now()
+		sh.m[k] = e
+		recheck = true
+	}
+	return e.r, ok, recheck
+}
+
+// claimQueued returns up to max purchases queued at or before stale (when
+// they were queued or last looked up), marking them looked up now, like
+// lookup. Each call starts at the shard after the one the previous call
+// ended on, so a backlog larger than max is worked through in turn.
+func (rm *resultMap) claimQueued(stale time.Time, max int) []resultKey {
+	var ks []resultKey
+	now := rm.now()
+	start := int(rm.next.Load())
+	for i := range len(rm.shards) {
+		n := (start + i) % len(rm.shards)
+		sh := &rm.shards[n]
+		sh.mu.Lock()
+		for k, e := range sh.m {
+			if len(ks) == max {
+				break
+			}
+			if e.r.Status == seckill.ResultQueued && !e.at.After(stale) {
+				e.at = now
+				sh.m[k] = e
+				ks = append(ks, k)
+			}
+		}
+		sh.mu.Unlock()
+		if len(ks) == max {
+			rm.next.Store(int64(n + 1))
+			break
+		}
+	}
+	return ks
+}
+
+// recheckBatch bounds how many queued purchases one RecheckQueued looks up
+// in SQL (one query each).
+const recheckBatch = 256
+
+// recheck looks up in SQL a purchase still queued after ResultRecheck:
+// results travel at most once over the bus, and one lost in transit (a
+// restart or disconnect of the bus, a slow subscriber, a writer dying
+// between its ack and its publish) would leave it queued for good. When SQL
+// has the order, the success is recorded and told to this instance's
+// listeners (see Results), and recheck returns it; otherwise (the writer
+// may just be behind, or SQL failed) it reports false and the purchase
+// stays queued.
+func (e *Engine) recheck(ctx context.Context, saleID, userID int64) (Result, bool, error) {
+	o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID)
+	switch seckill.ErrorCode(err) {
+	case "":
+	case seckill.ENotFound:
+		return Result{}, false, nil
+	default:
+		return Result{}, false, err
+	}
+	r := seckill.OrderResult{SaleID: saleID, UserID: userID, Ticket: o.OrderNo, Status: seckill.ResultSuccess, OrderID: o.ID}
+	e.results.settle(r)
+	e.tellLocal(r)
+	return Result{Status: seckill.ResultSuccess, OrderID: o.ID}, true, nil
+}
+
+// RecheckQueued looks up in SQL up to recheckBatch purchases of this
+// instance still queued ResultRecheck after they were queued (or last
+// looked up), so that a buyer whose result message was lost learns of the
+// order on their WebSocket without polling. It returns how many it found;
+// an error of SQL ends the round (the rest wait for the next one). The
+// reconciler's loop calls it.
+func (e *Engine) RecheckQueued(ctx context.Context) (int, error) {
+	found := 0
+	for _, k := range e.results.claimQueued(e.now().Add(-e.cfg.ResultRecheck), recheckBatch) {
+		_, ok, err := e.recheck(ctx, k.sale, k.user)
+		if err != nil {
+			return found, err
+		}
+		if ok {
+			found++
+		}
+	}
+	return found, nil
+}
+
+// Results returns the result bus as this instance's listeners (its
+// WebSockets) should subscribe to it: they hear every result the backends'
+// bus carries, and also the successes this engine found in SQL after their
+// message was lost (see RecheckQueued), which go to this instance only (a
+// buyer connected elsewhere learns it by polling, which asks SQL there).
+// PublishResults publishes on the backends' bus.
+func (e *Engine) Results() seckill.ResultBus { return engineBus{e} }
+
+type engineBus struct{ e *Engine }
+
+func (b engineBus) PublishResults(ctx context.Context, rs []seckill.OrderResult) error {
+	return b.e.b.Bus.PublishResults(ctx, rs)
+}
+
+func (b engineBus) SubscribeResults(fn func(seckill.OrderResult)) (cancel func(), err error) {
+	busCancel, err := b.e.b.Bus.SubscribeResults(fn)
+	if err != nil {
+		return nil, err
+	}
+	e := b.e
+	e.localMu.Lock()
+	e.localSeq++
+	id := e.localSeq
+	if e.local == nil {
+		e.local = map[int64]func(seckill.OrderResult){}
+	}
+	e.local[id] = fn
+	e.localMu.Unlock()
+	return func() {
+		e.localMu.Lock()
+		delete(e.local, id)
+		e.localMu.Unlock()
+		busCancel()
+	}, nil
+}
+
+// tellLocal gives r to the listeners subscribed through Results.
+func (e *Engine) tellLocal(r seckill.OrderResult) {
+	e.localMu.Lock()
+	fns := make([]func(seckill.OrderResult), 0, len(e.local))
+	for _, fn := range e.local {
+		fns = append(fns, fn)
+	}
+	e.localMu.Unlock()
+	for _, fn := range fns {
+		fn(r)
+	}
 }

@@ -168,21 +168,19 @@ func (e *Engine) settle(ctx context.Context, results []seckill.OrderResult) {
 // loadGate sets the gate of one sale to SQL stock_left less the requests
 // still queued, with the buyers of SQL plus those queued. The queue is read
 // first: a request the writer moves into SQL meanwhile then shows up in
-// both and counts once, and none can slip between the two reads.
+// both and counts once, and none can slip between the two reads. SQL's
+// stock_left and buyers come from one snapshot: read apart, a batch
+// committed in between would count its buyers as sold while leaving their
+// units in stock_left, and the gate would sell them again.
 func (e *Engine) loadGate(ctx context.Context, saleID int64) error {
 	queued, err := e.b.Queue.PendingRequests(ctx, saleID)
 	if err != nil {
 		return err
 	}
-	st, err := e.b.Sales.SaleStats(ctx, saleID)
+	left, buyers, err := e.b.Orders.SaleSnapshot(ctx, saleID)
 	if err != nil {
 		return err
 	}
-	buyers, err := e.b.Orders.SaleBuyers(ctx, saleID)
-	if err != nil {
-		return err
-	}
-	left := st.SQLStockLeft
 	seen := make(map[int64]bool, len(buyers)+len(queued))
 	for _, u := range buyers {
 		seen[u] = true

@@ -105,7 +105,7 @@ func newStack(t *testing.T, opt options) *stack {
 		Engine: s.engine, Accounts: s.accounts, Orders: db,
 		UserLimit: opt.userLimit, IPLimit: opt.ipLimit, Log: log,
 		Ready:   func(ctx context.Context) error { return db.Ping(ctx) },
-		Results: q, WS: opt.ws, WebSockets: opt.wsGauge,
+		Results: s.engine.Results(), WS: opt.ws, WebSockets: opt.wsGauge,
 	})
 	s.h = s.api
 	t.Cleanup(func() { _ = s.api.Close() })

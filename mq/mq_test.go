@@ -630,6 +630,56 @@ func TestPublishGivenUpBeforeSending(t *testing.T) {
 	}
 }
 
+// TestPublishGroupOutlivesFirstCaller: the first caller of a waiting group
+// leaves at its (short) deadline before the group is sent; the group must
+// still go under the deadline of the caller that stays, not the departed
+// one's, which has passed.
+func TestPublishGroupOutlivesFirstCaller(t *testing.T) {
+	q := open(t, Config{DataDir: t.TempDir()})
+	defer q.Close()
+	// As if a message of sale 1 were on its way, in the only slot.
+	q.pmu.Lock()
+	q.maxInFlight = 1
+	q.psales[1] = &saleQueue{inflight: 1}
+	q.pmu.Unlock()
+
+	short, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	gaveUp := make(chan error, 1)
+	go func() { gaveUp <- q.Publish(short, seckill.OrderRequest{SaleID: 1, UserID: 1}) }()
+	waitFor(t, func() bool {
+		q.pmu.Lock()
+		defer q.pmu.Unlock()
+		w := q.psales[1].waiting
+		return len(w) == 1 && len(w[0].reqs) == 1
+	})
+	long, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	stays := make(chan error, 1)
+	go func() { stays <- q.Publish(long, seckill.OrderRequest{SaleID: 1, UserID: 2}) }()
+	waitFor(t, func() bool {
+		q.pmu.Lock()
+		defer q.pmu.Unlock()
+		w := q.psales[1].waiting
+		return len(w) == 1 && len(w[0].reqs) == 2
+	})
+	if err := <-gaveUp; seckill.ErrorCode(err) != seckill.EBusy || errors.Is(err, seckill.ErrMaybeStored) {
+		t.Fatalf("short caller: %v, want busy and not maybe stored", err)
+	}
+	// The message on its way is done: the waiting group goes, after its
+	// first caller's deadline.
+	if b := q.finished(1); b != nil {
+		q.sendFrom(b)
+	}
+	if err := <-stays; err != nil {
+		t.Fatalf("the caller that stayed: %v", err)
+	}
+	rs, err := q.PendingRequests(t.Context(), 1)
+	if err != nil || len(rs) != 1 || rs[0].UserID != 2 {
+		t.Fatalf("pending requests %+v, %v; want user 2 only", rs, err)
+	}
+}
+
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
 	for deadline := time.Now().Add(10 * time.Second); !cond(); {

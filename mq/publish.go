@@ -24,17 +24,22 @@ import (
 // stream's MaxMsgSize (64 KiB).
 const maxBatchBytes = 48 << 10
 
-// batchPublishTimeout bounds the publish of one message whose first caller
-// set no deadline. The message does not use any caller's context (one
-// buyer giving up must not fail the others), but it gives up at the first
-// caller's deadline: a caller that timed out releases its reservation, so
-// its request should not be stored long after.
+// batchPublishTimeout bounds the publish of one message when one of its
+// callers set no deadline. The message does not use any caller's context
+// (one buyer giving up must not fail the others); it gives up at the latest
+// deadline of the callers still waiting for it when it is sent: none of
+// them waits longer, and a caller that timed out releases its reservation,
+// so its request should not be stored long after. Callers that left before
+// it was sent are not in it and do not count (the first caller of a group
+// may have left with the earliest deadline, and the rest must not inherit
+// it).
 const batchPublishTimeout = 10 * time.Second
 
 // pubReq is one request waiting in a batch.
 type pubReq struct {
-	r    seckill.OrderRequest
-	gone bool // its caller gave up before the batch was sent: leave it out
+	r     seckill.OrderRequest
+	until time.Time // its caller's deadline; zero if none
+	gone  bool      // its caller gave up before the batch was sent: leave it out
 }
 
 // pubBatch is the requests of one sale that go to the server in one
@@ -44,7 +49,6 @@ type pubBatch struct {
 	reqs  []*pubReq
 	bytes int
 	sent  bool          // taken for publishing: no request can leave it now
-	until time.Time     // deadline of the first caller's context, if any
 	done  chan struct{} // closed once published (or failed): err is set
 	err   error
 }
@@ -80,6 +84,7 @@ func (q *Queue) Publish(ctx context.Context, r seckill.OrderRequest) error {
 		return seckill.Errorf(seckill.EInvalid, "order request needs a sale and a user")
 	}
 	pr := &pubReq{r: r}
+	pr.until, _ = ctx.Deadline()
 	size := len(r.Ticket) + 48 // generous for the varints and the length
 	q.pmu.Lock()
 	if q.pclosed {
@@ -96,7 +101,6 @@ func (q *Queue) Publish(ctx context.Context, r seckill.OrderRequest) error {
 		b = s.waiting[n-1]
 	} else {
 		b = &pubBatch{sale: r.SaleID, done: make(chan struct{})}
-		b.until, _ = ctx.Deadline()
 		s.waiting = append(s.waiting, b)
 	}
 	b.reqs = append(b.reqs, pr)
@@ -174,19 +178,24 @@ func (q *Queue) finished(sale int64) *pubBatch {
 func (q *Queue) send(b *pubBatch) {
 	defer close(b.done)
 	rs := make([]seckill.OrderRequest, 0, len(b.reqs))
+	var until time.Time // the latest deadline of the callers still here
 	q.pmu.Lock()
 	for _, pr := range b.reqs {
-		if !pr.gone {
-			rs = append(rs, pr.r)
+		if pr.gone {
+			continue
+		}
+		rs = append(rs, pr.r)
+		u := pr.until
+		if u.IsZero() {
+			u = time.Now().Add(batchPublishTimeout)
+		}
+		if u.After(until) {
+			until = u
 		}
 	}
 	q.pmu.Unlock()
 	if len(rs) == 0 {
 		return
-	}
-	until := b.until
-	if until.IsZero() {
-		until = time.Now().Add(batchPublishTimeout)
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), until)
 	defer cancel()

@@ -79,6 +79,9 @@ type dialect struct {
 	timeMS bool
 	// txOptions are those of every write transaction.
 	txOptions *sql.TxOptions
+	// snapshot are the options of a read-only transaction whose reads
+	// all see one snapshot of the database (SaleSnapshot).
+	snapshot *sql.TxOptions
 	// retryable tells whether err aborted a transaction that a plain retry
 	// may get through: a serialization failure, a deadlock, a lock wait
 	// timeout. Nil when the engine has none.
@@ -111,6 +114,7 @@ type queries struct {
 	sale       string
 	sales      string
 	saleStats  string
+	saleLeft   string // id → stock_left
 	ledgerRow  string // sale_id, delta, reason, created_at
 
 	stockLeft   func(n int) string // id, stock_left of n sale ids, locked against other writers until the transaction ends

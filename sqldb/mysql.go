@@ -34,6 +34,10 @@ var mysql = dialect{
 	// InnoDB takes no gap locks, which REPEATABLE READ would take on
 	// every insert and lookup of the batch (more waits, more deadlocks).
 	txOptions: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
+	// At REPEATABLE READ InnoDB's plain SELECTs are consistent reads of
+	// one read view, made at the transaction's first read and kept to its
+	// end (READ COMMITTED makes one per statement); they take no locks.
+	snapshot: &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 	retryable: func(err error) bool {
 		var me *driver.MySQLError
 		// ER_LOCK_DEADLOCK, ER_LOCK_WAIT_TIMEOUT
@@ -80,6 +84,7 @@ var mysql = dialect{
 					COALESCE(SUM(status = 'refunded'), 0) AS refunded
 				FROM orders WHERE sale_id = ?) o
 			WHERE s.id = ?`,
+		saleLeft:  `SELECT stock_left FROM sales WHERE id = ?`,
 		ledgerRow: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES (?, ?, ?, ?)`,
 
 		// The batch's sales stay locked until it commits: no other writer

@@ -426,3 +426,39 @@ func (db *DB) SaleBuyers(ctx context.Context, saleID int64) ([]int64, error) {
 	}
 	return ids, nil
 }
+
+// SaleSnapshot returns the sale's stock_left and its buyers (by user id),
+// read in one read-only transaction that sees one snapshot (see
+// dialect.snapshot): a batch of orders committed meanwhile shows in both
+// numbers or in neither. ENotFound if there is no such sale.
+func (db *DB) SaleSnapshot(ctx context.Context, saleID int64) (stockLeft int64, buyers []int64, err error) {
+	tx, err := db.read.BeginTx(ctx, db.d.snapshot)
+	if err != nil {
+		return 0, nil, fmt.Errorf("snapshot of sale %d: begin: %w", saleID, err)
+	}
+	// Nothing to commit: the transaction only read.
+	defer tx.Rollback()
+	err = tx.QueryRowContext(ctx, db.d.q.saleLeft, saleID).Scan(&stockLeft)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, seckill.Errorf(seckill.ENotFound, "no sale %d", saleID)
+	}
+	if err != nil {
+		return 0, nil, fmt.Errorf("snapshot of sale %d: %w", saleID, err)
+	}
+	rows, err := tx.QueryContext(ctx, db.d.q.saleBuyers, saleID)
+	if err != nil {
+		return 0, nil, fmt.Errorf("snapshot of sale %d: buyers: %w", saleID, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return 0, nil, fmt.Errorf("snapshot of sale %d: buyers: %w", saleID, err)
+		}
+		buyers = append(buyers, id)
+	}
+	if err := rows.Err(); err != nil {
+		return 0, nil, fmt.Errorf("snapshot of sale %d: buyers: %w", saleID, err)
+	}
+	return stockLeft, buyers, nil
+}

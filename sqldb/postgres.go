@@ -38,6 +38,9 @@ var postgres = dialect{
 	arrays:    true,
 	returning: true,
 	txOptions: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
+	// REPEATABLE READ takes one snapshot for the whole transaction (READ
+	// COMMITTED one per statement); read-only, it never fails to serialize.
+	snapshot: &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
 	retryable: func(err error) bool {
 		var pe *pgconn.PgError
 		// serialization_failure, deadlock_detected
@@ -84,6 +87,7 @@ var postgres = dialect{
 					COUNT(*) FILTER (WHERE status = 'refunded') AS refunded
 				FROM orders WHERE sale_id = $1) o
 			WHERE s.id = $2`,
+		saleLeft:  `SELECT stock_left FROM sales WHERE id = $1`,
 		ledgerRow: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES ($1, $2, $3, $4)`,
 
 		// The batch's sales stay locked until it commits: no other writer

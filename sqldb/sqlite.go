@@ -27,7 +27,11 @@ var sqlite = dialect{
 	prepare:    true,
 	returning:  true,
 	timeMS:     true,
-	open:       openSQLite,
+	// A transaction reads one snapshot from its first read to its end (WAL
+	// keeps it for the reader); the driver takes no isolation level, and
+	// ReadOnly makes BEGIN a deferred one that takes no write lock.
+	snapshot: &sql.TxOptions{ReadOnly: true},
+	open:     openSQLite,
 	q: queries{
 		createUser: `INSERT INTO users (phone, password_hash, nickname, role, created_at)
 			VALUES (?, ?, ?, ?, ?) ON CONFLICT (phone) DO NOTHING RETURNING id`,
@@ -62,6 +66,7 @@ var sqlite = dialect{
 					COALESCE(SUM(status = 'refunded'), 0) AS refunded
 				FROM orders WHERE sale_id = ?) o
 			WHERE s.id = ?`,
+		saleLeft:  `SELECT stock_left FROM sales WHERE id = ?`,
 		ledgerRow: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES (?, ?, ?, ?)`,
 
 		// No row locks: the write transaction holds the database's only

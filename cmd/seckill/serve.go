@@ -257,8 +257,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Ready: func(ctx context.Context) error {
 			return errors.Join(m.db.Ping(ctx), m.queue.Ping(ctx), m.shared.ping(ctx))
 		},
-		// Every instance's results reach this one's WebSockets.
-		Results:    m.queue,
+		// Every instance's results reach this one's WebSockets, and so do
+		// those the engine finds in SQL after their message was lost.
+		Results:    m.engine.Results(),
 		WebSockets: func(delta int) { m.metrics.WebSockets().Add(float64(delta)) },
 	})
 	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {

@@ -36,6 +36,7 @@ func TestStores(t *testing.T, open func(t *testing.T) Stores) {
 	t.Run("Sales", func(t *testing.T) { testSales(t, open) })
 	t.Run("Orders", func(t *testing.T) { testOrders(t, open) })
 	t.Run("ConcurrentWriteOrders", func(t *testing.T) { testConcurrentWriteOrders(t, open(t)) })
+	t.Run("SnapshotUnderWrites", func(t *testing.T) { testSnapshotUnderWrites(t, open(t)) })
 }
 
 func testUsers(t *testing.T, open func(t *testing.T) Stores) {
@@ -477,6 +478,88 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 			t.Errorf("SaleBuyers (-want +got):\n%s", diff)
 		}
 	})
+
+	t.Run("SaleSnapshot", func(t *testing.T) {
+		s := open(t)
+		sale, other := storeNewSale(t, s, 3), storeNewSale(t, s, 3)
+		left, buyers, err := s.Orders.SaleSnapshot(ctx, sale.ID)
+		if err != nil || left != 3 || len(buyers) != 0 {
+			t.Fatalf("SaleSnapshot of a new sale = %d, %v, %v; want 3, none, nil", left, buyers, err)
+		}
+		users := storeNewUsers(t, s, 5)
+		var reqs []seckill.OrderRequest
+		for _, u := range users {
+			reqs = append(reqs, storeReq(sale.ID, u))
+		}
+		reqs = append(reqs, storeReq(other.ID, users[4]))
+		storeWriteOrders(t, s, reqs, storeNow().Add(time.Minute))
+		left, buyers, err = s.Orders.SaleSnapshot(ctx, sale.ID)
+		storeNoErr(t, err)
+		slices.Sort(buyers)
+		if left != 0 {
+			t.Errorf("SaleSnapshot stock_left = %d, want 0", left)
+		}
+		if diff := cmp.Diff(users[:3], buyers); diff != "" {
+			t.Errorf("SaleSnapshot buyers (-want +got):\n%s", diff)
+		}
+		_, _, err = s.Orders.SaleSnapshot(ctx, other.ID+1000)
+		storeWantCode(t, err, seckill.ENotFound)
+	})
+}
+
+// testSnapshotUnderWrites reads SaleSnapshot while writers commit batches
+// of new buyers: every snapshot must show stock_left and buyers of the same
+// moment, stock - stock_left = buyers (no order is cancelled here). Read
+// apart, a batch committed between the two reads breaks it.
+func testSnapshotUnderWrites(t *testing.T, s Stores) {
+	ctx := context.Background()
+	const (
+		writers   = 4
+		batches   = 15
+		batchSize = 5
+	)
+	users := storeNewUsers(t, s, writers*batches*batchSize)
+	sale := storeNewSale(t, s, int64(len(users)))
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for b := range batches {
+				reqs := make([]seckill.OrderRequest, batchSize)
+				for i := range reqs {
+					reqs[i] = storeReq(sale.ID, users[(w*batches+b)*batchSize+i])
+				}
+				if _, err := s.Orders.WriteOrders(ctx, reqs, storeNow().Add(time.Minute)); err != nil {
+					t.Errorf("WriteOrders: %v", err)
+					return
+				}
+			}
+		})
+	}
+	go func() { wg.Wait(); close(done) }()
+	// The writers are waited for before any return: they report to t.
+	defer func() { <-done }()
+	reads := 0
+	for last := false; !last; reads++ {
+		select {
+		case <-done:
+			last = true // one more read, after every commit
+		default:
+		}
+		left, buyers, err := s.Orders.SaleSnapshot(ctx, sale.ID)
+		if err != nil {
+			t.Errorf("SaleSnapshot: %v", err)
+			return
+		}
+		if sold := sale.Stock - left; sold != int64(len(buyers)) {
+			t.Errorf("read %d: stock %d - stock_left %d = %d sold, but %d buyers: not one snapshot", reads, sale.Stock, left, sold, len(buyers))
+			return
+		}
+		if last && left != 0 {
+			t.Errorf("after every write: stock_left %d, want 0", left)
+		}
+	}
+	t.Logf("%d snapshots during %d batches", reads, writers*batches)
 }
 
 // testConcurrentWriteOrders runs many writers at once with overlapping

@@ -1,0 +1,74 @@
+package checkout
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"seckill"
+	"seckill/sqldb"
+)
+
+// commitAfterFirstRead is the SQL store of an instance rebuilding a gate
+// while another instance's writer runs: right after the rebuild's first read
+// of a sale's stock, commit runs (the other writer commits a batch), once.
+type commitAfterFirstRead struct {
+	*sqldb.DB
+	once   sync.Once
+	commit func()
+}
+
+func (s *commitAfterFirstRead) SaleStats(ctx context.Context, id int64) (*seckill.SaleStats, error) {
+	st, err := s.DB.SaleStats(ctx, id)
+	s.once.Do(s.commit)
+	return st, err
+}
+
+func (s *commitAfterFirstRead) SaleSnapshot(ctx context.Context, id int64) (int64, []int64, error) {
+	left, buyers, err := s.DB.SaleSnapshot(ctx, id)
+	s.once.Do(s.commit)
+	return left, buyers, err
+}
+
+// TestLoadGateWriterCommitsDuringRead rebuilds a gate while another
+// instance's writer commits the queued requests right after the rebuild
+// read SQL's stock: the gate must still equal SQL stock_left less what is
+// queued (I4), and never count those buyers as sold with their units still
+// in stock (which let the gate sell them twice).
+func TestLoadGateWriterCommitsDuringRead(t *testing.T) {
+	ctx := context.Background()
+	v := newEnv(t)
+	s := v.openSale(10)
+	us := v.users(2)
+	v.publish(s.ID, us...)
+
+	other := v.engine(Config{}, nil)
+	committed := false
+	store := &commitAfterFirstRead{DB: v.db, commit: func() {
+		for v.pending(s.ID) > 0 {
+			if _, err := other.WriteBatch(ctx); err != nil {
+				t.Errorf("other writer: %v", err)
+				return
+			}
+		}
+		committed = true
+	}}
+	b := v.backends()
+	b.Sales, b.Orders = store, store
+	e := v.engine(Config{}, &b)
+	if err := e.loadGate(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if !committed {
+		t.Fatal("the other writer did not commit during the rebuild")
+	}
+	st := v.checkAtRest(s.ID)
+	if st.SQLStockLeft != 8 {
+		t.Errorf("SQL stock_left %d, want 8", st.SQLStockLeft)
+	}
+	for _, u := range us {
+		if r := v.reserve(s.ID, u); r != seckill.Duplicate {
+			t.Errorf("user %d, whose order SQL holds, reserved again: %v", u, r)
+		}
+	}
+}
