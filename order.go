@@ -192,6 +192,17 @@ type OrderQueue interface {
 	PendingRequests(ctx context.Context, saleID int64) ([]OrderRequest, error)
 }
 
+// QueueRepairer is implemented by queues whose server can come back from a
+// crash in a state where some stored requests would never be delivered
+// (acked-message removals or the consumer's position lost or ahead). Repair
+// makes every stored request deliverable again, never dropping one; it is
+// cheap on a healthy queue and safe to run on several instances at once.
+// The engine runs it before rebuilding the gate and in every reconciler
+// round.
+type QueueRepairer interface {
+	Repair(ctx context.Context) error
+}
+
 // BatchAcker is implemented by queues that can ack a whole batch in one
 // round trip; the order writer uses it when present. It returns once every
 // ack is settled, like calling Ack on each delivery.

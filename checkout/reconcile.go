@@ -81,6 +81,13 @@ func (e *Engine) RunReconciler(ctx context.Context, every, age time.Duration) {
 		if !e.ready.Load() {
 			continue
 		}
+		if err := e.repairQueue(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("repair the order queue", "err", err)
+		}
+		// A shared gate that lost a sale is rebuilt when a purchase finds
+		// it missing, and here: after a sale sold out every purchase is
+		// answered by the local sold-out flag and none would find it.
+		e.maybeRebuild()
 		if _, err := e.Reconcile(ctx, age); err != nil && ctx.Err() == nil {
 			e.log.Error("reconcile", "err", err)
 		}
@@ -130,6 +137,16 @@ func (e *Engine) ForgetEnded(ctx context.Context) error {
 	return nil
 }
 
+// repairQueue mends what a crash of the queue's server left behind (see
+// seckill.QueueRepairer), so every request the queue holds reaches the
+// writer; a no-op for queues that need no repair.
+func (e *Engine) repairQueue(ctx context.Context) error {
+	if r, ok := e.b.Queue.(seckill.QueueRepairer); ok {
+		return r.Repair(ctx)
+	}
+	return nil
+}
+
 // rebuildLock names the lock of the instance that rebuilds the gate.
 const rebuildLock = "gate-rebuild"
 
@@ -173,6 +190,11 @@ func (e *Engine) RebuildGate(ctx context.Context) error {
 	}
 	// Another instance may have finished a rebuild before we got the lock.
 	if missing, err = e.unloadedSales(ctx); err != nil {
+		return err
+	}
+	// The rebuild counts what the queue holds as on its way to SQL: make
+	// sure the writer gets all of it.
+	if err := e.repairQueue(ctx); err != nil {
 		return err
 	}
 	for _, id := range missing {
