@@ -61,9 +61,6 @@ func (q *Queue) Repair(ctx context.Context) error {
 	if ci.NumAckPending == 0 {
 		skipped = delivered
 	}
-	if si.State.FirstSeq > skipped {
-		return nil
-	}
 	n, err := q.requeue(ctx, si.State.FirstSeq, skipped)
 	if n > 0 {
 		q.log.Warn("stored again messages the consumer would not deliver (after a server crash)",
@@ -72,31 +69,44 @@ func (q *Queue) Repair(ctx context.Context) error {
 	return err
 }
 
-// requeue stores again, at the end of the stream, the messages from seq
-// first to last, deleting each original after its copy is stored. It
-// returns how many it moved.
+// maxRequeue bounds the messages one Repair moves; the next one goes on.
+const maxRequeue = 100_000
+
+// requeue stores again, at the end of the stream, every message from the
+// stream's first, first, up to sequence last, deleting each original after
+// its copy is stored, and returns how many it moved. It takes the stream's
+// first message each time rather than asking for the next message of the
+// orders' subjects: a file store recovered after a crash can answer that
+// look-up with "not found" for a message it still holds (seen on
+// nats-server 2.9), while the stream's first sequence and a get by
+// sequence are right.
 func (q *Queue) requeue(ctx context.Context, first, last uint64) (int, error) {
 	n := 0
-	for seq := first; seq <= last; {
-		m, err := q.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(q.subjPfx+">"))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
+	for first <= last && n < maxRequeue {
+		m, err := q.stream.GetMsg(ctx, first)
+		switch {
+		case err == nil:
+			if _, err := q.js.Publish(ctx, m.Subject, m.Data); err != nil {
+				return n, fmt.Errorf("repair: store %d again: %w", m.Sequence, busy(err))
+			}
+			if err := q.stream.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+				// Another instance moved it first; the copies are harmless.
+				q.log.Debug("repair: delete moved message", "seq", m.Sequence, "err", err)
+			}
+			n++
+		case !errors.Is(err, jetstream.ErrMsgNotFound):
+			return n, fmt.Errorf("repair: get %d: %w", first, busy(err))
 		}
+		// On to the stream's first message now: the one after this, or
+		// further when others were moved or acked meanwhile.
+		si, err := q.stream.Info(ctx)
 		if err != nil {
-			return n, fmt.Errorf("repair: get %d: %w", seq, busy(err))
+			return n, fmt.Errorf("repair: stream info: %w", busy(err))
 		}
-		if m.Sequence > last {
+		if si.State.Msgs == 0 {
 			break
 		}
-		seq = m.Sequence + 1
-		if _, err := q.js.Publish(ctx, m.Subject, m.Data); err != nil {
-			return n, fmt.Errorf("repair: store %d again: %w", m.Sequence, busy(err))
-		}
-		if err := q.stream.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			// Another instance moved it first; the copies are harmless.
-			q.log.Debug("repair: delete moved message", "seq", m.Sequence, "err", err)
-		}
-		n++
+		first = max(si.State.FirstSeq, first+1)
 	}
 	return n, nil
 }

@@ -87,13 +87,14 @@ func freshDatabase(t *testing.T, base string) string {
 // deployment is several server processes sharing SQL, Redis and NATS, as
 // behind a load balancer.
 type deployment struct {
-	t       *testing.T
-	db      string
-	env     []string
-	nodeEnv func(i int) []string // settings of node i alone; nil: none
-	nodes   []*child
-	dirs    []string
-	admin   string
+	t           *testing.T
+	db          string
+	env         []string
+	nodeEnv     func(i int) []string // settings of node i alone; nil: none
+	queuePrefix string
+	nodes       []*child
+	dirs        []string
+	admin       string
 }
 
 func newDeployment(t *testing.T, n int, dbURL, redisURL, natsURL string) *deployment {
@@ -112,7 +113,7 @@ func newDeploymentEnv(t *testing.T, n int, dbURL, redisURL, natsURL string, node
 		"SECKILL_SECRET=" + randomName("secret-of-the-deployment-"),
 		"SECKILL_BENCH_PROVISIONING=true", "SECKILL_RECONCILE_EVERY=1s", "SECKILL_RECONCILE_AGE=5s",
 		"SECKILL_ACK_WAIT=5s",
-	}, nodeEnv: nodeEnv}
+	}, nodeEnv: nodeEnv, queuePrefix: queuePrefix}
 	for i := 0; i < n; i++ {
 		d.dirs = append(d.dirs, t.TempDir())
 		d.nodes = append(d.nodes, startChild(t, d.dirs[i], d.envOf(i)...))

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"seckill/internal/testenv"
 )
 
 // TestCompoundFaults stacks the faults that TestFaultDrills injects one at
@@ -41,8 +43,10 @@ func compoundDrill(t *testing.T) {
 	r := ownRedis(t)
 	n := ownNATS(t)
 	offsets := []string{"-20s", "0s", "20s"}
-	d := newDeploymentEnv(t, 3, db, "redis://127.0.0.1:"+r.port, "nats://127.0.0.1:"+n.port,
+	natsURL := "nats://127.0.0.1:" + n.port
+	d := newDeploymentEnv(t, 3, db, "redis://127.0.0.1:"+r.port, natsURL,
 		func(i int) []string { return []string{"SECKILL_TEST_CLOCK_OFFSET=" + offsets[i]} })
+	queue := func() string { return testenv.DescribeOrderQueue(natsURL, d.queuePrefix) }
 	redisCLI := need(t, "redis-cli")
 
 	const users, stock = 800, 500
@@ -74,7 +78,7 @@ func compoundDrill(t *testing.T) {
 	t.Logf("through the faults: %v, %d accepted", first, len(accepted))
 	d.waitReady(time.Minute)
 	if st, ok := d.rest(sale, 90*time.Second); !ok {
-		t.Errorf("not at rest 90 s after the faults: %+v", st)
+		t.Errorf("not at rest 90 s after the faults: %+v; %s", st, queue())
 	}
 	second := d.crowd(sale, buyers, 1, accepted, &mu, nil)
 	t.Logf("after them: %v, %d accepted in all", second, len(accepted))
@@ -85,7 +89,7 @@ func compoundDrill(t *testing.T) {
 	}
 	st, ok := d.rest(sale, 90*time.Second)
 	if !ok {
-		t.Errorf("not at rest 90 s after the last crowd: %+v", st)
+		t.Errorf("not at rest 90 s after the last crowd: %+v; %s", st, queue())
 	}
 	d.checkInvariants(sale, st, accepted, true)
 	d.checkAcceptedResults(sale, buyers, accepted, 30*time.Second)
