@@ -76,7 +76,9 @@ type Main struct {
 
 	writerStop context.CancelFunc
 	writerDone sync.WaitGroup
-	serveErr   chan error
+	// serveErr receives the first error of a listener that stopped on its
+	// own (not by Close); Wait returns it.
+	serveErr chan error
 }
 
 // NewMain returns a Main with the defaults of a zero-setup run.
@@ -265,11 +267,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	m.srv = &http.Server{Handler: m.withOps(m.api), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	go func() {
-		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.serveErr <- err
-		}
-	}()
+	m.serveOn("public", m.srv, m.ln)
 
 	// Whatever was accepted before a crash becomes orders before anyone new
 	// is admitted.
@@ -293,6 +291,33 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.engine.RunReconciler(wctx, c.ReconcileEvery, c.ReconcileAge)
 	}()
 	return nil
+}
+
+// serveOn serves srv on ln in the background. A listener that stops for
+// any reason but Close is reported to Wait: http.Server.Serve retries
+// temporary accept errors itself, so what comes back is fatal.
+func (m *Main) serveOn(name string, srv *http.Server, ln net.Listener) {
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			select {
+			case m.serveErr <- fmt.Errorf("%s listener on %s: %w", name, ln.Addr(), err):
+			default: // one failure is reported already: it stops the server
+			}
+		}
+	}()
+}
+
+// Wait blocks until ctx ends, returning nil, or until one of the
+// listeners fails, returning its error. After a failure the server answers
+// nobody on that listener: the caller should Close and exit non-zero, so
+// that a supervisor restarts it and a load balancer stops sending to it.
+func (m *Main) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-m.serveErr:
+		return err
+	}
 }
 
 // URL is where the server listens.
