@@ -73,6 +73,8 @@ type Main struct {
 	srv      *http.Server
 	metrics  *metrics.Metrics
 	ln       net.Listener
+	opsSrv   *http.Server // the operations listener's, nil when off
+	opsLn    net.Listener
 
 	writerStop context.CancelFunc
 	writerDone sync.WaitGroup
@@ -90,6 +92,7 @@ func NewMain() *Main {
 			InFlight: 4096, BatchSize: 2000,
 			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, LogLevel: "info",
 			Writers: 2, ReconcileEvery: 10 * time.Second, ReconcileAge: 30 * time.Second, AckWait: 30 * time.Second,
+			Ops: OpsConfig{Addr: defaultOpsAddr},
 		},
 		serveErr: make(chan error, 1),
 	}
@@ -164,7 +167,7 @@ func (c Config) masked() []any {
 		"secret", hide(c.Secret), "admin_phone", c.AdminPhone, "admin_password", hide(c.AdminPassword),
 		"user_rate", c.UserRate, "user_burst", c.UserBurst, "ip_rate", c.IPRate, "ip_burst", c.IPBurst,
 		"in_flight", c.InFlight, "batch", c.BatchSize, "writers", c.Writers, "pay_window", c.PayWindow,
-		"session_ttl", c.SessionTTL, "trust_proxy", c.TrustProxy,
+		"session_ttl", c.SessionTTL, "trust_proxy", c.TrustProxy, "ops_addr", c.Ops.Addr,
 	}
 }
 
@@ -266,8 +269,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {
 		return err
 	}
-	m.srv = &http.Server{Handler: m.withOps(m.api), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// The public listener serves the API and the page only: metrics and
+	// pprof live on the operations listener.
+	m.srv = &http.Server{Handler: m.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	m.serveOn("public", m.srv, m.ln)
+	if err := m.listenOps(); err != nil {
+		return err
+	}
 
 	// Whatever was accepted before a crash becomes orders before anyone new
 	// is admitted.
@@ -345,6 +353,10 @@ func (m *Main) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		errs = append(errs, m.srv.Shutdown(ctx))
 		cancel()
+	}
+	if m.opsSrv != nil {
+		// A profile in progress is cut short: nobody waits for one.
+		errs = append(errs, m.opsSrv.Close())
 	}
 	if m.writerStop != nil {
 		m.writerStop()
