@@ -47,9 +47,12 @@ type Config struct {
 	BatchSize     int
 	PayWindow     time.Duration
 	SessionTTL    time.Duration
-	TrustProxy    bool
-	LogLevel      string
-	Ops           OpsConfig // metrics, pprof, bench provisioning (observe.go)
+	// TrustedProxies lists the proxies (CIDRs) whose X-Forwarded-For
+	// entries are believed. TrustProxy, deprecated, adds loopback to them.
+	TrustedProxies string
+	TrustProxy     bool
+	LogLevel       string
+	Ops            OpsConfig // metrics, pprof, bench provisioning (observe.go)
 	// ReconcileEvery and ReconcileAge tune the reconciler; AckWait is how
 	// long the queue waits for a writer's ack before redelivering.
 	Writers        int // order writer goroutines
@@ -127,7 +130,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.Writers, "writers", c.Writers, "order writers per instance: one's fetch and ack overlap another's SQL")
 	fs.DurationVar(&c.PayWindow, "pay-window", c.PayWindow, "time an order waits for payment")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "session lifetime since last use")
-	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "take the client IP from X-Forwarded-For")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", c.TrustedProxies, "comma-separated CIDRs of the proxies in front (e.g. 10.0.0.2/32): the client IP is the right-most X-Forwarded-For address not among them (default: none, the peer's address)")
+	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "deprecated: trust a proxy on loopback, as --trusted-proxies 127.0.0.0/8,::1/128")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", c.ReconcileEvery, "how often to look for reservations that never reached the queue")
 	fs.DurationVar(&c.ReconcileAge, "reconcile-age", c.ReconcileAge, "age at which such a reservation is released (well above the 3 s publish timeout)")
@@ -167,7 +171,8 @@ func (c Config) masked() []any {
 		"secret", hide(c.Secret), "admin_phone", c.AdminPhone, "admin_password", hide(c.AdminPassword),
 		"user_rate", c.UserRate, "user_burst", c.UserBurst, "ip_rate", c.IPRate, "ip_burst", c.IPBurst,
 		"in_flight", c.InFlight, "batch", c.BatchSize, "writers", c.Writers, "pay_window", c.PayWindow,
-		"session_ttl", c.SessionTTL, "trust_proxy", c.TrustProxy, "ops_addr", c.Ops.Addr,
+		"session_ttl", c.SessionTTL, "trusted_proxies", c.TrustedProxies, "trust_proxy", c.TrustProxy,
+		"ops_addr", c.Ops.Addr,
 	}
 }
 
@@ -193,6 +198,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
+	}
+	proxies, err := httpapi.ParseTrustedProxies(c.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	if c.TrustProxy {
+		// It used to believe the left-most X-Forwarded-For entry, which
+		// the client writes.
+		m.log.Warn("--trust-proxy is deprecated and now trusts a proxy on loopback only; list your proxies in --trusted-proxies")
+		proxies = append(proxies, httpapi.LoopbackProxies...)
 	}
 	if c.Writers < 1 {
 		return fmt.Errorf("--writers must be at least 1")
@@ -255,9 +270,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	m.api = httpapi.New(httpapi.Config{
 		Engine: m.engine, Accounts: m.accounts, Orders: m.db,
-		UserLimit:  m.shared.userLim,
-		IPLimit:    m.shared.ipLim,
-		TrustProxy: c.TrustProxy, Static: web.Handler(), Log: m.log,
+		UserLimit:      m.shared.userLim,
+		IPLimit:        m.shared.ipLim,
+		TrustedProxies: proxies, Static: web.Handler(), Log: m.log,
 		Observe: m.metrics.ObserveHTTP, BenchUsers: m.benchUsers(),
 		Ready: func(ctx context.Context) error {
 			return errors.Join(m.db.Ping(ctx), m.queue.Ping(ctx), m.shared.ping(ctx))
