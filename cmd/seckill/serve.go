@@ -52,7 +52,13 @@ type Config struct {
 	TrustedProxies string
 	TrustProxy     bool
 	LogLevel       string
-	Ops            OpsConfig // metrics, pprof, bench provisioning (observe.go)
+	// The public listener's timeouts (http.Server's): ReadTimeout bounds
+	// headers and body together, so a client trickling either is cut off.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	Ops               OpsConfig // metrics, pprof, bench provisioning (observe.go)
 	// ReconcileEvery and ReconcileAge tune the reconciler; AckWait is how
 	// long the queue waits for a writer's ack before redelivering.
 	Writers        int // order writer goroutines
@@ -95,6 +101,8 @@ func NewMain() *Main {
 			InFlight: 4096, BatchSize: 2000,
 			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, LogLevel: "info",
 			Writers: 2, ReconcileEvery: 10 * time.Second, ReconcileAge: 30 * time.Second, AckWait: 30 * time.Second,
+			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 			Ops: OpsConfig{Addr: defaultOpsAddr},
 		},
 		serveErr: make(chan error, 1),
@@ -133,6 +141,10 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", c.TrustedProxies, "comma-separated CIDRs of the proxies in front (e.g. 10.0.0.2/32): the client IP is the right-most X-Forwarded-For address not among them (default: none, the peer's address)")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "deprecated: trust a proxy on loopback, as --trusted-proxies 127.0.0.0/8,::1/128")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "longest time a client may take to send a request's headers")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest time a client may take to send a whole request, body included (WebSockets are exempt once open)")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest time from a request's headers to the end of its answer (WebSockets are exempt once open)")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "how long a keep-alive connection may wait for its next request")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", c.ReconcileEvery, "how often to look for reservations that never reached the queue")
 	fs.DurationVar(&c.ReconcileAge, "reconcile-age", c.ReconcileAge, "age at which such a reservation is released (well above the 3 s publish timeout)")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "time a fetched order message may stay unacked before another writer gets it")
@@ -172,7 +184,8 @@ func (c Config) masked() []any {
 		"user_rate", c.UserRate, "user_burst", c.UserBurst, "ip_rate", c.IPRate, "ip_burst", c.IPBurst,
 		"in_flight", c.InFlight, "batch", c.BatchSize, "writers", c.Writers, "pay_window", c.PayWindow,
 		"session_ttl", c.SessionTTL, "trusted_proxies", c.TrustedProxies, "trust_proxy", c.TrustProxy,
-		"ops_addr", c.Ops.Addr,
+		"ops_addr", c.Ops.Addr, "read_header_timeout", c.ReadHeaderTimeout, "read_timeout", c.ReadTimeout,
+		"write_timeout", c.WriteTimeout, "idle_timeout", c.IdleTimeout,
 	}
 }
 
@@ -286,7 +299,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	// The public listener serves the API and the page only: metrics and
 	// pprof live on the operations listener.
-	m.srv = &http.Server{Handler: m.api, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
+	// Every timeout bounds what a slow or silent client holds (a
+	// connection, a goroutine, a buffer). Upgraded WebSockets are not
+	// bound by them: net/http clears a connection's deadlines when it is
+	// hijacked, and the hub's pings find dead sockets.
+	m.srv = &http.Server{
+		Handler:           m.api,
+		ReadHeaderTimeout: c.ReadHeaderTimeout, ReadTimeout: c.ReadTimeout,
+		WriteTimeout: c.WriteTimeout, IdleTimeout: c.IdleTimeout,
+	}
 	m.serveOn("public", m.srv, m.ln)
 	if err := m.listenOps(); err != nil {
 		return err
