@@ -298,11 +298,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	// The public listener serves the API and the page only: metrics and
-	// pprof live on the operations listener.
-	// Every timeout bounds what a slow or silent client holds (a
-	// connection, a goroutine, a buffer). Upgraded WebSockets are not
-	// bound by them: net/http clears a connection's deadlines when it is
-	// hijacked, and the hub's pings find dead sockets.
+	// pprof live on the operations listener. Every timeout bounds what a
+	// slow or silent client holds (a connection, a goroutine, a buffer).
+	// Upgraded WebSockets are not bound by them: net/http clears a
+	// connection's deadlines when it is hijacked, and the hub's pings find
+	// dead sockets.
 	m.srv = &http.Server{
 		Handler:           m.api,
 		ReadHeaderTimeout: c.ReadHeaderTimeout, ReadTimeout: c.ReadTimeout,
