@@ -108,6 +108,12 @@ type Reservation struct {
 	At     time.Time
 }
 
+// Settled names one request SQL has settled: its user and its ticket.
+type Settled struct {
+	UserID int64
+	Ticket string
+}
+
 // StockGate is the atomic stock counter in front of SQL. Every method is safe
 // for concurrent use.
 type StockGate interface {
@@ -125,10 +131,13 @@ type StockGate interface {
 	// the user holds no pending reservation with that ticket (none, one
 	// settled, or a newer one after a release).
 	Release(ctx context.Context, saleID, userID int64, ticket string) error
-	// Settle forgets the reservations of users whose requests SQL has
-	// settled (as orders or refusals); they stay recorded as buyers.
-	// Unknown users and sales are ignored.
-	Settle(ctx context.Context, saleID int64, userIDs []int64) error
+	// Settle forgets the pending reservations SQL has settled (as orders or
+	// refusals); their users stay recorded as buyers. A reservation is
+	// settled only if it is pending with the ticket given: a request
+	// redelivered after a rebuild must not settle a newer reservation of the
+	// same buyer (whose publish may still fail and need a Release). Unknown
+	// users, tickets and sales are ignored.
+	Settle(ctx context.Context, saleID int64, settled []Settled) error
 	// Stale returns the sale's reservations made before the given time and
 	// not settled or released: candidates for the reconciler.
 	Stale(ctx context.Context, saleID int64, before time.Time) ([]Reservation, error)

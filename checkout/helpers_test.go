@@ -157,10 +157,17 @@ func (v *env) openSale(stock int64) *seckill.Sale {
 func (v *env) publish(saleID int64, users ...int64) {
 	v.t.Helper()
 	for _, u := range users {
-		r := seckill.OrderRequest{SaleID: saleID, UserID: u, Ticket: newTicket(), PriceCents: 99900, At: time.Now().UTC()}
-		if err := v.queue.Publish(context.Background(), r); err != nil {
-			v.t.Fatalf("publish %d:%d: %v", saleID, u, err)
-		}
+		v.publishTicket(saleID, u, newTicket())
+	}
+}
+
+// publishTicket puts one request with the given ticket on the queue: the
+// request of a reservation the test made at the gate.
+func (v *env) publishTicket(saleID, userID int64, ticket string) {
+	v.t.Helper()
+	r := seckill.OrderRequest{SaleID: saleID, UserID: userID, Ticket: ticket, PriceCents: 99900, At: time.Now().UTC()}
+	if err := v.queue.Publish(context.Background(), r); err != nil {
+		v.t.Fatalf("publish %d:%d: %v", saleID, userID, err)
 	}
 }
 

@@ -38,7 +38,7 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 		for _, q := range queued {
 			inQueue[q.UserID] = true
 		}
-		var settled []int64
+		var settled []seckill.Settled
 		for _, r := range stale {
 			if inQueue[r.UserID] {
 				continue // the writer will settle it
@@ -46,7 +46,7 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 			_, err := e.b.Orders.OrderBySaleUser(ctx, s.ID, r.UserID)
 			switch seckill.ErrorCode(err) {
 			case "":
-				settled = append(settled, r.UserID) // written; its settle was lost
+				settled = append(settled, seckill.Settled{UserID: r.UserID, Ticket: r.Ticket}) // written; its settle was lost
 				continue
 			case seckill.ENotFound:
 			default:

@@ -19,18 +19,20 @@ func TestReconcile(t *testing.T) {
 	u := v.users(4)
 	e := v.recovered(Config{}, nil)
 	old := time.Now().Add(-time.Minute)
+	tickets := map[int64]string{}
 	for _, user := range u {
 		at := old
 		if user == u[3] {
 			at = time.Now() // young: its publish may still be in flight
 		}
-		r, err := v.gate.Reserve(ctx, seckill.Reservation{SaleID: s.ID, UserID: user, Ticket: newTicket(), At: at})
+		tickets[user] = newTicket()
+		r, err := v.gate.Reserve(ctx, seckill.Reservation{SaleID: s.ID, UserID: user, Ticket: tickets[user], At: at})
 		if err != nil || r != seckill.Reserved {
 			t.Fatalf("reserve %d: %v %v", user, r, err)
 		}
 	}
-	v.publish(s.ID, u[1])     // queued, not yet written
-	v.writeOrders(s.ID, u[2]) // written; the writer's settle was lost
+	v.publishTicket(s.ID, u[1], tickets[u[1]]) // queued, not yet written
+	v.writeOrders(s.ID, u[2])                  // written; the writer's settle was lost
 	if got := v.gateLeft(s.ID); got != 6 {
 		t.Fatalf("gate left %d, want 6", got)
 	}

@@ -154,9 +154,9 @@ func (e *Engine) Recover(ctx context.Context) error {
 // settle tells the gate which reservations SQL has settled, so the
 // reconciler does not look at them. A failure only leaves work for it.
 func (e *Engine) settle(ctx context.Context, results []seckill.OrderResult) {
-	bySale := map[int64][]int64{}
+	bySale := map[int64][]seckill.Settled{}
 	for _, r := range results {
-		bySale[r.SaleID] = append(bySale[r.SaleID], r.UserID)
+		bySale[r.SaleID] = append(bySale[r.SaleID], seckill.Settled{UserID: r.UserID, Ticket: r.Ticket})
 	}
 	for sale, users := range bySale {
 		if err := e.b.Gate.Settle(ctx, sale, users); err != nil {

@@ -298,9 +298,9 @@ type timedGate struct {
 	pt *phaseTimes
 }
 
-func (g timedGate) Settle(ctx context.Context, saleID int64, userIDs []int64) error {
+func (g timedGate) Settle(ctx context.Context, saleID int64, settled []seckill.Settled) error {
 	defer g.pt.since(phSettle, time.Now())
-	return g.StockGate.Settle(ctx, saleID, userIDs)
+	return g.StockGate.Settle(ctx, saleID, settled)
 }
 
 type timedBus struct {

@@ -96,16 +96,19 @@ func (g *Gate) Release(_ context.Context, saleID, userID int64, ticket string) e
 	return nil
 }
 
-// Settle forgets the users' reservations; they stay buyers.
-func (g *Gate) Settle(_ context.Context, saleID int64, userIDs []int64) error {
+// Settle forgets the reservations pending with the tickets given; their
+// users stay buyers.
+func (g *Gate) Settle(_ context.Context, saleID int64, settled []seckill.Settled) error {
 	s := g.sale(saleID)
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, u := range userIDs {
-		delete(s.reserved, u)
+	for _, st := range settled {
+		if p, ok := s.reserved[st.UserID]; ok && p.ticket == st.Ticket {
+			delete(s.reserved, st.UserID)
+		}
 	}
 	if len(s.reserved) == 0 {
 		// Maps never shrink: once the writer has caught up, let the peak

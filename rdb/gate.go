@@ -167,23 +167,55 @@ func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string)
 	return redisErr(fmt.Sprintf("release sale %d user %d", saleID, userID), err)
 }
 
-// Settle forgets the users' reservations; they stay buyers.
-func (g *Gate) Settle(ctx context.Context, saleID int64, userIDs []int64) error {
-	if len(userIDs) == 0 {
+// settleScript: KEYS resv; ARGV user id, ticket, user id, ticket, ...
+// Deletes each user's pending reservation if it has that ticket (a newer
+// reservation of the same user stays). Returns how many it deleted.
+var settleScript = redis.NewScript(`
+local n = 0
+for i = 1, #ARGV, 2 do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v then
+    local sp = string.find(v, ' ', 1, true)
+    if sp and string.sub(v, sp + 1) == ARGV[i + 1] then
+      redis.call('HDEL', KEYS[1], ARGV[i])
+      n = n + 1
+    end
+  end
+end
+return n
+`)
+
+// Settle forgets the reservations pending with the tickets given; their
+// users stay buyers. The chunks of a big batch go in one pipeline.
+func (g *Gate) Settle(ctx context.Context, saleID int64, settled []seckill.Settled) error {
+	if len(settled) == 0 {
 		return nil
 	}
-	resv := g.keys(saleID).resv
-	_, err := g.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i := 0; i < len(userIDs); i += settleChunk {
-			chunk := userIDs[i:min(i+settleChunk, len(userIDs))]
-			fields := make([]string, len(chunk))
-			for j, u := range chunk {
-				fields[j] = strconv.FormatInt(u, 10)
-			}
-			p.HDel(ctx, resv, fields...)
+	keys := []string{g.keys(saleID).resv}
+	var chunks [][]any
+	for i := 0; i < len(settled); i += settleChunk {
+		chunk := settled[i:min(i+settleChunk, len(settled))]
+		args := make([]any, 0, 2*len(chunk))
+		for _, st := range chunk {
+			args = append(args, st.UserID, st.Ticket)
+		}
+		chunks = append(chunks, args)
+	}
+	run := func(p redis.Pipeliner) error {
+		for _, args := range chunks {
+			settleScript.EvalSha(ctx, p, keys, args...)
 		}
 		return nil
-	})
+	}
+	_, err := g.c.rdb.Pipelined(ctx, run)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// A server that lost its script cache (restarted, failed over):
+		// load the script once and send the pipeline again; settling
+		// twice is settling once.
+		if err = settleScript.Load(ctx, g.c.rdb).Err(); err == nil {
+			_, err = g.c.rdb.Pipelined(ctx, run)
+		}
+	}
 	return redisErr(fmt.Sprintf("settle sale %d", saleID), err)
 }
 

@@ -129,6 +129,38 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		left(t, g, 5, 1)
 	})
 
+	t.Run("SettleOnlyTheTicketGiven", func(t *testing.T) {
+		// A request redelivered after a rebuild settles its own ticket: a
+		// newer reservation of the same buyer stays pending, so that a
+		// failed publish can still release it.
+		g := newGate(t)
+		if err := g.Load(ctx, 6, 1, nil); err != nil {
+			t.Fatal(err)
+		}
+		reserve(t, g, 6, 1, seckill.Reserved) // ticket T1
+		if err := g.Settle(ctx, 6, []seckill.Settled{{UserID: 1, Ticket: "an older ticket"}}); err != nil {
+			t.Fatal(err)
+		}
+		if rs, err := g.Stale(ctx, 6, time.Now().Add(time.Hour)); err != nil || len(rs) != 1 || rs[0].Ticket != "T1" {
+			t.Fatalf("Stale after settling another ticket = %+v, %v; want T1 still pending", rs, err)
+		}
+		if err := g.Release(ctx, 6, 1, "T1"); err != nil {
+			t.Fatal(err)
+		}
+		left(t, g, 6, 1)
+		// Settled with its own ticket, a reservation is no longer pending:
+		// a release finds nothing and the buyer stays.
+		reserve(t, g, 6, 2, seckill.Reserved) // ticket T2
+		if err := g.Settle(ctx, 6, []seckill.Settled{{UserID: 2, Ticket: "T2"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Release(ctx, 6, 2, "T2"); err != nil {
+			t.Fatal(err)
+		}
+		left(t, g, 6, 0)
+		reserve(t, g, 6, 2, seckill.Duplicate)
+	})
+
 	t.Run("Forget", func(t *testing.T) {
 		g := newGate(t)
 		for _, sale := range []int64{11, 12} {
@@ -212,7 +244,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 			t.Fatalf("Stale = %+v, want users 1 and 2 with their tickets and times", got)
 		}
 		// Settled reservations are forgotten, the buyers stay.
-		if err := g.Settle(ctx, 8, []int64{1, 3, 999}); err != nil {
+		if err := g.Settle(ctx, 8, []seckill.Settled{{UserID: 1, Ticket: "T1"}, {UserID: 3, Ticket: "T3"}, {UserID: 999, Ticket: "T999"}}); err != nil {
 			t.Fatal(err)
 		}
 		if got := stale(time.Now()); len(got) != 2 || got[2].Ticket != "T2" || got[4].Ticket != "T4" {
@@ -233,7 +265,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		if got := stale(time.Now()); len(got) != 0 {
 			t.Fatalf("Stale after Load = %+v, want none", got)
 		}
-		if err := g.Settle(ctx, 77, []int64{1}); err != nil {
+		if err := g.Settle(ctx, 77, []seckill.Settled{{UserID: 1, Ticket: "T1"}}); err != nil {
 			t.Fatalf("Settle on an unloaded sale: %v", err)
 		}
 		if rs, err := g.Stale(ctx, 77, time.Now()); err != nil || len(rs) != 0 {
