@@ -28,8 +28,11 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 			}
 			continue
 		}
-		// The queue first, then SQL: the writer commits before it acks, so
-		// a request is always in at least one of them when we look.
+		// The queue first, then SQL: the writer commits and settles before
+		// it acks, so a request is always in at least one of them when we
+		// look, and one that left the queue without an order (SQL refused
+		// it) was settled already: the Release below, which acts only on a
+		// reservation still pending with its ticket, does nothing to it.
 		queued, err := e.b.Queue.PendingRequests(ctx, s.ID)
 		if err != nil {
 			return released, err

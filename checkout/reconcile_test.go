@@ -2,6 +2,7 @@ package checkout
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -199,4 +200,125 @@ func TestRecoverShared(t *testing.T) {
 	if got := v.pending(held.ID); got != 1 {
 		t.Fatalf("queue drained by a joining instance: %d pending, want 1", got)
 	}
+}
+
+// ackHookQueue runs onAck after the writer's batch ack, before WriteBatch
+// goes on: whatever onAck does happens between the ack and the rest.
+type ackHookQueue struct {
+	seckill.OrderQueue
+	acker seckill.BatchAcker
+	onAck func()
+}
+
+func (q ackHookQueue) AckAll(ctx context.Context, ds []seckill.Delivery) error {
+	err := q.acker.AckAll(ctx, ds)
+	if q.onAck != nil {
+		q.onAck()
+	}
+	return err
+}
+
+// failSettleGate is a gate whose Settle fails while fail is set.
+type failSettleGate struct {
+	seckill.StockGate
+	fail atomic.Bool
+}
+
+func (g *failSettleGate) Settle(ctx context.Context, saleID int64, settled []seckill.Settled) error {
+	if g.fail.Load() {
+		return seckill.Errorf(seckill.EBusy, "settle fails (test)")
+	}
+	return g.StockGate.Settle(ctx, saleID, settled)
+}
+
+// TestReconcileRefusedRequest: a request the gate admitted but SQL refused
+// (sold out in SQL) holds a unit SQL never had; the writer deliberately
+// keeps it from the gate. The reconciler must not hand it back, whether it
+// looks just after the writer's ack or after a settle that failed.
+func TestReconcileRefusedRequest(t *testing.T) {
+	// setup makes a sold-out sale (u[0], u[1] hold its two units) and the
+	// env's backends; each test then sets the gate one unit above SQL.
+	setup := func(t *testing.T, b *Backends) (*env, *seckill.Sale, []int64) {
+		v := newEnv(t)
+		s := v.openSale(2)
+		u := v.users(3)
+		v.writeOrders(s.ID, u[0], u[1])
+		*b = v.backends()
+		return v, s, u
+	}
+	check := func(t *testing.T, v *env, released int, s *seckill.Sale, u []int64) {
+		t.Helper()
+		if released != 0 {
+			t.Errorf("reconciler released %d reservations, want 0", released)
+		}
+		if got := v.gateLeft(s.ID); got != 0 {
+			t.Errorf("gate left %d, want 0: the unit SQL never had came back", got)
+		}
+		if r := v.reserve(s.ID, u[2]); r != seckill.Duplicate {
+			t.Errorf("refused user: %v, want duplicate (one try per sale)", r)
+		}
+	}
+
+	t.Run("reconciler between ack and the rest", func(t *testing.T) {
+		var b Backends
+		v, s, u := setup(t, &b)
+		ctx := context.Background()
+		var e *Engine
+		released, calls := 0, 0
+		b.Queue = ackHookQueue{OrderQueue: v.queue, acker: v.queue, onAck: func() {
+			calls++
+			n, err := e.Reconcile(ctx, 0)
+			if err != nil {
+				t.Error(err)
+			}
+			released += n
+		}}
+		e = v.recovered(Config{}, &b)
+		if err := v.gate.Load(ctx, s.ID, 1, []int64{u[0], u[1]}); err != nil { // Recover reloaded it from SQL
+			t.Fatal(err)
+		}
+		if _, err := e.Purchase(ctx, u[2], s.ID, path(t, e, u[2], s.ID)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.WriteBatch(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if calls != 1 {
+			t.Fatalf("ack hook ran %d times, want 1", calls)
+		}
+		check(t, v, released, s, u)
+	})
+
+	t.Run("settle fails", func(t *testing.T) {
+		var b Backends
+		v, s, u := setup(t, &b)
+		ctx := context.Background()
+		gate := &failSettleGate{StockGate: v.gate}
+		b.Gate = gate
+		e := v.recovered(Config{}, &b)
+		if err := v.gate.Load(ctx, s.ID, 1, []int64{u[0], u[1]}); err != nil { // Recover reloaded it from SQL
+			t.Fatal(err)
+		}
+		if _, err := e.Purchase(ctx, u[2], s.ID, path(t, e, u[2], s.ID)); err != nil {
+			t.Fatal(err)
+		}
+		gate.fail.Store(true)
+		if _, err := e.WriteBatch(ctx); err == nil {
+			t.Error("WriteBatch: no error although settling failed")
+		}
+		released, err := e.Reconcile(ctx, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, v, released, s, u)
+		// Settling works again: the redelivered request is settled and
+		// acked, still refused.
+		gate.fail.Store(false)
+		drain(t, e)
+		if stale, _ := v.gate.Stale(ctx, s.ID, time.Now().Add(time.Second)); len(stale) != 0 {
+			t.Errorf("pending after the writer: %+v, want none", stale)
+		}
+		waitResult(t, e, u[2], s.ID, seckill.ResultFailed)
+		check(t, v, 0, s, u)
+	})
 }

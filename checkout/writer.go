@@ -3,14 +3,15 @@ package checkout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"seckill"
 )
 
 // RunWriter consumes the order queue in batches until ctx is done: each
-// batch becomes one SQL transaction, then its messages are acked and its
-// results published. While SQL fails, messages are nacked and the writer
+// batch becomes one SQL transaction, then its reservations are settled at
+// the gate, its messages acked and its results published. While SQL fails, messages are nacked and the writer
 // backs off (up to 5 s) and tries again; nothing is dropped.
 func (e *Engine) RunWriter(ctx context.Context) {
 	backoff := time.Duration(0)
@@ -59,6 +60,30 @@ func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 		}
 		return len(ds), err
 	}
+	failed := 0
+	for _, r := range results {
+		if r.Status == seckill.ResultFailed {
+			failed++
+			// SQL refused a request the gate admitted: the gate held a unit
+			// SQL did not have. Its stock is unchanged, so the unit is not
+			// returned to the gate (which would keep the gate above SQL), and
+			// the buyer keeps a terminal failed result: one try per sale.
+			e.log.Error("order refused by SQL", "sale", r.SaleID, "user", r.UserID, "reason", r.Reason)
+		}
+	}
+	// Settled before the ack: once a message has left the queue its
+	// reservation is settled, so the reconciler (which releases a pending
+	// reservation it finds neither queued nor in SQL) never hands back the
+	// unit of a request SQL refused. If settling fails the messages stay
+	// unacked and come back; the unique index makes writing them again
+	// write nothing twice.
+	if err := e.settle(wctx, results); err != nil {
+		e.cfg.Observer.BatchWritten(len(ds), failed, time.Since(start), err)
+		for _, d := range ds {
+			err = errors.Join(err, d.Nak(wctx))
+		}
+		return len(ds), err
+	}
 	// Acked only after commit: a crash in between redelivers, and the
 	// unique index makes the retry a no-op.
 	var ackErr error
@@ -72,19 +97,7 @@ func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 	if ackErr != nil {
 		e.log.Warn("ack after commit failed; messages will be redelivered", "err", ackErr)
 	}
-	failed := 0
-	for _, r := range results {
-		if r.Status == seckill.ResultFailed {
-			failed++
-			// SQL refused a request the gate admitted: the gate held a unit
-			// SQL did not have. Its stock is unchanged, so the unit is not
-			// returned to the gate (which would keep the gate above SQL), and
-			// the buyer keeps a terminal failed result: one try per sale.
-			e.log.Error("order refused by SQL", "sale", r.SaleID, "user", r.UserID, "reason", r.Reason)
-		}
-	}
 	e.cfg.Observer.BatchWritten(len(ds), failed, time.Since(start), nil)
-	e.settle(wctx, results)
 	if err := e.b.Bus.PublishResults(wctx, results); err != nil {
 		// Polls still find the order in SQL; only the push is lost.
 		e.log.Warn("publish results", "err", err)
@@ -151,18 +164,20 @@ func (e *Engine) Recover(ctx context.Context) error {
 	return nil
 }
 
-// settle tells the gate which reservations SQL has settled, so the
-// reconciler does not look at them. A failure only leaves work for it.
-func (e *Engine) settle(ctx context.Context, results []seckill.OrderResult) {
+// settle tells the gate which reservations SQL has settled (by ticket), so
+// the reconciler does not look at them. Settling one sale's reservations
+// twice is settling them once, so a retry redoes every sale.
+func (e *Engine) settle(ctx context.Context, results []seckill.OrderResult) error {
 	bySale := map[int64][]seckill.Settled{}
 	for _, r := range results {
 		bySale[r.SaleID] = append(bySale[r.SaleID], seckill.Settled{UserID: r.UserID, Ticket: r.Ticket})
 	}
-	for sale, users := range bySale {
-		if err := e.b.Gate.Settle(ctx, sale, users); err != nil {
-			e.log.Warn("settle reservations", "sale", sale, "users", len(users), "err", err)
+	for sale, settled := range bySale {
+		if err := e.b.Gate.Settle(ctx, sale, settled); err != nil {
+			return fmt.Errorf("settle %d reservations of sale %d: %w", len(settled), sale, err)
 		}
 	}
+	return nil
 }
 
 // loadGate sets the gate of one sale to SQL stock_left less the requests
