@@ -105,7 +105,10 @@ type Reservation struct {
 	SaleID int64
 	UserID int64
 	Ticket string
-	At     time.Time
+	// At is when the gate recorded it, by the gate's own clock (Redis's
+	// TIME for a shared gate): instances compare reservations' ages, and
+	// their wall clocks may disagree. Reserve ignores the caller's At.
+	At time.Time
 }
 
 // Settled names one request SQL has settled: its user and its ticket.
@@ -122,8 +125,9 @@ type StockGate interface {
 	Load(ctx context.Context, saleID, left int64, buyers []int64) error
 	// Reserve does, atomically: if the user already holds a unit of the sale
 	// → Duplicate; else if no unit is left → SoldOut; else take one unit,
-	// record the user, remember the reservation (until Settle) and answer
-	// Reserved. EBusy if the sale is not loaded.
+	// record the user, remember the reservation stamped with the gate's
+	// clock (until Settle or Release) and answer Reserved. EBusy if the
+	// sale is not loaded.
 	Reserve(ctx context.Context, r Reservation) (GateResult, error)
 	// Release undoes the user's pending reservation with this ticket, which
 	// will never become an order: the unit returns and the user and their
@@ -138,9 +142,12 @@ type StockGate interface {
 	// same buyer (whose publish may still fail and need a Release). Unknown
 	// users, tickets and sales are ignored.
 	Settle(ctx context.Context, saleID int64, settled []Settled) error
-	// Stale returns the sale's reservations made before the given time and
-	// not settled or released: candidates for the reconciler.
-	Stale(ctx context.Context, saleID int64, before time.Time) ([]Reservation, error)
+	// Stale returns the sale's reservations at least olderThan old and not
+	// settled or released: candidates for the reconciler. Ages are measured
+	// on the gate's clock, the one that stamped the reservations, never the
+	// caller's: instances whose clocks disagree see the same ages. With
+	// olderThan 0 every pending reservation is returned.
+	Stale(ctx context.Context, saleID int64, olderThan time.Duration) ([]Reservation, error)
 	// Restock returns n units (from cancelled orders) for other buyers; the
 	// buyers stay recorded. EBusy if the sale is not loaded.
 	Restock(ctx context.Context, saleID, n int64) error

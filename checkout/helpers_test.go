@@ -27,6 +27,7 @@ type env struct {
 	db       *sqldb.DB
 	queue    *mq.Queue
 	gate     *inmem.Gate
+	gateNow  *offsetClock // the gate's clock: the wall clock, moved on by tests
 	captchas *inmem.CaptchaStore
 	log      *slog.Logger
 	phones   int // users created so far, for unique phone numbers
@@ -62,7 +63,8 @@ func newEnvQueue(t *testing.T, qcfg mq.Config) *env {
 		_ = q.Close()
 		_ = db.Close()
 	})
-	return &env{t: t, dir: dir, db: db, queue: q, gate: inmem.NewGate(), captchas: inmem.NewCaptchaStore(), log: log}
+	gateNow := &offsetClock{}
+	return &env{t: t, dir: dir, db: db, queue: q, gate: inmem.NewGateClock(gateNow.Now), gateNow: gateNow, captchas: inmem.NewCaptchaStore(), log: log}
 }
 
 // testWriter sends log lines to t.Log; it is only used with -v.
@@ -393,3 +395,10 @@ func newFakeClock(t time.Time) *fakeClock {
 
 func (c *fakeClock) Now() time.Time  { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *fakeClock) set(t time.Time) { c.ns.Store(t.UnixNano()) }
+
+// offsetClock is the wall clock plus an offset that tests move forward, to
+// age what was stamped before.
+type offsetClock struct{ off atomic.Int64 }
+
+func (c *offsetClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *offsetClock) advance(d time.Duration) { c.off.Add(int64(d)) }

@@ -12,16 +12,17 @@ import (
 // request nor an order — their instance died between the gate and the
 // queue — and releases them, so their units sell to someone else. It
 // returns how many it released. Age must be well above PublishTimeout, so a
-// publish still in flight is never mistaken for a lost one.
+// publish still in flight is never mistaken for a lost one; it is measured
+// on the gate's clock (see StockGate.Stale), so instances whose clocks
+// disagree agree on it.
 func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) {
 	sales, err := e.gatedSales(ctx)
 	if err != nil {
 		return 0, err
 	}
 	released := 0
-	before := e.now().Add(-age)
 	for _, s := range sales {
-		stale, err := e.b.Gate.Stale(ctx, s.ID, before)
+		stale, err := e.b.Gate.Stale(ctx, s.ID, age)
 		if err != nil || len(stale) == 0 {
 			if err != nil {
 				e.log.Warn("reconcile: stale reservations", "sale", s.ID, "err", err)

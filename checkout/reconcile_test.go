@@ -19,15 +19,13 @@ func TestReconcile(t *testing.T) {
 	s := v.openSale(10)
 	u := v.users(4)
 	e := v.recovered(Config{}, nil)
-	old := time.Now().Add(-time.Minute)
 	tickets := map[int64]string{}
 	for _, user := range u {
-		at := old
 		if user == u[3] {
-			at = time.Now() // young: its publish may still be in flight
+			v.gateNow.advance(time.Minute) // u[3] is young: its publish may still be in flight
 		}
 		tickets[user] = newTicket()
-		r, err := v.gate.Reserve(ctx, seckill.Reservation{SaleID: s.ID, UserID: user, Ticket: tickets[user], At: at})
+		r, err := v.gate.Reserve(ctx, seckill.Reservation{SaleID: s.ID, UserID: user, Ticket: tickets[user]})
 		if err != nil || r != seckill.Reserved {
 			t.Fatalf("reserve %d: %v %v", user, r, err)
 		}
@@ -57,7 +55,7 @@ func TestReconcile(t *testing.T) {
 			t.Fatalf("user %d: %v, want duplicate", user, r)
 		}
 	}
-	stale, err := v.gate.Stale(ctx, s.ID, time.Now().Add(-30*time.Second))
+	stale, err := v.gate.Stale(ctx, s.ID, 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +65,7 @@ func TestReconcile(t *testing.T) {
 	// Once the writer has settled it, nothing is stale.
 	drain(t, e)
 	left := map[int64]bool{}
-	stale, _ = v.gate.Stale(ctx, s.ID, time.Now().Add(time.Second))
+	stale, _ = v.gate.Stale(ctx, s.ID, 0)
 	for _, r := range stale {
 		left[r.UserID] = true
 	}
@@ -89,11 +87,11 @@ func TestWriterSettlesReservations(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if stale, _ := v.gate.Stale(ctx, s.ID, time.Now().Add(time.Second)); len(stale) != 3 {
+	if stale, _ := v.gate.Stale(ctx, s.ID, 0); len(stale) != 3 {
 		t.Fatalf("%d reservations before the writer, want 3", len(stale))
 	}
 	drain(t, e)
-	if stale, _ := v.gate.Stale(ctx, s.ID, time.Now().Add(time.Second)); len(stale) != 0 {
+	if stale, _ := v.gate.Stale(ctx, s.ID, 0); len(stale) != 0 {
 		t.Fatalf("%d reservations left after the writer, want 0", len(stale))
 	}
 	v.checkAtRest(s.ID)
@@ -315,10 +313,40 @@ func TestReconcileRefusedRequest(t *testing.T) {
 		// acked, still refused.
 		gate.fail.Store(false)
 		drain(t, e)
-		if stale, _ := v.gate.Stale(ctx, s.ID, time.Now().Add(time.Second)); len(stale) != 0 {
+		if stale, _ := v.gate.Stale(ctx, s.ID, 0); len(stale) != 0 {
 			t.Errorf("pending after the writer: %+v, want none", stale)
 		}
 		waitResult(t, e, u[2], s.ID, seckill.ResultFailed)
 		check(t, v, 0, s, u)
 	})
+}
+
+// TestReconcileClockSkew: an instance whose clock runs an hour ahead
+// reconciles a reservation another instance made a moment ago, whose
+// publish may still be in flight. Ages come from the gate's clock, so it is
+// young, and left alone.
+func TestReconcileClockSkew(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	s := v.openSale(5)
+	u := v.users(1)
+	v.recovered(Config{}, nil)
+	ahead := v.engine(Config{Now: func() time.Time { return time.Now().Add(time.Hour) }}, nil)
+	// The admitting instance's clock is behind: it stamps an old time.
+	r := seckill.Reservation{SaleID: s.ID, UserID: u[0], Ticket: newTicket(), At: time.Now().Add(-time.Hour)}
+	if res, err := v.gate.Reserve(ctx, r); err != nil || res != seckill.Reserved {
+		t.Fatalf("reserve: %v %v", res, err)
+	}
+	released, err := ahead.Reconcile(ctx, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if released != 0 || v.gateLeft(s.ID) != 4 {
+		t.Fatalf("released %d, gate left %d; want a reservation in flight kept (0, 4)", released, v.gateLeft(s.ID))
+	}
+	// Once it is old on the gate's clock, it is released.
+	v.gateNow.advance(time.Minute)
+	if released, err = ahead.Reconcile(ctx, 30*time.Second); err != nil || released != 1 {
+		t.Fatalf("after a minute: released %d, %v; want 1", released, err)
+	}
 }

@@ -20,6 +20,7 @@ var _ seckill.StockGate = (*Gate)(nil)
 type Gate struct {
 	mu    sync.RWMutex
 	sales map[int64]*gateSale
+	now   func() time.Time // stamps reservations and measures their age
 }
 
 type gateSale struct {
@@ -36,9 +37,15 @@ type pending struct {
 	at     int64 // unix nanoseconds
 }
 
-// NewGate returns an empty gate; every sale must be loaded before it admits.
-func NewGate() *Gate {
-	return &Gate{sales: make(map[int64]*gateSale)}
+// NewGate returns an empty gate on the wall clock; every sale must be
+// loaded before it admits.
+func NewGate() *Gate { return NewGateClock(time.Now) }
+
+// NewGateClock returns an empty gate whose reservations are stamped and
+// aged by now (tests inject a clock). The gate lives in one process, so
+// one clock serves everyone who compares its times.
+func NewGateClock(now func() time.Time) *Gate {
+	return &Gate{sales: make(map[int64]*gateSale), now: now}
 }
 
 func (g *Gate) sale(id int64) *gateSale {
@@ -76,7 +83,7 @@ func (g *Gate) Reserve(_ context.Context, r seckill.Reservation) (seckill.GateRe
 	}
 	s.left--
 	s.buyers[r.UserID] = struct{}{}
-	s.reserved[r.UserID] = pending{ticket: r.Ticket, at: r.At.UnixNano()}
+	s.reserved[r.UserID] = pending{ticket: r.Ticket, at: g.now().UnixNano()}
 	return seckill.Reserved, nil
 }
 
@@ -118,18 +125,19 @@ func (g *Gate) Settle(_ context.Context, saleID int64, settled []seckill.Settled
 	return nil
 }
 
-// Stale lists reservations made before the given time and not settled.
-func (g *Gate) Stale(_ context.Context, saleID int64, before time.Time) ([]seckill.Reservation, error) {
+// Stale lists pending reservations at least olderThan old by the gate's
+// clock.
+func (g *Gate) Stale(_ context.Context, saleID int64, olderThan time.Duration) ([]seckill.Reservation, error) {
 	s := g.sale(saleID)
 	if s == nil {
 		return nil, nil
 	}
+	cutoff := g.now().Add(-olderThan).UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []seckill.Reservation
-	cutoff := before.UnixNano()
 	for u, p := range s.reserved {
-		if p.at < cutoff {
+		if p.at <= cutoff {
 			out = append(out, seckill.Reservation{SaleID: saleID, UserID: u, Ticket: p.ticket, At: time.Unix(0, p.at)})
 		}
 	}

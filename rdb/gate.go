@@ -55,11 +55,14 @@ func notLoaded(saleID int64) error {
 	return seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", saleID)
 }
 
-// reserveScript: KEYS stock, buyers, resv; ARGV user id, reservation value.
+// reserveScript: KEYS stock, buyers, resv; ARGV user id, ticket.
 // Returns 2 (Duplicate) if the user is a buyer, -1 if the sale is not
 // loaded, 3 (SoldOut) if no unit is left, else takes a unit, records the
 // buyer and the reservation and returns 1 (Reserved). The numbers are
-// seckill.GateResult's.
+// seckill.GateResult's. The reservation is stamped with the server's TIME
+// (in nanoseconds, see encodeReservation): every instance's reconciler
+// ages it on that one clock (Redis 5+ replicates a script's effects, so a
+// script may read TIME before it writes).
 var reserveScript = redis.NewScript(`
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 2 end
 local left = redis.call('GET', KEYS[1])
@@ -67,9 +70,15 @@ if not left then return -1 end
 if tonumber(left) <= 0 then return 3 end
 redis.call('DECR', KEYS[1])
 redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[3], ARGV[1], t[1] .. string.format('%06d', tonumber(t[2])) .. '000 ' .. ARGV[2])
 return 1
 `)
+
+// timeScript: KEYS any key of the sale. Returns the TIME of the server
+// holding the sale's slot: on a Cluster each master has its own clock, and
+// a sale's reservations are stamped by its master's.
+var timeScript = redis.NewScript(`return redis.call('TIME')`)
 
 // releaseScript: KEYS stock, buyers, resv; ARGV user id, ticket. If the
 // user's pending reservation has that ticket, forgets the user and the
@@ -145,7 +154,7 @@ func (g *Gate) Load(ctx context.Context, saleID, left int64, buyers []int64) err
 // the sale is not loaded or Redis cannot be reached.
 func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.GateResult, error) {
 	k := g.keys(r.SaleID)
-	n, err := reserveScript.Run(ctx, g.c.rdb, k.list(), r.UserID, encodeReservation(r)).Int64()
+	n, err := reserveScript.Run(ctx, g.c.rdb, k.list(), r.UserID, r.Ticket).Int64()
 	if err != nil {
 		return 0, redisErr(fmt.Sprintf("reserve sale %d", r.SaleID), err)
 	}
@@ -219,10 +228,16 @@ func (g *Gate) Settle(ctx context.Context, saleID int64, settled []seckill.Settl
 	return redisErr(fmt.Sprintf("settle sale %d", saleID), err)
 }
 
-// Stale lists the sale's reservations made before the given time, scanning
-// the reservation hash in pages so a big one does not block the server.
-func (g *Gate) Stale(ctx context.Context, saleID int64, before time.Time) ([]seckill.Reservation, error) {
+// Stale lists the sale's reservations at least olderThan old by the
+// server's clock, scanning the reservation hash in pages so a big one does
+// not block the server. The caller's clock plays no part.
+func (g *Gate) Stale(ctx context.Context, saleID int64, olderThan time.Duration) ([]seckill.Reservation, error) {
 	resv := g.keys(saleID).resv
+	now, err := g.serverTime(ctx, resv)
+	if err != nil {
+		return nil, redisErr(fmt.Sprintf("stale sale %d", saleID), err)
+	}
+	cutoff := now.Add(-olderThan)
 	seen := make(map[int64]bool)
 	var out []seckill.Reservation
 	var cursor uint64
@@ -241,7 +256,7 @@ func (g *Gate) Stale(ctx context.Context, saleID int64, before time.Time) ([]sec
 				continue
 			}
 			seen[r.UserID] = true
-			if r.At.Before(before) {
+			if !r.At.After(cutoff) {
 				out = append(out, r)
 			}
 		}
@@ -287,10 +302,20 @@ func (g *Gate) Unload(ctx context.Context) error {
 	return redisErr("unload", g.c.deleteMatching(ctx, g.prefix+"{sale:"))
 }
 
-// encodeReservation is the resv hash value: "unixnano ticket".
-func encodeReservation(r seckill.Reservation) string {
-	return strconv.FormatInt(r.At.UnixNano(), 10) + " " + r.Ticket
+// serverTime returns the clock of the server holding key's slot.
+func (g *Gate) serverTime(ctx context.Context, key string) (time.Time, error) {
+	v, err := timeScript.Run(ctx, g.c.rdb, []string{key}).Int64Slice()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if len(v) != 2 {
+		return time.Time{}, fmt.Errorf("TIME answered %v", v)
+	}
+	return time.Unix(v[0], v[1]*1000), nil
 }
+
+// A resv hash value is "unixnano ticket", written by reserveScript from the
+// server's TIME (microseconds, so the last three digits are 0).
 
 func decodeReservation(saleID int64, field, value string) (seckill.Reservation, error) {
 	user, err := strconv.ParseInt(field, 10, 64)

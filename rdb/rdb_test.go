@@ -367,8 +367,9 @@ func TestLoadManyBuyers(t *testing.T) {
 	})
 }
 
-// TestReservationValues: tickets with spaces and times with nanoseconds
-// come back unchanged from Stale.
+// TestReservationValues: tickets with spaces come back unchanged from
+// Stale, stamped with the server's TIME (not the caller's At) to the
+// microsecond.
 func TestReservationValues(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, c *Client) {
 		ctx := context.Background()
@@ -376,17 +377,25 @@ func TestReservationValues(t *testing.T) {
 		if err := g.Load(ctx, 1, 5, nil); err != nil {
 			t.Fatal(err)
 		}
-		at := time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC)
-		r := seckill.Reservation{SaleID: 1, UserID: 77, Ticket: "a ticket with spaces", At: at}
+		k := g.keys(1).resv
+		before, err := g.serverTime(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := seckill.Reservation{SaleID: 1, UserID: 77, Ticket: "a ticket with spaces", At: time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC)}
 		if _, err := g.Reserve(ctx, r); err != nil {
 			t.Fatal(err)
 		}
-		rs, err := g.Stale(ctx, 1, at.Add(time.Nanosecond))
-		if err != nil || len(rs) != 1 || rs[0].Ticket != r.Ticket || !rs[0].At.Equal(at) || rs[0].UserID != 77 || rs[0].SaleID != 1 {
+		after, err := g.serverTime(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := g.Stale(ctx, 1, 0)
+		if err != nil || len(rs) != 1 || rs[0].Ticket != r.Ticket || rs[0].UserID != 77 || rs[0].SaleID != 1 {
 			t.Fatalf("Stale = %+v, %v; want %+v", rs, err, r)
 		}
-		if rs, _ := g.Stale(ctx, 1, at); len(rs) != 0 {
-			t.Fatalf("Stale(before = its time) = %+v, want none", rs)
+		if at := rs[0].At; at.Before(before) || at.After(after) || at.Nanosecond()%1000 != 0 {
+			t.Fatalf("stamped %v, want the server's TIME between %v and %v", at, before, after)
 		}
 	})
 }

@@ -141,7 +141,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		if err := g.Settle(ctx, 6, []seckill.Settled{{UserID: 1, Ticket: "an older ticket"}}); err != nil {
 			t.Fatal(err)
 		}
-		if rs, err := g.Stale(ctx, 6, time.Now().Add(time.Hour)); err != nil || len(rs) != 1 || rs[0].Ticket != "T1" {
+		if rs, err := g.Stale(ctx, 6, 0); err != nil || len(rs) != 1 || rs[0].Ticket != "T1" {
 			t.Fatalf("Stale after settling another ticket = %+v, %v; want T1 still pending", rs, err)
 		}
 		if err := g.Release(ctx, 6, 1, "T1"); err != nil {
@@ -178,7 +178,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		if _, err := g.Reserve(ctx, res(11, 2)); seckill.ErrorCode(err) != seckill.EBusy {
 			t.Fatalf("Reserve in a forgotten sale: %v, want busy (not loaded)", err)
 		}
-		if got, err := g.Stale(ctx, 11, time.Now().Add(time.Hour)); err != nil || len(got) != 0 {
+		if got, err := g.Stale(ctx, 11, 0); err != nil || len(got) != 0 {
 			t.Fatalf("Stale of a forgotten sale: %v %v, want none", got, err)
 		}
 		// The other sale keeps its state; forgetting again is a no-op.
@@ -218,16 +218,13 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		if err := g.Load(ctx, 8, 10, []int64{100}); err != nil {
 			t.Fatal(err)
 		}
-		t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+		start := time.Now()
 		for u := int64(1); u <= 4; u++ {
-			r := seckill.Reservation{SaleID: 8, UserID: u, Ticket: fmt.Sprintf("T%d", u), At: t0.Add(time.Duration(u) * time.Minute)}
-			if got, err := g.Reserve(ctx, r); err != nil || got != seckill.Reserved {
-				t.Fatalf("Reserve(%d) = %v, %v", u, got, err)
-			}
+			reserve(t, g, 8, u, seckill.Reserved)
 		}
-		stale := func(before time.Time) map[int64]seckill.Reservation {
+		stale := func(olderThan time.Duration) map[int64]seckill.Reservation {
 			t.Helper()
-			rs, err := g.Stale(ctx, 8, before)
+			rs, err := g.Stale(ctx, 8, olderThan)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -237,17 +234,22 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 			}
 			return m
 		}
-		// Users 1 and 2 reserved before t0+2m30s; buyers loaded by Load
-		// have no reservation.
-		got := stale(t0.Add(150 * time.Second))
-		if len(got) != 2 || got[1].Ticket != "T1" || got[2].Ticket != "T2" || !got[1].At.Equal(t0.Add(time.Minute)) || got[2].SaleID != 8 {
-			t.Fatalf("Stale = %+v, want users 1 and 2 with their tickets and times", got)
+		// Every pending reservation is at least 0 old; buyers loaded by
+		// Load have none.
+		got := stale(0)
+		if len(got) != 4 || got[1].Ticket != "T1" || got[2].Ticket != "T2" || got[2].SaleID != 8 || got[100].UserID != 0 {
+			t.Fatalf("Stale(0) = %+v, want users 1 to 4 with their tickets", got)
+		}
+		// Stamped by the gate's clock (Redis's may be a little apart from
+		// this process's).
+		if at := got[1].At; at.Before(start.Add(-time.Minute)) || at.After(time.Now().Add(time.Minute)) {
+			t.Fatalf("reservation stamped %v, want about %v", at, start)
 		}
 		// Settled reservations are forgotten, the buyers stay.
 		if err := g.Settle(ctx, 8, []seckill.Settled{{UserID: 1, Ticket: "T1"}, {UserID: 3, Ticket: "T3"}, {UserID: 999, Ticket: "T999"}}); err != nil {
 			t.Fatal(err)
 		}
-		if got := stale(time.Now()); len(got) != 2 || got[2].Ticket != "T2" || got[4].Ticket != "T4" {
+		if got := stale(0); len(got) != 2 || got[2].Ticket != "T2" || got[4].Ticket != "T4" {
 			t.Fatalf("Stale after Settle = %+v, want users 2 and 4", got)
 		}
 		reserve(t, g, 8, 1, seckill.Duplicate)
@@ -255,21 +257,60 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		if err := g.Release(ctx, 8, 2, "T2"); err != nil {
 			t.Fatal(err)
 		}
-		if got := stale(time.Now()); len(got) != 1 || got[4].Ticket != "T4" {
+		if got := stale(0); len(got) != 1 || got[4].Ticket != "T4" {
 			t.Fatalf("Stale after Release = %+v, want user 4", got)
 		}
+		// Ages grow: once some time has passed, the reservation is that old.
+		time.Sleep(30 * time.Millisecond)
+		if got := stale(20 * time.Millisecond); len(got) != 1 || got[4].Ticket != "T4" {
+			t.Fatalf("Stale(20ms) 30ms after reserving = %+v, want user 4", got)
+		}
+		if got := stale(time.Hour); len(got) != 0 {
+			t.Fatalf("Stale(1h) = %+v, want none", got)
+		}
 		// Load starts over with none pending.
+		if err := g.Forget(ctx, 8); err != nil {
+			t.Fatal(err)
+		}
 		if err := g.Load(ctx, 8, 5, []int64{4}); err != nil {
 			t.Fatal(err)
 		}
-		if got := stale(time.Now()); len(got) != 0 {
+		if got := stale(0); len(got) != 0 {
 			t.Fatalf("Stale after Load = %+v, want none", got)
 		}
 		if err := g.Settle(ctx, 77, []seckill.Settled{{UserID: 1, Ticket: "T1"}}); err != nil {
 			t.Fatalf("Settle on an unloaded sale: %v", err)
 		}
-		if rs, err := g.Stale(ctx, 77, time.Now()); err != nil || len(rs) != 0 {
+		if rs, err := g.Stale(ctx, 77, 0); err != nil || len(rs) != 0 {
 			t.Fatalf("Stale on an unloaded sale: %v, %v", rs, err)
+		}
+	})
+
+	t.Run("StaleIgnoresTheCallersClock", func(t *testing.T) {
+		// Instances' clocks disagree: one far behind claims its fresh
+		// reservations are hours old, one far ahead ages them by hours. A
+		// reservation made just now is not an hour old, whoever asks.
+		g := newGate(t)
+		if err := g.Load(ctx, 9, 5, nil); err != nil {
+			t.Fatal(err)
+		}
+		for u, at := range map[int64]time.Time{1: time.Now().Add(-2 * time.Hour), 2: time.Now().Add(2 * time.Hour)} {
+			r := seckill.Reservation{SaleID: 9, UserID: u, Ticket: fmt.Sprintf("T%d", u), At: at}
+			if got, err := g.Reserve(ctx, r); err != nil || got != seckill.Reserved {
+				t.Fatalf("Reserve(%d) = %v, %v", u, got, err)
+			}
+		}
+		if rs, err := g.Stale(ctx, 9, time.Hour); err != nil || len(rs) != 0 {
+			t.Fatalf("Stale(1h) just after reserving = %+v, %v; want none", rs, err)
+		}
+		rs, err := g.Stale(ctx, 9, 0)
+		if err != nil || len(rs) != 2 {
+			t.Fatalf("Stale(0) = %+v, %v; want both", rs, err)
+		}
+		for _, r := range rs {
+			if d := time.Since(r.At); d > time.Minute || d < -time.Minute {
+				t.Fatalf("reservation of user %d stamped %v: the caller's clock, not the gate's", r.UserID, r.At)
+			}
 		}
 	})
 
