@@ -111,6 +111,15 @@ type Reservation struct {
 	At time.Time
 }
 
+// GateSnapshot reads the state a sale is loaded into the gate with: its
+// units left and the users who hold one (see StockGate.Load).
+type GateSnapshot func(ctx context.Context) (left int64, buyers []int64, err error)
+
+// GateState is the snapshot of a state known without reading anything.
+func GateState(left int64, buyers []int64) GateSnapshot {
+	return func(context.Context) (int64, []int64, error) { return left, buyers, nil }
+}
+
 // Settled names one request SQL has settled: its user and its ticket.
 type Settled struct {
 	UserID int64
@@ -120,9 +129,19 @@ type Settled struct {
 // StockGate is the atomic stock counter in front of SQL. Every method is safe
 // for concurrent use.
 type StockGate interface {
-	// Load replaces the sale's state: left units and the users who hold one,
-	// with no reservations pending.
-	Load(ctx context.Context, saleID, left int64, buyers []int64) error
+	// Load loads a sale the gate does not hold: it claims the sale, reads
+	// its state with snapshot (after the claim), and installs that state
+	// with no reservation pending, in one atomic step. It never replaces a
+	// loaded sale: a live sale has reservations on their way to the queue
+	// that no snapshot shows, and replacing it would forget them while
+	// their orders land. It reports whether it installed the state; false
+	// with a nil error when the sale was loaded already, or when its claim
+	// was lost before the install — another Load claimed the sale since
+	// (its snapshot is the newer one), or the gate lost its state meanwhile
+	// (a restarted Redis) — so that a snapshot older than anything admitted
+	// is never installed. Ask again if the sale is still not loaded. An
+	// error of snapshot is returned and nothing is installed.
+	Load(ctx context.Context, saleID int64, snapshot GateSnapshot) (loaded bool, err error)
 	// Reserve does, atomically: if the user already holds a unit of the sale
 	// → Duplicate; else if no unit is left → SoldOut; else take one unit,
 	// record the user, remember the reservation stamped with the gate's
@@ -154,10 +173,11 @@ type StockGate interface {
 	// Left returns the units left and whether the sale is loaded.
 	Left(ctx context.Context, saleID int64) (left int64, loaded bool, err error)
 	// Forget drops one sale and everything the gate holds for it (a sale
-	// that ended long ago); it is no longer loaded. A no-op for a sale the
-	// gate does not hold.
+	// that ended long ago), a pending Load's claim included; it is no
+	// longer loaded. A no-op for a sale the gate does not hold.
 	Forget(ctx context.Context, saleID int64) error
-	// Unload forgets every sale (the gate must be rebuilt before admitting).
+	// Unload forgets every sale and claim (the gate must be rebuilt before
+	// admitting).
 	Unload(ctx context.Context) error
 }
 

@@ -267,6 +267,19 @@ func (v *env) checkAtRest(saleID int64) *seckill.SaleStats {
 	return st
 }
 
+// setGate puts a sale into the gate with the state given, replacing what
+// the gate holds of it (as a gate that lost it and was loaded again).
+func (v *env) setGate(saleID, left int64, buyers ...int64) {
+	v.t.Helper()
+	ctx := context.Background()
+	if err := v.gate.Forget(ctx, saleID); err != nil {
+		v.t.Fatal(err)
+	}
+	if ok, err := v.gate.Load(ctx, saleID, seckill.GateState(left, buyers)); err != nil || !ok {
+		v.t.Fatalf("load sale %d: %v, %v", saleID, ok, err)
+	}
+}
+
 // reserve asks the gate directly.
 func (v *env) reserve(saleID, userID int64) seckill.GateResult {
 	v.t.Helper()

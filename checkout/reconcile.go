@@ -174,13 +174,23 @@ func (e *Engine) RebuildGate(ctx context.Context) error {
 	if missing, err = e.unloadedSales(ctx); err != nil {
 		return err
 	}
+	loaded := 0
 	for _, id := range missing {
-		if err := e.loadGate(ctx, id); err != nil {
+		// A sale loaded meanwhile (CreateSale, or another instance after
+		// our lease ran out) is not loaded again: Load never replaces a
+		// live sale, so the lease costs time, not correctness.
+		ok, err := e.loadGate(ctx, id)
+		if err != nil {
 			return err
 		}
+		if ok {
+			loaded++
+		}
 	}
-	e.rebuilds.Add(1)
-	e.log.Warn("gate rebuilt after losing its state", "sales", len(missing))
+	if loaded > 0 {
+		e.rebuilds.Add(1)
+		e.log.Warn("gate rebuilt after losing its state", "sales", loaded)
+	}
 	return nil
 }
 

@@ -2,6 +2,7 @@ package checkout
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -163,9 +164,7 @@ func TestRecoverShared(t *testing.T) {
 	locker := inmem.NewLocker()
 	b := v.backends()
 	b.Locker = locker
-	if err := v.gate.Load(ctx, held.ID, 7, []int64{u[0]}); err != nil { // live state of the others
-		t.Fatal(err)
-	}
+	v.setGate(held.ID, 7, u[0]) // live state of the others
 	v.publish(held.ID, u[1])
 
 	// Another instance is rebuilding: this one waits, not ready.
@@ -272,9 +271,7 @@ func TestReconcileRefusedRequest(t *testing.T) {
 			released += n
 		}}
 		e = v.recovered(Config{}, &b)
-		if err := v.gate.Load(ctx, s.ID, 1, []int64{u[0], u[1]}); err != nil { // Recover reloaded it from SQL
-			t.Fatal(err)
-		}
+		v.setGate(s.ID, 1, u[0], u[1]) // Recover reloaded it from SQL
 		if _, err := e.Purchase(ctx, u[2], s.ID, path(t, e, u[2], s.ID)); err != nil {
 			t.Fatal(err)
 		}
@@ -294,9 +291,7 @@ func TestReconcileRefusedRequest(t *testing.T) {
 		gate := &failSettleGate{StockGate: v.gate}
 		b.Gate = gate
 		e := v.recovered(Config{}, &b)
-		if err := v.gate.Load(ctx, s.ID, 1, []int64{u[0], u[1]}); err != nil { // Recover reloaded it from SQL
-			t.Fatal(err)
-		}
+		v.setGate(s.ID, 1, u[0], u[1]) // Recover reloaded it from SQL
 		if _, err := e.Purchase(ctx, u[2], s.ID, path(t, e, u[2], s.ID)); err != nil {
 			t.Fatal(err)
 		}
@@ -348,5 +343,129 @@ func TestReconcileClockSkew(t *testing.T) {
 	v.gateNow.advance(time.Minute)
 	if released, err = ahead.Reconcile(ctx, 30*time.Second); err != nil || released != 1 {
 		t.Fatalf("after a minute: released %d, %v; want 1", released, err)
+	}
+}
+
+// hookSales runs afterCreate once a sale is in SQL, before CreateSale goes
+// on to the gate.
+type hookSales struct {
+	seckill.SaleStore
+	afterCreate func(*seckill.Sale)
+}
+
+func (h *hookSales) CreateSale(ctx context.Context, s *seckill.Sale) error {
+	err := h.SaleStore.CreateSale(ctx, s)
+	if err == nil && h.afterCreate != nil {
+		h.afterCreate(s)
+	}
+	return err
+}
+
+// TestCreateSaleRacesRebuild: a rebuild finds a new sale in SQL before its
+// creator loaded it into the gate, loads it, and a buyer is admitted. The
+// creator's load must not wipe that reservation (the buyer could buy
+// twice).
+func TestCreateSaleRacesRebuild(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	u := v.users(1)
+	hs := &hookSales{SaleStore: v.db}
+	b := v.backends()
+	b.Sales, b.Locker = hs, inmem.NewLocker()
+	e := v.recovered(Config{PublishTimeout: 10 * time.Millisecond}, &b)
+	hs.afterCreate = func(s *seckill.Sale) {
+		if err := e.RebuildGate(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Purchase(ctx, u[0], s.ID, path(t, e, u[0], s.ID)); err != nil {
+			t.Fatalf("purchase after the rebuild loaded the sale: %v", err)
+		}
+	}
+	s := &seckill.Sale{Name: "phone", PriceCents: 100, Stock: 3, StartsAt: time.Now().Add(-time.Minute), EndsAt: time.Now().Add(time.Hour)}
+	if err := e.CreateSale(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	if got := v.gateLeft(s.ID); got != 2 {
+		t.Fatalf("gate left %d after CreateSale, want 2: the reservation made after the rebuild was wiped", got)
+	}
+	if _, err := e.Purchase(ctx, u[0], s.ID, path(t, e, u[0], s.ID)); seckill.ErrorCode(err) != seckill.EDuplicate {
+		t.Fatalf("second purchase of the same buyer: %v, want duplicate", err)
+	}
+	drain(t, e)
+	v.checkAtRest(s.ID)
+}
+
+// afterReadQueue runs after once after its first PendingRequests: what it
+// does happens while a rebuild is between reading the queue and loading.
+type afterReadQueue struct {
+	seckill.OrderQueue
+	once  sync.Once
+	after func()
+}
+
+func (q *afterReadQueue) PendingRequests(ctx context.Context, saleID int64) ([]seckill.OrderRequest, error) {
+	rs, err := q.OrderQueue.PendingRequests(ctx, saleID)
+	q.once.Do(q.after)
+	return rs, err
+}
+
+// TestRebuildOvertaken: instance A rebuilds a lost sale slowly; meanwhile
+// its lease is lost (modelled by a second lock table: B takes the lock
+// too), B rebuilds the sale and admits a buyer. A's snapshot misses that
+// buyer, so A must not install it: not over B's live sale, and not after
+// the gate lost B's load again (a restarted Redis), when the sale looks
+// unloaded but A's claim went with the rest.
+func TestRebuildOvertaken(t *testing.T) {
+	for _, gateLost := range []bool{false, true} {
+		name := "over a live sale"
+		if gateLost {
+			name = "after the gate lost the newer load"
+		}
+		t.Run(name, func(t *testing.T) {
+			v := newEnv(t)
+			ctx := context.Background()
+			s := v.openSale(5)
+			u := v.users(1)
+			cfg := Config{PublishTimeout: 10 * time.Millisecond}
+			bb := v.backends()
+			bb.Locker = inmem.NewLocker()
+			eb := v.engine(cfg, &bb)
+			q := &afterReadQueue{OrderQueue: v.queue, after: func() {
+				if err := eb.Recover(ctx); err != nil { // B loads the sale
+					t.Fatal(err)
+				}
+				if _, err := eb.Purchase(ctx, u[0], s.ID, path(t, eb, u[0], s.ID)); err != nil {
+					t.Fatal(err)
+				}
+				if gateLost {
+					if err := v.gate.Unload(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}}
+			ba := v.backends()
+			ba.Queue, ba.Locker = q, inmem.NewLocker()
+			ea := v.engine(cfg, &ba)
+			if err := ea.RebuildGate(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if gateLost {
+				if _, loaded, _ := v.gate.Left(ctx, s.ID); loaded {
+					t.Fatalf("A installed a snapshot older than B's load: gate left %d", v.gateLeft(s.ID))
+				}
+				// The next rebuild reads afresh: the buyer is queued.
+				if err := ea.RebuildGate(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := v.gateLeft(s.ID); got != 4 {
+				t.Fatalf("gate left %d, want 4 (one unit queued for the buyer)", got)
+			}
+			if r := v.reserve(s.ID, u[0]); r != seckill.Duplicate {
+				t.Fatalf("the admitted buyer: %v at the gate, want duplicate", r)
+			}
+			drain(t, eb)
+			v.checkAtRest(s.ID)
+		})
 	}
 }

@@ -155,7 +155,9 @@ func (e *Engine) Recover(ctx context.Context) error {
 		return err
 	}
 	for _, s := range sales {
-		if err := e.loadGate(ctx, s.ID); err != nil {
+		// Nothing else loads while admission is closed, but a sale
+		// created meanwhile is loaded by CreateSale: either load will do.
+		if _, err := e.loadGate(ctx, s.ID); err != nil {
 			return err
 		}
 	}
@@ -180,22 +182,33 @@ func (e *Engine) settle(ctx context.Context, results []seckill.OrderResult) erro
 	return nil
 }
 
-// loadGate sets the gate of one sale to SQL stock_left less the requests
-// still queued, with the buyers of SQL plus those queued. The queue is read
-// first: a request the writer moves into SQL meanwhile then shows up in
-// both and counts once, and none can slip between the two reads.
-func (e *Engine) loadGate(ctx context.Context, saleID int64) error {
+// loadGate loads the gate of one sale it does not hold (see gateState)
+// and reports whether it did: false when the sale is loaded already, or
+// when another load (or a loss of the gate's state) overtook this one.
+func (e *Engine) loadGate(ctx context.Context, saleID int64) (bool, error) {
+	return e.b.Gate.Load(ctx, saleID, func(ctx context.Context) (int64, []int64, error) {
+		return e.gateState(ctx, saleID)
+	})
+}
+
+// gateState is a sale's gate as SQL and the queue show it: SQL stock_left
+// less the requests still queued, with the buyers of SQL plus those queued.
+// The queue is read first: a request the writer moves into SQL meanwhile
+// then shows up in both and counts once, and none can slip between the two
+// reads. The gate calls it only after claiming the sale (StockGate.Load),
+// so nothing it misses was admitted by the gate being loaded.
+func (e *Engine) gateState(ctx context.Context, saleID int64) (int64, []int64, error) {
 	queued, err := e.b.Queue.PendingRequests(ctx, saleID)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	st, err := e.b.Sales.SaleStats(ctx, saleID)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	buyers, err := e.b.Orders.SaleBuyers(ctx, saleID)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	left := st.SQLStockLeft
 	seen := make(map[int64]bool, len(buyers)+len(queued))
@@ -209,5 +222,5 @@ func (e *Engine) loadGate(ctx context.Context, saleID int64) error {
 			left--
 		}
 	}
-	return e.b.Gate.Load(ctx, saleID, max(left, 0), buyers)
+	return max(left, 0), buyers, nil
 }

@@ -18,9 +18,11 @@ var _ seckill.StockGate = (*Gate)(nil)
 // left and the set of buyers. The critical section is a map lookup and an
 // insert, so contention stays low even for one hot sale.
 type Gate struct {
-	mu    sync.RWMutex
-	sales map[int64]*gateSale
-	now   func() time.Time // stamps reservations and measures their age
+	mu     sync.RWMutex
+	sales  map[int64]*gateSale
+	claims map[int64]uint64 // sale → the claim of the Load that may install it
+	seq    uint64           // last claim handed out
+	now    func() time.Time // stamps reservations and measures their age
 }
 
 type gateSale struct {
@@ -45,7 +47,7 @@ func NewGate() *Gate { return NewGateClock(time.Now) }
 // aged by now (tests inject a clock). The gate lives in one process, so
 // one clock serves everyone who compares its times.
 func NewGateClock(now func() time.Time) *Gate {
-	return &Gate{sales: make(map[int64]*gateSale), now: now}
+	return &Gate{sales: make(map[int64]*gateSale), claims: make(map[int64]uint64), now: now}
 }
 
 func (g *Gate) sale(id int64) *gateSale {
@@ -55,16 +57,40 @@ func (g *Gate) sale(id int64) *gateSale {
 	return s
 }
 
-// Load replaces the sale's units left and buyers.
-func (g *Gate) Load(_ context.Context, saleID, left int64, buyers []int64) error {
+// Load claims an unloaded sale, reads its state and installs it if the
+// sale is still unloaded and the claim still this call's.
+func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnapshot) (bool, error) {
+	g.mu.Lock()
+	if g.sales[saleID] != nil {
+		g.mu.Unlock()
+		return false, nil
+	}
+	g.seq++
+	claim := g.seq
+	g.claims[saleID] = claim
+	g.mu.Unlock()
+
+	left, buyers, err := snapshot(ctx)
+	if err != nil {
+		g.mu.Lock()
+		if g.claims[saleID] == claim {
+			delete(g.claims, saleID)
+		}
+		g.mu.Unlock()
+		return false, err
+	}
 	s := &gateSale{left: left, buyers: make(map[int64]struct{}, len(buyers)), reserved: make(map[int64]pending)}
 	for _, u := range buyers {
 		s.buyers[u] = struct{}{}
 	}
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.sales[saleID] != nil || g.claims[saleID] != claim {
+		return false, nil
+	}
+	delete(g.claims, saleID)
 	g.sales[saleID] = s
-	g.mu.Unlock()
-	return nil
+	return true, nil
 }
 
 // Reserve takes one unit for the user unless they hold one or none is left.
@@ -171,6 +197,7 @@ func (g *Gate) Left(_ context.Context, saleID int64) (int64, bool, error) {
 func (g *Gate) Forget(_ context.Context, saleID int64) error {
 	g.mu.Lock()
 	delete(g.sales, saleID)
+	delete(g.claims, saleID)
 	g.mu.Unlock()
 	return nil
 }
@@ -179,6 +206,7 @@ func (g *Gate) Forget(_ context.Context, saleID int64) error {
 func (g *Gate) Unload(context.Context) error {
 	g.mu.Lock()
 	g.sales = make(map[int64]*gateSale)
+	g.claims = make(map[int64]uint64)
 	g.mu.Unlock()
 	return nil
 }

@@ -26,7 +26,7 @@ func BenchmarkGateMemory1M(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		before := heap()
 		g := NewGate()
-		if err := g.Load(ctx, 1, buyers, nil); err != nil {
+		if _, err := g.Load(ctx, 1, seckill.GateState(buyers, nil)); err != nil {
 			b.Fatal(err)
 		}
 		at := time.Now()

@@ -42,11 +42,11 @@ func NewGate(c *Client, prefix string) *Gate {
 	return &Gate{c: c, prefix: prefix}
 }
 
-type saleKeys struct{ stock, buyers, resv string }
+type saleKeys struct{ stock, buyers, resv, claim string }
 
 func (g *Gate) keys(saleID int64) saleKeys {
 	tag := g.prefix + "{sale:" + strconv.FormatInt(saleID, 10) + "}:"
-	return saleKeys{stock: tag + "stock", buyers: tag + "buyers", resv: tag + "resv"}
+	return saleKeys{stock: tag + "stock", buyers: tag + "buyers", resv: tag + "resv", claim: tag + "claim"}
 }
 
 func (k saleKeys) list() []string { return []string{k.stock, k.buyers, k.resv} }
@@ -102,12 +102,33 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 return redis.call('INCRBY', KEYS[1], ARGV[1])
 `)
 
-// loadScript: KEYS stock, buyers, resv, temporary buyers set; ARGV left.
-// Replaces the sale's state at once: the buyers become the temporary set
-// (or none if it does not exist), no reservation is pending, left units are
-// left. Old sets are UNLINKed so the server frees them in the background.
+// loadTTL bounds a Load: its claim and its temporary buyers set expire on
+// their own if it dies half-way, and a Load slower than this is refused.
+const loadTTL = 10 * time.Minute
+
+// claimScript: KEYS stock, claim; ARGV token, ttl in ms. Claims an unloaded
+// sale for the Load holding token (a later claim takes it over); returns 1,
+// or 0 if the sale is loaded.
+var claimScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
+return 1
+`)
+
+// loadScript: KEYS stock, buyers, resv, temporary buyers set, claim; ARGV
+// left, token. If the sale is unloaded and the claim still token's, loads
+// it at once: the buyers become the temporary set (or none if it does not
+// exist), no reservation is pending, left units are left; returns 1.
+// Otherwise drops the temporary set and returns 0: a loaded sale is never
+// replaced, and a lost claim (taken over, or gone with a restarted server)
+// means the snapshot may miss what was admitted since. Old sets are
+// UNLINKed so the server frees them in the background.
 var loadScript = redis.NewScript(`
-redis.call('UNLINK', KEYS[2], KEYS[3])
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('GET', KEYS[5]) ~= ARGV[2] then
+  redis.call('UNLINK', KEYS[4])
+  return 0
+end
+redis.call('UNLINK', KEYS[2], KEYS[3], KEYS[5])
 if redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('RENAME', KEYS[4], KEYS[2])
   redis.call('PERSIST', KEYS[2])
@@ -116,38 +137,47 @@ redis.call('SET', KEYS[1], ARGV[1])
 return 1
 `)
 
-// Load replaces the sale's state. Buyers go first into a temporary set of
-// the same hash tag, in chunks (a sale may have a million), which expires on
-// its own if Load dies half-way; one script then swaps it in with the units
-// left and no reservations. Reserve sees the old state or the new one,
-// never a mixture.
-func (g *Gate) Load(ctx context.Context, saleID, left int64, buyers []int64) error {
+// Load claims an unloaded sale, reads its state with snapshot and loads it
+// if the claim still holds. Buyers go first into a temporary set of the
+// same hash tag, in chunks (a sale may have a million), which expires on
+// its own if Load dies half-way; one script then checks the claim and swaps
+// the set in with the units left and no reservations. Reserve sees the sale
+// unloaded or loaded, never half of it.
+func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnapshot) (bool, error) {
 	k := g.keys(saleID)
-	var tmp string
-	if len(buyers) > 0 {
-		var rnd [8]byte
-		rand.Read(rnd[:])
-		tmp = k.buyers + ":load:" + hex.EncodeToString(rnd[:])
-		for i := 0; i < len(buyers); i += loadChunk {
-			chunk := buyers[i:min(i+loadChunk, len(buyers))]
-			members := make([]any, len(chunk))
-			for j, u := range chunk {
-				members[j] = u
-			}
-			_, err := g.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-				p.SAdd(ctx, tmp, members...)
-				p.Expire(ctx, tmp, 10*time.Minute)
-				return nil
-			})
-			if err != nil {
-				return redisErr(fmt.Sprintf("load sale %d", saleID), err)
-			}
-		}
-	} else {
-		tmp = k.buyers + ":load:none" // never created: the sale starts with no buyers
+	var rnd [16]byte
+	rand.Read(rnd[:])
+	token := hex.EncodeToString(rnd[:])
+	ok, err := claimScript.Run(ctx, g.c.rdb, []string{k.stock, k.claim}, token, loadTTL.Milliseconds()).Bool()
+	if err != nil || !ok {
+		return false, redisErr(fmt.Sprintf("claim sale %d", saleID), err)
 	}
-	err := loadScript.Run(ctx, g.c.rdb, []string{k.stock, k.buyers, k.resv, tmp}, left).Err()
-	return redisErr(fmt.Sprintf("load sale %d", saleID), err)
+	left, buyers, err := snapshot(ctx)
+	if err != nil {
+		return false, err
+	}
+	tmp := k.buyers + ":load:" + token
+	for i := 0; i < len(buyers); i += loadChunk {
+		chunk := buyers[i:min(i+loadChunk, len(buyers))]
+		members := make([]any, len(chunk))
+		for j, u := range chunk {
+			members[j] = u
+		}
+		_, err := g.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.SAdd(ctx, tmp, members...)
+			p.Expire(ctx, tmp, loadTTL)
+			return nil
+		})
+		if err != nil {
+			return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
+		}
+	}
+	// With no buyers tmp was never created: the sale starts with none.
+	loaded, err := loadScript.Run(ctx, g.c.rdb, []string{k.stock, k.buyers, k.resv, tmp, k.claim}, left, token).Bool()
+	if err != nil {
+		return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
+	}
+	return loaded, nil
 }
 
 // Reserve runs the reserve script: Duplicate, SoldOut or Reserved; EBusy if
@@ -288,9 +318,11 @@ func (g *Gate) Left(ctx context.Context, saleID int64) (int64, bool, error) {
 	return n, true, nil
 }
 
-// Forget deletes the sale's keys (one slot: they share its hash tag).
+// Forget deletes the sale's keys, a Load's claim included (one slot: they
+// share its hash tag).
 func (g *Gate) Forget(ctx context.Context, saleID int64) error {
-	err := g.c.rdb.Del(ctx, g.keys(saleID).list()...).Err()
+	k := g.keys(saleID)
+	err := g.c.rdb.Del(ctx, k.stock, k.buyers, k.resv, k.claim).Err()
 	return redisErr(fmt.Sprintf("forget sale %d", saleID), err)
 }
 

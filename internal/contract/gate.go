@@ -2,6 +2,7 @@ package contract
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,12 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 			t.Fatalf("Reserve(%d, %d) = %v, want %v", sale, user, got, want)
 		}
 	}
+	load := func(t *testing.T, g seckill.StockGate, sale, left int64, buyers []int64) {
+		t.Helper()
+		if ok, err := g.Load(ctx, sale, seckill.GateState(left, buyers)); err != nil || !ok {
+			t.Fatalf("Load(%d) = %v, %v; want true, nil", sale, ok, err)
+		}
+	}
 	left := func(t *testing.T, g seckill.StockGate, sale, want int64) {
 		t.Helper()
 		n, loaded, err := g.Left(ctx, sale)
@@ -51,9 +58,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 
 	t.Run("ReserveDuplicateSoldOut", func(t *testing.T) {
 		g := newGate(t)
-		if err := g.Load(ctx, 7, 2, nil); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 7, 2, nil)
 		reserve(t, g, 7, 1, seckill.Reserved)
 		reserve(t, g, 7, 1, seckill.Duplicate)
 		reserve(t, g, 7, 2, seckill.Reserved)
@@ -66,25 +71,119 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 
 	t.Run("LoadWithBuyers", func(t *testing.T) {
 		g := newGate(t)
-		if err := g.Load(ctx, 3, 5, []int64{10, 11}); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 3, 5, []int64{10, 11})
 		reserve(t, g, 3, 10, seckill.Duplicate)
 		reserve(t, g, 3, 12, seckill.Reserved)
 		left(t, g, 3, 4)
-		// Load replaces the whole state.
-		if err := g.Load(ctx, 3, 1, nil); err != nil {
-			t.Fatal(err)
+	})
+
+	t.Run("LoadDoesNotReplaceALoadedSale", func(t *testing.T) {
+		// A second load (a rebuild racing another, or racing the sale's
+		// creation) would forget reservations on their way to the queue.
+		g := newGate(t)
+		load(t, g, 3, 5, []int64{10})
+		reserve(t, g, 3, 12, seckill.Reserved)
+		read := false
+		ok, err := g.Load(ctx, 3, func(context.Context) (int64, []int64, error) {
+			read = true
+			return 1, nil, nil
+		})
+		if err != nil || ok {
+			t.Fatalf("Load of a loaded sale = %v, %v; want false, nil", ok, err)
 		}
-		reserve(t, g, 3, 10, seckill.Reserved)
-		reserve(t, g, 3, 12, seckill.SoldOut)
+		if read {
+			t.Error("Load of a loaded sale read a snapshot")
+		}
+		left(t, g, 3, 4)
+		reserve(t, g, 3, 10, seckill.Duplicate)
+		reserve(t, g, 3, 12, seckill.Duplicate)
+		if rs, err := g.Stale(ctx, 3, 0); err != nil || len(rs) != 1 || rs[0].Ticket != "T12" {
+			t.Fatalf("Stale = %+v, %v; want T12 still pending", rs, err)
+		}
+	})
+
+	t.Run("LoadThatLostItsClaim", func(t *testing.T) {
+		// A load installs its snapshot only if nothing else loaded or
+		// claimed the sale since it claimed it: a newer load took over, or
+		// the gate lost its state (and anything admitted meanwhile).
+		g := newGate(t)
+		slow := func(during func()) seckill.GateSnapshot {
+			return func(context.Context) (int64, []int64, error) {
+				during()
+				return 9, nil, nil // older than what happened during
+			}
+		}
+		// A newer load finishes while the older one reads.
+		ok, err := g.Load(ctx, 4, slow(func() { load(t, g, 4, 2, []int64{1}) }))
+		if err != nil || ok {
+			t.Fatalf("Load overtaken by another = %v, %v; want false, nil", ok, err)
+		}
+		left(t, g, 4, 2)
+		reserve(t, g, 4, 1, seckill.Duplicate)
+		// A newer load claims while the older one reads, then finishes
+		// after it: the newer snapshot wins.
+		type answer struct {
+			ok  bool
+			err error
+		}
+		started, proceed := make(chan struct{}), make(chan struct{})
+		newer := make(chan answer, 1)
+		ok, err = g.Load(ctx, 5, slow(func() {
+			go func() {
+				ok, err := g.Load(ctx, 5, func(context.Context) (int64, []int64, error) {
+					close(started)
+					<-proceed
+					return 3, []int64{7}, nil
+				})
+				newer <- answer{ok, err}
+			}()
+			<-started
+		}))
+		if err != nil || ok {
+			t.Fatalf("Load claimed over by another = %v, %v; want false, nil", ok, err)
+		}
+		if _, loaded, _ := g.Left(ctx, 5); loaded {
+			t.Fatal("the older load installed its snapshot")
+		}
+		close(proceed)
+		if a := <-newer; a.err != nil || !a.ok {
+			t.Fatalf("the newer Load = %v, %v; want true, nil", a.ok, a.err)
+		}
+		left(t, g, 5, 3)
+		reserve(t, g, 5, 7, seckill.Duplicate)
+		// The gate loses its state (a Redis restart, here Forget and
+		// Unload) while a load reads: it is refused and the sale stays
+		// unloaded until a load with a fresh snapshot.
+		for name, lose := range map[string]func() error{
+			"Forget": func() error { return g.Forget(ctx, 6) },
+			"Unload": func() error { return g.Unload(ctx) },
+		} {
+			ok, err = g.Load(ctx, 6, slow(func() {
+				if err := lose(); err != nil {
+					t.Fatal(err)
+				}
+			}))
+			if err != nil || ok {
+				t.Fatalf("Load across %s = %v, %v; want false, nil", name, ok, err)
+			}
+			if _, loaded, _ := g.Left(ctx, 6); loaded {
+				t.Fatalf("Load across %s installed its snapshot", name)
+			}
+		}
+		load(t, g, 6, 1, nil)
+		left(t, g, 6, 1)
+		// A snapshot that fails loads nothing, and the next load works.
+		boom := errors.New("snapshot failed")
+		if ok, err := g.Load(ctx, 8, func(context.Context) (int64, []int64, error) { return 0, nil, boom }); !errors.Is(err, boom) || ok {
+			t.Fatalf("Load with a failing snapshot = %v, %v; want false, %v", ok, err, boom)
+		}
+		load(t, g, 8, 2, nil)
+		left(t, g, 8, 2)
 	})
 
 	t.Run("Release", func(t *testing.T) {
 		g := newGate(t)
-		if err := g.Load(ctx, 4, 1, nil); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 4, 1, nil)
 		reserve(t, g, 4, 1, seckill.Reserved)
 		reserve(t, g, 4, 2, seckill.SoldOut)
 		if err := g.Release(ctx, 4, 1, "T1"); err != nil {
@@ -109,9 +208,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		// may have been released and admitted again, and the newer
 		// reservation must stay.
 		g := newGate(t)
-		if err := g.Load(ctx, 5, 1, []int64{7}); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 5, 1, []int64{7})
 		reserve(t, g, 5, 1, seckill.Reserved) // ticket T1
 		if err := g.Release(ctx, 5, 1, "an older ticket"); err != nil {
 			t.Fatal(err)
@@ -134,9 +231,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		// newer reservation of the same buyer stays pending, so that a
 		// failed publish can still release it.
 		g := newGate(t)
-		if err := g.Load(ctx, 6, 1, nil); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 6, 1, nil)
 		reserve(t, g, 6, 1, seckill.Reserved) // ticket T1
 		if err := g.Settle(ctx, 6, []seckill.Settled{{UserID: 1, Ticket: "an older ticket"}}); err != nil {
 			t.Fatal(err)
@@ -164,9 +259,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 	t.Run("Forget", func(t *testing.T) {
 		g := newGate(t)
 		for _, sale := range []int64{11, 12} {
-			if err := g.Load(ctx, sale, 2, nil); err != nil {
-				t.Fatal(err)
-			}
+			load(t, g, sale, 2, nil)
 			reserve(t, g, sale, 1, seckill.Reserved)
 		}
 		if err := g.Forget(ctx, 11); err != nil {
@@ -188,9 +281,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 			t.Fatal(err)
 		}
 		// Loaded again (a rebuild), the sale starts from what it is given.
-		if err := g.Load(ctx, 11, 1, []int64{1}); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 11, 1, []int64{1})
 		left(t, g, 11, 1)
 		reserve(t, g, 11, 1, seckill.Duplicate)
 		reserve(t, g, 11, 2, seckill.Reserved)
@@ -198,9 +289,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 
 	t.Run("Restock", func(t *testing.T) {
 		g := newGate(t)
-		if err := g.Load(ctx, 5, 1, nil); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 5, 1, nil)
 		reserve(t, g, 5, 1, seckill.Reserved)
 		if err := g.Restock(ctx, 5, 2); err != nil {
 			t.Fatal(err)
@@ -215,9 +304,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 
 	t.Run("Reservations", func(t *testing.T) {
 		g := newGate(t)
-		if err := g.Load(ctx, 8, 10, []int64{100}); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 8, 10, []int64{100})
 		start := time.Now()
 		for u := int64(1); u <= 4; u++ {
 			reserve(t, g, 8, u, seckill.Reserved)
@@ -272,9 +359,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		if err := g.Forget(ctx, 8); err != nil {
 			t.Fatal(err)
 		}
-		if err := g.Load(ctx, 8, 5, []int64{4}); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 8, 5, []int64{4})
 		if got := stale(0); len(got) != 0 {
 			t.Fatalf("Stale after Load = %+v, want none", got)
 		}
@@ -291,9 +376,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		// reservations are hours old, one far ahead ages them by hours. A
 		// reservation made just now is not an hour old, whoever asks.
 		g := newGate(t)
-		if err := g.Load(ctx, 9, 5, nil); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 9, 5, nil)
 		for u, at := range map[int64]time.Time{1: time.Now().Add(-2 * time.Hour), 2: time.Now().Add(2 * time.Hour)} {
 			r := seckill.Reservation{SaleID: 9, UserID: u, Ticket: fmt.Sprintf("T%d", u), At: at}
 			if got, err := g.Reserve(ctx, r); err != nil || got != seckill.Reserved {
@@ -317,9 +400,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 	t.Run("SalesAreIndependent", func(t *testing.T) {
 		g := newGate(t)
 		for _, id := range []int64{1, 2} {
-			if err := g.Load(ctx, id, 1, nil); err != nil {
-				t.Fatal(err)
-			}
+			load(t, g, id, 1, nil)
 		}
 		reserve(t, g, 1, 9, seckill.Reserved)
 		reserve(t, g, 2, 9, seckill.Reserved)
@@ -329,9 +410,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 
 	t.Run("Unload", func(t *testing.T) {
 		g := newGate(t)
-		if err := g.Load(ctx, 6, 3, nil); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 6, 3, nil)
 		if err := g.Unload(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -344,9 +423,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		// distinct users win, nobody twice, nothing left.
 		g := newGate(t)
 		const stock, users, tries = 500, 2000, 3
-		if err := g.Load(ctx, 42, stock, nil); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 42, stock, nil)
 		var reserved, duplicate, soldOut atomic.Int64
 		winners := make([]atomic.Int32, users+1)
 		var wg sync.WaitGroup
