@@ -182,7 +182,11 @@ type StockGate interface {
 }
 
 // Locker hands out named locks with a lease, so that one instance of many
-// does a job (rebuilding the gate).
+// does a job (rebuilding the gate). A lease is not renewed and may run out
+// under a slow holder, or be lost in a failover: a job under a lock must
+// stay correct when two holders run it at once (a gate rebuild does, since
+// StockGate.Load never replaces a loaded sale); the lock only spares the
+// work.
 type Locker interface {
 	// TryLock takes the lock for ttl if nobody holds it. ok is false when
 	// someone does. release gives it up early (a no-op once it expired and
