@@ -346,7 +346,7 @@ func TestLoadManyBuyers(t *testing.T) {
 				t.Fatalf("user %d: %v, %v; want %v", step.user, got, err, step.want)
 			}
 		}
-		// Only the three keys of the sale remain.
+		// Only the four keys of the sale remain.
 		var (
 			mu   sync.Mutex // the masters answer concurrently
 			keys []string
@@ -361,8 +361,8 @@ func TestLoadManyBuyers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(keys) != 3 {
-			t.Fatalf("keys after Load: %v, want stock, buyers and resv only (no claim, no temporary set)", keys)
+		if len(keys) != 4 {
+			t.Fatalf("keys after Load: %v, want stock, buyers, resv and epoch only (no claim, no temporary set)", keys)
 		}
 		// Load with no buyers empties the set.
 		if err := c.rdb.Del(ctx, k.stock).Err(); err != nil {
