@@ -456,6 +456,9 @@ func (g *Gate) Left(ctx context.Context, saleID int64) (int64, bool, error) {
 func (g *Gate) Forget(ctx context.Context, saleID int64) error {
 	k := g.keys(saleID)
 	err := g.c.rdb.Del(ctx, k.all()...).Err()
+	if err == nil {
+		g.checked.Delete(saleID) // nothing left to check on a new server
+	}
 	return redisErr(fmt.Sprintf("forget sale %d", saleID), err)
 }
 
