@@ -92,6 +92,7 @@ type deployment struct {
 	env         []string
 	nodeEnv     func(i int) []string // settings of node i alone; nil: none
 	queuePrefix string
+	pace        time.Duration // each crowd worker waits this long between requests
 	nodes       []*child
 	dirs        []string
 	admin       string
@@ -210,6 +211,9 @@ func (d *deployment) crowd(sale int64, users []benchUser, tries int, accepted ma
 			defer wg.Done()
 			for try := 0; try < tries; try++ {
 				for i := w; i < len(users); i += workers {
+					if d.pace > 0 {
+						time.Sleep(d.pace)
+					}
 					var r struct{ Ticket string }
 					code, err := d.node(i+try).call("POST", fmt.Sprintf("/api/sales/%d/purchase/%s", sale, paths[i]), users[i].Token, "", &r)
 					mu.Lock()
