@@ -89,8 +89,14 @@ func ownRedis(t *testing.T) *daemon {
 	return d
 }
 
+// ownNATS starts a nats-server with JetStream on a spare port: the one on
+// PATH, or the binary SECKILL_DRILL_NATS_SERVER names (to drill another
+// server version).
 func ownNATS(t *testing.T) *daemon {
-	bin := need(t, "nats-server")
+	bin := os.Getenv("SECKILL_DRILL_NATS_SERVER")
+	if bin == "" {
+		bin = need(t, "nats-server")
+	}
 	d := &daemon{t: t, port: freePort(t)}
 	dir := t.TempDir()
 	d.args = func() *exec.Cmd {
