@@ -123,6 +123,14 @@ func TestLocker(t *testing.T) {
 	})
 }
 
+func TestLoginGuard(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, c *Client) {
+		contract.TestLoginGuard(t, func(t *testing.T, p seckill.Backoff) seckill.LoginGuard {
+			return NewLoginGuard(c, testPrefix(t, c), p)
+		})
+	})
+}
+
 func TestSessionStore(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, c *Client) {
 		contract.TestSessionStore(t, func(t *testing.T) seckill.SessionStore {
