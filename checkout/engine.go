@@ -23,10 +23,7 @@ type Config struct {
 	Secret         []byte        // HMAC key of purchase paths; required, same on every instance
 	PathTTL        time.Duration // a path is valid for one to two of these (give or take the clock skew checkPath allows); default 5m
 	CaptchaTTL     time.Duration // default 2m
-	// CaptchaLead is how long before a sale starts its captchas are
-	// issued; earlier requests get ENotStarted, so bots cannot stockpile
-	// and solve captchas long before the start. Default 30s.
-	CaptchaLead time.Duration
+	CaptchaLead    time.Duration // captchas are issued from this long before the start, not earlier (no stockpiling); default 30s
 	PayWindow      time.Duration // unpaid orders' deadline after creation; default 10m
 	InFlight       int           // purchases between gate and queue ack at once; default 4096
 	PublishTimeout time.Duration // default 3s
