@@ -42,7 +42,8 @@ type stack struct {
 type options struct {
 	userLimit, ipLimit seckill.Limiter
 	ws                 httpapi.WSConfig
-	wsGauge            func(delta int) // Config.WebSockets
+	wsGauge            func(delta int)    // Config.WebSockets
+	phones, ips        seckill.LoginGuard // account.Config's login back-off
 }
 
 // flakyQueue fails Publish on demand, to drill the 503 path.
@@ -78,7 +79,7 @@ func newStack(t *testing.T, opt options) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{t: t, db: db, queue: q, gate: inmem.NewGate(), flaky: &flakyQueue{OrderQueue: q}, captchas: inmem.NewCaptchaStore()}
-	s.accounts, err = account.New(db, inmem.NewSessionCache(db, time.Second, 10000), account.Config{Params: cheap})
+	s.accounts, err = account.New(db, inmem.NewSessionCache(db, time.Second, 10000), account.Config{Params: cheap, Phones: opt.phones, IPs: opt.ips})
 	if err != nil {
 		t.Fatal(err)
 	}

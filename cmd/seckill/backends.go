@@ -22,8 +22,11 @@ type shared struct {
 	ipLim      seckill.Limiter
 	captchas   seckill.CaptchaStore
 	captchaLim seckill.Limiter // captchas per user per sale
-	locker     seckill.Locker  // nil in process: the gate is this process's alone
-	redis      *rdb.Client     // nil in process
+	// loginPhones and loginIPs are the back-off of failed logins per phone
+	// and per client address (account.PhoneBackoff, account.IPBackoff).
+	loginPhones, loginIPs seckill.LoginGuard
+	locker                seckill.Locker // nil in process: the gate is this process's alone
+	redis                 *rdb.Client    // nil in process
 }
 
 // captchaCap is how many captchas one user gets for one sale at once, and
@@ -45,8 +48,10 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 			userLim: inmem.NewLimiter(c.UserRate, c.UserBurst), ipLim: inmem.NewLimiter(c.IPRate, c.IPBurst),
 			// No locker: this process owns the gate, and recovery may drain
 			// the queue and reload everything.
-			captchas:   inmem.NewCaptchaStore(),
-			captchaLim: inmem.NewLimiter(captchaRefill, captchaCap),
+			captchas:    inmem.NewCaptchaStore(),
+			captchaLim:  inmem.NewLimiter(captchaRefill, captchaCap),
+			loginPhones: inmem.NewLoginGuard(account.PhoneBackoff),
+			loginIPs:    inmem.NewLoginGuard(account.IPBackoff),
 		}, nil
 	}
 	prefix := c.RedisPrefix
@@ -69,8 +74,11 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 		captchas: rdb.NewCaptchaStore(client, prefix),
 		// Shared, so a bot cannot collect a cap's worth on every instance.
 		captchaLim: rdb.NewLimiter(client, prefix+"captcha-cap:", captchaRefill, captchaCap),
-		locker:     rdb.NewLocker(client, prefix),
-		redis:      client,
+		// Shared, so guesses spread over instances add up.
+		loginPhones: rdb.NewLoginGuard(client, prefix+"login-phone:", account.PhoneBackoff),
+		loginIPs:    rdb.NewLoginGuard(client, prefix+"login-ip:", account.IPBackoff),
+		locker:      rdb.NewLocker(client, prefix),
+		redis:       client,
 	}, nil
 }
 

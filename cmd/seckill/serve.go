@@ -228,7 +228,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	} else {
 		sessions = inmem.NewSessionCache(m.shared.sessions, soloSessionTTL, 100_000)
 	}
-	if m.accounts, err = account.New(m.db, sessions, account.Config{SessionTTL: c.SessionTTL}); err != nil {
+	if m.accounts, err = account.New(m.db, sessions, account.Config{
+		SessionTTL: c.SessionTTL, Phones: m.shared.loginPhones, IPs: m.shared.loginIPs,
+	}); err != nil {
 		return err
 	}
 	if c.AdminPhone != "" || c.AdminPassword != "" {
