@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +20,7 @@ import (
 	"seckill/checkout"
 	"seckill/httpapi"
 	"seckill/inmem"
+	"seckill/internal/redact"
 	"seckill/metrics"
 	"seckill/mq"
 	"seckill/sqldb"
@@ -157,22 +157,13 @@ func (c Config) masked() []any {
 		return "***"
 	}
 	return []any{
-		"addr", c.Addr, "data", c.DataDir, "db", redactURL(c.DB), "nats", redactURL(c.NATS),
-		"queue_prefix", c.QueuePrefix, "redis", redactURL(c.Redis), "redis_prefix", c.RedisPrefix,
+		"addr", c.Addr, "data", c.DataDir, "db", redact.URL(c.DB), "nats", redact.URL(c.NATS),
+		"queue_prefix", c.QueuePrefix, "redis", redact.URL(c.Redis), "redis_prefix", c.RedisPrefix,
 		"secret", hide(c.Secret), "admin_phone", c.AdminPhone, "admin_password", hide(c.AdminPassword),
 		"user_rate", c.UserRate, "user_burst", c.UserBurst, "ip_rate", c.IPRate, "ip_burst", c.IPBurst,
 		"in_flight", c.InFlight, "batch", c.BatchSize, "writers", c.Writers, "pay_window", c.PayWindow,
 		"session_ttl", c.SessionTTL, "trust_proxy", c.TrustProxy,
 	}
-}
-
-// userinfo matches the password of "scheme://user:password@"; URLs here
-// may be lists ("redis://a:1,b:2") that net/url does not parse.
-var userinfo = regexp.MustCompile(`(://[^:/@,]*:)[^@,]*@`)
-
-// redactURL hides the passwords in a URL or a list of them.
-func redactURL(s string) string {
-	return userinfo.ReplaceAllString(s, "${1}xxxxx@")
 }
 
 // Run opens the backends, starts listening, rebuilds the stock gate (the
