@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -177,7 +178,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.log == nil {
 		m.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
-	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+	if err := privateDataDir(c.DataDir); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	if c.Writers < 1 {
@@ -340,6 +341,40 @@ func (m *Main) Close() error {
 	}
 	errs = append(errs, m.shared.close())
 	return errors.Join(errs...)
+}
+
+// privateDataDir creates the data directory readable by this user only
+// (0700), or makes an existing one so, whatever the umask: it holds the
+// database (phones, password and token hashes), the queue's messages and
+// the path secret. Files an older version left behind are made private
+// too: the secret (0600) and the embedded NATS store (directories 0700,
+// files 0600; NATS creates its later files 0640, under these directories).
+// The SQLite files are sqldb's business.
+func privateDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(filepath.Join(dir, "secret"), 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	err := filepath.WalkDir(filepath.Join(dir, "nats"), func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.Type()&fs.ModeSymlink != 0:
+			return nil // not ours to change
+		case d.IsDir():
+			return os.Chmod(p, 0o700)
+		}
+		return os.Chmod(p, 0o600)
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // dataSecret reads the path secret kept in the data directory, creating it
