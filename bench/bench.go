@@ -59,10 +59,13 @@ type Config struct {
 	// WSIdle switches to the ws-idle mode: open this many WebSockets to
 	// GET /api/ws, WSPerUser (default 4) per provisioned buyer, Conns
 	// handshakes at a time; hold them idle for WSHold (default 5s); read
-	// the server's memory from its /metrics before and after.
+	// the server's memory from its /metrics (on Ops) before and after.
 	WSIdle    int
 	WSPerUser int
 	WSHold    time.Duration
+	// Ops is the base URL of the server's operations listener, where its
+	// /metrics is (never on the public one); default DefaultOps.
+	Ops string
 
 	SettleTimeout time.Duration // wait for the queue to drain; default 60s
 	Progress      io.Writer     // a line a second while running; nil: none
@@ -93,7 +96,14 @@ func (c *Config) defaults() {
 	if c.WSHold <= 0 {
 		c.WSHold = 5 * time.Second
 	}
+	if c.Ops == "" {
+		c.Ops = DefaultOps
+	}
 }
+
+// DefaultOps is the operations listener of a server on this machine with
+// the default --ops-addr.
+const DefaultOps = "http://127.0.0.1:9090"
 
 // Run performs the run and returns what it measured. An error means the
 // run could not be carried out; broken invariants are in the result

@@ -16,7 +16,9 @@
 #
 # Knobs (environment): ROUNDS (5), CONNS (256), USERS (50000), STOCK (5000),
 # TRIES (2), HELLO_SECONDS (5), OUT (a temp dir: per-round JSON and logs),
-# SERVE_FLAGS (extra flags for `seckill serve`, e.g. --pprof).
+# SERVE_FLAGS (extra flags for `seckill serve`, e.g. --pprof: profiles are on
+# the operations listener, http://127.0.0.1:$OPS_PORT/debug/pprof/),
+# SECKILL_PORT (18080), OPS_PORT (18081), HELLO_PORT (18090).
 # Production servers: SECKILL_BENCH_POSTGRES
 # (postgres://postgres@127.0.0.1:5432/test?sslmode=disable; psql creates and
 # drops the schema), SECKILL_BENCH_REDIS (redis://127.0.0.1:6379; one node),
@@ -36,6 +38,7 @@ ROUND_TIMEOUT=${ROUND_TIMEOUT:-300}
 OUT=${OUT:-$(mktemp -d /tmp/seckill-bench.XXXXXX)}
 HELLO_PORT=${HELLO_PORT:-18090}
 SECKILL_PORT=${SECKILL_PORT:-18080}
+OPS_PORT=${OPS_PORT:-18081}
 ADMIN_PHONE=19900000000
 ADMIN_PASSWORD=bench-admin-password
 SERVE_FLAGS=${SERVE_FLAGS:-}
@@ -109,7 +112,7 @@ run_embedded() { # round
 	local data="$OUT/data-$1"
 	# shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
 	SECKILL_ADMIN_PHONE=$ADMIN_PHONE SECKILL_ADMIN_PASSWORD=$ADMIN_PASSWORD \
-		"$SECKILL" serve --addr "127.0.0.1:$SECKILL_PORT" --data "$data" \
+		"$SECKILL" serve --addr "127.0.0.1:$SECKILL_PORT" --ops-addr "127.0.0.1:$OPS_PORT" --data "$data" \
 		--bench-provisioning --ip-rate 0 --log-level warn $SERVE_FLAGS >"$OUT/embedded-$1.log" 2>&1 &
 	local pid=$!
 	PIDS+=("$pid")
@@ -167,7 +170,7 @@ run_production() { # round
 	url="$PG_URL${sep}search_path=$schema"
 	# shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
 	SECKILL_ADMIN_PHONE=$ADMIN_PHONE SECKILL_ADMIN_PASSWORD=$ADMIN_PASSWORD \
-		"$SECKILL" serve --addr "127.0.0.1:$SECKILL_PORT" --data "$data" \
+		"$SECKILL" serve --addr "127.0.0.1:$SECKILL_PORT" --ops-addr "127.0.0.1:$OPS_PORT" --data "$data" \
 		--db "$url" --redis "$REDIS_URL" --redis-prefix "sb_$tag:" \
 		--nats "$NATS_URL" --queue-prefix "SB_$tag" \
 		--bench-provisioning --ip-rate 0 --log-level warn $SERVE_FLAGS >"$OUT/production-$1.log" 2>&1 &

@@ -2,7 +2,8 @@
 # bench/ws-idle.sh — what idle WebSockets cost `seckill serve`: ROUNDS times,
 # start the embedded server on a fresh data directory, run
 # `seckill bench --ws-idle SOCKETS` against it (provision buyers, open the
-# sockets, hold them idle, read the server's /metrics before and after),
+# sockets, hold them idle, read the /metrics of the server's operations
+# listener before and after),
 # stop the server; then print the medians.
 #
 #   bash bench/ws-idle.sh                   # 3 rounds of 10,000 sockets
@@ -10,7 +11,7 @@
 #
 # Knobs (environment): ROUNDS (3), SOCKETS (10000), PER_USER (4), HOLD (5s),
 # CONNS (64 handshakes at a time), OUT (a temp dir: per-round JSON and logs),
-# SECKILL_PORT (18080). The generator holds SOCKETS client sockets as well:
+# SECKILL_PORT (18080), OPS_PORT (18081, the operations listener). The generator holds SOCKETS client sockets as well:
 # each process needs SOCKETS file descriptors (Go raises the soft limit to
 # the hard one). Needs go, curl and jq.
 set -euo pipefail
@@ -22,6 +23,7 @@ HOLD=${HOLD:-5s}
 CONNS=${CONNS:-64}
 OUT=${OUT:-$(mktemp -d /tmp/seckill-ws.XXXXXX)}
 SECKILL_PORT=${SECKILL_PORT:-18080}
+OPS_PORT=${OPS_PORT:-18081}
 ADMIN_PHONE=19900000000
 ADMIN_PASSWORD=bench-admin-password
 
@@ -39,11 +41,11 @@ echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 for r in $(seq "$ROUNDS"); do
 	data="$OUT/data-$r"
 	SECKILL_ADMIN_PHONE=$ADMIN_PHONE SECKILL_ADMIN_PASSWORD=$ADMIN_PASSWORD \
-		"$SECKILL" serve --addr "127.0.0.1:$SECKILL_PORT" --data "$data" \
+		"$SECKILL" serve --addr "127.0.0.1:$SECKILL_PORT" --ops-addr "127.0.0.1:$OPS_PORT" --data "$data" \
 		--bench-provisioning --ip-rate 0 --log-level warn >"$OUT/serve-$r.log" 2>&1 &
 	PID=$!
 	for _ in $(seq 300); do curl -fs -o /dev/null "http://127.0.0.1:$SECKILL_PORT/readyz" && break; sleep 0.1; done
-	timeout 300 "$SECKILL" bench --target "http://127.0.0.1:$SECKILL_PORT" \
+	timeout 300 "$SECKILL" bench --target "http://127.0.0.1:$SECKILL_PORT" --ops "http://127.0.0.1:$OPS_PORT" \
 		--admin-phone "$ADMIN_PHONE" --admin-password "$ADMIN_PASSWORD" \
 		--ws-idle "$SOCKETS" --ws-per-user "$PER_USER" --ws-hold "$HOLD" --conns "$CONNS" \
 		--json --quiet >"$OUT/ws-$r.json"

@@ -64,7 +64,8 @@ func (b *runner) wsIdle(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	if ws.Before, err = b.memory(ctx, base); err != nil {
+	ops := strings.TrimRight(cfg.Ops, "/")
+	if ws.Before, err = b.memory(ctx, ops); err != nil {
 		return nil, err
 	}
 
@@ -133,7 +134,7 @@ func (b *runner) wsIdle(ctx context.Context) (*Result, error) {
 		return nil, ctx.Err()
 	}
 	ws.HoldSeconds = time.Since(t0).Seconds()
-	if ws.After, err = b.memory(ctx, base); err != nil {
+	if ws.After, err = b.memory(ctx, ops); err != nil {
 		return nil, err
 	}
 	holding.Store(false)
@@ -168,9 +169,10 @@ func closeAll(conns []*websocket.Conn, par int) {
 	wg.Wait()
 }
 
-// memory reads the server's memory figures from its /metrics.
-func (b *runner) memory(ctx context.Context, base string) (ServerMemory, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", base+"/metrics", nil)
+// memory reads the server's memory figures from the /metrics of its
+// operations listener at ops.
+func (b *runner) memory(ctx context.Context, ops string) (ServerMemory, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", ops+"/metrics", nil)
 	if err != nil {
 		return ServerMemory{}, err
 	}

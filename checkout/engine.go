@@ -231,6 +231,10 @@ func ValidateSale(s *seckill.Sale) error {
 }
 
 // CreateSale validates and stores a sale and loads its stock into the gate.
+// A rebuild may find the sale in SQL first and load it: then the gate
+// keeps that load (a live sale is never loaded twice), and so it does if
+// this load is overtaken; a sale left unloaded is found by the next
+// rebuild.
 func (e *Engine) CreateSale(ctx context.Context, s *seckill.Sale) error {
 	if err := ValidateSale(s); err != nil {
 		return err
@@ -239,7 +243,11 @@ func (e *Engine) CreateSale(ctx context.Context, s *seckill.Sale) error {
 	if err := e.b.Sales.CreateSale(ctx, s); err != nil {
 		return err
 	}
-	return e.b.Gate.Load(ctx, s.ID, s.Stock, nil)
+	// Read from SQL and the queue like any load rather than taken from s:
+	// if the gate loses its state between a rebuild's load and this one,
+	// buyers may already exist.
+	_, err := e.loadGate(ctx, s.ID)
+	return err
 }
 
 // Stats is the admin's view of a sale, for checking the invariants.

@@ -27,6 +27,7 @@ type env struct {
 	db       *sqldb.DB
 	queue    *mq.Queue
 	gate     *inmem.Gate
+	gateNow  *offsetClock // the gate's clock: the wall clock, moved on by tests
 	captchas *inmem.CaptchaStore
 	log      *slog.Logger
 	phones   int // users created so far, for unique phone numbers
@@ -62,7 +63,8 @@ func newEnvQueue(t *testing.T, qcfg mq.Config) *env {
 		_ = q.Close()
 		_ = db.Close()
 	})
-	return &env{t: t, dir: dir, db: db, queue: q, gate: inmem.NewGate(), captchas: inmem.NewCaptchaStore(), log: log}
+	gateNow := &offsetClock{}
+	return &env{t: t, dir: dir, db: db, queue: q, gate: inmem.NewGateClock(gateNow.Now), gateNow: gateNow, captchas: inmem.NewCaptchaStore(), log: log}
 }
 
 // testWriter sends log lines to t.Log; it is only used with -v.
@@ -157,10 +159,17 @@ func (v *env) openSale(stock int64) *seckill.Sale {
 func (v *env) publish(saleID int64, users ...int64) {
 	v.t.Helper()
 	for _, u := range users {
-		r := seckill.OrderRequest{SaleID: saleID, UserID: u, Ticket: newTicket(), PriceCents: 99900, At: time.Now().UTC()}
-		if err := v.queue.Publish(context.Background(), r); err != nil {
-			v.t.Fatalf("publish %d:%d: %v", saleID, u, err)
-		}
+		v.publishTicket(saleID, u, newTicket())
+	}
+}
+
+// publishTicket puts one request with the given ticket on the queue: the
+// request of a reservation the test made at the gate.
+func (v *env) publishTicket(saleID, userID int64, ticket string) {
+	v.t.Helper()
+	r := seckill.OrderRequest{SaleID: saleID, UserID: userID, Ticket: ticket, PriceCents: 99900, At: time.Now().UTC()}
+	if err := v.queue.Publish(context.Background(), r); err != nil {
+		v.t.Fatalf("publish %d:%d: %v", saleID, userID, err)
 	}
 }
 
@@ -256,6 +265,19 @@ func (v *env) checkAtRest(saleID int64) *seckill.SaleStats {
 		v.t.Errorf("I2: %d distinct buyers for %d orders", n, st.Orders)
 	}
 	return st
+}
+
+// setGate puts a sale into the gate with the state given, replacing what
+// the gate holds of it (as a gate that lost it and was loaded again).
+func (v *env) setGate(saleID, left int64, buyers ...int64) {
+	v.t.Helper()
+	ctx := context.Background()
+	if err := v.gate.Forget(ctx, saleID); err != nil {
+		v.t.Fatal(err)
+	}
+	if ok, err := v.gate.Load(ctx, saleID, seckill.GateState(left, buyers)); err != nil || !ok {
+		v.t.Fatalf("load sale %d: %v, %v", saleID, ok, err)
+	}
 }
 
 // reserve asks the gate directly.
@@ -386,3 +408,10 @@ func newFakeClock(t time.Time) *fakeClock {
 
 func (c *fakeClock) Now() time.Time  { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *fakeClock) set(t time.Time) { c.ns.Store(t.UnixNano()) }
+
+// offsetClock is the wall clock plus an offset that tests move forward, to
+// age what was stamped before.
+type offsetClock struct{ off atomic.Int64 }
+
+func (c *offsetClock) Now() time.Time          { return time.Now().Add(time.Duration(c.off.Load())) }
+func (c *offsetClock) advance(d time.Duration) { c.off.Add(int64(d)) }

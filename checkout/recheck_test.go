@@ -58,7 +58,7 @@ func newLostResultEnv(t *testing.T) *lostResultEnv {
 // message is lost.
 func (l *lostResultEnv) buy(t *testing.T, user int64) {
 	t.Helper()
-	if err := l.e.b.Gate.Load(context.Background(), l.sale.ID, l.sale.Stock, nil); err != nil {
+	if _, err := l.e.b.Gate.Load(context.Background(), l.sale.ID, seckill.GateState(l.sale.Stock, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.e.Purchase(context.Background(), user, l.sale.ID, path(t, l.e, user, l.sale.ID)); err != nil {
@@ -146,7 +146,7 @@ func TestQueuedNotYetInSQL(t *testing.T) {
 	l := newLostResultEnv(t)
 	u := l.v.users(1)[0]
 	ctx := context.Background()
-	if err := l.e.b.Gate.Load(ctx, l.sale.ID, l.sale.Stock, nil); err != nil {
+	if _, err := l.e.b.Gate.Load(ctx, l.sale.ID, seckill.GateState(l.sale.Stock, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := l.e.Purchase(ctx, u, l.sale.ID, path(t, l.e, u, l.sale.ID)); err != nil {

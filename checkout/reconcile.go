@@ -12,24 +12,28 @@ import (
 // request nor an order — their instance died between the gate and the
 // queue — and releases them, so their units sell to someone else. It
 // returns how many it released. Age must be well above PublishTimeout, so a
-// publish still in flight is never mistaken for a lost one.
+// publish still in flight is never mistaken for a lost one; it is measured
+// on the gate's clock (see StockGate.Stale), so instances whose clocks
+// disagree agree on it.
 func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) {
 	sales, err := e.gatedSales(ctx)
 	if err != nil {
 		return 0, err
 	}
 	released := 0
-	before := e.now().Add(-age)
 	for _, s := range sales {
-		stale, err := e.b.Gate.Stale(ctx, s.ID, before)
+		stale, err := e.b.Gate.Stale(ctx, s.ID, age)
 		if err != nil || len(stale) == 0 {
 			if err != nil {
 				e.log.Warn("reconcile: stale reservations", "sale", s.ID, "err", err)
 			}
 			continue
 		}
-		// The queue first, then SQL: the writer commits before it acks, so
-		// a request is always in at least one of them when we look.
+		// The queue first, then SQL: the writer commits and settles before
+		// it acks, so a request is always in at least one of them when we
+		// look, and one that left the queue without an order (SQL refused
+		// it) was settled already: the Release below, which acts only on a
+		// reservation still pending with its ticket, does nothing to it.
 		queued, err := e.b.Queue.PendingRequests(ctx, s.ID)
 		if err != nil {
 			return released, err
@@ -38,7 +42,7 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 		for _, q := range queued {
 			inQueue[q.UserID] = true
 		}
-		var settled []int64
+		var settled []seckill.Settled
 		for _, r := range stale {
 			if inQueue[r.UserID] {
 				continue // the writer will settle it
@@ -46,7 +50,7 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 			_, err := e.b.Orders.OrderBySaleUser(ctx, s.ID, r.UserID)
 			switch seckill.ErrorCode(err) {
 			case "":
-				settled = append(settled, r.UserID) // written; its settle was lost
+				settled = append(settled, seckill.Settled{UserID: r.UserID, Ticket: r.Ticket}) // written; its settle was lost
 				continue
 			case seckill.ENotFound:
 			default:
@@ -81,6 +85,13 @@ func (e *Engine) RunReconciler(ctx context.Context, every, age time.Duration) {
 		if !e.ready.Load() {
 			continue
 		}
+		if err := e.repairQueue(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("repair the order queue", "err", err)
+		}
+		// A shared gate that lost a sale is rebuilt when a purchase finds
+		// it missing, and here: after a sale sold out every purchase is
+		// answered by the local sold-out flag and none would find it.
+		e.maybeRebuild()
 		if _, err := e.Reconcile(ctx, age); err != nil && ctx.Err() == nil {
 			e.log.Error("reconcile", "err", err)
 		}
@@ -130,6 +141,16 @@ func (e *Engine) ForgetEnded(ctx context.Context) error {
 	return nil
 }
 
+// repairQueue mends what a crash of the queue's server left behind (see
+// seckill.QueueRepairer), so every request the queue holds reaches the
+// writer; a no-op for queues that need no repair.
+func (e *Engine) repairQueue(ctx context.Context) error {
+	if r, ok := e.b.Queue.(seckill.QueueRepairer); ok {
+		return r.Repair(ctx)
+	}
+	return nil
+}
+
 // rebuildLock names the lock of the instance that rebuilds the gate.
 const rebuildLock = "gate-rebuild"
 
@@ -175,13 +196,28 @@ func (e *Engine) RebuildGate(ctx context.Context) error {
 	if missing, err = e.unloadedSales(ctx); err != nil {
 		return err
 	}
+	// The rebuild counts what the queue holds as on its way to SQL: make
+	// sure the writer gets all of it.
+	if err := e.repairQueue(ctx); err != nil {
+		return err
+	}
+	loaded := 0
 	for _, id := range missing {
-		if err := e.loadGate(ctx, id); err != nil {
+		// A sale loaded meanwhile (CreateSale, or another instance after
+		// our lease ran out) is not loaded again: Load never replaces a
+		// live sale, so the lease costs time, not correctness.
+		ok, err := e.loadGate(ctx, id)
+		if err != nil {
 			return err
 		}
+		if ok {
+			loaded++
+		}
 	}
-	e.rebuilds.Add(1)
-	e.log.Warn("gate rebuilt after losing its state", "sales", len(missing))
+	if loaded > 0 {
+		e.rebuilds.Add(1)
+		e.log.Warn("gate rebuilt after losing its state", "sales", loaded)
+	}
 	return nil
 }
 

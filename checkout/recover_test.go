@@ -48,8 +48,8 @@ func TestRecoverRebuildsGate(t *testing.T) {
 			if got := v.stats(tt.sale).SQLStockLeft; got != tt.sqlLeft {
 				t.Fatalf("SQL stock_left %d, want %d", got, tt.sqlLeft)
 			}
-			if err := e.loadGate(ctx, tt.sale); err != nil {
-				t.Fatal(err)
+			if ok, err := e.loadGate(ctx, tt.sale); err != nil || !ok {
+				t.Fatalf("loadGate: %v, %v", ok, err)
 			}
 			if got := v.gateLeft(tt.sale); got != tt.gateLeft {
 				t.Fatalf("gate left %d, want %d", got, tt.gateLeft)

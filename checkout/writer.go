@@ -3,14 +3,15 @@ package checkout
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"seckill"
 )
 
 // RunWriter consumes the order queue in batches until ctx is done: each
-// batch becomes one SQL transaction, then its messages are acked and its
-// results published. While SQL fails, messages are nacked and the writer
+// batch becomes one SQL transaction, then its reservations are settled at
+// the gate, its messages acked and its results published. While SQL fails, messages are nacked and the writer
 // backs off (up to 5 s) and tries again; nothing is dropped.
 func (e *Engine) RunWriter(ctx context.Context) {
 	backoff := time.Duration(0)
@@ -59,6 +60,30 @@ func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 		}
 		return len(ds), err
 	}
+	failed := 0
+	for _, r := range results {
+		if r.Status == seckill.ResultFailed {
+			failed++
+			// SQL refused a request the gate admitted: the gate held a unit
+			// SQL did not have. Its stock is unchanged, so the unit is not
+			// returned to the gate (which would keep the gate above SQL), and
+			// the buyer keeps a terminal failed result: one try per sale.
+			e.log.Error("order refused by SQL", "sale", r.SaleID, "user", r.UserID, "reason", r.Reason)
+		}
+	}
+	// Settled before the ack: once a message has left the queue its
+	// reservation is settled, so the reconciler (which releases a pending
+	// reservation it finds neither queued nor in SQL) never hands back the
+	// unit of a request SQL refused. If settling fails the messages stay
+	// unacked and come back; the unique index makes writing them again
+	// write nothing twice.
+	if err := e.settle(wctx, results); err != nil {
+		e.cfg.Observer.BatchWritten(len(ds), failed, time.Since(start), err)
+		for _, d := range ds {
+			err = errors.Join(err, d.Nak(wctx))
+		}
+		return len(ds), err
+	}
 	// Acked only after commit: a crash in between redelivers, and the
 	// unique index makes the retry a no-op.
 	var ackErr error
@@ -72,19 +97,7 @@ func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 	if ackErr != nil {
 		e.log.Warn("ack after commit failed; messages will be redelivered", "err", ackErr)
 	}
-	failed := 0
-	for _, r := range results {
-		if r.Status == seckill.ResultFailed {
-			failed++
-			// SQL refused a request the gate admitted: the gate held a unit
-			// SQL did not have. Its stock is unchanged, so the unit is not
-			// returned to the gate (which would keep the gate above SQL), and
-			// the buyer keeps a terminal failed result: one try per sale.
-			e.log.Error("order refused by SQL", "sale", r.SaleID, "user", r.UserID, "reason", r.Reason)
-		}
-	}
 	e.cfg.Observer.BatchWritten(len(ds), failed, time.Since(start), nil)
-	e.settle(wctx, results)
 	if err := e.b.Bus.PublishResults(wctx, results); err != nil {
 		// Polls still find the order in SQL; only the push is lost.
 		e.log.Warn("publish results", "err", err)
@@ -142,7 +155,9 @@ func (e *Engine) Recover(ctx context.Context) error {
 		return err
 	}
 	for _, s := range sales {
-		if err := e.loadGate(ctx, s.ID); err != nil {
+		// Nothing else loads while admission is closed, but a sale
+		// created meanwhile is loaded by CreateSale: either load will do.
+		if _, err := e.loadGate(ctx, s.ID); err != nil {
 			return err
 		}
 	}
@@ -151,35 +166,48 @@ func (e *Engine) Recover(ctx context.Context) error {
 	return nil
 }
 
-// settle tells the gate which reservations SQL has settled, so the
-// reconciler does not look at them. A failure only leaves work for it.
-func (e *Engine) settle(ctx context.Context, results []seckill.OrderResult) {
-	bySale := map[int64][]int64{}
+// settle tells the gate which reservations SQL has settled (by ticket), so
+// the reconciler does not look at them. Settling one sale's reservations
+// twice is settling them once, so a retry redoes every sale.
+func (e *Engine) settle(ctx context.Context, results []seckill.OrderResult) error {
+	bySale := map[int64][]seckill.Settled{}
 	for _, r := range results {
-		bySale[r.SaleID] = append(bySale[r.SaleID], r.UserID)
+		bySale[r.SaleID] = append(bySale[r.SaleID], seckill.Settled{UserID: r.UserID, Ticket: r.Ticket})
 	}
-	for sale, users := range bySale {
-		if err := e.b.Gate.Settle(ctx, sale, users); err != nil {
-			e.log.Warn("settle reservations", "sale", sale, "users", len(users), "err", err)
+	for sale, settled := range bySale {
+		if err := e.b.Gate.Settle(ctx, sale, settled); err != nil {
+			return fmt.Errorf("settle %d reservations of sale %d: %w", len(settled), sale, err)
 		}
 	}
+	return nil
 }
 
-// loadGate sets the gate of one sale to SQL stock_left less the requests
-// still queued, with the buyers of SQL plus those queued. The queue is read
-// first: a request the writer moves into SQL meanwhile then shows up in
-// both and counts once, and none can slip between the two reads. SQL's
-// stock_left and buyers come from one snapshot: read apart, a batch
-// committed in between would count its buyers as sold while leaving their
-// units in stock_left, and the gate would sell them again.
-func (e *Engine) loadGate(ctx context.Context, saleID int64) error {
+// loadGate loads the gate of one sale it does not hold (see gateState)
+// and reports whether it did: false when the sale is loaded already, or
+// when another load (or a loss of the gate's state) overtook this one.
+func (e *Engine) loadGate(ctx context.Context, saleID int64) (bool, error) {
+	return e.b.Gate.Load(ctx, saleID, func(ctx context.Context) (int64, []int64, error) {
+		return e.gateState(ctx, saleID)
+	})
+}
+
+// gateState is a sale's gate as SQL and the queue show it: SQL stock_left
+// less the requests still queued, with the buyers of SQL plus those queued.
+// The queue is read first: a request the writer moves into SQL meanwhile
+// then shows up in both and counts once, and none can slip between the two
+// reads. SQL's stock_left and buyers come from one snapshot: read apart, a
+// batch committed in between would count its buyers as sold while leaving
+// their units in stock_left, and the gate would sell them again. The gate
+// calls it only after claiming the sale (StockGate.Load), so nothing it
+// misses was admitted by the gate being loaded.
+func (e *Engine) gateState(ctx context.Context, saleID int64) (int64, []int64, error) {
 	queued, err := e.b.Queue.PendingRequests(ctx, saleID)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	left, buyers, err := e.b.Orders.SaleSnapshot(ctx, saleID)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
 	seen := make(map[int64]bool, len(buyers)+len(queued))
 	for _, u := range buyers {
@@ -192,5 +220,5 @@ func (e *Engine) loadGate(ctx context.Context, saleID int64) error {
 			left--
 		}
 	}
-	return e.b.Gate.Load(ctx, saleID, max(left, 0), buyers)
+	return max(left, 0), buyers, nil
 }

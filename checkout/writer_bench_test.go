@@ -298,9 +298,9 @@ type timedGate struct {
 	pt *phaseTimes
 }
 
-func (g timedGate) Settle(ctx context.Context, saleID int64, userIDs []int64) error {
+func (g timedGate) Settle(ctx context.Context, saleID int64, settled []seckill.Settled) error {
 	defer g.pt.since(phSettle, time.Now())
-	return g.StockGate.Settle(ctx, saleID, userIDs)
+	return g.StockGate.Settle(ctx, saleID, settled)
 }
 
 type timedBus struct {
@@ -318,8 +318,8 @@ func (r timedBus) PublishResults(ctx context.Context, rs []seckill.OrderResult) 
 func (w *writerBench) reserve(b *testing.B, saleID int64) []seckill.OrderRequest {
 	b.Helper()
 	ctx := context.Background()
-	if err := w.gate.Load(ctx, saleID, writerBenchOrders, nil); err != nil {
-		b.Fatal(err)
+	if ok, err := w.gate.Load(ctx, saleID, seckill.GateState(writerBenchOrders, nil)); err != nil || !ok {
+		b.Fatalf("load sale %d: %v, %v", saleID, ok, err)
 	}
 	reqs := make([]seckill.OrderRequest, len(w.users))
 	now := time.Now().UTC()

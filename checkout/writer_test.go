@@ -132,9 +132,7 @@ func TestWriterRefusedOrders(t *testing.T) {
 		const ghost = 999 // in the gate and the queue, not in SQL
 		e := v.engine(Config{}, nil)
 		bus := subscribeResults(t, v.queue)
-		if err := v.gate.Load(ctx, ghost, 1, nil); err != nil {
-			t.Fatal(err)
-		}
+		v.setGate(ghost, 1)
 		if r := v.reserve(ghost, u[0]); r != seckill.Reserved {
 			t.Fatalf("gate: %v", r)
 		}
@@ -159,9 +157,7 @@ func TestWriterRefusedOrders(t *testing.T) {
 		e := v.recovered(Config{}, nil)
 		bus := subscribeResults(t, v.queue)
 		// The gate believes one unit is left although SQL has none.
-		if err := v.gate.Load(ctx, s.ID, 1, []int64{u[0], u[1]}); err != nil {
-			t.Fatal(err)
-		}
+		v.setGate(s.ID, 1, u[0], u[1])
 		ticket, err := e.Purchase(ctx, u[2], s.ID, path(t, e, u[2], s.ID))
 		if err != nil {
 			t.Fatalf("purchase: %v", err)
@@ -229,9 +225,7 @@ func TestRetryAfterRefusal(t *testing.T) {
 	u := v.users(3)
 	v.writeOrders(s.ID, u[0], u[1])
 	e := v.recovered(Config{}, nil)
-	if err := v.gate.Load(ctx, s.ID, 1, []int64{u[0], u[1]}); err != nil {
-		t.Fatal(err)
-	}
+	v.setGate(s.ID, 1, u[0], u[1])
 	p := path(t, e, u[2], s.ID)
 	if _, err := e.Purchase(ctx, u[2], s.ID, p); err != nil {
 		t.Fatal(err)

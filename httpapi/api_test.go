@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image/png"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -356,6 +357,29 @@ func TestRateLimits(t *testing.T) {
 		want(t, s2.do("POST", "/api/sessions", "", map[string]string{"phone": "13000000000", "password": "whatever1"}), 401, "bad_credentials")
 	}
 	want(t, s2.do("POST", "/api/sessions", "", map[string]string{"phone": "13000000000", "password": "whatever1"}), 429, "rate_limited")
+}
+
+// TestSpoofedForwardedFor: behind a trusted proxy that appends to
+// X-Forwarded-For, whatever the client writes there itself does not give
+// it a fresh per-IP bucket: the limit counts the address the proxy saw.
+func TestSpoofedForwardedFor(t *testing.T) {
+	// httptest requests come from 192.0.2.1, the proxy here.
+	s := newStack(t, options{ipLimit: inmem.NewLimiter(0.01, 3), trusted: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+	login := func(xff string) response {
+		req := httptest.NewRequest("POST", "/api/sessions", strings.NewReader(`{"phone":"13000000000","password":"whatever1"}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Forwarded-For", xff)
+		rec := httptest.NewRecorder()
+		s.h.ServeHTTP(rec, req)
+		return response{Code: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}
+	}
+	for i := range 3 {
+		want(t, login(fmt.Sprintf("6.6.6.%d, 198.51.100.7", i)), 401, "bad_credentials")
+	}
+	want(t, login("6.6.6.99, 198.51.100.7"), 429, "rate_limited")
+	want(t, login("198.51.100.7"), 429, "rate_limited")
+	// Another client behind the same proxy has its own bucket.
+	want(t, login("6.6.6.1, 198.51.100.8"), 401, "bad_credentials")
 }
 
 func TestHealth(t *testing.T) {

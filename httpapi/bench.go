@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"seckill"
 	"seckill/account"
@@ -77,6 +78,14 @@ func (s *Server) benchUsers(w http.ResponseWriter, r *http.Request, _ *seckill.S
 	if err != nil {
 		return err
 	}
+	// Provisioning 100,000 accounts takes longer than the server's read
+	// and write timeouts allow, which are there against slow clients, not
+	// against the admin's own long request: its body is read, so they are
+	// lifted for the rest of it (else the read deadline would cancel the
+	// request's context and the write deadline cut the answer).
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	users := make([]*seckill.User, req.Count)
 	for i := range users {
 		users[i] = &seckill.User{

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -44,6 +45,7 @@ type options struct {
 	ws                 httpapi.WSConfig
 	wsGauge            func(delta int)    // Config.WebSockets
 	phones, ips        seckill.LoginGuard // account.Config's login back-off
+	trusted            []netip.Prefix     // Config.TrustedProxies
 }
 
 // flakyQueue fails Publish on demand, to drill the 503 path.
@@ -106,7 +108,7 @@ func newStack(t *testing.T, opt options) *stack {
 		Engine: s.engine, Accounts: s.accounts, Orders: db,
 		UserLimit: opt.userLimit, IPLimit: opt.ipLimit, Log: log,
 		Ready:   func(ctx context.Context) error { return db.Ping(ctx) },
-		Results: s.engine.Results(), WS: opt.ws, WebSockets: opt.wsGauge,
+		Results: s.engine.Results(), WS: opt.ws, WebSockets: opt.wsGauge, TrustedProxies: opt.trusted,
 	})
 	s.h = s.api
 	t.Cleanup(func() { _ = s.api.Close() })

@@ -8,8 +8,8 @@ import (
 	"encoding/base64"
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -30,8 +30,9 @@ type Config struct {
 	// UserLimit and IPLimit are token buckets per user and per client IP.
 	UserLimit seckill.Limiter
 	IPLimit   seckill.Limiter
-	// TrustProxy takes the client IP from X-Forwarded-For (behind a proxy).
-	TrustProxy bool
+	// TrustedProxies are the proxies whose X-Forwarded-For entries are
+	// believed (clientip.go); empty, the client IP is the peer's address.
+	TrustedProxies []netip.Prefix
 	// Ready reports whether every backend is reachable (for /readyz).
 	Ready func(ctx context.Context) error
 	// Static serves everything outside /api (the web page); may be nil.
@@ -187,22 +188,6 @@ func (s *Server) admin(h authedHandler) handler {
 		}
 		return h(w, r, sess)
 	})
-}
-
-// clientIP is the peer's address, or the first X-Forwarded-For hop when the
-// server sits behind a trusted proxy.
-func (s *Server) clientIP(r *http.Request) string {
-	if s.cfg.TrustProxy {
-		if xff := r.Header.Get("X-Forwarded-For"); xff != "" {
-			first, _, _ := strings.Cut(xff, ",")
-			return strings.TrimSpace(first)
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 func (s *Server) allow(ctx context.Context, l seckill.Limiter, key string) error {

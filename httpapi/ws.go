@@ -479,6 +479,12 @@ func (wc *wsConn) gone() {
 // the user holds MaxPerUser sockets here already; 503 while the result
 // bus cannot be subscribed to, or after Close.
 //
+// The server's read, write and idle timeouts stop at the upgrade: net/http
+// clears the connection's deadlines when coder/websocket hijacks it, so a
+// socket lives as long as it answers pings; each write is bounded by
+// WSConfig.WriteTimeout instead (cmd/seckill's
+// TestWebSocketOutlivesTimeouts keeps it so).
+//
 // A socket gets the results published after its handshake was
 // authenticated; nothing earlier is replayed, so a client that opens its
 // socket after buying asks /result once. The push and /result are fed by

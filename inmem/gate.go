@@ -18,8 +18,11 @@ var _ seckill.StockGate = (*Gate)(nil)
 // left and the set of buyers. The critical section is a map lookup and an
 // insert, so contention stays low even for one hot sale.
 type Gate struct {
-	mu    sync.RWMutex
-	sales map[int64]*gateSale
+	mu     sync.RWMutex
+	sales  map[int64]*gateSale
+	claims map[int64]uint64 // sale → the claim of the Load that may install it
+	seq    uint64           // last claim handed out
+	now    func() time.Time // stamps reservations and measures their age
 }
 
 type gateSale struct {
@@ -36,9 +39,15 @@ type pending struct {
 	at     int64 // unix nanoseconds
 }
 
-// NewGate returns an empty gate; every sale must be loaded before it admits.
-func NewGate() *Gate {
-	return &Gate{sales: make(map[int64]*gateSale)}
+// NewGate returns an empty gate on the wall clock; every sale must be
+// loaded before it admits.
+func NewGate() *Gate { return NewGateClock(time.Now) }
+
+// NewGateClock returns an empty gate whose reservations are stamped and
+// aged by now (tests inject a clock). The gate lives in one process, so
+// one clock serves everyone who compares its times.
+func NewGateClock(now func() time.Time) *Gate {
+	return &Gate{sales: make(map[int64]*gateSale), claims: make(map[int64]uint64), now: now}
 }
 
 func (g *Gate) sale(id int64) *gateSale {
@@ -48,16 +57,40 @@ func (g *Gate) sale(id int64) *gateSale {
 	return s
 }
 
-// Load replaces the sale's units left and buyers.
-func (g *Gate) Load(_ context.Context, saleID, left int64, buyers []int64) error {
+// Load claims an unloaded sale, reads its state and installs it if the
+// sale is still unloaded and the claim still this call's.
+func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnapshot) (bool, error) {
+	g.mu.Lock()
+	if g.sales[saleID] != nil {
+		g.mu.Unlock()
+		return false, nil
+	}
+	g.seq++
+	claim := g.seq
+	g.claims[saleID] = claim
+	g.mu.Unlock()
+
+	left, buyers, err := snapshot(ctx)
+	if err != nil {
+		g.mu.Lock()
+		if g.claims[saleID] == claim {
+			delete(g.claims, saleID)
+		}
+		g.mu.Unlock()
+		return false, err
+	}
 	s := &gateSale{left: left, buyers: make(map[int64]struct{}, len(buyers)), reserved: make(map[int64]pending)}
 	for _, u := range buyers {
 		s.buyers[u] = struct{}{}
 	}
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.sales[saleID] != nil || g.claims[saleID] != claim {
+		return false, nil
+	}
+	delete(g.claims, saleID)
 	g.sales[saleID] = s
-	g.mu.Unlock()
-	return nil
+	return true, nil
 }
 
 // Reserve takes one unit for the user unless they hold one or none is left.
@@ -76,7 +109,7 @@ func (g *Gate) Reserve(_ context.Context, r seckill.Reservation) (seckill.GateRe
 	}
 	s.left--
 	s.buyers[r.UserID] = struct{}{}
-	s.reserved[r.UserID] = pending{ticket: r.Ticket, at: r.At.UnixNano()}
+	s.reserved[r.UserID] = pending{ticket: r.Ticket, at: g.now().UnixNano()}
 	return seckill.Reserved, nil
 }
 
@@ -96,16 +129,19 @@ func (g *Gate) Release(_ context.Context, saleID, userID int64, ticket string) e
 	return nil
 }
 
-// Settle forgets the users' reservations; they stay buyers.
-func (g *Gate) Settle(_ context.Context, saleID int64, userIDs []int64) error {
+// Settle forgets the reservations pending with the tickets given; their
+// users stay buyers.
+func (g *Gate) Settle(_ context.Context, saleID int64, settled []seckill.Settled) error {
 	s := g.sale(saleID)
 	if s == nil {
 		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for _, u := range userIDs {
-		delete(s.reserved, u)
+	for _, st := range settled {
+		if p, ok := s.reserved[st.UserID]; ok && p.ticket == st.Ticket {
+			delete(s.reserved, st.UserID)
+		}
 	}
 	if len(s.reserved) == 0 {
 		// Maps never shrink: once the writer has caught up, let the peak
@@ -115,18 +151,19 @@ func (g *Gate) Settle(_ context.Context, saleID int64, userIDs []int64) error {
 	return nil
 }
 
-// Stale lists reservations made before the given time and not settled.
-func (g *Gate) Stale(_ context.Context, saleID int64, before time.Time) ([]seckill.Reservation, error) {
+// Stale lists pending reservations at least olderThan old by the gate's
+// clock.
+func (g *Gate) Stale(_ context.Context, saleID int64, olderThan time.Duration) ([]seckill.Reservation, error) {
 	s := g.sale(saleID)
 	if s == nil {
 		return nil, nil
 	}
+	cutoff := g.now().Add(-olderThan).UnixNano()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []seckill.Reservation
-	cutoff := before.UnixNano()
 	for u, p := range s.reserved {
-		if p.at < cutoff {
+		if p.at <= cutoff {
 			out = append(out, seckill.Reservation{SaleID: saleID, UserID: u, Ticket: p.ticket, At: time.Unix(0, p.at)})
 		}
 	}
@@ -160,6 +197,7 @@ func (g *Gate) Left(_ context.Context, saleID int64) (int64, bool, error) {
 func (g *Gate) Forget(_ context.Context, saleID int64) error {
 	g.mu.Lock()
 	delete(g.sales, saleID)
+	delete(g.claims, saleID)
 	g.mu.Unlock()
 	return nil
 }
@@ -168,6 +206,7 @@ func (g *Gate) Forget(_ context.Context, saleID int64) error {
 func (g *Gate) Unload(context.Context) error {
 	g.mu.Lock()
 	g.sales = make(map[int64]*gateSale)
+	g.claims = make(map[int64]uint64)
 	g.mu.Unlock()
 	return nil
 }

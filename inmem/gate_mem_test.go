@@ -26,11 +26,11 @@ func BenchmarkGateMemory1M(b *testing.B) {
 	for i := 0; i < b.N; i++ {
 		before := heap()
 		g := NewGate()
-		if err := g.Load(ctx, 1, buyers, nil); err != nil {
+		if _, err := g.Load(ctx, 1, seckill.GateState(buyers, nil)); err != nil {
 			b.Fatal(err)
 		}
 		at := time.Now()
-		users := make([]int64, 0, 1000)
+		users := make([]seckill.Settled, 0, 1000)
 		for u := int64(1); u <= buyers; u++ {
 			if r, err := g.Reserve(ctx, seckill.Reservation{SaleID: 1, UserID: u, Ticket: "ABCDEFGHIJKLMNOPQRST", At: at}); err != nil || r != seckill.Reserved {
 				b.Fatal(r, err)
@@ -38,7 +38,7 @@ func BenchmarkGateMemory1M(b *testing.B) {
 		}
 		pending := heap() - before
 		for u := int64(1); u <= buyers; u++ {
-			users = append(users, u)
+			users = append(users, seckill.Settled{UserID: u, Ticket: "ABCDEFGHIJKLMNOPQRST"})
 			if len(users) == cap(users) {
 				_ = g.Settle(ctx, 1, users)
 				users = users[:0]

@@ -41,9 +41,10 @@ import (
 )
 
 var (
-	_ seckill.OrderQueue = (*Queue)(nil)
-	_ seckill.ResultBus  = (*Queue)(nil)
-	_ seckill.BatchAcker = (*Queue)(nil)
+	_ seckill.OrderQueue    = (*Queue)(nil)
+	_ seckill.ResultBus     = (*Queue)(nil)
+	_ seckill.BatchAcker    = (*Queue)(nil)
+	_ seckill.QueueRepairer = (*Queue)(nil)
 )
 
 // Defaults of Config.
@@ -192,6 +193,9 @@ func (q *Queue) open(ctx context.Context) error {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			q.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			// The server may have restarted after a crash: mend what it
+			// brought back before the writers rely on it.
+			go q.repairAfterReconnect()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
@@ -235,7 +239,7 @@ func (q *Queue) open(ctx context.Context) error {
 			return fmt.Errorf("reset consumer: %w", err)
 		}
 	}
-	return nil
+	return q.Repair(ctx)
 }
 
 // setup creates or updates the stream and the consumer. Concurrent callers
@@ -255,16 +259,7 @@ func (q *Queue) setup(ctx context.Context) error {
 		// No AllowDirect: direct gets may be served by a lagging replica,
 		// and PendingRequests must see what the leader holds.
 	}
-	ccfg := jetstream.ConsumerConfig{
-		Durable:       consumerName,
-		Description:   "seckill order writer",
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       q.cfg.AckWait,
-		MaxDeliver:    -1,
-		MaxAckPending: maxAckPending,
-		Replicas:      0, // as the stream
-	}
+	ccfg := q.consumerConfig()
 	var err error
 	for attempt := 0; ; attempt++ {
 		if q.stream, err = q.js.CreateOrUpdateStream(ctx, scfg); err == nil {
@@ -282,6 +277,21 @@ func (q *Queue) setup(ctx context.Context) error {
 		case <-ctx.Done():
 		case <-time.After(time.Duration(50*(attempt+1)) * time.Millisecond):
 		}
+	}
+}
+
+// consumerConfig is the writer consumer: every message of the stream,
+// acked one by one, delivered again after AckWait until acked.
+func (q *Queue) consumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       consumerName,
+		Description:   "seckill order writer",
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       q.cfg.AckWait,
+		MaxDeliver:    -1,
+		MaxAckPending: maxAckPending,
+		Replicas:      0, // as the stream
 	}
 }
 

@@ -221,87 +221,10 @@ func (d *delivery) Nak(ctx context.Context) error {
 }
 
 // Pending counts the requests of a sale (all sales for saleID 0) that are
-// stored and not acked, fetched or not. Errors are EBusy.
+// stored and not acked, fetched or not. A read: it changes nothing (Repair
+// is where the stream is mended after a server crash). Errors are EBusy.
 func (q *Queue) Pending(ctx context.Context, saleID int64) (int64, error) {
-	n, err := q.pending(ctx, saleID)
-	if err != nil || n == 0 {
-		return n, err
-	}
-	if purged, err := q.purgeAcked(ctx); err != nil || !purged {
-		return n, err
-	}
 	return q.pending(ctx, saleID)
-}
-
-// purgeAcked removes messages the writer consumer has acked but the stream
-// still holds, and reports whether there were any. After a hard crash of the NATS server
-// the consumer's acks can survive while the work-queue removals they caused
-// do not; such messages are never delivered again yet would count as
-// pending forever. Everything at or below the consumer's ack floor is acked
-// by definition, so purging up to it loses nothing.
-func (q *Queue) purgeAcked(ctx context.Context) (bool, error) {
-	ci, err := q.cons.Info(ctx)
-	if err != nil {
-		return false, fmt.Errorf("consumer info: %w", busy(err))
-	}
-	floor := ci.AckFloor.Stream
-	si, err := q.stream.Info(ctx)
-	if err != nil {
-		return false, fmt.Errorf("stream info: %w", busy(err))
-	}
-	if si.State.Msgs == 0 {
-		return false, nil
-	}
-	purged := false
-	if floor > 0 && si.State.FirstSeq <= floor {
-		if err := q.stream.Purge(ctx, jetstream.WithPurgeSequence(floor+1)); err != nil {
-			return false, fmt.Errorf("purge acked: %w", busy(err))
-		}
-		q.log.Warn("purged messages acked but left in the stream (after a server crash)", "up_to_seq", floor)
-		purged = true
-	}
-	if ci.NumAckPending == 0 && max(si.State.FirstSeq, floor+1) <= ci.Delivered.Stream {
-		requeued, err := q.requeueStuck(ctx, floor+1, ci.Delivered.Stream)
-		return purged || requeued, err
-	}
-	return purged, nil
-}
-
-// requeueStuck stores again, at the end of the stream, the messages from
-// seq first to last, and deletes the originals. Called when the consumer
-// has delivered past last and awaits no ack: such a message will never be
-// delivered again, though it may be one whose ack survived a server crash
-// that undid its removal, or one whose delivery the crash forgot. The
-// writer settles a request twice as once, so delivering it again is always
-// safe, where dropping it might lose it. A message delivered meanwhile has
-// a higher sequence than last and is left alone.
-func (q *Queue) requeueStuck(ctx context.Context, first, last uint64) (bool, error) {
-	n := 0
-	for seq := first; seq <= last; {
-		m, err := q.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(q.subjPfx+">"))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			return n > 0, fmt.Errorf("requeue: %w", busy(err))
-		}
-		if m.Sequence > last {
-			break
-		}
-		seq = m.Sequence + 1
-		if _, err := q.js.Publish(ctx, m.Subject, m.Data); err != nil {
-			return n > 0, fmt.Errorf("requeue %d: %w", m.Sequence, busy(err))
-		}
-		if err := q.stream.DeleteMsg(ctx, m.Sequence); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-			// Another instance requeued it first; the copies are harmless.
-			q.log.Debug("delete requeued message", "seq", m.Sequence, "err", err)
-		}
-		n++
-	}
-	if n > 0 {
-		q.log.Warn("requeued messages the consumer would not deliver again (after a server crash)", "messages", n)
-	}
-	return n > 0, nil
 }
 
 func (q *Queue) pending(ctx context.Context, saleID int64) (int64, error) {
@@ -347,9 +270,6 @@ func (q *Queue) parseSubject(subj string) (sale, n int64, ok bool) {
 // message (a message holds the requests published together). Undecodable
 // messages are skipped. Errors are EBusy.
 func (q *Queue) PendingRequests(ctx context.Context, saleID int64) ([]seckill.OrderRequest, error) {
-	if _, err := q.purgeAcked(ctx); err != nil {
-		return nil, err
-	}
 	subj := q.subjPfx + ">"
 	if saleID != 0 {
 		subj = q.subjPfx + strconv.FormatInt(saleID, 10) + ".*"

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -25,29 +27,136 @@ const loadChunk = 10_000
 // settleChunk bounds the fields of one HDEL.
 const settleChunk = 1_000
 
-// Gate is the stock gate in Redis. Each sale has three keys sharing the hash
-// tag {sale:ID} (see the package doc), so every script runs in one slot and
-// the gate works unchanged on Redis Cluster. Each operation is one script or
+// Gate is the stock gate in Redis. Each sale's keys share the hash tag
+// {sale:ID} (see the package doc), so every script runs in one slot and the
+// gate works unchanged on Redis Cluster. Each operation is one script or
 // one command, atomic on the server; instances of the engine may share a
 // gate freely.
+//
+// A Redis that comes back with older data (restarted from an RDB snapshot
+// or an AOF written every second, or a replica promoted before it had
+// every write) holds a gate that looks loaded but misses recent buyers and
+// units: trusting it would sell twice to the same buyer or beyond SQL. So
+// every load records the run_id of the server it loaded on (the epoch
+// key), and a sale is checked against its server's run_id before the gate
+// uses it: the first time this process touches it, and again over every
+// connection to a server this client had not seen (a restart or a failover
+// changes the run_id; see Client.onConnect). A sale loaded on another
+// server is dropped, as if Redis had restarted empty: Reserve answers
+// EBusy and the engine rebuilds it from SQL and the queue. A restart that
+// lost nothing costs a rebuild too.
 type Gate struct {
-	c      *Client
-	prefix string
+	c       *Client
+	prefix  string
+	checked sync.Map // sale id → uint64: Client.gen when it was last checked (notChecked: never)
 }
+
+// notChecked marks a sale the gate has touched but not yet checked.
+const notChecked = ^uint64(0)
 
 // NewGate returns the gate whose keys start with prefix (e.g. "seckill:").
 // It panics if prefix contains a brace.
 func NewGate(c *Client, prefix string) *Gate {
 	checkPrefix(prefix)
-	return &Gate{c: c, prefix: prefix}
+	g := &Gate{c: c, prefix: prefix}
+	c.watch(g.checkConn)
+	return g
 }
 
-type saleKeys struct{ stock, buyers, resv string }
+// runIDLua sets id to the run_id of the server running the script.
+const runIDLua = `local id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+`
+
+// checkSrc: KEYS the sale's (all()). Drops a loaded sale whose epoch is not
+// the run_id of this server: it was loaded on another (or on this one
+// before a restart) and may be older than what was admitted. Returns 1 if
+// it dropped the sale.
+const checkSrc = runIDLua + `
+if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('GET', KEYS[5]) == id then return 0 end
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+return 1
+`
+
+var checkScript = redis.NewScript(checkSrc)
+
+// fresh makes sure the sale was checked against the server holding it
+// since this client last reached a server it had not seen. The usual case
+// is two loads from memory; otherwise one script.
+func (g *Gate) fresh(ctx context.Context, saleID int64) error {
+	v, ok := g.checked.Load(saleID)
+	if ok && v.(uint64) == g.c.gen.Load() {
+		return nil
+	}
+	if !ok {
+		// Known from now on: checkConn checks it on every new server.
+		g.checked.LoadOrStore(saleID, notChecked)
+	}
+	gen := g.c.gen.Load()
+	dropped, err := checkScript.Run(ctx, g.c.rdb, g.keys(saleID).all()).Int()
+	if err != nil {
+		return redisErr(fmt.Sprintf("check sale %d", saleID), err)
+	}
+	if dropped == 1 {
+		slog.Warn("redis: dropped a sale loaded on another server (restarted or failed over with older data); it will be rebuilt", "sale", saleID)
+	}
+	g.checked.Store(saleID, gen)
+	return nil
+}
+
+// checkConn checks every sale the gate has touched over cn, a new
+// connection to a server this client had not seen, before cn carries
+// anything else. On a Cluster the sales of other masters answer MOVED and
+// are left to their own masters' connections.
+func (g *Gate) checkConn(ctx context.Context, cn *redis.Conn) error {
+	var ids []int64
+	g.checked.Range(func(k, _ any) bool {
+		ids = append(ids, k.(int64))
+		return true
+	})
+	if len(ids) == 0 {
+		return nil
+	}
+	// Each command's error is looked at below: MOVED is not a failure.
+	cmds, err := cn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, id := range ids {
+			// EVAL, not EVALSHA: a restarted server has no scripts.
+			keys := g.keys(id).all()
+			args := make([]any, 0, 3+len(keys))
+			args = append(args, "eval", checkSrc, len(keys))
+			for _, k := range keys {
+				args = append(args, k)
+			}
+			p.Do(ctx, args...)
+		}
+		return nil
+	})
+	for i, cmd := range cmds {
+		err := cmd.Err()
+		switch {
+		case err == nil:
+			if n, _ := cmd.(*redis.Cmd).Int(); n == 1 {
+				slog.Warn("redis: a new server held a sale loaded on another (restarted or failed over with older data); dropped, it will be rebuilt", "sale", ids[i])
+			}
+		case redis.HasErrorPrefix(err, "MOVED"), redis.HasErrorPrefix(err, "ASK"):
+		default:
+			return fmt.Errorf("rdb: check sale %d on a new server: %w", ids[i], err)
+		}
+	}
+	if len(cmds) == 0 {
+		return err
+	}
+	return nil
+}
+
+type saleKeys struct{ stock, buyers, resv, claim, epoch string }
 
 func (g *Gate) keys(saleID int64) saleKeys {
 	tag := g.prefix + "{sale:" + strconv.FormatInt(saleID, 10) + "}:"
-	return saleKeys{stock: tag + "stock", buyers: tag + "buyers", resv: tag + "resv"}
+	return saleKeys{stock: tag + "stock", buyers: tag + "buyers", resv: tag + "resv", claim: tag + "claim", epoch: tag + "epoch"}
 }
+
+// all lists every key of the sale.
+func (k saleKeys) all() []string { return []string{k.stock, k.buyers, k.resv, k.claim, k.epoch} }
 
 func (k saleKeys) list() []string { return []string{k.stock, k.buyers, k.resv} }
 
@@ -55,11 +164,14 @@ func notLoaded(saleID int64) error {
 	return seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", saleID)
 }
 
-// reserveScript: KEYS stock, buyers, resv; ARGV user id, reservation value.
+// reserveScript: KEYS stock, buyers, resv; ARGV user id, ticket.
 // Returns 2 (Duplicate) if the user is a buyer, -1 if the sale is not
 // loaded, 3 (SoldOut) if no unit is left, else takes a unit, records the
 // buyer and the reservation and returns 1 (Reserved). The numbers are
-// seckill.GateResult's.
+// seckill.GateResult's. The reservation is stamped with the server's TIME
+// (in nanoseconds, see encodeReservation): every instance's reconciler
+// ages it on that one clock (Redis 5+ replicates a script's effects, so a
+// script may read TIME before it writes).
 var reserveScript = redis.NewScript(`
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 2 end
 local left = redis.call('GET', KEYS[1])
@@ -67,9 +179,15 @@ if not left then return -1 end
 if tonumber(left) <= 0 then return 3 end
 redis.call('DECR', KEYS[1])
 redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[3], ARGV[1], t[1] .. string.format('%06d', tonumber(t[2])) .. '000 ' .. ARGV[2])
 return 1
 `)
+
+// timeScript: KEYS any key of the sale. Returns the TIME of the server
+// holding the sale's slot: on a Cluster each master has its own clock, and
+// a sale's reservations are stamped by its master's.
+var timeScript = redis.NewScript(`return redis.call('TIME')`)
 
 // releaseScript: KEYS stock, buyers, resv; ARGV user id, ticket. If the
 // user's pending reservation has that ticket, forgets the user and the
@@ -93,59 +211,98 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 return redis.call('INCRBY', KEYS[1], ARGV[1])
 `)
 
-// loadScript: KEYS stock, buyers, resv, temporary buyers set; ARGV left.
-// Replaces the sale's state at once: the buyers become the temporary set
-// (or none if it does not exist), no reservation is pending, left units are
-// left. Old sets are UNLINKed so the server frees them in the background.
-var loadScript = redis.NewScript(`
-redis.call('UNLINK', KEYS[2], KEYS[3])
+// loadTTL bounds a Load: its claim and its temporary buyers set expire on
+// their own if it dies half-way, and a Load slower than this is refused.
+const loadTTL = 10 * time.Minute
+
+// claimScript: KEYS stock, claim; ARGV token, ttl in ms. Claims an unloaded
+// sale for the Load holding token on this server (a later claim takes it
+// over; a claim restored with older data on a restarted server is not
+// this server's); returns 1, or 0 if the sale is loaded.
+var claimScript = redis.NewScript(runIDLua + `
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. id, 'PX', ARGV[2])
+return 1
+`)
+
+// loadScript: KEYS stock, buyers, resv, temporary buyers set, claim, epoch;
+// ARGV left, token. If the sale is unloaded and the claim still token's on
+// this server, loads it at once: the buyers become the temporary set (or
+// none if it does not exist), no reservation is pending, left units are
+// left, the epoch is this server's run_id; returns 1.
+// Otherwise drops the temporary set and returns 0: a loaded sale is never
+// replaced, and a lost claim (taken over, or gone with a restarted server)
+// means the snapshot may miss what was admitted since. Old sets are
+// UNLINKed so the server frees them in the background.
+var loadScript = redis.NewScript(runIDLua + `
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('GET', KEYS[5]) ~= ARGV[2] .. ' ' .. id then
+  redis.call('UNLINK', KEYS[4])
+  return 0
+end
+redis.call('UNLINK', KEYS[2], KEYS[3], KEYS[5])
 if redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('RENAME', KEYS[4], KEYS[2])
   redis.call('PERSIST', KEYS[2])
 end
+redis.call('SET', KEYS[6], id)
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
 `)
 
-// Load replaces the sale's state. Buyers go first into a temporary set of
-// the same hash tag, in chunks (a sale may have a million), which expires on
-// its own if Load dies half-way; one script then swaps it in with the units
-// left and no reservations. Reserve sees the old state or the new one,
-// never a mixture.
-func (g *Gate) Load(ctx context.Context, saleID, left int64, buyers []int64) error {
-	k := g.keys(saleID)
-	var tmp string
-	if len(buyers) > 0 {
-		var rnd [8]byte
-		rand.Read(rnd[:])
-		tmp = k.buyers + ":load:" + hex.EncodeToString(rnd[:])
-		for i := 0; i < len(buyers); i += loadChunk {
-			chunk := buyers[i:min(i+loadChunk, len(buyers))]
-			members := make([]any, len(chunk))
-			for j, u := range chunk {
-				members[j] = u
-			}
-			_, err := g.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-				p.SAdd(ctx, tmp, members...)
-				p.Expire(ctx, tmp, 10*time.Minute)
-				return nil
-			})
-			if err != nil {
-				return redisErr(fmt.Sprintf("load sale %d", saleID), err)
-			}
-		}
-	} else {
-		tmp = k.buyers + ":load:none" // never created: the sale starts with no buyers
+// Load claims an unloaded sale, reads its state with snapshot and loads it
+// if the claim still holds. Buyers go first into a temporary set of the
+// same hash tag, in chunks (a sale may have a million), which expires on
+// its own if Load dies half-way; one script then checks the claim and swaps
+// the set in with the units left and no reservations. Reserve sees the sale
+// unloaded or loaded, never half of it.
+func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnapshot) (bool, error) {
+	if err := g.fresh(ctx, saleID); err != nil {
+		return false, err
 	}
-	err := loadScript.Run(ctx, g.c.rdb, []string{k.stock, k.buyers, k.resv, tmp}, left).Err()
-	return redisErr(fmt.Sprintf("load sale %d", saleID), err)
+	k := g.keys(saleID)
+	var rnd [16]byte
+	rand.Read(rnd[:])
+	token := hex.EncodeToString(rnd[:])
+	ok, err := claimScript.Run(ctx, g.c.rdb, []string{k.stock, k.claim}, token, loadTTL.Milliseconds()).Bool()
+	if err != nil || !ok {
+		return false, redisErr(fmt.Sprintf("claim sale %d", saleID), err)
+	}
+	left, buyers, err := snapshot(ctx)
+	if err != nil {
+		return false, err
+	}
+	tmp := k.buyers + ":load:" + token
+	for i := 0; i < len(buyers); i += loadChunk {
+		chunk := buyers[i:min(i+loadChunk, len(buyers))]
+		members := make([]any, len(chunk))
+		for j, u := range chunk {
+			members[j] = u
+		}
+		_, err := g.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+			p.SAdd(ctx, tmp, members...)
+			p.Expire(ctx, tmp, loadTTL)
+			return nil
+		})
+		if err != nil {
+			return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
+		}
+	}
+	// With no buyers tmp was never created: the sale starts with none.
+	loaded, err := loadScript.Run(ctx, g.c.rdb, []string{k.stock, k.buyers, k.resv, tmp, k.claim, k.epoch}, left, token).Bool()
+	if err != nil {
+		return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
+	}
+	return loaded, nil
 }
 
 // Reserve runs the reserve script: Duplicate, SoldOut or Reserved; EBusy if
 // the sale is not loaded or Redis cannot be reached.
 func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.GateResult, error) {
+	if err := g.fresh(ctx, r.SaleID); err != nil {
+		return 0, err
+	}
 	k := g.keys(r.SaleID)
-	n, err := reserveScript.Run(ctx, g.c.rdb, k.list(), r.UserID, encodeReservation(r)).Int64()
+	n, err := reserveScript.Run(ctx, g.c.rdb, k.list(), r.UserID, r.Ticket).Int64()
 	if err != nil {
 		return 0, redisErr(fmt.Sprintf("reserve sale %d", r.SaleID), err)
 	}
@@ -163,34 +320,81 @@ func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.Gate
 // reservation, if that reservation is pending with this ticket; a no-op
 // otherwise.
 func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string) error {
+	if err := g.fresh(ctx, saleID); err != nil {
+		return err
+	}
 	err := releaseScript.Run(ctx, g.c.rdb, g.keys(saleID).list(), userID, ticket).Err()
 	return redisErr(fmt.Sprintf("release sale %d user %d", saleID, userID), err)
 }
 
-// Settle forgets the users' reservations; they stay buyers.
-func (g *Gate) Settle(ctx context.Context, saleID int64, userIDs []int64) error {
-	if len(userIDs) == 0 {
+// settleScript: KEYS resv; ARGV user id, ticket, user id, ticket, ...
+// Deletes each user's pending reservation if it has that ticket (a newer
+// reservation of the same user stays). Returns how many it deleted.
+var settleScript = redis.NewScript(`
+local n = 0
+for i = 1, #ARGV, 2 do
+  local v = redis.call('HGET', KEYS[1], ARGV[i])
+  if v then
+    local sp = string.find(v, ' ', 1, true)
+    if sp and string.sub(v, sp + 1) == ARGV[i + 1] then
+      redis.call('HDEL', KEYS[1], ARGV[i])
+      n = n + 1
+    end
+  end
+end
+return n
+`)
+
+// Settle forgets the reservations pending with the tickets given; their
+// users stay buyers. The chunks of a big batch go in one pipeline.
+func (g *Gate) Settle(ctx context.Context, saleID int64, settled []seckill.Settled) error {
+	if len(settled) == 0 {
 		return nil
 	}
-	resv := g.keys(saleID).resv
-	_, err := g.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i := 0; i < len(userIDs); i += settleChunk {
-			chunk := userIDs[i:min(i+settleChunk, len(userIDs))]
-			fields := make([]string, len(chunk))
-			for j, u := range chunk {
-				fields[j] = strconv.FormatInt(u, 10)
-			}
-			p.HDel(ctx, resv, fields...)
+	if err := g.fresh(ctx, saleID); err != nil {
+		return err
+	}
+	keys := []string{g.keys(saleID).resv}
+	var chunks [][]any
+	for i := 0; i < len(settled); i += settleChunk {
+		chunk := settled[i:min(i+settleChunk, len(settled))]
+		args := make([]any, 0, 2*len(chunk))
+		for _, st := range chunk {
+			args = append(args, st.UserID, st.Ticket)
+		}
+		chunks = append(chunks, args)
+	}
+	run := func(p redis.Pipeliner) error {
+		for _, args := range chunks {
+			settleScript.EvalSha(ctx, p, keys, args...)
 		}
 		return nil
-	})
+	}
+	_, err := g.c.rdb.Pipelined(ctx, run)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// A server that lost its script cache (restarted, failed over):
+		// load the script once and send the pipeline again; settling
+		// twice is settling once.
+		if err = settleScript.Load(ctx, g.c.rdb).Err(); err == nil {
+			_, err = g.c.rdb.Pipelined(ctx, run)
+		}
+	}
 	return redisErr(fmt.Sprintf("settle sale %d", saleID), err)
 }
 
-// Stale lists the sale's reservations made before the given time, scanning
-// the reservation hash in pages so a big one does not block the server.
-func (g *Gate) Stale(ctx context.Context, saleID int64, before time.Time) ([]seckill.Reservation, error) {
+// Stale lists the sale's reservations at least olderThan old by the
+// server's clock, scanning the reservation hash in pages so a big one does
+// not block the server. The caller's clock plays no part.
+func (g *Gate) Stale(ctx context.Context, saleID int64, olderThan time.Duration) ([]seckill.Reservation, error) {
+	if err := g.fresh(ctx, saleID); err != nil {
+		return nil, err
+	}
 	resv := g.keys(saleID).resv
+	now, err := g.serverTime(ctx, resv)
+	if err != nil {
+		return nil, redisErr(fmt.Sprintf("stale sale %d", saleID), err)
+	}
+	cutoff := now.Add(-olderThan)
 	seen := make(map[int64]bool)
 	var out []seckill.Reservation
 	var cursor uint64
@@ -209,7 +413,7 @@ func (g *Gate) Stale(ctx context.Context, saleID int64, before time.Time) ([]sec
 				continue
 			}
 			seen[r.UserID] = true
-			if r.At.Before(before) {
+			if !r.At.After(cutoff) {
 				out = append(out, r)
 			}
 		}
@@ -222,6 +426,9 @@ func (g *Gate) Stale(ctx context.Context, saleID int64, before time.Time) ([]sec
 // Restock returns n units; buyers stay recorded. EBusy if the sale is not
 // loaded.
 func (g *Gate) Restock(ctx context.Context, saleID, n int64) error {
+	if err := g.fresh(ctx, saleID); err != nil {
+		return err
+	}
 	err := restockScript.Run(ctx, g.c.rdb, []string{g.keys(saleID).stock}, n).Err()
 	if errors.Is(err, redis.Nil) {
 		return notLoaded(saleID)
@@ -231,6 +438,9 @@ func (g *Gate) Restock(ctx context.Context, saleID, n int64) error {
 
 // Left returns the units left and whether the sale is loaded.
 func (g *Gate) Left(ctx context.Context, saleID int64) (int64, bool, error) {
+	if err := g.fresh(ctx, saleID); err != nil {
+		return 0, false, err
+	}
 	n, err := g.c.rdb.Get(ctx, g.keys(saleID).stock).Int64()
 	if errors.Is(err, redis.Nil) {
 		return 0, false, nil
@@ -241,9 +451,14 @@ func (g *Gate) Left(ctx context.Context, saleID int64) (int64, bool, error) {
 	return n, true, nil
 }
 
-// Forget deletes the sale's keys (one slot: they share its hash tag).
+// Forget deletes the sale's keys, a Load's claim included (one slot: they
+// share its hash tag).
 func (g *Gate) Forget(ctx context.Context, saleID int64) error {
-	err := g.c.rdb.Del(ctx, g.keys(saleID).list()...).Err()
+	k := g.keys(saleID)
+	err := g.c.rdb.Del(ctx, k.all()...).Err()
+	if err == nil {
+		g.checked.Delete(saleID) // nothing left to check on a new server
+	}
 	return redisErr(fmt.Sprintf("forget sale %d", saleID), err)
 }
 
@@ -255,10 +470,20 @@ func (g *Gate) Unload(ctx context.Context) error {
 	return redisErr("unload", g.c.deleteMatching(ctx, g.prefix+"{sale:"))
 }
 
-// encodeReservation is the resv hash value: "unixnano ticket".
-func encodeReservation(r seckill.Reservation) string {
-	return strconv.FormatInt(r.At.UnixNano(), 10) + " " + r.Ticket
+// serverTime returns the clock of the server holding key's slot.
+func (g *Gate) serverTime(ctx context.Context, key string) (time.Time, error) {
+	v, err := timeScript.Run(ctx, g.c.rdb, []string{key}).Int64Slice()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if len(v) != 2 {
+		return time.Time{}, fmt.Errorf("TIME answered %v", v)
+	}
+	return time.Unix(v[0], v[1]*1000), nil
 }
+
+// A resv hash value is "unixnano ticket", written by reserveScript from the
+// server's TIME (microseconds, so the last three digits are 0).
 
 func decodeReservation(saleID int64, field, value string) (seckill.Reservation, error) {
 	user, err := strconv.ParseInt(field, 10, 64)

@@ -8,7 +8,9 @@
 //
 //	P{sale:ID}:stock    string  units left; absent = the sale is not loaded
 //	P{sale:ID}:buyers   set     user ids holding (or having held) a unit
-//	P{sale:ID}:resv     hash    user id → "unixnano ticket": unsettled reservations
+//	P{sale:ID}:resv     hash    user id → "unixnano ticket": unsettled reservations (server TIME)
+//	P{sale:ID}:claim    string  "token run_id" of the Load that may install the sale; expires
+//	P{sale:ID}:epoch    string  run_id of the server the sale was loaded on (see Gate)
 //	Psession:HEX        hash    u (user id), r (role), e (expiry, unix ms); expires at e
 //	Prl:KEY             hash    t (tokens), ts (last refill, µs of the server clock)
 //	Pcaptcha:ID         string  JSON of the captcha; expires with it
@@ -20,8 +22,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
 
@@ -35,6 +40,19 @@ type Client struct {
 	rdb     redis.UniversalClient // every command goes here: base, or its auto-pipeliner
 	base    redis.UniversalClient // *redis.Client or *redis.ClusterClient
 	cluster bool
+
+	// Identity of the servers behind the connections (see onConnect).
+	mu       sync.Mutex
+	servers  map[string]*serverCheck // run_id → its check by the watchers
+	watchers []func(ctx context.Context, cn *redis.Conn) error
+	gen      atomic.Uint64 // bumped whenever a connection reaches a server not seen before
+}
+
+// serverCheck is the watchers' check of one server: done is closed once it
+// finished, err says how.
+type serverCheck struct {
+	done chan struct{}
+	err  error
 }
 
 // Open connects to Redis and checks that it answers. url is one of
@@ -72,10 +90,12 @@ func newClient(rawURL string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{}
+	c := &Client{servers: make(map[string]*serverCheck)}
 	if cluster != nil {
+		cluster.OnConnect = c.onConnect
 		c.base, c.cluster = redis.NewClusterClient(cluster), true
 	} else {
+		single.OnConnect = c.onConnect
 		c.base = redis.NewClient(single)
 	}
 	c.rdb = c.base
@@ -88,6 +108,73 @@ func newClient(rawURL string) (*Client, error) {
 		c.rdb = ap
 	}
 	return c, nil
+}
+
+// onConnect runs on every new connection before it carries a command. It
+// asks the server its run_id, which changes whenever the server restarts
+// (perhaps from an older RDB snapshot or AOF) and differs on a replica
+// promoted in a failover: the server may hold older data than the last one
+// this client talked to. On a server not seen before it bumps the
+// generation and runs every watcher over this very connection (gates drop
+// the sales that were not loaded on this server); a connection to a server
+// whose check is still running waits for it, so no command reaches a
+// server before its data was checked. A failed check fails the connection
+// and is tried again by the next one.
+func (c *Client) onConnect(ctx context.Context, cn *redis.Conn) error {
+	info, err := cn.Info(ctx, "server").Result()
+	if err != nil {
+		return err
+	}
+	id := runID(info)
+	if id == "" {
+		return fmt.Errorf("rdb: INFO server carries no run_id")
+	}
+	c.mu.Lock()
+	if chk, ok := c.servers[id]; ok {
+		c.mu.Unlock()
+		select {
+		case <-chk.done:
+			return chk.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	chk := &serverCheck{done: make(chan struct{})}
+	c.servers[id] = chk
+	c.gen.Add(1)
+	watchers := slices.Clone(c.watchers)
+	c.mu.Unlock()
+
+	for _, w := range watchers {
+		if chk.err = w(ctx, cn); chk.err != nil {
+			break
+		}
+	}
+	if chk.err != nil {
+		c.mu.Lock()
+		delete(c.servers, id)
+		c.mu.Unlock()
+	}
+	close(chk.done)
+	return chk.err
+}
+
+// watch registers fn to run on a connection to a server not seen before
+// (see onConnect); fn must use only cn.
+func (c *Client) watch(fn func(ctx context.Context, cn *redis.Conn) error) {
+	c.mu.Lock()
+	c.watchers = append(c.watchers, fn)
+	c.mu.Unlock()
+}
+
+// runID finds run_id in the text of INFO server.
+func runID(info string) string {
+	for line := range strings.SplitSeq(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
+			return v
+		}
+	}
+	return ""
 }
 
 // cutAutoPipeline removes the autopipeline option from the URL's query.

@@ -249,9 +249,7 @@ func TestManySales(t *testing.T) {
 		g := NewGate(c, testPrefix(t, c))
 		const sales = 300
 		for id := int64(1); id <= sales; id++ {
-			if err := g.Load(ctx, id, 2, []int64{id}); err != nil {
-				t.Fatal(err)
-			}
+			mustLoad(t, g, id, 2, []int64{id})
 		}
 		if cc, ok := c.base.(*redis.ClusterClient); ok {
 			nodes := map[string]bool{}
@@ -303,6 +301,14 @@ func TestManySales(t *testing.T) {
 	})
 }
 
+// mustLoad loads a sale the gate does not hold, failing unless it loads.
+func mustLoad(t testing.TB, g *Gate, saleID, left int64, buyers []int64) {
+	t.Helper()
+	if ok, err := g.Load(context.Background(), saleID, seckill.GateState(left, buyers)); err != nil || !ok {
+		t.Fatalf("Load(%d) = %v, %v; want true, nil", saleID, ok, err)
+	}
+}
+
 // TestLoadManyBuyers loads more buyers than one SADD chunk carries and
 // checks the swap: every buyer is there, no temporary key is left, and the
 // buyers set does not inherit the temporary set's expiry.
@@ -316,16 +322,17 @@ func TestLoadManyBuyers(t *testing.T) {
 		for i := range buyers {
 			buyers[i] = int64(i + 1)
 		}
-		if err := g.Load(ctx, 9, 10, []int64{5}); err != nil {
-			t.Fatal(err)
-		}
+		k := g.keys(9)
+		mustLoad(t, g, 9, 10, []int64{5})
 		if _, err := g.Reserve(ctx, seckill.Reservation{SaleID: 9, UserID: n + 5, Ticket: "old", At: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
-		if err := g.Load(ctx, 9, 1, buyers); err != nil {
+		// The stock key alone is lost (evicted): the sale is not loaded,
+		// and a load replaces the buyers and reservations left behind.
+		if err := c.rdb.Del(ctx, k.stock).Err(); err != nil {
 			t.Fatal(err)
 		}
-		k := g.keys(9)
+		mustLoad(t, g, 9, 1, buyers)
 		if got := c.rdb.SCard(ctx, k.buyers).Val(); got != n {
 			t.Fatalf("%d buyers stored, want %d", got, n)
 		}
@@ -344,7 +351,7 @@ func TestLoadManyBuyers(t *testing.T) {
 				t.Fatalf("user %d: %v, %v; want %v", step.user, got, err, step.want)
 			}
 		}
-		// Only the three keys of the sale remain.
+		// Only the four keys of the sale remain.
 		var (
 			mu   sync.Mutex // the masters answer concurrently
 			keys []string
@@ -359,39 +366,47 @@ func TestLoadManyBuyers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(keys) != 3 {
-			t.Fatalf("keys after Load: %v, want stock, buyers and resv only", keys)
+		if len(keys) != 4 {
+			t.Fatalf("keys after Load: %v, want stock, buyers, resv and epoch only (no claim, no temporary set)", keys)
 		}
 		// Load with no buyers empties the set.
-		if err := g.Load(ctx, 9, 1, nil); err != nil {
+		if err := c.rdb.Del(ctx, k.stock).Err(); err != nil {
 			t.Fatal(err)
 		}
+		mustLoad(t, g, 9, 1, nil)
 		if got, _ := g.Reserve(ctx, seckill.Reservation{SaleID: 9, UserID: 1, Ticket: "t", At: time.Now()}); got != seckill.Reserved {
 			t.Fatalf("after reloading without buyers, a former buyer got %v", got)
 		}
 	})
 }
 
-// TestReservationValues: tickets with spaces and times with nanoseconds
-// come back unchanged from Stale.
+// TestReservationValues: tickets with spaces come back unchanged from
+// Stale, stamped with the server's TIME (not the caller's At) to the
+// microsecond.
 func TestReservationValues(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, c *Client) {
 		ctx := context.Background()
 		g := NewGate(c, testPrefix(t, c))
-		if err := g.Load(ctx, 1, 5, nil); err != nil {
+		mustLoad(t, g, 1, 5, nil)
+		k := g.keys(1).resv
+		before, err := g.serverTime(ctx, k)
+		if err != nil {
 			t.Fatal(err)
 		}
-		at := time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC)
-		r := seckill.Reservation{SaleID: 1, UserID: 77, Ticket: "a ticket with spaces", At: at}
+		r := seckill.Reservation{SaleID: 1, UserID: 77, Ticket: "a ticket with spaces", At: time.Date(2030, 1, 2, 3, 4, 5, 123456789, time.UTC)}
 		if _, err := g.Reserve(ctx, r); err != nil {
 			t.Fatal(err)
 		}
-		rs, err := g.Stale(ctx, 1, at.Add(time.Nanosecond))
-		if err != nil || len(rs) != 1 || rs[0].Ticket != r.Ticket || !rs[0].At.Equal(at) || rs[0].UserID != 77 || rs[0].SaleID != 1 {
+		after, err := g.serverTime(ctx, k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs, err := g.Stale(ctx, 1, 0)
+		if err != nil || len(rs) != 1 || rs[0].Ticket != r.Ticket || rs[0].UserID != 77 || rs[0].SaleID != 1 {
 			t.Fatalf("Stale = %+v, %v; want %+v", rs, err, r)
 		}
-		if rs, _ := g.Stale(ctx, 1, at); len(rs) != 0 {
-			t.Fatalf("Stale(before = its time) = %+v, want none", rs)
+		if at := rs[0].At; at.Before(before) || at.After(after) || at.Nanosecond()%1000 != 0 {
+			t.Fatalf("stamped %v, want the server's TIME between %v and %v", at, before, after)
 		}
 	})
 }
@@ -406,9 +421,7 @@ func BenchmarkReserve(b *testing.B) {
 			c := testClient(b, tg.env, tg.query)
 			ctx := context.Background()
 			g := NewGate(c, testPrefix(b, c))
-			if err := g.Load(ctx, 1, 1<<40, nil); err != nil {
-				b.Fatal(err)
-			}
+			mustLoad(b, g, 1, 1<<40, nil)
 			var user atomic.Int64
 			b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
 			b.ResetTimer()
@@ -444,9 +457,7 @@ func TestScriptCacheFlushed(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, c *Client) {
 		ctx := context.Background()
 		g := NewGate(c, testPrefix(t, c))
-		if err := g.Load(ctx, 1, 2, nil); err != nil {
-			t.Fatal(err)
-		}
+		mustLoad(t, g, 1, 2, nil)
 		if got, err := g.Reserve(ctx, seckill.Reservation{SaleID: 1, UserID: 1, At: time.Now()}); err != nil || got != seckill.Reserved {
 			t.Fatalf("Reserve: %v, %v", got, err)
 		}

@@ -36,10 +36,10 @@ to measure any server, e.g. a hello-world one, with the same generator.
 
 --ws-idle N opens N WebSockets to /api/ws instead (--ws-per-user per
 provisioned buyer, --conns handshakes at a time), holds them idle for
---ws-hold, and prints the server's resident memory (from its /metrics)
-before and after, in total and per socket:
+--ws-hold, and prints the server's resident memory (from the /metrics of
+its operations listener, --ops) before and after, in total and per socket:
 
-  seckill bench --target http://127.0.0.1:8080 --ws-idle 10000
+  seckill bench --target http://127.0.0.1:8080 --ops http://127.0.0.1:9090 --ws-idle 10000
 
 flags:
 `
@@ -73,6 +73,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.WSIdle, "ws-idle", 0, "ws-idle mode: hold this many idle WebSockets and report the server's memory")
 	fs.IntVar(&cfg.WSPerUser, "ws-per-user", 4, "ws-idle mode: sockets per provisioned buyer")
 	fs.DurationVar(&cfg.WSHold, "ws-hold", 5*time.Second, "ws-idle mode: how long to hold the sockets before reading the memory")
+	fs.StringVar(&cfg.Ops, "ops", bench.DefaultOps, "ws-idle mode: base URL of the server's operations listener (its --ops-addr), where /metrics is")
 	fs.DurationVar(&cfg.SettleTimeout, "settle-timeout", 60*time.Second, "longest wait for every accepted purchase to become an order")
 	fs.DurationVar(&limit, "timeout", 10*time.Minute, "give up on the whole run after this long")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")

@@ -23,7 +23,7 @@ func startServer(t *testing.T, pprof bool) *Main {
 	m.Config.IPRate = 0
 	m.Config.LogLevel = "error"
 	m.Config.AdminPhone, m.Config.AdminPassword = "19900000000", "admin-password"
-	m.Config.Ops = OpsConfig{BenchProvisioning: true, Pprof: pprof}
+	m.Config.Ops = OpsConfig{Addr: "127.0.0.1:0", BenchProvisioning: true, Pprof: pprof}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := m.Run(ctx); err != nil {
@@ -45,7 +45,7 @@ func benchJSON(t *testing.T, m *Main, args ...string) (bench.Result, string) {
 	var out, progress strings.Builder
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	args = append([]string{"--target", m.URL(), "--admin-phone", "19900000000", "--admin-password", "admin-password", "--json"}, args...)
+	args = append([]string{"--target", m.URL(), "--ops", m.OpsURL(), "--admin-phone", "19900000000", "--admin-password", "admin-password", "--json"}, args...)
 	if err := benchCmd(ctx, args, &out, &progress); err != nil {
 		t.Fatalf("bench: %v\nprogress:\n%s\nout:\n%s", err, progress.String(), out.String())
 	}
@@ -76,7 +76,7 @@ func TestBenchEndToEnd(t *testing.T) {
 	}
 
 	// The server counted the crowd in its metrics.
-	body := get(t, m.URL()+"/metrics", 200)
+	body := get(t, m.OpsURL()+"/metrics", 200)
 	for _, want := range []string{
 		`seckill_http_requests_total{code="",route="POST /api/sales/{id}/purchase/{path}",status="202"} 100`,
 		`seckill_gate_results_total{result="reserved"} 100`,
@@ -90,7 +90,7 @@ func TestBenchEndToEnd(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	get(t, m.URL()+"/debug/pprof/", 404)
+	get(t, m.OpsURL()+"/debug/pprof/", 404) // off without --pprof
 
 	// A second run against the same server provisions under new phones.
 	var out, progress strings.Builder
@@ -128,7 +128,7 @@ func TestBenchRouteOffAndPprof(t *testing.T) {
 	m := NewMain()
 	m.Config.Addr, m.Config.DataDir, m.Config.LogLevel = "127.0.0.1:0", t.TempDir(), "error"
 	m.Config.AdminPhone, m.Config.AdminPassword = "19900000000", "admin-password"
-	m.Config.Ops.Pprof = true
+	m.Config.Ops = OpsConfig{Addr: "127.0.0.1:0", Pprof: true}
 	if err := m.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestBenchRouteOffAndPprof(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--bench-provisioning") {
 		t.Fatalf("bench against a server without the route: %v", err)
 	}
-	if body := get(t, m.URL()+"/debug/pprof/", 200); !strings.Contains(body, "goroutine") {
+	if body := get(t, m.OpsURL()+"/debug/pprof/", 200); !strings.Contains(body, "goroutine") {
 		t.Fatalf("pprof index: %.200s", body)
 	}
 }

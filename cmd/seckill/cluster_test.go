@@ -87,13 +87,15 @@ func freshDatabase(t *testing.T, base string) string {
 // deployment is several server processes sharing SQL, Redis and NATS, as
 // behind a load balancer.
 type deployment struct {
-	t       *testing.T
-	db      string
-	env     []string
-	nodeEnv func(i int) []string // settings of node i alone; nil: none
-	nodes   []*child
-	dirs    []string
-	admin   string
+	t           *testing.T
+	db          string
+	env         []string
+	nodeEnv     func(i int) []string // settings of node i alone; nil: none
+	queuePrefix string
+	pace        time.Duration // each crowd worker waits this long between requests
+	nodes       []*child
+	dirs        []string
+	admin       string
 }
 
 func newDeployment(t *testing.T, n int, dbURL, redisURL, natsURL string) *deployment {
@@ -112,7 +114,7 @@ func newDeploymentEnv(t *testing.T, n int, dbURL, redisURL, natsURL string, node
 		"SECKILL_SECRET=" + randomName("secret-of-the-deployment-"),
 		"SECKILL_BENCH_PROVISIONING=true", "SECKILL_RECONCILE_EVERY=1s", "SECKILL_RECONCILE_AGE=5s",
 		"SECKILL_ACK_WAIT=5s",
-	}, nodeEnv: nodeEnv}
+	}, nodeEnv: nodeEnv, queuePrefix: queuePrefix}
 	for i := 0; i < n; i++ {
 		d.dirs = append(d.dirs, t.TempDir())
 		d.nodes = append(d.nodes, startChild(t, d.dirs[i], d.envOf(i)...))
@@ -209,6 +211,9 @@ func (d *deployment) crowd(sale int64, users []benchUser, tries int, accepted ma
 			defer wg.Done()
 			for try := 0; try < tries; try++ {
 				for i := w; i < len(users); i += workers {
+					if d.pace > 0 {
+						time.Sleep(d.pace)
+					}
 					var r struct{ Ticket string }
 					code, err := d.node(i+try).call("POST", fmt.Sprintf("/api/sales/%d/purchase/%s", sale, paths[i]), users[i].Token, "", &r)
 					mu.Lock()

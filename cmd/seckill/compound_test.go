@@ -2,12 +2,15 @@ package main
 
 import (
 	"fmt"
+	mrand "math/rand/v2"
 	"os"
 	"os/exec"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"seckill/internal/testenv"
 )
 
 // TestCompoundFaults stacks the faults that TestFaultDrills injects one at
@@ -41,9 +44,17 @@ func compoundDrill(t *testing.T) {
 	r := ownRedis(t)
 	n := ownNATS(t)
 	offsets := []string{"-20s", "0s", "20s"}
-	d := newDeploymentEnv(t, 3, db, "redis://127.0.0.1:"+r.port, "nats://127.0.0.1:"+n.port,
+	natsURL := "nats://127.0.0.1:" + n.port
+	d := newDeploymentEnv(t, 3, db, "redis://127.0.0.1:"+r.port, natsURL,
 		func(i int) []string { return []string{"SECKILL_TEST_CLOCK_OFFSET=" + offsets[i]} })
+	queue := func() string { return testenv.DescribeOrderQueue(natsURL, d.queuePrefix) }
 	redisCLI := need(t, "redis-cli")
+	// About 1,600 presses a second, so the sale lasts long enough for the
+	// faults to land in it; each run shifts them by up to 100 ms.
+	d.pace = 40 * time.Millisecond
+	jitter := func(d time.Duration) time.Duration {
+		return d + time.Duration(mrand.Int64N(int64(100*time.Millisecond))) - 50*time.Millisecond
+	}
 
 	const users, stock = 800, 500
 	sale, buyers := d.provision(users, stock)
@@ -51,19 +62,23 @@ func compoundDrill(t *testing.T) {
 	var mu sync.Mutex
 	var once sync.Once
 	faults := make(chan struct{})
+	atFault := 0
 	first := d.crowd(sale, buyers, 4, accepted, &mu, func(int) {
 		once.Do(func() {
 			go func() {
 				defer close(faults)
-				time.Sleep(150 * time.Millisecond)
+				time.Sleep(jitter(150 * time.Millisecond))
+				mu.Lock()
+				atFault = len(accepted)
+				mu.Unlock()
 				d.nodes[2].kill()
 				t.Log("fault: instance 2 killed")
-				time.Sleep(200 * time.Millisecond)
+				time.Sleep(jitter(200 * time.Millisecond))
 				if out, err := exec.Command(redisCLI, "-p", r.port, "FLUSHALL").CombinedOutput(); err != nil {
 					t.Errorf("flushall: %v %s", err, out)
 				}
 				t.Log("fault: Redis emptied")
-				time.Sleep(300 * time.Millisecond)
+				time.Sleep(jitter(300 * time.Millisecond))
 				n.crash()
 				n.start()
 				t.Log("fault: nats-server killed and restarted")
@@ -71,10 +86,10 @@ func compoundDrill(t *testing.T) {
 		})
 	})
 	<-faults
-	t.Logf("through the faults: %v, %d accepted", first, len(accepted))
+	t.Logf("through the faults: %v, %d accepted (%d when the first fault struck)", first, len(accepted), atFault)
 	d.waitReady(time.Minute)
 	if st, ok := d.rest(sale, 90*time.Second); !ok {
-		t.Errorf("not at rest 90 s after the faults: %+v", st)
+		t.Errorf("not at rest 90 s after the faults: %+v; %s", st, queue())
 	}
 	second := d.crowd(sale, buyers, 1, accepted, &mu, nil)
 	t.Logf("after them: %v, %d accepted in all", second, len(accepted))
@@ -85,7 +100,7 @@ func compoundDrill(t *testing.T) {
 	}
 	st, ok := d.rest(sale, 90*time.Second)
 	if !ok {
-		t.Errorf("not at rest 90 s after the last crowd: %+v", st)
+		t.Errorf("not at rest 90 s after the last crowd: %+v; %s", st, queue())
 	}
 	d.checkInvariants(sale, st, accepted, true)
 	d.checkAcceptedResults(sale, buyers, accepted, 30*time.Second)

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -44,5 +46,55 @@ func TestMaskedConfig(t *testing.T) {
 		if !strings.Contains(line, host) {
 			t.Errorf("config log lost %q: %s", host, line)
 		}
+	}
+}
+
+// TestTrustedProxies: --trusted-proxies reaches the per-IP limit (a client
+// behind the proxy cannot escape it by writing X-Forwarded-For itself), the
+// deprecated --trust-proxy means loopback, and a bad list stops the start.
+func TestTrustedProxies(t *testing.T) {
+	for _, flags := range [][]string{{"--trusted-proxies", "127.0.0.1/32"}, {"--trust-proxy"}} {
+		t.Run(flags[0], func(t *testing.T) {
+			m := NewMain()
+			args := append([]string{"--addr", "127.0.0.1:0", "--ops-addr", "off", "--data", t.TempDir(), "--log-level", "error",
+				"--ip-rate", "0.001", "--ip-burst", "2"}, flags...)
+			if err := m.ParseFlags(args); err != nil {
+				t.Fatal(err)
+			}
+			if err := m.Run(context.Background()); err != nil {
+				_ = m.Close()
+				t.Fatal(err)
+			}
+			defer m.Close()
+			login := func(xff string) int {
+				t.Helper()
+				req, _ := http.NewRequest("POST", m.URL()+"/api/sessions", strings.NewReader(`{"phone":"13000000000","password":"whatever1"}`))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set("X-Forwarded-For", xff)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp.Body.Close()
+				return resp.StatusCode
+			}
+			for i, want := range []int{401, 401, 429} {
+				if got := login(fmt.Sprintf("6.6.6.%d, 198.51.100.7", i)); got != want {
+					t.Fatalf("login %d with a spoofed X-Forwarded-For: %d, want %d", i+1, got, want)
+				}
+			}
+			if got := login("198.51.100.8"); got != 401 {
+				t.Fatalf("another client behind the proxy: %d, want 401", got)
+			}
+		})
+	}
+
+	m := NewMain()
+	if err := m.ParseFlags([]string{"--data", t.TempDir(), "--trusted-proxies", "10.0.0.0/8,proxy.internal"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Run(context.Background()); err == nil || !strings.Contains(err.Error(), "proxy.internal") {
+		_ = m.Close()
+		t.Fatalf("Run with a bad --trusted-proxies: %v", err)
 	}
 }

@@ -52,7 +52,7 @@ func startChild(t *testing.T, dir string, env ...string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(),
-		"SECKILL_TEST_CHILD=1", "SECKILL_DATA="+dir, "SECKILL_ADDR=127.0.0.1:0",
+		"SECKILL_TEST_CHILD=1", "SECKILL_DATA="+dir, "SECKILL_ADDR=127.0.0.1:0", "SECKILL_OPS_ADDR=off",
 		"SECKILL_USER_RATE=0", "SECKILL_IP_RATE=0", "SECKILL_LOG_LEVEL=warn",
 		"SECKILL_ADMIN_PHONE=19900000000", "SECKILL_ADMIN_PASSWORD=admin-password",
 	)

@@ -53,7 +53,9 @@ func run(ctx context.Context, args []string) error {
 	return fmt.Errorf("unknown command %q", args[0])
 }
 
-// serve runs the server until ctx ends, then shuts it down gracefully.
+// serve runs the server until ctx ends, then shuts it down gracefully. If
+// a listener fails first, it shuts down too and returns the failure: the
+// process exits non-zero.
 func serve(ctx context.Context, args []string) error {
 	m := NewMain()
 	if err := m.ParseFlags(args); err != nil {
@@ -64,7 +66,10 @@ func serve(ctx context.Context, args []string) error {
 		return err
 	}
 	fmt.Printf("seckill is listening on %s\n", m.URL())
-	<-ctx.Done()
+	if err := m.Wait(ctx); err != nil {
+		m.log.Error("listener failed; shutting down", "err", err)
+		return errors.Join(err, m.Close())
+	}
 	m.log.Info("shutting down")
 	return m.Close()
 }

@@ -48,9 +48,18 @@ type Config struct {
 	BatchSize     int
 	PayWindow     time.Duration
 	SessionTTL    time.Duration
-	TrustProxy    bool
-	LogLevel      string
-	Ops           OpsConfig // metrics, pprof, bench provisioning (observe.go)
+	// TrustedProxies lists the proxies (CIDRs) whose X-Forwarded-For
+	// entries are believed. TrustProxy, deprecated, adds loopback to them.
+	TrustedProxies string
+	TrustProxy     bool
+	LogLevel       string
+	// The public listener's timeouts (http.Server's): ReadTimeout bounds
+	// headers and body together, so a client trickling either is cut off.
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	Ops               OpsConfig // metrics, pprof, bench provisioning (observe.go)
 	// ReconcileEvery and ReconcileAge tune the reconciler; AckWait is how
 	// long the queue waits for a writer's ack before redelivering.
 	Writers        int // order writer goroutines
@@ -74,10 +83,14 @@ type Main struct {
 	srv      *http.Server
 	metrics  *metrics.Metrics
 	ln       net.Listener
+	opsSrv   *http.Server // the operations listener's, nil when off
+	opsLn    net.Listener
 
 	writerStop context.CancelFunc
 	writerDone sync.WaitGroup
-	serveErr   chan error
+	// serveErr receives the first error of a listener that stopped on its
+	// own (not by Close); Wait returns it.
+	serveErr chan error
 }
 
 // NewMain returns a Main with the defaults of a zero-setup run.
@@ -89,6 +102,9 @@ func NewMain() *Main {
 			InFlight: 4096, BatchSize: 2000,
 			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, LogLevel: "info",
 			Writers: 2, ReconcileEvery: 10 * time.Second, ReconcileAge: 30 * time.Second, AckWait: 30 * time.Second,
+			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+			Ops: OpsConfig{Addr: defaultOpsAddr},
 		},
 		serveErr: make(chan error, 1),
 	}
@@ -123,8 +139,13 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.Writers, "writers", c.Writers, "order writers per instance: one's fetch and ack overlap another's SQL")
 	fs.DurationVar(&c.PayWindow, "pay-window", c.PayWindow, "time an order waits for payment")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "session lifetime since last use")
-	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "take the client IP from X-Forwarded-For")
+	fs.StringVar(&c.TrustedProxies, "trusted-proxies", c.TrustedProxies, "comma-separated CIDRs of the proxies in front (e.g. 10.0.0.2/32): the client IP is the right-most X-Forwarded-For address not among them (default: none, the peer's address)")
+	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "deprecated: trust a proxy on loopback, as --trusted-proxies 127.0.0.0/8,::1/128")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "longest time a client may take to send a request's headers")
+	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest time a client may take to send a whole request, body included (WebSockets are exempt once open)")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest time from a request's headers to the end of its answer (WebSockets are exempt once open)")
+	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "how long a keep-alive connection may wait for its next request")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", c.ReconcileEvery, "how often to look for reservations that never reached the queue")
 	fs.DurationVar(&c.ReconcileAge, "reconcile-age", c.ReconcileAge, "age at which such a reservation is released (well above the 3 s publish timeout)")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "time a fetched order message may stay unacked before another writer gets it")
@@ -163,7 +184,9 @@ func (c Config) masked() []any {
 		"secret", hide(c.Secret), "admin_phone", c.AdminPhone, "admin_password", hide(c.AdminPassword),
 		"user_rate", c.UserRate, "user_burst", c.UserBurst, "ip_rate", c.IPRate, "ip_burst", c.IPBurst,
 		"in_flight", c.InFlight, "batch", c.BatchSize, "writers", c.Writers, "pay_window", c.PayWindow,
-		"session_ttl", c.SessionTTL, "trust_proxy", c.TrustProxy,
+		"session_ttl", c.SessionTTL, "trusted_proxies", c.TrustedProxies, "trust_proxy", c.TrustProxy,
+		"ops_addr", c.Ops.Addr, "read_header_timeout", c.ReadHeaderTimeout, "read_timeout", c.ReadTimeout,
+		"write_timeout", c.WriteTimeout, "idle_timeout", c.IdleTimeout,
 	}
 }
 
@@ -180,6 +203,16 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if err := privateDataDir(c.DataDir); err != nil {
 		return fmt.Errorf("data directory: %w", err)
+	}
+	proxies, err := httpapi.ParseTrustedProxies(c.TrustedProxies)
+	if err != nil {
+		return fmt.Errorf("--trusted-proxies: %w", err)
+	}
+	if c.TrustProxy {
+		// It used to believe the left-most X-Forwarded-For entry, which
+		// the client writes.
+		m.log.Warn("--trust-proxy is deprecated and now trusts a proxy on loopback only; list your proxies in --trusted-proxies")
+		proxies = append(proxies, httpapi.LoopbackProxies...)
 	}
 	if c.Writers < 1 {
 		return fmt.Errorf("--writers must be at least 1")
@@ -244,9 +277,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	m.api = httpapi.New(httpapi.Config{
 		Engine: m.engine, Accounts: m.accounts, Orders: m.db,
-		UserLimit:  m.shared.userLim,
-		IPLimit:    m.shared.ipLim,
-		TrustProxy: c.TrustProxy, Static: web.Handler(), Log: m.log,
+		UserLimit:      m.shared.userLim,
+		IPLimit:        m.shared.ipLim,
+		TrustedProxies: proxies, Static: web.Handler(), Log: m.log,
 		Observe: m.metrics.ObserveHTTP, BenchUsers: m.benchUsers(),
 		Ready: func(ctx context.Context) error {
 			return errors.Join(m.db.Ping(ctx), m.queue.Ping(ctx), m.shared.ping(ctx))
@@ -259,12 +292,21 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {
 		return err
 	}
-	m.srv = &http.Server{Handler: m.withOps(m.api), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
-	go func() {
-		if err := m.srv.Serve(m.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			m.serveErr <- err
-		}
-	}()
+	// The public listener serves the API and the page only: metrics and
+	// pprof live on the operations listener. Every timeout bounds what a
+	// slow or silent client holds (a connection, a goroutine, a buffer).
+	// Upgraded WebSockets are not bound by them: net/http clears a
+	// connection's deadlines when it is hijacked, and the hub's pings find
+	// dead sockets.
+	m.srv = &http.Server{
+		Handler:           m.api,
+		ReadHeaderTimeout: c.ReadHeaderTimeout, ReadTimeout: c.ReadTimeout,
+		WriteTimeout: c.WriteTimeout, IdleTimeout: c.IdleTimeout,
+	}
+	m.serveOn("public", m.srv, m.ln)
+	if err := m.listenOps(); err != nil {
+		return err
+	}
 
 	// Whatever was accepted before a crash becomes orders before anyone new
 	// is admitted.
@@ -288,6 +330,33 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.engine.RunReconciler(wctx, c.ReconcileEvery, c.ReconcileAge)
 	}()
 	return nil
+}
+
+// serveOn serves srv on ln in the background. A listener that stops for
+// any reason but Close is reported to Wait: http.Server.Serve retries
+// temporary accept errors itself, so what comes back is fatal.
+func (m *Main) serveOn(name string, srv *http.Server, ln net.Listener) {
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			select {
+			case m.serveErr <- fmt.Errorf("%s listener on %s: %w", name, ln.Addr(), err):
+			default: // one failure is reported already: it stops the server
+			}
+		}
+	}()
+}
+
+// Wait blocks until ctx ends, returning nil, or until one of the
+// listeners fails, returning its error. After a failure the server answers
+// nobody on that listener: the caller should Close and exit non-zero, so
+// that a supervisor restarts it and a load balancer stops sending to it.
+func (m *Main) Wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-m.serveErr:
+		return err
+	}
 }
 
 // URL is where the server listens.
@@ -315,6 +384,10 @@ func (m *Main) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		errs = append(errs, m.srv.Shutdown(ctx))
 		cancel()
+	}
+	if m.opsSrv != nil {
+		// A profile in progress is cut short: nobody waits for one.
+		errs = append(errs, m.opsSrv.Close())
 	}
 	if m.writerStop != nil {
 		m.writerStop()

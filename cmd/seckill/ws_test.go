@@ -34,7 +34,7 @@ func TestBenchWSIdle(t *testing.T) {
 	}
 	// The sockets are closed at the end, and the gauge says so.
 	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(get(t, m.URL()+"/metrics", 200), "seckill_websocket_connections 0") {
+	for !strings.Contains(get(t, m.OpsURL()+"/metrics", 200), "seckill_websocket_connections 0") {
 		if time.Now().After(deadline) {
 			t.Fatal("the server still counts open sockets after the bench closed them")
 		}
@@ -57,6 +57,7 @@ func runEmbedded(t *testing.T) *Main {
 	t.Helper()
 	m := NewMain()
 	m.Config.Addr, m.Config.DataDir, m.Config.LogLevel = "127.0.0.1:0", t.TempDir(), "error"
+	m.Config.Ops.Addr = "127.0.0.1:0"
 	m.Config.AdminPhone, m.Config.AdminPassword = "19900000000", "admin-password"
 	if err := m.Run(context.Background()); err != nil {
 		_ = m.Close()
@@ -128,7 +129,7 @@ func TestServeWebSocket(t *testing.T) {
 	if err := json.Unmarshal(b, &p); err != nil || p.Type != "order_result" || p.Status != "success" || p.SaleID != sale.Sale.ID || p.OrderID == 0 {
 		t.Fatalf("push %s (%v)", b, err)
 	}
-	if body := get(t, m.URL()+"/metrics", 200); !strings.Contains(body, "seckill_websocket_connections 1") {
+	if body := get(t, m.OpsURL()+"/metrics", 200); !strings.Contains(body, "seckill_websocket_connections 1") {
 		t.Error("/metrics does not count the open socket")
 	}
 

@@ -2,6 +2,7 @@ package contract
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,12 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 			t.Fatalf("Reserve(%d, %d) = %v, want %v", sale, user, got, want)
 		}
 	}
+	load := func(t *testing.T, g seckill.StockGate, sale, left int64, buyers []int64) {
+		t.Helper()
+		if ok, err := g.Load(ctx, sale, seckill.GateState(left, buyers)); err != nil || !ok {
+			t.Fatalf("Load(%d) = %v, %v; want true, nil", sale, ok, err)
+		}
+	}
 	left := func(t *testing.T, g seckill.StockGate, sale, want int64) {
 		t.Helper()
 		n, loaded, err := g.Left(ctx, sale)
@@ -51,9 +58,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 
 	t.Run("ReserveDuplicateSoldOut", func(t *testing.T) {
 		g := newGate(t)
-		if err := g.Load(ctx, 7, 2, nil); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 7, 2, nil)
 		reserve(t, g, 7, 1, seckill.Reserved)
 		reserve(t, g, 7, 1, seckill.Duplicate)
 		reserve(t, g, 7, 2, seckill.Reserved)
@@ -66,25 +71,119 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 
 	t.Run("LoadWithBuyers", func(t *testing.T) {
 		g := newGate(t)
-		if err := g.Load(ctx, 3, 5, []int64{10, 11}); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 3, 5, []int64{10, 11})
 		reserve(t, g, 3, 10, seckill.Duplicate)
 		reserve(t, g, 3, 12, seckill.Reserved)
 		left(t, g, 3, 4)
-		// Load replaces the whole state.
-		if err := g.Load(ctx, 3, 1, nil); err != nil {
-			t.Fatal(err)
+	})
+
+	t.Run("LoadDoesNotReplaceALoadedSale", func(t *testing.T) {
+		// A second load (a rebuild racing another, or racing the sale's
+		// creation) would forget reservations on their way to the queue.
+		g := newGate(t)
+		load(t, g, 3, 5, []int64{10})
+		reserve(t, g, 3, 12, seckill.Reserved)
+		read := false
+		ok, err := g.Load(ctx, 3, func(context.Context) (int64, []int64, error) {
+			read = true
+			return 1, nil, nil
+		})
+		if err != nil || ok {
+			t.Fatalf("Load of a loaded sale = %v, %v; want false, nil", ok, err)
 		}
-		reserve(t, g, 3, 10, seckill.Reserved)
-		reserve(t, g, 3, 12, seckill.SoldOut)
+		if read {
+			t.Error("Load of a loaded sale read a snapshot")
+		}
+		left(t, g, 3, 4)
+		reserve(t, g, 3, 10, seckill.Duplicate)
+		reserve(t, g, 3, 12, seckill.Duplicate)
+		if rs, err := g.Stale(ctx, 3, 0); err != nil || len(rs) != 1 || rs[0].Ticket != "T12" {
+			t.Fatalf("Stale = %+v, %v; want T12 still pending", rs, err)
+		}
+	})
+
+	t.Run("LoadThatLostItsClaim", func(t *testing.T) {
+		// A load installs its snapshot only if nothing else loaded or
+		// claimed the sale since it claimed it: a newer load took over, or
+		// the gate lost its state (and anything admitted meanwhile).
+		g := newGate(t)
+		slow := func(during func()) seckill.GateSnapshot {
+			return func(context.Context) (int64, []int64, error) {
+				during()
+				return 9, nil, nil // older than what happened during
+			}
+		}
+		// A newer load finishes while the older one reads.
+		ok, err := g.Load(ctx, 4, slow(func() { load(t, g, 4, 2, []int64{1}) }))
+		if err != nil || ok {
+			t.Fatalf("Load overtaken by another = %v, %v; want false, nil", ok, err)
+		}
+		left(t, g, 4, 2)
+		reserve(t, g, 4, 1, seckill.Duplicate)
+		// A newer load claims while the older one reads, then finishes
+		// after it: the newer snapshot wins.
+		type answer struct {
+			ok  bool
+			err error
+		}
+		started, proceed := make(chan struct{}), make(chan struct{})
+		newer := make(chan answer, 1)
+		ok, err = g.Load(ctx, 5, slow(func() {
+			go func() {
+				ok, err := g.Load(ctx, 5, func(context.Context) (int64, []int64, error) {
+					close(started)
+					<-proceed
+					return 3, []int64{7}, nil
+				})
+				newer <- answer{ok, err}
+			}()
+			<-started
+		}))
+		if err != nil || ok {
+			t.Fatalf("Load claimed over by another = %v, %v; want false, nil", ok, err)
+		}
+		if _, loaded, _ := g.Left(ctx, 5); loaded {
+			t.Fatal("the older load installed its snapshot")
+		}
+		close(proceed)
+		if a := <-newer; a.err != nil || !a.ok {
+			t.Fatalf("the newer Load = %v, %v; want true, nil", a.ok, a.err)
+		}
+		left(t, g, 5, 3)
+		reserve(t, g, 5, 7, seckill.Duplicate)
+		// The gate loses its state (a Redis restart, here Forget and
+		// Unload) while a load reads: it is refused and the sale stays
+		// unloaded until a load with a fresh snapshot.
+		for name, lose := range map[string]func() error{
+			"Forget": func() error { return g.Forget(ctx, 6) },
+			"Unload": func() error { return g.Unload(ctx) },
+		} {
+			ok, err = g.Load(ctx, 6, slow(func() {
+				if err := lose(); err != nil {
+					t.Fatal(err)
+				}
+			}))
+			if err != nil || ok {
+				t.Fatalf("Load across %s = %v, %v; want false, nil", name, ok, err)
+			}
+			if _, loaded, _ := g.Left(ctx, 6); loaded {
+				t.Fatalf("Load across %s installed its snapshot", name)
+			}
+		}
+		load(t, g, 6, 1, nil)
+		left(t, g, 6, 1)
+		// A snapshot that fails loads nothing, and the next load works.
+		boom := errors.New("snapshot failed")
+		if ok, err := g.Load(ctx, 8, func(context.Context) (int64, []int64, error) { return 0, nil, boom }); !errors.Is(err, boom) || ok {
+			t.Fatalf("Load with a failing snapshot = %v, %v; want false, %v", ok, err, boom)
+		}
+		load(t, g, 8, 2, nil)
+		left(t, g, 8, 2)
 	})
 
 	t.Run("Release", func(t *testing.T) {
 		g := newGate(t)
-		if err := g.Load(ctx, 4, 1, nil); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 4, 1, nil)
 		reserve(t, g, 4, 1, seckill.Reserved)
 		reserve(t, g, 4, 2, seckill.SoldOut)
 		if err := g.Release(ctx, 4, 1, "T1"); err != nil {
@@ -109,9 +208,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		// may have been released and admitted again, and the newer
 		// reservation must stay.
 		g := newGate(t)
-		if err := g.Load(ctx, 5, 1, []int64{7}); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 5, 1, []int64{7})
 		reserve(t, g, 5, 1, seckill.Reserved) // ticket T1
 		if err := g.Release(ctx, 5, 1, "an older ticket"); err != nil {
 			t.Fatal(err)
@@ -129,12 +226,40 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		left(t, g, 5, 1)
 	})
 
+	t.Run("SettleOnlyTheTicketGiven", func(t *testing.T) {
+		// A request redelivered after a rebuild settles its own ticket: a
+		// newer reservation of the same buyer stays pending, so that a
+		// failed publish can still release it.
+		g := newGate(t)
+		load(t, g, 6, 1, nil)
+		reserve(t, g, 6, 1, seckill.Reserved) // ticket T1
+		if err := g.Settle(ctx, 6, []seckill.Settled{{UserID: 1, Ticket: "an older ticket"}}); err != nil {
+			t.Fatal(err)
+		}
+		if rs, err := g.Stale(ctx, 6, 0); err != nil || len(rs) != 1 || rs[0].Ticket != "T1" {
+			t.Fatalf("Stale after settling another ticket = %+v, %v; want T1 still pending", rs, err)
+		}
+		if err := g.Release(ctx, 6, 1, "T1"); err != nil {
+			t.Fatal(err)
+		}
+		left(t, g, 6, 1)
+		// Settled with its own ticket, a reservation is no longer pending:
+		// a release finds nothing and the buyer stays.
+		reserve(t, g, 6, 2, seckill.Reserved) // ticket T2
+		if err := g.Settle(ctx, 6, []seckill.Settled{{UserID: 2, Ticket: "T2"}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Release(ctx, 6, 2, "T2"); err != nil {
+			t.Fatal(err)
+		}
+		left(t, g, 6, 0)
+		reserve(t, g, 6, 2, seckill.Duplicate)
+	})
+
 	t.Run("Forget", func(t *testing.T) {
 		g := newGate(t)
 		for _, sale := range []int64{11, 12} {
-			if err := g.Load(ctx, sale, 2, nil); err != nil {
-				t.Fatal(err)
-			}
+			load(t, g, sale, 2, nil)
 			reserve(t, g, sale, 1, seckill.Reserved)
 		}
 		if err := g.Forget(ctx, 11); err != nil {
@@ -146,7 +271,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		if _, err := g.Reserve(ctx, res(11, 2)); seckill.ErrorCode(err) != seckill.EBusy {
 			t.Fatalf("Reserve in a forgotten sale: %v, want busy (not loaded)", err)
 		}
-		if got, err := g.Stale(ctx, 11, time.Now().Add(time.Hour)); err != nil || len(got) != 0 {
+		if got, err := g.Stale(ctx, 11, 0); err != nil || len(got) != 0 {
 			t.Fatalf("Stale of a forgotten sale: %v %v, want none", got, err)
 		}
 		// The other sale keeps its state; forgetting again is a no-op.
@@ -156,9 +281,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 			t.Fatal(err)
 		}
 		// Loaded again (a rebuild), the sale starts from what it is given.
-		if err := g.Load(ctx, 11, 1, []int64{1}); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 11, 1, []int64{1})
 		left(t, g, 11, 1)
 		reserve(t, g, 11, 1, seckill.Duplicate)
 		reserve(t, g, 11, 2, seckill.Reserved)
@@ -166,9 +289,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 
 	t.Run("Restock", func(t *testing.T) {
 		g := newGate(t)
-		if err := g.Load(ctx, 5, 1, nil); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 5, 1, nil)
 		reserve(t, g, 5, 1, seckill.Reserved)
 		if err := g.Restock(ctx, 5, 2); err != nil {
 			t.Fatal(err)
@@ -183,19 +304,14 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 
 	t.Run("Reservations", func(t *testing.T) {
 		g := newGate(t)
-		if err := g.Load(ctx, 8, 10, []int64{100}); err != nil {
-			t.Fatal(err)
-		}
-		t0 := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+		load(t, g, 8, 10, []int64{100})
+		start := time.Now()
 		for u := int64(1); u <= 4; u++ {
-			r := seckill.Reservation{SaleID: 8, UserID: u, Ticket: fmt.Sprintf("T%d", u), At: t0.Add(time.Duration(u) * time.Minute)}
-			if got, err := g.Reserve(ctx, r); err != nil || got != seckill.Reserved {
-				t.Fatalf("Reserve(%d) = %v, %v", u, got, err)
-			}
+			reserve(t, g, 8, u, seckill.Reserved)
 		}
-		stale := func(before time.Time) map[int64]seckill.Reservation {
+		stale := func(olderThan time.Duration) map[int64]seckill.Reservation {
 			t.Helper()
-			rs, err := g.Stale(ctx, 8, before)
+			rs, err := g.Stale(ctx, 8, olderThan)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -205,17 +321,22 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 			}
 			return m
 		}
-		// Users 1 and 2 reserved before t0+2m30s; buyers loaded by Load
-		// have no reservation.
-		got := stale(t0.Add(150 * time.Second))
-		if len(got) != 2 || got[1].Ticket != "T1" || got[2].Ticket != "T2" || !got[1].At.Equal(t0.Add(time.Minute)) || got[2].SaleID != 8 {
-			t.Fatalf("Stale = %+v, want users 1 and 2 with their tickets and times", got)
+		// Every pending reservation is at least 0 old; buyers loaded by
+		// Load have none.
+		got := stale(0)
+		if len(got) != 4 || got[1].Ticket != "T1" || got[2].Ticket != "T2" || got[2].SaleID != 8 || got[100].UserID != 0 {
+			t.Fatalf("Stale(0) = %+v, want users 1 to 4 with their tickets", got)
+		}
+		// Stamped by the gate's clock (Redis's may be a little apart from
+		// this process's).
+		if at := got[1].At; at.Before(start.Add(-time.Minute)) || at.After(time.Now().Add(time.Minute)) {
+			t.Fatalf("reservation stamped %v, want about %v", at, start)
 		}
 		// Settled reservations are forgotten, the buyers stay.
-		if err := g.Settle(ctx, 8, []int64{1, 3, 999}); err != nil {
+		if err := g.Settle(ctx, 8, []seckill.Settled{{UserID: 1, Ticket: "T1"}, {UserID: 3, Ticket: "T3"}, {UserID: 999, Ticket: "T999"}}); err != nil {
 			t.Fatal(err)
 		}
-		if got := stale(time.Now()); len(got) != 2 || got[2].Ticket != "T2" || got[4].Ticket != "T4" {
+		if got := stale(0); len(got) != 2 || got[2].Ticket != "T2" || got[4].Ticket != "T4" {
 			t.Fatalf("Stale after Settle = %+v, want users 2 and 4", got)
 		}
 		reserve(t, g, 8, 1, seckill.Duplicate)
@@ -223,30 +344,63 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		if err := g.Release(ctx, 8, 2, "T2"); err != nil {
 			t.Fatal(err)
 		}
-		if got := stale(time.Now()); len(got) != 1 || got[4].Ticket != "T4" {
+		if got := stale(0); len(got) != 1 || got[4].Ticket != "T4" {
 			t.Fatalf("Stale after Release = %+v, want user 4", got)
 		}
+		// Ages grow: once some time has passed, the reservation is that old.
+		time.Sleep(30 * time.Millisecond)
+		if got := stale(20 * time.Millisecond); len(got) != 1 || got[4].Ticket != "T4" {
+			t.Fatalf("Stale(20ms) 30ms after reserving = %+v, want user 4", got)
+		}
+		if got := stale(time.Hour); len(got) != 0 {
+			t.Fatalf("Stale(1h) = %+v, want none", got)
+		}
 		// Load starts over with none pending.
-		if err := g.Load(ctx, 8, 5, []int64{4}); err != nil {
+		if err := g.Forget(ctx, 8); err != nil {
 			t.Fatal(err)
 		}
-		if got := stale(time.Now()); len(got) != 0 {
+		load(t, g, 8, 5, []int64{4})
+		if got := stale(0); len(got) != 0 {
 			t.Fatalf("Stale after Load = %+v, want none", got)
 		}
-		if err := g.Settle(ctx, 77, []int64{1}); err != nil {
+		if err := g.Settle(ctx, 77, []seckill.Settled{{UserID: 1, Ticket: "T1"}}); err != nil {
 			t.Fatalf("Settle on an unloaded sale: %v", err)
 		}
-		if rs, err := g.Stale(ctx, 77, time.Now()); err != nil || len(rs) != 0 {
+		if rs, err := g.Stale(ctx, 77, 0); err != nil || len(rs) != 0 {
 			t.Fatalf("Stale on an unloaded sale: %v, %v", rs, err)
+		}
+	})
+
+	t.Run("StaleIgnoresTheCallersClock", func(t *testing.T) {
+		// Instances' clocks disagree: one far behind claims its fresh
+		// reservations are hours old, one far ahead ages them by hours. A
+		// reservation made just now is not an hour old, whoever asks.
+		g := newGate(t)
+		load(t, g, 9, 5, nil)
+		for u, at := range map[int64]time.Time{1: time.Now().Add(-2 * time.Hour), 2: time.Now().Add(2 * time.Hour)} {
+			r := seckill.Reservation{SaleID: 9, UserID: u, Ticket: fmt.Sprintf("T%d", u), At: at}
+			if got, err := g.Reserve(ctx, r); err != nil || got != seckill.Reserved {
+				t.Fatalf("Reserve(%d) = %v, %v", u, got, err)
+			}
+		}
+		if rs, err := g.Stale(ctx, 9, time.Hour); err != nil || len(rs) != 0 {
+			t.Fatalf("Stale(1h) just after reserving = %+v, %v; want none", rs, err)
+		}
+		rs, err := g.Stale(ctx, 9, 0)
+		if err != nil || len(rs) != 2 {
+			t.Fatalf("Stale(0) = %+v, %v; want both", rs, err)
+		}
+		for _, r := range rs {
+			if d := time.Since(r.At); d > time.Minute || d < -time.Minute {
+				t.Fatalf("reservation of user %d stamped %v: the caller's clock, not the gate's", r.UserID, r.At)
+			}
 		}
 	})
 
 	t.Run("SalesAreIndependent", func(t *testing.T) {
 		g := newGate(t)
 		for _, id := range []int64{1, 2} {
-			if err := g.Load(ctx, id, 1, nil); err != nil {
-				t.Fatal(err)
-			}
+			load(t, g, id, 1, nil)
 		}
 		reserve(t, g, 1, 9, seckill.Reserved)
 		reserve(t, g, 2, 9, seckill.Reserved)
@@ -256,9 +410,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 
 	t.Run("Unload", func(t *testing.T) {
 		g := newGate(t)
-		if err := g.Load(ctx, 6, 3, nil); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 6, 3, nil)
 		if err := g.Unload(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -271,9 +423,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		// distinct users win, nobody twice, nothing left.
 		g := newGate(t)
 		const stock, users, tries = 500, 2000, 3
-		if err := g.Load(ctx, 42, stock, nil); err != nil {
-			t.Fatal(err)
-		}
+		load(t, g, 42, stock, nil)
 		var reserved, duplicate, soldOut atomic.Int64
 		winners := make([]atomic.Int32, users+1)
 		var wg sync.WaitGroup

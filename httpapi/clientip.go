@@ -1,0 +1,114 @@
+package httpapi
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+)
+
+// The client IP is what the per-IP limits count, so it must be an address
+// the client cannot choose. X-Forwarded-For is written left to right: the
+// client writes whatever it likes, and each proxy appends the address it
+// received the request from. Only the entries appended by proxies we trust
+// are true, so the client is the right-most address that is not one of
+// them, and the header counts only when the direct peer is a trusted proxy.
+
+// maxForwardedHops bounds how many X-Forwarded-For entries clientIP
+// examines, from the right. A chain of more trusted proxies than that is
+// not believed: the peer's address stands.
+const maxForwardedHops = 16
+
+// LoopbackProxies trusts a proxy on the same machine (127.0.0.0/8, ::1):
+// what the deprecated --trust-proxy now means.
+var LoopbackProxies = []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"), netip.MustParsePrefix("::1/128")}
+
+// ParseTrustedProxies parses a comma-separated list of CIDRs, such as
+// "10.0.0.0/8, fd00::/8"; a bare address is a prefix of one address. An
+// empty list trusts nobody. The error names the first entry that is
+// neither a CIDR nor an address.
+func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			a, aerr := netip.ParseAddr(f)
+			if aerr != nil || a.Zone() != "" {
+				return nil, fmt.Errorf("trusted proxies: %q is neither a CIDR nor an IP address", f)
+			}
+			p = netip.PrefixFrom(a, a.BitLen())
+		}
+		// Addresses are compared unmapped: ::ffff:10.0.0.0/104 is 10.0.0.0/8.
+		if p.Addr().Is4In6() && p.Bits() >= 96 {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// clientIP is the address the per-IP limits count for r (see clientAddr).
+func (s *Server) clientIP(r *http.Request) string {
+	return clientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), s.cfg.TrustedProxies)
+}
+
+// clientAddr returns, as a canonical IP string, the peer's address of
+// remote (an "ip:port"), unless the peer is in trusted: then the
+// right-most address of the X-Forwarded-For values xff that is not in
+// trusted, or the left-most one if all are. An entry on the way that is not
+// a plain IP address (garbage, a port, a zone, an empty entry), or more than
+// maxForwardedHops of them, makes the header untrustworthy: the peer's
+// address stands.
+func clientAddr(remote string, xff []string, trusted []netip.Prefix) string {
+	ap, err := netip.ParseAddrPort(remote)
+	if err != nil { // not from a TCP listener; keep whatever it is
+		if host, _, err := net.SplitHostPort(remote); err == nil {
+			return host
+		}
+		return remote
+	}
+	peer := ap.Addr().Unmap().WithZone("")
+	if len(xff) == 0 || !contains(trusted, peer) {
+		return peer.String()
+	}
+	client, hops := peer, 0
+	for i := len(xff) - 1; i >= 0; i-- {
+		rest := xff[i]
+		for {
+			comma := strings.LastIndexByte(rest, ',')
+			entry := strings.TrimSpace(rest[comma+1:])
+			if hops++; hops > maxForwardedHops {
+				return peer.String()
+			}
+			a, err := netip.ParseAddr(entry)
+			if err != nil || a.Zone() != "" {
+				return peer.String()
+			}
+			a = a.Unmap()
+			if !contains(trusted, a) {
+				return a.String()
+			}
+			client = a
+			if comma < 0 {
+				break
+			}
+			rest = rest[:comma]
+		}
+	}
+	return client.String()
+}
+
+// contains reports whether a is in one of the prefixes.
+func contains(prefixes []netip.Prefix, a netip.Addr) bool {
+	for _, p := range prefixes {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
