@@ -23,6 +23,42 @@ type Config struct {
 	Params     Params        // argon2id cost; default DefaultParams
 	Hashers    int           // concurrent hashes; default the number of CPUs
 	HashWait   time.Duration // longest wait for a hashing slot before EBusy; default 5s
+	// Phones and IPs slow password guessing down (nil: no back-off).
+	// Phones is keyed by phone number and cleared by a successful login
+	// (PhoneBackoff is its usual policy); IPs by client address, where a
+	// successful login takes back only its own attempt, so it is a budget
+	// of failed logins per address (IPBackoff).
+	Phones seckill.LoginGuard
+	IPs    seckill.LoginGuard
+}
+
+// PhoneBackoff is the usual policy of Config.Phones: 5 attempts free, then
+// a wait of 1 s doubling with every attempt up to 15 minutes; a phone with
+// no attempt for a day starts over. A guesser gets about 100 tries a day.
+var PhoneBackoff = seckill.Backoff{Free: 5, Base: time.Second, Max: 15 * time.Minute, Forget: 24 * time.Hour}
+
+// IPBackoff is the usual policy of Config.IPs: 30 failed logins free per
+// client address, then 1 s doubling up to 10 s between attempts, until the
+// address has made no attempt for 10 minutes. It is a budget far below the
+// general per-address rate limit; many people behind one address (a
+// carrier's NAT) who mistype often share it.
+var IPBackoff = seckill.Backoff{Free: 30, Base: time.Second, Max: 10 * time.Second, Forget: 10 * time.Minute}
+
+// WaitError refuses a login attempt made during a back-off, before any
+// password was checked. Its code is ERateLimited; Wait is how long until
+// the next attempt may come.
+type WaitError struct {
+	Wait time.Duration
+}
+
+// Seconds is Wait in whole seconds, rounded up (for Retry-After).
+func (e *WaitError) Seconds() int { return int((e.Wait + time.Second - 1) / time.Second) }
+
+func (e *WaitError) Error() string { return e.Unwrap().Error() }
+
+// Unwrap gives the application error, so ErrorCode sees ERateLimited.
+func (e *WaitError) Unwrap() error {
+	return seckill.Errorf(seckill.ERateLimited, "too many failed logins; try again in %d s", e.Seconds())
 }
 
 // Service is the account logic over a user store and a session store.
@@ -30,10 +66,10 @@ type Service struct {
 	users    seckill.UserStore
 	sessions seckill.SessionStore
 	cfg      Config
-	sem      chan struct{}
+	slots    *slots
 	dummy    string // hash checked for unknown phones, so timing tells nothing
 	now      func() time.Time
-	inSlot   func() // test hook: runs in each hashing slot, before the hash
+	inSlot   func(ctx context.Context) // test hook: runs in each hashing slot, before the hash
 }
 
 // New returns the service.
@@ -54,7 +90,7 @@ func New(users seckill.UserStore, sessions seckill.SessionStore, cfg Config) (*S
 	if err != nil {
 		return nil, err
 	}
-	return &Service{users: users, sessions: sessions, cfg: cfg, sem: make(chan struct{}, cfg.Hashers), dummy: dummy, now: time.Now}, nil
+	return &Service{users: users, sessions: sessions, cfg: cfg, slots: newSlots(cfg.Hashers), dummy: dummy, now: time.Now}, nil
 }
 
 var phoneRE = regexp.MustCompile(`^1[0-9]{10}$`)
@@ -84,21 +120,16 @@ func ValidateAccount(phone, password, nickname string) error {
 }
 
 // hash runs fn in a hashing slot: at most Hashers run at once, so a login
-// storm queues instead of allocating memory-cost × requests. EBusy when no
-// slot frees up within HashWait.
-func (s *Service) hash(ctx context.Context, fn func() error) error {
-	t := time.NewTimer(s.cfg.HashWait)
-	defer t.Stop()
-	select {
-	case s.sem <- struct{}{}:
-	case <-t.C:
-		return seckill.Errorf(seckill.EBusy, "too many logins at once; retry shortly")
-	case <-ctx.Done():
-		return ctx.Err()
+// storm queues instead of allocating memory-cost × requests, and hashes of
+// rankClean go before those of rankSuspect. EBusy when no slot frees up
+// within HashWait.
+func (s *Service) hash(ctx context.Context, rank int, fn func() error) error {
+	if err := s.slots.acquire(ctx, rank, s.cfg.HashWait); err != nil {
+		return err
 	}
-	defer func() { <-s.sem }()
+	defer s.slots.release()
 	if s.inSlot != nil {
-		s.inSlot()
+		s.inSlot(ctx)
 	}
 	return fn()
 }
@@ -113,7 +144,7 @@ func (s *Service) Register(ctx context.Context, phone, password, nickname string
 		return nil, seckill.Errorf(seckill.EPhoneTaken, "phone %s is already registered", phone)
 	}
 	u := &seckill.User{Phone: phone, Nickname: nickname, Role: seckill.RoleBuyer}
-	err := s.hash(ctx, func() (err error) {
+	err := s.hash(ctx, rankClean, func() (err error) {
 		u.PasswordHash, err = HashPassword(password, s.cfg.Params)
 		return err
 	})
@@ -148,11 +179,35 @@ func (s *Service) EnsureAdmin(ctx context.Context, phone, password string) (*sec
 	return nil, err
 }
 
-// Login checks the password and opens a session. It returns the token (shown
-// to the client once, never stored) and the session. EBadCredentials for an
-// unknown phone or wrong password, alike.
+// Login is LoginFrom with no client address: only the phone's back-off
+// applies.
 func (s *Service) Login(ctx context.Context, phone, password string) (string, *seckill.Session, *seckill.User, error) {
+	return s.LoginFrom(ctx, phone, password, "")
+}
+
+// LoginFrom checks the password of a login from client address ip and
+// opens a session. It returns the token (shown to the client once, never
+// stored) and the session. EBadCredentials for an unknown phone or wrong
+// password, alike; a *WaitError (ERateLimited) without checking the
+// password while the phone or the address is in back-off; EBusy when no
+// hashing slot frees up in time.
+func (s *Service) LoginFrom(ctx context.Context, phone, password, ip string) (string, *seckill.Session, *seckill.User, error) {
 	bad := seckill.Errorf(seckill.EBadCredentials, "wrong phone or password")
+	phoneKey := phone
+	if !ValidPhone(phone) {
+		phoneKey = "" // no account has it: only the address pays for it
+	}
+	rank, err := s.attempt(ctx, phoneKey, ip)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	checked, ok := false, false
+	defer func() {
+		// Only a wrong password counts against phone and address.
+		if !checked || ok {
+			s.settle(context.WithoutCancel(ctx), phoneKey, ip, ok)
+		}
+	}()
 	u, err := s.users.UserByPhone(ctx, phone)
 	if err != nil && seckill.ErrorCode(err) != seckill.ENotFound {
 		return "", nil, nil, err
@@ -161,14 +216,15 @@ func (s *Service) Login(ctx context.Context, phone, password string) (string, *s
 	if u != nil {
 		hash = u.PasswordHash
 	}
-	var ok bool
-	if err := s.hash(ctx, func() (err error) {
+	if err := s.hash(ctx, rank, func() (err error) {
 		ok, err = CheckPassword(password, hash)
 		return err
 	}); err != nil {
 		return "", nil, nil, err
 	}
+	checked = true
 	if u == nil || !ok {
+		ok = false
 		return "", nil, nil, bad
 	}
 	token, sess, err := s.OpenSession(ctx, u)
@@ -176,6 +232,55 @@ func (s *Service) Login(ctx context.Context, phone, password string) (string, *s
 		return "", nil, nil, err
 	}
 	return token, sess, u, nil
+}
+
+// attempt records a login attempt with the address's and the phone's
+// back-off (either key may be ""). It returns the rank of the attempt's
+// hash: rankClean when neither has an attempt on record, else
+// rankSuspect. A *WaitError when either must wait; the address is asked
+// first, and the phone is not charged for an attempt the address may not
+// make.
+func (s *Service) attempt(ctx context.Context, phone, ip string) (int, error) {
+	rank := rankClean
+	if g := s.cfg.IPs; g != nil && ip != "" {
+		n, wait, err := g.Attempt(ctx, ip)
+		if err != nil {
+			return 0, err
+		}
+		if wait > 0 {
+			return 0, &WaitError{Wait: wait}
+		}
+		if n > 0 {
+			rank = rankSuspect
+		}
+	}
+	if g := s.cfg.Phones; g != nil && phone != "" {
+		n, wait, err := g.Attempt(ctx, phone)
+		if err == nil && wait > 0 {
+			err = &WaitError{Wait: wait}
+		}
+		if err != nil {
+			s.settle(context.WithoutCancel(ctx), "", ip, false)
+			return 0, err
+		}
+		if n > 0 {
+			rank = rankSuspect
+		}
+	}
+	return rank, nil
+}
+
+// settle takes back an attempt that was not a wrong password: a success
+// clears the phone's record (its owner knows the password), and anything
+// else (a success, or an attempt never checked) takes back one attempt.
+// Best effort: a guard that fails here leaves the attempt counted.
+func (s *Service) settle(ctx context.Context, phone, ip string, success bool) {
+	if g := s.cfg.IPs; g != nil && ip != "" {
+		_ = g.Succeeded(ctx, ip, false)
+	}
+	if g := s.cfg.Phones; g != nil && phone != "" {
+		_ = g.Succeeded(ctx, phone, success)
+	}
 }
 
 // OpenSession issues a new session for u without checking a password (login,

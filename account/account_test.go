@@ -108,6 +108,14 @@ func newFixture(t *testing.T, cfg Config, sessions func(*sqldb.DB) seckill.Sessi
 	return &fixture{s: s, db: db, clock: clock}
 }
 
+// hold takes a hashing slot; slots.release gives it back.
+func (f *fixture) hold(t *testing.T) {
+	t.Helper()
+	if err := f.s.slots.acquire(context.Background(), rankClean, time.Minute); err != nil {
+		t.Fatalf("hold a slot: %v", err)
+	}
+}
+
 func (f *fixture) register(t *testing.T, phone, password string) *seckill.User {
 	t.Helper()
 	u, err := f.s.Register(context.Background(), phone, password, "nick")
@@ -255,8 +263,8 @@ func TestDefaultParams(t *testing.T) {
 	if s.cfg != want {
 		t.Errorf("defaults = %+v, want %+v", s.cfg, want)
 	}
-	if cap(s.sem) != want.Hashers {
-		t.Errorf("%d hashing slots, want %d", cap(s.sem), want.Hashers)
+	if s.slots.n != want.Hashers {
+		t.Errorf("%d hashing slots, want %d", s.slots.n, want.Hashers)
 	}
 	if !strings.HasPrefix(s.dummy, "$argon2id$v=19$m=19456,t=2,p=1$") {
 		t.Errorf("dummy hash %q is not under DefaultParams", s.dummy)
@@ -883,7 +891,7 @@ func TestHashSlotBusy(t *testing.T) {
 	ctx := context.Background()
 	f.register(t, phone, password)
 
-	f.s.sem <- struct{}{} // hold the only slot
+	f.hold(t) // the only slot
 	_, _, _, err := f.s.Login(ctx, phone, password)
 	wantCode(t, err, seckill.EBusy)
 	_, _, _, err = f.s.Login(ctx, "13900000000", password) // unknown phones hash too
@@ -902,9 +910,9 @@ func TestHashSlotBusy(t *testing.T) {
 		t.Errorf("Login with a cancelled context = %v, want context.Canceled", err)
 	}
 
-	<-f.s.sem // release it
+	f.s.slots.release()
 	f.login(t, phone, password)
-	if n := len(f.s.sem); n != 0 {
+	if n := f.s.slots.held(); n != 0 {
 		t.Errorf("%d slots still held after login", n)
 	}
 }
@@ -921,7 +929,7 @@ func TestHashSlotsBoundConcurrency(t *testing.T) {
 	}
 
 	var cur, peak, calls atomic.Int64
-	f.s.inSlot = func() {
+	f.s.inSlot = func(context.Context) {
 		calls.Add(1)
 		n := cur.Add(1)
 		for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
@@ -954,7 +962,7 @@ func TestHashSlotsBoundConcurrency(t *testing.T) {
 	} else {
 		t.Logf("peak concurrent hashes: %d of %d", p, hashers)
 	}
-	if n := len(f.s.sem); n != 0 {
+	if n := f.s.slots.held(); n != 0 {
 		t.Errorf("%d slots still held", n)
 	}
 }
@@ -981,8 +989,8 @@ func TestBusyDoesNotHash(t *testing.T) {
 		t.Fatalf("a login allocated %d bytes, less than the %d KiB memory cost: cannot tell hashing by allocation", n, memKiB)
 	}
 
-	f.s.sem <- struct{}{}
-	defer func() { <-f.s.sem }()
+	f.hold(t)
+	defer f.s.slots.release()
 	n := allocated(func() {
 		_, _, _, err := f.s.Login(ctx, phone, password)
 		wantCode(t, err, seckill.EBusy)

@@ -1,5 +1,5 @@
 // Package captcha makes arithmetic captchas: a small question such as
-// "7 + 12 = ?" drawn into a PNG by our own bitmap-font renderer, with the
+// "347 + 586 = ?" drawn into a PNG by our own bitmap-font renderer, with the
 // glyphs coloured, jittered and slanted one by one and covered in dots and
 // lines, so that a person reads it at a glance and a naive OCR does not.
 //
@@ -30,8 +30,8 @@ const (
 // Challenge is one captcha: the question it shows, the answer it expects and
 // the picture of the question.
 type Challenge struct {
-	Question string // e.g. "7 × 8 = ?"; never shown to the client as text
-	Answer   string // the decimal result, e.g. "56"
+	Question string // e.g. "347 + 586 = ?"; never shown to the client as text
+	Answer   string // the decimal result, e.g. "933"
 	PNG      []byte // a Width×Height PNG showing Question
 }
 
@@ -78,22 +78,20 @@ func Check(answer, given string) bool {
 	return want == got
 }
 
-// question picks an addition or subtraction of operands up to 20 (never a
-// negative result) or a multiplication of one-digit factors.
+// question picks the sum of two three-digit numbers or the difference of a
+// three-digit and a two-digit one ("347 + 586 = ?", "503 - 47 = ?"): sums
+// people work out in a few seconds, with answers from 1 to 1998 of which
+// none comes up more than about once in 1,000 questions, so a bot that
+// answers blindly wins about 0.1 % of the time.
 func question(rng *rand.Rand) (q, answer string) {
 	var a, b, r int
 	var op string
-	switch rng.IntN(3) {
-	case 0:
-		a, b = 1+rng.IntN(20), 1+rng.IntN(20)
+	if rng.IntN(2) == 0 {
+		a, b = 100+rng.IntN(900), 100+rng.IntN(900)
 		op, r = "+", a+b
-	case 1:
-		a = 2 + rng.IntN(19)
-		b = 1 + rng.IntN(a)
+	} else {
+		a, b = 100+rng.IntN(900), 10+rng.IntN(90)
 		op, r = "-", a-b
-	default:
-		a, b = 2+rng.IntN(8), 2+rng.IntN(8)
-		op, r = "×", a*b
 	}
 	return fmt.Sprintf("%d %s %d = ?", a, op, b), strconv.Itoa(r)
 }

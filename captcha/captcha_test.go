@@ -37,7 +37,7 @@ func decode(t testing.TB, b []byte) image.Image {
 	return img
 }
 
-// solve parses "a op b = ?" and computes the answer independently of the
+// solve parses "a op b = ?", checks the operands' ranges and computes the answer independently of the
 // package's own arithmetic.
 func solve(t *testing.T, q string) int {
 	t.Helper()
@@ -50,25 +50,52 @@ func solve(t *testing.T, q string) int {
 	if err1 != nil || err2 != nil {
 		t.Fatalf("question %q: operands are not integers", q)
 	}
-	if a < 1 || a > 20 || b < 1 || b > 20 {
-		t.Fatalf("question %q: operand out of 1..20", q)
+	if a < 100 || a > 999 {
+		t.Fatalf("question %q: first operand not three digits", q)
 	}
 	switch f[1] {
 	case "+":
+		if b < 100 || b > 999 {
+			t.Fatalf("question %q: second operand not three digits", q)
+		}
 		return a + b
 	case "-":
-		if a < b {
-			t.Fatalf("question %q: negative result", q)
+		if b < 10 || b > 99 {
+			t.Fatalf("question %q: second operand not two digits", q)
 		}
 		return a - b
-	case "×":
-		if a > 9 || b > 9 {
-			t.Fatalf("question %q: factors too large", q)
-		}
-		return a * b
 	}
 	t.Fatalf("question %q: unknown operator %q", q, f[1])
 	return 0
+}
+
+// TestAnswerSpace checks that blind guessing does not pay: over many
+// questions the most frequent answer comes up less than 0.2 % of the time
+// (so answering it every time wins less than that), and there are at least
+// 1,000 different answers.
+func TestAnswerSpace(t *testing.T) {
+	const n = 200_000
+	rng := seeded(7)
+	count := map[string]int{}
+	for range n {
+		_, a := question(rng)
+		count[a]++
+	}
+	top, topN := "", 0
+	for a, c := range count {
+		if c > topN {
+			top, topN = a, c
+		}
+	}
+	if p := float64(topN) / n; p >= 0.002 {
+		t.Errorf("answer %q came up %d times in %d (%.3f %%): blind guessing wins too often", top, topN, n, 100*p)
+	}
+	if len(count) < 1000 {
+		t.Errorf("%d different answers in %d questions, want at least 1,000", len(count), n)
+	}
+	if c := count["1"]; float64(c)/n >= 0.002 {
+		t.Errorf("answer \"1\" came up %d times in %d", c, n)
+	}
 }
 
 func TestImageSize(t *testing.T) {
@@ -98,8 +125,8 @@ func TestAnswerMatchesQuestion(t *testing.T) {
 		}
 		ops[strings.Fields(c.Question)[1]]++
 	}
-	for _, op := range []string{"+", "-", "×"} {
-		if ops[op] < n/5 {
+	for _, op := range []string{"+", "-"} {
+		if ops[op] < n/3 {
 			t.Errorf("operator %q used %d times in %d, want a fair share", op, ops[op], n)
 		}
 	}

@@ -23,6 +23,7 @@ type Config struct {
 	Secret         []byte        // HMAC key of purchase paths; required, same on every instance
 	PathTTL        time.Duration // a path is valid for one to two of these (give or take the clock skew checkPath allows); default 5m
 	CaptchaTTL     time.Duration // default 2m
+	CaptchaLead    time.Duration // captchas are issued from this long before the start, not earlier (no stockpiling); default 30s
 	PayWindow      time.Duration // unpaid orders' deadline after creation; default 10m
 	InFlight       int           // purchases between gate and queue ack at once; default 4096
 	PublishTimeout time.Duration // default 3s
@@ -43,6 +44,9 @@ func (c *Config) defaults() {
 	}
 	if c.CaptchaTTL <= 0 {
 		c.CaptchaTTL = 2 * time.Minute
+	}
+	if c.CaptchaLead <= 0 {
+		c.CaptchaLead = 30 * time.Second
 	}
 	if c.PayWindow <= 0 {
 		c.PayWindow = 10 * time.Minute
@@ -81,6 +85,10 @@ type Backends struct {
 	Queue    seckill.OrderQueue
 	Bus      seckill.ResultBus
 	Captchas seckill.CaptchaStore
+	// CaptchaLimit caps the captchas one user gets for one sale (key
+	// "sale:user"), shared by every instance when the limiter is: a bucket
+	// with a burst of a few dozen and a slow refill. nil: no cap.
+	CaptchaLimit seckill.Limiter
 	// Locker elects the instance that rebuilds a gate that lost its state;
 	// nil for a gate that cannot lose it apart from the process.
 	Locker seckill.Locker

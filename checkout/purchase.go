@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"strconv"
 	"time"
 
 	"seckill"
@@ -66,11 +67,31 @@ func (e *Engine) checkPath(userID, saleID int64, path string, now time.Time) boo
 	return false
 }
 
-// Captcha issues a single-use captcha for the user and sale. ENotFound if no
-// such sale.
+// Captcha issues a single-use captcha for the user and sale. Captchas are
+// issued from CaptchaLead before the sale starts until it ends, at most as
+// many per user and sale as CaptchaLimit lets through. ENotFound if no such
+// sale, ENotStarted before the lead time, EEnded after the end,
+// ERateLimited over the cap.
 func (e *Engine) Captcha(ctx context.Context, userID, saleID int64) (id string, png []byte, expires time.Time, err error) {
-	if _, err := e.Sale(ctx, saleID); err != nil {
+	s, err := e.Sale(ctx, saleID)
+	if err != nil {
 		return "", nil, time.Time{}, err
+	}
+	now := e.now()
+	if from := s.StartsAt.Add(-e.cfg.CaptchaLead); now.Before(from) {
+		return "", nil, time.Time{}, seckill.Errorf(seckill.ENotStarted, "captchas for sale %d are issued from %s", saleID, from.UTC().Format(time.RFC3339))
+	}
+	if !now.Before(s.EndsAt) {
+		return "", nil, time.Time{}, seckill.Errorf(seckill.EEnded, "sale %d ended at %s", saleID, s.EndsAt.UTC().Format(time.RFC3339))
+	}
+	if e.b.CaptchaLimit != nil {
+		ok, err := e.b.CaptchaLimit.Allow(ctx, strconv.FormatInt(saleID, 10)+":"+strconv.FormatInt(userID, 10))
+		if err != nil {
+			return "", nil, time.Time{}, err
+		}
+		if !ok {
+			return "", nil, time.Time{}, seckill.Errorf(seckill.ERateLimited, "too many captchas for this sale; answer the one you have")
+		}
 	}
 	ch, err := captcha.NewRandom()
 	if err != nil {
@@ -79,7 +100,7 @@ func (e *Engine) Captcha(ctx context.Context, userID, saleID int64) (id string, 
 	var raw [16]byte
 	_, _ = rand.Read(raw[:])
 	id = hex.EncodeToString(raw[:])
-	expires = e.now().Add(e.cfg.CaptchaTTL).UTC()
+	expires = now.Add(e.cfg.CaptchaTTL).UTC()
 	c := seckill.Captcha{Answer: ch.Answer, SaleID: saleID, UserID: userID, ExpiresAt: expires}
 	if err := e.b.Captchas.PutCaptcha(ctx, id, c); err != nil {
 		return "", nil, time.Time{}, err

@@ -250,6 +250,9 @@ func TestCaptchaAndPath(t *testing.T) {
 	later := s.sale(5, now.Add(time.Hour), now.Add(2*time.Hour), true)
 	over := s.sale(5, now.Add(-2*time.Hour), now.Add(-time.Hour), false)
 	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", later), alice, nil), 403, "not_started")
+	// No captchas to stockpile an hour ahead, nor for a sale that is over.
+	want(t, s.do("GET", fmt.Sprintf("/api/sales/%d/captcha", later), alice, nil), 403, "not_started")
+	want(t, s.do("GET", fmt.Sprintf("/api/sales/%d/captcha", over), alice, nil), 403, "ended")
 	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", over), alice, nil), 403, "ended")
 	want(t, s.purchase(alice, later, "any"), 403, "not_started")
 	want(t, s.purchase(alice, over, "any"), 403, "ended")

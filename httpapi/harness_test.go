@@ -43,8 +43,9 @@ type stack struct {
 type options struct {
 	userLimit, ipLimit seckill.Limiter
 	ws                 httpapi.WSConfig
-	wsGauge            func(delta int) // Config.WebSockets
-	trusted            []netip.Prefix  // Config.TrustedProxies
+	wsGauge            func(delta int)    // Config.WebSockets
+	phones, ips        seckill.LoginGuard // account.Config's login back-off
+	trusted            []netip.Prefix     // Config.TrustedProxies
 }
 
 // flakyQueue fails Publish on demand, to drill the 503 path.
@@ -80,7 +81,7 @@ func newStack(t *testing.T, opt options) *stack {
 		t.Fatal(err)
 	}
 	s := &stack{t: t, db: db, queue: q, gate: inmem.NewGate(), flaky: &flakyQueue{OrderQueue: q}, captchas: inmem.NewCaptchaStore()}
-	s.accounts, err = account.New(db, inmem.NewSessionCache(db, time.Second, 10000), account.Config{Params: cheap})
+	s.accounts, err = account.New(db, inmem.NewSessionCache(db, time.Second, 10000), account.Config{Params: cheap, Phones: opt.phones, IPs: opt.ips})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,8 +64,8 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 		log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	status := StatusOf(code)
-	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
-		w.Header().Set("Retry-After", "1")
+	if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
+		w.Header().Set("Retry-After", "1") // unless the handler knows better
 	}
 	var body errorBody
 	body.Error.Code, body.Error.Message = code, seckill.ErrorMessage(err)

@@ -6,6 +6,7 @@ package httpapi
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -267,7 +268,11 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	} else if err != nil {
 		return err
 	}
-	tok, sess, u, err := s.cfg.Accounts.Login(r.Context(), req.Phone, req.Password)
+	tok, sess, u, err := s.cfg.Accounts.LoginFrom(r.Context(), req.Phone, req.Password, s.clientIP(r))
+	if we := (*account.WaitError)(nil); errors.As(err, &we) {
+		// The phone or the address is in back-off: say when to come back.
+		w.Header().Set("Retry-After", strconv.Itoa(we.Seconds()))
+	}
 	if err != nil {
 		return err
 	}

@@ -210,3 +210,9 @@ func TestSessionCacheRevalidates(t *testing.T) {
 		t.Fatalf("session after logout during a refresh: %v", err)
 	}
 }
+
+func TestLoginGuard(t *testing.T) {
+	contract.TestLoginGuard(t, func(_ *testing.T, p seckill.Backoff) seckill.LoginGuard {
+		return inmem.NewLoginGuard(p)
+	})
+}

@@ -31,6 +31,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"seckill"
+	"seckill/internal/redact"
 )
 
 // Client is a connection pool to one Redis node or to a Redis Cluster. The
@@ -184,7 +185,7 @@ func cutAutoPipeline(rawURL string) (string, bool, error) {
 	}
 	q, err := url.ParseQuery(query)
 	if err != nil {
-		return "", false, fmt.Errorf("rdb: bad redis URL %q: %v", redact(rawURL), err)
+		return "", false, fmt.Errorf("rdb: bad redis URL %q: %v", redact.URL(rawURL), err)
 	}
 	v, ok := q["autopipeline"]
 	if !ok {
@@ -192,7 +193,7 @@ func cutAutoPipeline(rawURL string) (string, bool, error) {
 	}
 	on, err := strconv.ParseBool(v[len(v)-1])
 	if err != nil {
-		return "", false, fmt.Errorf("rdb: bad redis URL %q: autopipeline=%q", redact(rawURL), v[len(v)-1])
+		return "", false, fmt.Errorf("rdb: bad redis URL %q: autopipeline=%q", redact.URL(rawURL), v[len(v)-1])
 	}
 	q.Del("autopipeline")
 	if len(q) > 0 {
@@ -205,7 +206,7 @@ func cutAutoPipeline(rawURL string) (string, bool, error) {
 // or of a cluster client (exactly one is non-nil).
 func parseURL(rawURL string) (*redis.Options, *redis.ClusterOptions, error) {
 	bad := func(why string) error {
-		return fmt.Errorf("rdb: bad redis URL %q: %s", redact(rawURL), why)
+		return fmt.Errorf("rdb: bad redis URL %q: %s", redact.URL(rawURL), why)
 	}
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
@@ -266,23 +267,6 @@ func parseURL(rawURL string) (*redis.Options, *redis.ClusterOptions, error) {
 		return nil, nil, bad(err.Error())
 	}
 	return nil, opt, nil
-}
-
-// redact hides the password of a URL for error messages.
-func redact(rawURL string) string {
-	scheme, rest, ok := strings.Cut(rawURL, "://")
-	if !ok {
-		return rawURL
-	}
-	end := strings.IndexAny(rest, "/?#")
-	if end < 0 {
-		end = len(rest)
-	}
-	if i := strings.LastIndex(rest[:end], "@"); i >= 0 {
-		user, _, _ := strings.Cut(rest[:i], ":")
-		return scheme + "://" + user + ":xxxxx@" + rest[i+1:]
-	}
-	return rawURL
 }
 
 // Close closes the connections.

@@ -15,13 +15,13 @@ import (
 	"fmt"
 	"io/fs"
 	"math/rand/v2"
-	neturl "net/url"
 	"strings"
 	"time"
 
 	"github.com/pressly/goose/v3"
 
 	"seckill"
+	"seckill/internal/redact"
 )
 
 var (
@@ -155,86 +155,22 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	scheme, _, ok := strings.Cut(url, ":")
 	d := dialects[scheme]
 	if !ok || d == nil {
-		return nil, fmt.Errorf("sqldb: unsupported database URL %q: want sqlite:PATH, postgres://… or mysql://…", redact(url))
+		return nil, fmt.Errorf("sqldb: unsupported database URL %q: want sqlite:PATH, postgres://… or mysql://…", redact.URL(url))
 	}
 	write, read, err := d.open(ctx, url)
 	if err != nil {
-		return nil, fmt.Errorf("sqldb: open %s: %w", d.name, redactErr(err, url))
+		return nil, fmt.Errorf("sqldb: open %s: %w", d.name, redact.Error(err, url))
 	}
 	db := &DB{write: write, read: read, d: d, now: time.Now, stmts: map[string]*sql.Stmt{}}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
-		return nil, redactErr(err, url)
+		return nil, redact.Error(err, url)
 	}
 	if err := db.prepareHot(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return db, nil
-}
-
-// redact hides a password in a URL before it goes into an error message.
-func redact(url string) string {
-	scheme, rest, ok := strings.Cut(url, "://")
-	if !ok {
-		return url
-	}
-	// The password ends at the last @ before the path: it may itself hold
-	// an @ (percent-encoding it is optional in practice).
-	authority, path, hasPath := strings.Cut(rest, "/")
-	at := strings.LastIndex(authority, "@")
-	if at < 0 {
-		return url
-	}
-	auth, host := authority[:at], authority[at+1:]
-	user, _, ok := strings.Cut(auth, ":")
-	if !ok {
-		return url
-	}
-	url = scheme + "://" + user + ":xxxxx@" + host
-	if hasPath {
-		url += "/" + path
-	}
-	return url
-}
-
-// redactErr makes sure err does not show the password of url: drivers
-// quote DSNs in some of their errors.
-func redactErr(err error, url string) error {
-	pass := password(url)
-	if err == nil || pass == "" {
-		return err
-	}
-	msg := err.Error()
-	for _, p := range []string{pass, unescape(pass)} {
-		msg = strings.ReplaceAll(msg, p, "xxxxx")
-	}
-	if msg == err.Error() {
-		return err
-	}
-	return errors.New(msg)
-}
-
-func unescape(s string) string {
-	if u, err := neturl.PathUnescape(s); err == nil {
-		return u
-	}
-	return s
-}
-
-// password returns the password part of url, "" if there is none.
-func password(url string) string {
-	_, rest, ok := strings.Cut(url, "://")
-	if !ok {
-		return ""
-	}
-	authority, _, _ := strings.Cut(rest, "/")
-	at := strings.LastIndex(authority, "@")
-	if at < 0 {
-		return ""
-	}
-	_, pass, _ := strings.Cut(authority[:at], ":")
-	return pass
 }
 
 // migrate applies the engine's pending migrations. It is a no-op on an

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
+	"os"
 	"runtime"
 	"strings"
 
@@ -117,6 +118,9 @@ func openSQLite(ctx context.Context, dbURL string) (write, read *sql.DB, err err
 	if strings.ContainsAny(path, "?#") {
 		return nil, nil, fmt.Errorf("path %q: query parameters are not supported", path)
 	}
+	if err := privateFiles(path); err != nil {
+		return nil, nil, err
+	}
 	pragmas := url.Values{
 		"_busy_timeout": {"10000"},
 		"_journal_mode": {"WAL"},
@@ -158,6 +162,28 @@ func openSQLite(ctx context.Context, dbURL string) (write, read *sql.DB, err err
 	read.SetConnMaxLifetime(0)
 	read.SetConnMaxIdleTime(0)
 	return write, read, nil
+}
+
+// privateFiles makes the database file at path and its companions
+// (-wal, -shm, -journal) readable and writable by this user only (0600):
+// they hold phone numbers and password and token hashes. A missing
+// database file is created with that mode whatever the umask, and SQLite
+// gives the companions it creates the database file's mode; files from an
+// older version or a laxer umask are changed.
+func privateFiles(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 func mustSub(fsys fs.FS, dir string) fs.FS {

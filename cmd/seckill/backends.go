@@ -16,14 +16,27 @@ import (
 // gate, sessions, rate limits, captchas and the rebuild lock. In this
 // process for a single instance; in Redis when several share it.
 type shared struct {
-	gate     seckill.StockGate
-	sessions seckill.SessionStore // durable store, before the in-process cache
-	userLim  seckill.Limiter
-	ipLim    seckill.Limiter
-	captchas seckill.CaptchaStore
-	locker   seckill.Locker // nil in process: the gate is this process's alone
-	redis    *rdb.Client    // nil in process
+	gate       seckill.StockGate
+	sessions   seckill.SessionStore // durable store, before the in-process cache
+	userLim    seckill.Limiter
+	ipLim      seckill.Limiter
+	captchas   seckill.CaptchaStore
+	captchaLim seckill.Limiter // captchas per user per sale
+	// loginPhones and loginIPs are the back-off of failed logins per phone
+	// and per client address (account.PhoneBackoff, account.IPBackoff).
+	loginPhones, loginIPs seckill.LoginGuard
+	locker                seckill.Locker // nil in process: the gate is this process's alone
+	redis                 *rdb.Client    // nil in process
 }
+
+// captchaCap is how many captchas one user gets for one sale at once, and
+// captchaRefill how fast more come (per second: one every 3 minutes). A
+// person who mistypes a few answers never meets the cap; a bot that hopes
+// to guess one right, or to hoard them, is held to a handful.
+const (
+	captchaCap    = 20
+	captchaRefill = 1.0 / 180
+)
 
 // openShared picks the backend by configuration: --redis set → Redis
 // (single node or Cluster), else in process with sessions kept in SQL.
@@ -35,7 +48,10 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 			userLim: inmem.NewLimiter(c.UserRate, c.UserBurst), ipLim: inmem.NewLimiter(c.IPRate, c.IPBurst),
 			// No locker: this process owns the gate, and recovery may drain
 			// the queue and reload everything.
-			captchas: inmem.NewCaptchaStore(),
+			captchas:    inmem.NewCaptchaStore(),
+			captchaLim:  inmem.NewLimiter(captchaRefill, captchaCap),
+			loginPhones: inmem.NewLoginGuard(account.PhoneBackoff),
+			loginIPs:    inmem.NewLoginGuard(account.IPBackoff),
 		}, nil
 	}
 	prefix := c.RedisPrefix
@@ -56,8 +72,13 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 		userLim:  rdb.NewLimiter(client, prefix+"user:", c.UserRate, c.UserBurst),
 		ipLim:    rdb.NewLimiter(client, prefix+"ip:", c.IPRate, c.IPBurst),
 		captchas: rdb.NewCaptchaStore(client, prefix),
-		locker:   rdb.NewLocker(client, prefix),
-		redis:    client,
+		// Shared, so a bot cannot collect a cap's worth on every instance.
+		captchaLim: rdb.NewLimiter(client, prefix+"captcha-cap:", captchaRefill, captchaCap),
+		// Shared, so guesses spread over instances add up.
+		loginPhones: rdb.NewLoginGuard(client, prefix+"login-phone:", account.PhoneBackoff),
+		loginIPs:    rdb.NewLoginGuard(client, prefix+"login-ip:", account.IPBackoff),
+		locker:      rdb.NewLocker(client, prefix),
+		redis:       client,
 	}, nil
 }
 

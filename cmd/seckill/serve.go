@@ -7,12 +7,12 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -21,6 +21,7 @@ import (
 	"seckill/checkout"
 	"seckill/httpapi"
 	"seckill/inmem"
+	"seckill/internal/redact"
 	"seckill/metrics"
 	"seckill/mq"
 	"seckill/sqldb"
@@ -178,8 +179,8 @@ func (c Config) masked() []any {
 		return "***"
 	}
 	return []any{
-		"addr", c.Addr, "data", c.DataDir, "db", redactURL(c.DB), "nats", redactURL(c.NATS),
-		"queue_prefix", c.QueuePrefix, "redis", redactURL(c.Redis), "redis_prefix", c.RedisPrefix,
+		"addr", c.Addr, "data", c.DataDir, "db", redact.URL(c.DB), "nats", redact.URL(c.NATS),
+		"queue_prefix", c.QueuePrefix, "redis", redact.URL(c.Redis), "redis_prefix", c.RedisPrefix,
 		"secret", hide(c.Secret), "admin_phone", c.AdminPhone, "admin_password", hide(c.AdminPassword),
 		"user_rate", c.UserRate, "user_burst", c.UserBurst, "ip_rate", c.IPRate, "ip_burst", c.IPBurst,
 		"in_flight", c.InFlight, "batch", c.BatchSize, "writers", c.Writers, "pay_window", c.PayWindow,
@@ -187,15 +188,6 @@ func (c Config) masked() []any {
 		"ops_addr", c.Ops.Addr, "read_header_timeout", c.ReadHeaderTimeout, "read_timeout", c.ReadTimeout,
 		"write_timeout", c.WriteTimeout, "idle_timeout", c.IdleTimeout,
 	}
-}
-
-// userinfo matches the password of "scheme://user:password@"; URLs here
-// may be lists ("redis://a:1,b:2") that net/url does not parse.
-var userinfo = regexp.MustCompile(`(://[^:/@,]*:)[^@,]*@`)
-
-// redactURL hides the passwords in a URL or a list of them.
-func redactURL(s string) string {
-	return userinfo.ReplaceAllString(s, "${1}xxxxx@")
 }
 
 // Run opens the backends, starts listening, rebuilds the stock gate (the
@@ -209,7 +201,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.log == nil {
 		m.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	}
-	if err := os.MkdirAll(c.DataDir, 0o755); err != nil {
+	if err := privateDataDir(c.DataDir); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	proxies, err := httpapi.ParseTrustedProxies(c.TrustedProxies)
@@ -261,7 +253,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	} else {
 		sessions = inmem.NewSessionCache(m.shared.sessions, soloSessionTTL, 100_000)
 	}
-	if m.accounts, err = account.New(m.db, sessions, account.Config{SessionTTL: c.SessionTTL}); err != nil {
+	if m.accounts, err = account.New(m.db, sessions, account.Config{
+		SessionTTL: c.SessionTTL, Phones: m.shared.loginPhones, IPs: m.shared.loginIPs,
+	}); err != nil {
 		return err
 	}
 	if c.AdminPhone != "" || c.AdminPassword != "" {
@@ -275,7 +269,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Observer: m.openMetrics(), Now: testClock(m.log),
 	}, checkout.Backends{
 		Sales: m.db, Orders: m.db, Gate: m.shared.gate, Queue: m.queue, Bus: m.queue,
-		Captchas: m.shared.captchas, Locker: m.shared.locker,
+		Captchas: m.shared.captchas, CaptchaLimit: m.shared.captchaLim, Locker: m.shared.locker,
 	}, m.log)
 	if err != nil {
 		return err
@@ -420,6 +414,40 @@ func (m *Main) Close() error {
 	}
 	errs = append(errs, m.shared.close())
 	return errors.Join(errs...)
+}
+
+// privateDataDir creates the data directory readable by this user only
+// (0700), or makes an existing one so, whatever the umask: it holds the
+// database (phones, password and token hashes), the queue's messages and
+// the path secret. Files an older version left behind are made private
+// too: the secret (0600) and the embedded NATS store (directories 0700,
+// files 0600; NATS creates its later files 0640, under these directories).
+// The SQLite files are sqldb's business.
+func privateDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(filepath.Join(dir, "secret"), 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	err := filepath.WalkDir(filepath.Join(dir, "nats"), func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
+			return err
+		case d.Type()&fs.ModeSymlink != 0:
+			return nil // not ours to change
+		case d.IsDir():
+			return os.Chmod(p, 0o700)
+		}
+		return os.Chmod(p, 0o600)
+	})
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // dataSecret reads the path secret kept in the data directory, creating it

@@ -1,0 +1,207 @@
+package account
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill"
+	"seckill/inmem"
+)
+
+// wantWait checks that err is a back-off refusal asking to wait want.
+func wantWait(t *testing.T, err error, want time.Duration) {
+	t.Helper()
+	var we *WaitError
+	if !errors.As(err, &we) || seckill.ErrorCode(err) != seckill.ERateLimited {
+		t.Fatalf("error %v (code %q), want a WaitError of %v", err, seckill.ErrorCode(err), want)
+	}
+	if we.Wait != want {
+		t.Fatalf("wait %v, want %v", we.Wait, want)
+	}
+}
+
+// TestLoginBackoff checks the back-off of one phone: free tries, then
+// refusals without hashing whose wait doubles, and a clean slate after the
+// right password.
+func TestLoginBackoff(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{}, nil)
+	f.s.cfg.Phones = inmem.NewLoginGuardClock(PhoneBackoff, f.clock.Now)
+	ctx := context.Background()
+	f.register(t, phone, password)
+	var hashes atomic.Int64
+	f.s.inSlot = func(context.Context) { hashes.Add(1) }
+	guess := func() error {
+		t.Helper()
+		_, _, _, err := f.s.LoginFrom(ctx, phone, "wrong password", "10.0.0.66")
+		return err
+	}
+
+	for i := range PhoneBackoff.Free {
+		wantCode(t, guess(), seckill.EBadCredentials)
+		if n := hashes.Load(); n != int64(i+1) {
+			t.Fatalf("%d hashes after %d guesses", n, i+1)
+		}
+	}
+	for _, wait := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second} {
+		before := hashes.Load()
+		wantWait(t, guess(), wait)
+		f.clock.Advance(wait / 2)
+		wantWait(t, guess(), wait/2) // refused attempts do not count
+		if n := hashes.Load(); n != before {
+			t.Fatalf("refused guesses hashed %d times", n-before)
+		}
+		f.clock.Advance(wait / 2)
+		wantCode(t, guess(), seckill.EBadCredentials)
+	}
+	// The right password during the back-off is refused too: nobody may
+	// tell which password would have been right.
+	_, _, _, err := f.s.LoginFrom(ctx, phone, password, "10.0.0.7")
+	wantWait(t, err, 16*time.Second)
+
+	f.clock.Advance(16 * time.Second)
+	if _, _, _, err := f.s.LoginFrom(ctx, phone, password, "10.0.0.7"); err != nil {
+		t.Fatalf("login after the wait: %v", err)
+	}
+	// Success resets: the free tries are back.
+	for range PhoneBackoff.Free {
+		wantCode(t, guess(), seckill.EBadCredentials)
+	}
+	wantWait(t, guess(), time.Second)
+}
+
+// TestLoginUnderAttack runs a guessing attack from one address, against
+// one account and across many, while a real user logs in from another: the
+// attack gets no more hashes than the address's free budget, every other
+// guess is refused before hashing, and the real user's login goes through.
+func TestLoginUnderAttack(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{Hashers: 1, HashWait: time.Minute}, nil)
+	f.s.cfg.Phones = inmem.NewLoginGuard(PhoneBackoff)
+	f.s.cfg.IPs = inmem.NewLoginGuard(IPBackoff)
+	ctx := context.Background()
+	victim, user := "13800000001", "13800000002"
+	f.register(t, victim, password)
+	f.register(t, user, password)
+
+	type who struct{}
+	var attackHashes, userHashes atomic.Int64
+	f.s.inSlot = func(ctx context.Context) {
+		if ctx.Value(who{}) == "user" {
+			userHashes.Add(1)
+		} else {
+			attackHashes.Add(1)
+		}
+	}
+
+	const guesses = 400
+	var refused, wrong atomic.Int64
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range guesses {
+		target := victim
+		if i%2 == 1 {
+			target = fmt.Sprintf("1390000%04d", i) // spraying other phones
+		}
+		wg.Go(func() {
+			<-start
+			_, _, _, err := f.s.LoginFrom(ctx, target, fmt.Sprintf("guess %d", i), "10.0.0.66")
+			switch seckill.ErrorCode(err) {
+			case seckill.ERateLimited:
+				refused.Add(1)
+			case seckill.EBadCredentials:
+				wrong.Add(1)
+			default:
+				t.Errorf("guess %d: %v", i, err)
+			}
+		})
+	}
+	var userErr error
+	wg.Go(func() {
+		<-start
+		_, _, _, userErr = f.s.LoginFrom(context.WithValue(ctx, who{}, "user"), user, password, "10.0.0.7")
+	})
+	close(start)
+	wg.Wait()
+
+	if userErr != nil {
+		t.Errorf("the real user's login: %v", userErr)
+	}
+	if n := userHashes.Load(); n != 1 {
+		t.Errorf("the real user's login hashed %d times", n)
+	}
+	if n := attackHashes.Load(); n != wrong.Load() || n > int64(IPBackoff.Free) {
+		t.Errorf("the attack got %d hashes (%d wrong answers), want at most the address's %d free", n, wrong.Load(), IPBackoff.Free)
+	}
+	if refused.Load()+wrong.Load() != guesses {
+		t.Errorf("%d refused + %d wrong of %d guesses", refused.Load(), wrong.Load(), guesses)
+	}
+	// The victim's own login from elsewhere is refused while its phone is
+	// in back-off (at most PhoneBackoff.Free guesses reached it), without
+	// a hash.
+	before := attackHashes.Load() + userHashes.Load()
+	_, _, _, err := f.s.LoginFrom(ctx, victim, password, "10.0.0.8")
+	if seckill.ErrorCode(err) == seckill.ERateLimited && attackHashes.Load()+userHashes.Load() != before {
+		t.Error("a refused login hashed")
+	}
+	t.Logf("attack: %d hashed, %d refused; victim's own login: %v", wrong.Load(), refused.Load(), err)
+}
+
+// TestHashQueueServesCleanFirst checks the order of the hashing queue: a
+// login of an account with no failures on record goes before logins of
+// one that has some, whatever their arrival.
+func TestHashQueueServesCleanFirst(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{Hashers: 1, HashWait: time.Minute}, nil)
+	f.s.cfg.Phones = inmem.NewLoginGuard(PhoneBackoff)
+	ctx := context.Background()
+	attacked, clean := "13800000001", "13800000002"
+	f.register(t, attacked, password)
+	f.register(t, clean, password)
+	_, _, _, err := f.s.LoginFrom(ctx, attacked, "wrong password", "")
+	wantCode(t, err, seckill.EBadCredentials)
+
+	type who struct{}
+	var mu sync.Mutex
+	var order []string
+	f.s.inSlot = func(ctx context.Context) {
+		mu.Lock()
+		order = append(order, ctx.Value(who{}).(string))
+		mu.Unlock()
+	}
+	waitFor := func(rank, n int) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for f.s.slots.waiting(rank) != n {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d waiting at rank %d, want %d", f.s.slots.waiting(rank), rank, n)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+
+	f.hold(t)
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Go(func() {
+			_, _, _, _ = f.s.LoginFrom(context.WithValue(ctx, who{}, fmt.Sprint("guess ", i)), attacked, "wrong password", "")
+		})
+	}
+	waitFor(rankSuspect, 3)
+	wg.Go(func() {
+		if _, _, _, err := f.s.LoginFrom(context.WithValue(ctx, who{}, "clean"), clean, password, ""); err != nil {
+			t.Errorf("clean login: %v", err)
+		}
+	})
+	waitFor(rankClean, 1)
+	f.s.slots.release()
+	wg.Wait()
+	if len(order) != 4 || order[0] != "clean" {
+		t.Fatalf("hashing order %v, want the clean login first", order)
+	}
+}

@@ -1,0 +1,98 @@
+package inmem
+
+import (
+	"context"
+	"hash/maphash"
+	"sync"
+	"time"
+
+	"seckill"
+)
+
+var _ seckill.LoginGuard = (*LoginGuard)(nil)
+
+// LoginGuard is the back-off of failed logins kept in this process (a
+// single instance). Keys with no attempt for the policy's Forget are
+// dropped, so the set stays bounded by the keys recently tried.
+type LoginGuard struct {
+	policy seckill.Backoff
+	now    func() time.Time
+	seed   maphash.Seed
+	shard  [limiterShards]guardShard
+}
+
+type guardShard struct {
+	mu    sync.Mutex
+	keys  map[string]attempts
+	swept time.Time
+}
+
+// attempts is what a key has on record: n attempts, the last at last.
+type attempts struct {
+	n    int
+	last time.Time
+}
+
+// NewLoginGuard returns an empty guard with policy p. A Forget shorter
+// than Max is raised to Max: forgetting a key sooner would cut its wait.
+func NewLoginGuard(p seckill.Backoff) *LoginGuard {
+	return NewLoginGuardClock(p, time.Now)
+}
+
+// NewLoginGuardClock is NewLoginGuard on the clock now (for tests).
+func NewLoginGuardClock(p seckill.Backoff, now func() time.Time) *LoginGuard {
+	p.Forget = max(p.Forget, p.Max)
+	g := &LoginGuard{policy: p, now: now, seed: maphash.MakeSeed()}
+	for i := range g.shard {
+		g.shard[i].keys = make(map[string]attempts)
+	}
+	return g
+}
+
+func (g *LoginGuard) shardOf(key string) *guardShard {
+	return &g.shard[maphash.String(g.seed, key)%limiterShards]
+}
+
+// Attempt records an attempt of key unless key must still wait.
+func (g *LoginGuard) Attempt(_ context.Context, key string) (int, time.Duration, error) {
+	now := g.now()
+	sh := g.shardOf(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if now.Sub(sh.swept) > g.policy.Forget {
+		for k, a := range sh.keys {
+			if now.Sub(a.last) >= g.policy.Forget {
+				delete(sh.keys, k)
+			}
+		}
+		sh.swept = now
+	}
+	a := sh.keys[key]
+	if a.n > 0 && now.Sub(a.last) >= g.policy.Forget {
+		a = attempts{}
+	}
+	if a.n > 0 {
+		if next := a.last.Add(g.policy.Delay(a.n)); now.Before(next) {
+			return a.n, next.Sub(now), nil
+		}
+	}
+	sh.keys[key] = attempts{n: a.n + 1, last: now}
+	return a.n, 0, nil
+}
+
+// Succeeded takes back one attempt of key, or all of them with reset.
+func (g *LoginGuard) Succeeded(_ context.Context, key string, reset bool) error {
+	sh := g.shardOf(key)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	a, ok := sh.keys[key]
+	switch {
+	case !ok:
+	case reset || a.n <= 1:
+		delete(sh.keys, key)
+	default:
+		a.n--
+		sh.keys[key] = a
+	}
+	return nil
+}
