@@ -26,7 +26,8 @@ const batch = 256
 // schedule's next wait, or abandoned after the last. A try cut short
 // because the sandbox is closing (or ctx ends) is not recorded: the
 // notification stays due and is sent again. It returns how many tries it
-// recorded.
+// recorded. It is meant for Config.Manual: called while the notifier runs,
+// it may send a notification twice (receivers treat replays as no-ops).
 func (s *Sandbox) DeliverDue(ctx context.Context) (int, error) {
 	due, err := s.store.due(ctx, s.cfg.Now(), batch)
 	if err != nil {

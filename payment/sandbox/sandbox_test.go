@@ -351,7 +351,9 @@ func TestRestartStillDelivers(t *testing.T) {
 		return "busy"
 	})
 
-	e := newEnv(t, dir, sandbox.Config{RetryScale: 1e-6, Now: time.Now})
+	// 1e-3: T1's retries come every 120 ms or more, so it is still owed
+	// (not given up) whenever the restart comes.
+	e := newEnv(t, dir, sandbox.Config{RetryScale: 1e-3, Now: time.Now})
 	p1 := e.create(t, sh, "T1", 100)
 	press(t, p1.PayURL, "pay")
 	<-sh.got // refused
@@ -377,7 +379,7 @@ func TestRestartStillDelivers(t *testing.T) {
 	up = true
 	mu.Unlock()
 
-	e2 := newEnv(t, dir, sandbox.Config{RetryScale: 1e-6, Now: time.Now})
+	e2 := newEnv(t, dir, sandbox.Config{RetryScale: 1e-3, Now: time.Now})
 	if !e2.sb.PublicKey().Equal(e.sb.PublicKey()) {
 		t.Fatal("the sandbox made a new key on restart")
 	}
