@@ -2,6 +2,7 @@
 //
 //	seckill serve    run the server (zero setup: SQLite + embedded NATS in ./data)
 //	seckill bench    drive a flash crowd against a server and check the invariants
+//	seckill sandbox  run the sandbox payment provider on its own port
 //
 // Every flag has an environment fallback: --data is SECKILL_DATA, --admin-phone
 // is SECKILL_ADMIN_PHONE, and so on.
@@ -33,6 +34,7 @@ const usage = `usage: seckill <command> [flags]
 commands:
   serve    run the flash-sale server (seckill serve -h lists its flags)
   bench    drive a flash crowd against a server (seckill bench -h)
+  sandbox  run the sandbox payment provider (seckill sandbox -h)
 `
 
 func run(ctx context.Context, args []string) error {
@@ -45,6 +47,8 @@ func run(ctx context.Context, args []string) error {
 		return serve(ctx, args[1:])
 	case "bench":
 		return benchCmd(ctx, args[1:], os.Stdout, os.Stderr)
+	case "sandbox":
+		return sandboxCmd(ctx, args[1:], os.Stdout, os.Stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(os.Stdout, usage)
 		return nil

@@ -1,0 +1,172 @@
+package payment
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// KeyBits is the size of the keys LoadOrCreateKey makes (RSA2 needs 2048).
+const KeyBits = 2048
+
+// MerchantKeyPath is where `seckill serve` keeps the shop's private key in
+// its data directory; the public half, for the provider, is at
+// PublicKeyPath(MerchantKeyPath(dir)).
+func MerchantKeyPath(dataDir string) string {
+	return filepath.Join(dataDir, "payment", "merchant.pem")
+}
+
+// PublicKeyPath is where LoadOrCreateKey writes the public half of the
+// private key at path: "x.pem" → "x.pub.pem".
+func PublicKeyPath(path string) string {
+	return strings.TrimSuffix(path, ".pem") + ".pub.pem"
+}
+
+// LoadOrCreateKey reads the PEM private key at path, or, if there is no
+// file, generates one and writes it there with mode 0600 (its directory
+// 0700). Either way it (re)writes the public half to PublicKeyPath(path)
+// when that file is missing, so it can be handed to the other side.
+func LoadOrCreateKey(path string) (*rsa.PrivateKey, error) {
+	b, err := os.ReadFile(path)
+	var key *rsa.PrivateKey
+	switch {
+	case err == nil:
+		if key, err = ParsePrivateKey(b); err != nil {
+			return nil, fmt.Errorf("key %s: %w", path, err)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+		if key, err = rsa.GenerateKey(rand.Reader, KeyBits); err != nil {
+			return nil, err
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, err
+		}
+		// O_EXCL: two processes starting at once must not each write
+		// their own key; the loser reads the winner's.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if errors.Is(err, fs.ErrExist) {
+			return LoadOrCreateKey(path)
+		}
+		if err != nil {
+			return nil, err
+		}
+		_, err = f.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+		if err == nil {
+			err = f.Sync()
+		}
+		if err := errors.Join(err, f.Close()); err != nil {
+			return nil, fmt.Errorf("key %s: %w", path, err)
+		}
+	default:
+		return nil, fmt.Errorf("key %s: %w", path, err)
+	}
+	pub := PublicKeyPath(path)
+	if _, err := os.Stat(pub); errors.Is(err, fs.ErrNotExist) {
+		b, err := EncodePublicKey(&key.PublicKey)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(pub, b, 0o644); err != nil {
+			return nil, fmt.Errorf("public key %s: %w", pub, err)
+		}
+	}
+	return key, nil
+}
+
+// EncodePublicKey writes pub as a PEM "PUBLIC KEY" (PKIX).
+func EncodePublicKey(pub *rsa.PublicKey) ([]byte, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
+}
+
+// ReadPublicKey reads an RSA public key file (see ParsePublicKey).
+func ReadPublicKey(path string) (*rsa.PublicKey, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := ParsePublicKey(b)
+	if err != nil {
+		return nil, fmt.Errorf("public key %s: %w", path, err)
+	}
+	return pub, nil
+}
+
+// ParsePublicKey parses an RSA public key given as PEM "PUBLIC KEY" (PKIX)
+// or "RSA PUBLIC KEY" (PKCS #1), as the bare base64 of the PKIX form (how
+// Alipay's console hands out its public key), or as a private key PEM
+// (its public half).
+func ParsePublicKey(b []byte) (*rsa.PublicKey, error) {
+	block, _ := pem.Decode(b)
+	if block == nil {
+		der, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(b)), ""))
+		if err != nil {
+			return nil, errors.New("neither PEM nor base64")
+		}
+		return pkixRSA(der)
+	}
+	switch block.Type {
+	case "PUBLIC KEY":
+		return pkixRSA(block.Bytes)
+	case "RSA PUBLIC KEY":
+		return x509.ParsePKCS1PublicKey(block.Bytes)
+	case "PRIVATE KEY", "RSA PRIVATE KEY":
+		key, err := ParsePrivateKey(b)
+		if err != nil {
+			return nil, err
+		}
+		return &key.PublicKey, nil
+	}
+	return nil, fmt.Errorf("PEM block %q is not an RSA public key", block.Type)
+}
+
+func pkixRSA(der []byte) (*rsa.PublicKey, error) {
+	k, err := x509.ParsePKIXPublicKey(der)
+	if err != nil {
+		return nil, err
+	}
+	pub, ok := k.(*rsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("%T is not an RSA key", k)
+	}
+	return pub, nil
+}
+
+// ParsePrivateKey parses a PEM "PRIVATE KEY" (PKCS #8) or "RSA PRIVATE KEY"
+// (PKCS #1) holding an RSA key.
+func ParsePrivateKey(b []byte) (*rsa.PrivateKey, error) {
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, errors.New("no PEM block")
+	}
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		return x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "PRIVATE KEY":
+		k, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+		if err != nil {
+			return nil, err
+		}
+		key, ok := k.(*rsa.PrivateKey)
+		if !ok {
+			return nil, fmt.Errorf("%T is not an RSA key", k)
+		}
+		return key, nil
+	}
+	return nil, fmt.Errorf("PEM block %q is not an RSA private key", block.Type)
+}

@@ -1,0 +1,134 @@
+package sandbox
+
+import (
+	_ "embed"
+	"errors"
+	"html/template"
+	"net/http"
+	"net/url"
+
+	"seckill/payment"
+)
+
+//go:embed pay.html
+var payHTML string
+
+var payTmpl = template.Must(template.New("pay").Parse(payHTML))
+
+type pageData struct {
+	Missing                 bool
+	TradeNo, OrderNo        string
+	Subject, Amount, Status string
+	Waiting, Paid           bool
+	ReturnURL               string
+}
+
+// payPage shows a payment with Pay and Fail buttons while it waits.
+func (s *Sandbox) payPage(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, r.PathValue("id"))
+}
+
+func (s *Sandbox) render(w http.ResponseWriter, r *http.Request, tradeNo string) {
+	p, err := s.store.byTradeNo(r.Context(), s.store.db, tradeNo)
+	d := pageData{TradeNo: tradeNo}
+	status := http.StatusOK
+	switch {
+	case errors.Is(err, errNoPayment):
+		d.Missing, status = true, http.StatusNotFound
+	case err != nil:
+		s.log.Error("sandbox: pay page", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	default:
+		d.OrderNo, d.Subject, d.Amount = p.OutTradeNo, p.Subject, payment.FormatYuan(p.AmountCents)
+		d.Status = string(queryStatus(p))
+		d.Waiting = p.Status == string(payment.TradeWaiting)
+		d.Paid = p.Status == string(payment.TradeSuccess)
+		d.ReturnURL = p.ReturnURL
+	}
+	h := w.Header()
+	// No scripts at all, and nothing of the page may be framed.
+	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; frame-ancestors 'none'")
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	if err := payTmpl.Execute(w, d); err != nil {
+		s.log.Error("sandbox: pay page", "err", err)
+	}
+}
+
+// payPost marks a waiting payment paid (result=pay) or failed
+// (result=fail) and sends the buyer to its return URL. The notification
+// is on disk before the buyer learns anything. A payment that no longer
+// waits (a second click) is shown as it is.
+func (s *Sandbox) payPost(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
+	if err := r.ParseForm(); err != nil {
+		http.Error(w, "bad form", http.StatusBadRequest)
+		return
+	}
+	var to payment.TradeStatus
+	switch r.PostForm.Get("result") {
+	case "pay":
+		to = payment.TradeSuccess
+	case "fail":
+		to = payment.TradeClosed
+	default:
+		http.Error(w, "result must be pay or fail", http.StatusBadRequest)
+		return
+	}
+	tradeNo := r.PathValue("id")
+	p, err := s.store.byTradeNo(r.Context(), s.store.db, tradeNo)
+	if errors.Is(err, errNoPayment) {
+		s.render(w, r, tradeNo)
+		return
+	}
+	if err != nil {
+		s.log.Error("sandbox: pay", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	moved, err := s.settle(r.Context(), p, to)
+	if err != nil {
+		s.log.Error("sandbox: pay", "err", err)
+		http.Error(w, "internal error", http.StatusInternalServerError)
+		return
+	}
+	if !moved || p.ReturnURL == "" {
+		s.render(w, r, tradeNo)
+		return
+	}
+	s.log.Info("sandbox: payment "+string(to), "out_trade_no", p.OutTradeNo, "trade_no", p.TradeNo)
+	http.Redirect(w, r, s.returnURL(p, to), http.StatusSeeOther)
+}
+
+// returnURL is the payment's return URL with, after a success, the
+// signed fields the real provider adds (the shop may show them, but only
+// the notification is proof of payment).
+func (s *Sandbox) returnURL(p *trade, to payment.TradeStatus) string {
+	u, err := url.Parse(p.ReturnURL)
+	if err != nil || to != payment.TradeSuccess {
+		return p.ReturnURL
+	}
+	q := u.Query()
+	f := url.Values{
+		"app_id":       {s.cfg.AppID},
+		"method":       {"alipay.trade.page.pay.return"},
+		"out_trade_no": {p.OutTradeNo},
+		"trade_no":     {p.TradeNo},
+		"total_amount": {payment.FormatYuan(p.AmountCents)},
+		"timestamp":    {s.cfg.Now().In(payment.China).Format(payment.TimeLayout)},
+	}
+	sign, err := payment.Sign(s.key, f)
+	if err != nil {
+		return p.ReturnURL
+	}
+	for k, v := range f {
+		q[k] = v
+	}
+	q.Set("sign_type", payment.SignType)
+	q.Set("sign", sign)
+	u.RawQuery = q.Encode()
+	return u.String()
+}
