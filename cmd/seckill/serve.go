@@ -66,6 +66,9 @@ type Config struct {
 	ReconcileEvery time.Duration
 	ReconcileAge   time.Duration
 	AckWait        time.Duration
+	// NATSReplicas is how many servers of an external NATS cluster keep
+	// the order stream.
+	NATSReplicas int
 }
 
 // Main is the server process: NewMain, ParseFlags, Run, Close. Tests run it
@@ -149,6 +152,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", c.ReconcileEvery, "how often to look for reservations that never reached the queue")
 	fs.DurationVar(&c.ReconcileAge, "reconcile-age", c.ReconcileAge, "age at which such a reservation is released (well above the 3 s publish timeout)")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "time a fetched order message may stay unacked before another writer gets it")
+	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "servers of an external NATS cluster that keep the order stream (3 survives losing one)")
 	c.Ops.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -234,7 +238,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.db, err = sqldb.Open(ctx, c.DB); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
-	if m.queue, err = mq.Open(ctx, mq.Config{URL: c.NATS, DataDir: c.DataDir, Logger: m.log, Prefix: c.QueuePrefix, AckWait: c.AckWait}); err != nil {
+	if m.queue, err = mq.Open(ctx, mq.Config{URL: c.NATS, DataDir: c.DataDir, Logger: m.log, Prefix: c.QueuePrefix, AckWait: c.AckWait, Replicas: c.NATSReplicas}); err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
 	if m.shared, err = m.openShared(ctx, m.db); err != nil {
