@@ -43,7 +43,7 @@ type Client struct {
 
 	// Identity of the servers behind the connections (see onConnect).
 	mu       sync.Mutex
-	servers  map[string]*serverCheck // run_id → its check by the watchers
+	servers  map[string]*serverCheck // "run_id master_replid" → its check by the watchers
 	watchers []func(ctx context.Context, cn *redis.Conn) error
 	gen      atomic.Uint64 // bumped whenever a connection reaches a server not seen before
 }
@@ -113,22 +113,36 @@ func newClient(rawURL string) (*Client, error) {
 // onConnect runs on every new connection before it carries a command. It
 // asks the server its run_id, which changes whenever the server restarts
 // (perhaps from an older RDB snapshot or AOF) and differs on a replica
-// promoted in a failover: the server may hold older data than the last one
-// this client talked to. On a server not seen before it bumps the
+// promoted in a failover, and its replication ID, which changes when a
+// server is promoted (a failover back to a master seen before, which
+// followed another meanwhile, keeps its run_id): the server may hold older
+// data than the last one this client talked to. On a server not seen
+// before (by both) it bumps the
 // generation and runs every watcher over this very connection (gates drop
 // the sales that were not loaded on this server); a connection to a server
 // whose check is still running waits for it, so no command reaches a
 // server before its data was checked. A failed check fails the connection
 // and is tried again by the next one.
 func (c *Client) onConnect(ctx context.Context, cn *redis.Conn) error {
-	info, err := cn.Info(ctx, "server").Result()
+	// Two sections, two commands: INFO with several sections needs Redis 7.
+	cmds, err := cn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Info(ctx, "server")
+		p.Info(ctx, "replication")
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	id := runID(info)
+	id := runID(cmds[0].(*redis.StringCmd).Val())
 	if id == "" {
 		return fmt.Errorf("rdb: INFO server carries no run_id")
 	}
+	// A server keeps its run_id through a failover that demotes it and
+	// one that promotes it again, while its data then is a copy of
+	// another master's, perhaps behind what this client saw there: the
+	// replication ID, which every promotion renews, tells that history
+	// apart.
+	id += " " + infoField(cmds[1].(*redis.StringCmd).Val(), "master_replid")
 	c.mu.Lock()
 	if chk, ok := c.servers[id]; ok {
 		c.mu.Unlock()
@@ -168,9 +182,12 @@ func (c *Client) watch(fn func(ctx context.Context, cn *redis.Conn) error) {
 }
 
 // runID finds run_id in the text of INFO server.
-func runID(info string) string {
+func runID(info string) string { return infoField(info, "run_id") }
+
+// infoField finds the field name in the text of an INFO section.
+func infoField(info, name string) string {
 	for line := range strings.SplitSeq(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), name+":"); ok {
 			return v
 		}
 	}
