@@ -270,13 +270,14 @@ func (q *Queue) parseSubject(subj string) (sale, n int64, ok bool) {
 // message (a message holds the requests published together). Undecodable
 // messages are skipped. Errors are EBusy.
 func (q *Queue) PendingRequests(ctx context.Context, saleID int64) ([]seckill.OrderRequest, error) {
-	subj := q.subjPfx + ">"
-	if saleID != 0 {
-		subj = q.subjPfx + strconv.FormatInt(saleID, 10) + ".*"
-	}
 	var out []seckill.OrderRequest
 	for seq := uint64(1); ; {
-		m, err := q.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		// The whole stream, filtered here rather than by the server: a file
+		// store recovered after a crash (nats-server 2.9) has answered a
+		// look-up by a narrower subject with "not found" for a message it
+		// held, and the gate rebuild must see every queued request. ">"
+		// makes the store walk by sequence.
+		m, err := q.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(">"))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return out, nil
 		}
@@ -284,6 +285,9 @@ func (q *Queue) PendingRequests(ctx context.Context, saleID int64) ([]seckill.Or
 			return nil, fmt.Errorf("pending requests %d: %w", saleID, busy(err))
 		}
 		seq = m.Sequence + 1
+		if sale, _, ok := q.parseSubject(m.Subject); !ok || saleID != 0 && sale != saleID {
+			continue
+		}
 		rs, err := decodeMessage(m.Data)
 		if err != nil {
 			q.log.Error("malformed order message skipped", "seq", m.Sequence, "err", err)
