@@ -253,18 +253,11 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	return "", seckill.Errorf(seckill.EBusy, "order queue unavailable; retry shortly")
 }
 
-// Result is the outcome of a user's purchase in a sale.
-type Result struct {
-	Status  string `json:"status"`
-	OrderID int64  `json:"order_id,omitempty"`
-	Reason  string `json:"reason,omitempty"`
-}
-
 // Result tells the user where their purchase stands: queued, success (with
 // the order), failed (with the reason) or none. A purchase queued for over
 // ResultRecheck is looked up in SQL (its result message may have been
 // lost); while SQL has no order, or fails, it stays queued.
-func (e *Engine) Result(ctx context.Context, userID, saleID int64) (Result, error) {
+func (e *Engine) Result(ctx context.Context, userID, saleID int64) (seckill.Result, error) {
 	if r, ok, recheck := e.results.lookup(saleID, userID, e.now().Add(-e.cfg.ResultRecheck)); ok {
 		if recheck {
 			if found, ok, err := e.recheck(ctx, saleID, userID); ok {
@@ -278,9 +271,9 @@ func (e *Engine) Result(ctx context.Context, userID, saleID int64) (Result, erro
 	o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID)
 	switch seckill.ErrorCode(err) {
 	case "":
-		return Result{Status: seckill.ResultSuccess, OrderID: o.ID}, nil
+		return seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID}, nil
 	case seckill.ENotFound:
-		return Result{Status: seckill.ResultNone}, nil
+		return seckill.Result{Status: seckill.ResultNone}, nil
 	}
-	return Result{}, err
+	return seckill.Result{}, err
 }

@@ -39,7 +39,7 @@ type resultKey struct{ sale, user int64 }
 
 type resultEntry struct {
 	ticket string
-	r      Result
+	r      seckill.Result
 	// at is when a success was recorded; for a queued purchase, when it
 	// was queued or last looked up in SQL (see claimQueued).
 	at time.Time
@@ -67,7 +67,7 @@ func (rm *resultMap) queue(sale, user int64, ticket string) (prev resultEntry, h
 	prev, had = sh.m[k]
 	// A failed earlier attempt may be retried; a success stays.
 	if !had || prev.r.Status != seckill.ResultSuccess {
-		sh.m[k] = resultEntry{ticket: ticket, r: Result{Status: seckill.ResultQueued}, at: rm.now()}
+		sh.m[k] = resultEntry{ticket: ticket, r: seckill.Result{Status: seckill.ResultQueued}, at: rm.now()}
 	}
 	return prev, had
 }
@@ -96,7 +96,7 @@ func (rm *resultMap) settle(r seckill.OrderResult) {
 	now := rm.now()
 	sh.mu.Lock()
 	if e, ok := sh.m[k]; !ok || e.r.Status != seckill.ResultSuccess {
-		sh.m[k] = resultEntry{ticket: r.Ticket, r: Result{Status: r.Status, OrderID: r.OrderID, Reason: r.Reason}, at: now}
+		sh.m[k] = resultEntry{ticket: r.Ticket, r: r.Result, at: now}
 	}
 	if now.Sub(sh.swept) >= sweepEvery {
 		sh.swept = now
@@ -124,7 +124,7 @@ func (rm *resultMap) forgetSale(sale int64) {
 	}
 }
 
-func (rm *resultMap) get(sale, user int64) (Result, bool) {
+func (rm *resultMap) get(sale, user int64) (seckill.Result, bool) {
 	r, ok, _ := rm.lookup(sale, user, time.Time{})
 	return r, ok
 }
@@ -133,7 +133,7 @@ func (rm *resultMap) get(sale, user int64) (Result, bool) {
 // at or before stale (when it was queued or last looked up), which the
 // caller is to look up in SQL: it is then marked looked up now, so that
 // concurrent and later callers look it up again only after as long again.
-func (rm *resultMap) lookup(sale, user int64, stale time.Time) (r Result, ok, recheck bool) {
+func (rm *resultMap) lookup(sale, user int64, stale time.Time) (r seckill.Result, ok, recheck bool) {
 	k := resultKey{sale, user}
 	sh := rm.shard(k)
 	sh.mu.Lock()
@@ -190,19 +190,19 @@ const recheckBatch = 256
 // listeners (see Results), and recheck returns it; otherwise (the writer
 // may just be behind, or SQL failed) it reports false and the purchase
 // stays queued.
-func (e *Engine) recheck(ctx context.Context, saleID, userID int64) (Result, bool, error) {
+func (e *Engine) recheck(ctx context.Context, saleID, userID int64) (seckill.Result, bool, error) {
 	o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID)
 	switch seckill.ErrorCode(err) {
 	case "":
 	case seckill.ENotFound:
-		return Result{}, false, nil
+		return seckill.Result{}, false, nil
 	default:
-		return Result{}, false, err
+		return seckill.Result{}, false, err
 	}
-	r := seckill.OrderResult{SaleID: saleID, UserID: userID, Ticket: o.OrderNo, Status: seckill.ResultSuccess, OrderID: o.ID}
+	r := seckill.OrderResult{SaleID: saleID, UserID: userID, Ticket: o.OrderNo, Result: seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID}}
 	e.results.settle(r)
 	e.tellLocal(r)
-	return Result{Status: seckill.ResultSuccess, OrderID: o.ID}, true, nil
+	return seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID}, true, nil
 }
 
 // RecheckQueued looks up in SQL up to recheckBatch purchases of this

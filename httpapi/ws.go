@@ -14,7 +14,6 @@ import (
 	"github.com/coder/websocket"
 
 	"seckill"
-	"seckill/checkout"
 )
 
 // The push channel of api.md, GET /api/ws.
@@ -47,7 +46,7 @@ const (
 type ResultMessage struct {
 	Type   string `json:"type"` // PushOrderResult
 	SaleID int64  `json:"sale_id"`
-	checkout.Result
+	seckill.Result
 }
 
 // OrderStatusMessage is the push of an order's new status:
@@ -167,8 +166,7 @@ func (h *hub) start() error {
 // passes here, and goes to the buyer's sockets on this one.
 func (h *hub) deliver(r seckill.OrderResult) {
 	h.send(r.UserID, func() any {
-		return ResultMessage{Type: PushOrderResult, SaleID: r.SaleID,
-			Result: checkout.Result{Status: r.Status, OrderID: r.OrderID, Reason: r.Reason}}
+		return ResultMessage{Type: PushOrderResult, SaleID: r.SaleID, Result: r.Result}
 	})
 }
 

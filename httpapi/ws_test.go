@@ -230,8 +230,8 @@ func TestWSPushesOwnResults(t *testing.T) {
 	// A failure, published by whichever instance wrote it, carries its
 	// reason; a result for a user without a socket here goes nowhere.
 	err := s.queue.PublishResults(context.Background(), []seckill.OrderResult{
-		{SaleID: sale + 1000, UserID: ids[0] + ids[1] + 1000, Status: seckill.ResultFailed, Reason: seckill.ESoldOut},
-		{SaleID: sale + 1, UserID: ids[1], Ticket: "t", Status: seckill.ResultFailed, Reason: seckill.ESoldOut},
+		{SaleID: sale + 1000, UserID: ids[0] + ids[1] + 1000, Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.ESoldOut}},
+		{SaleID: sale + 1, UserID: ids[1], Ticket: "t", Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.ESoldOut}},
 	})
 	if err != nil {
 		t.Fatal(err)
