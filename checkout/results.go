@@ -9,6 +9,31 @@ import (
 	"seckill"
 )
 
+// Result tells the user where their purchase stands: queued, success (with
+// the order), failed (with the reason) or none. A purchase queued for over
+// ResultRecheck is looked up in SQL (its result message may have been
+// lost); while SQL has no order, or fails, it stays queued.
+func (e *Engine) Result(ctx context.Context, userID, saleID int64) (seckill.Result, error) {
+	if r, ok, recheck := e.results.lookup(saleID, userID, e.now().Add(-e.cfg.ResultRecheck)); ok {
+		if recheck {
+			if found, ok, err := e.recheck(ctx, saleID, userID); ok {
+				return found, nil
+			} else if err != nil && ctx.Err() == nil {
+				e.log.Warn("result: look-up of a queued purchase in SQL", "sale", saleID, "user", userID, "err", err)
+			}
+		}
+		return r, nil
+	}
+	o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID)
+	switch seckill.ErrorCode(err) {
+	case "":
+		return seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID}, nil
+	case seckill.ENotFound:
+		return seckill.Result{Status: seckill.ResultNone}, nil
+	}
+	return seckill.Result{}, err
+}
+
 // resultMap remembers the latest outcome per (sale, user) on this instance.
 // Results of other instances' purchases arrive through the result bus; a
 // miss falls back to SQL. Every instance hears every result, so successes,

@@ -16,57 +16,6 @@ import (
 	"seckill/captcha"
 )
 
-// pathFor is the hidden purchase path of a user in a sale for one time
-// window: HMAC(secret, user, sale, window). Stateless, so every instance
-// sharing the secret can check it.
-func (e *Engine) pathFor(userID, saleID, window int64) string {
-	var msg [24]byte
-	binary.BigEndian.PutUint64(msg[0:], uint64(userID))
-	binary.BigEndian.PutUint64(msg[8:], uint64(saleID))
-	binary.BigEndian.PutUint64(msg[16:], uint64(window))
-	m := hmac.New(sha256.New, e.cfg.Secret)
-	m.Write(msg[:])
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
-}
-
-func (e *Engine) window(t time.Time) int64 { return t.UnixNano() / int64(e.cfg.PathTTL) }
-
-// maxPathSkew bounds how far apart the clocks of the instance that issued
-// a path and the one that checks it may be (see pathSkew).
-const maxPathSkew = 30 * time.Second
-
-// pathSkew is the clock difference between instances that checkPath
-// tolerates, either way: maxPathSkew, or a tenth of PathTTL if that is
-// less, so a path's life stretches by a tenth at most.
-func (e *Engine) pathSkew() time.Duration { return min(maxPathSkew, e.cfg.PathTTL/10) }
-
-// checkPath accepts the path of the current window and of the one before, so
-// a path lives between one and two PathTTLs by the clock of the instance
-// that issued it (IssuePath's expires_at). Instances' clocks differ a
-// little, so it also accepts, within pathSkew of a window boundary, the
-// window on its other side: the next window's path when that window starts
-// within pathSkew (an instance whose clock is ahead issued it just after
-// the boundary), and the path of the window before the previous one when
-// the current window began less than pathSkew ago (one whose clock is
-// behind issued it, and its expires_at has not come by that clock).
-func (e *Engine) checkPath(userID, saleID int64, path string, now time.Time) bool {
-	w := e.window(now)
-	cands := []int64{w, w - 1}
-	skew := e.pathSkew()
-	if e.window(now.Add(skew)) > w {
-		cands = append(cands, w+1)
-	}
-	if e.window(now.Add(-skew)) < w {
-		cands = append(cands, w-2)
-	}
-	for _, cand := range cands {
-		if hmac.Equal([]byte(path), []byte(e.pathFor(userID, saleID, cand))) {
-			return true
-		}
-	}
-	return false
-}
-
 // Captcha issues a single-use captcha for the user and sale. Captchas are
 // issued from CaptchaLead before the sale starts until it ends, at most as
 // many per user and sale as CaptchaLimit lets through. ENotFound if no such
@@ -137,6 +86,57 @@ func (e *Engine) IssuePath(ctx context.Context, userID, saleID int64, captchaID,
 	w := e.window(now)
 	expires := time.Unix(0, (w+2)*int64(e.cfg.PathTTL)).UTC()
 	return e.pathFor(userID, saleID, w), expires, nil
+}
+
+// pathFor is the hidden purchase path of a user in a sale for one time
+// window: HMAC(secret, user, sale, window). Stateless, so every instance
+// sharing the secret can check it.
+func (e *Engine) pathFor(userID, saleID, window int64) string {
+	var msg [24]byte
+	binary.BigEndian.PutUint64(msg[0:], uint64(userID))
+	binary.BigEndian.PutUint64(msg[8:], uint64(saleID))
+	binary.BigEndian.PutUint64(msg[16:], uint64(window))
+	m := hmac.New(sha256.New, e.cfg.Secret)
+	m.Write(msg[:])
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18])
+}
+
+func (e *Engine) window(t time.Time) int64 { return t.UnixNano() / int64(e.cfg.PathTTL) }
+
+// maxPathSkew bounds how far apart the clocks of the instance that issued
+// a path and the one that checks it may be (see pathSkew).
+const maxPathSkew = 30 * time.Second
+
+// pathSkew is the clock difference between instances that checkPath
+// tolerates, either way: maxPathSkew, or a tenth of PathTTL if that is
+// less, so a path's life stretches by a tenth at most.
+func (e *Engine) pathSkew() time.Duration { return min(maxPathSkew, e.cfg.PathTTL/10) }
+
+// checkPath accepts the path of the current window and of the one before, so
+// a path lives between one and two PathTTLs by the clock of the instance
+// that issued it (IssuePath's expires_at). Instances' clocks differ a
+// little, so it also accepts, within pathSkew of a window boundary, the
+// window on its other side: the next window's path when that window starts
+// within pathSkew (an instance whose clock is ahead issued it just after
+// the boundary), and the path of the window before the previous one when
+// the current window began less than pathSkew ago (one whose clock is
+// behind issued it, and its expires_at has not come by that clock).
+func (e *Engine) checkPath(userID, saleID int64, path string, now time.Time) bool {
+	w := e.window(now)
+	cands := []int64{w, w - 1}
+	skew := e.pathSkew()
+	if e.window(now.Add(skew)) > w {
+		cands = append(cands, w+1)
+	}
+	if e.window(now.Add(-skew)) < w {
+		cands = append(cands, w-2)
+	}
+	for _, cand := range cands {
+		if hmac.Equal([]byte(path), []byte(e.pathFor(userID, saleID, cand))) {
+			return true
+		}
+	}
+	return false
 }
 
 // soldOutFor is how long the local sold-out flag answers without asking the
@@ -253,27 +253,32 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	return "", seckill.Errorf(seckill.EBusy, "order queue unavailable; retry shortly")
 }
 
-// Result tells the user where their purchase stands: queued, success (with
-// the order), failed (with the reason) or none. A purchase queued for over
-// ResultRecheck is looked up in SQL (its result message may have been
-// lost); while SQL has no order, or fails, it stays queued.
-func (e *Engine) Result(ctx context.Context, userID, saleID int64) (seckill.Result, error) {
-	if r, ok, recheck := e.results.lookup(saleID, userID, e.now().Add(-e.cfg.ResultRecheck)); ok {
-		if recheck {
-			if found, ok, err := e.recheck(ctx, saleID, userID); ok {
-				return found, nil
-			} else if err != nil && ctx.Err() == nil {
-				e.log.Warn("result: look-up of a queued purchase in SQL", "sale", saleID, "user", userID, "err", err)
-			}
-		}
-		return r, nil
+// newTicket returns a 20-character order number: 10 characters of the
+// current time in milliseconds, then 10 random ones (50 bits), in an
+// alphabet that sorts like the numbers it encodes. Later tickets sort after
+// earlier ones, so the order-number index of SQL grows at its end instead of
+// touching a random page per order: with random tickets SQLite's commits
+// wrote most of a batch's pages anew.
+func newTicket() string {
+	return ticketAt(time.Now())
+}
+
+// ticketAlphabet is Crockford's base32, ascending in ASCII.
+const ticketAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+func ticketAt(t time.Time) string {
+	var b [20]byte
+	ms := uint64(t.UnixMilli())
+	for i := 9; i >= 0; i-- {
+		b[i] = ticketAlphabet[ms&31]
+		ms >>= 5
 	}
-	o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID)
-	switch seckill.ErrorCode(err) {
-	case "":
-		return seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID}, nil
-	case seckill.ENotFound:
-		return seckill.Result{Status: seckill.ResultNone}, nil
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	x := binary.LittleEndian.Uint64(r[:])
+	for i := 10; i < 20; i++ {
+		b[i] = ticketAlphabet[x&31]
+		x >>= 5
 	}
-	return seckill.Result{}, err
+	return string(b[:])
 }
