@@ -21,3 +21,15 @@ type CaptchaStore interface {
 	// there is none or it expired.
 	TakeCaptcha(ctx context.Context, id string) (*Captcha, error)
 }
+
+// CaptchaMaker makes captcha challenges and checks the answers given to
+// them. The engine keeps what it makes in a CaptchaStore and never draws a
+// picture itself. Both methods are safe for concurrent use.
+type CaptchaMaker interface {
+	// New makes a challenge: the answer it expects and a PNG picture of its
+	// question. An error means no challenge was made.
+	New() (answer string, png []byte, err error)
+	// Check reports whether given answers a challenge whose answer is
+	// answer.
+	Check(answer, given string) bool
+}

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"seckill"
-	"seckill/captcha"
 )
 
 // Captcha issues a single-use captcha for the user and sale. Captchas are
@@ -42,7 +41,7 @@ func (e *Engine) Captcha(ctx context.Context, userID, saleID int64) (id string, 
 			return "", nil, time.Time{}, seckill.Errorf(seckill.ERateLimited, "too many captchas for this sale; answer the one you have")
 		}
 	}
-	ch, err := captcha.NewRandom()
+	answer, png, err := e.b.CaptchaMaker.New()
 	if err != nil {
 		return "", nil, time.Time{}, err
 	}
@@ -50,11 +49,11 @@ func (e *Engine) Captcha(ctx context.Context, userID, saleID int64) (id string, 
 	_, _ = rand.Read(raw[:])
 	id = hex.EncodeToString(raw[:])
 	expires = now.Add(e.cfg.CaptchaTTL).UTC()
-	c := seckill.Captcha{Answer: ch.Answer, SaleID: saleID, UserID: userID, ExpiresAt: expires}
+	c := seckill.Captcha{Answer: answer, SaleID: saleID, UserID: userID, ExpiresAt: expires}
 	if err := e.b.Captchas.PutCaptcha(ctx, id, c); err != nil {
 		return "", nil, time.Time{}, err
 	}
-	return id, ch.PNG, expires, nil
+	return id, png, expires, nil
 }
 
 // IssuePath returns the user's hidden purchase path after checking the sale
@@ -79,7 +78,7 @@ func (e *Engine) IssuePath(ctx context.Context, userID, saleID int64, captchaID,
 		} else if err != nil {
 			return "", time.Time{}, err
 		}
-		if c.UserID != userID || c.SaleID != saleID || !captcha.Check(c.Answer, answer) {
+		if c.UserID != userID || c.SaleID != saleID || !e.b.CaptchaMaker.Check(c.Answer, answer) {
 			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "wrong captcha answer; get a new one")
 		}
 	}

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"seckill"
+	"seckill/captcha"
 )
 
 // Config tunes the engine; zero values take the defaults.
@@ -93,6 +94,9 @@ type Backends struct {
 	Queue    seckill.OrderQueue
 	Bus      seckill.ResultBus
 	Captchas seckill.CaptchaStore
+	// CaptchaMaker makes the captchas' questions and pictures and checks
+	// answers; nil: package captcha's Maker.
+	CaptchaMaker seckill.CaptchaMaker
 	// CaptchaLimit caps the captchas one user gets for one sale (key
 	// "sale:user"), shared by every instance when the limiter is: a bucket
 	// with a burst of a few dozen and a slow refill. nil: no cap.
@@ -142,6 +146,9 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 	}
 	if log == nil {
 		log = slog.Default()
+	}
+	if b.CaptchaMaker == nil {
+		b.CaptchaMaker = captcha.Maker{}
 	}
 	e := &Engine{
 		cfg: cfg, b: b, log: log,
