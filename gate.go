@@ -93,9 +93,6 @@ type StockGate interface {
 	// caller's: instances whose clocks disagree see the same ages. With
 	// olderThan 0 every pending reservation is returned.
 	Stale(ctx context.Context, saleID int64, olderThan time.Duration) ([]Reservation, error)
-	// Restock returns n units (from cancelled orders) for other buyers; the
-	// buyers stay recorded. EBusy if the sale is not loaded.
-	Restock(ctx context.Context, saleID, n int64) error
 	// Left returns the units left and whether the sale is loaded.
 	Left(ctx context.Context, saleID int64) (left int64, loaded bool, err error)
 	// Forget drops one sale and everything the gate holds for it (a sale

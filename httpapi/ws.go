@@ -33,11 +33,8 @@ import (
 // client that lets SendBuffer messages pile up, or takes longer than
 // WriteTimeout to take one, is dropped.
 
-// Push message types.
-const (
-	PushOrderResult = "order_result"
-	PushOrderStatus = "order_status"
-)
+// PushOrderResult is the type of the push of a purchase's outcome.
+const PushOrderResult = "order_result"
 
 // ResultMessage is the push of a purchase's outcome:
 // {"type":"order_result","sale_id":…,"status":…,"order_id":…,"reason":…}.
@@ -47,19 +44,6 @@ type ResultMessage struct {
 	Type   string `json:"type"` // PushOrderResult
 	SaleID int64  `json:"sale_id"`
 	seckill.Result
-}
-
-// OrderStatusMessage is the push of an order's new status:
-// {"type":"order_status","order_id":…,"status":…}.
-type OrderStatusMessage struct {
-	Type    string              `json:"type"` // PushOrderStatus
-	OrderID int64               `json:"order_id"`
-	Status  seckill.OrderStatus `json:"status"`
-}
-
-// OrderStatusPush returns the push of an order's new status, for SendUser.
-func OrderStatusPush(orderID int64, status seckill.OrderStatus) OrderStatusMessage {
-	return OrderStatusMessage{Type: PushOrderStatus, OrderID: orderID, Status: status}
 }
 
 // WSConfig tunes GET /api/ws; zero values take the defaults.
@@ -550,19 +534,6 @@ func refusalError(status int, err error) error {
 		return seckill.Errorf(seckill.EInvalid, "not a WebSocket handshake: %s", why)
 	}
 	return fmt.Errorf("websocket handshake: %w", err)
-}
-
-// SendUser pushes msg, encoded as JSON, to every socket the user holds on
-// this instance and returns how many it was queued on (0 without a
-// socket, or without push: Config.Results unset). It never waits for a
-// client. Instances do not share sockets: to reach a user wherever their
-// socket is, the message must travel to every instance (as order results
-// do over the result bus).
-func (s *Server) SendUser(userID int64, msg any) int {
-	if s.hub == nil {
-		return 0
-	}
-	return s.hub.send(userID, func() any { return msg })
 }
 
 // Close closes every WebSocket (http.Server.Shutdown leaves hijacked

@@ -268,22 +268,6 @@ func TestWSResultsOfAnyInstance(t *testing.T) {
 	}
 }
 
-func TestWSSendUser(t *testing.T) {
-	s := newStack(t, options{})
-	url := s.serve()
-	toks, ids := s.buyers(2)
-	c := dialWS(t, url, bearer(toks[0]))
-	if n := s.api.SendUser(ids[0], httpapi.OrderStatusPush(42, seckill.OrderPaid)); n != 1 {
-		t.Fatalf("SendUser queued on %d sockets, want 1", n)
-	}
-	if p := push(t, c); fmt.Sprint(p) != fmt.Sprint(map[string]any{"type": "order_status", "order_id": 42.0, "status": "paid"}) {
-		t.Fatalf("push %v", p)
-	}
-	if n := s.api.SendUser(ids[1], httpapi.OrderStatusPush(43, seckill.OrderPaid)); n != 0 {
-		t.Fatalf("SendUser to a user without a socket queued on %d", n)
-	}
-}
-
 func TestWSLimitPerUser(t *testing.T) {
 	g := &wsGauge{}
 	s := newStack(t, options{ws: httpapi.WSConfig{MaxPerUser: 2}, wsGauge: g.add})
