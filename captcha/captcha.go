@@ -19,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"seckill"
 )
 
 // Width and Height are the size of every captcha image in pixels.
@@ -61,6 +63,22 @@ func NewRandom() (Challenge, error) {
 	}
 	return New(rand.New(rand.NewChaCha8(seed)))
 }
+
+// Maker is the seckill.CaptchaMaker of this package: NewRandom's
+// challenges, checked by Check.
+type Maker struct{}
+
+var _ seckill.CaptchaMaker = Maker{}
+
+// New makes a challenge with NewRandom and returns its answer and picture.
+func (Maker) New() (string, []byte, error) {
+	c, err := NewRandom()
+	return c.Answer, c.PNG, err
+}
+
+// Check reports whether given answers a challenge whose answer is answer
+// (see the function Check).
+func (Maker) Check(answer, given string) bool { return Check(answer, given) }
 
 // Check reports whether given answers a challenge whose answer is answer.
 // Both are trimmed of surrounding spaces and compared as decimal integers, so

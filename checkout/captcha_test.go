@@ -77,3 +77,40 @@ func TestCaptchaCap(t *testing.T) {
 		t.Errorf("the same user's captcha for another sale: %v", err)
 	}
 }
+
+// fixedMaker is a CaptchaMaker whose every challenge shows "picture" and
+// is answered by "42".
+type fixedMaker struct{}
+
+func (fixedMaker) New() (string, []byte, error)    { return "42", []byte("picture"), nil }
+func (fixedMaker) Check(answer, given string) bool { return answer == given }
+
+// TestCaptchaMaker checks that the engine issues the challenges of
+// Backends.CaptchaMaker and checks answers with it: the picture is the
+// maker's, and a path is issued for the maker's answer only.
+func TestCaptchaMaker(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	s := &seckill.Sale{Name: "phone", PriceCents: 100, Stock: 1, RequireCaptcha: true,
+		StartsAt: time.Now().Add(-time.Minute).UTC(), EndsAt: time.Now().Add(time.Hour).UTC()}
+	if err := v.db.CreateSale(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	user := v.users(1)[0]
+	b := v.backends()
+	b.CaptchaMaker = fixedMaker{}
+	e := v.engine(Config{}, &b)
+
+	id, png, _, err := e.Captcha(ctx, user, s.ID)
+	if err != nil || string(png) != "picture" {
+		t.Fatalf("captcha: %q, %v; want the maker's picture", png, err)
+	}
+	_, _, err = e.IssuePath(ctx, user, s.ID, id, "41")
+	wantCode(t, err, seckill.EBadCaptcha)
+	if id, _, _, err = e.Captcha(ctx, user, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.IssuePath(ctx, user, s.ID, id, "42"); err != nil {
+		t.Fatalf("path for the maker's answer: %v", err)
+	}
+}

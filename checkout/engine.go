@@ -3,12 +3,20 @@
 // atomic stock gate, the durable order queue, the batched order writer, the
 // result store, and recovery after a crash. It talks to backends only
 // through the interfaces of package seckill.
+//
+// One file per stage of a purchase:
+//
+//	engine.go     Config, Backends, New/Close, the sale cache, CreateSale, Stats
+//	admission.go  captchas, the hidden path, CheckPurchase/Admit: gate and publish, tickets
+//	writer.go     the order writer: queue → SQL in batches, settle, ack, publish results
+//	results.go    where a purchase stands: the result map, Result, lost-result rechecks
+//	recover.go    start-up and gate rebuilds: Recover, RebuildGate, loading a sale's gate
+//	reconcile.go  the reconciler's rounds: lost reservations, ended sales
+//	observer.go   what the engine tells metrics
 package checkout
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -16,6 +24,7 @@ import (
 	"time"
 
 	"seckill"
+	"seckill/captcha"
 )
 
 // Config tunes the engine; zero values take the defaults.
@@ -85,6 +94,9 @@ type Backends struct {
 	Queue    seckill.OrderQueue
 	Bus      seckill.ResultBus
 	Captchas seckill.CaptchaStore
+	// CaptchaMaker makes the captchas' questions and pictures and checks
+	// answers; nil: package captcha's Maker.
+	CaptchaMaker seckill.CaptchaMaker
 	// CaptchaLimit caps the captchas one user gets for one sale (key
 	// "sale:user"), shared by every instance when the limiter is: a bucket
 	// with a burst of a few dozen and a slow refill. nil: no cap.
@@ -134,6 +146,9 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 	}
 	if log == nil {
 		log = slog.Default()
+	}
+	if b.CaptchaMaker == nil {
+		b.CaptchaMaker = captcha.Maker{}
 	}
 	e := &Engine{
 		cfg: cfg, b: b, log: log,
@@ -271,34 +286,4 @@ func (e *Engine) Stats(ctx context.Context, saleID int64) (*Stats, error) {
 		return nil, err
 	}
 	return st, nil
-}
-
-// newTicket returns a 20-character order number: 10 characters of the
-// current time in milliseconds, then 10 random ones (50 bits), in an
-// alphabet that sorts like the numbers it encodes. Later tickets sort after
-// earlier ones, so the order-number index of SQL grows at its end instead of
-// touching a random page per order: with random tickets SQLite's commits
-// wrote most of a batch's pages anew.
-func newTicket() string {
-	return ticketAt(time.Now())
-}
-
-// ticketAlphabet is Crockford's base32, ascending in ASCII.
-const ticketAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-func ticketAt(t time.Time) string {
-	var b [20]byte
-	ms := uint64(t.UnixMilli())
-	for i := 9; i >= 0; i-- {
-		b[i] = ticketAlphabet[ms&31]
-		ms >>= 5
-	}
-	var r [8]byte
-	_, _ = rand.Read(r[:])
-	x := binary.LittleEndian.Uint64(r[:])
-	for i := 10; i < 20; i++ {
-		b[i] = ticketAlphabet[x&31]
-		x >>= 5
-	}
-	return string(b[:])
 }

@@ -326,7 +326,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // result reads the engine's answer for a user, failing on error.
-func result(t *testing.T, e *Engine, userID, saleID int64) Result {
+func result(t *testing.T, e *Engine, userID, saleID int64) seckill.Result {
 	t.Helper()
 	r, err := e.Result(context.Background(), userID, saleID)
 	if err != nil {
@@ -336,9 +336,9 @@ func result(t *testing.T, e *Engine, userID, saleID int64) Result {
 }
 
 // waitResult waits until the user's result has the given status.
-func waitResult(t *testing.T, e *Engine, userID, saleID int64, status string) Result {
+func waitResult(t *testing.T, e *Engine, userID, saleID int64, status string) seckill.Result {
 	t.Helper()
-	var r Result
+	var r seckill.Result
 	waitFor(t, fmt.Sprintf("result %q of user %d in sale %d", status, userID, saleID), func() bool {
 		r = result(t, e, userID, saleID)
 		return r.Status == status

@@ -93,9 +93,9 @@ func TestLateStoreAfterRelease(t *testing.T) {
 }
 
 // waitResultNot waits until the user's result is other than status.
-func waitResultNot(t *testing.T, e *Engine, userID, saleID int64, status string) Result {
+func waitResultNot(t *testing.T, e *Engine, userID, saleID int64, status string) seckill.Result {
 	t.Helper()
-	var r Result
+	var r seckill.Result
 	waitFor(t, fmt.Sprintf("a result of user %d in sale %d other than %q", userID, saleID, status), func() bool {
 		r = result(t, e, userID, saleID)
 		return r.Status != status

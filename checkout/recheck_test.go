@@ -189,7 +189,7 @@ func TestClaimQueuedBounded(t *testing.T) {
 	for u := range int64(n) {
 		rm.queue(1, u+1, "t")
 	}
-	rm.settle(seckill.OrderResult{SaleID: 1, UserID: n + 1, Status: seckill.ResultFailed})
+	rm.settle(seckill.OrderResult{SaleID: 1, UserID: n + 1, Result: seckill.Result{Status: seckill.ResultFailed}})
 	now = now.Add(time.Minute)
 	stale := now.Add(-testRecheck)
 	seen := map[resultKey]bool{}

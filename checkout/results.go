@@ -9,6 +9,31 @@ import (
 	"seckill"
 )
 
+// Result tells the user where their purchase stands: queued, success (with
+// the order), failed (with the reason) or none. A purchase queued for over
+// ResultRecheck is looked up in SQL (its result message may have been
+// lost); while SQL has no order, or fails, it stays queued.
+func (e *Engine) Result(ctx context.Context, userID, saleID int64) (seckill.Result, error) {
+	if r, ok, recheck := e.results.lookup(saleID, userID, e.now().Add(-e.cfg.ResultRecheck)); ok {
+		if recheck {
+			if found, ok, err := e.recheck(ctx, saleID, userID); ok {
+				return found, nil
+			} else if err != nil && ctx.Err() == nil {
+				e.log.Warn("result: look-up of a queued purchase in SQL", "sale", saleID, "user", userID, "err", err)
+			}
+		}
+		return r, nil
+	}
+	o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID)
+	switch seckill.ErrorCode(err) {
+	case "":
+		return seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID}, nil
+	case seckill.ENotFound:
+		return seckill.Result{Status: seckill.ResultNone}, nil
+	}
+	return seckill.Result{}, err
+}
+
 // resultMap remembers the latest outcome per (sale, user) on this instance.
 // Results of other instances' purchases arrive through the result bus; a
 // miss falls back to SQL. Every instance hears every result, so successes,
@@ -39,7 +64,7 @@ type resultKey struct{ sale, user int64 }
 
 type resultEntry struct {
 	ticket string
-	r      Result
+	r      seckill.Result
 	// at is when a success was recorded; for a queued purchase, when it
 	// was queued or last looked up in SQL (see claimQueued).
 	at time.Time
@@ -67,7 +92,7 @@ func (rm *resultMap) queue(sale, user int64, ticket string) (prev resultEntry, h
 	prev, had = sh.m[k]
 	// A failed earlier attempt may be retried; a success stays.
 	if !had || prev.r.Status != seckill.ResultSuccess {
-		sh.m[k] = resultEntry{ticket: ticket, r: Result{Status: seckill.ResultQueued}, at: rm.now()}
+		sh.m[k] = resultEntry{ticket: ticket, r: seckill.Result{Status: seckill.ResultQueued}, at: rm.now()}
 	}
 	return prev, had
 }
@@ -96,7 +121,7 @@ func (rm *resultMap) settle(r seckill.OrderResult) {
 	now := rm.now()
 	sh.mu.Lock()
 	if e, ok := sh.m[k]; !ok || e.r.Status != seckill.ResultSuccess {
-		sh.m[k] = resultEntry{ticket: r.Ticket, r: Result{Status: r.Status, OrderID: r.OrderID, Reason: r.Reason}, at: now}
+		sh.m[k] = resultEntry{ticket: r.Ticket, r: r.Result, at: now}
 	}
 	if now.Sub(sh.swept) >= sweepEvery {
 		sh.swept = now
@@ -124,7 +149,7 @@ func (rm *resultMap) forgetSale(sale int64) {
 	}
 }
 
-func (rm *resultMap) get(sale, user int64) (Result, bool) {
+func (rm *resultMap) get(sale, user int64) (seckill.Result, bool) {
 	r, ok, _ := rm.lookup(sale, user, time.Time{})
 	return r, ok
 }
@@ -133,7 +158,7 @@ func (rm *resultMap) get(sale, user int64) (Result, bool) {
 // at or before stale (when it was queued or last looked up), which the
 // caller is to look up in SQL: it is then marked looked up now, so that
 // concurrent and later callers look it up again only after as long again.
-func (rm *resultMap) lookup(sale, user int64, stale time.Time) (r Result, ok, recheck bool) {
+func (rm *resultMap) lookup(sale, user int64, stale time.Time) (r seckill.Result, ok, recheck bool) {
 	k := resultKey{sale, user}
 	sh := rm.shard(k)
 	sh.mu.Lock()
@@ -190,19 +215,19 @@ const recheckBatch = 256
 // listeners (see Results), and recheck returns it; otherwise (the writer
 // may just be behind, or SQL failed) it reports false and the purchase
 // stays queued.
-func (e *Engine) recheck(ctx context.Context, saleID, userID int64) (Result, bool, error) {
+func (e *Engine) recheck(ctx context.Context, saleID, userID int64) (seckill.Result, bool, error) {
 	o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID)
 	switch seckill.ErrorCode(err) {
 	case "":
 	case seckill.ENotFound:
-		return Result{}, false, nil
+		return seckill.Result{}, false, nil
 	default:
-		return Result{}, false, err
+		return seckill.Result{}, false, err
 	}
-	r := seckill.OrderResult{SaleID: saleID, UserID: userID, Ticket: o.OrderNo, Status: seckill.ResultSuccess, OrderID: o.ID}
+	r := seckill.OrderResult{SaleID: saleID, UserID: userID, Ticket: o.OrderNo, Result: seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID}}
 	e.results.settle(r)
 	e.tellLocal(r)
-	return Result{Status: seckill.ResultSuccess, OrderID: o.ID}, true, nil
+	return seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID}, true, nil
 }
 
 // RecheckQueued looks up in SQL up to recheckBatch purchases of this

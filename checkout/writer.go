@@ -105,6 +105,22 @@ func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 	return len(ds), nil
 }
 
+// settle tells the gate which reservations SQL has settled (by ticket), so
+// the reconciler does not look at them. Settling one sale's reservations
+// twice is settling them once, so a retry redoes every sale.
+func (e *Engine) settle(ctx context.Context, results []seckill.OrderResult) error {
+	bySale := map[int64][]seckill.Settled{}
+	for _, r := range results {
+		bySale[r.SaleID] = append(bySale[r.SaleID], seckill.Settled{UserID: r.UserID, Ticket: r.Ticket})
+	}
+	for sale, settled := range bySale {
+		if err := e.b.Gate.Settle(ctx, sale, settled); err != nil {
+			return fmt.Errorf("settle %d reservations of sale %d: %w", len(settled), sale, err)
+		}
+	}
+	return nil
+}
+
 // Drain writes batches until the queue holds nothing for any sale, or ctx
 // ends. Use it with no admissions running (start-up, shutdown).
 func (e *Engine) Drain(ctx context.Context) error {
@@ -128,97 +144,4 @@ func (e *Engine) Drain(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
-}
-
-// Recover brings the engine to a state where it may admit: it drains the
-// queue into SQL, rebuilds the gate of every sale it serves (all but those
-// ended over gateKeep ago) from SQL plus whatever is still queued, and only
-// then opens admission.
-//
-// With a shared gate (Backends.Locker set) other instances may be admitting
-// meanwhile, so nothing is drained or unloaded: only the sales the gate
-// lacks are loaded, by whichever instance holds the rebuild lock, and this
-// one waits until they are.
-func (e *Engine) Recover(ctx context.Context) error {
-	e.ready.Store(false)
-	if e.b.Locker != nil {
-		return e.recoverShared(ctx)
-	}
-	if err := e.Drain(ctx); err != nil {
-		return err
-	}
-	if err := e.b.Gate.Unload(ctx); err != nil {
-		return err
-	}
-	sales, err := e.gatedSales(ctx)
-	if err != nil {
-		return err
-	}
-	for _, s := range sales {
-		// Nothing else loads while admission is closed, but a sale
-		// created meanwhile is loaded by CreateSale: either load will do.
-		if _, err := e.loadGate(ctx, s.ID); err != nil {
-			return err
-		}
-	}
-	e.log.Info("gate rebuilt", "sales", len(sales))
-	e.ready.Store(true)
-	return nil
-}
-
-// settle tells the gate which reservations SQL has settled (by ticket), so
-// the reconciler does not look at them. Settling one sale's reservations
-// twice is settling them once, so a retry redoes every sale.
-func (e *Engine) settle(ctx context.Context, results []seckill.OrderResult) error {
-	bySale := map[int64][]seckill.Settled{}
-	for _, r := range results {
-		bySale[r.SaleID] = append(bySale[r.SaleID], seckill.Settled{UserID: r.UserID, Ticket: r.Ticket})
-	}
-	for sale, settled := range bySale {
-		if err := e.b.Gate.Settle(ctx, sale, settled); err != nil {
-			return fmt.Errorf("settle %d reservations of sale %d: %w", len(settled), sale, err)
-		}
-	}
-	return nil
-}
-
-// loadGate loads the gate of one sale it does not hold (see gateState)
-// and reports whether it did: false when the sale is loaded already, or
-// when another load (or a loss of the gate's state) overtook this one.
-func (e *Engine) loadGate(ctx context.Context, saleID int64) (bool, error) {
-	return e.b.Gate.Load(ctx, saleID, func(ctx context.Context) (int64, []int64, error) {
-		return e.gateState(ctx, saleID)
-	})
-}
-
-// gateState is a sale's gate as SQL and the queue show it: SQL stock_left
-// less the requests still queued, with the buyers of SQL plus those queued.
-// The queue is read first: a request the writer moves into SQL meanwhile
-// then shows up in both and counts once, and none can slip between the two
-// reads. SQL's stock_left and buyers come from one snapshot: read apart, a
-// batch committed in between would count its buyers as sold while leaving
-// their units in stock_left, and the gate would sell them again. The gate
-// calls it only after claiming the sale (StockGate.Load), so nothing it
-// misses was admitted by the gate being loaded.
-func (e *Engine) gateState(ctx context.Context, saleID int64) (int64, []int64, error) {
-	queued, err := e.b.Queue.PendingRequests(ctx, saleID)
-	if err != nil {
-		return 0, nil, err
-	}
-	left, buyers, err := e.b.Orders.SaleSnapshot(ctx, saleID)
-	if err != nil {
-		return 0, nil, err
-	}
-	seen := make(map[int64]bool, len(buyers)+len(queued))
-	for _, u := range buyers {
-		seen[u] = true
-	}
-	for _, q := range queued {
-		if !seen[q.UserID] {
-			seen[q.UserID] = true
-			buyers = append(buyers, q.UserID)
-			left--
-		}
-	}
-	return max(left, 0), buyers, nil
 }

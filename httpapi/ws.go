@@ -14,7 +14,6 @@ import (
 	"github.com/coder/websocket"
 
 	"seckill"
-	"seckill/checkout"
 )
 
 // The push channel of api.md, GET /api/ws.
@@ -34,11 +33,8 @@ import (
 // client that lets SendBuffer messages pile up, or takes longer than
 // WriteTimeout to take one, is dropped.
 
-// Push message types.
-const (
-	PushOrderResult = "order_result"
-	PushOrderStatus = "order_status"
-)
+// PushOrderResult is the type of the push of a purchase's outcome.
+const PushOrderResult = "order_result"
 
 // ResultMessage is the push of a purchase's outcome:
 // {"type":"order_result","sale_id":…,"status":…,"order_id":…,"reason":…}.
@@ -47,20 +43,7 @@ const (
 type ResultMessage struct {
 	Type   string `json:"type"` // PushOrderResult
 	SaleID int64  `json:"sale_id"`
-	checkout.Result
-}
-
-// OrderStatusMessage is the push of an order's new status:
-// {"type":"order_status","order_id":…,"status":…}.
-type OrderStatusMessage struct {
-	Type    string              `json:"type"` // PushOrderStatus
-	OrderID int64               `json:"order_id"`
-	Status  seckill.OrderStatus `json:"status"`
-}
-
-// OrderStatusPush returns the push of an order's new status, for SendUser.
-func OrderStatusPush(orderID int64, status seckill.OrderStatus) OrderStatusMessage {
-	return OrderStatusMessage{Type: PushOrderStatus, OrderID: orderID, Status: status}
+	seckill.Result
 }
 
 // WSConfig tunes GET /api/ws; zero values take the defaults.
@@ -167,8 +150,7 @@ func (h *hub) start() error {
 // passes here, and goes to the buyer's sockets on this one.
 func (h *hub) deliver(r seckill.OrderResult) {
 	h.send(r.UserID, func() any {
-		return ResultMessage{Type: PushOrderResult, SaleID: r.SaleID,
-			Result: checkout.Result{Status: r.Status, OrderID: r.OrderID, Reason: r.Reason}}
+		return ResultMessage{Type: PushOrderResult, SaleID: r.SaleID, Result: r.Result}
 	})
 }
 
@@ -552,19 +534,6 @@ func refusalError(status int, err error) error {
 		return seckill.Errorf(seckill.EInvalid, "not a WebSocket handshake: %s", why)
 	}
 	return fmt.Errorf("websocket handshake: %w", err)
-}
-
-// SendUser pushes msg, encoded as JSON, to every socket the user holds on
-// this instance and returns how many it was queued on (0 without a
-// socket, or without push: Config.Results unset). It never waits for a
-// client. Instances do not share sockets: to reach a user wherever their
-// socket is, the message must travel to every instance (as order results
-// do over the result bus).
-func (s *Server) SendUser(userID int64, msg any) int {
-	if s.hub == nil {
-		return 0
-	}
-	return s.hub.send(userID, func() any { return msg })
 }
 
 // Close closes every WebSocket (http.Server.Shutdown leaves hijacked

@@ -230,8 +230,8 @@ func TestWSPushesOwnResults(t *testing.T) {
 	// A failure, published by whichever instance wrote it, carries its
 	// reason; a result for a user without a socket here goes nowhere.
 	err := s.queue.PublishResults(context.Background(), []seckill.OrderResult{
-		{SaleID: sale + 1000, UserID: ids[0] + ids[1] + 1000, Status: seckill.ResultFailed, Reason: seckill.ESoldOut},
-		{SaleID: sale + 1, UserID: ids[1], Ticket: "t", Status: seckill.ResultFailed, Reason: seckill.ESoldOut},
+		{SaleID: sale + 1000, UserID: ids[0] + ids[1] + 1000, Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.ESoldOut}},
+		{SaleID: sale + 1, UserID: ids[1], Ticket: "t", Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.ESoldOut}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -265,22 +265,6 @@ func TestWSResultsOfAnyInstance(t *testing.T) {
 	want(t, s.purchase(toks[0], sale, s.path(toks[0], sale)), 202, "")
 	if p := push(t, c); p["status"] != "success" || p["sale_id"] != float64(sale) {
 		t.Fatalf("push %v", p)
-	}
-}
-
-func TestWSSendUser(t *testing.T) {
-	s := newStack(t, options{})
-	url := s.serve()
-	toks, ids := s.buyers(2)
-	c := dialWS(t, url, bearer(toks[0]))
-	if n := s.api.SendUser(ids[0], httpapi.OrderStatusPush(42, seckill.OrderPaid)); n != 1 {
-		t.Fatalf("SendUser queued on %d sockets, want 1", n)
-	}
-	if p := push(t, c); fmt.Sprint(p) != fmt.Sprint(map[string]any{"type": "order_status", "order_id": 42.0, "status": "paid"}) {
-		t.Fatalf("push %v", p)
-	}
-	if n := s.api.SendUser(ids[1], httpapi.OrderStatusPush(43, seckill.OrderPaid)); n != 0 {
-		t.Fatalf("SendUser to a user without a socket queued on %d", n)
 	}
 }
 

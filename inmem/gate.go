@@ -170,18 +170,6 @@ func (g *Gate) Stale(_ context.Context, saleID int64, olderThan time.Duration) (
 	return out, nil
 }
 
-// Restock returns n units; buyers stay recorded.
-func (g *Gate) Restock(_ context.Context, saleID, n int64) error {
-	s := g.sale(saleID)
-	if s == nil {
-		return seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", saleID)
-	}
-	s.mu.Lock()
-	s.left += n
-	s.mu.Unlock()
-	return nil
-}
-
 // Left returns the units left of a loaded sale.
 func (g *Gate) Left(_ context.Context, saleID int64) (int64, bool, error) {
 	s := g.sale(saleID)

@@ -204,13 +204,6 @@ if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCR', KEYS[1]) end
 return 1
 `)
 
-// restockScript: KEYS stock; ARGV n. Adds n to a loaded sale and returns
-// the units left; nil if the sale is not loaded.
-var restockScript = redis.NewScript(`
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-return redis.call('INCRBY', KEYS[1], ARGV[1])
-`)
-
 // loadTTL bounds a Load: its claim and its temporary buyers set expire on
 // their own if it dies half-way, and a Load slower than this is refused.
 const loadTTL = 10 * time.Minute
@@ -421,19 +414,6 @@ func (g *Gate) Stale(ctx context.Context, saleID int64, olderThan time.Duration)
 			return out, nil
 		}
 	}
-}
-
-// Restock returns n units; buyers stay recorded. EBusy if the sale is not
-// loaded.
-func (g *Gate) Restock(ctx context.Context, saleID, n int64) error {
-	if err := g.fresh(ctx, saleID); err != nil {
-		return err
-	}
-	err := restockScript.Run(ctx, g.c.rdb, []string{g.keys(saleID).stock}, n).Err()
-	if errors.Is(err, redis.Nil) {
-		return notLoaded(saleID)
-	}
-	return redisErr(fmt.Sprintf("restock sale %d", saleID), err)
 }
 
 // Left returns the units left and whether the sale is loaded.

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"seckill/account"
+	"seckill/captcha"
 	"seckill/checkout"
 	"seckill/httpapi"
 	"seckill/inmem"
@@ -273,7 +274,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Observer: m.openMetrics(), Now: testClock(m.log),
 	}, checkout.Backends{
 		Sales: m.db, Orders: m.db, Gate: m.shared.gate, Queue: m.queue, Bus: m.queue,
-		Captchas: m.shared.captchas, CaptchaLimit: m.shared.captchaLim, Locker: m.shared.locker,
+		Captchas: m.shared.captchas, CaptchaMaker: captcha.Maker{}, CaptchaLimit: m.shared.captchaLim,
+		Locker: m.shared.locker,
 	}, m.log)
 	if err != nil {
 		return err

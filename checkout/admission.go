@@ -13,8 +13,79 @@ import (
 	"time"
 
 	"seckill"
-	"seckill/captcha"
 )
+
+// Captcha issues a single-use captcha for the user and sale. Captchas are
+// issued from CaptchaLead before the sale starts until it ends, at most as
+// many per user and sale as CaptchaLimit lets through. ENotFound if no such
+// sale, ENotStarted before the lead time, EEnded after the end,
+// ERateLimited over the cap.
+func (e *Engine) Captcha(ctx context.Context, userID, saleID int64) (id string, png []byte, expires time.Time, err error) {
+	s, err := e.Sale(ctx, saleID)
+	if err != nil {
+		return "", nil, time.Time{}, err
+	}
+	now := e.now()
+	if from := s.StartsAt.Add(-e.cfg.CaptchaLead); now.Before(from) {
+		return "", nil, time.Time{}, seckill.Errorf(seckill.ENotStarted, "captchas for sale %d are issued from %s", saleID, from.UTC().Format(time.RFC3339))
+	}
+	if !now.Before(s.EndsAt) {
+		return "", nil, time.Time{}, seckill.Errorf(seckill.EEnded, "sale %d ended at %s", saleID, s.EndsAt.UTC().Format(time.RFC3339))
+	}
+	if e.b.CaptchaLimit != nil {
+		ok, err := e.b.CaptchaLimit.Allow(ctx, strconv.FormatInt(saleID, 10)+":"+strconv.FormatInt(userID, 10))
+		if err != nil {
+			return "", nil, time.Time{}, err
+		}
+		if !ok {
+			return "", nil, time.Time{}, seckill.Errorf(seckill.ERateLimited, "too many captchas for this sale; answer the one you have")
+		}
+	}
+	answer, png, err := e.b.CaptchaMaker.New()
+	if err != nil {
+		return "", nil, time.Time{}, err
+	}
+	var raw [16]byte
+	_, _ = rand.Read(raw[:])
+	id = hex.EncodeToString(raw[:])
+	expires = now.Add(e.cfg.CaptchaTTL).UTC()
+	c := seckill.Captcha{Answer: answer, SaleID: saleID, UserID: userID, ExpiresAt: expires}
+	if err := e.b.Captchas.PutCaptcha(ctx, id, c); err != nil {
+		return "", nil, time.Time{}, err
+	}
+	return id, png, expires, nil
+}
+
+// IssuePath returns the user's hidden purchase path after checking the sale
+// window and, when the sale requires one, the captcha (which is used up by
+// any attempt). ENotFound, ENotStarted, EEnded, EBadCaptcha.
+func (e *Engine) IssuePath(ctx context.Context, userID, saleID int64, captchaID, answer string) (string, time.Time, error) {
+	s, err := e.Sale(ctx, saleID)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	now := e.now()
+	if err := s.Window(now); err != nil {
+		return "", time.Time{}, err
+	}
+	if s.RequireCaptcha {
+		if captchaID == "" {
+			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "this sale needs a solved captcha")
+		}
+		c, err := e.b.Captchas.TakeCaptcha(ctx, captchaID)
+		if seckill.ErrorCode(err) == seckill.ENotFound {
+			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "captcha expired or already used; get a new one")
+		} else if err != nil {
+			return "", time.Time{}, err
+		}
+		if c.UserID != userID || c.SaleID != saleID || !e.b.CaptchaMaker.Check(c.Answer, answer) {
+			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "wrong captcha answer; get a new one")
+		}
+	}
+	w := e.window(now)
+	expires := time.Unix(0, (w+2)*int64(e.cfg.PathTTL)).UTC()
+	return e.pathFor(userID, saleID, w), expires, nil
+}
 
 // pathFor is the hidden purchase path of a user in a sale for one time
 // window: HMAC(secret, user, sale, window). Stateless, so every instance
@@ -65,78 +136,6 @@ func (e *Engine) checkPath(userID, saleID int64, path string, now time.Time) boo
 		}
 	}
 	return false
-}
-
-// Captcha issues a single-use captcha for the user and sale. Captchas are
-// issued from CaptchaLead before the sale starts until it ends, at most as
-// many per user and sale as CaptchaLimit lets through. ENotFound if no such
-// sale, ENotStarted before the lead time, EEnded after the end,
-// ERateLimited over the cap.
-func (e *Engine) Captcha(ctx context.Context, userID, saleID int64) (id string, png []byte, expires time.Time, err error) {
-	s, err := e.Sale(ctx, saleID)
-	if err != nil {
-		return "", nil, time.Time{}, err
-	}
-	now := e.now()
-	if from := s.StartsAt.Add(-e.cfg.CaptchaLead); now.Before(from) {
-		return "", nil, time.Time{}, seckill.Errorf(seckill.ENotStarted, "captchas for sale %d are issued from %s", saleID, from.UTC().Format(time.RFC3339))
-	}
-	if !now.Before(s.EndsAt) {
-		return "", nil, time.Time{}, seckill.Errorf(seckill.EEnded, "sale %d ended at %s", saleID, s.EndsAt.UTC().Format(time.RFC3339))
-	}
-	if e.b.CaptchaLimit != nil {
-		ok, err := e.b.CaptchaLimit.Allow(ctx, strconv.FormatInt(saleID, 10)+":"+strconv.FormatInt(userID, 10))
-		if err != nil {
-			return "", nil, time.Time{}, err
-		}
-		if !ok {
-			return "", nil, time.Time{}, seckill.Errorf(seckill.ERateLimited, "too many captchas for this sale; answer the one you have")
-		}
-	}
-	ch, err := captcha.NewRandom()
-	if err != nil {
-		return "", nil, time.Time{}, err
-	}
-	var raw [16]byte
-	_, _ = rand.Read(raw[:])
-	id = hex.EncodeToString(raw[:])
-	expires = now.Add(e.cfg.CaptchaTTL).UTC()
-	c := seckill.Captcha{Answer: ch.Answer, SaleID: saleID, UserID: userID, ExpiresAt: expires}
-	if err := e.b.Captchas.PutCaptcha(ctx, id, c); err != nil {
-		return "", nil, time.Time{}, err
-	}
-	return id, ch.PNG, expires, nil
-}
-
-// IssuePath returns the user's hidden purchase path after checking the sale
-// window and, when the sale requires one, the captcha (which is used up by
-// any attempt). ENotFound, ENotStarted, EEnded, EBadCaptcha.
-func (e *Engine) IssuePath(ctx context.Context, userID, saleID int64, captchaID, answer string) (string, time.Time, error) {
-	s, err := e.Sale(ctx, saleID)
-	if err != nil {
-		return "", time.Time{}, err
-	}
-	now := e.now()
-	if err := s.Window(now); err != nil {
-		return "", time.Time{}, err
-	}
-	if s.RequireCaptcha {
-		if captchaID == "" {
-			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "this sale needs a solved captcha")
-		}
-		c, err := e.b.Captchas.TakeCaptcha(ctx, captchaID)
-		if seckill.ErrorCode(err) == seckill.ENotFound {
-			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "captcha expired or already used; get a new one")
-		} else if err != nil {
-			return "", time.Time{}, err
-		}
-		if c.UserID != userID || c.SaleID != saleID || !captcha.Check(c.Answer, answer) {
-			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "wrong captcha answer; get a new one")
-		}
-	}
-	w := e.window(now)
-	expires := time.Unix(0, (w+2)*int64(e.cfg.PathTTL)).UTC()
-	return e.pathFor(userID, saleID, w), expires, nil
 }
 
 // soldOutFor is how long the local sold-out flag answers without asking the
@@ -253,34 +252,32 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	return "", seckill.Errorf(seckill.EBusy, "order queue unavailable; retry shortly")
 }
 
-// Result is the outcome of a user's purchase in a sale.
-type Result struct {
-	Status  string `json:"status"`
-	OrderID int64  `json:"order_id,omitempty"`
-	Reason  string `json:"reason,omitempty"`
+// newTicket returns a 20-character order number: 10 characters of the
+// current time in milliseconds, then 10 random ones (50 bits), in an
+// alphabet that sorts like the numbers it encodes. Later tickets sort after
+// earlier ones, so the order-number index of SQL grows at its end instead of
+// touching a random page per order: with random tickets SQLite's commits
+// wrote most of a batch's pages anew.
+func newTicket() string {
+	return ticketAt(time.Now())
 }
 
-// Result tells the user where their purchase stands: queued, success (with
-// the order), failed (with the reason) or none. A purchase queued for over
-// ResultRecheck is looked up in SQL (its result message may have been
-// lost); while SQL has no order, or fails, it stays queued.
-func (e *Engine) Result(ctx context.Context, userID, saleID int64) (Result, error) {
-	if r, ok, recheck := e.results.lookup(saleID, userID, e.now().Add(-e.cfg.ResultRecheck)); ok {
-		if recheck {
-			if found, ok, err := e.recheck(ctx, saleID, userID); ok {
-				return found, nil
-			} else if err != nil && ctx.Err() == nil {
-				e.log.Warn("result: look-up of a queued purchase in SQL", "sale", saleID, "user", userID, "err", err)
-			}
-		}
-		return r, nil
+// ticketAlphabet is Crockford's base32, ascending in ASCII.
+const ticketAlphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+func ticketAt(t time.Time) string {
+	var b [20]byte
+	ms := uint64(t.UnixMilli())
+	for i := 9; i >= 0; i-- {
+		b[i] = ticketAlphabet[ms&31]
+		ms >>= 5
 	}
-	o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID)
-	switch seckill.ErrorCode(err) {
-	case "":
-		return Result{Status: seckill.ResultSuccess, OrderID: o.ID}, nil
-	case seckill.ENotFound:
-		return Result{Status: seckill.ResultNone}, nil
+	var r [8]byte
+	_, _ = rand.Read(r[:])
+	x := binary.LittleEndian.Uint64(r[:])
+	for i := 10; i < 20; i++ {
+		b[i] = ticketAlphabet[x&31]
+		x >>= 5
 	}
-	return Result{}, err
+	return string(b[:])
 }

@@ -1,0 +1,241 @@
+package checkout
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"seckill"
+)
+
+// Recover brings the engine to a state where it may admit: it drains the
+// queue into SQL, rebuilds the gate of every sale it serves (all but those
+// ended over gateKeep ago) from SQL plus whatever is still queued, and only
+// then opens admission.
+//
+// With a shared gate (Backends.Locker set) other instances may be admitting
+// meanwhile, so nothing is drained or unloaded: only the sales the gate
+// lacks are loaded, by whichever instance holds the rebuild lock, and this
+// one waits until they are.
+func (e *Engine) Recover(ctx context.Context) error {
+	e.ready.Store(false)
+	if e.b.Locker != nil {
+		return e.recoverShared(ctx)
+	}
+	if err := e.Drain(ctx); err != nil {
+		return err
+	}
+	if err := e.b.Gate.Unload(ctx); err != nil {
+		return err
+	}
+	sales, err := e.gatedSales(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range sales {
+		// Nothing else loads while admission is closed, but a sale
+		// created meanwhile is loaded by CreateSale: either load will do.
+		if _, err := e.loadGate(ctx, s.ID); err != nil {
+			return err
+		}
+	}
+	e.log.Info("gate rebuilt", "sales", len(sales))
+	e.ready.Store(true)
+	return nil
+}
+
+// recoverShared opens admission once the shared gate holds every sale,
+// rebuilding what it lacks if this instance gets the lock.
+func (e *Engine) recoverShared(ctx context.Context) error {
+	for {
+		if err := e.RebuildGate(ctx); err != nil {
+			return err
+		}
+		missing, err := e.unloadedSales(ctx)
+		if err != nil {
+			return err
+		}
+		if len(missing) == 0 {
+			e.ready.Store(true)
+			return nil
+		}
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// maybeRebuild starts a rebuild of the gate's unloaded sales in the
+// background, unless one is running on this instance. Only the instance
+// that gets the lock rebuilds; the others keep answering EBusy until the
+// sales are loaded again.
+func (e *Engine) maybeRebuild() {
+	if e.b.Locker == nil || !e.rebuilding.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer e.rebuilding.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := e.RebuildGate(ctx); err != nil {
+			e.log.Error("gate rebuild", "err", err)
+		}
+	}()
+}
+
+// rebuildLock names the lock of the instance that rebuilds the gate.
+const rebuildLock = "gate-rebuild"
+
+// RebuildGate loads every sale the gate has lost (after a restart of a
+// shared gate), holding the rebuild lock so one instance does it. It first
+// waits out PublishTimeout so publishes admitted by the old gate have
+// landed in the queue. With nothing to load, or without the lock, it
+// returns nil at once.
+func (e *Engine) RebuildGate(ctx context.Context) error {
+	missing, err := e.unloadedSales(ctx)
+	if err != nil || len(missing) == 0 {
+		return err
+	}
+	release, ok, err := e.b.Locker.TryLock(ctx, rebuildLock, time.Minute)
+	if err != nil || !ok {
+		return err
+	}
+	defer func() { _ = release(context.WithoutCancel(ctx)) }()
+	select {
+	case <-time.After(e.cfg.PublishTimeout):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// Another instance may have finished a rebuild before we got the lock.
+	if missing, err = e.unloadedSales(ctx); err != nil {
+		return err
+	}
+	// The rebuild counts what the queue holds as on its way to SQL: make
+	// sure the writer gets all of it.
+	if err := e.repairQueue(ctx); err != nil {
+		return err
+	}
+	loaded := 0
+	for _, id := range missing {
+		// A sale loaded meanwhile (CreateSale, or another instance after
+		// our lease ran out) is not loaded again: Load never replaces a
+		// live sale, so the lease costs time, not correctness.
+		ok, err := e.loadGate(ctx, id)
+		if err != nil {
+			return err
+		}
+		if ok {
+			loaded++
+		}
+	}
+	if loaded > 0 {
+		e.rebuilds.Add(1)
+		e.log.Warn("gate rebuilt after losing its state", "sales", loaded)
+	}
+	return nil
+}
+
+// repairQueue mends what a crash of the queue's server left behind (see
+// seckill.QueueRepairer), so every request the queue holds reaches the
+// writer; a no-op for queues that need no repair.
+func (e *Engine) repairQueue(ctx context.Context) error {
+	if r, ok := e.b.Queue.(seckill.QueueRepairer); ok {
+		return r.Repair(ctx)
+	}
+	return nil
+}
+
+// loadGate loads the gate of one sale it does not hold (see gateState)
+// and reports whether it did: false when the sale is loaded already, or
+// when another load (or a loss of the gate's state) overtook this one.
+func (e *Engine) loadGate(ctx context.Context, saleID int64) (bool, error) {
+	return e.b.Gate.Load(ctx, saleID, func(ctx context.Context) (int64, []int64, error) {
+		return e.gateState(ctx, saleID)
+	})
+}
+
+// gateState is a sale's gate as SQL and the queue show it: SQL stock_left
+// less the requests still queued, with the buyers of SQL plus those queued.
+// The queue is read first: a request the writer moves into SQL meanwhile
+// then shows up in both and counts once, and none can slip between the two
+// reads. SQL's stock_left and buyers come from one snapshot: read apart, a
+// batch committed in between would count its buyers as sold while leaving
+// their units in stock_left, and the gate would sell them again. The gate
+// calls it only after claiming the sale (StockGate.Load), so nothing it
+// misses was admitted by the gate being loaded.
+func (e *Engine) gateState(ctx context.Context, saleID int64) (int64, []int64, error) {
+	queued, err := e.b.Queue.PendingRequests(ctx, saleID)
+	if err != nil {
+		return 0, nil, err
+	}
+	left, buyers, err := e.b.Orders.SaleSnapshot(ctx, saleID)
+	if err != nil {
+		return 0, nil, err
+	}
+	seen := make(map[int64]bool, len(buyers)+len(queued))
+	for _, u := range buyers {
+		seen[u] = true
+	}
+	for _, q := range queued {
+		if !seen[q.UserID] {
+			seen[q.UserID] = true
+			buyers = append(buyers, q.UserID)
+			left--
+		}
+	}
+	return max(left, 0), buyers, nil
+}
+
+// gateKeep is how long after its end a sale stays in the gate. Purchases
+// of an ended sale are refused before they reach the gate, so meanwhile it
+// only answers the admin's stats; past it, the sale's gate is neither
+// rebuilt nor reconciled, and restarts and the reconciler's rounds do not
+// grow with the catalogue's history.
+const gateKeep = time.Hour
+
+// gatedSales lists the sales the gate serves: those that have not ended,
+// or ended less than gateKeep ago.
+func (e *Engine) gatedSales(ctx context.Context) ([]*seckill.Sale, error) {
+	sales, err := e.b.Sales.Sales(ctx)
+	if err != nil {
+		return nil, err
+	}
+	now := e.now()
+	gated := sales[:0:0]
+	for _, s := range sales {
+		if gateServes(s, now) {
+			gated = append(gated, s)
+		}
+	}
+	return gated, nil
+}
+
+// gateServes reports whether the gate holds s at now: it has not ended,
+// or ended less than gateKeep ago.
+func gateServes(s *seckill.Sale, now time.Time) bool {
+	return s.EndsAt.After(now.Add(-gateKeep))
+}
+
+// unloadedSales lists the sales the gate serves but does not hold.
+func (e *Engine) unloadedSales(ctx context.Context) ([]int64, error) {
+	sales, err := e.gatedSales(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var missing []int64
+	for _, s := range sales {
+		_, loaded, err := e.b.Gate.Left(ctx, s.ID)
+		if err != nil {
+			return nil, err
+		}
+		if !loaded {
+			missing = append(missing, s.ID)
+		}
+	}
+	return missing, nil
+}
+
+// rebuildCounter counts completed rebuilds (for tests and metrics).
+type rebuildCounter = atomic.Int64

@@ -1,0 +1,118 @@
+package seckill
+
+import (
+	"context"
+	"time"
+)
+
+// GateResult is the answer of the stock gate.
+type GateResult int
+
+const (
+	Reserved  GateResult = iota + 1 // one unit taken for this user
+	Duplicate                       // the user already holds a unit
+	SoldOut                         // no units left
+)
+
+func (r GateResult) String() string {
+	switch r {
+	case Reserved:
+		return "reserved"
+	case Duplicate:
+		return "duplicate"
+	case SoldOut:
+		return "sold_out"
+	}
+	return "unknown"
+}
+
+// Reservation is what the gate records for a unit it handed out.
+type Reservation struct {
+	SaleID int64
+	UserID int64
+	Ticket string
+	// At is when the gate recorded it, by the gate's own clock (Redis's
+	// TIME for a shared gate): instances compare reservations' ages, and
+	// their wall clocks may disagree. Reserve ignores the caller's At.
+	At time.Time
+}
+
+// GateSnapshot reads the state a sale is loaded into the gate with: its
+// units left and the users who hold one (see StockGate.Load).
+type GateSnapshot func(ctx context.Context) (left int64, buyers []int64, err error)
+
+// GateState is the snapshot of a state known without reading anything.
+func GateState(left int64, buyers []int64) GateSnapshot {
+	return func(context.Context) (int64, []int64, error) { return left, buyers, nil }
+}
+
+// Settled names one request SQL has settled: its user and its ticket.
+type Settled struct {
+	UserID int64
+	Ticket string
+}
+
+// StockGate is the atomic stock counter in front of SQL. Every method is safe
+// for concurrent use.
+type StockGate interface {
+	// Load loads a sale the gate does not hold: it claims the sale, reads
+	// its state with snapshot (after the claim), and installs that state
+	// with no reservation pending, in one atomic step. It never replaces a
+	// loaded sale: a live sale has reservations on their way to the queue
+	// that no snapshot shows, and replacing it would forget them while
+	// their orders land. It reports whether it installed the state; false
+	// with a nil error when the sale was loaded already, or when its claim
+	// was lost before the install — another Load claimed the sale since
+	// (its snapshot is the newer one), or the gate lost its state meanwhile
+	// (a restarted Redis) — so that a snapshot older than anything admitted
+	// is never installed. Ask again if the sale is still not loaded. An
+	// error of snapshot is returned and nothing is installed.
+	Load(ctx context.Context, saleID int64, snapshot GateSnapshot) (loaded bool, err error)
+	// Reserve does, atomically: if the user already holds a unit of the sale
+	// → Duplicate; else if no unit is left → SoldOut; else take one unit,
+	// record the user, remember the reservation stamped with the gate's
+	// clock (until Settle or Release) and answer Reserved. EBusy if the
+	// sale is not loaded.
+	Reserve(ctx context.Context, r Reservation) (GateResult, error)
+	// Release undoes the user's pending reservation with this ticket, which
+	// will never become an order: the unit returns and the user and their
+	// reservation are forgotten, so they may try again. It is a no-op when
+	// the user holds no pending reservation with that ticket (none, one
+	// settled, or a newer one after a release).
+	Release(ctx context.Context, saleID, userID int64, ticket string) error
+	// Settle forgets the pending reservations SQL has settled (as orders or
+	// refusals); their users stay recorded as buyers. A reservation is
+	// settled only if it is pending with the ticket given: a request
+	// redelivered after a rebuild must not settle a newer reservation of the
+	// same buyer (whose publish may still fail and need a Release). Unknown
+	// users, tickets and sales are ignored.
+	Settle(ctx context.Context, saleID int64, settled []Settled) error
+	// Stale returns the sale's reservations at least olderThan old and not
+	// settled or released: candidates for the reconciler. Ages are measured
+	// on the gate's clock, the one that stamped the reservations, never the
+	// caller's: instances whose clocks disagree see the same ages. With
+	// olderThan 0 every pending reservation is returned.
+	Stale(ctx context.Context, saleID int64, olderThan time.Duration) ([]Reservation, error)
+	// Left returns the units left and whether the sale is loaded.
+	Left(ctx context.Context, saleID int64) (left int64, loaded bool, err error)
+	// Forget drops one sale and everything the gate holds for it (a sale
+	// that ended long ago), a pending Load's claim included; it is no
+	// longer loaded. A no-op for a sale the gate does not hold.
+	Forget(ctx context.Context, saleID int64) error
+	// Unload forgets every sale and claim (the gate must be rebuilt before
+	// admitting).
+	Unload(ctx context.Context) error
+}
+
+// Locker hands out named locks with a lease, so that one instance of many
+// does a job (rebuilding the gate). A lease is not renewed and may run out
+// under a slow holder, or be lost in a failover: a job under a lock must
+// stay correct when two holders run it at once (a gate rebuild does, since
+// StockGate.Load never replaces a loaded sale); the lock only spares the
+// work.
+type Locker interface {
+	// TryLock takes the lock for ttl if nobody holds it. ok is false when
+	// someone does. release gives it up early (a no-op once it expired and
+	// someone else took it).
+	TryLock(ctx context.Context, name string, ttl time.Duration) (release func(context.Context) error, ok bool, err error)
+}

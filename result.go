@@ -1,0 +1,40 @@
+package seckill
+
+import "context"
+
+// Result statuses of a purchase as GET /api/sales/{id}/result shows them.
+const (
+	ResultNone    = "none"
+	ResultQueued  = "queued"
+	ResultSuccess = "success"
+	ResultFailed  = "failed"
+)
+
+// Result is where a user's purchase in a sale stands, as the engine answers
+// it, the result bus carries it and the WebSocket pushes it:
+// {"status":…,"order_id":…,"reason":…}. Status is one of the Result*
+// statuses; OrderID is set on success, Reason (an error code) on failure.
+type Result struct {
+	Status  string `json:"status"`
+	OrderID int64  `json:"order_id,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+}
+
+// OrderResult is the terminal outcome of one OrderRequest: its Result
+// (ResultSuccess or ResultFailed) for the request's sale, user and ticket.
+type OrderResult struct {
+	SaleID int64  `json:"sale_id"`
+	UserID int64  `json:"user_id"`
+	Ticket string `json:"ticket"`
+	Result
+}
+
+// ResultBus carries order results to every instance, so whichever holds the
+// buyer's connection can answer them.
+type ResultBus interface {
+	// PublishResults sends results to all subscribers.
+	PublishResults(ctx context.Context, rs []OrderResult) error
+	// SubscribeResults calls fn for every result published from now on until
+	// the returned cancel is called.
+	SubscribeResults(fn func(OrderResult)) (cancel func(), err error)
+}
