@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"io"
+	"net/http"
+	"strconv"
 	"time"
 
 	"seckill"
@@ -85,4 +87,13 @@ func parsePath(body io.Reader) (pathRequest, error) {
 		return req, seckill.Errorf(seckill.EInvalid, "captcha_id or answer too long")
 	}
 	return req, nil
+}
+
+// pathID parses a numeric path value; anything else names nothing.
+func pathID(r *http.Request, name string) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue(name), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, seckill.Errorf(seckill.ENotFound, "no such %s", name)
+	}
+	return id, nil
 }
