@@ -20,7 +20,7 @@ type userJSON struct {
 }
 
 func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
-	req, err := parseCreateUser(http.MaxBytesReader(w, r.Body, MaxBody+1))
+	req, err := parseCreateUser(r.Body)
 	if err != nil {
 		return err
 	}
@@ -33,7 +33,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
-	req, err := parseLogin(http.MaxBytesReader(w, r.Body, MaxBody+1))
+	req, err := parseLogin(r.Body)
 	if seckill.ErrorCode(err) == seckill.EInvalid && (req.Phone == "" || req.Password == "") {
 		return seckill.Errorf(seckill.EBadCredentials, "wrong phone or password")
 	} else if err != nil {

@@ -7,7 +7,7 @@ import (
 )
 
 func (s *Server) createSale(w http.ResponseWriter, r *http.Request, _ *seckill.Session) error {
-	sale, err := parseCreateSale(http.MaxBytesReader(w, r.Body, MaxBody+1))
+	sale, err := parseCreateSale(r.Body)
 	if err != nil {
 		return err
 	}

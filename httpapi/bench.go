@@ -31,11 +31,6 @@ const MaxBenchUsers = 100_000
 // locking the inserts overlap; SQLite serialises them anyway.
 const benchSessionWorkers = 8
 
-type benchUsersRequest struct {
-	Count  int    `json:"count"`
-	Prefix string `json:"prefix"`
-}
-
 type benchUser struct {
 	ID    int64  `json:"id"`
 	Token string `json:"token"`
@@ -60,7 +55,7 @@ var benchHash = sync.OnceValues(func() (string, error) {
 // digits starting with 1 with room for count phones; EPhoneTaken if any of
 // the phones is registered.
 func (s *Server) benchUsers(w http.ResponseWriter, r *http.Request, _ *seckill.Session) error {
-	req, err := decode[benchUsersRequest](http.MaxBytesReader(w, r.Body, MaxBody+1), false)
+	req, err := parseBenchUsers(r.Body)
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,7 @@ func (s *Server) path(w http.ResponseWriter, r *http.Request, sess *seckill.Sess
 	if err != nil {
 		return err
 	}
-	req, err := parsePath(http.MaxBytesReader(w, r.Body, MaxBody+1))
+	req, err := parsePath(r.Body)
 	if err != nil {
 		return err
 	}
