@@ -80,7 +80,11 @@ type benchUsersRequest struct {
 }
 
 func parseBenchUsers(body io.Reader) (benchUsersRequest, error) {
-	return decode[benchUsersRequest](body, false)
+	req, err := decode[benchUsersRequest](body, false)
+	if err != nil {
+		return req, err
+	}
+	return req, account.ValidateProvision(req.Count, req.Prefix)
 }
 
 type pathRequest struct {

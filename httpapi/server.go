@@ -37,7 +37,7 @@ type Config struct {
 	Observe func(route, code string, status int, d time.Duration)
 	// BenchUsers, when set, enables the admin's bulk provisioning of
 	// benchmark accounts, POST /api/admin/bench/users (see bench.go).
-	BenchUsers BulkUsers
+	BenchUsers account.BulkUsers
 	// Results, when set, carries every instance's order results to the
 	// WebSockets of GET /api/ws (ws.go), which pushes them to their buyers.
 	// Unset, the route does not exist (404 like any unknown path) and
