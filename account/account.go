@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"regexp"
 	"runtime"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -70,6 +71,10 @@ type Service struct {
 	dummy    string // hash checked for unknown phones, so timing tells nothing
 	now      func() time.Time
 	inSlot   func(ctx context.Context) // test hook: runs in each hashing slot, before the hash
+
+	// provisionHash is the password hash of every provisioned account,
+	// computed at the first Provision (provision.go).
+	provisionHash func() (string, error)
 }
 
 // New returns the service.
@@ -90,7 +95,9 @@ func New(users seckill.UserStore, sessions seckill.SessionStore, cfg Config) (*S
 	if err != nil {
 		return nil, err
 	}
-	return &Service{users: users, sessions: sessions, cfg: cfg, slots: newSlots(cfg.Hashers), dummy: dummy, now: time.Now}, nil
+	s := &Service{users: users, sessions: sessions, cfg: cfg, slots: newSlots(cfg.Hashers), dummy: dummy, now: time.Now}
+	s.provisionHash = sync.OnceValues(func() (string, error) { return unknownPasswordHash(cfg.Params) })
+	return s, nil
 }
 
 var phoneRE = regexp.MustCompile(`^1[0-9]{10}$`)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"seckill/account"
 	"seckill/httpapi"
 )
 
@@ -40,7 +41,7 @@ func TestBenchUsers(t *testing.T) {
 		{"no session", "", map[string]any{"count": 1, "prefix": "17"}, 401, "unauthenticated"},
 		{"buyer", buyers[0], map[string]any{"count": 1, "prefix": "17"}, 403, "forbidden"},
 		{"zero", s.admin, map[string]any{"count": 0, "prefix": "17"}, 400, "invalid"},
-		{"too many", s.admin, map[string]any{"count": httpapi.MaxBenchUsers + 1, "prefix": "17"}, 400, "invalid"},
+		{"too many", s.admin, map[string]any{"count": account.MaxProvision + 1, "prefix": "17"}, 400, "invalid"},
 		{"prefix not digits", s.admin, map[string]any{"count": 1, "prefix": "1a"}, 400, "invalid"},
 		{"prefix not starting with 1", s.admin, map[string]any{"count": 1, "prefix": "27"}, 400, "invalid"},
 		{"empty prefix", s.admin, map[string]any{"count": 1, "prefix": ""}, 400, "invalid"},

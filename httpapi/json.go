@@ -81,6 +81,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // decode reads one JSON value of type T from body: at most MaxBody bytes
 // (ETooLarge beyond), no unknown fields, no wrong types, nothing after the
 // value (EInvalid). An empty body is EInvalid unless allowEmpty.
+//
+// It is the one request-body decoder, and the one place of the size limit:
+// every handler hands r.Body to a parse function of requests.go, which
+// calls it. It reads at most MaxBody+1 bytes; what is left of a larger body
+// net/http drains or, past its own drain limit, closes the connection on.
 func decode[T any](body io.Reader, allowEmpty bool) (T, error) {
 	var v T
 	lr := &io.LimitedReader{R: body, N: MaxBody + 1}

@@ -2,6 +2,8 @@ package httpapi
 
 import (
 	"io"
+	"net/http"
+	"strconv"
 	"time"
 
 	"seckill"
@@ -9,8 +11,9 @@ import (
 	"seckill/checkout"
 )
 
-// The request bodies of the API. Each parse function decodes one strictly
-// and validates it; they are fuzzed.
+// The request bodies of the API. Each parse function decodes one with
+// decode (strictly, within MaxBody) and validates it; handlers pass r.Body
+// straight in. They are fuzzed.
 
 type createUserRequest struct {
 	Phone    string `json:"phone"`
@@ -71,6 +74,19 @@ func parseCreateSale(body io.Reader) (*seckill.Sale, error) {
 	return s, nil
 }
 
+type benchUsersRequest struct {
+	Count  int    `json:"count"`
+	Prefix string `json:"prefix"`
+}
+
+func parseBenchUsers(body io.Reader) (benchUsersRequest, error) {
+	req, err := decode[benchUsersRequest](body, false)
+	if err != nil {
+		return req, err
+	}
+	return req, account.ValidateProvision(req.Count, req.Prefix)
+}
+
 type pathRequest struct {
 	CaptchaID string `json:"captcha_id"`
 	Answer    string `json:"answer"`
@@ -85,4 +101,13 @@ func parsePath(body io.Reader) (pathRequest, error) {
 		return req, seckill.Errorf(seckill.EInvalid, "captcha_id or answer too long")
 	}
 	return req, nil
+}
+
+// pathID parses a numeric path value; anything else names nothing.
+func pathID(r *http.Request, name string) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue(name), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, seckill.Errorf(seckill.ENotFound, "no such %s", name)
+	}
+	return id, nil
 }

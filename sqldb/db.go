@@ -5,7 +5,11 @@
 // One DB type serves every engine; what differs between engines (the SQL
 // text, the driver's DSN, the migrations) sits behind a small dialect value,
 // one file per engine (sqlite.go, postgres.go, mysql.go). The shared code
-// holds the logic and the scanning, never an engine's SQL.
+// holds the logic and the scanning, never an engine's SQL: the store
+// methods by table (users.go, sessions.go, sales.go, orders.go) over the
+// helpers they share, in query.go (transactions, hot statements, one row
+// or ENotFound, all rows), bulk.go (chunking of VALUES and IN lists) and
+// scan.go (column lists, times, rows into types).
 package sqldb
 
 import (
@@ -14,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"math/rand/v2"
 	"strings"
 	"time"
 
@@ -220,134 +223,10 @@ func (db *DB) Ping(ctx context.Context) error {
 // Engine names the database engine: "sqlite", "postgres" or "mysql".
 func (db *DB) Engine() string { return db.d.name }
 
-// maxAttempts is how often inTx runs a transaction that keeps failing
-// with a retryable error (a deadlock, a serialization failure) before it
-// gives up.
-const maxAttempts = 5
-
-// inTx runs fn in a write transaction and commits it if fn returns nil.
-// When the engine aborts the transaction as a deadlock victim or a
-// serialization failure, inTx rolls back and runs fn again, a few times,
-// with a short random pause: fn must not keep state across calls.
-func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	for attempt := 1; ; attempt++ {
-		err := db.tryTx(ctx, fn)
-		if err == nil || attempt == maxAttempts || db.d.retryable == nil || !db.d.retryable(err) {
-			return err
-		}
-		// Writers that collided should not collide again in step.
-		pause := time.Duration(rand.Int64N(int64(attempt) * int64(5*time.Millisecond)))
-		select {
-		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
-		case <-time.After(pause):
-		}
-	}
-}
-
-func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := db.write.BeginTx(ctx, db.d.txOptions)
+func mustSub(fsys fs.FS, dir string) fs.FS {
+	sub, err := fs.Sub(fsys, dir)
 	if err != nil {
-		return fmt.Errorf("begin: %w", err)
+		panic(err)
 	}
-	if err := fn(tx); err != nil {
-		tx.Rollback()
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
-}
-
-// prepareHot prepares the statements of the order writer's hot path on
-// the write pool, once: every row count chunkSizes can produce. (Preparing
-// later, inside a transaction, would wait for the write pool's only
-// connection, which that transaction holds.)
-func (db *DB) prepareHot(ctx context.Context) error {
-	if !db.d.prepare {
-		return nil
-	}
-	q := db.d.q
-	hot := []string{q.takeStock, q.ledgerRow}
-	for size := 1; size <= maxChunk; size *= 2 {
-		hot = append(hot, q.stockLeft(size), q.insertOrder(size))
-	}
-	for _, query := range hot {
-		st, err := db.write.PrepareContext(ctx, query)
-		if err != nil {
-			return fmt.Errorf("sqldb: prepare: %w", err)
-		}
-		db.stmts[query] = st
-	}
-	return nil
-}
-
-// txQuery runs query in tx, as a prepared statement if it is a hot one.
-func (db *DB) txQuery(ctx context.Context, tx *sql.Tx, query string, args ...any) (*sql.Rows, error) {
-	if st := db.stmts[query]; st != nil {
-		// On the write pool's one connection this reuses the statement.
-		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
-	}
-	return tx.QueryContext(ctx, query, args...)
-}
-
-// txExec runs query in tx, as a prepared statement if it is a hot one.
-func (db *DB) txExec(ctx context.Context, tx *sql.Tx, query string, args ...any) (sql.Result, error) {
-	if st := db.stmts[query]; st != nil {
-		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
-	}
-	return tx.ExecContext(ctx, query, args...)
-}
-
-// hotChunks is chunks for the hot statements that prepareHot prepared.
-func (db *DB) hotChunks(n, perRow int) []int {
-	if db.d.prepare && n > 0 {
-		return chunkSizes(n, (db.d.maxParams-1)/perRow)
-	}
-	return db.chunks(n, perRow)
-}
-
-// chunks returns the row counts of the statements that carry n rows of
-// perRow parameters each (plus, at most, one more parameter).
-func (db *DB) chunks(n, perRow int) []int {
-	limit := (db.d.maxParams - 1) / perRow
-	switch {
-	case n <= 0:
-		return nil
-	case db.d.arrays:
-		return []int{n}
-	}
-	// Any row count will do: spread n evenly over as few statements as
-	// the parameter limit allows.
-	parts := (n + limit - 1) / limit
-	sizes := make([]int, parts)
-	for i := range sizes {
-		sizes[i] = n / parts
-		if i < n%parts {
-			sizes[i]++
-		}
-	}
-	return sizes
-}
-
-// maxChunk is the most rows one prepared hot statement carries.
-const maxChunk = 512
-
-// chunkSizes splits n rows into chunks of at most limit (and maxChunk)
-// rows, each a power of two, largest first, so that statements built for a
-// row count come in the few shapes prepareHot prepared.
-func chunkSizes(n, limit int) []int {
-	top := 1
-	for top*2 <= min(limit, maxChunk) {
-		top *= 2
-	}
-	var sizes []int
-	for size := top; n > 0; size /= 2 {
-		for n >= size {
-			sizes = append(sizes, size)
-			n -= size
-		}
-	}
-	return sizes
+	return sub
 }

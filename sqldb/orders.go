@@ -3,7 +3,6 @@ package sqldb
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -233,21 +232,15 @@ func (db *DB) loadStockLeft(ctx context.Context, tx *sql.Tx, b *orderBatch) erro
 	found := make(map[int64]bool, len(ids))
 	for chunk := range chunked(ids, db.hotChunks(len(ids), 1)) {
 		rows, err := db.txQuery(ctx, tx, db.d.q.stockLeft(len(chunk)), db.inArgs(nil, chunk)...)
-		if err != nil {
-			return fmt.Errorf("stock left: %w", err)
-		}
-		for rows.Next() {
+		err = eachRow(rows, err, func(row scanner) error {
 			var id, left int64
-			if err := rows.Scan(&id, &left); err != nil {
-				rows.Close()
-				return fmt.Errorf("stock left: %w", err)
+			if err := row.Scan(&id, &left); err != nil {
+				return err
 			}
 			b.bySale[id].left, found[id] = left, true
-		}
-		if err := rows.Close(); err != nil {
-			return fmt.Errorf("stock left: %w", err)
-		}
-		if err := rows.Err(); err != nil {
+			return nil
+		})
+		if err != nil {
 			return fmt.Errorf("stock left: %w", err)
 		}
 	}
@@ -285,22 +278,16 @@ func (db *DB) insertOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, idx [
 			continue
 		}
 		rows, err := db.txQuery(ctx, tx, query, args...)
-		if err != nil {
-			return fmt.Errorf("insert orders: %w", err)
-		}
-		for rows.Next() {
+		err = eachRow(rows, err, func(row scanner) error {
 			var id int64
 			var k orderKey
-			if err := rows.Scan(&id, &k.sale, &k.user); err != nil {
-				rows.Close()
-				return fmt.Errorf("insert orders: %w", err)
+			if err := row.Scan(&id, &k.sale, &k.user); err != nil {
+				return err
 			}
 			b.orderID[b.index[k]] = id
-		}
-		if err := rows.Close(); err != nil {
-			return fmt.Errorf("insert orders: %w", err)
-		}
-		if err := rows.Err(); err != nil {
+			return nil
+		})
+		if err != nil {
 			return fmt.Errorf("insert orders: %w", err)
 		}
 	}
@@ -350,21 +337,15 @@ func (db *DB) lookupOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, sale 
 			users[j] = b.reqs[i].UserID
 		}
 		rows, err := tx.QueryContext(ctx, db.d.q.orderIDs(len(chunk)), db.inArgs([]any{sale}, users)...)
-		if err != nil {
-			return fmt.Errorf("existing orders of sale %d: %w", sale, err)
-		}
-		for rows.Next() {
+		err = eachRow(rows, err, func(row scanner) error {
 			var id, user int64
-			if err := rows.Scan(&id, &user); err != nil {
-				rows.Close()
-				return fmt.Errorf("existing orders of sale %d: %w", sale, err)
+			if err := row.Scan(&id, &user); err != nil {
+				return err
 			}
 			b.orderID[b.index[orderKey{sale, user}]] = id
-		}
-		if err := rows.Close(); err != nil {
-			return fmt.Errorf("existing orders of sale %d: %w", sale, err)
-		}
-		if err := rows.Err(); err != nil {
+			return nil
+		})
+		if err != nil {
 			return fmt.Errorf("existing orders of sale %d: %w", sale, err)
 		}
 	}
@@ -373,32 +354,20 @@ func (db *DB) lookupOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, sale 
 
 // Order returns the order or ENotFound.
 func (db *DB) Order(ctx context.Context, id int64) (*seckill.Order, error) {
-	o, err := scanOrder(db.read.QueryRowContext(ctx, db.d.q.order, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, seckill.Errorf(seckill.ENotFound, "no order %d", id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("order %d: %w", id, err)
-	}
-	return o, nil
+	return queryOne(db.read.QueryRowContext(ctx, db.d.q.order, id), scanOrder, "order %d", id)
 }
 
 // OrderBySaleUser returns the user's order in the sale or ENotFound.
 func (db *DB) OrderBySaleUser(ctx context.Context, saleID, userID int64) (*seckill.Order, error) {
-	o, err := scanOrder(db.read.QueryRowContext(ctx, db.d.q.orderBySU, saleID, userID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, seckill.Errorf(seckill.ENotFound, "no order of user %d in sale %d", userID, saleID)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("order of user %d in sale %d: %w", userID, saleID, err)
-	}
-	return o, nil
+	return queryOne(db.read.QueryRowContext(ctx, db.d.q.orderBySU, saleID, userID), scanOrder,
+		"order of user %d in sale %d", userID, saleID)
 }
 
 // OrdersByUser returns the user's orders, newest first; none is not an
 // error.
 func (db *DB) OrdersByUser(ctx context.Context, userID int64) ([]*seckill.Order, error) {
-	os, err := scanOrders(db.read.QueryContext(ctx, db.d.q.ordersBy, userID))
+	rows, err := db.read.QueryContext(ctx, db.d.q.ordersBy, userID)
+	os, err := queryAll(rows, err, scanOrder)
 	if err != nil {
 		return nil, fmt.Errorf("orders of user %d: %w", userID, err)
 	}
@@ -409,19 +378,8 @@ func (db *DB) OrdersByUser(ctx context.Context, userID int64) ([]*seckill.Order,
 // by user id; none (or no such sale) is not an error.
 func (db *DB) SaleBuyers(ctx context.Context, saleID int64) ([]int64, error) {
 	rows, err := db.read.QueryContext(ctx, db.d.q.saleBuyers, saleID)
+	ids, err := queryAll(rows, err, scanInt64)
 	if err != nil {
-		return nil, fmt.Errorf("buyers of sale %d: %w", saleID, err)
-	}
-	defer rows.Close()
-	var ids []int64
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("buyers of sale %d: %w", saleID, err)
-		}
-		ids = append(ids, id)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("buyers of sale %d: %w", saleID, err)
 	}
 	return ids, nil
@@ -438,26 +396,12 @@ func (db *DB) SaleSnapshot(ctx context.Context, saleID int64) (stockLeft int64, 
 	}
 	// Nothing to commit: the transaction only read.
 	defer tx.Rollback()
-	err = tx.QueryRowContext(ctx, db.d.q.saleLeft, saleID).Scan(&stockLeft)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil, seckill.Errorf(seckill.ENotFound, "no sale %d", saleID)
-	}
+	stockLeft, err = queryOne(tx.QueryRowContext(ctx, db.d.q.saleLeft, saleID), scanInt64, "sale %d", saleID)
 	if err != nil {
-		return 0, nil, fmt.Errorf("snapshot of sale %d: %w", saleID, err)
+		return 0, nil, err
 	}
 	rows, err := tx.QueryContext(ctx, db.d.q.saleBuyers, saleID)
-	if err != nil {
-		return 0, nil, fmt.Errorf("snapshot of sale %d: buyers: %w", saleID, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int64
-		if err := rows.Scan(&id); err != nil {
-			return 0, nil, fmt.Errorf("snapshot of sale %d: buyers: %w", saleID, err)
-		}
-		buyers = append(buyers, id)
-	}
-	if err := rows.Err(); err != nil {
+	if buyers, err = queryAll(rows, err, scanInt64); err != nil {
 		return 0, nil, fmt.Errorf("snapshot of sale %d: buyers: %w", saleID, err)
 	}
 	return stockLeft, buyers, nil

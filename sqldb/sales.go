@@ -3,7 +3,6 @@ package sqldb
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 
 	"seckill"
@@ -37,32 +36,14 @@ func (db *DB) CreateSale(ctx context.Context, s *seckill.Sale) error {
 
 // Sale returns the sale or ENotFound.
 func (db *DB) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
-	s, err := scanSale(db.read.QueryRowContext(ctx, db.d.q.sale, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, seckill.Errorf(seckill.ENotFound, "no sale %d", id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("sale %d: %w", id, err)
-	}
-	return s, nil
+	return queryOne(db.read.QueryRowContext(ctx, db.d.q.sale, id), scanSale, "sale %d", id)
 }
 
 // Sales returns every sale, by start time then id.
 func (db *DB) Sales(ctx context.Context) ([]*seckill.Sale, error) {
 	rows, err := db.read.QueryContext(ctx, db.d.q.sales)
+	ss, err := queryAll(rows, err, scanSale)
 	if err != nil {
-		return nil, fmt.Errorf("sales: %w", err)
-	}
-	defer rows.Close()
-	var ss []*seckill.Sale
-	for rows.Next() {
-		s, err := scanSale(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sales: %w", err)
-		}
-		ss = append(ss, s)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sales: %w", err)
 	}
 	return ss, nil
@@ -71,15 +52,5 @@ func (db *DB) Sales(ctx context.Context) ([]*seckill.Sale, error) {
 // SaleStats counts the sale's orders by status and sums its stock ledger,
 // all from one snapshot. ENotFound if there is no such sale.
 func (db *DB) SaleStats(ctx context.Context, id int64) (*seckill.SaleStats, error) {
-	var st seckill.SaleStats
-	err := db.read.QueryRowContext(ctx, db.d.q.saleStats, id, id).Scan(
-		&st.Stock, &st.SQLStockLeft, &st.LedgerSum,
-		&st.Orders, &st.Pending, &st.Paid, &st.Cancelled, &st.Refunded)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, seckill.Errorf(seckill.ENotFound, "no sale %d", id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("sale %d stats: %w", id, err)
-	}
-	return &st, nil
+	return queryOne(db.read.QueryRowContext(ctx, db.d.q.saleStats, id, id), scanSaleStats, "sale %d", id)
 }

@@ -1,9 +1,7 @@
 package sqldb
 
 import (
-	"database/sql"
 	"fmt"
-	"iter"
 	"time"
 
 	"seckill"
@@ -121,99 +119,28 @@ func scanOrder(s scanner) (*seckill.Order, error) {
 	return &o, nil
 }
 
-// scanOrders reads every order of rows and closes it.
-func scanOrders(rows *sql.Rows, err error) ([]*seckill.Order, error) {
-	if err != nil {
+func scanSession(s scanner) (*seckill.Session, error) {
+	var x seckill.Session
+	var expires dbTime
+	if err := s.Scan(&x.TokenHash, &x.UserID, &x.Role, &expires); err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var os []*seckill.Order
-	for rows.Next() {
-		o, err := scanOrder(rows)
-		if err != nil {
-			return nil, err
-		}
-		os = append(os, o)
-	}
-	return os, rows.Err()
+	x.ExpiresAt = expires.t
+	return &x, nil
 }
 
-// chunked yields consecutive pieces of s of the given sizes, which must add
-// up to len(s).
-func chunked[E any](s []E, sizes []int) iter.Seq[[]E] {
-	return func(yield func([]E) bool) {
-		for _, n := range sizes {
-			if !yield(s[:n:n]) {
-				return
-			}
-			s = s[n:]
-		}
+func scanSaleStats(s scanner) (*seckill.SaleStats, error) {
+	var st seckill.SaleStats
+	if err := s.Scan(&st.Stock, &st.SQLStockLeft, &st.LedgerSum,
+		&st.Orders, &st.Pending, &st.Paid, &st.Cancelled, &st.Refunded); err != nil {
+		return nil, err
 	}
+	return &st, nil
 }
 
-// column is one column of the rows a bulk statement carries.
-type column interface {
-	at(i int) any // row i's value, for engines that bind rows of parameters
-	all() any     // every row's value, for engines that bind arrays
-}
-
-// col is a column with a value per row.
-type col[T any] []T
-
-func (c col[T]) at(i int) any { return c[i] }
-func (c col[T]) all() any     { return []T(c) }
-
-// same is a column with one value for every row: one parameter per row, or
-// a single scalar where the engine binds arrays.
-type same struct{ v any }
-
-func (c same) at(int) any { return c.v }
-func (c same) all() any   { return c.v }
-
-// bulkArgs returns the parameters of a bulk statement of n rows with these
-// columns: row after row, or one array per column (dialect.arrays).
-func (db *DB) bulkArgs(n int, cols ...column) []any {
-	if db.d.arrays {
-		args := make([]any, len(cols))
-		for i, c := range cols {
-			args[i] = c.all()
-		}
-		return args
-	}
-	args := make([]any, 0, n*len(cols))
-	for i := range n {
-		for _, c := range cols {
-			args = append(args, c.at(i))
-		}
-	}
-	return args
-}
-
-// times is a time column, as the engine stores times.
-func (db *DB) times(ts []time.Time) column {
-	if db.d.timeMS {
-		c := make(col[int64], len(ts))
-		for i, t := range ts {
-			c[i] = ms(t)
-		}
-		return c
-	}
-	c := make(col[time.Time], len(ts))
-	for i, t := range ts {
-		c[i] = stamp(t)
-	}
-	return c
-}
-
-// inArgs returns the parameters of an IN list: one per value, or one array.
-func (db *DB) inArgs(head []any, vals []int64) []any {
-	if db.d.arrays {
-		return append(head, vals)
-	}
-	args := make([]any, 0, len(head)+len(vals))
-	args = append(args, head...)
-	for _, v := range vals {
-		args = append(args, v)
-	}
-	return args
+// scanInt64 reads a row of one integer column (an id, a count).
+func scanInt64(s scanner) (int64, error) {
+	var v int64
+	err := s.Scan(&v)
+	return v, err
 }

@@ -3,7 +3,6 @@ package sqldb
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 
@@ -26,18 +25,7 @@ func (db *DB) CreateSession(ctx context.Context, s seckill.Session) error {
 // Session returns the session with this token hash, or ENotFound when there
 // is none or it expired (ExpiresAt at or before now).
 func (db *DB) Session(ctx context.Context, tokenHash []byte) (*seckill.Session, error) {
-	var s seckill.Session
-	var expires dbTime
-	err := db.read.QueryRowContext(ctx, db.d.q.session, tokenHash, db.tv(db.now())).
-		Scan(&s.TokenHash, &s.UserID, &s.Role, &expires)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, seckill.Errorf(seckill.ENotFound, "no session")
-	}
-	if err != nil {
-		return nil, fmt.Errorf("session: %w", err)
-	}
-	s.ExpiresAt = expires.t
-	return &s, nil
+	return queryOne(db.read.QueryRowContext(ctx, db.d.q.session, tokenHash, db.tv(db.now())), scanSession, "session")
 }
 
 // TouchSession moves the expiry of a live session (sliding expiry). A

@@ -185,30 +185,3 @@ func privateFiles(path string) error {
 	}
 	return nil
 }
-
-func mustSub(fsys fs.FS, dir string) fs.FS {
-	sub, err := fs.Sub(fsys, dir)
-	if err != nil {
-		panic(err)
-	}
-	return sub
-}
-
-// rows returns n copies of row separated by commas, for multi-row VALUES
-// with ? placeholders.
-func rows(n int, row string) string {
-	var b strings.Builder
-	b.Grow(n * (len(row) + 2))
-	for i := range n {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(row)
-	}
-	return b.String()
-}
-
-// params returns n ? placeholders separated by commas.
-func params(n int) string {
-	return rows(n, "?")
-}

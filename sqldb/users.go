@@ -66,25 +66,19 @@ func (db *DB) CreateUsers(ctx context.Context, users []*seckill.User) error {
 				}
 				query, args = db.d.q.userIDs(len(chunk)), db.bulkArgs(len(chunk), phones)
 			}
-			rows, err := tx.QueryContext(ctx, query, args...)
-			if err != nil {
-				return err
-			}
 			n := 0
-			for rows.Next() {
+			rows, err := tx.QueryContext(ctx, query, args...)
+			err = eachRow(rows, err, func(row scanner) error {
 				var id int64
 				var phone string
-				if err := rows.Scan(&id, &phone); err != nil {
-					rows.Close()
+				if err := row.Scan(&id, &phone); err != nil {
 					return err
 				}
 				ids[phone] = id
 				n++
-			}
-			if err := rows.Close(); err != nil {
-				return err
-			}
-			if err := rows.Err(); err != nil {
+				return nil
+			})
+			if err != nil {
 				return err
 			}
 			if n < len(chunk) {
@@ -128,51 +122,11 @@ func (db *DB) UpdateUser(ctx context.Context, u *seckill.User) error {
 
 // UserByID returns the user or ENotFound.
 func (db *DB) UserByID(ctx context.Context, id int64) (*seckill.User, error) {
-	u, err := scanUser(db.read.QueryRowContext(ctx, db.d.q.userByID, id))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, seckill.Errorf(seckill.ENotFound, "no user %d", id)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("user %d: %w", id, err)
-	}
-	return u, nil
+	return queryOne(db.read.QueryRowContext(ctx, db.d.q.userByID, id), scanUser, "user %d", id)
 }
 
 // UserByPhone returns the user or ENotFound.
 func (db *DB) UserByPhone(ctx context.Context, phone string) (*seckill.User, error) {
-	u, err := scanUser(db.read.QueryRowContext(ctx, db.d.q.userByPhone, phone))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, seckill.Errorf(seckill.ENotFound, "no user with phone %s", phone)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("user by phone: %w", err)
-	}
-	return u, nil
-}
-
-// errConflict is what insertID returns when the row was not inserted
-// because it conflicts with a unique key.
-var errConflict = errors.New("unique key conflict")
-
-// insertID runs an INSERT of one row and returns the new row's id, from
-// RETURNING id or from LastInsertId. When the row conflicts with a unique
-// key (the statement has ON CONFLICT DO NOTHING, or fails so) it returns
-// errConflict.
-func (db *DB) insertID(ctx context.Context, tx *sql.Tx, query string, args ...any) (int64, error) {
-	if db.d.returning {
-		var id int64
-		err := tx.QueryRowContext(ctx, query, args...).Scan(&id)
-		if errors.Is(err, sql.ErrNoRows) {
-			return 0, errConflict
-		}
-		return id, err
-	}
-	res, err := tx.ExecContext(ctx, query, args...)
-	if err != nil {
-		if db.d.duplicate(err) {
-			return 0, fmt.Errorf("%w: %w", errConflict, err)
-		}
-		return 0, err
-	}
-	return res.LastInsertId()
+	// The phone stays out of the error, which may be logged.
+	return queryOne(db.read.QueryRowContext(ctx, db.d.q.userByPhone, phone), scanUser, "user by phone")
 }

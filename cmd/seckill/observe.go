@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"seckill/httpapi"
+	"seckill/account"
 	"seckill/metrics"
 )
 
@@ -52,7 +52,7 @@ func (m *Main) openMetrics() *metrics.Metrics {
 
 // benchUsers is the bulk user creator of the bench route, nil (route off)
 // unless --bench-provisioning.
-func (m *Main) benchUsers() httpapi.BulkUsers {
+func (m *Main) benchUsers() account.BulkUsers {
 	if !m.Config.Ops.BenchProvisioning {
 		return nil
 	}

@@ -1,0 +1,32 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"seckill"
+)
+
+func (s *Server) createSale(w http.ResponseWriter, r *http.Request, _ *seckill.Session) error {
+	sale, err := parseCreateSale(r.Body)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Engine.CreateSale(r.Context(), sale); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"sale": s.view(r.Context(), sale), "server_time": s.cfg.Now().UTC()})
+	return nil
+}
+
+func (s *Server) saleStats(w http.ResponseWriter, r *http.Request, _ *seckill.Session) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	st, err := s.cfg.Engine.Stats(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}

@@ -1,0 +1,88 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"seckill"
+)
+
+// authedHandler is an endpoint that needs a session.
+type authedHandler func(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error
+
+// token returns the bearer token or the cookie.
+func token(r *http.Request) string {
+	if h := r.Header.Get("Authorization"); h != "" {
+		if t, ok := strings.CutPrefix(h, "Bearer "); ok {
+			return strings.TrimSpace(t)
+		}
+		return ""
+	}
+	if c, err := r.Cookie(CookieName); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+func (s *Server) authed(h authedHandler) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		sess, err := s.cfg.Accounts.Authenticate(r.Context(), token(r))
+		if err != nil {
+			return err
+		}
+		return h(w, r, sess)
+	}
+}
+
+func (s *Server) admin(h authedHandler) handler {
+	return s.authed(func(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
+		if sess.Role != seckill.RoleAdmin {
+			return seckill.Errorf(seckill.EForbidden, "admins only")
+		}
+		return h(w, r, sess)
+	})
+}
+
+func (s *Server) allow(ctx context.Context, l seckill.Limiter, key string) error {
+	if l == nil {
+		return nil
+	}
+	ok, err := l.Allow(ctx, key)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return seckill.Errorf(seckill.ERateLimited, "too many requests; slow down")
+	}
+	return nil
+}
+
+func (s *Server) limitIP(h handler) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := s.allow(r.Context(), s.cfg.IPLimit, s.clientIP(r)); err != nil {
+			return err
+		}
+		return h(w, r)
+	}
+}
+
+// limited applies the per-user and per-IP buckets.
+func (s *Server) limited(h authedHandler) authedHandler {
+	return func(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
+		if err := s.takeTokens(r, sess); err != nil {
+			return err
+		}
+		return h(w, r, sess)
+	}
+}
+
+// takeTokens takes a token from the user's bucket and one from the client
+// IP's.
+func (s *Server) takeTokens(r *http.Request, sess *seckill.Session) error {
+	if err := s.allow(r.Context(), s.cfg.UserLimit, strconv.FormatInt(sess.UserID, 10)); err != nil {
+		return err
+	}
+	return s.allow(r.Context(), s.cfg.IPLimit, s.clientIP(r))
+}

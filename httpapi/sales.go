@@ -1,0 +1,45 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+
+	"seckill"
+)
+
+// saleJSON is a sale with its status.
+type saleJSON struct {
+	*seckill.Sale
+	Status string `json:"status"`
+}
+
+func (s *Server) view(ctx context.Context, sale *seckill.Sale) saleJSON {
+	v, status := s.cfg.Engine.SaleView(ctx, sale)
+	return saleJSON{Sale: v, Status: status}
+}
+
+func (s *Server) listSales(w http.ResponseWriter, r *http.Request) error {
+	sales, err := s.cfg.Engine.Sales(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]saleJSON, len(sales))
+	for i, sale := range sales {
+		out[i] = s.view(r.Context(), sale)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sales": out, "server_time": s.cfg.Now().UTC()})
+	return nil
+}
+
+func (s *Server) getSale(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	sale, err := s.cfg.Engine.Sale(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sale": s.view(r.Context(), sale), "server_time": s.cfg.Now().UTC()})
+	return nil
+}

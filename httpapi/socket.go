@@ -1,0 +1,98 @@
+package httpapi
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/coder/websocket"
+
+	"seckill"
+)
+
+// webSocket is GET /api/ws: after the same authentication as the other
+// endpoints (401 before any upgrade), it upgrades to a WebSocket on which
+// the server pushes the user's order results (and later order statuses).
+// coder/websocket's same-origin check stays on: the cookie authenticates
+// a browser's handshake, so another site's page must not open one (a
+// proxy in front must pass the Host header through for the check to
+// pass). Handshake refusals past authentication get the contract's JSON
+// errors too: 400 invalid (not a WebSocket handshake) and 403 forbidden
+// (a foreign Origin), with the library's reason as the message. 429 when
+// the user holds MaxPerUser sockets here already; 503 while the result
+// bus cannot be subscribed to, or after Close.
+//
+// The server's read, write and idle timeouts stop at the upgrade: net/http
+// clears the connection's deadlines when coder/websocket hijacks it, so a
+// socket lives as long as it answers pings; each write is bounded by
+// WSConfig.WriteTimeout instead (cmd/seckill's
+// TestWebSocketOutlivesTimeouts keeps it so).
+//
+// A socket gets the results published after its handshake was
+// authenticated; nothing earlier is replayed, so a client that opens its
+// socket after buying asks /result once. The push and /result are fed by
+// separate subscriptions to the same bus: they carry the same outcome,
+// and a poll right after a push may still answer queued for a moment.
+func (s *Server) webSocket(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
+	if err := s.hub.start(); err != nil {
+		return err
+	}
+	wc, err := s.hub.register(sess.UserID)
+	if err != nil {
+		return err
+	}
+	rw := &handshakeRefusal{ResponseWriter: w}
+	c, err := websocket.Accept(rw, r, nil)
+	if err != nil {
+		s.hub.unregister(wc)
+		s.log.Debug("websocket handshake refused", "err", err)
+		return refusalError(rw.status, err)
+	}
+	s.hub.attach(wc, c)
+	return nil
+}
+
+// handshakeRefusal passes coder/websocket's handshake through to w, except
+// a refusal (a status of 400 or more and its plain-text body), which it
+// keeps back so that webSocket can answer it as JSON.
+type handshakeRefusal struct {
+	http.ResponseWriter
+	status int // the refusal's status; 0 while there is none
+}
+
+func (w *handshakeRefusal) WriteHeader(status int) {
+	if status >= 400 {
+		w.status = status
+		// Headers of the plain-text refusal and of the 426 the JSON
+		// answer replaces (it sets its own Content-Type).
+		for _, h := range []string{"Content-Type", "X-Content-Type-Options", "Upgrade", "Connection"} {
+			w.Header().Del(h)
+		}
+		return
+	}
+	w.ResponseWriter.WriteHeader(status)
+}
+
+func (w *handshakeRefusal) Write(b []byte) (int, error) {
+	if w.status != 0 {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets the library reach the connection to hijack it.
+func (w *handshakeRefusal) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// refusalError is the application error for a handshake the library
+// refused with status: the client's mistake (400 invalid, 403 forbidden for
+// a foreign Origin), or internal (the connection could not be taken over).
+func refusalError(status int, err error) error {
+	why := strings.TrimPrefix(err.Error(), "failed to accept WebSocket connection: ")
+	switch {
+	case status == http.StatusForbidden:
+		return seckill.Errorf(seckill.EForbidden, "this site's pages only may open a socket: %s", why)
+	case status >= 400 && status < 500:
+		return seckill.Errorf(seckill.EInvalid, "not a WebSocket handshake: %s", why)
+	}
+	return fmt.Errorf("websocket handshake: %w", err)
+}
