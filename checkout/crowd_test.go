@@ -10,15 +10,21 @@ import (
 )
 
 // TestEngineCrowd drives the engine alone, without HTTP: many users, each
-// trying several times, against a small stock, with the writer running.
+// trying several times, against a small stock, with the writer running;
+// once on the in-memory backends and once on SQLite and JetStream, whose
+// batching and redelivery are what production runs.
 func TestEngineCrowd(t *testing.T) {
+	t.Run("inmem", func(t *testing.T) { testEngineCrowd(t, newEnv(t)) })
+	t.Run("sqlite", func(t *testing.T) { testEngineCrowd(t, newEnv(t, withSQLite)) })
+}
+
+func testEngineCrowd(t *testing.T, v *env) {
 	const (
 		nUsers   = 1000
 		attempts = 3
 		workers  = 32
 		stock    = 300
 	)
-	v := newEnv(t)
 	ctx := context.Background()
 	s := v.openSale(stock)
 	users := v.users(nUsers)

@@ -19,13 +19,29 @@ import (
 // testSecret is long enough for New.
 var testSecret = []byte("0123456789abcdef0123456789abcdef")
 
-// env is one set of real embedded backends: SQLite, embedded JetStream and
-// the in-process gate. Each test gets its own data dir.
+// envStore is what the tests ask of the SQL side: the stores the engine
+// uses and bulk user creation.
+type envStore interface {
+	seckill.SaleStore
+	seckill.OrderStore
+	CreateUsers(ctx context.Context, users []*seckill.User) error
+}
+
+// envQueue is the order queue, batch acker and result bus of an env.
+type envQueue interface {
+	seckill.OrderQueue
+	seckill.BatchAcker
+	seckill.ResultBus
+}
+
+// env is one set of backends for the engine: by default the in-memory
+// store and queue of package inmem (each test runs in milliseconds, no
+// server), with withSQLite the real embedded ones, SQLite and embedded
+// JetStream. The gate is the in-process one either way.
 type env struct {
 	t        *testing.T
-	dir      string
-	db       *sqldb.DB
-	queue    *mq.Queue
+	db       envStore
+	queue    envQueue
 	gate     *inmem.Gate
 	gateNow  *offsetClock // the gate's clock: the wall clock, moved on by tests
 	captchas *inmem.CaptchaStore
@@ -33,27 +49,21 @@ type env struct {
 	phones   int // users created so far, for unique phone numbers
 }
 
-func newEnv(t *testing.T) *env {
-	t.Helper()
-	return newEnvQueue(t, mq.Config{})
-}
+// envOption chooses the backends of newEnv.
+type envOption func(t *testing.T, v *env)
 
-// newEnvQueue is newEnv with a queue configured by qcfg (DataDir and Logger
-// are filled in).
-func newEnvQueue(t *testing.T, qcfg mq.Config) *env {
+// withSQLite puts the env on SQLite and embedded JetStream in a data dir of
+// the test's own, for the tests whose point is how a real backend behaves
+// (a transaction's snapshot, a server's redelivery).
+func withSQLite(t *testing.T, v *env) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	log := slog.New(slog.DiscardHandler)
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
 	db, err := sqldb.Open(ctx, "sqlite:"+dir+"/db")
 	if err != nil {
 		t.Fatal(err)
 	}
-	qcfg.DataDir, qcfg.Logger = dir, log
-	q, err := mq.Open(ctx, qcfg)
+	q, err := mq.Open(ctx, mq.Config{DataDir: dir, Logger: v.log})
 	if err != nil {
 		_ = db.Close()
 		t.Fatal(err)
@@ -63,8 +73,28 @@ func newEnvQueue(t *testing.T, qcfg mq.Config) *env {
 		_ = q.Close()
 		_ = db.Close()
 	})
+	v.db, v.queue = db, q
+}
+
+// newEnv returns a fresh env, on the in-memory backends unless an option
+// says otherwise.
+func newEnv(t *testing.T, opts ...envOption) *env {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	gateNow := &offsetClock{}
-	return &env{t: t, dir: dir, db: db, queue: q, gate: inmem.NewGateClock(gateNow.Now), gateNow: gateNow, captchas: inmem.NewCaptchaStore(), log: log}
+	v := &env{t: t, gate: inmem.NewGateClock(gateNow.Now), gateNow: gateNow, captchas: inmem.NewCaptchaStore(), log: log}
+	for _, o := range opts {
+		o(t, v)
+	}
+	if v.db == nil {
+		q := inmem.NewQueue()
+		t.Cleanup(func() { _ = q.Close() })
+		v.db, v.queue = inmem.NewStore(), q
+	}
+	return v
 }
 
 // testWriter sends log lines to t.Log; it is only used with -v.
@@ -75,7 +105,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// backends returns the real backends of the env.
+// backends returns the backends of the env.
 func (v *env) backends() Backends {
 	return Backends{Sales: v.db, Orders: v.db, Gate: v.gate, Queue: v.queue, Bus: v.queue, Captchas: v.captchas}
 }

@@ -123,7 +123,9 @@ func TestRebuildAfterGateLoss(t *testing.T) {
 	}
 	_, err := e.Purchase(ctx, u[2], s.ID, path(t, e, u[2], s.ID))
 	wantCode(t, err, seckill.EBusy)
-	time.Sleep(200 * time.Millisecond)
+	// The busy answer started a rebuild attempt (maybeRebuild flags it
+	// before answering); once it is over, it must have done nothing.
+	waitFor(t, "the rebuild attempt to end", func() bool { return !e.rebuilding.Load() })
 	if _, loaded, _ := v.gate.Left(ctx, s.ID); loaded {
 		t.Fatal("gate rebuilt without the lock")
 	}
@@ -169,10 +171,14 @@ func TestRecoverShared(t *testing.T) {
 
 	// Another instance is rebuilding: this one waits, not ready.
 	release, _, _ := locker.TryLock(ctx, rebuildLock, time.Minute)
+	probe := &refusalCounter{Locker: locker}
+	b.Locker = probe
 	e := v.engine(Config{PublishTimeout: 10 * time.Millisecond}, &b)
 	done := make(chan error, 1)
 	go func() { done <- e.Recover(ctx) }()
-	time.Sleep(300 * time.Millisecond)
+	// Two refusals: Recover found the sale missing, waited and asked
+	// again, instead of declaring itself ready.
+	waitFor(t, "Recover to be refused the lock twice", func() bool { return probe.refused.Load() >= 2 })
 	if e.Ready() {
 		t.Fatal("ready while the gate lacks a sale")
 	}
@@ -468,4 +474,18 @@ func TestRebuildOvertaken(t *testing.T) {
 			v.checkAtRest(s.ID)
 		})
 	}
+}
+
+// refusalCounter counts the TryLock calls the locker refused.
+type refusalCounter struct {
+	seckill.Locker
+	refused atomic.Int64
+}
+
+func (l *refusalCounter) TryLock(ctx context.Context, name string, ttl time.Duration) (func(context.Context) error, bool, error) {
+	release, ok, err := l.Locker.TryLock(ctx, name, ttl)
+	if err == nil && !ok {
+		l.refused.Add(1)
+	}
+	return release, ok, err
 }

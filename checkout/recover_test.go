@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"seckill"
-	"seckill/mq"
 )
 
 // TestRecoverRebuildsGate publishes requests straight to the queue (no
@@ -14,7 +13,7 @@ import (
 func TestRecoverRebuildsGate(t *testing.T) {
 	// The queue does not deduplicate: the same (sale, user) can be queued
 	// twice (a publish retried after a timeout).
-	v := newEnvQueue(t, mq.Config{})
+	v := newEnv(t)
 	ctx := context.Background()
 	a := v.openSale(10)
 	b := v.openSale(5)

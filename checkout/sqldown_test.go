@@ -34,10 +34,11 @@ func TestAdmissionWhileSQLDown(t *testing.T) {
 	sales := &downSales{SaleStore: v.db}
 	b := v.backends()
 	b.Sales = sales
-	e := v.recovered(Config{SaleCacheTTL: time.Millisecond}, &b)
+	clock := newFakeClock(time.Now())
+	e := v.recovered(Config{SaleCacheTTL: time.Second, Now: clock.Now}, &b)
 	p := path(t, e, u[0], s.ID) // caches the sale
 	sales.down.Store(true)
-	time.Sleep(5 * time.Millisecond) // the cache entry is stale now
+	clock.set(clock.Now().Add(2 * time.Second)) // the cache entry is stale now
 	if _, err := e.Purchase(ctx, u[0], s.ID, p); err != nil {
 		t.Fatalf("purchase while SQL is down: %v", err)
 	}

@@ -38,6 +38,13 @@ func (o *downOrders) WriteOrders(ctx context.Context, reqs []seckill.OrderReques
 	return rs, err
 }
 
+// span is the time from the first failed call to the nth.
+func (o *downOrders) span(n int) time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.failures[n-1].Sub(o.failures[0])
+}
+
 // failuresWithin counts failed calls in the d after the first one.
 func (o *downOrders) failuresWithin(d time.Duration) (n, total int) {
 	o.mu.Lock()
@@ -71,13 +78,13 @@ func TestWriterRetriesWhileSQLDown(t *testing.T) {
 		}
 		tickets[u] = tk
 	}
-	waitFor(t, "a failed write", func() bool { _, total := orders.failuresWithin(0); return total > 0 })
-	time.Sleep(300 * time.Millisecond)
-	// Loose on purpose: a writer without backoff makes hundreds of calls in
-	// 300 ms (nacked messages come back at once); with backoff, a handful.
-	n, _ := orders.failuresWithin(300 * time.Millisecond)
-	if n >= 50 {
-		t.Errorf("%d failed writes within 300 ms: the writer does not back off", n)
+	// A writer without backoff fails again at once (nacked messages come
+	// back at once): four failures within microseconds. With backoff
+	// (50, 100, 200 ms…) the fourth comes 350 ms after the first; a loaded
+	// machine only spreads them further, so the bound cannot flake.
+	waitFor(t, "four failed writes", func() bool { _, total := orders.failuresWithin(0); return total >= 4 })
+	if span := orders.span(4); span < 100*time.Millisecond {
+		t.Errorf("four failed writes within %v: the writer does not back off", span)
 	}
 	if got := v.pending(s.ID); got != int64(len(users)) {
 		t.Errorf("%d requests queued while SQL is down, want %d", got, len(users))

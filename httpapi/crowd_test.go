@@ -9,10 +9,16 @@ import (
 // TestCrowd: 2,000 users each try 3 times, concurrently, against a 500-unit
 // sale through the real handler → exactly 500 orders to 500 distinct users,
 // SQL stock_left 0, gate 0, every other answer 409 duplicate or 410
-// sold_out. Twenty sales in a row on one server.
+// sold_out. Twenty sales in a row on one server with the in-memory
+// backends, and three on SQLite and embedded JetStream, the embedded
+// default of seckill serve.
 func TestCrowd(t *testing.T) {
-	s := newStack(t, options{})
-	const users, tries, stock, rounds = 2000, 3, 500, 20
+	t.Run("inmem", func(t *testing.T) { testCrowd(t, newStack(t, options{}), 20) })
+	t.Run("sqlite", func(t *testing.T) { testCrowd(t, newStack(t, options{sqlite: true}), 3) })
+}
+
+func testCrowd(t *testing.T, s *stack, rounds int) {
+	const users, tries, stock = 2000, 3, 500
 	tokens, _ := s.buyers(users)
 	for round := 0; round < rounds; round++ {
 		t.Run(fmt.Sprint("round", round), func(t *testing.T) {

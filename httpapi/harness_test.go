@@ -25,13 +25,32 @@ import (
 	"seckill/sqldb"
 )
 
-// stack is the whole embedded engine behind the real HTTP handler.
+// stackStore is every store the API and the engine use, and bulk user
+// creation.
+type stackStore interface {
+	seckill.UserStore
+	seckill.SessionStore
+	seckill.SaleStore
+	seckill.OrderStore
+	httpapi.BulkUsers
+	Ping(ctx context.Context) error
+}
+
+// stackQueue is the order queue and the result bus.
+type stackQueue interface {
+	seckill.OrderQueue
+	seckill.ResultBus
+}
+
+// stack is the whole engine behind the real HTTP handler: on the in-memory
+// store and queue of package inmem, or with options.sqlite on SQLite and
+// embedded JetStream, the embedded default of seckill serve.
 type stack struct {
 	t        *testing.T
 	h        http.Handler
 	api      *httpapi.Server
-	db       *sqldb.DB
-	queue    *mq.Queue
+	db       stackStore
+	queue    stackQueue
 	gate     *inmem.Gate
 	engine   *checkout.Engine
 	accounts *account.Service
@@ -46,6 +65,9 @@ type options struct {
 	wsGauge            func(delta int)    // Config.WebSockets
 	phones, ips        seckill.LoginGuard // account.Config's login back-off
 	trusted            []netip.Prefix     // Config.TrustedProxies
+	// sqlite runs the stack on SQLite and embedded JetStream instead of
+	// the in-memory backends, for tests about the real ones.
+	sqlite bool
 }
 
 // flakyQueue fails Publish on demand, to drill the 503 path.
@@ -67,20 +89,38 @@ var cheap = account.Params{Memory: 64, Time: 1, Threads: 1}
 func newStack(t *testing.T, opt options) *stack {
 	t.Helper()
 	ctx := context.Background()
-	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(&testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	db, err := sqldb.Open(ctx, "sqlite:"+dir+"/seckill.db")
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := mq.Open(ctx, mq.Config{DataDir: dir, Logger: log})
-	if err != nil {
-		t.Fatal(err)
+	var (
+		db stackStore
+		q  stackQueue
+	)
+	if opt.sqlite {
+		dir := t.TempDir()
+		sdb, err := sqldb.Open(ctx, "sqlite:"+dir+"/seckill.db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		js, err := mq.Open(ctx, mq.Config{DataDir: dir, Logger: log})
+		if err != nil {
+			_ = sdb.Close()
+			t.Fatal(err)
+		}
+		// Registered first, so it runs after the engine and the API are gone.
+		t.Cleanup(func() {
+			_ = js.Close()
+			_ = sdb.Close()
+		})
+		db, q = sdb, js
+	} else {
+		mem := inmem.NewQueue()
+		t.Cleanup(func() { _ = mem.Close() })
+		db, q = inmem.NewStore(), mem
 	}
 	s := &stack{t: t, db: db, queue: q, gate: inmem.NewGate(), flaky: &flakyQueue{OrderQueue: q}, captchas: inmem.NewCaptchaStore()}
+	var err error
 	s.accounts, err = account.New(db, inmem.NewSessionCache(db, time.Second, 10000), account.Config{Params: cheap, Phones: opt.phones, IPs: opt.ips})
 	if err != nil {
 		t.Fatal(err)
@@ -101,8 +141,6 @@ func newStack(t *testing.T, opt options) *stack {
 		cancel()
 		wg.Wait()
 		s.engine.Close()
-		_ = q.Close()
-		_ = db.Close()
 	})
 	s.api = httpapi.New(httpapi.Config{
 		Engine: s.engine, Accounts: s.accounts, Orders: db,

@@ -1,7 +1,9 @@
 // Package inmem holds the in-process backends of the embedded default: the
 // stock gate, rate limiters, captcha store and a session cache. They keep
 // their state in memory and are lost with the process; the engine rebuilds
-// the gate from SQL and the queue at start.
+// the gate from SQL and the queue at start. Store and Queue stand in for
+// SQL and the order queue in tests: each backend here passes the contract
+// suite of its interface (internal/contract), as the real ones do.
 package inmem
 
 import (

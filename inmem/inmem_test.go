@@ -42,6 +42,7 @@ func TestCaptchaStore(t *testing.T) {
 // set, a lookup reads the store, then waits for hold to close before it
 // answers (a slow round trip).
 type countingSessions struct {
+	now     func() time.Time // time.Now when nil
 	mu      sync.Mutex
 	m       map[string]seckill.Session
 	lookups int
@@ -63,7 +64,11 @@ func (c *countingSessions) Session(_ context.Context, h []byte) (*seckill.Sessio
 	if hold != nil {
 		<-hold
 	}
-	if !ok || !time.Now().Before(s.ExpiresAt) {
+	now := time.Now
+	if c.now != nil {
+		now = c.now
+	}
+	if !ok || !now().Before(s.ExpiresAt) {
 		return nil, seckill.Errorf(seckill.ENotFound, "no session")
 	}
 	return &s, nil
@@ -129,15 +134,56 @@ func TestSessionCache(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// An expired session is not served from cache.
-	short := seckill.Session{TokenHash: []byte("short"), UserID: 9, ExpiresAt: time.Now().Add(50 * time.Millisecond)}
+}
+
+// clock is a time that moves only when told.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Date(2026, 11, 11, 0, 0, 0, 0, time.UTC)} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestSessionCacheExpiry: a session that expires while cached is refused
+// from the cache, and a touch after its expiry does not bring it back
+// (the store leaves an expired session alone).
+func TestSessionCacheExpiry(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	c := inmem.NewSessionCacheClock(inmem.NewStoreClock(clk.Now), time.Hour, 10, clk.Now)
+	short := seckill.Session{TokenHash: []byte("short"), UserID: 9, ExpiresAt: clk.Now().Add(time.Minute)}
 	_ = c.CreateSession(ctx, short)
 	if _, err := c.Session(ctx, short.TokenHash); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(80 * time.Millisecond)
+	clk.advance(2 * time.Minute)
 	if _, err := c.Session(ctx, short.TokenHash); seckill.ErrorCode(err) != seckill.ENotFound {
 		t.Fatalf("expired session served: %v", err)
+	}
+
+	s := seckill.Session{TokenHash: []byte("touched"), UserID: 10, ExpiresAt: clk.Now().Add(time.Minute)}
+	_ = c.CreateSession(ctx, s)
+	if _, err := c.Session(ctx, s.TokenHash); err != nil { // cached
+		t.Fatal(err)
+	}
+	clk.advance(2 * time.Minute)
+	if err := c.TouchSession(ctx, s.TokenHash, clk.Now().Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.Session(ctx, s.TokenHash); seckill.ErrorCode(err) != seckill.ENotFound {
+		t.Fatalf("session touched after it expired = %+v, %v; want not found, as the store says", got, err)
 	}
 }
 
@@ -154,9 +200,20 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 func TestSessionCacheRevalidates(t *testing.T) {
 	ctx := context.Background()
 	h := []byte("h1")
-	store := &countingSessions{m: map[string]seckill.Session{}}
-	c := inmem.NewSessionCache(store, 20*time.Millisecond, 100).Revalidate(time.Hour)
-	_ = c.CreateSession(ctx, seckill.Session{TokenHash: h, UserID: 1, ExpiresAt: time.Now().Add(time.Hour)})
+	clk := newClock()
+	store := &countingSessions{m: map[string]seckill.Session{}, now: clk.Now}
+	c := inmem.NewSessionCacheClock(store, 20*time.Millisecond, 100, clk.Now).Revalidate(time.Hour)
+	refreshed := make(chan struct{}, 10)
+	inmem.AfterRefresh(c, func() { refreshed <- struct{}{} })
+	awaitRefresh := func() {
+		t.Helper()
+		select {
+		case <-refreshed:
+		case <-time.After(5 * time.Second):
+			t.Fatal("the background lookup did not settle")
+		}
+	}
+	_ = c.CreateSession(ctx, seckill.Session{TokenHash: h, UserID: 1, ExpiresAt: clk.Now().Add(time.Hour)})
 	get := func() error { _, err := c.Session(ctx, h); return err }
 	if err := get(); err != nil || store.count() != 1 {
 		t.Fatalf("first lookup: %v, %d store lookups", err, store.count())
@@ -164,11 +221,14 @@ func TestSessionCacheRevalidates(t *testing.T) {
 
 	// Past the TTL the cached entry answers at once and a background
 	// lookup refreshes it.
-	time.Sleep(30 * time.Millisecond)
+	clk.advance(30 * time.Millisecond)
 	if err := get(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the background lookup ran", func() bool { return store.count() == 2 })
+	awaitRefresh()
+	if n := store.count(); n != 2 {
+		t.Fatalf("%d store lookups, want 2", n)
+	}
 
 	// Deleted elsewhere (another instance's logout): the next request
 	// past the TTL is still served, its background lookup finds the
@@ -176,23 +236,26 @@ func TestSessionCacheRevalidates(t *testing.T) {
 	store.mu.Lock()
 	delete(store.m, string(h))
 	store.mu.Unlock()
-	time.Sleep(30 * time.Millisecond)
+	clk.advance(30 * time.Millisecond)
 	if err := get(); err != nil {
 		t.Fatalf("stale entry not served: %v", err)
 	}
-	waitFor(t, "the deleted session is refused", func() bool { return seckill.ErrorCode(get()) == seckill.ENotFound })
+	awaitRefresh()
+	if err := get(); seckill.ErrorCode(err) != seckill.ENotFound {
+		t.Fatalf("session deleted elsewhere: %v, want not found", err)
+	}
 
 	// A logout here while a background lookup is under way stays a
 	// logout, although the lookup read the session before it.
 	hold := make(chan struct{})
-	_ = c.CreateSession(ctx, seckill.Session{TokenHash: h, UserID: 1, ExpiresAt: time.Now().Add(time.Hour)})
+	_ = c.CreateSession(ctx, seckill.Session{TokenHash: h, UserID: 1, ExpiresAt: clk.Now().Add(time.Hour)})
 	if err := get(); err != nil {
 		t.Fatal(err)
 	}
 	store.mu.Lock()
 	store.hold = hold
 	store.mu.Unlock()
-	time.Sleep(30 * time.Millisecond)
+	clk.advance(30 * time.Millisecond)
 	n := store.count()
 	if err := get(); err != nil { // starts the held lookup
 		t.Fatal(err)
@@ -205,7 +268,7 @@ func TestSessionCacheRevalidates(t *testing.T) {
 	store.hold = nil
 	store.mu.Unlock()
 	close(hold)
-	time.Sleep(20 * time.Millisecond) // let the held lookup answer
+	awaitRefresh()
 	if err := get(); seckill.ErrorCode(err) != seckill.ENotFound {
 		t.Fatalf("session after logout during a refresh: %v", err)
 	}

@@ -22,6 +22,8 @@ type SessionCache struct {
 	max   int
 	now   func() time.Time
 
+	afterRefresh func() // test hook: a background lookup settled its entry
+
 	mu      sync.Mutex
 	entries map[string]cachedSession
 }
@@ -82,16 +84,24 @@ func (c *SessionCache) Session(ctx context.Context, tokenHash []byte) (*seckill.
 	return s, nil
 }
 
-// TouchSession moves the expiry in the store and the cache.
+// TouchSession moves the expiry in the store and the cache; like the
+// store, it leaves an expired session expired.
 func (c *SessionCache) TouchSession(ctx context.Context, tokenHash []byte, expiresAt time.Time) error {
 	if err := c.store.TouchSession(ctx, tokenHash, expiresAt); err != nil {
 		return err
 	}
 	key := string(tokenHash)
+	now := c.now()
 	c.mu.Lock()
 	if e, ok := c.entries[key]; ok {
-		e.s.ExpiresAt = expiresAt
-		c.entries[key] = e
+		if now.Before(e.s.ExpiresAt) {
+			e.s.ExpiresAt = expiresAt
+			c.entries[key] = e
+		} else {
+			// The store leaves an expired session alone: so must the
+			// cache, or the touch would bring it back to life here.
+			delete(c.entries, key)
+		}
 	}
 	c.mu.Unlock()
 	return nil
@@ -121,6 +131,9 @@ func (c *SessionCache) refresh(key string, tokenHash []byte) {
 		defer cancel()
 		s, err := c.store.Session(ctx, tokenHash)
 		now := c.now()
+		if c.afterRefresh != nil {
+			defer c.afterRefresh()
+		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if _, ok := c.entries[key]; !ok {
