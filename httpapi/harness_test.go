@@ -32,7 +32,7 @@ type stackStore interface {
 	seckill.SessionStore
 	seckill.SaleStore
 	seckill.OrderStore
-	httpapi.BulkUsers
+	account.BulkUsers
 	Ping(ctx context.Context) error
 }
 
