@@ -1,0 +1,156 @@
+package seckill
+
+import (
+	"context"
+	"time"
+)
+
+// PaymentOutcome is what a recorded payment did to its order.
+type PaymentOutcome string
+
+const (
+	// PaymentApplied: the payment moved its order pending_payment → paid.
+	PaymentApplied PaymentOutcome = "applied"
+	// PaymentRefundDue: the money arrived for an order that could no
+	// longer take it (cancelled, timed out, refunded, or paid by another
+	// trade); it must go back to the buyer through the provider.
+	PaymentRefundDue PaymentOutcome = "refund_due"
+	// PaymentRefunded: a refund_due payment the provider gave back.
+	PaymentRefunded PaymentOutcome = "refunded"
+)
+
+// Payment is money the provider reports received for one of our orders: a
+// verified notification (or a reconciliation query) whose trade succeeded.
+// The caller fills the notification's fields; the store fills the rest.
+type Payment struct {
+	OrderNo     string    // our order number (out_trade_no)
+	TradeNo     string    // the provider's trade number: unique per payment
+	AmountCents int64     // what was paid
+	TradeStatus string    // as notified: TRADE_SUCCESS or TRADE_FINISHED
+	NotifyID    string    // the notification's id, "" from a query (kept for audit)
+	AppID       string    // the merchant the provider paid (kept for audit)
+	PaidAt      time.Time // when the provider says it was paid; becomes the order's paid_at
+
+	// Set by the store.
+	ID         int64
+	OrderID    int64
+	SaleID     int64
+	Outcome    PaymentOutcome
+	CreatedAt  time.Time
+	RefundedAt *time.Time
+}
+
+// OrderRef names an order the sweeper must cancel.
+type OrderRef struct {
+	ID          int64
+	SaleID      int64
+	UserID      int64
+	OrderNo     string
+	PayDeadline time.Time
+}
+
+// StockReturn is a unit a cancelled order gave back to SQL stock that the
+// stock gate has not been told about yet: one 'cancel' row of the stock
+// ledger. The gate applies it idempotently by OrderID.
+type StockReturn struct {
+	LedgerID int64
+	SaleID   int64
+	OrderID  int64
+}
+
+// LifecycleStats are the numbers of a sale's lifecycle that SaleStats (the
+// orders by status) does not give.
+type LifecycleStats struct {
+	RefundsDue       int64 `json:"refunds_due"`       // payments refund_due: money to give back
+	PaymentsRefunded int64 `json:"payments_refunded"` // refund_due payments given back
+	ReturnsUnapplied int64 `json:"returns_unapplied"` // cancelled units in SQL stock not yet in the gate
+}
+
+// OrderLifecycle moves orders after they are written: payment, cancellation
+// (by the buyer or past the pay deadline), refunds, and the outbox of units
+// to return to the stock gate. Each order move is one conditional UPDATE on
+// the order's status (I5), so a payment racing a cancel or the sweeper has
+// exactly one winner, on every instance. Every method is safe for
+// concurrent use. Times are stored at millisecond precision in UTC.
+//
+// Times that several instances compare (now, a deadline) must come from one
+// clock: pass the shared clock's time, not an instance's wall clock.
+type OrderLifecycle interface {
+	// CancelOrder moves the order pending_payment → cancelled, with
+	// cancelled_at = now, and in the same transaction adds its unit back to
+	// the sale's stock_left and appends one stock-ledger row (+1, reason
+	// "cancel", the order's id) not yet applied to the gate (see
+	// UnappliedReturns). userID 0 cancels any user's order (the sweeper);
+	// otherwise the order must be that user's. With onlyIfExpired the
+	// order must be past its deadline (pay_deadline <= now). It returns
+	// the cancelled order.
+	//
+	// Errors: ENotFound if there is no such order or it is not userID's;
+	// ENotCancellable if it is not pending_payment (paid, cancelled already
+	// — also by a racing call —, refunded) or, with onlyIfExpired, not yet
+	// expired. On any error nothing changed.
+	CancelOrder(ctx context.Context, orderID, userID int64, now time.Time, onlyIfExpired bool) (*Order, error)
+	// ExpiredOrders returns up to limit orders still pending_payment whose
+	// pay_deadline <= now, earliest deadline first (then by id), read
+	// through an index on (status, pay_deadline): its cost grows with the
+	// orders returned, not with the table. It changes nothing: cancel each
+	// with CancelOrder(…, 0, now, true), which refuses those paid or
+	// cancelled since (another sweeper got there first).
+	ExpiredOrders(ctx context.Context, now time.Time, limit int) ([]OrderRef, error)
+	// ApplyPayment records p, once per p.TradeNo, and applies it to the
+	// order p.OrderNo in one transaction:
+	//
+	//   - a pending_payment order moves to paid (paid_at = p.PaidAt) and
+	//     the outcome is PaymentApplied;
+	//   - an order in any other state (cancelled, e.g. by the timeout that
+	//     won the race; refunded; paid by another trade) does not move, and
+	//     the outcome is PaymentRefundDue: the caller refunds p through the
+	//     provider, then calls MarkRefunded (PaymentsToRefund lists those
+	//     whose refund has not been marked, for a retry loop).
+	//
+	// A replay (p.TradeNo recorded already, also by a concurrent call)
+	// changes nothing and returns the recorded payment's current outcome
+	// (PaymentRefunded once refunded). It returns the payment as recorded
+	// and the order as it is after the call.
+	//
+	// Errors, with nothing recorded: ENotFound if there is no order
+	// p.OrderNo; EAmountMismatch if p.AmountCents differs from the order's
+	// price; EInvalid if p.TradeNo is empty or recorded for another order
+	// or amount.
+	ApplyPayment(ctx context.Context, p Payment) (*Payment, *Order, error)
+	// MarkRefunded records that the refund_due payment tradeNo was given
+	// back: refund_due → refunded (refunded_at = now), one conditional
+	// UPDATE. Marking a refunded payment again is a no-op. Errors:
+	// ENotFound if no payment tradeNo is recorded; EInvalid if it was
+	// applied to its order (a paid order is refunded by moving the order,
+	// not the payment).
+	MarkRefunded(ctx context.Context, tradeNo string, now time.Time) error
+	// PaymentsToRefund returns up to limit payments whose outcome is
+	// refund_due, oldest first. It changes nothing.
+	PaymentsToRefund(ctx context.Context, limit int) ([]Payment, error)
+	// UnappliedReturns returns up to limit units cancelled orders gave back
+	// to SQL stock and not yet marked applied to the gate, oldest first,
+	// across sales: the outbox of the stock gate. Each cancelled order
+	// appears exactly once until MarkReturnsApplied. It changes nothing.
+	UnappliedReturns(ctx context.Context, limit int) ([]StockReturn, error)
+	// MarkReturnsApplied marks these ledger rows applied to the gate, so
+	// UnappliedReturns lists them no more. Unknown or already marked ids
+	// are ignored. Mark only after the gate has the units (a crash
+	// between the two re-applies them, which the gate must make a no-op
+	// by order id).
+	MarkReturnsApplied(ctx context.Context, ledgerIDs []int64) error
+	// CancelledOrders returns the ids of the sale's cancelled orders, in
+	// id order; none (or no such sale) is not an error.
+	CancelledOrders(ctx context.Context, saleID int64) ([]int64, error)
+	// SaleSnapshotWithReturns is OrderStore.SaleSnapshot plus the ids of
+	// the sale's cancelled orders, all read from one snapshot: stockLeft
+	// includes exactly the units of the cancelled orders listed. A gate
+	// rebuilt from it must treat those orders' returns as applied, so that
+	// the outbox does not give their units back twice. ENotFound if there
+	// is no such sale.
+	SaleSnapshotWithReturns(ctx context.Context, saleID int64) (stockLeft int64, buyers, cancelled []int64, err error)
+	// LifecycleStats counts the sale's refunds due and done and its
+	// cancelled units not yet applied to the gate, from one snapshot.
+	// ENotFound if there is no such sale.
+	LifecycleStats(ctx context.Context, saleID int64) (*LifecycleStats, error)
+}

@@ -1,0 +1,391 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"seckill"
+)
+
+var _ seckill.OrderLifecycle = (*DB)(nil)
+
+// lifecycleQueries is the SQL of the order lifecycle on one engine
+// (lifecycle_sqlite.go, lifecycle_postgres.go, lifecycle_mysql.go).
+type lifecycleQueries struct {
+	cancel       string // cancelled_at, id: one conditional UPDATE, pending_payment → cancelled
+	returnUnit   string // sale id: stock_left + 1
+	cancelLedger string // sale_id, order_id, created_at: a +1 'cancel' row not applied to the gate
+	expired      string // now, limit → id, sale_id, user_id, order_no, pay_deadline
+
+	orderByNo     string
+	pay           string // paid_at, id: one conditional UPDATE, pending_payment → paid
+	payment       string // trade_no → paymentColumns
+	insertPayment string // order_id, sale_id, order_no, trade_no, amount_cents, trade_status, notify_id, app_id, outcome, paid_at, created_at → id; no row (or a duplicate-key error without RETURNING) if the trade_no is recorded
+
+	markRefunded     string // refunded_at, trade_no: refund_due → refunded
+	paymentsToRefund string // limit
+
+	unappliedReturns string             // limit → id, sale_id, order_id
+	markApplied      func(n int) string // n ledger ids (one array where the engine binds arrays)
+	cancelledOrders  string             // sale id → order ids
+	lifecycleStats   string             // sale id → refunds due, refunded, unapplied returns
+}
+
+// lifecycleSQL maps each engine to its lifecycle SQL.
+var lifecycleSQL = map[*dialect]*lifecycleQueries{
+	&sqlite:   &sqliteLifecycle,
+	&postgres: &postgresLifecycle,
+	&mysql:    &mysqlLifecycle,
+}
+
+// lq returns the engine's lifecycle SQL.
+func (db *DB) lq() *lifecycleQueries { return lifecycleSQL[db.d] }
+
+// paymentColumns are the columns scanPayment reads, in its order.
+const paymentColumns = `id, order_id, sale_id, order_no, trade_no, amount_cents, trade_status,
+	notify_id, app_id, outcome, paid_at, created_at, refunded_at`
+
+func scanPayment(s scanner) (*seckill.Payment, error) {
+	var p seckill.Payment
+	var paid, created, refunded dbTime
+	if err := s.Scan(&p.ID, &p.OrderID, &p.SaleID, &p.OrderNo, &p.TradeNo, &p.AmountCents, &p.TradeStatus,
+		&p.NotifyID, &p.AppID, &p.Outcome, &paid, &created, &refunded); err != nil {
+		return nil, err
+	}
+	p.PaidAt, p.CreatedAt, p.RefundedAt = paid.t, created.t, refunded.ptr()
+	return &p, nil
+}
+
+// CancelOrder moves the order pending_payment → cancelled and gives its unit
+// back to SQL stock with a 'cancel' ledger row the gate has not applied, in
+// one transaction; see seckill.OrderLifecycle for the contract.
+//
+// The owner and the deadline are checked on the row read first: they never
+// change, so only the status can race, and the UPDATE's condition on it
+// decides the race.
+func (db *DB) CancelOrder(ctx context.Context, orderID, userID int64, now time.Time, onlyIfExpired bool) (*seckill.Order, error) {
+	var o *seckill.Order
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		o, err = scanOrder(tx.QueryRowContext(ctx, db.d.q.order, orderID))
+		if errors.Is(err, sql.ErrNoRows) || err == nil && userID != 0 && o.UserID != userID {
+			return seckill.Errorf(seckill.ENotFound, "no order %d", orderID)
+		}
+		if err != nil {
+			return err
+		}
+		if o.Status != seckill.OrderPending {
+			return seckill.Errorf(seckill.ENotCancellable, "order %d is %s", orderID, o.Status)
+		}
+		if onlyIfExpired && o.PayDeadline.After(now) {
+			return seckill.Errorf(seckill.ENotCancellable, "order %d is not past its deadline", orderID)
+		}
+		q := db.lq()
+		r, err := tx.ExecContext(ctx, q.cancel, db.tv(now), orderID)
+		if err != nil {
+			return err
+		}
+		if n, err := r.RowsAffected(); err != nil {
+			return err
+		} else if n != 1 {
+			// A payment or another cancel moved it since the read.
+			return seckill.Errorf(seckill.ENotCancellable, "order %d is no longer pending payment", orderID)
+		}
+		if _, err := tx.ExecContext(ctx, q.returnUnit, o.SaleID); err != nil {
+			return fmt.Errorf("return unit to sale %d: %w", o.SaleID, err)
+		}
+		if _, err := tx.ExecContext(ctx, q.cancelLedger, o.SaleID, orderID, db.tv(now)); err != nil {
+			return fmt.Errorf("ledger: %w", err)
+		}
+		at := stamp(now)
+		o.Status, o.CancelledAt = seckill.OrderCancelled, &at
+		return nil
+	})
+	if err != nil {
+		if seckill.ErrorCode(err) != seckill.EInternal {
+			return nil, err
+		}
+		return nil, fmt.Errorf("cancel order %d: %w", orderID, err)
+	}
+	return o, nil
+}
+
+// ExpiredOrders returns up to limit pending orders past their deadline,
+// earliest deadline first, through the (status, pay_deadline, id) index.
+func (db *DB) ExpiredOrders(ctx context.Context, now time.Time, limit int) ([]seckill.OrderRef, error) {
+	rows, err := db.read.QueryContext(ctx, db.lq().expired, db.tv(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("expired orders: %w", err)
+	}
+	defer rows.Close()
+	var refs []seckill.OrderRef
+	for rows.Next() {
+		var r seckill.OrderRef
+		var deadline dbTime
+		if err := rows.Scan(&r.ID, &r.SaleID, &r.UserID, &r.OrderNo, &deadline); err != nil {
+			return nil, fmt.Errorf("expired orders: %w", err)
+		}
+		r.PayDeadline = deadline.t
+		refs = append(refs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("expired orders: %w", err)
+	}
+	return refs, nil
+}
+
+// ApplyPayment records p once per trade number and moves its order to
+// paid, or records it refund_due when the order cannot take it; see
+// seckill.OrderLifecycle for the contract.
+//
+// The order's UPDATE runs before the payment's INSERT: two calls with the
+// same trade race on the order row, and the loser, finding the trade
+// recorded by the winner, rolls back and answers as a replay.
+func (db *DB) ApplyPayment(ctx context.Context, p seckill.Payment) (*seckill.Payment, *seckill.Order, error) {
+	if p.TradeNo == "" {
+		return nil, nil, seckill.Errorf(seckill.EInvalid, "payment without a trade number")
+	}
+	var (
+		rec    *seckill.Payment
+		o      *seckill.Order
+		replay bool
+	)
+	q := db.lq()
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		replay = false
+		var err error
+		rec, err = scanPayment(tx.QueryRowContext(ctx, q.payment, p.TradeNo))
+		switch {
+		case err == nil:
+			replay = true
+			return nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("payment: %w", err)
+		}
+		o, err = scanOrder(tx.QueryRowContext(ctx, q.orderByNo, p.OrderNo))
+		if errors.Is(err, sql.ErrNoRows) {
+			return seckill.Errorf(seckill.ENotFound, "no order %q", p.OrderNo)
+		}
+		if err != nil {
+			return fmt.Errorf("order: %w", err)
+		}
+		if p.AmountCents != o.PriceCents {
+			return seckill.Errorf(seckill.EAmountMismatch, "paid %d cents for an order of %d", p.AmountCents, o.PriceCents)
+		}
+		r, err := tx.ExecContext(ctx, q.pay, db.tv(p.PaidAt), o.ID)
+		if err != nil {
+			return fmt.Errorf("pay: %w", err)
+		}
+		outcome := seckill.PaymentRefundDue
+		if n, err := r.RowsAffected(); err != nil {
+			return fmt.Errorf("pay: %w", err)
+		} else if n == 1 {
+			outcome = seckill.PaymentApplied
+		}
+		created := stamp(db.now())
+		id, err := db.insertID(ctx, tx, q.insertPayment, o.ID, o.SaleID, p.OrderNo, p.TradeNo, p.AmountCents,
+			p.TradeStatus, p.NotifyID, p.AppID, string(outcome), db.tv(p.PaidAt), db.tv(created))
+		if err != nil {
+			// errConflict: a concurrent call recorded the trade first;
+			// rolling back undoes the UPDATE (which then moved nothing).
+			return fmt.Errorf("record payment: %w", err)
+		}
+		rec = &p
+		rec.ID, rec.OrderID, rec.SaleID, rec.Outcome, rec.CreatedAt = id, o.ID, o.SaleID, outcome, created
+		rec.PaidAt, rec.RefundedAt = stamp(p.PaidAt), nil
+		o, err = scanOrder(tx.QueryRowContext(ctx, db.d.q.order, o.ID))
+		if err != nil {
+			return fmt.Errorf("order: %w", err)
+		}
+		return nil
+	})
+	if errors.Is(err, errConflict) {
+		rec, err = scanPayment(db.write.QueryRowContext(ctx, q.payment, p.TradeNo))
+		if err != nil {
+			return nil, nil, fmt.Errorf("apply payment %q: replay: %w", p.TradeNo, err)
+		}
+		replay = true
+	}
+	if err != nil {
+		if seckill.ErrorCode(err) != seckill.EInternal {
+			return nil, nil, err
+		}
+		return nil, nil, fmt.Errorf("apply payment %q: %w", p.TradeNo, err)
+	}
+	if replay {
+		if rec.OrderNo != p.OrderNo || rec.AmountCents != p.AmountCents {
+			return nil, nil, seckill.Errorf(seckill.EInvalid, "trade %q is recorded for order %q, %d cents",
+				p.TradeNo, rec.OrderNo, rec.AmountCents)
+		}
+		o, err = db.Order(ctx, rec.OrderID)
+		if err != nil {
+			return nil, nil, fmt.Errorf("apply payment %q: replay: %w", p.TradeNo, err)
+		}
+	}
+	return rec, o, nil
+}
+
+// MarkRefunded moves the payment refund_due → refunded; see
+// seckill.OrderLifecycle for the contract.
+func (db *DB) MarkRefunded(ctx context.Context, tradeNo string, now time.Time) error {
+	q := db.lq()
+	r, err := db.write.ExecContext(ctx, q.markRefunded, db.tv(now), tradeNo)
+	if err != nil {
+		return fmt.Errorf("mark %q refunded: %w", tradeNo, err)
+	}
+	if n, err := r.RowsAffected(); err != nil {
+		return fmt.Errorf("mark %q refunded: %w", tradeNo, err)
+	} else if n == 1 {
+		return nil
+	}
+	// Nothing moved: say why. The outcome read is only for the error.
+	p, err := scanPayment(db.write.QueryRowContext(ctx, q.payment, tradeNo))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return seckill.Errorf(seckill.ENotFound, "no payment %q", tradeNo)
+	case err != nil:
+		return fmt.Errorf("mark %q refunded: %w", tradeNo, err)
+	case p.Outcome == seckill.PaymentRefunded:
+		return nil
+	}
+	return seckill.Errorf(seckill.EInvalid, "payment %q is %s, not refund_due", tradeNo, p.Outcome)
+}
+
+// PaymentsToRefund returns up to limit refund_due payments, oldest first.
+func (db *DB) PaymentsToRefund(ctx context.Context, limit int) ([]seckill.Payment, error) {
+	rows, err := db.read.QueryContext(ctx, db.lq().paymentsToRefund, limit)
+	if err != nil {
+		return nil, fmt.Errorf("payments to refund: %w", err)
+	}
+	defer rows.Close()
+	var ps []seckill.Payment
+	for rows.Next() {
+		p, err := scanPayment(rows)
+		if err != nil {
+			return nil, fmt.Errorf("payments to refund: %w", err)
+		}
+		ps = append(ps, *p)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("payments to refund: %w", err)
+	}
+	return ps, nil
+}
+
+// UnappliedReturns returns up to limit 'cancel' ledger rows not yet
+// applied to the gate, oldest first, through the (gate_applied, id) index.
+func (db *DB) UnappliedReturns(ctx context.Context, limit int) ([]seckill.StockReturn, error) {
+	rows, err := db.read.QueryContext(ctx, db.lq().unappliedReturns, limit)
+	if err != nil {
+		return nil, fmt.Errorf("unapplied returns: %w", err)
+	}
+	defer rows.Close()
+	var rs []seckill.StockReturn
+	for rows.Next() {
+		var r seckill.StockReturn
+		if err := rows.Scan(&r.LedgerID, &r.SaleID, &r.OrderID); err != nil {
+			return nil, fmt.Errorf("unapplied returns: %w", err)
+		}
+		rs = append(rs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("unapplied returns: %w", err)
+	}
+	return rs, nil
+}
+
+// MarkReturnsApplied marks the ledger rows applied to the gate, in one
+// transaction.
+func (db *DB) MarkReturnsApplied(ctx context.Context, ledgerIDs []int64) error {
+	if len(ledgerIDs) == 0 {
+		return nil
+	}
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		for chunk := range chunked(ledgerIDs, db.chunks(len(ledgerIDs), 1)) {
+			if _, err := tx.ExecContext(ctx, db.lq().markApplied(len(chunk)), db.inArgs(nil, chunk)...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("mark %d returns applied: %w", len(ledgerIDs), err)
+	}
+	return nil
+}
+
+// CancelledOrders returns the ids of the sale's cancelled orders, in id
+// order.
+func (db *DB) CancelledOrders(ctx context.Context, saleID int64) ([]int64, error) {
+	ids, err := queryIDs(ctx, db.read, db.lq().cancelledOrders, saleID)
+	if err != nil {
+		return nil, fmt.Errorf("cancelled orders of sale %d: %w", saleID, err)
+	}
+	return ids, nil
+}
+
+// SaleSnapshotWithReturns is SaleSnapshot plus the sale's cancelled
+// orders, read in the same read-only snapshot transaction.
+func (db *DB) SaleSnapshotWithReturns(ctx context.Context, saleID int64) (stockLeft int64, buyers, cancelled []int64, err error) {
+	tx, err := db.read.BeginTx(ctx, db.d.snapshot)
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("snapshot of sale %d: begin: %w", saleID, err)
+	}
+	// Nothing to commit: the transaction only read.
+	defer tx.Rollback()
+	err = tx.QueryRowContext(ctx, db.d.q.saleLeft, saleID).Scan(&stockLeft)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil, nil, seckill.Errorf(seckill.ENotFound, "no sale %d", saleID)
+	}
+	if err != nil {
+		return 0, nil, nil, fmt.Errorf("snapshot of sale %d: %w", saleID, err)
+	}
+	if buyers, err = queryIDs(ctx, tx, db.d.q.saleBuyers, saleID); err != nil {
+		return 0, nil, nil, fmt.Errorf("snapshot of sale %d: buyers: %w", saleID, err)
+	}
+	if cancelled, err = queryIDs(ctx, tx, db.lq().cancelledOrders, saleID); err != nil {
+		return 0, nil, nil, fmt.Errorf("snapshot of sale %d: cancelled: %w", saleID, err)
+	}
+	return stockLeft, buyers, cancelled, nil
+}
+
+// LifecycleStats counts the sale's refunds due and done and its unapplied
+// returns in one statement.
+func (db *DB) LifecycleStats(ctx context.Context, saleID int64) (*seckill.LifecycleStats, error) {
+	var st seckill.LifecycleStats
+	err := db.read.QueryRowContext(ctx, db.lq().lifecycleStats, saleID).Scan(
+		&st.RefundsDue, &st.PaymentsRefunded, &st.ReturnsUnapplied)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, seckill.Errorf(seckill.ENotFound, "no sale %d", saleID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lifecycle stats of sale %d: %w", saleID, err)
+	}
+	return &st, nil
+}
+
+// querier is a *sql.DB or a *sql.Tx.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// queryIDs runs query and reads one int64 column of every row.
+func queryIDs(ctx context.Context, q querier, query string, args ...any) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}

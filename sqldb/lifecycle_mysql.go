@@ -1,0 +1,35 @@
+package sqldb
+
+// mysqlLifecycle is the SQL of the order lifecycle on MySQL. At READ
+// COMMITTED a conditional UPDATE waits for a concurrent one on the same
+// row and then re-checks its WHERE against the committed row, so of two
+// racing moves one changes the row and the other changes none.
+var mysqlLifecycle = lifecycleQueries{
+	cancel:       `UPDATE orders SET status = 'cancelled', cancelled_at = ? WHERE id = ? AND status = 'pending_payment'`,
+	returnUnit:   `UPDATE sales SET stock_left = stock_left + 1 WHERE id = ?`,
+	cancelLedger: `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at, gate_applied) VALUES (?, ?, 1, 'cancel', ?, FALSE)`,
+	expired: `SELECT id, sale_id, user_id, order_no, pay_deadline FROM orders
+		WHERE status = 'pending_payment' AND pay_deadline <= ? ORDER BY pay_deadline, id LIMIT ?`,
+
+	orderByNo: `SELECT ` + orderColumns + ` FROM orders WHERE order_no = ?`,
+	pay:       `UPDATE orders SET status = 'paid', paid_at = ? WHERE id = ? AND status = 'pending_payment'`,
+	payment:   `SELECT ` + paymentColumns + ` FROM payments WHERE trade_no = ?`,
+	// A plain INSERT: a duplicate trade_no is an error (ER_DUP_ENTRY),
+	// which ApplyPayment takes for a replay that a concurrent call
+	// recorded first.
+	insertPayment: `INSERT INTO payments (order_id, sale_id, order_no, trade_no, amount_cents, trade_status,
+			notify_id, app_id, outcome, paid_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	markRefunded:     `UPDATE payments SET outcome = 'refunded', refunded_at = ? WHERE trade_no = ? AND outcome = 'refund_due'`,
+	paymentsToRefund: `SELECT ` + paymentColumns + ` FROM payments WHERE outcome = 'refund_due' ORDER BY id LIMIT ?`,
+
+	unappliedReturns: `SELECT id, sale_id, order_id FROM stock_ledger WHERE gate_applied = FALSE ORDER BY id LIMIT ?`,
+	markApplied: func(n int) string {
+		return `UPDATE stock_ledger SET gate_applied = TRUE WHERE id IN (` + params(n) + `) AND gate_applied = FALSE`
+	},
+	cancelledOrders: `SELECT id FROM orders WHERE sale_id = ? AND status = 'cancelled' ORDER BY id`,
+	lifecycleStats: `SELECT
+			(SELECT COUNT(*) FROM payments WHERE sale_id = s.id AND outcome = 'refund_due'),
+			(SELECT COUNT(*) FROM payments WHERE sale_id = s.id AND outcome = 'refunded'),
+			(SELECT COUNT(*) FROM stock_ledger WHERE sale_id = s.id AND gate_applied = FALSE)
+		FROM sales s WHERE s.id = ?`,
+}

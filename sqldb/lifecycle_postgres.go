@@ -1,0 +1,35 @@
+package sqldb
+
+// postgresLifecycle is the SQL of the order lifecycle on PostgreSQL. At
+// READ COMMITTED a conditional UPDATE waits for a concurrent one on the
+// same row and then re-checks its WHERE against the committed row, so of
+// two racing moves one changes the row and the other changes none.
+var postgresLifecycle = lifecycleQueries{
+	cancel:       `UPDATE orders SET status = 'cancelled', cancelled_at = $1 WHERE id = $2 AND status = 'pending_payment'`,
+	returnUnit:   `UPDATE sales SET stock_left = stock_left + 1 WHERE id = $1`,
+	cancelLedger: `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at, gate_applied) VALUES ($1, $2, 1, 'cancel', $3, FALSE)`,
+	expired: `SELECT id, sale_id, user_id, order_no, pay_deadline FROM orders
+		WHERE status = 'pending_payment' AND pay_deadline <= $1 ORDER BY pay_deadline, id LIMIT $2`,
+
+	orderByNo: `SELECT ` + orderColumns + ` FROM orders WHERE order_no = $1`,
+	pay:       `UPDATE orders SET status = 'paid', paid_at = $1 WHERE id = $2 AND status = 'pending_payment'`,
+	payment:   `SELECT ` + paymentColumns + ` FROM payments WHERE trade_no = $1`,
+	// DO NOTHING, not an error: an error would abort the transaction.
+	// Without a row back, a concurrent call recorded the trade first.
+	insertPayment: `INSERT INTO payments (order_id, sale_id, order_no, trade_no, amount_cents, trade_status,
+			notify_id, app_id, outcome, paid_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+		ON CONFLICT (trade_no) DO NOTHING RETURNING id`,
+	markRefunded:     `UPDATE payments SET outcome = 'refunded', refunded_at = $1 WHERE trade_no = $2 AND outcome = 'refund_due'`,
+	paymentsToRefund: `SELECT ` + paymentColumns + ` FROM payments WHERE outcome = 'refund_due' ORDER BY id LIMIT $1`,
+
+	unappliedReturns: `SELECT id, sale_id, order_id FROM stock_ledger WHERE gate_applied = FALSE ORDER BY id LIMIT $1`,
+	markApplied: func(int) string {
+		return `UPDATE stock_ledger SET gate_applied = TRUE WHERE id = ANY($1::bigint[]) AND gate_applied = FALSE`
+	},
+	cancelledOrders: `SELECT id FROM orders WHERE sale_id = $1 AND status = 'cancelled' ORDER BY id`,
+	lifecycleStats: `SELECT
+			(SELECT COUNT(*) FROM payments WHERE sale_id = s.id AND outcome = 'refund_due'),
+			(SELECT COUNT(*) FROM payments WHERE sale_id = s.id AND outcome = 'refunded'),
+			(SELECT COUNT(*) FROM stock_ledger WHERE sale_id = s.id AND gate_applied = FALSE)
+		FROM sales s WHERE s.id = $1`,
+}
