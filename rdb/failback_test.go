@@ -121,14 +121,14 @@ func TestFailBackToServerSeenBefore(t *testing.T) {
 
 	// X follows Y, catches up, then loses the link before buyer 3.
 	xr, yr := x.raw(), y.raw()
-	if err := xr.SlaveOf(ctx, "127.0.0.1", y.port).Err(); err != nil {
+	if err := xr.ReplicaOf(ctx, "127.0.0.1", y.port).Err(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "X in sync with Y", func() bool {
 		n, err := xr.Get(ctx, "t:{sale:1}:stock").Int64()
 		return err == nil && n == 8
 	})
-	if err := xr.SlaveOf(ctx, "NO", "ONE").Err(); err != nil {
+	if err := xr.ReplicaOf(ctx, "NO", "ONE").Err(); err != nil {
 		t.Fatal(err)
 	}
 	if r, err := reserve(3); err != nil || r != seckill.Reserved {
