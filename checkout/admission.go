@@ -41,6 +41,9 @@ func (e *Engine) Captcha(ctx context.Context, userID, saleID int64) (id string, 
 			return "", nil, time.Time{}, seckill.Errorf(seckill.ERateLimited, "too many captchas for this sale; answer the one you have")
 		}
 	}
+	if e.b.CaptchaMaker == nil {
+		return "", nil, time.Time{}, errNoCaptchaMaker
+	}
 	answer, png, err := e.b.CaptchaMaker.New()
 	if err != nil {
 		return "", nil, time.Time{}, err
@@ -69,6 +72,9 @@ func (e *Engine) IssuePath(ctx context.Context, userID, saleID int64, captchaID,
 		return "", time.Time{}, err
 	}
 	if s.RequireCaptcha {
+		if e.b.CaptchaMaker == nil {
+			return "", time.Time{}, errNoCaptchaMaker
+		}
 		if captchaID == "" {
 			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "this sale needs a solved captcha")
 		}
@@ -86,6 +92,10 @@ func (e *Engine) IssuePath(ctx context.Context, userID, saleID int64, captchaID,
 	expires := time.Unix(0, (w+2)*int64(e.cfg.PathTTL)).UTC()
 	return e.pathFor(userID, saleID, w), expires, nil
 }
+
+// errNoCaptchaMaker answers captcha requests of an engine built without
+// Backends.CaptchaMaker: a wiring mistake, not the client's.
+var errNoCaptchaMaker = errors.New("checkout: no captcha maker configured")
 
 // pathFor is the hidden purchase path of a user in a sale for one time
 // window: HMAC(secret, user, sale, window). Stateless, so every instance

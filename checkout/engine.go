@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"seckill"
-	"seckill/captcha"
 )
 
 // Config tunes the engine; zero values take the defaults.
@@ -95,7 +94,8 @@ type Backends struct {
 	Bus      seckill.ResultBus
 	Captchas seckill.CaptchaStore
 	// CaptchaMaker makes the captchas' questions and pictures and checks
-	// answers; nil: package captcha's Maker.
+	// answers (package captcha's Maker in serve); nil: captchas cannot be
+	// issued or checked (EInternal), sales without one still sell.
 	CaptchaMaker seckill.CaptchaMaker
 	// CaptchaLimit caps the captchas one user gets for one sale (key
 	// "sale:user"), shared by every instance when the limiter is: a bucket
@@ -146,9 +146,6 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 	}
 	if log == nil {
 		log = slog.Default()
-	}
-	if b.CaptchaMaker == nil {
-		b.CaptchaMaker = captcha.Maker{}
 	}
 	e := &Engine{
 		cfg: cfg, b: b, log: log,

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"seckill"
+	"seckill/captcha"
 	"seckill/inmem"
 	"seckill/mq"
 	"seckill/sqldb"
@@ -107,7 +108,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // backends returns the backends of the env.
 func (v *env) backends() Backends {
-	return Backends{Sales: v.db, Orders: v.db, Gate: v.gate, Queue: v.queue, Bus: v.queue, Captchas: v.captchas}
+	return Backends{Sales: v.db, Orders: v.db, Gate: v.gate, Queue: v.queue, Bus: v.queue, Captchas: v.captchas, CaptchaMaker: captcha.Maker{}}
 }
 
 // engine returns a new engine on b (the env's backends when b is nil), not

@@ -18,6 +18,7 @@ import (
 
 	"seckill"
 	"seckill/account"
+	"seckill/captcha"
 	"seckill/checkout"
 	"seckill/httpapi"
 	"seckill/inmem"
@@ -126,7 +127,7 @@ func newStack(t *testing.T, opt options) *stack {
 		t.Fatal(err)
 	}
 	s.engine, err = checkout.New(checkout.Config{Secret: []byte("0123456789abcdef0123456789abcdef"), BatchWait: 20 * time.Millisecond},
-		checkout.Backends{Sales: db, Orders: db, Gate: s.gate, Queue: s.flaky, Bus: q, Captchas: s.captchas}, log)
+		checkout.Backends{Sales: db, Orders: db, Gate: s.gate, Queue: s.flaky, Bus: q, Captchas: s.captchas, CaptchaMaker: captcha.Maker{}}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
