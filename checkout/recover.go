@@ -88,6 +88,12 @@ func (e *Engine) maybeRebuild() {
 // rebuildLock names the lock of the instance that rebuilds the gate.
 const rebuildLock = "gate-rebuild"
 
+// rebuildLease is how long the rebuild lock holds. Short, because the lock
+// is only an economy (a load is fenced by the gate's claim on the sale, so
+// two rebuilds at once are safe): an instance killed while holding it
+// stalls the lost sales' purchases (503) for at most this long.
+const rebuildLease = 15 * time.Second
+
 // RebuildGate loads every sale the gate has lost (after a restart of a
 // shared gate), holding the rebuild lock so one instance does it. It first
 // waits out PublishTimeout so publishes admitted by the old gate have
@@ -98,7 +104,7 @@ func (e *Engine) RebuildGate(ctx context.Context) error {
 	if err != nil || len(missing) == 0 {
 		return err
 	}
-	release, ok, err := e.b.Locker.TryLock(ctx, rebuildLock, time.Minute)
+	release, ok, err := e.b.Locker.TryLock(ctx, rebuildLock, rebuildLease)
 	if err != nil || !ok {
 		return err
 	}
