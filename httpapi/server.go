@@ -27,6 +27,10 @@ type Config struct {
 	// TrustedProxies are the proxies whose X-Forwarded-For entries are
 	// believed (clientip.go); empty, the client IP is the peer's address.
 	TrustedProxies []netip.Prefix
+	// AllowedOrigins are the origins ("https://shop.example") besides the
+	// request's own host whose pages may send unsafe requests with the
+	// session cookie (csrf.go). Empty: same origin only.
+	AllowedOrigins []string
 	// Ready reports whether every backend is reachable (for /readyz).
 	Ready func(ctx context.Context) error
 	// Static serves everything outside /api (the web page); may be nil.
@@ -93,28 +97,32 @@ func (s *Server) handle(pattern string, h handler) {
 		s.methods[path] = append(s.methods[path], method)
 	}
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		if err := h(w, r); err != nil {
+		err := s.sameOrigin(r)
+		if err == nil {
+			err = h(w, r)
+		}
+		if err != nil {
 			writeError(w, r, s.log, err)
 		}
 	})
 }
 
 func (s *Server) routes() {
-	s.handle("POST /api/users", s.limitIP(s.createUser))
-	s.handle("POST /api/sessions", s.limitIP(s.login))
+	s.handle("POST /api/users", s.limitIP(jsonBody(s.createUser)))
+	s.handle("POST /api/sessions", s.limitIP(jsonBody(s.login)))
 	s.handle("DELETE /api/sessions", s.logout)
 	s.handle("GET /api/me", s.authed(s.me))
 
 	s.handle("GET /api/sales", s.listSales)
 	s.handle("GET /api/sales/{id}", s.getSale)
-	s.handle("POST /api/admin/sales", s.admin(s.createSale))
+	s.handle("POST /api/admin/sales", jsonBody(s.admin(s.createSale)))
 	s.handle("GET /api/admin/sales/{id}/stats", s.admin(s.saleStats))
 	if s.cfg.BenchUsers != nil { // off: the path is as unknown as any other
-		s.handle("POST /api/admin/bench/users", s.admin(s.benchUsers))
+		s.handle("POST /api/admin/bench/users", jsonBody(s.admin(s.benchUsers)))
 	}
 
 	s.handle("GET /api/sales/{id}/captcha", s.authed(s.limited(s.captcha)))
-	s.handle("POST /api/sales/{id}/path", s.authed(s.limited(s.path)))
+	s.handle("POST /api/sales/{id}/path", jsonBody(s.authed(s.limited(s.path))))
 	// purchase applies the rate limits itself, after the checks that need
 	// no shared backend.
 	s.handle("POST /api/sales/{id}/purchase/{path}", s.authed(s.purchase))
