@@ -289,7 +289,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		IPLimit:        m.shared.ipLim,
 		TrustedProxies: proxies, Static: web.Handler(), Log: m.log,
 		AllowedOrigins: httpapi.ParseOrigins(c.AllowedOrigins),
-		Observe: m.metrics.ObserveHTTP, BenchUsers: m.benchUsers(),
+		Observe:        m.metrics.ObserveHTTP, BenchUsers: m.benchUsers(),
 		Ready: func(ctx context.Context) error {
 			return errors.Join(m.db.Ping(ctx), m.queue.Ping(ctx), m.shared.ping(ctx))
 		},
