@@ -60,11 +60,18 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	tok := token(r)
-	if _, err := s.cfg.Accounts.Authenticate(r.Context(), tok); err != nil {
+	sess, err := s.cfg.Accounts.Authenticate(r.Context(), tok)
+	if err != nil {
 		return err
 	}
 	if err := s.cfg.Accounts.Logout(r.Context(), tok); err != nil {
 		return err
+	}
+	if s.hub != nil {
+		// The session's sockets would go on pushing its results (this
+		// instance's only: a socket on another instance lives until its
+		// client reconnects, when authentication refuses it).
+		s.hub.closeSession(sess.UserID, sess.TokenHash)
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
 	w.WriteHeader(http.StatusNoContent)
