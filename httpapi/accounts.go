@@ -49,7 +49,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: CookieName, Value: tok, Path: "/", Expires: sess.ExpiresAt,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.secure(r),
 	})
 	writeJSON(w, http.StatusOK, map[string]any{
 		"token": tok, "expires_at": sess.ExpiresAt,
@@ -73,7 +73,7 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 		// client reconnects, when authentication refuses it).
 		s.hub.closeSession(sess.UserID, sess.TokenHash)
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.secure(r)})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

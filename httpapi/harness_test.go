@@ -66,6 +66,7 @@ type options struct {
 	phones, ips        seckill.LoginGuard // account.Config's login back-off
 	trusted            []netip.Prefix     // Config.TrustedProxies
 	origins            []string           // Config.AllowedOrigins
+	cookieSecure       bool               // Config.CookieSecure
 	// sqlite runs the stack on SQLite and embedded JetStream instead of
 	// the in-memory backends, for tests about the real ones.
 	sqlite bool
@@ -148,7 +149,7 @@ func newStack(t *testing.T, opt options) *stack {
 		UserLimit: opt.userLimit, IPLimit: opt.ipLimit, Log: log,
 		Ready:   func(ctx context.Context) error { return db.Ping(ctx) },
 		Results: s.engine.Results(), WS: opt.ws, WebSockets: opt.wsGauge, TrustedProxies: opt.trusted,
-		AllowedOrigins: opt.origins,
+		AllowedOrigins: opt.origins, CookieSecure: opt.cookieSecure,
 	})
 	s.h = s.api
 	t.Cleanup(func() { _ = s.api.Close() })

@@ -31,6 +31,11 @@ type Config struct {
 	// request's own host whose pages may send unsafe requests with the
 	// session cookie (csrf.go). Empty: same origin only.
 	AllowedOrigins []string
+	// CookieSecure marks the session cookie Secure whatever the request
+	// says (set it when every client reaches seckill over HTTPS). Without
+	// it the cookie is Secure when the connection is TLS, or when a trusted
+	// proxy says X-Forwarded-Proto: https.
+	CookieSecure bool
 	// Ready reports whether every backend is reachable (for /readyz).
 	Ready func(ctx context.Context) error
 	// Static serves everything outside /api (the web page); may be nil.

@@ -54,6 +54,7 @@ type Config struct {
 	TrustedProxies string
 	TrustProxy     bool
 	AllowedOrigins string // other origins whose pages may post with the cookie (httpapi/csrf.go)
+	CookieSecure   bool   // the session cookie is Secure whatever the request says
 	LogLevel       string
 	// The public listener's timeouts (http.Server's): ReadTimeout bounds
 	// headers and body together, so a client trickling either is cut off.
@@ -146,6 +147,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "session lifetime since last use")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", c.TrustedProxies, "comma-separated CIDRs of the proxies in front (e.g. 10.0.0.2/32): the client IP is the right-most X-Forwarded-For address not among them (default: none, the peer's address)")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", c.AllowedOrigins, "comma-separated origins (https://shop.example) besides the request's own host whose pages may send unsafe requests with the session cookie")
+	fs.BoolVar(&c.CookieSecure, "cookie-secure", c.CookieSecure, "mark the session cookie Secure always (clients reach seckill over HTTPS only); without it, Secure when the connection is TLS or a trusted proxy sends X-Forwarded-Proto: https")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "deprecated: trust a proxy on loopback, as --trusted-proxies 127.0.0.0/8,::1/128")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "longest time a client may take to send a request's headers")
@@ -288,8 +290,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		UserLimit:      m.shared.userLim,
 		IPLimit:        m.shared.ipLim,
 		TrustedProxies: proxies, Static: web.Handler(), Log: m.log,
-		AllowedOrigins: httpapi.ParseOrigins(c.AllowedOrigins),
-		Observe:        m.metrics.ObserveHTTP, BenchUsers: m.benchUsers(),
+		AllowedOrigins: httpapi.ParseOrigins(c.AllowedOrigins), CookieSecure: c.CookieSecure,
+		Observe: m.metrics.ObserveHTTP, BenchUsers: m.benchUsers(),
 		Ready: func(ctx context.Context) error {
 			return errors.Join(m.db.Ping(ctx), m.queue.Ping(ctx), m.shared.ping(ctx))
 		},
