@@ -19,10 +19,19 @@ type userJSON struct {
 	Role     seckill.Role `json:"role,omitempty"`
 }
 
+// createUser is POST /api/users. Each attempt that gets as far as the
+// store (valid fields) takes one of the client address's registrations
+// (Config.Registrations), taken or not: the budget bounds both the hashing
+// and how many phones one address can learn are registered
+// (409 phone_taken). Beyond it, 429 rate_limited.
 func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	req, err := parseCreateUser(r.Body)
 	if err != nil {
 		return err
+	}
+	if !s.signups.take(s.clientIP(r)) {
+		w.Header().Set("Retry-After", "60")
+		return seckill.Errorf(seckill.ERateLimited, "too many registrations from your address; try again later")
 	}
 	u, err := s.cfg.Accounts.Register(r.Context(), req.Phone, req.Password, req.Nickname)
 	if err != nil {

@@ -36,6 +36,14 @@ type Config struct {
 	// it the cookie is Secure when the connection is TLS, or when a trusted
 	// proxy says X-Forwarded-Proto: https.
 	CookieSecure bool
+	// BadTokens bounds, per client IP and instance, the requests that
+	// present a token that authenticates nobody (invented, expired, logged
+	// out); beyond it they get 429 before the session store is asked.
+	// Zero: DefaultBadTokens. Registrations bounds account creations per
+	// client IP and instance; zero: DefaultRegistrations. A negative Rate
+	// turns either off.
+	BadTokens     Budget
+	Registrations Budget
 	// Ready reports whether every backend is reachable (for /readyz).
 	Ready func(ctx context.Context) error
 	// Static serves everything outside /api (the web page); may be nil.
@@ -68,6 +76,9 @@ type Server struct {
 	log     *slog.Logger
 	methods map[string][]string // route path → methods it serves
 	hub     *hub                // WebSockets; nil without Config.Results
+	catalog *catalog            // GET /api/sales's cached list (catalog.go)
+	badAuth *ipBuckets          // unknown tokens per client IP (limits.go)
+	signups *ipBuckets          // registrations per client IP (limits.go)
 }
 
 // New returns the handler.
@@ -78,10 +89,19 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.BadTokens == (Budget{}) {
+		cfg.BadTokens = DefaultBadTokens
+	}
+	if cfg.Registrations == (Budget{}) {
+		cfg.Registrations = DefaultRegistrations
+	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Log, methods: map[string][]string{}}
 	if cfg.Results != nil {
 		s.hub = newHub(cfg.Results, cfg.WS, cfg.Log, cfg.WebSockets)
 	}
+	s.catalog = &catalog{load: cfg.Engine.Sales, now: cfg.Now}
+	s.badAuth = newIPBuckets(cfg.BadTokens)
+	s.signups = newIPBuckets(cfg.Registrations)
 	s.routes()
 	return s
 }
