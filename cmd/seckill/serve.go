@@ -46,6 +46,7 @@ type Config struct {
 	IPRate        float64
 	IPBurst       int
 	InFlight      int
+	AdmitFactor   float64 // purchases a second per unit of stock a sale admits, per instance; 0: no cap
 	BatchSize     int
 	PayWindow     time.Duration
 	SessionTTL    time.Duration
@@ -105,7 +106,7 @@ func NewMain() *Main {
 		Config: Config{
 			Addr: ":8080", DataDir: "data",
 			UserRate: 5, UserBurst: 10, IPRate: 200, IPBurst: 400,
-			InFlight: 4096, BatchSize: 2000,
+			InFlight: 4096, AdmitFactor: 20, BatchSize: 2000,
 			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, LogLevel: "info",
 			Writers: 2, ReconcileEvery: 10 * time.Second, ReconcileAge: 30 * time.Second, AckWait: 30 * time.Second,
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
@@ -148,6 +149,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", c.TrustedProxies, "comma-separated CIDRs of the proxies in front (e.g. 10.0.0.2/32): the client IP is the right-most X-Forwarded-For address not among them (default: none, the peer's address)")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", c.AllowedOrigins, "comma-separated origins (https://shop.example) besides the request's own host whose pages may send unsafe requests with the session cookie")
 	fs.BoolVar(&c.CookieSecure, "cookie-secure", c.CookieSecure, "mark the session cookie Secure always (clients reach seckill over HTTPS only); without it, Secure when the connection is TLS or a trusted proxy sends X-Forwarded-Proto: https")
+	fs.Float64Var(&c.AdmitFactor, "admit-factor", c.AdmitFactor, "a sale lets at most this many purchase attempts a second per unit of stock through to the gate, per instance; beyond, 503 busy (0: no cap)")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "deprecated: trust a proxy on loopback, as --trusted-proxies 127.0.0.0/8,::1/128")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "longest time a client may take to send a request's headers")
@@ -274,7 +276,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.log.Info("admin account ready", "phone", c.AdminPhone)
 	}
 	m.engine, err = checkout.New(checkout.Config{
-		Secret: secret, PayWindow: c.PayWindow, InFlight: c.InFlight, BatchSize: c.BatchSize,
+		Secret: secret, PayWindow: c.PayWindow, InFlight: c.InFlight, AdmitFactor: c.AdmitFactor, BatchSize: c.BatchSize,
 		Observer: m.openMetrics(), Now: testClock(m.log),
 	}, checkout.Backends{
 		Sales: m.db, Orders: m.db, Gate: m.shared.gate, Queue: m.queue, Bus: m.queue,
