@@ -59,3 +59,14 @@ type SessionStore interface {
 	// DeleteSession removes a session. A missing session is not an error.
 	DeleteSession(ctx context.Context, tokenHash []byte) error
 }
+
+// SessionRevoker is a SessionStore that can end every session of a user at
+// once, as a password or role change must (sessions carry the role).
+// Durable stores implement it (they index sessions by user); a cache in
+// front implements it by asking the store behind it.
+type SessionRevoker interface {
+	// DeleteUserSessions removes every session of the user and returns
+	// their token hashes, so caches in front can drop them too. No
+	// session is not an error.
+	DeleteUserSessions(ctx context.Context, userID int64) ([][]byte, error)
+}

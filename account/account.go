@@ -165,20 +165,31 @@ func (s *Service) Register(ctx context.Context, phone, password, nickname string
 }
 
 // EnsureAdmin creates the admin account, or makes an existing account with
-// this phone an admin with this password.
+// this phone an admin with this password. When that changes the account's
+// password or role, every session it had ends (EndSessions): a rotated
+// password must lock out whoever held the old one. An admin whose password
+// is already this one keeps its sessions.
 func (s *Service) EnsureAdmin(ctx context.Context, phone, password string) (*seckill.User, error) {
 	if err := ValidateAccount(phone, password, ""); err != nil {
 		return nil, fmt.Errorf("admin account: %w", err)
 	}
-	hash, err := HashPassword(password, s.cfg.Params)
-	if err != nil {
-		return nil, err
-	}
 	u, err := s.users.UserByPhone(ctx, phone)
+	if err == nil && u.Role == seckill.RoleAdmin {
+		if same, cerr := CheckPassword(password, u.PasswordHash); cerr == nil && same {
+			return u, nil
+		}
+	}
+	hash, herr := HashPassword(password, s.cfg.Params)
+	if herr != nil {
+		return nil, herr
+	}
 	switch seckill.ErrorCode(err) {
 	case "":
 		u.Role, u.PasswordHash = seckill.RoleAdmin, hash
-		return u, s.users.UpdateUser(ctx, u)
+		if err := s.users.UpdateUser(ctx, u); err != nil {
+			return nil, err
+		}
+		return u, s.EndSessions(ctx, u.ID)
 	case seckill.ENotFound:
 		u = &seckill.User{Phone: phone, Nickname: "admin", Role: seckill.RoleAdmin, PasswordHash: hash}
 		return u, s.users.CreateUser(ctx, u)
@@ -339,6 +350,22 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*seckill.Sess
 		sess.ExpiresAt = exp
 	}
 	return sess, nil
+}
+
+// EndSessions ends every session of the user, as a change of password or
+// role must. The session store must be a seckill.SessionRevoker (every
+// store of this module is); an internal error otherwise. Other instances'
+// session caches drop the sessions when they next look them up (within
+// their TTL).
+func (s *Service) EndSessions(ctx context.Context, userID int64) error {
+	r, ok := s.sessions.(seckill.SessionRevoker)
+	if !ok {
+		return fmt.Errorf("end sessions of user %d: the session store cannot", userID)
+	}
+	if _, err := r.DeleteUserSessions(ctx, userID); err != nil {
+		return fmt.Errorf("end sessions of user %d: %w", userID, err)
+	}
+	return nil
 }
 
 // Logout ends the session of token.

@@ -2,12 +2,16 @@ package account
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"seckill"
 )
 
-var _ seckill.SessionStore = (*Tiered)(nil)
+var (
+	_ seckill.SessionStore   = (*Tiered)(nil)
+	_ seckill.SessionRevoker = (*Tiered)(nil)
+)
 
 // Tiered keeps sessions in a durable store (SQL) and a fast shared one
 // (Redis): writes go to both, reads ask the fast one first and fall back to
@@ -38,7 +42,7 @@ func (t *Tiered) Session(ctx context.Context, tokenHash []byte) (*seckill.Sessio
 		return nil, derr
 	}
 	if seckill.ErrorCode(err) == seckill.ENotFound {
-		_ = t.Fast.CreateSession(ctx, *s) // refill; a failure only costs a later lookup
+		t.refill(ctx, s)
 	}
 	return s, nil
 }
@@ -57,4 +61,42 @@ func (t *Tiered) DeleteSession(ctx context.Context, tokenHash []byte) error {
 		return err
 	}
 	return t.Fast.DeleteSession(ctx, tokenHash)
+}
+
+// refill copies s, just read from the durable store, into the fast one,
+// unless it was deleted meanwhile. A logout deletes from the durable store,
+// then from the fast one; a refill that raced it could put the session back
+// after the logout's second step. So the refill reads the durable store again
+// after writing: if the session is gone there, the logout's first step came
+// before this read, and this refill may have come after its second, so it
+// deletes the copy itself. If it is still there, the logout's deletion from
+// the fast store is still to come. Best effort: a failure here costs only a
+// later lookup, except that a failing re-read deletes the copy to be safe.
+func (t *Tiered) refill(ctx context.Context, s *seckill.Session) {
+	if t.Fast.CreateSession(ctx, *s) != nil {
+		return
+	}
+	if _, err := t.Durable.Session(ctx, s.TokenHash); err != nil {
+		_ = t.Fast.DeleteSession(ctx, s.TokenHash)
+	}
+}
+
+// DeleteUserSessions removes every session of the user from the durable
+// store, which must be a seckill.SessionRevoker, and each of them from the
+// fast store.
+func (t *Tiered) DeleteUserSessions(ctx context.Context, userID int64) ([][]byte, error) {
+	r, ok := t.Durable.(seckill.SessionRevoker)
+	if !ok {
+		return nil, fmt.Errorf("tiered sessions: the durable store cannot end a user's sessions")
+	}
+	hashes, err := r.DeleteUserSessions(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	for _, h := range hashes {
+		if err := t.Fast.DeleteSession(ctx, h); err != nil {
+			return hashes, err
+		}
+	}
+	return hashes, nil
 }

@@ -50,6 +50,17 @@ func (m *mapSessions) DeleteSession(_ context.Context, h []byte) error {
 	return nil
 }
 
+func (m *mapSessions) DeleteUserSessions(_ context.Context, user int64) ([][]byte, error) {
+	var out [][]byte
+	for k, s := range m.m {
+		if s.UserID == user {
+			out = append(out, []byte(k))
+			delete(m.m, k)
+		}
+	}
+	return out, nil
+}
+
 func TestTieredContract(t *testing.T) {
 	contract.TestSessionStore(t, func(*testing.T) seckill.SessionStore {
 		return &Tiered{Fast: newMapSessions(), Durable: newMapSessions()}
@@ -88,5 +99,47 @@ func TestTieredSurvivesFastLoss(t *testing.T) {
 	}
 	if _, err := tiered.Session(ctx, s.TokenHash); seckill.ErrorCode(err) != seckill.ENotFound {
 		t.Fatalf("deleted session: %v", err)
+	}
+}
+
+// hookedSessions runs hook once, after its first Session read found the
+// session and before it returns it: a logout landing in that gap.
+type hookedSessions struct {
+	seckill.SessionStore
+	hook func()
+}
+
+func (h *hookedSessions) Session(ctx context.Context, hash []byte) (*seckill.Session, error) {
+	s, err := h.SessionStore.Session(ctx, hash)
+	if hook := h.hook; hook != nil && err == nil {
+		h.hook = nil
+		hook()
+	}
+	return s, err
+}
+
+// TestTieredLogoutRacingRefill: a logout that completes between a fast-store
+// miss's read of the durable store and the refill must not be undone by
+// the refill (issue 12 item 8).
+func TestTieredLogoutRacingRefill(t *testing.T) {
+	ctx := context.Background()
+	fast := newMapSessions()
+	durable := &hookedSessions{SessionStore: newMapSessions()}
+	tiered := &Tiered{Fast: fast, Durable: durable}
+	s := seckill.Session{TokenHash: HashToken("tok"), UserID: 7, Role: seckill.RoleBuyer, ExpiresAt: time.Now().Add(time.Hour)}
+	if err := tiered.Durable.CreateSession(ctx, s); err != nil { // in SQL, not in Redis
+		t.Fatal(err)
+	}
+	durable.hook = func() {
+		if err := tiered.DeleteSession(ctx, s.TokenHash); err != nil {
+			t.Error(err)
+		}
+	}
+	_, _ = tiered.Session(ctx, s.TokenHash) // raced the logout: either answer is fair
+	if _, ok := fast.m[string(s.TokenHash)]; ok {
+		t.Fatal("the refill copied the logged-out session back into the fast store")
+	}
+	if _, err := tiered.Session(ctx, s.TokenHash); seckill.ErrorCode(err) != seckill.ENotFound {
+		t.Fatalf("logged-out session after the race: %v", err)
 	}
 }

@@ -34,6 +34,7 @@ type Config struct {
 	CaptchaLead    time.Duration // captchas are issued from this long before the start, not earlier (no stockpiling); default 30s
 	PayWindow      time.Duration // unpaid orders' deadline after creation; default 10m
 	InFlight       int           // purchases between gate and queue ack at once; default 4096
+	AdmitFactor    float64       // a sale admits at most this × its stock purchases a second to the gate, per instance (admission.go); 0: no cap
 	PublishTimeout time.Duration // default 3s
 	BatchSize      int           // order writer batch; default 2000
 	BatchWait      time.Duration // writer waits this long for a first message; default 200ms
@@ -114,6 +115,7 @@ type Engine struct {
 
 	ready    atomic.Bool
 	inflight chan struct{}
+	admits   sync.Map // sale id → *rate.Limiter of AdmitFactor (admission.go)
 
 	saleMu    sync.Mutex
 	saleCache map[int64]cachedSale

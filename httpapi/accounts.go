@@ -19,10 +19,19 @@ type userJSON struct {
 	Role     seckill.Role `json:"role,omitempty"`
 }
 
+// createUser is POST /api/users. Each attempt that gets as far as the
+// store (valid fields) takes one of the client address's registrations
+// (Config.Registrations), taken or not: the budget bounds both the hashing
+// and how many phones one address can learn are registered
+// (409 phone_taken). Beyond it, 429 rate_limited.
 func (s *Server) createUser(w http.ResponseWriter, r *http.Request) error {
 	req, err := parseCreateUser(r.Body)
 	if err != nil {
 		return err
+	}
+	if !s.signups.take(s.clientIP(r)) {
+		w.Header().Set("Retry-After", "60")
+		return seckill.Errorf(seckill.ERateLimited, "too many registrations from your address; try again later")
 	}
 	u, err := s.cfg.Accounts.Register(r.Context(), req.Phone, req.Password, req.Nickname)
 	if err != nil {
@@ -49,7 +58,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: CookieName, Value: tok, Path: "/", Expires: sess.ExpiresAt,
-		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.secure(r),
 	})
 	writeJSON(w, http.StatusOK, map[string]any{
 		"token": tok, "expires_at": sess.ExpiresAt,
@@ -60,13 +69,20 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Server) logout(w http.ResponseWriter, r *http.Request) error {
 	tok := token(r)
-	if _, err := s.cfg.Accounts.Authenticate(r.Context(), tok); err != nil {
+	sess, err := s.cfg.Accounts.Authenticate(r.Context(), tok)
+	if err != nil {
 		return err
 	}
 	if err := s.cfg.Accounts.Logout(r.Context(), tok); err != nil {
 		return err
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode})
+	if s.hub != nil {
+		// The session's sockets would go on pushing its results (this
+		// instance's only: a socket on another instance lives until its
+		// client reconnects, when authentication refuses it).
+		s.hub.closeSession(sess.UserID, sess.TokenHash)
+	}
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.secure(r)})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

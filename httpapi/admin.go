@@ -14,6 +14,7 @@ func (s *Server) createSale(w http.ResponseWriter, r *http.Request, _ *seckill.S
 	if err := s.cfg.Engine.CreateSale(r.Context(), sale); err != nil {
 		return err
 	}
+	s.catalog.invalidate()
 	writeJSON(w, http.StatusCreated, map[string]any{"sale": s.view(r.Context(), sale), "server_time": s.cfg.Now().UTC()})
 	return nil
 }

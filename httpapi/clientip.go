@@ -112,3 +112,27 @@ func contains(prefixes []netip.Prefix, a netip.Addr) bool {
 	}
 	return false
 }
+
+// secure reports whether the client reached us over HTTPS: the connection
+// is TLS, or Config.CookieSecure says every client does, or the direct peer
+// is a trusted proxy whose last X-Forwarded-Proto entry is https (a
+// TLS-terminating proxy appends or sets it; the client's own is believed
+// from no one else). It decides the session cookie's Secure flag.
+func (s *Server) secure(r *http.Request) bool {
+	if r.TLS != nil || s.cfg.CookieSecure {
+		return true
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !contains(s.cfg.TrustedProxies, ap.Addr().Unmap().WithZone("")) {
+		return false
+	}
+	vals := r.Header.Values("X-Forwarded-Proto")
+	if len(vals) == 0 {
+		return false
+	}
+	last := vals[len(vals)-1]
+	if i := strings.LastIndexByte(last, ','); i >= 0 {
+		last = last[i+1:]
+	}
+	return strings.EqualFold(strings.TrimSpace(last), "https")
+}

@@ -66,6 +66,8 @@ type options struct {
 	wsGauge            func(delta int)    // Config.WebSockets
 	phones, ips        seckill.LoginGuard // account.Config's login back-off
 	trusted            []netip.Prefix     // Config.TrustedProxies
+	origins            []string           // Config.AllowedOrigins
+	cookieSecure       bool               // Config.CookieSecure
 	// sqlite runs the stack on SQLite and embedded JetStream instead of
 	// the in-memory backends, for tests about the real ones.
 	sqlite bool
@@ -148,6 +150,7 @@ func newStack(t *testing.T, opt options) *stack {
 		UserLimit: opt.userLimit, IPLimit: opt.ipLimit, Log: log,
 		Ready:   func(ctx context.Context) error { return db.Ping(ctx) },
 		Results: s.engine.Results(), WS: opt.ws, WebSockets: opt.wsGauge, TrustedProxies: opt.trusted,
+		AllowedOrigins: opt.origins, CookieSecure: opt.cookieSecure,
 	})
 	s.h = s.api
 	t.Cleanup(func() { _ = s.api.Close() })
@@ -192,6 +195,12 @@ func (r response) errCode() string {
 // do sends a request through the handler. body may be nil, a string (sent
 // as is) or anything JSON-encodable.
 func (s *stack) do(method, path, token string, body any) response {
+	return s.doH(method, path, token, body, nil)
+}
+
+// doH is do with extra request headers, which replace do's own
+// (Content-Type: application/json, and Authorization with a token).
+func (s *stack) doH(method, path, token string, body any, header http.Header) response {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -210,6 +219,9 @@ func (s *stack) do(method, path, token string, body any) response {
 	req.Header.Set("Content-Type", "application/json")
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range header {
+		req.Header[k] = v
 	}
 	rec := httptest.NewRecorder()
 	s.h.ServeHTTP(rec, req)

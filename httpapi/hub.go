@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -193,8 +194,8 @@ func (h *hub) send(user int64, msg func() any) int {
 // socket's queue: once a client has its socket, every result published
 // after its handshake was authenticated reaches it. ERateLimited when the
 // user holds MaxPerUser sockets here already, EBusy after Close.
-func (h *hub) register(user int64) (*wsConn, error) {
-	wc := &wsConn{h: h, user: user}
+func (h *hub) register(user int64, session []byte) (*wsConn, error) {
+	wc := &wsConn{h: h, user: user, session: session}
 	sh := h.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -207,6 +208,19 @@ func (h *hub) register(user int64) (*wsConn, error) {
 	sh.users[user] = append(sh.users[user], wc)
 	h.open.Add(1)
 	return wc, nil
+}
+
+// closeSession cuts the user's sockets opened with the session whose token
+// hash is session, or all the user's sockets when session is nil: a
+// logged-out session must stop receiving pushes. It does not wait for them
+// to close.
+func (h *hub) closeSession(user int64, session []byte) {
+	var buf [4]*wsConn
+	for _, wc := range h.conns(user, buf[:0]) {
+		if session == nil || bytes.Equal(wc.session, session) {
+			wc.drop("session ended")
+		}
+	}
 }
 
 // unregister gives up a place whose handshake failed.
@@ -319,8 +333,9 @@ func (h *hub) close() {
 
 // wsConn is one open socket.
 type wsConn struct {
-	h    *hub
-	user int64
+	h       *hub
+	user    int64
+	session []byte // token hash of the session that opened it
 
 	mu      sync.Mutex
 	c       *websocket.Conn // nil until the handshake completed

@@ -1,12 +1,15 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
+	"strings"
 
 	"seckill"
 )
@@ -79,22 +82,30 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 // decode reads one JSON value of type T from body: at most MaxBody bytes
-// (ETooLarge beyond), no unknown fields, no wrong types, nothing after the
-// value (EInvalid). An empty body is EInvalid unless allowEmpty.
+// (ETooLarge beyond), no unknown fields, no wrong types, no key twice in an
+// object and no key that matches a field only when case is ignored (Go's
+// decoder takes {"PHONE":…} for "phone" and keeps the last of two
+// duplicates: a body must not mean one thing to us and another to a proxy
+// or a validator in front), nothing after the value (EInvalid). An empty
+// body is EInvalid unless allowEmpty.
 //
 // It is the one request-body decoder, and the one place of the size limit:
 // every handler hands r.Body to a parse function of requests.go, which
 // calls it. It reads at most MaxBody+1 bytes; what is left of a larger body
 // net/http drains or, past its own drain limit, closes the connection on.
+// The Content-Type is checked before, by jsonBody (csrf.go).
 func decode[T any](body io.Reader, allowEmpty bool) (T, error) {
 	var v T
-	lr := &io.LimitedReader{R: body, N: MaxBody + 1}
-	dec := json.NewDecoder(lr)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(&v)
-	if lr.N <= 0 {
+	raw, err := io.ReadAll(io.LimitReader(body, MaxBody+1))
+	if len(raw) > MaxBody {
 		return v, seckill.Errorf(seckill.ETooLarge, "request body is over %d bytes", MaxBody)
 	}
+	if err != nil {
+		return v, seckill.Errorf(seckill.EInvalid, "request body could not be read")
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	err = dec.Decode(&v)
 	switch {
 	case errors.Is(err, io.EOF):
 		if allowEmpty {
@@ -104,15 +115,94 @@ func decode[T any](body io.Reader, allowEmpty bool) (T, error) {
 	case err != nil:
 		return v, seckill.Errorf(seckill.EInvalid, "bad JSON: %s", jsonProblem(err))
 	}
-	_, err = dec.Token()
-	if lr.N <= 0 {
-		// The limited reader ends in EOF: the body went on past MaxBody.
-		return v, seckill.Errorf(seckill.ETooLarge, "request body is over %d bytes", MaxBody)
-	}
-	if !errors.Is(err, io.EOF) {
+	if _, err = dec.Token(); !errors.Is(err, io.EOF) {
 		return v, seckill.Errorf(seckill.EInvalid, "bad JSON: more than one value in the body")
 	}
+	if err := checkKeys(raw, fieldNames[T]()); err != nil {
+		return v, err
+	}
 	return v, nil
+}
+
+// fieldNames returns the JSON names of T's fields when T is a struct (nil
+// otherwise): the only spellings decode accepts at the top level.
+func fieldNames[T any]() map[string]bool {
+	t := reflect.TypeFor[T]()
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	names := map[string]bool{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names[name] = true
+	}
+	return names
+}
+
+// checkKeys walks raw, one JSON value that decoded already, and refuses
+// (EInvalid) an object holding a key twice, and a top-level key that is
+// not spelt exactly as one of names (when names is not nil).
+func checkKeys(raw []byte, names map[string]bool) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	type frame struct {
+		keys   map[string]bool // nil for an array
+		expect bool            // the next token of an object is a key
+	}
+	var stack []frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // EOF: the value decoded already, so it is well formed
+		}
+		if n := len(stack); n > 0 && stack[n-1].keys != nil && stack[n-1].expect {
+			if d, ok := tok.(json.Delim); ok && d == '}' {
+				stack = stack[:n-1]
+				if n > 1 && stack[n-2].keys != nil {
+					stack[n-2].expect = true
+				}
+				continue
+			}
+			key := tok.(string)
+			if stack[n-1].keys[key] {
+				return seckill.Errorf(seckill.EInvalid, "bad JSON: key %s appears twice", quoteShort(key))
+			}
+			if n == 1 && names != nil && !names[key] {
+				return seckill.Errorf(seckill.EInvalid, "bad JSON: unknown field %s", quoteShort(key))
+			}
+			stack[n-1].keys[key] = true
+			stack[n-1].expect = false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{keys: map[string]bool{}, expect: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, frame{})
+			continue
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		// A value ended: an enclosing object expects a key next.
+		if n := len(stack); n > 0 && stack[n-1].keys != nil {
+			stack[n-1].expect = true
+		}
+	}
+}
+
+// quoteShort quotes s, cut to 40 bytes: an error must not echo large input.
+func quoteShort(s string) string {
+	if len(s) > 40 {
+		s = s[:40] + "…"
+	}
+	return strconv.Quote(s)
 }
 
 // jsonProblem describes a decoding error without echoing large input.

@@ -26,9 +26,20 @@ func token(r *http.Request) string {
 	return ""
 }
 
+// authed authenticates the request. A client address that presented too
+// many tokens authenticating nobody (Config.BadTokens) gets 429
+// rate_limited for any token without the session store being asked: a
+// flood of invented tokens would otherwise cost a store lookup each.
 func (s *Server) authed(h authedHandler) handler {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		sess, err := s.cfg.Accounts.Authenticate(r.Context(), token(r))
+		tok := token(r)
+		if tok != "" && s.badAuth.exhausted(s.clientIP(r)) {
+			return seckill.Errorf(seckill.ERateLimited, "too many requests with unknown tokens; slow down")
+		}
+		sess, err := s.cfg.Accounts.Authenticate(r.Context(), tok)
+		if tok != "" && seckill.ErrorCode(err) == seckill.EUnauthenticated && !s.badAuth.take(s.clientIP(r)) {
+			return seckill.Errorf(seckill.ERateLimited, "too many requests with unknown tokens; slow down")
+		}
 		if err != nil {
 			return err
 		}

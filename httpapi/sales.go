@@ -19,7 +19,7 @@ func (s *Server) view(ctx context.Context, sale *seckill.Sale) saleJSON {
 }
 
 func (s *Server) listSales(w http.ResponseWriter, r *http.Request) error {
-	sales, err := s.cfg.Engine.Sales(r.Context())
+	sales, err := s.catalog.get(r.Context())
 	if err != nil {
 		return err
 	}

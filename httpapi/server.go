@@ -27,6 +27,23 @@ type Config struct {
 	// TrustedProxies are the proxies whose X-Forwarded-For entries are
 	// believed (clientip.go); empty, the client IP is the peer's address.
 	TrustedProxies []netip.Prefix
+	// AllowedOrigins are the origins ("https://shop.example") besides the
+	// request's own host whose pages may send unsafe requests with the
+	// session cookie (csrf.go). Empty: same origin only.
+	AllowedOrigins []string
+	// CookieSecure marks the session cookie Secure whatever the request
+	// says (set it when every client reaches seckill over HTTPS). Without
+	// it the cookie is Secure when the connection is TLS, or when a trusted
+	// proxy says X-Forwarded-Proto: https.
+	CookieSecure bool
+	// BadTokens bounds, per client IP and instance, the requests that
+	// present a token that authenticates nobody (invented, expired, logged
+	// out); beyond it they get 429 before the session store is asked.
+	// Zero: DefaultBadTokens. Registrations bounds account creations per
+	// client IP and instance; zero: DefaultRegistrations. A negative Rate
+	// turns either off.
+	BadTokens     Budget
+	Registrations Budget
 	// Ready reports whether every backend is reachable (for /readyz).
 	Ready func(ctx context.Context) error
 	// Static serves everything outside /api (the web page); may be nil.
@@ -59,6 +76,9 @@ type Server struct {
 	log     *slog.Logger
 	methods map[string][]string // route path → methods it serves
 	hub     *hub                // WebSockets; nil without Config.Results
+	catalog *catalog            // GET /api/sales's cached list (catalog.go)
+	badAuth *ipBuckets          // unknown tokens per client IP (limits.go)
+	signups *ipBuckets          // registrations per client IP (limits.go)
 }
 
 // New returns the handler.
@@ -69,10 +89,19 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.BadTokens == (Budget{}) {
+		cfg.BadTokens = DefaultBadTokens
+	}
+	if cfg.Registrations == (Budget{}) {
+		cfg.Registrations = DefaultRegistrations
+	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Log, methods: map[string][]string{}}
 	if cfg.Results != nil {
 		s.hub = newHub(cfg.Results, cfg.WS, cfg.Log, cfg.WebSockets)
 	}
+	s.catalog = &catalog{load: cfg.Engine.Sales, now: cfg.Now}
+	s.badAuth = newIPBuckets(cfg.BadTokens)
+	s.signups = newIPBuckets(cfg.Registrations)
 	s.routes()
 	return s
 }
@@ -93,28 +122,32 @@ func (s *Server) handle(pattern string, h handler) {
 		s.methods[path] = append(s.methods[path], method)
 	}
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		if err := h(w, r); err != nil {
+		err := s.sameOrigin(r)
+		if err == nil {
+			err = h(w, r)
+		}
+		if err != nil {
 			writeError(w, r, s.log, err)
 		}
 	})
 }
 
 func (s *Server) routes() {
-	s.handle("POST /api/users", s.limitIP(s.createUser))
-	s.handle("POST /api/sessions", s.limitIP(s.login))
+	s.handle("POST /api/users", s.limitIP(jsonBody(s.createUser)))
+	s.handle("POST /api/sessions", s.limitIP(jsonBody(s.login)))
 	s.handle("DELETE /api/sessions", s.logout)
 	s.handle("GET /api/me", s.authed(s.me))
 
 	s.handle("GET /api/sales", s.listSales)
 	s.handle("GET /api/sales/{id}", s.getSale)
-	s.handle("POST /api/admin/sales", s.admin(s.createSale))
+	s.handle("POST /api/admin/sales", jsonBody(s.admin(s.createSale)))
 	s.handle("GET /api/admin/sales/{id}/stats", s.admin(s.saleStats))
 	if s.cfg.BenchUsers != nil { // off: the path is as unknown as any other
-		s.handle("POST /api/admin/bench/users", s.admin(s.benchUsers))
+		s.handle("POST /api/admin/bench/users", jsonBody(s.admin(s.benchUsers)))
 	}
 
 	s.handle("GET /api/sales/{id}/captcha", s.authed(s.limited(s.captcha)))
-	s.handle("POST /api/sales/{id}/path", s.authed(s.limited(s.path)))
+	s.handle("POST /api/sales/{id}/path", jsonBody(s.authed(s.limited(s.path))))
 	// purchase applies the rate limits itself, after the checks that need
 	// no shared backend.
 	s.handle("POST /api/sales/{id}/purchase/{path}", s.authed(s.purchase))

@@ -37,7 +37,7 @@ func (s *Server) webSocket(w http.ResponseWriter, r *http.Request, sess *seckill
 	if err := s.hub.start(); err != nil {
 		return err
 	}
-	wc, err := s.hub.register(sess.UserID)
+	wc, err := s.hub.register(sess.UserID, sess.TokenHash)
 	if err != nil {
 		return err
 	}

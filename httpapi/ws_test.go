@@ -441,3 +441,28 @@ func TestWSCloseCutsDeafClients(t *testing.T) {
 	g.await(t, 0)
 	_ = deaf
 }
+
+// TestWSLogoutClosesSockets: a logout cuts the sockets its session opened
+// on this instance, and leaves the same user's other sessions' sockets
+// alone (issue 12 item 8).
+func TestWSLogoutClosesSockets(t *testing.T) {
+	g := &wsGauge{}
+	s := newStack(t, options{wsGauge: g.add})
+	url := s.serve()
+	want(t, s.do("POST", "/api/users", "", map[string]string{"phone": "13800000000", "password": "password-1"}), 201, "")
+	a, b := s.login("13800000000", "password-1"), s.login("13800000000", "password-1")
+	ca := dialWS(t, url, bearer(a))
+	cb := dialWS(t, url, bearer(b))
+	g.await(t, 2)
+	want(t, s.do("DELETE", "/api/sessions", a, nil), 204, "")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, _, err := ca.Read(ctx); err == nil || ctx.Err() != nil {
+		t.Fatalf("the logged-out session's socket: read %v (context %v), want it closed", err, ctx.Err())
+	}
+	g.await(t, 1)
+	cb.CloseRead(ctx) // reads the pong
+	if err := cb.Ping(ctx); err != nil {
+		t.Fatalf("the other session's socket: %v", err)
+	}
+}

@@ -279,3 +279,63 @@ func TestLoginGuard(t *testing.T) {
 		return inmem.NewLoginGuard(p)
 	})
 }
+
+// hookedStore runs hook once, after its first Session read found the
+// session and before it returns it.
+type hookedStore struct {
+	*inmem.Store
+	hook func()
+}
+
+func (h *hookedStore) Session(ctx context.Context, hash []byte) (*seckill.Session, error) {
+	s, err := h.Store.Session(ctx, hash)
+	if hook := h.hook; hook != nil && err == nil {
+		h.hook = nil
+		hook()
+	}
+	return s, err
+}
+
+// TestSessionCacheLogoutRacingMiss: a logout that completes while a cache
+// miss reads the store must not leave the session cached (issue 12 item 8),
+// and DeleteUserSessions ends every session of the user, cached or not.
+func TestSessionCacheLogoutRacingMiss(t *testing.T) {
+	ctx := context.Background()
+	store := &hookedStore{Store: inmem.NewStore()}
+	c := inmem.NewSessionCache(store, time.Hour, 100)
+	sess := seckill.Session{TokenHash: []byte("t1"), UserID: 7, Role: seckill.RoleBuyer, ExpiresAt: time.Now().Add(time.Hour)}
+	if err := c.CreateSession(ctx, sess); err != nil {
+		t.Fatal(err)
+	}
+	store.hook = func() {
+		if err := c.DeleteSession(ctx, sess.TokenHash); err != nil {
+			t.Error(err)
+		}
+	}
+	_, _ = c.Session(ctx, sess.TokenHash)
+	if _, err := c.Session(ctx, sess.TokenHash); seckill.ErrorCode(err) != seckill.ENotFound {
+		t.Fatalf("logged-out session after the race: %v", err)
+	}
+
+	for i, tok := range []string{"a", "b", "c"} {
+		s := seckill.Session{TokenHash: []byte(tok), UserID: int64(8 + i/2), Role: seckill.RoleAdmin, ExpiresAt: time.Now().Add(time.Hour)}
+		if err := c.CreateSession(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Session(ctx, s.TokenHash); err != nil { // cached
+			t.Fatal(err)
+		}
+	}
+	hashes, err := c.DeleteUserSessions(ctx, 8)
+	if err != nil || len(hashes) != 2 {
+		t.Fatalf("DeleteUserSessions: %q, %v", hashes, err)
+	}
+	for _, tok := range []string{"a", "b"} {
+		if _, err := c.Session(ctx, []byte(tok)); seckill.ErrorCode(err) != seckill.ENotFound {
+			t.Errorf("session %s of the user: %v", tok, err)
+		}
+	}
+	if _, err := c.Session(ctx, []byte("c")); err != nil {
+		t.Errorf("another user's session: %v", err)
+	}
+}

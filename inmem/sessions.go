@@ -2,13 +2,17 @@ package inmem
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
 	"seckill"
 )
 
-var _ seckill.SessionStore = (*SessionCache)(nil)
+var (
+	_ seckill.SessionStore   = (*SessionCache)(nil)
+	_ seckill.SessionRevoker = (*SessionCache)(nil)
+)
 
 // SessionCache sits in front of a durable SessionStore and answers repeated
 // lookups of the same token from memory for a short time, so the purchase
@@ -26,6 +30,10 @@ type SessionCache struct {
 
 	mu      sync.Mutex
 	entries map[string]cachedSession
+	// deletes counts the deletions: a lookup that saw the store before a
+	// deletion must not cache what it read, or a logout racing it would
+	// be undone here.
+	deletes uint64
 }
 
 type cachedSession struct {
@@ -75,12 +83,15 @@ func (c *SessionCache) Session(ctx context.Context, tokenHash []byte) (*seckill.
 			return &s, nil
 		}
 	}
+	c.mu.Lock()
+	deletes := c.deletes
+	c.mu.Unlock()
 	s, err := c.store.Session(ctx, tokenHash)
 	if err != nil {
 		c.forget(key)
 		return nil, err
 	}
-	c.remember(key, *s, now)
+	c.remember(key, *s, now, deletes)
 	return s, nil
 }
 
@@ -107,10 +118,38 @@ func (c *SessionCache) TouchSession(ctx context.Context, tokenHash []byte, expir
 	return nil
 }
 
-// DeleteSession removes the session from the store and the cache.
+// DeleteSession removes the session from the store and the cache. A
+// lookup under way cannot bring it back into the cache: the entry is
+// dropped after the store's deletion, and a lookup that started before it
+// does not cache its answer.
 func (c *SessionCache) DeleteSession(ctx context.Context, tokenHash []byte) error {
 	c.forget(string(tokenHash))
-	return c.store.DeleteSession(ctx, tokenHash)
+	err := c.store.DeleteSession(ctx, tokenHash)
+	c.mu.Lock()
+	c.deletes++
+	delete(c.entries, string(tokenHash))
+	c.mu.Unlock()
+	return err
+}
+
+// DeleteUserSessions removes every session of the user from the store,
+// which must be a seckill.SessionRevoker (else an internal error), and
+// from the cache.
+func (c *SessionCache) DeleteUserSessions(ctx context.Context, userID int64) ([][]byte, error) {
+	r, ok := c.store.(seckill.SessionRevoker)
+	if !ok {
+		return nil, fmt.Errorf("session cache: the store behind it cannot end a user's sessions")
+	}
+	hashes, err := r.DeleteUserSessions(ctx, userID)
+	c.mu.Lock()
+	c.deletes++
+	for k, e := range c.entries {
+		if e.s.UserID == userID {
+			delete(c.entries, k)
+		}
+	}
+	c.mu.Unlock()
+	return hashes, err
 }
 
 // refresh looks the session up again in the background, once at a time per
@@ -154,9 +193,14 @@ func (c *SessionCache) forget(key string) {
 	c.mu.Unlock()
 }
 
-func (c *SessionCache) remember(key string, s seckill.Session, now time.Time) {
+// remember caches s, unless a deletion happened since the lookup began,
+// when c.deletes was deletes.
+func (c *SessionCache) remember(key string, s seckill.Session, now time.Time, deletes uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if c.deletes != deletes {
+		return
+	}
 	if len(c.entries) >= c.max {
 		// Drop stale entries first; if all are fresh, start over rather than
 		// grow without bound (a miss only costs one store lookup).

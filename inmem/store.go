@@ -12,10 +12,11 @@ import (
 )
 
 var (
-	_ seckill.UserStore    = (*Store)(nil)
-	_ seckill.SessionStore = (*Store)(nil)
-	_ seckill.SaleStore    = (*Store)(nil)
-	_ seckill.OrderStore   = (*Store)(nil)
+	_ seckill.UserStore      = (*Store)(nil)
+	_ seckill.SessionStore   = (*Store)(nil)
+	_ seckill.SessionRevoker = (*Store)(nil)
+	_ seckill.SaleStore      = (*Store)(nil)
+	_ seckill.OrderStore     = (*Store)(nil)
 )
 
 // Store keeps users, sessions, sales, orders and the stock ledger in
@@ -183,6 +184,21 @@ func (s *Store) DeleteSession(_ context.Context, tokenHash []byte) error {
 	delete(s.sessions, string(tokenHash))
 	s.mu.Unlock()
 	return nil
+}
+
+// DeleteUserSessions removes every session of the user and returns their
+// token hashes.
+func (s *Store) DeleteUserSessions(_ context.Context, userID int64) ([][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var hashes [][]byte
+	for k, sess := range s.sessions {
+		if sess.UserID == userID {
+			hashes = append(hashes, []byte(k))
+			delete(s.sessions, k)
+		}
+	}
+	return hashes, nil
 }
 
 // CreateSale inserts sale, sets ID, CreatedAt and StockLeft = Stock, and

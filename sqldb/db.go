@@ -28,10 +28,11 @@ import (
 )
 
 var (
-	_ seckill.UserStore    = (*DB)(nil)
-	_ seckill.SessionStore = (*DB)(nil)
-	_ seckill.SaleStore    = (*DB)(nil)
-	_ seckill.OrderStore   = (*DB)(nil)
+	_ seckill.UserStore      = (*DB)(nil)
+	_ seckill.SessionStore   = (*DB)(nil)
+	_ seckill.SessionRevoker = (*DB)(nil)
+	_ seckill.SaleStore      = (*DB)(nil)
+	_ seckill.OrderStore     = (*DB)(nil)
 )
 
 // DB is a connection to one SQL database. It is safe for concurrent use.
@@ -108,10 +109,12 @@ type queries struct {
 	userByID    string
 	userByPhone string
 
-	createSession string
-	session       string // token_hash, now
-	touchSession  string // expires_at, token_hash, now
-	deleteSession string
+	createSession      string
+	session            string // token_hash, now
+	touchSession       string // expires_at, token_hash, now
+	deleteSession      string
+	userSessions       string
+	deleteUserSessions string
 
 	createSale string
 	sale       string

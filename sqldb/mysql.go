@@ -65,8 +65,10 @@ var mysql = dialect{
 		session:       `SELECT token_hash, user_id, role, expires_at FROM sessions WHERE token_hash = ? AND expires_at > ?`,
 		// An expired session stays expired: touching it must not log its
 		// holder back in.
-		touchSession:  `UPDATE sessions SET expires_at = ? WHERE token_hash = ? AND expires_at > ?`,
-		deleteSession: `DELETE FROM sessions WHERE token_hash = ?`,
+		touchSession:       `UPDATE sessions SET expires_at = ? WHERE token_hash = ? AND expires_at > ?`,
+		deleteSession:      `DELETE FROM sessions WHERE token_hash = ?`,
+		userSessions:       `SELECT token_hash FROM sessions WHERE user_id = ?`,
+		deleteUserSessions: `DELETE FROM sessions WHERE user_id = ?`,
 
 		createSale: `INSERT INTO sales (name, description, image_url, price_cents, original_price_cents,
 			stock, stock_left, starts_at, ends_at, require_captcha, created_at)

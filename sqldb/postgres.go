@@ -68,8 +68,10 @@ var postgres = dialect{
 		session:       `SELECT token_hash, user_id, role, expires_at FROM sessions WHERE token_hash = $1 AND expires_at > $2`,
 		// An expired session stays expired: touching it must not log its
 		// holder back in.
-		touchSession:  `UPDATE sessions SET expires_at = $1 WHERE token_hash = $2 AND expires_at > $3`,
-		deleteSession: `DELETE FROM sessions WHERE token_hash = $1`,
+		touchSession:       `UPDATE sessions SET expires_at = $1 WHERE token_hash = $2 AND expires_at > $3`,
+		deleteSession:      `DELETE FROM sessions WHERE token_hash = $1`,
+		userSessions:       `SELECT token_hash FROM sessions WHERE user_id = $1`,
+		deleteUserSessions: `DELETE FROM sessions WHERE user_id = $1`,
 
 		createSale: `INSERT INTO sales (name, description, image_url, price_cents, original_price_cents,
 			stock, stock_left, starts_at, ends_at, require_captcha, created_at)

@@ -52,3 +52,33 @@ func (db *DB) DeleteSession(ctx context.Context, tokenHash []byte) error {
 	}
 	return nil
 }
+
+// DeleteUserSessions removes every session of the user, expired or not,
+// and returns their token hashes.
+func (db *DB) DeleteUserSessions(ctx context.Context, userID int64) ([][]byte, error) {
+	var hashes [][]byte
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		hashes = hashes[:0]
+		rows, err := tx.QueryContext(ctx, db.d.q.userSessions, userID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var h []byte
+			if err := rows.Scan(&h); err != nil {
+				return err
+			}
+			hashes = append(hashes, h)
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		_, err = tx.ExecContext(ctx, db.d.q.deleteUserSessions, userID)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("delete sessions of user %d: %w", userID, err)
+	}
+	return hashes, nil
+}

@@ -46,6 +46,7 @@ type Config struct {
 	IPRate        float64
 	IPBurst       int
 	InFlight      int
+	AdmitFactor   float64 // purchases a second per unit of stock a sale admits, per instance; 0: no cap
 	BatchSize     int
 	PayWindow     time.Duration
 	SessionTTL    time.Duration
@@ -53,6 +54,8 @@ type Config struct {
 	// entries are believed. TrustProxy, deprecated, adds loopback to them.
 	TrustedProxies string
 	TrustProxy     bool
+	AllowedOrigins string // other origins whose pages may post with the cookie (httpapi/csrf.go)
+	CookieSecure   bool   // the session cookie is Secure whatever the request says
 	LogLevel       string
 	// The public listener's timeouts (http.Server's): ReadTimeout bounds
 	// headers and body together, so a client trickling either is cut off.
@@ -103,7 +106,7 @@ func NewMain() *Main {
 		Config: Config{
 			Addr: ":8080", DataDir: "data",
 			UserRate: 5, UserBurst: 10, IPRate: 200, IPBurst: 400,
-			InFlight: 4096, BatchSize: 2000,
+			InFlight: 4096, AdmitFactor: 20, BatchSize: 2000,
 			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, LogLevel: "info",
 			Writers: 2, ReconcileEvery: 10 * time.Second, ReconcileAge: 30 * time.Second, AckWait: 30 * time.Second,
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
@@ -144,6 +147,9 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.PayWindow, "pay-window", c.PayWindow, "time an order waits for payment")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "session lifetime since last use")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", c.TrustedProxies, "comma-separated CIDRs of the proxies in front (e.g. 10.0.0.2/32): the client IP is the right-most X-Forwarded-For address not among them (default: none, the peer's address)")
+	fs.StringVar(&c.AllowedOrigins, "allowed-origins", c.AllowedOrigins, "comma-separated origins (https://shop.example) besides the request's own host whose pages may send unsafe requests with the session cookie")
+	fs.BoolVar(&c.CookieSecure, "cookie-secure", c.CookieSecure, "mark the session cookie Secure always (clients reach seckill over HTTPS only); without it, Secure when the connection is TLS or a trusted proxy sends X-Forwarded-Proto: https")
+	fs.Float64Var(&c.AdmitFactor, "admit-factor", c.AdmitFactor, "a sale lets at most this many purchase attempts a second per unit of stock through to the gate, per instance; beyond, 503 busy (0: no cap)")
 	fs.BoolVar(&c.TrustProxy, "trust-proxy", c.TrustProxy, "deprecated: trust a proxy on loopback, as --trusted-proxies 127.0.0.0/8,::1/128")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "longest time a client may take to send a request's headers")
@@ -270,7 +276,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		m.log.Info("admin account ready", "phone", c.AdminPhone)
 	}
 	m.engine, err = checkout.New(checkout.Config{
-		Secret: secret, PayWindow: c.PayWindow, InFlight: c.InFlight, BatchSize: c.BatchSize,
+		Secret: secret, PayWindow: c.PayWindow, InFlight: c.InFlight, AdmitFactor: c.AdmitFactor, BatchSize: c.BatchSize,
 		Observer: m.openMetrics(), Now: testClock(m.log),
 	}, checkout.Backends{
 		Sales: m.db, Orders: m.db, Gate: m.shared.gate, Queue: m.queue, Bus: m.queue,
@@ -286,6 +292,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		UserLimit:      m.shared.userLim,
 		IPLimit:        m.shared.ipLim,
 		TrustedProxies: proxies, Static: web.Handler(), Log: m.log,
+		AllowedOrigins: httpapi.ParseOrigins(c.AllowedOrigins), CookieSecure: c.CookieSecure,
 		Observe: m.metrics.ObserveHTTP, BenchUsers: m.benchUsers(),
 		Ready: func(ctx context.Context) error {
 			return errors.Join(m.db.Ping(ctx), m.queue.Ping(ctx), m.shared.ping(ctx))

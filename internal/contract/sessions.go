@@ -89,4 +89,28 @@ func sessionChecks(t *testing.T, newStore func(t *testing.T) (seckill.SessionSto
 			t.Errorf("the user's other session: %v", err)
 		}
 	})
+
+	t.Run("DeleteUserSessions", func(t *testing.T) {
+		s, uid := newStore(t)
+		r, ok := s.(seckill.SessionRevoker)
+		if !ok {
+			t.Skip("the store is not a SessionRevoker")
+		}
+		storeNoErr(t, s.CreateSession(ctx, seckill.Session{TokenHash: hash(9), UserID: uid, Role: seckill.RoleAdmin, ExpiresAt: storeNow().Add(time.Hour)}))
+		storeNoErr(t, s.CreateSession(ctx, seckill.Session{TokenHash: hash(10), UserID: uid, Role: seckill.RoleAdmin, ExpiresAt: storeNow().Add(time.Hour)}))
+		hashes, err := r.DeleteUserSessions(ctx, uid)
+		storeNoErr(t, err)
+		if len(hashes) != 2 {
+			t.Errorf("DeleteUserSessions returned %d hashes, want 2", len(hashes))
+		}
+		for _, h := range [][]byte{hash(9), hash(10)} {
+			_, err := s.Session(ctx, h)
+			storeWantCode(t, err, seckill.ENotFound)
+		}
+		hashes, err = r.DeleteUserSessions(ctx, uid)
+		storeNoErr(t, err)
+		if len(hashes) != 0 {
+			t.Errorf("second DeleteUserSessions returned %d hashes, want 0", len(hashes))
+		}
+	})
 }

@@ -1,0 +1,101 @@
+package httpapi
+
+import (
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"seckill"
+)
+
+// Cross-site request forgery. A page on another site can make the browser
+// send a form (text/plain, urlencoded or multipart, no preflight) to any
+// of our routes, with the session cookie attached (SameSite=Lax keeps it
+// off cross-site POSTs, but not off same-site ones, nor the login's own
+// Set-Cookie: a forged login logs the victim into the attacker's account).
+// Two checks stop it, each enough on its own in a modern browser:
+//
+//   - jsonBody: a route that reads a JSON body refuses a body whose
+//     Content-Type is not application/json (400 invalid, the contract's code
+//     for a body it cannot take; api.md has no 415). A browser sends
+//     application/json cross-site only after a CORS preflight, which we
+//     never grant.
+//   - sameOrigin: an unsafe method (anything but GET, HEAD, OPTIONS) not
+//     authenticated by a bearer header (so: by the cookie, or a login or a
+//     registration, which set it) is refused (403 forbidden) when its Origin
+//     is neither this host nor in Config.AllowedOrigins, or when the
+//     browser marks it Sec-Fetch-Site: cross-site. No Origin (curl, server
+//     to server, old browsers) passes: they carry no victim's cookie.
+//
+// Bearer tokens need neither: a browser never attaches them by itself.
+
+// jsonBody refuses, with 400 invalid, a request that has a body whose
+// Content-Type is not application/json (parameters such as charset are
+// allowed). A request without a body passes: routes whose body is
+// optional (the path of a sale without captcha) take none.
+func jsonBody(h handler) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+			return h(w, r)
+		}
+		mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+		if err != nil || mt != "application/json" {
+			return seckill.Errorf(seckill.EInvalid, "send the body as Content-Type: application/json")
+		}
+		return h(w, r)
+	}
+}
+
+// safeMethod reports whether m changes nothing (RFC 9110).
+func safeMethod(m string) bool {
+	return m == http.MethodGet || m == http.MethodHead || m == http.MethodOptions
+}
+
+// sameOrigin returns EForbidden for a cross-site unsafe request a browser
+// may have been made to send (see above), nil otherwise.
+func (s *Server) sameOrigin(r *http.Request) error {
+	if safeMethod(r.Method) || r.Header.Get("Authorization") != "" {
+		return nil
+	}
+	if r.Header.Get("Sec-Fetch-Site") == "cross-site" {
+		return seckill.Errorf(seckill.EForbidden, "cross-site request refused")
+	}
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	if s.originAllowed(origin, r.Host) {
+		return nil
+	}
+	return seckill.Errorf(seckill.EForbidden, "cross-site request refused: Origin does not match this site")
+}
+
+// originAllowed reports whether origin (scheme://host[:port]) names host
+// (the request's Host, which a proxy must pass unchanged) or is one of
+// Config.AllowedOrigins. "null" (sandboxed frames, file: pages) is never
+// allowed.
+func (s *Server) originAllowed(origin, host string) bool {
+	for _, o := range s.cfg.AllowedOrigins {
+		if strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
+			return true
+		}
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	return strings.EqualFold(u.Host, host)
+}
+
+// ParseOrigins splits a comma-separated list of origins for
+// Config.AllowedOrigins, dropping blanks and trailing slashes.
+func ParseOrigins(s string) []string {
+	var out []string
+	for _, o := range strings.Split(s, ",") {
+		if o = strings.TrimSuffix(strings.TrimSpace(o), "/"); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
+}

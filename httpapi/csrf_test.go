@@ -1,0 +1,61 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"testing"
+
+	"seckill/httpapi"
+)
+
+// TestLoginCSRF holds the defences against cross-site request forgery
+// (csrf.go): a form's Content-Type is refused on every route that reads a
+// JSON body, a foreign Origin is refused on unsafe requests that a bearer
+// header does not authenticate, and a body whose keys repeat or match a
+// field only when case is ignored is invalid.
+func TestLoginCSRF(t *testing.T) {
+	s := newStack(t, options{origins: []string{"https://shop.example"}})
+	want(t, s.do("POST", "/api/users", "", map[string]string{"phone": "13800000000", "password": "password-1"}), 201, "")
+	login := `{"phone":"13800000000","password":"password-1"}`
+	ct := func(v string) http.Header { return http.Header{"Content-Type": {v}} }
+
+	t.Run("content type", func(t *testing.T) {
+		for _, c := range []string{"text/plain", "text/plain; charset=utf-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""} {
+			want(t, s.doH("POST", "/api/sessions", "", login, ct(c)), 400, "invalid")
+			want(t, s.doH("POST", "/api/users", "", `{"phone":"13800000009","password":"password-1"}`, ct(c)), 400, "invalid")
+		}
+		want(t, s.doH("POST", "/api/sessions", "", login, ct("application/json; charset=utf-8")), 200, "")
+	})
+
+	t.Run("origin", func(t *testing.T) {
+		foreign := http.Header{"Origin": {"https://evil.example"}}
+		want(t, s.doH("POST", "/api/sessions", "", login, foreign), 403, "forbidden")
+		want(t, s.doH("POST", "/api/sessions", "", login, http.Header{"Origin": {"null"}}), 403, "forbidden")
+		want(t, s.doH("POST", "/api/sessions", "", login, http.Header{"Sec-Fetch-Site": {"cross-site"}}), 403, "forbidden")
+		// httptest's requests are for Host example.com.
+		want(t, s.doH("POST", "/api/sessions", "", login, http.Header{"Origin": {"http://example.com"}}), 200, "")
+		want(t, s.doH("POST", "/api/sessions", "", login, http.Header{"Origin": {"https://shop.example"}}), 200, "")
+		want(t, s.doH("POST", "/api/sessions", "", login, nil), 200, "")
+
+		tok := s.login("13800000000", "password-1")
+		cookie := http.Header{"Cookie": {httpapi.CookieName + "=" + tok}, "Origin": {"https://evil.example"}}
+		want(t, s.doH("DELETE", "/api/sessions", "", nil, cookie), 403, "forbidden")
+		// A safe method with the cookie from anywhere is fine.
+		want(t, s.doH("GET", "/api/me", "", nil, cookie), 200, "")
+		// A bearer header is never sent by a browser of its own accord.
+		want(t, s.doH("DELETE", "/api/sessions", tok, nil, http.Header{"Origin": {"https://evil.example"}}), 204, "")
+	})
+
+	t.Run("keys", func(t *testing.T) {
+		for _, body := range []string{
+			`{"phone":"13800000000","password":"password-1","phone":"13800000001"}`,
+			`{"PHONE":"13800000000","password":"password-1"}`,
+			`{"phone":"13800000000","Password":"password-1"}`,
+			`{"phone":"13800000000","password":"password-1","password":"password-1"}`,
+			`{"phone":"13800000000","pa\u0073sword":"password-1","password":"x"}`,
+		} {
+			r := s.do("POST", "/api/sessions", "", body)
+			want(t, r, 400, "invalid")
+		}
+		want(t, s.do("POST", "/api/sessions", "", `{"password":"password-1", "phone":"13800000000"}`), 200, "")
+	})
+}

@@ -1,0 +1,86 @@
+package httpapi
+
+import (
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Budget is a token bucket: Burst requests at once, then Rate per second.
+type Budget struct {
+	Rate  float64 // tokens per second; negative: no limit
+	Burst int
+}
+
+// DefaultBadTokens lets one address present 50 tokens that authenticate
+// nobody at once, then 5 a second: a page with a stale cookie gets one 401
+// and logs in again, so a carrier's NAT full of buyers stays far below it,
+// while a flood of invented tokens (each a session store miss, in SQL
+// behind Redis) is cut off. Like every per-address limit, one abuser
+// behind a NAT spends it for the others there (for authenticated routes,
+// all of them while it lasts: the check comes before the lookup, which is
+// the point).
+var DefaultBadTokens = Budget{Rate: 5, Burst: 50}
+
+// DefaultRegistrations lets one address create 10 accounts at once, then
+// one a minute: a family or an office behind one address signs up; a
+// script harvesting phone_taken answers (or hashing the CPU away) gets
+// 60 an hour.
+var DefaultRegistrations = Budget{Rate: 1.0 / 60, Burst: 10}
+
+// maxIPBuckets bounds the addresses an ipBuckets remembers.
+const maxIPBuckets = 100_000
+
+// ipBuckets keeps a token bucket per client address, in process: the limit
+// holds per instance (N instances behind a load balancer allow N times as
+// much). It forgets addresses whose bucket is full again when it grows past
+// maxIPBuckets, and starts over if all are in use.
+type ipBuckets struct {
+	b   Budget
+	now func() time.Time
+
+	mu sync.Mutex
+	m  map[string]*rate.Limiter
+}
+
+func newIPBuckets(b Budget) *ipBuckets {
+	return &ipBuckets{b: b, now: time.Now, m: map[string]*rate.Limiter{}}
+}
+
+// exhausted reports whether ip has no token left, without taking one.
+func (l *ipBuckets) exhausted(ip string) bool {
+	if l.b.Rate < 0 {
+		return false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim, ok := l.m[ip]
+	return ok && lim.TokensAt(l.now()) < 1
+}
+
+// take takes a token of ip's bucket and reports whether there was one.
+func (l *ipBuckets) take(ip string) bool {
+	if l.b.Rate < 0 {
+		return true
+	}
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	lim, ok := l.m[ip]
+	if !ok {
+		if len(l.m) >= maxIPBuckets {
+			for k, v := range l.m {
+				if v.TokensAt(now) >= float64(l.b.Burst) {
+					delete(l.m, k)
+				}
+			}
+			if len(l.m) >= maxIPBuckets {
+				l.m = map[string]*rate.Limiter{}
+			}
+		}
+		lim = rate.NewLimiter(rate.Limit(l.b.Rate), l.b.Burst)
+		l.m[ip] = lim
+	}
+	return lim.AllowN(now, 1)
+}
