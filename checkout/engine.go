@@ -12,6 +12,8 @@
 //	results.go    where a purchase stands: the result map, Result, lost-result rechecks
 //	recover.go    start-up and gate rebuilds: Recover, RebuildGate, loading a sale's gate
 //	reconcile.go  the reconciler's rounds: lost reservations, ended sales
+//	lifecycle.go  after the order: cancel, the deadline sweeper, units back to the gate
+//	payments.go   paying orders: the provider, its notifications, refunds
 //	observer.go   what the engine tells metrics
 package checkout
 
@@ -25,6 +27,7 @@ import (
 
 	"seckill"
 	"seckill/captcha"
+	"seckill/payment"
 )
 
 // Config tunes the engine; zero values take the defaults.
@@ -104,6 +107,12 @@ type Backends struct {
 	// Locker elects the instance that rebuilds a gate that lost its state;
 	// nil for a gate that cannot lose it apart from the process.
 	Locker seckill.Locker
+	// Payments is the payment provider orders are paid through; nil: no
+	// order can be paid (Pay answers ENotPayable) and nothing is refunded.
+	Payments payment.Provider
+	// Clock is the clock instances share for pay deadlines (the
+	// database's); nil: Config.Now, right for one process only.
+	Clock seckill.Clock
 }
 
 // Engine admits purchases and turns them into orders.
@@ -131,6 +140,8 @@ type Engine struct {
 	forgotten  sync.Map     // sale id → struct{}: ended sales this process dropped from the gate
 	rebuilding atomic.Bool
 	rebuilds   rebuildCounter
+
+	relayMu sync.Mutex // one relay of stock returns at a time on this instance
 }
 
 type cachedSale struct {
