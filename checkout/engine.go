@@ -276,11 +276,15 @@ func (e *Engine) CreateSale(ctx context.Context, s *seckill.Sale) error {
 	return err
 }
 
-// Stats is the admin's view of a sale, for checking the invariants.
+// Stats is the admin's view of a sale, for checking the invariants: at
+// rest, live orders (pending + paid) + stock_left = stock = the ledger's
+// sum, and gate_left = stock_left − queued − returns_unapplied.
 type Stats struct {
 	seckill.SaleStats
 	GateLeft int64 `json:"gate_left"`
 	Queued   int64 `json:"queued"`
+	// The lifecycle's numbers; zero on a store without a lifecycle.
+	seckill.LifecycleStats
 }
 
 // Stats returns SQL counts with the gate's units left and the queue depth.
@@ -295,6 +299,13 @@ func (e *Engine) Stats(ctx context.Context, saleID int64) (*Stats, error) {
 	}
 	if st.Queued, err = e.b.Queue.Pending(ctx, saleID); err != nil {
 		return nil, err
+	}
+	if lc := e.lifecycle(); lc != nil {
+		ls, err := lc.LifecycleStats(ctx, saleID)
+		if err != nil {
+			return nil, err
+		}
+		st.LifecycleStats = *ls
 	}
 	return st, nil
 }
