@@ -121,6 +121,14 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 		return 0, fmt.Errorf("sweep: %w", err)
 	}
 	cancelled := 0
+	var done []*seckill.Order
+	// The provider is told after the units are back: a slow or down
+	// provider must not hold up the cancels (each close is bounded).
+	defer func() {
+		for _, o := range done {
+			e.announceCancel(ctx, o)
+		}
+	}()
 	for {
 		refs, err := lc.ExpiredOrders(ctx, now, sweepBatch)
 		if err != nil {
@@ -137,7 +145,7 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 				return cancelled, fmt.Errorf("sweep: cancel order %d: %w", r.ID, err)
 			}
 			cancelled++
-			e.announceCancel(ctx, o) // the relay runs once, below
+			done = append(done, o)
 		}
 		// A full batch may hide more; one whose orders all moved under us
 		// says another sweeper is ahead: stop rather than spin.
