@@ -38,12 +38,15 @@ type Reservation struct {
 }
 
 // GateSnapshot reads the state a sale is loaded into the gate with: its
-// units left and the users who hold one (see StockGate.Load).
-type GateSnapshot func(ctx context.Context) (left int64, buyers []int64, err error)
+// units left, the users who hold one, and the orders whose unit left
+// already includes (cancelled orders whose return the gate must treat as
+// applied; see StockGate.Return and Load).
+type GateSnapshot func(ctx context.Context) (left int64, buyers, returned []int64, err error)
 
-// GateState is the snapshot of a state known without reading anything.
+// GateState is the snapshot of a state known without reading anything,
+// with no order returned.
 func GateState(left int64, buyers []int64) GateSnapshot {
-	return func(context.Context) (int64, []int64, error) { return left, buyers, nil }
+	return func(context.Context) (int64, []int64, []int64, error) { return left, buyers, nil, nil }
 }
 
 // Settled names one request SQL has settled: its user and its ticket.
@@ -66,7 +69,9 @@ type StockGate interface {
 	// (its snapshot is the newer one), or the gate lost its state meanwhile
 	// (a restarted Redis) — so that a snapshot older than anything admitted
 	// is never installed. Ask again if the sale is still not loaded. An
-	// error of snapshot is returned and nothing is installed.
+	// error of snapshot is returned and nothing is installed. The
+	// snapshot's returned orders are installed as returned in the same
+	// step, so that a Return of their units is a no-op.
 	Load(ctx context.Context, saleID int64, snapshot GateSnapshot) (loaded bool, err error)
 	// Reserve does, atomically: if the user already holds a unit of the sale
 	// → Duplicate; else if no unit is left → SoldOut; else take one unit,
@@ -93,6 +98,14 @@ type StockGate interface {
 	// caller's: instances whose clocks disagree see the same ages. With
 	// olderThan 0 every pending reservation is returned.
 	Stale(ctx context.Context, saleID int64, olderThan time.Duration) ([]Reservation, error)
+	// Return gives the unit of a cancelled order back to the sale, once per
+	// order: atomically, if orderID is not in the sale's returned set, one
+	// unit is added to what is left and orderID to the set (returned is
+	// true); otherwise nothing changes (false). The order's buyer stays a
+	// buyer: whoever cancelled is answered Duplicate, so the unit goes to
+	// someone else. EBusy if the sale is not loaded (the unit then waits
+	// in SQL's outbox until it is; a load from SQL includes it).
+	Return(ctx context.Context, saleID, orderID int64) (returned bool, err error)
 	// Left returns the units left and whether the sale is loaded.
 	Left(ctx context.Context, saleID int64) (left int64, loaded bool, err error)
 	// Forget drops one sale and everything the gate holds for it (a sale

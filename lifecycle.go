@@ -154,3 +154,12 @@ type OrderLifecycle interface {
 	// ENotFound if there is no such sale.
 	LifecycleStats(ctx context.Context, saleID int64) (*LifecycleStats, error)
 }
+
+// Clock is the one clock that instances compare times on (a database's or
+// Redis's), so that two instances whose wall clocks disagree still agree
+// on whether an order's pay deadline has passed.
+type Clock interface {
+	// Now returns the shared clock's time. Errors are the backend's (it
+	// is unreachable).
+	Now(ctx context.Context) (time.Time, error)
+}

@@ -22,11 +22,28 @@ type Result struct {
 
 // OrderResult is the terminal outcome of one OrderRequest: its Result
 // (ResultSuccess or ResultFailed) for the request's sale, user and ticket.
+//
+// The same message, with OrderStatus set, tells that an order moved
+// (paid, cancelled, refunded): then OrderID names the order, OrderStatus
+// is its new status, and Ticket and Status are empty. It is no purchase
+// outcome: IsOrderStatus tells the two apart, and listeners of outcomes
+// skip it.
 type OrderResult struct {
-	SaleID int64  `json:"sale_id"`
-	UserID int64  `json:"user_id"`
-	Ticket string `json:"ticket"`
+	SaleID      int64       `json:"sale_id"`
+	UserID      int64       `json:"user_id"`
+	Ticket      string      `json:"ticket"`
+	OrderStatus OrderStatus `json:"order_status,omitempty"`
 	Result
+}
+
+// IsOrderStatus reports whether r tells an order's move rather than a
+// purchase's outcome.
+func (r OrderResult) IsOrderStatus() bool { return r.OrderStatus != "" }
+
+// OrderStatusMessage is the bus message telling that o moved to its
+// current status.
+func OrderStatusMessage(o *Order) OrderResult {
+	return OrderResult{SaleID: o.SaleID, UserID: o.UserID, OrderStatus: o.Status, Result: Result{OrderID: o.ID}}
 }
 
 // ResultBus carries order results to every instance, so whichever holds the

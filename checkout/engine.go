@@ -12,6 +12,8 @@
 //	results.go    where a purchase stands: the result map, Result, lost-result rechecks
 //	recover.go    start-up and gate rebuilds: Recover, RebuildGate, loading a sale's gate
 //	reconcile.go  the reconciler's rounds: lost reservations, ended sales
+//	lifecycle.go  after the order: cancel, the deadline sweeper, units back to the gate
+//	payments.go   paying orders: the provider, its notifications, refunds
 //	observer.go   what the engine tells metrics
 package checkout
 
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"seckill"
+	"seckill/payment"
 )
 
 // Config tunes the engine; zero values take the defaults.
@@ -105,6 +108,12 @@ type Backends struct {
 	// Locker elects the instance that rebuilds a gate that lost its state;
 	// nil for a gate that cannot lose it apart from the process.
 	Locker seckill.Locker
+	// Payments is the payment provider orders are paid through; nil: no
+	// order can be paid (Pay answers ENotPayable) and nothing is refunded.
+	Payments payment.Provider
+	// Clock is the clock instances share for pay deadlines (the
+	// database's); nil: Config.Now, right for one process only.
+	Clock seckill.Clock
 }
 
 // Engine admits purchases and turns them into orders.
@@ -133,6 +142,8 @@ type Engine struct {
 	forgotten  sync.Map     // sale id → struct{}: ended sales this process dropped from the gate
 	rebuilding atomic.Bool
 	rebuilds   rebuildCounter
+
+	relayMu sync.Mutex // one relay of stock returns at a time on this instance
 }
 
 type cachedSale struct {
@@ -264,11 +275,15 @@ func (e *Engine) CreateSale(ctx context.Context, s *seckill.Sale) error {
 	return err
 }
 
-// Stats is the admin's view of a sale, for checking the invariants.
+// Stats is the admin's view of a sale, for checking the invariants: at
+// rest, live orders (pending + paid) + stock_left = stock = the ledger's
+// sum, and gate_left = stock_left − queued − returns_unapplied.
 type Stats struct {
 	seckill.SaleStats
 	GateLeft int64 `json:"gate_left"`
 	Queued   int64 `json:"queued"`
+	// The lifecycle's numbers; zero on a store without a lifecycle.
+	seckill.LifecycleStats
 }
 
 // Stats returns SQL counts with the gate's units left and the queue depth.
@@ -283,6 +298,13 @@ func (e *Engine) Stats(ctx context.Context, saleID int64) (*Stats, error) {
 	}
 	if st.Queued, err = e.b.Queue.Pending(ctx, saleID); err != nil {
 		return nil, err
+	}
+	if lc := e.lifecycle(); lc != nil {
+		ls, err := lc.LifecycleStats(ctx, saleID)
+		if err != nil {
+			return nil, err
+		}
+		st.LifecycleStats = *ls
 	}
 	return st, nil
 }

@@ -157,7 +157,7 @@ func (e *Engine) repairQueue(ctx context.Context) error {
 // and reports whether it did: false when the sale is loaded already, or
 // when another load (or a loss of the gate's state) overtook this one.
 func (e *Engine) loadGate(ctx context.Context, saleID int64) (bool, error) {
-	return e.b.Gate.Load(ctx, saleID, func(ctx context.Context) (int64, []int64, error) {
+	return e.b.Gate.Load(ctx, saleID, func(ctx context.Context) (int64, []int64, []int64, error) {
 		return e.gateState(ctx, saleID)
 	})
 }
@@ -171,14 +171,26 @@ func (e *Engine) loadGate(ctx context.Context, saleID int64) (bool, error) {
 // their units in stock_left, and the gate would sell them again. The gate
 // calls it only after claiming the sale (StockGate.Load), so nothing it
 // misses was admitted by the gate being loaded.
-func (e *Engine) gateState(ctx context.Context, saleID int64) (int64, []int64, error) {
+//
+// With a lifecycle store the same snapshot lists the sale's cancelled
+// orders: their units are in stock_left, so the gate is loaded with them
+// as returned already, and the relay's later Return of each is a no-op
+// (a unit cancelled after the snapshot is in neither, and the relay gives
+// it back once).
+func (e *Engine) gateState(ctx context.Context, saleID int64) (int64, []int64, []int64, error) {
 	queued, err := e.b.Queue.PendingRequests(ctx, saleID)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
-	left, buyers, err := e.b.Orders.SaleSnapshot(ctx, saleID)
+	var left int64
+	var buyers, returned []int64
+	if lc := e.lifecycle(); lc != nil {
+		left, buyers, returned, err = lc.SaleSnapshotWithReturns(ctx, saleID)
+	} else {
+		left, buyers, err = e.b.Orders.SaleSnapshot(ctx, saleID)
+	}
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	seen := make(map[int64]bool, len(buyers)+len(queued))
 	for _, u := range buyers {
@@ -191,7 +203,7 @@ func (e *Engine) gateState(ctx context.Context, saleID int64) (int64, []int64, e
 			left--
 		}
 	}
-	return max(left, 0), buyers, nil
+	return max(left, 0), buyers, returned, nil
 }
 
 // gateKeep is how long after its end a sale stays in the gate. Purchases

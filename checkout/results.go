@@ -116,6 +116,9 @@ func (rm *resultMap) unqueue(sale, user int64, ticket string, prev resultEntry, 
 // settle records a terminal result; a success is never replaced by a later
 // failure of a stray redelivery.
 func (rm *resultMap) settle(r seckill.OrderResult) {
+	if r.IsOrderStatus() {
+		return // an order's move, not a purchase's outcome
+	}
 	k := resultKey{r.SaleID, r.UserID}
 	sh := rm.shard(k)
 	now := rm.now()

@@ -45,6 +45,19 @@ type ResultMessage struct {
 	seckill.Result
 }
 
+// PushOrderStatus is the type of the push of an order's move.
+const PushOrderStatus = "order_status"
+
+// StatusMessage is the push of an order's move (paid, cancelled,
+// refunded): {"type":"order_status","order_id":…,"status":…}. It reaches
+// the buyer on whichever instance holds the socket: the move is published
+// on the result bus (seckill.OrderStatusMessage).
+type StatusMessage struct {
+	Type    string              `json:"type"` // PushOrderStatus
+	OrderID int64               `json:"order_id"`
+	Status  seckill.OrderStatus `json:"status"`
+}
+
 // WSConfig tunes GET /api/ws; zero values take the defaults.
 type WSConfig struct {
 	// PingInterval is how often a socket is pinged (default 20 s). A socket
@@ -148,6 +161,12 @@ func (h *hub) start() error {
 // deliver is the result bus callback: every result of every instance
 // passes here, and goes to the buyer's sockets on this one.
 func (h *hub) deliver(r seckill.OrderResult) {
+	if r.IsOrderStatus() {
+		h.send(r.UserID, func() any {
+			return StatusMessage{Type: PushOrderStatus, OrderID: r.OrderID, Status: r.OrderStatus}
+		})
+		return
+	}
 	h.send(r.UserID, func() any {
 		return ResultMessage{Type: PushOrderResult, SaleID: r.SaleID, Result: r.Result}
 	})

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"net/http"
+	"strings"
 
 	"seckill"
 )
@@ -33,4 +34,49 @@ func (s *Server) getOrder(w http.ResponseWriter, r *http.Request, sess *seckill.
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"order": o})
 	return nil
+}
+
+// cancelOrder is POST /api/orders/{id}/cancel: the buyer gives the order
+// up; 200 {"order":…}, 404 for someone else's, 409 not_cancellable.
+func (s *Server) cancelOrder(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	o, err := s.cfg.Engine.Cancel(r.Context(), sess.UserID, id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"order": o})
+	return nil
+}
+
+// payOrder is POST /api/orders/{id}/pay: 200 {"payment_id","pay_url"},
+// the provider's page to send the buyer to; 404 for someone else's order,
+// 409 not_payable when it is not pending or past its deadline.
+func (s *Server) payOrder(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	base := s.publicBase(r)
+	p, err := s.cfg.Engine.Pay(r.Context(), sess.UserID, id, base+"/api/payments/notify", base+"/")
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"payment_id": p.ID, "pay_url": p.PayURL})
+	return nil
+}
+
+// publicBase is the server's public base URL (no trailing slash):
+// Config.PublicURL, or else the scheme and Host of the request.
+func (s *Server) publicBase(r *http.Request) string {
+	if s.cfg.PublicURL != "" {
+		return strings.TrimRight(s.cfg.PublicURL, "/")
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
 }

@@ -65,8 +65,12 @@ type Config struct {
 	// WebSockets, when set, is told +1 when a WebSocket opens and -1 when
 	// it closes (a gauge of open sockets).
 	WebSockets func(delta int)
-	Log        *slog.Logger
-	Now        func() time.Time
+	// PublicURL is the server's base URL as clients and the payment
+	// provider reach it (notify and return URLs are built on it); empty,
+	// each request's scheme and Host.
+	PublicURL string
+	Log       *slog.Logger
+	Now       func() time.Time
 }
 
 // Server is the HTTP handler of seckill.
@@ -155,6 +159,12 @@ func (s *Server) routes() {
 
 	s.handle("GET /api/orders", s.authed(s.listOrders))
 	s.handle("GET /api/orders/{id}", s.authed(s.getOrder))
+	s.handle("POST /api/orders/{id}/cancel", s.authed(s.limited(s.cancelOrder)))
+	s.handle("POST /api/orders/{id}/pay", s.authed(s.limited(s.payOrder)))
+	// No rate limit: the provider posts from few addresses, at the pace
+	// of payments; a forged post costs one signature check.
+	s.handle("POST /api/payments/notify", s.paymentNotify)
+	s.handle("POST /api/admin/orders/{id}/reconcile-payment", s.admin(s.reconcilePayment))
 	if s.hub != nil {
 		s.handle("GET /api/ws", s.limitIP(s.authed(s.webSocket)))
 	}

@@ -31,7 +31,8 @@ type gateSale struct {
 	mu       sync.Mutex
 	left     int64
 	buyers   map[int64]struct{}
-	reserved map[int64]pending // not yet settled in SQL
+	reserved map[int64]pending  // not yet settled in SQL
+	returned map[int64]struct{} // orders whose unit came back (Return)
 }
 
 // pending is what the gate keeps of a reservation until it is settled:
@@ -72,7 +73,7 @@ func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnap
 	g.claims[saleID] = claim
 	g.mu.Unlock()
 
-	left, buyers, err := snapshot(ctx)
+	left, buyers, returned, err := snapshot(ctx)
 	if err != nil {
 		g.mu.Lock()
 		if g.claims[saleID] == claim {
@@ -81,9 +82,15 @@ func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnap
 		g.mu.Unlock()
 		return false, err
 	}
-	s := &gateSale{left: left, buyers: make(map[int64]struct{}, len(buyers)), reserved: make(map[int64]pending)}
+	s := &gateSale{
+		left: left, buyers: make(map[int64]struct{}, len(buyers)),
+		reserved: make(map[int64]pending), returned: make(map[int64]struct{}, len(returned)),
+	}
 	for _, u := range buyers {
 		s.buyers[u] = struct{}{}
+	}
+	for _, o := range returned {
+		s.returned[o] = struct{}{}
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -170,6 +177,22 @@ func (g *Gate) Stale(_ context.Context, saleID int64, olderThan time.Duration) (
 		}
 	}
 	return out, nil
+}
+
+// Return adds the order's unit back once per order id.
+func (g *Gate) Return(_ context.Context, saleID, orderID int64) (bool, error) {
+	s := g.sale(saleID)
+	if s == nil {
+		return false, seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", saleID)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.returned[orderID]; ok {
+		return false, nil
+	}
+	s.returned[orderID] = struct{}{}
+	s.left++
+	return true, nil
 }
 
 // Left returns the units left of a loaded sale.

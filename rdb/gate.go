@@ -73,7 +73,7 @@ const runIDLua = `local id = string.match(redis.call('INFO', 'server'), 'run_id:
 // it dropped the sale.
 const checkSrc = runIDLua + `
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('GET', KEYS[5]) == id then return 0 end
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 return 1
 `
 
@@ -148,15 +148,17 @@ func (g *Gate) checkConn(ctx context.Context, cn *redis.Conn) error {
 	return nil
 }
 
-type saleKeys struct{ stock, buyers, resv, claim, epoch string }
+type saleKeys struct{ stock, buyers, resv, claim, epoch, returned string }
 
 func (g *Gate) keys(saleID int64) saleKeys {
 	tag := g.prefix + "{sale:" + strconv.FormatInt(saleID, 10) + "}:"
-	return saleKeys{stock: tag + "stock", buyers: tag + "buyers", resv: tag + "resv", claim: tag + "claim", epoch: tag + "epoch"}
+	return saleKeys{stock: tag + "stock", buyers: tag + "buyers", resv: tag + "resv", claim: tag + "claim", epoch: tag + "epoch", returned: tag + "returned"}
 }
 
-// all lists every key of the sale.
-func (k saleKeys) all() []string { return []string{k.stock, k.buyers, k.resv, k.claim, k.epoch} }
+// all lists every key of the sale (checkSrc deletes them by position).
+func (k saleKeys) all() []string {
+	return []string{k.stock, k.buyers, k.resv, k.claim, k.epoch, k.returned}
+}
 
 func (k saleKeys) list() []string { return []string{k.stock, k.buyers, k.resv} }
 
@@ -218,24 +220,29 @@ redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. id, 'PX', ARGV[2])
 return 1
 `)
 
-// loadScript: KEYS stock, buyers, resv, temporary buyers set, claim, epoch;
-// ARGV left, token. If the sale is unloaded and the claim still token's on
-// this server, loads it at once: the buyers become the temporary set (or
-// none if it does not exist), no reservation is pending, left units are
-// left, the epoch is this server's run_id; returns 1.
-// Otherwise drops the temporary set and returns 0: a loaded sale is never
-// replaced, and a lost claim (taken over, or gone with a restarted server)
-// means the snapshot may miss what was admitted since. Old sets are
-// UNLINKed so the server frees them in the background.
+// loadScript: KEYS stock, buyers, resv, temporary buyers set, claim, epoch,
+// returned, temporary returned set; ARGV left, token. If the sale is
+// unloaded and the claim still token's on this server, loads it at once:
+// the buyers become the temporary buyers set and the returned orders the
+// temporary returned set (or none if one does not exist), no reservation
+// is pending, left units are left, the epoch is this server's run_id;
+// returns 1. Otherwise drops the temporary sets and returns 0: a loaded
+// sale is never replaced, and a lost claim (taken over, or gone with a
+// restarted server) means the snapshot may miss what was admitted since.
+// Old sets are UNLINKed so the server frees them in the background.
 var loadScript = redis.NewScript(runIDLua + `
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('GET', KEYS[5]) ~= ARGV[2] .. ' ' .. id then
-  redis.call('UNLINK', KEYS[4])
+  redis.call('UNLINK', KEYS[4], KEYS[8])
   return 0
 end
-redis.call('UNLINK', KEYS[2], KEYS[3], KEYS[5])
+redis.call('UNLINK', KEYS[2], KEYS[3], KEYS[5], KEYS[7])
 if redis.call('EXISTS', KEYS[4]) == 1 then
   redis.call('RENAME', KEYS[4], KEYS[2])
   redis.call('PERSIST', KEYS[2])
+end
+if redis.call('EXISTS', KEYS[8]) == 1 then
+  redis.call('RENAME', KEYS[8], KEYS[7])
+  redis.call('PERSIST', KEYS[7])
 end
 redis.call('SET', KEYS[6], id)
 redis.call('SET', KEYS[1], ARGV[1])
@@ -260,32 +267,74 @@ func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnap
 	if err != nil || !ok {
 		return false, redisErr(fmt.Sprintf("claim sale %d", saleID), err)
 	}
-	left, buyers, err := snapshot(ctx)
+	left, buyers, returned, err := snapshot(ctx)
 	if err != nil {
 		return false, err
 	}
 	tmp := k.buyers + ":load:" + token
-	for i := 0; i < len(buyers); i += loadChunk {
-		chunk := buyers[i:min(i+loadChunk, len(buyers))]
+	tmpReturned := k.returned + ":load:" + token
+	if err := g.fillTemp(ctx, tmp, buyers); err != nil {
+		return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
+	}
+	if err := g.fillTemp(ctx, tmpReturned, returned); err != nil {
+		return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
+	}
+	// With no buyers (returns) a temporary set was never created: the
+	// sale starts with none.
+	keys := []string{k.stock, k.buyers, k.resv, tmp, k.claim, k.epoch, k.returned, tmpReturned}
+	loaded, err := loadScript.Run(ctx, g.c.rdb, keys, left, token).Bool()
+	if err != nil {
+		return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
+	}
+	return loaded, nil
+}
+
+// fillTemp adds ids to the temporary set key in chunks, each renewing its
+// expiry, so a Load that dies half-way leaves nothing for long.
+func (g *Gate) fillTemp(ctx context.Context, key string, ids []int64) error {
+	for i := 0; i < len(ids); i += loadChunk {
+		chunk := ids[i:min(i+loadChunk, len(ids))]
 		members := make([]any, len(chunk))
 		for j, u := range chunk {
 			members[j] = u
 		}
 		_, err := g.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.SAdd(ctx, tmp, members...)
-			p.Expire(ctx, tmp, loadTTL)
+			p.SAdd(ctx, key, members...)
+			p.Expire(ctx, key, loadTTL)
 			return nil
 		})
 		if err != nil {
-			return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
+			return err
 		}
 	}
-	// With no buyers tmp was never created: the sale starts with none.
-	loaded, err := loadScript.Run(ctx, g.c.rdb, []string{k.stock, k.buyers, k.resv, tmp, k.claim, k.epoch}, left, token).Bool()
-	if err != nil {
-		return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
+	return nil
+}
+
+// returnScript: KEYS stock, returned; ARGV order id. Returns -1 if the
+// sale is not loaded, 0 if the order's unit came back already, else adds
+// the order to the returned set and the unit to stock and returns 1.
+var returnScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
+redis.call('INCR', KEYS[1])
+return 1
+`)
+
+// Return gives the order's unit back to the sale once per order id, in one
+// script under the sale's hash tag.
+func (g *Gate) Return(ctx context.Context, saleID, orderID int64) (bool, error) {
+	if err := g.fresh(ctx, saleID); err != nil {
+		return false, err
 	}
-	return loaded, nil
+	k := g.keys(saleID)
+	n, err := returnScript.Run(ctx, g.c.rdb, []string{k.stock, k.returned}, orderID).Int64()
+	if err != nil {
+		return false, redisErr(fmt.Sprintf("return order %d to sale %d", orderID, saleID), err)
+	}
+	if n == -1 {
+		return false, notLoaded(saleID)
+	}
+	return n == 1, nil
 }
 
 // Reserve runs the reserve script: Duplicate, SoldOut or Reserved; EBusy if

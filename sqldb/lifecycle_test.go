@@ -11,6 +11,7 @@ import (
 
 func testLifecycle(t *testing.T, fresh freshURL) {
 	t.Run("Plans", func(t *testing.T) { testLifecyclePlans(t, fresh) })
+	t.Run("Clock", func(t *testing.T) { testClock(t, fresh) })
 	contract.TestLifecycle(t, func(t *testing.T) contract.LifecycleStores {
 		db := openFresh(t, fresh)
 		return contract.LifecycleStores{
@@ -51,4 +52,22 @@ func testLifecyclePlans(t *testing.T, fresh freshURL) {
 		t.Errorf("UnappliedReturns does not use stock_ledger_unapplied:\n%s", unapplied)
 	}
 	t.Logf("ExpiredOrders:\n%sUnappliedReturns:\n%s", expired, unapplied)
+}
+
+// testClock checks that Now reads the server's clock: close to this
+// process's (same machine), in UTC, moving forward.
+func testClock(t *testing.T, fresh freshURL) {
+	db := openFresh(t, fresh)
+	ctx := context.Background()
+	a, err := db.Now(ctx)
+	mustOK(t, err)
+	if d := time.Since(a); d < -5*time.Second || d > 5*time.Second || a.Location() != time.UTC {
+		t.Fatalf("Now = %v, %v off the local clock; want the server's UTC time", a, d)
+	}
+	time.Sleep(20 * time.Millisecond) // a clock that moves, not a constant
+	b, err := db.Now(ctx)
+	mustOK(t, err)
+	if !b.After(a) {
+		t.Fatalf("Now went from %v to %v", a, b)
+	}
 }

@@ -25,6 +25,8 @@ import (
 	"seckill/internal/redact"
 	"seckill/metrics"
 	"seckill/mq"
+	"seckill/payment"
+	"seckill/payment/sandbox"
 	"seckill/sqldb"
 	"seckill/web"
 )
@@ -73,6 +75,18 @@ type Config struct {
 	// NATSReplicas is how many servers of an external NATS cluster keep
 	// the order stream.
 	NATSReplicas int
+	// SweepEvery is how often each instance cancels orders past their
+	// pay deadline (an order is cancelled within about this of it).
+	SweepEvery time.Duration
+	// The payment provider: its gateway URL (default: the sandbox served
+	// in-process under /sandbox/), its public key (PEM file; default the
+	// in-process sandbox's) and our app id there. PublicURL is the base
+	// URL clients and the provider reach this server at (default: each
+	// request's Host).
+	PayProviderURL string
+	PayProviderKey string
+	PayAppID       string
+	PublicURL      string
 }
 
 // Main is the server process: NewMain, ParseFlags, Run, Close. Tests run it
@@ -83,6 +97,7 @@ type Main struct {
 
 	db       *sqldb.DB
 	queue    *mq.Queue
+	sandbox  *sandbox.Sandbox // the in-process payment provider; nil with --pay-provider-url
 	engine   *checkout.Engine
 	accounts *account.Service
 	shared   *shared
@@ -109,6 +124,7 @@ func NewMain() *Main {
 			InFlight: 4096, AdmitFactor: 20, BatchSize: 2000,
 			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, LogLevel: "info",
 			Writers: 2, ReconcileEvery: 10 * time.Second, ReconcileAge: 30 * time.Second, AckWait: 30 * time.Second,
+			SweepEvery: time.Second, PayAppID: sandbox.DefaultAppID,
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
 			Ops: OpsConfig{Addr: defaultOpsAddr},
@@ -160,6 +176,11 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.ReconcileAge, "reconcile-age", c.ReconcileAge, "age at which such a reservation is released (well above the 3 s publish timeout)")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "time a fetched order message may stay unacked before another writer gets it")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "servers of an external NATS cluster that keep the order stream (3 survives losing one)")
+	fs.DurationVar(&c.SweepEvery, "sweep-every", c.SweepEvery, "how often to cancel orders past their pay deadline")
+	fs.StringVar(&c.PayProviderURL, "pay-provider-url", c.PayProviderURL, "payment provider's gateway URL, e.g. http://127.0.0.1:8090/sandbox/gateway.do of `seckill sandbox` (default: the sandbox served by this server under /sandbox/)")
+	fs.StringVar(&c.PayProviderKey, "pay-provider-key", c.PayProviderKey, "PEM file of the provider's public key (required with --pay-provider-url)")
+	fs.StringVar(&c.PayAppID, "pay-app-id", c.PayAppID, "our app id at the payment provider")
+	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "base URL clients and the payment provider reach this server at, for notify and return URLs (default: each request's Host)")
 	c.Ops.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -198,6 +219,8 @@ func (c Config) masked() []any {
 		"session_ttl", c.SessionTTL, "trusted_proxies", c.TrustedProxies, "trust_proxy", c.TrustProxy,
 		"ops_addr", c.Ops.Addr, "read_header_timeout", c.ReadHeaderTimeout, "read_timeout", c.ReadTimeout,
 		"write_timeout", c.WriteTimeout, "idle_timeout", c.IdleTimeout,
+		"sweep_every", c.SweepEvery, "pay_provider_url", redact.URL(c.PayProviderURL),
+		"pay_provider_key", c.PayProviderKey, "pay_app_id", c.PayAppID, "public_url", c.PublicURL,
 	}
 }
 
@@ -227,6 +250,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if c.Writers < 1 {
 		return fmt.Errorf("--writers must be at least 1")
+	}
+	if c.SweepEvery <= 0 {
+		return fmt.Errorf("--sweep-every must be positive")
+	}
+	if (c.PayProviderURL == "") != (c.PayProviderKey == "") {
+		return fmt.Errorf("--pay-provider-url and --pay-provider-key go together")
 	}
 	if c.ReconcileAge <= 3*time.Second || c.ReconcileEvery <= 0 {
 		return fmt.Errorf("--reconcile-age must exceed the 3 s publish timeout and --reconcile-every be positive")
@@ -275,13 +304,22 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		}
 		m.log.Info("admin account ready", "phone", c.AdminPhone)
 	}
+	// The provider's gateway may be this server (the in-process sandbox):
+	// listen first, so its URL is known.
+	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {
+		return err
+	}
+	payments, err := m.openPayments(ctx)
+	if err != nil {
+		return err
+	}
 	m.engine, err = checkout.New(checkout.Config{
 		Secret: secret, PayWindow: c.PayWindow, InFlight: c.InFlight, AdmitFactor: c.AdmitFactor, BatchSize: c.BatchSize,
 		Observer: m.openMetrics(), Now: testClock(m.log),
 	}, checkout.Backends{
 		Sales: m.db, Orders: m.db, Gate: m.shared.gate, Queue: m.queue, Bus: m.queue,
 		Captchas: m.shared.captchas, CaptchaMaker: captcha.Maker{}, CaptchaLimit: m.shared.captchaLim,
-		Locker: m.shared.locker,
+		Locker: m.shared.locker, Payments: payments, Clock: m.db,
 	}, m.log)
 	if err != nil {
 		return err
@@ -291,7 +329,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Engine: m.engine, Accounts: m.accounts, Orders: m.db,
 		UserLimit:      m.shared.userLim,
 		IPLimit:        m.shared.ipLim,
-		TrustedProxies: proxies, Static: web.Handler(), Log: m.log,
+		TrustedProxies: proxies, Static: web.Handler(), Log: m.log, PublicURL: c.PublicURL,
 		AllowedOrigins: httpapi.ParseOrigins(c.AllowedOrigins), CookieSecure: c.CookieSecure,
 		Observe: m.metrics.ObserveHTTP, BenchUsers: m.benchUsers(),
 		Ready: func(ctx context.Context) error {
@@ -302,17 +340,21 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Results:    m.engine.Results(),
 		WebSockets: func(delta int) { m.metrics.WebSockets().Add(float64(delta)) },
 	})
-	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {
-		return err
-	}
 	// The public listener serves the API and the page only: metrics and
 	// pprof live on the operations listener. Every timeout bounds what a
 	// slow or silent client holds (a connection, a goroutine, a buffer).
 	// Upgraded WebSockets are not bound by them: net/http clears a
 	// connection's deadlines when it is hijacked, and the hub's pings find
 	// dead sockets.
+	var handler http.Handler = m.api
+	if m.sandbox != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/sandbox/", m.sandbox)
+		mux.Handle("/", m.api)
+		handler = mux
+	}
 	m.srv = &http.Server{
-		Handler:           m.api,
+		Handler:           handler,
 		ReadHeaderTimeout: c.ReadHeaderTimeout, ReadTimeout: c.ReadTimeout,
 		WriteTimeout: c.WriteTimeout, IdleTimeout: c.IdleTimeout,
 	}
@@ -331,7 +373,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.writerStop = cancel
-	m.writerDone.Add(c.Writers + 1)
+	m.writerDone.Add(c.Writers + 2)
 	for range c.Writers {
 		go func() {
 			defer m.writerDone.Done()
@@ -342,7 +384,40 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		defer m.writerDone.Done()
 		m.engine.RunReconciler(wctx, c.ReconcileEvery, c.ReconcileAge)
 	}()
+	go func() {
+		defer m.writerDone.Done()
+		m.engine.RunSweeper(wctx, c.SweepEvery)
+	}()
 	return nil
+}
+
+// openPayments returns the payment provider: a client of the gateway at
+// --pay-provider-url, or else of the sandbox this server opens and serves
+// under /sandbox/ (zero setup). Our key is <data>/payment/merchant.pem,
+// made on first start; its public half, next to it, is for the provider.
+func (m *Main) openPayments(ctx context.Context) (payment.Provider, error) {
+	c := &m.Config
+	key, err := payment.LoadOrCreateKey(payment.MerchantKeyPath(c.DataDir))
+	if err != nil {
+		return nil, fmt.Errorf("merchant key: %w", err)
+	}
+	cfg := payment.ClientConfig{GatewayURL: c.PayProviderURL, AppID: c.PayAppID, PrivateKey: key}
+	if c.PayProviderURL != "" {
+		if cfg.ProviderKey, err = payment.ReadPublicKey(c.PayProviderKey); err != nil {
+			return nil, fmt.Errorf("--pay-provider-key: %w", err)
+		}
+	} else {
+		m.sandbox, err = sandbox.Open(ctx, sandbox.Config{
+			DataDir: filepath.Join(c.DataDir, "sandbox"), AppID: c.PayAppID,
+			MerchantKey: &key.PublicKey, PublicURL: c.PublicURL, Log: m.log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("payment sandbox: %w", err)
+		}
+		cfg.GatewayURL = m.URL() + "/sandbox/gateway.do"
+		cfg.ProviderKey = m.sandbox.PublicKey()
+	}
+	return payment.NewClient(cfg)
 }
 
 // serveOn serves srv on ln in the background. A listener that stops for
@@ -418,6 +493,13 @@ func (m *Main) Close() error {
 			errs = append(errs, m.api.Close())
 		}
 		m.engine.Close()
+	}
+	if m.srv == nil && m.ln != nil {
+		errs = append(errs, m.ln.Close()) // Run failed before serving on it
+	}
+	if m.sandbox != nil {
+		// Notifications in flight are abandoned and resent at the next start.
+		errs = append(errs, m.sandbox.Close())
 	}
 	if m.queue != nil {
 		errs = append(errs, m.queue.Close())

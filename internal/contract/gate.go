@@ -83,9 +83,9 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		load(t, g, 3, 5, []int64{10})
 		reserve(t, g, 3, 12, seckill.Reserved)
 		read := false
-		ok, err := g.Load(ctx, 3, func(context.Context) (int64, []int64, error) {
+		ok, err := g.Load(ctx, 3, func(context.Context) (int64, []int64, []int64, error) {
 			read = true
-			return 1, nil, nil
+			return 1, nil, nil, nil
 		})
 		if err != nil || ok {
 			t.Fatalf("Load of a loaded sale = %v, %v; want false, nil", ok, err)
@@ -107,9 +107,9 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		// the gate lost its state (and anything admitted meanwhile).
 		g := newGate(t)
 		slow := func(during func()) seckill.GateSnapshot {
-			return func(context.Context) (int64, []int64, error) {
+			return func(context.Context) (int64, []int64, []int64, error) {
 				during()
-				return 9, nil, nil // older than what happened during
+				return 9, nil, nil, nil // older than what happened during
 			}
 		}
 		// A newer load finishes while the older one reads.
@@ -129,10 +129,10 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		newer := make(chan answer, 1)
 		ok, err = g.Load(ctx, 5, slow(func() {
 			go func() {
-				ok, err := g.Load(ctx, 5, func(context.Context) (int64, []int64, error) {
+				ok, err := g.Load(ctx, 5, func(context.Context) (int64, []int64, []int64, error) {
 					close(started)
 					<-proceed
-					return 3, []int64{7}, nil
+					return 3, []int64{7}, nil, nil
 				})
 				newer <- answer{ok, err}
 			}()
@@ -173,7 +173,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		left(t, g, 6, 1)
 		// A snapshot that fails loads nothing, and the next load works.
 		boom := errors.New("snapshot failed")
-		if ok, err := g.Load(ctx, 8, func(context.Context) (int64, []int64, error) { return 0, nil, boom }); !errors.Is(err, boom) || ok {
+		if ok, err := g.Load(ctx, 8, func(context.Context) (int64, []int64, []int64, error) { return 0, nil, nil, boom }); !errors.Is(err, boom) || ok {
 			t.Fatalf("Load with a failing snapshot = %v, %v; want false, %v", ok, err, boom)
 		}
 		load(t, g, 8, 2, nil)
@@ -448,5 +448,94 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 			t.Fatalf("%d answers, want %d", total, users*tries)
 		}
 		left(t, g, 42, 0)
+	})
+
+	t.Run("ReturnOncePerOrder", func(t *testing.T) {
+		g := newGate(t)
+		if _, err := g.Return(ctx, 20, 1); seckill.ErrorCode(err) != seckill.EBusy {
+			t.Fatalf("Return to an unloaded sale: %v, want EBusy", err)
+		}
+		if _, loaded, _ := g.Left(ctx, 20); loaded {
+			t.Fatal("Return to an unloaded sale loaded it")
+		}
+		load(t, g, 20, 1, nil)
+		reserve(t, g, 20, 1, seckill.Reserved)
+		reserve(t, g, 20, 2, seckill.SoldOut)
+		// Order 100 of user 1 is cancelled: its unit comes back once.
+		for i, want := range []bool{true, false, false} {
+			if ok, err := g.Return(ctx, 20, 100); err != nil || ok != want {
+				t.Fatalf("Return #%d = %v, %v; want %v, nil", i+1, ok, err, want)
+			}
+		}
+		left(t, g, 20, 1)
+		// The canceller stays a buyer; the unit goes to someone else.
+		reserve(t, g, 20, 1, seckill.Duplicate)
+		reserve(t, g, 20, 2, seckill.Reserved)
+		left(t, g, 20, 0)
+		// Another order is another unit.
+		if ok, err := g.Return(ctx, 20, 101); err != nil || !ok {
+			t.Fatalf("Return of another order = %v, %v", ok, err)
+		}
+		left(t, g, 20, 1)
+	})
+
+	t.Run("LoadWithReturned", func(t *testing.T) {
+		// A gate rebuilt from SQL holds the cancelled orders' units in
+		// left already: their Returns must be no-ops.
+		g := newGate(t)
+		ok, err := g.Load(ctx, 21, func(context.Context) (int64, []int64, []int64, error) {
+			return 2, []int64{1, 2}, []int64{500, 501}, nil
+		})
+		if err != nil || !ok {
+			t.Fatalf("Load = %v, %v", ok, err)
+		}
+		for _, o := range []int64{500, 501} {
+			if ok, err := g.Return(ctx, 21, o); err != nil || ok {
+				t.Fatalf("Return of order %d loaded as returned = %v, %v; want false, nil", o, ok, err)
+			}
+		}
+		left(t, g, 21, 2)
+		if ok, err := g.Return(ctx, 21, 502); err != nil || !ok {
+			t.Fatalf("Return of an order cancelled after the snapshot = %v, %v; want true", ok, err)
+		}
+		left(t, g, 21, 3)
+		// Forget drops the returned set with the sale: a new load
+		// starts from its own snapshot.
+		if err := g.Forget(ctx, 21); err != nil {
+			t.Fatal(err)
+		}
+		load(t, g, 21, 0, nil)
+		if ok, err := g.Return(ctx, 21, 500); err != nil || !ok {
+			t.Fatalf("Return after Forget and a load without returns = %v, %v; want true", ok, err)
+		}
+	})
+
+	t.Run("ConcurrentReturns", func(t *testing.T) {
+		g := newGate(t)
+		load(t, g, 22, 0, nil)
+		const orders, tries = 50, 8
+		var got atomic.Int64
+		var wg sync.WaitGroup
+		for w := 0; w < tries; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for o := int64(1); o <= orders; o++ {
+					ok, err := g.Return(ctx, 22, o)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if ok {
+						got.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if got.Load() != orders {
+			t.Fatalf("%d returns took effect, want %d", got.Load(), orders)
+		}
+		left(t, g, 22, orders)
 	})
 }

@@ -1,0 +1,246 @@
+package checkout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"seckill"
+	"seckill/payment"
+)
+
+// The order lifecycle after the writer: a buyer cancels, the sweeper
+// cancels what is past its deadline, and the relay gives each cancelled
+// unit back to the gate exactly once.
+//
+// A cancel is one SQL transaction (CancelOrder): the order moves
+// pending_payment → cancelled, stock_left gains the unit and the stock
+// ledger gains a +1 row not yet applied to the gate. The relay then reads
+// those rows (UnappliedReturns), gives each unit to the gate by order id
+// (StockGate.Return, a no-op the second time) and marks the rows applied.
+// A crash anywhere in between leaves rows unapplied, which the next relay
+// applies, on any instance: no unit is lost, none is doubled. A gate
+// rebuilt from SQL is loaded with the cancelled orders as returned
+// already (gateState), so their rows are no-ops too.
+
+// sweepBatch bounds the orders one sweep reads at once, and the returns
+// one relay round applies.
+const sweepBatch = 500
+
+// lifecycle returns the orders store's lifecycle, nil if it has none.
+func (e *Engine) lifecycle() seckill.OrderLifecycle {
+	lc, _ := e.b.Orders.(seckill.OrderLifecycle)
+	return lc
+}
+
+// sharedNow is the time on the clock every instance compares deadlines
+// on (Backends.Clock), or the engine's clock without one.
+func (e *Engine) sharedNow(ctx context.Context) (time.Time, error) {
+	if e.b.Clock == nil {
+		return e.now(), nil
+	}
+	return e.b.Clock.Now(ctx)
+}
+
+// noLifecycle is the error of a lifecycle call on a store without one.
+func noLifecycle(code string) error {
+	return seckill.Errorf(code, "orders do not move on this store")
+}
+
+// Cancel cancels the user's pending order at their request: the unit
+// returns to SQL stock and, through the relay, to the gate for other
+// buyers; the user stays a buyer of the sale. It returns the cancelled
+// order. Errors: ENotFound if there is no such order or it is someone
+// else's; ENotCancellable if it is not pending payment (paid, cancelled
+// already, refunded).
+func (e *Engine) Cancel(ctx context.Context, userID, orderID int64) (*seckill.Order, error) {
+	lc := e.lifecycle()
+	if lc == nil {
+		return nil, noLifecycle(seckill.ENotCancellable)
+	}
+	now, err := e.sharedNow(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cancel order %d: %w", orderID, err)
+	}
+	o, err := lc.CancelOrder(ctx, orderID, userID, now, false)
+	if err != nil {
+		return nil, err
+	}
+	e.afterCancel(ctx, o)
+	return o, nil
+}
+
+// afterCancel does what follows a cancel's commit: announceCancel, then
+// relay the unit to the gate (best effort: the sweeper's next relay
+// retries it).
+func (e *Engine) afterCancel(ctx context.Context, o *seckill.Order) {
+	e.announceCancel(ctx, o)
+	if _, err := e.RelayReturns(ctx); err != nil {
+		e.log.Warn("relay stock returns", "err", err)
+	}
+}
+
+// announceCancel closes the payment of a cancelled order at the provider,
+// so the buyer can no longer pay it (a payment that gets through anyway is
+// refunded when its notification comes), and tells the buyer. Both are
+// best effort.
+func (e *Engine) announceCancel(ctx context.Context, o *seckill.Order) {
+	if e.b.Payments != nil {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := e.b.Payments.ClosePayment(cctx, o.OrderNo)
+		cancel()
+		if err != nil && !errors.Is(err, payment.ErrNotFound) {
+			e.log.Warn("close the payment of a cancelled order", "order", o.ID, "err", err)
+		}
+	}
+	e.publishStatus(ctx, o)
+}
+
+// publishStatus tells the buyer, on whichever instance holds their
+// socket, that o moved. Best effort: the order list shows it anyway.
+func (e *Engine) publishStatus(ctx context.Context, o *seckill.Order) {
+	if err := e.b.Bus.PublishResults(ctx, []seckill.OrderResult{seckill.OrderStatusMessage(o)}); err != nil {
+		e.log.Warn("publish an order's status", "order", o.ID, "status", o.Status, "err", err)
+	}
+}
+
+// Sweep cancels every order past its pay deadline on the shared clock,
+// in batches read through the (status, deadline) index, then relays the
+// units to the gate. Any number of instances may sweep at once: each
+// cancel is one conditional UPDATE, and an order another sweeper (or a
+// payment, or its buyer) moved first is skipped. It returns how many
+// orders this call cancelled.
+func (e *Engine) Sweep(ctx context.Context) (int, error) {
+	lc := e.lifecycle()
+	if lc == nil {
+		return 0, nil
+	}
+	now, err := e.sharedNow(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("sweep: %w", err)
+	}
+	cancelled := 0
+	var done []*seckill.Order
+	// The provider is told after the units are back: a slow or down
+	// provider must not hold up the cancels (each close is bounded).
+	defer func() {
+		for _, o := range done {
+			e.announceCancel(ctx, o)
+		}
+	}()
+	for {
+		refs, err := lc.ExpiredOrders(ctx, now, sweepBatch)
+		if err != nil {
+			return cancelled, fmt.Errorf("sweep: %w", err)
+		}
+		skipped := 0
+		for _, r := range refs {
+			o, err := lc.CancelOrder(ctx, r.ID, 0, now, true)
+			if seckill.ErrorCode(err) == seckill.ENotCancellable || seckill.ErrorCode(err) == seckill.ENotFound {
+				skipped++ // paid or cancelled since it was read
+				continue
+			}
+			if err != nil {
+				return cancelled, fmt.Errorf("sweep: cancel order %d: %w", r.ID, err)
+			}
+			cancelled++
+			done = append(done, o)
+		}
+		// A full batch may hide more; one whose orders all moved under us
+		// says another sweeper is ahead: stop rather than spin.
+		if len(refs) < sweepBatch || skipped == len(refs) {
+			break
+		}
+	}
+	if _, err := e.RelayReturns(ctx); err != nil {
+		return cancelled, err
+	}
+	return cancelled, nil
+}
+
+// RelayReturns gives the units of cancelled orders that the gate has not
+// had yet to the gate, once each (StockGate.Return dedupes by order id),
+// and marks them applied; a crash between the two re-applies them, which
+// changes nothing. A unit of a sale the gate does not hold waits for its
+// load, which reads it from SQL (and then its Return is a no-op), unless
+// the gate no longer serves the sale (ended long ago): SQL keeps the unit
+// and the row is marked. After a return this instance's sold-out flag of
+// the sale clears, so the unit is offered at once; other instances' flags
+// last at most soldOutFor. It returns how many units went back.
+func (e *Engine) RelayReturns(ctx context.Context) (int, error) {
+	lc := e.lifecycle()
+	if lc == nil {
+		return 0, nil
+	}
+	e.relayMu.Lock()
+	defer e.relayMu.Unlock()
+	returned := 0
+	for {
+		rs, err := lc.UnappliedReturns(ctx, sweepBatch)
+		if err != nil {
+			return returned, fmt.Errorf("relay returns: %w", err)
+		}
+		var applied []int64
+		for _, r := range rs {
+			ok, err := e.b.Gate.Return(ctx, r.SaleID, r.OrderID)
+			if seckill.ErrorCode(err) == seckill.EBusy {
+				if e.gateDropped(ctx, r.SaleID) {
+					applied = append(applied, r.LedgerID)
+				}
+				continue
+			}
+			if err != nil {
+				return returned, fmt.Errorf("relay returns: %w", err)
+			}
+			if ok {
+				returned++
+				e.soldOut.Delete(r.SaleID)
+			}
+			applied = append(applied, r.LedgerID)
+		}
+		if len(applied) > 0 {
+			if err := lc.MarkReturnsApplied(ctx, applied); err != nil {
+				return returned, fmt.Errorf("relay returns: %w", err)
+			}
+		}
+		if len(rs) < sweepBatch || len(applied) == 0 {
+			return returned, nil
+		}
+	}
+}
+
+// gateDropped reports whether the gate no longer serves the sale (it ended
+// over gateKeep ago, or is gone), so that no load of it will come. A sale
+// the gate serves but has not loaded (a rebuild is due) is not dropped.
+func (e *Engine) gateDropped(ctx context.Context, saleID int64) bool {
+	s, err := e.b.Sales.Sale(ctx, saleID)
+	if seckill.ErrorCode(err) == seckill.ENotFound {
+		return true
+	}
+	return err == nil && !gateServes(s, e.now())
+}
+
+// RunSweeper sweeps (Sweep), relays returns and retries refunds every
+// interval until ctx ends. Run it on every instance: they share the work
+// safely, and an instance that is gone leaves its orders to the others.
+func (e *Engine) RunSweeper(ctx context.Context, every time.Duration) {
+	if every <= 0 {
+		every = time.Second
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("sweep expired orders", "err", err)
+		}
+		if _, err := e.RetryRefunds(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("retry refunds", "err", err)
+		}
+	}
+}

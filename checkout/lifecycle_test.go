@@ -1,0 +1,319 @@
+package checkout
+
+import (
+	"context"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill"
+	"seckill/payment"
+)
+
+// lc returns the env's lifecycle store (withSQLite).
+func (v *env) lc() seckill.OrderLifecycle {
+	v.t.Helper()
+	lc, ok := v.db.(seckill.OrderLifecycle)
+	if !ok {
+		v.t.Fatal("the env's store has no order lifecycle")
+	}
+	return lc
+}
+
+// orderOf returns the user's order in the sale.
+func (v *env) orderOf(saleID, userID int64) *seckill.Order {
+	v.t.Helper()
+	o, err := v.db.OrderBySaleUser(context.Background(), saleID, userID)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return o
+}
+
+// cancelInSQL cancels the order in SQL only, as a process killed right
+// after the cancel's commit leaves it: the gate has not had the unit.
+func (v *env) cancelInSQL(o *seckill.Order) {
+	v.t.Helper()
+	if _, err := v.lc().CancelOrder(context.Background(), o.ID, o.UserID, time.Now(), false); err != nil {
+		v.t.Fatal(err)
+	}
+}
+
+// relay runs the engine's relay of stock returns and returns how many
+// units went back.
+func relay(t *testing.T, e *Engine) int {
+	t.Helper()
+	n, err := e.RelayReturns(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestReturnSurvivesACrashAnywhere kills the cancel (in effect) at each
+// point between SQL and the gate: every cancelled unit ends up in the gate
+// exactly once, and the buyer who cancelled stays a buyer.
+func TestReturnSurvivesACrashAnywhere(t *testing.T) {
+	v := newEnv(t, withSQLite)
+	s := v.openSale(3)
+	us := v.users(5)
+	v.writeOrders(s.ID, us[0], us[1], us[2])
+	e := v.recovered(Config{}, nil)
+	if got := v.gateLeft(s.ID); got != 0 {
+		t.Fatalf("gate left %d, want 0", got)
+	}
+
+	// Killed after the gate had the unit, before the row was marked: the
+	// next relay applies it again, which changes nothing.
+	o0 := v.orderOf(s.ID, us[0])
+	v.cancelInSQL(o0)
+	if ok, err := v.gate.Return(context.Background(), s.ID, o0.ID); err != nil || !ok {
+		t.Fatalf("Return = %v, %v", ok, err)
+	}
+	if n := relay(t, e); n != 0 {
+		t.Fatalf("relay returned %d units the gate had already", n)
+	}
+	v.checkAtRest(s.ID)
+
+	// Killed right after the SQL commit, restarted: the rebuilt gate holds
+	// the unit from SQL, and the relay that follows does not add it again.
+	v.cancelInSQL(v.orderOf(s.ID, us[1]))
+	e.Close()
+	e = v.recovered(Config{}, nil)
+	if n := relay(t, e); n != 0 {
+		t.Fatalf("relay after a rebuild returned %d units the rebuild had loaded", n)
+	}
+	if got := v.gateLeft(s.ID); got != 2 {
+		t.Fatalf("gate left %d after the rebuild, want 2", got)
+	}
+	v.checkAtRest(s.ID)
+
+	// Killed right after the commit, no restart: the next relay (any
+	// instance's sweeper) gives the unit back once.
+	v.cancelInSQL(v.orderOf(s.ID, us[2]))
+	if n := relay(t, e); n != 1 {
+		t.Fatalf("relay returned %d units, want 1", n)
+	}
+	if n := relay(t, e); n != 0 {
+		t.Fatalf("a second relay returned %d units, want 0", n)
+	}
+	v.checkAtRest(s.ID)
+
+	// The cancellers stay buyers; the units go to others.
+	for _, u := range us[:3] {
+		if r := v.reserve(s.ID, u); r != seckill.Duplicate {
+			t.Fatalf("user %d who cancelled: %v, want duplicate", u, r)
+		}
+	}
+	for _, u := range us[3:] {
+		if r := v.reserve(s.ID, u); r != seckill.Reserved {
+			t.Fatalf("new buyer %d: %v, want reserved", u, r)
+		}
+	}
+}
+
+// TestCancelByBuyer: the buyer's cancel returns the unit at once, once;
+// others' orders are not theirs to cancel.
+func TestCancelByBuyer(t *testing.T) {
+	v := newEnv(t, withSQLite)
+	s := v.openSale(2)
+	us := v.users(3)
+	v.writeOrders(s.ID, us[0], us[1])
+	p := newFakeProvider()
+	e := v.lifecycleEngine(p, &sharedClock{})
+	ctx := context.Background()
+	o := v.orderOf(s.ID, us[0])
+	e.soldOut.Store(s.ID, time.Now()) // this instance saw the sale sold out
+
+	_, err := e.Cancel(ctx, us[1], o.ID)
+	wantCode(t, err, seckill.ENotFound)
+	_, err = e.Pay(ctx, us[1], o.ID, "http://shop.test/n", "")
+	wantCode(t, err, seckill.ENotFound)
+	got, err := e.Cancel(ctx, us[0], o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, got, seckill.OrderCancelled)
+	if _, flagged := e.soldOut.Load(s.ID); flagged {
+		t.Error("the local sold-out flag survived a return")
+	}
+	if !p.closed[o.OrderNo] {
+		t.Error("the cancelled order's payment was not closed")
+	}
+	_, err = e.Cancel(ctx, us[0], o.ID)
+	wantCode(t, err, seckill.ENotCancellable)
+	_, err = e.Pay(ctx, us[0], o.ID, "http://shop.test/n", "")
+	wantCode(t, err, seckill.ENotPayable)
+	if got := v.gateLeft(s.ID); got != 1 {
+		t.Fatalf("gate left %d after a cancel, want 1", got)
+	}
+	v.checkAtRest(s.ID)
+	if r := v.reserve(s.ID, us[0]); r != seckill.Duplicate {
+		t.Fatalf("the canceller got %v, want duplicate", r)
+	}
+	if r := v.reserve(s.ID, us[2]); r != seckill.Reserved {
+		t.Fatalf("a new buyer got %v, want reserved", r)
+	}
+}
+
+// TestPayTimeoutCancelRace races, for every order, its payment, its
+// buyer's cancel and two sweepers past its deadline: each order ends
+// exactly once — paid, cancelled, or cancelled with its payment refunded —
+// and stock, gate and ledger agree afterwards.
+func TestPayTimeoutCancelRace(t *testing.T) {
+	const n = 300
+	v := newEnv(t, withSQLite)
+	s := v.openSale(n)
+	us := v.users(n)
+	v.writeOrders(s.ID, us...)
+	p, clock := newFakeProvider(), &sharedClock{}
+	e := v.lifecycleEngine(p, clock)
+	e2 := v.lifecycleEngine(p, clock) // a second instance's sweeper
+	ctx := context.Background()
+	orders := make([]*seckill.Order, n)
+	forms := make([]url.Values, n)
+	for i, u := range us {
+		orders[i] = v.orderOf(s.ID, u)
+		forms[i] = notification(t, orders[i], payment.TradeSuccess, nil)
+	}
+	clock.pastDeadlines()
+
+	var wg sync.WaitGroup
+	var paidOK, cancelOK atomic.Int64
+	for i := range orders {
+		wg.Add(2)
+		go func(i int) {
+			defer wg.Done()
+			if err := e.HandleNotification(ctx, forms[i]); err != nil {
+				t.Errorf("notification of order %d: %v", orders[i].ID, err)
+			}
+			paidOK.Add(1)
+		}(i)
+		go func(i int) {
+			defer wg.Done()
+			_, err := e2.Cancel(ctx, orders[i].UserID, orders[i].ID)
+			if err == nil {
+				cancelOK.Add(1)
+			} else if seckill.ErrorCode(err) != seckill.ENotCancellable {
+				t.Errorf("cancel of order %d: %v", orders[i].ID, err)
+			}
+		}(i)
+	}
+	for _, en := range []*Engine{e, e2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 5 {
+				if _, err := en.Sweep(ctx); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, en := range []*Engine{e, e2} {
+		if _, err := en.Sweep(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := en.RetryRefunds(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	var paid, cancelled, refunded int
+	for _, o := range orders {
+		got := v.order(o.ID)
+		switch got.Status {
+		case seckill.OrderPaid:
+			paid++
+			if p.refunded(o.OrderNo) != 0 {
+				t.Errorf("paid order %d was refunded", o.ID)
+			}
+		case seckill.OrderCancelled:
+			cancelled++
+			// Its payment came (every order's does): it went back once.
+			if r := p.refunded(o.OrderNo); r != 1 {
+				t.Errorf("cancelled order %d: payment refunded %d times, want 1", o.ID, r)
+			}
+			refunded++
+		default:
+			t.Errorf("order %d ended %s", o.ID, got.Status)
+		}
+	}
+	st := v.checkAtRest(s.ID)
+	if int64(paid) != st.Paid || int64(cancelled) != st.Cancelled || paid+cancelled != n {
+		t.Fatalf("paid %d cancelled %d of %d; stats %+v", paid, cancelled, n, st)
+	}
+	ls, err := e.Stats(ctx, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ls.RefundsDue != 0 || ls.PaymentsRefunded != int64(refunded) || ls.ReturnsUnapplied != 0 {
+		t.Fatalf("lifecycle stats %+v; want %d refunded, nothing due or unapplied", ls.LifecycleStats, refunded)
+	}
+	if ls.GateLeft != st.SQLStockLeft || st.SQLStockLeft != int64(cancelled) {
+		t.Fatalf("gate left %d, SQL stock_left %d, cancelled %d", ls.GateLeft, st.SQLStockLeft, cancelled)
+	}
+	t.Logf("paid %d, cancelled %d (all refunded), buyer cancels won %d", paid, cancelled, cancelOK.Load())
+}
+
+// TestHalfNeverPay: half the buyers pay, half never do; past the deadline
+// every unpaid unit is back in the gate and sold to new buyers.
+func TestHalfNeverPay(t *testing.T) {
+	const stock = 20
+	v := newEnv(t, withSQLite)
+	s := v.openSale(stock)
+	us := v.users(2 * stock)
+	first, second := us[:stock], us[stock:]
+	p, clock := newFakeProvider(), &sharedClock{}
+	e := v.lifecycleEngine(p, clock)
+	stop := runWriter(t, e)
+	ctx := context.Background()
+	for _, u := range first {
+		if _, err := e.Purchase(ctx, u, s.ID, path(t, e, u, s.ID)); err != nil {
+			t.Fatalf("purchase of %d: %v", u, err)
+		}
+	}
+	for _, u := range first {
+		waitResult(t, e, u, s.ID, seckill.ResultSuccess)
+	}
+	for i, u := range first {
+		if i%2 == 0 {
+			if err := e.HandleNotification(ctx, notification(t, v.orderOf(s.ID, u), payment.TradeSuccess, nil)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// Sold out: a latecomer is refused, and this instance remembers it.
+	_, err := e.Purchase(ctx, second[0], s.ID, path(t, e, second[0], s.ID))
+	wantCode(t, err, seckill.ESoldOut)
+
+	clock.pastDeadlines()
+	if n, err := e.Sweep(ctx); err != nil || n != stock/2 {
+		t.Fatalf("Sweep = %d, %v; want %d", n, err, stock/2)
+	}
+	v.checkAtRest(s.ID)
+	if got := v.gateLeft(s.ID); got != stock/2 {
+		t.Fatalf("gate left %d past the deadline, want %d", got, stock/2)
+	}
+	// The second crowd gets the units at once; the first stays duplicate.
+	for _, u := range second[:stock/2] {
+		if _, err := e.Purchase(ctx, u, s.ID, path(t, e, u, s.ID)); err != nil {
+			t.Fatalf("second-crowd purchase of %d: %v", u, err)
+		}
+	}
+	_, err = e.Purchase(ctx, first[1], s.ID, path(t, e, first[1], s.ID))
+	wantCode(t, err, seckill.EDuplicate)
+	_, err = e.Purchase(ctx, second[stock/2], s.ID, path(t, e, second[stock/2], s.ID))
+	wantCode(t, err, seckill.ESoldOut)
+	for _, u := range second[:stock/2] {
+		waitResult(t, e, u, s.ID, seckill.ResultSuccess)
+	}
+	stop()
+	st := v.checkAtRest(s.ID)
+	if st.Pending+st.Paid != stock || st.Cancelled != stock/2 || st.SQLStockLeft != 0 {
+		t.Fatalf("at the end: %+v", st)
+	}
+}

@@ -1,0 +1,284 @@
+package checkout
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"fmt"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill"
+	"seckill/payment"
+)
+
+const testAppID = "2021000000000001"
+
+// testProviderKey is the fake provider's key, made once: RSA keys are slow
+// to generate under -race.
+var testProviderKey = sync.OnceValue(func() *rsa.PrivateKey {
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		panic(err)
+	}
+	return k
+})
+
+// fakeProvider is a payment.Provider in memory: it verifies notifications
+// signed with testProviderKey for testAppID and counts refunds and closes.
+type fakeProvider struct {
+	mu      sync.Mutex
+	refunds map[string]int           // order no → refunds asked
+	closed  map[string]bool          // order no → ClosePayment asked
+	trades  map[string]payment.Trade // order no → what QueryPayment answers
+	failRef atomic.Bool              // Refund fails (the provider is down)
+}
+
+func newFakeProvider() *fakeProvider {
+	return &fakeProvider{refunds: map[string]int{}, closed: map[string]bool{}, trades: map[string]payment.Trade{}}
+}
+
+func (p *fakeProvider) CreatePayment(_ context.Context, req payment.PaymentRequest) (payment.Payment, error) {
+	return payment.Payment{ID: "T" + req.OrderNo, PayURL: "http://provider.test/pay/T" + req.OrderNo}, nil
+}
+
+func (p *fakeProvider) VerifyNotification(form url.Values) (payment.Notification, error) {
+	return payment.ParseNotification(&testProviderKey().PublicKey, testAppID, form)
+}
+
+func (p *fakeProvider) QueryPayment(_ context.Context, orderNo string) (payment.Trade, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	t, ok := p.trades[orderNo]
+	if !ok {
+		return payment.Trade{}, payment.ErrNotFound
+	}
+	return t, nil
+}
+
+func (p *fakeProvider) Refund(_ context.Context, orderNo, _ string, _ int64, _ string) error {
+	if p.failRef.Load() {
+		return fmt.Errorf("provider down")
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.refunds[orderNo]++
+	return nil
+}
+
+func (p *fakeProvider) ClosePayment(_ context.Context, orderNo string) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed[orderNo] = true
+	return nil
+}
+
+func (p *fakeProvider) refunded(orderNo string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.refunds[orderNo]
+}
+
+// sharedClock is a seckill.Clock the test moves.
+type sharedClock struct{ off atomic.Int64 }
+
+func (c *sharedClock) Now(context.Context) (time.Time, error) {
+	return time.Now().Add(time.Duration(c.off.Load())).UTC(), nil
+}
+func (c *sharedClock) pastDeadlines() { c.off.Store(int64(time.Hour)) }
+
+// lifecycleEngine is a recovered engine on v's backends with the fake
+// provider and the shared clock.
+func (v *env) lifecycleEngine(p *fakeProvider, clock *sharedClock) *Engine {
+	v.t.Helper()
+	b := v.backends()
+	b.Payments, b.Clock = p, clock
+	return v.recovered(Config{}, &b)
+}
+
+// notification is the signed form of a trade of o, as the provider sends
+// it; change alters it before signing.
+func notification(t *testing.T, o *seckill.Order, status payment.TradeStatus, change func(*payment.Notification)) url.Values {
+	t.Helper()
+	n := payment.Notification{
+		OutTradeNo: o.OrderNo, TradeNo: "T" + o.OrderNo, TotalAmountCents: o.PriceCents,
+		TradeStatus: status, NotifyID: fmt.Sprintf("N%d%s", o.ID, status), NotifyTime: time.Now(), AppID: testAppID,
+	}
+	if change != nil {
+		change(&n)
+	}
+	form, err := payment.NotificationForm(testProviderKey(), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return form
+}
+
+func (v *env) order(id int64) *seckill.Order {
+	v.t.Helper()
+	o, err := v.db.Order(context.Background(), id)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return o
+}
+
+func wantStatus(t *testing.T, o *seckill.Order, want seckill.OrderStatus) {
+	t.Helper()
+	if o.Status != want {
+		t.Fatalf("order %d is %s, want %s", o.ID, o.Status, want)
+	}
+}
+
+// TestNotifications: what the notify endpoint may receive, signed or not.
+func TestNotifications(t *testing.T) {
+	v := newEnv(t, withSQLite)
+	s := v.openSale(4)
+	us := v.users(4)
+	v.writeOrders(s.ID, us...)
+	p, clock := newFakeProvider(), &sharedClock{}
+	e := v.lifecycleEngine(p, clock)
+	pushes := subscribeResults(t, v.queue)
+	ctx := context.Background()
+	o := v.orderOf(s.ID, us[0])
+
+	t.Run("Forged", func(t *testing.T) {
+		other, err := rsa.GenerateKey(rand.Reader, 1024)
+		if err != nil {
+			t.Fatal(err)
+		}
+		form, err := payment.NotificationForm(other, payment.Notification{
+			OutTradeNo: o.OrderNo, TradeNo: "X", TotalAmountCents: o.PriceCents, TradeStatus: payment.TradeSuccess,
+			NotifyID: "n", NotifyTime: time.Now(), AppID: testAppID,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wantCode(t, e.HandleNotification(ctx, form), seckill.EBadSignature)
+		wantStatus(t, v.order(o.ID), seckill.OrderPending)
+	})
+	t.Run("TamperedAfterSigning", func(t *testing.T) {
+		form := notification(t, o, payment.TradeSuccess, nil)
+		form.Set("total_amount", "0.01")
+		wantCode(t, e.HandleNotification(ctx, form), seckill.EBadSignature)
+		wantStatus(t, v.order(o.ID), seckill.OrderPending)
+	})
+	t.Run("WrongMerchant", func(t *testing.T) {
+		form := notification(t, o, payment.TradeSuccess, func(n *payment.Notification) { n.AppID = "2021999999999999" })
+		wantCode(t, e.HandleNotification(ctx, form), seckill.EBadSignature)
+		wantStatus(t, v.order(o.ID), seckill.OrderPending)
+	})
+	t.Run("AmountMismatch", func(t *testing.T) {
+		form := notification(t, o, payment.TradeSuccess, func(n *payment.Notification) { n.TotalAmountCents = 1 })
+		wantCode(t, e.HandleNotification(ctx, form), seckill.EAmountMismatch)
+		wantStatus(t, v.order(o.ID), seckill.OrderPending)
+	})
+	t.Run("UnknownOrder", func(t *testing.T) {
+		form := notification(t, &seckill.Order{OrderNo: "nosuchorder", PriceCents: 100}, payment.TradeSuccess, nil)
+		wantCode(t, e.HandleNotification(ctx, form), seckill.ENotFound)
+	})
+	t.Run("SuccessReplayedThenClosed", func(t *testing.T) {
+		form := notification(t, o, payment.TradeSuccess, nil)
+		for i := 0; i < 3; i++ {
+			if err := e.HandleNotification(ctx, form); err != nil {
+				t.Fatalf("notification #%d: %v", i+1, err)
+			}
+		}
+		wantStatus(t, v.order(o.ID), seckill.OrderPaid)
+		// Out of order: a close after the success changes nothing.
+		if err := e.HandleNotification(ctx, notification(t, o, payment.TradeClosed, nil)); err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, v.order(o.ID), seckill.OrderPaid)
+		if n := p.refunded(o.OrderNo); n != 0 {
+			t.Fatalf("a paid order was refunded %d times", n)
+		}
+		waitFor(t, "the order_status push", func() bool {
+			pushes.mu.Lock()
+			defer pushes.mu.Unlock()
+			for _, r := range pushes.rs {
+				if r.IsOrderStatus() && r.OrderID == o.ID && r.OrderStatus == seckill.OrderPaid && r.UserID == o.UserID {
+					return true
+				}
+			}
+			return false
+		})
+		// Paid orders can be neither cancelled nor paid again.
+		_, err := e.Cancel(ctx, o.UserID, o.ID)
+		wantCode(t, err, seckill.ENotCancellable)
+		_, err = e.Pay(ctx, o.UserID, o.ID, "http://shop.test/n", "")
+		wantCode(t, err, seckill.ENotPayable)
+	})
+	t.Run("PaymentRacingTheSweeper", func(t *testing.T) {
+		// The sweeper cancels first; the money then arrives: recorded and
+		// refunded, the order stays cancelled, the unit stays back.
+		o1 := v.orderOf(s.ID, us[1])
+		clock.pastDeadlines()
+		defer clock.off.Store(0)
+		_, err := e.Pay(ctx, o1.UserID, o1.ID, "http://shop.test/n", "")
+		wantCode(t, err, seckill.ENotPayable)
+		p.failRef.Store(true) // the provider is down at first
+		if n, err := e.Sweep(ctx); err != nil || n != 3 {
+			t.Fatalf("Sweep = %d, %v; want 3 cancelled", n, err)
+		}
+		if err := e.HandleNotification(ctx, notification(t, o1, payment.TradeSuccess, nil)); err != nil {
+			t.Fatal(err)
+		}
+		wantStatus(t, v.order(o1.ID), seckill.OrderCancelled)
+		p.failRef.Store(false)
+		if n, err := e.RetryRefunds(ctx); err != nil || n != 1 {
+			t.Fatalf("RetryRefunds = %d, %v; want 1", n, err)
+		}
+		if n := p.refunded(o1.OrderNo); n != 1 {
+			t.Fatalf("refunded %d times, want 1", n)
+		}
+		// A replay now changes nothing and refunds at most again (the
+		// provider's refund is idempotent by order number).
+		if err := e.HandleNotification(ctx, notification(t, o1, payment.TradeSuccess, nil)); err != nil {
+			t.Fatal(err)
+		}
+		st, err := e.Stats(ctx, s.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.PaymentsRefunded != 1 || st.RefundsDue != 0 || st.Cancelled != 3 || st.Paid != 1 || st.ReturnsUnapplied != 0 {
+			t.Fatalf("stats %+v", st)
+		}
+		if !p.closed[o1.OrderNo] {
+			t.Error("the sweeper did not close the timed-out order's payment")
+		}
+		v.checkAtRest(s.ID)
+	})
+}
+
+// TestReconcilePayment: a success whose notification never came is found
+// by asking the provider.
+func TestReconcilePayment(t *testing.T) {
+	v := newEnv(t, withSQLite)
+	s := v.openSale(2)
+	us := v.users(2)
+	v.writeOrders(s.ID, us...)
+	p := newFakeProvider()
+	e := v.lifecycleEngine(p, &sharedClock{})
+	ctx := context.Background()
+	o := v.orderOf(s.ID, us[0])
+	_, err := e.ReconcilePayment(ctx, o.ID)
+	wantCode(t, err, seckill.ENotFound)
+	p.trades[o.OrderNo] = payment.Trade{OutTradeNo: o.OrderNo, TradeNo: "T" + o.OrderNo, Status: payment.TradeSuccess, AmountCents: o.PriceCents}
+	got, err := e.ReconcilePayment(ctx, o.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, got, seckill.OrderPaid)
+	// Its notification arriving after all is a replay.
+	if err := e.HandleNotification(ctx, notification(t, o, payment.TradeSuccess, nil)); err != nil {
+		t.Fatal(err)
+	}
+	wantStatus(t, v.order(o.ID), seckill.OrderPaid)
+	if n := p.refunded(o.OrderNo); n != 0 {
+		t.Fatalf("refunded %d times", n)
+	}
+}
