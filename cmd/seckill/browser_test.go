@@ -166,12 +166,12 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 
 	// Buy: the captcha's answer comes from the server's store (the test's
 	// hook: no route serves it), the result by push alone.
-	brun(t, ctx, chromedp.Click(chromedp.CSS(card+` button[data-buy]`)),
-		chromedp.WaitVisible(chromedp.CSS(`#captcha-img[data-captcha-id]`)))
+	click(t, ctx, card+` button[data-buy]`)
+	waitJS(t, ctx, `document.querySelector('#captcha-img[data-captcha-id]')`, 5*time.Second)
 	id := evalString(t, ctx, `document.querySelector('#captcha-img').dataset.captchaId`)
 	brun(t, ctx, chromedp.SendKeys(chromedp.CSS(`#captcha-answer`), captchaAnswer(t, m, id)))
 	screenshot(t, ctx, name, "buy")
-	brun(t, ctx, chromedp.Click(chromedp.CSS(`#buy-submit`)))
+	click(t, ctx, `#buy-submit`)
 	waitJS(t, ctx, `document.querySelector('#buy-status').dataset.result === 'success'`, 10*time.Second)
 	if n := resultPolls.Load(); n != 0 {
 		t.Errorf("the page polled /result %d times with polling off", n)
@@ -180,7 +180,7 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 	if got := evalString(t, ctx, `document.querySelector('`+card+` button[data-buy]').textContent`); got != "You got it" {
 		t.Errorf("the bought sale's card says %q", got)
 	}
-	brun(t, ctx, chromedp.Click(chromedp.CSS(`#buy-close`)))
+	click(t, ctx, `#buy-close`)
 	waitJS(t, ctx, `document.querySelector('#orders [data-deadline]') !== null`, 5*time.Second)
 	// The pay deadline counts down; Pay and Cancel are not offered while
 	// their endpoints answer 404.
@@ -194,8 +194,8 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 	// Sold out: the dialog is open on the last unit when a rival takes
 	// it; the page's purchase is refused and Buy goes off at once.
 	lastCard := `article[data-sale="` + last.id + `"]`
-	brun(t, ctx, chromedp.Click(chromedp.CSS(lastCard+` button[data-buy]`)),
-		chromedp.WaitVisible(chromedp.CSS(`#buy-submit`)))
+	click(t, ctx, lastCard+` button[data-buy]`)
+	waitJS(t, ctx, `document.querySelector('#buy-dialog').open && !document.querySelector('#buy-submit').hidden`, 5*time.Second)
 	rivalBuys(t, base, last.id)
 	evalBool(t, ctx, `(document.querySelector('#buy-submit').click(), true)`)
 	waitJS(t, ctx, `document.querySelector('`+lastCard+` button[data-buy]').disabled`, 4*time.Second)
@@ -206,7 +206,7 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 	if evalBool(t, ctx, `(() => { const b = document.querySelector('#buy-submit'); return !b.hidden && !b.disabled; })()`) {
 		t.Error("the dialog's Buy stays on for a sold-out sale")
 	}
-	brun(t, ctx, chromedp.Click(chromedp.CSS(`#buy-close`)))
+	click(t, ctx, `#buy-close`)
 	screenshot(t, ctx, name, "sales")
 	screenshotOrders(t, ctx, name)
 
@@ -285,6 +285,16 @@ func evalString(t *testing.T, ctx context.Context, expr string) string {
 func evalBool(t *testing.T, ctx context.Context, expr string) bool { return eval[bool](t, ctx, expr) }
 func evalFloat(t *testing.T, ctx context.Context, expr string) float64 {
 	return eval[float64](t, ctx, expr)
+}
+
+// click clicks the element of the CSS selector once it is there and on,
+// from the page's script: a card's node may be replaced between a
+// mouse event's aim and its landing.
+func click(t *testing.T, ctx context.Context, sel string) {
+	t.Helper()
+	q := "document.querySelector(" + strconv.Quote(sel) + ")"
+	waitJS(t, ctx, q+` && !`+q+`.disabled`, 5*time.Second)
+	evalBool(t, ctx, `(`+q+`.click(), true)`)
 }
 
 // waitJS waits until expr is true in the page, failing after timeout.

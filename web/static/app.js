@@ -276,6 +276,16 @@
     }, 4000);
   }
 
+  // raiseToast puts an open toast back on top of the top layer, above a
+  // dialog opened after it.
+  function raiseToast() {
+    const el = $('#toast');
+    if (POPOVER && el.matches(':popover-open')) {
+      el.hidePopover();
+      el.showPopover();
+    }
+  }
+
   // ---- API ---------------------------------------------------------------
 
   // api calls the JSON API and resolves to {ok, status, data, error,
@@ -924,6 +934,7 @@
     syncDialog();
     const dlg = $('#buy-dialog');
     if (!dlg.open) dlg.showModal();
+    raiseToast();
     if (sale.require_captcha) loadCaptcha();
     else $('#buy-submit').focus();
   }
@@ -1133,7 +1144,10 @@
   function setupBuy() {
     $('#buy-form').addEventListener('submit', (ev) => { ev.preventDefault(); buy(); });
     $('#buy-close').addEventListener('click', closeBuy);
-    $('#buy-dialog').addEventListener('close', () => { if (state.buy) closeBuy(); });
+    // Escape closes the dialog without Close. The event comes a task after
+    // close(), maybe after the dialog opened again for the next sale: then
+    // it is not this purchase's to end.
+    $('#buy-dialog').addEventListener('close', () => { if (state.buy && !$('#buy-dialog').open) closeBuy(); });
     $('#captcha-refresh').addEventListener('click', () => { setBuyStatus(''); loadCaptcha(); });
   }
 
