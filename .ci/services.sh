@@ -1,6 +1,7 @@
 # Sourced by .ci/run: makes sure the servers the integration suites need are
 # running on loopback — PostgreSQL, MariaDB, Redis (one node and a throwaway
-# 3-master cluster) and NATS with JetStream — installing them from Debian's
+# 3-master cluster) and NATS with JetStream, plus chromium for the browser
+# tests — installing them from Debian's
 # packages where missing, and exports their URLs as SECKILL_TEST_*.
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -90,6 +91,9 @@ ensure_nats() {
   fi
   export SECKILL_TEST_NATS=nats://127.0.0.1:4222
 }
+
+# The browser tests (cmd/seckill/browser_test.go) drive Debian's chromium.
+need_pkg chromium chromium
 
 ensure_postgres
 ensure_mysql

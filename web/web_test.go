@@ -122,15 +122,15 @@ func TestScriptCoversAPI(t *testing.T) {
 }
 
 // TestScriptUsesPush: the page opens the push socket on its own origin and
-// settles a purchase with what it pushes, keeping /result as the fallback;
-// the CSP lets it connect there and nowhere else.
+// settles a purchase with what it pushes, keeping /result as the fallback
+// (both feeding noteResult); the CSP lets it connect there and nowhere else.
 func TestScriptUsesPush(t *testing.T) {
 	res := get(t, Handler(), http.MethodGet, "/app.js")
 	js := body(t, res)
 	for _, want := range []string{
 		"new WebSocket(", "//${location.host}/api/ws`", "'wss:' : 'ws:'", // same origin, TLS when the page has it
 		"m.type === 'order_result'", "m.type === 'order_status'",
-		"nextPush(", "`/api/sales/${id}/result`",
+		"noteResult(m.sale_id, m)", "/result`", "noteResult(saleId, r.data)",
 	} {
 		if !strings.Contains(js, want) {
 			t.Errorf("app.js lacks %q", want)

@@ -6,15 +6,164 @@
 (() => {
   const TOKEN_KEY = 'seckill_token';
 
+  // NO_POLL (?nopoll in the address) turns off the /result polling
+  // fallback, so the browser tests can prove that a result arrived by push.
+  // It is for tests only and harmless to anyone else: the page then waits
+  // for the push alone.
+  const NO_POLL = new URLSearchParams(location.search).has('nopoll');
+
+  // ORDER_ACTIONS shows Pay and Cancel. The order lifecycle (POST
+  // /api/orders/{id}/pay and /cancel) is not served yet and answers 404, so
+  // the page offers no button that cannot work until it is.
+  const ORDER_ACTIONS = false;
+
   const state = {
     me: null,              // GET /api/me, or null when logged out
-    sales: [],             // last GET /api/sales
+    sales: [],             // last GET /api/sales (entries refreshed one by one too)
     salesLoaded: false,
     offsetMs: 0,           // server clock minus client clock
     cards: new Map(),      // sale id -> {sig, status, node}
-    buy: null,             // the purchase in the dialog: {sale, run}
+    unlockedAt: new Map(), // sale id -> corrected server time (ms) the card turned active
+    orders: [],            // last GET /api/orders
+    held: new Map(),       // sale id -> order status ('queued' before an order is known): one per buyer per sale
+    buy: null,             // the purchase in the dialog, see openBuy
+    resumeBuy: null,       // sale id whose Buy waits for a login
     statsTimer: 0,
   };
+
+  // ---- language -------------------------------------------------------------
+
+  // The page speaks Chinese to a browser that asks for it, English otherwise.
+  const LANG = /^zh\b/i.test(navigator.language || '') ? 'zh' : 'en';
+
+  // TEXT holds every sentence the page shows, [English, Chinese]; a function
+  // takes the numbers that go into the sentence.
+  const TEXT = {
+    // errors, by the API's codes (api.md), plus 'network' and 'unknown'
+    err_invalid: ['Some of what you entered is not valid. Please check it.', '输入的内容有误，请检查后再试。'],
+    err_too_large: ['That is too much text to send.', '提交的内容太长了。'],
+    err_unauthenticated: ['Please log in first.', '请先登录。'],
+    err_forbidden: ['Your account cannot do that.', '你的账号无权进行此操作。'],
+    err_not_found: ['That does not exist (any more).', '内容不存在或已被删除。'],
+    err_method_not_allowed: ['That action is not available.', '暂不支持此操作。'],
+    err_phone_taken: ['This phone number already has an account. Log in instead.', '该手机号已注册，请直接登录。'],
+    err_bad_credentials: ['Wrong phone number or password.', '手机号或密码错误。'],
+    err_bad_captcha: ['Wrong answer, or the question expired. Try this new one.', '答案不对或题目已过期，请回答新题目。'],
+    err_not_started: ['The sale has not started yet.', '活动还没开始。'],
+    err_ended: ['The sale has ended.', '活动已结束。'],
+    err_bad_path: ['This purchase link has expired. Please try again.', '购买链接已失效，请重试。'],
+    err_duplicate: ['You already have one from this sale — one per person.', '你已抢到过该商品，每人限购一件。'],
+    err_sold_out: ['Sold out — every unit is gone.', '已抢光，商品已售罄。'],
+    err_rate_limited: [(s) => `Too many tries. Try again in ${s} s.`, (s) => `操作太频繁，请 ${s} 秒后再试。`],
+    err_busy: [(s) => `The shop is very busy right now. Try again in ${s} s.`, (s) => `当前人数过多，请 ${s} 秒后再试。`],
+    err_internal: ['Something went wrong on our side. Please try again.', '服务器出了点问题，请稍后再试。'],
+    err_not_payable: ['This order can no longer be paid.', '该订单已无法支付。'],
+    err_not_cancellable: ['This order can no longer be cancelled.', '该订单已无法取消。'],
+    err_bad_signature: ['The payment notice could not be verified.', '支付通知校验失败。'],
+    err_amount_mismatch: ['The amount paid does not match the order.', '支付金额与订单不符。'],
+    err_network: ['Cannot reach the server. Check your connection.', '无法连接服务器，请检查网络。'],
+    err_unknown: ['Something went wrong. Please try again.', '出错了，请重试。'],
+    err_register_invalid: ['Phone: 11 digits starting with 1. Password: at least 8 characters.', '手机号须为以 1 开头的 11 位数字，密码至少 8 位。'],
+    retry_now: ['You can try again now.', '现在可以重试了。'],
+
+    // forms
+    phone_bad: ['Enter your 11-digit phone number, starting with 1.', '请输入以 1 开头的 11 位手机号。'],
+    password_bad: ['Use at least 8 characters for the password.', '密码至少需要 8 位。'],
+    login: ['Log in', '登录'],
+    register: ['Register', '注册'],
+    logout: ['Log out', '退出'],
+    phone: ['Phone', '手机号'],
+    password: ['Password', '密码'],
+    nickname: ['Nickname', '昵称'],
+    create_account: ['Create account', '注册账号'],
+    cancel: ['Cancel', '取消'],
+    phone_ph: ['11 digits, starts with 1', '以 1 开头的 11 位数字'],
+    password_ph: ['at least 8 characters', '至少 8 位'],
+    welcome: [(n) => `Welcome back, ${n}.`, (n) => `欢迎回来，${n}。`],
+    created: ['Account created. You are logged in.', '注册成功，已登录。'],
+    logged_out: ['Logged out.', '已退出登录。'],
+    login_to_buy: ['Log in to buy — your purchase continues right after.', '请先登录，登录后继续购买。'],
+
+    // sales
+    sales: ['Sales', '秒杀活动'],
+    loading: ['Loading…', '加载中…'],
+    no_sales: ['No sales yet.', '暂无活动。'],
+    server_time: [(s) => `Server time ${s}`, (s) => `服务器时间 ${s}`],
+    st_upcoming: ['Upcoming', '即将开始'],
+    st_active: ['On sale', '抢购中'],
+    st_sold_out: ['Sold out', '已抢光'],
+    st_ended: ['Ended', '已结束'],
+    left: [(l, n) => `${l} / ${n} left`, (l, n) => `剩余 ${l} / ${n}`],
+    left_title: ['Units left (may lag by a second)', '剩余数量（可能有约 1 秒延迟）'],
+    starts_in: [(d) => `Starts in ${d}`, (d) => `距开始 ${d}`],
+    ends_in: [(d) => `Ends in ${d}`, (d) => `距结束 ${d}`],
+    ended_at: [(d) => `Ended ${d}`, (d) => `已于 ${d} 结束`],
+    buy_now: ['Buy now', '立即抢购'],
+    got_it: ['You got it', '已抢到'],
+    got_it_pay: ['You got it — pay now', '已抢到 — 去支付'],
+    got_queued: ['In line…', '排队中…'],
+    got_cancelled: ['Order cancelled', '订单已取消'],
+    no_captcha: ['no captcha', '免验证码'],
+    stats: ['Stats', '数据'],
+    offline: ['Connection lost — reconnecting… Buying is paused until the server answers.', '网络连接中断，正在重连… 恢复前暂停抢购。'],
+    back_online: ['Connected again.', '已重新连接。'],
+
+    // buying
+    one_per_person: [(p) => `${p} · one per person`, (p) => `${p} · 每人限购一件`],
+    captcha_alt: ['Captcha: work out the sum shown', '验证码：请计算图中算式'],
+    answer: ['Answer', '答案'],
+    new_question: ['↻ New', '↻ 换一题'],
+    close: ['Close', '关闭'],
+    submit_and_buy: ['Submit answer and buy', '提交答案并抢购'],
+    type_answer: ['Type the answer to the sum first.', '请先输入算式的答案。'],
+    bad_image: ['The server sent an unexpected captcha image.', '服务器返回的验证码图片有误。'],
+    checking: ['Checking…', '验证中…'],
+    placing: ['Placing your order…', '正在下单…'],
+    queued: ['Queued — you are in line. Waiting for the result…', '已排队，正在等待结果…'],
+    success: ['Success! Your order is placed.', '抢购成功！订单已生成。'],
+    success_pay: ['Success! Your order is placed — pay before the deadline.', '抢购成功！请在截止时间前付款。'],
+    failed: ['Sorry, the purchase did not go through.', '很遗憾，抢购未成功。'],
+    still_waiting: ['Still waiting. Check "My orders" in a moment.', '仍在等待结果，请稍后查看“我的订单”。'],
+    session_ended: ['Your session ended; log in again to see the result.', '登录已过期，请重新登录查看结果。'],
+    pay_url_bad: ['The server sent an unexpected payment page address.', '服务器返回的支付地址有误。'],
+    pay_opened: ['Payment page opened. Your order updates when you have paid.', '已打开支付页面，付款后订单会自动更新。'],
+    cancel_confirm: [(n) => `Cancel order ${n}? You cannot buy in this sale again.`, (n) => `确定取消订单 ${n}？取消后不能再次参与本活动。`],
+    order_cancelled: ['Order cancelled.', '订单已取消。'],
+
+    // orders
+    my_orders: ['My orders', '我的订单'],
+    refresh: ['Refresh', '刷新'],
+    no_orders: ['No orders yet.', '暂无订单。'],
+    col_order: ['Order', '订单号'],
+    col_sale: ['Sale', '活动'],
+    col_price: ['Price', '价格'],
+    col_status: ['Status', '状态'],
+    col_created: ['Created', '下单时间'],
+    col_deadline: ['Pay within / paid', '付款剩余 / 付款时间'],
+    ord_pending_payment: ['Awaiting payment', '待付款'],
+    ord_paid: ['Paid', '已付款'],
+    ord_cancelled: ['Cancelled', '已取消'],
+    ord_refunded: ['Refunded', '已退款'],
+    ord_expired: ['Payment time is up', '已超时未付款'],
+    pay_within: [(d) => `Pay within ${d}`, (d) => `剩余 ${d} 付款`],
+    pay: ['Pay', '付款'],
+    pay_now: ['Pay now', '立即付款'],
+  };
+
+  // t returns the sentence for key in the page's language, with args filled in.
+  function t(key, ...args) {
+    const v = TEXT[key] ? TEXT[key][LANG === 'zh' ? 1 : 0] : key;
+    return typeof v === 'function' ? v(...args) : v;
+  }
+
+  // translatePage fills the static text of index.html: data-i18n sets the
+  // text, data-i18n-placeholder / data-i18n-alt the attributes.
+  function translatePage() {
+    document.documentElement.lang = LANG === 'zh' ? 'zh-CN' : 'en';
+    for (const el of document.querySelectorAll('[data-i18n]')) el.textContent = t(el.dataset.i18n);
+    for (const el of document.querySelectorAll('[data-i18n-placeholder]')) el.placeholder = t(el.dataset.i18nPlaceholder);
+    for (const el of document.querySelectorAll('[data-i18n-alt]')) el.alt = t(el.dataset.i18nAlt);
+  }
 
   // ---- helpers -----------------------------------------------------------
 
@@ -38,11 +187,30 @@
     return el;
   }
 
+  // parseTime reads an RFC 3339 time to milliseconds (NaN if malformed);
+  // the server writes nanoseconds, cut to the milliseconds Date keeps.
+  const parseTime = (s) => Date.parse(String(s || '').replace(/(\.\d{3})\d+/, '$1'));
+
   const serverNow = () => Date.now() + state.offsetMs;
 
-  function noteServerTime(s) {
-    const t = Date.parse(s);
-    if (!Number.isNaN(t)) state.offsetMs = t - Date.now();
+  // clockSamples are the last offsets measured, each from one request: the
+  // server's time is taken at the midpoint of the request's round trip, so
+  // the sample with the shortest trip is the most exact.
+  const clockSamples = [];
+
+  // noteServerTime takes server_time from a response that left at t0 and
+  // arrived at t1 (client clock) and resets the offset to the best recent
+  // sample; sale timers follow when it moved.
+  function noteServerTime(s, t0, t1) {
+    const st = parseTime(s);
+    if (Number.isNaN(st) || !(t1 >= t0)) return;
+    clockSamples.push({ rtt: t1 - t0, offset: st - (t0 + t1) / 2 });
+    if (clockSamples.length > 6) clockSamples.shift(); // about half a minute of refreshes
+    const best = clockSamples.reduce((a, b) => (b.rtt < a.rtt ? b : a));
+    const moved = Math.abs(best.offset - state.offsetMs) > 1;
+    state.offsetMs = best.offset;
+    document.documentElement.dataset.clockOffset = String(Math.round(best.offset));
+    if (moved) scheduleSaleTimers();
   }
 
   function money(cents) {
@@ -60,13 +228,15 @@
   }
 
   function when(s) {
-    const t = Date.parse(s);
-    if (!s || Number.isNaN(t)) return '–';
-    return new Date(t).toLocaleString();
+    const ms = parseTime(s);
+    if (!s || Number.isNaN(ms)) return '–';
+    return new Date(ms).toLocaleString(LANG === 'zh' ? 'zh-CN' : undefined);
   }
 
+  // duration shows ms as [d ]hh:mm:ss, counting whole seconds down (a
+  // countdown reads 00:00:00 in its last second).
   function duration(ms) {
-    let s = Math.max(0, Math.ceil(ms / 1000));
+    let s = Math.max(0, Math.floor(ms / 1000));
     const d = Math.floor(s / 86400); s -= d * 86400;
     const hh = Math.floor(s / 3600); s -= hh * 3600;
     const mm = Math.floor(s / 60); s -= mm * 60;
@@ -85,68 +255,185 @@
     }
   }
 
+  // The toast is a popover: shown, it joins the top layer above an open
+  // dialog and its backdrop (no z-index can rise above a modal dialog).
+  const POPOVER = typeof HTMLElement.prototype.showPopover === 'function';
   let toastTimer = 0;
   function toast(msg, kind = 'info') {
-    const t = $('#toast');
-    t.textContent = msg;
-    t.className = `toast ${kind}`;
-    t.hidden = false;
+    const el = $('#toast');
+    el.textContent = msg;
+    el.className = `toast ${kind}`;
+    if (POPOVER) {
+      // Shown again, it goes on top of whatever opened since.
+      if (el.matches(':popover-open')) el.hidePopover();
+      el.showPopover();
+    } else {
+      el.hidden = false;
+    }
     clearTimeout(toastTimer);
-    toastTimer = setTimeout(() => { t.hidden = true; }, 4000);
+    toastTimer = setTimeout(() => {
+      if (POPOVER) { if (el.matches(':popover-open')) el.hidePopover(); } else el.hidden = true;
+    }, 4000);
+  }
+
+  // raiseToast puts an open toast back on top of the top layer, above a
+  // dialog opened after it.
+  function raiseToast() {
+    const el = $('#toast');
+    if (POPOVER && el.matches(':popover-open')) {
+      el.hidePopover();
+      el.showPopover();
+    }
   }
 
   // ---- API ---------------------------------------------------------------
 
-  // api calls the JSON API and resolves to {ok, status, data, error, retryAfter};
-  // error is {code, message} from the error body (or made up for network
-  // failures). It never rejects.
+  // api calls the JSON API and resolves to {ok, status, data, error,
+  // retryAfter, t0, t1}; error is {code} from the error body ('network' when
+  // the server cannot be reached); t0 and t1 are when the request left and
+  // its answer arrived (client clock). It never rejects.
   async function api(method, url, body) {
     const headers = { Accept: 'application/json' };
     const token = localStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = `Bearer ${token}`;
-    const init = { method, headers, credentials: 'same-origin' };
+    const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
       init.body = JSON.stringify(body);
     }
     let res;
+    const p0 = performance.now();
+    let t0 = Date.now();
     try {
       res = await fetch(url, init);
     } catch {
-      return { ok: false, status: 0, data: null, error: { code: 'network', message: 'Cannot reach the server.' } };
+      goOffline();
+      return { ok: false, status: 0, data: null, error: { code: 'network' }, retryAfter: null };
     }
+    let t1 = Date.now();
+    goOnline();
     let data = null;
     if (res.status !== 204) {
       try { data = await res.json(); } catch { data = null; }
     }
-    const out = { ok: res.ok, status: res.status, data, error: null, retryAfter: res.headers.get('Retry-After') };
+    [t0, t1] = wireTimes(res.url, p0, t0, t1);
+    const out = { ok: res.ok, status: res.status, data, error: null, retryAfter: res.headers.get('Retry-After'), t0, t1 };
     if (!res.ok) {
       const e = data && data.error;
-      out.error = {
-        code: (e && e.code) || `http_${res.status}`,
-        message: (e && e.message) || `Request failed (${res.status}).`,
-      };
+      out.error = { code: (e && e.code) || 'unknown' };
       if (res.status === 401 && state.me && url !== '/api/sessions') loggedOut();
     }
     return out;
   }
 
-  const errText = (r) => `${r.error.message}${r.error.code ? ` (${r.error.code})` : ''}`;
+  // wireTimes returns when the request left and its answer's first byte
+  // arrived, on the client clock, from the browser's resource timing: the
+  // times a script sees (t0, t1) also hold the time the main thread was
+  // busy, which on a loading page is tens of milliseconds and would skew
+  // the server clock's midpoint. Without an entry it returns t0 and t1.
+  function wireTimes(url, p0, t0, t1) {
+    if (!window.performance || !performance.getEntriesByName) return [t0, t1];
+    const all = performance.getEntriesByName(url, 'resource');
+    let e = null;
+    for (const x of all) if (x.startTime >= p0 - 1) e = x;
+    if (performance.getEntriesByType('resource').length > 200) performance.clearResourceTimings();
+    if (!e || !(e.requestStart > 0) || !(e.responseStart >= e.requestStart)) return [t0, t1];
+    const base = Date.now() - performance.now(); // the client clock at performance time 0
+    return [base + e.requestStart, base + e.responseStart];
+  }
+
+  // retrySeconds is the wait a 429 or 503 asks for (at least a second).
+  const retrySeconds = (r) => Math.max(1, Math.ceil(Number(r.retryAfter) || 1));
+
+  // errText is the plain sentence for a failed call; overrides maps codes to
+  // keys of TEXT where the context knows better.
+  function errText(r, overrides = {}) {
+    const code = r.error ? r.error.code : 'unknown';
+    return errCode(overrides[code] ? overrides[code] : `err_${code}`, retrySeconds(r));
+  }
+
+  function errCode(key, seconds = 1) {
+    return TEXT[key] ? t(key, seconds) : t('err_unknown');
+  }
+
+  // countdownMessage writes the sentence of code with the seconds left into
+  // el, every second until they run out, then onDone. It returns a function
+  // that stops it.
+  function countdownMessage(el, key, seconds, onDone) {
+    const until = Date.now() + seconds * 1000;
+    let timer = 0;
+    const step = () => {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      if (left <= 0) {
+        el.textContent = t('retry_now');
+        if (onDone) onDone();
+        return;
+      }
+      el.textContent = t(key, left);
+      timer = setTimeout(step, ((until - Date.now()) % 1000) + 5);
+    };
+    step();
+    return () => clearTimeout(timer);
+  }
+
+  // ---- connection ------------------------------------------------------------
+
+  // While the server does not answer (a request failed on the network, or
+  // the push socket dropped and /healthz is silent) the page says so and
+  // buying is off; it asks /healthz every 2 s until the server is back.
+  const net = { online: true, probeTimer: 0 };
+
+  function goOffline() {
+    if (!net.online) return;
+    net.online = false;
+    $('#offline').hidden = false;
+    renderSales();
+    syncDialog();
+    clearTimeout(net.probeTimer);
+    net.probeTimer = setTimeout(probe, 2000);
+  }
+
+  function goOnline() {
+    if (net.online) return;
+    net.online = true;
+    clearTimeout(net.probeTimer);
+    $('#offline').hidden = true;
+    renderSales();
+    syncDialog();
+    // Catch up with what changed meanwhile: sales, the session, the socket.
+    loadSales();
+    if (state.me) {
+      push.retryMs = 0;
+      pushConnect();
+      loadOrders();
+    }
+  }
+
+  // healthy resolves to whether GET /healthz answers within 3 s.
+  async function healthy() {
+    try {
+      const r = await fetch('/healthz', { cache: 'no-store', signal: AbortSignal.timeout(3000) });
+      return r.ok;
+    } catch {
+      return false;
+    }
+  }
+
+  async function probe() {
+    if (net.online) return;
+    if (await healthy()) goOnline();
+    else net.probeTimer = setTimeout(probe, 2000);
+  }
 
   // ---- push (GET /api/ws) --------------------------------------------------
 
   // While someone is logged in the page holds a WebSocket; the server pushes
-  // the result of each purchase on it, and the dialog shows it at once.
-  // Polling /result stays as the fallback (slower while the socket is
-  // open), so a page whose socket cannot connect still gets its result. The
-  // socket authenticates with the session cookie set at login.
-  const push = {
-    ws: null,
-    open: false,
-    retryMs: 0,
-    timer: 0,
-    waiters: new Map(), // sale id (string) -> function(message or null)
-  };
+  // the result of each purchase on it. Polling /result stays as the fallback
+  // (slower while the socket is open). Both feed one store of results
+  // (noteResult), so a push that lands while a poll is on its way is shown
+  // at once, and the first final result wins. The socket authenticates with
+  // the session cookie set at login.
+  const push = { ws: null, open: false, retryMs: 0, timer: 0 };
 
   function pushConnect() {
     if (!state.me || push.ws || !('WebSocket' in window)) return;
@@ -161,27 +448,26 @@
     ws.onopen = () => {
       push.open = true;
       push.retryMs = 0;
-      // A result may have been pushed before this socket opened: whoever
-      // waits polls once more.
-      for (const wake of [...push.waiters.values()]) wake(null);
+      // A result may have been pushed before this socket opened.
+      const b = state.buy;
+      if (b && b.phase === 'waiting' && !NO_POLL) pollOnce(b.sale.id);
     };
     ws.onmessage = (ev) => {
       let m;
       try { m = JSON.parse(ev.data); } catch { return; }
-      if (m.type === 'order_result') {
-        const wake = push.waiters.get(String(m.sale_id));
-        if (wake) wake(m);
-      } else if (m.type === 'order_status') {
-        loadOrders();
-      }
+      if (m.type === 'order_result') noteResult(m.sale_id, m);
+      else if (m.type === 'order_status') loadOrders();
+      else if (m.type === 'sale') noteSalePush(m);
     };
-    ws.onclose = () => {
+    ws.onclose = async () => {
       if (push.ws !== ws) return;
       push.ws = null;
       push.open = false;
       if (!state.me) return;
-      // Reconnect with backoff: the server restarted, or this session has
-      // no cookie (polling carries on meanwhile).
+      // The server went away, or this session has no cookie: which one,
+      // /healthz tells.
+      if (!(await healthy())) goOffline();
+      if (!state.me || push.ws) return;
       push.retryMs = Math.min(push.retryMs ? push.retryMs * 2 : 1000, 30000);
       push.timer = setTimeout(pushConnect, push.retryMs);
     };
@@ -196,25 +482,78 @@
     if (ws) ws.close();
   }
 
-  // nextPush resolves with the next result pushed for the sale, or with
-  // null after ms (or when the socket opens).
-  function nextPush(saleId, ms) {
+  // noteSalePush applies a pushed sale change ({sale_id, left, state}),
+  // which servers that push them send.
+  function noteSalePush(m) {
+    const s = saleById(m.sale_id);
+    if (!s) return;
+    if (typeof m.left === 'number') s.stock_left = m.left;
+    if (m.state === 'sold_out') s.status = 'sold_out';
+    else if (m.state === 'running') s.status = 'active';
+    else if (m.state) s.status = m.state;
+    renderSales();
+    syncDialog();
+  }
+
+  // ---- results -------------------------------------------------------------
+
+  // results holds the final result of the buyer's latest purchase per sale
+  // (sale id as a string -> {status, order_id, reason}); resultWaiters the
+  // callbacks of whoever waits for one.
+  const results = new Map();
+  const resultWaiters = new Map();
+
+  // noteResult records a result, pushed or polled, and reports whether it
+  // was final. Only the first final result of a purchase counts; the dialog
+  // and the cards show it the moment it is noted.
+  function noteResult(saleId, res) {
+    if (!res || (res.status !== 'success' && res.status !== 'failed')) return false;
     const key = String(saleId);
+    if (results.has(key)) return true;
+    results.set(key, res);
+    if (res.status === 'success') state.held.set(key, 'pending_payment');
+    else state.held.delete(key);
+    if (res.status === 'failed' && res.reason === 'sold_out') markSoldOut(saleId);
+    const b = state.buy;
+    if (b && String(b.sale.id) === key && b.phase === 'waiting') showResult(b, res);
+    for (const wake of resultWaiters.get(key) || []) wake(res);
+    resultWaiters.delete(key);
+    renderSales();
+    if (res.status === 'success') loadOrders();
+    return true;
+  }
+
+  // waitResult resolves with the final result of the sale's purchase as
+  // soon as there is one (at once if it is already noted), or with null
+  // after ms.
+  function waitResult(saleId, ms) {
+    const key = String(saleId);
+    if (results.has(key)) return Promise.resolve(results.get(key));
     return new Promise((resolve) => {
+      const set = resultWaiters.get(key) || new Set();
+      resultWaiters.set(key, set);
       const done = (m) => {
         clearTimeout(timer);
-        if (push.waiters.get(key) === done) push.waiters.delete(key);
+        set.delete(done);
         resolve(m);
       };
       const timer = setTimeout(() => done(null), ms);
-      push.waiters.set(key, done);
+      set.add(done);
     });
+  }
+
+  // pollOnce asks /result for the sale and notes a final answer.
+  async function pollOnce(saleId) {
+    const r = await api('GET', `/api/sales/${encodeURIComponent(saleId)}/result`);
+    if (r.ok) noteResult(saleId, r.data);
+    return r;
   }
 
   // ---- account -----------------------------------------------------------
 
   async function loadMe() {
     const r = await api('GET', '/api/me');
+    if (r.status === 0) return; // offline: keep what we know
     state.me = r.ok ? r.data : null;
     if (!r.ok && r.status === 401) localStorage.removeItem(TOKEN_KEY);
     renderAccount();
@@ -222,6 +561,9 @@
 
   function loggedOut() {
     state.me = null;
+    state.orders = [];
+    state.held.clear();
+    results.clear();
     localStorage.removeItem(TOKEN_KEY);
     renderAccount();
   }
@@ -234,13 +576,13 @@
         h('span', { className: 'who' },
           h('strong', {}, me.nickname || me.phone),
           me.role === 'admin' ? h('span', { className: 'badge admin' }, 'admin') : null),
-        h('button', { type: 'button', className: 'small', onclick: logout }, 'Log out'),
+        h('button', { type: 'button', className: 'small', onclick: logout }, t('logout')),
       );
       $('#auth').hidden = true;
     } else {
       nav.replaceChildren(
-        h('button', { type: 'button', className: 'small', onclick: () => showAuth('login') }, 'Log in'),
-        h('button', { type: 'button', className: 'small primary', onclick: () => showAuth('register') }, 'Register'),
+        h('button', { type: 'button', className: 'small', onclick: () => showAuth('login') }, t('login')),
+        h('button', { type: 'button', className: 'small primary', onclick: () => showAuth('register') }, t('register')),
       );
     }
     $('#orders-section').hidden = !me;
@@ -257,6 +599,7 @@
     for (const b of document.querySelectorAll('#auth .tab')) b.classList.toggle('active', b.dataset.tab === tab);
     $('#login-form').hidden = tab !== 'login';
     $('#register-form').hidden = tab !== 'register';
+    $('#auth').scrollIntoView({ block: 'nearest' });
     $(`#${tab}-form input`).focus();
   }
 
@@ -268,28 +611,77 @@
     return r;
   }
 
+  // resumePurchase opens the Buy that waited for a login, if its sale is
+  // still one to buy.
+  function resumePurchase() {
+    const id = state.resumeBuy;
+    state.resumeBuy = null;
+    const s = id === null ? null : saleById(id);
+    if (s && state.me && buyable(s)) openBuy(s);
+  }
+
   async function logout() {
     await api('DELETE', '/api/sessions');
     loggedOut();
-    toast('Logged out.');
+    toast(t('logged_out'));
   }
 
   function formError(form, msg) {
-    $('[data-error]', form).textContent = msg || '';
+    const el = $('[data-error]', form);
+    if (form.stopCountdown) form.stopCountdown();
+    form.stopCountdown = null;
+    el.textContent = msg || '';
+  }
+
+  // authError shows why a login or registration failed; a rate limit
+  // counts its wait down.
+  function authError(form, r, overrides) {
+    formError(form, '');
+    if (r.status === 429 || r.error.code === 'rate_limited') {
+      form.stopCountdown = countdownMessage($('[data-error]', form), 'err_rate_limited', retrySeconds(r));
+      return;
+    }
+    formError(form, errText(r, overrides));
+  }
+
+  // checkPhone and checkPassword replace the browser's generic messages
+  // (a pattern's "match the requested format") with plain ones.
+  function checkPhone(inp) {
+    inp.setCustomValidity(/^1\d{10}$/.test(inp.value.trim()) ? '' : t('phone_bad'));
+  }
+
+  function checkPassword(inp) {
+    inp.setCustomValidity(inp.value.length >= 8 ? '' : t('password_bad'));
   }
 
   function setupAuth() {
     for (const b of document.querySelectorAll('#auth .tab')) b.addEventListener('click', () => showAuth(b.dataset.tab));
-    for (const b of document.querySelectorAll('[data-close="auth"]')) b.addEventListener('click', () => { $('#auth').hidden = true; });
+    for (const b of document.querySelectorAll('[data-close="auth"]')) {
+      b.addEventListener('click', () => { $('#auth').hidden = true; state.resumeBuy = null; });
+    }
+    for (const inp of document.querySelectorAll('#auth input[name="phone"]')) {
+      checkPhone(inp);
+      inp.addEventListener('input', () => checkPhone(inp));
+    }
+    for (const inp of document.querySelectorAll('#auth input[name="password"]')) {
+      checkPassword(inp);
+      inp.addEventListener('input', () => checkPassword(inp));
+    }
+    const resetForm = (f) => {
+      f.reset();
+      for (const inp of f.querySelectorAll('input[name="phone"]')) checkPhone(inp);
+      for (const inp of f.querySelectorAll('input[name="password"]')) checkPassword(inp);
+    };
 
     $('#login-form').addEventListener('submit', async (ev) => {
       ev.preventDefault();
       const f = ev.target;
       formError(f, '');
       const r = await login(f.phone.value.trim(), f.password.value);
-      if (!r.ok) return formError(f, errText(r));
-      f.reset();
-      toast(`Welcome back, ${state.me ? (state.me.nickname || state.me.phone) : ''}.`, 'ok');
+      if (!r.ok) return authError(f, r);
+      resetForm(f);
+      toast(t('welcome', state.me ? (state.me.nickname || state.me.phone) : ''), 'ok');
+      resumePurchase();
     });
 
     $('#register-form').addEventListener('submit', async (ev) => {
@@ -298,28 +690,33 @@
       formError(f, '');
       const body = { phone: f.phone.value.trim(), password: f.password.value, nickname: f.nickname.value.trim() };
       const r = await api('POST', '/api/users', body);
-      if (!r.ok) return formError(f, errText(r));
+      if (!r.ok) return authError(f, r, { invalid: 'err_register_invalid' });
       const l = await login(body.phone, body.password);
-      if (!l.ok) return formError(f, errText(l));
-      f.reset();
-      toast('Account created. You are logged in.', 'ok');
+      if (!l.ok) return authError(f, l);
+      resetForm(f);
+      toast(t('created'), 'ok');
+      resumePurchase();
     });
   }
 
   // ---- sales -------------------------------------------------------------
 
+  const saleById = (id) => state.sales.find((s) => String(s.id) === String(id)) || null;
+
   // effectiveStatus follows the server's status but moves it along with the
   // (server-corrected) clock between refreshes.
   function effectiveStatus(s, now) {
-    const start = Date.parse(s.starts_at);
-    const end = Date.parse(s.ends_at);
+    const start = parseTime(s.starts_at);
+    const end = parseTime(s.ends_at);
     if (s.status === 'ended' || now >= end) return 'ended';
     if (now < start) return 'upcoming';
     if (s.status === 'sold_out' || s.stock_left <= 0) return 'sold_out';
     return 'active';
   }
 
-  const STATUS_TEXT = { upcoming: 'Upcoming', active: 'On sale', sold_out: 'Sold out', ended: 'Ended' };
+  // buyable reports whether Buy is on for the sale: on sale, not bought by
+  // this buyer, and the server reachable.
+  const buyable = (s) => net.online && effectiveStatus(s, serverNow()) === 'active' && !state.held.has(String(s.id));
 
   async function loadSales() {
     const r = await api('GET', '/api/sales');
@@ -327,18 +724,72 @@
       if (!state.sales.length) $('#sales').replaceChildren(h('p', { className: 'error' }, errText(r)));
       return;
     }
-    noteServerTime(r.data.server_time);
     state.sales = r.data.sales || [];
     state.salesLoaded = true;
+    noteServerTime(r.data.server_time, r.t0, r.t1);
     renderSales();
+    scheduleSaleTimers();
     renderStatsOptions();
+    syncDialog();
+  }
+
+  // refreshSale reloads one sale's card (its stock moves while the dialog
+  // is open).
+  async function refreshSale(id) {
+    const r = await api('GET', `/api/sales/${encodeURIComponent(id)}`);
+    if (!r.ok) return;
+    const i = state.sales.findIndex((s) => String(s.id) === String(id));
+    if (i >= 0) state.sales[i] = r.data.sale;
+    noteServerTime(r.data.server_time, r.t0, r.t1);
+    renderSales();
+    syncDialog();
+  }
+
+  // markSoldOut turns a sale's Buy off at once, before the next refresh
+  // says so: a purchase was just refused for want of stock.
+  function markSoldOut(id) {
+    const s = saleById(id);
+    if (!s) return;
+    s.stock_left = 0;
+    s.status = 'sold_out';
+    renderSales();
+    syncDialog();
+  }
+
+  // Sale timers re-render a card at the instant its sale starts or ends,
+  // by the server's clock (as far as the offset knows it), rather than on
+  // the next tick of a 1-second timer.
+  const saleTimers = new Map();
+
+  function scheduleSaleTimers() {
+    for (const id of saleTimers.values()) clearTimeout(id);
+    saleTimers.clear();
+    const now = serverNow();
+    for (const s of state.sales) {
+      const at = [parseTime(s.starts_at), parseTime(s.ends_at)].find((x) => x > now);
+      if (at !== undefined) armSaleTimer(s.id, at);
+    }
+  }
+
+  function armSaleTimer(id, at) {
+    // setTimeout keeps 31 bits of milliseconds: a far sale is re-armed later.
+    const wait = Math.min(at - serverNow(), 3600000);
+    saleTimers.set(id, setTimeout(() => {
+      if (serverNow() < at) return armSaleTimer(id, at); // the offset moved, or the timer was capped
+      saleTimers.delete(id);
+      renderSales();
+      syncDialog();
+      const s = saleById(id);
+      const next = s ? parseTime(s.ends_at) : NaN;
+      if (next > serverNow()) armSaleTimer(id, next);
+    }, Math.max(0, wait)));
   }
 
   function renderSales() {
     const box = $('#sales');
     if (!state.salesLoaded) return;
     if (!state.sales.length) {
-      box.replaceChildren(h('p', { className: 'muted' }, 'No sales yet.'));
+      box.replaceChildren(h('p', { className: 'muted' }, t('no_sales')));
       state.cards.clear();
       return;
     }
@@ -346,9 +797,13 @@
     const next = new Map();
     const nodes = state.sales.map((s) => {
       const status = effectiveStatus(s, now);
-      const sig = JSON.stringify([s, status, state.me && state.me.role]);
       const old = state.cards.get(s.id);
-      const node = old && old.sig === sig ? old.node : saleCard(s, status);
+      // The moment a card opens, by the server's clock as this page knows
+      // it: the browser tests compare it with the sale's start.
+      if (old && old.status === 'upcoming' && status === 'active' && !state.unlockedAt.has(s.id)) state.unlockedAt.set(s.id, now);
+      const held = state.held.get(String(s.id)) || '';
+      const sig = JSON.stringify([s, status, state.me && state.me.role, held, net.online, state.unlockedAt.get(s.id), LANG]);
+      const node = old && old.sig === sig ? old.node : saleCard(s, status, held);
       next.set(s.id, { sig, status, node });
       return node;
     });
@@ -357,40 +812,61 @@
     tick();
   }
 
-  function saleCard(s, status) {
+  // buyButton is the card's main button: Buy now, or what the buyer
+  // already holds in the sale (then no captcha round is offered).
+  function buyButton(s, status, held) {
+    if (held) {
+      const gone = held === 'cancelled' || held === 'refunded';
+      const payable = ORDER_ACTIONS && held === 'pending_payment';
+      return h('button', {
+        type: 'button', className: gone ? '' : 'got', 'data-buy': s.id, 'data-held': held,
+        disabled: gone || !net.online,
+        onclick: () => $('#orders-section').scrollIntoView({ behavior: 'smooth', block: 'start' }),
+      }, gone ? t('got_cancelled') : held === 'queued' ? t('got_queued') : payable ? t('got_it_pay') : t('got_it'));
+    }
+    return h('button', {
+      type: 'button', className: 'primary', 'data-buy': s.id,
+      disabled: status !== 'active' || !net.online,
+      onclick: () => openBuy(s),
+    }, status === 'active' ? t('buy_now') : t(`st_${status}`));
+  }
+
+  function saleCard(s, status, held) {
     const img = safeURL(s.image_url);
     const left = Math.max(0, Number(s.stock_left) || 0);
     const pct = s.stock > 0 ? Math.round((100 * left) / s.stock) : 0;
     const admin = state.me && state.me.role === 'admin';
-    return h('article', { className: `card ${status}`, 'data-sale': s.id },
-      img ? h('img', { className: 'thumb', src: img, alt: '', loading: 'lazy', referrerPolicy: 'no-referrer' })
-        : h('div', { className: 'thumb placeholder', 'aria-hidden': 'true' }, '⚡'),
-      h('div', { className: 'card-body' },
-        h('div', { className: 'card-top' },
-          h('h3', {}, s.name),
-          h('span', { className: `badge ${status}` }, STATUS_TEXT[status] || status)),
-        s.description ? h('p', { className: 'desc' }, s.description) : null,
-        h('p', { className: 'price' },
-          h('strong', {}, money(s.price_cents)),
-          s.original_price_cents > s.price_cents ? h('s', { className: 'muted' }, money(s.original_price_cents)) : null),
-        h('div', { className: 'stock', title: 'Units left (may lag by a second)' },
-          h('div', { className: 'bar' }, h('span', { style: { width: `${pct}%` } })),
-          h('span', { className: 'muted' }, `${left} / ${s.stock} left`)),
-        h('p', { className: 'countdown', 'data-countdown': s.id }),
-        h('div', { className: 'row' },
-          h('button', {
-            type: 'button', className: 'primary', disabled: status !== 'active',
-            onclick: () => openBuy(s),
-          }, status === 'active' ? 'Buy now' : STATUS_TEXT[status]),
-          s.require_captcha ? null : h('span', { className: 'muted small-text' }, 'no captcha'),
-          admin ? h('button', { type: 'button', className: 'small', onclick: () => showStats(s.id) }, 'Stats') : null)));
+    const unlocked = state.unlockedAt.get(s.id);
+    return h('article', {
+      className: `card ${status}`, 'data-sale': s.id, 'data-status': status,
+      'data-unlocked-at': unlocked === undefined ? null : String(Math.round(unlocked)),
+    },
+    img ? h('img', { className: 'thumb', src: img, alt: '', loading: 'lazy', referrerPolicy: 'no-referrer' })
+      : h('div', { className: 'thumb placeholder', 'aria-hidden': 'true' }, '⚡'),
+    h('div', { className: 'card-body' },
+      h('div', { className: 'card-top' },
+        h('h3', {}, s.name),
+        h('span', { className: `badge ${status}` }, t(`st_${status}`))),
+      s.description ? h('p', { className: 'desc' }, s.description) : null,
+      h('p', { className: 'price' },
+        h('strong', {}, money(s.price_cents)),
+        s.original_price_cents > s.price_cents ? h('s', { className: 'muted' }, money(s.original_price_cents)) : null),
+      h('div', { className: 'stock', title: t('left_title') },
+        h('div', { className: 'bar' }, h('span', { style: { width: `${pct}%` } })),
+        h('span', { className: 'muted', 'data-left': s.id }, t('left', left, s.stock))),
+      h('p', { className: 'countdown', 'data-countdown': s.id }),
+      h('div', { className: 'row' },
+        buyButton(s, status, held),
+        s.require_captcha ? null : h('span', { className: 'muted small-text' }, t('no_captcha')),
+        admin ? h('button', { type: 'button', className: 'small', onclick: () => showStats(s.id) }, t('stats')) : null)));
   }
 
-  // tick refreshes the clock and countdowns every second and re-renders the
-  // cards whose status the clock has moved on.
+  // tick refreshes the clock, the countdowns and the orders' pay deadlines;
+  // it re-renders the cards whose status the clock has moved on (the sale
+  // timers normally got there first).
   function tick() {
     const now = serverNow();
-    $('#clock').textContent = `Server time ${new Date(now).toLocaleTimeString()}`;
+    $('#clock').textContent = t('server_time', new Date(now).toLocaleTimeString(LANG === 'zh' ? 'zh-CN' : undefined));
     let moved = false;
     for (const s of state.sales) {
       const el = document.querySelector(`[data-countdown="${CSS.escape(String(s.id))}"]`);
@@ -398,51 +874,100 @@
       const card = state.cards.get(s.id);
       if (card && card.status !== status) moved = true;
       if (!el) continue;
-      if (status === 'upcoming') el.textContent = `Starts in ${duration(Date.parse(s.starts_at) - now)}`;
-      else if (status === 'active' || status === 'sold_out') el.textContent = `Ends in ${duration(Date.parse(s.ends_at) - now)}`;
-      else el.textContent = `Ended ${when(s.ends_at)}`;
+      if (status === 'upcoming') el.textContent = t('starts_in', duration(parseTime(s.starts_at) - now));
+      else if (status === 'active' || status === 'sold_out') el.textContent = t('ends_in', duration(parseTime(s.ends_at) - now));
+      else el.textContent = t('ended_at', when(s.ends_at));
     }
+    let expired = false;
+    for (const el of document.querySelectorAll('[data-deadline]')) {
+      const left = parseTime(el.dataset.deadline) - now;
+      if (left <= 0) {
+        expired = true;
+        el.textContent = t('ord_expired');
+        el.removeAttribute('data-deadline');
+      } else el.textContent = t('pay_within', duration(left));
+    }
+    if (expired) renderOrders();
     if (moved) {
       renderSales();
       loadSales();
     }
   }
 
+  // tickLoop runs tick just after each second of server time turns, so
+  // the countdowns change together with the server's seconds.
+  function tickLoop() {
+    tick();
+    setTimeout(tickLoop, 1000 - (((serverNow() % 1000) + 1000) % 1000) + 5);
+  }
+
   // ---- buying ------------------------------------------------------------
 
   function setBuyStatus(text, kind = '') {
     const el = $('#buy-status');
+    if (state.buy && state.buy.stopCountdown) {
+      state.buy.stopCountdown();
+      state.buy.stopCountdown = null;
+    }
     el.textContent = text;
     el.className = `status ${kind}`;
   }
 
+  // openBuy opens the dialog for a sale. The purchase in it is state.buy:
+  // {sale, run, captchaId, phase: 'form' | 'waiting' | 'done', busy, waitUntil}.
   function openBuy(sale) {
     if (!state.me) {
-      toast('Log in to buy.', 'warn');
+      state.resumeBuy = sale.id;
+      toast(t('login_to_buy'), 'warn');
       showAuth('login');
       return;
     }
-    state.buy = { sale, run: {}, captchaId: '' };
+    if (!buyable(sale)) return;
+    state.buy = { sale, run: {}, captchaId: '', phase: 'form', busy: false, waitUntil: 0, stopCountdown: null };
     $('#buy-title').textContent = sale.name;
-    $('#buy-price').textContent = `${money(sale.price_cents)} · one per person`;
+    $('#buy-price').textContent = t('one_per_person', money(sale.price_cents));
     $('#buy-order').replaceChildren();
     $('#captcha-box').hidden = !sale.require_captcha;
     $('#captcha-answer').value = '';
-    $('#buy-submit').disabled = false;
-    $('#buy-submit').hidden = false;
-    $('#buy-submit').textContent = sale.require_captcha ? 'Submit answer and buy' : 'Buy now';
+    $('#buy-submit').textContent = sale.require_captcha ? t('submit_and_buy') : t('buy_now');
     setBuyStatus('');
+    syncDialog();
     const dlg = $('#buy-dialog');
     if (!dlg.open) dlg.showModal();
+    raiseToast();
     if (sale.require_captcha) loadCaptcha();
     else $('#buy-submit').focus();
   }
 
+  // syncDialog sets the dialog's Buy button from the state of the sale and
+  // of the connection: off while a request is out, during a rate limit's
+  // wait, offline, and once the sale cannot be bought.
+  function syncDialog() {
+    const b = state.buy;
+    if (!b) return;
+    const submit = $('#buy-submit');
+    const s = saleById(b.sale.id) || b.sale;
+    const status = effectiveStatus(s, serverNow());
+    if (b.phase === 'form' && (status === 'sold_out' || status === 'ended')) {
+      b.phase = 'done';
+      setBuyStatus(t(status === 'sold_out' ? 'err_sold_out' : 'err_ended'), 'bad');
+      $('#captcha-box').hidden = true;
+    }
+    submit.hidden = b.phase !== 'form';
+    submit.disabled = b.phase !== 'form' || b.busy || !net.online || Date.now() < b.waitUntil || status !== 'active';
+  }
+
   function closeBuy() {
-    if (state.buy) state.buy.run.cancelled = true;
+    const b = state.buy;
+    if (b) {
+      b.run.cancelled = true;
+      if (b.stopCountdown) b.stopCountdown();
+    }
     state.buy = null;
     const dlg = $('#buy-dialog');
     if (dlg.open) dlg.close();
+    // The card's stock moved while the dialog was open.
+    if (b) refreshSale(b.sale.id);
   }
 
   async function loadCaptcha() {
@@ -450,6 +975,7 @@
     if (!b) return;
     const img = $('#captcha-img');
     img.removeAttribute('src');
+    img.removeAttribute('data-captcha-id');
     const r = await api('GET', `/api/sales/${encodeURIComponent(b.sale.id)}/captcha`);
     if (state.buy !== b) return;
     if (!r.ok) {
@@ -458,106 +984,143 @@
     }
     const src = String(r.data.image || '');
     if (!src.startsWith('data:image/png;base64,')) {
-      setBuyStatus('The server sent an unexpected captcha image.', 'bad');
+      setBuyStatus(t('bad_image'), 'bad');
       return;
     }
     b.captchaId = r.data.captcha_id;
     img.src = src;
+    img.dataset.captchaId = b.captchaId; // what the answer is checked against
     $('#captcha-answer').value = '';
     $('#captcha-answer').focus();
   }
 
-  const OUTCOME = {
-    202: 'ok', 409: 'warn', 410: 'bad', 429: 'warn', 503: 'warn',
-  };
+  // waitAndRetry shows a refusal that names a wait (429, 503) as a
+  // countdown and keeps Buy off until it ends.
+  function waitAndRetry(b, r) {
+    const secs = retrySeconds(r);
+    setBuyStatus('', 'warn');
+    b.waitUntil = Date.now() + secs * 1000;
+    b.stopCountdown = countdownMessage($('#buy-status'), r.error.code === 'busy' ? 'err_busy' : 'err_rate_limited', secs, () => {
+      b.stopCountdown = null;
+      syncDialog();
+    });
+    syncDialog();
+  }
+
+  // refused shows why the path or the purchase was refused and what it
+  // changes: a sold-out sale's Buy goes off, a duplicate shows what the
+  // buyer holds.
+  function refused(b, r) {
+    const code = r.error.code;
+    if (r.status === 429 || r.status === 503) return waitAndRetry(b, r);
+    setBuyStatus(errText(r), code === 'duplicate' ? 'warn' : 'bad');
+    if (code === 'sold_out') {
+      markSoldOut(b.sale.id);
+    } else if (code === 'duplicate') {
+      b.phase = 'done';
+      $('#captcha-box').hidden = true;
+      if (!state.held.has(String(b.sale.id))) state.held.set(String(b.sale.id), 'queued');
+      renderSales();
+      loadOrders();
+    } else if (code === 'ended' || code === 'not_started') {
+      loadSales();
+    }
+  }
 
   async function buy() {
     const b = state.buy;
-    if (!b) return;
+    if (!b || b.phase !== 'form' || b.busy) return;
     const id = encodeURIComponent(b.sale.id);
-    const submit = $('#buy-submit');
-    submit.disabled = true;
+    b.busy = true;
+    syncDialog();
     try {
       // 1. The hidden purchase path, earned with the captcha answer.
       let body = {};
       if (b.sale.require_captcha) {
         const answer = $('#captcha-answer').value.trim();
         if (!answer) {
-          setBuyStatus('Type the answer to the sum first.', 'warn');
+          setBuyStatus(t('type_answer'), 'warn');
           return;
         }
         body = { captcha_id: b.captchaId, answer };
       }
-      setBuyStatus('Checking…');
+      setBuyStatus(t('checking'));
       const p = await api('POST', `/api/sales/${id}/path`, body);
       if (state.buy !== b) return;
       if (!p.ok) {
-        setBuyStatus(errText(p), p.status === 429 ? 'warn' : 'bad');
+        refused(b, p);
         // A captcha is single use: whatever went wrong, show a fresh one.
-        if (b.sale.require_captcha) loadCaptcha();
+        if (b.sale.require_captcha && b.phase === 'form' && p.status !== 0) loadCaptcha();
         return;
       }
 
-      // 2. The purchase itself.
-      setBuyStatus('Placing your order…');
+      // 2. The purchase itself. Its result may be pushed before the 202
+      // arrives: the last one is forgotten first, not after.
+      setBuyStatus(t('placing'));
+      results.delete(String(b.sale.id));
       const q = await api('POST', `/api/sales/${id}/purchase/${encodeURIComponent(p.data.path)}`);
       if (state.buy !== b) return;
       if (q.status !== 202) {
-        let msg = errText(q);
-        if (q.status === 503 && q.retryAfter) msg += ` Try again in ${q.retryAfter} s.`;
-        setBuyStatus(msg, OUTCOME[q.status] || 'bad');
-        if (q.status === 409 || q.status === 410) loadOrders();
-        else if (b.sale.require_captcha) loadCaptcha();
-        if (q.status === 410) loadSales();
+        refused(b, q);
+        if (b.sale.require_captcha && b.phase === 'form' && q.status !== 0) loadCaptcha();
         return;
       }
-      setBuyStatus(`Queued — you are in line (ticket ${q.data.ticket || '–'}). Waiting for the result…`, 'ok');
+      b.phase = 'waiting';
       $('#captcha-box').hidden = true;
-      submit.hidden = true;
+      syncDialog();
+      const early = results.get(String(b.sale.id));
+      if (early) {
+        // Pushed while the 202 was on its way.
+        showResult(b, early);
+        return;
+      }
+      setBuyStatus(t('queued'), 'ok');
+      state.held.set(String(b.sale.id), 'queued');
+      renderSales();
 
       // 3. Wait for the result: pushed, or polled.
-      await pollResult(b, id);
+      await awaitResult(b);
     } finally {
-      if (state.buy === b) submit.disabled = false;
+      b.busy = false;
+      if (state.buy === b) syncDialog();
     }
   }
 
-  // pollResult asks /result, then waits for the push; without one it asks
-  // again, every 0.5 s without a socket and every 3 s with one.
-  async function pollResult(b, id) {
+  // awaitResult waits for the final result of b's purchase: noteResult
+  // shows it whether the socket or a poll brings it. Without a socket it
+  // polls every 0.5 s, with one every 3 s (not at all under NO_POLL).
+  async function awaitResult(b) {
+    const saleId = b.sale.id;
     const deadline = Date.now() + 120000;
-    while (!b.run.cancelled && Date.now() < deadline) {
-      const r = await api('GET', `/api/sales/${id}/result`);
-      if (b.run.cancelled || state.buy !== b) return;
-      if (r.ok) {
-        if (showResult(r.data)) return;
-      } else if (r.status === 401) {
-        setBuyStatus('Your session ended; log in again to see the result.', 'bad');
-        return;
+    while (!b.run.cancelled && Date.now() < deadline && !results.has(String(saleId))) {
+      if (!NO_POLL) {
+        const r = await pollOnce(saleId);
+        if (b.run.cancelled || state.buy !== b || results.has(String(saleId))) return;
+        if (r.status === 401) {
+          setBuyStatus(t('session_ended'), 'bad');
+          return;
+        }
       }
-      const m = await nextPush(b.sale.id, push.open ? 3000 : 500);
-      if (b.run.cancelled || state.buy !== b) return;
-      if (m && showResult(m)) return;
+      await waitResult(saleId, NO_POLL ? deadline - Date.now() : push.open ? 3000 : 500);
     }
-    if (!b.run.cancelled) setBuyStatus('Still waiting. Check "My orders" in a moment.', 'warn');
+    if (!b.run.cancelled && state.buy === b && !results.has(String(saleId))) setBuyStatus(t('still_waiting'), 'warn');
   }
 
-  // showResult shows a final result ({status, order_id, reason}, polled or
-  // pushed) and reports whether it was final.
-  function showResult(res) {
+  // showResult shows a final result in b's dialog.
+  function showResult(b, res) {
+    b.phase = 'done';
+    syncDialog();
     if (res.status === 'success') {
-      setBuyStatus('Success! Your order is placed — pay before the deadline.', 'ok');
+      setBuyStatus(t(ORDER_ACTIONS ? 'success_pay' : 'success'), 'ok');
+      $('#buy-status').dataset.result = 'success';
       showOrder(res.order_id);
-      loadOrders();
       loadSales();
-      return true;
+      return;
     }
-    if (res.status === 'failed') {
-      setBuyStatus(`Sorry, the purchase failed${res.reason ? `: ${res.reason}` : '.'}`, 'bad');
-      loadSales();
-      return true;
-    }
-    return false;
+    const why = res.reason && TEXT[`err_${res.reason}`] ? ` ${t(`err_${res.reason}`)}` : '';
+    setBuyStatus(t('failed') + why, 'bad');
+    $('#buy-status').dataset.result = 'failed';
+    loadSales();
   }
 
   async function showOrder(orderId) {
@@ -565,72 +1128,99 @@
     if (orderId === undefined || orderId === null) return;
     const r = await api('GET', `/api/orders/${encodeURIComponent(orderId)}`);
     if (!r.ok) {
-      box.replaceChildren(h('p', {}, `Order #${orderId}`));
+      box.replaceChildren(h('p', {}, `#${orderId}`));
       return;
     }
     const o = r.data.order;
+    const live = payable(o);
     box.replaceChildren(h('dl', { className: 'stats' },
-      h('dt', {}, 'Order'), h('dd', {}, o.order_no || `#${o.id}`),
-      h('dt', {}, 'Price'), h('dd', {}, money(o.price_cents)),
-      h('dt', {}, 'Status'), h('dd', {}, ORDER_TEXT[o.status] || o.status),
-      h('dt', {}, 'Pay by'), h('dd', {}, when(o.pay_deadline))),
-    o.status === 'pending_payment' ? h('button', { type: 'button', className: 'primary', onclick: () => pay(o.id) }, 'Pay now') : null);
+      h('dt', {}, t('col_order')), h('dd', {}, o.order_no || `#${o.id}`),
+      h('dt', {}, t('col_price')), h('dd', {}, money(o.price_cents)),
+      h('dt', {}, t('col_status')), h('dd', {}, orderStatusText(o)),
+      live ? [h('dt', {}, t('col_deadline')), h('dd', { 'data-deadline': o.pay_deadline }, t('pay_within', duration(parseTime(o.pay_deadline) - serverNow())))] : null),
+    ORDER_ACTIONS && live ? h('button', { type: 'button', className: 'primary', onclick: () => pay(o.id) }, t('pay_now')) : null);
   }
 
   function setupBuy() {
     $('#buy-form').addEventListener('submit', (ev) => { ev.preventDefault(); buy(); });
     $('#buy-close').addEventListener('click', closeBuy);
-    $('#buy-dialog').addEventListener('close', () => { if (state.buy) closeBuy(); });
+    // Escape closes the dialog without Close. The event comes a task after
+    // close(), maybe after the dialog opened again for the next sale: then
+    // it is not this purchase's to end.
+    $('#buy-dialog').addEventListener('close', () => { if (state.buy && !$('#buy-dialog').open) closeBuy(); });
     $('#captcha-refresh').addEventListener('click', () => { setBuyStatus(''); loadCaptcha(); });
   }
 
   // ---- orders ------------------------------------------------------------
 
-  const ORDER_TEXT = { pending_payment: 'Awaiting payment', paid: 'Paid', cancelled: 'Cancelled', refunded: 'Refunded' };
+  // payable reports whether an order can still be paid: awaiting payment
+  // and before its deadline by the server's clock.
+  const payable = (o) => o.status === 'pending_payment' && !(parseTime(o.pay_deadline) <= serverNow());
+
+  function orderStatusText(o) {
+    if (o.status === 'pending_payment' && !payable(o)) return t('ord_expired');
+    return TEXT[`ord_${o.status}`] ? t(`ord_${o.status}`) : o.status;
+  }
 
   async function loadOrders() {
     if (!state.me) return;
     const r = await api('GET', '/api/orders');
-    const box = $('#orders');
     if (!r.ok) {
-      box.replaceChildren(h('p', { className: 'error' }, errText(r)));
+      if (r.status !== 0) $('#orders').replaceChildren(h('p', { className: 'error' }, errText(r)));
       return;
     }
-    const orders = r.data.orders || [];
+    state.orders = r.data.orders || [];
+    // What the buyer holds: an order per sale; a purchase still queued
+    // (noted from a 202 or a duplicate) stays until its order shows.
+    for (const [k, v] of [...state.held]) if (v !== 'queued') state.held.delete(k);
+    for (const o of state.orders) state.held.set(String(o.sale_id), o.status);
+    renderOrders();
+    renderSales();
+  }
+
+  function renderOrders() {
+    const box = $('#orders');
+    const orders = state.orders;
     if (!orders.length) {
-      box.replaceChildren(h('p', { className: 'muted' }, 'No orders yet.'));
+      box.replaceChildren(h('p', { className: 'muted' }, t('no_orders')));
       return;
     }
     const names = new Map(state.sales.map((s) => [s.id, s.name]));
+    const cols = ['col_order', 'col_sale', 'col_price', 'col_status', 'col_created', 'col_deadline'];
     box.replaceChildren(h('table', { className: 'orders' },
-      h('thead', {}, h('tr', {}, ['Order', 'Sale', 'Price', 'Status', 'Created', 'Pay by / paid', ''].map((t) => h('th', {}, t)))),
-      h('tbody', {}, orders.map((o) => h('tr', {},
-        h('td', { 'data-label': 'Order' }, o.order_no || `#${o.id}`),
-        h('td', { 'data-label': 'Sale' }, names.get(o.sale_id) || `#${o.sale_id}`),
-        h('td', { 'data-label': 'Price' }, money(o.price_cents)),
-        h('td', { 'data-label': 'Status' }, h('span', { className: `badge ${o.status}` }, ORDER_TEXT[o.status] || o.status)),
-        h('td', { 'data-label': 'Created' }, when(o.created_at)),
-        h('td', { 'data-label': 'Pay by / paid' }, o.paid_at ? when(o.paid_at) : o.status === 'pending_payment' ? when(o.pay_deadline) : '–'),
-        h('td', { className: 'actions' }, o.status === 'pending_payment' ? [
-          h('button', { type: 'button', className: 'small primary', onclick: () => pay(o.id) }, 'Pay'),
-          h('button', { type: 'button', className: 'small', onclick: () => cancelOrder(o) }, 'Cancel'),
-        ] : null))))));
+      h('thead', {}, h('tr', {}, cols.map((c) => h('th', {}, t(c))), ORDER_ACTIONS ? h('th', {}) : null)),
+      h('tbody', {}, orders.map((o) => {
+        const live = payable(o);
+        const badge = o.status === 'pending_payment' && !live ? 'expired' : o.status;
+        return h('tr', { 'data-order': o.id },
+          h('td', { 'data-label': t('col_order') }, o.order_no || `#${o.id}`),
+          h('td', { 'data-label': t('col_sale') }, names.get(o.sale_id) || `#${o.sale_id}`),
+          h('td', { 'data-label': t('col_price') }, money(o.price_cents)),
+          h('td', { 'data-label': t('col_status') }, h('span', { className: `badge ${badge}` }, orderStatusText(o))),
+          h('td', { 'data-label': t('col_created') }, when(o.created_at)),
+          h('td', { 'data-label': t('col_deadline') }, o.paid_at ? when(o.paid_at)
+            : live ? h('span', { 'data-deadline': o.pay_deadline }, t('pay_within', duration(parseTime(o.pay_deadline) - serverNow()))) : '–'),
+          ORDER_ACTIONS ? h('td', { className: 'actions' }, live ? [
+            h('button', { type: 'button', className: 'small primary', onclick: () => pay(o.id) }, t('pay')),
+            h('button', { type: 'button', className: 'small', onclick: () => cancelOrder(o) }, t('cancel')),
+          ] : null) : null);
+      }))));
   }
 
   async function pay(orderId) {
     const r = await api('POST', `/api/orders/${encodeURIComponent(orderId)}/pay`);
     if (!r.ok) return toast(errText(r), 'bad');
     const url = safeURL(r.data.pay_url);
-    if (!url) return toast('The server sent an unexpected payment page address.', 'bad');
+    if (!url) return toast(t('pay_url_bad'), 'bad');
     window.open(url, '_blank', 'noopener');
-    toast('Payment page opened. Refresh "My orders" when you have paid.');
+    toast(t('pay_opened'));
   }
 
   async function cancelOrder(o) {
-    if (!confirm(`Cancel order ${o.order_no || o.id}? You cannot buy in this sale again.`)) return;
+    if (!confirm(t('cancel_confirm', o.order_no || o.id))) return;
     const r = await api('POST', `/api/orders/${encodeURIComponent(o.id)}/cancel`);
     if (!r.ok) return toast(errText(r), 'bad');
-    toast('Order cancelled.');
+    toast(t('order_cancelled'));
     loadOrders();
     loadSales();
   }
@@ -644,8 +1234,8 @@
 
   // rfc3339 turns a datetime-local value (local time) into RFC 3339 UTC.
   function rfc3339(v) {
-    const t = new Date(v);
-    return Number.isNaN(t.getTime()) ? null : t.toISOString().replace(/\.\d{3}Z$/, 'Z');
+    const d = new Date(v);
+    return Number.isNaN(d.getTime()) ? null : d.toISOString().replace(/\.\d{3}Z$/, 'Z');
   }
 
   function setupAdmin() {
@@ -724,6 +1314,7 @@
   // ---- start -------------------------------------------------------------
 
   function start() {
+    translatePage();
     setupAuth();
     setupBuy();
     setupAdmin();
@@ -731,9 +1322,10 @@
     renderAccount();
     loadMe();
     loadSales();
-    setInterval(tick, 1000);
-    // Stock counts move during a sale; refresh them while the page is visible.
-    setInterval(() => { if (!document.hidden) loadSales(); }, 5000);
+    tickLoop();
+    // Stock counts move during a sale, and each refresh samples the
+    // server's clock again; refresh while the page is visible.
+    setInterval(() => { if (!document.hidden && net.online) loadSales(); }, 5000);
   }
 
   start();
