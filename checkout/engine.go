@@ -139,6 +139,7 @@ type Engine struct {
 	local    map[int64]func(seckill.OrderResult)
 
 	staleWarn  atomic.Int64 // cached sales served while SQL failed
+	clockSkew  atomic.Int64 // shared clock minus the engine's, in ns, at its last reading (sharedNow)
 	forgotten  sync.Map     // sale id → struct{}: ended sales this process dropped from the gate
 	rebuilding atomic.Bool
 	rebuilds   rebuildCounter

@@ -317,3 +317,28 @@ func TestHalfNeverPay(t *testing.T) {
 		t.Fatalf("at the end: %+v", st)
 	}
 }
+
+// TestPayDeadlineOnSharedClock: an instance whose own clock is an hour
+// ahead writes pay deadlines on the shared clock the sweeper compares them
+// on, not an hour late.
+func TestPayDeadlineOnSharedClock(t *testing.T) {
+	v := newEnv(t)
+	b := v.backends()
+	b.Clock = &sharedClock{} // the wall clock
+	const window = 10 * time.Minute
+	e := v.recovered(Config{PayWindow: window, Now: func() time.Time { return time.Now().Add(time.Hour) }}, &b)
+	s := v.sale(10, time.Now().Add(-time.Minute), time.Now().Add(2*time.Hour))
+	if _, err := e.b.Gate.Load(context.Background(), s.ID, seckill.GateState(s.Stock, nil)); err != nil {
+		t.Fatal(err)
+	}
+	u := v.users(1)[0]
+	before := time.Now()
+	if _, err := e.Purchase(context.Background(), u, s.ID, path(t, e, u, s.ID)); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, e)
+	o := v.orderOf(s.ID, u)
+	if o.PayDeadline.Before(before.Add(window-time.Second)) || o.PayDeadline.After(time.Now().Add(window+time.Second)) {
+		t.Fatalf("pay deadline %v, want about %v from the shared clock (the instance's clock is an hour ahead)", o.PayDeadline, window)
+	}
+}

@@ -2,6 +2,7 @@ package checkout
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,11 @@ import (
 // one waits until they are.
 func (e *Engine) Recover(ctx context.Context) error {
 	e.ready.Store(false)
+	// The pay deadlines the writer stamps are on the shared clock: learn
+	// how far it is from this instance's before writing any.
+	if _, err := e.sharedNow(ctx); err != nil {
+		return fmt.Errorf("read the shared clock: %w", err)
+	}
 	if e.b.Locker != nil {
 		return e.recoverShared(ctx)
 	}

@@ -52,7 +52,7 @@ func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 		reqs[i] = d.Request()
 	}
 	start := time.Now()
-	results, err := e.b.Orders.WriteOrders(wctx, reqs, e.now().Add(e.cfg.PayWindow).UTC())
+	results, err := e.b.Orders.WriteOrders(wctx, reqs, e.payBy())
 	if err != nil {
 		e.cfg.Observer.BatchWritten(len(ds), 0, time.Since(start), err)
 		for _, d := range ds {
