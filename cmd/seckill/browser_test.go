@@ -399,6 +399,9 @@ func browserCall(t *testing.T, method, url, token string, body any, status int, 
 		raw, _ = json.Marshal(body)
 	}
 	req, _ := http.NewRequest(method, url, bytes.NewReader(raw))
+	if len(raw) > 0 {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}

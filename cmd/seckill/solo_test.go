@@ -17,6 +17,9 @@ func TestSoloSessionCacheLogout(t *testing.T) {
 	do := func(method, path, token, body string) int {
 		t.Helper()
 		req, _ := http.NewRequest(method, m.URL()+path, strings.NewReader(body))
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
 		if token != "" {
 			req.Header.Set("Authorization", "Bearer "+token)
 		}
@@ -30,6 +33,7 @@ func TestSoloSessionCacheLogout(t *testing.T) {
 	login := func() string {
 		t.Helper()
 		req, _ := http.NewRequest("POST", m.URL()+"/api/sessions", strings.NewReader(`{"phone":"19900000000","password":"admin-password"}`))
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -83,6 +83,7 @@ func TestServeWebSocket(t *testing.T) {
 			raw, _ = json.Marshal(body)
 		}
 		req, _ := http.NewRequest(method, m.URL()+path, strings.NewReader(string(raw)))
+		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
