@@ -12,7 +12,7 @@ import (
 	"seckill/payment"
 )
 
-// lc returns the env's lifecycle store (withSQLite).
+// lc returns the env's lifecycle store.
 func (v *env) lc() seckill.OrderLifecycle {
 	v.t.Helper()
 	lc, ok := v.db.(seckill.OrderLifecycle)
@@ -56,7 +56,7 @@ func relay(t *testing.T, e *Engine) int {
 // point between SQL and the gate: every cancelled unit ends up in the gate
 // exactly once, and the buyer who cancelled stays a buyer.
 func TestReturnSurvivesACrashAnywhere(t *testing.T) {
-	v := newEnv(t, withSQLite)
+	v := newEnv(t)
 	s := v.openSale(3)
 	us := v.users(5)
 	v.writeOrders(s.ID, us[0], us[1], us[2])
@@ -117,7 +117,7 @@ func TestReturnSurvivesACrashAnywhere(t *testing.T) {
 // TestCancelByBuyer: the buyer's cancel returns the unit at once, once;
 // others' orders are not theirs to cancel.
 func TestCancelByBuyer(t *testing.T) {
-	v := newEnv(t, withSQLite)
+	v := newEnv(t)
 	s := v.openSale(2)
 	us := v.users(3)
 	v.writeOrders(s.ID, us[0], us[1])
@@ -161,10 +161,16 @@ func TestCancelByBuyer(t *testing.T) {
 // TestPayTimeoutCancelRace races, for every order, its payment, its
 // buyer's cancel and two sweepers past its deadline: each order ends
 // exactly once — paid, cancelled, or cancelled with its payment refunded —
-// and stock, gate and ledger agree afterwards.
+// and stock, gate and ledger agree afterwards. Once on the in-memory
+// store, once on SQLite, whose conditional UPDATEs and transactions are
+// what production runs.
 func TestPayTimeoutCancelRace(t *testing.T) {
+	t.Run("inmem", func(t *testing.T) { testPayTimeoutCancelRace(t, newEnv(t)) })
+	t.Run("sqlite", func(t *testing.T) { testPayTimeoutCancelRace(t, newEnv(t, withSQLite)) })
+}
+
+func testPayTimeoutCancelRace(t *testing.T, v *env) {
 	const n = 300
-	v := newEnv(t, withSQLite)
 	s := v.openSale(n)
 	us := v.users(n)
 	v.writeOrders(s.ID, us...)
@@ -263,7 +269,7 @@ func TestPayTimeoutCancelRace(t *testing.T) {
 // every unpaid unit is back in the gate and sold to new buyers.
 func TestHalfNeverPay(t *testing.T) {
 	const stock = 20
-	v := newEnv(t, withSQLite)
+	v := newEnv(t)
 	s := v.openSale(stock)
 	us := v.users(2 * stock)
 	first, second := us[:stock], us[stock:]

@@ -135,7 +135,7 @@ func wantStatus(t *testing.T, o *seckill.Order, want seckill.OrderStatus) {
 
 // TestNotifications: what the notify endpoint may receive, signed or not.
 func TestNotifications(t *testing.T) {
-	v := newEnv(t, withSQLite)
+	v := newEnv(t)
 	s := v.openSale(4)
 	us := v.users(4)
 	v.writeOrders(s.ID, us...)
@@ -257,7 +257,7 @@ func TestNotifications(t *testing.T) {
 // TestReconcilePayment: a success whose notification never came is found
 // by asking the provider.
 func TestReconcilePayment(t *testing.T) {
-	v := newEnv(t, withSQLite)
+	v := newEnv(t)
 	s := v.openSale(2)
 	us := v.users(2)
 	v.writeOrders(s.ID, us...)

@@ -19,10 +19,12 @@ var (
 	_ seckill.OrderStore     = (*Store)(nil)
 )
 
-// Store keeps users, sessions, sales, orders and the stock ledger in
+// Store keeps users, sessions, sales, orders, the stock ledger and the
+// order lifecycle (payments, units to return to the gate; lifecycle.go) in
 // memory, with the semantics of the SQL stores (package sqldb): one order
 // per (sale, user), a conditional stock decrement, a ledger that sums to
-// stock_left, and reads that see one consistent state. It is lost with the
+// stock_left, one winner when a payment races a cancel, and reads that see
+// one consistent state. It is lost with the
 // process, so it serves tests and demos, never a sale that must survive a
 // restart. Every method is safe for concurrent use.
 //
@@ -40,16 +42,19 @@ type Store struct {
 	sales    map[int64]*storeSale
 	orders   map[int64]*seckill.Order
 	bySU     map[[2]int64]int64 // (sale, user) → order: the unique key
+	byNo     map[string]int64   // order number → order, for payments
 	byUser   map[int64][]int64  // user → orders, oldest first
 	lastUser int64
 	lastSale int64
 	lastOrd  int64
+	lc       lifecycle // payments and the gate's outbox (lifecycle.go)
 }
 
 type storeSale struct {
 	s      seckill.Sale
 	ledger int64   // sum of the stock-ledger deltas
 	buyers []int64 // users holding an order, any status
+	saleLifecycle
 }
 
 // NewStore returns an empty store on the wall clock.
@@ -66,7 +71,9 @@ func NewStoreClock(now func() time.Time) *Store {
 		sales:    make(map[int64]*storeSale),
 		orders:   make(map[int64]*seckill.Order),
 		bySU:     make(map[[2]int64]int64),
+		byNo:     make(map[string]int64),
 		byUser:   make(map[int64][]int64),
+		lc:       newLifecycle(),
 	}
 }
 
@@ -312,7 +319,7 @@ func (s *Store) WriteOrders(_ context.Context, reqs []seckill.OrderRequest, payB
 			PriceCents: r.PriceCents, Status: seckill.OrderPending,
 			CreatedAt: stamp(r.At), PayDeadline: payBy,
 		}
-		s.orders[o.ID], s.bySU[key] = o, o.ID
+		s.orders[o.ID], s.bySU[key], s.byNo[o.OrderNo] = o, o.ID, o.ID
 		s.byUser[r.UserID] = append(s.byUser[r.UserID], o.ID)
 		res[i].Status, res[i].OrderID = seckill.ResultSuccess, o.ID
 	}

@@ -1,6 +1,7 @@
 package inmem_test
 
 import (
+	"context"
 	"testing"
 	"time"
 
@@ -14,6 +15,29 @@ func TestContractStores(t *testing.T) {
 		s := inmem.NewStore()
 		return contract.Stores{Users: s, Sessions: s, Sales: s, Orders: s}
 	})
+}
+
+func TestContractLifecycle(t *testing.T) {
+	contract.TestLifecycle(t, func(*testing.T) contract.LifecycleStores {
+		s := inmem.NewStore()
+		return contract.LifecycleStores{
+			Stores:    contract.Stores{Users: s, Sessions: s, Sales: s, Orders: s},
+			Lifecycle: s,
+		}
+	})
+}
+
+// TestStoreClock: the store's shared clock is the one it was given, as
+// SQL gives times back.
+func TestStoreClock(t *testing.T) {
+	at := time.Date(2030, 1, 2, 3, 4, 5, 6789012, time.FixedZone("x", 3600))
+	got, err := inmem.NewStoreClock(func() time.Time { return at }).Now(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := at.UTC().Truncate(time.Millisecond); !got.Equal(want) || got.Location() != time.UTC || got.Nanosecond() != want.Nanosecond() {
+		t.Fatalf("Now = %v, want %v", got, want)
+	}
 }
 
 // TestContractSessionCache holds the cache to the contract of the store it

@@ -1,0 +1,261 @@
+package inmem
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"time"
+
+	"seckill"
+)
+
+var (
+	_ seckill.OrderLifecycle = (*Store)(nil)
+	_ seckill.Clock          = (*Store)(nil)
+)
+
+// lifecycle is the Store's state of the order lifecycle that is not an
+// order's own: the payments table and the stock ledger's 'cancel' rows.
+// It is guarded by Store.mu like everything else, so a cancel (order,
+// stock_left, ledger row) and a payment (order, payment) are each one
+// step, as one SQL transaction is, and every read sees the state between
+// two of them.
+type lifecycle struct {
+	payments []*seckill.Payment          // by id: oldest first
+	byTrade  map[string]*seckill.Payment // trade number → payment: the unique key
+	returns  []seckill.StockReturn       // cancel rows not yet applied to the gate, by ledger id
+	lastPay  int64
+	lastRow  int64 // ledger ids of the cancel rows
+}
+
+// saleLifecycle is a sale's share of the lifecycle, kept with the sale so
+// that LifecycleStats and the snapshots read it without a scan.
+type saleLifecycle struct {
+	cancelled []int64 // the sale's cancelled orders, in cancel order
+	refundDue int64   // payments refund_due
+	refunded  int64   // payments refunded
+	unapplied int64   // cancel rows not yet applied to the gate
+}
+
+func newLifecycle() lifecycle {
+	return lifecycle{byTrade: make(map[string]*seckill.Payment)}
+}
+
+// Now returns the store's clock (the one NewStoreClock was given), at
+// millisecond precision in UTC: in one process it is the clock every
+// engine on this store shares. It never fails.
+func (s *Store) Now(context.Context) (time.Time, error) { return stamp(s.now()), nil }
+
+// CancelOrder moves the order pending_payment → cancelled and gives its
+// unit back to stock_left with a 'cancel' ledger row the gate has not
+// applied, in one step; see seckill.OrderLifecycle for the contract.
+func (s *Store) CancelOrder(_ context.Context, orderID, userID int64, now time.Time, onlyIfExpired bool) (*seckill.Order, error) {
+	now = stamp(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.orders[orderID]
+	if !ok || userID != 0 && o.UserID != userID {
+		return nil, seckill.Errorf(seckill.ENotFound, "no order %d", orderID)
+	}
+	if o.Status != seckill.OrderPending {
+		return nil, seckill.Errorf(seckill.ENotCancellable, "order %d is %s", orderID, o.Status)
+	}
+	if onlyIfExpired && o.PayDeadline.After(now) {
+		return nil, seckill.Errorf(seckill.ENotCancellable, "order %d is not past its deadline", orderID)
+	}
+	// Every order's sale exists: WriteOrders inserts none without it, and
+	// sales are never deleted.
+	ss := s.sales[o.SaleID]
+	o.Status, o.CancelledAt = seckill.OrderCancelled, &now
+	ss.s.StockLeft++
+	ss.ledger++
+	ss.cancelled = append(ss.cancelled, o.ID)
+	ss.unapplied++
+	s.lc.lastRow++
+	s.lc.returns = append(s.lc.returns, seckill.StockReturn{LedgerID: s.lc.lastRow, SaleID: o.SaleID, OrderID: o.ID})
+	c := *o
+	return &c, nil
+}
+
+// ExpiredOrders returns up to limit pending orders past their deadline,
+// earliest deadline first, then by id. Unlike SQL's it reads every order:
+// an in-memory store holds few enough for that.
+func (s *Store) ExpiredOrders(_ context.Context, now time.Time, limit int) ([]seckill.OrderRef, error) {
+	now = stamp(now)
+	s.mu.RLock()
+	var refs []seckill.OrderRef
+	for _, o := range s.orders {
+		if o.Status == seckill.OrderPending && !o.PayDeadline.After(now) {
+			refs = append(refs, seckill.OrderRef{ID: o.ID, SaleID: o.SaleID, UserID: o.UserID, OrderNo: o.OrderNo, PayDeadline: o.PayDeadline})
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(refs, func(a, b seckill.OrderRef) int {
+		if c := a.PayDeadline.Compare(b.PayDeadline); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+	return refs[:min(len(refs), max(limit, 0))], nil
+}
+
+// ApplyPayment records p once per trade number and moves its order to
+// paid, or records it refund_due when the order cannot take it, in one
+// step; see seckill.OrderLifecycle for the contract.
+func (s *Store) ApplyPayment(_ context.Context, p seckill.Payment) (*seckill.Payment, *seckill.Order, error) {
+	if p.TradeNo == "" {
+		return nil, nil, seckill.Errorf(seckill.EInvalid, "payment without a trade number")
+	}
+	created := stamp(s.now())
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rec, ok := s.lc.byTrade[p.TradeNo]; ok {
+		if rec.OrderNo != p.OrderNo || rec.AmountCents != p.AmountCents {
+			return nil, nil, seckill.Errorf(seckill.EInvalid, "trade %q is recorded for order %q, %d cents",
+				p.TradeNo, rec.OrderNo, rec.AmountCents)
+		}
+		r, o := *rec, *s.orders[rec.OrderID]
+		return &r, &o, nil
+	}
+	id, ok := s.byNo[p.OrderNo]
+	if !ok {
+		return nil, nil, seckill.Errorf(seckill.ENotFound, "no order %q", p.OrderNo)
+	}
+	o := s.orders[id]
+	if p.AmountCents != o.PriceCents {
+		return nil, nil, seckill.Errorf(seckill.EAmountMismatch, "paid %d cents for an order of %d", p.AmountCents, o.PriceCents)
+	}
+	p.PaidAt = stamp(p.PaidAt)
+	ss := s.sales[o.SaleID]
+	if o.Status == seckill.OrderPending {
+		paidAt := p.PaidAt
+		o.Status, o.PaidAt = seckill.OrderPaid, &paidAt
+		p.Outcome = seckill.PaymentApplied
+	} else {
+		p.Outcome = seckill.PaymentRefundDue
+		ss.refundDue++
+	}
+	s.lc.lastPay++
+	p.ID, p.OrderID, p.SaleID, p.CreatedAt, p.RefundedAt = s.lc.lastPay, o.ID, o.SaleID, created, nil
+	rec := p
+	s.lc.payments = append(s.lc.payments, &rec)
+	s.lc.byTrade[p.TradeNo] = &rec
+	oc := *o
+	return &p, &oc, nil
+}
+
+// MarkRefunded moves the payment refund_due → refunded; see
+// seckill.OrderLifecycle for the contract.
+func (s *Store) MarkRefunded(_ context.Context, tradeNo string, now time.Time) error {
+	now = stamp(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.lc.byTrade[tradeNo]
+	switch {
+	case !ok:
+		return seckill.Errorf(seckill.ENotFound, "no payment %q", tradeNo)
+	case p.Outcome == seckill.PaymentRefunded:
+		return nil
+	case p.Outcome != seckill.PaymentRefundDue:
+		return seckill.Errorf(seckill.EInvalid, "payment %q is %s, not refund_due", tradeNo, p.Outcome)
+	}
+	// A new time, not one changed in place: copies handed out share the
+	// old pointer.
+	p.Outcome, p.RefundedAt = seckill.PaymentRefunded, &now
+	ss := s.sales[p.SaleID]
+	ss.refundDue--
+	ss.refunded++
+	return nil
+}
+
+// PaymentsToRefund returns up to limit refund_due payments, oldest first.
+func (s *Store) PaymentsToRefund(_ context.Context, limit int) ([]seckill.Payment, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var ps []seckill.Payment
+	for _, p := range s.lc.payments {
+		if len(ps) >= limit {
+			break
+		}
+		if p.Outcome == seckill.PaymentRefundDue {
+			ps = append(ps, *p)
+		}
+	}
+	return ps, nil
+}
+
+// UnappliedReturns returns up to limit 'cancel' ledger rows not yet
+// applied to the gate, oldest first.
+func (s *Store) UnappliedReturns(_ context.Context, limit int) ([]seckill.StockReturn, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return slices.Clone(s.lc.returns[:min(len(s.lc.returns), max(limit, 0))]), nil
+}
+
+// MarkReturnsApplied marks the ledger rows applied to the gate, at once.
+// Unknown or already marked ids are ignored.
+func (s *Store) MarkReturnsApplied(_ context.Context, ledgerIDs []int64) error {
+	if len(ledgerIDs) == 0 {
+		return nil
+	}
+	marked := make(map[int64]bool, len(ledgerIDs))
+	for _, id := range ledgerIDs {
+		marked[id] = true
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lc.returns = slices.DeleteFunc(s.lc.returns, func(r seckill.StockReturn) bool {
+		if marked[r.LedgerID] {
+			s.sales[r.SaleID].unapplied--
+			return true
+		}
+		return false
+	})
+	return nil
+}
+
+// CancelledOrders returns the ids of the sale's cancelled orders, in id
+// order; none for no such sale.
+func (s *Store) CancelledOrders(_ context.Context, saleID int64) ([]int64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var ids []int64
+	if ss, ok := s.sales[saleID]; ok {
+		ids = sortedClone(ss.cancelled)
+	}
+	return ids, nil
+}
+
+// SaleSnapshotWithReturns is SaleSnapshot plus the sale's cancelled
+// orders, read under the same lock. ENotFound if there is no such sale.
+func (s *Store) SaleSnapshotWithReturns(_ context.Context, saleID int64) (int64, []int64, []int64, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ss, ok := s.sales[saleID]
+	if !ok {
+		return 0, nil, nil, seckill.Errorf(seckill.ENotFound, "no sale %d", saleID)
+	}
+	return ss.s.StockLeft, sortedClone(ss.buyers), sortedClone(ss.cancelled), nil
+}
+
+// LifecycleStats returns the sale's refunds due and done and its
+// unapplied returns. ENotFound if there is no such sale.
+func (s *Store) LifecycleStats(_ context.Context, saleID int64) (*seckill.LifecycleStats, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ss, ok := s.sales[saleID]
+	if !ok {
+		return nil, seckill.Errorf(seckill.ENotFound, "no sale %d", saleID)
+	}
+	return &seckill.LifecycleStats{RefundsDue: ss.refundDue, PaymentsRefunded: ss.refunded, ReturnsUnapplied: ss.unapplied}, nil
+}
+
+// sortedClone returns a sorted copy of ids, nil for none.
+func sortedClone(ids []int64) []int64 {
+	if len(ids) == 0 {
+		return nil
+	}
+	c := slices.Clone(ids)
+	slices.Sort(c)
+	return c
+}
