@@ -116,6 +116,10 @@ func (c *child) call(method, path, token string, body string, out any) (int, err
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	if body != "" {
+		// The API refuses a body of any other type (httpapi's jsonBody).
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, err
