@@ -32,26 +32,30 @@ type Lifecycle struct {
 	PayFails int     `json:"pay_fail"` // payers whose pay or pay page call failed
 	Unpaid   int     `json:"unpaid"`   // winners who never paid
 
-	// PaySeconds is the time to create every payer's payment and submit
-	// its pay page; NotifySeconds from the first submission until the
-	// admin stats counted every submitted payment handled (paid, or
-	// refunded when it came too late), so NotificationsPerSecond is
+	// PaySeconds is the time to create every payer's payment (POST
+	// /api/orders/{id}/pay, which asks the provider), SubmitSeconds then to
+	// submit every pay page. NotifySeconds runs from the first submission
+	// until the admin stats counted every submitted payment handled (paid,
+	// or refunded when it came too late), so NotificationsPerSecond is
 	// Paid / NotifySeconds: the provider's notify POSTs and the server's
-	// handling of them, end to end.
+	// handling of them, end to end, bounded by how fast the pages were
+	// submitted; NotifyLagSeconds is how long after the last submission
+	// the last one was handled.
 	PaySeconds             float64 `json:"pay_seconds"`
+	SubmitSeconds          float64 `json:"submit_seconds"`
 	NotifySeconds          float64 `json:"notify_seconds"`
+	NotifyLagSeconds       float64 `json:"notify_lag_seconds"`
 	NotificationsPerSecond float64 `json:"notifications_per_second"`
 
 	// The unpaid orders' pay deadlines (the server's clock) and how long
 	// after them the gate had the units back, sampled every sampleEvery:
 	// the first unit after the first deadline, the last after the last.
-	FirstDeadline     time.Time `json:"first_deadline"`
-	LastDeadline      time.Time `json:"last_deadline"`
-	FirstBackSeconds  float64   `json:"first_back_after_deadline_seconds"`
-	AllBackSeconds    float64   `json:"all_back_after_last_deadline_seconds"`
-	Returned          int64     `json:"returned"` // units back on sale
-	AllBack           bool      `json:"all_back"`
-	ReturnedPerSecond float64   `json:"returned_per_second"` // Returned over first to last unit back
+	FirstDeadline    time.Time `json:"first_deadline"`
+	LastDeadline     time.Time `json:"last_deadline"`
+	FirstBackSeconds float64   `json:"first_back_after_deadline_seconds"`
+	AllBackSeconds   float64   `json:"all_back_after_last_deadline_seconds"`
+	Returned         int64     `json:"returned"` // units back on sale
+	AllBack          bool      `json:"all_back"`
 
 	// The resale: ResaleUsers new buyers and the Unpaid ones, Tries each.
 	ResaleUsers     int      `json:"resale_users"`
@@ -121,6 +125,7 @@ func (b *runner) lifecycle(ctx context.Context, base string, res *Result, winner
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	var paid, fails atomic.Int64
 	var firstSubmit atomic.Int64
+	payURLs := make([]string, lc.Payers)
 	t0 := time.Now()
 	b.crowd(ctx, "pay", lc.Payers, func(i int) (class, bool) {
 		var p struct {
@@ -131,7 +136,16 @@ func (b *runner) lifecycle(ctx context.Context, base string, res *Result, winner
 			fails.Add(1)
 			return cErr, false
 		}
-		if err := submitPay(ctx, noFollow, p.PayURL); err != nil {
+		payURLs[i] = p.PayURL
+		return cOK, false
+	})
+	lc.PaySeconds = time.Since(t0).Seconds()
+	t0 = time.Now()
+	b.crowd(ctx, "submit", lc.Payers, func(i int) (class, bool) {
+		if payURLs[i] == "" {
+			return cErr, false
+		}
+		if err := submitPay(ctx, noFollow, payURLs[i]); err != nil {
 			b.progress("pay page of order %d: %v", orders[i].ID, err)
 			fails.Add(1)
 			return cErr, false
@@ -140,7 +154,8 @@ func (b *runner) lifecycle(ctx context.Context, base string, res *Result, winner
 		paid.Add(1)
 		return cOK, false
 	})
-	lc.PaySeconds = time.Since(t0).Seconds()
+	lastSubmit := time.Now()
+	lc.SubmitSeconds = lastSubmit.Sub(t0).Seconds()
 	lc.Paid, lc.PayFails = int(paid.Load()), int(fails.Load())
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -178,6 +193,7 @@ func (b *runner) lifecycle(ctx context.Context, base string, res *Result, winner
 	}
 	if fs := firstSubmit.Load(); fs > 0 && !notified.IsZero() {
 		lc.NotifySeconds = notified.Sub(time.Unix(0, fs)).Seconds()
+		lc.NotifyLagSeconds = max(notified.Sub(lastSubmit), 0).Seconds()
 		if lc.NotifySeconds > 0 {
 			lc.NotificationsPerSecond = float64(lc.Paid) / lc.NotifySeconds
 		}
@@ -187,9 +203,6 @@ func (b *runner) lifecycle(ctx context.Context, base string, res *Result, winner
 	if lc.Unpaid > 0 && lc.AllBack {
 		lc.FirstBackSeconds = firstBack.Sub(lc.FirstDeadline).Seconds()
 		lc.AllBackSeconds = allBack.Sub(lc.LastDeadline).Seconds()
-		if d := allBack.Sub(firstBack).Seconds(); d > 0 {
-			lc.ReturnedPerSecond = float64(lc.Returned) / d
-		}
 	}
 
 	// The resale: the buyers whose orders lapsed first — they try while
@@ -372,11 +385,13 @@ func (b *runner) paths(ctx context.Context, base string, saleID int64, users []u
 
 // writeText adds the lifecycle's lines to a report.
 func (lc *Lifecycle) writeText(b *strings.Builder) {
-	fmt.Fprintf(b, "pay         %d of %d winners paid (ratio %.2f, %d failed) in %.2fs; notifications handled %.3fs after the first = %.0f/s\n",
-		lc.Paid, lc.Winners, lc.PayRatio, lc.PayFails, lc.PaySeconds, lc.NotifySeconds, lc.NotificationsPerSecond)
+	fmt.Fprintf(b, "pay         %d of %d winners paid (ratio %.2f, %d failed): payments created in %.2fs, pay pages submitted in %.2fs\n",
+		lc.Paid, lc.Winners, lc.PayRatio, lc.PayFails, lc.PaySeconds, lc.SubmitSeconds)
+	fmt.Fprintf(b, "notify      every payment handled %.3fs after the first submission = %.0f notifications/s (%.3fs after the last)\n",
+		lc.NotifySeconds, lc.NotificationsPerSecond, lc.NotifyLagSeconds)
 	if lc.AllBack {
-		fmt.Fprintf(b, "returns     %d units back on sale: first %.3fs after the first deadline, all %.3fs after the last (deadlines %s … %s), %.0f units/s\n",
-			lc.Returned, lc.FirstBackSeconds, lc.AllBackSeconds, lc.FirstDeadline.Format("15:04:05.000"), lc.LastDeadline.Format("15:04:05.000"), lc.ReturnedPerSecond)
+		fmt.Fprintf(b, "returns     %d units back on sale: first %.3fs after the first deadline, all %.3fs after the last (deadlines %s … %s, server clock)\n",
+			lc.Returned, lc.FirstBackSeconds, lc.AllBackSeconds, lc.FirstDeadline.Format("15:04:05.000"), lc.LastDeadline.Format("15:04:05.000"))
 	} else {
 		fmt.Fprintf(b, "returns     NOT all back: %d units\n", lc.Returned)
 	}
