@@ -67,6 +67,13 @@ type Config struct {
 	// /metrics is (never on the public one); default DefaultOps.
 	Ops string
 
+	// PayRatio, above 0, runs the order lifecycle after the crowd: this
+	// fraction of the winners pays through the server's payment provider,
+	// the rest never do; the bench waits past their pay deadline (run the
+	// server with a short --pay-window, a few seconds longer than the
+	// resale takes) and resells the returned units (see Lifecycle).
+	PayRatio float64
+
 	SettleTimeout time.Duration // wait for the queue to drain; default 60s
 	Progress      io.Writer     // a line a second while running; nil: none
 }
@@ -281,6 +288,17 @@ func (b *runner) purchase(ctx context.Context) (*Result, error) {
 		}
 	}
 	res.Invariants = CheckInvariants(*st, Crowd{Accepted: res.Outcomes.Accepted, Users: len(users), Answered: n, SoldOut: res.Outcomes.SoldOut, AcceptedTwice: twice})
+	if cfg.PayRatio > 0 && settled {
+		var winners []user
+		for i := range acceptedBy {
+			if acceptedBy[i].Load() > 0 {
+				winners = append(winners, users[i])
+			}
+		}
+		if err := b.lifecycle(ctx, base, res, winners, twice); err != nil {
+			return res, fmt.Errorf("lifecycle: %w", err)
+		}
+	}
 	res.OK = len(res.Failed()) == 0
 	return res, nil
 }

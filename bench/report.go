@@ -130,6 +130,10 @@ type Stats struct {
 	LedgerSum    int64 `json:"ledger_sum"`
 	GateLeft     int64 `json:"gate_left"`
 	Queued       int64 `json:"queued"`
+	// The lifecycle's numbers (zero on a server without one).
+	RefundsDue       int64 `json:"refunds_due"`
+	PaymentsRefunded int64 `json:"payments_refunded"`
+	ReturnsUnapplied int64 `json:"returns_unapplied"`
 }
 
 // Check is one invariant checked at rest.
@@ -153,7 +157,7 @@ type Crowd struct {
 }
 
 // CheckInvariants checks I1–I4 of design.md on a sale at rest (nothing
-// queued, no cancellations during the run) against what the crowd saw.
+// queued, no cancel in progress) against what the crowd saw.
 func CheckInvariants(st Stats, c Crowd) []Check {
 	live := st.Pending + st.Paid
 	ck := func(name string, ok bool, format string, args ...any) Check {
@@ -164,7 +168,8 @@ func CheckInvariants(st Stats, c Crowd) []Check {
 		ck("I2 no duplicate", c.AcceptedTwice == 0, "users accepted twice %d == 0", c.AcceptedTwice),
 		ck("I3 no lost acceptance", st.Orders == c.Accepted, "orders %d == accepted (202) %d", st.Orders, c.Accepted),
 		ck("I4 no leak", live+st.SQLStockLeft == st.Stock, "live %d + sql_stock_left %d == stock %d", live, st.SQLStockLeft, st.Stock),
-		ck("I4 gate matches SQL", st.GateLeft == st.SQLStockLeft-st.Queued, "gate_left %d == sql_stock_left %d − queued %d", st.GateLeft, st.SQLStockLeft, st.Queued),
+		ck("I4 gate matches SQL", st.GateLeft == st.SQLStockLeft-st.Queued-st.ReturnsUnapplied,
+			"gate_left %d == sql_stock_left %d − queued %d − returns_unapplied %d", st.GateLeft, st.SQLStockLeft, st.Queued, st.ReturnsUnapplied),
 		ck("I4 ledger", st.LedgerSum == st.SQLStockLeft, "ledger_sum %d == sql_stock_left %d", st.LedgerSum, st.SQLStockLeft),
 	}
 	// I2 seen from outside: nobody was accepted twice; a second order of a
@@ -214,6 +219,8 @@ type Result struct {
 	Invariants            []Check `json:"invariants,omitempty"`
 
 	WS *WSIdle `json:"ws,omitempty"` // the ws-idle mode's figures
+
+	Lifecycle *Lifecycle `json:"lifecycle,omitempty"` // --pay-ratio's figures
 
 	OK bool `json:"ok"`
 }
@@ -290,6 +297,9 @@ func (r *Result) WriteText(w io.Writer) {
 				mark = "FAIL"
 			}
 			fmt.Fprintf(&b, "  %s  %-22s %s\n", mark, c.Name, c.Detail)
+		}
+		if r.Lifecycle != nil {
+			r.Lifecycle.writeText(&b)
 		}
 		if o.RateLimited > 0 {
 			fmt.Fprintf(&b, "note        %d answers were 429: run the server with --ip-rate 0 (every buyer here shares one IP)\n", o.RateLimited)

@@ -31,6 +31,17 @@ keep-alive connections: every buyer --tries times, or for --duration, at
 percentiles, the outcomes, how long until every 202 was an order in SQL, and
 the invariants I1–I4; it exits non-zero if one fails.
 
+--pay-ratio R then runs the order lifecycle: a fraction R of the winners
+pays (POST /api/orders/{id}/pay, then the provider's pay page, clicked), the
+rest never do. The bench waits past their pay_deadline, resells the units
+the sweeper put back to a second crowd (new buyers, and the lapsed ones, who
+must be told 409), and prints notifications handled per second and the time
+from deadline to unit back on sale, with I1–I5. Run the server with a short
+pay window:
+
+  seckill serve --bench-provisioning --ip-rate 0 --pay-window 10s &
+  seckill bench --users 10000 --stock 1000 --pay-ratio 0.5
+
 --url-only URL GETs one URL instead (--requests times, or for --duration),
 to measure any server, e.g. a hello-world one, with the same generator.
 
@@ -74,6 +85,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.WSPerUser, "ws-per-user", 4, "ws-idle mode: sockets per provisioned buyer")
 	fs.DurationVar(&cfg.WSHold, "ws-hold", 5*time.Second, "ws-idle mode: how long to hold the sockets before reading the memory")
 	fs.StringVar(&cfg.Ops, "ops", bench.DefaultOps, "ws-idle mode: base URL of the server's operations listener (its --ops-addr), where /metrics is")
+	fs.Float64Var(&cfg.PayRatio, "pay-ratio", 0, "after the crowd, this fraction of the winners pays through the provider and the rest never pay; then wait past the deadline, resell the returned units and check I1–I5 (the server needs a short --pay-window)")
 	fs.DurationVar(&cfg.SettleTimeout, "settle-timeout", 60*time.Second, "longest wait for every accepted purchase to become an order")
 	fs.DurationVar(&limit, "timeout", 10*time.Minute, "give up on the whole run after this long")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
@@ -89,6 +101,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	cfg.AdminPassword = cmp.Or(cfg.AdminPassword, os.Getenv("SECKILL_ADMIN_PASSWORD"))
 	if cfg.URLOnly == "" && (cfg.AdminPhone == "" || cfg.AdminPassword == "") {
 		return errors.New("bench: --admin-phone and --admin-password (or SECKILL_ADMIN_PHONE/PASSWORD) are needed to provision the sale")
+	}
+	if cfg.PayRatio < 0 || cfg.PayRatio > 1 {
+		return fmt.Errorf("bench: --pay-ratio %v is not between 0 and 1", cfg.PayRatio)
 	}
 	if !quiet {
 		cfg.Progress = stderr

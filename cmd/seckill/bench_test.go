@@ -107,6 +107,55 @@ func TestBenchEndToEnd(t *testing.T) {
 	}
 }
 
+// TestBenchPayRatio: half the winners pay through the in-process sandbox
+// provider, the others let their orders lapse; the units come back and
+// sell again to new buyers, the lapsed buyers are duplicates, I1–I5 hold.
+func TestBenchPayRatio(t *testing.T) {
+	m := NewMain()
+	m.Config.Addr, m.Config.DataDir, m.Config.IPRate, m.Config.LogLevel = "127.0.0.1:0", t.TempDir(), 0, "error"
+	m.Config.AdminPhone, m.Config.AdminPassword = "19900000000", "admin-password"
+	m.Config.Ops = OpsConfig{Addr: "127.0.0.1:0", BenchProvisioning: true}
+	// Long enough for the payers to pay and the resale to settle before
+	// the resold orders lapse too.
+	m.Config.PayWindow, m.Config.SweepEvery = 6*time.Second, 200*time.Millisecond
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	res, report := benchJSON(t, m, "--users", "300", "--stock", "100", "--tries", "2", "--conns", "16", "--pay-ratio", "0.5")
+	lc := res.Lifecycle
+	if !res.OK || lc == nil {
+		t.Fatalf("result:\n%s", report)
+	}
+	if lc.Winners != 100 || lc.Payers != 50 || lc.Paid != 50 || lc.Unpaid != 50 || lc.Returned != 50 || lc.Resold != 50 ||
+		lc.ResaleUsers != 100 || lc.LapsedAccepted != 0 || lc.LapsedDuplicate < 50 || !lc.AllBack {
+		t.Errorf("lifecycle %+v", lc)
+	}
+	if lc.NotificationsPerSecond <= 0 || lc.AllBackSeconds <= 0 || lc.AllBackSeconds > 5 {
+		t.Errorf("figures: %.1f notifications/s, all back %.3fs after the last deadline", lc.NotificationsPerSecond, lc.AllBackSeconds)
+	}
+	if s := res.Stats; s == nil || s.Orders != 150 || s.Paid != 50 || s.Cancelled != 50 || s.Pending != 50 || s.SQLStockLeft != 0 || s.GateLeft != 0 {
+		t.Errorf("stats %+v", res.Stats)
+	}
+	names := map[string]bool{}
+	for _, c := range res.Invariants {
+		names[c.Name] = true
+		if !c.OK || c.Skip {
+			t.Errorf("%s: %+v", c.Name, c)
+		}
+	}
+	for _, want := range []string{"I1 no oversell", "I2 no duplicate", "I3 no lost acceptance", "I4 no leak", "I4 gate matches SQL", "I4 sold out", "I5 payments once", "I5 orders moved once", "I4 resold", "I2 lapsed stay buyers"} {
+		if !names[want] {
+			t.Errorf("no check %q", want)
+		}
+	}
+	t.Logf("%s", report)
+}
+
 func TestBenchPlainAndErrors(t *testing.T) {
 	hello := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("hello")) }))
 	defer hello.Close()
@@ -121,6 +170,9 @@ func TestBenchPlainAndErrors(t *testing.T) {
 	t.Setenv("SECKILL_ADMIN_PASSWORD", "")
 	if err := benchCmd(context.Background(), []string{"--target", hello.URL}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "admin") {
 		t.Fatalf("no admin: %v", err)
+	}
+	if err := benchCmd(context.Background(), []string{"--target", hello.URL, "--admin-phone", "1", "--admin-password", "x", "--pay-ratio", "1.5"}, &out, &errOut); err == nil || !strings.Contains(err.Error(), "--pay-ratio") {
+		t.Fatalf("pay ratio 1.5: %v", err)
 	}
 }
 

@@ -117,6 +117,7 @@ func (c *child) call(method, path, token string, body string, out any) (int, err
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	if body != "" {
+		// The API refuses a body of any other type (httpapi's jsonBody).
 		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := client.Do(req)
