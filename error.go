@@ -29,6 +29,7 @@ const (
 	ENotCancellable  = "not_cancellable"    // order cannot be cancelled in its state
 	EBadSignature    = "bad_signature"      // payment callback not signed by the provider
 	EAmountMismatch  = "amount_mismatch"    // payment callback amount differs from the order
+	EExpired         = "expired"            // a result's reason: the request reached the queue after its reservation was released
 )
 
 // Error is the application error: a stable code and a message safe to show a

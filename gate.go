@@ -49,7 +49,8 @@ func GateState(left int64, buyers []int64) GateSnapshot {
 	return func(context.Context) (int64, []int64, []int64, error) { return left, buyers, nil, nil }
 }
 
-// Settled names one request SQL has settled: its user and its ticket.
+// Settled names one request by its user and its ticket: one SQL has
+// settled (StockGate.Settle), or one the writer claims (StockGate.Claim).
 type Settled struct {
 	UserID int64
 	Ticket string
@@ -83,8 +84,23 @@ type StockGate interface {
 	// will never become an order: the unit returns and the user and their
 	// reservation are forgotten, so they may try again. It is a no-op when
 	// the user holds no pending reservation with that ticket (none, one
-	// settled, or a newer one after a release).
+	// settled, a newer one after a release, or one claimed by the writer).
 	Release(ctx context.Context, saleID, userID int64, ticket string) error
+	// Claim fences requests the order writer is about to write to SQL
+	// against Release: for each request (its user and ticket), atomically,
+	//   - the user's pending reservation has that ticket → it is marked
+	//     claimed (Release no longer touches it; Settle clears it, and Stale
+	//     no longer lists it) and the request is allowed;
+	//   - the user holds no pending reservation but is a buyer (loaded from
+	//     SQL and the queue by a rebuild, or settled already) → allowed;
+	//   - otherwise (the user is no buyer, or holds a pending reservation
+	//     with another ticket) its reservation was released and its unit is
+	//     back in stock → refused: the request must not become an order.
+	// allowed[i] answers reqs[i]; requests are answered in order, so of two
+	// of one user the second sees what the first did. Claiming again what
+	// is claimed is allowed, so a batch written again (after SQL failed)
+	// claims again. EBusy if the sale is not loaded (nothing is claimed).
+	Claim(ctx context.Context, saleID int64, reqs []Settled) (allowed []bool, err error)
 	// Settle forgets the pending reservations SQL has settled (as orders or
 	// refusals); their users stay recorded as buyers. A reservation is
 	// settled only if it is pending with the ticket given: a request
@@ -93,7 +109,8 @@ type StockGate interface {
 	// users, tickets and sales are ignored.
 	Settle(ctx context.Context, saleID int64, settled []Settled) error
 	// Stale returns the sale's reservations at least olderThan old and not
-	// settled or released: candidates for the reconciler. Ages are measured
+	// settled, released or claimed: candidates for the reconciler (a
+	// claimed one is in the writer's hands, which settles it). Ages are measured
 	// on the gate's clock, the one that stamped the reservations, never the
 	// caller's: instances whose clocks disagree see the same ages. With
 	// olderThan 0 every pending reservation is returned.

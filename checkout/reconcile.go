@@ -10,10 +10,13 @@ import (
 // Reconcile finds reservations older than age that never became a queued
 // request nor an order — their instance died between the gate and the
 // queue — and releases them, so their units sell to someone else. It
-// returns how many it released. Age must be well above PublishTimeout, so a
-// publish still in flight is never mistaken for a lost one; it is measured
-// on the gate's clock (see StockGate.Stale), so instances whose clocks
-// disagree agree on it.
+// returns how many it released. Age should be well above PublishTimeout,
+// so a publish still in flight is rarely taken for a lost one; it is no
+// bound on how late a publish may land: the writer claims its requests'
+// reservations at the gate before writing (StockGate.Claim; Stale no longer
+// lists a claimed one, and Release leaves it alone), and refuses a request
+// whose reservation was released here. Age is measured on the gate's clock
+// (see StockGate.Stale), so instances whose clocks disagree agree on it.
 func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) {
 	sales, err := e.gatedSales(ctx)
 	if err != nil {

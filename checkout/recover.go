@@ -28,7 +28,10 @@ func (e *Engine) Recover(ctx context.Context) error {
 	if e.b.Locker != nil {
 		return e.recoverShared(ctx)
 	}
-	if err := e.Drain(ctx); err != nil {
+	// Unfenced: the gate of this process is empty (its state died with
+	// the last one, released tickets included) and is rebuilt from SQL
+	// below, so there is nothing to claim against.
+	if err := e.drain(ctx, false); err != nil {
 		return err
 	}
 	if err := e.b.Gate.Unload(ctx); err != nil {

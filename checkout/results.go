@@ -114,7 +114,10 @@ func (rm *resultMap) unqueue(sale, user int64, ticket string, prev resultEntry, 
 }
 
 // settle records a terminal result; a success is never replaced by a later
-// failure of a stray redelivery.
+// failure of a stray redelivery, and a purchase queued with one ticket is
+// not ended by the failure of another (an older request, refused because
+// its reservation was released before it reached the queue, while the
+// buyer's retry is on its way).
 func (rm *resultMap) settle(r seckill.OrderResult) {
 	if r.IsOrderStatus() {
 		return // an order's move, not a purchase's outcome
@@ -123,7 +126,11 @@ func (rm *resultMap) settle(r seckill.OrderResult) {
 	sh := rm.shard(k)
 	now := rm.now()
 	sh.mu.Lock()
-	if e, ok := sh.m[k]; !ok || e.r.Status != seckill.ResultSuccess {
+	e, ok := sh.m[k]
+	switch {
+	case ok && e.r.Status == seckill.ResultSuccess:
+	case ok && e.r.Status == seckill.ResultQueued && e.ticket != r.Ticket && r.Status == seckill.ResultFailed:
+	default:
 		sh.m[k] = resultEntry{ticket: r.Ticket, r: r.Result, at: now}
 	}
 	if now.Sub(sh.swept) >= sweepEvery {

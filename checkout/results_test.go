@@ -115,6 +115,13 @@ func TestResultMap(t *testing.T) {
 			{"failed", "t1", seckill.ResultFailed},
 			{"unqueue", "t1", seckill.ResultFailed},
 		}},
+		{"a failure of another ticket leaves a queued retry", []step{
+			// t1 reached the queue after its reservation was released
+			// (refused: expired) while the retry t2 is on its way.
+			{"queue", "t2", seckill.ResultQueued},
+			{"failed", "t1", seckill.ResultQueued},
+			{"success", "t2", seckill.ResultSuccess},
+		}},
 		{"result before publish returns", []step{
 			{"queue", "t1", seckill.ResultQueued},
 			{"success", "t1", seckill.ResultSuccess},

@@ -38,7 +38,23 @@ func (e *Engine) RunWriter(ctx context.Context) {
 
 // WriteBatch fetches up to BatchSize messages (waiting up to BatchWait for
 // the first) and settles them. It returns how many it fetched.
+//
+// Before writing, it claims the batch's reservations at the gate (one
+// StockGate.Claim per sale): a claimed reservation can no longer be
+// released, and a request whose reservation was released already — its
+// publish was not acknowledged, the reconciler found it neither queued nor
+// in SQL and gave its unit back, and then it reached the queue after all —
+// is not written but acked and answered failed (EExpired): its unit is
+// back in stock, and may have been sold to someone else since. So the
+// reconcile age is no guess of how late a publish may land: whichever of
+// the release and the claim comes first at the gate wins.
 func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
+	return e.writeBatch(ctx, true)
+}
+
+// writeBatch is WriteBatch; unfenced, it writes without claiming (see
+// Recover).
+func (e *Engine) writeBatch(ctx context.Context, fenced bool) (int, error) {
 	ds, err := e.b.Queue.Fetch(ctx, e.cfg.BatchSize, e.cfg.BatchWait)
 	if err != nil || len(ds) == 0 {
 		return 0, err
@@ -52,7 +68,26 @@ func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 		reqs[i] = d.Request()
 	}
 	start := time.Now()
-	results, err := e.b.Orders.WriteOrders(wctx, reqs, e.payBy())
+	var expired []seckill.OrderResult
+	if fenced {
+		if reqs, expired, err = e.claim(wctx, reqs); err != nil {
+			if seckill.ErrorCode(err) == seckill.EBusy {
+				// The gate lost the sale (Redis restarted empty): nothing
+				// is written until it is rebuilt from SQL and the queue,
+				// which counts these requests as on their way.
+				e.maybeRebuild()
+			}
+			e.cfg.Observer.BatchWritten(len(ds), 0, time.Since(start), err)
+			for _, d := range ds {
+				err = errors.Join(err, d.Nak(wctx))
+			}
+			return len(ds), err
+		}
+	}
+	var results []seckill.OrderResult
+	if len(reqs) > 0 {
+		results, err = e.b.Orders.WriteOrders(wctx, reqs, e.payBy())
+	}
 	if err != nil {
 		e.cfg.Observer.BatchWritten(len(ds), 0, time.Since(start), err)
 		for _, d := range ds {
@@ -98,11 +133,63 @@ func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 		e.log.Warn("ack after commit failed; messages will be redelivered", "err", ackErr)
 	}
 	e.cfg.Observer.BatchWritten(len(ds), failed, time.Since(start), nil)
-	if err := e.b.Bus.PublishResults(wctx, results); err != nil {
+	if err := e.b.Bus.PublishResults(wctx, append(results, expired...)); err != nil {
 		// Polls still find the order in SQL; only the push is lost.
 		e.log.Warn("publish results", "err", err)
 	}
 	return len(ds), nil
+}
+
+// claim claims reqs' reservations at the gate, one call per sale, and
+// splits them into those to write (in their order) and the results of those
+// refused: failed with EExpired, their reservations released before they
+// reached the queue. Requests of sales the gate no longer serves (ended
+// over gateKeep ago, or unknown) are written unclaimed: nothing loads them
+// into the gate, and the reconciler no longer releases their reservations.
+// Any error of the gate (EBusy: the sale is not loaded) is returned: the
+// batch waits until the gate can answer. Claiming twice is claiming once,
+// so a batch fetched again after a failed write claims again.
+func (e *Engine) claim(ctx context.Context, reqs []seckill.OrderRequest) (write []seckill.OrderRequest, expired []seckill.OrderResult, err error) {
+	bySale := map[int64][]int{}
+	for i, r := range reqs {
+		bySale[r.SaleID] = append(bySale[r.SaleID], i)
+	}
+	refused := make([]bool, len(reqs))
+	now := e.now()
+	for sale, idx := range bySale {
+		s, err := e.Sale(ctx, sale)
+		switch {
+		case seckill.ErrorCode(err) == seckill.ENotFound:
+			continue // SQL refuses it
+		case err != nil:
+			return nil, nil, fmt.Errorf("claim reservations of sale %d: %w", sale, err)
+		case !gateServes(s, now):
+			continue
+		}
+		claims := make([]seckill.Settled, len(idx))
+		for j, i := range idx {
+			claims[j] = seckill.Settled{UserID: reqs[i].UserID, Ticket: reqs[i].Ticket}
+		}
+		allowed, err := e.b.Gate.Claim(ctx, sale, claims)
+		if err != nil {
+			return nil, nil, fmt.Errorf("claim %d reservations of sale %d: %w", len(claims), sale, err)
+		}
+		for j, i := range idx {
+			refused[i] = !allowed[j]
+		}
+	}
+	write = reqs[:0:0]
+	for i, r := range reqs {
+		if !refused[i] {
+			write = append(write, r)
+			continue
+		}
+		e.log.Warn("order refused: its reservation was released before it reached the queue",
+			"sale", r.SaleID, "user", r.UserID, "ticket", r.Ticket)
+		expired = append(expired, seckill.OrderResult{SaleID: r.SaleID, UserID: r.UserID, Ticket: r.Ticket,
+			Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.EExpired}})
+	}
+	return write, expired, nil
 }
 
 // settle tells the gate which reservations SQL has settled (by ticket), so
@@ -122,8 +209,13 @@ func (e *Engine) settle(ctx context.Context, results []seckill.OrderResult) erro
 }
 
 // Drain writes batches until the queue holds nothing for any sale, or ctx
-// ends. Use it with no admissions running (start-up, shutdown).
+// ends. Use it with no admissions running (shutdown; Recover drains too).
 func (e *Engine) Drain(ctx context.Context) error {
+	return e.drain(ctx, true)
+}
+
+// drain is Drain, with the batches fenced or not (see writeBatch).
+func (e *Engine) drain(ctx context.Context, fenced bool) error {
 	for {
 		n, err := e.b.Queue.Pending(ctx, 0)
 		if err != nil {
@@ -132,7 +224,7 @@ func (e *Engine) Drain(ctx context.Context) error {
 		if n == 0 {
 			return nil
 		}
-		if _, err := e.WriteBatch(ctx); err != nil {
+		if _, err := e.writeBatch(ctx, fenced); err != nil {
 			e.log.Error("drain", "err", err)
 			select {
 			case <-time.After(200 * time.Millisecond):

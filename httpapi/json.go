@@ -41,6 +41,7 @@ var statusOf = map[string]int{
 	seckill.ENotCancellable:  http.StatusConflict,
 	seckill.EBadSignature:    http.StatusBadRequest,
 	seckill.EAmountMismatch:  http.StatusBadRequest,
+	seckill.EExpired:         http.StatusGone,
 }
 
 // StatusOf returns the HTTP status of an application error code.

@@ -38,8 +38,9 @@ type gateSale struct {
 // pending is what the gate keeps of a reservation until it is settled:
 // compact, since a big sale holds one per buyer at its peak.
 type pending struct {
-	ticket string
-	at     int64 // unix nanoseconds
+	ticket  string
+	at      int64 // unix nanoseconds
+	claimed bool  // by the writer (Claim): no longer released
 }
 
 // NewGate returns an empty gate on the wall clock; every sale must be
@@ -122,7 +123,8 @@ func (g *Gate) Reserve(_ context.Context, r seckill.Reservation) (seckill.GateRe
 	return seckill.Reserved, nil
 }
 
-// Release gives back the user's unit and forgets the user.
+// Release gives back the user's unit and forgets the user, unless the
+// writer claimed the reservation.
 func (g *Gate) Release(_ context.Context, saleID, userID int64, ticket string) error {
 	s := g.sale(saleID)
 	if s == nil {
@@ -130,12 +132,36 @@ func (g *Gate) Release(_ context.Context, saleID, userID int64, ticket string) e
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p, ok := s.reserved[userID]; ok && p.ticket == ticket {
+	if p, ok := s.reserved[userID]; ok && p.ticket == ticket && !p.claimed {
 		delete(s.buyers, userID)
 		delete(s.reserved, userID)
 		s.left++
 	}
 	return nil
+}
+
+// Claim marks the reservations pending with the tickets given as claimed
+// and allows them, allows buyers with none pending, and refuses the rest.
+func (g *Gate) Claim(_ context.Context, saleID int64, reqs []seckill.Settled) ([]bool, error) {
+	s := g.sale(saleID)
+	if s == nil {
+		return nil, seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", saleID)
+	}
+	allowed := make([]bool, len(reqs))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, r := range reqs {
+		if p, ok := s.reserved[r.UserID]; ok {
+			if p.ticket == r.Ticket {
+				p.claimed = true
+				s.reserved[r.UserID] = p
+				allowed[i] = true
+			}
+			continue
+		}
+		_, allowed[i] = s.buyers[r.UserID]
+	}
+	return allowed, nil
 }
 
 // Settle forgets the reservations pending with the tickets given; their
@@ -161,7 +187,7 @@ func (g *Gate) Settle(_ context.Context, saleID int64, settled []seckill.Settled
 }
 
 // Stale lists pending reservations at least olderThan old by the gate's
-// clock.
+// clock, but not those claimed.
 func (g *Gate) Stale(_ context.Context, saleID int64, olderThan time.Duration) ([]seckill.Reservation, error) {
 	s := g.sale(saleID)
 	if s == nil {
@@ -172,7 +198,7 @@ func (g *Gate) Stale(_ context.Context, saleID int64, olderThan time.Duration) (
 	defer s.mu.Unlock()
 	var out []seckill.Reservation
 	for u, p := range s.reserved {
-		if p.at <= cutoff {
+		if p.at <= cutoff && !p.claimed {
 			out = append(out, seckill.Reservation{SaleID: saleID, UserID: u, Ticket: p.ticket, At: time.Unix(0, p.at)})
 		}
 	}

@@ -192,12 +192,13 @@ return 1
 var timeScript = redis.NewScript(`return redis.call('TIME')`)
 
 // releaseScript: KEYS stock, buyers, resv; ARGV user id, ticket. If the
-// user's pending reservation has that ticket, forgets the user and the
-// reservation and returns their unit (only to a loaded sale: a unit must
-// not conjure up a stock key). Returns 1 if it released, 0 otherwise.
+// user's pending reservation has that ticket and is not claimed, forgets
+// the user and the reservation and returns their unit (only to a loaded
+// sale: a unit must not conjure up a stock key). Returns 1 if it
+// released, 0 otherwise.
 var releaseScript = redis.NewScript(`
 local v = redis.call('HGET', KEYS[3], ARGV[1])
-if not v then return 0 end
+if not v or string.sub(v, 1, 1) == 'c' then return 0 end
 local sp = string.find(v, ' ', 1, true)
 if not sp or string.sub(v, sp + 1) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[3], ARGV[1])
@@ -369,6 +370,93 @@ func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string)
 	return redisErr(fmt.Sprintf("release sale %d user %d", saleID, userID), err)
 }
 
+// claimChunk bounds the requests of one claim script, so that a big batch
+// does not stall the server on one script.
+const claimChunk = 1_000
+
+// claimResvScript: KEYS stock, buyers, resv; ARGV user id, ticket, user id,
+// ticket, ... Returns -1 if the sale is not loaded; else, for each user in
+// order, '1' (allowed) or '0' (refused) in one string: a reservation
+// pending with that ticket is marked claimed (a 'c' before its value,
+// which releaseScript then leaves alone) and allowed; a buyer with none
+// pending is allowed; anyone else (no buyer, or pending with another
+// ticket: the ticket was released) is refused.
+var claimResvScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local out = {}
+for i = 1, #ARGV, 2 do
+  local v = redis.call('HGET', KEYS[3], ARGV[i])
+  local ok = '0'
+  if v then
+    local sp = string.find(v, ' ', 1, true)
+    if sp and string.sub(v, sp + 1) == ARGV[i + 1] then
+      if string.sub(v, 1, 1) ~= 'c' then redis.call('HSET', KEYS[3], ARGV[i], 'c' .. v) end
+      ok = '1'
+    end
+  elseif redis.call('SISMEMBER', KEYS[2], ARGV[i]) == 1 then
+    ok = '1'
+  end
+  out[#out + 1] = ok
+end
+return table.concat(out)
+`)
+
+// Claim runs the claim script over the requests, in chunks sent in one
+// pipeline (one round trip); EBusy if the sale is not loaded or Redis
+// cannot be reached. Claiming twice is claiming once, so a pipeline sent
+// again (after NOSCRIPT) answers the same.
+func (g *Gate) Claim(ctx context.Context, saleID int64, reqs []seckill.Settled) ([]bool, error) {
+	if err := g.fresh(ctx, saleID); err != nil {
+		return nil, err
+	}
+	keys := g.keys(saleID).list()
+	var chunks [][]any
+	for i := 0; i < len(reqs); i += claimChunk {
+		chunk := reqs[i:min(i+claimChunk, len(reqs))]
+		args := make([]any, 0, 2*len(chunk))
+		for _, r := range chunk {
+			args = append(args, r.UserID, r.Ticket)
+		}
+		chunks = append(chunks, args)
+	}
+	var cmds []*redis.Cmd
+	run := func(p redis.Pipeliner) error {
+		cmds = cmds[:0]
+		for _, args := range chunks {
+			cmds = append(cmds, claimResvScript.EvalSha(ctx, p, keys, args...))
+		}
+		return nil
+	}
+	_, err := g.c.rdb.Pipelined(ctx, run)
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
+		if err = claimResvScript.Load(ctx, g.c.rdb).Err(); err == nil {
+			_, err = g.c.rdb.Pipelined(ctx, run)
+		}
+	}
+	if err != nil {
+		return nil, redisErr(fmt.Sprintf("claim sale %d", saleID), err)
+	}
+	allowed := make([]bool, 0, len(reqs))
+	for _, cmd := range cmds {
+		switch v := cmd.Val().(type) {
+		case int64:
+			if v == -1 {
+				return nil, notLoaded(saleID)
+			}
+		case string:
+			for _, c := range []byte(v) {
+				allowed = append(allowed, c == '1')
+			}
+			continue
+		}
+		return nil, fmt.Errorf("rdb claim sale %d: unexpected script answer %v", saleID, cmd.Val())
+	}
+	if len(allowed) != len(reqs) {
+		return nil, fmt.Errorf("rdb claim sale %d: %d answers for %d requests", saleID, len(allowed), len(reqs))
+	}
+	return allowed, nil
+}
+
 // settleScript: KEYS resv; ARGV user id, ticket, user id, ticket, ...
 // Deletes each user's pending reservation if it has that ticket (a newer
 // reservation of the same user stays). Returns how many it deleted.
@@ -424,8 +512,8 @@ func (g *Gate) Settle(ctx context.Context, saleID int64, settled []seckill.Settl
 	return redisErr(fmt.Sprintf("settle sale %d", saleID), err)
 }
 
-// Stale lists the sale's reservations at least olderThan old by the
-// server's clock, scanning the reservation hash in pages so a big one does
+// Stale lists the sale's unclaimed reservations at least olderThan old by
+// the server's clock, scanning the reservation hash in pages so a big one does
 // not block the server. The caller's clock plays no part.
 func (g *Gate) Stale(ctx context.Context, saleID int64, olderThan time.Duration) ([]seckill.Reservation, error) {
 	if err := g.fresh(ctx, saleID); err != nil {
@@ -446,12 +534,13 @@ func (g *Gate) Stale(ctx context.Context, saleID int64, olderThan time.Duration)
 			return nil, redisErr(fmt.Sprintf("stale sale %d", saleID), err)
 		}
 		for i := 0; i+1 < len(kvs); i += 2 {
-			r, err := decodeReservation(saleID, kvs[i], kvs[i+1])
+			r, claimed, err := decodeReservation(saleID, kvs[i], kvs[i+1])
 			if err != nil {
 				return nil, err
 			}
 			// HSCAN may return a field twice while the hash is rehashed.
-			if seen[r.UserID] {
+			// A claimed reservation is the writer's to settle.
+			if seen[r.UserID] || claimed {
 				continue
 			}
 			seen[r.UserID] = true
@@ -512,17 +601,19 @@ func (g *Gate) serverTime(ctx context.Context, key string) (time.Time, error) {
 }
 
 // A resv hash value is "unixnano ticket", written by reserveScript from the
-// server's TIME (microseconds, so the last three digits are 0).
+// server's TIME (microseconds, so the last three digits are 0), with a
+// "c" in front once claimScript claimed it.
 
-func decodeReservation(saleID int64, field, value string) (seckill.Reservation, error) {
+func decodeReservation(saleID int64, field, value string) (r seckill.Reservation, claimed bool, err error) {
 	user, err := strconv.ParseInt(field, 10, 64)
 	if err != nil {
-		return seckill.Reservation{}, fmt.Errorf("rdb: sale %d: bad reservation user %q", saleID, field)
+		return r, false, fmt.Errorf("rdb: sale %d: bad reservation user %q", saleID, field)
 	}
+	value, claimed = strings.CutPrefix(value, "c")
 	at, ticket, _ := strings.Cut(value, " ")
 	ns, err := strconv.ParseInt(at, 10, 64)
 	if err != nil {
-		return seckill.Reservation{}, fmt.Errorf("rdb: sale %d user %d: bad reservation %q", saleID, user, value)
+		return r, false, fmt.Errorf("rdb: sale %d user %d: bad reservation %q", saleID, user, value)
 	}
-	return seckill.Reservation{SaleID: saleID, UserID: user, Ticket: ticket, At: time.Unix(0, ns)}, nil
+	return seckill.Reservation{SaleID: saleID, UserID: user, Ticket: ticket, At: time.Unix(0, ns)}, claimed, nil
 }

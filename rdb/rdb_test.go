@@ -473,5 +473,15 @@ func TestScriptCacheFlushed(t *testing.T) {
 		if err := g.Release(ctx, 1, 2, "T2"); err != nil {
 			t.Fatal(err)
 		}
+		// Claim and Settle send EVALSHA in a pipeline: NOSCRIPT loads the
+		// script and sends it again.
+		if err := c.forEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+			return n.ScriptFlush(ctx).Err()
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := g.Claim(ctx, 1, []seckill.Settled{{UserID: 1}, {UserID: 2, Ticket: "T2"}}); err != nil || len(got) != 2 || !got[0] || got[1] {
+			t.Fatalf("Claim after SCRIPT FLUSH = %v, %v; want [true false]", got, err)
+		}
 	})
 }

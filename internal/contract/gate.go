@@ -255,6 +255,164 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		reserve(t, g, 6, 2, seckill.Duplicate)
 	})
 
+	claim := func(t *testing.T, g seckill.StockGate, sale int64, reqs []seckill.Settled, want ...bool) {
+		t.Helper()
+		got, err := g.Claim(ctx, sale, reqs)
+		if err != nil {
+			t.Fatalf("Claim(%d, %v): %v", sale, reqs, err)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("Claim(%d, %v) = %v, want %v", sale, reqs, got, want)
+		}
+	}
+	stale := func(t *testing.T, g seckill.StockGate, sale int64, want ...string) {
+		t.Helper()
+		rs, err := g.Stale(ctx, sale, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, r := range rs {
+			got = append(got, r.Ticket)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("Stale(%d) tickets = %v, want %v", sale, got, want)
+		}
+	}
+	st := func(user int64, ticket string) seckill.Settled { return seckill.Settled{UserID: user, Ticket: ticket} }
+
+	t.Run("ClaimThenReleaseIsANoOp", func(t *testing.T) {
+		// The writer claimed the request: it becomes an order, so the
+		// reconciler's release (which looked before it was queued) must
+		// not give its unit to anyone else.
+		g := newGate(t)
+		load(t, g, 21, 1, nil)
+		reserve(t, g, 21, 1, seckill.Reserved)
+		claim(t, g, 21, []seckill.Settled{st(1, "T1")}, true)
+		stale(t, g, 21) // the writer's now, not the reconciler's
+		if err := g.Release(ctx, 21, 1, "T1"); err != nil {
+			t.Fatal(err)
+		}
+		left(t, g, 21, 0)
+		reserve(t, g, 21, 1, seckill.Duplicate)
+		reserve(t, g, 21, 2, seckill.SoldOut)
+		// Settle clears a claimed reservation; the buyer stays.
+		if err := g.Settle(ctx, 21, []seckill.Settled{st(1, "T1")}); err != nil {
+			t.Fatal(err)
+		}
+		if err := g.Release(ctx, 21, 1, "T1"); err != nil {
+			t.Fatal(err)
+		}
+		left(t, g, 21, 0)
+		reserve(t, g, 21, 1, seckill.Duplicate)
+		// Settled, it is still allowed (a redelivery after a lost ack).
+		claim(t, g, 21, []seckill.Settled{st(1, "T1")}, true)
+	})
+
+	t.Run("ReleaseThenClaimIsRefused", func(t *testing.T) {
+		// The request reached the queue after the reconciler released its
+		// reservation: its unit is back in stock, it must not become an
+		// order.
+		g := newGate(t)
+		load(t, g, 22, 1, nil)
+		reserve(t, g, 22, 1, seckill.Reserved)
+		if err := g.Release(ctx, 22, 1, "T1"); err != nil {
+			t.Fatal(err)
+		}
+		claim(t, g, 22, []seckill.Settled{st(1, "T1")}, false)
+		left(t, g, 22, 1)
+		// The released user tried again: the old ticket stays refused,
+		// the new one is claimed, in the order given.
+		if r, err := g.Reserve(ctx, seckill.Reservation{SaleID: 22, UserID: 1, Ticket: "T1 again"}); err != nil || r != seckill.Reserved {
+			t.Fatalf("Reserve again = %v, %v", r, err)
+		}
+		claim(t, g, 22, []seckill.Settled{st(1, "T1"), st(1, "T1 again"), st(1, "T1")}, false, true, false)
+		left(t, g, 22, 0)
+		// Nobody else holds anything: refused, and nothing taken.
+		claim(t, g, 22, []seckill.Settled{st(9, "T9")}, false)
+		left(t, g, 22, 0)
+		reserve(t, g, 22, 9, seckill.SoldOut)
+	})
+
+	t.Run("ClaimTwice", func(t *testing.T) {
+		// A batch whose SQL write failed is fetched and claimed again.
+		g := newGate(t)
+		load(t, g, 23, 3, nil)
+		reserve(t, g, 23, 1, seckill.Reserved)
+		reserve(t, g, 23, 2, seckill.Reserved)
+		reserve(t, g, 23, 3, seckill.Reserved)
+		batch := []seckill.Settled{st(1, "T1"), st(2, "T2")}
+		claim(t, g, 23, batch, true, true)
+		claim(t, g, 23, batch, true, true)
+		claim(t, g, 23, []seckill.Settled{st(3, "T3"), st(3, "T3")}, true, true)
+		stale(t, g, 23)
+		left(t, g, 23, 0)
+		if err := g.Settle(ctx, 23, batch); err != nil {
+			t.Fatal(err)
+		}
+		stale(t, g, 23)
+		claim(t, g, 23, batch, true, true)
+	})
+
+	t.Run("ClaimAfterRebuild", func(t *testing.T) {
+		// A rebuild loads the buyers of SQL and the queue with nothing
+		// pending: their requests still in the queue are allowed, whatever
+		// their tickets; anyone else's is refused (its unit is in what the
+		// rebuild counted as left).
+		g := newGate(t)
+		load(t, g, 24, 2, []int64{7})
+		claim(t, g, 24, []seckill.Settled{st(7, "T7"), st(8, "T8")}, true, false)
+		left(t, g, 24, 2)
+		if err := g.Release(ctx, 24, 7, "T7"); err != nil {
+			t.Fatal(err)
+		}
+		reserve(t, g, 24, 7, seckill.Duplicate)
+		left(t, g, 24, 2)
+	})
+
+	t.Run("ClaimNotLoaded", func(t *testing.T) {
+		g := newGate(t)
+		_, err := g.Claim(ctx, 25, []seckill.Settled{st(1, "T1")})
+		wantCode(t, err, seckill.EBusy)
+		// A sale lost after a claim (Redis restarted) is loaded again
+		// without it.
+		load(t, g, 25, 1, nil)
+		reserve(t, g, 25, 1, seckill.Reserved)
+		claim(t, g, 25, []seckill.Settled{st(1, "T1")}, true)
+		if err := g.Forget(ctx, 25); err != nil {
+			t.Fatal(err)
+		}
+		_, err = g.Claim(ctx, 25, []seckill.Settled{st(1, "T1")})
+		wantCode(t, err, seckill.EBusy)
+	})
+
+	t.Run("ClaimABigBatch", func(t *testing.T) {
+		// More requests than one script of a shared gate carries.
+		g := newGate(t)
+		const n = 2500
+		load(t, g, 26, n, nil)
+		var batch []seckill.Settled
+		for u := int64(1); u <= n; u++ {
+			reserve(t, g, 26, u, seckill.Reserved)
+			batch = append(batch, st(u, fmt.Sprintf("T%d", u)))
+			if u%2 == 0 {
+				if err := g.Release(ctx, 26, u, fmt.Sprintf("T%d", u)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		got, err := g.Claim(ctx, 26, batch)
+		if err != nil || len(got) != n {
+			t.Fatalf("Claim of %d = %d answers, %v", n, len(got), err)
+		}
+		for i, ok := range got {
+			if want := batch[i].UserID%2 == 1; ok != want {
+				t.Fatalf("Claim of user %d = %v, want %v", batch[i].UserID, ok, want)
+			}
+		}
+		stale(t, g, 26)
+	})
+
 	t.Run("Forget", func(t *testing.T) {
 		g := newGate(t)
 		for _, sale := range []int64{11, 12} {
