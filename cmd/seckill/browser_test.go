@@ -5,7 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log"
+	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -20,6 +25,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"seckill/httpapi"
 	"seckill/internal/testenv"
 )
 
@@ -49,13 +55,21 @@ var pageHooks = fmt.Sprintf(`(() => {
 })();`, phoneSkew.Milliseconds())
 
 // TestBrowserBuyer drives the buyer's page in headless chromium, on a
-// desktop and on a 390×844 phone: sign up, watch a sale's countdown reach
+// desktop and on a 390×844 phone, through a front door (a reverse proxy,
+// as deployed): sign up, and find the session token in the HttpOnly cookie
+// only (not in localStorage, sessionStorage or document.cookie, and no
+// request with an Authorization header); watch a sale's countdown reach
 // zero and Buy wake within 50 ms of the start by the server's clock (the
 // browser's own clock being 37 s off), solve the captcha, buy and see the
 // result by push with polling turned off, see a sold-out sale's Buy turn
-// off without a reload, and see the offline banner while the server is
-// down and go when it is back. With SECKILL_SCREENSHOTS=1 it writes the
-// README's screenshots into docs/.
+// off without a reload; buy another sale and cancel it after confirming,
+// and see its card get the unit back; pay the first order on the sandbox
+// provider's page, come back to the orders and see the order turn paid by
+// push (the provider's notification is held until the page is back, and
+// the page's order reads are held while it turns); see the offline banner
+// while the server is down and go when it is back; log out and lose the
+// cookie. With SECKILL_SCREENSHOTS=1 it writes the README's screenshots
+// into docs/.
 func TestBrowserBuyer(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		testenv.Missing(t, chromiumPath+" is missing: apt-get install chromium (.ci/services.sh does)")
@@ -76,12 +90,15 @@ func TestBrowserBuyer(t *testing.T) {
 
 func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile bool) {
 	dir := t.TempDir()
-	m := startBrowserServer(t, "127.0.0.1:0", dir)
+	front := newFrontDoor(t)
+	m := startBrowserServer(t, "127.0.0.1:0", dir, front.URL)
 	defer func() { _ = m.Close() }()
-	base := m.URL()
+	front.serve(t, m.URL())
+	base := front.URL // the page's and the provider's way in
+	direct := m.URL() // the test's own calls
 
 	ctx := newBrowser(t, width, height, mobile)
-	var resultPolls atomic.Int32
+	var resultPolls, handshakes atomic.Int32
 	var pageErrs struct {
 		sync.Mutex
 		list []string
@@ -92,6 +109,10 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 			if strings.Contains(e.Request.URL, "/result") {
 				resultPolls.Add(1)
 			}
+		case *network.EventWebSocketHandshakeResponseReceived:
+			// The server registers a socket before it answers the
+			// handshake: from here on the socket gets the user's pushes.
+			handshakes.Add(1)
 		case *runtime.EventExceptionThrown:
 			pageErrs.Lock()
 			msg := e.ExceptionDetails.Text
@@ -114,11 +135,12 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 
 	// The sales: one opening in a few seconds (with a captcha), one on sale
 	// with its last unit, one far ahead for the screenshots.
-	admin := browserLogin(t, base, "19900000000", "admin-password")
+	admin := browserLogin(t, direct, "19900000000", "admin-password")
 	start := time.Now().Add(5 * time.Second).Truncate(time.Second)
-	flash := createBrowserSale(t, base, admin, "Phone X flash sale", 5, start, true)
-	last := createBrowserSale(t, base, admin, "Last headphones", 1, time.Now().Add(-time.Minute), false)
-	createBrowserSale(t, base, admin, "Tomorrow's rice cooker", 100, time.Now().Add(20*time.Hour), true)
+	flash := createBrowserSale(t, direct, admin, "Phone X flash sale", 5, start, true)
+	last := createBrowserSale(t, direct, admin, "Last headphones", 1, time.Now().Add(-time.Minute), false)
+	lamp := createBrowserSale(t, direct, admin, "Desk lamp", 3, time.Now().Add(-time.Minute), false)
+	createBrowserSale(t, direct, admin, "Tomorrow's rice cooker", 100, time.Now().Add(20*time.Hour), true)
 	startsAt := flash.startsAt
 
 	// Sign up, with the page's plain word on a bad phone number first.
@@ -136,6 +158,7 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 		chromedp.SendKeys(chromedp.CSS(`#register-form input[name="nickname"]`), "Lin"),
 		chromedp.Click(chromedp.CSS(`#register-form button[type="submit"]`)),
 		chromedp.WaitVisible(chromedp.CSS(`#orders-section`)))
+	checkTokenInCookieOnly(t, ctx, base)
 
 	// The page knows the server's clock despite its own: the offset it
 	// measured undoes the skew.
@@ -177,18 +200,20 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 		t.Errorf("the page polled /result %d times with polling off", n)
 	}
 	waitJS(t, ctx, `document.querySelector('`+card+` button[data-buy]').dataset.held === 'pending_payment'`, 5*time.Second)
-	if got := evalString(t, ctx, `document.querySelector('`+card+` button[data-buy]').textContent`); got != "You got it" {
+	if got := evalString(t, ctx, `document.querySelector('`+card+` button[data-buy]').textContent`); got != "You got it — pay now" {
 		t.Errorf("the bought sale's card says %q", got)
 	}
+	waitJS(t, ctx, `document.querySelector('#buy-order button[data-pay]')`, 5*time.Second)
+	order := evalString(t, ctx, `document.querySelector('#buy-order').dataset.order || ''`)
 	click(t, ctx, `#buy-close`)
-	waitJS(t, ctx, `document.querySelector('#orders [data-deadline]') !== null`, 5*time.Second)
-	// The pay deadline counts down; Pay and Cancel are not offered while
-	// their endpoints answer 404.
-	if txt := evalString(t, ctx, `document.querySelector('#orders').textContent`); !strings.Contains(txt, "Pay within 00:") {
-		t.Errorf("orders show no pay countdown: %q", txt)
+	row := `#orders tr[data-order="` + order + `"]`
+	waitJS(t, ctx, `document.querySelector('`+row+` [data-deadline]') !== null`, 5*time.Second)
+	// The pay deadline counts down next to Pay and Cancel.
+	if txt := evalString(t, ctx, `document.querySelector('`+row+`').textContent`); !strings.Contains(txt, "Pay within 00:") || !strings.Contains(txt, "Awaiting payment") {
+		t.Errorf("the order shows no pay countdown: %q", txt)
 	}
-	if evalBool(t, ctx, `document.querySelectorAll('#orders button').length > 0`) {
-		t.Error("orders offer buttons whose endpoints answer 404")
+	if !evalBool(t, ctx, `!!document.querySelector('`+row+` button[data-pay]') && !!document.querySelector('`+row+` button[data-cancel]')`) {
+		t.Error("an order awaiting payment offers no Pay and Cancel")
 	}
 
 	// Sold out: the dialog is open on the last unit when a rival takes
@@ -196,9 +221,10 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 	lastCard := `article[data-sale="` + last.id + `"]`
 	click(t, ctx, lastCard+` button[data-buy]`)
 	waitJS(t, ctx, `document.querySelector('#buy-dialog').open && !document.querySelector('#buy-submit').hidden`, 5*time.Second)
-	rivalBuys(t, base, last.id)
+	rivalBuys(t, direct, last.id)
 	evalBool(t, ctx, `(document.querySelector('#buy-submit').click(), true)`)
-	waitJS(t, ctx, `document.querySelector('`+lastCard+` button[data-buy]').disabled`, 4*time.Second)
+	// The sale's push may turn the card off before the refusal is back.
+	waitJS(t, ctx, `document.querySelector('`+lastCard+` button[data-buy]').disabled && /Sold out/.test(document.querySelector('#buy-status').textContent)`, 4*time.Second)
 	status := evalString(t, ctx, `document.querySelector('#buy-status').textContent`)
 	if !strings.Contains(status, "Sold out") || strings.Contains(status, "(sold_out)") {
 		t.Errorf("the dialog says %q after the last unit went", status)
@@ -207,12 +233,75 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 		t.Error("the dialog's Buy stays on for a sold-out sale")
 	}
 	click(t, ctx, `#buy-close`)
+
+	// Cancel: the buyer buys a lamp, gives it up after confirming, and the
+	// lamp's card shows the unit back on sale (its stock read again).
+	lampCard := `article[data-sale="` + lamp.id + `"]`
+	lampLeft := `document.querySelector('[data-left="` + lamp.id + `"]').textContent`
+	click(t, ctx, lampCard+` button[data-buy]`)
+	waitJS(t, ctx, `document.querySelector('#buy-dialog').open && !document.querySelector('#buy-submit').hidden`, 5*time.Second)
+	click(t, ctx, `#buy-submit`)
+	waitJS(t, ctx, `document.querySelector('#buy-status').dataset.result === 'success' && document.querySelector('#buy-order').dataset.order`, 10*time.Second)
+	lampRow := `#orders tr[data-order="` + evalString(t, ctx, `document.querySelector('#buy-order').dataset.order`) + `"]`
+	click(t, ctx, `#buy-close`)
+	waitJS(t, ctx, lampLeft+` === '2 / 3 left'`, 5*time.Second)
+	click(t, ctx, lampRow+` button[data-cancel]`)
+	waitJS(t, ctx, `document.querySelector('#confirm-dialog').open`, 5*time.Second)
+	if q := evalString(t, ctx, `document.querySelector('#confirm-text').textContent`); !strings.Contains(q, "Cancel order") || !strings.Contains(q, "goes back on sale") {
+		t.Errorf("the cancel asks %q", q)
+	}
+	click(t, ctx, `#confirm-yes`)
+	waitJS(t, ctx, `document.querySelector('`+lampRow+`').dataset.status === 'cancelled'`, 5*time.Second)
+	waitJS(t, ctx, lampLeft+` === '3 / 3 left'`, 5*time.Second)
+	if got := evalString(t, ctx, `document.querySelector('`+lampRow+` .badge').textContent + '|' + document.querySelector('`+lampCard+` button[data-buy]').textContent`); got != "Cancelled|Order cancelled" {
+		t.Errorf("the cancelled order and its card say %q", got)
+	}
+	if evalBool(t, ctx, `!!document.querySelector('`+lampRow+` button')`) {
+		t.Error("a cancelled order still offers Pay or Cancel")
+	}
 	screenshot(t, ctx, name, "sales")
 	screenshotOrders(t, ctx, name)
 
+	// Pay: the buyer goes to the provider's page in this tab and pays. The
+	// provider's notification waits at the front door until the page is
+	// back on the orders with its socket open; then the page's order reads
+	// wait there too, so "paid" can only come by push.
+	front.hold(holdNotify)
+	sockets := handshakes.Load()
+	click(t, ctx, row+` button[data-pay]`)
+	waitPage(t, ctx, `location.pathname.startsWith('/sandbox/pay/') && document.querySelector('button[value="pay"]')`, 10*time.Second)
+	click(t, ctx, `button[value="pay"]`)
+	waitPage(t, ctx, `location.pathname === '/' && document.querySelector('`+row+`') && document.querySelector('`+row+`').dataset.status === 'pending_payment'`, 10*time.Second)
+	waitFor(t, "the page's socket after the return", func() bool { return handshakes.Load() > sockets }, 5*time.Second)
+	if evalString(t, ctx, `location.search`) != "" {
+		t.Errorf("the provider's return fields stay in the address: %q", evalString(t, ctx, `location.search`))
+	}
+	if !evalBool(t, ctx, `document.querySelector('`+row+`').classList.contains('returned')`) {
+		t.Error("the order paid for is not marked on return")
+	}
+	front.hold(holdOrderReads)
+	if n := front.release(holdNotify); n == 0 {
+		t.Error("no notification from the provider came while the page came back")
+	}
+	waitJS(t, ctx, `document.querySelector('`+row+`').dataset.status === 'paid'`, 10*time.Second)
+	// At most the one read the push asks for (the time of payment), and
+	// no poll before it.
+	if n := front.release(holdOrderReads); n > 1 {
+		t.Errorf("the page read its orders %d times while the payment came in", n)
+	} else {
+		t.Logf("paid by push; %d order read held meanwhile", n)
+	}
+	waitJS(t, ctx, `!document.querySelector('`+row+` [data-deadline]') && !/–/.test(document.querySelector('`+row+` td:nth-child(6)').textContent)`, 5*time.Second)
+	if got := evalString(t, ctx, `document.querySelector('`+row+` .badge').textContent`); got != "Paid" {
+		t.Errorf("the paid order says %q", got)
+	}
+	if evalBool(t, ctx, `!!document.querySelector('`+row+` button')`) {
+		t.Error("a paid order still offers Pay or Cancel")
+	}
+
 	// Offline: the server stops, the banner shows and Buy is off; the
 	// server comes back on the same port and data, the banner goes.
-	addr := strings.TrimPrefix(base, "http://")
+	addr := strings.TrimPrefix(direct, "http://")
 	if err := m.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -220,14 +309,159 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 	if !evalBool(t, ctx, `[...document.querySelectorAll('button[data-buy]')].every((b) => b.disabled)`) {
 		t.Error("a Buy button stays on while the server is down")
 	}
-	m = startBrowserServer(t, addr, dir)
+	m = startBrowserServer(t, addr, dir, front.URL)
 	waitJS(t, ctx, `document.querySelector('#offline').hidden`, 10*time.Second)
 	waitJS(t, ctx, `document.querySelector('#orders-section') && !document.querySelector('#orders-section').hidden`, 5*time.Second)
+
+	// Log out: the server clears the cookie.
+	click(t, ctx, `#account button`)
+	waitJS(t, ctx, `document.querySelector('#orders-section').hidden`, 5*time.Second)
+	if tok := sessionCookie(t, ctx, base); tok != nil {
+		t.Errorf("the session cookie outlives the logout: %+v", tok)
+	}
+	if n := front.authorized.Load(); n != 0 {
+		t.Errorf("the page sent %d requests with an Authorization header", n)
+	}
 
 	pageErrs.Lock()
 	defer pageErrs.Unlock()
 	for _, e := range pageErrs.list {
 		t.Errorf("page error: %s", e)
+	}
+}
+
+// The kinds of request the front door can hold.
+const (
+	holdNotify     = "the provider's notifications"
+	holdOrderReads = "the page's order reads"
+)
+
+// frontDoor is a reverse proxy in front of the server, as a deployment
+// has one (passing Host unchanged): the page and the sandbox provider
+// reach the server through it, at URL. The test holds kinds of request
+// at it, and it counts the requests that carry an Authorization header
+// (the test's own calls go to the server directly). When the server is
+// down it drops the connection, as the server's own address would.
+type frontDoor struct {
+	URL        string
+	ln         net.Listener
+	authorized atomic.Int32
+
+	mu    sync.Mutex
+	gates map[string]chan struct{} // kind -> closed on release
+	held  map[string]int           // kind -> requests held since hold
+}
+
+func newFrontDoor(t *testing.T) *frontDoor {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &frontDoor{URL: "http://" + ln.Addr().String(), ln: ln, gates: map[string]chan struct{}{}, held: map[string]int{}}
+}
+
+// serve passes requests on to the server at target until the test ends.
+func (f *frontDoor) serve(t *testing.T, target string) {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.Out.Host = pr.In.Host // the server checks Origin against it
+		},
+		ErrorHandler: func(http.ResponseWriter, *http.Request, error) { panic(http.ErrAbortHandler) },
+		ErrorLog:     log.New(io.Discard, "", 0),
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "" {
+			f.authorized.Add(1)
+		}
+		if gate := f.gate(r); gate != nil {
+			select {
+			case <-gate:
+			case <-r.Context().Done():
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}), ErrorLog: log.New(io.Discard, "", 0)}
+	go func() { _ = srv.Serve(f.ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+}
+
+// gate returns the gate r waits at, counting it, or nil.
+func (f *frontDoor) gate(r *http.Request) chan struct{} {
+	var kind string
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/api/payments/notify":
+		kind = holdNotify
+	case r.Method == http.MethodGet && (r.URL.Path == "/api/orders" || strings.HasPrefix(r.URL.Path, "/api/orders/")):
+		kind = holdOrderReads
+	default:
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	gate := f.gates[kind]
+	if gate != nil {
+		f.held[kind]++
+	}
+	return gate
+}
+
+// hold makes requests of kind wait until release.
+func (f *frontDoor) hold(kind string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.gates[kind] = make(chan struct{})
+	f.held[kind] = 0
+}
+
+// release lets the held requests of kind go on, and the next ones pass;
+// it returns how many arrived since hold.
+func (f *frontDoor) release(kind string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if gate := f.gates[kind]; gate != nil {
+		close(gate)
+	}
+	delete(f.gates, kind)
+	return f.held[kind]
+}
+
+// sessionCookie returns the browser's session cookie for base, or nil.
+func sessionCookie(t *testing.T, ctx context.Context, base string) *network.Cookie {
+	t.Helper()
+	res, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{base + "/"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range res.Cookies {
+		if c.Name == httpapi.CookieName {
+			return c
+		}
+	}
+	return nil
+}
+
+// checkTokenInCookieOnly checks that the page, logged in, holds its
+// session in an HttpOnly cookie and nowhere a script can read it.
+func checkTokenInCookieOnly(t *testing.T, ctx context.Context, base string) {
+	t.Helper()
+	c := sessionCookie(t, ctx, base)
+	if c == nil || c.Value == "" {
+		t.Fatal("no session cookie after the login")
+	}
+	if !c.HTTPOnly {
+		t.Error("the session cookie is not HttpOnly")
+	}
+	seen := evalString(t, ctx, `JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage), document.cookie])`)
+	if strings.Contains(seen, c.Value) {
+		t.Errorf("a script can read the session token: %s", seen)
 	}
 }
 
@@ -317,6 +551,35 @@ func waitJS(t *testing.T, ctx context.Context, expr string, timeout time.Duratio
 	}
 }
 
+// waitPage is waitJS across a navigation: while the next document loads,
+// evaluating fails, and it tries again.
+func waitPage(t *testing.T, ctx context.Context, expr string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`!!(`+expr+`)`))
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v still not true: %s (%v)", timeout, expr, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitFor waits until cond holds, failing after timeout.
+func waitFor(t *testing.T, what string, cond func() bool, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v still waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // screenshot writes docs/browser-<what>-<viewport>.png when
 // SECKILL_SCREENSHOTS=1, so that a test run in CI leaves the tree alone.
 func screenshot(t *testing.T, ctx context.Context, viewport, what string) {
@@ -357,11 +620,13 @@ func writeScreenshot(t *testing.T, viewport, what string, png []byte) {
 
 // startBrowserServer runs `seckill serve` in this process on addr and the
 // data directory dir (embedded backends, no operations listener), with
-// admin 19900000000 / admin-password.
-func startBrowserServer(t *testing.T, addr, dir string) *Main {
+// admin 19900000000 / admin-password, reached by browsers and the payment
+// provider at publicURL.
+func startBrowserServer(t *testing.T, addr, dir, publicURL string) *Main {
 	t.Helper()
 	m := NewMain()
 	m.Config.Addr, m.Config.DataDir, m.Config.LogLevel = addr, dir, "error"
+	m.Config.PublicURL = publicURL
 	m.Config.Ops.Addr = "off"
 	m.Config.AdminPhone, m.Config.AdminPassword = "19900000000", "admin-password"
 	if err := m.Run(context.Background()); err != nil {
@@ -399,7 +664,7 @@ func browserCall(t *testing.T, method, url, token string, body any, status int, 
 		raw, _ = json.Marshal(body)
 	}
 	req, _ := http.NewRequest(method, url, bytes.NewReader(raw))
-	if len(raw) > 0 {
+	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if token != "" {

@@ -4,18 +4,24 @@
 'use strict';
 
 (() => {
-  const TOKEN_KEY = 'seckill_token';
+  // The session lives in the HttpOnly cookie that login sets: no script,
+  // this one included, can read it, so an injected script cannot steal it.
+  // Every request goes out with credentials: 'same-origin' and no
+  // Authorization header, and GET /api/me tells whether someone is logged
+  // in. Earlier versions kept the token in localStorage under this key;
+  // a leftover copy is dropped at start (see start).
+  const LEGACY_TOKEN_KEY = 'seckill_token';
+
+  // PAYING_KEY (sessionStorage, this tab only) holds the id of the order
+  // whose provider page the tab went to, so that coming back to the page
+  // (the provider's return URL is the shop's root) shows the orders.
+  const PAYING_KEY = 'seckill_paying';
 
   // NO_POLL (?nopoll in the address) turns off the /result polling
   // fallback, so the browser tests can prove that a result arrived by push.
   // It is for tests only and harmless to anyone else: the page then waits
   // for the push alone.
   const NO_POLL = new URLSearchParams(location.search).has('nopoll');
-
-  // ORDER_ACTIONS shows Pay and Cancel. The order lifecycle (POST
-  // /api/orders/{id}/pay and /cancel) is not served yet and answers 404, so
-  // the page offers no button that cannot work until it is.
-  const ORDER_ACTIONS = false;
 
   const state = {
     me: null,              // GET /api/me, or null when logged out
@@ -29,6 +35,8 @@
     buy: null,             // the purchase in the dialog, see openBuy
     resumeBuy: null,       // sale id whose Buy waits for a login
     statsTimer: 0,
+    returnedFrom: null,    // order id (or '') whose payment page the tab came back from, until the orders show
+    returnedOrder: '',     // that order's id once shown, marked in the list
   };
 
   // ---- language -------------------------------------------------------------
@@ -120,14 +128,16 @@
     checking: ['Checking…', '验证中…'],
     placing: ['Placing your order…', '正在下单…'],
     queued: ['Queued — you are in line. Waiting for the result…', '已排队，正在等待结果…'],
-    success: ['Success! Your order is placed.', '抢购成功！订单已生成。'],
     success_pay: ['Success! Your order is placed — pay before the deadline.', '抢购成功！请在截止时间前付款。'],
     failed: ['Sorry, the purchase did not go through.', '很遗憾，抢购未成功。'],
     still_waiting: ['Still waiting. Check "My orders" in a moment.', '仍在等待结果，请稍后查看“我的订单”。'],
     session_ended: ['Your session ended; log in again to see the result.', '登录已过期，请重新登录查看结果。'],
     pay_url_bad: ['The server sent an unexpected payment page address.', '服务器返回的支付地址有误。'],
-    pay_opened: ['Payment page opened. Your order updates when you have paid.', '已打开支付页面，付款后订单会自动更新。'],
-    cancel_confirm: [(n) => `Cancel order ${n}? You cannot buy in this sale again.`, (n) => `确定取消订单 ${n}？取消后不能再次参与本活动。`],
+    pay_returned: ['Back from the payment page. Your order updates as soon as the payment is confirmed.', '已从支付页面返回，付款确认后订单会自动更新。'],
+    pay_done: [(n) => `Payment received: order ${n} is paid.`, (n) => `已收到付款，订单 ${n} 已支付。`],
+    cancel_confirm: [(n) => `Cancel order ${n}? Its unit goes back on sale, and you cannot buy in this sale again.`, (n) => `确定取消订单 ${n}？商品将退回库存，且你不能再次参与本活动。`],
+    cancel_order: ['Cancel order', '取消订单'],
+    keep_order: ['Keep it', '保留订单'],
     order_cancelled: ['Order cancelled.', '订单已取消。'],
 
     // orders
@@ -140,6 +150,7 @@
     col_status: ['Status', '状态'],
     col_created: ['Created', '下单时间'],
     col_deadline: ['Pay within / paid', '付款剩余 / 付款时间'],
+    col_actions: ['Actions', '操作'],
     ord_pending_payment: ['Awaiting payment', '待付款'],
     ord_paid: ['Paid', '已付款'],
     ord_cancelled: ['Cancelled', '已取消'],
@@ -294,8 +305,6 @@
   // its answer arrived (client clock). It never rejects.
   async function api(method, url, body) {
     const headers = { Accept: 'application/json' };
-    const token = localStorage.getItem(TOKEN_KEY);
-    if (token) headers.Authorization = `Bearer ${token}`;
     const init = { method, headers, credentials: 'same-origin', cache: 'no-store' };
     if (body !== undefined) {
       headers['Content-Type'] = 'application/json';
@@ -433,7 +442,7 @@
   // (noteResult), so a push that lands while a poll is on its way is shown
   // at once, and the first final result wins. The socket authenticates with
   // the session cookie set at login.
-  const push = { ws: null, open: false, retryMs: 0, timer: 0 };
+  const push = { ws: null, open: false, retryMs: 0, timer: 0, opened: false };
 
   function pushConnect() {
     if (!state.me || push.ws || !('WebSocket' in window)) return;
@@ -448,6 +457,10 @@
     ws.onopen = () => {
       push.open = true;
       push.retryMs = 0;
+      // Nothing is replayed to a new socket: after a reconnect, what moved
+      // meanwhile comes from the list.
+      if (push.opened) loadOrders();
+      push.opened = true;
       // A result may have been pushed before this socket opened.
       const b = state.buy;
       if (b && b.phase === 'waiting' && !NO_POLL) pollOnce(b.sale.id);
@@ -456,7 +469,7 @@
       let m;
       try { m = JSON.parse(ev.data); } catch { return; }
       if (m.type === 'order_result') noteResult(m.sale_id, m);
-      else if (m.type === 'order_status') loadOrders();
+      else if (m.type === 'order_status') noteOrderStatus(m);
       else if (m.type === 'sale') noteSalePush(m);
     };
     ws.onclose = async () => {
@@ -476,6 +489,7 @@
   function pushDisconnect() {
     clearTimeout(push.timer);
     push.retryMs = 0;
+    push.opened = false;
     const ws = push.ws;
     push.ws = null;
     push.open = false;
@@ -555,7 +569,6 @@
     const r = await api('GET', '/api/me');
     if (r.status === 0) return; // offline: keep what we know
     state.me = r.ok ? r.data : null;
-    if (!r.ok && r.status === 401) localStorage.removeItem(TOKEN_KEY);
     renderAccount();
   }
 
@@ -564,7 +577,6 @@
     state.orders = [];
     state.held.clear();
     results.clear();
-    localStorage.removeItem(TOKEN_KEY);
     renderAccount();
   }
 
@@ -603,10 +615,11 @@
     $(`#${tab}-form input`).focus();
   }
 
+  // login logs in; the answer's Set-Cookie holds the session (its body's
+  // token is for API clients and is left alone here).
   async function login(phone, password) {
     const r = await api('POST', '/api/sessions', { phone, password });
     if (!r.ok) return r;
-    localStorage.setItem(TOKEN_KEY, r.data.token);
     await loadMe();
     return r;
   }
@@ -620,6 +633,7 @@
     if (s && state.me && buyable(s)) openBuy(s);
   }
 
+  // logout ends the session; the server clears the cookie.
   async function logout() {
     await api('DELETE', '/api/sessions');
     loggedOut();
@@ -817,7 +831,7 @@
   function buyButton(s, status, held) {
     if (held) {
       const gone = held === 'cancelled' || held === 'refunded';
-      const payable = ORDER_ACTIONS && held === 'pending_payment';
+      const payable = held === 'pending_payment';
       return h('button', {
         type: 'button', className: gone ? '' : 'got', 'data-buy': s.id, 'data-held': held,
         disabled: gone || !net.online,
@@ -887,6 +901,13 @@
         el.removeAttribute('data-deadline');
       } else el.textContent = t('pay_within', duration(left));
     }
+    // A Pay outside the list (the dialog's) goes at the deadline too.
+    for (const b of document.querySelectorAll('[data-pay-until]')) {
+      if (parseTime(b.dataset.payUntil) <= now) {
+        b.remove();
+        expired = true;
+      }
+    }
     if (expired) renderOrders();
     if (moved) {
       renderSales();
@@ -927,6 +948,8 @@
     $('#buy-title').textContent = sale.name;
     $('#buy-price').textContent = t('one_per_person', money(sale.price_cents));
     $('#buy-order').replaceChildren();
+    delete $('#buy-order').dataset.order; // the last purchase's order
+    delete $('#buy-status').dataset.result; // and its result
     $('#captcha-box').hidden = !sale.require_captcha;
     $('#captcha-answer').value = '';
     $('#buy-submit').textContent = sale.require_captcha ? t('submit_and_buy') : t('buy_now');
@@ -1046,7 +1069,8 @@
       }
       setBuyStatus(t('checking'));
       const p = await api('POST', `/api/sales/${id}/path`, body);
-      if (state.buy !== b) return;
+      // A push may have shown the sale sold out or ended meanwhile.
+      if (state.buy !== b || b.phase !== 'form') return;
       if (!p.ok) {
         refused(b, p);
         // A captcha is single use: whatever went wrong, show a fresh one.
@@ -1111,7 +1135,7 @@
     b.phase = 'done';
     syncDialog();
     if (res.status === 'success') {
-      setBuyStatus(t(ORDER_ACTIONS ? 'success_pay' : 'success'), 'ok');
+      setBuyStatus(t('success_pay'), 'ok');
       $('#buy-status').dataset.result = 'success';
       showOrder(res.order_id);
       loadSales();
@@ -1123,10 +1147,14 @@
     loadSales();
   }
 
+  // showOrder shows the order a purchase made in the dialog, with Pay
+  // while it can be paid; an order_status push shows it again.
   async function showOrder(orderId) {
     const box = $('#buy-order');
     if (orderId === undefined || orderId === null) return;
+    box.dataset.order = String(orderId);
     const r = await api('GET', `/api/orders/${encodeURIComponent(orderId)}`);
+    if (box.dataset.order !== String(orderId)) return; // the dialog moved on
     if (!r.ok) {
       box.replaceChildren(h('p', {}, `#${orderId}`));
       return;
@@ -1136,9 +1164,12 @@
     box.replaceChildren(h('dl', { className: 'stats' },
       h('dt', {}, t('col_order')), h('dd', {}, o.order_no || `#${o.id}`),
       h('dt', {}, t('col_price')), h('dd', {}, money(o.price_cents)),
-      h('dt', {}, t('col_status')), h('dd', {}, orderStatusText(o)),
+      h('dt', {}, t('col_status')), h('dd', { 'data-order-status': o.status }, orderStatusText(o)),
       live ? [h('dt', {}, t('col_deadline')), h('dd', { 'data-deadline': o.pay_deadline }, t('pay_within', duration(parseTime(o.pay_deadline) - serverNow())))] : null),
-    ORDER_ACTIONS && live ? h('button', { type: 'button', className: 'primary', onclick: () => pay(o.id) }, t('pay_now')) : null);
+    live ? h('button', {
+      type: 'button', className: 'primary', 'data-pay': o.id, 'data-pay-until': o.pay_deadline,
+      onclick: (ev) => pay(o.id, ev.currentTarget),
+    }, t('pay_now')) : null);
   }
 
   function setupBuy() {
@@ -1162,20 +1193,66 @@
     return TEXT[`ord_${o.status}`] ? t(`ord_${o.status}`) : o.status;
   }
 
+  // An order only moves forward (pending_payment -> paid | cancelled,
+  // paid -> refunded), so of two views of one order the one further on is
+  // the newer: a list that left before a push arrived must not take the
+  // pushed status back.
+  const ORDER_STEP = { pending_payment: 0, paid: 1, cancelled: 1, refunded: 2 };
+  const behind = (o, status) => (ORDER_STEP[o.status] ?? -1) < (ORDER_STEP[status] ?? -1);
+
   async function loadOrders() {
     if (!state.me) return;
     const r = await api('GET', '/api/orders');
+    if (!state.me) return;
     if (!r.ok) {
       if (r.status !== 0) $('#orders').replaceChildren(h('p', { className: 'error' }, errText(r)));
       return;
     }
-    state.orders = r.data.orders || [];
+    const known = new Map(state.orders.map((o) => [String(o.id), o]));
+    state.orders = (r.data.orders || []).map((o) => {
+      const k = known.get(String(o.id));
+      return k && behind(o, k.status) ? k : o;
+    });
     // What the buyer holds: an order per sale; a purchase still queued
     // (noted from a 202 or a duplicate) stays until its order shows.
     for (const [k, v] of [...state.held]) if (v !== 'queued') state.held.delete(k);
     for (const o of state.orders) state.held.set(String(o.sale_id), o.status);
     renderOrders();
     renderSales();
+    if (state.returnedFrom !== null) showReturn();
+  }
+
+  // putOrder puts a newer view of one order (an answer of the API) into
+  // the list.
+  function putOrder(o) {
+    const i = state.orders.findIndex((x) => String(x.id) === String(o.id));
+    if (i < 0) return loadOrders();
+    if (behind(o, state.orders[i].status)) return;
+    state.orders[i] = o;
+    state.held.set(String(o.sale_id), o.status);
+    renderOrders();
+    renderSales();
+  }
+
+  // noteOrderStatus applies an order_status push ({order_id, status}) at
+  // once. A paid or refunded order's times are then read once; a cancelled
+  // order's unit is back on sale, so its sale's card is read again.
+  async function noteOrderStatus(m) {
+    const id = String(m.order_id);
+    const o = state.orders.find((x) => String(x.id) === id);
+    if (!o) return loadOrders();
+    if (!behind(o, m.status)) return;
+    o.status = m.status;
+    state.held.set(String(o.sale_id), o.status);
+    renderOrders();
+    renderSales();
+    if ($('#buy-order').dataset.order === id) showOrder(id);
+    if (m.status === 'paid') toast(t('pay_done', o.order_no || `#${o.id}`), 'ok');
+    if (m.status === 'cancelled') refreshSale(o.sale_id);
+    else {
+      const r = await api('GET', `/api/orders/${encodeURIComponent(id)}`);
+      if (r.ok && r.data.order) putOrder(r.data.order);
+    }
   }
 
   function renderOrders() {
@@ -1188,11 +1265,11 @@
     const names = new Map(state.sales.map((s) => [s.id, s.name]));
     const cols = ['col_order', 'col_sale', 'col_price', 'col_status', 'col_created', 'col_deadline'];
     box.replaceChildren(h('table', { className: 'orders' },
-      h('thead', {}, h('tr', {}, cols.map((c) => h('th', {}, t(c))), ORDER_ACTIONS ? h('th', {}) : null)),
+      h('thead', {}, h('tr', {}, cols.map((c) => h('th', {}, t(c))), h('th', { 'aria-label': t('col_actions') }))),
       h('tbody', {}, orders.map((o) => {
         const live = payable(o);
         const badge = o.status === 'pending_payment' && !live ? 'expired' : o.status;
-        return h('tr', { 'data-order': o.id },
+        return h('tr', { 'data-order': o.id, 'data-status': badge, className: String(o.id) === state.returnedOrder ? 'returned' : '' },
           h('td', { 'data-label': t('col_order') }, o.order_no || `#${o.id}`),
           h('td', { 'data-label': t('col_sale') }, names.get(o.sale_id) || `#${o.sale_id}`),
           h('td', { 'data-label': t('col_price') }, money(o.price_cents)),
@@ -1200,29 +1277,106 @@
           h('td', { 'data-label': t('col_created') }, when(o.created_at)),
           h('td', { 'data-label': t('col_deadline') }, o.paid_at ? when(o.paid_at)
             : live ? h('span', { 'data-deadline': o.pay_deadline }, t('pay_within', duration(parseTime(o.pay_deadline) - serverNow()))) : '–'),
-          ORDER_ACTIONS ? h('td', { className: 'actions' }, live ? [
-            h('button', { type: 'button', className: 'small primary', onclick: () => pay(o.id) }, t('pay')),
-            h('button', { type: 'button', className: 'small', onclick: () => cancelOrder(o) }, t('cancel')),
-          ] : null) : null);
+          // Past the deadline neither is offered: the order is being
+          // cancelled, and its unit goes back on sale.
+          h('td', { className: 'actions' }, live ? [
+            h('button', { type: 'button', className: 'small primary', 'data-pay': o.id, onclick: (ev) => pay(o.id, ev.currentTarget) }, t('pay')),
+            h('button', { type: 'button', className: 'small', 'data-cancel': o.id, onclick: (ev) => cancelOrder(o, ev.currentTarget) }, t('cancel')),
+          ] : null));
       }))));
   }
 
-  async function pay(orderId) {
+  // pay asks for a payment of the order and takes this tab to the
+  // provider's page; its return URL brings the buyer back to this page,
+  // which then shows the orders (showReturn). The order turns paid when
+  // the provider's notification reaches the server, which pushes it.
+  async function pay(orderId, btn) {
+    if (btn) btn.disabled = true;
     const r = await api('POST', `/api/orders/${encodeURIComponent(orderId)}/pay`);
-    if (!r.ok) return toast(errText(r), 'bad');
+    if (!r.ok) {
+      if (btn) btn.disabled = false;
+      toast(errText(r), 'bad');
+      if (r.error.code === 'not_payable') loadOrders();
+      return;
+    }
     const url = safeURL(r.data.pay_url);
-    if (!url) return toast(t('pay_url_bad'), 'bad');
-    window.open(url, '_blank', 'noopener');
-    toast(t('pay_opened'));
+    if (!url) {
+      if (btn) btn.disabled = false;
+      toast(t('pay_url_bad'), 'bad');
+      return;
+    }
+    try { sessionStorage.setItem(PAYING_KEY, String(orderId)); } catch { /* storage off: the page still loads the orders */ }
+    location.assign(url);
   }
 
-  async function cancelOrder(o) {
-    if (!confirm(t('cancel_confirm', o.order_no || o.id))) return;
+  // returnFromPayment notes, at start, that this tab comes back from a
+  // provider's page (the order id this tab left with, or the provider's
+  // return fields in the address), and takes those fields out of the
+  // address: they prove nothing (only the notification does) and would
+  // be shown again on a reload.
+  function returnFromPayment() {
+    let id = null;
+    try {
+      id = sessionStorage.getItem(PAYING_KEY);
+      sessionStorage.removeItem(PAYING_KEY);
+    } catch { /* storage off */ }
+    const q = new URLSearchParams(location.search);
+    if (q.has('out_trade_no')) {
+      history.replaceState(null, '', location.pathname + (NO_POLL ? '?nopoll' : ''));
+      if (id === null) id = '';
+    }
+    state.returnedFrom = id;
+  }
+
+  // showReturn brings the orders into view once they have loaded after a
+  // return from the payment page, marking the order paid for.
+  function showReturn() {
+    const id = state.returnedFrom;
+    state.returnedFrom = null;
+    const o = state.orders.find((x) => String(x.id) === id);
+    if (o) {
+      state.returnedOrder = id;
+      renderOrders();
+    }
+    const row = o ? document.querySelector(`#orders tr[data-order="${CSS.escape(id)}"]`) : null;
+    (row || $('#orders-section')).scrollIntoView({ block: 'start' });
+    // The notification may have come before the buyer did.
+    toast(o && o.status === 'paid' ? t('pay_done', o.order_no || `#${o.id}`) : t('pay_returned'), o && o.status === 'paid' ? 'ok' : 'info');
+  }
+
+  // ask shows question in the confirmation dialog and resolves to whether
+  // the buyer chose yes (Escape and the other button say no).
+  function ask(question, yes, no) {
+    const dlg = $('#confirm-dialog');
+    if (dlg.open) return Promise.resolve(false); // another question is open
+    $('#confirm-text').textContent = question;
+    $('#confirm-yes').textContent = yes;
+    $('#confirm-no').textContent = no;
+    dlg.returnValue = '';
+    return new Promise((resolve) => {
+      dlg.addEventListener('close', () => resolve(dlg.returnValue === 'yes'), { once: true });
+      dlg.showModal();
+      raiseToast();
+      $('#confirm-no').focus();
+    });
+  }
+
+  // cancelOrder cancels an order the buyer confirms giving up; its unit
+  // goes back on sale, which the sale's card shows.
+  async function cancelOrder(o, btn) {
+    if (!(await ask(t('cancel_confirm', o.order_no || `#${o.id}`), t('cancel_order'), t('keep_order')))) return;
+    if (btn) btn.disabled = true;
     const r = await api('POST', `/api/orders/${encodeURIComponent(o.id)}/cancel`);
-    if (!r.ok) return toast(errText(r), 'bad');
+    if (!r.ok) {
+      if (btn) btn.disabled = false;
+      toast(errText(r), 'bad');
+      if (r.error.code === 'not_cancellable') loadOrders();
+      return;
+    }
     toast(t('order_cancelled'));
-    loadOrders();
-    loadSales();
+    // The push says the same; the answer is here first.
+    if (r.data && r.data.order) putOrder(r.data.order);
+    refreshSale(o.sale_id);
   }
 
   // ---- admin -------------------------------------------------------------
@@ -1314,6 +1468,10 @@
   // ---- start -------------------------------------------------------------
 
   function start() {
+    // The session is in the HttpOnly cookie alone; a token an earlier
+    // version of this page stored is of no use and only exposed there.
+    try { localStorage.removeItem(LEGACY_TOKEN_KEY); } catch { /* storage off */ }
+    returnFromPayment();
     translatePage();
     setupAuth();
     setupBuy();
