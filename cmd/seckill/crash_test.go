@@ -105,7 +105,9 @@ func (c *child) stop() {
 	}
 }
 
-var client = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+// 30 s: provisioning thousands of buyers under -race on a loaded machine
+// took over 10.
+var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
 // call sends a request and decodes the JSON answer into out (if not nil).
 func (c *child) call(method, path, token string, body string, out any) (int, error) {
