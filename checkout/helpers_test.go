@@ -10,10 +10,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"seckill"
 	"seckill/captcha"
 	"seckill/inmem"
+	"seckill/internal/testenv"
 	"seckill/mq"
+	"seckill/rdb"
 	"seckill/sqldb"
 )
 
@@ -36,15 +40,16 @@ type envQueue interface {
 }
 
 // env is one set of backends for the engine: by default the in-memory
-// store and queue of package inmem (each test runs in milliseconds, no
-// server), with withSQLite the real embedded ones, SQLite and embedded
-// JetStream. The gate is the in-process one either way.
+// store, queue and gate of package inmem (each test runs in milliseconds,
+// no server); withSQLite, withPostgres and withMySQL put it on that SQL
+// store with embedded JetStream, withRedisGate on the shared Redis gate.
 type env struct {
 	t        *testing.T
 	db       envStore
 	queue    envQueue
-	gate     *inmem.Gate
-	gateNow  *offsetClock // the gate's clock: the wall clock, moved on by tests
+	gate     seckill.StockGate
+	gateNow  *offsetClock   // the in-process gate's clock, moved on by tests; nil with withRedisGate
+	locker   seckill.Locker // nil but with a shared gate
 	captchas *inmem.CaptchaStore
 	log      *slog.Logger
 	phones   int // users created so far, for unique phone numbers
@@ -58,9 +63,32 @@ type envOption func(t *testing.T, v *env)
 // (a transaction's snapshot, a server's redelivery).
 func withSQLite(t *testing.T, v *env) {
 	t.Helper()
+	withSQL(t, v, "sqlite:"+t.TempDir()+"/db")
+}
+
+// withPostgres puts the env on a fresh schema of the PostgreSQL server in
+// SECKILL_TEST_POSTGRES and embedded JetStream; the test is skipped
+// without the variable (failed in CI).
+func withPostgres(t *testing.T, v *env) {
+	t.Helper()
+	withSQL(t, v, testenv.FreshDatabase(t, testenv.URL(t, "SECKILL_TEST_POSTGRES")))
+}
+
+// withMySQL puts the env on a fresh database of the MySQL server in
+// SECKILL_TEST_MYSQL and embedded JetStream; the test is skipped without
+// the variable (failed in CI).
+func withMySQL(t *testing.T, v *env) {
+	t.Helper()
+	withSQL(t, v, testenv.FreshDatabase(t, testenv.URL(t, "SECKILL_TEST_MYSQL")))
+}
+
+// withSQL puts the env on the SQL store at dbURL and embedded JetStream in
+// a data dir of the test's own.
+func withSQL(t *testing.T, v *env, dbURL string) {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
-	db, err := sqldb.Open(ctx, "sqlite:"+dir+"/db")
+	db, err := sqldb.Open(ctx, dbURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,6 +103,90 @@ func withSQLite(t *testing.T, v *env) {
 		_ = db.Close()
 	})
 	v.db, v.queue = db, q
+}
+
+// withRedisGate puts the env's gate on the Redis server in
+// SECKILL_TEST_REDIS, under a key prefix of the test's own (its keys are
+// deleted when it ends), with the Redis locker a shared gate needs; the
+// test is skipped without the variable (failed in CI). The gate keeps the
+// server's time: v.gateNow is nil.
+func withRedisGate(t *testing.T, v *env) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := rdb.Open(ctx, testenv.URL(t, "SECKILL_TEST_REDIS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := testenv.Name("ckt_") + ":"
+	t.Cleanup(func() {
+		defer c.Close()
+		if err := deleteKeys(context.Background(), c.Redis(), prefix); err != nil {
+			t.Errorf("deleting the test's keys %s*: %v", prefix, err)
+		}
+	})
+	v.gate, v.locker, v.gateNow = rdb.NewGate(c, prefix), rdb.NewLocker(c, prefix), nil
+}
+
+// deleteKeys deletes the keys starting with prefix (no glob characters in
+// it) from a single Redis server.
+func deleteKeys(ctx context.Context, r redis.UniversalClient, prefix string) error {
+	var cursor uint64
+	for {
+		keys, next, err := r.Scan(ctx, cursor, prefix+"*", 1000).Result()
+		if err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			if err := r.Unlink(ctx, keys...).Err(); err != nil {
+				return err
+			}
+		}
+		if cursor = next; cursor == 0 {
+			return nil
+		}
+	}
+}
+
+// backendCell is one cell of the matrix of stores and gates that the
+// lifecycle tests of issue 11 run on.
+type backendCell struct {
+	name string // store/gate
+	opts []envOption
+}
+
+// backendMatrix is every store (in-memory, SQLite, PostgreSQL, MySQL) with
+// every gate (in-process, Redis). The cells on a server skip without its
+// variable, and fail in CI.
+func backendMatrix() []backendCell {
+	stores := []struct {
+		name string
+		opt  envOption
+	}{{"inmem", nil}, {"sqlite", withSQLite}, {"postgres", withPostgres}, {"mysql", withMySQL}}
+	gates := []struct {
+		name string
+		opt  envOption
+	}{{"inmem", nil}, {"redis", withRedisGate}}
+	var cells []backendCell
+	for _, s := range stores {
+		for _, g := range gates {
+			c := backendCell{name: s.name + "/" + g.name}
+			for _, o := range []envOption{s.opt, g.opt} {
+				if o != nil {
+					c.opts = append(c.opts, o)
+				}
+			}
+			cells = append(cells, c)
+		}
+	}
+	return cells
+}
+
+// forEachBackend runs fn as a subtest on a fresh env of every cell of
+// backendMatrix.
+func forEachBackend(t *testing.T, fn func(t *testing.T, cell string, v *env)) {
+	for _, c := range backendMatrix() {
+		t.Run(c.name, func(t *testing.T) { fn(t, c.name, newEnv(t, c.opts...)) })
+	}
 }
 
 // newEnv returns a fresh env, on the in-memory backends unless an option
@@ -108,7 +220,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 
 // backends returns the backends of the env.
 func (v *env) backends() Backends {
-	return Backends{Sales: v.db, Orders: v.db, Gate: v.gate, Queue: v.queue, Bus: v.queue, Captchas: v.captchas, CaptchaMaker: captcha.Maker{}}
+	return Backends{Sales: v.db, Orders: v.db, Gate: v.gate, Locker: v.locker, Queue: v.queue, Bus: v.queue, Captchas: v.captchas, CaptchaMaker: captcha.Maker{}}
 }
 
 // engine returns a new engine on b (the env's backends when b is nil), not
