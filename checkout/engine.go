@@ -282,6 +282,22 @@ func (e *Engine) CreateSale(ctx context.Context, s *seckill.Sale) error {
 	return err
 }
 
+// StopSale ends a sale now, on the admin's word: purchases are refused
+// with EEnded from then on (an upcoming sale never opens; an ended one
+// keeps its end). This instance refuses at once; the others when their
+// cached sale expires, within SaleCacheTTL. Purchases accepted before
+// stay accepted. It returns the sale as stored; ENotFound if none.
+func (e *Engine) StopSale(ctx context.Context, id int64) (*seckill.Sale, error) {
+	s, err := e.b.Sales.EndSale(ctx, id, e.now())
+	if err != nil {
+		return nil, err
+	}
+	e.saleMu.Lock()
+	e.saleCache[id] = cachedSale{sale: s, fetched: e.now()}
+	e.saleMu.Unlock()
+	return s, nil
+}
+
 // Stats is the admin's view of a sale, for checking the invariants: at
 // rest, live orders (pending + paid) + stock_left = stock = the ledger's
 // sum, and gate_left = stock_left − queued − returns_unapplied.

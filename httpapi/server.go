@@ -150,6 +150,7 @@ func (s *Server) routes() {
 	s.handle("GET /api/sales/{id}", s.getSale)
 	s.handle("POST /api/admin/sales", jsonBody(s.admin(s.createSale)))
 	s.handle("GET /api/admin/sales/{id}/stats", s.admin(s.saleStats))
+	s.handle("POST /api/admin/sales/{id}/stop", s.admin(s.stopSale))
 	if s.cfg.BenchUsers != nil { // off: the path is as unknown as any other
 		s.handle("POST /api/admin/bench/users", jsonBody(s.admin(s.benchUsers)))
 	}
