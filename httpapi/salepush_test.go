@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -57,5 +58,44 @@ func TestSalePush(t *testing.T) {
 		// in between for the comparison that found no change.
 		salePush(t, c, sale, 1, httpapi.SaleStateRunning)
 		salePush(t, c, sale, 0, httpapi.SaleStateSoldOut)
+	}
+}
+
+// TestSalePushSkipsSlowClient: a broadcast never waits for a client that
+// does not read, and never drops it either: once half its send buffer is
+// taken, sale pushes skip it, and the other half still takes its results.
+func TestSalePushSkipsSlowClient(t *testing.T) {
+	g := &wsGauge{}
+	s := newStack(t, options{ws: httpapi.WSConfig{SendBuffer: 4, WriteTimeout: time.Minute, PingInterval: time.Hour}, wsGauge: g.add})
+	url := s.serve()
+	toks, ids := s.buyers(2)
+	slow := dialWS(t, url, bearer(toks[0])) // never reads
+	slow.SetReadLimit(-1)
+	dialWS(t, url, bearer(toks[1])) // reads nothing either, but is never sent much
+	g.await(t, 2)
+
+	pad := struct{ Pad string }{strings.Repeat("x", 1<<20)}
+	const max = 500 // 500 MiB: far beyond what the socket buffers hold
+	done := make(chan int, 1)
+	go func() {
+		n := 0
+		for n < max && s.api.Broadcast(pad) > 0 {
+			n++
+		}
+		done <- n
+	}()
+	select {
+	case n := <-done:
+		if n == max {
+			t.Fatalf("sale pushes never skipped a client after %d MiB", max)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("a broadcast blocked on a slow client")
+	}
+	// Still open, with room for a result: queued, not dropped.
+	for i, id := range ids {
+		if n := s.api.SendUser(id, map[string]string{"type": "order_result"}); n != 1 {
+			t.Fatalf("a result for client %d was queued on %d sockets, want 1 (dropped?)", i, n)
+		}
 	}
 }
