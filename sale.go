@@ -83,4 +83,10 @@ type SaleStore interface {
 	Sales(ctx context.Context) ([]*Sale, error)
 	// SaleStats counts the sale's orders by status. ENotFound if no sale.
 	SaleStats(ctx context.Context, id int64) (*SaleStats, error)
+	// EndSale stops a sale early: a sale still on sale or upcoming at at
+	// ends at at (EndsAt = at), and one that had not started by then never
+	// opens (StartsAt = at as well). A sale already ended by at is left as
+	// it is. It returns the sale as stored afterwards; ENotFound if there
+	// is no such sale.
+	EndSale(ctx context.Context, id int64, at time.Time) (*Sale, error)
 }

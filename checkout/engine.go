@@ -236,6 +236,9 @@ func (e *Engine) Sales(ctx context.Context) ([]*seckill.Sale, error) {
 }
 
 // ValidateSale checks an admin's new sale; EInvalid says what is wrong.
+// A price above the original price is refused (a "sale" dearer than the
+// list price is a typo or a trick); an original price of 0 means none is
+// shown, and any price goes.
 func ValidateSale(s *seckill.Sale) error {
 	switch {
 	case s.Name == "" || len(s.Name) > 200:
@@ -246,6 +249,9 @@ func ValidateSale(s *seckill.Sale) error {
 		return seckill.Errorf(seckill.EInvalid, "image_url must be at most 2000 bytes")
 	case s.PriceCents < 0 || s.OriginalPriceCents < 0:
 		return seckill.Errorf(seckill.EInvalid, "prices must not be negative")
+	case s.OriginalPriceCents > 0 && s.PriceCents > s.OriginalPriceCents:
+		return seckill.Errorf(seckill.EInvalid, "the sale price (price_cents %d) must not be above the original price (original_price_cents %d)",
+			s.PriceCents, s.OriginalPriceCents)
 	case s.Stock < 1 || s.Stock > seckill.MaxStock:
 		return seckill.Errorf(seckill.EInvalid, "stock must be 1 to %d", seckill.MaxStock)
 	case s.StartsAt.IsZero() || s.EndsAt.IsZero():
@@ -274,6 +280,22 @@ func (e *Engine) CreateSale(ctx context.Context, s *seckill.Sale) error {
 	// buyers may already exist.
 	_, err := e.loadGate(ctx, s.ID)
 	return err
+}
+
+// StopSale ends a sale now, on the admin's word: purchases are refused
+// with EEnded from then on (an upcoming sale never opens; an ended one
+// keeps its end). This instance refuses at once; the others when their
+// cached sale expires, within SaleCacheTTL. Purchases accepted before
+// stay accepted. It returns the sale as stored; ENotFound if none.
+func (e *Engine) StopSale(ctx context.Context, id int64) (*seckill.Sale, error) {
+	s, err := e.b.Sales.EndSale(ctx, id, e.now())
+	if err != nil {
+		return nil, err
+	}
+	e.saleMu.Lock()
+	e.saleCache[id] = cachedSale{sale: s, fetched: e.now()}
+	e.saleMu.Unlock()
+	return s, nil
 }
 
 // Stats is the admin's view of a sale, for checking the invariants: at

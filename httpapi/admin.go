@@ -31,3 +31,20 @@ func (s *Server) saleStats(w http.ResponseWriter, r *http.Request, _ *seckill.Se
 	writeJSON(w, http.StatusOK, st)
 	return nil
 }
+
+// stopSale is POST /api/admin/sales/{id}/stop: the sale ends now (an
+// upcoming one never opens) and the answer is the sale as it now stands,
+// 200 {"sale":{…},"server_time":…}; 404 if there is no such sale.
+func (s *Server) stopSale(w http.ResponseWriter, r *http.Request, _ *seckill.Session) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	sale, err := s.cfg.Engine.StopSale(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	s.catalog.invalidate()
+	writeJSON(w, http.StatusOK, map[string]any{"sale": s.view(r.Context(), sale), "server_time": s.cfg.Now().UTC()})
+	return nil
+}

@@ -126,6 +126,7 @@ func TestSalesCatalog(t *testing.T) {
 		{"stock too big", s.admin, with("stock", seckill.MaxStock+1), 400, "invalid"},
 		{"no name", s.admin, with("name", ""), 400, "invalid"},
 		{"negative price", s.admin, with("price_cents", -1), 400, "invalid"},
+		{"price above original", s.admin, with("price_cents", 301), 400, "invalid"},
 		{"ends before starts", s.admin, with("ends_at", now), 400, "invalid"},
 		{"bad time", s.admin, with("starts_at", "tomorrow"), 400, "invalid"},
 		{"missing times", s.admin, map[string]any{"name": "x", "stock": 1}, 400, "invalid"},

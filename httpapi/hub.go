@@ -76,6 +76,13 @@ type WSConfig struct {
 	// CloseGrace is how long Close waits for clients to answer its close
 	// frame before cutting the connections that did not (default 2 s).
 	CloseGrace time.Duration
+	// SaleInterval is how often, while sockets are open, the sales are
+	// compared with the gate for the sale push (salepush.go; default
+	// 250 ms): a sale is pushed at most once per interval.
+	SaleInterval time.Duration
+	// SaleTicks, when set, replaces SaleInterval's ticker: each value
+	// received is one comparison (tests drive the push with it).
+	SaleTicks <-chan time.Time
 }
 
 func (c *WSConfig) defaults() {
@@ -93,6 +100,9 @@ func (c *WSConfig) defaults() {
 	}
 	if c.CloseGrace <= 0 {
 		c.CloseGrace = 2 * time.Second
+	}
+	if c.SaleInterval <= 0 {
+		c.SaleInterval = 250 * time.Millisecond
 	}
 }
 
@@ -116,8 +126,9 @@ type hub struct {
 	unsubscribe func()
 	closed      atomic.Bool
 
-	open   sync.WaitGroup // one per registered socket, done once unregistered
-	shards [hubShards]hubShard
+	open    sync.WaitGroup // one per registered socket, done once unregistered
+	sockets atomic.Int64   // registered sockets
+	shards  [hubShards]hubShard
 }
 
 type hubShard struct {
@@ -208,6 +219,31 @@ func (h *hub) send(user int64, msg func() any) int {
 	return n
 }
 
+// broadcast queues b, encoded once by the caller, on every socket here,
+// best-effort (offer), and returns on how many. It never waits for a
+// client; the shards are walked one at a time so that results and
+// handshakes wait at most for one shard's copy.
+func (h *hub) broadcast(b []byte) int {
+	var conns []*wsConn
+	n := 0
+	for i := range h.shards {
+		sh := &h.shards[i]
+		conns = conns[:0]
+		sh.mu.RLock()
+		for _, cs := range sh.users {
+			conns = append(conns, cs...)
+		}
+		sh.mu.RUnlock()
+		for _, wc := range conns {
+			if wc.offer(b) {
+				n++
+			}
+		}
+		clear(conns) // let closed sockets go
+	}
+	return n
+}
+
 // register reserves a place for a socket of the user before the
 // handshake, so that results published while it completes wait in the
 // socket's queue: once a client has its socket, every result published
@@ -226,6 +262,7 @@ func (h *hub) register(user int64, session []byte) (*wsConn, error) {
 	}
 	sh.users[user] = append(sh.users[user], wc)
 	h.open.Add(1)
+	h.sockets.Add(1)
 	return wc, nil
 }
 
@@ -289,6 +326,7 @@ func (h *hub) remove(wc *wsConn) {
 			conns[i] = conns[len(conns)-1]
 			conns[len(conns)-1] = nil
 			conns = conns[:len(conns)-1]
+			h.sockets.Add(-1)
 			break
 		}
 	}
@@ -368,9 +406,21 @@ type wsConn struct {
 // enqueue hands b to the socket's writer, starting one if none runs (and
 // the handshake completed). A socket with SendBuffer messages pending is
 // dropped instead. It reports whether b was queued.
-func (wc *wsConn) enqueue(b []byte) bool {
+func (wc *wsConn) enqueue(b []byte) bool { return wc.put(b, false) }
+
+// offer is enqueue for a best-effort message (a sale push): a socket with
+// half its SendBuffer pending skips b rather than being dropped, keeping
+// the other half for what must not be skipped (its user's results). It
+// reports whether b was queued.
+func (wc *wsConn) offer(b []byte) bool { return wc.put(b, true) }
+
+func (wc *wsConn) put(b []byte, bestEffort bool) bool {
 	wc.mu.Lock()
 	if wc.dead {
+		wc.mu.Unlock()
+		return false
+	}
+	if bestEffort && wc.pending >= max(wc.h.cfg.SendBuffer/2, 1) {
 		wc.mu.Unlock()
 		return false
 	}
@@ -486,6 +536,7 @@ func (wc *wsConn) gone() {
 // on shutdown, once the HTTP server no longer accepts requests.
 func (s *Server) Close() error {
 	if s.hub != nil {
+		s.sales.stop()
 		s.hub.close()
 	}
 	return nil

@@ -80,6 +80,7 @@ type Server struct {
 	log     *slog.Logger
 	methods map[string][]string // route path → methods it serves
 	hub     *hub                // WebSockets; nil without Config.Results
+	sales   *salePush           // the sale push to the hub's sockets; nil without hub
 	catalog *catalog            // GET /api/sales's cached list (catalog.go)
 	badAuth *ipBuckets          // unknown tokens per client IP (limits.go)
 	signups *ipBuckets          // registrations per client IP (limits.go)
@@ -104,6 +105,9 @@ func New(cfg Config) *Server {
 		s.hub = newHub(cfg.Results, cfg.WS, cfg.Log, cfg.WebSockets)
 	}
 	s.catalog = &catalog{load: cfg.Engine.Sales, now: cfg.Now}
+	if s.hub != nil {
+		s.sales = newSalePush(s.hub, s)
+	}
 	s.badAuth = newIPBuckets(cfg.BadTokens)
 	s.signups = newIPBuckets(cfg.Registrations)
 	s.routes()
@@ -146,6 +150,7 @@ func (s *Server) routes() {
 	s.handle("GET /api/sales/{id}", s.getSale)
 	s.handle("POST /api/admin/sales", jsonBody(s.admin(s.createSale)))
 	s.handle("GET /api/admin/sales/{id}/stats", s.admin(s.saleStats))
+	s.handle("POST /api/admin/sales/{id}/stop", s.admin(s.stopSale))
 	if s.cfg.BenchUsers != nil { // off: the path is as unknown as any other
 		s.handle("POST /api/admin/bench/users", jsonBody(s.admin(s.benchUsers)))
 	}

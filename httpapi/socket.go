@@ -12,7 +12,8 @@ import (
 
 // webSocket is GET /api/ws: after the same authentication as the other
 // endpoints (401 before any upgrade), it upgrades to a WebSocket on which
-// the server pushes the user's order results (and later order statuses).
+// the server pushes the user's order results and order statuses, and to
+// every socket the changes of the sales' units left (salepush.go).
 // coder/websocket's same-origin check stays on: the cookie authenticates
 // a browser's handshake, so another site's page must not open one (a
 // proxy in front must pass the Host header through for the check to
@@ -37,6 +38,7 @@ func (s *Server) webSocket(w http.ResponseWriter, r *http.Request, sess *seckill
 	if err := s.hub.start(); err != nil {
 		return err
 	}
+	s.sales.start()
 	wc, err := s.hub.register(sess.UserID, sess.TokenHash)
 	if err != nil {
 		return err

@@ -238,6 +238,25 @@ func (s *Store) Sale(_ context.Context, id int64) (*seckill.Sale, error) {
 	return &c, nil
 }
 
+// EndSale stops a sale early (seckill.SaleStore). ENotFound if no sale.
+func (s *Store) EndSale(_ context.Context, id int64, at time.Time) (*seckill.Sale, error) {
+	at = stamp(at)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss, ok := s.sales[id]
+	if !ok {
+		return nil, seckill.Errorf(seckill.ENotFound, "no sale %d", id)
+	}
+	if ss.s.EndsAt.After(at) {
+		ss.s.EndsAt = at
+		if ss.s.StartsAt.After(at) {
+			ss.s.StartsAt = at
+		}
+	}
+	c := ss.s
+	return &c, nil
+}
+
 // Sales returns every sale, by start time then id.
 func (s *Store) Sales(context.Context) ([]*seckill.Sale, error) {
 	s.mu.RLock()

@@ -121,6 +121,7 @@ type queries struct {
 	sales      string
 	saleStats  string
 	saleLeft   string // id → stock_left
+	endSale    string // at, at, id, at: ends the sale at at unless it ended by then
 	ledgerRow  string // sale_id, delta, reason, created_at
 
 	stockLeft   func(n int) string // id, stock_left of n sale ids, locked against other writers until the transaction ends

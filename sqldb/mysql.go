@@ -87,6 +87,7 @@ var mysql = dialect{
 				FROM orders WHERE sale_id = ?) o
 			WHERE s.id = ?`,
 		saleLeft:  `SELECT stock_left FROM sales WHERE id = ?`,
+		endSale:   `UPDATE sales SET starts_at = LEAST(starts_at, ?), ends_at = ? WHERE id = ? AND ends_at > ?`,
 		ledgerRow: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES (?, ?, ?, ?)`,
 
 		// The batch's sales stay locked until it commits: no other writer

@@ -90,6 +90,7 @@ var postgres = dialect{
 				FROM orders WHERE sale_id = $1) o
 			WHERE s.id = $2`,
 		saleLeft:  `SELECT stock_left FROM sales WHERE id = $1`,
+		endSale:   `UPDATE sales SET starts_at = LEAST(starts_at, $1), ends_at = $2 WHERE id = $3 AND ends_at > $4`,
 		ledgerRow: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES ($1, $2, $3, $4)`,
 
 		// The batch's sales stay locked until it commits: no other writer

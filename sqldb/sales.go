@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"seckill"
 )
@@ -47,6 +48,25 @@ func (db *DB) Sales(ctx context.Context) ([]*seckill.Sale, error) {
 		return nil, fmt.Errorf("sales: %w", err)
 	}
 	return ss, nil
+}
+
+// EndSale stops a sale early (seckill.SaleStore): one conditional UPDATE,
+// so a sale that ended meanwhile keeps its end, and the sale read back in
+// the same transaction. ENotFound if no sale.
+func (db *DB) EndSale(ctx context.Context, id int64, at time.Time) (*seckill.Sale, error) {
+	t := db.tv(at)
+	var sale *seckill.Sale
+	err := db.inTx(ctx, func(tx *sql.Tx) (err error) {
+		if _, err = tx.ExecContext(ctx, db.d.q.endSale, t, t, id, t); err != nil {
+			return err
+		}
+		sale, err = queryOne(tx.QueryRowContext(ctx, db.d.q.sale, id), scanSale, "sale %d", id)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("end sale %d: %w", id, err)
+	}
+	return sale, nil
 }
 
 // SaleStats counts the sale's orders by status and sums its stock ledger,

@@ -70,6 +70,7 @@ var sqlite = dialect{
 				FROM orders WHERE sale_id = ?) o
 			WHERE s.id = ?`,
 		saleLeft:  `SELECT stock_left FROM sales WHERE id = ?`,
+		endSale:   `UPDATE sales SET starts_at = MIN(starts_at, ?), ends_at = ? WHERE id = ? AND ends_at > ?`, // times are unix ms: scalar MIN compares them
 		ledgerRow: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES (?, ?, ?, ?)`,
 
 		// No row locks: the write transaction holds the database's only

@@ -106,6 +106,7 @@ func TestScriptCoversAPI(t *testing.T) {
 		{"POST", "/api/orders/{}/cancel"},
 		{"POST", "/api/admin/sales"},
 		{"GET", "/api/admin/sales/{}/stats"},
+		{"POST", "/api/admin/sales/{}/stop"},
 	}
 	for _, r := range routes {
 		re := regexp.MustCompile(`api\('` + r.method + `', ` + "[`']" + regexp.QuoteMeta(r.path) + "[`']")

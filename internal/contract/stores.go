@@ -162,6 +162,50 @@ func testSales(t *testing.T, open func(t *testing.T) Stores) {
 		}
 	})
 
+	t.Run("EndSale", func(t *testing.T) {
+		s := open(t)
+		now := storeNow()
+		create := func(starts, ends time.Duration) *seckill.Sale {
+			t.Helper()
+			sale := &seckill.Sale{Name: "x", PriceCents: 1, OriginalPriceCents: 2, Stock: 3,
+				StartsAt: now.Add(starts), EndsAt: now.Add(ends)}
+			storeNoErr(t, s.Sales.CreateSale(ctx, sale))
+			return sale
+		}
+		running, upcoming, ended := create(-time.Hour, time.Hour), create(time.Hour, 2*time.Hour), create(-2*time.Hour, -time.Hour)
+		cases := []struct {
+			name        string
+			sale        *seckill.Sale
+			start, ends time.Time // after EndSale(now)
+		}{
+			{"running ends now", running, running.StartsAt, now},
+			{"upcoming never opens", upcoming, now, now},
+			{"ended keeps its end", ended, ended.StartsAt, ended.EndsAt},
+		}
+		for _, c := range cases {
+			got, err := s.Sales.EndSale(ctx, c.sale.ID, now)
+			storeNoErr(t, err)
+			stored, err := s.Sales.Sale(ctx, c.sale.ID)
+			storeNoErr(t, err)
+			for _, g := range []*seckill.Sale{got, stored} {
+				if !g.StartsAt.Equal(c.start) || !g.EndsAt.Equal(c.ends) || g.Stock != 3 || g.Name != "x" {
+					t.Errorf("%s: sale %+v, want starts %v ends %v", c.name, g, c.start, c.ends)
+				}
+			}
+			if st := got.Status(now, got.StockLeft); st != seckill.SaleEnded {
+				t.Errorf("%s: status at the stop %s, want ended", c.name, st)
+			}
+		}
+		// A later stop does not move an earlier end.
+		got, err := s.Sales.EndSale(ctx, running.ID, now.Add(time.Minute))
+		storeNoErr(t, err)
+		if !got.EndsAt.Equal(now) {
+			t.Errorf("second stop moved the end to %v, want %v", got.EndsAt, now)
+		}
+		_, err = s.Sales.EndSale(ctx, ended.ID+1000, now)
+		storeWantCode(t, err, seckill.ENotFound)
+	})
+
 	t.Run("StatsOfNewSale", func(t *testing.T) {
 		s := open(t)
 		sale := storeNewSale(t, s, 25)

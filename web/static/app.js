@@ -34,7 +34,7 @@
     held: new Map(),       // sale id -> order status ('queued' before an order is known): one per buyer per sale
     buy: null,             // the purchase in the dialog, see openBuy
     resumeBuy: null,       // sale id whose Buy waits for a login
-    statsTimer: 0,
+    dashTimer: 0,          // the admin dashboard's 2-second stats refresh
     returnedFrom: null,    // order id (or '') whose payment page the tab came back from, until the orders show
     returnedOrder: '',     // that order's id once shown, marked in the list
   };
@@ -329,7 +329,7 @@
     const out = { ok: res.ok, status: res.status, data, error: null, retryAfter: res.headers.get('Retry-After'), t0, t1 };
     if (!res.ok) {
       const e = data && data.error;
-      out.error = { code: (e && e.code) || 'unknown' };
+      out.error = { code: (e && e.code) || 'unknown', message: (e && e.message) || '' };
       if (res.status === 401 && state.me && url !== '/api/sessions') loggedOut();
     }
     return out;
@@ -505,7 +505,9 @@
     if (m.state === 'sold_out') s.status = 'sold_out';
     else if (m.state === 'running') s.status = 'active';
     else if (m.state) s.status = m.state;
+    noteSold(s);
     renderSales();
+    renderDashboard();
     syncDialog();
   }
 
@@ -602,7 +604,7 @@
     if (me) pushConnect();
     else pushDisconnect();
     if (me) loadOrders();
-    if (!(me && me.role === 'admin')) setStatsAuto(false);
+    dashSync();
     renderSales();
   }
 
@@ -630,7 +632,7 @@
     const id = state.resumeBuy;
     state.resumeBuy = null;
     const s = id === null ? null : saleById(id);
-    if (s && state.me && buyable(s)) openBuy(s);
+    if (s && state.me && state.me.role !== 'admin' && buyable(s)) openBuy(s);
   }
 
   // logout ends the session; the server clears the cookie.
@@ -743,7 +745,8 @@
     noteServerTime(r.data.server_time, r.t0, r.t1);
     renderSales();
     scheduleSaleTimers();
-    renderStatsOptions();
+    for (const x of state.sales) noteSold(x);
+    renderDashboard();
     syncDialog();
   }
 
@@ -870,7 +873,8 @@
         h('span', { className: 'muted', 'data-left': s.id }, t('left', left, s.stock))),
       h('p', { className: 'countdown', 'data-countdown': s.id }),
       h('div', { className: 'row' },
-        buyButton(s, status, held),
+        // The shop's own account does not buy.
+        admin ? null : buyButton(s, status, held),
         s.require_captcha ? null : h('span', { className: 'muted small-text' }, t('no_captcha')),
         admin ? h('button', { type: 'button', className: 'small', onclick: () => showStats(s.id) }, t('stats')) : null)));
   }
@@ -1408,6 +1412,7 @@
       const starts = rfc3339(f.starts_at.value);
       const ends = rfc3339(f.ends_at.value);
       if (price === null || orig === null) return formError(f, 'Prices look like 12 or 12.34.');
+      if (orig > 0 && price > orig) return formError(f, `The sale price (${money(price)}) must not be above the original price (${money(orig)}).`);
       if (!starts || !ends) return formError(f, 'Pick a start and an end time.');
       const body = {
         name: f.name.value.trim(),
@@ -1421,48 +1426,168 @@
         require_captcha: f.require_captcha.checked,
       };
       const r = await api('POST', '/api/admin/sales', body);
-      if (!r.ok) return formError(f, errText(r));
+      // The server's own words say which field is wrong.
+      if (!r.ok) return formError(f, r.error.code === 'invalid' && r.error.message ? r.error.message : errText(r));
       toast(`Sale "${r.data.sale.name}" created.`, 'ok');
       f.reset();
       await loadSales();
+      loadDashStats();
       showStats(r.data.sale.id);
     });
-    $('#stats-load').addEventListener('click', () => loadStats());
-    $('#stats-auto').addEventListener('change', (ev) => setStatsAuto(ev.target.checked));
   }
 
-  function renderStatsOptions() {
-    const sel = $('#stats-sale');
-    const cur = sel.value;
-    sel.replaceChildren(...state.sales.map((s) => h('option', { value: String(s.id) }, `#${s.id} ${s.name}`)));
-    if (cur) sel.value = cur;
+  // ---- dashboard ----------------------------------------------------------
+  //
+  // Every sale with its state and units left, live from the sale pushes
+  // (noteSalePush), its counts from /stats every 2 s while the admin is
+  // here, a sell-through chart (units sold over time) drawn on a canvas,
+  // and a Stop button.
+
+  const dash = {
+    stats: new Map(),  // sale id -> last /stats answer
+    series: new Map(), // sale id -> [{t, sold}] (server time ms, units sold)
+    loading: false,
+  };
+  const SERIES_MS = 15 * 60 * 1000; // the chart's window
+  const isAdmin = () => !!(state.me && state.me.role === 'admin');
+
+  // noteSold records a sample of the sale's units sold: on a change, or
+  // every 2 s, so that the chart's line runs on while nothing sells.
+  function noteSold(s) {
+    if (!isAdmin() || !s) return;
+    const key = String(s.id);
+    const sold = Math.max(0, (Number(s.stock) || 0) - Math.max(0, Number(s.stock_left) || 0));
+    const now = serverNow();
+    const pts = dash.series.get(key) || [];
+    const last = pts[pts.length - 1];
+    if (last && last.sold === sold && now - last.t < 2000) return;
+    pts.push({ t: now, sold });
+    while (pts.length > 2 && now - pts[0].t > SERIES_MS) pts.shift();
+    dash.series.set(key, pts);
+  }
+
+  // dashSync starts or stops the dashboard with the admin's session.
+  function dashSync() {
+    clearInterval(state.dashTimer);
+    state.dashTimer = 0;
+    if (!isAdmin()) {
+      dash.stats.clear();
+      dash.series.clear();
+      return;
+    }
+    state.dashTimer = setInterval(() => { if (!document.hidden && net.online) loadDashStats(); }, 2000);
+    loadDashStats();
+  }
+
+  // loadDashStats reads /stats of every sale not ended, and once of each
+  // ended one.
+  async function loadDashStats() {
+    if (!isAdmin() || dash.loading) return;
+    dash.loading = true;
+    try {
+      const now = serverNow();
+      const due = state.sales.filter((s) => effectiveStatus(s, now) !== 'ended' || !dash.stats.has(String(s.id)));
+      const answers = await Promise.all(due.map((s) => api('GET', `/api/admin/sales/${encodeURIComponent(s.id)}/stats`)));
+      let err = '';
+      due.forEach((s, i) => {
+        const r = answers[i];
+        if (r.ok) dash.stats.set(String(s.id), r.data);
+        else err = errText(r);
+      });
+      $('#dash-error').textContent = err;
+    } finally {
+      dash.loading = false;
+    }
+    renderDashboard();
   }
 
   function showStats(id) {
-    $('#stats-sale').value = String(id);
-    loadStats();
-    $('#stats-panel').scrollIntoView({ behavior: 'smooth', block: 'nearest' });
+    const row = document.querySelector(`[data-dash="${CSS.escape(String(id))}"]`);
+    (row || $('#dashboard')).scrollIntoView({ behavior: 'smooth', block: 'nearest' });
   }
 
-  const STATS = [
-    ['stock', 'Stock'], ['gate_left', 'Left at the gate'], ['queued', 'Queued'], ['orders', 'Orders'],
-    ['paid', 'Paid'], ['cancelled', 'Cancelled'], ['refunded', 'Refunded'], ['sql_stock_left', 'Left in SQL'],
+  const DASH_STATS = [
+    ['orders', 'Orders'], ['paid', 'Paid'], ['cancelled', 'Cancelled'], ['queued', 'Queued'],
+    ['gate_left', 'Left at the gate'], ['sql_stock_left', 'Left in SQL'],
   ];
 
-  async function loadStats() {
-    const id = $('#stats-sale').value;
-    if (!id) return;
-    const r = await api('GET', `/api/admin/sales/${encodeURIComponent(id)}/stats`);
-    $('#stats-error').textContent = r.ok ? '' : errText(r);
-    if (!r.ok) return;
-    $('#stats').replaceChildren(...STATS.flatMap(([k, label]) => [
-      h('dt', {}, label), h('dd', {}, r.data[k] === undefined ? '–' : String(r.data[k]))]));
+  function renderDashboard() {
+    if (!isAdmin()) return;
+    const box = $('#dash-rows');
+    if (!state.sales.length) {
+      box.replaceChildren(h('p', { className: 'muted' }, t('no_sales')));
+      return;
+    }
+    const now = serverNow();
+    box.replaceChildren(...state.sales.map((s) => {
+      const status = effectiveStatus(s, now);
+      const st = dash.stats.get(String(s.id)) || {};
+      const left = Math.max(0, Number(s.stock_left) || 0);
+      const canvas = h('canvas', { className: 'chart', width: 320, height: 64, 'aria-label': 'Units sold over time' });
+      const row = h('div', { className: 'dash-sale', 'data-dash': s.id, 'data-status': status },
+        h('div', { className: 'card-top' },
+          h('strong', {}, `#${s.id} ${s.name}`),
+          h('span', { className: `badge ${status}` }, t(`st_${status}`))),
+        h('div', { className: 'row' },
+          h('span', { className: 'big', 'data-dash-left': s.id }, `${left} / ${s.stock} left`),
+          status === 'ended' ? null : h('button', { type: 'button', className: 'small', 'data-stop': s.id, onclick: (ev) => stopSale(s, ev.target) }, 'Stop now')),
+        h('dl', { className: 'stats' }, DASH_STATS.flatMap(([k, label]) => [
+          h('dt', {}, label), h('dd', { 'data-stat': k }, st[k] === undefined || st[k] < 0 ? '–' : String(st[k]))])),
+        canvas);
+      drawChart(canvas, dash.series.get(String(s.id)) || [], Number(s.stock) || 1, parseTime(s.starts_at), now);
+      return row;
+    }));
   }
 
-  function setStatsAuto(on) {
-    clearInterval(state.statsTimer);
-    state.statsTimer = on ? setInterval(loadStats, 2000) : 0;
-    $('#stats-auto').checked = on;
+  // drawChart draws units sold (0 … stock) as a step line from the sale's
+  // start (at most SERIES_MS back, at least 10 s) to now, with the stock as
+  // the top.
+  function drawChart(canvas, pts, stock, start, now) {
+    const ctx = canvas.getContext && canvas.getContext('2d');
+    if (!ctx) return;
+    const w = canvas.width;
+    const ht = canvas.height;
+    const pad = 4;
+    ctx.clearRect(0, 0, w, ht);
+    ctx.strokeStyle = '#e2e5eb';
+    ctx.strokeRect(0.5, 0.5, w - 1, ht - 1);
+    if (!pts.length) return;
+    let t0 = Math.max(now - SERIES_MS, Math.min(pts[0].t, Number.isNaN(start) ? pts[0].t : start));
+    t0 = Math.min(t0, now - 10000);
+    const x = (t) => pad + ((w - 2 * pad) * (t - t0)) / Math.max(1, now - t0);
+    const y = (v) => ht - pad - ((ht - 2 * pad) * Math.min(v, stock)) / stock;
+    ctx.strokeStyle = '#e4393c';
+    ctx.lineWidth = 2;
+    ctx.beginPath();
+    ctx.moveTo(x(pts[0].t), y(pts[0].sold));
+    for (let i = 1; i < pts.length; i++) {
+      ctx.lineTo(x(pts[i].t), y(pts[i - 1].sold));
+      ctx.lineTo(x(pts[i].t), y(pts[i].sold));
+    }
+    ctx.lineTo(x(now), y(pts[pts.length - 1].sold));
+    ctx.stroke();
+    ctx.fillStyle = '#6b7385';
+    ctx.font = '11px system-ui, sans-serif';
+    ctx.fillText(`${pts[pts.length - 1].sold} sold`, pad + 2, 13);
+  }
+
+  // stopSale ends a sale now, once the admin confirms.
+  async function stopSale(s, btn) {
+    if (!(await ask(`Stop "${s.name}" now? Nobody can buy it afterwards; orders taken stay.`, 'Stop the sale', 'Keep it running'))) return;
+    if (btn) btn.disabled = true;
+    const r = await api('POST', `/api/admin/sales/${encodeURIComponent(s.id)}/stop`);
+    if (!r.ok) {
+      if (btn) btn.disabled = false;
+      toast(errText(r), 'bad');
+      return;
+    }
+    const i = state.sales.findIndex((x) => String(x.id) === String(s.id));
+    if (i >= 0) state.sales[i] = r.data.sale;
+    noteServerTime(r.data.server_time, r.t0, r.t1);
+    toast(`Sale "${s.name}" stopped.`, 'ok');
+    renderSales();
+    renderDashboard();
+    syncDialog();
   }
 
   // ---- start -------------------------------------------------------------
