@@ -30,17 +30,9 @@ type Gate struct {
 type gateSale struct {
 	mu       sync.Mutex
 	left     int64
-	buyers   map[int64]struct{}
-	reserved map[int64]pending  // not yet settled in SQL
+	buyers   map[int64]int      // user → 1 + its pending slot, 0 when none is pending
+	pending  pendingSlab        // reservations not yet settled in SQL
 	returned map[int64]struct{} // orders whose unit came back (Return)
-}
-
-// pending is what the gate keeps of a reservation until it is settled:
-// compact, since a big sale holds one per buyer at its peak.
-type pending struct {
-	ticket  string
-	at      int64 // unix nanoseconds
-	claimed bool  // by the writer (Claim): no longer released
 }
 
 // NewGate returns an empty gate on the wall clock; every sale must be
@@ -84,11 +76,11 @@ func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnap
 		return false, err
 	}
 	s := &gateSale{
-		left: left, buyers: make(map[int64]struct{}, len(buyers)),
-		reserved: make(map[int64]pending), returned: make(map[int64]struct{}, len(returned)),
+		left: left, buyers: make(map[int64]int, len(buyers)),
+		returned: make(map[int64]struct{}, len(returned)),
 	}
 	for _, u := range buyers {
-		s.buyers[u] = struct{}{}
+		s.buyers[u] = 0
 	}
 	for _, o := range returned {
 		s.returned[o] = struct{}{}
@@ -118,8 +110,7 @@ func (g *Gate) Reserve(_ context.Context, r seckill.Reservation) (seckill.GateRe
 		return seckill.SoldOut, nil
 	}
 	s.left--
-	s.buyers[r.UserID] = struct{}{}
-	s.reserved[r.UserID] = pending{ticket: r.Ticket, at: g.now().UnixNano()}
+	s.buyers[r.UserID] = 1 + s.pending.add(r.UserID, r.Ticket, g.now().UnixNano())
 	return seckill.Reserved, nil
 }
 
@@ -132,9 +123,9 @@ func (g *Gate) Release(_ context.Context, saleID, userID int64, ticket string) e
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if p, ok := s.reserved[userID]; ok && p.ticket == ticket && !p.claimed {
+	if slot := s.buyers[userID] - 1; slot >= 0 && s.pending.holds(slot, ticket) && !s.pending.claimed(slot) {
+		s.pending.drop(slot)
 		delete(s.buyers, userID)
-		delete(s.reserved, userID)
 		s.left++
 	}
 	return nil
@@ -151,15 +142,15 @@ func (g *Gate) Claim(_ context.Context, saleID int64, reqs []seckill.Settled) ([
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, r := range reqs {
-		if p, ok := s.reserved[r.UserID]; ok {
-			if p.ticket == r.Ticket {
-				p.claimed = true
-				s.reserved[r.UserID] = p
+		v, buyer := s.buyers[r.UserID]
+		if slot := v - 1; slot >= 0 {
+			if s.pending.holds(slot, r.Ticket) {
+				s.pending.claim(slot)
 				allowed[i] = true
 			}
 			continue
 		}
-		_, allowed[i] = s.buyers[r.UserID]
+		allowed[i] = buyer
 	}
 	return allowed, nil
 }
@@ -174,14 +165,14 @@ func (g *Gate) Settle(_ context.Context, saleID int64, settled []seckill.Settled
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, st := range settled {
-		if p, ok := s.reserved[st.UserID]; ok && p.ticket == st.Ticket {
-			delete(s.reserved, st.UserID)
+		if slot := s.buyers[st.UserID] - 1; slot >= 0 && s.pending.holds(slot, st.Ticket) {
+			s.pending.drop(slot)
+			s.buyers[st.UserID] = 0
 		}
 	}
-	if len(s.reserved) == 0 {
-		// Maps never shrink: once the writer has caught up, let the peak
-		// of a big sale go.
-		s.reserved = make(map[int64]pending)
+	if s.pending.n == 0 {
+		// Once the writer has caught up, let the peak of a big sale go.
+		s.pending = pendingSlab{}
 	}
 	return nil
 }
@@ -197,11 +188,11 @@ func (g *Gate) Stale(_ context.Context, saleID int64, olderThan time.Duration) (
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []seckill.Reservation
-	for u, p := range s.reserved {
-		if p.at <= cutoff && !p.claimed {
-			out = append(out, seckill.Reservation{SaleID: saleID, UserID: u, Ticket: p.ticket, At: time.Unix(0, p.at)})
+	s.pending.each(func(slot int, p *pending) {
+		if p.at <= cutoff && !p.claimed() {
+			out = append(out, seckill.Reservation{SaleID: saleID, UserID: p.user, Ticket: s.pending.ticket(slot), At: time.Unix(0, p.at)})
 		}
-	}
+	})
 	return out, nil
 }
 
