@@ -12,6 +12,7 @@ const (
 	Reserved  GateResult = iota + 1 // one unit taken for this user
 	Duplicate                       // the user already holds a unit
 	SoldOut                         // no units left
+	Limited                         // the user's purchase bucket in the sale is empty (Reservation.Limit)
 )
 
 func (r GateResult) String() string {
@@ -22,6 +23,8 @@ func (r GateResult) String() string {
 		return "duplicate"
 	case SoldOut:
 		return "sold_out"
+	case Limited:
+		return "limited"
 	}
 	return "unknown"
 }
@@ -35,6 +38,19 @@ type Reservation struct {
 	// TIME for a shared gate): instances compare reservations' ages, and
 	// their wall clocks may disagree. Reserve ignores the caller's At.
 	At time.Time
+	// Limit is the user's purchase bucket in this sale, which Reserve
+	// takes a token of before anything else (see StockGate.Reserve): the
+	// per-user purchase limit lives in the gate, so that a purchase costs
+	// one step of a shared gate rather than a limiter's and the gate's.
+	// The zero Limit takes none.
+	Limit Bucket
+}
+
+// Bucket is a token bucket: Burst tokens at once, refilled at PerSecond
+// tokens a second. PerSecond <= 0 is no bucket: every take succeeds.
+type Bucket struct {
+	PerSecond float64
+	Burst     int
 }
 
 // GateSnapshot reads the state a sale is loaded into the gate with: its
@@ -74,11 +90,17 @@ type StockGate interface {
 	// snapshot's returned orders are installed as returned in the same
 	// step, so that a Return of their units is a no-op.
 	Load(ctx context.Context, saleID int64, snapshot GateSnapshot) (loaded bool, err error)
-	// Reserve does, atomically: if the user already holds a unit of the sale
-	// → Duplicate; else if no unit is left → SoldOut; else take one unit,
+	// Reserve does, atomically: if r.Limit is a bucket and the user's
+	// bucket of this sale has no token → Limited, and nothing else changes;
+	// else (a token taken) if the user already holds a unit of the sale →
+	// Duplicate; else if no unit is left → SoldOut; else take one unit,
 	// record the user, remember the reservation stamped with the gate's
 	// clock (until Settle or Release) and answer Reserved. EBusy if the
-	// sale is not loaded.
+	// sale is not loaded (no token is taken). The bucket is per user and
+	// sale, refilled by the gate's clock from r.Limit (a burst of at least
+	// one), and kept only while it is not full: a bucket idle long enough
+	// to refill is forgotten, as good as new. Release, Settle and Return
+	// leave buckets alone.
 	Reserve(ctx context.Context, r Reservation) (GateResult, error)
 	// Release undoes the user's pending reservation with this ticket, which
 	// will never become an order: the unit returns and the user and their

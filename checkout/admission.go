@@ -169,12 +169,13 @@ type Admission struct {
 }
 
 // CheckPurchase makes the checks of a purchase that need no shared
-// backend: ready, sale window, hidden path, local sold-out flag. The HTTP
-// layer runs it before the rate limits, which cost a round trip to a
-// shared limiter, and Admit after them: after a sale sells out nearly every
-// request ends here, and one that fails here never reaches the limiter or
-// the gate. Errors: EBusy, ENotFound, ENotStarted, EEnded, EBadPath,
-// ESoldOut.
+// backend: ready, sale window, hidden path, a buyer this instance knows
+// (buyers.go), local sold-out flag. The HTTP layer runs it before the
+// per-address rate limit, which may cost a round trip to a shared limiter,
+// and Admit after it: after a sale sells out nearly every request ends
+// here, and so does a buyer's press after they won; one that fails here
+// never reaches the limiter or the gate. Errors: EBusy, ENotFound,
+// ENotStarted, EEnded, EBadPath, EDuplicate, ESoldOut.
 func (e *Engine) CheckPurchase(ctx context.Context, userID, saleID int64, path string) (Admission, error) {
 	if !e.ready.Load() {
 		return Admission{}, seckill.Errorf(seckill.EBusy, "sales are not open yet; retry shortly")
@@ -190,18 +191,27 @@ func (e *Engine) CheckPurchase(ctx context.Context, userID, saleID int64, path s
 	if !e.checkPath(userID, saleID, path, now) {
 		return Admission{}, seckill.Errorf(seckill.EBadPath, "purchase path is wrong or expired; get a new one")
 	}
+	// The gate's order: a buyer is told duplicate even once sold out.
+	if e.knownBuyer(saleID, userID, now) {
+		return Admission{}, errDuplicate
+	}
 	if e.isSoldOut(saleID, now) {
 		return Admission{}, seckill.Errorf(seckill.ESoldOut, "sold out")
 	}
 	return Admission{userID: userID, sale: s, now: now}, nil
 }
 
-// Purchase admits one purchase: sale window, hidden path, local sold-out
-// flag, in-flight cap, atomic gate, durable publish. It returns the ticket
+// errDuplicate answers a buyer who holds a unit of the sale already.
+var errDuplicate = seckill.Errorf(seckill.EDuplicate, "you already have a purchase in this sale")
+
+// Purchase admits one purchase: sale window, hidden path, known buyers,
+// local sold-out flag, in-flight cap, atomic gate with the buyer's
+// purchase bucket (Config.PurchaseLimit), durable publish. It returns the ticket
 // of an accepted purchase, whose order the writer creates later. Errors:
-// ENotFound, ENotStarted, EEnded, EBadPath, ESoldOut, EDuplicate, EBusy
-// (not ready, too many in flight, or the queue failed — the reservation is
-// released then).
+// ENotFound, ENotStarted, EEnded, EBadPath, ESoldOut, EDuplicate,
+// ERateLimited (the buyer's purchase bucket is empty), EBusy (not ready,
+// too many in flight, or the queue failed — the reservation is released
+// then).
 func (e *Engine) Purchase(ctx context.Context, userID, saleID int64, path string) (string, error) {
 	a, err := e.CheckPurchase(ctx, userID, saleID, path)
 	if err != nil {
@@ -211,7 +221,9 @@ func (e *Engine) Purchase(ctx context.Context, userID, saleID int64, path string
 }
 
 // Admit finishes a purchase that passed CheckPurchase: in-flight cap,
-// atomic gate, durable publish. It returns the ticket; errors as Purchase.
+// atomic gate (which takes a token of the buyer's purchase bucket in the
+// same step: one call of a shared gate), durable publish. It returns the
+// ticket; errors as Purchase.
 func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	userID, saleID, now := a.userID, a.sale.ID, a.now
 	if !e.admitted(a.sale, now) {
@@ -225,7 +237,7 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	}
 
 	req := seckill.OrderRequest{SaleID: saleID, UserID: userID, Ticket: newTicket(), PriceCents: a.sale.PriceCents, At: now.UTC()}
-	r, err := e.b.Gate.Reserve(ctx, seckill.Reservation{SaleID: saleID, UserID: userID, Ticket: req.Ticket, At: req.At})
+	r, err := e.b.Gate.Reserve(ctx, seckill.Reservation{SaleID: saleID, UserID: userID, Ticket: req.Ticket, At: req.At, Limit: e.cfg.PurchaseLimit})
 	e.cfg.Observer.GateResult(r, err)
 	if err != nil {
 		if seckill.ErrorCode(err) == seckill.EBusy {
@@ -237,7 +249,10 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	}
 	switch r {
 	case seckill.Duplicate:
-		return "", seckill.Errorf(seckill.EDuplicate, "you already have a purchase in this sale")
+		e.learnBuyer(a.sale, userID, false, now)
+		return "", errDuplicate
+	case seckill.Limited:
+		return "", seckill.Errorf(seckill.ERateLimited, "too many purchase attempts; slow down")
 	case seckill.SoldOut:
 		e.soldOut.Store(saleID, now)
 		return "", seckill.Errorf(seckill.ESoldOut, "sold out")
@@ -250,6 +265,7 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	err = e.b.Queue.Publish(pctx, req)
 	cancel()
 	if err == nil {
+		e.learnBuyer(a.sale, userID, true, now)
 		return req.Ticket, nil
 	}
 	e.results.unqueue(saleID, userID, req.Ticket, prev, had)
@@ -264,6 +280,9 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	if rerr := e.b.Gate.Release(context.WithoutCancel(ctx), saleID, userID, req.Ticket); rerr != nil {
 		e.log.Error("release after failed publish", "sale", saleID, "user", userID, "err", rerr)
 	}
+	// A press that the gate answered Duplicate while this reservation
+	// was pending taught it; the buyer may try again now.
+	e.unlearnBuyer(saleID, userID)
 	e.log.Warn("publish failed; reservation released", "sale", saleID, "user", userID, "err", err)
 	return "", seckill.Errorf(seckill.EBusy, "order queue unavailable; retry shortly")
 }

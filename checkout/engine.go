@@ -48,6 +48,13 @@ type Config struct {
 	ResultRecheck time.Duration
 	Now           func() time.Time
 	Observer      Observer // told of gate results and writer batches (metrics); nil: nobody
+	// PurchaseLimit is each user's purchase bucket in each sale, taken by
+	// the gate in the step that reserves (seckill.Reservation.Limit), so
+	// a purchase costs one call of a shared gate: a user presses buy at
+	// most this fast in one sale, wherever the presses land; presses the
+	// engine answers without the gate (sold out, or a buyer it knows,
+	// admission.go) take no token. Zero: no limit.
+	PurchaseLimit seckill.Bucket
 }
 
 func (c *Config) defaults() {
@@ -129,6 +136,7 @@ type Engine struct {
 	saleMu    sync.Mutex
 	saleCache map[int64]cachedSale
 	soldOut   sync.Map // sale id → time.Time the gate said sold out
+	buyers    sync.Map // sale id → *knownBuyers: who this instance knows holds a unit (buyers.go)
 
 	results     *resultMap
 	unsubscribe func()
@@ -168,7 +176,7 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 		results:   newResultMap(),
 	}
 	e.results.now = cfg.Now
-	cancel, err := b.Bus.SubscribeResults(e.results.settle)
+	cancel, err := b.Bus.SubscribeResults(e.resultArrived)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe results: %w", err)
 	}

@@ -11,7 +11,7 @@ import (
 // concurrent use. A nil Config.Observer observes nothing.
 type Observer interface {
 	// GateResult reports one answer of the stock gate: r is Reserved,
-	// Duplicate or SoldOut when err is nil; err is the gate's error
+	// Duplicate, SoldOut or Limited when err is nil; err is the gate's error
 	// otherwise (r is then 0).
 	GateResult(r seckill.GateResult, err error)
 	// BatchWritten reports one batch of the order writer: n messages, of

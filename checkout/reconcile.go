@@ -61,6 +61,7 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 			if err := e.b.Gate.Release(ctx, s.ID, r.UserID, r.Ticket); err != nil {
 				return released, err
 			}
+			e.unlearnBuyer(s.ID, r.UserID)
 			released++
 			e.log.Warn("reconcile: released a reservation that never reached the queue",
 				"sale", s.ID, "user", r.UserID, "ticket", r.Ticket, "at", r.At)
@@ -138,6 +139,7 @@ func (e *Engine) ForgetEnded(ctx context.Context) error {
 			e.log.Info("gate: dropped a sale that ended", "sale", s.ID, "ended", s.EndsAt)
 		}
 		e.results.forgetSale(s.ID)
+		e.forgetBuyers(s.ID)
 		e.forgotten.Store(s.ID, struct{}{})
 	}
 	return nil

@@ -166,9 +166,15 @@ func (e *Engine) repairQueue(ctx context.Context) error {
 // and reports whether it did: false when the sale is loaded already, or
 // when another load (or a loss of the gate's state) overtook this one.
 func (e *Engine) loadGate(ctx context.Context, saleID int64) (bool, error) {
-	return e.b.Gate.Load(ctx, saleID, func(ctx context.Context) (int64, []int64, []int64, error) {
+	loaded, err := e.b.Gate.Load(ctx, saleID, func(ctx context.Context) (int64, []int64, []int64, error) {
 		return e.gateState(ctx, saleID)
 	})
+	if loaded {
+		// A gate rebuilt from SQL and the queue may not hold everyone
+		// this instance knew as a buyer (one SQL refused is none).
+		e.forgetBuyers(saleID)
+	}
+	return loaded, err
 }
 
 // gateState is a sale's gate as SQL and the queue show it: SQL stock_left

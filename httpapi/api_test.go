@@ -337,20 +337,35 @@ func TestPurchaseOutcomes(t *testing.T) {
 }
 
 func TestRateLimits(t *testing.T) {
-	s := newStack(t, options{userLimit: inmem.NewLimiter(0.01, 3), ipLimit: inmem.NewLimiter(0.01, 1000)})
-	toks, _ := s.buyers(2)
+	s := newStack(t, options{userLimit: inmem.NewLimiter(0.01, 3), ipLimit: inmem.NewLimiter(0.01, 1000),
+		purchaseLimit: seckill.Bucket{PerSecond: 0.01, Burst: 2}})
+	toks, _ := s.buyers(3)
 	sale := s.activeSale(10, false)
-	p := s.path(toks[0], sale) // 1st token
+	p := s.path(toks[0], sale) // 1st token of the user's bucket
 	want(t, s.purchase(toks[0], sale, p), 202, "")
-	want(t, s.purchase(toks[0], sale, p), 409, "duplicate")
-	r := s.purchase(toks[0], sale, p)
+	for range 5 { // known here: answered without a token
+		want(t, s.purchase(toks[0], sale, p), 409, "duplicate")
+	}
+	// Purchases take the per-user-and-sale bucket in the gate, not the
+	// user's: two more paths, then the user's bucket is empty.
+	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[0], nil), 200, "")
+	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[0], nil), 200, "")
+	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[0], nil), 429, "rate_limited")
+	// Another user has their own bucket.
+	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[1], nil), 200, "")
+
+	// Presses that reach the gate take the purchase bucket: two releases
+	// (the queue fails), then 429 before the gate reserves anything.
+	p2 := s.path(toks[2], sale)
+	s.flaky.fail.Store(true)
+	want(t, s.purchase(toks[2], sale, p2), 503, "busy")
+	want(t, s.purchase(toks[2], sale, p2), 503, "busy")
+	s.flaky.fail.Store(false)
+	r := s.purchase(toks[2], sale, p2)
 	want(t, r, 429, "rate_limited")
 	if r.Header.Get("Retry-After") == "" {
 		t.Fatal("429 without Retry-After")
 	}
-	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[0], nil), 429, "rate_limited")
-	// Another user has their own bucket.
-	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[1], nil), 200, "")
 
 	// Per-IP bucket on login.
 	s2 := newStack(t, options{ipLimit: inmem.NewLimiter(0.01, 3)}) // one token goes to the admin login
@@ -398,16 +413,20 @@ func TestHealth(t *testing.T) {
 // before the rate limits, which may cost a shared backend a round trip:
 // they take no token.
 func TestRefusedLocallyBeforeRateLimits(t *testing.T) {
-	s := newStack(t, options{userLimit: inmem.NewLimiter(0.01, 3)})
+	s := newStack(t, options{userLimit: inmem.NewLimiter(0.01, 3), purchaseLimit: seckill.Bucket{PerSecond: 0.01, Burst: 2}})
 	toks, _ := s.buyers(2)
 	sale := s.activeSale(1, false)
-	want(t, s.purchase(toks[0], sale, s.path(toks[0], sale)), 202, "") // user 0: 2 tokens
-	p := s.path(toks[1], sale)                                         // user 1: 1st token
-	want(t, s.purchase(toks[1], sale, p), 410, "sold_out")             // the gate says so: 2nd token
+	p0 := s.path(toks[0], sale)
+	want(t, s.purchase(toks[0], sale, p0), 202, "") // user 0's purchase bucket: 1st token
+	p := s.path(toks[1], sale)                      // user 1's bucket: 1st token
+	want(t, s.purchase(toks[1], sale, p), 410, "sold_out")
 	for range 5 {
-		want(t, s.purchase(toks[1], sale, p), 410, "sold_out") // the local flag: no token
+		want(t, s.purchase(toks[1], sale, p), 410, "sold_out")   // the local flag: no token
+		want(t, s.purchase(toks[0], sale, p0), 409, "duplicate") // a buyer known here: no token
 		want(t, s.purchase(toks[1], sale, "nope"), 403, "bad_path")
 	}
+	// Purchases take no token of the user's bucket (theirs is in the gate).
+	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[1], nil), 200, "") // 2nd token
 	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[1], nil), 200, "") // 3rd token
 	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[1], nil), 429, "rate_limited")
 }

@@ -47,13 +47,16 @@ func (s *Server) purchase(w http.ResponseWriter, r *http.Request, sess *seckill.
 	if err != nil {
 		return err
 	}
-	// The local checks first: once a sale sells out, nearly every request
-	// is answered here without a round trip to a shared limiter.
+	// The local checks first: once a sale sells out, or a buyer won,
+	// nearly every request is answered here without a round trip to a
+	// shared limiter. The per-user limit is the engine's, per user and
+	// sale, taken by the gate in the step that reserves
+	// (checkout.Config.PurchaseLimit): UserLimit is not asked here.
 	a, err := s.cfg.Engine.CheckPurchase(r.Context(), sess.UserID, id, r.PathValue("path"))
 	if err != nil {
 		return err
 	}
-	if err := s.takeTokens(r, sess); err != nil {
+	if err := s.allow(r.Context(), s.cfg.IPLimit, s.clientIP(r)); err != nil {
 		return err
 	}
 	ticket, err := s.cfg.Engine.Admit(r.Context(), a)

@@ -62,6 +62,7 @@ type stack struct {
 
 type options struct {
 	userLimit, ipLimit seckill.Limiter
+	purchaseLimit      seckill.Bucket // checkout.Config.PurchaseLimit
 	ws                 httpapi.WSConfig
 	wsGauge            func(delta int)    // Config.WebSockets
 	phones, ips        seckill.LoginGuard // account.Config's login back-off
@@ -128,7 +129,7 @@ func newStack(t *testing.T, opt options) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.engine, err = checkout.New(checkout.Config{Secret: []byte("0123456789abcdef0123456789abcdef"), BatchWait: 20 * time.Millisecond},
+	s.engine, err = checkout.New(checkout.Config{Secret: []byte("0123456789abcdef0123456789abcdef"), BatchWait: 20 * time.Millisecond, PurchaseLimit: opt.purchaseLimit},
 		checkout.Backends{Sales: db, Orders: db, Gate: s.gate, Queue: s.flaky, Bus: q, Captchas: s.captchas, CaptchaMaker: captcha.Maker{}}, log)
 	if err != nil {
 		t.Fatal(err)

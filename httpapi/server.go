@@ -22,6 +22,8 @@ type Config struct {
 	Accounts *account.Service
 	Orders   seckill.OrderStore
 	// UserLimit and IPLimit are token buckets per user and per client IP.
+	// Purchases take only IPLimit's: their per-user limit is the engine's
+	// (checkout.Config.PurchaseLimit), per user and sale, in the gate.
 	UserLimit seckill.Limiter
 	IPLimit   seckill.Limiter
 	// TrustedProxies are the proxies whose X-Forwarded-For entries are
@@ -157,8 +159,8 @@ func (s *Server) routes() {
 
 	s.handle("GET /api/sales/{id}/captcha", s.authed(s.limited(s.captcha)))
 	s.handle("POST /api/sales/{id}/path", jsonBody(s.authed(s.limited(s.path))))
-	// purchase applies the rate limits itself, after the checks that need
-	// no shared backend.
+	// purchase applies the per-address limit itself, after the checks
+	// that need no shared backend; the gate applies the per-user one.
 	s.handle("POST /api/sales/{id}/purchase/{path}", s.authed(s.purchase))
 	s.handle("GET /api/sales/{id}/result", s.authed(s.result))
 

@@ -8,8 +8,11 @@ package inmem
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"seckill"
 )
@@ -33,6 +36,7 @@ type gateSale struct {
 	buyers   map[int64]int      // user → 1 + its pending slot, 0 when none is pending
 	pending  pendingSlab        // reservations not yet settled in SQL
 	returned map[int64]struct{} // orders whose unit came back (Return)
+	limits   *Limiter           // the buyers' purchase buckets (Reservation.Limit); nil until one is asked for
 }
 
 // NewGate returns an empty gate on the wall clock; every sale must be
@@ -103,6 +107,9 @@ func (g *Gate) Reserve(_ context.Context, r seckill.Reservation) (seckill.GateRe
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if r.Limit.PerSecond > 0 && !s.takeToken(r.UserID, r.Limit, g.now) {
+		return seckill.Limited, nil
+	}
 	if _, ok := s.buyers[r.UserID]; ok {
 		return seckill.Duplicate, nil
 	}
@@ -112,6 +119,17 @@ func (g *Gate) Reserve(_ context.Context, r seckill.Reservation) (seckill.GateRe
 	s.left--
 	s.buyers[r.UserID] = 1 + s.pending.add(r.UserID, r.Ticket, g.now().UnixNano())
 	return seckill.Reserved, nil
+}
+
+// takeToken takes a token of the user's bucket of the sale. Every caller
+// passes the same budget (the engine's configuration); a budget that
+// changes starts every bucket over. Called with s.mu held.
+func (s *gateSale) takeToken(userID int64, b seckill.Bucket, now func() time.Time) bool {
+	if s.limits == nil || s.limits.limit != rate.Limit(b.PerSecond) || s.limits.burst != max(b.Burst, 1) {
+		s.limits = newLimiterClock(b.PerSecond, b.Burst, now)
+	}
+	ok, _ := s.limits.Allow(context.Background(), strconv.FormatInt(userID, 10))
+	return ok
 }
 
 // Release gives back the user's unit and forgets the user, unless the

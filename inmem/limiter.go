@@ -23,6 +23,7 @@ type Limiter struct {
 	burst int
 	idle  time.Duration // a bucket unused this long is full: safe to forget
 	seed  maphash.Seed
+	now   func() time.Time
 	shard [limiterShards]limiterShard
 }
 
@@ -40,10 +41,16 @@ type bucket struct {
 // NewLimiter returns buckets refilling at perSecond tokens per second holding
 // at most burst. perSecond <= 0 disables limiting: Allow always succeeds.
 func NewLimiter(perSecond float64, burst int) *Limiter {
+	return newLimiterClock(perSecond, burst, time.Now)
+}
+
+// newLimiterClock is NewLimiter on the clock now (the gate's buckets
+// refill by the gate's clock).
+func newLimiterClock(perSecond float64, burst int, now func() time.Time) *Limiter {
 	if burst < 1 {
 		burst = 1
 	}
-	l := &Limiter{limit: rate.Limit(perSecond), burst: burst, seed: maphash.MakeSeed()}
+	l := &Limiter{limit: rate.Limit(perSecond), burst: burst, seed: maphash.MakeSeed(), now: now}
 	if perSecond > 0 {
 		l.idle = time.Duration(float64(burst)/perSecond*float64(time.Second)) + time.Second
 	}
@@ -58,7 +65,7 @@ func (l *Limiter) Allow(_ context.Context, key string) (bool, error) {
 	if l.limit <= 0 {
 		return true, nil
 	}
-	now := time.Now()
+	now := l.now()
 	sh := &l.shard[maphash.String(l.seed, key)%limiterShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()

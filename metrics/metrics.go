@@ -70,7 +70,7 @@ type Metrics struct {
 	routeMu  sync.RWMutex
 	routes   map[string]*routeMetrics
 
-	gate [4]prometheus.Counter // 0: error, else by seckill.GateResult
+	gate [5]prometheus.Counter // 0: error, else by seckill.GateResult
 
 	batchSize    prometheus.Histogram
 	batchLatency prometheus.Histogram
@@ -146,10 +146,10 @@ func New(opt Options) *Metrics {
 	}
 	gate := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "seckill_gate_results_total",
-		Help: "Answers of the stock gate: reserved, duplicate, sold_out, or error.",
+		Help: "Answers of the stock gate: reserved, duplicate, sold_out, limited (the buyer's purchase bucket was empty), or error.",
 	}, []string{"result"})
 	m.gate[0] = gate.WithLabelValues("error")
-	for _, r := range []seckill.GateResult{seckill.Reserved, seckill.Duplicate, seckill.SoldOut} {
+	for _, r := range []seckill.GateResult{seckill.Reserved, seckill.Duplicate, seckill.SoldOut, seckill.Limited} {
 		m.gate[r] = gate.WithLabelValues(r.String())
 	}
 	m.reg.MustRegister(
@@ -217,7 +217,7 @@ func (m *Metrics) route(route string) *routeMetrics {
 
 // GateResult counts one answer of the stock gate (checkout.Observer).
 func (m *Metrics) GateResult(r seckill.GateResult, err error) {
-	if err != nil || r < seckill.Reserved || r > seckill.SoldOut {
+	if err != nil || r < seckill.Reserved || r > seckill.Limited {
 		m.gate[0].Inc()
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,11 +149,11 @@ func (g *Gate) checkConn(ctx context.Context, cn *redis.Conn) error {
 	return nil
 }
 
-type saleKeys struct{ stock, buyers, resv, claim, epoch, returned string }
+type saleKeys struct{ tag, stock, buyers, resv, claim, epoch, returned string }
 
 func (g *Gate) keys(saleID int64) saleKeys {
 	tag := g.prefix + "{sale:" + strconv.FormatInt(saleID, 10) + "}:"
-	return saleKeys{stock: tag + "stock", buyers: tag + "buyers", resv: tag + "resv", claim: tag + "claim", epoch: tag + "epoch", returned: tag + "returned"}
+	return saleKeys{tag: tag, stock: tag + "stock", buyers: tag + "buyers", resv: tag + "resv", claim: tag + "claim", epoch: tag + "epoch", returned: tag + "returned"}
 }
 
 // all lists every key of the sale (checkSrc deletes them by position).
@@ -162,26 +163,59 @@ func (k saleKeys) all() []string {
 
 func (k saleKeys) list() []string { return []string{k.stock, k.buyers, k.resv} }
 
+// bucket is the user's purchase bucket in the sale (Reservation.Limit):
+// one key per user, under the sale's hash tag, expiring when idle; not in
+// all(), since a bucket outliving its sale's other keys harms nothing.
+func (k saleKeys) bucket(user string) string {
+	return k.tag + "rl:" + user
+}
+
 func notLoaded(saleID int64) error {
 	return seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", saleID)
 }
 
-// reserveScript: KEYS stock, buyers, resv; ARGV user id, ticket.
-// Returns 2 (Duplicate) if the user is a buyer, -1 if the sale is not
-// loaded, 3 (SoldOut) if no unit is left, else takes a unit, records the
-// buyer and the reservation and returns 1 (Reserved). The numbers are
-// seckill.GateResult's. The reservation is stamped with the server's TIME
-// (in nanoseconds, see encodeReservation): every instance's reconciler
-// ages it on that one clock (Redis 5+ replicates a script's effects, so a
-// script may read TIME before it writes).
+// reserveScript: KEYS stock, buyers, resv, the user's bucket; ARGV user
+// id, ticket, tokens per second, burst, bucket idle ms. Returns -1 if the
+// sale is not loaded. Else, with a rate above 0, takes a token of the
+// user's bucket of the sale (refilled by the time elapsed on the server's
+// clock since its last use; a missing bucket is full; it expires after
+// idle ms unused, when it is full again) and returns 4 (Limited) if there
+// was none. Then 2 (Duplicate) if the user is a buyer, 3 (SoldOut) if no
+// unit is left, else takes a unit, records the buyer and the reservation
+// and returns 1 (Reserved). The numbers are seckill.GateResult's. The
+// reservation is stamped with the server's TIME (in nanoseconds, see
+// encodeReservation): every instance's reconciler ages it on that one
+// clock (Redis 5+ replicates a script's effects, so a script may read TIME
+// before it writes). The bucket shares the sale's hash tag, so the script
+// stays in one slot on a Cluster.
 var reserveScript = redis.NewScript(`
-if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 2 end
 local left = redis.call('GET', KEYS[1])
 if not left then return -1 end
+local t = redis.call('TIME')
+local rate = tonumber(ARGV[3])
+if rate > 0 then
+  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local burst = tonumber(ARGV[4])
+  local b = redis.call('HMGET', KEYS[4], 't', 'ts')
+  local tokens = tonumber(b[1])
+  local ts = tonumber(b[2])
+  if tokens == nil or ts == nil then
+    tokens = burst
+    ts = now
+  end
+  if now > ts then
+    tokens = math.min(burst, tokens + (now - ts) * rate / 1000000)
+  end
+  local ok = tokens >= 1
+  if ok then tokens = tokens - 1 end
+  redis.call('HSET', KEYS[4], 't', string.format('%.17g', tokens), 'ts', string.format('%d', now))
+  redis.call('PEXPIRE', KEYS[4], ARGV[5])
+  if not ok then return 4 end
+end
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 2 end
 if tonumber(left) <= 0 then return 3 end
 redis.call('DECR', KEYS[1])
 redis.call('SADD', KEYS[2], ARGV[1])
-local t = redis.call('TIME')
 redis.call('HSET', KEYS[3], ARGV[1], t[1] .. string.format('%06d', tonumber(t[2])) .. '000 ' .. ARGV[2])
 return 1
 `)
@@ -345,12 +379,24 @@ func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.Gate
 		return 0, err
 	}
 	k := g.keys(r.SaleID)
-	n, err := reserveScript.Run(ctx, g.c.rdb, k.list(), r.UserID, r.Ticket).Int64()
+	user := strconv.FormatInt(r.UserID, 10)
+	keys := []string{k.stock, k.buyers, k.resv, k.bucket(user)}
+	rate, burst := r.Limit.PerSecond, max(r.Limit.Burst, 1)
+	var idleMS int64
+	if rate > 0 {
+		// Time to refill completely, plus a second: a bucket gone this
+		// long behaves exactly like a new one.
+		idleMS = int64(math.Ceil(float64(burst)/rate*1000)) + 1000
+	} else {
+		rate = 0
+	}
+	n, err := reserveScript.Run(ctx, g.c.rdb, keys, user, r.Ticket,
+		strconv.FormatFloat(rate, 'g', -1, 64), burst, idleMS).Int64()
 	if err != nil {
 		return 0, redisErr(fmt.Sprintf("reserve sale %d", r.SaleID), err)
 	}
 	switch res := seckill.GateResult(n); res {
-	case seckill.Reserved, seckill.Duplicate, seckill.SoldOut:
+	case seckill.Reserved, seckill.Duplicate, seckill.SoldOut, seckill.Limited:
 		return res, nil
 	}
 	if n == -1 {

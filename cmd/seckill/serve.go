@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"seckill"
 	"seckill/account"
 	"seckill/captcha"
 	"seckill/checkout"
@@ -153,7 +154,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.Secret, "secret", c.Secret, "HMAC secret of purchase paths, same on every instance (default: generated into <data>/secret)")
 	fs.StringVar(&c.AdminPhone, "admin-phone", c.AdminPhone, "create or update this admin account at start")
 	fs.StringVar(&c.AdminPassword, "admin-password", c.AdminPassword, "password of the admin account")
-	fs.Float64Var(&c.UserRate, "user-rate", c.UserRate, "buying requests per second per user (0: no limit)")
+	fs.Float64Var(&c.UserRate, "user-rate", c.UserRate, "buying requests per second per user (0: no limit); purchases count per user and sale")
 	fs.IntVar(&c.UserBurst, "user-burst", c.UserBurst, "burst of the per-user bucket")
 	fs.Float64Var(&c.IPRate, "ip-rate", c.IPRate, "requests per second per client IP (0: no limit)")
 	fs.IntVar(&c.IPBurst, "ip-burst", c.IPBurst, "burst of the per-IP bucket")
@@ -316,6 +317,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.engine, err = checkout.New(checkout.Config{
 		Secret: secret, PayWindow: c.PayWindow, InFlight: c.InFlight, AdmitFactor: c.AdmitFactor, BatchSize: c.BatchSize,
 		Observer: m.openMetrics(), Now: testClock(m.log),
+		// Purchases' per-user limit, per user and sale, taken by the gate
+		// in the step that reserves; captcha, path, cancel and pay take
+		// the shared per-user limiter's.
+		PurchaseLimit: seckill.Bucket{PerSecond: c.UserRate, Burst: c.UserBurst},
 	}, checkout.Backends{
 		Sales: m.db, Orders: m.db, Gate: m.shared.gate, Queue: m.queue, Bus: m.queue,
 		Captchas: m.shared.captchas, CaptchaMaker: captcha.Maker{}, CaptchaLimit: m.shared.captchaLim,

@@ -550,6 +550,83 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		left(t, g, 2, 0)
 	})
 
+	t.Run("PurchaseBucket", func(t *testing.T) {
+		// The per-user purchase limit is one bucket per user and sale,
+		// taken in the step that reserves, before anything else.
+		g := newGate(t)
+		slow := seckill.Bucket{PerSecond: 0.001, Burst: 2} // no refill within the test
+		limited := func(t *testing.T, sale, user int64, b seckill.Bucket, want seckill.GateResult) {
+			t.Helper()
+			r := res(sale, user)
+			r.Limit = b
+			got, err := g.Reserve(ctx, r)
+			if err != nil {
+				t.Fatalf("Reserve(%d, %d, %+v): %v", sale, user, b, err)
+			}
+			if got != want {
+				t.Fatalf("Reserve(%d, %d, %+v) = %v, want %v", sale, user, b, got, want)
+			}
+		}
+		load(t, g, 1, 1, nil)
+		load(t, g, 2, 5, nil)
+		limited(t, 1, 1, slow, seckill.Reserved)
+		limited(t, 1, 1, slow, seckill.Duplicate) // a duplicate takes a token too
+		limited(t, 1, 1, slow, seckill.Limited)
+		limited(t, 1, 2, slow, seckill.SoldOut) // and so does sold out
+		limited(t, 1, 2, slow, seckill.SoldOut)
+		limited(t, 1, 2, slow, seckill.Limited)
+		// Another sale, another bucket.
+		limited(t, 2, 1, slow, seckill.Reserved)
+		// Limited changes nothing else: user 3's press takes no unit and
+		// does not make them a buyer.
+		limited(t, 2, 3, seckill.Bucket{PerSecond: 0.001, Burst: 1}, seckill.Reserved)
+		if err := g.Release(ctx, 2, 3, "T3"); err != nil {
+			t.Fatal(err)
+		}
+		left(t, g, 2, 4)
+		limited(t, 2, 3, seckill.Bucket{PerSecond: 0.001, Burst: 1}, seckill.Limited)
+		left(t, g, 2, 4)
+		// No bucket asked, none taken.
+		reserve(t, g, 2, 3, seckill.Reserved)
+		left(t, g, 2, 3)
+		// An unloaded sale takes no token.
+		one := seckill.Bucket{PerSecond: 0.001, Burst: 1}
+		r := res(3, 1)
+		r.Limit = one
+		_, err := g.Reserve(ctx, r)
+		wantCode(t, err, seckill.EBusy)
+		load(t, g, 3, 1, nil)
+		limited(t, 3, 1, one, seckill.Reserved)
+		limited(t, 3, 1, one, seckill.Limited)
+	})
+
+	t.Run("PurchaseBucketRefills", func(t *testing.T) {
+		g := newGate(t)
+		load(t, g, 1, 1, nil)
+		fast := seckill.Bucket{PerSecond: 20, Burst: 1}
+		r := res(1, 1)
+		r.Limit = fast
+		if got, err := g.Reserve(ctx, r); err != nil || got != seckill.Reserved {
+			t.Fatalf("first press = %v, %v; want reserved", got, err)
+		}
+		// The bucket refills by the gate's clock: within a second at 20
+		// a second, a press gets past it to the buyer check.
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			got, err := g.Reserve(ctx, r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got == seckill.Duplicate {
+				break
+			}
+			if got != seckill.Limited || time.Now().After(deadline) {
+				t.Fatalf("press = %v, want limited until the bucket refills, then duplicate", got)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	})
+
 	t.Run("Unload", func(t *testing.T) {
 		g := newGate(t)
 		load(t, g, 6, 3, nil)

@@ -1,0 +1,112 @@
+package checkout
+
+import (
+	"sync"
+	"time"
+
+	"seckill"
+)
+
+// gateDupFor is how long a Duplicate the gate answered for a buyer this
+// instance did not admit is answered again without the gate. Such a buyer
+// may hold a reservation still pending elsewhere (its publish unanswered)
+// that the reconciler releases later, and may then buy again: a local
+// answer for them must not outlive that by much.
+const gateDupFor = 10 * time.Second
+
+// knownBuyers is who this instance knows holds a unit of one sale, so a
+// buyer pressing again is answered 409 duplicate without the gate (a round
+// trip to Redis in production). It is bounded (max entries; past it the
+// gate answers the rest) and dropped with the sale (ForgetEnded).
+//
+// An entry is right as long as the gate keeps the user as a buyer: a
+// cancelled order's buyer stays one (StockGate.Return), so the lifecycle
+// changes nothing here; only a Release forgets a buyer, and every Release
+// this instance makes (a publish that failed definitively, the reconciler)
+// forgets the entry too. A buyer this instance admitted is known for good
+// once their request is in the queue, until its result is a failure
+// (resultArrived: refused as expired, its publish landed after the
+// reconciler released it; or refused by SQL, and not a buyer after a
+// rebuild),
+// and is not known while their publish is unanswered (the reconciler may
+// release it on any instance). A buyer learned from the gate's Duplicate
+// is known for gateDupFor only (see there).
+type knownBuyers struct {
+	mu  sync.Mutex
+	max int
+	m   map[int64]int64 // user → 0 if admitted here, else when the gate said Duplicate (unix ns)
+}
+
+// knownBuyersPerUnit and knownBuyersMin size a sale's set: every buyer is
+// one of at most stock plus units returned, so a few times the stock holds
+// them all.
+const (
+	knownBuyersPerUnit = 2
+	knownBuyersMin     = 1024
+)
+
+// knownBuyer reports whether the user is known to hold a unit of the sale.
+func (e *Engine) knownBuyer(saleID, userID int64, now time.Time) bool {
+	v, ok := e.buyers.Load(saleID)
+	if !ok {
+		return false
+	}
+	k := v.(*knownBuyers)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	at, ok := k.m[userID]
+	return ok && (at == 0 || now.UnixNano()-at < int64(gateDupFor))
+}
+
+// learnBuyer records that the user holds a unit of the sale: admitted here
+// (their request is queued), or answered Duplicate by the gate at now. An
+// admission here is never downgraded to a Duplicate's bounded trust.
+func (e *Engine) learnBuyer(s *seckill.Sale, userID int64, admitted bool, now time.Time) {
+	v, ok := e.buyers.Load(s.ID)
+	if !ok {
+		n := max(knownBuyersPerUnit*s.Stock, knownBuyersMin)
+		v, _ = e.buyers.LoadOrStore(s.ID, &knownBuyers{max: int(n), m: make(map[int64]int64)})
+	}
+	k := v.(*knownBuyers)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	at, had := k.m[userID]
+	if !had && len(k.m) >= k.max {
+		return // full: the gate answers whoever is not in it
+	}
+	switch {
+	case admitted:
+		k.m[userID] = 0
+	case !had || at != 0:
+		k.m[userID] = now.UnixNano()
+	}
+}
+
+// unlearnBuyer forgets the user as a buyer of the sale: the gate released
+// their reservation, and they may buy again.
+func (e *Engine) unlearnBuyer(saleID, userID int64) {
+	v, ok := e.buyers.Load(saleID)
+	if !ok {
+		return
+	}
+	k := v.(*knownBuyers)
+	k.mu.Lock()
+	delete(k.m, userID)
+	k.mu.Unlock()
+}
+
+// resultArrived records a result from the bus. A refused request leaves
+// its user known no more: refused because its reservation was released
+// before it reached the queue (EExpired: the reconciler took its publish
+// for lost), the user is no buyer and may try again; refused by SQL, the
+// user stays a buyer of the gate until a rebuild from SQL, where they are
+// none. The gate answers them from now on.
+func (e *Engine) resultArrived(r seckill.OrderResult) {
+	if r.Status == seckill.ResultFailed {
+		e.unlearnBuyer(r.SaleID, r.UserID)
+	}
+	e.results.settle(r)
+}
+
+// forgetBuyers drops what the instance knows of the sale's buyers.
+func (e *Engine) forgetBuyers(saleID int64) { e.buyers.Delete(saleID) }
