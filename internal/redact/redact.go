@@ -73,9 +73,13 @@ func secretRanges(seg string) [][2]int {
 		scheme, _, _ := strings.Cut(seg[:start], ":")
 		// A user name holding "@" may as well be a token and "user:"
 		// whatever follows "@": the whole userinfo goes then.
-		if c := strings.IndexByte(userinfo, ':'); c >= 0 && !strings.Contains(userinfo[:c], "@") {
+		// That holds for the schemes whose lone userinfo is a user name
+		// too: with a colon after an "@" it is no plain user name.
+		c := strings.IndexByte(userinfo, ':')
+		switch {
+		case c >= 0 && !strings.Contains(userinfo[:c], "@"):
 			rs = append(rs, [2]int{start + c + 1, at})
-		} else if !namedUser[strings.ToLower(scheme)] {
+		case c >= 0 || !namedUser[strings.ToLower(scheme)]:
 			rs = append(rs, [2]int{start, at})
 		}
 	}

@@ -93,6 +93,9 @@ func FuzzURL(f *testing.F) {
 			if out := URL(c.in); strings.Contains(out, pass) {
 				t.Fatalf("URL(%q) = %q leaks %q", c.in, out, pass)
 			}
+			if strings.Contains("open "+c.ideal+": failed", pass) {
+				continue // the message around the URL holds it (a password like "00:" after host "00")
+			}
 			if out := Error(errors.New("open "+c.in+": failed"), c.in).Error(); strings.Contains(out, pass) {
 				t.Fatalf("Error for %q = %q leaks %q", c.in, out, pass)
 			}
