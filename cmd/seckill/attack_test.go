@@ -77,6 +77,9 @@ type saleCheck struct {
 // TestAttacks is the attack suite. Run it with -race; it takes well under
 // a minute.
 func TestAttacks(t *testing.T) {
+	// Parallel with the other slow whole-server tests of this package
+	// (issue 10: the suite without servers stays under a minute).
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("attack suite skipped in -short mode")
 	}

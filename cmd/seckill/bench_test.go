@@ -111,6 +111,9 @@ func TestBenchEndToEnd(t *testing.T) {
 // provider, the others let their orders lapse; the units come back and
 // sell again to new buyers, the lapsed buyers are duplicates, I1–I5 hold.
 func TestBenchPayRatio(t *testing.T) {
+	// Parallel with the other slow whole-server tests of this package
+	// (issue 10: the suite without servers stays under a minute).
+	t.Parallel()
 	m := NewMain()
 	m.Config.Addr, m.Config.DataDir, m.Config.IPRate, m.Config.LogLevel = "127.0.0.1:0", t.TempDir(), 0, "error"
 	m.Config.AdminPhone, m.Config.AdminPassword = "19900000000", "admin-password"

@@ -21,6 +21,9 @@ import (
 // crowd of a `seckill bench` run to the last unit without a reload: units
 // left, sold out, the orders counted and the sell-through chart drawn.
 func TestBrowserAdmin(t *testing.T) {
+	// Parallel with the other slow whole-server tests of this package
+	// (issue 10: the suite without servers stays under a minute).
+	t.Parallel()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		testenv.Missing(t, chromiumPath+" is missing: apt-get install chromium (.ci/services.sh does)")
 	}
