@@ -188,29 +188,14 @@ func notLoaded(saleID int64) error {
 // clock (Redis 5+ replicates a script's effects, so a script may read TIME
 // before it writes). The bucket shares the sale's hash tag, so the script
 // stays in one slot on a Cluster.
-var reserveScript = redis.NewScript(`
+var reserveScript = redis.NewScript(takeTokenLua + `
 local left = redis.call('GET', KEYS[1])
 if not left then return -1 end
 local t = redis.call('TIME')
 local rate = tonumber(ARGV[3])
 if rate > 0 then
   local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local burst = tonumber(ARGV[4])
-  local b = redis.call('HMGET', KEYS[4], 't', 'ts')
-  local tokens = tonumber(b[1])
-  local ts = tonumber(b[2])
-  if tokens == nil or ts == nil then
-    tokens = burst
-    ts = now
-  end
-  if now > ts then
-    tokens = math.min(burst, tokens + (now - ts) * rate / 1000000)
-  end
-  local ok = tokens >= 1
-  if ok then tokens = tokens - 1 end
-  redis.call('HSET', KEYS[4], 't', string.format('%.17g', tokens), 'ts', string.format('%d', now))
-  redis.call('PEXPIRE', KEYS[4], ARGV[5])
-  if not ok then return 4 end
+  if not take_token(KEYS[4], now, rate, tonumber(ARGV[4]), ARGV[5]) then return 4 end
 end
 if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 2 end
 if tonumber(left) <= 0 then return 3 end

@@ -43,33 +43,39 @@ func NewLimiter(c *Client, prefix string, perSecond float64, burst int) *Limiter
 	return l
 }
 
-// allowScript: KEYS bucket; ARGV tokens per second, burst, idle ms.
-// Refills the bucket by the time elapsed on the server's clock since its
-// last use (a missing bucket is full), takes one token if there is one and
-// returns 1, else 0. The bucket expires after idle ms without use.
-var allowScript = redis.NewScript(`
+// takeTokenLua defines take_token(key, now, rate, burst, idle): it refills
+// the bucket at key by the time elapsed since its last use (now and the
+// stamp in microseconds of the server's clock; a missing bucket is full),
+// takes one token if there is one and reports whether it did. The bucket
+// expires after idle ms without use, when it is full again. The limiter's
+// script and the gate's reserve script share it.
+const takeTokenLua = `
+local function take_token(key, now, rate, burst, idle)
+  local b = redis.call('HMGET', key, 't', 'ts')
+  local tokens = tonumber(b[1])
+  local ts = tonumber(b[2])
+  if tokens == nil or ts == nil then
+    tokens = burst
+    ts = now
+  end
+  if now > ts then
+    tokens = math.min(burst, tokens + (now - ts) * rate / 1000000)
+  end
+  local ok = tokens >= 1
+  if ok then tokens = tokens - 1 end
+  redis.call('HSET', key, 't', string.format('%.17g', tokens), 'ts', string.format('%d', now))
+  redis.call('PEXPIRE', key, idle)
+  return ok
+end
+`
+
+// allowScript: KEYS bucket; ARGV tokens per second, burst, idle ms. Takes
+// a token of the bucket (take_token) and returns 1 if there was one, else 0.
+var allowScript = redis.NewScript(takeTokenLua + `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local rate = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local b = redis.call('HMGET', KEYS[1], 't', 'ts')
-local tokens = tonumber(b[1])
-local ts = tonumber(b[2])
-if tokens == nil or ts == nil then
-  tokens = burst
-  ts = now
-end
-if now > ts then
-  tokens = math.min(burst, tokens + (now - ts) * rate / 1000000)
-end
-local ok = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  ok = 1
-end
-redis.call('HSET', KEYS[1], 't', string.format('%.17g', tokens), 'ts', string.format('%d', now))
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return ok
+if take_token(KEYS[1], now, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]) then return 1 end
+return 0
 `)
 
 // Allow takes a token from key's bucket and reports whether there was one.
