@@ -128,12 +128,6 @@ type queries struct {
 	insertOrder func(n int) string // n rows of sale_id, user_id, order_no, price_cents, created_at, pay_deadline → id, sale_id, user_id of those inserted (without returning: no rows, and conflicts are errors)
 	orderIDs    func(n int) string // sale_id, then n user ids → id, user_id
 	takeStock   string             // n, sale id, n: only where stock_left >= n
-	// placeOrders, where the engine has it, is WriteOrders' fast path in
-	// one statement: arrays of sale_id, user_id, order_no, price_cents,
-	// created_at, then pay_deadline and the ledger rows' created_at →
-	// id, sale_id, user_id of the orders inserted and, on each row, how
-	// many sales had fewer units left than new orders (or do not exist).
-	placeOrders string
 	order       string
 	orderBySU   string
 	ordersBy    string

@@ -3,7 +3,6 @@ package sqldb
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -36,19 +35,10 @@ func (db *DB) WriteOrders(ctx context.Context, reqs []seckill.OrderRequest, payB
 		return res, nil
 	}
 	var b *orderBatch
-	var err error
-	if db.d.q.placeOrders != "" {
-		err = db.inTx(ctx, func(tx *sql.Tx) error {
-			b = newOrderBatch(reqs) // afresh for every attempt
-			return db.placeOrders(ctx, tx, b, payBy)
-		})
-	}
-	if db.d.q.placeOrders == "" || errors.Is(err, errShort) {
-		err = db.inTx(ctx, func(tx *sql.Tx) error {
-			b = newOrderBatch(reqs)
-			return db.writeOrders(ctx, tx, b, payBy)
-		})
-	}
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		b = newOrderBatch(reqs) // afresh for every attempt
+		return db.writeOrders(ctx, tx, b, payBy)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("write %d orders: %w", len(reqs), err)
 	}
@@ -223,68 +213,6 @@ func (db *DB) writeOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, payBy 
 		}
 		if _, err := db.txExec(ctx, tx, db.d.q.ledgerRow, s.id, -n, "order", db.tv(db.now())); err != nil {
 			return fmt.Errorf("ledger of sale %d: %w", s.id, err)
-		}
-	}
-	return nil
-}
-
-// errShort is what placeOrders returns when a sale of the batch has fewer
-// units left than new orders, or does not exist: the answer then depends on
-// the order of the requests, which only writeOrders keeps.
-var errShort = errors.New("a sale has fewer units left than new orders")
-
-// placeOrders is writeOrders in one statement (dialect placeOrders) for
-// the common case, every sale having a unit for every new order: it
-// inserts every first request's order, skipping those whose (sale, user)
-// has one, takes each sale's stock and appends its ledger row, then looks
-// up the orders that were there. It returns errShort, to be rolled back,
-// when a sale misses.
-func (db *DB) placeOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, payBy time.Time) error {
-	var idx []int
-	for _, s := range b.sales {
-		idx = append(idx, s.todo...)
-	}
-	n := len(idx)
-	sales, users, tickets, prices, ats := make([]int64, n), make([]int64, n),
-		make([]string, n), make([]int64, n), make([]time.Time, n)
-	for j, i := range idx {
-		r := &b.reqs[i]
-		sales[j], users[j], tickets[j], prices[j], ats[j] = r.SaleID, r.UserID, r.Ticket, r.PriceCents, stamp(r.At)
-	}
-	misses := int64(0)
-	rows, err := tx.QueryContext(ctx, db.d.q.placeOrders, sales, users, tickets, prices, ats,
-		db.tv(payBy), db.tv(db.now()))
-	err = eachRow(rows, err, func(row scanner) error {
-		var id int64
-		var k orderKey
-		if err := row.Scan(&id, &k.sale, &k.user, &misses); err != nil {
-			return err
-		}
-		b.orderID[b.index[k]] = id
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("place orders: %w", err)
-	}
-	if misses != 0 {
-		return errShort
-	}
-	for _, s := range b.sales {
-		for _, i := range s.todo {
-			if b.orderID[i] == 0 {
-				s.conflict = append(s.conflict, i)
-			}
-		}
-		if len(s.conflict) == 0 {
-			continue
-		}
-		if err := db.lookupOrders(ctx, tx, b, s.id, s.conflict); err != nil {
-			return err
-		}
-		for _, i := range s.conflict {
-			if b.orderID[i] == 0 {
-				return fmt.Errorf("sale %d user %d: insert conflicted but no order found", s.id, b.reqs[i].UserID)
-			}
 		}
 	}
 	return nil

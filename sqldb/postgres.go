@@ -118,24 +118,6 @@ var postgres = dialect{
 		orderBySU:  `SELECT ` + orderColumns + ` FROM orders WHERE sale_id = $1 AND user_id = $2`,
 		ordersBy:   `SELECT ` + orderColumns + ` FROM orders WHERE user_id = $1 ORDER BY id DESC`,
 		saleBuyers: `SELECT user_id FROM orders WHERE sale_id = $1 ORDER BY user_id`,
-
-		// Inserts first and takes the stock last, so a sale's row is locked
-		// only from its UPDATE to the commit, not while the orders and their
-		// indexes are written: writers of one sale overlap. An UPDATE that
-		// misses (too few units, no such sale) is counted, and WriteOrders
-		// then rolls back and takes the locking path.
-		placeOrders: `WITH ins AS (
-				INSERT INTO orders (sale_id, user_id, order_no, price_cents, created_at, pay_deadline, status)
-				SELECT sale_id, user_id, order_no, price_cents, created_at, $6::timestamptz, 'pending_payment'
-				FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::timestamptz[])
-					AS r (sale_id, user_id, order_no, price_cents, created_at)
-				ON CONFLICT (sale_id, user_id) DO NOTHING RETURNING id, sale_id, user_id),
-			n AS (SELECT sale_id, count(*) AS c FROM ins GROUP BY sale_id),
-			upd AS (UPDATE sales s SET stock_left = s.stock_left - n.c FROM n
-				WHERE s.id = n.sale_id AND s.stock_left >= n.c RETURNING s.id, n.c),
-			led AS (INSERT INTO stock_ledger (sale_id, delta, reason, created_at)
-				SELECT id, -c, 'order', $7::timestamptz FROM upd)
-			SELECT id, sale_id, user_id, (SELECT count(*) FROM n) - (SELECT count(*) FROM upd) FROM ins`,
 	},
 }
 
