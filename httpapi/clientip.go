@@ -52,9 +52,23 @@ func ParseTrustedProxies(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// clientIP is the address the per-IP limits count for r (see clientAddr).
+// clientIP is the key the per-IP limits count r under: the client's
+// address (see clientAddr), an IPv6 one cut to its /64 (see limitKey).
 func (s *Server) clientIP(r *http.Request) string {
-	return clientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), s.cfg.TrustedProxies)
+	return limitKey(clientAddr(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), s.cfg.TrustedProxies))
+}
+
+// limitKey is the key a per-address limit counts addr under. An IPv4
+// address counts alone; an IPv6 address counts as its /64, because a
+// provider hands one subscriber at least a /64 (RFC 6177), so one machine
+// can take a fresh address for every request: keyed by the full address,
+// every limit per address would be a limit per request.
+func limitKey(addr string) string {
+	a, err := netip.ParseAddr(addr)
+	if err != nil || !a.Is6() {
+		return addr
+	}
+	return netip.PrefixFrom(a, 64).Masked().String()
 }
 
 // clientAddr returns, as a canonical IP string, the peer's address of

@@ -74,3 +74,18 @@ func TestParseTrustedProxies(t *testing.T) {
 		}
 	}
 }
+
+func TestLimitKey(t *testing.T) {
+	for _, tc := range []struct{ addr, want string }{
+		{"198.51.100.1", "198.51.100.1"},
+		{"2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"},
+		{"2001:db8:1:2:bbbb:cccc:dddd:eeee", "2001:db8:1:2::/64"},
+		{"2001:db8:1:3::1", "2001:db8:1:3::/64"},
+		{"::1", "::/64"},
+		{"pipe", "pipe"},
+	} {
+		if got := limitKey(tc.addr); got != tc.want {
+			t.Errorf("limitKey(%q) = %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package httpapi_test
 
 import (
 	"fmt"
+	"net/http"
+	"net/netip"
 	"testing"
 )
 
@@ -37,4 +39,19 @@ func TestRegistrationLimited(t *testing.T) {
 	}
 	// Invalid fields cost nothing and say nothing.
 	want(t, s.do("POST", "/api/users", "", map[string]string{"phone": "1", "password": "password-1"}), 400, "invalid")
+}
+
+// TestRegistrationLimitedPerIPv6Subnet: addresses of one IPv6 /64 share
+// one registration budget, so a client cannot escape the per-address
+// limits by taking a fresh address of its /64 for every request; another
+// /64 has its own budget.
+func TestRegistrationLimitedPerIPv6Subnet(t *testing.T) {
+	s := newStack(t, options{trusted: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}}) // httptest.NewRequest's peer
+	from := func(addr string) http.Header { return http.Header{"X-Forwarded-For": {addr}} }
+	for i := range 10 {
+		r := s.doH("POST", "/api/users", "", map[string]string{"phone": fmt.Sprintf("1390000000%d", i), "password": "password-1"}, from(fmt.Sprintf("2001:db8:7:7::%x", i+1)))
+		want(t, r, 201, "")
+	}
+	want(t, s.doH("POST", "/api/users", "", map[string]string{"phone": "13900000010", "password": "password-1"}, from("2001:db8:7:7:ffff::1")), 429, "rate_limited")
+	want(t, s.doH("POST", "/api/users", "", map[string]string{"phone": "13900000011", "password": "password-1"}, from("2001:db8:7:8::1")), 201, "")
 }
