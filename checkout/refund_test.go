@@ -39,7 +39,7 @@ func TestRefundByAdmin(t *testing.T) {
 
 func testRefundByAdmin(t *testing.T, v *env) {
 	s := v.openSale(2)
-	us := v.users(4)
+	us := v.users(5)
 	v.writeOrders(s.ID, us[0], us[1])
 	p, clock := newFakeProvider(), &sharedClock{}
 	e := v.lifecycleEngine(p, clock)
@@ -119,19 +119,38 @@ func testRefundByAdmin(t *testing.T, v *env) {
 	}
 	v.checkAtRest(s.ID)
 
-	// The unit goes to someone else; the refunded buyer stays a buyer.
-	stop := runWriter(t, e)
-	_, err = e.Purchase(ctx, us[0], s.ID, path(t, e, us[0], s.ID))
-	wantCode(t, err, seckill.EDuplicate)
-	if _, err := e.Purchase(ctx, us[2], s.ID, path(t, e, us[2], s.ID)); err != nil {
-		t.Fatalf("purchase of the returned unit: %v", err)
+	// With the provider up, the money goes back before Refund answers.
+	o1 := v.orderOf(s.ID, us[1])
+	if err := e.HandleNotification(ctx, notification(t, o1, payment.TradeSuccess, nil)); err != nil {
+		t.Fatal(err)
 	}
-	waitResult(t, e, us[2], s.ID, seckill.ResultSuccess)
-	_, err = e.Purchase(ctx, us[3], s.ID, path(t, e, us[3], s.ID))
+	if _, err := e2.Refund(ctx, o1.ID); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.refunded(o1.OrderNo); n != 1 {
+		t.Fatalf("refunded %d times when Refund answered, want 1", n)
+	}
+
+	// The units go to others; the refunded buyers stay buyers.
+	stop := runWriter(t, e)
+	for _, u := range us[:2] {
+		_, err = e.Purchase(ctx, u, s.ID, path(t, e, u, s.ID))
+		wantCode(t, err, seckill.EDuplicate)
+	}
+	for _, u := range us[2:4] {
+		if _, err := e.Purchase(ctx, u, s.ID, path(t, e, u, s.ID)); err != nil {
+			t.Fatalf("purchase of a returned unit: %v", err)
+		}
+		waitResult(t, e, u, s.ID, seckill.ResultSuccess)
+	}
+	_, err = e.Purchase(ctx, us[4], s.ID, path(t, e, us[4], s.ID))
 	wantCode(t, err, seckill.ESoldOut)
 	stop()
-	if st := v.checkAtRest(s.ID); st.Pending != 2 || st.Refunded != 1 || st.SQLStockLeft != 0 {
+	if st := v.checkAtRest(s.ID); st.Pending != 2 || st.Refunded != 2 || st.SQLStockLeft != 0 {
 		t.Fatalf("at the end: %+v", st)
+	}
+	if st := engineStats(t, e, s.ID); st.RefundsDue != 0 || st.PaymentsRefunded != 2 {
+		t.Fatalf("refunds at the end: %+v", st.LifecycleStats)
 	}
 }
 
@@ -251,5 +270,39 @@ func TestRefundThroughSandbox(t *testing.T) {
 	stop()
 	if st := v.checkAtRest(s.ID); st.Pending != 1 || st.Refunded != 1 || st.SQLStockLeft != 0 {
 		t.Fatalf("at the end: %+v", st)
+	}
+}
+
+// TestRefundSurvivesARestart: a refund committed in SQL whose unit never
+// reached the gate (the process killed right after the commit) is in the
+// rebuilt gate once, and a relay after the rebuild adds nothing.
+func TestRefundSurvivesARestart(t *testing.T) {
+	v := newEnv(t)
+	s := v.openSale(2)
+	us := v.users(3)
+	v.writeOrders(s.ID, us[0], us[1])
+	e := v.recovered(Config{}, nil)
+	ctx := context.Background()
+	o := v.orderOf(s.ID, us[0])
+	if _, _, err := v.lc().ApplyPayment(ctx, seckill.Payment{OrderNo: o.OrderNo, TradeNo: "TR-restart", AmountCents: o.PriceCents, PaidAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.lc().RefundOrder(ctx, o.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	e = v.recovered(Config{}, nil)
+	if got := v.gateLeft(s.ID); got != 1 {
+		t.Fatalf("gate left %d after the rebuild, want 1", got)
+	}
+	if n := relay(t, e); n != 0 {
+		t.Fatalf("relay after the rebuild returned %d units the rebuild had loaded", n)
+	}
+	v.checkAtRest(s.ID)
+	if r := v.reserve(s.ID, us[0]); r != seckill.Duplicate {
+		t.Fatalf("the refunded buyer got %v, want duplicate", r)
+	}
+	if r := v.reserve(s.ID, us[2]); r != seckill.Reserved {
+		t.Fatalf("a new buyer got %v, want reserved", r)
 	}
 }
