@@ -55,8 +55,8 @@ type Bucket struct {
 
 // GateSnapshot reads the state a sale is loaded into the gate with: its
 // units left, the users who hold one, and the orders whose unit left
-// already includes (cancelled orders whose return the gate must treat as
-// applied; see StockGate.Return and Load).
+// already includes (cancelled and refunded orders whose return the gate
+// must treat as applied; see StockGate.Return and Load).
 type GateSnapshot func(ctx context.Context) (left int64, buyers, returned []int64, err error)
 
 // GateState is the snapshot of a state known without reading anything,
@@ -137,12 +137,12 @@ type StockGate interface {
 	// caller's: instances whose clocks disagree see the same ages. With
 	// olderThan 0 every pending reservation is returned.
 	Stale(ctx context.Context, saleID int64, olderThan time.Duration) ([]Reservation, error)
-	// Return gives the unit of a cancelled order back to the sale, once per
-	// order: atomically, if orderID is not in the sale's returned set, one
-	// unit is added to what is left and orderID to the set (returned is
-	// true); otherwise nothing changes (false). The order's buyer stays a
-	// buyer: whoever cancelled is answered Duplicate, so the unit goes to
-	// someone else. EBusy if the sale is not loaded (the unit then waits
+	// Return gives the unit of a cancelled or refunded order back to the
+	// sale, once per order: atomically, if orderID is not in the sale's
+	// returned set, one unit is added to what is left and orderID to the
+	// set (returned is true); otherwise nothing changes (false). The
+	// order's buyer stays a buyer: whoever cancelled or was refunded is
+	// answered Duplicate, so the unit goes to someone else. EBusy if the sale is not loaded (the unit then waits
 	// in SQL's outbox until it is; a load from SQL includes it).
 	Return(ctx context.Context, saleID, orderID int64) (returned bool, err error)
 	// Left returns the units left and whether the sale is loaded.

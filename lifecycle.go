@@ -49,9 +49,10 @@ type OrderRef struct {
 	PayDeadline time.Time
 }
 
-// StockReturn is a unit a cancelled order gave back to SQL stock that the
-// stock gate has not been told about yet: one 'cancel' row of the stock
-// ledger. The gate applies it idempotently by OrderID.
+// StockReturn is a unit a cancelled or refunded order gave back to SQL
+// stock that the stock gate has not been told about yet: one 'cancel' or
+// 'refund' row of the stock ledger. The gate applies it idempotently by
+// OrderID.
 type StockReturn struct {
 	LedgerID int64
 	SaleID   int64
@@ -63,12 +64,13 @@ type StockReturn struct {
 type LifecycleStats struct {
 	RefundsDue       int64 `json:"refunds_due"`       // payments refund_due: money to give back
 	PaymentsRefunded int64 `json:"payments_refunded"` // refund_due payments given back
-	ReturnsUnapplied int64 `json:"returns_unapplied"` // cancelled units in SQL stock not yet in the gate
+	ReturnsUnapplied int64 `json:"returns_unapplied"` // cancelled or refunded units in SQL stock not yet in the gate
 }
 
 // OrderLifecycle moves orders after they are written: payment, cancellation
-// (by the buyer or past the pay deadline), refunds, and the outbox of units
-// to return to the stock gate. Each order move is one conditional UPDATE on
+// (by the buyer or past the pay deadline), refunds (of money that came too
+// late, and of paid orders), and the outbox of units to return to the
+// stock gate. Each order move is one conditional UPDATE on
 // the order's status (I5), so a payment racing a cancel or the sweeper has
 // exactly one winner, on every instance. Every method is safe for
 // concurrent use. Times are stored at millisecond precision in UTC.
@@ -118,20 +120,36 @@ type OrderLifecycle interface {
 	// price; EInvalid if p.TradeNo is empty or recorded for another order
 	// or amount.
 	ApplyPayment(ctx context.Context, p Payment) (*Payment, *Order, error)
+	// RefundOrder refunds a paid order (an admin's decision): it moves
+	// the order paid → refunded, with refunded_at = now, one conditional
+	// UPDATE, and in the same transaction adds its unit back to the sale's
+	// stock_left, appends one stock-ledger row (+1, reason "refund", the
+	// order's id) not yet applied to the gate — the outbox a cancel's unit
+	// goes through (UnappliedReturns), so the unit is sold again — and
+	// moves the payment that paid the order applied → refund_due, so that
+	// the refund loop gives the money back through the provider and marks
+	// it refunded (PaymentsToRefund, MarkRefunded). The buyer stays a buyer
+	// of the sale (I2). It returns the refunded order.
+	//
+	// Errors: ENotFound if there is no such order; ENotCancellable if it
+	// is not paid (pending, cancelled, refunded already — also by a racing
+	// call). On any error nothing changed.
+	RefundOrder(ctx context.Context, orderID int64, now time.Time) (*Order, error)
 	// MarkRefunded records that the refund_due payment tradeNo was given
 	// back: refund_due → refunded (refunded_at = now), one conditional
 	// UPDATE. Marking a refunded payment again is a no-op. Errors:
 	// ENotFound if no payment tradeNo is recorded; EInvalid if it was
-	// applied to its order (a paid order is refunded by moving the order,
-	// not the payment).
+	// applied to its order (a paid order is refunded with RefundOrder,
+	// which moves the order and makes its payment refund_due).
 	MarkRefunded(ctx context.Context, tradeNo string, now time.Time) error
 	// PaymentsToRefund returns up to limit payments whose outcome is
 	// refund_due, oldest first. It changes nothing.
 	PaymentsToRefund(ctx context.Context, limit int) ([]Payment, error)
-	// UnappliedReturns returns up to limit units cancelled orders gave back
-	// to SQL stock and not yet marked applied to the gate, oldest first,
-	// across sales: the outbox of the stock gate. Each cancelled order
-	// appears exactly once until MarkReturnsApplied. It changes nothing.
+	// UnappliedReturns returns up to limit units cancelled and refunded
+	// orders gave back to SQL stock and not yet marked applied to the gate,
+	// oldest first, across sales: the outbox of the stock gate. Each such
+	// order appears exactly once until MarkReturnsApplied. It changes
+	// nothing.
 	UnappliedReturns(ctx context.Context, limit int) ([]StockReturn, error)
 	// MarkReturnsApplied marks these ledger rows applied to the gate, so
 	// UnappliedReturns lists them no more. Unknown or already marked ids
@@ -139,18 +157,19 @@ type OrderLifecycle interface {
 	// between the two re-applies them, which the gate must make a no-op
 	// by order id).
 	MarkReturnsApplied(ctx context.Context, ledgerIDs []int64) error
-	// CancelledOrders returns the ids of the sale's cancelled orders, in
-	// id order; none (or no such sale) is not an error.
-	CancelledOrders(ctx context.Context, saleID int64) ([]int64, error)
+	// ReturnedOrders returns the ids of the sale's orders whose unit went
+	// back to stock — cancelled and refunded ones —, in id order; none (or
+	// no such sale) is not an error.
+	ReturnedOrders(ctx context.Context, saleID int64) ([]int64, error)
 	// SaleSnapshotWithReturns is OrderStore.SaleSnapshot plus the ids of
-	// the sale's cancelled orders, all read from one snapshot: stockLeft
-	// includes exactly the units of the cancelled orders listed. A gate
-	// rebuilt from it must treat those orders' returns as applied, so that
-	// the outbox does not give their units back twice. ENotFound if there
-	// is no such sale.
-	SaleSnapshotWithReturns(ctx context.Context, saleID int64) (stockLeft int64, buyers, cancelled []int64, err error)
+	// the sale's returned orders (as ReturnedOrders), all read from one
+	// snapshot: stockLeft includes exactly the units of the orders listed.
+	// A gate rebuilt from it must treat those orders' returns as applied,
+	// so that the outbox does not give their units back twice. ENotFound
+	// if there is no such sale.
+	SaleSnapshotWithReturns(ctx context.Context, saleID int64) (stockLeft int64, buyers, returned []int64, err error)
 	// LifecycleStats counts the sale's refunds due and done and its
-	// cancelled units not yet applied to the gate, from one snapshot.
+	// returned units not yet applied to the gate, from one snapshot.
 	// ENotFound if there is no such sale.
 	LifecycleStats(ctx context.Context, saleID int64) (*LifecycleStats, error)
 }

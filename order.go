@@ -16,6 +16,7 @@ const (
 )
 
 // Order is one unit sold to one user. There is at most one per (sale, user).
+// A refunded order was paid (PaidAt stays) and then refunded by the shop.
 type Order struct {
 	ID          int64       `json:"id"`
 	OrderNo     string      `json:"order_no"`
@@ -27,6 +28,7 @@ type Order struct {
 	PayDeadline time.Time   `json:"pay_deadline"`
 	PaidAt      *time.Time  `json:"paid_at"`
 	CancelledAt *time.Time  `json:"cancelled_at"`
+	RefundedAt  *time.Time  `json:"refunded_at"`
 }
 
 // OrderRequest is an accepted purchase on its way to SQL: the message on the

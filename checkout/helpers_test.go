@@ -528,6 +528,22 @@ func subscribeResults(t *testing.T, bus seckill.ResultBus) *collectResults {
 	return c
 }
 
+// waitStatus waits for the order_status push of o moving to status,
+// addressed to its buyer.
+func (c *collectResults) waitStatus(t *testing.T, o *seckill.Order, status seckill.OrderStatus) {
+	t.Helper()
+	waitFor(t, fmt.Sprintf("the order_status push of order %d, %s", o.ID, status), func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, r := range c.rs {
+			if r.IsOrderStatus() && r.OrderID == o.ID && r.OrderStatus == status && r.UserID == o.UserID {
+				return true
+			}
+		}
+		return false
+	})
+}
+
 // find returns the first result for (sale, user).
 func (c *collectResults) find(saleID, userID int64) (seckill.OrderResult, bool) {
 	c.mu.Lock()

@@ -11,8 +11,9 @@ import (
 )
 
 // The order lifecycle after the writer: a buyer cancels, the sweeper
-// cancels what is past its deadline, and the relay gives each cancelled
-// unit back to the gate exactly once.
+// cancels what is past its deadline, an admin refunds a paid order
+// (refund.go), and the relay gives each unit cancelled or refunded back to
+// the gate exactly once.
 //
 // A cancel is one SQL transaction (CancelOrder): the order moves
 // pending_payment → cancelled, stock_left gains the unit and the stock
@@ -20,9 +21,10 @@ import (
 // those rows (UnappliedReturns), gives each unit to the gate by order id
 // (StockGate.Return, a no-op the second time) and marks the rows applied.
 // A crash anywhere in between leaves rows unapplied, which the next relay
-// applies, on any instance: no unit is lost, none is doubled. A gate
-// rebuilt from SQL is loaded with the cancelled orders as returned
-// already (gateState), so their rows are no-ops too.
+// applies, on any instance: no unit is lost, none is doubled. A refund
+// (RefundOrder) writes its +1 row the same way. A gate rebuilt from SQL is
+// loaded with the cancelled and refunded orders as returned already
+// (gateState), so their rows are no-ops too.
 
 // sweepBatch bounds the orders one sweep reads at once, and the returns
 // one relay round applies.
@@ -174,9 +176,9 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 	return cancelled, nil
 }
 
-// RelayReturns gives the units of cancelled orders that the gate has not
-// had yet to the gate, once each (StockGate.Return dedupes by order id),
-// and marks them applied; a crash between the two re-applies them, which
+// RelayReturns gives the units of cancelled and refunded orders that the
+// gate has not had yet to the gate, once each (StockGate.Return dedupes by
+// order id), and marks them applied; a crash between the two re-applies them, which
 // changes nothing. A unit of a sale the gate does not hold waits for its
 // load, which reads it from SQL (and then its Return is a no-op), unless
 // the gate no longer serves the sale (ended long ago): SQL keeps the unit

@@ -159,9 +159,10 @@ func TestCancelByBuyer(t *testing.T) {
 }
 
 // TestPayTimeoutCancelRace races, for every order, its payment, its
-// buyer's cancel and two sweepers past its deadline: each order ends
-// exactly once — paid, cancelled, or cancelled with its payment refunded —
-// and stock, gate and ledger agree afterwards. On every store and gate of
+// buyer's cancel, two sweepers past its deadline and, for every third
+// order, an admin's refund: each order ends exactly once — paid,
+// cancelled with its payment refunded, or refunded (paid first) with its
+// payment refunded — and stock, gate and ledger agree afterwards. On every store and gate of
 // backendMatrix: the SQL stores' conditional UPDATEs and transactions and
 // the Redis gate's scripts are what production runs.
 func TestPayTimeoutCancelRace(t *testing.T) {
@@ -200,8 +201,20 @@ func testPayTimeoutCancelRace(t *testing.T, v *env, n int) {
 	clock.pastDeadlines()
 
 	var wg sync.WaitGroup
-	var paidOK, cancelOK atomic.Int64
+	var paidOK, cancelOK, refundOK atomic.Int64
 	for i := range orders {
+		if i%3 == 0 {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				_, err := []*Engine{e, e2}[i%2].Refund(ctx, orders[i].ID)
+				if err == nil {
+					refundOK.Add(1)
+				} else if seckill.ErrorCode(err) != seckill.ENotCancellable {
+					t.Errorf("refund of order %d: %v", orders[i].ID, err)
+				}
+			}(i)
+		}
 		wg.Add(2)
 		go func(i int) {
 			defer wg.Done()
@@ -241,8 +254,8 @@ func testPayTimeoutCancelRace(t *testing.T, v *env, n int) {
 		}
 	}
 
-	var paid, cancelled, refunded int
-	for _, o := range orders {
+	var paid, cancelled, refundedOrders, refunded int
+	for i, o := range orders {
 		got := v.order(o.ID)
 		switch got.Status {
 		case seckill.OrderPaid:
@@ -257,13 +270,23 @@ func testPayTimeoutCancelRace(t *testing.T, v *env, n int) {
 				t.Errorf("cancelled order %d: payment refunded %d times, want 1", o.ID, r)
 			}
 			refunded++
+		case seckill.OrderRefunded:
+			refundedOrders++
+			if i%3 != 0 || got.PaidAt == nil || got.CancelledAt != nil {
+				t.Errorf("order %d refunded: %+v", o.ID, got)
+			}
+			if r := p.refunded(o.OrderNo); r != 1 {
+				t.Errorf("refunded order %d: payment refunded %d times, want 1", o.ID, r)
+			}
+			refunded++
 		default:
 			t.Errorf("order %d ended %s", o.ID, got.Status)
 		}
 	}
 	st := v.checkAtRest(s.ID)
-	if int64(paid) != st.Paid || int64(cancelled) != st.Cancelled || paid+cancelled != n {
-		t.Fatalf("paid %d cancelled %d of %d; stats %+v", paid, cancelled, n, st)
+	if int64(paid) != st.Paid || int64(cancelled) != st.Cancelled || int64(refundedOrders) != st.Refunded ||
+		paid+cancelled+refundedOrders != n || int64(refundedOrders) != refundOK.Load() {
+		t.Fatalf("paid %d cancelled %d refunded %d (%d refunds won) of %d; stats %+v", paid, cancelled, refundedOrders, refundOK.Load(), n, st)
 	}
 	ls, err := e.Stats(ctx, s.ID)
 	if err != nil {
@@ -272,10 +295,11 @@ func testPayTimeoutCancelRace(t *testing.T, v *env, n int) {
 	if ls.RefundsDue != 0 || ls.PaymentsRefunded != int64(refunded) || ls.ReturnsUnapplied != 0 {
 		t.Fatalf("lifecycle stats %+v; want %d refunded, nothing due or unapplied", ls.LifecycleStats, refunded)
 	}
-	if ls.GateLeft != st.SQLStockLeft || st.SQLStockLeft != int64(cancelled) {
-		t.Fatalf("gate left %d, SQL stock_left %d, cancelled %d", ls.GateLeft, st.SQLStockLeft, cancelled)
+	if ls.GateLeft != st.SQLStockLeft || st.SQLStockLeft != int64(cancelled+refundedOrders) {
+		t.Fatalf("gate left %d, SQL stock_left %d, cancelled %d, refunded %d", ls.GateLeft, st.SQLStockLeft, cancelled, refundedOrders)
 	}
-	t.Logf("paid %d, cancelled %d (all refunded), buyer cancels won %d", paid, cancelled, cancelOK.Load())
+	t.Logf("paid %d, cancelled %d, refunded %d (all their payments refunded), buyer cancels won %d",
+		paid, cancelled, refundedOrders, cancelOK.Load())
 }
 
 // TestHalfNeverPay: half the buyers pay, half never do; past the deadline

@@ -29,16 +29,20 @@ var testProviderKey = sync.OnceValue(func() *rsa.PrivateKey {
 
 // fakeProvider is a payment.Provider in memory: it verifies notifications
 // signed with testProviderKey for testAppID and counts refunds and closes.
+// Its refund is idempotent by order number, as the provider's contract
+// says (payment.Provider.Refund): instances that retry the same refund at
+// once move the money once.
 type fakeProvider struct {
 	mu      sync.Mutex
-	refunds map[string]int           // order no → refunds asked
+	refunds map[string]int           // order no → refunds that moved money (at most 1)
+	asked   map[string]int           // order no → refunds asked
 	closed  map[string]bool          // order no → ClosePayment asked
 	trades  map[string]payment.Trade // order no → what QueryPayment answers
 	failRef atomic.Bool              // Refund fails (the provider is down)
 }
 
 func newFakeProvider() *fakeProvider {
-	return &fakeProvider{refunds: map[string]int{}, closed: map[string]bool{}, trades: map[string]payment.Trade{}}
+	return &fakeProvider{refunds: map[string]int{}, asked: map[string]int{}, closed: map[string]bool{}, trades: map[string]payment.Trade{}}
 }
 
 func (p *fakeProvider) CreatePayment(_ context.Context, req payment.PaymentRequest) (payment.Payment, error) {
@@ -65,7 +69,8 @@ func (p *fakeProvider) Refund(_ context.Context, orderNo, _ string, _ int64, _ s
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.refunds[orderNo]++
+	p.asked[orderNo]++
+	p.refunds[orderNo] = 1
 	return nil
 }
 
@@ -196,16 +201,7 @@ func TestNotifications(t *testing.T) {
 		if n := p.refunded(o.OrderNo); n != 0 {
 			t.Fatalf("a paid order was refunded %d times", n)
 		}
-		waitFor(t, "the order_status push", func() bool {
-			pushes.mu.Lock()
-			defer pushes.mu.Unlock()
-			for _, r := range pushes.rs {
-				if r.IsOrderStatus() && r.OrderID == o.ID && r.OrderStatus == seckill.OrderPaid && r.UserID == o.UserID {
-					return true
-				}
-			}
-			return false
-		})
+		pushes.waitStatus(t, o, seckill.OrderPaid)
 		// Paid orders can be neither cancelled nor paid again.
 		_, err := e.Cancel(ctx, o.UserID, o.ID)
 		wantCode(t, err, seckill.ENotCancellable)

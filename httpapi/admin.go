@@ -48,3 +48,21 @@ func (s *Server) stopSale(w http.ResponseWriter, r *http.Request, _ *seckill.Ses
 	writeJSON(w, http.StatusOK, map[string]any{"sale": s.view(r.Context(), sale), "server_time": s.cfg.Now().UTC()})
 	return nil
 }
+
+// refundOrder is POST /api/admin/orders/{id}/refund: the paid order is
+// refunded (its unit goes back on sale, its money back to the buyer
+// through the provider, retried until the provider takes it); 200
+// {"order":{…}} as it now stands, 404 if there is no such order, 409
+// not_cancellable if it is not paid (also when a racing refund won).
+func (s *Server) refundOrder(w http.ResponseWriter, r *http.Request, _ *seckill.Session) error {
+	id, err := pathID(r, "id")
+	if err != nil {
+		return err
+	}
+	o, err := s.cfg.Engine.Refund(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"order": o})
+	return nil
+}

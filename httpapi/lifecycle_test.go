@@ -1,9 +1,15 @@
 package httpapi_test
 
 import (
+	"context"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
+
+	"seckill"
+	"seckill/httpapi"
 )
 
 // TestOrderLifecycleErrors walks the error paths of cancel, pay and the
@@ -46,4 +52,72 @@ func TestOrderLifecycleErrors(t *testing.T) {
 	want(t, notify("out_trade_no=x&trade_no=y&total_amount=9.99&trade_status=TRADE_SUCCESS&sign_type=RSA2&sign=Zm9v"), 400, "bad_signature")
 	want(t, notify("%zz"), 400, "bad_signature")
 	want(t, notify("a="+strings.Repeat("b", 20<<10)), 413, "too_large")
+}
+
+// TestAdminRefund walks POST /api/admin/orders/{id}/refund: admins only,
+// same-origin only, a paid order only; the refunded unit is back on sale.
+func TestAdminRefund(t *testing.T) {
+	s := newStack(t, options{sqlite: true})
+	sale := s.activeSale(2, false)
+	tokens, _ := s.buyers(2)
+	var ids []int64
+	for _, tok := range tokens {
+		want(t, s.purchase(tok, sale, s.path(tok, sale)), 202, "")
+	}
+	s.settle(sale)
+	for _, tok := range tokens {
+		r := s.do("GET", "/api/orders", tok, nil)
+		want(t, r, 200, "")
+		ids = append(ids, int64(r.json(t)["orders"].([]any)[0].(map[string]any)["id"].(float64)))
+	}
+	// The first order is paid, as a verified notification pays it.
+	lc := s.db.(seckill.OrderLifecycle)
+	paid, err := s.db.Order(context.Background(), ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := lc.ApplyPayment(context.Background(), seckill.Payment{
+		OrderNo: paid.OrderNo, TradeNo: "TR-http", AmountCents: paid.PriceCents, TradeStatus: "TRADE_SUCCESS", PaidAt: time.Now(),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	refund := func(id int64) string { return fmt.Sprintf("/api/admin/orders/%d/refund", id) }
+
+	want(t, s.do("POST", refund(ids[0]), "", nil), 401, "unauthenticated")
+	want(t, s.do("POST", refund(ids[0]), tokens[0], nil), 403, "forbidden")
+	want(t, s.do("GET", refund(ids[0]), s.admin, nil), 405, "method_not_allowed")
+	want(t, s.do("POST", "/api/admin/orders/x/refund", s.admin, nil), 404, "not_found")
+	want(t, s.do("POST", refund(ids[1]+1000), s.admin, nil), 404, "not_found")
+	want(t, s.do("POST", refund(ids[1]), s.admin, nil), 409, "not_cancellable") // pending
+	// The admin's cookie from another site is refused.
+	foreign := http.Header{"Cookie": {httpapi.CookieName + "=" + s.admin}, "Origin": {"https://evil.example"}}
+	want(t, s.doH("POST", refund(ids[0]), "", nil, foreign), 403, "forbidden")
+	if st := s.settle(sale); st.Paid != 1 || st.Refunded != 0 || st.GateLeft != 0 {
+		t.Fatalf("refused refunds changed the sale: %+v", st)
+	}
+
+	r := s.do("POST", refund(ids[0]), s.admin, nil)
+	want(t, r, 200, "")
+	o := r.json(t)["order"].(map[string]any)
+	if o["status"] != "refunded" || o["refunded_at"] == nil || o["paid_at"] == nil || int64(o["id"].(float64)) != ids[0] {
+		t.Fatalf("refunded order %v", o)
+	}
+	want(t, s.do("POST", refund(ids[0]), s.admin, nil), 409, "not_cancellable") // again
+	want(t, s.do("POST", fmt.Sprintf("/api/orders/%d/cancel", ids[0]), tokens[0], nil), 409, "not_cancellable")
+	// The buyer sees it refunded; the admin's numbers agree: the unit is
+	// back in SQL and the gate, the money due back (no provider here).
+	r = s.do("GET", fmt.Sprintf("/api/orders/%d", ids[0]), tokens[0], nil)
+	want(t, r, 200, "")
+	if st := r.json(t)["order"].(map[string]any)["status"]; st != "refunded" {
+		t.Fatalf("the buyer sees status %v", st)
+	}
+	st := s.settle(sale)
+	if st.Refunded != 1 || st.Paid != 0 || st.SQLStockLeft != 1 || st.GateLeft != 1 || st.RefundsDue != 1 || st.ReturnsUnapplied != 0 {
+		t.Fatalf("stats after a refund: %+v", st)
+	}
+	s.checkInvariants(sale, st)
+	// The refunded buyer stays a buyer; someone else gets the unit.
+	want(t, s.purchase(tokens[0], sale, s.path(tokens[0], sale)), 409, "duplicate")
+	others, _ := s.buyers(1)
+	want(t, s.purchase(others[0], sale, s.path(others[0], sale)), 202, "")
 }

@@ -172,6 +172,7 @@ func (s *Server) routes() {
 	// of payments; a forged post costs one signature check.
 	s.handle("POST /api/payments/notify", s.paymentNotify)
 	s.handle("POST /api/admin/orders/{id}/reconcile-payment", s.admin(s.reconcilePayment))
+	s.handle("POST /api/admin/orders/{id}/refund", s.admin(s.refundOrder))
 	if s.hub != nil {
 		s.handle("GET /api/ws", s.limitIP(s.authed(s.webSocket)))
 	}

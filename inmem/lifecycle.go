@@ -15,30 +15,31 @@ var (
 )
 
 // lifecycle is the Store's state of the order lifecycle that is not an
-// order's own: the payments table and the stock ledger's 'cancel' rows.
-// It is guarded by Store.mu like everything else, so a cancel (order,
-// stock_left, ledger row) and a payment (order, payment) are each one
-// step, as one SQL transaction is, and every read sees the state between
-// two of them.
+// order's own: the payments table and the stock ledger's 'cancel' and
+// 'refund' rows. It is guarded by Store.mu like everything else, so a
+// cancel (order, stock_left, ledger row), a refund (the same and the
+// payment) and a payment (order, payment) are each one step, as one SQL
+// transaction is, and every read sees the state between two of them.
 type lifecycle struct {
 	payments []*seckill.Payment          // by id: oldest first
 	byTrade  map[string]*seckill.Payment // trade number → payment: the unique key
-	returns  []seckill.StockReturn       // cancel rows not yet applied to the gate, by ledger id
+	applied  map[int64]*seckill.Payment  // order → the payment that paid it
+	returns  []seckill.StockReturn       // cancel and refund rows not yet applied to the gate, by ledger id
 	lastPay  int64
-	lastRow  int64 // ledger ids of the cancel rows
+	lastRow  int64 // ledger ids of the cancel and refund rows
 }
 
 // saleLifecycle is a sale's share of the lifecycle, kept with the sale so
 // that LifecycleStats and the snapshots read it without a scan.
 type saleLifecycle struct {
-	cancelled []int64 // the sale's cancelled orders, in cancel order
+	returned  []int64 // the sale's cancelled and refunded orders, in the order they moved
 	refundDue int64   // payments refund_due
 	refunded  int64   // payments refunded
 	unapplied int64   // cancel rows not yet applied to the gate
 }
 
 func newLifecycle() lifecycle {
-	return lifecycle{byTrade: make(map[string]*seckill.Payment)}
+	return lifecycle{byTrade: make(map[string]*seckill.Payment), applied: make(map[int64]*seckill.Payment)}
 }
 
 // Now returns the store's clock (the one NewStoreClock was given), at
@@ -63,18 +64,51 @@ func (s *Store) CancelOrder(_ context.Context, orderID, userID int64, now time.T
 	if onlyIfExpired && o.PayDeadline.After(now) {
 		return nil, seckill.Errorf(seckill.ENotCancellable, "order %d is not past its deadline", orderID)
 	}
+	o.Status, o.CancelledAt = seckill.OrderCancelled, &now
+	s.giveBack(o)
+	c := *o
+	return &c, nil
+}
+
+// RefundOrder moves the paid order to refunded, gives its unit back to
+// stock_left with a 'refund' ledger row the gate has not applied, and
+// makes the payment that paid it refund_due, in one step; see
+// seckill.OrderLifecycle for the contract.
+func (s *Store) RefundOrder(_ context.Context, orderID int64, now time.Time) (*seckill.Order, error) {
+	now = stamp(now)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.orders[orderID]
+	if !ok {
+		return nil, seckill.Errorf(seckill.ENotFound, "no order %d", orderID)
+	}
+	if o.Status != seckill.OrderPaid {
+		return nil, seckill.Errorf(seckill.ENotCancellable, "order %d is %s, not paid", orderID, o.Status)
+	}
+	o.Status, o.RefundedAt = seckill.OrderRefunded, &now
+	s.giveBack(o)
+	if p := s.lc.applied[o.ID]; p != nil {
+		p.Outcome = seckill.PaymentRefundDue
+		s.sales[o.SaleID].refundDue++
+		delete(s.lc.applied, o.ID)
+	}
+	c := *o
+	return &c, nil
+}
+
+// giveBack adds the unit of o, just cancelled or refunded, back to its
+// sale's stock_left with a ledger row the gate has not applied. s.mu is
+// held.
+func (s *Store) giveBack(o *seckill.Order) {
 	// Every order's sale exists: WriteOrders inserts none without it, and
 	// sales are never deleted.
 	ss := s.sales[o.SaleID]
-	o.Status, o.CancelledAt = seckill.OrderCancelled, &now
 	ss.s.StockLeft++
 	ss.ledger++
-	ss.cancelled = append(ss.cancelled, o.ID)
+	ss.returned = append(ss.returned, o.ID)
 	ss.unapplied++
 	s.lc.lastRow++
 	s.lc.returns = append(s.lc.returns, seckill.StockReturn{LedgerID: s.lc.lastRow, SaleID: o.SaleID, OrderID: o.ID})
-	c := *o
-	return &c, nil
 }
 
 // ExpiredOrders returns up to limit pending orders past their deadline,
@@ -140,6 +174,9 @@ func (s *Store) ApplyPayment(_ context.Context, p seckill.Payment) (*seckill.Pay
 	rec := p
 	s.lc.payments = append(s.lc.payments, &rec)
 	s.lc.byTrade[p.TradeNo] = &rec
+	if p.Outcome == seckill.PaymentApplied {
+		s.lc.applied[o.ID] = &rec
+	}
 	oc := *o
 	return &p, &oc, nil
 }
@@ -184,7 +221,7 @@ func (s *Store) PaymentsToRefund(_ context.Context, limit int) ([]seckill.Paymen
 	return ps, nil
 }
 
-// UnappliedReturns returns up to limit 'cancel' ledger rows not yet
+// UnappliedReturns returns up to limit 'cancel' and 'refund' ledger rows not yet
 // applied to the gate, oldest first.
 func (s *Store) UnappliedReturns(_ context.Context, limit int) ([]seckill.StockReturn, error) {
 	s.mu.RLock()
@@ -214,19 +251,19 @@ func (s *Store) MarkReturnsApplied(_ context.Context, ledgerIDs []int64) error {
 	return nil
 }
 
-// CancelledOrders returns the ids of the sale's cancelled orders, in id
-// order; none for no such sale.
-func (s *Store) CancelledOrders(_ context.Context, saleID int64) ([]int64, error) {
+// ReturnedOrders returns the ids of the sale's cancelled and refunded
+// orders, in id order; none for no such sale.
+func (s *Store) ReturnedOrders(_ context.Context, saleID int64) ([]int64, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var ids []int64
 	if ss, ok := s.sales[saleID]; ok {
-		ids = sortedClone(ss.cancelled)
+		ids = sortedClone(ss.returned)
 	}
 	return ids, nil
 }
 
-// SaleSnapshotWithReturns is SaleSnapshot plus the sale's cancelled
+// SaleSnapshotWithReturns is SaleSnapshot plus the sale's returned
 // orders, read under the same lock. ENotFound if there is no such sale.
 func (s *Store) SaleSnapshotWithReturns(_ context.Context, saleID int64) (int64, []int64, []int64, error) {
 	s.mu.RLock()
@@ -235,7 +272,7 @@ func (s *Store) SaleSnapshotWithReturns(_ context.Context, saleID int64) (int64,
 	if !ok {
 		return 0, nil, nil, seckill.Errorf(seckill.ENotFound, "no sale %d", saleID)
 	}
-	return ss.s.StockLeft, sortedClone(ss.buyers), sortedClone(ss.cancelled), nil
+	return ss.s.StockLeft, sortedClone(ss.buyers), sortedClone(ss.returned), nil
 }
 
 // LifecycleStats returns the sale's refunds due and done and its

@@ -20,6 +20,10 @@ type lifecycleQueries struct {
 	cancelLedger string // sale_id, order_id, created_at: a +1 'cancel' row not applied to the gate
 	expired      string // now, limit → id, sale_id, user_id, order_no, pay_deadline
 
+	refund        string // refunded_at, id: one conditional UPDATE, paid → refunded
+	refundLedger  string // sale_id, order_id, created_at: a +1 'refund' row not applied to the gate
+	refundPayment string // order id: its payment applied → refund_due
+
 	orderByNo     string
 	pay           string // paid_at, id: one conditional UPDATE, pending_payment → paid
 	payment       string // trade_no → paymentColumns
@@ -30,7 +34,7 @@ type lifecycleQueries struct {
 
 	unappliedReturns string             // limit → id, sale_id, order_id
 	markApplied      func(n int) string // n ledger ids (one array where the engine binds arrays)
-	cancelledOrders  string             // sale id → order ids
+	returnedOrders   string             // sale id → ids of its cancelled and refunded orders
 	lifecycleStats   string             // sale id → refunds due, refunded, unapplied returns
 }
 
@@ -84,21 +88,8 @@ func (db *DB) CancelOrder(ctx context.Context, orderID, userID int64, now time.T
 			return seckill.Errorf(seckill.ENotCancellable, "order %d is not past its deadline", orderID)
 		}
 		q := db.lq()
-		r, err := tx.ExecContext(ctx, q.cancel, db.tv(now), orderID)
-		if err != nil {
+		if err := db.giveBack(ctx, tx, o, now, q.cancel, q.cancelLedger); err != nil {
 			return err
-		}
-		if n, err := r.RowsAffected(); err != nil {
-			return err
-		} else if n != 1 {
-			// A payment or another cancel moved it since the read.
-			return seckill.Errorf(seckill.ENotCancellable, "order %d is no longer pending payment", orderID)
-		}
-		if _, err := tx.ExecContext(ctx, q.returnUnit, o.SaleID); err != nil {
-			return fmt.Errorf("return unit to sale %d: %w", o.SaleID, err)
-		}
-		if _, err := tx.ExecContext(ctx, q.cancelLedger, o.SaleID, orderID, db.tv(now)); err != nil {
-			return fmt.Errorf("ledger: %w", err)
 		}
 		at := stamp(now)
 		o.Status, o.CancelledAt = seckill.OrderCancelled, &at
@@ -111,6 +102,72 @@ func (db *DB) CancelOrder(ctx context.Context, orderID, userID int64, now time.T
 		return nil, fmt.Errorf("cancel order %d: %w", orderID, err)
 	}
 	return o, nil
+}
+
+// RefundOrder moves the paid order to refunded, gives its unit back to SQL
+// stock with a 'refund' ledger row the gate has not applied, and makes the
+// payment that paid it refund_due, in one transaction; see
+// seckill.OrderLifecycle for the contract.
+func (db *DB) RefundOrder(ctx context.Context, orderID int64, now time.Time) (*seckill.Order, error) {
+	var o *seckill.Order
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		o, err = scanOrder(tx.QueryRowContext(ctx, db.d.q.order, orderID))
+		if errors.Is(err, sql.ErrNoRows) {
+			return seckill.Errorf(seckill.ENotFound, "no order %d", orderID)
+		}
+		if err != nil {
+			return err
+		}
+		if o.Status != seckill.OrderPaid {
+			return seckill.Errorf(seckill.ENotCancellable, "order %d is %s, not paid", orderID, o.Status)
+		}
+		q := db.lq()
+		if err := db.giveBack(ctx, tx, o, now, q.refund, q.refundLedger); err != nil {
+			return err
+		}
+		// The payment's row is locked after the order's, as ApplyPayment
+		// locks them (order UPDATE, then the payment INSERT): no deadlock.
+		// A paid order has exactly one applied payment (ApplyPayment's
+		// move to paid records it in the same transaction).
+		if _, err := tx.ExecContext(ctx, q.refundPayment, orderID); err != nil {
+			return fmt.Errorf("payment of order %d: %w", orderID, err)
+		}
+		at := stamp(now)
+		o.Status, o.RefundedAt = seckill.OrderRefunded, &at
+		return nil
+	})
+	if err != nil {
+		if seckill.ErrorCode(err) != seckill.EInternal {
+			return nil, err
+		}
+		return nil, fmt.Errorf("refund order %d: %w", orderID, err)
+	}
+	return o, nil
+}
+
+// giveBack moves o in tx with update (at, id: one conditional UPDATE on
+// the status o was read in), adds its unit back to the sale's stock_left
+// and appends ledger (sale_id, order_id, created_at), a +1 row the gate
+// has not applied. ENotCancellable if the UPDATE moved nothing: a racing
+// call moved the order since it was read.
+func (db *DB) giveBack(ctx context.Context, tx *sql.Tx, o *seckill.Order, now time.Time, update, ledger string) error {
+	r, err := tx.ExecContext(ctx, update, db.tv(now), o.ID)
+	if err != nil {
+		return err
+	}
+	if n, err := r.RowsAffected(); err != nil {
+		return err
+	} else if n != 1 {
+		return seckill.Errorf(seckill.ENotCancellable, "order %d is no longer %s", o.ID, o.Status)
+	}
+	if _, err := tx.ExecContext(ctx, db.lq().returnUnit, o.SaleID); err != nil {
+		return fmt.Errorf("return unit to sale %d: %w", o.SaleID, err)
+	}
+	if _, err := tx.ExecContext(ctx, ledger, o.SaleID, o.ID, db.tv(now)); err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	return nil
 }
 
 // ExpiredOrders returns up to limit pending orders past their deadline,
@@ -275,7 +332,7 @@ func (db *DB) PaymentsToRefund(ctx context.Context, limit int) ([]seckill.Paymen
 	return ps, nil
 }
 
-// UnappliedReturns returns up to limit 'cancel' ledger rows not yet
+// UnappliedReturns returns up to limit 'cancel' and 'refund' ledger rows not yet
 // applied to the gate, oldest first, through the (gate_applied, id) index.
 func (db *DB) UnappliedReturns(ctx context.Context, limit int) ([]seckill.StockReturn, error) {
 	rows, err := db.read.QueryContext(ctx, db.lq().unappliedReturns, limit)
@@ -317,19 +374,19 @@ func (db *DB) MarkReturnsApplied(ctx context.Context, ledgerIDs []int64) error {
 	return nil
 }
 
-// CancelledOrders returns the ids of the sale's cancelled orders, in id
-// order.
-func (db *DB) CancelledOrders(ctx context.Context, saleID int64) ([]int64, error) {
-	ids, err := queryIDs(ctx, db.read, db.lq().cancelledOrders, saleID)
+// ReturnedOrders returns the ids of the sale's cancelled and refunded
+// orders, in id order.
+func (db *DB) ReturnedOrders(ctx context.Context, saleID int64) ([]int64, error) {
+	ids, err := queryIDs(ctx, db.read, db.lq().returnedOrders, saleID)
 	if err != nil {
-		return nil, fmt.Errorf("cancelled orders of sale %d: %w", saleID, err)
+		return nil, fmt.Errorf("returned orders of sale %d: %w", saleID, err)
 	}
 	return ids, nil
 }
 
-// SaleSnapshotWithReturns is SaleSnapshot plus the sale's cancelled
+// SaleSnapshotWithReturns is SaleSnapshot plus the sale's returned
 // orders, read in the same read-only snapshot transaction.
-func (db *DB) SaleSnapshotWithReturns(ctx context.Context, saleID int64) (stockLeft int64, buyers, cancelled []int64, err error) {
+func (db *DB) SaleSnapshotWithReturns(ctx context.Context, saleID int64) (stockLeft int64, buyers, returned []int64, err error) {
 	tx, err := db.read.BeginTx(ctx, db.d.snapshot)
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("snapshot of sale %d: begin: %w", saleID, err)
@@ -346,10 +403,10 @@ func (db *DB) SaleSnapshotWithReturns(ctx context.Context, saleID int64) (stockL
 	if buyers, err = queryIDs(ctx, tx, db.d.q.saleBuyers, saleID); err != nil {
 		return 0, nil, nil, fmt.Errorf("snapshot of sale %d: buyers: %w", saleID, err)
 	}
-	if cancelled, err = queryIDs(ctx, tx, db.lq().cancelledOrders, saleID); err != nil {
-		return 0, nil, nil, fmt.Errorf("snapshot of sale %d: cancelled: %w", saleID, err)
+	if returned, err = queryIDs(ctx, tx, db.lq().returnedOrders, saleID); err != nil {
+		return 0, nil, nil, fmt.Errorf("snapshot of sale %d: returned: %w", saleID, err)
 	}
-	return stockLeft, buyers, cancelled, nil
+	return stockLeft, buyers, returned, nil
 }
 
 // LifecycleStats counts the sale's refunds due and done and its unapplied

@@ -5,9 +5,12 @@ package sqldb
 // same row and then re-checks its WHERE against the committed row, so of
 // two racing moves one changes the row and the other changes none.
 var postgresLifecycle = lifecycleQueries{
-	cancel:       `UPDATE orders SET status = 'cancelled', cancelled_at = $1 WHERE id = $2 AND status = 'pending_payment'`,
-	returnUnit:   `UPDATE sales SET stock_left = stock_left + 1 WHERE id = $1`,
-	cancelLedger: `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at, gate_applied) VALUES ($1, $2, 1, 'cancel', $3, FALSE)`,
+	cancel:        `UPDATE orders SET status = 'cancelled', cancelled_at = $1 WHERE id = $2 AND status = 'pending_payment'`,
+	returnUnit:    `UPDATE sales SET stock_left = stock_left + 1 WHERE id = $1`,
+	cancelLedger:  `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at, gate_applied) VALUES ($1, $2, 1, 'cancel', $3, FALSE)`,
+	refund:        `UPDATE orders SET status = 'refunded', refunded_at = $1 WHERE id = $2 AND status = 'paid'`,
+	refundLedger:  `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at, gate_applied) VALUES ($1, $2, 1, 'refund', $3, FALSE)`,
+	refundPayment: `UPDATE payments SET outcome = 'refund_due' WHERE order_id = $1 AND outcome = 'applied'`,
 	expired: `SELECT id, sale_id, user_id, order_no, pay_deadline FROM orders
 		WHERE status = 'pending_payment' AND pay_deadline <= $1 ORDER BY pay_deadline, id LIMIT $2`,
 
@@ -26,7 +29,7 @@ var postgresLifecycle = lifecycleQueries{
 	markApplied: func(int) string {
 		return `UPDATE stock_ledger SET gate_applied = TRUE WHERE id = ANY($1::bigint[]) AND gate_applied = FALSE`
 	},
-	cancelledOrders: `SELECT id FROM orders WHERE sale_id = $1 AND status = 'cancelled' ORDER BY id`,
+	returnedOrders: `SELECT id FROM orders WHERE sale_id = $1 AND status IN ('cancelled', 'refunded') ORDER BY id`,
 	lifecycleStats: `SELECT
 			(SELECT COUNT(*) FROM payments WHERE sale_id = s.id AND outcome = 'refund_due'),
 			(SELECT COUNT(*) FROM payments WHERE sale_id = s.id AND outcome = 'refunded'),

@@ -5,9 +5,12 @@ package sqldb
 // conditional UPDATEs never race inside the engine; they are written as
 // on the other engines all the same.
 var sqliteLifecycle = lifecycleQueries{
-	cancel:       `UPDATE orders SET status = 'cancelled', cancelled_at = ? WHERE id = ? AND status = 'pending_payment'`,
-	returnUnit:   `UPDATE sales SET stock_left = stock_left + 1 WHERE id = ?`,
-	cancelLedger: `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at, gate_applied) VALUES (?, ?, 1, 'cancel', ?, 0)`,
+	cancel:        `UPDATE orders SET status = 'cancelled', cancelled_at = ? WHERE id = ? AND status = 'pending_payment'`,
+	returnUnit:    `UPDATE sales SET stock_left = stock_left + 1 WHERE id = ?`,
+	cancelLedger:  `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at, gate_applied) VALUES (?, ?, 1, 'cancel', ?, 0)`,
+	refund:        `UPDATE orders SET status = 'refunded', refunded_at = ? WHERE id = ? AND status = 'paid'`,
+	refundLedger:  `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at, gate_applied) VALUES (?, ?, 1, 'refund', ?, 0)`,
+	refundPayment: `UPDATE payments SET outcome = 'refund_due' WHERE order_id = ? AND outcome = 'applied'`,
 	expired: `SELECT id, sale_id, user_id, order_no, pay_deadline FROM orders
 		WHERE status = 'pending_payment' AND pay_deadline <= ? ORDER BY pay_deadline, id LIMIT ?`,
 
@@ -24,7 +27,7 @@ var sqliteLifecycle = lifecycleQueries{
 	markApplied: func(n int) string {
 		return `UPDATE stock_ledger SET gate_applied = 1 WHERE id IN (` + params(n) + `) AND gate_applied = 0`
 	},
-	cancelledOrders: `SELECT id FROM orders WHERE sale_id = ? AND status = 'cancelled' ORDER BY id`,
+	returnedOrders: `SELECT id FROM orders WHERE sale_id = ? AND status IN ('cancelled', 'refunded') ORDER BY id`,
 	lifecycleStats: `SELECT
 			(SELECT COUNT(*) FROM payments WHERE sale_id = s.id AND outcome = 'refund_due'),
 			(SELECT COUNT(*) FROM payments WHERE sale_id = s.id AND outcome = 'refunded'),

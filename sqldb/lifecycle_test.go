@@ -12,6 +12,7 @@ import (
 func testLifecycle(t *testing.T, fresh freshURL) {
 	t.Run("Plans", func(t *testing.T) { testLifecyclePlans(t, fresh) })
 	t.Run("Clock", func(t *testing.T) { testClock(t, fresh) })
+	t.Run("MigrateRefund", func(t *testing.T) { testMigrateRefund(t, fresh) })
 	contract.TestLifecycle(t, func(t *testing.T) contract.LifecycleStores {
 		db := openFresh(t, fresh)
 		return contract.LifecycleStores{

@@ -12,7 +12,7 @@ const (
 	saleColumns = `id, name, description, image_url, price_cents, original_price_cents,
 		stock, stock_left, starts_at, ends_at, require_captcha, created_at`
 	orderColumns = `id, order_no, sale_id, user_id, price_cents, status,
-		created_at, pay_deadline, paid_at, cancelled_at`
+		created_at, pay_deadline, paid_at, cancelled_at, refunded_at`
 )
 
 // scanner is a *sql.Row or *sql.Rows.
@@ -109,13 +109,13 @@ func scanSale(s scanner) (*seckill.Sale, error) {
 
 func scanOrder(s scanner) (*seckill.Order, error) {
 	var o seckill.Order
-	var created, deadline, paid, cancelled dbTime
+	var created, deadline, paid, cancelled, refunded dbTime
 	if err := s.Scan(&o.ID, &o.OrderNo, &o.SaleID, &o.UserID, &o.PriceCents, &o.Status,
-		&created, &deadline, &paid, &cancelled); err != nil {
+		&created, &deadline, &paid, &cancelled, &refunded); err != nil {
 		return nil, err
 	}
 	o.CreatedAt, o.PayDeadline = created.t, deadline.t
-	o.PaidAt, o.CancelledAt = paid.ptr(), cancelled.ptr()
+	o.PaidAt, o.CancelledAt, o.RefundedAt = paid.ptr(), cancelled.ptr(), refunded.ptr()
 	return &o, nil
 }
 

@@ -30,6 +30,8 @@ func TestLifecycle(t *testing.T, open func(t *testing.T) LifecycleStores) {
 	t.Run("RefundDue", func(t *testing.T) { testRefundDue(t, open(t)) })
 	t.Run("ReturnsOutbox", func(t *testing.T) { testReturnsOutbox(t, open(t)) })
 	t.Run("SnapshotWithReturns", func(t *testing.T) { testSnapshotWithReturns(t, open(t)) })
+	t.Run("RefundOrder", func(t *testing.T) { testRefundOrder(t, open(t)) })
+	t.Run("RefundRace", func(t *testing.T) { testRefundRace(t, open(t)) })
 	t.Run("PayCancelSweepRace", func(t *testing.T) { testPayCancelSweepRace(t, open(t)) })
 }
 
@@ -150,14 +152,21 @@ func testCancel(t *testing.T, s LifecycleStores) {
 		t.Errorf("stats = %+v, want 2 cancelled, 1 paid, 1 pending, 8 left", st)
 	}
 
-	// I2: the buyer who cancelled stays a buyer; a new request of theirs
-	// reports the cancelled order and takes no unit.
-	res := storeWriteOrders(t, s.Stores, []seckill.OrderRequest{storeReq(sale.ID, users[0])}, now.Add(time.Minute))
-	if res[0].Status != seckill.ResultSuccess || res[0].OrderID != os[0].ID {
-		t.Errorf("request after cancel = %+v, want the cancelled order %d", res[0], os[0].ID)
+	// I2: the buyer who cancelled stays a buyer.
+	lcStaysBuyer(t, s, os[0], 8, 4)
+}
+
+// lcStaysBuyer checks I2 for o's buyer, whose unit went back: a new
+// request of theirs reports o and takes no unit, leaving left units and
+// orders orders in the sale.
+func lcStaysBuyer(t *testing.T, s LifecycleStores, o *seckill.Order, left, orders int64) {
+	t.Helper()
+	res := storeWriteOrders(t, s.Stores, []seckill.OrderRequest{storeReq(o.SaleID, o.UserID)}, storeNow().Add(time.Minute))
+	if res[0].Status != seckill.ResultSuccess || res[0].OrderID != o.ID {
+		t.Errorf("request after the order went back = %+v, want order %d", res[0], o.ID)
 	}
-	if st := lcCheckI4(t, s, sale.ID); st.SQLStockLeft != 8 || st.Orders != 4 {
-		t.Errorf("after a repeat request: %+v", st)
+	if st := lcCheckI4(t, s, o.SaleID); st.SQLStockLeft != left || st.Orders != orders {
+		t.Errorf("after a repeat request: %+v, want %d left, %d orders", st, left, orders)
 	}
 }
 
@@ -454,14 +463,14 @@ func testSnapshotWithReturns(t *testing.T, s LifecycleStores) {
 	if left != 8 || !slices.Equal(buyers, wantBuyers) || !slices.Equal(cancelled, wantCancelled) {
 		t.Errorf("SaleSnapshotWithReturns = %d, %v, %v; want 8, %v, %v", left, buyers, cancelled, wantBuyers, wantCancelled)
 	}
-	ids, err := s.Lifecycle.CancelledOrders(ctx, sale.ID)
+	ids, err := s.Lifecycle.ReturnedOrders(ctx, sale.ID)
 	storeNoErr(t, err)
 	if !slices.Equal(ids, wantCancelled) {
-		t.Errorf("CancelledOrders = %v, want %v", ids, wantCancelled)
+		t.Errorf("ReturnedOrders = %v, want %v", ids, wantCancelled)
 	}
-	ids, err = s.Lifecycle.CancelledOrders(ctx, sale.ID+1000)
+	ids, err = s.Lifecycle.ReturnedOrders(ctx, sale.ID+1000)
 	if err != nil || len(ids) != 0 {
-		t.Errorf("CancelledOrders of no sale = %v, %v; want none", ids, err)
+		t.Errorf("ReturnedOrders of no sale = %v, %v; want none", ids, err)
 	}
 	_, _, _, err = s.Lifecycle.SaleSnapshotWithReturns(ctx, sale.ID+1000)
 	storeWantCode(t, err, seckill.ENotFound)
@@ -475,9 +484,11 @@ type lcBulkUsers interface {
 
 // testPayCancelSweepRace pays every order of a sale while its buyers cancel
 // half of them, two sweepers cancel them all (every deadline has passed),
-// and notifications are replayed, all at once. I5: each order moves once,
-// to paid or to cancelled; the payment of a cancelled order is due back;
-// every cancel returns one unit through one ledger row; I4 holds.
+// an admin refunds a third of them, and notifications are replayed, all at
+// once. I5: each order moves to paid or to cancelled, once, and a paid one
+// at most once more, to refunded; the payment of a cancelled or refunded
+// order is due back; every cancel and refund returns one unit through one
+// ledger row; I4 holds.
 func testPayCancelSweepRace(t *testing.T, s LifecycleStores) {
 	ctx := context.Background()
 	const n = 1000
@@ -499,11 +510,12 @@ func testPayCancelSweepRace(t *testing.T, s LifecycleStores) {
 	os := lcOrders(t, s, sale.ID, users, now.Add(-time.Second))
 	trade := func(o *seckill.Order) string { return fmt.Sprintf("TR-race-%d", o.ID) }
 
-	// The actions on each order, shuffled: a payment, its replay, and for
-	// every other order the buyer's cancel.
+	// The actions on each order, shuffled: a payment, its replay, for
+	// every other order the buyer's cancel, and for every third the
+	// admin's refund (which wins only if the payment came first).
 	type action struct {
 		o    *seckill.Order
-		kind int // 0 pay, 1 cancel
+		kind int // 0 pay, 1 cancel, 2 refund
 	}
 	var actions []action
 	for i, o := range os {
@@ -511,12 +523,16 @@ func testPayCancelSweepRace(t *testing.T, s LifecycleStores) {
 		if i%2 == 0 {
 			actions = append(actions, action{o, 1})
 		}
+		if i%3 == 0 {
+			actions = append(actions, action{o, 2})
+		}
 	}
 	rand.New(rand.NewPCG(1, 2)).Shuffle(len(actions), func(i, j int) { actions[i], actions[j] = actions[j], actions[i] })
 
 	var (
 		mu        sync.Mutex
 		cancelled = map[int64]int{} // order → successful cancels
+		refunds   = map[int64]int{} // order → successful refunds
 		outcome   = map[int64]map[seckill.PaymentOutcome]int{}
 	)
 	work := make(chan action)
@@ -548,6 +564,18 @@ func testPayCancelSweepRace(t *testing.T, s LifecycleStores) {
 					}
 					mu.Lock()
 					cancelled[a.o.ID]++
+					mu.Unlock()
+				case 2:
+					_, err := s.Lifecycle.RefundOrder(ctx, a.o.ID, now)
+					if seckill.ErrorCode(err) == seckill.ENotCancellable {
+						continue // not paid (yet, or ever)
+					}
+					if err != nil {
+						t.Errorf("refund order %d: %v", a.o.ID, err)
+						continue
+					}
+					mu.Lock()
+					refunds[a.o.ID]++
 					mu.Unlock()
 				}
 			}
@@ -589,7 +617,7 @@ func testPayCancelSweepRace(t *testing.T, s LifecycleStores) {
 		return
 	}
 
-	var nPaid, nCancelled int64
+	var nPaid, nCancelled, nRefunded int64
 	for _, o := range os {
 		got := lcOrder(t, s, o.ID)
 		oc := outcome[o.ID]
@@ -597,25 +625,34 @@ func testPayCancelSweepRace(t *testing.T, s LifecycleStores) {
 		case seckill.OrderPaid:
 			nPaid++
 			// Both deliveries of its one trade answer applied.
-			if oc[seckill.PaymentApplied] != 2 || cancelled[o.ID] != 0 || got.CancelledAt != nil {
-				t.Errorf("paid order %d: outcomes %v, %d cancels", o.ID, oc, cancelled[o.ID])
+			if oc[seckill.PaymentApplied] != 2 || cancelled[o.ID] != 0 || refunds[o.ID] != 0 || got.CancelledAt != nil {
+				t.Errorf("paid order %d: outcomes %v, %d cancels, %d refunds", o.ID, oc, cancelled[o.ID], refunds[o.ID])
 			}
 		case seckill.OrderCancelled:
 			nCancelled++
-			if oc[seckill.PaymentRefundDue] != 2 || cancelled[o.ID] != 1 || got.PaidAt != nil {
-				t.Errorf("cancelled order %d: outcomes %v, %d cancels", o.ID, oc, cancelled[o.ID])
+			if oc[seckill.PaymentRefundDue] != 2 || cancelled[o.ID] != 1 || refunds[o.ID] != 0 || got.PaidAt != nil {
+				t.Errorf("cancelled order %d: outcomes %v, %d cancels, %d refunds", o.ID, oc, cancelled[o.ID], refunds[o.ID])
+			}
+		case seckill.OrderRefunded:
+			nRefunded++
+			// Paid by the first delivery; the replay came before the
+			// refund (applied) or after it (refund_due).
+			if oc[seckill.PaymentApplied] < 1 || oc[seckill.PaymentApplied]+oc[seckill.PaymentRefundDue] != 2 ||
+				cancelled[o.ID] != 0 || refunds[o.ID] != 1 || got.PaidAt == nil || got.RefundedAt == nil || got.CancelledAt != nil {
+				t.Errorf("refunded order %d: outcomes %v, %d cancels, %d refunds, %+v", o.ID, oc, cancelled[o.ID], refunds[o.ID], got)
 			}
 		default:
 			t.Errorf("order %d ended %s", o.ID, got.Status)
 		}
 	}
-	t.Logf("%d paid, %d cancelled", nPaid, nCancelled)
+	t.Logf("%d paid, %d cancelled, %d refunded", nPaid, nCancelled, nRefunded)
+	nReturned := nCancelled + nRefunded
 	st := lcCheckI4(t, s, sale.ID)
-	if st.Paid != nPaid || st.Cancelled != nCancelled || st.Pending != 0 || st.SQLStockLeft != nCancelled {
-		t.Errorf("stats = %+v, want %d paid, %d cancelled, %d left", st, nPaid, nCancelled, nCancelled)
+	if st.Paid != nPaid || st.Cancelled != nCancelled || st.Refunded != nRefunded || st.Pending != 0 || st.SQLStockLeft != nReturned {
+		t.Errorf("stats = %+v, want %d paid, %d cancelled, %d refunded, %d left", st, nPaid, nCancelled, nRefunded, nReturned)
 	}
 
-	// One return per cancelled order, the cancelled orders exactly.
+	// One return per cancelled or refunded order, those orders exactly.
 	returns, err := s.Lifecycle.UnappliedReturns(ctx, 2*n)
 	storeNoErr(t, err)
 	per := map[int64]int{}
@@ -625,22 +662,23 @@ func testPayCancelSweepRace(t *testing.T, s LifecycleStores) {
 			t.Errorf("return %+v of another sale", r)
 		}
 	}
-	ids, err := s.Lifecycle.CancelledOrders(ctx, sale.ID)
+	ids, err := s.Lifecycle.ReturnedOrders(ctx, sale.ID)
 	storeNoErr(t, err)
-	if int64(len(ids)) != nCancelled || len(returns) != len(ids) {
-		t.Errorf("%d cancelled orders, %d returns, want %d each", len(ids), len(returns), nCancelled)
+	if int64(len(ids)) != nReturned || len(returns) != len(ids) {
+		t.Errorf("%d returned orders, %d returns, want %d each", len(ids), len(returns), nReturned)
 	}
 	for _, id := range ids {
 		if per[id] != 1 {
-			t.Errorf("cancelled order %d has %d returns, want 1", id, per[id])
+			t.Errorf("returned order %d has %d returns, want 1", id, per[id])
 		}
 	}
 
-	// Cancelled then refunded: every refund due is marked, once.
+	// The money of cancelled and refunded orders goes back: every refund
+	// due is marked, once.
 	ls, err := s.Lifecycle.LifecycleStats(ctx, sale.ID)
 	storeNoErr(t, err)
-	if ls.RefundsDue != nCancelled || ls.ReturnsUnapplied != nCancelled {
-		t.Errorf("LifecycleStats = %+v, want %d refunds due and returns", ls, nCancelled)
+	if ls.RefundsDue != nReturned || ls.ReturnsUnapplied != nReturned {
+		t.Errorf("LifecycleStats = %+v, want %d refunds due and returns", ls, nReturned)
 	}
 	for {
 		due, err := s.Lifecycle.PaymentsToRefund(ctx, 100)
@@ -654,7 +692,7 @@ func testPayCancelSweepRace(t *testing.T, s LifecycleStores) {
 	}
 	ls, err = s.Lifecycle.LifecycleStats(ctx, sale.ID)
 	storeNoErr(t, err)
-	if ls.RefundsDue != 0 || ls.PaymentsRefunded != nCancelled {
-		t.Errorf("after refunds, LifecycleStats = %+v, want %d refunded", ls, nCancelled)
+	if ls.RefundsDue != 0 || ls.PaymentsRefunded != nReturned {
+		t.Errorf("after refunds, LifecycleStats = %+v, want %d refunded", ls, nReturned)
 	}
 }

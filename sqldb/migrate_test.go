@@ -1,0 +1,86 @@
+package sqldb_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"seckill"
+	"seckill/sqldb"
+)
+
+// testMigrateRefund rolls a database holding orders, a payment and an
+// unapplied cancel back to the schema before refunds (00002) and opens it
+// again: migration 00003 keeps every row — on SQLite it rebuilds the
+// stock ledger — and a refund then works on the old data.
+func testMigrateRefund(t *testing.T, fresh freshURL) {
+	ctx := context.Background()
+	url := fresh(t)
+	db, err := sqldb.Open(ctx, url)
+	mustOK(t, err)
+	users := make([]*seckill.User, 3)
+	for i := range users {
+		users[i] = &seckill.User{Phone: fmt.Sprintf("1390000000%d", i), Role: seckill.RoleBuyer, PasswordHash: "h"}
+	}
+	mustOK(t, db.CreateUsers(ctx, users))
+	sale := &seckill.Sale{Name: "s", PriceCents: 100, OriginalPriceCents: 200, Stock: 5,
+		StartsAt: time.Now(), EndsAt: time.Now().Add(time.Hour)}
+	mustOK(t, db.CreateSale(ctx, sale))
+	var reqs []seckill.OrderRequest
+	for i, u := range users {
+		reqs = append(reqs, seckill.OrderRequest{SaleID: sale.ID, UserID: u.ID, Ticket: fmt.Sprintf("M%d", i), PriceCents: 100, At: time.Now()})
+	}
+	res, err := db.WriteOrders(ctx, reqs, time.Now().Add(10*time.Minute))
+	mustOK(t, err)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	paid, err := db.Order(ctx, res[0].OrderID)
+	mustOK(t, err)
+	_, _, err = db.ApplyPayment(ctx, seckill.Payment{OrderNo: paid.OrderNo, TradeNo: "TR-M0", AmountCents: 100, TradeStatus: "TRADE_SUCCESS", PaidAt: now})
+	mustOK(t, err)
+	_, err = db.CancelOrder(ctx, res[1].OrderID, 0, now, false)
+	mustOK(t, err)
+	wantStats, err := db.SaleStats(ctx, sale.ID)
+	mustOK(t, err)
+	wantReturns, err := db.UnappliedReturns(ctx, 100)
+	mustOK(t, err)
+	mustOK(t, db.Close())
+
+	mustOK(t, sqldb.MigrateDownTo(ctx, url, 2))
+	db = openAt(t, url)
+	st, err := db.SaleStats(ctx, sale.ID)
+	mustOK(t, err)
+	returns, err := db.UnappliedReturns(ctx, 100)
+	mustOK(t, err)
+	if *st != *wantStats || !slices.Equal(returns, wantReturns) || len(returns) != 1 {
+		t.Fatalf("after migrating: stats %+v, returns %+v; want %+v, %+v", st, returns, wantStats, wantReturns)
+	}
+	o, err := db.Order(ctx, paid.ID)
+	mustOK(t, err)
+	if o.Status != seckill.OrderPaid || o.RefundedAt != nil || o.PaidAt == nil || !o.PaidAt.Equal(now) {
+		t.Fatalf("paid order after migrating: %+v", o)
+	}
+
+	// The old paid order refunds; its ledger row follows the old ones.
+	o, err = db.RefundOrder(ctx, paid.ID, now)
+	mustOK(t, err)
+	if o.Status != seckill.OrderRefunded {
+		t.Fatalf("RefundOrder = %+v", o)
+	}
+	returns, err = db.UnappliedReturns(ctx, 100)
+	mustOK(t, err)
+	if len(returns) != 2 || returns[0] != wantReturns[0] || returns[1].OrderID != paid.ID || returns[1].LedgerID <= returns[0].LedgerID {
+		t.Fatalf("returns after a refund: %+v", returns)
+	}
+	st, err = db.SaleStats(ctx, sale.ID)
+	mustOK(t, err)
+	if st.Refunded != 1 || st.Paid != 0 || st.SQLStockLeft != wantStats.SQLStockLeft+1 || st.LedgerSum != st.SQLStockLeft {
+		t.Fatalf("stats after a refund: %+v", st)
+	}
+	due, err := db.PaymentsToRefund(ctx, 10)
+	mustOK(t, err)
+	if len(due) != 1 || due[0].TradeNo != "TR-M0" {
+		t.Fatalf("PaymentsToRefund = %+v", due)
+	}
+}
