@@ -413,7 +413,7 @@ func (r *payRig) checkAtRest(sale int64, buyers []*payBuyer, want map[int64]stri
 	r.waitFor("the sale at rest", func() bool {
 		var err error
 		st, err = r.lifecycleStats(sale)
-		return err == nil && st.Queued == 0 && st.ReturnsUnapplied == 0 && st.GateLeft == st.SQLStockLeft
+		return err == nil && st.Queued == 0 && st.ReturnsUnapplied == 0 && st.RefundsDue == 0 && st.GateLeft == st.SQLStockLeft
 	})
 	accepted := map[int64]string{}
 	for _, b := range buyers {
@@ -543,7 +543,9 @@ func payAndFaults(t *testing.T, dbURL string) {
 // success reaches serve only after the order's deadline passed and the
 // sweeper cancelled it: the money goes back, the unit is back once.
 func failThenLateSuccess(t *testing.T, dbURL string) {
-	r := newPayRig(t, dbURL, 4*time.Second)
+	// The window leaves time for the clicks before the deadline on a
+	// loaded machine; the late success then waits it out.
+	r := newPayRig(t, dbURL, 8*time.Second)
 	sale, buyers := r.buy(2, 2)
 	b, late := buyers[0], buyers[1]
 
