@@ -8,14 +8,21 @@
 #   ROUNDS=3 CONNS=64 USERS=20000 bash bench/run.sh
 #   MODE=production bash bench/run.sh       # PostgreSQL + Redis + NATS
 #   MODE=both bash bench/run.sh             # both, alternating with hello-world
+#   MODE=lifecycle ROUNDS=3 bash bench/run.sh   # the order lifecycle (--pay-ratio)
 #
 # MODE: embedded (default: one `seckill serve` on SQLite, the in-process gate
 # and embedded JetStream, a fresh data directory per round), production (one
 # `seckill serve` on PostgreSQL + Redis + NATS: a fresh schema, Redis key
-# prefix and queue prefix per round, dropped afterwards), or both.
+# prefix and queue prefix per round, dropped afterwards), or both; or
+# lifecycle: one embedded `seckill serve --pay-window PAY_WINDOW` per round
+# (its in-process sandbox provider, the default --sweep-every 1s) and
+# `seckill bench --pay-ratio PAY_RATIO`: notifications handled per second as
+# a ratio to hello-world's requests/s, and the seconds from pay deadline to
+# unit back on sale. Its defaults are CONNS 64, USERS 10000, STOCK 1000.
 #
 # Knobs (environment): ROUNDS (5), CONNS (256), USERS (50000), STOCK (5000),
-# TRIES (2), HELLO_SECONDS (5), OUT (a temp dir: per-round JSON and logs),
+# TRIES (2), HELLO_SECONDS (5), PAY_WINDOW (10s), PAY_RATIO (0.5),
+# OUT (a temp dir: per-round JSON and logs),
 # SERVE_FLAGS (extra flags for `seckill serve`, e.g. --pprof: profiles are on
 # the operations listener, http://127.0.0.1:$OPS_PORT/debug/pprof/),
 # SECKILL_PORT (18080), OPS_PORT (18081), HELLO_PORT (18090).
@@ -28,10 +35,17 @@
 set -euo pipefail
 
 MODE=${MODE:-embedded}
+if [ "$MODE" = lifecycle ]; then
+	CONNS=${CONNS:-64}
+	USERS=${USERS:-10000}
+	STOCK=${STOCK:-1000}
+fi
 ROUNDS=${ROUNDS:-5}
 CONNS=${CONNS:-256}
 USERS=${USERS:-50000}
 STOCK=${STOCK:-5000}
+PAY_WINDOW=${PAY_WINDOW:-10s}
+PAY_RATIO=${PAY_RATIO:-0.5}
 TRIES=${TRIES:-2}
 HELLO_SECONDS=${HELLO_SECONDS:-5}
 ROUND_TIMEOUT=${ROUND_TIMEOUT:-300}
@@ -50,11 +64,12 @@ case $MODE in
 embedded) VARIANTS=(embedded) ;;
 production) VARIANTS=(production) ;;
 both) VARIANTS=(embedded production) ;;
-*) echo "MODE must be embedded, production or both, not $MODE" >&2; exit 2 ;;
+lifecycle) VARIANTS=(lifecycle) ;;
+*) echo "MODE must be embedded, production, both or lifecycle, not $MODE" >&2; exit 2 ;;
 esac
 
 command -v jq >/dev/null || { echo "bench/run.sh needs jq (apt-get install jq)" >&2; exit 1; }
-if [ "$MODE" != embedded ]; then
+if [ "$MODE" = production ] || [ "$MODE" = both ]; then
 	for c in psql redis-cli; do
 		command -v "$c" >/dev/null || { echo "MODE=$MODE needs $c" >&2; exit 1; }
 	done
@@ -100,27 +115,39 @@ run_hello() { # round
 	stop "$pid"
 }
 
-# crowd variant round: the purchase crowd against the server on SECKILL_PORT.
+# crowd variant round [bench flags]: the purchase crowd against the server
+# on SECKILL_PORT.
 crowd() {
 	timeout "$ROUND_TIMEOUT" "$SECKILL" bench --target "http://127.0.0.1:$SECKILL_PORT" \
 		--admin-phone "$ADMIN_PHONE" --admin-password "$ADMIN_PASSWORD" \
 		--users "$USERS" --stock "$STOCK" --tries "$TRIES" --conns "$CONNS" \
-		--json --quiet >"$OUT/$1-$2.json"
+		"${@:3}" --json --quiet >"$OUT/$1-$2.json"
 }
 
-run_embedded() { # round
-	local data="$OUT/data-$1"
+# embedded variant round serve-flags [-- bench flags]: one embedded server
+# on a fresh data directory, and the crowd.
+embedded() {
+	local variant=$1 round=$2 data="$OUT/data-$2" serve=() extra=()
+	shift 2
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do serve+=("$1"); shift; done
+	[ $# -gt 0 ] && { shift; extra=("$@"); }
 	# shellcheck disable=SC2086 # SERVE_FLAGS is a list of flags
 	SECKILL_ADMIN_PHONE=$ADMIN_PHONE SECKILL_ADMIN_PASSWORD=$ADMIN_PASSWORD \
 		"$SECKILL" serve --addr "127.0.0.1:$SECKILL_PORT" --ops-addr "127.0.0.1:$OPS_PORT" --data "$data" \
-		--bench-provisioning --ip-rate 0 --log-level warn $SERVE_FLAGS >"$OUT/embedded-$1.log" 2>&1 &
+		--bench-provisioning --ip-rate 0 --log-level warn "${serve[@]}" $SERVE_FLAGS >"$OUT/$variant-$round.log" 2>&1 &
 	local pid=$!
 	PIDS+=("$pid")
 	wait_http "http://127.0.0.1:$SECKILL_PORT/readyz"
-	crowd embedded "$1"
+	crowd "$variant" "$round" "${extra[@]}"
 	stop "$pid"
 	rm -rf "$data"
 }
+
+run_embedded() { embedded embedded "$1"; }
+
+# The order lifecycle: the crowd, then PAY_RATIO of the winners pay on the
+# sandbox's page, the rest lapse past PAY_WINDOW and are resold.
+run_lifecycle() { embedded lifecycle "$1" --pay-window "$PAY_WINDOW" -- --pay-ratio "$PAY_RATIO"; }
 
 # psql_admin SQL: run one statement on the PostgreSQL server, bounded.
 psql_admin() {
@@ -187,7 +214,8 @@ run_production() { # round
 echo "seckill bench: mode $MODE, $ROUNDS rounds, conns $CONNS, users $USERS, stock $STOCK, tries $TRIES; output in $OUT" >&2
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 summary() { # variant round
-	jq -r '"\(.requests_per_second|floor)/s p99 \(.latency.p99_ms)ms, settled \(.settle_seconds)s, ok \(.ok)"' "$OUT/$1-$2.json"
+	jq -r '"\(.requests_per_second|floor)/s p99 \(.latency.p99_ms)ms, settled \(.settle_seconds)s, ok \(.ok)" +
+		if .lifecycle then ", \(.lifecycle.notifications_per_second|floor) notifications/s, units back \(.lifecycle.all_back_after_last_deadline_seconds)s after the last deadline" else "" end' "$OUT/$1-$2.json"
 }
 for r in $(seq "$ROUNDS"); do
 	# Alternate the order, so drift in the machine's state (heat, other
@@ -209,12 +237,12 @@ figure() { # variant name jq-expression-on-seckill jq-expression-on-hello
 	for r in $(seq "$ROUNDS"); do
 		s=$(jq -r "$3" "$OUT/$1-$r.json")
 		h=$(jq -r "$4" "$OUT/hello-$r.json")
-		ratios+=("$(awk -v s="$s" -v h="$h" 'BEGIN {printf "%.3f", s/h}')")
+		ratios+=("$(awk -v s="$s" -v h="$h" 'BEGIN {printf "%.4f", s/h}')")
 	done
 	local sm hm
 	sm=$(for r in $(seq "$ROUNDS"); do jq -r "$3" "$OUT/$1-$r.json"; done | median)
 	hm=$(for r in $(seq "$ROUNDS"); do jq -r "$4" "$OUT/hello-$r.json"; done | median)
-	printf "%-24s seckill %10.2f  hello %10.2f  ratio median %6.3f   (rounds: %s)\n" \
+	printf "%-24s seckill %10.2f  hello %10.2f  ratio median %7.4f   (rounds: %s)\n" \
 		"$2" "$sm" "$hm" "$(printf '%s\n' "${ratios[@]}" | median)" "${ratios[*]}"
 }
 
@@ -228,6 +256,16 @@ for v in "${VARIANTS[@]}"; do
 	figure "$v" "p99 ms"      .latency.p99_ms      .latency.p99_ms
 	figure "$v" "p99.9 ms"    .latency.p99_9_ms    .latency.p99_9_ms
 	figure "$v" "max ms"      .latency.max_ms      .latency.max_ms
+	if [ "$v" = lifecycle ]; then
+		figure "$v" "notifications/s"   .lifecycle.notifications_per_second .requests_per_second
+		figure "$v" "payments created/s" '.lifecycle.payers / .lifecycle.pay_seconds' .requests_per_second
+		figure "$v" "pay pages/s"       '.lifecycle.paid / .lifecycle.submit_seconds' .requests_per_second
+		for f in first_back_after_deadline_seconds all_back_after_last_deadline_seconds notify_lag_seconds; do
+			printf "%-40s median %6.3f s   (rounds: %s)\n" "$f" \
+				"$(for r in $(seq "$ROUNDS"); do jq -r ".lifecycle.$f" "$OUT/$v-$r.json"; done | median)" \
+				"$(for r in $(seq "$ROUNDS"); do jq -r ".lifecycle.$f" "$OUT/$v-$r.json"; done | tr '\n' ' ')"
+		done
+	fi
 	echo
 	for r in $(seq "$ROUNDS"); do
 		jq -r "\"$v round $r: 202 \(.outcomes[\"202\"]) 409 \(.outcomes[\"409\"]) 410 \(.outcomes[\"410\"]) 429 \(.outcomes[\"429\"]) 503 \(.outcomes[\"503\"]) other \(.outcomes.other) error \(.outcomes.error); provision \(.provision_seconds)s; settle \(.settle_seconds)s after the crowd, \(.settle_after_last_accept_seconds)s after the last 202; invariants ok: \(.ok)\"" "$OUT/$v-$r.json"

@@ -108,6 +108,16 @@ func (v *env) lifecycleEngine(p *fakeProvider, clock *sharedClock) *Engine {
 // it; change alters it before signing.
 func notification(t *testing.T, o *seckill.Order, status payment.TradeStatus, change func(*payment.Notification)) url.Values {
 	t.Helper()
+	form, err := signedNotification(o, status, change)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return form
+}
+
+// signedNotification is notification for any goroutine: it returns the
+// error.
+func signedNotification(o *seckill.Order, status payment.TradeStatus, change func(*payment.Notification)) (url.Values, error) {
 	n := payment.Notification{
 		OutTradeNo: o.OrderNo, TradeNo: "T" + o.OrderNo, TotalAmountCents: o.PriceCents,
 		TradeStatus: status, NotifyID: fmt.Sprintf("N%d%s", o.ID, status), NotifyTime: time.Now(), AppID: testAppID,
@@ -115,11 +125,7 @@ func notification(t *testing.T, o *seckill.Order, status payment.TradeStatus, ch
 	if change != nil {
 		change(&n)
 	}
-	form, err := payment.NotificationForm(testProviderKey(), n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return form
+	return payment.NotificationForm(testProviderKey(), n)
 }
 
 func (v *env) order(id int64) *seckill.Order {

@@ -358,10 +358,10 @@ func (w *writerBench) startWriter() (stop func()) {
 	return func() { cancel(); wg.Wait() }
 }
 
-// parallel calls do(0..n-1) from workers goroutines, failing b on the
+// parallel calls do(0..n-1) from workers goroutines, failing tb on the
 // first error.
-func parallel(b *testing.B, workers, n int, do func(i int) error) {
-	b.Helper()
+func parallel(tb testing.TB, workers, n int, do func(i int) error) {
+	tb.Helper()
 	var next atomic.Int64
 	var firstErr atomic.Pointer[error]
 	var wg sync.WaitGroup
@@ -376,7 +376,7 @@ func parallel(b *testing.B, workers, n int, do func(i int) error) {
 	}
 	wg.Wait()
 	if e := firstErr.Load(); e != nil {
-		b.Fatal(*e)
+		tb.Fatal(*e)
 	}
 }
 

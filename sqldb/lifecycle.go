@@ -74,7 +74,7 @@ func (db *DB) CancelOrder(ctx context.Context, orderID, userID int64, now time.T
 	var o *seckill.Order
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		o, err = scanOrder(tx.QueryRowContext(ctx, db.d.q.order, orderID))
+		o, err = scanOrder(db.txRow(ctx, tx, db.d.q.order, orderID))
 		if errors.Is(err, sql.ErrNoRows) || err == nil && userID != 0 && o.UserID != userID {
 			return seckill.Errorf(seckill.ENotFound, "no order %d", orderID)
 		}
@@ -130,7 +130,7 @@ func (db *DB) RefundOrder(ctx context.Context, orderID int64, now time.Time) (*s
 		// locks them (order UPDATE, then the payment INSERT): no deadlock.
 		// A paid order has exactly one applied payment (ApplyPayment's
 		// move to paid records it in the same transaction).
-		if _, err := tx.ExecContext(ctx, q.refundPayment, orderID); err != nil {
+		if _, err := db.txExec(ctx, tx, q.refundPayment, orderID); err != nil {
 			return fmt.Errorf("payment of order %d: %w", orderID, err)
 		}
 		at := stamp(now)
@@ -152,7 +152,7 @@ func (db *DB) RefundOrder(ctx context.Context, orderID int64, now time.Time) (*s
 // has not applied. ENotCancellable if the UPDATE moved nothing: a racing
 // call moved the order since it was read.
 func (db *DB) giveBack(ctx context.Context, tx *sql.Tx, o *seckill.Order, now time.Time, update, ledger string) error {
-	r, err := tx.ExecContext(ctx, update, db.tv(now), o.ID)
+	r, err := db.txExec(ctx, tx, update, db.tv(now), o.ID)
 	if err != nil {
 		return err
 	}
@@ -161,10 +161,10 @@ func (db *DB) giveBack(ctx context.Context, tx *sql.Tx, o *seckill.Order, now ti
 	} else if n != 1 {
 		return seckill.Errorf(seckill.ENotCancellable, "order %d is no longer %s", o.ID, o.Status)
 	}
-	if _, err := tx.ExecContext(ctx, db.lq().returnUnit, o.SaleID); err != nil {
+	if _, err := db.txExec(ctx, tx, db.lq().returnUnit, o.SaleID); err != nil {
 		return fmt.Errorf("return unit to sale %d: %w", o.SaleID, err)
 	}
-	if _, err := tx.ExecContext(ctx, ledger, o.SaleID, o.ID, db.tv(now)); err != nil {
+	if _, err := db.txExec(ctx, tx, ledger, o.SaleID, o.ID, db.tv(now)); err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
 	return nil
@@ -214,7 +214,7 @@ func (db *DB) ApplyPayment(ctx context.Context, p seckill.Payment) (*seckill.Pay
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		replay = false
 		var err error
-		rec, err = scanPayment(tx.QueryRowContext(ctx, q.payment, p.TradeNo))
+		rec, err = scanPayment(db.txRow(ctx, tx, q.payment, p.TradeNo))
 		switch {
 		case err == nil:
 			replay = true
@@ -222,7 +222,7 @@ func (db *DB) ApplyPayment(ctx context.Context, p seckill.Payment) (*seckill.Pay
 		case !errors.Is(err, sql.ErrNoRows):
 			return fmt.Errorf("payment: %w", err)
 		}
-		o, err = scanOrder(tx.QueryRowContext(ctx, q.orderByNo, p.OrderNo))
+		o, err = scanOrder(db.txRow(ctx, tx, q.orderByNo, p.OrderNo))
 		if errors.Is(err, sql.ErrNoRows) {
 			return seckill.Errorf(seckill.ENotFound, "no order %q", p.OrderNo)
 		}
@@ -232,7 +232,7 @@ func (db *DB) ApplyPayment(ctx context.Context, p seckill.Payment) (*seckill.Pay
 		if p.AmountCents != o.PriceCents {
 			return seckill.Errorf(seckill.EAmountMismatch, "paid %d cents for an order of %d", p.AmountCents, o.PriceCents)
 		}
-		r, err := tx.ExecContext(ctx, q.pay, db.tv(p.PaidAt), o.ID)
+		r, err := db.txExec(ctx, tx, q.pay, db.tv(p.PaidAt), o.ID)
 		if err != nil {
 			return fmt.Errorf("pay: %w", err)
 		}
@@ -253,7 +253,7 @@ func (db *DB) ApplyPayment(ctx context.Context, p seckill.Payment) (*seckill.Pay
 		rec = &p
 		rec.ID, rec.OrderID, rec.SaleID, rec.Outcome, rec.CreatedAt = id, o.ID, o.SaleID, outcome, created
 		rec.PaidAt, rec.RefundedAt = stamp(p.PaidAt), nil
-		o, err = scanOrder(tx.QueryRowContext(ctx, db.d.q.order, o.ID))
+		o, err = scanOrder(db.txRow(ctx, tx, db.d.q.order, o.ID))
 		if err != nil {
 			return fmt.Errorf("order: %w", err)
 		}
@@ -289,7 +289,7 @@ func (db *DB) ApplyPayment(ctx context.Context, p seckill.Payment) (*seckill.Pay
 // seckill.OrderLifecycle for the contract.
 func (db *DB) MarkRefunded(ctx context.Context, tradeNo string, now time.Time) error {
 	q := db.lq()
-	r, err := db.write.ExecContext(ctx, q.markRefunded, db.tv(now), tradeNo)
+	r, err := db.writeExec(ctx, q.markRefunded, db.tv(now), tradeNo)
 	if err != nil {
 		return fmt.Errorf("mark %q refunded: %w", tradeNo, err)
 	}
@@ -362,7 +362,7 @@ func (db *DB) MarkReturnsApplied(ctx context.Context, ledgerIDs []int64) error {
 	}
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		for chunk := range chunked(ledgerIDs, db.chunks(len(ledgerIDs), 1)) {
-			if _, err := tx.ExecContext(ctx, db.lq().markApplied(len(chunk)), db.inArgs(nil, chunk)...); err != nil {
+			if _, err := db.txExec(ctx, tx, db.lq().markApplied(len(chunk)), db.inArgs(nil, chunk)...); err != nil {
 				return err
 			}
 		}

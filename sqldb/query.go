@@ -63,11 +63,17 @@ func (db *DB) prepareHot(ctx context.Context) error {
 	if !db.d.prepare {
 		return nil
 	}
-	q := db.d.q
+	q, lq := db.d.q, db.lq()
 	hot := []string{q.takeStock, q.ledgerRow}
 	for size := 1; size <= maxChunk; size *= 2 {
 		hot = append(hot, q.stockLeft(size), q.insertOrder(size))
 	}
+	// The lifecycle's writes: a payment, a cancel, a refund each parse
+	// several statements, and under a crowd of them parsing was a third
+	// of SQLite's CPU.
+	hot = append(hot, q.order, lq.cancel, lq.returnUnit, lq.cancelLedger, lq.orderByNo, lq.pay,
+		lq.payment, lq.insertPayment, lq.markRefunded, lq.markApplied(1),
+		lq.refund, lq.refundLedger, lq.refundPayment)
 	for _, query := range hot {
 		st, err := db.write.PrepareContext(ctx, query)
 		if err != nil {
@@ -85,6 +91,24 @@ func (db *DB) txQuery(ctx context.Context, tx *sql.Tx, query string, args ...any
 		return tx.StmtContext(ctx, st).QueryContext(ctx, args...)
 	}
 	return tx.QueryContext(ctx, query, args...)
+}
+
+// txRow runs query in tx for one row, as a prepared statement if it is a
+// hot one.
+func (db *DB) txRow(ctx context.Context, tx *sql.Tx, query string, args ...any) *sql.Row {
+	if st := db.stmts[query]; st != nil {
+		return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+	}
+	return tx.QueryRowContext(ctx, query, args...)
+}
+
+// writeExec runs query on the write pool outside a transaction, as a
+// prepared statement if it is a hot one.
+func (db *DB) writeExec(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if st := db.stmts[query]; st != nil {
+		return st.ExecContext(ctx, args...)
+	}
+	return db.write.ExecContext(ctx, query, args...)
 }
 
 // txExec runs query in tx, as a prepared statement if it is a hot one.
@@ -106,13 +130,13 @@ var errConflict = errors.New("unique key conflict")
 func (db *DB) insertID(ctx context.Context, tx *sql.Tx, query string, args ...any) (int64, error) {
 	if db.d.returning {
 		var id int64
-		err := tx.QueryRowContext(ctx, query, args...).Scan(&id)
+		err := db.txRow(ctx, tx, query, args...).Scan(&id)
 		if errors.Is(err, sql.ErrNoRows) {
 			return 0, errConflict
 		}
 		return id, err
 	}
-	res, err := tx.ExecContext(ctx, query, args...)
+	res, err := db.txExec(ctx, tx, query, args...)
 	if err != nil {
 		if db.d.duplicate(err) {
 			return 0, fmt.Errorf("%w: %w", errConflict, err)

@@ -24,11 +24,17 @@ import (
 	"seckill/sqldb"
 )
 
-// TestMain lets the test binary act as `seckill serve` for the crash test.
+// TestMain lets the test binary act as `seckill serve`
+// (SECKILL_TEST_CHILD=1) or `seckill sandbox` (SECKILL_TEST_CHILD=sandbox)
+// for the tests that run servers as child processes.
 func TestMain(m *testing.M) {
-	if os.Getenv("SECKILL_TEST_CHILD") == "1" {
+	if mode := os.Getenv("SECKILL_TEST_CHILD"); mode == "1" || mode == "sandbox" {
+		cmd := "serve"
+		if mode == "sandbox" {
+			cmd = "sandbox"
+		}
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err := run(ctx, []string{"serve"})
+		err := run(ctx, []string{cmd})
 		stop()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "child:", err)
@@ -50,13 +56,20 @@ type child struct {
 // startChild starts a server on dir; env adds SECKILL_* settings.
 func startChild(t *testing.T, dir string, env ...string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(),
-		"SECKILL_TEST_CHILD=1", "SECKILL_DATA="+dir, "SECKILL_ADDR=127.0.0.1:0", "SECKILL_OPS_ADDR=off",
+	return startProcess(t, "seckill is listening on ", append([]string{
+		"SECKILL_TEST_CHILD=1", "SECKILL_DATA=" + dir, "SECKILL_ADDR=127.0.0.1:0", "SECKILL_OPS_ADDR=off",
 		"SECKILL_USER_RATE=0", "SECKILL_IP_RATE=0", "SECKILL_LOG_LEVEL=warn",
 		"SECKILL_ADMIN_PHONE=19900000000", "SECKILL_ADMIN_PASSWORD=admin-password",
-	)
-	cmd.Env = append(cmd.Env, env...)
+	}, env...)...)
+}
+
+// startProcess starts the test binary as a child with env added to this
+// process's (a later setting wins) and waits for the line of its standard
+// output that starts with ready, whose rest is the child's URL.
+func startProcess(t *testing.T, ready string, env ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = &logWriter{t: t}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -67,16 +80,16 @@ func startChild(t *testing.T, dir string, env ...string) *child {
 	}
 	lines := bufio.NewScanner(out)
 	c := &child{t: t, cmd: cmd}
-	ready := make(chan string, 1)
+	urls := make(chan string, 1)
 	go func() {
 		for lines.Scan() {
-			if u, ok := strings.CutPrefix(lines.Text(), "seckill is listening on "); ok {
-				ready <- u
+			if u, ok := strings.CutPrefix(lines.Text(), ready); ok {
+				urls <- u
 			}
 		}
 	}()
 	select {
-	case c.url = <-ready:
+	case c.url = <-urls:
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
 		t.Fatal("server did not start in 60 s")

@@ -20,6 +20,7 @@ type lifecycleStats struct {
 	Cancelled        int64 `json:"cancelled"`
 	Refunded         int64 `json:"refunded"`
 	ReturnsUnapplied int64 `json:"returns_unapplied"`
+	RefundsDue       int64 `json:"refunds_due"`
 }
 
 // lifecycleEnv is a short pay window and sweeps several times a second on
