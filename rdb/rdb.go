@@ -12,6 +12,7 @@
 //	P{sale:ID}:claim    string  "token run_id" of the Load that may install the sale; expires
 //	P{sale:ID}:epoch    string  run_id of the server the sale was loaded on (see Gate)
 //	Psession:HEX        hash    u (user id), r (role), e (expiry, unix ms); expires at e
+//	Psessions:revoked   channel token hashes of deleted sessions (Sessions.FollowRevocations)
 //	Prl:KEY             hash    t (tokens), ts (last refill, µs of the server clock)
 //	Pcaptcha:ID         string  JSON of the captcha; expires with it
 //	Plock:NAME          string  random token of the holder; expires with the lease
