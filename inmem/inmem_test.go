@@ -2,6 +2,7 @@ package inmem_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -108,8 +109,8 @@ func TestSessionCache(t *testing.T) {
 			t.Fatalf("Session = %v, %v", got, err)
 		}
 	}
-	if store.count() != 1 {
-		t.Fatalf("%d store lookups for 5 cached reads, want 1", store.lookups)
+	if store.count() != 0 {
+		t.Fatalf("%d store lookups for 5 reads of a session created here, want 0", store.count())
 	}
 	// Touch updates the cached expiry too.
 	exp := time.Now().Add(2 * time.Hour)
@@ -132,6 +133,9 @@ func TestSessionCache(t *testing.T) {
 		_ = c.CreateSession(ctx, seckill.Session{TokenHash: h, UserID: int64(i), ExpiresAt: time.Now().Add(time.Hour)})
 		if _, err := c.Session(ctx, h); err != nil {
 			t.Fatal(err)
+		}
+		if n := c.Len(); n > 2 {
+			t.Fatalf("%d entries in a cache of 2", n)
 		}
 	}
 }
@@ -197,12 +201,16 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestSessionCacheRevalidates(t *testing.T) {
+// TestSessionCacheRefreshesAhead: an entry is served until the TTL and no
+// longer; a hit past RefreshAfter looks it up in the background, so an
+// active buyer never waits, and a session deleted elsewhere is refused
+// after that lookup or, at the latest, at the TTL.
+func TestSessionCacheRefreshesAhead(t *testing.T) {
 	ctx := context.Background()
 	h := []byte("h1")
 	clk := newClock()
 	store := &countingSessions{m: map[string]seckill.Session{}, now: clk.Now}
-	c := inmem.NewSessionCacheClock(store, 20*time.Millisecond, 100, clk.Now).Revalidate(time.Hour)
+	c := inmem.NewSessionCacheClock(store, 10*time.Second, 100, clk.Now).RefreshAfter(5 * time.Second)
 	refreshed := make(chan struct{}, 10)
 	inmem.AfterRefresh(c, func() { refreshed <- struct{}{} })
 	awaitRefresh := func() {
@@ -213,15 +221,19 @@ func TestSessionCacheRevalidates(t *testing.T) {
 			t.Fatal("the background lookup did not settle")
 		}
 	}
-	_ = c.CreateSession(ctx, seckill.Session{TokenHash: h, UserID: 1, ExpiresAt: clk.Now().Add(time.Hour)})
+	_ = store.CreateSession(ctx, seckill.Session{TokenHash: h, UserID: 1, ExpiresAt: clk.Now().Add(time.Hour)})
 	get := func() error { _, err := c.Session(ctx, h); return err }
 	if err := get(); err != nil || store.count() != 1 {
 		t.Fatalf("first lookup: %v, %d store lookups", err, store.count())
 	}
+	clk.advance(4 * time.Second)
+	if err := get(); err != nil || store.count() != 1 {
+		t.Fatalf("hit before RefreshAfter: %v, %d store lookups, want 1", err, store.count())
+	}
 
-	// Past the TTL the cached entry answers at once and a background
-	// lookup refreshes it.
-	clk.advance(30 * time.Millisecond)
+	// Past RefreshAfter the entry answers at once and a background lookup
+	// refreshes it: its age starts over.
+	clk.advance(2 * time.Second)
 	if err := get(); err != nil {
 		t.Fatal(err)
 	}
@@ -229,33 +241,37 @@ func TestSessionCacheRevalidates(t *testing.T) {
 	if n := store.count(); n != 2 {
 		t.Fatalf("%d store lookups, want 2", n)
 	}
+	clk.advance(4 * time.Second) // 10 s after the first read, 4 s after the refresh
+	if err := get(); err != nil || store.count() != 2 {
+		t.Fatalf("hit after the refresh: %v, %d store lookups, want 2", err, store.count())
+	}
 
-	// Deleted elsewhere (another instance's logout): the next request
-	// past the TTL is still served, its background lookup finds the
-	// session gone, and every request after that is refused.
+	// Deleted elsewhere and the news lost: served until the TTL (no
+	// background lookup before RefreshAfter), refused from then on.
+	clk.advance(10 * time.Second) // past the TTL: looked up at once
+	if err := get(); err != nil || store.count() != 3 {
+		t.Fatalf("past the TTL: %v, %d store lookups, want 3", err, store.count())
+	}
 	store.mu.Lock()
 	delete(store.m, string(h))
 	store.mu.Unlock()
-	clk.advance(30 * time.Millisecond)
+	clk.advance(4 * time.Second)
 	if err := get(); err != nil {
-		t.Fatalf("stale entry not served: %v", err)
+		t.Fatalf("entry younger than RefreshAfter not served: %v", err)
 	}
-	awaitRefresh()
+	clk.advance(6 * time.Second) // the TTL: never served again
 	if err := get(); seckill.ErrorCode(err) != seckill.ENotFound {
-		t.Fatalf("session deleted elsewhere: %v, want not found", err)
+		t.Fatalf("session deleted elsewhere, at the TTL: %v, want not found", err)
 	}
 
 	// A logout here while a background lookup is under way stays a
 	// logout, although the lookup read the session before it.
 	hold := make(chan struct{})
 	_ = c.CreateSession(ctx, seckill.Session{TokenHash: h, UserID: 1, ExpiresAt: clk.Now().Add(time.Hour)})
-	if err := get(); err != nil {
-		t.Fatal(err)
-	}
 	store.mu.Lock()
 	store.hold = hold
 	store.mu.Unlock()
-	clk.advance(30 * time.Millisecond)
+	clk.advance(6 * time.Second)
 	n := store.count()
 	if err := get(); err != nil { // starts the held lookup
 		t.Fatal(err)
@@ -271,6 +287,141 @@ func TestSessionCacheRevalidates(t *testing.T) {
 	awaitRefresh()
 	if err := get(); seckill.ErrorCode(err) != seckill.ENotFound {
 		t.Fatalf("session after logout during a refresh: %v", err)
+	}
+}
+
+// TestSessionCacheEvict: Evict and Reset (another instance's revocation,
+// a cut broadcast) drop entries without touching the store, and a lookup
+// under way when they happen does not cache what it read before.
+func TestSessionCacheEvict(t *testing.T) {
+	ctx := context.Background()
+	store := &countingSessions{m: map[string]seckill.Session{}}
+	c := inmem.NewSessionCache(store, time.Hour, 100_000)
+	exp := time.Now().Add(time.Hour)
+	for _, tok := range []string{"a", "b", "c"} {
+		_ = c.CreateSession(ctx, seckill.Session{TokenHash: []byte(tok), UserID: 1, ExpiresAt: exp})
+	}
+	c.Evict([]byte("a"))
+	if _, err := c.Session(ctx, []byte("b")); err != nil || store.count() != 0 {
+		t.Fatalf("b: %v, %d lookups, want a hit", err, store.count())
+	}
+	if _, err := c.Session(ctx, []byte("a")); err != nil || store.count() != 1 {
+		t.Fatalf("a after Evict: %v, %d lookups, want 1 (the store still has it)", err, store.count())
+	}
+	c.Reset()
+	if n := c.Len(); n != 0 {
+		t.Fatalf("%d entries after Reset", n)
+	}
+	for _, drop := range []func(){func() { c.Evict([]byte("c")) }, c.Reset} {
+		hold := make(chan struct{})
+		store.mu.Lock()
+		store.hold = hold
+		store.mu.Unlock()
+		n := store.count()
+		done := make(chan error)
+		go func() { _, err := c.Session(ctx, []byte("c")); done <- err }()
+		waitFor(t, "the lookup started", func() bool { return store.count() == n+1 })
+		drop()
+		store.mu.Lock()
+		store.hold = nil
+		store.mu.Unlock()
+		close(hold)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if c.Len() != 0 {
+			t.Fatal("a lookup that overlapped an eviction cached its answer")
+		}
+	}
+}
+
+// TestSessionCacheBounded: a cache of n never holds more than n entries,
+// whatever the number of sessions looked up, and a full cache drops a part
+// of its entries, not all of them at once.
+func TestSessionCacheBounded(t *testing.T) {
+	ctx := context.Background()
+	for _, size := range []int{1, 7, 2000} {
+		store := &countingSessions{m: map[string]seckill.Session{}}
+		c := inmem.NewSessionCache(store, time.Hour, size)
+		exp := time.Now().Add(time.Hour)
+		most := 0
+		for i := range 5 * size {
+			h := fmt.Appendf(nil, "token %d", i)
+			_ = store.CreateSession(ctx, seckill.Session{TokenHash: h, UserID: int64(i), ExpiresAt: exp})
+			if _, err := c.Session(ctx, h); err != nil {
+				t.Fatal(err)
+			}
+			n := c.Len()
+			if n > size {
+				t.Fatalf("cache of %d holds %d entries", size, n)
+			}
+			most = max(most, n)
+		}
+		if size >= 7 && most < size*3/4 {
+			t.Errorf("cache of %d held at most %d entries", size, most)
+		}
+		if n := c.Len(); size >= 7 && n < size/2 {
+			t.Errorf("cache of %d holds %d entries after filling up: it dropped too many", size, n)
+		}
+	}
+}
+
+// TestSessionCacheConcurrent, for -race: lookups, touches, evictions,
+// resets and deletions of overlapping sessions from many goroutines; a
+// session deleted before the lookups that follow is never served by them.
+func TestSessionCacheConcurrent(t *testing.T) {
+	ctx := context.Background()
+	store := inmem.NewStore()
+	c := inmem.NewSessionCache(store, time.Hour, 1024).RefreshAfter(time.Nanosecond)
+	exp := time.Now().Add(time.Hour)
+	const tokens = 3000
+	hash := func(i int) []byte { return fmt.Appendf(nil, "t%d", i) }
+	for i := range tokens {
+		if err := c.CreateSession(ctx, seckill.Session{TokenHash: hash(i), UserID: int64(i % 50), ExpiresAt: exp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 4000 {
+				k := (i*7 + g*131) % tokens
+				switch i % 100 {
+				case 1:
+					c.Evict(hash(k))
+				case 2:
+					_ = c.TouchSession(ctx, hash(k), exp.Add(time.Minute))
+				case 3:
+					if g == 0 {
+						c.Reset()
+					}
+				case 4:
+					if k%2 == 1 { // odd tokens end here
+						_ = c.DeleteSession(ctx, hash(k))
+					}
+				default:
+					_, _ = c.Session(ctx, hash(k))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if n := c.Len(); n > 1024 {
+		t.Fatalf("%d entries in a cache of 1024", n)
+	}
+	for k := 1; k < tokens; k += 2 {
+		_ = c.DeleteSession(ctx, hash(k))
+	}
+	for k := range tokens {
+		_, err := c.Session(ctx, hash(k))
+		if k%2 == 1 && seckill.ErrorCode(err) != seckill.ENotFound {
+			t.Fatalf("deleted session %d: %v, want not found", k, err)
+		}
+		if k%2 == 0 && err != nil {
+			t.Fatalf("session %d: %v", k, err)
+		}
 	}
 }
 
@@ -304,7 +455,7 @@ func TestSessionCacheLogoutRacingMiss(t *testing.T) {
 	store := &hookedStore{Store: inmem.NewStore()}
 	c := inmem.NewSessionCache(store, time.Hour, 100)
 	sess := seckill.Session{TokenHash: []byte("t1"), UserID: 7, Role: seckill.RoleBuyer, ExpiresAt: time.Now().Add(time.Hour)}
-	if err := c.CreateSession(ctx, sess); err != nil {
+	if err := store.CreateSession(ctx, sess); err != nil { // not cached: the first read misses
 		t.Fatal(err)
 	}
 	store.hook = func() {

@@ -3,6 +3,7 @@ package inmem
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"time"
 
@@ -15,83 +16,122 @@ var (
 )
 
 // SessionCache sits in front of a durable SessionStore and answers repeated
-// lookups of the same token from memory for a short time, so the purchase
-// hot path does not pay a store round trip per request. A logout on this
-// instance takes effect at once; on another instance within the TTL (with
-// Revalidate: within the TTL and one more request).
+// lookups of the same token from memory, so the purchase hot path does not
+// pay a store round trip per request.
+//
+// An entry is served for at most the TTL after the store was read for it
+// (or the session was created here); past that the store is asked again
+// before anything is answered. A logout or revocation on this instance
+// takes effect at once. Another instance's reaches this cache through
+// Evict (a revocation broadcast, e.g. rdb.Sessions.FollowRevocations) at
+// once, or, if that is lost, through the TTL: the TTL is the bound.
+//
+// The entries are spread over shards, each under its own lock, and their
+// number never exceeds the size given to NewSessionCache.
 type SessionCache struct {
-	store seckill.SessionStore
-	ttl   time.Duration
-	stale time.Duration // entries older than ttl and younger than this are served while refreshed
-	max   int
-	now   func() time.Time
+	store        seckill.SessionStore
+	ttl          time.Duration
+	refreshAfter time.Duration // hits on entries older than this refresh them in the background; 0: never
+	now          func() time.Time
+	seed         maphash.Seed
+	shards       []sessionShard
 
 	afterRefresh func() // test hook: a background lookup settled its entry
+}
 
+type sessionShard struct {
 	mu      sync.Mutex
 	entries map[string]cachedSession
-	// deletes counts the deletions: a lookup that saw the store before a
-	// deletion must not cache what it read, or a logout racing it would
-	// be undone here.
+	max     int
+	// deletes counts the deletions in this shard: a lookup that saw the
+	// store before a deletion must not cache what it read, or a logout
+	// racing it would be undone here.
 	deletes uint64
 }
 
 type cachedSession struct {
 	s          seckill.Session
-	cached     time.Time
-	refreshing bool // a background lookup is under way
+	cached     time.Time // when the store was read (before the read began)
+	refreshing bool      // a background lookup is under way
 }
 
-// NewSessionCache caches at most max sessions of store for ttl each.
-func NewSessionCache(store seckill.SessionStore, ttl time.Duration, max int) *SessionCache {
-	return &SessionCache{store: store, ttl: ttl, max: max, now: time.Now, entries: make(map[string]cachedSession)}
-}
+// sessionShards is how many shards a large cache has; a cache too small
+// for sessionShards × minShardSize entries has one.
+const (
+	sessionShards = 16
+	minShardSize  = 64
+)
 
-// Revalidate lets the cache answer from an entry older than its TTL, up to
-// upTo, while it looks the session up again in the background: a buyer
-// whose tries are further apart than the TTL (in a crowd of thousands they
-// are) no longer waits for the store on every try. A session deleted on
-// another instance is then refused from the first request after the
-// background lookup, instead of the first request after the TTL. It
-// returns c.
-func (c *SessionCache) Revalidate(upTo time.Duration) *SessionCache {
-	c.stale = upTo
+// NewSessionCache caches at most size sessions of store, for ttl each.
+func NewSessionCache(store seckill.SessionStore, ttl time.Duration, size int) *SessionCache {
+	n := 1
+	if size >= sessionShards*minShardSize {
+		n = sessionShards
+	}
+	c := &SessionCache{store: store, ttl: ttl, now: time.Now, seed: maphash.MakeSeed(), shards: make([]sessionShard, n)}
+	for i := range c.shards {
+		c.shards[i] = sessionShard{entries: make(map[string]cachedSession), max: max(size/n, 1)}
+	}
 	return c
 }
 
-// CreateSession stores s in the backing store.
-func (c *SessionCache) CreateSession(ctx context.Context, s seckill.Session) error {
-	return c.store.CreateSession(ctx, s)
+// RefreshAfter makes a hit on an entry older than d (and younger than the
+// TTL, so still served) look the session up again in the background: a
+// buyer who keeps sending requests never waits for the store, and a
+// session deleted elsewhere is refused from the first request after that
+// lookup, without waiting for the TTL. It returns c.
+func (c *SessionCache) RefreshAfter(d time.Duration) *SessionCache {
+	c.refreshAfter = d
+	return c
 }
 
-// Session answers from the cache when the entry is fresh and unexpired.
+func (c *SessionCache) shard(key string) *sessionShard {
+	if len(c.shards) == 1 {
+		return &c.shards[0]
+	}
+	return &c.shards[maphash.String(c.seed, key)%uint64(len(c.shards))]
+}
+
+// CreateSession stores s in the backing store and caches it: a buyer's
+// first request after logging in on this instance costs no lookup.
+func (c *SessionCache) CreateSession(ctx context.Context, s seckill.Session) error {
+	key := string(s.TokenHash)
+	sh := c.shard(key)
+	now := c.now()
+	deletes := sh.deletesNow()
+	if err := c.store.CreateSession(ctx, s); err != nil {
+		return err
+	}
+	s.TokenHash = append([]byte(nil), s.TokenHash...)
+	sh.remember(key, s, now, deletes, c.ttl)
+	return nil
+}
+
+// Session answers from the cache when the entry is younger than the TTL
+// and the session unexpired, else from the store.
 func (c *SessionCache) Session(ctx context.Context, tokenHash []byte) (*seckill.Session, error) {
 	now := c.now()
 	key := string(tokenHash)
-	c.mu.Lock()
-	e, ok := c.entries[key]
-	c.mu.Unlock()
+	sh := c.shard(key)
+	sh.mu.Lock()
+	e, ok := sh.entries[key]
+	deletes := sh.deletes
+	sh.mu.Unlock()
 	if ok && now.Before(e.s.ExpiresAt) {
-		age := now.Sub(e.cached)
-		if age < c.ttl {
-			s := e.s
-			return &s, nil
-		}
-		if age < c.stale {
-			c.refresh(key, tokenHash)
+		if age := now.Sub(e.cached); age >= 0 && age < c.ttl {
+			if c.refreshAfter > 0 && age >= c.refreshAfter && !e.refreshing {
+				c.refresh(sh, key, tokenHash)
+			}
 			s := e.s
 			return &s, nil
 		}
 	}
-	c.mu.Lock()
-	deletes := c.deletes
-	c.mu.Unlock()
 	s, err := c.store.Session(ctx, tokenHash)
 	if err != nil {
-		c.forget(key)
+		sh.forget(key)
 		return nil, err
 	}
-	c.remember(key, *s, now, deletes)
+	sh.remember(key, *s, now, deletes, c.ttl)
 	return s, nil
 }
 
@@ -102,19 +142,20 @@ func (c *SessionCache) TouchSession(ctx context.Context, tokenHash []byte, expir
 		return err
 	}
 	key := string(tokenHash)
+	sh := c.shard(key)
 	now := c.now()
-	c.mu.Lock()
-	if e, ok := c.entries[key]; ok {
+	sh.mu.Lock()
+	if e, ok := sh.entries[key]; ok {
 		if now.Before(e.s.ExpiresAt) {
 			e.s.ExpiresAt = expiresAt
-			c.entries[key] = e
+			sh.entries[key] = e
 		} else {
 			// The store leaves an expired session alone: so must the
 			// cache, or the touch would bring it back to life here.
-			delete(c.entries, key)
+			delete(sh.entries, key)
 		}
 	}
-	c.mu.Unlock()
+	sh.mu.Unlock()
 	return nil
 }
 
@@ -123,12 +164,11 @@ func (c *SessionCache) TouchSession(ctx context.Context, tokenHash []byte, expir
 // dropped after the store's deletion, and a lookup that started before it
 // does not cache its answer.
 func (c *SessionCache) DeleteSession(ctx context.Context, tokenHash []byte) error {
-	c.forget(string(tokenHash))
+	key := string(tokenHash)
+	sh := c.shard(key)
+	sh.forget(key)
 	err := c.store.DeleteSession(ctx, tokenHash)
-	c.mu.Lock()
-	c.deletes++
-	delete(c.entries, string(tokenHash))
-	c.mu.Unlock()
+	sh.evict(key)
 	return err
 }
 
@@ -141,77 +181,136 @@ func (c *SessionCache) DeleteUserSessions(ctx context.Context, userID int64) ([]
 		return nil, fmt.Errorf("session cache: the store behind it cannot end a user's sessions")
 	}
 	hashes, err := r.DeleteUserSessions(ctx, userID)
-	c.mu.Lock()
-	c.deletes++
-	for k, e := range c.entries {
-		if e.s.UserID == userID {
-			delete(c.entries, k)
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		sh.deletes++
+		for k, e := range sh.entries {
+			if e.s.UserID == userID {
+				delete(sh.entries, k)
+			}
 		}
+		sh.mu.Unlock()
 	}
-	c.mu.Unlock()
 	return hashes, err
 }
 
+// Evict drops the session from the cache (not from the store): another
+// instance deleted it. A lookup under way does not cache its answer.
+func (c *SessionCache) Evict(tokenHash []byte) {
+	key := string(tokenHash)
+	c.shard(key).evict(key)
+}
+
+// Reset drops every entry (not from the store), and no lookup under way
+// caches its answer: the revocations of other instances may have been
+// missed (the broadcast that brings them was cut).
+func (c *SessionCache) Reset() {
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		sh.deletes++
+		clear(sh.entries)
+		sh.mu.Unlock()
+	}
+}
+
+// Len is the number of entries cached (for tests and metrics).
+func (c *SessionCache) Len() int {
+	n := 0
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		n += len(sh.entries)
+		sh.mu.Unlock()
+	}
+	return n
+}
+
 // refresh looks the session up again in the background, once at a time per
-// token. The answer replaces the entry only if it is still there: a logout
-// meanwhile stays a logout.
-func (c *SessionCache) refresh(key string, tokenHash []byte) {
-	c.mu.Lock()
-	e, ok := c.entries[key]
+// token. The answer replaces the entry only if no deletion happened in its
+// shard meanwhile: a logout stays a logout.
+func (c *SessionCache) refresh(sh *sessionShard, key string, tokenHash []byte) {
+	sh.mu.Lock()
+	e, ok := sh.entries[key]
 	if !ok || e.refreshing {
-		c.mu.Unlock()
+		sh.mu.Unlock()
 		return
 	}
 	e.refreshing = true
-	c.entries[key] = e
-	c.mu.Unlock()
+	sh.entries[key] = e
+	deletes := sh.deletes
+	sh.mu.Unlock()
+	tokenHash = append([]byte(nil), tokenHash...)
 	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s, err := c.store.Session(ctx, tokenHash)
-		now := c.now()
 		if c.afterRefresh != nil {
 			defer c.afterRefresh()
 		}
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if _, ok := c.entries[key]; !ok {
-			return
-		}
-		if err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		now := c.now()
+		s, err := c.store.Session(ctx, tokenHash)
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		e, ok := sh.entries[key]
+		switch {
+		case !ok:
+		case err != nil:
 			// Gone, or the store failed: the next request asks it itself.
-			delete(c.entries, key)
-			return
+			delete(sh.entries, key)
+		case sh.deletes != deletes:
+			// A deletion may have overtaken this read: keep what is there.
+			e.refreshing = false
+			sh.entries[key] = e
+		default:
+			sh.entries[key] = cachedSession{s: *s, cached: now}
 		}
-		c.entries[key] = cachedSession{s: *s, cached: now}
 	}()
 }
 
-func (c *SessionCache) forget(key string) {
-	c.mu.Lock()
-	delete(c.entries, key)
-	c.mu.Unlock()
+func (sh *sessionShard) deletesNow() uint64 {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.deletes
 }
 
-// remember caches s, unless a deletion happened since the lookup began,
-// when c.deletes was deletes.
-func (c *SessionCache) remember(key string, s seckill.Session, now time.Time, deletes uint64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.deletes != deletes {
+func (sh *sessionShard) forget(key string) {
+	sh.mu.Lock()
+	delete(sh.entries, key)
+	sh.mu.Unlock()
+}
+
+func (sh *sessionShard) evict(key string) {
+	sh.mu.Lock()
+	sh.deletes++
+	delete(sh.entries, key)
+	sh.mu.Unlock()
+}
+
+// remember caches s, read at now, unless a deletion happened in the shard
+// since the lookup began, when sh.deletes was deletes. A full shard first
+// drops the entries it would no longer serve, then, if it is still full, a
+// quarter of the others (Go's map order is random enough): a miss costs one
+// store lookup, and dropping them all at once would make a crowd's next
+// requests all miss together.
+func (sh *sessionShard) remember(key string, s seckill.Session, now time.Time, deletes uint64, ttl time.Duration) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.deletes != deletes {
 		return
 	}
-	if len(c.entries) >= c.max {
-		// Drop stale entries first; if all are fresh, start over rather than
-		// grow without bound (a miss only costs one store lookup).
-		for k, e := range c.entries {
-			if now.Sub(e.cached) >= max(c.ttl, c.stale) {
-				delete(c.entries, k)
+	if _, ok := sh.entries[key]; !ok && len(sh.entries) >= sh.max {
+		for k, e := range sh.entries {
+			if now.Sub(e.cached) >= ttl || !now.Before(e.s.ExpiresAt) {
+				delete(sh.entries, k)
 			}
 		}
-		if len(c.entries) >= c.max {
-			c.entries = make(map[string]cachedSession)
+		for k := range sh.entries {
+			if len(sh.entries) < sh.max-sh.max/4 {
+				break
+			}
+			delete(sh.entries, k)
 		}
 	}
-	c.entries[key] = cachedSession{s: s, cached: now}
+	sh.entries[key] = cachedSession{s: s, cached: now}
 }

@@ -49,8 +49,8 @@ func TestContractSessionCache(t *testing.T) {
 	})
 }
 
-func TestContractSessionCacheRevalidating(t *testing.T) {
+func TestContractSessionCacheRefreshing(t *testing.T) {
 	contract.TestSessionStore(t, func(*testing.T) seckill.SessionStore {
-		return inmem.NewSessionCache(inmem.NewStore(), time.Hour, 100).Revalidate(2 * time.Hour)
+		return inmem.NewSessionCache(inmem.NewStore(), time.Hour, 100).RefreshAfter(time.Nanosecond)
 	})
 }

@@ -12,6 +12,7 @@
 //	P{sale:ID}:claim    string  "token run_id" of the Load that may install the sale; expires
 //	P{sale:ID}:epoch    string  run_id of the server the sale was loaded on (see Gate)
 //	Psession:HEX        hash    u (user id), r (role), e (expiry, unix ms); expires at e
+//	Psessions:revoked   channel token hashes of deleted sessions (Sessions.FollowRevocations)
 //	Prl:KEY             hash    t (tokens), ts (last refill, µs of the server clock)
 //	Pcaptcha:ID         string  JSON of the captcha; expires with it
 //	Plock:NAME          string  random token of the holder; expires with the lease
@@ -64,11 +65,11 @@ type serverCheck struct {
 //	rediss-cluster://…                                   the same over TLS
 //
 // options are go-redis's URL options (pool_size, dial_timeout, …), plus
-// autopipeline=true, which sends concurrent commands in shared pipelines
-// (go-redis's AutoPipeliner, marked experimental upstream): each script
-// stays atomic, and a hot gate serves about three times the calls per
-// second. A cluster has no databases: a path other than empty or /0 is
-// refused.
+// autopipeline, on unless autopipeline=false: concurrent commands share
+// pipelines (go-redis's AutoPipeliner, marked experimental upstream), each
+// script staying atomic. It is on by default because it won in the
+// production-mode benchmark on both crowd shapes (BENCHMARKS.md, run M). A
+// cluster has no databases: a path other than empty or /0 is refused.
 func Open(ctx context.Context, url string) (*Client, error) {
 	c, err := newClient(url)
 	if err != nil {
@@ -194,11 +195,15 @@ func infoField(info, name string) string {
 	return ""
 }
 
-// cutAutoPipeline removes the autopipeline option from the URL's query.
+// autoPipelineDefault is the autopipeline option of a URL without one.
+const autoPipelineDefault = true
+
+// cutAutoPipeline removes the autopipeline option from the URL's query and
+// says whether it is on (autoPipelineDefault when absent).
 func cutAutoPipeline(rawURL string) (string, bool, error) {
 	base, query, ok := strings.Cut(rawURL, "?")
 	if !ok {
-		return rawURL, false, nil
+		return rawURL, autoPipelineDefault, nil
 	}
 	q, err := url.ParseQuery(query)
 	if err != nil {
@@ -206,7 +211,7 @@ func cutAutoPipeline(rawURL string) (string, bool, error) {
 	}
 	v, ok := q["autopipeline"]
 	if !ok {
-		return rawURL, false, nil
+		return rawURL, autoPipelineDefault, nil
 	}
 	on, err := strconv.ParseBool(v[len(v)-1])
 	if err != nil {

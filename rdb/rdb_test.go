@@ -24,10 +24,10 @@ import (
 // environment variable naming their URL.
 // query is added to the URL.
 var targets = []struct{ name, env, query string }{
-	{"Single", "SECKILL_TEST_REDIS", ""},
-	{"Cluster", "SECKILL_TEST_REDIS_CLUSTER", ""},
-	{"SingleAutoPipeline", "SECKILL_TEST_REDIS", "autopipeline=true"},
-	{"ClusterAutoPipeline", "SECKILL_TEST_REDIS_CLUSTER", "autopipeline=true"},
+	{"Single", "SECKILL_TEST_REDIS", "autopipeline=false"},
+	{"Cluster", "SECKILL_TEST_REDIS_CLUSTER", "autopipeline=false"},
+	{"SingleAutoPipeline", "SECKILL_TEST_REDIS", ""}, // the default
+	{"ClusterAutoPipeline", "SECKILL_TEST_REDIS_CLUSTER", ""},
 }
 
 var (
@@ -207,7 +207,8 @@ func TestParseURL(t *testing.T) {
 		in, out string
 		on      bool
 	}{
-		{"redis://h:1", "redis://h:1", false},
+		{"redis://h:1", "redis://h:1", true}, // on by default
+		{"redis://h:1?pool_size=9", "redis://h:1?pool_size=9", true},
 		{"redis://h:1?autopipeline=true", "redis://h:1", true},
 		{"redis://h:1,h:2?pool_size=9&autopipeline=1", "redis://h:1,h:2?pool_size=9", true},
 		{"redis://h:1?autopipeline=false&pool_size=9", "redis://h:1?pool_size=9", false},

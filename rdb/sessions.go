@@ -3,7 +3,9 @@ package rdb
 import (
 	"context"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"time"
 
@@ -19,7 +21,8 @@ var _ seckill.SessionStore = (*Sessions)(nil)
 // expiry is checked on read as well, so a session ends on time even when the
 // Redis clock lags. Persistence is Redis's: run it with AOF or RDB if a
 // Redis restart must not log everybody out. The engine puts an
-// inmem.SessionCache in front of it.
+// inmem.SessionCache in front of it, which FollowRevocations keeps true to
+// the deletions of every instance.
 type Sessions struct {
 	c      *Client
 	prefix string
@@ -97,7 +100,84 @@ func (s *Sessions) TouchSession(ctx context.Context, tokenHash []byte, expiresAt
 	return redisErr("touch session", err)
 }
 
-// DeleteSession removes a session; a missing session is not an error.
+// deleteScript: KEYS session; ARGV revocation channel, token hash. Deletes
+// the session and announces it in one step, so no deletion goes
+// unannounced (a PUBLISH in a script reaches every node of a Cluster).
+var deleteScript = redis.NewScript(`
+redis.call('DEL', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return 1
+`)
+
+// DeleteSession removes a session and announces its token hash to every
+// instance's FollowRevocations; a missing session is not an error (and is
+// announced too: an instance may still have it cached).
 func (s *Sessions) DeleteSession(ctx context.Context, tokenHash []byte) error {
-	return redisErr("delete session", s.c.rdb.Del(ctx, s.key(tokenHash)).Err())
+	err := deleteScript.Run(ctx, s.c.rdb, []string{s.key(tokenHash)}, s.channel(), tokenHash).Err()
+	return redisErr("delete session", err)
+}
+
+// channel is where deletions of sessions are announced.
+func (s *Sessions) channel() string { return s.prefix + "sessions:revoked" }
+
+// followPing is how long the revocation feed may stay silent before it is
+// asked for a PONG; a feed that stays silent twice running is dropped and
+// subscribed again. A connection that died without a word (a cut cable,
+// a frozen Redis) is so noticed within two of them.
+const followPing = 2 * time.Second
+
+// FollowRevocations calls evict with the token hash of every session any
+// instance deletes (DeleteSession, so logout and DeleteUserSessions
+// through account.Tiered), until ctx ends. Redis pub/sub delivers at most
+// once: whenever announcements may have been missed — the subscription is
+// (re)established, its connection failed or went silent — it calls reset,
+// which must forget every session cached so far (inmem.SessionCache.Reset);
+// the subscription is then made again, after a pause that grows to 2 s
+// while Redis stays unreachable. An announcement lost in spite of this
+// (a Cluster node cut off from the others' bus) is the cache TTL's to
+// bound.
+func (s *Sessions) FollowRevocations(ctx context.Context, evict func(tokenHash []byte), reset func()) {
+	pause := 50 * time.Millisecond
+	for ctx.Err() == nil {
+		ps := s.c.base.Subscribe(ctx, s.channel())
+		stop := context.AfterFunc(ctx, func() { _ = ps.Close() }) // ends a read at once
+		if s.follow(ctx, ps, evict, reset) {
+			pause = 50 * time.Millisecond
+		}
+		stop()
+		_ = ps.Close()
+		reset()
+		select {
+		case <-ctx.Done():
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 2*time.Second)
+	}
+}
+
+// follow reads ps until it fails, goes silent, or ctx ends; it reports
+// whether the subscription was confirmed.
+func (s *Sessions) follow(ctx context.Context, ps *redis.PubSub, evict func([]byte), reset func()) (subscribed bool) {
+	pinged := false
+	for {
+		msg, err := ps.ReceiveTimeout(ctx, followPing)
+		if err != nil {
+			var ne net.Error
+			if ctx.Err() == nil && !pinged && errors.As(err, &ne) && ne.Timeout() && ps.Ping(ctx) == nil {
+				pinged = true
+				continue
+			}
+			return subscribed
+		}
+		pinged = false
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			// Confirmed, perhaps after go-redis reconnected by itself:
+			// whatever was published before may be lost.
+			subscribed = true
+			reset()
+		case *redis.Message:
+			evict([]byte(m.Payload))
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"seckill"
@@ -27,6 +28,12 @@ type shared struct {
 	loginPhones, loginIPs seckill.LoginGuard
 	locker                seckill.Locker // nil in process: the gate is this process's alone
 	redis                 *rdb.Client    // nil in process
+	// revoked announces the sessions any instance deleted (nil in
+	// process: every deletion passes through this instance's cache).
+	revoked *rdb.Sessions
+	// stopFollowing ends followRevocations; followed is done when it has.
+	stopFollowing context.CancelFunc
+	followed      sync.WaitGroup
 }
 
 // captchaCap is how many captchas one user gets for one sale at once, and
@@ -65,10 +72,12 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
+	fast := rdb.NewSessions(client, prefix)
 	return &shared{
 		gate: rdb.NewGate(client, prefix),
 		// Sessions live in SQL too: Redis restarting empty logs nobody out.
-		sessions: &account.Tiered{Fast: rdb.NewSessions(client, prefix), Durable: sqlSessions},
+		sessions: &account.Tiered{Fast: fast, Durable: sqlSessions},
+		revoked:  fast,
 		userLim:  rdb.NewLimiter(client, prefix+"user:", c.UserRate, c.UserBurst),
 		ipLim:    rdb.NewLimiter(client, prefix+"ip:", c.IPRate, c.IPBurst),
 		captchas: rdb.NewCaptchaStore(client, prefix),
@@ -92,9 +101,29 @@ func (s *shared) ping(ctx context.Context) error {
 	return s.redis.Ping(ctx)
 }
 
+// followRevocations keeps cache true to the sessions other instances
+// delete, in the background until close (see rdb.Sessions.FollowRevocations).
+// Without Redis there is nothing to follow.
+func (s *shared) followRevocations(cache *inmem.SessionCache) {
+	if s.revoked == nil {
+		return
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopFollowing = cancel
+	s.followed.Add(1)
+	go func() {
+		defer s.followed.Done()
+		s.revoked.FollowRevocations(ctx, cache.Evict, cache.Reset)
+	}()
+}
+
 func (s *shared) close() error {
 	if s == nil || s.redis == nil {
 		return nil
+	}
+	if s.stopFollowing != nil {
+		s.stopFollowing()
+		s.followed.Wait()
 	}
 	return s.redis.Close()
 }

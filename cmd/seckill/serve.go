@@ -139,6 +139,15 @@ func NewMain() *Main {
 // memory, since nothing else changes sessions.
 const soloSessionTTL = 10 * time.Minute
 
+// sessionCacheTTL is, with Redis, the longest an instance serves a session
+// from memory without asking the store: the bound on a logout or revocation
+// on another instance whose announcement was lost (SECURITY.md). A hit
+// after sessionRefreshAfter refreshes the entry in the background.
+const (
+	sessionCacheTTL     = 10 * time.Second
+	sessionRefreshAfter = 5 * time.Second
+)
+
 // ParseFlags reads flags, falling back to SECKILL_* environment variables
 // for flags not given (--admin-phone ← SECKILL_ADMIN_PHONE).
 func (m *Main) ParseFlags(args []string) error {
@@ -281,16 +290,20 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.shared, err = m.openShared(ctx, m.db); err != nil {
 		return err
 	}
-	// With Redis, other instances may log a session out: it is looked up
-	// again after 5 s, and for a minute the cached entry answers meanwhile,
-	// so a buyer's tries in a crowd cost no round trip. Without Redis this is
-	// the only instance (its gate is in-process), every session change goes
-	// through this cache, and an entry stays true until the session expires:
-	// looking it up again would only cost the store a query per buyer in the
-	// middle of a crowd (a quarter of the CPU in a profile of one).
+	// With Redis, other instances may log a session out: their deletions
+	// are announced on Redis and evicted from this cache at once
+	// (followRevocations), and if an announcement is lost an entry is
+	// served no longer than sessionCacheTTL. A hit on an entry older than
+	// sessionRefreshAfter looks it up again in the background, so a buyer's
+	// tries in a crowd cost no round trip. Without Redis this is the only
+	// instance (its gate is in-process), every session change goes through
+	// this cache, and an entry stays true until the session expires:
+	// looking it up again would only cost the store a query per buyer in
+	// the middle of a crowd (a quarter of the CPU in a profile of one).
 	var sessions *inmem.SessionCache
 	if c.Redis != "" {
-		sessions = inmem.NewSessionCache(m.shared.sessions, 5*time.Second, 100_000).Revalidate(time.Minute)
+		sessions = inmem.NewSessionCache(m.shared.sessions, sessionCacheTTL, 100_000).RefreshAfter(sessionRefreshAfter)
+		m.shared.followRevocations(sessions)
 	} else {
 		sessions = inmem.NewSessionCache(m.shared.sessions, soloSessionTTL, 100_000)
 	}
