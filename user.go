@@ -69,4 +69,9 @@ type SessionRevoker interface {
 	// their token hashes, so caches in front can drop them too. No
 	// session is not an error.
 	DeleteUserSessions(ctx context.Context, userID int64) ([][]byte, error)
+	// UserSessions returns the token hashes of every session of the user,
+	// expired or not, changing nothing: a cache in front deletes them
+	// from itself first, so a revocation that fails there can be retried
+	// (the durable store still names them).
+	UserSessions(ctx context.Context, userID int64) ([][]byte, error)
 }

@@ -81,22 +81,49 @@ func (t *Tiered) refill(ctx context.Context, s *seckill.Session) {
 	}
 }
 
-// DeleteUserSessions removes every session of the user from the durable
-// store, which must be a seckill.SessionRevoker, and each of them from the
-// fast store.
+// DeleteUserSessions ends every session of the user: it deletes the ones
+// the durable store (a seckill.SessionRevoker) names from the fast store,
+// then from the durable store, then from the fast store those the durable
+// deletion returned (sessions opened meanwhile). The first pass comes
+// before the durable deletion so that a fast store failing makes the call
+// fail with every session still named in the durable store: a retry finds
+// them all again. Deleting from the durable store first would leave a
+// retry nothing to delete from a fast store that still serves them.
 func (t *Tiered) DeleteUserSessions(ctx context.Context, userID int64) ([][]byte, error) {
 	r, ok := t.Durable.(seckill.SessionRevoker)
 	if !ok {
 		return nil, fmt.Errorf("tiered sessions: the durable store cannot end a user's sessions")
 	}
+	listed, err := r.UserSessions(ctx, userID)
+	if err != nil {
+		return nil, err
+	}
+	if err := t.deleteFast(ctx, listed); err != nil {
+		return nil, err
+	}
 	hashes, err := r.DeleteUserSessions(ctx, userID)
 	if err != nil {
 		return nil, err
 	}
+	return hashes, t.deleteFast(ctx, hashes)
+}
+
+// UserSessions asks the durable store, which must be a
+// seckill.SessionRevoker.
+func (t *Tiered) UserSessions(ctx context.Context, userID int64) ([][]byte, error) {
+	r, ok := t.Durable.(seckill.SessionRevoker)
+	if !ok {
+		return nil, fmt.Errorf("tiered sessions: the durable store cannot list a user's sessions")
+	}
+	return r.UserSessions(ctx, userID)
+}
+
+// deleteFast deletes each session of hashes from the fast store.
+func (t *Tiered) deleteFast(ctx context.Context, hashes [][]byte) error {
 	for _, h := range hashes {
 		if err := t.Fast.DeleteSession(ctx, h); err != nil {
-			return hashes, err
+			return err
 		}
 	}
-	return hashes, nil
+	return nil
 }

@@ -16,6 +16,8 @@ type mapSessions struct {
 	m      map[string]seckill.Session
 	broken bool
 	reads  int
+	// failDeletes makes that many DeleteSession calls fail.
+	failDeletes int
 }
 
 func newMapSessions() *mapSessions { return &mapSessions{m: map[string]seckill.Session{}} }
@@ -46,8 +48,22 @@ func (m *mapSessions) TouchSession(_ context.Context, h []byte, exp time.Time) e
 	return nil
 }
 func (m *mapSessions) DeleteSession(_ context.Context, h []byte) error {
+	if m.failDeletes > 0 {
+		m.failDeletes--
+		return errors.New("down")
+	}
 	delete(m.m, string(h))
 	return nil
+}
+
+func (m *mapSessions) UserSessions(_ context.Context, user int64) ([][]byte, error) {
+	var out [][]byte
+	for k, s := range m.m {
+		if s.UserID == user {
+			out = append(out, []byte(k))
+		}
+	}
+	return out, nil
 }
 
 func (m *mapSessions) DeleteUserSessions(_ context.Context, user int64) ([][]byte, error) {
@@ -141,5 +157,33 @@ func TestTieredLogoutRacingRefill(t *testing.T) {
 	}
 	if _, err := tiered.Session(ctx, s.TokenHash); seckill.ErrorCode(err) != seckill.ENotFound {
 		t.Fatalf("logged-out session after the race: %v", err)
+	}
+}
+
+// TestTieredRevocationRetriedAfterFastFailure: when the fast store fails
+// while a user's sessions are ended (a password change), the call fails
+// and a retry still ends every session in both stores: the durable store
+// must not have forgotten which sessions the fast store still serves.
+func TestTieredRevocationRetriedAfterFastFailure(t *testing.T) {
+	ctx := context.Background()
+	fast, durable := newMapSessions(), newMapSessions()
+	tiered := &Tiered{Fast: fast, Durable: durable}
+	exp := time.Now().Add(time.Hour)
+	for _, tok := range []string{"a", "b"} {
+		if err := tiered.CreateSession(ctx, seckill.Session{TokenHash: HashToken(tok), UserID: 7, Role: seckill.RoleBuyer, ExpiresAt: exp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fast.failDeletes = 1
+	if _, err := tiered.DeleteUserSessions(ctx, 7); err == nil {
+		t.Fatal("DeleteUserSessions succeeded with the fast store failing")
+	}
+	if _, err := tiered.DeleteUserSessions(ctx, 7); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	for _, tok := range []string{"a", "b"} {
+		if _, err := tiered.Session(ctx, HashToken(tok)); seckill.ErrorCode(err) != seckill.ENotFound {
+			t.Errorf("session %s after the retried revocation: %v", tok, err)
+		}
 	}
 }

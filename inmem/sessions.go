@@ -172,6 +172,16 @@ func (c *SessionCache) DeleteSession(ctx context.Context, tokenHash []byte) erro
 	return err
 }
 
+// UserSessions asks the store behind, which must be a
+// seckill.SessionRevoker.
+func (c *SessionCache) UserSessions(ctx context.Context, userID int64) ([][]byte, error) {
+	r, ok := c.store.(seckill.SessionRevoker)
+	if !ok {
+		return nil, fmt.Errorf("session cache: the store behind it cannot list a user's sessions")
+	}
+	return r.UserSessions(ctx, userID)
+}
+
 // DeleteUserSessions removes every session of the user from the store,
 // which must be a seckill.SessionRevoker (else an internal error), and
 // from the cache.

@@ -193,6 +193,19 @@ func (s *Store) DeleteSession(_ context.Context, tokenHash []byte) error {
 	return nil
 }
 
+// UserSessions returns the token hashes of every session of the user.
+func (s *Store) UserSessions(_ context.Context, userID int64) ([][]byte, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var hashes [][]byte
+	for k, sess := range s.sessions {
+		if sess.UserID == userID {
+			hashes = append(hashes, []byte(k))
+		}
+	}
+	return hashes, nil
+}
+
 // DeleteUserSessions removes every session of the user and returns their
 // token hashes.
 func (s *Store) DeleteUserSessions(_ context.Context, userID int64) ([][]byte, error) {

@@ -53,6 +53,28 @@ func (db *DB) DeleteSession(ctx context.Context, tokenHash []byte) error {
 	return nil
 }
 
+// UserSessions returns the token hashes of every session of the user,
+// expired or not.
+func (db *DB) UserSessions(ctx context.Context, userID int64) ([][]byte, error) {
+	rows, err := db.write.QueryContext(ctx, db.d.q.userSessions, userID)
+	if err != nil {
+		return nil, fmt.Errorf("sessions of user %d: %w", userID, err)
+	}
+	defer rows.Close()
+	var hashes [][]byte
+	for rows.Next() {
+		var h []byte
+		if err := rows.Scan(&h); err != nil {
+			return nil, fmt.Errorf("sessions of user %d: %w", userID, err)
+		}
+		hashes = append(hashes, h)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sessions of user %d: %w", userID, err)
+	}
+	return hashes, nil
+}
+
 // DeleteUserSessions removes every session of the user, expired or not,
 // and returns their token hashes.
 func (db *DB) DeleteUserSessions(ctx context.Context, userID int64) ([][]byte, error) {

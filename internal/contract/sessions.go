@@ -98,6 +98,14 @@ func sessionChecks(t *testing.T, newStore func(t *testing.T) (seckill.SessionSto
 		}
 		storeNoErr(t, s.CreateSession(ctx, seckill.Session{TokenHash: hash(9), UserID: uid, Role: seckill.RoleAdmin, ExpiresAt: storeNow().Add(time.Hour)}))
 		storeNoErr(t, s.CreateSession(ctx, seckill.Session{TokenHash: hash(10), UserID: uid, Role: seckill.RoleAdmin, ExpiresAt: storeNow().Add(time.Hour)}))
+		listed, err := r.UserSessions(ctx, uid)
+		storeNoErr(t, err)
+		if len(listed) != 2 {
+			t.Errorf("UserSessions returned %d hashes, want 2", len(listed))
+		}
+		if _, err := s.Session(ctx, hash(9)); err != nil {
+			t.Errorf("UserSessions changed a session: %v", err)
+		}
 		hashes, err := r.DeleteUserSessions(ctx, uid)
 		storeNoErr(t, err)
 		if len(hashes) != 2 {
@@ -111,6 +119,9 @@ func sessionChecks(t *testing.T, newStore func(t *testing.T) (seckill.SessionSto
 		storeNoErr(t, err)
 		if len(hashes) != 0 {
 			t.Errorf("second DeleteUserSessions returned %d hashes, want 0", len(hashes))
+		}
+		if listed, err := r.UserSessions(ctx, uid); err != nil || len(listed) != 0 {
+			t.Errorf("UserSessions after the deletion: %d hashes, %v", len(listed), err)
 		}
 	})
 }
