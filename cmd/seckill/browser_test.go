@@ -74,18 +74,21 @@ func TestBrowserBuyer(t *testing.T) {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		testenv.Missing(t, chromiumPath+" is missing: apt-get install chromium (.ci/services.sh does)")
 	}
-	for _, vp := range []struct {
-		name          string
-		width, height int64
-		mobile        bool
-	}{
-		{"desktop", 1280, 900, false},
-		{"phone", 390, 844, true},
-	} {
+	for _, vp := range browserViewports {
 		t.Run(vp.name, func(t *testing.T) {
 			testBrowserBuyer(t, vp.name, vp.width, vp.height, vp.mobile)
 		})
 	}
+}
+
+// browserViewports are the screens every browser test runs on.
+var browserViewports = []struct {
+	name          string
+	width, height int64
+	mobile        bool
+}{
+	{"desktop", 1280, 900, false},
+	{"phone", 390, 844, true},
 }
 
 func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile bool) {
@@ -99,10 +102,7 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 
 	ctx := newBrowser(t, width, height, mobile)
 	var resultPolls, handshakes atomic.Int32
-	var pageErrs struct {
-		sync.Mutex
-		list []string
-	}
+	var pageErrs pageErrors
 	err := chromedp.Listen(ctx, func(ev any) {
 		switch e := ev.(type) {
 		case *network.EventRequestWillBeSent:
@@ -114,13 +114,7 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 			// handshake: from here on the socket gets the user's pushes.
 			handshakes.Add(1)
 		case *runtime.EventExceptionThrown:
-			pageErrs.Lock()
-			msg := e.ExceptionDetails.Text
-			if e.ExceptionDetails.Exception != nil {
-				msg += " " + e.ExceptionDetails.Exception.Description
-			}
-			pageErrs.list = append(pageErrs.list, msg)
-			pageErrs.Unlock()
+			pageErrs.note(e)
 		}
 	})
 	if err != nil {
@@ -323,17 +317,40 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 		t.Errorf("the page sent %d requests with an Authorization header", n)
 	}
 
-	pageErrs.Lock()
-	defer pageErrs.Unlock()
-	for _, e := range pageErrs.list {
+	pageErrs.report(t)
+}
+
+// pageErrors collects a page's uncaught exceptions.
+type pageErrors struct {
+	sync.Mutex
+	list []string
+}
+
+func (p *pageErrors) note(e *runtime.EventExceptionThrown) {
+	msg := e.ExceptionDetails.Text
+	if e.ExceptionDetails.Exception != nil {
+		msg += " " + e.ExceptionDetails.Exception.Description
+	}
+	p.Lock()
+	p.list = append(p.list, msg)
+	p.Unlock()
+}
+
+// report fails the test with each exception noted.
+func (p *pageErrors) report(t *testing.T) {
+	t.Helper()
+	p.Lock()
+	defer p.Unlock()
+	for _, e := range p.list {
 		t.Errorf("page error: %s", e)
 	}
 }
 
 // The kinds of request the front door can hold.
 const (
-	holdNotify     = "the provider's notifications"
-	holdOrderReads = "the page's order reads"
+	holdNotify       = "the provider's notifications"
+	holdOrderReads   = "the page's order reads"
+	holdAdminSockets = "the admin's socket handshakes"
 )
 
 // frontDoor is a reverse proxy in front of the server, as a deployment
@@ -401,6 +418,8 @@ func (f *frontDoor) gate(r *http.Request) chan struct{} {
 		kind = holdNotify
 	case r.Method == http.MethodGet && (r.URL.Path == "/api/orders" || strings.HasPrefix(r.URL.Path, "/api/orders/")):
 		kind = holdOrderReads
+	case r.URL.Path == "/api/admin/ws":
+		kind = holdAdminSockets
 	default:
 		return nil
 	}
