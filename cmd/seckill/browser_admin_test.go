@@ -16,7 +16,6 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"seckill/bench"
-	"seckill/internal/testenv"
 )
 
 // socketHook runs in the admin's page before its own script and keeps the
@@ -48,14 +47,7 @@ func TestBrowserAdmin(t *testing.T) {
 	// Parallel with the other slow whole-server tests of this package
 	// (issue 10: the suite without servers stays under a minute).
 	t.Parallel()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		testenv.Missing(t, chromiumPath+" is missing: apt-get install chromium (.ci/services.sh does)")
-	}
-	for _, vp := range browserViewports {
-		t.Run(vp.name, func(t *testing.T) {
-			testBrowserAdmin(t, vp.name, vp.width, vp.height, vp.mobile)
-		})
-	}
+	onEveryScreen(t, testBrowserAdmin)
 }
 
 func testBrowserAdmin(t *testing.T, name string, width, height int64, mobile bool) {

@@ -1009,7 +1009,9 @@
     const r = await api('GET', `/api/sales/${encodeURIComponent(b.sale.id)}/captcha`);
     if (state.buy !== b) return;
     if (!r.ok) {
-      setBuyStatus(errText(r), 'bad');
+      // A wait named (429, 503) counts down, then asks again.
+      if (mustWait(r)) waitAndRetry(b, r, loadCaptcha);
+      else setBuyStatus(errText(r), 'bad');
       return;
     }
     const src = String(r.data.image || '');
@@ -1024,15 +1026,21 @@
     $('#captcha-answer').focus();
   }
 
+  // mustWait tells a refusal that names a wait.
+  const mustWait = (r) => r.status === 429 || r.status === 503;
+
   // waitAndRetry shows a refusal that names a wait (429, 503) as a
-  // countdown and keeps Buy off until it ends.
-  function waitAndRetry(b, r) {
+  // countdown and keeps Buy off until it ends; then it calls then (a
+  // captcha sale loads a new question only once the wait is over: one
+  // asked for now would be refused too, and stop the countdown).
+  function waitAndRetry(b, r, then) {
     const secs = retrySeconds(r);
     setBuyStatus('', 'warn');
     b.waitUntil = Date.now() + secs * 1000;
     b.stopCountdown = countdownMessage($('#buy-status'), r.error.code === 'busy' ? 'err_busy' : 'err_rate_limited', secs, () => {
       b.stopCountdown = null;
       syncDialog();
+      if (then && state.buy === b && b.phase === 'form') then();
     });
     syncDialog();
   }
@@ -1042,7 +1050,7 @@
   // buyer holds.
   function refused(b, r) {
     const code = r.error.code;
-    if (r.status === 429 || r.status === 503) return waitAndRetry(b, r);
+    if (mustWait(r)) return waitAndRetry(b, r, b.sale.require_captcha ? loadCaptcha : null);
     setBuyStatus(errText(r), code === 'duplicate' ? 'warn' : 'bad');
     if (code === 'sold_out') {
       markSoldOut(b.sale.id);
@@ -1081,7 +1089,7 @@
       if (!p.ok) {
         refused(b, p);
         // A captcha is single use: whatever went wrong, show a fresh one.
-        if (b.sale.require_captcha && b.phase === 'form' && p.status !== 0) loadCaptcha();
+        if (b.sale.require_captcha && b.phase === 'form' && p.status !== 0 && !mustWait(p)) loadCaptcha();
         return;
       }
 
@@ -1093,7 +1101,7 @@
       if (state.buy !== b) return;
       if (q.status !== 202) {
         refused(b, q);
-        if (b.sale.require_captcha && b.phase === 'form' && q.status !== 0) loadCaptcha();
+        if (b.sale.require_captcha && b.phase === 'form' && q.status !== 0 && !mustWait(q)) loadCaptcha();
         return;
       }
       b.phase = 'waiting';
