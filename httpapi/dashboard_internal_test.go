@@ -1,8 +1,12 @@
 package httpapi
 
 import (
+	"context"
 	"slices"
 	"testing"
+	"time"
+
+	"seckill"
 )
 
 // TestSaleSeriesRing: the ring keeps DashWindow seconds; a second that
@@ -45,4 +49,19 @@ func TestSaleSeriesRing(t *testing.T) {
 	if got := ss.span(t0+1, t0+1); got.Refused["sold_out"][0] != 1 {
 		t.Errorf("t0+1 is still in the window: %v", got.Refused)
 	}
+}
+
+// BenchmarkDashboardCount is what counting costs a buying request: one
+// known sale, every goroutine counting into it.
+func BenchmarkDashboardCount(b *testing.B) {
+	s := &Server{cfg: Config{Now: time.Now}}
+	s.dash = newDashboard(s)
+	s.dash.get(1, true)
+	ctx := context.Background()
+	refusal := seckill.Errorf(seckill.ESoldOut, "sold out")
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			s.dash.count(ctx, 1, true, refusal)
+		}
+	})
 }
