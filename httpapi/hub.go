@@ -83,6 +83,12 @@ type WSConfig struct {
 	// SaleTicks, when set, replaces SaleInterval's ticker: each value
 	// received is one comparison (tests drive the push with it).
 	SaleTicks <-chan time.Time
+	// DashInterval is how often, while an admin's dashboard socket
+	// (GET /api/admin/ws) is open, the dashboard is streamed to it
+	// (dashboard.go; default 1 s).
+	DashInterval time.Duration
+	// DashTicks, when set, replaces DashInterval's ticker (tests).
+	DashTicks <-chan time.Time
 }
 
 func (c *WSConfig) defaults() {
@@ -103,6 +109,9 @@ func (c *WSConfig) defaults() {
 	}
 	if c.SaleInterval <= 0 {
 		c.SaleInterval = 250 * time.Millisecond
+	}
+	if c.DashInterval <= 0 {
+		c.DashInterval = time.Second
 	}
 }
 
@@ -129,6 +138,9 @@ type hub struct {
 	open    sync.WaitGroup // one per registered socket, done once unregistered
 	sockets atomic.Int64   // registered sockets
 	shards  [hubShards]hubShard
+
+	dashMu sync.Mutex
+	dash   map[*wsConn]struct{} // the admins' dashboard sockets
 }
 
 type hubShard struct {
@@ -141,7 +153,7 @@ func newHub(bus seckill.ResultBus, cfg WSConfig, log *slog.Logger, gauge func(in
 	if gauge == nil {
 		gauge = func(int) {}
 	}
-	h := &hub{cfg: cfg, bus: bus, log: log, gauge: gauge}
+	h := &hub{cfg: cfg, bus: bus, log: log, gauge: gauge, dash: map[*wsConn]struct{}{}}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	for i := range h.shards {
 		h.shards[i].users = map[int64][]*wsConn{}
@@ -244,13 +256,38 @@ func (h *hub) broadcast(b []byte) int {
 	return n
 }
 
+// broadcastDash offers b, encoded once, to every dashboard socket here.
+func (h *hub) broadcastDash(b []byte) int {
+	h.dashMu.Lock()
+	conns := make([]*wsConn, 0, len(h.dash))
+	for wc := range h.dash {
+		conns = append(conns, wc)
+	}
+	h.dashMu.Unlock()
+	n := 0
+	for _, wc := range conns {
+		if wc.offer(b) {
+			n++
+		}
+	}
+	return n
+}
+
+// dashSockets counts the dashboard sockets here.
+func (h *hub) dashSockets() int {
+	h.dashMu.Lock()
+	defer h.dashMu.Unlock()
+	return len(h.dash)
+}
+
 // register reserves a place for a socket of the user before the
 // handshake, so that results published while it completes wait in the
 // socket's queue: once a client has its socket, every result published
-// after its handshake was authenticated reaches it. ERateLimited when the
-// user holds MaxPerUser sockets here already, EBusy after Close.
-func (h *hub) register(user int64, session []byte) (*wsConn, error) {
-	wc := &wsConn{h: h, user: user, session: session}
+// after its handshake was authenticated reaches it. A dash socket also
+// gets the dashboard stream. ERateLimited when the user holds MaxPerUser
+// sockets here already, EBusy after Close.
+func (h *hub) register(user int64, session []byte, dash bool) (*wsConn, error) {
+	wc := &wsConn{h: h, user: user, session: session, dash: dash}
 	sh := h.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -263,6 +300,11 @@ func (h *hub) register(user int64, session []byte) (*wsConn, error) {
 	sh.users[user] = append(sh.users[user], wc)
 	h.open.Add(1)
 	h.sockets.Add(1)
+	if dash {
+		h.dashMu.Lock()
+		h.dash[wc] = struct{}{}
+		h.dashMu.Unlock()
+	}
 	return wc, nil
 }
 
@@ -318,6 +360,11 @@ func (h *hub) attach(wc *wsConn, c *websocket.Conn) {
 
 // remove unregisters wc.
 func (h *hub) remove(wc *wsConn) {
+	if wc.dash {
+		h.dashMu.Lock()
+		delete(h.dash, wc)
+		h.dashMu.Unlock()
+	}
 	sh := h.shard(wc.user)
 	sh.mu.Lock()
 	conns := sh.users[wc.user]
@@ -393,6 +440,7 @@ type wsConn struct {
 	h       *hub
 	user    int64
 	session []byte // token hash of the session that opened it
+	dash    bool   // an admin's dashboard socket (GET /api/admin/ws)
 
 	mu      sync.Mutex
 	c       *websocket.Conn // nil until the handshake completed
@@ -537,7 +585,9 @@ func (wc *wsConn) gone() {
 func (s *Server) Close() error {
 	if s.hub != nil {
 		s.sales.stop()
+		s.dashPush.stop()
 		s.hub.close()
 	}
+	s.dash.close()
 	return nil
 }

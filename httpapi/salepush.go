@@ -109,22 +109,28 @@ func (p *salePush) stop() {
 
 func (p *salePush) run() {
 	defer close(p.done)
-	ticks := p.ticks
+	// Nobody to tell while no socket is open; the next socket loads the
+	// list itself.
+	tickLoop(p.ctx, p.ticks, p.every, func() bool { return p.hub.sockets.Load() > 0 }, func() { p.tick(p.ctx) })
+}
+
+// tickLoop calls tick on every value of ticks (of a ticker of every when
+// ticks is nil) while active reports true, until ctx ends.
+func tickLoop(ctx context.Context, ticks <-chan time.Time, every time.Duration, active func() bool, tick func()) {
 	if ticks == nil {
-		t := time.NewTicker(p.every)
+		t := time.NewTicker(every)
 		defer t.Stop()
 		ticks = t.C
 	}
 	for {
 		select {
-		case <-p.ctx.Done():
+		case <-ctx.Done():
 			return
 		case <-ticks:
 		}
-		if p.hub.sockets.Load() == 0 {
-			continue // nobody to tell; the next socket loads the list itself
+		if active() {
+			tick()
 		}
-		p.tick(p.ctx)
 	}
 }
 

@@ -77,15 +77,17 @@ type Config struct {
 
 // Server is the HTTP handler of seckill.
 type Server struct {
-	cfg     Config
-	mux     *http.ServeMux
-	log     *slog.Logger
-	methods map[string][]string // route path → methods it serves
-	hub     *hub                // WebSockets; nil without Config.Results
-	sales   *salePush           // the sale push to the hub's sockets; nil without hub
-	catalog *catalog            // GET /api/sales's cached list (catalog.go)
-	badAuth *ipBuckets          // unknown tokens per client IP (limits.go)
-	signups *ipBuckets          // registrations per client IP (limits.go)
+	cfg      Config
+	mux      *http.ServeMux
+	log      *slog.Logger
+	methods  map[string][]string // route path → methods it serves
+	hub      *hub                // WebSockets; nil without Config.Results
+	sales    *salePush           // the sale push to the hub's sockets; nil without hub
+	dash     *dashboard          // the admin dashboard's series (dashboard.go)
+	dashPush *dashPush           // its stream to the admins' sockets; nil without hub
+	catalog  *catalog            // GET /api/sales's cached list (catalog.go)
+	badAuth  *ipBuckets          // unknown tokens per client IP (limits.go)
+	signups  *ipBuckets          // registrations per client IP (limits.go)
 }
 
 // New returns the handler.
@@ -107,9 +109,12 @@ func New(cfg Config) *Server {
 		s.hub = newHub(cfg.Results, cfg.WS, cfg.Log, cfg.WebSockets)
 	}
 	s.catalog = &catalog{load: cfg.Engine.Sales, now: cfg.Now}
+	s.dash = newDashboard(s)
 	if s.hub != nil {
 		s.sales = newSalePush(s.hub, s)
+		s.dashPush = newDashPush(s)
 	}
+	s.dash.subscribe()
 	s.badAuth = newIPBuckets(cfg.BadTokens)
 	s.signups = newIPBuckets(cfg.Registrations)
 	s.routes()
@@ -153,15 +158,16 @@ func (s *Server) routes() {
 	s.handle("POST /api/admin/sales", jsonBody(s.admin(s.createSale)))
 	s.handle("GET /api/admin/sales/{id}/stats", s.admin(s.saleStats))
 	s.handle("POST /api/admin/sales/{id}/stop", s.admin(s.stopSale))
+	s.handle("GET /api/admin/dashboard", s.admin(s.dashboardHandler))
 	if s.cfg.BenchUsers != nil { // off: the path is as unknown as any other
 		s.handle("POST /api/admin/bench/users", jsonBody(s.admin(s.benchUsers)))
 	}
 
 	s.handle("GET /api/sales/{id}/captcha", s.authed(s.limited(s.captcha)))
-	s.handle("POST /api/sales/{id}/path", jsonBody(s.authed(s.limited(s.path))))
+	s.handle("POST /api/sales/{id}/path", jsonBody(s.authed(s.counted(s.limited(s.path), false))))
 	// purchase applies the per-address limit itself, after the checks
 	// that need no shared backend; the gate applies the per-user one.
-	s.handle("POST /api/sales/{id}/purchase/{path}", s.authed(s.purchase))
+	s.handle("POST /api/sales/{id}/purchase/{path}", s.authed(s.counted(s.purchase, true)))
 	s.handle("GET /api/sales/{id}/result", s.authed(s.result))
 
 	s.handle("GET /api/orders", s.authed(s.listOrders))
@@ -175,6 +181,7 @@ func (s *Server) routes() {
 	s.handle("POST /api/admin/orders/{id}/refund", s.admin(s.refundOrder))
 	if s.hub != nil {
 		s.handle("GET /api/ws", s.limitIP(s.authed(s.webSocket)))
+		s.handle("GET /api/admin/ws", s.limitIP(s.admin(s.adminSocket)))
 	}
 
 	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {

@@ -35,11 +35,26 @@ import (
 // separate subscriptions to the same bus: they carry the same outcome,
 // and a poll right after a push may still answer queued for a moment.
 func (s *Server) webSocket(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
+	return s.openSocket(w, r, sess, false)
+}
+
+// adminSocket is GET /api/admin/ws: /api/ws for an admin (401 without a
+// session, 403 for a buyer's, before any upgrade), whose socket also
+// gets the dashboard stream (dashboard.go).
+func (s *Server) adminSocket(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
+	s.dash.subscribe()
+	return s.openSocket(w, r, sess, true)
+}
+
+func (s *Server) openSocket(w http.ResponseWriter, r *http.Request, sess *seckill.Session, dash bool) error {
 	if err := s.hub.start(); err != nil {
 		return err
 	}
 	s.sales.start()
-	wc, err := s.hub.register(sess.UserID, sess.TokenHash)
+	if dash {
+		s.dashPush.start()
+	}
+	wc, err := s.hub.register(sess.UserID, sess.TokenHash, dash)
 	if err != nil {
 		return err
 	}

@@ -105,7 +105,7 @@ func TestScriptCoversAPI(t *testing.T) {
 		{"POST", "/api/orders/{}/pay"},
 		{"POST", "/api/orders/{}/cancel"},
 		{"POST", "/api/admin/sales"},
-		{"GET", "/api/admin/sales/{}/stats"},
+		{"GET", "/api/admin/dashboard"},
 		{"POST", "/api/admin/sales/{}/stop"},
 	}
 	for _, r := range routes {
@@ -122,14 +122,16 @@ func TestScriptCoversAPI(t *testing.T) {
 	}
 }
 
-// TestScriptUsesPush: the page opens the push socket on its own origin and
-// settles a purchase with what it pushes, keeping /result as the fallback
-// (both feeding noteResult); the CSP lets it connect there and nowhere else.
+// TestScriptUsesPush: the page opens the push socket on its own origin (an
+// admin's also streams the dashboard) and settles a purchase with what it
+// pushes, keeping /result as the fallback (both feeding noteResult); the
+// CSP lets it connect there and nowhere else.
 func TestScriptUsesPush(t *testing.T) {
 	res := get(t, Handler(), http.MethodGet, "/app.js")
 	js := body(t, res)
 	for _, want := range []string{
-		"new WebSocket(", "//${location.host}/api/ws`", "'wss:' : 'ws:'", // same origin, TLS when the page has it
+		"new WebSocket(", "//${location.host}${isAdmin() ? '/api/admin/ws' : '/api/ws'}`", "'wss:' : 'ws:'", // same origin, TLS when the page has it
+		"m.type === 'dash'", "noteDash(m)",
 		"m.type === 'order_result'", "m.type === 'order_status'",
 		"noteResult(m.sale_id, m)", "/result`", "noteResult(saleId, r.data)",
 	} {

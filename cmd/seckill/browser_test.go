@@ -20,6 +20,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/browser"
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
@@ -70,7 +73,12 @@ var pageHooks = fmt.Sprintf(`(() => {
 // while the server is down and go when it is back; log out and lose the
 // cookie. With SECKILL_SCREENSHOTS=1 it writes the README's screenshots
 // into docs/.
-func TestBrowserBuyer(t *testing.T) {
+func TestBrowserBuyer(t *testing.T) { onEveryScreen(t, testBrowserBuyer) }
+
+// onEveryScreen runs test as a subtest on each screen every browser test
+// runs on (named desktop and phone), once chromium is there.
+func onEveryScreen(t *testing.T, test func(t *testing.T, name string, width, height int64, mobile bool)) {
+	t.Helper()
 	if _, err := os.Stat(chromiumPath); err != nil {
 		testenv.Missing(t, chromiumPath+" is missing: apt-get install chromium (.ci/services.sh does)")
 	}
@@ -82,9 +90,7 @@ func TestBrowserBuyer(t *testing.T) {
 		{"desktop", 1280, 900, false},
 		{"phone", 390, 844, true},
 	} {
-		t.Run(vp.name, func(t *testing.T) {
-			testBrowserBuyer(t, vp.name, vp.width, vp.height, vp.mobile)
-		})
+		t.Run(vp.name, func(t *testing.T) { test(t, vp.name, vp.width, vp.height, vp.mobile) })
 	}
 }
 
@@ -99,10 +105,7 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 
 	ctx := newBrowser(t, width, height, mobile)
 	var resultPolls, handshakes atomic.Int32
-	var pageErrs struct {
-		sync.Mutex
-		list []string
-	}
+	var pageErrs pageErrors
 	err := chromedp.Listen(ctx, func(ev any) {
 		switch e := ev.(type) {
 		case *network.EventRequestWillBeSent:
@@ -114,13 +117,7 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 			// handshake: from here on the socket gets the user's pushes.
 			handshakes.Add(1)
 		case *runtime.EventExceptionThrown:
-			pageErrs.Lock()
-			msg := e.ExceptionDetails.Text
-			if e.ExceptionDetails.Exception != nil {
-				msg += " " + e.ExceptionDetails.Exception.Description
-			}
-			pageErrs.list = append(pageErrs.list, msg)
-			pageErrs.Unlock()
+			pageErrs.note(e)
 		}
 	})
 	if err != nil {
@@ -323,17 +320,40 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 		t.Errorf("the page sent %d requests with an Authorization header", n)
 	}
 
-	pageErrs.Lock()
-	defer pageErrs.Unlock()
-	for _, e := range pageErrs.list {
+	pageErrs.report(t)
+}
+
+// pageErrors collects a page's uncaught exceptions.
+type pageErrors struct {
+	sync.Mutex
+	list []string
+}
+
+func (p *pageErrors) note(e *runtime.EventExceptionThrown) {
+	msg := e.ExceptionDetails.Text
+	if e.ExceptionDetails.Exception != nil {
+		msg += " " + e.ExceptionDetails.Exception.Description
+	}
+	p.Lock()
+	p.list = append(p.list, msg)
+	p.Unlock()
+}
+
+// report fails the test with each exception noted.
+func (p *pageErrors) report(t *testing.T) {
+	t.Helper()
+	p.Lock()
+	defer p.Unlock()
+	for _, e := range p.list {
 		t.Errorf("page error: %s", e)
 	}
 }
 
 // The kinds of request the front door can hold.
 const (
-	holdNotify     = "the provider's notifications"
-	holdOrderReads = "the page's order reads"
+	holdNotify       = "the provider's notifications"
+	holdOrderReads   = "the page's order reads"
+	holdAdminSockets = "the admin's socket handshakes"
 )
 
 // frontDoor is a reverse proxy in front of the server, as a deployment
@@ -346,6 +366,9 @@ type frontDoor struct {
 	URL        string
 	ln         net.Listener
 	authorized atomic.Int32
+	// retryAfter, when set before serve, replaces the Retry-After of
+	// every 429 passing through.
+	retryAfter string
 
 	mu    sync.Mutex
 	gates map[string]chan struct{} // kind -> closed on release
@@ -372,6 +395,12 @@ func (f *frontDoor) serve(t *testing.T, target string) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			pr.Out.Host = pr.In.Host // the server checks Origin against it
+		},
+		ModifyResponse: func(r *http.Response) error {
+			if r.StatusCode == http.StatusTooManyRequests && f.retryAfter != "" {
+				r.Header.Set("Retry-After", f.retryAfter)
+			}
+			return nil
 		},
 		ErrorHandler: func(http.ResponseWriter, *http.Request, error) { panic(http.ErrAbortHandler) },
 		ErrorLog:     log.New(io.Discard, "", 0),
@@ -401,6 +430,8 @@ func (f *frontDoor) gate(r *http.Request) chan struct{} {
 		kind = holdNotify
 	case r.Method == http.MethodGet && (r.URL.Path == "/api/orders" || strings.HasPrefix(r.URL.Path, "/api/orders/")):
 		kind = holdOrderReads
+	case r.URL.Path == "/api/admin/ws":
+		kind = holdAdminSockets
 	default:
 		return nil
 	}
@@ -470,13 +501,19 @@ func checkTokenInCookieOnly(t *testing.T, ctx context.Context, base string) {
 // context, closed at the end of the test.
 func newBrowser(t *testing.T, width, height int64, mobile bool) context.Context {
 	t.Helper()
+	return newBrowserLang(t, "en-US", width, height, mobile)
+}
+
+// newBrowserLang is newBrowser speaking lang (navigator.language).
+func newBrowserLang(t *testing.T, lang string, width, height int64, mobile bool) context.Context {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(chromiumPath),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.Flag("lang", "en-US"),
+		chromedp.Flag("lang", lang),
 		chromedp.UserDataDir(t.TempDir()),
 	)
 	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
@@ -493,6 +530,19 @@ func newBrowser(t *testing.T, width, height int64, mobile bool) context.Context 
 	}
 	// Open the tab first: Listen then sees every event of the page.
 	brun(t, ctx, chromedp.EmulateViewport(width, height, vp...))
+	if lang == "en-US" {
+		return ctx
+	}
+	// Headless chromium's navigator.language does not follow --lang: the
+	// tab is told the language (navigator.language and Accept-Language)
+	// by emulation, with its own user agent.
+	ver, err := chromedp.CallBrowser(ctx, browser.GetVersion, cdp.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, emulation.SetUserAgentOverride, emulation.SetUserAgentOverrideParams{UserAgent: ver.UserAgent, AcceptLanguage: lang}); err != nil {
+		t.Fatal(err)
+	}
 	return ctx
 }
 
@@ -621,14 +671,17 @@ func writeScreenshot(t *testing.T, viewport, what string, png []byte) {
 // startBrowserServer runs `seckill serve` in this process on addr and the
 // data directory dir (embedded backends, no operations listener), with
 // admin 19900000000 / admin-password, reached by browsers and the payment
-// provider at publicURL.
-func startBrowserServer(t *testing.T, addr, dir, publicURL string) *Main {
+// provider at publicURL; tune changes the configuration first.
+func startBrowserServer(t *testing.T, addr, dir, publicURL string, tune ...func(*Config)) *Main {
 	t.Helper()
 	m := NewMain()
 	m.Config.Addr, m.Config.DataDir, m.Config.LogLevel = addr, dir, "error"
 	m.Config.PublicURL = publicURL
 	m.Config.Ops.Addr = "off"
 	m.Config.AdminPhone, m.Config.AdminPassword = "19900000000", "admin-password"
+	for _, f := range tune {
+		f(&m.Config)
+	}
 	if err := m.Run(context.Background()); err != nil {
 		_ = m.Close()
 		t.Fatal(err)

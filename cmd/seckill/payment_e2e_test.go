@@ -170,8 +170,8 @@ func (r *payRig) payURL(b *payBuyer) string {
 	return p.PayURL
 }
 
-// browser does not follow redirects: the test looks at where it is sent.
-var browser = &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+// formClient does not follow redirects: the test looks at where it is sent.
+var formClient = &http.Client{Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
 	return http.ErrUseLastResponse
 }}
 
@@ -192,7 +192,7 @@ type payForm struct {
 // false when the page has none (the payment no longer waits).
 func (r *payRig) openPage(pageURL string) (f payForm, body string, ok bool) {
 	r.t.Helper()
-	resp, err := browser.Get(pageURL)
+	resp, err := formClient.Get(pageURL)
 	if err != nil {
 		r.t.Fatalf("pay page: %v", err)
 	}
@@ -241,7 +241,7 @@ func (r *payRig) click(f payForm, v string) (int, string) {
 	if !ok {
 		r.t.Fatalf("no %q button in %+v", v, f)
 	}
-	resp, err := browser.PostForm(f.action, url.Values{b[0]: {b[1]}})
+	resp, err := formClient.PostForm(f.action, url.Values{b[0]: {b[1]}})
 	if err != nil {
 		r.t.Fatalf("click %s: %v", v, err)
 	}

@@ -34,7 +34,6 @@
     held: new Map(),       // sale id -> order status ('queued' before an order is known): one per buyer per sale
     buy: null,             // the purchase in the dialog, see openBuy
     resumeBuy: null,       // sale id whose Buy waits for a login
-    dashTimer: 0,          // the admin dashboard's 2-second stats refresh
     returnedFrom: null,    // order id (or '') whose payment page the tab came back from, until the orders show
     returnedOrder: '',     // that order's id once shown, marked in the list
   };
@@ -449,7 +448,8 @@
     clearTimeout(push.timer);
     let ws;
     try {
-      ws = new WebSocket(`${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}/api/ws`);
+      // An admin's socket also streams the dashboard.
+      ws = new WebSocket(`${location.protocol === 'https:' ? 'wss:' : 'ws:'}//${location.host}${isAdmin() ? '/api/admin/ws' : '/api/ws'}`);
     } catch {
       return;
     }
@@ -457,6 +457,7 @@
     ws.onopen = () => {
       push.open = true;
       push.retryMs = 0;
+      dashStream(true);
       // Nothing is replayed to a new socket: after a reconnect, what moved
       // meanwhile comes from the list.
       if (push.opened) loadOrders();
@@ -471,11 +472,13 @@
       if (m.type === 'order_result') noteResult(m.sale_id, m);
       else if (m.type === 'order_status') noteOrderStatus(m);
       else if (m.type === 'sale') noteSalePush(m);
+      else if (m.type === 'dash') noteDash(m);
     };
     ws.onclose = async () => {
       if (push.ws !== ws) return;
       push.ws = null;
       push.open = false;
+      dashStream(false);
       if (!state.me) return;
       // The server went away, or this session has no cookie: which one,
       // /healthz tells.
@@ -1006,7 +1009,9 @@
     const r = await api('GET', `/api/sales/${encodeURIComponent(b.sale.id)}/captcha`);
     if (state.buy !== b) return;
     if (!r.ok) {
-      setBuyStatus(errText(r), 'bad');
+      // A wait named (429, 503) counts down, then asks again.
+      if (mustWait(r)) waitAndRetry(b, r, loadCaptcha);
+      else setBuyStatus(errText(r), 'bad');
       return;
     }
     const src = String(r.data.image || '');
@@ -1021,15 +1026,21 @@
     $('#captcha-answer').focus();
   }
 
+  // mustWait tells a refusal that names a wait.
+  const mustWait = (r) => r.status === 429 || r.status === 503;
+
   // waitAndRetry shows a refusal that names a wait (429, 503) as a
-  // countdown and keeps Buy off until it ends.
-  function waitAndRetry(b, r) {
+  // countdown and keeps Buy off until it ends; then it calls then (a
+  // captcha sale loads a new question only once the wait is over: one
+  // asked for now would be refused too, and stop the countdown).
+  function waitAndRetry(b, r, then) {
     const secs = retrySeconds(r);
     setBuyStatus('', 'warn');
     b.waitUntil = Date.now() + secs * 1000;
     b.stopCountdown = countdownMessage($('#buy-status'), r.error.code === 'busy' ? 'err_busy' : 'err_rate_limited', secs, () => {
       b.stopCountdown = null;
       syncDialog();
+      if (then && state.buy === b && b.phase === 'form') then();
     });
     syncDialog();
   }
@@ -1039,7 +1050,7 @@
   // buyer holds.
   function refused(b, r) {
     const code = r.error.code;
-    if (r.status === 429 || r.status === 503) return waitAndRetry(b, r);
+    if (mustWait(r)) return waitAndRetry(b, r, b.sale.require_captcha ? loadCaptcha : null);
     setBuyStatus(errText(r), code === 'duplicate' ? 'warn' : 'bad');
     if (code === 'sold_out') {
       markSoldOut(b.sale.id);
@@ -1078,7 +1089,7 @@
       if (!p.ok) {
         refused(b, p);
         // A captcha is single use: whatever went wrong, show a fresh one.
-        if (b.sale.require_captcha && b.phase === 'form' && p.status !== 0) loadCaptcha();
+        if (b.sale.require_captcha && b.phase === 'form' && p.status !== 0 && !mustWait(p)) loadCaptcha();
         return;
       }
 
@@ -1090,7 +1101,7 @@
       if (state.buy !== b) return;
       if (q.status !== 202) {
         refused(b, q);
-        if (b.sale.require_captcha && b.phase === 'form' && q.status !== 0) loadCaptcha();
+        if (b.sale.require_captcha && b.phase === 'form' && q.status !== 0 && !mustWait(q)) loadCaptcha();
         return;
       }
       b.phase = 'waiting';
@@ -1431,25 +1442,41 @@
       toast(`Sale "${r.data.sale.name}" created.`, 'ok');
       f.reset();
       await loadSales();
-      loadDashStats();
+      loadDashboard();
       showStats(r.data.sale.id);
     });
   }
 
   // ---- dashboard ----------------------------------------------------------
   //
-  // Every sale with its state and units left, live from the sale pushes
-  // (noteSalePush), its counts from /stats every 2 s while the admin is
-  // here, a sell-through chart (units sold over time) drawn on a canvas,
-  // and a Stop button.
+  // Every sale with its state, units left, admin stats, a sell-through chart
+  // (units sold over time) and, over the last minutes, admissions, orders
+  // and refusals by reason per second, drawn on canvases. The numbers come
+  // from GET /api/admin/dashboard once (the whole window), then streamed
+  // every second on the admin's socket (GET /api/admin/ws, {"type":"dash"}
+  // with each series' last seconds, merged in by second). Only while that
+  // socket is down does the page poll the dashboard every 2 s, and it says so.
 
   const dash = {
-    stats: new Map(),  // sale id -> last /stats answer
-    series: new Map(), // sale id -> [{t, sold}] (server time ms, units sold)
+    data: new Map(),    // sale id -> last DashSale (state, left, stats)
+    traffic: new Map(), // sale id -> Map(unix second -> {a, o, r: {code: n}})
+    series: new Map(),  // sale id -> [{t, sold}] (server time ms, units sold)
+    window: 300,        // seconds the server keeps (window_seconds)
+    mode: 'off',        // 'connecting' | 'stream' | 'poll'
+    pollTimer: 0,
+    graceTimer: 0,
     loading: false,
   };
-  const SERIES_MS = 15 * 60 * 1000; // the chart's window
+  const SERIES_MS = 15 * 60 * 1000; // the sell-through chart's window
   const isAdmin = () => !!(state.me && state.me.role === 'admin');
+
+  // REFUSALS are the refusal reasons the server counts, with their colours.
+  const REFUSALS = [
+    ['sold_out', '#e4393c'], ['duplicate', '#f39c12'], ['rate_limited', '#8e44ad'], ['busy', '#7f8c8d'],
+    ['bad_captcha', '#16a085'], ['bad_path', '#2c3e50'], ['not_started', '#c0a16b'], ['ended', '#95a5a6'], ['other', '#bdc3c7'],
+  ];
+  const ADMIT_COLOR = '#1f9d55';
+  const ORDER_COLOR = '#3b55b5';
 
   // noteSold records a sample of the sale's units sold: on a change, or
   // every 2 s, so that the chart's line runs on while nothing sells.
@@ -1466,38 +1493,98 @@
     dash.series.set(key, pts);
   }
 
+  // setDashMode shows how the dashboard gets its numbers.
+  function setDashMode(mode) {
+    dash.mode = mode;
+    const el = $('#dash-mode');
+    el.dataset.mode = mode;
+    el.textContent = mode === 'stream' ? '● Live' : mode === 'poll' ? 'Live stream down — refreshing every 2 s' : mode === 'connecting' ? 'Connecting…' : '';
+    clearInterval(dash.pollTimer);
+    dash.pollTimer = 0;
+    if (mode === 'poll') dash.pollTimer = setInterval(() => { if (!document.hidden && net.online) loadDashboard(); }, 2000);
+  }
+
   // dashSync starts or stops the dashboard with the admin's session.
   function dashSync() {
-    clearInterval(state.dashTimer);
-    state.dashTimer = 0;
+    clearTimeout(dash.graceTimer);
     if (!isAdmin()) {
-      dash.stats.clear();
+      setDashMode('off');
+      dash.data.clear();
+      dash.traffic.clear();
       dash.series.clear();
       return;
     }
-    state.dashTimer = setInterval(() => { if (!document.hidden && net.online) loadDashStats(); }, 2000);
-    loadDashStats();
+    if (dash.mode !== 'off') return;
+    setDashMode(push.open ? 'stream' : 'connecting');
+    loadDashboard();
+    // A socket that does not open soon: poll meanwhile.
+    dash.graceTimer = setTimeout(() => { if (isAdmin() && !push.open) setDashMode('poll'); }, 3000);
   }
 
-  // loadDashStats reads /stats of every sale not ended, and once of each
-  // ended one.
-  async function loadDashStats() {
+  // dashStream follows the admin's socket: streamed while it is open,
+  // polled while it is down.
+  function dashStream(open) {
+    if (!isAdmin()) return;
+    clearTimeout(dash.graceTimer);
+    if (open) {
+      const wasPolling = dash.mode === 'poll';
+      setDashMode('stream');
+      // The tails cover a few seconds: after a longer gap read the window.
+      if (wasPolling) loadDashboard();
+    } else if (dash.mode !== 'poll') {
+      setDashMode('poll');
+    }
+  }
+
+  // loadDashboard reads the whole dashboard (GET /api/admin/dashboard).
+  async function loadDashboard() {
     if (!isAdmin() || dash.loading) return;
     dash.loading = true;
+    let r;
     try {
-      const now = serverNow();
-      const due = state.sales.filter((s) => effectiveStatus(s, now) !== 'ended' || !dash.stats.has(String(s.id)));
-      const answers = await Promise.all(due.map((s) => api('GET', `/api/admin/sales/${encodeURIComponent(s.id)}/stats`)));
-      let err = '';
-      due.forEach((s, i) => {
-        const r = answers[i];
-        if (r.ok) dash.stats.set(String(s.id), r.data);
-        else err = errText(r);
-      });
-      $('#dash-error').textContent = err;
+      r = await api('GET', '/api/admin/dashboard');
     } finally {
       dash.loading = false;
     }
+    if (!r.ok) {
+      $('#dash-error').textContent = errText(r);
+      return;
+    }
+    $('#dash-error').textContent = '';
+    noteDash(r.data);
+  }
+
+  // noteDash merges a dashboard (read or streamed) into what the page
+  // shows: each second of a series replaces what the page had for it.
+  function noteDash(m) {
+    if (!isAdmin() || !m || !Array.isArray(m.sales)) return;
+    if (m.window_seconds > 0) dash.window = m.window_seconds;
+    let newest = 0;
+    for (const d of m.sales) {
+      const key = String(d.sale_id);
+      dash.data.set(key, d);
+      const s = saleById(d.sale_id);
+      if (s && typeof d.left === 'number') {
+        s.stock_left = d.left;
+        noteSold(s);
+      }
+      const sr = d.series || {};
+      const secs = dash.traffic.get(key) || new Map();
+      const n = (sr.admitted || []).length;
+      for (let i = 0; i < n; i++) {
+        const r = {};
+        for (const [code, xs] of Object.entries(sr.refused || {})) if (xs[i]) r[code] = xs[i];
+        secs.set(sr.start + i, { a: sr.admitted[i] || 0, o: (sr.orders || [])[i] || 0, r });
+      }
+      newest = Math.max(newest, sr.start + n - 1);
+      dash.traffic.set(key, secs);
+    }
+    for (const secs of dash.traffic.values()) {
+      for (const sec of secs.keys()) if (sec <= newest - dash.window) secs.delete(sec);
+    }
+    dash.newest = newest;
+    // A sale created elsewhere shows up here before the list is read again.
+    if (m.sales.some((d) => !saleById(d.sale_id))) loadSales();
     renderDashboard();
   }
 
@@ -1511,6 +1598,21 @@
     ['gate_left', 'Left at the gate'], ['sql_stock_left', 'Left in SQL'],
   ];
 
+  // trafficTotals sums a sale's seconds in the window.
+  function trafficTotals(secs) {
+    const tot = { a: 0, o: 0, r: {}, refused: 0, peak: 0 };
+    for (const v of secs.values()) {
+      tot.a += v.a;
+      tot.o += v.o;
+      tot.peak = Math.max(tot.peak, v.o);
+      for (const [code, n] of Object.entries(v.r)) {
+        tot.r[code] = (tot.r[code] || 0) + n;
+        tot.refused += n;
+      }
+    }
+    return tot;
+  }
+
   function renderDashboard() {
     if (!isAdmin()) return;
     const box = $('#dash-rows');
@@ -1519,11 +1621,19 @@
       return;
     }
     const now = serverNow();
+    const newest = dash.newest || Math.floor(now / 1000);
+    const mins = Math.round(dash.window / 60);
     box.replaceChildren(...state.sales.map((s) => {
+      const key = String(s.id);
       const status = effectiveStatus(s, now);
-      const st = dash.stats.get(String(s.id)) || {};
+      const d = dash.data.get(key) || {};
+      const st = d.stats || {};
       const left = Math.max(0, Number(s.stock_left) || 0);
-      const canvas = h('canvas', { className: 'chart', width: 320, height: 64, 'aria-label': 'Units sold over time' });
+      const secs = dash.traffic.get(key) || new Map();
+      const tot = trafficTotals(secs);
+      const sold = h('canvas', { className: 'chart', width: 320, height: 64, 'aria-label': 'Units sold over time', 'data-chart': 'sold' });
+      const flow = h('canvas', { className: 'chart', width: 320, height: 88, 'aria-label': `Admissions and orders per second, last ${mins} minutes`, 'data-chart': 'flow' });
+      const refusals = h('canvas', { className: 'chart', width: 320, height: 48, 'aria-label': `Refusals per second by reason, last ${mins} minutes`, 'data-chart': 'refused' });
       const row = h('div', { className: 'dash-sale', 'data-dash': s.id, 'data-status': status },
         h('div', { className: 'card-top' },
           h('strong', {}, `#${s.id} ${s.name}`),
@@ -1533,25 +1643,105 @@
           status === 'ended' ? null : h('button', { type: 'button', className: 'small', 'data-stop': s.id, onclick: (ev) => stopSale(s, ev.target) }, 'Stop now')),
         h('dl', { className: 'stats' }, DASH_STATS.flatMap(([k, label]) => [
           h('dt', {}, label), h('dd', { 'data-stat': k }, st[k] === undefined || st[k] < 0 ? '–' : String(st[k]))])),
-        canvas);
-      drawChart(canvas, dash.series.get(String(s.id)) || [], Number(s.stock) || 1, parseTime(s.starts_at), now);
+        h('p', { className: 'chart-title' }, 'Sell-through'),
+        sold,
+        h('p', { className: 'chart-title' }, `Per second, last ${mins} min: `,
+          h('span', {}, swatch(ADMIT_COLOR), 'admitted ', h('b', { 'data-series': 'admitted' }, String(tot.a))),
+          h('span', {}, swatch(ORDER_COLOR), 'orders ', h('b', { 'data-series': 'orders' }, String(tot.o))),
+          h('span', { className: 'muted' }, 'peak ', h('b', { 'data-series': 'peak' }, String(tot.peak)), '/s')),
+        flow,
+        h('p', { className: 'chart-title' }, h('span', {}, 'Refused ', h('b', { 'data-series': 'refused' }, String(tot.refused))),
+          ...REFUSALS.filter(([code]) => tot.r[code]).map(([code, c]) =>
+            h('span', {}, swatch(c), `${code.replace('_', ' ')} `, h('b', { 'data-refused': code }, String(tot.r[code]))))),
+        refusals);
+      drawChart(sold, dash.series.get(key) || [], Number(s.stock) || 1, parseTime(s.starts_at), now);
+      drawFlow(flow, secs, newest, dash.window);
+      drawRefusals(refusals, secs, newest, dash.window);
       return row;
     }));
+  }
+
+  // swatch is a chart's colour key.
+  const swatch = (colour) => h('i', { className: 'swatch', style: { backgroundColor: colour } });
+
+  // chartFrame clears a canvas and returns its context and size, or null.
+  function chartFrame(canvas) {
+    const ctx = canvas.getContext && canvas.getContext('2d');
+    if (!ctx) return null;
+    const w = canvas.width;
+    const ht = canvas.height;
+    ctx.clearRect(0, 0, w, ht);
+    ctx.strokeStyle = '#e2e5eb';
+    ctx.lineWidth = 1;
+    ctx.strokeRect(0.5, 0.5, w - 1, ht - 1);
+    return { ctx, w, ht, pad: 4 };
+  }
+
+  // drawFlow draws admissions (top lane, green) and orders (bottom lane,
+  // blue) per second over the window ending at the second newest, each on
+  // the scale of its busiest second.
+  function drawFlow(canvas, secs, newest, window) {
+    const f = chartFrame(canvas);
+    if (!f) return;
+    const { ctx, w, ht, pad } = f;
+    const first = newest - window + 1;
+    const bw = Math.max(2, (w - 2 * pad) / window);
+    const lane = (ht - 2 * pad) / 2;
+    ctx.font = '11px system-ui, sans-serif';
+    [['a', ADMIT_COLOR, 'admitted'], ['o', ORDER_COLOR, 'orders']].forEach(([field, colour, label], i) => {
+      const bottom = pad + lane * (i + 1);
+      let top = 1;
+      for (const v of secs.values()) top = Math.max(top, v[field]);
+      ctx.fillStyle = colour;
+      for (const [sec, v] of secs) {
+        if (sec < first || !v[field]) continue;
+        const bh = Math.max(1, ((lane - 12) * v[field]) / top);
+        ctx.fillRect(pad + (sec - first) * ((w - 2 * pad) / window), bottom - bh, bw, bh);
+      }
+      ctx.fillStyle = '#6b7385';
+      ctx.fillText(`${label} · max ${top}/s`, pad + 2, bottom - lane + 11);
+    });
+    ctx.strokeStyle = '#e2e5eb';
+    ctx.beginPath();
+    ctx.moveTo(pad, pad + lane + 0.5);
+    ctx.lineTo(w - pad, pad + lane + 0.5);
+    ctx.stroke();
+  }
+
+  // drawRefusals draws the refusals of each second as a bar stacked by
+  // reason.
+  function drawRefusals(canvas, secs, newest, window) {
+    const f = chartFrame(canvas);
+    if (!f) return;
+    const { ctx, w, ht, pad } = f;
+    const first = newest - window + 1;
+    let top = 1;
+    for (const v of secs.values()) top = Math.max(top, Object.values(v.r).reduce((a, b) => a + b, 0));
+    const bw = Math.max(1, (w - 2 * pad) / window);
+    for (const [sec, v] of secs) {
+      if (sec < first) continue;
+      let y0 = ht - pad;
+      for (const [code, colour] of REFUSALS) {
+        const n = v.r[code];
+        if (!n) continue;
+        const bh = ((ht - 2 * pad - 12) * n) / top;
+        ctx.fillStyle = colour;
+        ctx.fillRect(pad + (sec - first) * bw, y0 - bh, Math.ceil(bw), bh);
+        y0 -= bh;
+      }
+    }
+    ctx.fillStyle = '#6b7385';
+    ctx.font = '11px system-ui, sans-serif';
+    ctx.fillText(`max ${top}/s`, pad + 2, 13);
   }
 
   // drawChart draws units sold (0 … stock) as a step line from the sale's
   // start (at most SERIES_MS back, at least 10 s) to now, with the stock as
   // the top.
   function drawChart(canvas, pts, stock, start, now) {
-    const ctx = canvas.getContext && canvas.getContext('2d');
-    if (!ctx) return;
-    const w = canvas.width;
-    const ht = canvas.height;
-    const pad = 4;
-    ctx.clearRect(0, 0, w, ht);
-    ctx.strokeStyle = '#e2e5eb';
-    ctx.strokeRect(0.5, 0.5, w - 1, ht - 1);
-    if (!pts.length) return;
+    const f = chartFrame(canvas);
+    if (!f || !pts.length) return;
+    const { ctx, w, ht, pad } = f;
     let t0 = Math.max(now - SERIES_MS, Math.min(pts[0].t, Number.isNaN(start) ? pts[0].t : start));
     t0 = Math.min(t0, now - 10000);
     const x = (t) => pad + ((w - 2 * pad) * (t - t0)) / Math.max(1, now - t0);

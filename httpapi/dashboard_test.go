@@ -1,0 +1,179 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"seckill/httpapi"
+)
+
+// sum adds up a series.
+func sum(xs []int64) (n int64) {
+	for _, x := range xs {
+		n += x
+	}
+	return n
+}
+
+// dashSale finds the sale in a dashboard, or fails.
+func dashSale(t *testing.T, m httpapi.DashMessage, sale int64) httpapi.DashSale {
+	t.Helper()
+	for _, s := range m.Sales {
+		if s.SaleID == sale {
+			return s
+		}
+	}
+	t.Fatalf("sale %d is not on the dashboard: %+v", sale, m)
+	return httpapi.DashSale{}
+}
+
+func (s *stack) dashboard() httpapi.DashMessage {
+	s.t.Helper()
+	r := s.do("GET", "/api/admin/dashboard", s.admin, nil)
+	want(s.t, r, 200, "")
+	var m httpapi.DashMessage
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		s.t.Fatal(err)
+	}
+	return m
+}
+
+// TestDashboardSeries: the dashboard counts a sale's admissions, its
+// refusals by reason (at the path and at the purchase) and its written
+// orders over the last minutes; an id that is no sale is counted nowhere;
+// only an admin reads it.
+func TestDashboardSeries(t *testing.T) {
+	s := newStack(t, options{})
+	toks, _ := s.buyers(4)
+	sale := s.activeSale(2, false)
+	other := s.activeSale(5, false)
+	for _, tok := range toks[:2] {
+		want(t, s.purchase(tok, sale, s.path(tok, sale)), 202, "")
+	}
+	want(t, s.purchase(toks[2], sale, s.path(toks[2], sale)), 410, "sold_out")
+	want(t, s.purchase(toks[0], sale, s.path(toks[0], sale)), 409, "duplicate")
+	want(t, s.purchase(toks[3], other, "not-the-path"), 403, "bad_path")
+	want(t, s.do("POST", "/api/sales/999999/path", toks[3], nil), 404, "not_found")
+	want(t, s.purchase(toks[3], 999999, "x"), 404, "not_found")
+	s.settle(sale)
+
+	m := s.dashboard()
+	if m.Window != httpapi.DashWindow {
+		t.Errorf("window %d, want %d", m.Window, httpapi.DashWindow)
+	}
+	if len(m.Sales) != 2 {
+		t.Errorf("%d sales on the dashboard, want the 2 created", len(m.Sales))
+	}
+	d := dashSale(t, m, sale)
+	if d.State != httpapi.SaleStateSoldOut || d.Left != 0 || d.Stock != 2 || d.Stats == nil || d.Stats.Orders != 2 {
+		t.Errorf("sale: state %s, %d/%d left, stats %+v", d.State, d.Left, d.Stock, d.Stats)
+	}
+	if n := len(d.Series.Admitted); n != httpapi.DashWindow || len(d.Series.Orders) != n {
+		t.Errorf("series of %d seconds, want %d", n, httpapi.DashWindow)
+	}
+	if end := d.Series.Start + int64(len(d.Series.Admitted)) - 1; end < time.Now().Unix()-1 || end > time.Now().Unix() {
+		t.Errorf("the series ends at %d, now is %d", end, time.Now().Unix())
+	}
+	got := fmt.Sprintf("admitted %d orders %d sold_out %d duplicate %d refused codes %d",
+		sum(d.Series.Admitted), sum(d.Series.Orders), sum(d.Series.Refused["sold_out"]), sum(d.Series.Refused["duplicate"]), len(d.Series.Refused))
+	if got != "admitted 2 orders 2 sold_out 1 duplicate 1 refused codes 2" {
+		t.Errorf("sale: %s", got)
+	}
+	o := dashSale(t, m, other)
+	if sum(o.Series.Admitted) != 0 || sum(o.Series.Refused["bad_path"]) != 1 || len(o.Series.Refused) != 1 {
+		t.Errorf("the other sale: %+v", o.Series)
+	}
+
+	want(t, s.do("GET", "/api/admin/dashboard", toks[0], nil), 403, "forbidden")
+	want(t, s.do("GET", "/api/admin/dashboard", "", nil), 401, "unauthenticated")
+}
+
+// nextOf reads messages until one of a type among types, and returns
+// its type and body.
+func nextOf(t *testing.T, c *websocket.Conn, types ...string) (string, []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var m struct{ Type string }
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(types, m.Type) {
+			return m.Type, b
+		}
+	}
+}
+
+// dashPush reads messages until a dashboard one, skipping the sale
+// pushes an admin's socket gets too.
+func dashPush(t *testing.T, c *websocket.Conn) httpapi.DashMessage {
+	t.Helper()
+	_, b := nextOf(t, c, httpapi.PushDash)
+	var m httpapi.DashMessage
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// TestDashboardStream: an admin's GET /api/admin/ws streams the dashboard
+// (each message with the series' last seconds); a buyer's session and no
+// session are refused before any upgrade, and a buyer's own socket never
+// carries the dashboard.
+func TestDashboardStream(t *testing.T) {
+	ticks := make(saleTicker)
+	s := newStack(t, options{ws: httpapi.WSConfig{DashTicks: ticks}})
+	url := strings.Replace(s.serve(), "/api/ws", "/api/admin/ws", 1)
+	buyerURL := s.serve()
+	toks, ids := s.buyers(2)
+
+	refused(t, url, nil, 401, "unauthenticated")
+	refused(t, url, bearer(toks[0]), 403, "forbidden")
+	want(t, s.do("GET", "/api/admin/ws", toks[0], nil), 403, "forbidden")
+
+	sale := s.activeSale(1, false)
+	admin := dialWS(t, url, bearer(s.admin))
+	buyer := dialWS(t, buyerURL, bearer(toks[0]))
+	want(t, s.purchase(toks[0], sale, s.path(toks[0], sale)), 202, "")
+	ticks.tick()
+	m := dashPush(t, admin)
+	d := dashSale(t, m, sale)
+	if len(d.Series.Admitted) != httpapi.DashTail {
+		t.Errorf("a streamed message carries %d seconds, want %d", len(d.Series.Admitted), httpapi.DashTail)
+	}
+	if sum(d.Series.Admitted) != 1 {
+		t.Errorf("streamed admissions %v, want 1", d.Series.Admitted)
+	}
+	// The sale sells out; the next message says so (its stats may lag by
+	// their cache, its state and refusals do not).
+	want(t, s.purchase(toks[1], sale, s.path(toks[1], sale)), 410, "sold_out")
+	ticks.tick()
+	// Each tick() is two comparisons, so two messages: the second of the
+	// first pair was built before the sell-out, the first of this pair after.
+	dashPush(t, admin)
+	d = dashSale(t, dashPush(t, admin), sale)
+	if d.State != httpapi.SaleStateSoldOut || sum(d.Series.Refused["sold_out"]) != 1 {
+		t.Errorf("after the sell-out: state %s, refusals %v", d.State, d.Series.Refused)
+	}
+
+	// Had the buyer's socket been given the dashboard, both ticks' messages
+	// would be queued on it before this marker.
+	if s.api.SendUser(ids[0], map[string]string{"type": "marker"}) != 1 {
+		t.Fatal("the buyer's socket is not open")
+	}
+	if typ, b := nextOf(t, buyer, httpapi.PushDash, "marker"); typ != "marker" {
+		t.Fatalf("a buyer's socket carries the dashboard: %s", b)
+	}
+}
