@@ -39,10 +39,11 @@ type fakeProvider struct {
 	closed  map[string]bool          // order no → ClosePayment asked
 	trades  map[string]payment.Trade // order no → what QueryPayment answers
 	failRef atomic.Bool              // Refund fails (the provider is down)
+	refuse  map[string]error         // order no → the provider's refusal of its refund, for good
 }
 
 func newFakeProvider() *fakeProvider {
-	return &fakeProvider{refunds: map[string]int{}, asked: map[string]int{}, closed: map[string]bool{}, trades: map[string]payment.Trade{}}
+	return &fakeProvider{refunds: map[string]int{}, asked: map[string]int{}, closed: map[string]bool{}, trades: map[string]payment.Trade{}, refuse: map[string]error{}}
 }
 
 func (p *fakeProvider) CreatePayment(_ context.Context, req payment.PaymentRequest) (payment.Payment, error) {
@@ -70,6 +71,9 @@ func (p *fakeProvider) Refund(_ context.Context, orderNo, _ string, _ int64, _ s
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.asked[orderNo]++
+	if err := p.refuse[orderNo]; err != nil {
+		return err
+	}
 	p.refunds[orderNo] = 1
 	return nil
 }
