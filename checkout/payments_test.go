@@ -40,6 +40,7 @@ type fakeProvider struct {
 	trades  map[string]payment.Trade // order no → what QueryPayment answers
 	failRef atomic.Bool              // Refund fails (the provider is down)
 	refuse  map[string]error         // order no → the provider's refusal of its refund, for good
+	hang    atomic.Bool              // ClosePayment answers only when its context ends (the provider is blackholed)
 }
 
 func newFakeProvider() *fakeProvider {
@@ -78,11 +79,22 @@ func (p *fakeProvider) Refund(_ context.Context, orderNo, _ string, _ int64, _ s
 	return nil
 }
 
-func (p *fakeProvider) ClosePayment(_ context.Context, orderNo string) error {
+func (p *fakeProvider) ClosePayment(ctx context.Context, orderNo string) error {
+	if p.hang.Load() {
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed[orderNo] = true
 	return nil
+}
+
+// wasClosed reports whether ClosePayment closed the order's payment.
+func (p *fakeProvider) wasClosed(orderNo string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed[orderNo]
 }
 
 func (p *fakeProvider) refunded(orderNo string) int {
@@ -247,9 +259,7 @@ func TestNotifications(t *testing.T) {
 		if st.PaymentsRefunded != 1 || st.RefundsDue != 0 || st.Cancelled != 3 || st.Paid != 1 || st.ReturnsUnapplied != 0 {
 			t.Fatalf("stats %+v", st)
 		}
-		if !p.closed[o1.OrderNo] {
-			t.Error("the sweeper did not close the timed-out order's payment")
-		}
+		waitFor(t, "the sweeper to close the timed-out order's payment", func() bool { return p.wasClosed(o1.OrderNo) })
 		v.checkAtRest(s.ID)
 	})
 }
