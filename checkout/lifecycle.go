@@ -289,10 +289,32 @@ func (e *Engine) gateDropped(ctx context.Context, saleID int64) bool {
 // RunSweeper sweeps (Sweep), relays returns and retries refunds every
 // interval until ctx ends. Run it on every instance: they share the work
 // safely, and an instance that is gone leaves its orders to the others.
+// The refunds go round on their own: a provider that answers slowly or
+// not at all must not hold up the sweeps.
 func (e *Engine) RunSweeper(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		every = time.Second
 	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick(ctx, every, func() {
+			if _, err := e.RetryRefunds(ctx); err != nil && ctx.Err() == nil {
+				e.log.Warn("retry refunds", "err", err)
+			}
+		})
+	}()
+	defer func() { <-done }()
+	tick(ctx, every, func() {
+		if _, err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("sweep expired orders", "err", err)
+		}
+	})
+}
+
+// tick calls fn every interval, each call after the last returned, until
+// ctx ends.
+func tick(ctx context.Context, every time.Duration, fn func()) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -301,11 +323,6 @@ func (e *Engine) RunSweeper(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		if _, err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
-			e.log.Warn("sweep expired orders", "err", err)
-		}
-		if _, err := e.RetryRefunds(ctx); err != nil && ctx.Err() == nil {
-			e.log.Warn("retry refunds", "err", err)
-		}
+		fn()
 	}
 }

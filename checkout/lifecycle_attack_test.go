@@ -244,3 +244,38 @@ func TestSweeperNotHeldUpByASlowProvider(t *testing.T) {
 	})
 	v.checkAtRest(s.ID)
 }
+
+// TestSweeperNotHeldUpByRefunds: the refund loop shares the sweeper's
+// rounds; a provider that does not answer a refund must not stop the
+// sweeps (with the real client each round would wait out its 10 s HTTP
+// timeout first, five times the 2 s; the fake waits for good).
+func TestSweeperNotHeldUpByRefunds(t *testing.T) {
+	v := newEnv(t)
+	s := v.openSale(2)
+	us := v.users(2)
+	v.writeOrders(s.ID, us...)
+	p, clock := newFakeProvider(), &sharedClock{}
+	e := v.lifecycleEngine(p, clock)
+	ctx := context.Background()
+	// A late payment of a cancelled order is due a refund the provider
+	// does not answer.
+	o0, o1 := v.orderOf(s.ID, us[0]), v.orderOf(s.ID, us[1])
+	if _, err := e.Cancel(ctx, us[0], o0.ID); err != nil {
+		t.Fatal(err)
+	}
+	p.hangRef.Store(true)
+	hctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+	if _, err := e.applyPayment(hctx, seckill.Payment{OrderNo: o0.OrderNo, TradeNo: "T" + o0.OrderNo, AmountCents: o0.PriceCents, PaidAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	sctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); e.RunSweeper(sctx, 5*time.Millisecond) }()
+	t.Cleanup(func() { stop(); <-done })
+	waitFor(t, "the refund loop to wait for the provider", func() bool { return p.hung.Load() > 0 })
+	clock.pastDeadlines()
+	waitFor(t, "the expired order cancelled while a refund hangs", func() bool {
+		return v.order(o1.ID).Status == seckill.OrderCancelled
+	})
+}

@@ -41,6 +41,8 @@ type fakeProvider struct {
 	failRef atomic.Bool              // Refund fails (the provider is down)
 	refuse  map[string]error         // order no → the provider's refusal of its refund, for good
 	hang    atomic.Bool              // ClosePayment answers only when its context ends (the provider is blackholed)
+	hangRef atomic.Bool              // so does Refund
+	hung    atomic.Int64             // Refunds waiting so now
 }
 
 func newFakeProvider() *fakeProvider {
@@ -65,7 +67,13 @@ func (p *fakeProvider) QueryPayment(_ context.Context, orderNo string) (payment.
 	return t, nil
 }
 
-func (p *fakeProvider) Refund(_ context.Context, orderNo, _ string, _ int64, _ string) error {
+func (p *fakeProvider) Refund(ctx context.Context, orderNo, _ string, _ int64, _ string) error {
+	if p.hangRef.Load() {
+		p.hung.Add(1)
+		defer p.hung.Add(-1)
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	if p.failRef.Load() {
 		return fmt.Errorf("provider down")
 	}
