@@ -88,14 +88,14 @@ func (e *Engine) Cancel(ctx context.Context, userID, orderID int64) (*seckill.Or
 	return o, nil
 }
 
-// afterCancel does what follows a cancel's commit: announceCancel, then
-// relay the unit to the gate (best effort: the sweeper's next relay
-// retries it).
+// afterCancel does what follows a cancel's commit: relay the unit to the
+// gate (best effort: the sweeper's next relay retries it), then
+// announceCancel, whose close may wait on a slow provider.
 func (e *Engine) afterCancel(ctx context.Context, o *seckill.Order) {
-	e.announceCancel(ctx, o)
 	if _, err := e.RelayReturns(ctx); err != nil {
 		e.log.Warn("relay stock returns", "err", err)
 	}
+	e.announceCancel(ctx, o)
 }
 
 // announceCancel closes the payment of a cancelled order at the provider,

@@ -17,9 +17,7 @@ import (
 // oldest first; the refused one is the oldest.
 func TestRefundRefusedForGoodBlocksNoOther(t *testing.T) {
 	v := newEnv(t)
-	s := v.openSale(3)
-	us := v.users(3)
-	v.writeOrders(s.ID, us...)
+	s, us := v.soldOut(3)
 	p := newFakeProvider()
 	e := v.lifecycleEngine(p, &sharedClock{})
 	ctx := context.Background()
@@ -251,9 +249,7 @@ func TestSweeperNotHeldUpByASlowProvider(t *testing.T) {
 // timeout first, five times the 2 s; the fake waits for good).
 func TestSweeperNotHeldUpByRefunds(t *testing.T) {
 	v := newEnv(t)
-	s := v.openSale(2)
-	us := v.users(2)
-	v.writeOrders(s.ID, us...)
+	s, us := v.soldOut(2)
 	p, clock := newFakeProvider(), &sharedClock{}
 	e := v.lifecycleEngine(p, clock)
 	ctx := context.Background()
@@ -278,4 +274,38 @@ func TestSweeperNotHeldUpByRefunds(t *testing.T) {
 	waitFor(t, "the expired order cancelled while a refund hangs", func() bool {
 		return v.order(o1.ID).Status == seckill.OrderCancelled
 	})
+}
+
+// TestCancelReturnsTheUnitBeforeClosing: a buyer's cancel gives the unit
+// to the gate before it asks the provider to close the payment (up to 5
+// s when the provider does not answer): the unit is offered to others at
+// once.
+func TestCancelReturnsTheUnitBeforeClosing(t *testing.T) {
+	v := newEnv(t)
+	s, us := v.soldOut(1)
+	p := newFakeProvider()
+	e := v.lifecycleEngine(p, &sharedClock{})
+	o := v.orderOf(s.ID, us[0])
+	p.hang.Store(true)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := e.Cancel(ctx, o.UserID, o.ID); done <- err }()
+	waitFor(t, "the cancel to ask the provider to close", func() bool { return p.hung.Load() > 0 })
+	if got := v.gateLeft(s.ID); got != 1 {
+		t.Errorf("gate left %d while the cancel waits for the provider, want 1", got)
+	}
+	cancel() // the buyer goes; the cancel is committed already
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// soldOut opens a sale of n units and writes an order for each of n new
+// buyers straight into SQL.
+func (v *env) soldOut(n int) (*seckill.Sale, []int64) {
+	v.t.Helper()
+	s := v.openSale(int64(n))
+	us := v.users(n)
+	v.writeOrders(s.ID, us...)
+	return s, us
 }

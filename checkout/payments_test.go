@@ -42,7 +42,7 @@ type fakeProvider struct {
 	refuse  map[string]error         // order no → the provider's refusal of its refund, for good
 	hang    atomic.Bool              // ClosePayment answers only when its context ends (the provider is blackholed)
 	hangRef atomic.Bool              // so does Refund
-	hung    atomic.Int64             // Refunds waiting so now
+	hung    atomic.Int64             // calls waiting so now
 }
 
 func newFakeProvider() *fakeProvider {
@@ -89,6 +89,8 @@ func (p *fakeProvider) Refund(ctx context.Context, orderNo, _ string, _ int64, _
 
 func (p *fakeProvider) ClosePayment(ctx context.Context, orderNo string) error {
 	if p.hang.Load() {
+		p.hung.Add(1)
+		defer p.hung.Add(-1)
 		<-ctx.Done()
 		return ctx.Err()
 	}
