@@ -153,6 +153,11 @@ type Engine struct {
 	rebuilds   rebuildCounter
 
 	relayMu sync.Mutex // one relay of stock returns at a time on this instance
+
+	closerOnce sync.Once
+	closeQ     chan *seckill.Order // swept orders whose payments the closer closes (closeLater)
+	stopOnce   sync.Once
+	stopped    chan struct{} // closed by Close
 }
 
 type cachedSale struct {
@@ -174,6 +179,7 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 		inflight:  make(chan struct{}, cfg.InFlight),
 		saleCache: make(map[int64]cachedSale),
 		results:   newResultMap(),
+		stopped:   make(chan struct{}),
 	}
 	e.results.now = cfg.Now
 	cancel, err := b.Bus.SubscribeResults(e.resultArrived)
@@ -184,8 +190,10 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 	return e, nil
 }
 
-// Close stops listening for results.
+// Close stops listening for results, and closing the payments of swept
+// orders.
 func (e *Engine) Close() {
+	e.stopOnce.Do(func() { close(e.stopped) })
 	e.ready.Store(false)
 	if e.unsubscribe != nil {
 		e.unsubscribe()

@@ -88,14 +88,14 @@ func (e *Engine) Cancel(ctx context.Context, userID, orderID int64) (*seckill.Or
 	return o, nil
 }
 
-// afterCancel does what follows a cancel's commit: announceCancel, then
-// relay the unit to the gate (best effort: the sweeper's next relay
-// retries it).
+// afterCancel does what follows a cancel's commit: relay the unit to the
+// gate (best effort: the sweeper's next relay retries it), then
+// announceCancel, whose close may wait on a slow provider.
 func (e *Engine) afterCancel(ctx context.Context, o *seckill.Order) {
-	e.announceCancel(ctx, o)
 	if _, err := e.RelayReturns(ctx); err != nil {
 		e.log.Warn("relay stock returns", "err", err)
 	}
+	e.announceCancel(ctx, o)
 }
 
 // announceCancel closes the payment of a cancelled order at the provider,
@@ -103,15 +103,61 @@ func (e *Engine) afterCancel(ctx context.Context, o *seckill.Order) {
 // refunded when its notification comes), and tells the buyer. Both are
 // best effort.
 func (e *Engine) announceCancel(ctx context.Context, o *seckill.Order) {
-	if e.b.Payments != nil {
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := e.b.Payments.ClosePayment(cctx, o.OrderNo)
-		cancel()
-		if err != nil && !errors.Is(err, payment.ErrNotFound) {
-			e.log.Warn("close the payment of a cancelled order", "order", o.ID, "err", err)
+	e.closePayment(ctx, o)
+	e.publishStatus(ctx, o)
+}
+
+// closeTimeout bounds one ClosePayment.
+const closeTimeout = 5 * time.Second
+
+// closePayment closes the payment of the cancelled order o at the
+// provider, best effort.
+func (e *Engine) closePayment(ctx context.Context, o *seckill.Order) {
+	if e.b.Payments == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, closeTimeout)
+	err := e.b.Payments.ClosePayment(cctx, o.OrderNo)
+	cancel()
+	if err != nil && !errors.Is(err, payment.ErrNotFound) {
+		e.log.Warn("close the payment of a cancelled order", "order", o.ID, "err", err)
+	}
+}
+
+// closeBacklog bounds the swept orders whose payments wait for the closer;
+// past it a close is skipped (it is best effort: a payment that gets
+// through is refunded).
+const closeBacklog = 4096
+
+// closeLater hands the payment of a swept order to the closer, a goroutine
+// of the engine that closes them one at a time, so that a provider that
+// answers slowly or not at all (each close waits up to closeTimeout) holds
+// up no sweep: orders expiring meanwhile are cancelled on time.
+func (e *Engine) closeLater(o *seckill.Order) {
+	if e.b.Payments == nil {
+		return
+	}
+	e.closerOnce.Do(func() {
+		e.closeQ = make(chan *seckill.Order, closeBacklog)
+		go e.closer()
+	})
+	select {
+	case e.closeQ <- o:
+	default:
+		e.log.Warn("too many payments to close; this one stays open (a payment that gets through is refunded)", "order", o.ID)
+	}
+}
+
+// closer closes the payments closeLater queued until the engine closes.
+func (e *Engine) closer() {
+	for {
+		select {
+		case <-e.stopped:
+			return
+		case o := <-e.closeQ:
+			e.closePayment(context.Background(), o)
 		}
 	}
-	e.publishStatus(ctx, o)
 }
 
 // publishStatus tells the buyer, on whichever instance holds their
@@ -139,11 +185,13 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 	}
 	cancelled := 0
 	var done []*seckill.Order
-	// The provider is told after the units are back: a slow or down
-	// provider must not hold up the cancels (each close is bounded).
+	// The buyers are told after the units are back, and the provider by
+	// the closer: a slow or down provider must hold up neither the
+	// cancels nor the next sweeps.
 	defer func() {
 		for _, o := range done {
-			e.announceCancel(ctx, o)
+			e.publishStatus(ctx, o)
+			e.closeLater(o)
 		}
 	}()
 	for {
@@ -241,10 +289,32 @@ func (e *Engine) gateDropped(ctx context.Context, saleID int64) bool {
 // RunSweeper sweeps (Sweep), relays returns and retries refunds every
 // interval until ctx ends. Run it on every instance: they share the work
 // safely, and an instance that is gone leaves its orders to the others.
+// The refunds go round on their own: a provider that answers slowly or
+// not at all must not hold up the sweeps.
 func (e *Engine) RunSweeper(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		every = time.Second
 	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick(ctx, every, func() {
+			if _, err := e.RetryRefunds(ctx); err != nil && ctx.Err() == nil {
+				e.log.Warn("retry refunds", "err", err)
+			}
+		})
+	}()
+	defer func() { <-done }()
+	tick(ctx, every, func() {
+		if _, err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
+			e.log.Warn("sweep expired orders", "err", err)
+		}
+	})
+}
+
+// tick calls fn every interval, each call after the last returned, until
+// ctx ends.
+func tick(ctx context.Context, every time.Duration, fn func()) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -253,11 +323,6 @@ func (e *Engine) RunSweeper(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 		}
-		if _, err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
-			e.log.Warn("sweep expired orders", "err", err)
-		}
-		if _, err := e.RetryRefunds(ctx); err != nil && ctx.Err() == nil {
-			e.log.Warn("retry refunds", "err", err)
-		}
+		fn()
 	}
 }

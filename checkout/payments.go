@@ -149,8 +149,14 @@ func (e *Engine) refund(ctx context.Context, p seckill.Payment) error {
 }
 
 // RetryRefunds refunds the payments still due a refund (their refund
-// failed, or the process died before it). It returns how many it refunded;
-// it stops at the first failure (the provider is likely down).
+// failed, or the process died before it), oldest first. It returns how
+// many it refunded. A refund the provider refuses (its answer names why:
+// the trade is past its refund window, unknown, …) is logged and passed
+// over, so that one refused for good does not keep every later buyer's
+// money; it stays due (an operator's matter) and is asked again each
+// round. Any other failure stops the round (the provider or SQL is likely
+// down) and is returned; so is the first refusal, after the others were
+// tried.
 func (e *Engine) RetryRefunds(ctx context.Context) (int, error) {
 	lc := e.lifecycle()
 	if lc == nil || e.b.Payments == nil {
@@ -160,12 +166,31 @@ func (e *Engine) RetryRefunds(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("retry refunds: %w", err)
 	}
-	for i, p := range due {
-		if err := e.refund(ctx, p); err != nil {
-			return i, err
+	n := 0
+	var refused error
+	for _, p := range due {
+		err := e.refund(ctx, p)
+		switch {
+		case err == nil:
+			n++
+		case refusedByProvider(err):
+			e.log.Error("the provider refuses a refund; it stays due", "order", p.OrderNo, "trade", p.TradeNo, "err", err)
+			if refused == nil {
+				refused = err
+			}
+		default:
+			return n, err
 		}
 	}
-	return len(due), nil
+	return n, refused
+}
+
+// refusedByProvider reports whether err is the provider's answer refusing
+// a call, rather than a failure to reach it (or SQL).
+func refusedByProvider(err error) bool {
+	var pe *payment.ProviderError
+	return errors.As(err, &pe) || errors.Is(err, payment.ErrNotFound) || errors.Is(err, payment.ErrNotRefundable) ||
+		errors.Is(err, payment.ErrTradePaid) || errors.Is(err, payment.ErrTradeClosed)
 }
 
 // ReconcilePayment asks the provider for the payment of an order whose

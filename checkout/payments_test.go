@@ -39,10 +39,14 @@ type fakeProvider struct {
 	closed  map[string]bool          // order no → ClosePayment asked
 	trades  map[string]payment.Trade // order no → what QueryPayment answers
 	failRef atomic.Bool              // Refund fails (the provider is down)
+	refuse  map[string]error         // order no → the provider's refusal of its refund, for good
+	hang    atomic.Bool              // ClosePayment answers only when its context ends (the provider is blackholed)
+	hangRef atomic.Bool              // so does Refund
+	hung    atomic.Int64             // calls waiting so now
 }
 
 func newFakeProvider() *fakeProvider {
-	return &fakeProvider{refunds: map[string]int{}, asked: map[string]int{}, closed: map[string]bool{}, trades: map[string]payment.Trade{}}
+	return &fakeProvider{refunds: map[string]int{}, asked: map[string]int{}, closed: map[string]bool{}, trades: map[string]payment.Trade{}, refuse: map[string]error{}}
 }
 
 func (p *fakeProvider) CreatePayment(_ context.Context, req payment.PaymentRequest) (payment.Payment, error) {
@@ -63,22 +67,44 @@ func (p *fakeProvider) QueryPayment(_ context.Context, orderNo string) (payment.
 	return t, nil
 }
 
-func (p *fakeProvider) Refund(_ context.Context, orderNo, _ string, _ int64, _ string) error {
+func (p *fakeProvider) Refund(ctx context.Context, orderNo, _ string, _ int64, _ string) error {
+	if p.hangRef.Load() {
+		p.hung.Add(1)
+		defer p.hung.Add(-1)
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	if p.failRef.Load() {
 		return fmt.Errorf("provider down")
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.asked[orderNo]++
+	if err := p.refuse[orderNo]; err != nil {
+		return err
+	}
 	p.refunds[orderNo] = 1
 	return nil
 }
 
-func (p *fakeProvider) ClosePayment(_ context.Context, orderNo string) error {
+func (p *fakeProvider) ClosePayment(ctx context.Context, orderNo string) error {
+	if p.hang.Load() {
+		p.hung.Add(1)
+		defer p.hung.Add(-1)
+		<-ctx.Done()
+		return ctx.Err()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed[orderNo] = true
 	return nil
+}
+
+// wasClosed reports whether ClosePayment closed the order's payment.
+func (p *fakeProvider) wasClosed(orderNo string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.closed[orderNo]
 }
 
 func (p *fakeProvider) refunded(orderNo string) int {
@@ -249,9 +275,7 @@ func TestNotifications(t *testing.T) {
 		if st.PaymentsRefunded != 1 || st.RefundsDue != 0 || st.Cancelled != 3 || st.Paid != 1 || st.ReturnsUnapplied != 0 {
 			t.Fatalf("stats %+v", st)
 		}
-		if !p.closed[o1.OrderNo] {
-			t.Error("the sweeper did not close the timed-out order's payment")
-		}
+		waitFor(t, "the sweeper to close the timed-out order's payment", func() bool { return p.wasClosed(o1.OrderNo) })
 		v.checkAtRest(s.ID)
 	})
 }
