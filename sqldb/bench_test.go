@@ -2,7 +2,9 @@ package sqldb_test
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,7 +26,7 @@ func BenchmarkWriteOrdersPostgres(b *testing.B) { benchWriteOrdersSizes(b, fresh
 func BenchmarkWriteOrdersMySQL(b *testing.B) { benchWriteOrdersSizes(b, freshMySQL) }
 
 func benchWriteOrdersSizes(b *testing.B, fresh freshURL) {
-	for _, size := range []int{100, 500, 1000} {
+	for _, size := range []int{100, 500, 1000, 2000} {
 		b.Run(fmt.Sprint(size), func(b *testing.B) { benchWriteOrders(b, fresh, size) })
 	}
 }
@@ -120,5 +122,75 @@ func benchWriteOrdersParallel(b *testing.B, fresh freshURL) {
 			}
 		}
 	})
+	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "orders/s")
+}
+
+// BenchmarkRawInsert measures what the engine itself takes: plain
+// multi-row INSERTs of new orders (no ON CONFLICT, no RETURNING, no stock
+// or ledger), 500 rows each, prepared once, four to a transaction: batches
+// of 2000 as the order writer's. It is the ceiling WriteOrders is reported against, as
+// a ratio, in the same run.
+func BenchmarkRawInsert(b *testing.B) { benchRawInsert(b, freshSQLite) }
+
+// BenchmarkRawInsertPostgres is BenchmarkRawInsert on the server in
+// SECKILL_TEST_POSTGRES.
+func BenchmarkRawInsertPostgres(b *testing.B) { benchRawInsert(b, freshPostgres) }
+
+func benchRawInsert(b *testing.B, fresh freshURL) {
+	const size, rowsPer, nUsers = 2000, 500, 100_000
+	ctx := context.Background()
+	db := openFresh(b, fresh)
+	users := makeUsers(0, nUsers)
+	mustOK(b, db.CreateUsers(ctx, users))
+	pg := db.Engine() == "postgres"
+	var q strings.Builder
+	q.WriteString(`INSERT INTO orders (sale_id, user_id, order_no, price_cents, created_at, pay_deadline, status) VALUES `)
+	for i := range rowsPer {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		if pg {
+			n := 6 * i
+			fmt.Fprintf(&q, "($%d, $%d, $%d, $%d, $%d, $%d, 'pending_payment')", n+1, n+2, n+3, n+4, n+5, n+6)
+		} else {
+			q.WriteString("(?, ?, ?, ?, ?, ?, 'pending_payment')")
+		}
+	}
+	st, err := db.WritePool().PrepareContext(ctx, q.String())
+	mustOK(b, err)
+	defer st.Close()
+	perSale := nUsers / size
+	var sale *seckill.Sale
+	args := make([]any, 0, 6*size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if i%perSale == 0 {
+			b.StopTimer()
+			sale = &seckill.Sale{Name: "bench", PriceCents: 1, OriginalPriceCents: 2, Stock: nUsers,
+				StartsAt: time.Now(), EndsAt: time.Now().Add(time.Hour)}
+			mustOK(b, db.CreateSale(ctx, sale))
+			b.StartTimer()
+		}
+		now := time.Now()
+		var at, payBy any = now, now.Add(10 * time.Minute)
+		if !pg {
+			at, payBy = now.UnixMilli(), now.Add(10*time.Minute).UnixMilli()
+		}
+		args = args[:0]
+		for j := range size {
+			u := users[(i%perSale)*size+j]
+			args = append(args, sale.ID, u.ID, fmt.Sprintf("B%d-%d", sale.ID, u.ID), int64(1), at, payBy)
+		}
+		mustOK(b, db.InTx(ctx, func(tx *sql.Tx) error {
+			ts := tx.StmtContext(ctx, st)
+			for k := 0; k < len(args); k += 6 * rowsPer {
+				if _, err := ts.ExecContext(ctx, args[k:k+6*rowsPer]...); err != nil {
+					return err
+				}
+			}
+			return nil
+		}))
+	}
 	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "orders/s")
 }
