@@ -34,10 +34,14 @@ func (db *DB) WriteOrders(ctx context.Context, reqs []seckill.OrderRequest, payB
 	if len(reqs) == 0 {
 		return res, nil
 	}
+	write := db.writeOrders
+	if db.d.insertFirst {
+		write = db.placeOrders
+	}
 	var b *orderBatch
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		b = newOrderBatch(reqs) // afresh for every attempt
-		return db.writeOrders(ctx, tx, b, payBy)
+		return write(ctx, tx, b, payBy)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("write %d orders: %w", len(reqs), err)
