@@ -70,6 +70,7 @@ type orderBatch struct {
 	orderID []int64              // by first request: the order, 0 while unknown
 	reason  []string             // by first request: why it failed
 	bySale  map[int64]*saleBatch // sale id → its part of the batch
+	maxID   int64                // the largest order id before this batch's inserts, -1 until read (dialect.seqIDs)
 }
 
 // saleBatch is the part of a batch for one sale.
@@ -89,6 +90,7 @@ func newOrderBatch(reqs []seckill.OrderRequest) *orderBatch {
 		orderID: make([]int64, len(reqs)),
 		reason:  make([]string, len(reqs)),
 		bySale:  make(map[int64]*saleBatch),
+		maxID:   -1,
 	}
 	for i, r := range reqs {
 		k := orderKey{r.SaleID, r.UserID}
@@ -275,6 +277,12 @@ func (db *DB) insertOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, idx [
 		}
 		args := db.bulkArgs(n, sales, users, tickets, prices, db.times(ats), same{deadline})
 		query := db.d.q.insertOrder(n)
+		if db.d.seqIDs {
+			if err := db.insertOrdersSeq(ctx, tx, b, chunk, query, args); err != nil {
+				return err
+			}
+			continue
+		}
 		if !db.d.returning {
 			if err := db.insertOrdersNoReturning(ctx, tx, b, chunk, query, args); err != nil {
 				return err

@@ -67,6 +67,8 @@ func testDeadlockRetry(t *testing.T, fresh freshURL) {
 	}
 }
 
+func TestManyWriters(t *testing.T) { testManyWriters(t, freshSQLite) }
+
 // testManyWriters runs more writers than connections over batches that
 // mix several sales in random order (so they would lock them in different
 // orders), with redeliveries that meet each other's uncommitted orders,

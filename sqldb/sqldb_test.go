@@ -41,6 +41,7 @@ func testEngine(t *testing.T, fresh freshURL) {
 	t.Run("CreateUsers", func(t *testing.T) { testCreateUsers(t, fresh) })
 	t.Run("OrderNoCollision", func(t *testing.T) { testOrderNoCollision(t, fresh) })
 	t.Run("OneSaleShort", func(t *testing.T) { testOneSaleShort(t, fresh) })
+	t.Run("OrderIDs", func(t *testing.T) { testOrderIDs(t, fresh) })
 	t.Run("DeadlockRetry", func(t *testing.T) { testDeadlockRetry(t, fresh) })
 	t.Run("ManyWriters", func(t *testing.T) { testManyWriters(t, fresh) })
 }
@@ -269,9 +270,9 @@ func testOrderNoCollision(t *testing.T, fresh freshURL) {
 func TestOneSaleShort(t *testing.T) { testOneSaleShort(t, freshSQLite) }
 
 // testOneSaleShort writes one batch for two sales, one with a unit for
-// every new order, one with too few, plus a redelivery: PostgreSQL's one-
-// statement path has written the first sale when the second misses, and
-// must leave nothing of that attempt behind (one ledger row per sale).
+// every new order, one with too few, plus a redelivery: PostgreSQL inserts
+// every new order before it counts the units, and must take back exactly
+// the latest of the short sale's (one ledger row per sale).
 func testOneSaleShort(t *testing.T, fresh freshURL) {
 	ctx := context.Background()
 	db := openFresh(t, fresh)
@@ -317,6 +318,52 @@ func testOneSaleShort(t *testing.T, fresh freshURL) {
 			t.Errorf("sale %d: stats = %+v; want %d orders, %d left in SQL and ledger", c.s.ID, st, c.orders, c.left)
 		}
 	}
+}
+
+func TestOrderIDs(t *testing.T) { testOrderIDs(t, freshSQLite) }
+
+// testOrderIDs writes batches larger than one statement's rows, where new
+// orders and redeliveries alternate across two sales, and checks that
+// every request is answered with the id of the order its (sale, user)
+// holds: SQLite derives the ids of the rows inserted without RETURNING.
+func testOrderIDs(t *testing.T, fresh freshURL) {
+	ctx := context.Background()
+	db := openFresh(t, fresh)
+	const n = 700
+	users := makeUsers(0, n)
+	mustOK(t, db.CreateUsers(ctx, users))
+	var sales [2]*seckill.Sale
+	for i := range sales {
+		sales[i] = &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: n,
+			StartsAt: time.Now(), EndsAt: time.Now().Add(time.Hour)}
+		mustOK(t, db.CreateSale(ctx, sales[i]))
+	}
+	now := time.Now()
+	req := func(s *seckill.Sale, u int) seckill.OrderRequest {
+		return seckill.OrderRequest{SaleID: s.ID, UserID: users[u].ID, Ticket: fmt.Sprintf("I%d-%d", s.ID, u), At: now}
+	}
+	check := func(reqs []seckill.OrderRequest) {
+		t.Helper()
+		res, err := db.WriteOrders(ctx, reqs, now)
+		mustOK(t, err)
+		for i, r := range res {
+			o, err := db.OrderBySaleUser(ctx, reqs[i].SaleID, reqs[i].UserID)
+			mustOK(t, err)
+			if r.Status != seckill.ResultSuccess || r.OrderID != o.ID {
+				t.Fatalf("request %d (sale %d, user %d) = %+v; the order is %d", i, r.SaleID, r.UserID, r, o.ID)
+			}
+		}
+	}
+	var first, all []seckill.OrderRequest
+	for u := range n {
+		if u%3 == 1 {
+			first = append(first, req(sales[u%2], u))
+		}
+		all = append(all, req(sales[0], u), req(sales[1], u))
+	}
+	check(first) // new orders only
+	check(all)   // two in three new, one in six a redelivery
+	check(all)   // redeliveries only
 }
 
 func makeUsers(from, n int) []*seckill.User {
