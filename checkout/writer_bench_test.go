@@ -247,6 +247,7 @@ func (w *writerBench) run(b *testing.B, live bool) {
 // The steps of the writer's WriteBatch, timed by the wrappers below.
 const (
 	phFetch = iota
+	phClaim
 	phSQL
 	phAck
 	phSettle
@@ -254,7 +255,7 @@ const (
 	nPhases
 )
 
-var phaseNames = [nPhases]string{"fetch", "sql", "ack", "settle", "results"}
+var phaseNames = [nPhases]string{"fetch", "claim", "sql", "ack", "settle", "results"}
 
 // phaseTimes sums the wall time spent in each step.
 type phaseTimes struct{ ns [nPhases]atomic.Int64 }
@@ -296,6 +297,11 @@ func (o timedOrders) WriteOrders(ctx context.Context, reqs []seckill.OrderReques
 type timedGate struct {
 	seckill.StockGate
 	pt *phaseTimes
+}
+
+func (g timedGate) Claim(ctx context.Context, saleID int64, claims []seckill.Settled) ([]bool, error) {
+	defer g.pt.since(phClaim, time.Now())
+	return g.StockGate.Claim(ctx, saleID, claims)
 }
 
 func (g timedGate) Settle(ctx context.Context, saleID int64, settled []seckill.Settled) error {

@@ -78,6 +78,14 @@ type dialect struct {
 	// read LastInsertId, bulk inserts read their ids back with a SELECT,
 	// and WriteOrders looks up existing orders before inserting.
 	returning bool
+	// seqIDs says the rows one INSERT adds get consecutive ids after the
+	// largest, in VALUES order, so insertOrder has no RETURNING and the
+	// ids come from RowsAffected and LastInsertId (see insertOrdersSeq).
+	seqIDs bool
+	// insertFirst says WriteOrders inserts the orders before it locks the
+	// sales (placeOrders, which needs returning, row locks and the
+	// takeStocks and deleteOrders queries) instead of after (writeOrders).
+	insertFirst bool
 	// timeMS stores times as unix milliseconds; otherwise as a time.Time
 	// in UTC at millisecond precision.
 	timeMS bool
@@ -128,10 +136,14 @@ type queries struct {
 	insertOrder func(n int) string // n rows of sale_id, user_id, order_no, price_cents, created_at, pay_deadline → id, sale_id, user_id of those inserted (without returning: no rows, and conflicts are errors)
 	orderIDs    func(n int) string // sale_id, then n user ids → id, user_id
 	takeStock   string             // n, sale id, n: only where stock_left >= n
-	order       string
-	orderBySU   string
-	ordersBy    string
-	saleBuyers  string
+	maxOrderID  string             // → the largest order id, 0 if none (only where seqIDs is set)
+	// Only where insertFirst is set:
+	takeStocks   string // array of sale ids, array of counts, created_at: takeStock and its ledger row for each sale, one row affected per sale that had the units
+	deleteOrders string // array of order ids
+	order        string
+	orderBySU    string
+	ordersBy     string
+	saleBuyers   string
 }
 
 // dialects maps URL schemes to engines.

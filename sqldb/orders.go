@@ -34,10 +34,14 @@ func (db *DB) WriteOrders(ctx context.Context, reqs []seckill.OrderRequest, payB
 	if len(reqs) == 0 {
 		return res, nil
 	}
+	write := db.writeOrders
+	if db.d.insertFirst {
+		write = db.placeOrders
+	}
 	var b *orderBatch
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		b = newOrderBatch(reqs) // afresh for every attempt
-		return db.writeOrders(ctx, tx, b, payBy)
+		return write(ctx, tx, b, payBy)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("write %d orders: %w", len(reqs), err)
@@ -66,6 +70,7 @@ type orderBatch struct {
 	orderID []int64              // by first request: the order, 0 while unknown
 	reason  []string             // by first request: why it failed
 	bySale  map[int64]*saleBatch // sale id → its part of the batch
+	maxID   int64                // the largest order id before this batch's inserts, -1 until read (dialect.seqIDs)
 }
 
 // saleBatch is the part of a batch for one sale.
@@ -85,6 +90,7 @@ func newOrderBatch(reqs []seckill.OrderRequest) *orderBatch {
 		orderID: make([]int64, len(reqs)),
 		reason:  make([]string, len(reqs)),
 		bySale:  make(map[int64]*saleBatch),
+		maxID:   -1,
 	}
 	for i, r := range reqs {
 		k := orderKey{r.SaleID, r.UserID}
@@ -271,6 +277,12 @@ func (db *DB) insertOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, idx [
 		}
 		args := db.bulkArgs(n, sales, users, tickets, prices, db.times(ats), same{deadline})
 		query := db.d.q.insertOrder(n)
+		if db.d.seqIDs {
+			if err := db.insertOrdersSeq(ctx, tx, b, chunk, query, args); err != nil {
+				return err
+			}
+			continue
+		}
 		if !db.d.returning {
 			if err := db.insertOrdersNoReturning(ctx, tx, b, chunk, query, args); err != nil {
 				return err

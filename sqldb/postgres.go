@@ -34,10 +34,11 @@ var postgres = dialect{
 		}
 		return []goose.ProviderOption{goose.WithSessionLocker(l)}, nil
 	},
-	maxParams: 65535,
-	arrays:    true,
-	returning: true,
-	txOptions: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
+	maxParams:   65535,
+	arrays:      true,
+	returning:   true,
+	insertFirst: true,
+	txOptions:   &sql.TxOptions{Isolation: sql.LevelReadCommitted},
 	// REPEATABLE READ takes one snapshot for the whole transaction (READ
 	// COMMITTED one per statement); read-only, it never fails to serialize.
 	snapshot: &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},
@@ -102,22 +103,32 @@ var postgres = dialect{
 		},
 		// Conflicts on (sale_id, user_id) are skipped, not errors: they are
 		// redeliveries of orders already written. RETURNING lists only the
-		// rows inserted, in no promised order.
+		// rows inserted, in no promised order. The rows go in by (sale_id,
+		// user_id), so that writers waiting for each other's uncommitted
+		// orders of one (sale, user) wait in one order (see placeOrders).
 		insertOrder: func(int) string {
 			return `INSERT INTO orders (sale_id, user_id, order_no, price_cents, created_at, pay_deadline, status)
 				SELECT sale_id, user_id, order_no, price_cents, created_at, $6::timestamptz, 'pending_payment'
 				FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], $5::timestamptz[])
 					AS r (sale_id, user_id, order_no, price_cents, created_at)
+				ORDER BY sale_id, user_id
 				ON CONFLICT (sale_id, user_id) DO NOTHING RETURNING id, sale_id, user_id`
 		},
 		orderIDs: func(int) string {
 			return `SELECT id, user_id FROM orders WHERE sale_id = $1 AND user_id = ANY($2::bigint[])`
 		},
-		takeStock:  `UPDATE sales SET stock_left = stock_left - $1 WHERE id = $2 AND stock_left >= $3`,
-		order:      `SELECT ` + orderColumns + ` FROM orders WHERE id = $1`,
-		orderBySU:  `SELECT ` + orderColumns + ` FROM orders WHERE sale_id = $1 AND user_id = $2`,
-		ordersBy:   `SELECT ` + orderColumns + ` FROM orders WHERE user_id = $1 ORDER BY id DESC`,
-		saleBuyers: `SELECT user_id FROM orders WHERE sale_id = $1 ORDER BY user_id`,
+		takeStock: `UPDATE sales SET stock_left = stock_left - $1 WHERE id = $2 AND stock_left >= $3`,
+		takeStocks: `WITH taken AS (
+				UPDATE sales s SET stock_left = s.stock_left - n.c
+				FROM unnest($1::bigint[], $2::bigint[]) AS n (id, c)
+				WHERE s.id = n.id AND s.stock_left >= n.c RETURNING s.id, n.c)
+			INSERT INTO stock_ledger (sale_id, delta, reason, created_at)
+			SELECT id, -c, 'order', $3::timestamptz FROM taken`,
+		deleteOrders: `DELETE FROM orders WHERE id = ANY($1::bigint[])`,
+		order:        `SELECT ` + orderColumns + ` FROM orders WHERE id = $1`,
+		orderBySU:    `SELECT ` + orderColumns + ` FROM orders WHERE sale_id = $1 AND user_id = $2`,
+		ordersBy:     `SELECT ` + orderColumns + ` FROM orders WHERE user_id = $1 ORDER BY id DESC`,
+		saleBuyers:   `SELECT user_id FROM orders WHERE sale_id = $1 ORDER BY user_id`,
 	},
 }
 

@@ -40,6 +40,8 @@ func testEngine(t *testing.T, fresh freshURL) {
 	t.Run("Times", func(t *testing.T) { testTimes(t, fresh) })
 	t.Run("CreateUsers", func(t *testing.T) { testCreateUsers(t, fresh) })
 	t.Run("OrderNoCollision", func(t *testing.T) { testOrderNoCollision(t, fresh) })
+	t.Run("OneSaleShort", func(t *testing.T) { testOneSaleShort(t, fresh) })
+	t.Run("OrderIDs", func(t *testing.T) { testOrderIDs(t, fresh) })
 	t.Run("DeadlockRetry", func(t *testing.T) { testDeadlockRetry(t, fresh) })
 	t.Run("ManyWriters", func(t *testing.T) { testManyWriters(t, fresh) })
 }
@@ -263,6 +265,105 @@ func testOrderNoCollision(t *testing.T, fresh freshURL) {
 	if st.Orders != 1 || st.SQLStockLeft != 9 || st.LedgerSum != 9 {
 		t.Errorf("after a failed batch, stats = %+v; want 1 order, 9 left", st)
 	}
+}
+
+func TestOneSaleShort(t *testing.T) { testOneSaleShort(t, freshSQLite) }
+
+// testOneSaleShort writes one batch for two sales, one with a unit for
+// every new order, one with too few, plus a redelivery: PostgreSQL inserts
+// every new order before it counts the units, and must take back exactly
+// the latest of the short sale's (one ledger row per sale).
+func testOneSaleShort(t *testing.T, fresh freshURL) {
+	ctx := context.Background()
+	db := openFresh(t, fresh)
+	users := makeUsers(0, 4)
+	mustOK(t, db.CreateUsers(ctx, users))
+	newSale := func(stock int64) *seckill.Sale {
+		s := &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: stock,
+			StartsAt: time.Now(), EndsAt: time.Now().Add(time.Hour)}
+		mustOK(t, db.CreateSale(ctx, s))
+		return s
+	}
+	plenty, short := newSale(10), newSale(2)
+	now := time.Now()
+	req := func(s *seckill.Sale, u int) seckill.OrderRequest {
+		return seckill.OrderRequest{SaleID: s.ID, UserID: users[u].ID, Ticket: fmt.Sprintf("S%d-%d", s.ID, u), At: now}
+	}
+	first, err := db.WriteOrders(ctx, []seckill.OrderRequest{req(short, 3)}, now)
+	mustOK(t, err)
+	reqs := []seckill.OrderRequest{req(plenty, 0), req(short, 0), req(plenty, 1), req(short, 3),
+		req(short, 1), req(plenty, 2), req(short, 2)}
+	res, err := db.WriteOrders(ctx, reqs, now)
+	mustOK(t, err)
+	want := []string{"ok", "ok", "ok", "ok", seckill.ESoldOut, "ok", seckill.ESoldOut}
+	for i, r := range res {
+		got := "ok"
+		if r.Status != seckill.ResultSuccess {
+			got = r.Reason
+		}
+		if got != want[i] {
+			t.Errorf("result %d (sale %d) = %+v, want %s", i, reqs[i].SaleID, r, want[i])
+		}
+	}
+	if res[3].OrderID != first[0].OrderID {
+		t.Errorf("redelivery got order %d, want %d", res[3].OrderID, first[0].OrderID)
+	}
+	for _, c := range []struct {
+		s            *seckill.Sale
+		orders, left int64
+	}{{plenty, 3, 7}, {short, 2, 0}} {
+		st, err := db.SaleStats(ctx, c.s.ID)
+		mustOK(t, err)
+		if st.Orders != c.orders || st.SQLStockLeft != c.left || st.LedgerSum != c.left {
+			t.Errorf("sale %d: stats = %+v; want %d orders, %d left in SQL and ledger", c.s.ID, st, c.orders, c.left)
+		}
+	}
+}
+
+func TestOrderIDs(t *testing.T) { testOrderIDs(t, freshSQLite) }
+
+// testOrderIDs writes batches larger than one statement's rows, where new
+// orders and redeliveries alternate across two sales, and checks that
+// every request is answered with the id of the order its (sale, user)
+// holds: SQLite derives the ids of the rows inserted without RETURNING.
+func testOrderIDs(t *testing.T, fresh freshURL) {
+	ctx := context.Background()
+	db := openFresh(t, fresh)
+	const n = 700
+	users := makeUsers(0, n)
+	mustOK(t, db.CreateUsers(ctx, users))
+	var sales [2]*seckill.Sale
+	for i := range sales {
+		sales[i] = &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: n,
+			StartsAt: time.Now(), EndsAt: time.Now().Add(time.Hour)}
+		mustOK(t, db.CreateSale(ctx, sales[i]))
+	}
+	now := time.Now()
+	req := func(s *seckill.Sale, u int) seckill.OrderRequest {
+		return seckill.OrderRequest{SaleID: s.ID, UserID: users[u].ID, Ticket: fmt.Sprintf("I%d-%d", s.ID, u), At: now}
+	}
+	check := func(reqs []seckill.OrderRequest) {
+		t.Helper()
+		res, err := db.WriteOrders(ctx, reqs, now)
+		mustOK(t, err)
+		for i, r := range res {
+			o, err := db.OrderBySaleUser(ctx, reqs[i].SaleID, reqs[i].UserID)
+			mustOK(t, err)
+			if r.Status != seckill.ResultSuccess || r.OrderID != o.ID {
+				t.Fatalf("request %d (sale %d, user %d) = %+v; the order is %d", i, r.SaleID, r.UserID, r, o.ID)
+			}
+		}
+	}
+	var first, all []seckill.OrderRequest
+	for u := range n {
+		if u%3 == 1 {
+			first = append(first, req(sales[u%2], u))
+		}
+		all = append(all, req(sales[0], u), req(sales[1], u))
+	}
+	check(first) // new orders only
+	check(all)   // two in three new, one in six a redelivery
+	check(all)   // redeliveries only
 }
 
 func makeUsers(from, n int) []*seckill.User {

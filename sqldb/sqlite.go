@@ -27,6 +27,7 @@ var sqlite = dialect{
 	maxParams:  32766, // SQLITE_MAX_VARIABLE_NUMBER since 3.32
 	prepare:    true,
 	returning:  true,
+	seqIDs:     true,
 	timeMS:     true,
 	// A transaction reads one snapshot from its first read to its end (WAL
 	// keeps it for the reader); the driver takes no isolation level, and
@@ -79,13 +80,14 @@ var sqlite = dialect{
 			return `SELECT id, stock_left FROM sales WHERE id IN (` + params(n) + `)`
 		},
 		// Conflicts on (sale_id, user_id) are skipped, not errors: they are
-		// redeliveries of orders already written. RETURNING lists only the
-		// rows inserted, in no promised order.
+		// redeliveries of orders already written. No RETURNING: the rows
+		// inserted get consecutive rowids after the largest (seqIDs).
 		insertOrder: func(n int) string {
 			return `INSERT INTO orders (sale_id, user_id, order_no, price_cents, created_at, pay_deadline, status) VALUES ` +
 				rows(n, "(?, ?, ?, ?, ?, ?, 'pending_payment')") +
-				` ON CONFLICT (sale_id, user_id) DO NOTHING RETURNING id, sale_id, user_id`
+				` ON CONFLICT (sale_id, user_id) DO NOTHING`
 		},
+		maxOrderID: `SELECT COALESCE(MAX(id), 0) FROM orders`,
 		orderIDs: func(n int) string {
 			return `SELECT id, user_id FROM orders WHERE sale_id = ? AND user_id IN (` + params(n) + `)`
 		},
