@@ -185,6 +185,15 @@ func (s *Service) EnsureAdmin(ctx context.Context, phone, password string) (*sec
 	}
 	switch seckill.ErrorCode(err) {
 	case "":
+		// End the sessions before storing the change as well as after:
+		// a failure then fails with the account unchanged, and the next
+		// start, still seeing the old password, ends them. Ending them
+		// only after, a failed ending was never retried (the next start
+		// found the password already rotated). The second ending takes
+		// sessions opened meanwhile with the old password.
+		if err := s.EndSessions(ctx, u.ID); err != nil {
+			return nil, err
+		}
 		u.Role, u.PasswordHash = seckill.RoleAdmin, hash
 		if err := s.users.UpdateUser(ctx, u); err != nil {
 			return nil, err
