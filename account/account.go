@@ -361,6 +361,17 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*seckill.Sess
 	return sess, nil
 }
 
+// SessionOf returns the session of a token hash while it lasts, without
+// extending it: EUnauthenticated once it was deleted or expired. For what
+// a session opened and must not outlive it (an admin's dashboard socket).
+func (s *Service) SessionOf(ctx context.Context, tokenHash []byte) (*seckill.Session, error) {
+	sess, err := s.sessions.Session(ctx, tokenHash)
+	if seckill.ErrorCode(err) == seckill.ENotFound || err == nil && !s.now().Before(sess.ExpiresAt) {
+		return nil, seckill.Errorf(seckill.EUnauthenticated, "session expired or unknown; log in again")
+	}
+	return sess, err
+}
+
 // EndSessions ends every session of the user, as a change of password or
 // role must. The session store must be a seckill.SessionRevoker (every
 // store of this module is); an internal error otherwise. Other instances'
