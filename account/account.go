@@ -258,6 +258,20 @@ func (s *Service) LoginFrom(ctx context.Context, phone, password, ip string) (st
 	if err != nil {
 		return "", nil, nil, err
 	}
+	// The password was checked against the account as read before the
+	// hash: a change of password or role (which then ends the account's
+	// sessions) may have completed since, before this session existed to
+	// be ended. Read the account again now that it does: unchanged, any
+	// later change ends this session too; changed, the login loses.
+	cur, err := s.users.UserByID(ctx, u.ID)
+	if err != nil || cur.PasswordHash != u.PasswordHash || cur.Role != u.Role {
+		_ = s.sessions.DeleteSession(context.WithoutCancel(ctx), sess.TokenHash)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		ok = false
+		return "", nil, nil, bad
+	}
 	return token, sess, u, nil
 }
 

@@ -79,3 +79,30 @@ func TestEnsureAdminRotationRetried(t *testing.T) {
 		t.Fatalf("session from before the rotation after the retried start: %v, want unauthenticated", err)
 	}
 }
+
+// TestLoginRacingRotation: a login that checked the old password while
+// the password was being rotated (its hash read before, its session
+// written after the rotation ended the sessions) must not keep a session:
+// else whoever holds the old password beats any rotation by logging in
+// over and over, one login always being in its hash.
+func TestLoginRacingRotation(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	f := newFixture(t, Config{}, nil)
+	if _, err := f.s.EnsureAdmin(ctx, phone, "first password"); err != nil {
+		t.Fatal(err)
+	}
+	f.s.inSlot = func(context.Context) {
+		f.s.inSlot = nil
+		if _, err := f.s.EnsureAdmin(ctx, phone, "second password"); err != nil {
+			t.Error(err)
+		}
+	}
+	tok, _, _, err := f.s.Login(ctx, phone, "first password")
+	if err == nil {
+		if _, aerr := f.s.Authenticate(ctx, tok); aerr == nil {
+			t.Fatal("a login with the old password that raced the rotation kept its session")
+		}
+	}
+	f.login(t, phone, "second password")
+}
