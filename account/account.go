@@ -185,6 +185,15 @@ func (s *Service) EnsureAdmin(ctx context.Context, phone, password string) (*sec
 	}
 	switch seckill.ErrorCode(err) {
 	case "":
+		// End the sessions before storing the change as well as after:
+		// a failure then fails with the account unchanged, and the next
+		// start, still seeing the old password, ends them. Ending them
+		// only after, a failed ending was never retried (the next start
+		// found the password already rotated). The second ending takes
+		// sessions opened meanwhile with the old password.
+		if err := s.EndSessions(ctx, u.ID); err != nil {
+			return nil, err
+		}
 		u.Role, u.PasswordHash = seckill.RoleAdmin, hash
 		if err := s.users.UpdateUser(ctx, u); err != nil {
 			return nil, err
@@ -248,6 +257,20 @@ func (s *Service) LoginFrom(ctx context.Context, phone, password, ip string) (st
 	token, sess, err := s.OpenSession(ctx, u)
 	if err != nil {
 		return "", nil, nil, err
+	}
+	// The password was checked against the account as read before the
+	// hash: a change of password or role (which then ends the account's
+	// sessions) may have completed since, before this session existed to
+	// be ended. Read the account again now that it does: unchanged, any
+	// later change ends this session too; changed, the login loses.
+	cur, err := s.users.UserByID(ctx, u.ID)
+	if err != nil || cur.PasswordHash != u.PasswordHash || cur.Role != u.Role {
+		_ = s.sessions.DeleteSession(context.WithoutCancel(ctx), sess.TokenHash)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		ok = false
+		return "", nil, nil, bad
 	}
 	return token, sess, u, nil
 }
@@ -350,6 +373,17 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*seckill.Sess
 		sess.ExpiresAt = exp
 	}
 	return sess, nil
+}
+
+// SessionOf returns the session of a token hash while it lasts, without
+// extending it: EUnauthenticated once it was deleted or expired. For what
+// a session opened and must not outlive it (an admin's dashboard socket).
+func (s *Service) SessionOf(ctx context.Context, tokenHash []byte) (*seckill.Session, error) {
+	sess, err := s.sessions.Session(ctx, tokenHash)
+	if seckill.ErrorCode(err) == seckill.ENotFound || err == nil && !s.now().Before(sess.ExpiresAt) {
+		return nil, seckill.Errorf(seckill.EUnauthenticated, "session expired or unknown; log in again")
+	}
+	return sess, err
 }
 
 // EndSessions ends every session of the user, as a change of password or

@@ -55,8 +55,17 @@ func (t *Tiered) TouchSession(ctx context.Context, tokenHash []byte, expiresAt t
 	return t.Fast.TouchSession(ctx, tokenHash, expiresAt)
 }
 
-// DeleteSession removes the session from both stores.
+// DeleteSession removes the session from the fast store, the durable one,
+// then the fast one again. The first pass comes first so that a fast store
+// failing leaves the session in the durable store too, where a retry or
+// a later DeleteUserSessions (which asks the durable store) finds it:
+// deleted from the durable store alone, it would live on in the fast one,
+// served by every instance and named by no store a revocation asks. The
+// last pass deletes a copy a refill racing this call put back (refill).
 func (t *Tiered) DeleteSession(ctx context.Context, tokenHash []byte) error {
+	if err := t.Fast.DeleteSession(ctx, tokenHash); err != nil {
+		return err
+	}
 	if err := t.Durable.DeleteSession(ctx, tokenHash); err != nil {
 		return err
 	}
@@ -64,14 +73,15 @@ func (t *Tiered) DeleteSession(ctx context.Context, tokenHash []byte) error {
 }
 
 // refill copies s, just read from the durable store, into the fast one,
-// unless it was deleted meanwhile. A logout deletes from the durable store,
-// then from the fast one; a refill that raced it could put the session back
-// after the logout's second step. So the refill reads the durable store again
-// after writing: if the session is gone there, the logout's first step came
-// before this read, and this refill may have come after its second, so it
-// deletes the copy itself. If it is still there, the logout's deletion from
-// the fast store is still to come. Best effort: a failure here costs only a
-// later lookup, except that a failing re-read deletes the copy to be safe.
+// unless it was deleted meanwhile. A logout's last steps delete from the
+// durable store, then from the fast one; a refill that raced it could put
+// the session back after the last. So the refill reads the durable store
+// again after writing: if the session is gone there, the logout's durable
+// deletion came before this read, and this refill may have come after its
+// last fast one, so it deletes the copy itself. If it is still there, the
+// logout's last fast deletion is still to come. Best effort: a failure
+// here costs only a later lookup, except that a failing re-read deletes
+// the copy to be safe.
 func (t *Tiered) refill(ctx context.Context, s *seckill.Session) {
 	if t.Fast.CreateSession(ctx, *s) != nil {
 		return

@@ -423,5 +423,5 @@ func (p *dashPush) tick() {
 		p.s.log.Warn("dashboard push not encodable", "err", err)
 		return
 	}
-	p.s.hub.broadcastDash(b)
+	p.s.hub.broadcastDash(b, func(wc *wsConn) bool { return p.s.stillAdmin(ctx, wc) })
 }

@@ -177,3 +177,40 @@ func TestDashboardStream(t *testing.T) {
 		t.Fatalf("a buyer's socket carries the dashboard: %s", b)
 	}
 }
+
+// TestDashboardStreamEndsWithSession: an admin socket whose session ended
+// by other means than a logout on this instance — here the password's
+// rotation, as at a restart of another instance with a new
+// --admin-password; a logout or revocation elsewhere alike — gets no more
+// of the dashboard: the stream checks its sockets' sessions. It used to
+// stream to the socket for as long as it stayed open.
+func TestDashboardStreamEndsWithSession(t *testing.T) {
+	ticks := make(saleTicker)
+	s := newStack(t, options{ws: httpapi.WSConfig{DashTicks: ticks}})
+	url := strings.Replace(s.serve(), "/api/ws", "/api/admin/ws", 1)
+	s.activeSale(1, false)
+	admin := dialWS(t, url, bearer(s.admin))
+	ticks.tick() // two messages: both read before the rotation
+	dashPush(t, admin)
+	dashPush(t, admin)
+
+	if _, err := s.accounts.EnsureAdmin(context.Background(), "19900000000", "rotated-password"); err != nil {
+		t.Fatal(err)
+	}
+	ticks.tick()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		_, b, err := admin.Read(ctx)
+		if ctx.Err() != nil {
+			t.Fatal("the socket of the ended session stayed open")
+		}
+		if err != nil {
+			return // closed
+		}
+		var m struct{ Type string }
+		if json.Unmarshal(b, &m) == nil && m.Type == httpapi.PushDash {
+			t.Fatalf("the dashboard streamed to an ended session: %.120s", b)
+		}
+	}
+}

@@ -256,8 +256,9 @@ func (h *hub) broadcast(b []byte) int {
 	return n
 }
 
-// broadcastDash offers b, encoded once, to every dashboard socket here.
-func (h *hub) broadcastDash(b []byte) int {
+// broadcastDash offers b, encoded once, to every dashboard socket here
+// that keep allows (keep drops the others it must).
+func (h *hub) broadcastDash(b []byte, keep func(*wsConn) bool) int {
 	h.dashMu.Lock()
 	conns := make([]*wsConn, 0, len(h.dash))
 	for wc := range h.dash {
@@ -266,7 +267,7 @@ func (h *hub) broadcastDash(b []byte) int {
 	h.dashMu.Unlock()
 	n := 0
 	for _, wc := range conns {
-		if wc.offer(b) {
+		if keep(wc) && wc.offer(b) {
 			n++
 		}
 	}

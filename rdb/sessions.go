@@ -19,8 +19,10 @@ var _ seckill.SessionStore = (*Sessions)(nil)
 // Sessions keeps sessions in Redis: one hash per token hash holding the user
 // id, role and expiry, which Redis deletes when the session expires. The
 // expiry is checked on read as well, so a session ends on time even when the
-// Redis clock lags. Persistence is Redis's: run it with AOF or RDB if a
-// Redis restart must not log everybody out. The engine puts an
+// Redis clock lags. Persistence is Redis's, but the engine keeps sessions
+// in SQL too (account.Tiered), so a Redis restarting empty logs nobody
+// out; one restored from a snapshot, or a lagging replica promoted, serves
+// again the sessions deleted since (SECURITY.md, Open 4). The engine puts an
 // inmem.SessionCache in front of it, which FollowRevocations keeps true to
 // the deletions of every instance.
 type Sessions struct {
