@@ -20,16 +20,18 @@ import (
 //
 // Where the numbers come from, and how far they reach:
 //
-//   - admitted: purchases this instance answered 202;
-//   - refused: buying steps (POST …/path and …/purchase) this instance
-//     refused, by error code (sold_out, duplicate, rate_limited, busy,
-//     bad_captcha, bad_path, not_started, ended, other);
+//   - admitted: purchases answered 202;
+//   - refused: buying steps (POST …/path and …/purchase) refused, by error
+//     code (sold_out, duplicate, rate_limited, busy, bad_captcha, bad_path,
+//     not_started, ended, other);
 //   - orders: successful results on the result bus, which carries every
 //     instance's: orders written per second across the cluster.
 //
-// Admissions and refusals are counted in memory per instance: behind a
-// load balancer an admin's dashboard shows the traffic of the instance it
-// is connected to (its orders line shows the whole cluster's), and a
+// Admissions and refusals are counted in memory by the instance that
+// answered; with Config.DashBus the instances share their counts once a
+// second (dashshare.go), so that every instance's dashboard shows the
+// whole cluster's, each instance's counts once. Without it an admin's
+// dashboard shows the traffic of the instance it is connected to. A
 // restart starts the series empty. Counting costs a map read and a short
 // mutex per buying request; nothing is counted for a sale id that is not
 // in the catalogue, so invented ids cost no memory.
@@ -39,8 +41,11 @@ const DashWindow = 300
 
 // DashTail is how many seconds of the series each streamed dash message
 // carries: the current second (still filling) and the ones before it, so
-// that a message lost to a full send buffer is made good by the next.
-const DashTail = 5
+// that a message lost to a full send buffer is made good by the next, and
+// so that the counts of another instance, which arrive a publish interval
+// (DefaultDashShare) later and bucketed on its clock (up to DashSkew
+// behind), still reach the page.
+const DashTail = 10
 
 // PushDash is the type of the dashboard's streamed message.
 const PushDash = "dash"
@@ -102,16 +107,34 @@ const (
 
 // dashBucket is one second of one sale.
 type dashBucket struct {
-	sec      int64 // the Unix second it counts; 0: unused
+	sec        int64 // the Unix second it counts; 0: unused
+	orders     int64
+	dashCounts // every instance's admissions and refusals
+	// unsent are this instance's admissions and refusals not yet
+	// published on the DashBus (zero without one).
+	unsent dashCounts
+}
+
+// dashCounts are admissions and refusals.
+type dashCounts struct {
 	admitted int64
-	orders   int64
-	refused  [len(refusalCodes)]int64
+	refused  [len(refusalCodes)]int64 // by refusalIndex
+}
+
+// add counts an admission (refusal < 0) or a refusal by its index.
+func (c *dashCounts) add(refusal int) {
+	if refusal < 0 {
+		c.admitted++
+	} else {
+		c.refused[refusal]++
+	}
 }
 
 // saleSeries is a ring of DashWindow buckets.
 type saleSeries struct {
 	mu      sync.Mutex
 	last    int64 // the latest second written
+	dirty   int64 // the earliest second with unsent counts; 0: none
 	buckets [DashWindow]dashBucket
 }
 
@@ -164,7 +187,8 @@ type cachedStats struct {
 // dashboard holds the series of every sale with traffic, and the stats
 // cache.
 type dashboard struct {
-	s *Server
+	s  *Server
+	id string // this instance's name on the DashBus
 
 	mu     sync.RWMutex
 	series map[int64]*saleSeries
@@ -174,41 +198,58 @@ type dashboard struct {
 
 	subMu       sync.Mutex
 	unsubscribe func() // nil while not subscribed to the result bus
+	unsubDash   func() // nil while not subscribed to the DashBus
 	closed      bool
+
+	// With a DashBus: the publisher of this instance's counts.
+	shareCtx    context.Context
+	shareCancel context.CancelFunc
+	shareDone   chan struct{}
 }
 
 func newDashboard(s *Server) *dashboard {
-	return &dashboard{s: s, series: map[int64]*saleSeries{}, stats: map[int64]cachedStats{}}
+	d := &dashboard{s: s, id: newInstanceID(), series: map[int64]*saleSeries{}, stats: map[int64]cachedStats{}}
+	if s.cfg.DashBus != nil {
+		d.shareCtx, d.shareCancel = context.WithCancel(context.Background())
+		d.shareDone = make(chan struct{})
+		go d.runShare()
+	}
+	return d
 }
 
-// subscribe listens to the result bus for the orders series unless it
-// does already; it is tried at New and again at each dashboard request, so
-// a bus that failed at start is retried.
+// subscribe listens to the result bus for the orders series, and to the
+// DashBus for the other instances' counts, unless it does already; it is
+// tried at New and again at each dashboard request, so a bus that failed
+// at start is retried.
 func (d *dashboard) subscribe() {
-	bus := d.s.cfg.Results
-	if bus == nil {
-		return
-	}
 	d.subMu.Lock()
 	defer d.subMu.Unlock()
-	if d.unsubscribe != nil || d.closed {
+	if d.closed {
 		return
 	}
-	cancel, err := bus.SubscribeResults(d.result)
-	if err != nil {
-		d.s.log.Warn("dashboard: cannot count orders yet", "err", err)
-		return
+	if bus := d.s.cfg.Results; bus != nil {
+		d.subscribeBus(&d.unsubscribe, "orders", func() (func(), error) { return bus.SubscribeResults(d.result) })
 	}
-	d.unsubscribe = cancel
+	if bus := d.s.cfg.DashBus; bus != nil {
+		d.subscribeBus(&d.unsubDash, "other instances' counts", func() (func(), error) { return bus.SubscribeDash(d.heard) })
+	}
 }
 
+// close stops listening and publishing (publishing what was counted
+// since the last message first).
 func (d *dashboard) close() {
 	d.subMu.Lock()
-	defer d.subMu.Unlock()
 	d.closed = true
-	if d.unsubscribe != nil {
-		d.unsubscribe()
-		d.unsubscribe = nil
+	for _, cancel := range []*func(){&d.unsubscribe, &d.unsubDash} {
+		if *cancel != nil {
+			(*cancel)()
+			*cancel = nil
+		}
+	}
+	d.subMu.Unlock()
+	if d.shareCancel != nil {
+		d.shareCancel()
+		<-d.shareDone
 	}
 }
 
@@ -244,12 +285,19 @@ func (d *dashboard) count(ctx context.Context, id int64, admits bool, err error)
 	if ss == nil {
 		return
 	}
+	refusal := -1
+	if err != nil {
+		refusal = refusalIndex(code)
+	}
+	sec := d.s.cfg.Now().Unix()
 	ss.mu.Lock()
-	if b := ss.bucket(d.s.cfg.Now().Unix()); b != nil {
-		if err == nil {
-			b.admitted++
-		} else {
-			b.refused[refusalIndex(code)]++
+	if b := ss.bucket(sec); b != nil {
+		b.add(refusal)
+		if d.shareCancel != nil {
+			b.unsent.add(refusal)
+			if ss.dirty == 0 || sec < ss.dirty {
+				ss.dirty = sec
+			}
 		}
 	}
 	ss.mu.Unlock()

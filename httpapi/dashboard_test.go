@@ -214,3 +214,62 @@ func TestDashboardStreamEndsWithSession(t *testing.T) {
 		}
 	}
 }
+
+// TestDashboardCluster: two instances on one bus (two servers on one
+// engine and queue, as behind a load balancer) each show the admissions
+// and refusals both answered, each instance's once: an instance hears its
+// own counts on the bus too and must not add them again. On the in-memory
+// queue and on embedded NATS.
+func TestDashboardCluster(t *testing.T) {
+	for _, sqlite := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sqlite=%v", sqlite), func(t *testing.T) {
+			const every = 20 * time.Millisecond
+			a := newStack(t, options{sqlite: sqlite, dashShare: every})
+			other := httpapi.New(httpapi.Config{
+				Engine: a.engine, Accounts: a.accounts, Orders: a.db,
+				Results: a.engine.Results(), DashBus: a.queue, DashShare: every,
+			})
+			t.Cleanup(func() { _ = other.Close() })
+			b := *a // the same stack, answered by the other server
+			b.h, b.api = other, other
+
+			toks, _ := a.buyers(3)
+			sale := a.activeSale(3, false)
+			for _, tok := range toks[:2] {
+				want(t, a.purchase(tok, sale, a.path(tok, sale)), 202, "")
+			}
+			want(t, a.purchase(toks[2], sale, "not-the-path"), 403, "bad_path")
+
+			// B shows what A answered…
+			traffic := func(s *stack) string {
+				d := dashSale(t, s.dashboard(), sale)
+				return fmt.Sprintf("admitted %d bad_path %d", sum(d.Series.Admitted), sum(d.Series.Refused["bad_path"]))
+			}
+			await(t, "A's counts on B", func() bool { return traffic(&b) == "admitted 2 bad_path 1" })
+			// …then answers a purchase itself, which A shows. A's own
+			// message was published before B's, and the bus delivers in
+			// one order: once A shows B's count it has heard its own.
+			want(t, b.purchase(toks[2], sale, b.path(toks[2], sale)), 202, "")
+			await(t, "B's count on A", func() bool {
+				return sum(dashSale(t, a.dashboard(), sale).Series.Admitted) >= 3
+			})
+			for name, s := range map[string]*stack{"A": a, "B": &b} {
+				if got := traffic(s); got != "admitted 3 bad_path 1" {
+					t.Errorf("%s: %s, want admitted 3 bad_path 1", name, got)
+				}
+			}
+		})
+	}
+}
+
+// await polls cond until it holds, or fails after 10 s.
+func await(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s after 10 s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -37,10 +37,11 @@ type stackStore interface {
 	Ping(ctx context.Context) error
 }
 
-// stackQueue is the order queue and the result bus.
+// stackQueue is the order queue, the result bus and the dashboard's bus.
 type stackQueue interface {
 	seckill.OrderQueue
 	seckill.ResultBus
+	httpapi.DashBus
 }
 
 // stack is the whole engine behind the real HTTP handler: on the in-memory
@@ -69,6 +70,7 @@ type options struct {
 	trusted            []netip.Prefix     // Config.TrustedProxies
 	origins            []string           // Config.AllowedOrigins
 	cookieSecure       bool               // Config.CookieSecure
+	dashShare          time.Duration      // Config.DashShare
 	// sqlite runs the stack on SQLite and embedded JetStream instead of
 	// the in-memory backends, for tests about the real ones.
 	sqlite bool
@@ -152,6 +154,7 @@ func newStack(t *testing.T, opt options) *stack {
 		Ready:   func(ctx context.Context) error { return db.Ping(ctx) },
 		Results: s.engine.Results(), WS: opt.ws, WebSockets: opt.wsGauge, TrustedProxies: opt.trusted,
 		AllowedOrigins: opt.origins, CookieSecure: opt.cookieSecure,
+		DashBus: q, DashShare: opt.dashShare,
 	})
 	s.h = s.api
 	t.Cleanup(func() { _ = s.api.Close() })

@@ -62,6 +62,14 @@ type Config struct {
 	// Unset, the route does not exist (404 like any unknown path) and
 	// clients poll /result.
 	Results seckill.ResultBus
+	// DashBus, when set, carries this instance's dashboard counts
+	// (admissions and refusals) to the other instances and theirs here,
+	// so that every instance's dashboard shows the whole cluster's
+	// (dashshare.go); Close stops it. Unset, the dashboard counts this
+	// instance's only. DashShare is how often the new counts are
+	// published; zero: DefaultDashShare.
+	DashBus   DashBus
+	DashShare time.Duration
 	// WS tunes the WebSockets: ping interval, send buffer, limits.
 	WS WSConfig
 	// WebSockets, when set, is told +1 when a WebSocket opens and -1 when
@@ -103,6 +111,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Registrations == (Budget{}) {
 		cfg.Registrations = DefaultRegistrations
+	}
+	if cfg.DashShare <= 0 {
+		cfg.DashShare = DefaultDashShare
 	}
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Log, methods: map[string][]string{}}
 	if cfg.Results != nil {

@@ -25,9 +25,10 @@ const DefaultAckWait = 30 * time.Second
 // semantics of the JetStream queue (package mq): requests are delivered in
 // publish order, each stays stored until acked, a nak delivers it again at
 // once and one left unacked for the ack wait is delivered again on a later
-// Fetch. It does not deduplicate. Results go to every subscriber, in
-// publish order, each on a goroutine of its own (so a slow subscriber never
-// holds up the writer). Its content is lost with the process: it serves
+// Fetch. It does not deduplicate. Results (and the dashboard's messages,
+// PublishDash) go to every subscriber, in publish order, each on a
+// goroutine of its own (so a slow subscriber never holds up the writer).
+// Its content is lost with the process: it serves
 // tests and demos. Every method is safe for concurrent use.
 type Queue struct {
 	now     func() time.Time
@@ -41,9 +42,10 @@ type Queue struct {
 	wake     chan struct{}      // closed when a request becomes ready
 	closed   bool
 
-	smu    sync.Mutex
-	subSeq int
-	subs   map[int]*subscriber
+	smu      sync.Mutex
+	subSeq   int
+	subs     map[int]*subscriber[seckill.OrderResult] // SubscribeResults
+	dashSubs map[int]*subscriber[[]byte]              // SubscribeDash
 }
 
 func bySeq(a, b *queued) int { return cmp.Compare(a.seq, b.seq) }
@@ -70,7 +72,8 @@ func NewQueueClock(now func() time.Time, ackWait time.Duration) *Queue {
 		stored:   make(map[uint64]*queued),
 		inflight: make(map[uint64]*queued),
 		wake:     make(chan struct{}),
-		subs:     make(map[int]*subscriber),
+		subs:     make(map[int]*subscriber[seckill.OrderResult]),
+		dashSubs: make(map[int]*subscriber[[]byte]),
 	}
 }
 
@@ -295,11 +298,18 @@ func (q *Queue) Close() error {
 	}
 	q.mu.Unlock()
 	q.smu.Lock()
-	subs := q.subs
-	q.subs = make(map[int]*subscriber)
+	var stops []func()
+	for _, s := range q.subs {
+		stops = append(stops, s.cancel)
+	}
+	for _, s := range q.dashSubs {
+		stops = append(stops, s.cancel)
+	}
+	clear(q.subs)
+	clear(q.dashSubs)
 	q.smu.Unlock()
-	for _, s := range subs {
-		s.cancel()
+	for _, stop := range stops {
+		stop()
 	}
 	return nil
 }
@@ -327,56 +337,80 @@ func (q *Queue) expireAll() {
 // PublishResults hands rs to every subscriber. EBusy once the queue is
 // closed.
 func (q *Queue) PublishResults(_ context.Context, rs []seckill.OrderResult) error {
-	q.mu.Lock()
-	closed := q.closed
-	q.mu.Unlock()
-	if closed {
-		return errClosed("publish results")
-	}
-	if len(rs) == 0 {
-		return nil
-	}
-	q.smu.Lock()
-	defer q.smu.Unlock()
-	for _, s := range q.subs {
-		s.push(rs)
-	}
-	return nil
+	return publish(q, "publish results", q.subs, rs)
 }
 
 // SubscribeResults calls fn, on a goroutine of its own, for every result
 // published from now on, in publish order, until cancel is called (safe
 // to call twice; a call of fn under way may still finish).
 func (q *Queue) SubscribeResults(fn func(seckill.OrderResult)) (func(), error) {
-	s := &subscriber{fn: fn, more: make(chan struct{}, 1), stop: make(chan struct{})}
+	return subscribe(q, q.subs, fn), nil
+}
+
+// PublishDash hands a copy of data, one instance's dashboard counts, to
+// every SubscribeDash (the publisher's own included), as mq's does.
+// EBusy once the queue is closed.
+func (q *Queue) PublishDash(_ context.Context, data []byte) error {
+	return publish(q, "publish dash", q.dashSubs, [][]byte{slices.Clone(data)})
+}
+
+// SubscribeDash calls fn, on a goroutine of its own, with every message
+// PublishDash publishes from now on, in publish order (one order for all
+// subscribers, as one NATS server gives), until cancel is called.
+func (q *Queue) SubscribeDash(fn func(data []byte)) (func(), error) {
+	return subscribe(q, q.dashSubs, fn), nil
+}
+
+// publish hands items to every subscriber of subs.
+func publish[T any](q *Queue, op string, subs map[int]*subscriber[T], items []T) error {
+	q.mu.Lock()
+	closed := q.closed
+	q.mu.Unlock()
+	if closed {
+		return errClosed(op)
+	}
+	if len(items) == 0 {
+		return nil
+	}
+	q.smu.Lock()
+	defer q.smu.Unlock()
+	for _, s := range subs {
+		s.push(items)
+	}
+	return nil
+}
+
+// subscribe adds a subscriber calling fn to subs and returns its cancel.
+func subscribe[T any](q *Queue, subs map[int]*subscriber[T], fn func(T)) func() {
+	s := &subscriber[T]{fn: fn, more: make(chan struct{}, 1), stop: make(chan struct{})}
 	q.smu.Lock()
 	q.subSeq++
 	id := q.subSeq
-	q.subs[id] = s
+	subs[id] = s
 	q.smu.Unlock()
 	go s.run()
 	return func() {
 		q.smu.Lock()
-		delete(q.subs, id)
+		delete(subs, id)
 		q.smu.Unlock()
 		s.cancel()
-	}, nil
+	}
 }
 
-// subscriber is one SubscribeResults: an unbounded buffer drained by its
+// subscriber is one subscription: an unbounded buffer drained by its
 // goroutine, so the publisher never waits for fn.
-type subscriber struct {
-	fn   func(seckill.OrderResult)
-	more chan struct{} // a token when buf has results
+type subscriber[T any] struct {
+	fn   func(T)
+	more chan struct{} // a token when buf has items
 	stop chan struct{}
 
 	mu        sync.Mutex
-	buf       []seckill.OrderResult
+	buf       []T
 	cancelled bool
 	once      sync.Once
 }
 
-func (s *subscriber) push(rs []seckill.OrderResult) {
+func (s *subscriber[T]) push(rs []T) {
 	s.mu.Lock()
 	s.buf = append(s.buf, rs...)
 	s.mu.Unlock()
@@ -386,7 +420,7 @@ func (s *subscriber) push(rs []seckill.OrderResult) {
 	}
 }
 
-func (s *subscriber) cancel() {
+func (s *subscriber[T]) cancel() {
 	s.once.Do(func() {
 		s.mu.Lock()
 		s.cancelled = true
@@ -396,7 +430,7 @@ func (s *subscriber) cancel() {
 	})
 }
 
-func (s *subscriber) run() {
+func (s *subscriber[T]) run() {
 	for {
 		select {
 		case <-s.stop:

@@ -1,7 +1,8 @@
 // Package mq is the order queue and the result fan-out of seckill on NATS
 // JetStream: a durable work queue between the stock gate and the order
 // writer (seckill.OrderQueue), and core NATS pub/sub that carries order
-// results to every instance (seckill.ResultBus).
+// results to every instance (seckill.ResultBus) and the instances'
+// dashboard counts to each other (PublishDash, SubscribeDash).
 //
 // With an empty Config.URL, Open starts a NATS server with JetStream inside
 // the process (file storage under Config.DataDir, no TCP listener) and
@@ -16,6 +17,8 @@
 //	                          requests of the sale, published together
 //	consumer writer           durable pull consumer, explicit ack
 //	subject  seckill.results  core NATS, []seckill.OrderResult as JSON
+//	subject  seckill.dash     core NATS, an instance's dashboard counts
+//	                          (opaque here; see httpapi.DashBus)
 //
 // WorkQueue retention removes a message once it is acked, so the stream's
 // message counts per subject, times the n of each, are the requests still
@@ -72,8 +75,8 @@ type Config struct {
 	Logger *slog.Logger
 
 	// Prefix names what this queue creates on the server: stream
-	// <PREFIX>_ORDERS, subjects <prefix>.orders.<saleID> and
-	// <prefix>.results. Letters, digits, '_' and '-'; default "SECKILL".
+	// <PREFIX>_ORDERS, subjects <prefix>.orders.<saleID>, <prefix>.results
+	// and <prefix>.dash. Letters, digits, '_' and '-'; default "SECKILL".
 	// Instances that share a queue must use the same prefix.
 	Prefix string
 	// MaxBatch is the most requests one message carries (see Publish);
@@ -141,6 +144,7 @@ type Queue struct {
 	cons    jetstream.Consumer
 	subjPfx string // "<prefix>.orders."
 	results string // "<prefix>.results"
+	dash    string // "<prefix>.dash"
 
 	mu          sync.Mutex
 	outstanding map[*message]struct{} // fetched, not yet acked or nacked
@@ -169,6 +173,7 @@ func Open(ctx context.Context, cfg Config) (*Queue, error) {
 		closed:      make(chan struct{}),
 		subjPfx:     lower + ".orders.",
 		results:     lower + ".results",
+		dash:        lower + ".dash",
 		outstanding: make(map[*message]struct{}),
 		avgReqs:     1,
 		psales:      make(map[int64]*saleQueue),

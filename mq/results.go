@@ -39,10 +39,9 @@ func (q *Queue) PublishResults(ctx context.Context, rs []seckill.OrderResult) er
 // quick: results wait in a bounded buffer and are dropped (and logged) when
 // it overflows. Errors are EBusy.
 func (q *Queue) SubscribeResults(fn func(seckill.OrderResult)) (cancel func(), err error) {
-	var stopped atomic.Bool
-	sub, err := q.nc.Subscribe(q.results, func(m *nats.Msg) {
+	return q.subscribe(q.results, "results", func(data []byte, stopped *atomic.Bool) {
 		var rs []seckill.OrderResult
-		if err := json.Unmarshal(m.Data, &rs); err != nil {
+		if err := json.Unmarshal(data, &rs); err != nil {
 			q.log.Error("malformed results message", "err", err)
 			return
 		}
@@ -53,20 +52,51 @@ func (q *Queue) SubscribeResults(fn func(seckill.OrderResult)) (cancel func(), e
 			fn(r)
 		}
 	})
+}
+
+// PublishDash sends data, one instance's dashboard counts, to every
+// SubscribeDash of every instance (the sender's own included), as a core
+// NATS message on <prefix>.dash: at most once, not stored. data must stay
+// under the server's payload limit (1 MiB by default). Errors are EBusy.
+func (q *Queue) PublishDash(ctx context.Context, data []byte) error {
+	if err := q.nc.Publish(q.dash, data); err != nil {
+		return fmt.Errorf("publish dash: %w", busy(err))
+	}
+	return ctx.Err()
+}
+
+// SubscribeDash calls fn, from one goroutine, with every message published
+// by PublishDash (by any instance, this one included) from now on until
+// cancel is called, as SubscribeResults does. fn must not keep data.
+// Errors are EBusy.
+func (q *Queue) SubscribeDash(fn func(data []byte)) (cancel func(), err error) {
+	return q.subscribe(q.dash, "dash", func(data []byte, stopped *atomic.Bool) {
+		if !stopped.Load() {
+			fn(data)
+		}
+	})
+}
+
+// subscribe calls handle for every core NATS message on subject until
+// cancel; handle reads stopped to stop early. what names the subscription
+// in errors and logs.
+func (q *Queue) subscribe(subject, what string, handle func(data []byte, stopped *atomic.Bool)) (cancel func(), err error) {
+	var stopped atomic.Bool
+	sub, err := q.nc.Subscribe(subject, func(m *nats.Msg) { handle(m.Data, &stopped) })
 	if err != nil {
-		return nil, fmt.Errorf("subscribe results: %w", busy(err))
+		return nil, fmt.Errorf("subscribe %s: %w", what, busy(err))
 	}
 	// Make sure the server knows the subscription before we report it live.
 	if err := q.nc.Flush(); err != nil {
 		sub.Unsubscribe()
-		return nil, fmt.Errorf("subscribe results: %w", busy(err))
+		return nil, fmt.Errorf("subscribe %s: %w", what, busy(err))
 	}
 	return func() {
 		if stopped.Swap(true) {
 			return
 		}
 		if err := sub.Unsubscribe(); err != nil && q.nc.Status() == nats.CONNECTED {
-			q.log.Warn("unsubscribe results", "err", err)
+			q.log.Warn("unsubscribe "+what, "err", err)
 		}
 	}, nil
 }

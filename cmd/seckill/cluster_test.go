@@ -323,7 +323,8 @@ func (d *deployment) checkInvariants(sale int64, st adminStats, accepted map[int
 }
 
 // TestMultiInstance: three servers share SQL, Redis and NATS; 5,000 users
-// try 3 times each, spread over the three, for 1,000 units → I1–I4. Once
+// try 3 times each, spread over the three, for 1,000 units → I1–I4, and
+// every server's dashboard counts the whole crowd. Once
 // on PostgreSQL, once on MySQL, once with a Redis Cluster.
 func TestMultiInstance(t *testing.T) {
 	if testing.Short() {
@@ -359,7 +360,56 @@ func TestMultiInstance(t *testing.T) {
 			st := d.settle(sale, time.Minute)
 			d.checkInvariants(sale, st, accepted, true)
 			d.checkResults(sale, buyers, accepted)
+			d.checkDashboards(sale, int64(answers[202]), int64(answers[409]+answers[410]))
 		})
+	}
+}
+
+// checkDashboards waits until every node's dashboard counts the whole
+// crowd's admissions and refusals, whichever node answered them, and
+// fails if one counts more (an instance's counts added twice).
+func (d *deployment) checkDashboards(sale, admitted, refused int64) {
+	d.t.Helper()
+	want := fmt.Sprintf("admitted %d refused %d", admitted, refused)
+	for i, c := range d.nodes {
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			var m struct {
+				Sales []struct {
+					SaleID int64 `json:"sale_id"`
+					Series struct {
+						Admitted []int64            `json:"admitted"`
+						Refused  map[string][]int64 `json:"refused"`
+					} `json:"series"`
+				} `json:"sales"`
+			}
+			if code, err := c.call("GET", "/api/admin/dashboard", d.admin, "", &m); err != nil || code != 200 {
+				d.t.Fatalf("node %d dashboard: %d %v", i, code, err)
+			}
+			var a, r int64
+			for _, s := range m.Sales {
+				if s.SaleID != sale {
+					continue
+				}
+				for _, n := range s.Series.Admitted {
+					a += n
+				}
+				for _, xs := range s.Series.Refused {
+					for _, n := range xs {
+						r += n
+					}
+				}
+			}
+			got := fmt.Sprintf("admitted %d refused %d", a, r)
+			if got == want {
+				break
+			}
+			if a > admitted || r > refused || time.Now().After(deadline) {
+				d.t.Errorf("node %d's dashboard: %s, want %s", i, got, want)
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
 	}
 }
 

@@ -355,7 +355,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		},
 		// Every instance's results reach this one's WebSockets, and so do
 		// those the engine finds in SQL after their message was lost.
-		Results:    m.engine.Results(),
+		Results: m.engine.Results(),
+		// The instances share their dashboard counts on the same NATS, so
+		// each admin's dashboard shows the whole cluster's traffic.
+		DashBus:    m.queue,
 		WebSockets: func(delta int) { m.metrics.WebSockets().Add(float64(delta)) },
 	})
 	// The public listener serves the API and the page only: metrics and
