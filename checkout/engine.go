@@ -131,7 +131,8 @@ type Engine struct {
 
 	ready    atomic.Bool
 	inflight chan struct{}
-	admits   sync.Map // sale id → *rate.Limiter of AdmitFactor (admission.go)
+	macs     sync.Pool // HMAC-SHA256 keyed with cfg.Secret, for the hidden paths (admission.go)
+	admits   sync.Map  // sale id → *rate.Limiter of AdmitFactor (admission.go)
 
 	saleMu    sync.Mutex
 	saleCache map[int64]cachedSale
@@ -182,6 +183,7 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 		stopped:   make(chan struct{}),
 	}
 	e.results.now = cfg.Now
+	e.macs.New = e.newMAC
 	cancel, err := b.Bus.SubscribeResults(e.resultArrived)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe results: %w", err)
