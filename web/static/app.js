@@ -1594,7 +1594,8 @@
   }
 
   const DASH_STATS = [
-    ['orders', 'Orders'], ['paid', 'Paid'], ['cancelled', 'Cancelled'], ['queued', 'Queued'],
+    ['orders', 'Orders'], ['paid', 'Paid'], ['cancelled', 'Cancelled'], ['refunded', 'Refunded'],
+    ['queued', 'Queued'], ['refunds_due', 'Refunds due'],
     ['gate_left', 'Left at the gate'], ['sql_stock_left', 'Left in SQL'],
   ];
 
