@@ -82,7 +82,7 @@ func (p *switchProxy) point(addr string) {
 func TestFailBackToServerSeenBefore(t *testing.T) {
 	x, y := newSnapshotRedis(t), newSnapshotRedis(t)
 	ctx := context.Background()
-	proxy := newSwitchProxy(t, "127.0.0.1:"+x.port)
+	proxy := newSwitchProxy(t, "127.0.0.1:"+x.Port)
 	c, err := Open(ctx, proxy.url())
 	if err != nil {
 		t.Fatal(err)
@@ -110,7 +110,7 @@ func TestFailBackToServerSeenBefore(t *testing.T) {
 
 	// Failover to Y (here: Y empty, as a new master would be after losing
 	// the sale; the engine rebuilds it there).
-	proxy.point("127.0.0.1:" + y.port)
+	proxy.point("127.0.0.1:" + y.Port)
 	if _, err := reserve(2); seckill.ErrorCode(err) != seckill.EBusy {
 		t.Fatalf("reserve on Y before the rebuild: %v, want busy", err)
 	}
@@ -120,8 +120,8 @@ func TestFailBackToServerSeenBefore(t *testing.T) {
 	}
 
 	// X follows Y, catches up, then loses the link before buyer 3.
-	xr, yr := x.raw(), y.raw()
-	if err := xr.ReplicaOf(ctx, "127.0.0.1", y.port).Err(); err != nil {
+	xr, yr := x.Raw(), y.Raw()
+	if err := xr.ReplicaOf(ctx, "127.0.0.1", y.Port).Err(); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "X in sync with Y", func() bool {
@@ -139,7 +139,7 @@ func TestFailBackToServerSeenBefore(t *testing.T) {
 	}
 
 	// Fail back to X.
-	proxy.point("127.0.0.1:" + x.port)
+	proxy.point("127.0.0.1:" + x.Port)
 	r, err := reserve(3)
 	if err == nil && r == seckill.Reserved {
 		t.Fatalf("buyer 3, who holds a unit on Y, reserved again on X (which lacks it): the gate of a lagging server was trusted")

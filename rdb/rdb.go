@@ -11,7 +11,8 @@
 //	P{sale:ID}:resv     hash    user id → "unixnano ticket": unsettled reservations (server TIME)
 //	P{sale:ID}:claim    string  "token run_id" of the Load that may install the sale; expires
 //	P{sale:ID}:epoch    string  run_id of the server the sale was loaded on (see Gate)
-//	Psession:HEX        hash    u (user id), r (role), e (expiry, unix ms); expires at e
+//	P{session:GG}:HEX   hash    u (user id), r (role), e (expiry, unix ms), s (epoch written in); expires at e
+//	P{session:GG}:epoch string  "run_id master_replid" of the server holding the group GG (first byte of HEX; see Sessions)
 //	Psessions:revoked   channel token hashes of deleted sessions (Sessions.FollowRevocations)
 //	Prl:KEY             hash    t (tokens), ts (last refill, µs of the server clock)
 //	Pcaptcha:ID         string  JSON of the captcha; expires with it

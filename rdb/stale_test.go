@@ -2,9 +2,6 @@ package rdb
 
 import (
 	"context"
-	"net"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
@@ -15,74 +12,9 @@ import (
 	"seckill/internal/testenv"
 )
 
-// snapshotRedis is a redis-server of the test's own on a spare loopback
-// port, persisting only when told (SAVE) to dump.rdb in its directory, and
-// restarted from that file after a kill.
-type snapshotRedis struct {
-	t    *testing.T
-	bin  string
-	dir  string
-	port string
-	cmd  *exec.Cmd
-}
-
-func newSnapshotRedis(t *testing.T) *snapshotRedis {
-	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		testenv.Missing(t, "redis-server is not installed; the drill restarts a Redis of its own")
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	s := &snapshotRedis{t: t, bin: bin, dir: t.TempDir(), port: port}
-	s.start()
-	t.Cleanup(s.kill)
-	return s
-}
-
-func (s *snapshotRedis) url() string { return "redis://127.0.0.1:" + s.port }
-
-// start runs the server, loading dump.rdb if there is one, and waits until
-// it answers.
-func (s *snapshotRedis) start() {
-	s.t.Helper()
-	s.cmd = exec.Command(s.bin, "--port", s.port, "--bind", "127.0.0.1", "--dir", s.dir,
-		"--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
-		"--logfile", filepath.Join(s.dir, "redis.log"))
-	if err := s.cmd.Start(); err != nil {
-		s.t.Fatal(err)
-	}
-	probe := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + s.port, MaxRetries: -1})
-	defer probe.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for probe.Ping(context.Background()).Err() != nil {
-		if time.Now().After(deadline) {
-			s.t.Fatalf("redis-server on port %s did not start (see %s)", s.port, s.dir)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// kill stops the server at once, writing nothing (like a crash).
-func (s *snapshotRedis) kill() {
-	if s.cmd != nil && s.cmd.Process != nil {
-		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
-		s.cmd = nil
-	}
-}
-
-// raw returns a plain client (none of this package's checks), to look at
-// what the server holds.
-func (s *snapshotRedis) raw() *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: "127.0.0.1:" + s.port})
-	s.t.Cleanup(func() { c.Close() })
-	return c
-}
+// newSnapshotRedis starts a redis-server of the test's own, restarted from
+// its last SAVE after a Kill (see testenv.OwnRedis).
+func newSnapshotRedis(t *testing.T) *testenv.OwnRedis { return testenv.StartRedis(t) }
 
 // TestRedisBackWithOlderData: Redis restarts from a snapshot taken before
 // the last reservations. The gate it brings back looks loaded but has a
@@ -95,7 +27,7 @@ func TestRedisBackWithOlderData(t *testing.T) {
 	ctx := context.Background()
 	open := func() *Gate {
 		t.Helper()
-		c, err := Open(ctx, srv.url())
+		c, err := Open(ctx, srv.URL())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,9 +57,9 @@ func TestRedisBackWithOlderData(t *testing.T) {
 	// checking that it brought back the old gate.
 	restartFromSnapshot := func() {
 		t.Helper()
-		srv.kill()
-		srv.start()
-		if n, err := srv.raw().Get(ctx, "t:{sale:1}:stock").Int64(); err != nil || n != 9 {
+		srv.Kill()
+		srv.Start()
+		if n, err := srv.Raw().Get(ctx, "t:{sale:1}:stock").Int64(); err != nil || n != 9 {
 			t.Fatalf("after the restart the stock key reads %d, %v; want the snapshot's 9", n, err)
 		}
 	}
@@ -137,7 +69,7 @@ func TestRedisBackWithOlderData(t *testing.T) {
 	if r, err := reserve(g, 1); err != nil || r != seckill.Reserved {
 		t.Fatalf("reserve 1: %v %v", r, err)
 	}
-	if err := srv.raw().Save(ctx).Err(); err != nil {
+	if err := srv.Raw().Save(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
 	for _, u := range []int64{2, 3} {
