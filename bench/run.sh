@@ -268,7 +268,7 @@ for v in "${VARIANTS[@]}"; do
 	fi
 	echo
 	for r in $(seq "$ROUNDS"); do
-		jq -r "\"$v round $r: 202 \(.outcomes[\"202\"]) 409 \(.outcomes[\"409\"]) 410 \(.outcomes[\"410\"]) 429 \(.outcomes[\"429\"]) 503 \(.outcomes[\"503\"]) other \(.outcomes.other) error \(.outcomes.error); provision \(.provision_seconds)s; settle \(.settle_seconds)s after the crowd, \(.settle_after_last_accept_seconds)s after the last 202; invariants ok: \(.ok)\"" "$OUT/$v-$r.json"
+		jq -r "\"$v round $r: 202 \(.outcomes[\"202\"]) 409 \(.outcomes[\"409\"]) 410 \(.outcomes[\"410\"]) 429 \(.outcomes[\"429\"]) 503 \(.outcomes[\"503\"]) other \(.outcomes.other) error \(.outcomes.error); provision \(.provision_seconds)s; settle \(.settle_seconds)s after the crowd, \(.settle_after_last_accept_seconds // 0)s after the last 202; invariants ok: \(.ok)\"" "$OUT/$v-$r.json"
 	done
 	n=$(jq -s '[.[] | select(.ok != true)] | length' "$OUT"/"$v"-*.json)
 	[ "$n" = 0 ] || echo "$v: $n round(s) failed an invariant" >&2
