@@ -233,29 +233,11 @@ func (r reply) String() string {
 // JSON content type; edit changes the request last. A transport error is
 // status -1.
 func (a *agent) send(method, path, token, body string, edit func(*http.Request)) reply {
-	req, err := http.NewRequest(method, a.base+path, strings.NewReader(body))
+	code, header, raw, err := apiSend(a.http, method, a.base+path, token, body, edit)
 	if err != nil {
 		return reply{Status: -1, Body: []byte(err.Error())}
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if edit != nil {
-		edit(req)
-	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		return reply{Status: -1, Body: []byte(err.Error())}
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return reply{Status: -1, Body: []byte(err.Error())}
-	}
-	return reply{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	return reply{Status: code, Header: header, Body: raw}
 }
 
 // must sends a request that must be answered status, and decodes the

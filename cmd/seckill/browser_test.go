@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log"
@@ -710,38 +708,10 @@ type browserSale struct {
 	startsAt time.Time
 }
 
-func browserCall(t *testing.T, method, url, token string, body any, status int, out any) {
-	t.Helper()
-	var raw []byte
-	if body != nil {
-		raw, _ = json.Marshal(body)
-	}
-	req, _ := http.NewRequest(method, url, bytes.NewReader(raw))
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != status {
-		t.Fatalf("%s %s: %d, want %d", method, url, resp.StatusCode, status)
-	}
-	if out != nil {
-		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
 func browserLogin(t *testing.T, base, phone, password string) string {
 	t.Helper()
 	var out struct{ Token string }
-	browserCall(t, "POST", base+"/api/sessions", "", map[string]string{"phone": phone, "password": password}, 200, &out)
+	apiCall(t, "POST", base+"/api/sessions", "", map[string]string{"phone": phone, "password": password}, 200, &out)
 	return out.Token
 }
 
@@ -753,7 +723,7 @@ func createBrowserSale(t *testing.T, base, token, name string, stock int, start 
 			StartsAt time.Time `json:"starts_at"`
 		}
 	}
-	browserCall(t, "POST", base+"/api/admin/sales", token, map[string]any{
+	apiCall(t, "POST", base+"/api/admin/sales", token, map[string]any{
 		"name": name, "description": "Genuine, shipped in 48 h.", "price_cents": 99900, "original_price_cents": 199900,
 		"stock": stock, "starts_at": start.UTC(), "ends_at": start.Add(2 * time.Hour).UTC(), "require_captcha": captcha,
 	}, 201, &out)
@@ -764,15 +734,15 @@ func createBrowserSale(t *testing.T, base, token, name string, stock int, start 
 // waits until the order is written.
 func rivalBuys(t *testing.T, base, saleID string) {
 	t.Helper()
-	browserCall(t, "POST", base+"/api/users", "", map[string]string{"phone": "13900000009", "password": "rival-password"}, 201, nil)
+	apiCall(t, "POST", base+"/api/users", "", map[string]string{"phone": "13900000009", "password": "rival-password"}, 201, nil)
 	tok := browserLogin(t, base, "13900000009", "rival-password")
 	var path struct{ Path string }
-	browserCall(t, "POST", base+"/api/sales/"+saleID+"/path", tok, nil, 200, &path)
-	browserCall(t, "POST", base+"/api/sales/"+saleID+"/purchase/"+path.Path, tok, nil, 202, nil)
+	apiCall(t, "POST", base+"/api/sales/"+saleID+"/path", tok, nil, 200, &path)
+	apiCall(t, "POST", base+"/api/sales/"+saleID+"/purchase/"+path.Path, tok, nil, 202, nil)
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var res struct{ Status string }
-		browserCall(t, "GET", base+"/api/sales/"+saleID+"/result", tok, nil, 200, &res)
+		apiCall(t, "GET", base+"/api/sales/"+saleID+"/result", tok, nil, 200, &res)
 		if res.Status == "success" {
 			return
 		}

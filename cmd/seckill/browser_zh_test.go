@@ -32,7 +32,7 @@ func testBrowserBuyerChinese(t *testing.T, _ string, width, height int64, mobile
 	direct := m.URL()
 	admin := browserLogin(t, direct, "19900000000", "admin-password")
 	sale := createBrowserSale(t, direct, admin, "Phone X flash sale", 5, time.Now().Add(-time.Minute), true)
-	browserCall(t, "POST", direct+"/api/users", "", map[string]string{"phone": "13800000002", "password": "buyer-password"}, 201, nil)
+	apiCall(t, "POST", direct+"/api/users", "", map[string]string{"phone": "13800000002", "password": "buyer-password"}, 201, nil)
 
 	ctx := newBrowserLang(t, "zh-CN", width, height, mobile)
 	var pageErrs pageErrors

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -124,32 +123,16 @@ var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 
 // call sends a request and decodes the JSON answer into out (if not nil).
 func (c *child) call(method, path, token string, body string, out any) (int, error) {
-	req, err := http.NewRequest(method, c.url+path, strings.NewReader(body))
+	code, _, raw, err := apiSend(client, method, c.url+path, token, body, nil)
 	if err != nil {
-		return 0, err
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if body != "" {
-		// The API refuses a body of any other type (httpapi's jsonBody).
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return resp.StatusCode, err
+		return code, err
 	}
 	if out != nil {
 		if err := json.Unmarshal(raw, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s: %w", raw, err)
+			return code, fmt.Errorf("%s: %w", raw, err)
 		}
 	}
-	return resp.StatusCode, nil
+	return code, nil
 }
 
 // TestCrashRecovery runs the server as a child process, kills it with

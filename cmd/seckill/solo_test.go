@@ -16,19 +16,11 @@ func TestSoloSessionCacheLogout(t *testing.T) {
 	defer m.Close()
 	do := func(method, path, token, body string) int {
 		t.Helper()
-		req, _ := http.NewRequest(method, m.URL()+path, strings.NewReader(body))
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := http.DefaultClient.Do(req)
+		code, _, _, err := apiSend(http.DefaultClient, method, m.URL()+path, token, body, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp.StatusCode
+		return code
 	}
 	login := func() string {
 		t.Helper()

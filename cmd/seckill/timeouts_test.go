@@ -94,23 +94,7 @@ func TestWebSocketOutlivesTimeouts(t *testing.T) {
 	m := runWithTimeouts(t, timeout)
 	call := func(method, path, token string, body any, status int, out any) {
 		t.Helper()
-		raw, _ := json.Marshal(body)
-		req, _ := http.NewRequest(method, m.URL()+path, strings.NewReader(string(raw)))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != status {
-			t.Fatalf("%s %s: %d, want %d", method, path, resp.StatusCode, status)
-		}
-		if out != nil {
-			if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-				t.Fatal(err)
-			}
-		}
+		apiCall(t, method, m.URL()+path, token, body, status, out)
 	}
 	// Logged in without HTTP: hashing the password under the race
 	// detector may take longer than these timeouts.

@@ -78,26 +78,7 @@ func TestServeWebSocket(t *testing.T) {
 	}()
 	call := func(method, path, token string, body any, status int, out any) {
 		t.Helper()
-		var raw []byte
-		if body != nil {
-			raw, _ = json.Marshal(body)
-		}
-		req, _ := http.NewRequest(method, m.URL()+path, strings.NewReader(string(raw)))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer "+token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != status {
-			t.Fatalf("%s %s: %d, want %d", method, path, resp.StatusCode, status)
-		}
-		if out != nil {
-			if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-				t.Fatal(err)
-			}
-		}
+		apiCall(t, method, m.URL()+path, token, body, status, out)
 	}
 	var login struct{ Token string }
 	call("POST", "/api/sessions", "", map[string]string{"phone": "19900000000", "password": "admin-password"}, 200, &login)
