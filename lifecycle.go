@@ -143,8 +143,12 @@ type OrderLifecycle interface {
 	// which moves the order and makes its payment refund_due).
 	MarkRefunded(ctx context.Context, tradeNo string, now time.Time) error
 	// PaymentsToRefund returns up to limit payments whose outcome is
-	// refund_due, oldest first. It changes nothing.
-	PaymentsToRefund(ctx context.Context, limit int) ([]Payment, error)
+	// refund_due and whose id is greater than afterID, in id order (oldest
+	// first), read through the index on (outcome, id). A caller pages
+	// through them by passing the last id of one page as the next one's
+	// afterID (0 for the first); a page shorter than limit is the last.
+	// It changes nothing.
+	PaymentsToRefund(ctx context.Context, afterID int64, limit int) ([]Payment, error)
 	// UnappliedReturns returns up to limit units cancelled and refunded
 	// orders gave back to SQL stock and not yet marked applied to the gate,
 	// oldest first, across sales: the outbox of the stock gate. Each such

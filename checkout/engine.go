@@ -153,7 +153,8 @@ type Engine struct {
 	rebuilding atomic.Bool
 	rebuilds   rebuildCounter
 
-	relayMu sync.Mutex // one relay of stock returns at a time on this instance
+	relayMu     sync.Mutex   // one relay of stock returns at a time on this instance
+	refundAfter atomic.Int64 // payment id after which the next RetryRefunds round reads (payments.go)
 
 	closerOnce sync.Once
 	closeQ     chan *seckill.Order // swept orders whose payments the closer closes (closeLater)

@@ -17,33 +17,14 @@ import (
 // oldest first; the refused one is the oldest.
 func TestRefundRefusedForGoodBlocksNoOther(t *testing.T) {
 	v := newEnv(t)
-	s, us := v.soldOut(3)
 	p := newFakeProvider()
 	e := v.lifecycleEngine(p, &sharedClock{})
-	ctx := context.Background()
-	var os []*seckill.Order
-	for _, u := range us {
-		o := v.orderOf(s.ID, u)
-		os = append(os, o)
-		// The buyer cancels; their payment gets through anyway.
-		if _, err := e.Cancel(ctx, u, o.ID); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// The provider is down while the late payments arrive: all three are
-	// due a refund, in this order.
-	p.failRef.Store(true)
-	for _, o := range os {
-		if err := e.HandleNotification(ctx, notification(t, o, payment.TradeSuccess, nil)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	p.failRef.Store(false)
+	s, os := lateRefundsDue(t, v, e, p, 3)
 	p.mu.Lock()
 	p.refuse[os[0].OrderNo] = payment.ErrNotRefundable
 	p.mu.Unlock()
 	for range 3 { // three sweeper rounds
-		_, _ = e.RetryRefunds(ctx)
+		_, _ = e.RetryRefunds(context.Background())
 	}
 	for _, o := range os[1:] {
 		if n := p.refunded(o.OrderNo); n != 1 {
@@ -53,6 +34,75 @@ func TestRefundRefusedForGoodBlocksNoOther(t *testing.T) {
 	if st := engineStats(t, e, s.ID); st.RefundsDue != 1 || st.PaymentsRefunded != 2 {
 		t.Errorf("stats: %d refunds due, %d refunded; want 1 and 2", st.RefundsDue, st.PaymentsRefunded)
 	}
+}
+
+// TestRefundsRefusedForGoodFillNoWindow: more refunds refused for good
+// than one round retries (refundBatch), all older than a good one, must
+// not keep the good one due: the rounds page through the refunds due
+// instead of retrying the oldest batch for ever. On every store.
+func TestRefundsRefusedForGoodFillNoWindow(t *testing.T) {
+	stores := []struct {
+		name string
+		opts []envOption
+	}{{"inmem", nil}, {"sqlite", []envOption{withSQLite}}, {"postgres", []envOption{withPostgres}}, {"mysql", []envOption{withMySQL}}}
+	for _, st := range stores {
+		t.Run(st.name, func(t *testing.T) {
+			v := newEnv(t, st.opts...)
+			p := newFakeProvider()
+			e := v.lifecycleEngine(p, &sharedClock{})
+			const refused = refundBatch + 20
+			s, os := lateRefundsDue(t, v, e, p, refused+1)
+			p.mu.Lock()
+			for _, o := range os[:refused] {
+				p.refuse[o.OrderNo] = payment.ErrNotRefundable
+			}
+			p.mu.Unlock()
+			good := os[refused]
+			for range 3 { // three sweeper rounds
+				_, _ = e.RetryRefunds(context.Background())
+			}
+			if n := p.refunded(good.OrderNo); n != 1 {
+				t.Errorf("order %d: refunded %d times after three rounds, want 1: %d older refunds refused for good fill every round", good.ID, n, refused)
+			}
+			if st := engineStats(t, e, s.ID); st.RefundsDue != refused || st.PaymentsRefunded != 1 {
+				t.Errorf("stats: %d refunds due, %d refunded; want %d and 1", st.RefundsDue, st.PaymentsRefunded, refused)
+			}
+			// The refused ones are still asked again, every one of them.
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			for _, o := range os[:refused] {
+				if p.asked[o.OrderNo] == 0 {
+					t.Fatalf("order %d: its refund was never asked again", o.ID)
+				}
+			}
+		})
+	}
+}
+
+// lateRefundsDue sells out a sale of n units whose buyers all cancel and
+// whose payments all get through anyway while the provider is down: n
+// payments due a refund, oldest first in the order returned.
+func lateRefundsDue(t *testing.T, v *env, e *Engine, p *fakeProvider, n int) (*seckill.Sale, []*seckill.Order) {
+	t.Helper()
+	ctx := context.Background()
+	s, us := v.soldOut(n)
+	var os []*seckill.Order
+	for _, u := range us {
+		o := v.orderOf(s.ID, u)
+		os = append(os, o)
+		// The buyer cancels; their payment gets through anyway.
+		if _, err := e.Cancel(ctx, u, o.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.failRef.Store(true)
+	defer p.failRef.Store(false)
+	for _, o := range os {
+		if err := e.HandleNotification(ctx, notification(t, o, payment.TradeSuccess, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return s, os
 }
 
 // TestLifecycleChaosWithGateLoss races, on two instances, refunds of paid

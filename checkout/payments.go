@@ -18,7 +18,8 @@ import (
 // UPDATE, so a payment racing the sweeper or a cancel has one winner. Money
 // that arrives for an order that can no longer take it is refunded.
 
-// refundBatch bounds the refunds one RetryRefunds round retries.
+// refundBatch bounds the refunds one RetryRefunds round retries: one page
+// of the payments due.
 const refundBatch = 100
 
 // Pay creates (or finds again) the provider's payment for the user's
@@ -149,20 +150,25 @@ func (e *Engine) refund(ctx context.Context, p seckill.Payment) error {
 }
 
 // RetryRefunds refunds the payments still due a refund (their refund
-// failed, or the process died before it), oldest first. It returns how
-// many it refunded. A refund the provider refuses (its answer names why:
-// the trade is past its refund window, unknown, …) is logged and passed
-// over, so that one refused for good does not keep every later buyer's
-// money; it stays due (an operator's matter) and is asked again each
-// round. Any other failure stops the round (the provider or SQL is likely
-// down) and is returned; so is the first refusal, after the others were
-// tried.
+// failed, or the process died before it), one page of refundBatch a
+// round, in id order: each round on this instance goes on after the last
+// payment the previous one tried, and back to the oldest once a page
+// comes back short (the end). It returns how many it refunded. A refund
+// the provider refuses (its answer names why: the trade is past its
+// refund window, unknown, …) is logged and passed over, so that one
+// refused for good does not keep every later buyer's money; it stays due
+// (an operator's matter) and is asked again each time the pages come
+// round, and however many there are, later ones are reached. Any other
+// failure stops the round (the provider or SQL is likely down) and is
+// returned (the next round starts again at the payment that failed); so
+// is the first refusal, after the others were tried.
 func (e *Engine) RetryRefunds(ctx context.Context) (int, error) {
 	lc := e.lifecycle()
 	if lc == nil || e.b.Payments == nil {
 		return 0, nil
 	}
-	due, err := lc.PaymentsToRefund(ctx, refundBatch)
+	last := e.refundAfter.Load()
+	due, err := lc.PaymentsToRefund(ctx, last, refundBatch)
 	if err != nil {
 		return 0, fmt.Errorf("retry refunds: %w", err)
 	}
@@ -179,9 +185,15 @@ func (e *Engine) RetryRefunds(ctx context.Context) (int, error) {
 				refused = err
 			}
 		default:
+			e.refundAfter.Store(last)
 			return n, err
 		}
+		last = p.ID
 	}
+	if len(due) < refundBatch {
+		last = 0
+	}
+	e.refundAfter.Store(last)
 	return n, refused
 }
 

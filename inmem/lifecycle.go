@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"sort"
 	"time"
 
 	"seckill"
@@ -205,12 +206,15 @@ func (s *Store) MarkRefunded(_ context.Context, tradeNo string, now time.Time) e
 	return nil
 }
 
-// PaymentsToRefund returns up to limit refund_due payments, oldest first.
-func (s *Store) PaymentsToRefund(_ context.Context, limit int) ([]seckill.Payment, error) {
+// PaymentsToRefund returns up to limit refund_due payments with ids above
+// afterID, in id order. It walks the payments from the first with a
+// larger id (they are kept in id order).
+func (s *Store) PaymentsToRefund(_ context.Context, afterID int64, limit int) ([]seckill.Payment, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	from := sort.Search(len(s.lc.payments), func(i int) bool { return s.lc.payments[i].ID > afterID })
 	var ps []seckill.Payment
-	for _, p := range s.lc.payments {
+	for _, p := range s.lc.payments[from:] {
 		if len(ps) >= limit {
 			break
 		}

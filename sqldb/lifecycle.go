@@ -30,7 +30,7 @@ type lifecycleQueries struct {
 	insertPayment string // order_id, sale_id, order_no, trade_no, amount_cents, trade_status, notify_id, app_id, outcome, paid_at, created_at → id; no row (or a duplicate-key error without RETURNING) if the trade_no is recorded
 
 	markRefunded     string // refunded_at, trade_no: refund_due → refunded
-	paymentsToRefund string // limit
+	paymentsToRefund string // afterID, limit
 
 	unappliedReturns string             // limit → id, sale_id, order_id
 	markApplied      func(n int) string // n ledger ids (one array where the engine binds arrays)
@@ -311,9 +311,10 @@ func (db *DB) MarkRefunded(ctx context.Context, tradeNo string, now time.Time) e
 	return seckill.Errorf(seckill.EInvalid, "payment %q is %s, not refund_due", tradeNo, p.Outcome)
 }
 
-// PaymentsToRefund returns up to limit refund_due payments, oldest first.
-func (db *DB) PaymentsToRefund(ctx context.Context, limit int) ([]seckill.Payment, error) {
-	rows, err := db.read.QueryContext(ctx, db.lq().paymentsToRefund, limit)
+// PaymentsToRefund returns up to limit refund_due payments with ids above
+// afterID, in id order, through the (outcome, id) index.
+func (db *DB) PaymentsToRefund(ctx context.Context, afterID int64, limit int) ([]seckill.Payment, error) {
+	rows, err := db.read.QueryContext(ctx, db.lq().paymentsToRefund, afterID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("payments to refund: %w", err)
 	}

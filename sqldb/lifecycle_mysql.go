@@ -23,7 +23,7 @@ var mysqlLifecycle = lifecycleQueries{
 	insertPayment: `INSERT INTO payments (order_id, sale_id, order_no, trade_no, amount_cents, trade_status,
 			notify_id, app_id, outcome, paid_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	markRefunded:     `UPDATE payments SET outcome = 'refunded', refunded_at = ? WHERE trade_no = ? AND outcome = 'refund_due'`,
-	paymentsToRefund: `SELECT ` + paymentColumns + ` FROM payments WHERE outcome = 'refund_due' ORDER BY id LIMIT ?`,
+	paymentsToRefund: `SELECT ` + paymentColumns + ` FROM payments WHERE outcome = 'refund_due' AND id > ? ORDER BY id LIMIT ?`,
 
 	unappliedReturns: `SELECT id, sale_id, order_id FROM stock_ledger WHERE gate_applied = FALSE ORDER BY id LIMIT ?`,
 	markApplied: func(n int) string {

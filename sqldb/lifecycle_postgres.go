@@ -23,7 +23,7 @@ var postgresLifecycle = lifecycleQueries{
 			notify_id, app_id, outcome, paid_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (trade_no) DO NOTHING RETURNING id`,
 	markRefunded:     `UPDATE payments SET outcome = 'refunded', refunded_at = $1 WHERE trade_no = $2 AND outcome = 'refund_due'`,
-	paymentsToRefund: `SELECT ` + paymentColumns + ` FROM payments WHERE outcome = 'refund_due' ORDER BY id LIMIT $1`,
+	paymentsToRefund: `SELECT ` + paymentColumns + ` FROM payments WHERE outcome = 'refund_due' AND id > $1 ORDER BY id LIMIT $2`,
 
 	unappliedReturns: `SELECT id, sale_id, order_id FROM stock_ledger WHERE gate_applied = FALSE ORDER BY id LIMIT $1`,
 	markApplied: func(int) string {

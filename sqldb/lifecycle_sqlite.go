@@ -21,7 +21,7 @@ var sqliteLifecycle = lifecycleQueries{
 			notify_id, app_id, outcome, paid_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (trade_no) DO NOTHING RETURNING id`,
 	markRefunded:     `UPDATE payments SET outcome = 'refunded', refunded_at = ? WHERE trade_no = ? AND outcome = 'refund_due'`,
-	paymentsToRefund: `SELECT ` + paymentColumns + ` FROM payments WHERE outcome = 'refund_due' ORDER BY id LIMIT ?`,
+	paymentsToRefund: `SELECT ` + paymentColumns + ` FROM payments WHERE outcome = 'refund_due' AND id > ? ORDER BY id LIMIT ?`,
 
 	unappliedReturns: `SELECT id, sale_id, order_id FROM stock_ledger WHERE gate_applied = 0 ORDER BY id LIMIT ?`,
 	markApplied: func(n int) string {

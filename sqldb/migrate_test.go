@@ -78,7 +78,7 @@ func testMigrateRefund(t *testing.T, fresh freshURL) {
 	if st.Refunded != 1 || st.Paid != 0 || st.SQLStockLeft != wantStats.SQLStockLeft+1 || st.LedgerSum != st.SQLStockLeft {
 		t.Fatalf("stats after a refund: %+v", st)
 	}
-	due, err := db.PaymentsToRefund(ctx, 10)
+	due, err := db.PaymentsToRefund(ctx, 0, 10)
 	mustOK(t, err)
 	if len(due) != 1 || due[0].TradeNo != "TR-M0" {
 		t.Fatalf("PaymentsToRefund = %+v", due)

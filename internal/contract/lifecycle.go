@@ -325,7 +325,7 @@ func testRefundDue(t *testing.T, s LifecycleStores) {
 	if after := lcCheckI4(t, s, sale.ID); *after != *before {
 		t.Errorf("late payments changed the sale: %+v, was %+v", after, before)
 	}
-	due, err := s.Lifecycle.PaymentsToRefund(ctx, 100)
+	due, err := s.Lifecycle.PaymentsToRefund(ctx, 0, 100)
 	storeNoErr(t, err)
 	if len(due) != 3 {
 		t.Fatalf("PaymentsToRefund = %+v, want 3", due)
@@ -335,8 +335,18 @@ func testRefundDue(t *testing.T, s LifecycleStores) {
 			t.Errorf("PaymentsToRefund[%d] = %+v, want %+v", i, p, recs[i])
 		}
 	}
-	if due, err := s.Lifecycle.PaymentsToRefund(ctx, 2); err != nil || len(due) != 2 || due[0].ID != recs[0].ID {
-		t.Errorf("PaymentsToRefund(2) = %+v, %v; want the two oldest", due, err)
+	if due, err := s.Lifecycle.PaymentsToRefund(ctx, 0, 2); err != nil || len(due) != 2 || due[0].ID != recs[0].ID {
+		t.Errorf("PaymentsToRefund(0, 2) = %+v, %v; want the two oldest", due, err)
+	}
+	// Pages: after an id, the ones with larger ids only.
+	if due, err := s.Lifecycle.PaymentsToRefund(ctx, recs[0].ID, 100); err != nil || len(due) != 2 || due[0].ID != recs[1].ID || due[1].ID != recs[2].ID {
+		t.Errorf("PaymentsToRefund(after the oldest) = %+v, %v; want the other two", due, err)
+	}
+	if due, err := s.Lifecycle.PaymentsToRefund(ctx, recs[1].ID, 1); err != nil || len(due) != 1 || due[0].ID != recs[2].ID {
+		t.Errorf("PaymentsToRefund(after the second, 1) = %+v, %v; want the newest", due, err)
+	}
+	if due, err := s.Lifecycle.PaymentsToRefund(ctx, recs[2].ID, 100); err != nil || len(due) != 0 {
+		t.Errorf("PaymentsToRefund(after the newest) = %+v, %v; want none", due, err)
 	}
 	ls, err := s.Lifecycle.LifecycleStats(ctx, sale.ID)
 	storeNoErr(t, err)
@@ -347,10 +357,14 @@ func testRefundDue(t *testing.T, s LifecycleStores) {
 	refundedAt := now.Add(time.Second)
 	storeNoErr(t, s.Lifecycle.MarkRefunded(ctx, recs[0].TradeNo, refundedAt))
 	storeNoErr(t, s.Lifecycle.MarkRefunded(ctx, recs[0].TradeNo, refundedAt.Add(time.Hour))) // again: a no-op
-	due, err = s.Lifecycle.PaymentsToRefund(ctx, 100)
+	due, err = s.Lifecycle.PaymentsToRefund(ctx, 0, 100)
 	storeNoErr(t, err)
 	if len(due) != 2 || due[0].ID != recs[1].ID {
 		t.Errorf("PaymentsToRefund after a refund = %+v", due)
+	}
+	// A page skips the refunded one, also where it starts right before it.
+	if due, err := s.Lifecycle.PaymentsToRefund(ctx, recs[0].ID-1, 1); err != nil || len(due) != 1 || due[0].ID != recs[1].ID {
+		t.Errorf("PaymentsToRefund(before the refunded one, 1) = %+v, %v; want the second", due, err)
 	}
 	// A replay after the refund answers the current outcome and changes
 	// nothing.
@@ -681,7 +695,7 @@ func testPayCancelSweepRace(t *testing.T, s LifecycleStores) {
 		t.Errorf("LifecycleStats = %+v, want %d refunds due and returns", ls, nReturned)
 	}
 	for {
-		due, err := s.Lifecycle.PaymentsToRefund(ctx, 100)
+		due, err := s.Lifecycle.PaymentsToRefund(ctx, 0, 100)
 		storeNoErr(t, err)
 		if len(due) == 0 {
 			break

@@ -66,7 +66,7 @@ func testRefundOrder(t *testing.T, s LifecycleStores) {
 	if after := lcCheckI4(t, s, sale.ID); *after != *before {
 		t.Fatalf("refused refunds changed the sale: %+v, was %+v", after, before)
 	}
-	if due, err := s.Lifecycle.PaymentsToRefund(ctx, 100); err != nil || len(due) != 0 {
+	if due, err := s.Lifecycle.PaymentsToRefund(ctx, 0, 100); err != nil || len(due) != 0 {
 		t.Fatalf("refused refunds made payments due: %+v, %v", due, err)
 	}
 	if per := lcReturns(t, s); len(per) != 1 || per[os[2].ID] != 1 {
@@ -93,7 +93,7 @@ func testRefundOrder(t *testing.T, s LifecycleStores) {
 	if per := lcReturns(t, s); len(per) != 2 || per[os[0].ID] != 1 || per[os[2].ID] != 1 {
 		t.Errorf("returns after a refund: %v, want one each for orders %d and %d", per, os[0].ID, os[2].ID)
 	}
-	due, err := s.Lifecycle.PaymentsToRefund(ctx, 100)
+	due, err := s.Lifecycle.PaymentsToRefund(ctx, 0, 100)
 	storeNoErr(t, err)
 	if len(due) != 1 || due[0].TradeNo != "TR-ref-0" || due[0].OrderID != os[0].ID || due[0].Outcome != seckill.PaymentRefundDue ||
 		due[0].AmountCents != os[0].PriceCents || due[0].RefundedAt != nil {
@@ -213,7 +213,7 @@ func testRefundRace(t *testing.T, s LifecycleStores) {
 	if st.Refunded != n || st.Paid != 0 || st.SQLStockLeft != n {
 		t.Errorf("stats = %+v, want %d refunded, all back in stock", st, n)
 	}
-	due, err := s.Lifecycle.PaymentsToRefund(ctx, 2*n)
+	due, err := s.Lifecycle.PaymentsToRefund(ctx, 0, 2*n)
 	storeNoErr(t, err)
 	trades := map[string]int{}
 	for _, p := range due {
