@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // apiSend sends one request to the API through hc: with a bearer token if
@@ -57,4 +59,25 @@ func apiCall(t testing.TB, method, url, token string, body any, status int, out 
 			t.Fatalf("%s %s: %s: %v", method, url, answer, err)
 		}
 	}
+}
+
+// trickle writes data to c one byte every interval, as a slow client
+// does, until it is written, a write fails, or stop is called.
+func trickle(c net.Conn, data string, every time.Duration) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for i := 0; i < len(data); i++ {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if _, err := c.Write([]byte{data[i]}); err != nil {
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }

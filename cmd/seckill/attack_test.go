@@ -766,22 +766,7 @@ func attackSlowClients(t *testing.T, s *attackSuite, subnet int) {
 					t.Errorf("%s: %v", tc.name, err)
 					return
 				}
-				stop := make(chan struct{})
-				defer close(stop)
-				go func() {
-					tick := time.NewTicker(100 * time.Millisecond)
-					defer tick.Stop()
-					for i := 0; i < len(tc.trickle); i++ {
-						select {
-						case <-stop:
-							return
-						case <-tick.C:
-						}
-						if _, err := c.Write([]byte{tc.trickle[i]}); err != nil {
-							return
-						}
-					}
-				}()
+				defer trickle(c, tc.trickle, 100*time.Millisecond)()
 				// The server hangs up (EOF or reset, possibly after an
 				// error answer) well before this deadline; reaching it
 				// means the connection was still held.

@@ -58,22 +58,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 			if _, err := io.WriteString(c, tc.head); err != nil {
 				t.Fatal(err)
 			}
-			stop := make(chan struct{})
-			defer close(stop)
-			go func() {
-				tick := time.NewTicker(20 * time.Millisecond)
-				defer tick.Stop()
-				for i := 0; i < len(tc.trickle); i++ {
-					select {
-					case <-stop:
-						return
-					case <-tick.C:
-					}
-					if _, err := c.Write([]byte{tc.trickle[i]}); err != nil {
-						return
-					}
-				}
-			}()
+			defer trickle(c, tc.trickle, 20*time.Millisecond)()
 			// The server hangs up (EOF or reset) well before this
 			// deadline; reaching it means the connection was still held.
 			start := time.Now()
