@@ -56,20 +56,8 @@ func (db *DB) DeleteSession(ctx context.Context, tokenHash []byte) error {
 // UserSessions returns the token hashes of every session of the user,
 // expired or not.
 func (db *DB) UserSessions(ctx context.Context, userID int64) ([][]byte, error) {
-	rows, err := db.write.QueryContext(ctx, db.d.q.userSessions, userID)
+	hashes, err := userSessions(ctx, db.write, db.d.q.userSessions, userID)
 	if err != nil {
-		return nil, fmt.Errorf("sessions of user %d: %w", userID, err)
-	}
-	defer rows.Close()
-	var hashes [][]byte
-	for rows.Next() {
-		var h []byte
-		if err := rows.Scan(&h); err != nil {
-			return nil, fmt.Errorf("sessions of user %d: %w", userID, err)
-		}
-		hashes = append(hashes, h)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sessions of user %d: %w", userID, err)
 	}
 	return hashes, nil
@@ -80,20 +68,8 @@ func (db *DB) UserSessions(ctx context.Context, userID int64) ([][]byte, error) 
 func (db *DB) DeleteUserSessions(ctx context.Context, userID int64) ([][]byte, error) {
 	var hashes [][]byte
 	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		hashes = hashes[:0]
-		rows, err := tx.QueryContext(ctx, db.d.q.userSessions, userID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var h []byte
-			if err := rows.Scan(&h); err != nil {
-				return err
-			}
-			hashes = append(hashes, h)
-		}
-		if err := rows.Err(); err != nil {
+		var err error
+		if hashes, err = userSessions(ctx, tx, db.d.q.userSessions, userID); err != nil {
 			return err
 		}
 		_, err = tx.ExecContext(ctx, db.d.q.deleteUserSessions, userID)
@@ -103,4 +79,25 @@ func (db *DB) DeleteUserSessions(ctx context.Context, userID int64) ([][]byte, e
 		return nil, fmt.Errorf("delete sessions of user %d: %w", userID, err)
 	}
 	return hashes, nil
+}
+
+// userSessions reads the token hashes that query (the dialect's
+// userSessions) returns for userID through q, a pool or a transaction.
+func userSessions(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, query string, userID int64) ([][]byte, error) {
+	rows, err := q.QueryContext(ctx, query, userID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var hashes [][]byte
+	for rows.Next() {
+		var h []byte
+		if err := rows.Scan(&h); err != nil {
+			return nil, err
+		}
+		hashes = append(hashes, h)
+	}
+	return hashes, rows.Err()
 }
