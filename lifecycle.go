@@ -85,13 +85,26 @@ type OrderLifecycle interface {
 	// UnappliedReturns). userID 0 cancels any user's order (the sweeper);
 	// otherwise the order must be that user's. With onlyIfExpired the
 	// order must be past its deadline (pay_deadline <= now). It returns
-	// the cancelled order.
+	// the cancelled order, with PayOpened as it was when the cancel
+	// committed: a MarkPayOpened racing it either committed first (and
+	// PayOpened is true) or fails.
 	//
 	// Errors: ENotFound if there is no such order or it is not userID's;
 	// ENotCancellable if it is not pending_payment (paid, cancelled already
 	// — also by a racing call —, refunded) or, with onlyIfExpired, not yet
 	// expired. On any error nothing changed.
 	CancelOrder(ctx context.Context, orderID, userID int64, now time.Time, onlyIfExpired bool) (*Order, error)
+	// MarkPayOpened records that the order's payment is being opened at
+	// the provider (Order.PayOpened), so that a cancel closes it there:
+	// one conditional UPDATE, taken only while the order is
+	// pending_payment, which serializes with CancelOrder's on the order's
+	// row. Marking a marked order again is a no-op. Call it before
+	// creating the trade, so that no trade exists without its mark.
+	//
+	// Errors: ENotFound if there is no such order; ENotPayable if it is
+	// not pending_payment (cancelled — also by a racing call —, paid,
+	// refunded). On any error nothing changed.
+	MarkPayOpened(ctx context.Context, orderID int64) error
 	// ExpiredOrders returns up to limit orders still pending_payment whose
 	// pay_deadline <= now, earliest deadline first (then by id), read
 	// through an index on (status, pay_deadline): its cost grows with the

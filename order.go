@@ -29,6 +29,11 @@ type Order struct {
 	PaidAt      *time.Time  `json:"paid_at"`
 	CancelledAt *time.Time  `json:"cancelled_at"`
 	RefundedAt  *time.Time  `json:"refunded_at"`
+	// PayOpened: the buyer opened the order's payment at the provider
+	// (OrderLifecycle.MarkPayOpened, before the trade is created), so a
+	// cancel must close it there; an order never opened has no trade to
+	// close. Internal: the API does not show it.
+	PayOpened bool `json:"-"`
 }
 
 // OrderRequest is an accepted purchase on its way to SQL: the message on the

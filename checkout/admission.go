@@ -203,8 +203,7 @@ type Admission struct {
 // CheckPurchase makes the checks of a purchase that need no shared
 // backend: ready, sale window, hidden path, a buyer this instance knows
 // (buyers.go), local sold-out flag. The HTTP layer runs it before the
-// per-address rate limit, which may cost a round trip to a shared limiter,
-// and Admit after it: after a sale sells out nearly every request ends
+// per-address rate limit, and Admit after it: after a sale sells out nearly every request ends
 // here, and so does a buyer's press after they won; one that fails here
 // never reaches the limiter or the gate. Errors: EBusy, ENotFound,
 // ENotStarted, EEnded, EBadPath, EDuplicate, ESoldOut.

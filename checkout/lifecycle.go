@@ -98,12 +98,15 @@ func (e *Engine) afterCancel(ctx context.Context, o *seckill.Order) {
 	e.announceCancel(ctx, o)
 }
 
-// announceCancel closes the payment of a cancelled order at the provider,
-// so the buyer can no longer pay it (a payment that gets through anyway is
-// refunded when its notification comes), and tells the buyer. Both are
-// best effort.
+// announceCancel closes the payment of a cancelled order at the provider
+// if it was opened, so the buyer can no longer pay it (a payment that gets
+// through anyway is refunded when its notification comes), and tells the
+// buyer. Both are best effort. An order never opened has no trade to
+// close: asking the provider would only cost the buyer a round trip.
 func (e *Engine) announceCancel(ctx context.Context, o *seckill.Order) {
-	e.closePayment(ctx, o)
+	if o.PayOpened {
+		e.closePayment(ctx, o)
+	}
 	e.publishStatus(ctx, o)
 }
 
@@ -126,16 +129,19 @@ func (e *Engine) closePayment(ctx context.Context, o *seckill.Order) {
 
 // closeBacklog bounds the swept orders whose payments wait for the closer;
 // past it a close is skipped (it is best effort: a payment that gets
-// through is refunded).
+// through is refunded). Only orders whose payment was opened take a
+// place (Sweep), so a sale whose buyers mostly never opened the pay page
+// does not fill it with closes of trades that do not exist.
 const closeBacklog = 4096
 
 // closeLater hands the payment of a swept order to the closer, a goroutine
 // of the engine that closes them one at a time, so that a provider that
 // answers slowly or not at all (each close waits up to closeTimeout) holds
-// up no sweep: orders expiring meanwhile are cancelled on time.
-func (e *Engine) closeLater(o *seckill.Order) {
+// up no sweep: orders expiring meanwhile are cancelled on time. It reports
+// false when the closer's backlog is full and the payment stays open.
+func (e *Engine) closeLater(o *seckill.Order) bool {
 	if e.b.Payments == nil {
-		return
+		return true
 	}
 	e.closerOnce.Do(func() {
 		e.closeQ = make(chan *seckill.Order, closeBacklog)
@@ -143,8 +149,9 @@ func (e *Engine) closeLater(o *seckill.Order) {
 	})
 	select {
 	case e.closeQ <- o:
+		return true
 	default:
-		e.log.Warn("too many payments to close; this one stays open (a payment that gets through is refunded)", "order", o.ID)
+		return false
 	}
 }
 
@@ -187,11 +194,24 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 	var done []*seckill.Order
 	// The buyers are told after the units are back, and the provider by
 	// the closer: a slow or down provider must hold up neither the
-	// cancels nor the next sweeps.
+	// cancels nor the next sweeps. Only opened payments are closed: the
+	// others have no trade at the provider.
 	defer func() {
+		open, first, last := 0, int64(0), int64(0)
 		for _, o := range done {
 			e.publishStatus(ctx, o)
-			e.closeLater(o)
+			if o.PayOpened && !e.closeLater(o) {
+				if open++; open == 1 {
+					first = o.ID
+				}
+				last = o.ID
+			}
+		}
+		if open > 0 {
+			// One line per sweep: a sale of 50,000 unpaid orders lapsing
+			// at once would otherwise log tens of thousands.
+			e.log.Warn("too many payments to close; these stay open (a payment that gets through is refunded)",
+				"orders", open, "first", first, "last", last)
 		}
 	}()
 	for {

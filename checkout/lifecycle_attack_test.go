@@ -1,7 +1,11 @@
 package checkout
 
 import (
+	"bytes"
 	"context"
+	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -277,6 +281,9 @@ func TestSweeperNotHeldUpByASlowProvider(t *testing.T) {
 	writeDue(time.Now().Add(20*time.Minute), us[early])
 	p, clock := newFakeProvider(), &sharedClock{}
 	e := v.lifecycleEngine(p, clock)
+	for _, u := range us[:early] {
+		openPayment(t, e, v.orderOf(s.ID, u)) // so that their cancels close them
+	}
 	p.hang.Store(true)
 	sctx, stop := context.WithCancel(ctx)
 	done := make(chan struct{})
@@ -285,6 +292,7 @@ func TestSweeperNotHeldUpByASlowProvider(t *testing.T) {
 
 	clock.off.Store(int64(15 * time.Minute)) // the first nine expire
 	waitFor(t, "the first orders cancelled", func() bool { return v.stats(s.ID).Cancelled == early })
+	waitFor(t, "the closer to wait for the provider", func() bool { return p.hung.Load() > 0 })
 	clock.off.Store(int64(25 * time.Minute)) // then the last one
 	last := v.orderOf(s.ID, us[early])
 	waitFor(t, "the last order cancelled while the provider hangs", func() bool {
@@ -336,6 +344,7 @@ func TestCancelReturnsTheUnitBeforeClosing(t *testing.T) {
 	p := newFakeProvider()
 	e := v.lifecycleEngine(p, &sharedClock{})
 	o := v.orderOf(s.ID, us[0])
+	openPayment(t, e, o)
 	p.hang.Store(true)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -358,4 +367,63 @@ func (v *env) soldOut(n int) (*seckill.Sale, []int64) {
 	us := v.users(n)
 	v.writeOrders(s.ID, us...)
 	return s, us
+}
+
+// TestClosesPastTheBacklogLoggedOnce: a sale whose unpaid orders lapse all
+// at once, past what the closer queues while the provider hangs, says so in
+// one warning per sweep with the count, not a line per order (a 50,000-unit
+// sale logged 46,000 of them). Only opened payments count: the orders
+// never opened have nothing to close.
+func TestClosesPastTheBacklogLoggedOnce(t *testing.T) {
+	v := newEnv(t)
+	var logs syncBuffer
+	v.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	const extra, unopened = 40, 100
+	opened := closeBacklog + 1 + extra // the closer holds one while it hangs
+	n := opened + unopened
+	s := v.openSale(int64(n))
+	us := v.users(n)
+	reqs := make([]seckill.OrderRequest, n)
+	for i, u := range us {
+		reqs[i] = seckill.OrderRequest{SaleID: s.ID, UserID: u, Ticket: newTicket(), PriceCents: 100, At: time.Now().UTC()}
+	}
+	if _, err := v.db.WriteOrders(context.Background(), reqs, time.Now().Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	p, clock := newFakeProvider(), &sharedClock{}
+	e := v.lifecycleEngine(p, clock)
+	for _, u := range us[:opened] {
+		openPayment(t, e, v.orderOf(s.ID, u))
+	}
+	p.hang.Store(true)
+	clock.pastDeadlines()
+	for v.stats(s.ID).Cancelled < int64(n) {
+		if _, err := e.Sweep(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the closer holding a close", func() bool { return p.hung.Load() == 1 })
+	lines := strings.Count(logs.String(), "too many payments to close")
+	if lines != 1 || !strings.Contains(logs.String(), fmt.Sprintf("orders=%d", extra)) {
+		t.Fatalf("%d warnings, want one naming %d orders:\n%s", lines, extra, logs.String())
+	}
+	e.Close()
+}
+
+// syncBuffer is a bytes.Buffer for a logger written from several goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }

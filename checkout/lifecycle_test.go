@@ -131,6 +131,7 @@ func TestCancelByBuyer(t *testing.T) {
 	wantCode(t, err, seckill.ENotFound)
 	_, err = e.Pay(ctx, us[1], o.ID, "http://shop.test/n", "")
 	wantCode(t, err, seckill.ENotFound)
+	openPayment(t, e, o)
 	got, err := e.Cancel(ctx, us[0], o.ID)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"time"
 
 	"seckill"
 	"seckill/payment"
@@ -22,13 +23,23 @@ import (
 // of the payments due.
 const refundBatch = 100
 
+// minPayLead is the least time before its deadline, rounded down to the
+// second, an order's payment is created with (Pay).
+const minPayLead = time.Second
+
 // Pay creates (or finds again) the provider's payment for the user's
 // pending order and returns where the buyer pays. notifyURL is where the
 // provider posts its notification; returnURL where its page sends the
-// buyer back ("" for none). Errors: ENotFound if there is no such order or
-// it is someone else's; ENotPayable if it is not pending payment, its
-// deadline has passed on the shared clock, it costs nothing, no provider
-// is configured, or the provider has the payment done or closed already.
+// buyer back ("" for none). The payment expires at the provider at the
+// order's pay deadline (rounded down to the second): the provider closes
+// it then on its own, so a lapsed order cannot be paid even if our close
+// is lost or overtaken. Errors: ENotFound if there is no such order or
+// it is someone else's; ENotPayable if it is not pending payment (also
+// when a cancel or the sweeper moved it while Pay ran), its deadline has
+// passed on the shared clock or is too close for a payment (within the
+// second it would be rounded down to, on the provider client's clock),
+// it costs nothing, no provider is configured, or the provider has the
+// payment done or closed (expired) already.
 func (e *Engine) Pay(ctx context.Context, userID, orderID int64, notifyURL, returnURL string) (payment.Payment, error) {
 	o, err := e.b.Orders.Order(ctx, orderID)
 	if err != nil {
@@ -50,6 +61,14 @@ func (e *Engine) Pay(ctx context.Context, userID, orderID int64, notifyURL, retu
 	if !now.Before(o.PayDeadline) {
 		return payment.Payment{}, seckill.Errorf(seckill.ENotPayable, "order %d is past its pay deadline", o.ID)
 	}
+	// The provider takes the deadline to the second, rounded down, and
+	// compares it with its clock a moment after ours: a trade with less
+	// than minPayLead to live would be born expired (and no buyer pays
+	// that fast). On the shared clock, as every deadline: an instance's
+	// own may be minutes off.
+	if o.PayDeadline.Truncate(time.Second).Sub(now) < minPayLead {
+		return payment.Payment{}, seckill.Errorf(seckill.ENotPayable, "order %d is too close to its pay deadline to pay", o.ID)
+	}
 	if o.PriceCents <= 0 {
 		return payment.Payment{}, seckill.Errorf(seckill.ENotPayable, "order %d costs nothing", o.ID)
 	}
@@ -57,17 +76,38 @@ func (e *Engine) Pay(ctx context.Context, userID, orderID int64, notifyURL, retu
 	if s, err := e.Sale(ctx, o.SaleID); err == nil && s.Name != "" {
 		subject = s.Name
 	}
+	// The mark first: a cancel closes the payment only of a marked order,
+	// so a crash between the two leaves at worst a close of a trade that
+	// was never created, never a trade no cancel closes. A cancel that
+	// won the race since the order was read refuses the mark: no trade.
+	if err := e.lifecycle().MarkPayOpened(ctx, o.ID); err != nil {
+		if seckill.ErrorCode(err) == seckill.ENotPayable {
+			return payment.Payment{}, err
+		}
+		return payment.Payment{}, fmt.Errorf("pay order %d: %w", o.ID, err)
+	}
 	p, err := e.b.Payments.CreatePayment(ctx, payment.PaymentRequest{
 		OrderNo: o.OrderNo, AmountCents: o.PriceCents, Subject: subject,
-		NotifyURL: notifyURL, ReturnURL: returnURL,
+		NotifyURL: notifyURL, ReturnURL: returnURL, ExpiresAt: o.PayDeadline,
 	})
 	switch {
 	case errors.Is(err, payment.ErrTradePaid):
 		return payment.Payment{}, seckill.Errorf(seckill.ENotPayable, "order %d is paid already; its notification is on its way", o.ID)
 	case errors.Is(err, payment.ErrTradeClosed):
+		// Also an expiry already past on the provider's clock (ahead of
+		// the shared one by more than minPayLead): the marked order has
+		// no trade, and the sweeper's close is answered "no such trade".
 		return payment.Payment{}, seckill.Errorf(seckill.ENotPayable, "the payment of order %d is closed", o.ID)
 	case err != nil:
 		return payment.Payment{}, fmt.Errorf("pay order %d: %w", o.ID, err)
+	}
+	// A cancel that committed after the mark closes the payment, but its
+	// close may have reached the provider before the trade did and found
+	// nothing to close. The cancel committed before that close, so the
+	// order read now shows it: close the trade just created.
+	if cur, err := e.b.Orders.Order(ctx, o.ID); err == nil && cur.Status == seckill.OrderCancelled {
+		e.closePayment(ctx, cur)
+		return payment.Payment{}, seckill.Errorf(seckill.ENotPayable, "order %d was cancelled while its payment was opened", o.ID)
 	}
 	return p, nil
 }
@@ -94,7 +134,10 @@ func (e *Engine) HandleNotification(ctx context.Context, form url.Values) error 
 	case payment.TradeSuccess, payment.TradeFinished:
 	default:
 		// Closed or waiting: nothing was paid, and a close arriving after
-		// a success (out of order) must not undo it.
+		// a success (out of order) must not undo it. The order stays as
+		// it is: a trade that expired at the provider (a moment before our
+		// deadline, rounded down to the second) is cancelled by the
+		// sweeper at the deadline, like an order never opened.
 		return nil
 	}
 	_, err = e.applyPayment(ctx, seckill.Payment{

@@ -5,6 +5,9 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -13,6 +16,7 @@ import (
 
 	"seckill"
 	"seckill/payment"
+	"seckill/payment/sandbox"
 )
 
 const testAppID = "2021000000000001"
@@ -36,6 +40,7 @@ type fakeProvider struct {
 	mu      sync.Mutex
 	refunds map[string]int           // order no → refunds that moved money (at most 1)
 	asked   map[string]int           // order no → refunds asked
+	created map[string]int           // order no → CreatePayment asked
 	closed  map[string]bool          // order no → ClosePayment asked
 	trades  map[string]payment.Trade // order no → what QueryPayment answers
 	failRef atomic.Bool              // Refund fails (the provider is down)
@@ -46,10 +51,13 @@ type fakeProvider struct {
 }
 
 func newFakeProvider() *fakeProvider {
-	return &fakeProvider{refunds: map[string]int{}, asked: map[string]int{}, closed: map[string]bool{}, trades: map[string]payment.Trade{}, refuse: map[string]error{}}
+	return &fakeProvider{refunds: map[string]int{}, asked: map[string]int{}, created: map[string]int{}, closed: map[string]bool{}, trades: map[string]payment.Trade{}, refuse: map[string]error{}}
 }
 
 func (p *fakeProvider) CreatePayment(_ context.Context, req payment.PaymentRequest) (payment.Payment, error) {
+	p.mu.Lock()
+	p.created[req.OrderNo]++
+	p.mu.Unlock()
 	return payment.Payment{ID: "T" + req.OrderNo, PayURL: "http://provider.test/pay/T" + req.OrderNo}, nil
 }
 
@@ -107,10 +115,88 @@ func (p *fakeProvider) wasClosed(orderNo string) bool {
 	return p.closed[orderNo]
 }
 
+// closes is how many orders' payments ClosePayment closed.
+func (p *fakeProvider) closes() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.closed)
+}
+
+// opened is how many times CreatePayment was asked for the order.
+func (p *fakeProvider) opened(orderNo string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.created[orderNo]
+}
+
+// openPayment has the buyer of o open its payment (Engine.Pay), which
+// marks it opened, so that a cancel closes it.
+func openPayment(t *testing.T, e *Engine, o *seckill.Order) {
+	t.Helper()
+	if _, err := e.Pay(context.Background(), o.UserID, o.ID, "http://shop.test/n", ""); err != nil {
+		t.Fatalf("pay order %d: %v", o.ID, err)
+	}
+}
+
 func (p *fakeProvider) refunded(orderNo string) int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.refunds[orderNo]
+}
+
+// sandboxPayments opens the sandbox provider on clock now (nil: the wall
+// clock) with its notifier off (the test sends what is due with
+// DeliverDue), serves it over HTTP through wrap (nil: as it is), and
+// returns it with the shop's client of it, on the same clock.
+func sandboxPayments(t *testing.T, now func() time.Time, wrap func(http.Handler) http.Handler) (*sandbox.Sandbox, *payment.Client) {
+	t.Helper()
+	return skewedSandbox(t, now, now, wrap)
+}
+
+// skewedSandbox is sandboxPayments with the provider on one clock and the
+// shop's client on another (an instance's own, as serve gives it).
+func skewedSandbox(t *testing.T, provider, instance func() time.Time, wrap func(http.Handler) http.Handler) (*sandbox.Sandbox, *payment.Client) {
+	t.Helper()
+	sb, err := sandbox.Open(context.Background(), sandbox.Config{
+		DataDir: t.TempDir(), Key: testProviderKey(), MerchantKey: &testMerchantKey().PublicKey, Manual: true, Now: provider,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	var h http.Handler = sb
+	if wrap != nil {
+		h = wrap(sb)
+	}
+	gw := httptest.NewServer(h)
+	t.Cleanup(gw.Close)
+	client, err := payment.NewClient(payment.ClientConfig{
+		GatewayURL: gw.URL + "/sandbox/gateway.do", AppID: sandbox.DefaultAppID,
+		PrivateKey: testMerchantKey(), ProviderKey: &testProviderKey().PublicKey, Now: instance,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb, client
+}
+
+// notifyEndpoint is the shop's notify URL: it hands the provider's
+// notifications to e and answers "success" when e handled one.
+func notifyEndpoint(t *testing.T, e *Engine) string {
+	t.Helper()
+	shop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := r.ParseForm(); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := e.HandleNotification(r.Context(), r.PostForm); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "success")
+	}))
+	t.Cleanup(shop.Close)
+	return shop.URL + "/notify"
 }
 
 // sharedClock is a seckill.Clock the test moves.
@@ -244,6 +330,7 @@ func TestNotifications(t *testing.T) {
 		// The sweeper cancels first; the money then arrives: recorded and
 		// refunded, the order stays cancelled, the unit stays back.
 		o1 := v.orderOf(s.ID, us[1])
+		openPayment(t, e, o1) // its buyer opened the page in time, and paid late
 		clock.pastDeadlines()
 		defer clock.off.Store(0)
 		_, err := e.Pay(ctx, o1.UserID, o1.ID, "http://shop.test/n", "")
@@ -307,4 +394,104 @@ func TestReconcilePayment(t *testing.T) {
 	if n := p.refunded(o.OrderNo); n != 0 {
 		t.Fatalf("refunded %d times", n)
 	}
+}
+
+// TestSweepClosesOnlyOpenedPayments: of three lapsed orders the sweeper
+// cancels, only the one whose buyer opened the payment has a trade at the
+// provider, and only its payment is closed: a sale of lapsed orders no
+// one opened sends the provider nothing (50,000 useless closes overflowed
+// the closer's backlog, and opened payments stayed open).
+func TestSweepClosesOnlyOpenedPayments(t *testing.T) {
+	v := newEnv(t)
+	s, us := v.soldOut(3)
+	p, clock := newFakeProvider(), &sharedClock{}
+	e := v.lifecycleEngine(p, clock)
+	// The opened order is swept last (same deadline, highest id), and the
+	// closer takes them in turn: once it is closed, nothing else is left.
+	var o *seckill.Order
+	for _, u := range us {
+		if x := v.orderOf(s.ID, u); o == nil || x.ID > o.ID {
+			o = x
+		}
+	}
+	openPayment(t, e, o)
+	clock.pastDeadlines()
+	if n, err := e.Sweep(context.Background()); err != nil || n != 3 {
+		t.Fatalf("Sweep = %d, %v; want 3 cancelled", n, err)
+	}
+	waitFor(t, "the closer to close the opened payment", func() bool { return p.wasClosed(o.OrderNo) })
+	if n := p.closes(); n != 1 {
+		t.Fatalf("%d payments closed, want 1 (the opened one)", n)
+	}
+	v.checkAtRest(s.ID)
+}
+
+// TestCancelClosesOnlyOpenedPayments: a buyer who cancels an order whose
+// payment they never opened waits for no provider call.
+func TestCancelClosesOnlyOpenedPayments(t *testing.T) {
+	v := newEnv(t)
+	s, us := v.soldOut(2)
+	p := newFakeProvider()
+	e := v.lifecycleEngine(p, &sharedClock{})
+	ctx := context.Background()
+	never, opened := v.orderOf(s.ID, us[0]), v.orderOf(s.ID, us[1])
+	openPayment(t, e, opened)
+	for _, o := range []*seckill.Order{never, opened} {
+		got, err := e.Cancel(ctx, o.UserID, o.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.PayOpened != (o == opened) || p.wasClosed(o.OrderNo) != (o == opened) {
+			t.Errorf("order %d: cancelled %+v, closed %v; want a close only of the opened one", o.ID, got, p.wasClosed(o.OrderNo))
+		}
+	}
+	if n := p.closes(); n != 1 {
+		t.Fatalf("%d payments closed, want 1", n)
+	}
+}
+
+// markRace is the env's store whose MarkPayOpened runs before first: what
+// commits between Pay's read of the order and its mark.
+type markRace struct {
+	envStore
+	seckill.OrderLifecycle
+	before func()
+}
+
+func (m *markRace) MarkPayOpened(ctx context.Context, orderID int64) error {
+	m.before()
+	return m.OrderLifecycle.MarkPayOpened(ctx, orderID)
+}
+
+// TestPayRacingTheSweep: the buyer opens the payment as its deadline
+// passes; Pay finds the order pending and in time, then the sweeper
+// cancels it before the mark. The mark is refused, and with it the
+// payment: no trade is created that the sweep's cancel, which saw no
+// mark, would leave open.
+func TestPayRacingTheSweep(t *testing.T) {
+	v := newEnv(t)
+	s, us := v.soldOut(1)
+	p, clock := newFakeProvider(), &sharedClock{}
+	ctx := context.Background()
+	var e *Engine
+	race := &markRace{envStore: v.db, OrderLifecycle: v.db.(seckill.OrderLifecycle), before: func() {
+		clock.pastDeadlines()
+		if n, err := e.Sweep(ctx); err != nil || n != 1 {
+			t.Errorf("Sweep = %d, %v; want 1 cancelled", n, err)
+		}
+	}}
+	b := v.backends()
+	b.Orders, b.Payments, b.Clock = race, p, clock
+	e = v.recovered(Config{}, &b)
+	o := v.orderOf(s.ID, us[0])
+	_, err := e.Pay(ctx, o.UserID, o.ID, "http://shop.test/n", "")
+	wantCode(t, err, seckill.ENotPayable)
+	wantStatus(t, v.order(o.ID), seckill.OrderCancelled)
+	if n := p.opened(o.OrderNo); n != 0 {
+		t.Fatalf("CreatePayment asked %d times for an order cancelled before its mark", n)
+	}
+	if v.order(o.ID).PayOpened || p.closes() != 0 {
+		t.Fatalf("order %+v, %d closes: want it unmarked and nothing to close", v.order(o.ID), p.closes())
+	}
+	v.checkAtRest(s.ID)
 }

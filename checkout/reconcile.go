@@ -77,35 +77,32 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 
 // RunReconciler reconciles every interval until ctx ends.
 func (e *Engine) RunReconciler(ctx context.Context, every, age time.Duration) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+	tick(ctx, every, func() {
+		if e.ready.Load() {
+			e.reconcileOnce(ctx, age)
 		}
-		if !e.ready.Load() {
-			continue
-		}
-		if err := e.repairQueue(ctx); err != nil && ctx.Err() == nil {
-			e.log.Warn("repair the order queue", "err", err)
-		}
-		// A shared gate that lost a sale is rebuilt when a purchase finds
-		// it missing, and here: after a sale sold out every purchase is
-		// answered by the local sold-out flag and none would find it.
-		e.maybeRebuild()
-		if _, err := e.Reconcile(ctx, age); err != nil && ctx.Err() == nil {
-			e.log.Error("reconcile", "err", err)
-		}
-		if err := e.ForgetEnded(ctx); err != nil && ctx.Err() == nil {
-			e.log.Warn("forget ended sales", "err", err)
-		}
-		if n, err := e.RecheckQueued(ctx); err != nil && ctx.Err() == nil {
-			e.log.Warn("recheck queued results", "err", err)
-		} else if n > 0 {
-			e.log.Warn("results found in SQL after their messages were lost", "results", n)
-		}
+	})
+}
+
+// reconcileOnce is one round of RunReconciler.
+func (e *Engine) reconcileOnce(ctx context.Context, age time.Duration) {
+	if err := e.repairQueue(ctx); err != nil && ctx.Err() == nil {
+		e.log.Warn("repair the order queue", "err", err)
+	}
+	// A shared gate that lost a sale is rebuilt when a purchase finds
+	// it missing, and here: after a sale sold out every purchase is
+	// answered by the local sold-out flag and none would find it.
+	e.maybeRebuild()
+	if _, err := e.Reconcile(ctx, age); err != nil && ctx.Err() == nil {
+		e.log.Error("reconcile", "err", err)
+	}
+	if err := e.ForgetEnded(ctx); err != nil && ctx.Err() == nil {
+		e.log.Warn("forget ended sales", "err", err)
+	}
+	if n, err := e.RecheckQueued(ctx); err != nil && ctx.Err() == nil {
+		e.log.Warn("recheck queued results", "err", err)
+	} else if n > 0 {
+		e.log.Warn("results found in SQL after their messages were lost", "results", n)
 	}
 }
 

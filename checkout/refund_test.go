@@ -4,9 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"sync"
 	"sync/atomic"
@@ -15,7 +13,6 @@ import (
 
 	"seckill"
 	"seckill/payment"
-	"seckill/payment/sandbox"
 )
 
 // stats reads the engine's numbers of a sale, failing on error.
@@ -174,48 +171,23 @@ func TestRefundThroughSandbox(t *testing.T) {
 	us := v.users(2)
 	v.writeOrders(s.ID, us[0])
 
-	sb, err := sandbox.Open(ctx, sandbox.Config{
-		DataDir: t.TempDir(), Key: testProviderKey(), MerchantKey: &testMerchantKey().PublicKey, Manual: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sb.Close() })
 	var down atomic.Bool
-	gw := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if down.Load() {
-			http.Error(w, "down", http.StatusServiceUnavailable)
-			return
-		}
-		sb.ServeHTTP(w, r)
-	}))
-	t.Cleanup(gw.Close)
-	client, err := payment.NewClient(payment.ClientConfig{
-		GatewayURL: gw.URL + "/sandbox/gateway.do", AppID: sandbox.DefaultAppID,
-		PrivateKey: testMerchantKey(), ProviderKey: &testProviderKey().PublicKey,
+	sb, client := sandboxPayments(t, nil, func(h http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if down.Load() {
+				http.Error(w, "down", http.StatusServiceUnavailable)
+				return
+			}
+			h.ServeHTTP(w, r)
+		})
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	b := v.backends()
 	b.Payments, b.Clock = client, &sharedClock{}
 	e := v.recovered(Config{}, &b)
-	shop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := r.ParseForm(); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
-			return
-		}
-		if err := e.HandleNotification(r.Context(), r.PostForm); err != nil {
-			http.Error(w, err.Error(), http.StatusInternalServerError)
-			return
-		}
-		io.WriteString(w, "success")
-	}))
-	t.Cleanup(shop.Close)
 
 	// The buyer pays at the sandbox; its notification marks the order paid.
 	o := v.orderOf(s.ID, us[0])
-	pay, err := e.Pay(ctx, us[0], o.ID, shop.URL+"/notify", "")
+	pay, err := e.Pay(ctx, us[0], o.ID, notifyEndpoint(t, e), "")
 	if err != nil {
 		t.Fatal(err)
 	}

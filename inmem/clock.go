@@ -11,6 +11,6 @@ import (
 // clock; give the backing store the same one).
 func NewSessionCacheClock(store seckill.SessionStore, ttl time.Duration, max int, now func() time.Time) *SessionCache {
 	c := NewSessionCache(store, ttl, max)
-	c.now = now
+	c.now, c.base = now, now()
 	return c
 }

@@ -1,8 +1,11 @@
 package inmem_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -490,3 +493,79 @@ func TestSessionCacheLogoutRacingMiss(t *testing.T) {
 		t.Errorf("another user's session: %v", err)
 	}
 }
+
+// TestSessionCacheEntries: what the compact entry gives back is the session
+// stored, for a SHA-256 token hash and a hash of another length; a session
+// whose role the entry cannot hold is answered from the store every time.
+func TestSessionCacheEntries(t *testing.T) {
+	ctx := context.Background()
+	store := &countingSessions{m: map[string]seckill.Session{}}
+	c := inmem.NewSessionCache(store, time.Hour, 100)
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Nanosecond)
+	sum := sha256.Sum256([]byte("token"))
+	for _, s := range []seckill.Session{
+		{TokenHash: sum[:], UserID: 7, Role: seckill.RoleAdmin, ExpiresAt: exp},
+		{TokenHash: []byte("short hash"), UserID: 8, Role: seckill.RoleBuyer, ExpiresAt: exp},
+		{TokenHash: []byte("auditor"), UserID: 9, Role: "auditor", ExpiresAt: exp},
+	} {
+		if err := c.CreateSession(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		before := store.lookups
+		for range 2 {
+			got, err := c.Session(ctx, s.TokenHash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.TokenHash, s.TokenHash) || got.UserID != s.UserID || got.Role != s.Role || !got.ExpiresAt.Equal(s.ExpiresAt) {
+				t.Fatalf("cached %+v, stored %+v", got, s)
+			}
+		}
+		want := 0
+		if s.Role == "auditor" {
+			want = 2
+		}
+		if n := store.lookups - before; n != want {
+			t.Errorf("role %q: %d store lookups for 2 requests, want %d", s.Role, n, want)
+		}
+	}
+}
+
+// BenchmarkSessionCacheMemory: the heap 1,000,000 buyers' sessions take in
+// the cache (sized a tenth above them: its shards fill unevenly).
+func BenchmarkSessionCacheMemory(b *testing.B) {
+	const n = 1_000_000
+	ctx := context.Background()
+	exp := time.Now().Add(time.Hour)
+	for range b.N {
+		store := inmem.NewStore()
+		hashes := make([][]byte, n)
+		for i := range hashes {
+			h := sha256.Sum256(fmt.Appendf(nil, "token %d", i))
+			hashes[i] = h[:]
+		}
+		c := inmem.NewSessionCache(countless{store}, time.Hour, n+n/10)
+		runtime.GC()
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i, h := range hashes {
+			if err := c.CreateSession(ctx, seckill.Session{TokenHash: h, UserID: int64(i + 1), Role: seckill.RoleBuyer, ExpiresAt: exp}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		if c.Len() != n {
+			b.Fatalf("%d cached of %d", c.Len(), n)
+		}
+		b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/1e6, "MB")
+		runtime.KeepAlive(hashes)
+	}
+}
+
+// countless is a session store that keeps nothing: what the benchmark above
+// measures is the cache alone.
+type countless struct{ seckill.SessionStore }
+
+func (countless) CreateSession(context.Context, seckill.Session) error { return nil }

@@ -71,6 +71,23 @@ func (s *Store) CancelOrder(_ context.Context, orderID, userID int64, now time.T
 	return &c, nil
 }
 
+// MarkPayOpened marks the pending order's payment opened, in one step
+// with respect to CancelOrder (both hold s.mu); see
+// seckill.OrderLifecycle for the contract.
+func (s *Store) MarkPayOpened(_ context.Context, orderID int64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o, ok := s.orders[orderID]
+	if !ok {
+		return seckill.Errorf(seckill.ENotFound, "no order %d", orderID)
+	}
+	if o.Status != seckill.OrderPending {
+		return seckill.Errorf(seckill.ENotPayable, "order %d is %s", orderID, o.Status)
+	}
+	o.PayOpened = true
+	return nil
+}
+
 // RefundOrder moves the paid order to refunded, gives its unit back to
 // stock_left with a 'refund' ledger row the gate has not applied, and
 // makes the payment that paid it refund_due, in one step; see

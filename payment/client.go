@@ -61,7 +61,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 // orderNoRE is what the provider takes as out_trade_no.
 var orderNoRE = regexp.MustCompile(`^[0-9A-Za-z_-]{1,64}$`)
 
-// CreatePayment implements Provider (alipay.trade.precreate).
+// CreatePayment implements Provider (alipay.trade.precreate). The
+// expiry is checked against the client's clock (ClientConfig.Now); the
+// provider compares it with its own.
 func (c *Client) CreatePayment(ctx context.Context, req PaymentRequest) (Payment, error) {
 	if !orderNoRE.MatchString(req.OrderNo) {
 		return Payment{}, fmt.Errorf("payment: order number %q: want 1–64 of [0-9A-Za-z_-]", req.OrderNo)
@@ -75,13 +77,17 @@ func (c *Client) CreatePayment(ctx context.Context, req PaymentRequest) (Payment
 	if u, err := url.Parse(req.NotifyURL); err != nil || !u.IsAbs() {
 		return Payment{}, fmt.Errorf("payment: notify URL %q is not absolute", req.NotifyURL)
 	}
+	biz := BizContent{OutTradeNo: req.OrderNo, TotalAmount: FormatYuan(req.AmountCents), Subject: req.Subject}
+	if !req.ExpiresAt.IsZero() {
+		// Down to the second the provider takes: the trade must not
+		// outlive the time asked for, not even by a fraction.
+		biz.TimeExpire = req.ExpiresAt.Truncate(time.Second).In(China).Format(TimeLayout)
+	}
 	extra := url.Values{"notify_url": {req.NotifyURL}}
 	if req.ReturnURL != "" {
 		extra.Set("return_url", req.ReturnURL)
 	}
-	r, err := c.call(ctx, MethodCreate, BizContent{
-		OutTradeNo: req.OrderNo, TotalAmount: FormatYuan(req.AmountCents), Subject: req.Subject,
-	}, extra)
+	r, err := c.call(ctx, MethodCreate, biz, extra)
 	if err != nil {
 		return Payment{}, err
 	}

@@ -42,6 +42,7 @@ type BizContent struct {
 	TradeNo      string `json:"trade_no,omitempty"`
 	TotalAmount  string `json:"total_amount,omitempty"`  // create
 	Subject      string `json:"subject,omitempty"`       // create
+	TimeExpire   string `json:"time_expire,omitempty"`   // create: TimeLayout, China time
 	RefundAmount string `json:"refund_amount,omitempty"` // refund
 	RefundReason string `json:"refund_reason,omitempty"` // refund
 	OutRequestNo string `json:"out_request_no,omitempty"`

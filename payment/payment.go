@@ -37,7 +37,9 @@
 // apply, and sign — signed like a notification except that sign_type is
 // part of the content (Alipay's rule for requests; SignRequest). Methods:
 // alipay.trade.precreate (create), alipay.trade.query, alipay.trade.refund,
-// alipay.trade.close. The answer is JSON {"<method with _>_response":
+// alipay.trade.close. A create's biz_content may carry time_expire, the
+// absolute time the trade closes unpaid, in TimeLayout, China time. The
+// answer is JSON {"<method with _>_response":
 // {...}, "sign": "..."}, the sign being the provider's RSA2 signature over
 // the exact bytes of the response object; code "10000" is success, others
 // carry a sub_code such as ACQ.TRADE_NOT_EXIST (see gateway.go).
@@ -61,12 +63,18 @@ import (
 // for concurrent use.
 type Provider interface {
 	// CreatePayment registers a payment of req.AmountCents for order
-	// req.OrderNo and returns where the buyer pays. Asking again for the
-	// same order and amount returns the same payment while it is unpaid.
-	// Errors: ErrTradePaid if the order's payment already succeeded,
-	// ErrTradeClosed if it failed or was closed, a *ProviderError for
-	// other refusals (another amount for the same order, bad input),
-	// and transport errors.
+	// req.OrderNo and returns where the buyer pays. With req.ExpiresAt
+	// the provider closes the payment at that time, to the second,
+	// rounded down (it can never be paid later), and notifies
+	// TRADE_CLOSED. Asking again for the same order and amount returns
+	// the same payment while it is unpaid and unexpired; it keeps the
+	// expiry it was created with. The expiry is the caller's to check
+	// on its clock: the provider compares it with its own. Errors:
+	// ErrTradePaid if the order's payment already succeeded;
+	// ErrTradeClosed if it failed, was closed or expired, or its expiry
+	// has passed on the provider's clock; a *ProviderError for other
+	// refusals (another amount for the same order, bad input), and
+	// transport errors.
 	CreatePayment(ctx context.Context, req PaymentRequest) (Payment, error)
 	// VerifyNotification checks an asynchronous notification (the parsed
 	// form of POST notify_url): the provider's signature, our app id, and
@@ -100,6 +108,9 @@ type PaymentRequest struct {
 	Subject     string // what the buyer sees on the pay page; 1–256 bytes
 	NotifyURL   string // where the provider POSTs the notification (absolute http(s))
 	ReturnURL   string // where the pay page sends the buyer back ("" for none)
+	// ExpiresAt is when the payment stops taking money (time_expire):
+	// the provider closes it then. Zero: the provider's default.
+	ExpiresAt time.Time
 }
 
 // Payment is a payment created at the provider.

@@ -51,6 +51,8 @@ type DB struct {
 	// text; it is not changed after Open. Parsing a 500-row INSERT costs
 	// about as much as running it.
 	stmts map[string]*sql.Stmt
+
+	stopBackground func() // the dialect's background work; nil if none
 }
 
 // dialect is what one engine needs beyond database/sql: how to open it, its
@@ -82,6 +84,9 @@ type dialect struct {
 	// largest, in VALUES order, so insertOrder has no RETURNING and the
 	// ids come from RowsAffected and LastInsertId (see insertOrdersSeq).
 	seqIDs bool
+	// background, if set, runs beside the pools until stop is called (and
+	// has returned): the engine's housekeeping (SQLite's checkpoints).
+	background func(db *DB) (stop func())
 	// insertFirst says WriteOrders inserts the orders before it locks the
 	// sales (placeOrders, which needs returning, row locks and the
 	// takeStocks and deleteOrders queries) instead of after (writeOrders).
@@ -189,6 +194,9 @@ func Open(ctx context.Context, url string) (*DB, error) {
 		db.Close()
 		return nil, err
 	}
+	if d.background != nil {
+		db.stopBackground = d.background(db)
+	}
 	return db, nil
 }
 
@@ -215,6 +223,9 @@ func (db *DB) migrate(ctx context.Context) error {
 
 // Close closes the database. Committed transactions are durable.
 func (db *DB) Close() error {
+	if db.stopBackground != nil {
+		db.stopBackground()
+	}
 	for _, st := range db.stmts {
 		st.Close()
 	}

@@ -19,6 +19,9 @@ type lifecycleQueries struct {
 	returnUnit   string // sale id: stock_left + 1
 	cancelLedger string // sale_id, order_id, created_at: a +1 'cancel' row not applied to the gate
 	expired      string // now, limit → id, sale_id, user_id, order_no, pay_deadline
+	payOpened    string // id → pay_opened, read after the cancel's UPDATE
+
+	markOpened string // id: one conditional UPDATE, pay_opened while pending_payment
 
 	refund        string // refunded_at, id: one conditional UPDATE, paid → refunded
 	refundLedger  string // sale_id, order_id, created_at: a +1 'refund' row not applied to the gate
@@ -91,6 +94,12 @@ func (db *DB) CancelOrder(ctx context.Context, orderID, userID int64, now time.T
 		if err := db.giveBack(ctx, tx, o, now, q.cancel, q.cancelLedger); err != nil {
 			return err
 		}
+		// The mark is read again under the row lock the UPDATE took: a
+		// MarkPayOpened that committed since the read above (the UPDATE
+		// waited for it) set it, and its trade must be closed.
+		if err := db.txRow(ctx, tx, q.payOpened, orderID).Scan(&o.PayOpened); err != nil {
+			return fmt.Errorf("pay_opened: %w", err)
+		}
 		at := stamp(now)
 		o.Status, o.CancelledAt = seckill.OrderCancelled, &at
 		return nil
@@ -102,6 +111,37 @@ func (db *DB) CancelOrder(ctx context.Context, orderID, userID int64, now time.T
 		return nil, fmt.Errorf("cancel order %d: %w", orderID, err)
 	}
 	return o, nil
+}
+
+// MarkPayOpened marks the pending order's payment opened; see
+// seckill.OrderLifecycle for the contract. The UPDATE's condition on the
+// status decides a race with CancelOrder: the row lock makes one wait for
+// the other, which then re-checks its WHERE against the committed row.
+func (db *DB) MarkPayOpened(ctx context.Context, orderID int64) error {
+	r, err := db.writeExec(ctx, db.lq().markOpened, orderID)
+	if err != nil {
+		return fmt.Errorf("mark order %d's payment opened: %w", orderID, err)
+	}
+	if n, err := r.RowsAffected(); err != nil {
+		return fmt.Errorf("mark order %d's payment opened: %w", orderID, err)
+	} else if n == 1 {
+		return nil
+	}
+	// Nothing moved: marked already, or not pending. Both are for good (a
+	// status never returns to pending, a mark is never taken back), so a
+	// read after the UPDATE tells which.
+	o, err := scanOrder(db.write.QueryRowContext(ctx, db.d.q.order, orderID))
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return seckill.Errorf(seckill.ENotFound, "no order %d", orderID)
+	case err != nil:
+		return fmt.Errorf("mark order %d's payment opened: %w", orderID, err)
+	case o.Status != seckill.OrderPending:
+		return seckill.Errorf(seckill.ENotPayable, "order %d is %s", orderID, o.Status)
+	case !o.PayOpened:
+		return fmt.Errorf("mark order %d's payment opened: the pending order was not marked", orderID)
+	}
+	return nil
 }
 
 // RefundOrder moves the paid order to refunded, gives its unit back to SQL

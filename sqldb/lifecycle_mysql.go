@@ -11,6 +11,8 @@ var mysqlLifecycle = lifecycleQueries{
 	refund:        `UPDATE orders SET status = 'refunded', refunded_at = ? WHERE id = ? AND status = 'paid'`,
 	refundLedger:  `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at, gate_applied) VALUES (?, ?, 1, 'refund', ?, FALSE)`,
 	refundPayment: `UPDATE payments SET outcome = 'refund_due' WHERE order_id = ? AND outcome = 'applied'`,
+	payOpened:     `SELECT pay_opened FROM orders WHERE id = ?`,
+	markOpened:    `UPDATE orders SET pay_opened = TRUE WHERE id = ? AND status = 'pending_payment' AND pay_opened = FALSE`,
 	expired: `SELECT id, sale_id, user_id, order_no, pay_deadline FROM orders
 		WHERE status = 'pending_payment' AND pay_deadline <= ? ORDER BY pay_deadline, id LIMIT ?`,
 

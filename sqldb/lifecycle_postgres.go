@@ -11,6 +11,8 @@ var postgresLifecycle = lifecycleQueries{
 	refund:        `UPDATE orders SET status = 'refunded', refunded_at = $1 WHERE id = $2 AND status = 'paid'`,
 	refundLedger:  `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at, gate_applied) VALUES ($1, $2, 1, 'refund', $3, FALSE)`,
 	refundPayment: `UPDATE payments SET outcome = 'refund_due' WHERE order_id = $1 AND outcome = 'applied'`,
+	payOpened:     `SELECT pay_opened FROM orders WHERE id = $1`,
+	markOpened:    `UPDATE orders SET pay_opened = TRUE WHERE id = $1 AND status = 'pending_payment' AND pay_opened = FALSE`,
 	expired: `SELECT id, sale_id, user_id, order_no, pay_deadline FROM orders
 		WHERE status = 'pending_payment' AND pay_deadline <= $1 ORDER BY pay_deadline, id LIMIT $2`,
 

@@ -13,6 +13,7 @@ func testLifecycle(t *testing.T, fresh freshURL) {
 	t.Run("Plans", func(t *testing.T) { testLifecyclePlans(t, fresh) })
 	t.Run("Clock", func(t *testing.T) { testClock(t, fresh) })
 	t.Run("MigrateRefund", func(t *testing.T) { testMigrateRefund(t, fresh) })
+	t.Run("MigratePayOpened", func(t *testing.T) { testMigratePayOpened(t, fresh) })
 	contract.TestLifecycle(t, func(t *testing.T) contract.LifecycleStores {
 		db := openFresh(t, fresh)
 		return contract.LifecycleStores{

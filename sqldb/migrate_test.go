@@ -11,16 +11,12 @@ import (
 	"seckill/sqldb"
 )
 
-// testMigrateRefund rolls a database holding orders, a payment and an
-// unapplied cancel back to the schema before refunds (00002) and opens it
-// again: migration 00003 keeps every row — on SQLite it rebuilds the
-// stock ledger — and a refund then works on the old data.
-func testMigrateRefund(t *testing.T, fresh freshURL) {
+// migrateOrders writes a sale of 5 units at 100 cents and one pending
+// order of each of n new buyers, at 100 cents.
+func migrateOrders(t *testing.T, db *sqldb.DB, n int) (*seckill.Sale, []seckill.OrderResult) {
+	t.Helper()
 	ctx := context.Background()
-	url := fresh(t)
-	db, err := sqldb.Open(ctx, url)
-	mustOK(t, err)
-	users := make([]*seckill.User, 3)
+	users := make([]*seckill.User, n)
 	for i := range users {
 		users[i] = &seckill.User{Phone: fmt.Sprintf("1390000000%d", i), Role: seckill.RoleBuyer, PasswordHash: "h"}
 	}
@@ -34,6 +30,19 @@ func testMigrateRefund(t *testing.T, fresh freshURL) {
 	}
 	res, err := db.WriteOrders(ctx, reqs, time.Now().Add(10*time.Minute))
 	mustOK(t, err)
+	return sale, res
+}
+
+// testMigrateRefund rolls a database holding orders, a payment and an
+// unapplied cancel back to the schema before refunds (00002) and opens it
+// again: migration 00003 keeps every row — on SQLite it rebuilds the
+// stock ledger — and a refund then works on the old data.
+func testMigrateRefund(t *testing.T, fresh freshURL) {
+	ctx := context.Background()
+	url := fresh(t)
+	db, err := sqldb.Open(ctx, url)
+	mustOK(t, err)
+	sale, res := migrateOrders(t, db, 3)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 	paid, err := db.Order(ctx, res[0].OrderID)
 	mustOK(t, err)
@@ -82,5 +91,52 @@ func testMigrateRefund(t *testing.T, fresh freshURL) {
 	mustOK(t, err)
 	if len(due) != 1 || due[0].TradeNo != "TR-M0" {
 		t.Fatalf("PaymentsToRefund = %+v", due)
+	}
+}
+
+// testMigratePayOpened rolls a database back to the schema before the
+// pay_opened mark (00003) and opens it again: migration 00004 takes every
+// order still pending as opened (its page may have been opened before
+// the mark existed, and a close of a trade that does not exist is
+// harmless), no other; orders written after it start unmarked, and a
+// cancel returns the mark.
+func testMigratePayOpened(t *testing.T, fresh freshURL) {
+	ctx := context.Background()
+	url := fresh(t)
+	db, err := sqldb.Open(ctx, url)
+	mustOK(t, err)
+	sale, res := migrateOrders(t, db, 4)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	mustOK(t, db.MarkPayOpened(ctx, res[1].OrderID))
+	_, err = db.CancelOrder(ctx, res[2].OrderID, 0, now, false)
+	mustOK(t, err)
+	paid, err := db.Order(ctx, res[3].OrderID)
+	mustOK(t, err)
+	_, _, err = db.ApplyPayment(ctx, seckill.Payment{OrderNo: paid.OrderNo, TradeNo: "TR-P3", AmountCents: 100, TradeStatus: "TRADE_SUCCESS", PaidAt: now})
+	mustOK(t, err)
+	mustOK(t, db.Close())
+
+	mustOK(t, sqldb.MigrateDownTo(ctx, url, 3))
+	db = openAt(t, url)
+	for i, want := range []bool{true, true, false, false} {
+		o, err := db.Order(ctx, res[i].OrderID)
+		mustOK(t, err)
+		if o.PayOpened != want {
+			t.Errorf("order %d (%s) after migrating: opened %v, want %v", o.ID, o.Status, o.PayOpened, want)
+		}
+	}
+	late := &seckill.User{Phone: "13900000099", Role: seckill.RoleBuyer, PasswordHash: "h"}
+	mustOK(t, db.CreateUsers(ctx, []*seckill.User{late}))
+	more, err := db.WriteOrders(ctx, []seckill.OrderRequest{{SaleID: sale.ID, UserID: late.ID, Ticket: "M-new", PriceCents: 100, At: now}}, now.Add(time.Minute))
+	mustOK(t, err)
+	o, err := db.CancelOrder(ctx, more[0].OrderID, 0, now, false)
+	mustOK(t, err)
+	if o.PayOpened {
+		t.Errorf("an order written after migrating is marked opened: %+v", o)
+	}
+	o, err = db.CancelOrder(ctx, res[0].OrderID, 0, now, false)
+	mustOK(t, err)
+	if !o.PayOpened {
+		t.Errorf("a pending order from before the mark, cancelled: %+v, want it opened", o)
 	}
 }

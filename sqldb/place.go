@@ -32,6 +32,16 @@ import (
 // in one order; writers in steps 2–4 wait only for sales, taken in one
 // order. Writers of the other engines' path (writeOrders) never run on
 // the same database. Requests get what writeOrders would give them.
+//
+// Step 1 is one INSERT from unnest(arrays), not COPY. COPY cannot skip
+// conflicts nor return ids, so it would go into a temporary staging table
+// and an INSERT … SELECT … ON CONFLICT would follow. Measured on
+// PostgreSQL 15, batches of 2000: COPY straight into orders
+// (BenchmarkRawCopyPostgres) beats a plain multi-row INSERT by only about
+// 5%, since the four indexes of orders cost most of the time, and the
+// staging path was 8% slower than this one, and 25% slower with parallel
+// writers of 100-order batches: writing the staging table and the COPY's
+// extra round trips cost more than binding arrays does.
 func (db *DB) placeOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, payBy time.Time) error {
 	var idx []int
 	todo := make([][]int, len(b.sales))

@@ -12,7 +12,7 @@ const (
 	saleColumns = `id, name, description, image_url, price_cents, original_price_cents,
 		stock, stock_left, starts_at, ends_at, require_captcha, created_at`
 	orderColumns = `id, order_no, sale_id, user_id, price_cents, status,
-		created_at, pay_deadline, paid_at, cancelled_at, refunded_at`
+		created_at, pay_deadline, paid_at, cancelled_at, refunded_at, pay_opened`
 )
 
 // scanner is a *sql.Row or *sql.Rows.
@@ -111,7 +111,7 @@ func scanOrder(s scanner) (*seckill.Order, error) {
 	var o seckill.Order
 	var created, deadline, paid, cancelled, refunded dbTime
 	if err := s.Scan(&o.ID, &o.OrderNo, &o.SaleID, &o.UserID, &o.PriceCents, &o.Status,
-		&created, &deadline, &paid, &cancelled, &refunded); err != nil {
+		&created, &deadline, &paid, &cancelled, &refunded, &o.PayOpened); err != nil {
 		return nil, err
 	}
 	o.CreatedAt, o.PayDeadline = created.t, deadline.t

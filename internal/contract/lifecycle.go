@@ -33,6 +33,8 @@ func TestLifecycle(t *testing.T, open func(t *testing.T) LifecycleStores) {
 	t.Run("RefundOrder", func(t *testing.T) { testRefundOrder(t, open(t)) })
 	t.Run("RefundRace", func(t *testing.T) { testRefundRace(t, open(t)) })
 	t.Run("PayCancelSweepRace", func(t *testing.T) { testPayCancelSweepRace(t, open(t)) })
+	t.Run("MarkPayOpened", func(t *testing.T) { testMarkPayOpened(t, open(t)) })
+	t.Run("MarkPayOpenedCancelRace", func(t *testing.T) { testMarkPayOpenedCancelRace(t, open(t)) })
 }
 
 // lcOrders writes one pending order per user in sale, due at payBy, and
@@ -496,6 +498,57 @@ type lcBulkUsers interface {
 	CreateUsers(ctx context.Context, users []*seckill.User) error
 }
 
+// lcUsers creates n buyers, in one call where the store can.
+func lcUsers(t *testing.T, s LifecycleStores, n int) []int64 {
+	t.Helper()
+	bulk, ok := s.Users.(lcBulkUsers)
+	if !ok {
+		return storeNewUsers(t, s.Stores, n)
+	}
+	us := make([]*seckill.User, n)
+	for i := range us {
+		us[i] = &seckill.User{Phone: fmt.Sprintf("2%010d", storePhoneSeq.Add(1)), Role: seckill.RoleBuyer, PasswordHash: "h"}
+	}
+	storeNoErr(t, bulk.CreateUsers(context.Background(), us))
+	users := make([]int64, n)
+	for i, u := range us {
+		users[i] = u.ID
+	}
+	return users
+}
+
+// lcSweepers starts two sweepers on wg that cancel the orders expired at
+// now until none is left, as Sweep does, and hand each order they
+// cancelled to done.
+func lcSweepers(t *testing.T, s LifecycleStores, wg *sync.WaitGroup, now time.Time, done func(*seckill.Order)) {
+	ctx := context.Background()
+	for range 2 {
+		wg.Go(func() {
+			for {
+				refs, err := s.Lifecycle.ExpiredOrders(ctx, now, 50)
+				if err != nil {
+					t.Errorf("ExpiredOrders: %v", err)
+					return
+				}
+				if len(refs) == 0 {
+					return
+				}
+				for _, r := range refs {
+					o, err := s.Lifecycle.CancelOrder(ctx, r.ID, 0, now, true)
+					if seckill.ErrorCode(err) == seckill.ENotCancellable {
+						continue
+					}
+					if err != nil {
+						t.Errorf("sweep order %d: %v", r.ID, err)
+						return
+					}
+					done(o)
+				}
+			}
+		})
+	}
+}
+
 // testPayCancelSweepRace pays every order of a sale while its buyers cancel
 // half of them, two sweepers cancel them all (every deadline has passed),
 // an admin refunds a third of them, and notifications are replayed, all at
@@ -507,19 +560,7 @@ func testPayCancelSweepRace(t *testing.T, s LifecycleStores) {
 	ctx := context.Background()
 	const n = 1000
 	sale := storeNewSale(t, s.Stores, n)
-	var users []int64
-	if bulk, ok := s.Users.(lcBulkUsers); ok {
-		us := make([]*seckill.User, n)
-		for i := range us {
-			us[i] = &seckill.User{Phone: fmt.Sprintf("2%010d", storePhoneSeq.Add(1)), Role: seckill.RoleBuyer, PasswordHash: "h"}
-		}
-		storeNoErr(t, bulk.CreateUsers(ctx, us))
-		for _, u := range us {
-			users = append(users, u.ID)
-		}
-	} else {
-		users = storeNewUsers(t, s.Stores, n)
-	}
+	users := lcUsers(t, s, n)
 	now := storeNow()
 	os := lcOrders(t, s, sale.ID, users, now.Add(-time.Second))
 	trade := func(o *seckill.Order) string { return fmt.Sprintf("TR-race-%d", o.ID) }
@@ -595,33 +636,11 @@ func testPayCancelSweepRace(t *testing.T, s LifecycleStores) {
 			}
 		})
 	}
-	for range 2 {
-		wg.Go(func() {
-			for {
-				refs, err := s.Lifecycle.ExpiredOrders(ctx, now, 50)
-				if err != nil {
-					t.Errorf("ExpiredOrders: %v", err)
-					return
-				}
-				if len(refs) == 0 {
-					return
-				}
-				for _, r := range refs {
-					_, err := s.Lifecycle.CancelOrder(ctx, r.ID, 0, now, true)
-					if seckill.ErrorCode(err) == seckill.ENotCancellable {
-						continue
-					}
-					if err != nil {
-						t.Errorf("sweep order %d: %v", r.ID, err)
-						return
-					}
-					mu.Lock()
-					cancelled[r.ID]++
-					mu.Unlock()
-				}
-			}
-		})
-	}
+	lcSweepers(t, s, &wg, now, func(o *seckill.Order) {
+		mu.Lock()
+		cancelled[o.ID]++
+		mu.Unlock()
+	})
 	for _, a := range actions {
 		work <- a
 	}
@@ -709,4 +728,171 @@ func testPayCancelSweepRace(t *testing.T, s LifecycleStores) {
 	if ls.RefundsDue != 0 || ls.PaymentsRefunded != nReturned {
 		t.Errorf("after refunds, LifecycleStats = %+v, want %d refunded", ls, nReturned)
 	}
+}
+
+// testMarkPayOpened checks MarkPayOpened's outcomes: it marks a pending
+// order only, once, and a cancel returns the mark.
+func testMarkPayOpened(t *testing.T, s LifecycleStores) {
+	ctx := context.Background()
+	sale := storeNewSale(t, s.Stores, 10)
+	users := storeNewUsers(t, s.Stores, 5)
+	now := storeNow()
+	os := lcOrders(t, s, sale.ID, users, now.Add(time.Minute))
+	for _, o := range os {
+		if o.PayOpened {
+			t.Fatalf("new order %d is marked opened", o.ID)
+		}
+	}
+	storeWantCode(t, s.Lifecycle.MarkPayOpened(ctx, os[4].ID+1000), seckill.ENotFound)
+
+	// A pending order is marked, and marking it again changes nothing.
+	storeNoErr(t, s.Lifecycle.MarkPayOpened(ctx, os[0].ID))
+	storeNoErr(t, s.Lifecycle.MarkPayOpened(ctx, os[0].ID))
+	if got := lcOrder(t, s, os[0].ID); !got.PayOpened || got.Status != seckill.OrderPending {
+		t.Fatalf("marked order = %+v, want pending and opened", got)
+	}
+	if got := lcOrder(t, s, os[1].ID); got.PayOpened {
+		t.Fatalf("marking order %d marked order %d", os[0].ID, os[1].ID)
+	}
+
+	// A cancel returns the mark, both ways.
+	got, err := s.Lifecycle.CancelOrder(ctx, os[0].ID, users[0], now, false)
+	storeNoErr(t, err)
+	if !got.PayOpened || !lcOrder(t, s, os[0].ID).PayOpened {
+		t.Errorf("cancelled marked order = %+v, want it opened", got)
+	}
+	got, err = s.Lifecycle.CancelOrder(ctx, os[1].ID, 0, os[1].PayDeadline, true)
+	storeNoErr(t, err)
+	if got.PayOpened {
+		t.Errorf("swept unmarked order = %+v, want it not opened", got)
+	}
+
+	// An order that is not pending is not marked: cancelled (marked or
+	// not), paid, refunded.
+	_, _, err = s.Lifecycle.ApplyPayment(ctx, lcPayment(os[2], "TR-open-2", now))
+	storeNoErr(t, err)
+	_, _, err = s.Lifecycle.ApplyPayment(ctx, lcPayment(os[3], "TR-open-3", now))
+	storeNoErr(t, err)
+	_, err = s.Lifecycle.RefundOrder(ctx, os[3].ID, now)
+	storeNoErr(t, err)
+	for _, o := range os[:4] {
+		storeWantCode(t, s.Lifecycle.MarkPayOpened(ctx, o.ID), seckill.ENotPayable)
+	}
+	for i, want := range []bool{true, false, false, false, false} {
+		if got := lcOrder(t, s, os[i].ID); got.PayOpened != want {
+			t.Errorf("order %d (%s) opened %v, want %v", got.ID, got.Status, got.PayOpened, want)
+		}
+	}
+	if st := lcCheckI4(t, s, sale.ID); st.Pending != 1 || st.Cancelled != 2 || st.Paid != 1 || st.Refunded != 1 {
+		t.Errorf("stats = %+v", st)
+	}
+}
+
+// testMarkPayOpenedCancelRace marks the payments of expired orders opened
+// while sweepers and buyers cancel them, all at once: each mark either
+// commits before the cancel, which then returns the order opened (its
+// trade is closed), or fails ENotPayable and the order stays unmarked (no
+// trade is created). A mark the cancel misses would leave a trade open.
+func testMarkPayOpenedCancelRace(t *testing.T, s LifecycleStores) {
+	ctx := context.Background()
+	const n = 500
+	sale := storeNewSale(t, s.Stores, n)
+	users := lcUsers(t, s, n)
+	now := storeNow()
+	os := lcOrders(t, s, sale.ID, users, now.Add(-time.Second))
+
+	type action struct {
+		o      *seckill.Order
+		cancel bool
+	}
+	var actions []action
+	for i, o := range os {
+		// Every order is marked and cancelled; the buyer cancels half of
+		// them (and the sweep loses those), the sweep the others.
+		actions = append(actions, action{o, false})
+		if i%2 == 0 {
+			actions = append(actions, action{o, true})
+		}
+	}
+	rand.New(rand.NewPCG(3, 4)).Shuffle(len(actions), func(i, j int) { actions[i], actions[j] = actions[j], actions[i] })
+
+	var (
+		mu     sync.Mutex
+		marked = map[int64]bool{} // order → its mark succeeded
+		closed = map[int64]int{}  // order → cancels that returned it opened
+		cancel = map[int64]int{}  // order → successful cancels
+	)
+	cancelled := func(o *seckill.Order) {
+		mu.Lock()
+		defer mu.Unlock()
+		cancel[o.ID]++
+		if o.PayOpened {
+			closed[o.ID]++
+		}
+	}
+	work := make(chan action)
+	var wg sync.WaitGroup
+	for range 6 {
+		wg.Go(func() {
+			for a := range work {
+				if !a.cancel {
+					err := s.Lifecycle.MarkPayOpened(ctx, a.o.ID)
+					if seckill.ErrorCode(err) == seckill.ENotPayable {
+						continue
+					}
+					if err != nil {
+						t.Errorf("mark order %d: %v", a.o.ID, err)
+						continue
+					}
+					mu.Lock()
+					marked[a.o.ID] = true
+					mu.Unlock()
+					continue
+				}
+				o, err := s.Lifecycle.CancelOrder(ctx, a.o.ID, a.o.UserID, now, false)
+				if seckill.ErrorCode(err) == seckill.ENotCancellable {
+					continue
+				}
+				if err != nil {
+					t.Errorf("cancel order %d: %v", a.o.ID, err)
+					continue
+				}
+				cancelled(o)
+			}
+		})
+	}
+	lcSweepers(t, s, &wg, now, cancelled)
+	for _, a := range actions {
+		work <- a
+	}
+	close(work)
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+
+	nMarked := 0
+	for _, o := range os {
+		got := lcOrder(t, s, o.ID)
+		if got.Status != seckill.OrderCancelled || cancel[o.ID] != 1 {
+			t.Errorf("order %d ended %s after %d cancels, want cancelled once", o.ID, got.Status, cancel[o.ID])
+		}
+		if marked[o.ID] {
+			nMarked++
+		}
+		if want := b2i(marked[o.ID]); closed[o.ID] != want || got.PayOpened != marked[o.ID] {
+			t.Errorf("order %d: mark succeeded %v, its cancel returned it opened %d times, stored opened %v",
+				o.ID, marked[o.ID], closed[o.ID], got.PayOpened)
+		}
+	}
+	t.Logf("%d of %d marked before their cancel", nMarked, n)
+	lcCheckI4(t, s, sale.ID)
+}
+
+// b2i is 1 for true.
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

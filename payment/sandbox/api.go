@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"seckill/payment"
 )
@@ -107,9 +108,22 @@ func absoluteHTTP(s string) bool {
 	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
 }
 
+// maxExpiry is how far ahead a time_expire may be: the real provider
+// keeps an unpaid trade open for at most 15 days.
+const maxExpiry = 15 * 24 * time.Hour
+
 // create registers a payment, or returns the waiting one of the same
-// order and amount.
+// order and amount while it is unexpired (it keeps the expiry it was
+// created with). A time_expire (TimeLayout, China time) is at most
+// maxExpiry ahead; one not in the future on the sandbox's clock makes no
+// payment and is answered as a closed one (a payment born expired is
+// closed: the shop tells its buyer the order can no longer be paid).
 func (s *Sandbox) create(r *http.Request, biz payment.BizContent, notifyURL, returnURL string) (payment.Reply, error) {
+	var expires time.Time
+	var experr error
+	if biz.TimeExpire != "" {
+		expires, experr = time.ParseInLocation(payment.TimeLayout, biz.TimeExpire, payment.China)
+	}
 	cents, err := payment.ParseYuan(biz.TotalAmount)
 	switch {
 	case !orderNoRE.MatchString(biz.OutTradeNo):
@@ -122,10 +136,14 @@ func (s *Sandbox) create(r *http.Request, biz payment.BizContent, notifyURL, ret
 		return refuse(payment.SubInvalidParameter, "notify_url"), nil
 	case returnURL != "" && !absoluteHTTP(returnURL):
 		return refuse(payment.SubInvalidParameter, "return_url"), nil
+	case experr != nil || expires.After(s.cfg.Now().Add(maxExpiry)):
+		return refuse(payment.SubInvalidParameter, "time_expire"), nil
 	}
 	var p *trade
 	var rep payment.Reply
+	var now time.Time
 	err = s.store.inTx(r.Context(), func(tx *sql.Tx) error {
+		now = s.cfg.Now() // under the store's write lock, as settle's
 		old, err := s.store.byOrderNo(r.Context(), tx, biz.OutTradeNo)
 		switch {
 		case errors.Is(err, errNoPayment):
@@ -134,7 +152,7 @@ func (s *Sandbox) create(r *http.Request, biz payment.BizContent, notifyURL, ret
 		case old.Status == string(payment.TradeSuccess):
 			rep = refuse(payment.SubTradeHasSuccess, "already paid")
 			return nil
-		case old.Status == string(payment.TradeClosed):
+		case old.Status == string(payment.TradeClosed) || old.expired(now):
 			rep = refuse(payment.SubTradeHasClose, "closed")
 			return nil
 		case old.AmountCents != cents:
@@ -144,15 +162,22 @@ func (s *Sandbox) create(r *http.Request, biz payment.BizContent, notifyURL, ret
 			p = old
 			return nil
 		}
+		if !expires.IsZero() && !now.Before(expires) {
+			rep = refuse(payment.SubTradeHasClose, "time_expire has passed")
+			return nil
+		}
 		p = &trade{
-			TradeNo: newTradeNo(s.cfg.Now()), OutTradeNo: biz.OutTradeNo, AmountCents: cents,
+			TradeNo: newTradeNo(now), OutTradeNo: biz.OutTradeNo, AmountCents: cents,
 			Subject: biz.Subject, NotifyURL: notifyURL, ReturnURL: returnURL,
-			Status: string(payment.TradeWaiting), CreatedAt: s.cfg.Now(),
+			Status: string(payment.TradeWaiting), CreatedAt: now, ExpiresAt: expires,
 		}
 		return insertPayment(r.Context(), tx, p)
 	})
 	if err != nil || p == nil {
 		return rep, err
+	}
+	if !p.ExpiresAt.IsZero() {
+		s.wake() // the notifier closes it when it expires
 	}
 	rep = ok(p)
 	rep.QRCode = s.baseURL(r) + "/sandbox/pay/" + p.TradeNo
@@ -187,10 +212,11 @@ func (s *Sandbox) find(ctx context.Context, q querier, biz payment.BizContent) (
 	return p, err
 }
 
-// queryStatus is the status a query shows: a payment refunded in full is
-// closed, as at the real provider.
-func queryStatus(p *trade) payment.TradeStatus {
-	if p.Status == string(payment.TradeSuccess) && p.RefundCents == p.AmountCents {
+// queryStatus is the status a query shows at now: a payment refunded in
+// full is closed, as at the real provider, and so is one past its expiry
+// (the notifier records that close when it comes round).
+func queryStatus(p *trade, now time.Time) payment.TradeStatus {
+	if p.Status == string(payment.TradeSuccess) && p.RefundCents == p.AmountCents || p.expired(now) {
 		return payment.TradeClosed
 	}
 	return payment.TradeStatus(p.Status)
@@ -205,7 +231,7 @@ func (s *Sandbox) query(ctx context.Context, biz payment.BizContent) (payment.Re
 		return payment.Reply{}, err
 	}
 	rep := ok(p)
-	rep.TradeStatus = string(queryStatus(p))
+	rep.TradeStatus = string(queryStatus(p, s.cfg.Now()))
 	rep.TotalAmount = payment.FormatYuan(p.AmountCents)
 	return rep, nil
 }
@@ -258,11 +284,11 @@ func (s *Sandbox) closeTrade(ctx context.Context, biz payment.BizContent) (payme
 	if err != nil {
 		return payment.Reply{}, err
 	}
-	moved, err := s.settle(ctx, p, payment.TradeClosed)
+	moved, _, err := s.settle(ctx, payment.TradeClosed, p)
 	if err != nil {
 		return payment.Reply{}, err
 	}
-	if !moved {
+	if moved == 0 {
 		if p, err = s.store.byTradeNo(ctx, s.store.db, p.TradeNo); err != nil {
 			return payment.Reply{}, err
 		}
@@ -273,31 +299,57 @@ func (s *Sandbox) closeTrade(ctx context.Context, biz payment.BizContent) (payme
 	return ok(p), nil
 }
 
-// settle moves a waiting payment to paid or closed and records the
-// notification it owes, in one transaction; false if it was not waiting.
-func (s *Sandbox) settle(ctx context.Context, p *trade, to payment.TradeStatus) (bool, error) {
-	now := s.cfg.Now()
-	form, err := payment.NotificationForm(s.key, payment.Notification{
-		OutTradeNo: p.OutTradeNo, TradeNo: p.TradeNo, TotalAmountCents: p.AmountCents,
-		TradeStatus: to, NotifyID: newNotifyID(), NotifyTime: now, AppID: s.cfg.AppID,
+// settle moves the waiting payments ps to paid or closed and records the
+// notification each owes, in one transaction (one sync of the store
+// however many there are); it returns how many moved (those that no
+// longer waited, a double click or a close racing the buyer, did not) and
+// the status they moved to. The time of the move is read once the
+// transaction holds the store's write lock, and a payment past its expiry
+// by that time is closed instead of paid: a click that read the clock
+// before the expiry and then waited for the store past it (while a query
+// answered TRADE_CLOSED, and the shop cancelled the order) takes no
+// money.
+func (s *Sandbox) settle(ctx context.Context, to payment.TradeStatus, ps ...*trade) (int, payment.TradeStatus, error) {
+	var moved int
+	got := to
+	err := s.store.inTx(ctx, func(tx *sql.Tx) error {
+		moved, got = 0, to
+		now := s.cfg.Now()
+		for _, p := range ps {
+			st := to
+			if st == payment.TradeSuccess && p.pastExpiry(now) {
+				st, got = payment.TradeClosed, payment.TradeClosed
+			}
+			ok, err := finish(ctx, tx, p.TradeNo, string(st), now)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			moved++
+			form, err := payment.NotificationForm(s.key, payment.Notification{
+				OutTradeNo: p.OutTradeNo, TradeNo: p.TradeNo, TotalAmountCents: p.AmountCents,
+				TradeStatus: st, NotifyID: newNotifyID(), NotifyTime: now, AppID: s.cfg.AppID,
+			})
+			if err != nil {
+				return err
+			}
+			if err := insertNotification(ctx, tx, notification{
+				NotifyID: form.Get("notify_id"), TradeNo: p.TradeNo, URL: p.NotifyURL, Body: form.Encode(),
+			}, now); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return false, err
+		return 0, to, err
 	}
-	var moved bool
-	err = s.store.inTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		if moved, err = finish(ctx, tx, p.TradeNo, string(to), now); err != nil || !moved {
-			return err
-		}
-		return insertNotification(ctx, tx, notification{
-			NotifyID: form.Get("notify_id"), TradeNo: p.TradeNo, URL: p.NotifyURL, Body: form.Encode(),
-		}, now)
-	})
-	if moved {
+	if moved > 0 {
 		s.wake()
 	}
-	return moved, err
+	return moved, got, nil
 }
 
 // wake tells the notifier there is something new to send.

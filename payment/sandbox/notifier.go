@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,18 +21,26 @@ const (
 // batch bounds the notifications one DeliverDue picks up.
 const batch = 256
 
-// DeliverDue sends every notification due by the sandbox's clock (up to a
-// batch), Workers at a time, and records each try: delivered when the
-// answer is 200 with the body "success", else due again after the
-// schedule's next wait, or abandoned after the last. A try cut short
-// because the sandbox is closing (or ctx ends) is not recorded: the
-// notification stays due and is sent again. It returns how many tries it
-// recorded. It is meant for Config.Manual: called while the notifier runs,
-// it may send a notification twice (receivers treat replays as no-ops).
+// DeliverDue closes the trades past their expiry (up to a batch: each
+// then owes its TRADE_CLOSED notification), then sends every
+// notification due by the sandbox's clock (up to a batch), Workers at a
+// time, and records each try: delivered when the answer is 200 with the
+// body "success", else due again after the schedule's next wait, or
+// abandoned after the last. A try cut short because the sandbox is
+// closing (or ctx ends) is not recorded: the notification stays due and
+// is sent again. It returns how many tries it recorded. It is meant for
+// Config.Manual: called while the notifier runs, it may send a
+// notification twice (receivers treat replays as no-ops).
 func (s *Sandbox) DeliverDue(ctx context.Context) (int, error) {
+	// A close that fails holds up no notification: the next round
+	// closes again.
+	var cerr error
+	if _, err := s.closeExpired(ctx); err != nil {
+		cerr = fmt.Errorf("sandbox: closing expired trades: %w", err)
+	}
 	due, err := s.store.due(ctx, s.cfg.Now(), batch)
 	if err != nil {
-		return 0, err
+		return 0, errors.Join(cerr, err)
 	}
 	var (
 		wg    sync.WaitGroup
@@ -58,9 +67,9 @@ func (s *Sandbox) DeliverDue(ctx context.Context) (int, error) {
 	}
 	wg.Wait()
 	if len(errs) > 0 {
-		return tries, fmt.Errorf("sandbox: recording %d tries: %w", len(errs), errs[0])
+		return tries, errors.Join(cerr, fmt.Errorf("sandbox: recording %d tries: %w", len(errs), errs[0]))
 	}
-	return tries, nil
+	return tries, cerr
 }
 
 // try sends n once and records the outcome.
@@ -120,8 +129,9 @@ func (s *Sandbox) post(ctx context.Context, n notification) string {
 	return ""
 }
 
-// run is the notifier: it sends what is due, then sleeps until the next
-// notification is due or a new one is made.
+// run is the notifier: it closes the trades past their expiry and sends
+// what is due, then sleeps until the next notification is due or trade
+// expires, or a new one is made.
 func (s *Sandbox) run(ctx context.Context) {
 	for {
 		_, derr := s.DeliverDue(ctx)
@@ -129,7 +139,7 @@ func (s *Sandbox) run(ctx context.Context) {
 			s.log.Error("sandbox: notifier", "err", derr)
 		}
 		wait := time.Hour
-		switch at, ok, err := s.store.nextDue(ctx); {
+		switch at, ok, err := s.store.nextWork(ctx); {
 		case err != nil || derr != nil:
 			wait = time.Second // the store is failing: do not spin
 		case ok:

@@ -19,7 +19,8 @@ type pageData struct {
 	Missing                 bool
 	TradeNo, OrderNo        string
 	Subject, Amount, Status string
-	Waiting, Paid           bool
+	ExpiresAt               string // China time, "" for none
+	Waiting, Paid, Expired  bool
 	ReturnURL               string
 }
 
@@ -40,10 +41,15 @@ func (s *Sandbox) render(w http.ResponseWriter, r *http.Request, tradeNo string)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	default:
+		now := s.cfg.Now()
 		d.OrderNo, d.Subject, d.Amount = p.OutTradeNo, p.Subject, payment.FormatYuan(p.AmountCents)
-		d.Status = string(queryStatus(p))
-		d.Waiting = p.Status == string(payment.TradeWaiting)
+		d.Status = string(queryStatus(p, now))
 		d.Paid = p.Status == string(payment.TradeSuccess)
+		d.Expired = !d.Paid && !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt)
+		d.Waiting = p.Status == string(payment.TradeWaiting) && !d.Expired
+		if !p.ExpiresAt.IsZero() {
+			d.ExpiresAt = p.ExpiresAt.In(payment.China).Format(payment.TimeLayout)
+		}
 		d.ReturnURL = p.ReturnURL
 	}
 	h := w.Header()
@@ -61,7 +67,9 @@ func (s *Sandbox) render(w http.ResponseWriter, r *http.Request, tradeNo string)
 // payPost marks a waiting payment paid (result=pay) or failed
 // (result=fail) and sends the buyer to its return URL. The notification
 // is on disk before the buyer learns anything. A payment that no longer
-// waits (a second click) is shown as it is.
+// waits (a second click) is shown as it is. A payment past its expiry
+// takes no money whatever the button: it is closed (TRADE_CLOSED,
+// notified like any close) and shown closed.
 func (s *Sandbox) payPost(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
 	if err := r.ParseForm(); err != nil {
@@ -89,13 +97,19 @@ func (s *Sandbox) payPost(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	moved, err := s.settle(r.Context(), p, to)
+	// settle closes the trade instead if it is past its expiry by the
+	// time the store takes the click.
+	moved, got, err := s.settle(r.Context(), to, p)
 	if err != nil {
 		s.log.Error("sandbox: pay", "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
-	if !moved || p.ReturnURL == "" {
+	expired := to == payment.TradeSuccess && got == payment.TradeClosed || p.expired(s.cfg.Now())
+	if expired && moved == 1 {
+		s.log.Info("sandbox: payment expired", "out_trade_no", p.OutTradeNo, "trade_no", p.TradeNo)
+	}
+	if moved == 0 || expired || p.ReturnURL == "" {
 		s.render(w, r, tradeNo)
 		return
 	}

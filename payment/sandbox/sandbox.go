@@ -10,6 +10,11 @@
 //     plain HTML form with two buttons, Pay and Fail. POSTing it marks the
 //     payment paid (TRADE_SUCCESS) or failed (TRADE_CLOSED) and sends the
 //     buyer back to the payment's return URL.
+//   - A payment created with an expiry (time_expire) can be paid until
+//     then and never after: from its expiry on, query, create and the pay
+//     page see it closed, a click on Pay closes it, and the notifier
+//     closes it even if nobody looks (TRADE_CLOSED, notified like a
+//     close).
 //   - The notifier POSTs the signed notification of every payment that was
 //     paid, failed or closed to its notify URL, and sends it again on the
 //     real provider's schedule (2m, 10m, 10m, 1h, 2h, 6h, 15h after the

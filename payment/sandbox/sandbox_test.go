@@ -112,7 +112,7 @@ func newEnv(t *testing.T, dir string, cfg sandbox.Config) *env {
 	t.Cleanup(e.srv.Close)
 	e.client, err = payment.NewClient(payment.ClientConfig{
 		GatewayURL: e.srv.URL + "/sandbox/gateway.do", AppID: sandbox.DefaultAppID,
-		PrivateKey: merchant, ProviderKey: sb.PublicKey(),
+		PrivateKey: merchant, ProviderKey: sb.PublicKey(), Now: cfg.Now,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -122,18 +122,55 @@ func newEnv(t *testing.T, dir string, cfg sandbox.Config) *env {
 
 func (e *env) create(t *testing.T, sh *shop, orderNo string, cents int64) payment.Payment {
 	t.Helper()
-	p, err := e.client.CreatePayment(context.Background(), payment.PaymentRequest{
-		OrderNo: orderNo, AmountCents: cents, Subject: "Phone X <script>alert(1)</script>",
-		NotifyURL: sh.srv.URL + "/notify", ReturnURL: sh.srv.URL + "/return?from=sandbox#orders",
-	})
+	p, err := e.client.CreatePayment(context.Background(), request(sh, orderNo, cents))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return p
 }
 
+// request is what create asks the sandbox for.
+func request(sh *shop, orderNo string, cents int64) payment.PaymentRequest {
+	return payment.PaymentRequest{
+		OrderNo: orderNo, AmountCents: cents, Subject: "Phone X <script>alert(1)</script>",
+		NotifyURL: sh.srv.URL + "/notify", ReturnURL: sh.srv.URL + "/return?from=sandbox#orders",
+	}
+}
+
 // noRedirect is a browser that shows us the redirect instead of following it.
 var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+
+// openPage GETs the pay page as a browser does.
+func openPage(t *testing.T, payURL string) (*http.Response, string) {
+	t.Helper()
+	resp, err := http.Get(payURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp, string(body)
+}
+
+// post sends form to the gateway as it is and reads the answer, checked
+// with the sandbox's key.
+func (e *env) post(t *testing.T, method string, form url.Values) payment.Reply {
+	t.Helper()
+	resp, err := http.PostForm(e.srv.URL+"/sandbox/gateway.do", form)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	r, err := payment.UnmarshalReply(e.sb.PublicKey(), method, body)
+	if err != nil {
+		t.Fatalf("%s answer: %v", method, err)
+	}
+	return r
+}
 
 // press POSTs the pay page's form with the button result ("pay", "fail").
 func press(t *testing.T, payURL, result string) *http.Response {
@@ -192,13 +229,7 @@ func TestFlowPayNotifyRetries(t *testing.T) {
 	}
 
 	// The pay page: a plain form, escaped, no scripts.
-	resp, err := http.Get(p.PayURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	page := string(body)
+	resp, page := openPage(t, p.PayURL)
 	if resp.StatusCode != 200 || !strings.Contains(page, "12.34") || !strings.Contains(page, `value="pay"`) ||
 		!strings.Contains(page, `value="fail"`) || strings.Contains(page, "<script") {
 		t.Fatalf("pay page %d:\n%s", resp.StatusCode, page)
@@ -531,15 +562,8 @@ func TestGatewayChecksSignatures(t *testing.T) {
 	sign, _ := payment.SignRequest(testKey(t, "merchant"), form)
 	form.Set("sign", sign)
 	form.Set("biz_content", `{"out_trade_no":"T2"}`)
-	resp, err := http.PostForm(e.srv.URL+"/sandbox/gateway.do", form)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	r, err := payment.UnmarshalReply(e.sb.PublicKey(), payment.MethodQuery, body)
-	if err != nil || r.SubCode != payment.SubInvalidSignature {
-		t.Fatalf("tampered request: %+v, %v", r, err)
+	if r := e.post(t, payment.MethodQuery, form); r.SubCode != payment.SubInvalidSignature {
+		t.Fatalf("tampered request: %+v", r)
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers driver "sqlite"
+
+	"seckill/payment"
 )
 
 // store keeps the sandbox's payments and the notifications it owes in
@@ -21,6 +23,9 @@ type store struct {
 	db *sql.DB
 }
 
+// schema is the store as it was first made (version 0). Change it only
+// through migrations: a sandbox.db made by an earlier version is opened
+// by this one.
 const schema = `
 CREATE TABLE IF NOT EXISTS payments (
 	trade_no      TEXT PRIMARY KEY,
@@ -49,6 +54,15 @@ CREATE TABLE IF NOT EXISTS notifications (
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (state, next_at);
 `
 
+// migrations take the store from version i (SQLite's user_version) to
+// i+1, each in the transaction that opens the store.
+var migrations = []string{
+	// 1: a trade's expiry (the create's time_expire), unix nanoseconds,
+	// NULL for none; the index finds the waiting trades that expire next.
+	`ALTER TABLE payments ADD COLUMN expires_at INTEGER;
+	CREATE INDEX payments_expiring ON payments (expires_at) WHERE status = 'WAIT_BUYER_PAY' AND expires_at IS NOT NULL;`,
+}
+
 func openStore(ctx context.Context, dir string) (*store, error) {
 	q := url.Values{
 		"_txlock": {"immediate"},
@@ -60,11 +74,41 @@ func openStore(ctx context.Context, dir string) (*store, error) {
 	}
 	// One writer: SQLite has one anyway, and transitions stay serial.
 	db.SetMaxOpenConns(1)
-	if _, err := db.ExecContext(ctx, schema); err != nil {
+	if err := migrate(ctx, db); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sandbox: schema: %w", err)
 	}
 	return &store{db: db}, nil
+}
+
+// migrate creates the schema if the store is new and applies the
+// migrations it has not had, in one (immediate) transaction, so that two
+// sandboxes opening one store do not both migrate it.
+func migrate(ctx context.Context, db *sql.DB) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, schema); err != nil {
+		return err
+	}
+	var version int
+	if err := tx.QueryRowContext(ctx, `PRAGMA user_version`).Scan(&version); err != nil {
+		return err
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("sandbox.db is at version %d, newer than this sandbox (%d)", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf(`PRAGMA user_version = %d`, len(migrations))); err != nil {
+		return err
+	}
+	return tx.Commit()
 }
 
 func (s *store) close() error { return s.db.Close() }
@@ -79,15 +123,33 @@ type trade struct {
 	CreatedAt            time.Time
 	RefundCents          int64
 	RefundReason         string
+	ExpiresAt            time.Time // zero: none
 }
 
-const paymentCols = `trade_no, out_trade_no, amount_cents, subject, notify_url, return_url, status, created_at, refund_cents, refund_reason`
+// expired reports whether p waits for a payment it can no longer take:
+// its expiry has come by now. Such a trade is closed to everyone (query,
+// create, the pay page) even before the notifier records the close.
+func (p *trade) expired(now time.Time) bool {
+	return p.Status == string(payment.TradeWaiting) && p.pastExpiry(now)
+}
 
-func scanPayment(row *sql.Row) (*trade, error) {
+// pastExpiry reports whether p has an expiry and now is not before it,
+// whatever p's status.
+func (p *trade) pastExpiry(now time.Time) bool {
+	return !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt)
+}
+
+const paymentCols = `trade_no, out_trade_no, amount_cents, subject, notify_url, return_url, status, created_at, refund_cents, refund_reason, expires_at`
+
+// scanner is a *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+func scanPayment(row scanner) (*trade, error) {
 	var p trade
 	var created int64
+	var expires sql.NullInt64
 	err := row.Scan(&p.TradeNo, &p.OutTradeNo, &p.AmountCents, &p.Subject, &p.NotifyURL, &p.ReturnURL,
-		&p.Status, &created, &p.RefundCents, &p.RefundReason)
+		&p.Status, &created, &p.RefundCents, &p.RefundReason, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNoPayment
 	}
@@ -95,6 +157,9 @@ func scanPayment(row *sql.Row) (*trade, error) {
 		return nil, err
 	}
 	p.CreatedAt = time.Unix(0, created)
+	if expires.Valid {
+		p.ExpiresAt = time.Unix(0, expires.Int64)
+	}
 	return &p, nil
 }
 
@@ -126,9 +191,34 @@ func (s *store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 }
 
 func insertPayment(ctx context.Context, tx *sql.Tx, p *trade) error {
-	_, err := tx.ExecContext(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, '')`,
-		p.TradeNo, p.OutTradeNo, p.AmountCents, p.Subject, p.NotifyURL, p.ReturnURL, p.Status, p.CreatedAt.UnixNano())
+	var expires sql.NullInt64
+	if !p.ExpiresAt.IsZero() {
+		expires = sql.NullInt64{Int64: p.ExpiresAt.UnixNano(), Valid: true}
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, '', ?)`,
+		p.TradeNo, p.OutTradeNo, p.AmountCents, p.Subject, p.NotifyURL, p.ReturnURL, p.Status, p.CreatedAt.UnixNano(), expires)
 	return err
+}
+
+// expiring returns up to limit waiting trades whose expiry has come by
+// now, the earliest first (through payments_expiring).
+func (s *store) expiring(ctx context.Context, now time.Time, limit int) ([]*trade, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+paymentCols+` FROM payments
+		WHERE status = 'WAIT_BUYER_PAY' AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?`,
+		now.UnixNano(), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*trade
+	for rows.Next() {
+		p, err := scanPayment(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
 }
 
 // finish moves a waiting payment to status; false if it was not waiting
@@ -181,11 +271,16 @@ func (s *store) due(ctx context.Context, now time.Time, limit int) ([]notificati
 	return out, rows.Err()
 }
 
-// nextDue returns when the earliest pending notification is due; ok is
-// false when none is pending.
-func (s *store) nextDue(ctx context.Context) (at time.Time, ok bool, err error) {
+// nextWork returns when the notifier has something to do next: the
+// earliest pending notification is due, or the earliest waiting trade
+// with an expiry expires (both read off an index). ok is false when
+// neither is pending.
+func (s *store) nextWork(ctx context.Context) (at time.Time, ok bool, err error) {
 	var n sql.NullInt64
-	err = s.db.QueryRowContext(ctx, `SELECT MIN(next_at) FROM notifications WHERE state = 'pending'`).Scan(&n)
+	err = s.db.QueryRowContext(ctx, `SELECT MIN(t) FROM (
+		SELECT MIN(next_at) AS t FROM notifications WHERE state = 'pending'
+		UNION ALL
+		SELECT MIN(expires_at) FROM payments WHERE status = 'WAIT_BUYER_PAY' AND expires_at IS NOT NULL)`).Scan(&n)
 	if err != nil || !n.Valid {
 		return time.Time{}, false, err
 	}
