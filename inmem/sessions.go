@@ -2,6 +2,7 @@ package inmem
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"hash/maphash"
 	"sync"
@@ -27,12 +28,16 @@ var (
 // once, or, if that is lost, through the TTL: the TTL is the bound.
 //
 // The entries are spread over shards, each under its own lock, and their
-// number never exceeds the size given to NewSessionCache.
+// number never exceeds the size given to NewSessionCache. An entry is 32
+// bytes of key and 32 of value with no pointer in either: a million of
+// them take about 150 MB (BenchmarkSessionCacheMemory; 332 MB as whole
+// sessions keyed by strings), and the garbage collector never scans them.
 type SessionCache struct {
 	store        seckill.SessionStore
 	ttl          time.Duration
 	refreshAfter time.Duration // hits on entries older than this refresh them in the background; 0: never
 	now          func() time.Time
+	base         time.Time // entries' read times count from here (since)
 	seed         maphash.Seed
 	shards       []sessionShard
 
@@ -41,7 +46,7 @@ type SessionCache struct {
 
 type sessionShard struct {
 	mu      sync.Mutex
-	entries map[string]cachedSession
+	entries map[sessionKey]cachedSession
 	max     int
 	// deletes counts the deletions in this shard: a lookup that saw the
 	// store before a deletion must not cache what it read, or a logout
@@ -49,10 +54,66 @@ type sessionShard struct {
 	deletes uint64
 }
 
+// sessionKey is a token hash as the map's key: the hash itself when it is
+// 32 bytes (account.HashToken's SHA-256), else its SHA-256 (hashed). A
+// hash X and the 32-byte SHA-256(X) have the same key: the entry's hashed
+// flag tells them apart, so neither is ever answered as the other.
+type sessionKey [32]byte
+
+func keyOf(tokenHash []byte) (key sessionKey, hashed bool) {
+	if len(tokenHash) == len(sessionKey{}) {
+		return sessionKey(tokenHash), false
+	}
+	return sha256.Sum256(tokenHash), true
+}
+
+// cachedSession is a session without its token hash (the key, or the
+// caller's): its expiry in Unix seconds and nanoseconds (any time.Time
+// round-trips), when it was read as a monotonic offset from the cache's
+// base (a wall clock stepped back must not stretch the TTL), its role as an
+// index in cachedRoles.
 type cachedSession struct {
-	s          seckill.Session
-	cached     time.Time // when the store was read (before the read began)
-	refreshing bool      // a background lookup is under way
+	userID     int64
+	expSec     int64
+	cached     int64 // when the store was read (before the read began): ns since SessionCache.base
+	expNsec    int32
+	role       uint8
+	hashed     bool // the key is the SHA-256 of a hash of another length (keyOf)
+	refreshing bool // a background lookup is under way
+}
+
+// cachedRoles are the roles an entry can hold (and none, as some stores'
+// tests give); a session of any other is not cached.
+var cachedRoles = [...]seckill.Role{seckill.RoleBuyer, seckill.RoleAdmin, ""}
+
+// entryOf is s as an entry read at now (stamped by c.since); ok is false
+// for a role not in cachedRoles.
+func (c *SessionCache) entryOf(s *seckill.Session, hashed bool, now time.Time) (e cachedSession, ok bool) {
+	for i, r := range cachedRoles {
+		if r == s.Role {
+			return cachedSession{userID: s.UserID, expSec: s.ExpiresAt.Unix(), expNsec: int32(s.ExpiresAt.Nanosecond()),
+				cached: c.since(now), role: uint8(i), hashed: hashed}, true
+		}
+	}
+	return cachedSession{}, false
+}
+
+// since is now as nanoseconds since the cache's base: monotonic when both
+// come from time.Now.
+func (c *SessionCache) since(now time.Time) int64 { return int64(now.Sub(c.base)) }
+
+func (e cachedSession) expiry() time.Time { return time.Unix(e.expSec, int64(e.expNsec)).UTC() }
+
+// session is e as the session with tokenHash.
+func (e cachedSession) session(tokenHash []byte) *seckill.Session {
+	return &seckill.Session{TokenHash: tokenHash, UserID: e.userID, Role: cachedRoles[e.role], ExpiresAt: e.expiry()}
+}
+
+// serves reports whether e may be answered at now: the session unexpired
+// and read less than ttl ago; age is how long ago it was read.
+func (c *SessionCache) serves(e cachedSession, now time.Time) (age time.Duration, ok bool) {
+	age = time.Duration(c.since(now) - e.cached)
+	return age, now.Before(e.expiry()) && age >= 0 && age < c.ttl
 }
 
 // sessionShards is how many shards a large cache has; a cache too small
@@ -68,9 +129,9 @@ func NewSessionCache(store seckill.SessionStore, ttl time.Duration, size int) *S
 	if size >= sessionShards*minShardSize {
 		n = sessionShards
 	}
-	c := &SessionCache{store: store, ttl: ttl, now: time.Now, seed: maphash.MakeSeed(), shards: make([]sessionShard, n)}
+	c := &SessionCache{store: store, ttl: ttl, now: time.Now, base: time.Now(), seed: maphash.MakeSeed(), shards: make([]sessionShard, n)}
 	for i := range c.shards {
-		c.shards[i] = sessionShard{entries: make(map[string]cachedSession), max: max(size/n, 1)}
+		c.shards[i] = sessionShard{entries: make(map[sessionKey]cachedSession), max: max(size/n, 1)}
 	}
 	return c
 }
@@ -85,25 +146,24 @@ func (c *SessionCache) RefreshAfter(d time.Duration) *SessionCache {
 	return c
 }
 
-func (c *SessionCache) shard(key string) *sessionShard {
+func (c *SessionCache) shard(key sessionKey) *sessionShard {
 	if len(c.shards) == 1 {
 		return &c.shards[0]
 	}
-	return &c.shards[maphash.String(c.seed, key)%uint64(len(c.shards))]
+	return &c.shards[maphash.Bytes(c.seed, key[:])%uint64(len(c.shards))]
 }
 
 // CreateSession stores s in the backing store and caches it: a buyer's
 // first request after logging in on this instance costs no lookup.
 func (c *SessionCache) CreateSession(ctx context.Context, s seckill.Session) error {
-	key := string(s.TokenHash)
+	key, hashed := keyOf(s.TokenHash)
 	sh := c.shard(key)
 	now := c.now()
 	deletes := sh.deletesNow()
 	if err := c.store.CreateSession(ctx, s); err != nil {
 		return err
 	}
-	s.TokenHash = append([]byte(nil), s.TokenHash...)
-	sh.remember(key, s, now, deletes, c.ttl)
+	c.remember(sh, key, hashed, &s, now, deletes)
 	return nil
 }
 
@@ -111,19 +171,18 @@ func (c *SessionCache) CreateSession(ctx context.Context, s seckill.Session) err
 // and the session unexpired, else from the store.
 func (c *SessionCache) Session(ctx context.Context, tokenHash []byte) (*seckill.Session, error) {
 	now := c.now()
-	key := string(tokenHash)
+	key, hashed := keyOf(tokenHash)
 	sh := c.shard(key)
 	sh.mu.Lock()
 	e, ok := sh.entries[key]
 	deletes := sh.deletes
 	sh.mu.Unlock()
-	if ok && now.Before(e.s.ExpiresAt) {
-		if age := now.Sub(e.cached); age >= 0 && age < c.ttl {
+	if ok && e.hashed == hashed {
+		if age, serves := c.serves(e, now); serves {
 			if c.refreshAfter > 0 && age >= c.refreshAfter && !e.refreshing {
-				c.refresh(sh, key, tokenHash)
+				c.refresh(sh, key, hashed, tokenHash)
 			}
-			s := e.s
-			return &s, nil
+			return e.session(tokenHash), nil
 		}
 	}
 	s, err := c.store.Session(ctx, tokenHash)
@@ -131,7 +190,7 @@ func (c *SessionCache) Session(ctx context.Context, tokenHash []byte) (*seckill.
 		sh.forget(key)
 		return nil, err
 	}
-	sh.remember(key, *s, now, deletes, c.ttl)
+	c.remember(sh, key, hashed, s, now, deletes)
 	return s, nil
 }
 
@@ -141,13 +200,13 @@ func (c *SessionCache) TouchSession(ctx context.Context, tokenHash []byte, expir
 	if err := c.store.TouchSession(ctx, tokenHash, expiresAt); err != nil {
 		return err
 	}
-	key := string(tokenHash)
+	key, hashed := keyOf(tokenHash)
 	sh := c.shard(key)
 	now := c.now()
 	sh.mu.Lock()
-	if e, ok := sh.entries[key]; ok {
-		if now.Before(e.s.ExpiresAt) {
-			e.s.ExpiresAt = expiresAt
+	if e, ok := sh.entries[key]; ok && e.hashed == hashed {
+		if now.Before(e.expiry()) {
+			e.expSec, e.expNsec = expiresAt.Unix(), int32(expiresAt.Nanosecond())
 			sh.entries[key] = e
 		} else {
 			// The store leaves an expired session alone: so must the
@@ -164,7 +223,7 @@ func (c *SessionCache) TouchSession(ctx context.Context, tokenHash []byte, expir
 // dropped after the store's deletion, and a lookup that started before it
 // does not cache its answer.
 func (c *SessionCache) DeleteSession(ctx context.Context, tokenHash []byte) error {
-	key := string(tokenHash)
+	key, _ := keyOf(tokenHash)
 	sh := c.shard(key)
 	sh.forget(key)
 	err := c.store.DeleteSession(ctx, tokenHash)
@@ -196,7 +255,7 @@ func (c *SessionCache) DeleteUserSessions(ctx context.Context, userID int64) ([]
 		sh.mu.Lock()
 		sh.deletes++
 		for k, e := range sh.entries {
-			if e.s.UserID == userID {
+			if e.userID == userID {
 				delete(sh.entries, k)
 			}
 		}
@@ -208,7 +267,7 @@ func (c *SessionCache) DeleteUserSessions(ctx context.Context, userID int64) ([]
 // Evict drops the session from the cache (not from the store): another
 // instance deleted it. A lookup under way does not cache its answer.
 func (c *SessionCache) Evict(tokenHash []byte) {
-	key := string(tokenHash)
+	key, _ := keyOf(tokenHash)
 	c.shard(key).evict(key)
 }
 
@@ -240,10 +299,10 @@ func (c *SessionCache) Len() int {
 // refresh looks the session up again in the background, once at a time per
 // token. The answer replaces the entry only if no deletion happened in its
 // shard meanwhile: a logout stays a logout.
-func (c *SessionCache) refresh(sh *sessionShard, key string, tokenHash []byte) {
+func (c *SessionCache) refresh(sh *sessionShard, key sessionKey, hashed bool, tokenHash []byte) {
 	sh.mu.Lock()
 	e, ok := sh.entries[key]
-	if !ok || e.refreshing {
+	if !ok || e.hashed != hashed || e.refreshing {
 		sh.mu.Unlock()
 		return
 	}
@@ -264,7 +323,8 @@ func (c *SessionCache) refresh(sh *sessionShard, key string, tokenHash []byte) {
 		defer sh.mu.Unlock()
 		e, ok := sh.entries[key]
 		switch {
-		case !ok:
+		case !ok || e.hashed != hashed:
+			// Gone, or now the other hash of this key's (keyOf).
 		case err != nil:
 			// Gone, or the store failed: the next request asks it itself.
 			delete(sh.entries, key)
@@ -273,7 +333,11 @@ func (c *SessionCache) refresh(sh *sessionShard, key string, tokenHash []byte) {
 			e.refreshing = false
 			sh.entries[key] = e
 		default:
-			sh.entries[key] = cachedSession{s: *s, cached: now}
+			if ne, ok := c.entryOf(s, hashed, now); ok {
+				sh.entries[key] = ne
+			} else {
+				delete(sh.entries, key)
+			}
 		}
 	}()
 }
@@ -284,13 +348,13 @@ func (sh *sessionShard) deletesNow() uint64 {
 	return sh.deletes
 }
 
-func (sh *sessionShard) forget(key string) {
+func (sh *sessionShard) forget(key sessionKey) {
 	sh.mu.Lock()
 	delete(sh.entries, key)
 	sh.mu.Unlock()
 }
 
-func (sh *sessionShard) evict(key string) {
+func (sh *sessionShard) evict(key sessionKey) {
 	sh.mu.Lock()
 	sh.deletes++
 	delete(sh.entries, key)
@@ -303,15 +367,19 @@ func (sh *sessionShard) evict(key string) {
 // quarter of the others (Go's map order is random enough): a miss costs one
 // store lookup, and dropping them all at once would make a crowd's next
 // requests all miss together.
-func (sh *sessionShard) remember(key string, s seckill.Session, now time.Time, deletes uint64, ttl time.Duration) {
+func (c *SessionCache) remember(sh *sessionShard, key sessionKey, hashed bool, s *seckill.Session, now time.Time, deletes uint64) {
+	e, ok := c.entryOf(s, hashed, now)
+	if !ok {
+		return
+	}
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if sh.deletes != deletes {
 		return
 	}
 	if _, ok := sh.entries[key]; !ok && len(sh.entries) >= sh.max {
-		for k, e := range sh.entries {
-			if now.Sub(e.cached) >= ttl || !now.Before(e.s.ExpiresAt) {
+		for k, old := range sh.entries {
+			if _, serves := c.serves(old, now); !serves {
 				delete(sh.entries, k)
 			}
 		}
@@ -322,5 +390,5 @@ func (sh *sessionShard) remember(key string, s seckill.Session, now time.Time, d
 			delete(sh.entries, k)
 		}
 	}
-	sh.entries[key] = cachedSession{s: s, cached: now}
+	sh.entries[key] = e
 }

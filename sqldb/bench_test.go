@@ -4,10 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"seckill"
 	"seckill/sqldb"
@@ -28,16 +32,20 @@ func BenchmarkWriteOrdersMySQL(b *testing.B) { benchWriteOrdersSizes(b, freshMyS
 
 func benchWriteOrdersSizes(b *testing.B, fresh freshURL) {
 	for _, size := range []int{100, 500, 1000, 2000} {
-		b.Run(fmt.Sprint(size), func(b *testing.B) { benchWriteOrders(b, fresh, size) })
+		b.Run(fmt.Sprint(size), func(b *testing.B) { benchWriteOrders(b, fresh, size, false) })
 	}
+	// A crowd's buyers come in no order of their ids (the batches above
+	// hold consecutive ones): the indexes and checks by user meet them at
+	// random.
+	b.Run("2000-crowd", func(b *testing.B) { benchWriteOrders(b, fresh, 2000, true) })
 }
 
-func benchWriteOrders(b *testing.B, fresh freshURL, size int) {
+func benchWriteOrders(b *testing.B, fresh freshURL, size int, shuffle bool) {
 	ctx := context.Background()
 	db := openFresh(b, fresh)
 	reqs := make([]seckill.OrderRequest, size)
 	payBy := time.Now().Add(10 * time.Minute)
-	benchBatches(b, db, size, func(saleID int64, users []*seckill.User) {
+	benchBatches(b, db, size, shuffle, func(saleID int64, users []*seckill.User) {
 		now := time.Now()
 		for j, u := range users {
 			reqs[j] = seckill.OrderRequest{SaleID: saleID, UserID: u.ID,
@@ -54,8 +62,9 @@ func benchWriteOrders(b *testing.B, fresh freshURL, size int) {
 // benchBatches calls write with one batch of size new buyers of one sale
 // per op, a fresh sale of 100,000 units every 100,000 buyers, and reports
 // orders/s and the CPU time of the process per order (the whole engine's,
-// for SQLite).
-func benchBatches(b *testing.B, db *sqldb.DB, size int, write func(saleID int64, users []*seckill.User)) {
+// for SQLite). The batches hold consecutive users, or with shuffle each
+// sale's buyers in a random order.
+func benchBatches(b *testing.B, db *sqldb.DB, size int, shuffle bool, write func(saleID int64, users []*seckill.User)) {
 	ctx := context.Background()
 	const nUsers = 100_000
 	users := makeUsers(0, nUsers)
@@ -71,6 +80,9 @@ func benchBatches(b *testing.B, db *sqldb.DB, size int, write func(saleID int64,
 			sale = &seckill.Sale{Name: "bench", PriceCents: 1, OriginalPriceCents: 2, Stock: nUsers,
 				StartsAt: time.Now(), EndsAt: time.Now().Add(time.Hour)}
 			mustOK(b, db.CreateSale(ctx, sale))
+			if shuffle {
+				rand.Shuffle(len(users), func(i, j int) { users[i], users[j] = users[j], users[i] })
+			}
 			b.StartTimer()
 		}
 		write(sale.ID, users[(i%perSale)*size:][:size])
@@ -173,7 +185,7 @@ func benchRawInsert(b *testing.B, fresh freshURL) {
 	mustOK(b, err)
 	defer st.Close()
 	args := make([]any, 0, 6*size)
-	benchBatches(b, db, size, func(saleID int64, users []*seckill.User) {
+	benchBatches(b, db, size, false, func(saleID int64, users []*seckill.User) {
 		now := time.Now()
 		var at, payBy any = now, now.Add(10 * time.Minute)
 		if !pg {
@@ -191,6 +203,36 @@ func benchRawInsert(b *testing.B, fresh freshURL) {
 				}
 			}
 			return nil
+		}))
+	})
+}
+
+// BenchmarkRawCopyPostgres is the PostgreSQL server's own ceiling for
+// these rows and indexes: the rows of BenchmarkRawInsertPostgres, 2000 to
+// a transaction, written with COPY (pgx CopyFrom) straight into orders.
+func BenchmarkRawCopyPostgres(b *testing.B) {
+	const size = 2000
+	ctx := context.Background()
+	db := openFresh(b, freshPostgres)
+	conn, err := db.WritePool().Conn(ctx)
+	mustOK(b, err)
+	defer conn.Close()
+	cols := []string{"sale_id", "user_id", "order_no", "price_cents", "created_at", "pay_deadline", "status"}
+	rows := make([][]any, size)
+	benchBatches(b, db, size, false, func(saleID int64, users []*seckill.User) {
+		now := time.Now()
+		payBy := now.Add(10 * time.Minute)
+		for j, u := range users {
+			rows[j] = []any{saleID, u.ID, fmt.Sprintf("B%d-%d", saleID, u.ID), int64(1), now, payBy, "pending_payment"}
+		}
+		mustOK(b, conn.Raw(func(dc any) error {
+			return pgx.BeginFunc(ctx, dc.(*stdlib.Conn).Conn(), func(tx pgx.Tx) error {
+				n, err := tx.CopyFrom(ctx, pgx.Identifier{"orders"}, cols, pgx.CopyFromRows(rows))
+				if err == nil && n != size {
+					err = fmt.Errorf("copied %d of %d rows", n, size)
+				}
+				return err
+			})
 		}))
 	})
 }
