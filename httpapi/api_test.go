@@ -375,6 +375,34 @@ func TestRateLimits(t *testing.T) {
 	want(t, s2.do("POST", "/api/sessions", "", map[string]string{"phone": "13000000000", "password": "whatever1"}), 429, "rate_limited")
 }
 
+// TestPurchaseIPLimit: purchases that pass the local checks take the
+// address's token from PurchaseIPLimit when it is set (serve's in-process
+// bucket in front of a Redis one), and only from it; without it, from
+// IPLimit.
+func TestPurchaseIPLimit(t *testing.T) {
+	s := newStack(t, options{ipLimit: inmem.NewLimiter(0.01, 1000), purchaseIPLimit: inmem.NewLimiter(0.01, 1)})
+	toks, _ := s.buyers(2)
+	sale := s.activeSale(10, false)
+	want(t, s.purchase(toks[0], sale, s.path(toks[0], sale)), 202, "")
+	p := s.path(toks[1], sale) // the address's shared bucket still has tokens
+	r := s.purchase(toks[1], sale, p)
+	want(t, r, 429, "rate_limited")
+	if r.Header.Get("Retry-After") == "" {
+		t.Error("429 without Retry-After")
+	}
+	// A press answered here (known buyer) takes no token and is 409.
+	want(t, s.purchase(toks[0], sale, s.path(toks[0], sale)), 409, "duplicate")
+
+	// Without PurchaseIPLimit, IPLimit's bucket: the paths and the
+	// purchase share its 3 tokens (one went to the admin's login).
+	s2 := newStack(t, options{ipLimit: inmem.NewLimiter(0.01, 3)})
+	toks2, _ := s2.buyers(1)
+	sale2 := s2.activeSale(10, false)
+	p2 := s2.path(toks2[0], sale2)
+	want(t, s2.purchase(toks2[0], sale2, p2), 202, "")
+	want(t, s2.do("POST", fmt.Sprintf("/api/sales/%d/path", sale2), toks2[0], nil), 429, "rate_limited")
+}
+
 // TestSpoofedForwardedFor: behind a trusted proxy that appends to
 // X-Forwarded-For, whatever the client writes there itself does not give
 // it a fresh per-IP bucket: the limit counts the address the proxy saw.

@@ -56,16 +56,42 @@ func (s *Server) purchase(w http.ResponseWriter, r *http.Request, sess *seckill.
 	if err != nil {
 		return err
 	}
-	if err := s.allow(r.Context(), s.cfg.IPLimit, s.clientIP(r)); err != nil {
+	lim := s.cfg.PurchaseIPLimit
+	if lim == nil {
+		lim = s.cfg.IPLimit
+	}
+	if err := s.allow(r.Context(), lim, s.clientIP(r)); err != nil {
 		return err
 	}
 	ticket, err := s.cfg.Engine.Admit(r.Context(), a)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"status": seckill.ResultQueued, "ticket": ticket})
+	writeQueued(w, ticket)
 	return nil
 }
+
+// writeQueued answers 202 {"status":"queued","ticket":…}, the bytes
+// writeJSON would write, without the encoder's reflection over a map for
+// the common ticket (the engine's, [0-9A-Z]): that was a twentieth of an
+// admission's server CPU in a profile of a crowd that every buyer won.
+func writeQueued(w http.ResponseWriter, ticket string) {
+	for i := 0; i < len(ticket); i++ {
+		if c := ticket[i]; (c < '0' || c > '9') && (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') {
+			writeJSON(w, http.StatusAccepted, map[string]string{"status": seckill.ResultQueued, "ticket": ticket})
+			return
+		}
+	}
+	b := make([]byte, 0, len(queuedPrefix)+len(ticket)+3)
+	b = append(b, queuedPrefix...)
+	b = append(b, ticket...)
+	b = append(b, "\"}\n"...)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = w.Write(b)
+}
+
+const queuedPrefix = `{"status":"` + seckill.ResultQueued + `","ticket":"`
 
 func (s *Server) result(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
 	id, err := pathID(r, "id")

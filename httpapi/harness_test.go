@@ -63,7 +63,8 @@ type stack struct {
 
 type options struct {
 	userLimit, ipLimit seckill.Limiter
-	purchaseLimit      seckill.Bucket // checkout.Config.PurchaseLimit
+	purchaseIPLimit    seckill.Limiter // Config.PurchaseIPLimit
+	purchaseLimit      seckill.Bucket  // checkout.Config.PurchaseLimit
 	ws                 httpapi.WSConfig
 	wsGauge            func(delta int)    // Config.WebSockets
 	phones, ips        seckill.LoginGuard // account.Config's login back-off
@@ -150,7 +151,7 @@ func newStack(t *testing.T, opt options) *stack {
 	})
 	s.api = httpapi.New(httpapi.Config{
 		Engine: s.engine, Accounts: s.accounts, Orders: db,
-		UserLimit: opt.userLimit, IPLimit: opt.ipLimit, Log: log,
+		UserLimit: opt.userLimit, IPLimit: opt.ipLimit, PurchaseIPLimit: opt.purchaseIPLimit, Log: log,
 		Ready:   func(ctx context.Context) error { return db.Ping(ctx) },
 		Results: s.engine.Results(), WS: opt.ws, WebSockets: opt.wsGauge, TrustedProxies: opt.trusted,
 		AllowedOrigins: opt.origins, CookieSecure: opt.cookieSecure,

@@ -81,13 +81,15 @@ type WSConfig struct {
 	// 250 ms): a sale is pushed at most once per interval.
 	SaleInterval time.Duration
 	// SaleTicks, when set, replaces SaleInterval's ticker: each value
-	// received is one comparison (tests drive the push with it).
+	// received is one comparison (tests drive the push with it); a zero
+	// time is none, only a sign that the comparison before it is over.
 	SaleTicks <-chan time.Time
 	// DashInterval is how often, while an admin's dashboard socket
 	// (GET /api/admin/ws) is open, the dashboard is streamed to it
 	// (dashboard.go; default 1 s).
 	DashInterval time.Duration
-	// DashTicks, when set, replaces DashInterval's ticker (tests).
+	// DashTicks, when set, replaces DashInterval's ticker (tests; a zero
+	// time streams nothing, as SaleTicks').
 	DashTicks <-chan time.Time
 }
 

@@ -22,10 +22,16 @@ type Config struct {
 	Accounts *account.Service
 	Orders   seckill.OrderStore
 	// UserLimit and IPLimit are token buckets per user and per client IP.
-	// Purchases take only IPLimit's: their per-user limit is the engine's
-	// (checkout.Config.PurchaseLimit), per user and sale, in the gate.
+	// Purchases take neither: their per-user limit is the engine's
+	// (checkout.Config.PurchaseLimit), per user and sale, in the gate, and
+	// their per-address one is PurchaseIPLimit's.
 	UserLimit seckill.Limiter
 	IPLimit   seckill.Limiter
+	// PurchaseIPLimit is the per-address bucket of purchases that pass the
+	// engine's local checks (nil: IPLimit's). An in-process one keeps a
+	// purchase that reserves at one round trip to a shared backend, the
+	// gate's: with IPLimit in Redis it would be two.
+	PurchaseIPLimit seckill.Limiter
 	// TrustedProxies are the proxies whose X-Forwarded-For entries are
 	// believed (clientip.go); empty, the client IP is the peer's address.
 	TrustedProxies []netip.Prefix

@@ -169,7 +169,9 @@ func TestWSRouteNeedsResults(t *testing.T) {
 
 func TestWSPushesOwnResults(t *testing.T) {
 	g := &wsGauge{}
-	s := newStack(t, options{wsGauge: g.add})
+	// A sale push (every socket hears the sale's units change) would land
+	// among the results this test reads in order: no tick ever comes.
+	s := newStack(t, options{wsGauge: g.add, ws: httpapi.WSConfig{SaleTicks: make(chan time.Time)}})
 	url := s.serve()
 	toks, ids := s.buyers(2)
 	alice, bob := toks[0], toks[1]
@@ -252,7 +254,10 @@ func TestWSPushesOwnResults(t *testing.T) {
 // a second instance is) pushes to its sockets what the first one wrote.
 func TestWSResultsOfAnyInstance(t *testing.T) {
 	s := newStack(t, options{})
-	other := httpapi.New(httpapi.Config{Engine: s.engine, Accounts: s.accounts, Orders: s.db, Results: s.queue})
+	// No sale pushes (no tick ever comes): the first message must be the
+	// result, not the sale's change.
+	other := httpapi.New(httpapi.Config{Engine: s.engine, Accounts: s.accounts, Orders: s.db, Results: s.queue,
+		WS: httpapi.WSConfig{SaleTicks: make(chan time.Time)}})
 	t.Cleanup(func() { _ = other.Close() })
 	srv := httptest.NewServer(other)
 	t.Cleanup(srv.Close)
@@ -277,6 +282,10 @@ func TestWSLimitPerUser(t *testing.T) {
 	dialWS(t, url, bearer(toks[0]))
 	refused(t, url, bearer(toks[0]), 429, "rate_limited")
 	dialWS(t, url, bearer(toks[1])) // others are not affected
+	// The server counts a socket once it attached it, which may be after
+	// the client's dial returned: wait for all three, so that 2 below
+	// means first is gone and not that the third is not counted yet.
+	g.await(t, 3)
 	first.CloseNow()
 	g.await(t, 2)
 	dialWS(t, url, bearer(toks[0]))
@@ -346,36 +355,46 @@ func TestWSSlowClientDropped(t *testing.T) {
 	type big struct{ Pad string }
 	pad := big{strings.Repeat("x", 1<<20)}
 	const max = 500 // 500 MiB: far beyond what the socket buffers hold
-	sent := make(chan int, 1)
+	type outcome struct {
+		n    int
+		fail string
+	}
+	sent := make(chan outcome, 1)
 	go func() {
-		// SendUser must never wait for the slow client.
+		// SendUser must never wait for the slow client. The fast one has
+		// each message before the next is sent: with a buffer of 4, a
+		// loaded machine that ran this loop ahead of the fast socket's
+		// writer would drop the fast client too.
 		n := 0
 		for n < max && s.api.SendUser(ids[0], pad) == 1 {
 			s.api.SendUser(ids[1], map[string]int{"n": n})
+			select {
+			case p := <-got:
+				if p["n"] != float64(n) {
+					sent <- outcome{n, fmt.Sprintf("fast client's message %d is %v", n, p)}
+					return
+				}
+			case <-time.After(10 * time.Second):
+				sent <- outcome{n, fmt.Sprintf("fast client got %d messages, not its %dth", n, n+1)}
+				return
+			}
 			n++
 		}
-		sent <- n
+		sent <- outcome{n, ""}
 	}()
-	var n int
+	var o outcome
 	select {
-	case n = <-sent:
+	case o = <-sent:
 	case <-time.After(30 * time.Second):
 		t.Fatal("SendUser blocked on a slow client")
 	}
-	if n == max {
+	if o.fail != "" {
+		t.Fatal(o.fail)
+	}
+	if o.n == max {
 		t.Fatalf("the slow client was never dropped after %d MiB", max)
 	}
 	g.await(t, 1)
-	for i := range n {
-		select {
-		case p := <-got:
-			if p["n"] != float64(i) {
-				t.Fatalf("fast client's message %d is %v", i, p)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("fast client got %d of %d messages", i, n)
-		}
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	for {

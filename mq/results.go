@@ -2,7 +2,6 @@ package mq
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"sync/atomic"
 
@@ -21,11 +20,7 @@ const resultsPerMsg = 1000
 func (q *Queue) PublishResults(ctx context.Context, rs []seckill.OrderResult) error {
 	for len(rs) > 0 {
 		n := min(len(rs), resultsPerMsg)
-		data, err := json.Marshal(rs[:n])
-		if err != nil {
-			return fmt.Errorf("publish results: %w", err)
-		}
-		if err := q.nc.Publish(q.results, data); err != nil {
+		if err := q.nc.Publish(q.results, appendResults(nil, rs[:n])); err != nil {
 			return fmt.Errorf("publish results: %w", busy(err))
 		}
 		rs = rs[n:]
@@ -40,8 +35,8 @@ func (q *Queue) PublishResults(ctx context.Context, rs []seckill.OrderResult) er
 // it overflows. Errors are EBusy.
 func (q *Queue) SubscribeResults(fn func(seckill.OrderResult)) (cancel func(), err error) {
 	return q.subscribe(q.results, "results", func(data []byte, stopped *atomic.Bool) {
-		var rs []seckill.OrderResult
-		if err := json.Unmarshal(data, &rs); err != nil {
+		rs, err := decodeResults(data)
+		if err != nil {
 			q.log.Error("malformed results message", "err", err)
 			return
 		}

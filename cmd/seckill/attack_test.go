@@ -44,6 +44,8 @@ const (
 	attackReadHdr  = time.Second
 	attackRead     = 2 * time.Second
 	attackBuyers   = 560 // the subtests take 544
+	// The per-address bucket, serve's defaults.
+	ipRate, ipBurst = 200, 400
 )
 
 // attackSuite is the server under attack and what the subtests leave for
@@ -90,7 +92,7 @@ func TestAttacks(t *testing.T) {
 	// the rate limits off); short session life and read timeouts so that
 	// expiry and slow clients are seen within seconds.
 	s.c = startChild(t, dir,
-		"SECKILL_USER_RATE=5", "SECKILL_USER_BURST=10", "SECKILL_IP_RATE=200", "SECKILL_IP_BURST=400",
+		"SECKILL_USER_RATE=5", "SECKILL_USER_BURST=10", "SECKILL_IP_RATE="+strconv.Itoa(ipRate), "SECKILL_IP_BURST="+strconv.Itoa(ipBurst),
 		"SECKILL_SESSION_TTL="+attackTTL.String(), "SECKILL_SECRET="+attackSecret,
 		"SECKILL_READ_HEADER_TIMEOUT="+attackReadHdr.String(), "SECKILL_READ_TIMEOUT="+attackRead.String(),
 	)
@@ -196,8 +198,10 @@ type agent struct {
 func (s *attackSuite) agent(network, host int) *agent {
 	ip := net.IPv4(127, 0, byte(network), byte(host))
 	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 10 * time.Second}
+	// Idle connections go before the server's header timeout closes one
+	// that never carried a request (see the shared client in crash_test.go).
 	return &agent{base: s.c.url, ip: ip, http: &http.Client{Timeout: 30 * time.Second,
-		Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 64}}}
+		Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 64, IdleConnTimeout: attackReadHdr / 2}}}
 }
 
 // reply is an answer of the server.
@@ -951,9 +955,14 @@ func attackOneAccountFlood(t *testing.T, s *attackSuite, subnet int) {
 }
 
 // attackManyAccountsOneIP: 500 accounts behind one address get their paths
-// and send 3 purchases each from 64 connections: the per-IP limit answers
-// 429 to most, no account gets two units, and buyers at other addresses
-// all get their 202s.
+// and send 3 purchases each from 64 connections: the address admits no
+// more than its bucket (SECKILL_IP_BURST plus SECKILL_IP_RATE a second),
+// no account gets two units, and buyers at other addresses all get their
+// 202s. The address's bucket is emptied first, so the bound is the rate
+// alone: on a server that admits faster than that, presses see 429. An
+// account's presses after its 202 are 409 from the instance itself (issue
+// 14), before the per-IP bucket; how many presses see 429 depends on how
+// fast the server admits (on a slow machine, CI with -race, maybe none).
 func attackManyAccountsOneIP(t *testing.T, s *attackSuite, subnet int) {
 	const bots, tries, workers, others = 500, 3, 64, 20
 	bs := s.take(t, bots+others)
@@ -979,6 +988,18 @@ func attackManyAccountsOneIP(t *testing.T, s *attackSuite, subnet int) {
 	answers := map[int]int{}
 	accepted := map[int64]string{}
 	var wg sync.WaitGroup
+	// Empty the address's bucket: requests that take a token and nothing
+	// else (an empty body on account creation, 400) until one sees 429.
+	for try := 0; ; try++ {
+		r := a.send("POST", "/api/users", "", "", nil)
+		if r.Status == 429 {
+			break
+		}
+		if try == 10*ipBurst {
+			t.Fatalf("%d account creations from one address, no 429: %v", try, r)
+		}
+	}
+	start := time.Now()
 	half := make(chan struct{})
 	var once sync.Once
 	for w := 0; w < workers; w++ {
@@ -1015,9 +1036,14 @@ func attackManyAccountsOneIP(t *testing.T, s *attackSuite, subnet int) {
 		s.buy(t, s.agent(subnet, 2+i), sale, b, mine)
 	}
 	wg.Wait()
-	t.Logf("bots' answers: %v", answers)
-	if answers[429] == 0 {
-		t.Errorf("500 accounts from one address, no 429: %v", answers)
+	took := time.Since(start)
+	limit := int(ipRate*took.Seconds()*1.05) + 2
+	t.Logf("bots' answers in %v: %v (the address's bucket allows %d)", took.Round(time.Millisecond), answers, limit)
+	if answers[202] > limit {
+		t.Errorf("500 accounts from one address: %d admitted in %v, past the per-address limit of %d: %v", answers[202], took, limit, answers)
+	}
+	if answers[202]+answers[429] < bots {
+		t.Errorf("bots' first presses: %v, want each admitted or refused with 429", answers)
 	}
 	for id, tk := range mine {
 		accepted[id] = tk

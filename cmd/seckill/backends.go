@@ -17,12 +17,17 @@ import (
 // gate, sessions, rate limits, captchas and the rebuild lock. In this
 // process for a single instance; in Redis when several share it.
 type shared struct {
-	gate       seckill.StockGate
-	sessions   seckill.SessionStore // durable store, before the in-process cache
-	userLim    seckill.Limiter
-	ipLim      seckill.Limiter
-	captchas   seckill.CaptchaStore
-	captchaLim seckill.Limiter // captchas per user per sale
+	gate     seckill.StockGate
+	sessions seckill.SessionStore // durable store, before the in-process cache
+	userLim  seckill.Limiter
+	ipLim    seckill.Limiter
+	// purchaseIPLim is the per-address bucket of purchases: ipLim in
+	// process; with Redis, one in this process, so that a purchase that
+	// reserves costs one Redis round trip (the gate's) and not two (see
+	// httpapi.Config.PurchaseIPLimit).
+	purchaseIPLim seckill.Limiter
+	captchas      seckill.CaptchaStore
+	captchaLim    seckill.Limiter // captchas per user per sale
 	// loginPhones and loginIPs are the back-off of failed logins per phone
 	// and per client address (account.PhoneBackoff, account.IPBackoff).
 	loginPhones, loginIPs seckill.LoginGuard
@@ -50,9 +55,10 @@ const (
 func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore) (*shared, error) {
 	c := m.Config
 	if c.Redis == "" {
+		ipLim := inmem.NewLimiter(c.IPRate, c.IPBurst)
 		return &shared{
 			gate: inmem.NewGate(), sessions: sqlSessions,
-			userLim: inmem.NewLimiter(c.UserRate, c.UserBurst), ipLim: inmem.NewLimiter(c.IPRate, c.IPBurst),
+			userLim: inmem.NewLimiter(c.UserRate, c.UserBurst), ipLim: ipLim, purchaseIPLim: ipLim,
 			// No locker: this process owns the gate, and recovery may drain
 			// the queue and reload everything.
 			captchas:    inmem.NewCaptchaStore(),
@@ -73,14 +79,24 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	fast := rdb.NewSessions(client, prefix)
+	// The per-address bucket of purchases is this instance's own, so that
+	// a purchase costs one Redis round trip (the gate's). The address's
+	// other requests here take a token from it too, before Redis's: on
+	// one instance, paths, captchas, logins and purchases share one
+	// bucket as in embedded mode, and a refusal costs no round trip.
+	localIP := inmem.NewLimiter(c.IPRate, c.IPBurst)
 	return &shared{
 		gate: rdb.NewGate(client, prefix),
 		// Sessions live in SQL too: Redis restarting empty logs nobody out.
 		sessions: &account.Tiered{Fast: fast, Durable: sqlSessions},
 		revoked:  fast,
 		userLim:  rdb.NewLimiter(client, prefix+"user:", c.UserRate, c.UserBurst),
-		ipLim:    rdb.NewLimiter(client, prefix+"ip:", c.IPRate, c.IPBurst),
-		captchas: rdb.NewCaptchaStore(client, prefix),
+		ipLim:    bothLimiters{localIP, rdb.NewLimiter(client, prefix+"ip:", c.IPRate, c.IPBurst)},
+		// Kept by each instance: N instances admit an address's purchases
+		// up to N times the rate (the per-user bucket and the gate are
+		// shared).
+		purchaseIPLim: localIP,
+		captchas:      rdb.NewCaptchaStore(client, prefix),
 		// Shared, so a bot cannot collect a cap's worth on every instance.
 		captchaLim: rdb.NewLimiter(client, prefix+"captcha-cap:", captchaRefill, captchaCap),
 		// Shared, so guesses spread over instances add up.
@@ -126,4 +142,16 @@ func (s *shared) close() error {
 		s.followed.Wait()
 	}
 	return s.redis.Close()
+}
+
+// bothLimiters takes a token from first, then from second: a request
+// that first refuses never reaches second (in Redis, a round trip saved);
+// one that second refuses has spent first's token.
+type bothLimiters struct{ first, second seckill.Limiter }
+
+func (b bothLimiters) Allow(ctx context.Context, key string) (bool, error) {
+	if ok, err := b.first.Allow(ctx, key); !ok || err != nil {
+		return ok, err
+	}
+	return b.second.Allow(ctx, key)
 }

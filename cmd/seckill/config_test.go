@@ -98,3 +98,23 @@ func TestTrustedProxies(t *testing.T) {
 		t.Fatalf("Run with a bad --trusted-proxies: %v", err)
 	}
 }
+
+// TestRunRefusesBadNumbers: flags a server cannot run with are refused by
+// Run, naming the flag, before anything is opened.
+func TestRunRefusesBadNumbers(t *testing.T) {
+	for _, args := range [][]string{
+		{"--writers", "0"},
+		{"--sweep-every", "0s"},
+		{"--session-cache", "0"},
+	} {
+		m := NewMain()
+		if err := m.ParseFlags(append(args, "--data", t.TempDir(), "--addr", "127.0.0.1:0")); err != nil {
+			t.Fatal(err)
+		}
+		err := m.Run(context.Background())
+		if err == nil || !strings.Contains(err.Error(), args[0]) {
+			m.Close()
+			t.Errorf("%v: Run = %v, want an error naming %s", args, err, args[0])
+		}
+	}
+}

@@ -119,7 +119,18 @@ func (c *child) stop() {
 
 // 30 s: provisioning thousands of buyers under -race on a loaded machine
 // took over 10.
-var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+//
+// Idle connections are dropped after 4 s, before serve's
+// --read-header-timeout (5 s) closes one that never carried a request:
+// the transport's dial race leaves such connections in the pool (a crowd's
+// request dials, then takes a connection another request freed), and a
+// POST sent on one just as the server's timeout closes it fails with EOF
+// or a reset, which the transport does not retry (not idempotent). The
+// lifecycle drills' second crowd starts about 5 s after the first, and
+// saw that one time in thirty.
+var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+	MaxIdleConnsPerHost: 64, IdleConnTimeout: 4 * time.Second,
+}}
 
 // call sends a request and decodes the JSON answer into out (if not nil).
 func (c *child) call(method, path, token string, body string, out any) (int, error) {

@@ -53,6 +53,10 @@ type Config struct {
 	BatchSize     int
 	PayWindow     time.Duration
 	SessionTTL    time.Duration
+	// SessionCache is how many sessions an instance keeps in memory (about
+	// 150 bytes each): a crowd of more buyers than this pays a store lookup
+	// for some of its requests.
+	SessionCache int
 	// TrustedProxies lists the proxies (CIDRs) whose X-Forwarded-For
 	// entries are believed. TrustProxy, deprecated, adds loopback to them.
 	TrustedProxies string
@@ -123,7 +127,7 @@ func NewMain() *Main {
 			Addr: ":8080", DataDir: "data",
 			UserRate: 5, UserBurst: 10, IPRate: 200, IPBurst: 400,
 			InFlight: 4096, AdmitFactor: 20, BatchSize: 2000,
-			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, LogLevel: "info",
+			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, SessionCache: 1_000_000, LogLevel: "info",
 			Writers: 2, ReconcileEvery: 10 * time.Second, ReconcileAge: 30 * time.Second, AckWait: 30 * time.Second,
 			SweepEvery: time.Second, PayAppID: sandbox.DefaultAppID,
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
@@ -172,6 +176,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.Writers, "writers", c.Writers, "order writers per instance: one's fetch and ack overlap another's SQL")
 	fs.DurationVar(&c.PayWindow, "pay-window", c.PayWindow, "time an order waits for payment")
 	fs.DurationVar(&c.SessionTTL, "session-ttl", c.SessionTTL, "session lifetime since last use")
+	fs.IntVar(&c.SessionCache, "session-cache", c.SessionCache, "sessions kept in memory (about 150 bytes each); a crowd of more buyers pays store lookups")
 	fs.StringVar(&c.TrustedProxies, "trusted-proxies", c.TrustedProxies, "comma-separated CIDRs of the proxies in front (e.g. 10.0.0.2/32): the client IP is the right-most X-Forwarded-For address not among them (default: none, the peer's address)")
 	fs.StringVar(&c.AllowedOrigins, "allowed-origins", c.AllowedOrigins, "comma-separated origins (https://shop.example) besides the request's own host whose pages may send unsafe requests with the session cookie")
 	fs.BoolVar(&c.CookieSecure, "cookie-secure", c.CookieSecure, "mark the session cookie Secure always (clients reach seckill over HTTPS only); without it, Secure when the connection is TLS or a trusted proxy sends X-Forwarded-Proto: https")
@@ -264,6 +269,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if c.SweepEvery <= 0 {
 		return fmt.Errorf("--sweep-every must be positive")
 	}
+	if c.SessionCache < 1 {
+		return fmt.Errorf("--session-cache must be at least 1")
+	}
 	if (c.PayProviderURL == "") != (c.PayProviderKey == "") {
 		return fmt.Errorf("--pay-provider-url and --pay-provider-key go together")
 	}
@@ -302,10 +310,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// the middle of a crowd (a quarter of the CPU in a profile of one).
 	var sessions *inmem.SessionCache
 	if c.Redis != "" {
-		sessions = inmem.NewSessionCache(m.shared.sessions, sessionCacheTTL, 100_000).RefreshAfter(sessionRefreshAfter)
+		sessions = inmem.NewSessionCache(m.shared.sessions, sessionCacheTTL, c.SessionCache).RefreshAfter(sessionRefreshAfter)
 		m.shared.followRevocations(sessions)
 	} else {
-		sessions = inmem.NewSessionCache(m.shared.sessions, soloSessionTTL, 100_000)
+		sessions = inmem.NewSessionCache(m.shared.sessions, soloSessionTTL, c.SessionCache)
 	}
 	if m.accounts, err = account.New(m.db, sessions, account.Config{
 		SessionTTL: c.SessionTTL, Phones: m.shared.loginPhones, IPs: m.shared.loginIPs,
@@ -345,8 +353,8 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	m.api = httpapi.New(httpapi.Config{
 		Engine: m.engine, Accounts: m.accounts, Orders: m.db,
-		UserLimit:      m.shared.userLim,
-		IPLimit:        m.shared.ipLim,
+		UserLimit: m.shared.userLim,
+		IPLimit:   m.shared.ipLim, PurchaseIPLimit: m.shared.purchaseIPLim,
 		TrustedProxies: proxies, Static: web.Handler(), Log: m.log, PublicURL: c.PublicURL,
 		AllowedOrigins: httpapi.ParseOrigins(c.AllowedOrigins), CookieSecure: c.CookieSecure,
 		Observe: m.metrics.ObserveHTTP, BenchUsers: m.benchUsers(),
