@@ -21,10 +21,22 @@ func crashStream(t *testing.T, q *Queue, start uint64) {
 	if err := q.js.DeleteStream(ctx, q.StreamName()); err != nil {
 		t.Fatal(err)
 	}
-	st, err := q.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name: q.StreamName(), Subjects: []string{q.subjPfx + ">"},
-		Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
-	})
+	// The server removes a deleted stream's files after it answers, and a
+	// stream created under the same name meanwhile can fail with "error
+	// creating store for stream" (seen in CI); a restarted server would
+	// find the directory gone, so the test waits for that.
+	var st jetstream.Stream
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		st, err = q.js.CreateStream(ctx, jetstream.StreamConfig{
+			Name: q.StreamName(), Subjects: []string{q.subjPfx + ">"},
+			Retention: jetstream.LimitsPolicy, Storage: jetstream.FileStorage,
+		})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		t.Logf("create the stream again: %v", err)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
