@@ -220,6 +220,7 @@
     const moved = Math.abs(best.offset - state.offsetMs) > 1;
     state.offsetMs = best.offset;
     document.documentElement.dataset.clockOffset = String(Math.round(best.offset));
+    document.documentElement.dataset.clockRtt = String(Math.round(best.rtt)); // the offset is right to within half of it
     if (moved) scheduleSaleTimers();
   }
 
