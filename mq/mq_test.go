@@ -652,8 +652,13 @@ func TestPublishGroupOutlivesFirstCaller(t *testing.T) {
 	q.psales[1] = &saleQueue{inflight: 1}
 	q.pmu.Unlock()
 
-	short, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
-	defer cancel()
+	// The first caller's deadline is 100 ms away, but it gives up only once
+	// the second has joined its group: with a real timeout the first could
+	// leave before the second joins on a loaded machine, and then there
+	// would be no group to outlive it.
+	cctx, giveUp := context.WithCancel(t.Context())
+	defer giveUp()
+	short := pastDeadline{cctx, time.Now().Add(100 * time.Millisecond)}
 	gaveUp := make(chan error, 1)
 	go func() { gaveUp <- q.Publish(short, seckill.OrderRequest{SaleID: 1, UserID: 1}) }()
 	waitFor(t, func() bool {
@@ -672,6 +677,8 @@ func TestPublishGroupOutlivesFirstCaller(t *testing.T) {
 		w := q.psales[1].waiting
 		return len(w) == 1 && len(w[0].reqs) == 2
 	})
+	time.Sleep(time.Until(short.at))
+	giveUp()
 	if err := <-gaveUp; seckill.ErrorCode(err) != seckill.EBusy || errors.Is(err, seckill.ErrMaybeStored) {
 		t.Fatalf("short caller: %v, want busy and not maybe stored", err)
 	}
@@ -688,6 +695,15 @@ func TestPublishGroupOutlivesFirstCaller(t *testing.T) {
 		t.Fatalf("pending requests %+v, %v; want user 2 only", rs, err)
 	}
 }
+
+// pastDeadline is a context that reports deadline at but is done only when
+// its parent is.
+type pastDeadline struct {
+	context.Context
+	at time.Time
+}
+
+func (c pastDeadline) Deadline() (time.Time, bool) { return c.at, true }
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
