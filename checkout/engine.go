@@ -257,7 +257,8 @@ func (e *Engine) Sales(ctx context.Context) ([]*seckill.Sale, error) {
 // ValidateSale checks an admin's new sale; EInvalid says what is wrong.
 // A price above the original price is refused (a "sale" dearer than the
 // list price is a typo or a trick); an original price of 0 means none is
-// shown, and any price goes.
+// shown, and any price goes. The price is what the buyer pays the
+// provider: at least a cent, at most its limit.
 func ValidateSale(s *seckill.Sale) error {
 	switch {
 	case s.Name == "" || len(s.Name) > 200:
@@ -268,6 +269,11 @@ func ValidateSale(s *seckill.Sale) error {
 		return seckill.Errorf(seckill.EInvalid, "image_url must be at most 2000 bytes")
 	case s.PriceCents < 0 || s.OriginalPriceCents < 0:
 		return seckill.Errorf(seckill.EInvalid, "prices must not be negative")
+	case s.PriceCents == 0:
+		// Its orders could never be paid, and every one would lapse.
+		return seckill.Errorf(seckill.EInvalid, "price_cents must be at least 1: an order is paid through the payment provider, which takes no zero amount")
+	case s.PriceCents > payment.MaxAmountCents || s.OriginalPriceCents > payment.MaxAmountCents:
+		return seckill.Errorf(seckill.EInvalid, "prices must be at most %d cents (the payment provider's limit)", payment.MaxAmountCents)
 	case s.OriginalPriceCents > 0 && s.PriceCents > s.OriginalPriceCents:
 		return seckill.Errorf(seckill.EInvalid, "the sale price (price_cents %d) must not be above the original price (original_price_cents %d)",
 			s.PriceCents, s.OriginalPriceCents)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"seckill"
+	"seckill/payment"
 )
 
 func TestAdmissionLifecycle(t *testing.T) {
@@ -87,7 +88,11 @@ func TestValidateSale(t *testing.T) {
 		{"description 10001 bytes", func(s *seckill.Sale) { s.Description = strings.Repeat("d", 10001) }, "description"},
 		{"image_url 2000 bytes", func(s *seckill.Sale) { s.ImageURL = strings.Repeat("i", 2000) }, ""},
 		{"image_url 2001 bytes", func(s *seckill.Sale) { s.ImageURL = strings.Repeat("i", 2001) }, "image_url"},
-		{"price zero", func(s *seckill.Sale) { s.PriceCents = 0 }, ""},
+		{"price zero", func(s *seckill.Sale) { s.PriceCents = 0 }, "at least 1"},
+		{"price one cent", func(s *seckill.Sale) { s.PriceCents, s.OriginalPriceCents = 1, 0 }, ""},
+		{"price at the provider's limit", func(s *seckill.Sale) { s.PriceCents, s.OriginalPriceCents = payment.MaxAmountCents, 0 }, ""},
+		{"price over the provider's limit", func(s *seckill.Sale) { s.PriceCents, s.OriginalPriceCents = payment.MaxAmountCents+1, 0 }, "at most"},
+		{"original price over the provider's limit", func(s *seckill.Sale) { s.OriginalPriceCents = payment.MaxAmountCents + 1 }, "at most"},
 		{"price negative", func(s *seckill.Sale) { s.PriceCents = -1 }, "prices"},
 		{"original price negative", func(s *seckill.Sale) { s.OriginalPriceCents = -1 }, "prices"},
 		{"price above original", func(s *seckill.Sale) { s.PriceCents = s.OriginalPriceCents + 1 }, "must not be above the original price"},

@@ -114,7 +114,11 @@ func (e *Engine) announceCancel(ctx context.Context, o *seckill.Order) {
 const closeTimeout = 5 * time.Second
 
 // closePayment closes the payment of the cancelled order o at the
-// provider, best effort.
+// provider, best effort. A provider that answers the trade was paid has
+// taken the buyer's money, and its notification may never come (the shop
+// was down through all its resends, or it went astray): the trade is
+// looked up and applied here as that notification would have been, which
+// for a cancelled order records the refund due and makes it.
 func (e *Engine) closePayment(ctx context.Context, o *seckill.Order) {
 	if e.b.Payments == nil {
 		return
@@ -122,9 +126,30 @@ func (e *Engine) closePayment(ctx context.Context, o *seckill.Order) {
 	cctx, cancel := context.WithTimeout(ctx, closeTimeout)
 	err := e.b.Payments.ClosePayment(cctx, o.OrderNo)
 	cancel()
-	if err != nil && !errors.Is(err, payment.ErrNotFound) {
+	switch {
+	case err == nil || errors.Is(err, payment.ErrNotFound):
+	case errors.Is(err, payment.ErrTradePaid):
+		e.applyPaidTrade(ctx, o)
+	default:
 		e.log.Warn("close the payment of a cancelled order", "order", o.ID, "err", err)
 	}
+}
+
+// applyPaidTrade asks the provider for the trade of o, which it said was
+// paid, and applies it (ReconcilePayment): on a cancelled order the money
+// goes back; a notification arriving as well is a replay. Best effort,
+// within closeTimeout: an admin's reconcile-payment does the same later.
+func (e *Engine) applyPaidTrade(ctx context.Context, o *seckill.Order) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	defer cancel()
+	after, err := e.ReconcilePayment(rctx, o.ID)
+	if err != nil {
+		e.log.Error("the provider says the trade of an order was paid, and it could not be applied: reconcile its payment",
+			"order", o.ID, "err", err)
+		return
+	}
+	e.log.Warn("the provider says the trade of an order was paid before its notification came; applied",
+		"order", o.ID, "status", after.Status)
 }
 
 // closeBacklog bounds the swept orders whose payments wait for the closer;

@@ -92,7 +92,9 @@ func (e *Engine) Pay(ctx context.Context, userID, orderID int64, notifyURL, retu
 	})
 	switch {
 	case errors.Is(err, payment.ErrTradePaid):
-		return payment.Payment{}, seckill.Errorf(seckill.ENotPayable, "order %d is paid already; its notification is on its way", o.ID)
+		// Applied now, not left to a notification that may not come.
+		e.applyPaidTrade(ctx, o)
+		return payment.Payment{}, seckill.Errorf(seckill.ENotPayable, "order %d is paid already", o.ID)
 	case errors.Is(err, payment.ErrTradeClosed):
 		// Also an expiry already past on the provider's clock (ahead of
 		// the shared one by more than minPayLead): the marked order has
@@ -104,13 +106,34 @@ func (e *Engine) Pay(ctx context.Context, userID, orderID int64, notifyURL, retu
 	// A cancel that committed after the mark closes the payment, but its
 	// close may have reached the provider before the trade did and found
 	// nothing to close. The cancel committed before that close, so the
-	// order read now shows it: close the trade just created.
-	if cur, err := e.b.Orders.Order(ctx, o.ID); err == nil && cur.Status == seckill.OrderCancelled {
-		e.closePayment(ctx, cur)
+	// order read now shows it: close the trade just created. The read and
+	// the close outlive the request: a buyer who closed the tab must not
+	// leave the trade open. A read that keeps failing hands out no pay URL
+	// (the order may be cancelled); the trade is not closed either, for a
+	// closed trade is never opened again and the order may be pending:
+	// Pay again gets the same trade, or finds the order cancelled, and
+	// then its trade lapses unpaid at the deadline.
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	defer cancel()
+	cur, err := e.b.Orders.Order(dctx, o.ID)
+	for try := 1; err != nil && try < rereadTries && dctx.Err() == nil; try++ {
+		time.Sleep(time.Duration(try) * 20 * time.Millisecond)
+		cur, err = e.b.Orders.Order(dctx, o.ID)
+	}
+	switch {
+	case err != nil:
+		e.log.Warn("pay: read the order again after opening its payment", "order", o.ID, "err", err)
+		return payment.Payment{}, seckill.Errorf(seckill.EBusy, "order %d: the payment could not be checked; retry shortly", o.ID)
+	case cur.Status == seckill.OrderCancelled:
+		e.closePayment(dctx, cur)
 		return payment.Payment{}, seckill.Errorf(seckill.ENotPayable, "order %d was cancelled while its payment was opened", o.ID)
 	}
 	return p, nil
 }
+
+// rereadTries is how many times Pay reads the order after opening its
+// payment before it gives up.
+const rereadTries = 3
 
 // HandleNotification handles the provider's asynchronous notification
 // (the parsed form of POST /api/payments/notify). A nil error means it is

@@ -157,9 +157,15 @@ func sandboxPayments(t *testing.T, now func() time.Time, wrap func(http.Handler)
 // shop's client on another (an instance's own, as serve gives it).
 func skewedSandbox(t *testing.T, provider, instance func() time.Time, wrap func(http.Handler) http.Handler) (*sandbox.Sandbox, *payment.Client) {
 	t.Helper()
-	sb, err := sandbox.Open(context.Background(), sandbox.Config{
-		DataDir: t.TempDir(), Key: testProviderKey(), MerchantKey: &testMerchantKey().PublicKey, Manual: true, Now: provider,
-	})
+	return openSandbox(t, sandbox.Config{Now: provider}, instance, wrap)
+}
+
+// openSandbox opens a manual sandbox with cfg (its store, keys and
+// Manual filled in) behind wrap, and a client of it on the clock instance.
+func openSandbox(t *testing.T, cfg sandbox.Config, instance func() time.Time, wrap func(http.Handler) http.Handler) (*sandbox.Sandbox, *payment.Client) {
+	t.Helper()
+	cfg.DataDir, cfg.Key, cfg.MerchantKey, cfg.Manual = t.TempDir(), testProviderKey(), &testMerchantKey().PublicKey, true
+	sb, err := sandbox.Open(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +190,18 @@ func skewedSandbox(t *testing.T, provider, instance func() time.Time, wrap func(
 // notifications to e and answers "success" when e handled one.
 func notifyEndpoint(t *testing.T, e *Engine) string {
 	t.Helper()
+	return switchableNotify(t, e, nil)
+}
+
+// switchableNotify is notifyEndpoint answering 503 while down is set (the
+// shop unreachable, SQL down, a bad deploy); down may be nil.
+func switchableNotify(t *testing.T, e *Engine, down *atomic.Bool) string {
+	t.Helper()
 	shop := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if down != nil && down.Load() {
+			http.Error(w, "unavailable", http.StatusServiceUnavailable)
+			return
+		}
 		if err := r.ParseForm(); err != nil {
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return

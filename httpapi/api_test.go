@@ -126,6 +126,8 @@ func TestSalesCatalog(t *testing.T) {
 		{"stock too big", s.admin, with("stock", seckill.MaxStock+1), 400, "invalid"},
 		{"no name", s.admin, with("name", ""), 400, "invalid"},
 		{"negative price", s.admin, with("price_cents", -1), 400, "invalid"},
+		{"free", s.admin, with("price_cents", 0), 400, "invalid"},
+		{"price over the provider's limit", s.admin, with("original_price_cents", 100_000_000_01), 400, "invalid"},
 		{"price above original", s.admin, with("price_cents", 301), 400, "invalid"},
 		{"ends before starts", s.admin, with("ends_at", now), 400, "invalid"},
 		{"bad time", s.admin, with("starts_at", "tomorrow"), 400, "invalid"},

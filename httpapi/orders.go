@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"net"
 	"net/http"
 	"strings"
 
@@ -59,8 +60,7 @@ func (s *Server) payOrder(w http.ResponseWriter, r *http.Request, sess *seckill.
 	if err != nil {
 		return err
 	}
-	base := s.publicBase(r)
-	p, err := s.cfg.Engine.Pay(r.Context(), sess.UserID, id, base+"/api/payments/notify", base+"/")
+	p, err := s.cfg.Engine.Pay(r.Context(), sess.UserID, id, s.notifyBase(r)+"/api/payments/notify", s.publicBase(r)+"/")
 	if err != nil {
 		return err
 	}
@@ -68,15 +68,35 @@ func (s *Server) payOrder(w http.ResponseWriter, r *http.Request, sess *seckill.
 	return nil
 }
 
-// publicBase is the server's public base URL (no trailing slash):
-// Config.PublicURL, or else the scheme and Host of the request.
+// publicBase is the server's public base URL (no trailing slash), where
+// the provider's page sends the buyer back to: Config.PublicURL, or else
+// the scheme and Host of the request (the buyer's own choice, for the
+// buyer's own browser).
 func (s *Server) publicBase(r *http.Request) string {
 	if s.cfg.PublicURL != "" {
 		return strings.TrimRight(s.cfg.PublicURL, "/")
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
+	return scheme(r) + "://" + r.Host
+}
+
+// notifyBase is where the provider posts its notifications:
+// Config.PublicURL, or else the address this server took the request on.
+// Never the request's Host: a buyer could send the notification of their
+// payment anywhere (it would not reach the shop, and the server's
+// in-process provider would post to any host the buyer names).
+func (s *Server) notifyBase(r *http.Request) string {
+	if s.cfg.PublicURL != "" {
+		return strings.TrimRight(s.cfg.PublicURL, "/")
 	}
-	return scheme + "://" + r.Host
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		return scheme(r) + "://" + a.String()
+	}
+	return scheme(r) + "://" + r.Host // no listener (a handler called directly)
+}
+
+func scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
 }

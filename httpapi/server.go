@@ -83,7 +83,8 @@ type Config struct {
 	WebSockets func(delta int)
 	// PublicURL is the server's base URL as clients and the payment
 	// provider reach it (notify and return URLs are built on it); empty,
-	// each request's scheme and Host.
+	// the return URL is built on each request's scheme and Host and the
+	// notify URL on the address the request came in on.
 	PublicURL string
 	Log       *slog.Logger
 	Now       func() time.Time

@@ -86,8 +86,9 @@ type Config struct {
 	// The payment provider: its gateway URL (default: the sandbox served
 	// in-process under /sandbox/), its public key (PEM file; default the
 	// in-process sandbox's) and our app id there. PublicURL is the base
-	// URL clients and the provider reach this server at (default: each
-	// request's Host).
+	// URL clients and the provider reach this server at (default: the
+	// return URL from each request's Host, the notify URL from the
+	// address the request came in on, never from its Host).
 	PayProviderURL string
 	PayProviderKey string
 	PayAppID       string
@@ -195,7 +196,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.PayProviderURL, "pay-provider-url", c.PayProviderURL, "payment provider's gateway URL, e.g. http://127.0.0.1:8090/sandbox/gateway.do of `seckill sandbox` (default: the sandbox served by this server under /sandbox/)")
 	fs.StringVar(&c.PayProviderKey, "pay-provider-key", c.PayProviderKey, "PEM file of the provider's public key (required with --pay-provider-url)")
 	fs.StringVar(&c.PayAppID, "pay-app-id", c.PayAppID, "our app id at the payment provider")
-	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "base URL clients and the payment provider reach this server at, for notify and return URLs (default: each request's Host)")
+	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "base URL clients and the payment provider reach this server at, for notify and return URLs (default: the return URL from each request's Host, the notify URL from the address the request came in on)")
 	c.Ops.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err

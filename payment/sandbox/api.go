@@ -223,6 +223,11 @@ func queryStatus(p *trade, now time.Time) payment.TradeStatus {
 }
 
 func (s *Sandbox) query(ctx context.Context, biz payment.BizContent) (payment.Reply, error) {
+	// The clock before the row: a click commits a payment only on a clock
+	// before the expiry, so a row still waiting at a time past the expiry
+	// is closed for good. Read after the row, the clock could pass the
+	// expiry after a click committed, and a paid trade be answered closed.
+	now := s.cfg.Now()
 	p, err := s.find(ctx, s.store.db, biz)
 	if errors.Is(err, errNoPayment) {
 		return refuse(payment.SubTradeNotExist, "no such trade"), nil
@@ -231,7 +236,7 @@ func (s *Sandbox) query(ctx context.Context, biz payment.BizContent) (payment.Re
 		return payment.Reply{}, err
 	}
 	rep := ok(p)
-	rep.TradeStatus = string(queryStatus(p, s.cfg.Now()))
+	rep.TradeStatus = string(queryStatus(p, now))
 	rep.TotalAmount = payment.FormatYuan(p.AmountCents)
 	return rep, nil
 }
