@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"regexp"
 	"runtime"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -122,6 +123,10 @@ func ValidateAccount(phone, password, nickname string) error {
 	}
 	if !utf8.ValidString(nickname) || utf8.RuneCountInString(nickname) > MaxNickname {
 		return seckill.Errorf(seckill.EInvalid, "nickname must be at most %d characters", MaxNickname)
+	}
+	if strings.ContainsRune(nickname, 0) {
+		// PostgreSQL's text refuses it: a 500 after the password's hash.
+		return seckill.Errorf(seckill.EInvalid, "nickname must not contain a NUL character")
 	}
 	return nil
 }

@@ -380,6 +380,7 @@ func TestValidateAccount(t *testing.T) {
 		{"nickname 65 ASCII", phone, password, strings.Repeat("a", 65), false},
 		{"nickname invalid UTF-8", phone, password, "bad\xffname", false},
 		{"nickname truncated rune", phone, password, "\xe5\xbc", false},
+		{"nickname with NUL", phone, password, "li\x00lei", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

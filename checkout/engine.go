@@ -21,9 +21,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"seckill"
 	"seckill/payment"
@@ -135,7 +137,15 @@ type Engine struct {
 	admits   sync.Map  // sale id → *rate.Limiter of AdmitFactor (admission.go)
 
 	saleMu    sync.Mutex
-	saleCache map[int64]cachedSale
+	saleCache map[int64]cachedSale // a nil sale: SQL said none (an id below newest)
+	// newest is the highest sale id seen (listed from SQL, or created
+	// here); listedAt, by the process's clock, when the catalogue was last
+	// listed. An id above newest is listed for at most every relistEvery,
+	// and is no sale in between: invented ids must not cost a SQL read
+	// each. newestMu serialises the listings, so a flood waits for one.
+	newest   atomic.Int64
+	newestMu sync.Mutex
+	listedAt time.Time
 	soldOut   sync.Map // sale id → time.Time the gate said sold out
 	buyers    sync.Map // sale id → *knownBuyers: who this instance knows holds a unit (buyers.go)
 
@@ -219,10 +229,25 @@ func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
 	c, ok := e.saleCache[id]
 	e.saleMu.Unlock()
 	if ok && now.Sub(c.fetched) < e.cfg.SaleCacheTTL {
+		if c.sale == nil {
+			return nil, noSale(id)
+		}
 		return c.sale, nil
+	}
+	if ok && c.sale == nil {
+		ok = false // nothing to serve if SQL fails
+	}
+	if !ok && !e.mayExist(ctx, id) {
+		return nil, noSale(id)
 	}
 	s, err := e.b.Sales.Sale(ctx, id)
 	if err != nil {
+		if seckill.ErrorCode(err) == seckill.ENotFound {
+			// A gap in the ids (a rolled-back insert): remembered as none.
+			e.saleMu.Lock()
+			e.saleCache[id] = cachedSale{fetched: now}
+			e.saleMu.Unlock()
+		}
 		if ok && seckill.ErrorCode(err) != seckill.ENotFound {
 			// SQL is down: admission goes on with what we knew; the queue
 			// holds the purchases until the writer can reach SQL again.
@@ -237,6 +262,53 @@ func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
 	e.saleCache[id] = cachedSale{sale: s, fetched: now}
 	e.saleMu.Unlock()
 	return s, nil
+}
+
+func noSale(id int64) error { return seckill.Errorf(seckill.ENotFound, "no sale %d", id) }
+
+// relistEvery is how often at most the catalogue is listed for ids above
+// the newest known: a sale created on another instance is seen within it.
+const relistEvery = 100 * time.Millisecond
+
+// mayExist reports whether sale id may exist: false only when id is above
+// every sale of a catalogue listed less than relistEvery ago. The listing
+// also fills the sale cache. When SQL cannot be listed, the caller's read
+// decides.
+func (e *Engine) mayExist(ctx context.Context, id int64) bool {
+	if id <= e.newest.Load() {
+		return true
+	}
+	e.newestMu.Lock()
+	defer e.newestMu.Unlock()
+	if id <= e.newest.Load() {
+		return true // listed while this call waited
+	}
+	if time.Since(e.listedAt) < relistEvery {
+		return false
+	}
+	sales, err := e.b.Sales.Sales(ctx)
+	if err != nil {
+		return true
+	}
+	e.listedAt = time.Now()
+	now := e.now()
+	e.saleMu.Lock()
+	for _, s := range sales {
+		e.saleCache[s.ID] = cachedSale{sale: s, fetched: now}
+		e.sawSale(s.ID)
+	}
+	e.saleMu.Unlock()
+	return id <= e.newest.Load()
+}
+
+// sawSale raises newest to id.
+func (e *Engine) sawSale(id int64) {
+	for {
+		n := e.newest.Load()
+		if id <= n || e.newest.CompareAndSwap(n, id) {
+			return
+		}
+	}
 }
 
 // SaleView is a sale as clients see it: stock_left and status from the gate
@@ -263,6 +335,8 @@ func ValidateSale(s *seckill.Sale) error {
 	switch {
 	case s.Name == "" || len(s.Name) > 200:
 		return seckill.Errorf(seckill.EInvalid, "name must be 1 to 200 bytes")
+	case !plainText(s.Name) || !plainText(s.Description) || !plainText(s.ImageURL):
+		return seckill.Errorf(seckill.EInvalid, "name, description and image_url must be UTF-8 without NUL characters")
 	case len(s.Description) > 10000:
 		return seckill.Errorf(seckill.EInvalid, "description must be at most 10000 bytes")
 	case len(s.ImageURL) > 2000:
@@ -281,11 +355,28 @@ func ValidateSale(s *seckill.Sale) error {
 		return seckill.Errorf(seckill.EInvalid, "stock must be 1 to %d", seckill.MaxStock)
 	case s.StartsAt.IsZero() || s.EndsAt.IsZero():
 		return seckill.Errorf(seckill.EInvalid, "starts_at and ends_at are required")
+	case s.StartsAt.Before(minSaleTime) || !s.EndsAt.Before(maxSaleTime):
+		// A mistyped year or offset (9999-12-31T23:59:59-01:00 is year
+		// 10000 in UTC, which JSON cannot carry): refused here rather than
+		// stored and breaking every answer that lists the sale.
+		return seckill.Errorf(seckill.EInvalid, "starts_at and ends_at must be in the years 2000 to 2199 (UTC)")
 	case !s.EndsAt.After(s.StartsAt):
 		return seckill.Errorf(seckill.EInvalid, "ends_at must be after starts_at")
 	}
 	return nil
 }
+
+// plainText reports whether s can be stored as text on every engine:
+// valid UTF-8 without NUL (which PostgreSQL's text refuses).
+func plainText(s string) bool {
+	return utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// The range of a sale's times: anything outside is a typo.
+var (
+	minSaleTime = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+	maxSaleTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
+)
 
 // CreateSale validates and stores a sale and loads its stock into the gate.
 // A rebuild may find the sale in SQL first and load it: then the gate
@@ -300,6 +391,7 @@ func (e *Engine) CreateSale(ctx context.Context, s *seckill.Sale) error {
 	if err := e.b.Sales.CreateSale(ctx, s); err != nil {
 		return err
 	}
+	e.sawSale(s.ID)
 	// Read from SQL and the queue like any load rather than taken from s:
 	// if the gate loses its state between a rebuild's load and this one,
 	// buyers may already exist.

@@ -83,6 +83,9 @@ func TestValidateSale(t *testing.T) {
 		{"name 200 bytes", func(s *seckill.Sale) { s.Name = strings.Repeat("n", 200) }, ""},
 		{"name 201 bytes", func(s *seckill.Sale) { s.Name = strings.Repeat("n", 201) }, "name"},
 		{"name counted in bytes", func(s *seckill.Sale) { s.Name = strings.Repeat("秒", 67) }, "name"},
+		{"name with NUL", func(s *seckill.Sale) { s.Name = "pho\x00ne" }, "NUL"},
+		{"description not UTF-8", func(s *seckill.Sale) { s.Description = "bad\xff" }, "UTF-8"},
+		{"image_url with NUL", func(s *seckill.Sale) { s.ImageURL = "/a\x00.png" }, "NUL"},
 		{"description empty", func(s *seckill.Sale) { s.Description = "" }, ""},
 		{"description 10000 bytes", func(s *seckill.Sale) { s.Description = strings.Repeat("d", 10000) }, ""},
 		{"description 10001 bytes", func(s *seckill.Sale) { s.Description = strings.Repeat("d", 10001) }, "description"},
@@ -108,6 +111,12 @@ func TestValidateSale(t *testing.T) {
 		{"ends at start", func(s *seckill.Sale) { s.EndsAt = s.StartsAt }, "ends_at must be after"},
 		{"ends before start", func(s *seckill.Sale) { s.EndsAt = s.StartsAt.Add(-time.Second) }, "ends_at must be after"},
 		{"ends a nanosecond after start", func(s *seckill.Sale) { s.EndsAt = s.StartsAt.Add(1) }, ""},
+		{"starts before 2000", func(s *seckill.Sale) { s.StartsAt = time.Date(1999, 12, 31, 23, 59, 59, 0, time.UTC) }, "years 2000 to 2199"},
+		{"ends in 2200", func(s *seckill.Sale) { s.EndsAt = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC) }, "years 2000 to 2199"},
+		{"ends in year 10000 UTC", func(s *seckill.Sale) {
+			s.EndsAt = time.Date(9999, 12, 31, 23, 59, 59, 0, time.FixedZone("", -3600))
+		}, "years 2000 to 2199"},
+		{"ends at the end of 2199", func(s *seckill.Sale) { s.EndsAt = time.Date(2199, 12, 31, 23, 59, 59, 0, time.UTC) }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -117,9 +117,17 @@ func (c *bodyCache) body(code, msg string) []byte {
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	// Encoded before the status is written: a value that cannot be
+	// encoded (a time past year 9999) is a 500 that says so in the log,
+	// not a 200 with an empty body.
+	b, err := json.Marshal(v)
+	if err != nil {
+		slog.Error("encode a JSON answer", "status", status, "err", err)
+		status, b = http.StatusInternalServerError, []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	_, _ = w.Write(append(b, '\n'))
 }
 
 // decode reads one JSON value of type T from body: at most MaxBody bytes

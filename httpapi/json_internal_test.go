@@ -7,9 +7,26 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"seckill"
 )
+
+// TestWriteJSONUnencodable: a value JSON cannot carry (a time past year
+// 9999) is a 500 with a JSON error body, not the status asked with an
+// empty body.
+func TestWriteJSONUnencodable(t *testing.T) {
+	rec := httptest.NewRecorder()
+	writeJSON(rec, http.StatusOK, map[string]any{"ends_at": time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)})
+	if rec.Code != http.StatusInternalServerError || !json.Valid(rec.Body.Bytes()) || !bytes.Contains(rec.Body.Bytes(), []byte(`"internal"`)) {
+		t.Fatalf("writeJSON of an unencodable value: %d %q; want 500 internal as JSON", rec.Code, rec.Body)
+	}
+	rec = httptest.NewRecorder()
+	writeJSON(rec, http.StatusCreated, map[string]int{"id": 1})
+	if rec.Code != http.StatusCreated || rec.Body.String() != "{\"id\":1}\n" {
+		t.Fatalf("writeJSON: %d %q", rec.Code, rec.Body)
+	}
+}
 
 // TestErrorBodyCache: a cached body is the errorBody's JSON encoding,
 // escapes included, and the cache stops growing at its bound (messages

@@ -168,7 +168,7 @@ func (s *Server) handle(pattern string, h handler) {
 func (s *Server) routes() {
 	s.handle("POST /api/users", s.limitIP(jsonBody(s.createUser)))
 	s.handle("POST /api/sessions", s.limitIP(jsonBody(s.login)))
-	s.handle("DELETE /api/sessions", s.logout)
+	s.handle("DELETE /api/sessions", s.authed(s.logout))
 	s.handle("GET /api/me", s.authed(s.me))
 
 	s.handle("GET /api/sales", s.listSales)

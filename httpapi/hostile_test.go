@@ -1,0 +1,170 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill"
+	"seckill/account"
+	"seckill/captcha"
+	"seckill/checkout"
+	"seckill/httpapi"
+	"seckill/inmem"
+)
+
+// TestLogoutCountsUnknownTokens: DELETE /api/sessions is authenticated
+// like every route that takes a token, so an address over its budget of
+// tokens that authenticate nobody (Config.BadTokens) gets 429 there too
+// before the session store is asked (it used to look each one up).
+func TestLogoutCountsUnknownTokens(t *testing.T) {
+	s := newStack(t, options{})
+	// Spend the address's budget where it is enforced.
+	for i := range 50 {
+		want(t, s.do("GET", "/api/me", fmt.Sprintf("invented-%d", i), nil), 401, "unauthenticated")
+	}
+	want(t, s.do("GET", "/api/me", "invented-x", nil), 429, "rate_limited")
+
+	// The same address, over its budget, floods logout with invented tokens.
+	looked := 0
+	for i := range 200 {
+		r := s.do("DELETE", "/api/sessions", fmt.Sprintf("flood-%d", i), nil)
+		if r.Code == 429 {
+			break
+		}
+		if r.Code == 401 {
+			looked++ // the store was asked: a 401 can come only from it
+		}
+	}
+	if looked > 0 {
+		t.Fatalf("an address over its unknown-token budget had %d invented tokens looked up by DELETE /api/sessions (401 each); want 429 before the session store is asked", looked)
+	}
+}
+
+// countingSales counts the reads of sales that reach the store (SQL in
+// production).
+type countingSales struct {
+	seckill.SaleStore
+	reads atomic.Int64
+}
+
+func (c *countingSales) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
+	c.reads.Add(1)
+	return c.SaleStore.Sale(ctx, id)
+}
+
+// Sales counts a listing of the catalogue as a read too.
+func (c *countingSales) Sales(ctx context.Context) ([]*seckill.Sale, error) {
+	c.reads.Add(1)
+	return c.SaleStore.Sales(ctx)
+}
+
+// TestInventedSaleIDsReadNoStore: purchases of sale ids that do not exist
+// are refused (404) before any limiter, and used to read the sale store
+// once each: one buyer under a limit of 3 requests made 1,000 SQL reads.
+// An id above every sale of a catalogue listed less than relistEvery ago
+// is now no sale without a read (GET /api/sales/{id} the same).
+func TestInventedSaleIDsReadNoStore(t *testing.T) {
+	ctx := context.Background()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	mem := inmem.NewStore()
+	q := inmem.NewQueue()
+	t.Cleanup(func() { _ = q.Close() })
+	sales := &countingSales{SaleStore: mem}
+	accounts, err := account.New(mem, inmem.NewSessionCache(mem, time.Minute, 1000), account.Config{Params: cheap})
+	if err != nil {
+		t.Fatal(err)
+	}
+	engine, err := checkout.New(checkout.Config{Secret: []byte("0123456789abcdef0123456789abcdef")},
+		checkout.Backends{Sales: sales, Orders: mem, Gate: inmem.NewGate(), Queue: q, Bus: q, Captchas: inmem.NewCaptchaStore(), CaptchaMaker: captcha.Maker{}}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(engine.Close)
+	if err := engine.Recover(ctx); err != nil {
+		t.Fatal(err)
+	}
+	api := httpapi.New(httpapi.Config{
+		Engine: engine, Accounts: accounts, Orders: mem, Log: log,
+		// Strict limits: 3 requests per user, 3 per address, then 429.
+		UserLimit: inmem.NewLimiter(0.001, 3), IPLimit: inmem.NewLimiter(0.001, 3),
+	})
+	t.Cleanup(func() { _ = api.Close() })
+	s := &stack{t: t, h: api}
+	if _, err := accounts.Register(ctx, "13800000001", "password-1", "b"); err != nil {
+		t.Fatal(err)
+	}
+	tok := s.login("13800000001", "password-1") // spends one of the address's 3
+
+	before, start := sales.reads.Load(), time.Now()
+	const n = 1000
+	limited := 0
+	for i := range n {
+		r := s.do("POST", fmt.Sprintf("/api/sales/%d/purchase/AAAAAAAAAAAAAAAAAAAAAAAA", 1_000_000+i%5), tok, nil)
+		if r.Code == 429 {
+			limited++
+		}
+	}
+	reads, took := sales.reads.Load()-before, time.Since(start)
+	t.Logf("%d purchases of invented sales in %v: %d store reads, %d answered 429", n, took.Round(time.Millisecond), reads, limited)
+	// At most a listing of the catalogue every 100 ms (checkout's
+	// relistEvery), however fast the requests come.
+	if reads > 2+int64(took/(100*time.Millisecond)) {
+		t.Errorf("one buyer under a limit of 3 requests made the server read the sale store %d times in %d requests (never limited: %d × 429); want the reads bounded (negative cache, or a limit before the read)", reads, n, limited)
+	}
+}
+
+// TestSaleTimeBeyondJSON: "9999-12-31T23:59:59-01:00" is valid RFC 3339
+// but in the year 10000 in UTC, which time.Time cannot write as JSON. Such
+// a sale used to be stored, and every answer listing it (GET /api/sales,
+// the public catalogue) became a 200 with an empty body. It is refused at
+// creation now, and the catalogue stays JSON.
+func TestSaleTimeBeyondJSON(t *testing.T) {
+	s := newStack(t, options{})
+	s.activeSale(10, false) // an ordinary sale, listed
+	r := s.do("POST", "/api/admin/sales", s.admin, `{"name":"x","price_cents":100,"stock":1,"starts_at":"2020-01-01T00:00:00Z","ends_at":"9999-12-31T23:59:59-01:00","require_captcha":false}`)
+	want(t, r, 400, "invalid")
+	r = s.do("GET", "/api/sales", "", nil)
+	if r.Code != 200 || !json.Valid(r.Body) {
+		t.Errorf("GET /api/sales: %d %q; want 200 with a JSON body", r.Code, r.Body)
+	}
+}
+
+// TestOthersOrderLooksLikeNone: another buyer's order and an order that
+// does not exist get the same answer, word for word, on every order route
+// (the store's "no order N" used to differ from the handler's "no such
+// order": walking the ids told which orders exist).
+func TestOthersOrderLooksLikeNone(t *testing.T) {
+	for _, sqlite := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sqlite=%v", sqlite), func(t *testing.T) {
+			s := newStack(t, options{sqlite: sqlite})
+			toks, _ := s.buyers(2)
+			victim, attacker := toks[0], toks[1]
+			sale := s.activeSale(5, false)
+			want(t, s.purchase(victim, sale, s.path(victim, sale)), 202, "")
+			s.settle(sale)
+			res := s.do("GET", fmt.Sprintf("/api/sales/%d/result", sale), victim, nil)
+			want(t, res, 200, "")
+			id := int64(res.json(t)["order_id"].(float64))
+
+			for _, route := range []struct{ method, path string }{
+				{"GET", "/api/orders/%d"}, {"POST", "/api/orders/%d/pay"}, {"POST", "/api/orders/%d/cancel"},
+			} {
+				theirs := s.do(route.method, fmt.Sprintf(route.path, id), attacker, nil)
+				none := s.do(route.method, fmt.Sprintf(route.path, id+1000), attacker, nil)
+				want(t, theirs, 404, "not_found")
+				want(t, none, 404, "not_found")
+				if !bytes.Equal(theirs.Body, none.Body) {
+					t.Errorf("%s %s: another buyer's order answers %s, an order that does not exist %s: the attacker tells them apart",
+						route.method, route.path, bytes.TrimSpace(theirs.Body), bytes.TrimSpace(none.Body))
+				}
+			}
+		})
+	}
+}
