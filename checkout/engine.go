@@ -146,8 +146,9 @@ type Engine struct {
 	newest   atomic.Int64
 	newestMu sync.Mutex
 	listedAt time.Time
-	soldOut   sync.Map // sale id → time.Time the gate said sold out
-	buyers    sync.Map // sale id → *knownBuyers: who this instance knows holds a unit (buyers.go)
+
+	soldOut sync.Map // sale id → time.Time the gate said sold out
+	buyers  sync.Map // sale id → *knownBuyers: who this instance knows holds a unit (buyers.go)
 
 	results     *resultMap
 	unsubscribe func()
