@@ -225,6 +225,9 @@ func (e *Engine) now() time.Time { return e.cfg.Now() }
 // Sale returns the sale from a cache at most SaleCacheTTL old. ENotFound if
 // there is none.
 func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
+	if id <= 0 {
+		return nil, noSale(id) // never an id: not a read, nor a cache entry
+	}
 	now := e.now()
 	e.saleMu.Lock()
 	c, ok := e.saleCache[id]

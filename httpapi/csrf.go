@@ -22,8 +22,8 @@ import (
 //     application/json cross-site only after a CORS preflight, which we
 //     never grant.
 //   - sameOrigin: an unsafe method (anything but GET, HEAD, OPTIONS) not
-//     authenticated by a bearer header (so: by the cookie, or a login or a
-//     registration, which set it) is refused (403 forbidden) when its Origin
+//     authenticated by a bearer header (so: by the cookie, or a login, which
+//     sets it, or a registration) is refused (403 forbidden) when its Origin
 //     is neither this host nor in Config.AllowedOrigins, or when the
 //     browser marks it Sec-Fetch-Site: cross-site. No Origin (curl, server
 //     to server, old browsers) passes: they carry no victim's cookie.
