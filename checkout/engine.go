@@ -137,7 +137,8 @@ type Engine struct {
 	admits   sync.Map  // sale id → *rate.Limiter of AdmitFactor (admission.go)
 
 	saleMu    sync.Mutex
-	saleCache map[int64]cachedSale // a nil sale: SQL said none (an id below newest)
+	saleCache map[int64]cachedSale
+	noSales   map[int64]time.Time // ids SQL said are none, when (process clock); kept relistEvery
 	// newest is the highest sale id seen (listed from SQL, or created
 	// here); listedAt, by the process's clock, when the catalogue was last
 	// listed. An id above newest is listed for at most every relistEvery,
@@ -191,6 +192,7 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 		cfg: cfg, b: b, log: log,
 		inflight:  make(chan struct{}, cfg.InFlight),
 		saleCache: make(map[int64]cachedSale),
+		noSales:   make(map[int64]time.Time),
 		results:   newResultMap(),
 		stopped:   make(chan struct{}),
 	}
@@ -222,36 +224,56 @@ func (e *Engine) StopAdmitting() { e.ready.Store(false) }
 
 func (e *Engine) now() time.Time { return e.cfg.Now() }
 
-// Sale returns the sale from a cache at most SaleCacheTTL old. ENotFound if
-// there is none.
+// Sale returns the sale from a cache at most SaleCacheTTL old, for a
+// request. ENotFound if there is none. A request for an id that does not
+// exist costs no SQL read each: an id above every sale of a catalogue
+// listed less than relistEvery ago is none (mayExist), and an id SQL said
+// is none (a gap, or an insert not yet committed) is remembered as none
+// for relistEvery. The order writer does not take these shortcuts
+// (loadSale).
 func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
 	if id <= 0 {
 		return nil, noSale(id) // never an id: not a read, nor a cache entry
 	}
+	e.saleMu.Lock()
+	_, cached := e.saleCache[id]
+	at, none := e.noSales[id]
+	e.saleMu.Unlock()
+	if none && time.Since(at) < relistEvery {
+		return nil, noSale(id)
+	}
+	if !cached && !e.mayExist(ctx, id) {
+		return nil, noSale(id)
+	}
+	s, err := e.loadSale(ctx, id)
+	if seckill.ErrorCode(err) == seckill.ENotFound {
+		e.saleMu.Lock()
+		if len(e.noSales) >= maxNoSales {
+			clear(e.noSales)
+		}
+		e.noSales[id] = time.Now()
+		e.saleMu.Unlock()
+	}
+	return s, err
+}
+
+// maxNoSales bounds the ids remembered as none (they are ids below the
+// newest sale: gaps, few; the bound is for the unforeseen).
+const maxNoSales = 10_000
+
+// loadSale returns the sale from a cache at most SaleCacheTTL old, or else
+// from SQL. When SQL fails it serves what it had cached, however old.
+// ENotFound only when SQL says so.
+func (e *Engine) loadSale(ctx context.Context, id int64) (*seckill.Sale, error) {
 	now := e.now()
 	e.saleMu.Lock()
 	c, ok := e.saleCache[id]
 	e.saleMu.Unlock()
 	if ok && now.Sub(c.fetched) < e.cfg.SaleCacheTTL {
-		if c.sale == nil {
-			return nil, noSale(id)
-		}
 		return c.sale, nil
-	}
-	if ok && c.sale == nil {
-		ok = false // nothing to serve if SQL fails
-	}
-	if !ok && !e.mayExist(ctx, id) {
-		return nil, noSale(id)
 	}
 	s, err := e.b.Sales.Sale(ctx, id)
 	if err != nil {
-		if seckill.ErrorCode(err) == seckill.ENotFound {
-			// A gap in the ids (a rolled-back insert): remembered as none.
-			e.saleMu.Lock()
-			e.saleCache[id] = cachedSale{fetched: now}
-			e.saleMu.Unlock()
-		}
 		if ok && seckill.ErrorCode(err) != seckill.ENotFound {
 			// SQL is down: admission goes on with what we knew; the queue
 			// holds the purchases until the writer can reach SQL again.
@@ -262,10 +284,16 @@ func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
 		}
 		return nil, err
 	}
-	e.saleMu.Lock()
-	e.saleCache[id] = cachedSale{sale: s, fetched: now}
-	e.saleMu.Unlock()
+	e.cacheSale(s, now)
 	return s, nil
+}
+
+// cacheSale caches s as read at now, and forgets that its id was none.
+func (e *Engine) cacheSale(s *seckill.Sale, now time.Time) {
+	e.saleMu.Lock()
+	e.saleCache[s.ID] = cachedSale{sale: s, fetched: now}
+	delete(e.noSales, s.ID)
+	e.saleMu.Unlock()
 }
 
 func noSale(id int64) error { return seckill.Errorf(seckill.ENotFound, "no sale %d", id) }
@@ -296,12 +324,10 @@ func (e *Engine) mayExist(ctx context.Context, id int64) bool {
 	}
 	e.listedAt = time.Now()
 	now := e.now()
-	e.saleMu.Lock()
 	for _, s := range sales {
-		e.saleCache[s.ID] = cachedSale{sale: s, fetched: now}
+		e.cacheSale(s, now)
 		e.sawSale(s.ID)
 	}
-	e.saleMu.Unlock()
 	return id <= e.newest.Load()
 }
 
@@ -396,6 +422,9 @@ func (e *Engine) CreateSale(ctx context.Context, s *seckill.Sale) error {
 		return err
 	}
 	e.sawSale(s.ID)
+	e.saleMu.Lock()
+	delete(e.noSales, s.ID) // asked for before it was committed
+	e.saleMu.Unlock()
 	// Read from SQL and the queue like any load rather than taken from s:
 	// if the gate loses its state between a rebuild's load and this one,
 	// buyers may already exist.
@@ -413,9 +442,7 @@ func (e *Engine) StopSale(ctx context.Context, id int64) (*seckill.Sale, error) 
 	if err != nil {
 		return nil, err
 	}
-	e.saleMu.Lock()
-	e.saleCache[id] = cachedSale{sale: s, fetched: e.now()}
-	e.saleMu.Unlock()
+	e.cacheSale(s, e.now())
 	return s, nil
 }
 

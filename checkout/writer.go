@@ -157,7 +157,10 @@ func (e *Engine) claim(ctx context.Context, reqs []seckill.OrderRequest) (write 
 	refused := make([]bool, len(reqs))
 	now := e.now()
 	for sale, idx := range bySale {
-		s, err := e.Sale(ctx, sale)
+		// Not Sale: its shortcuts for invented ids may call a sale just
+		// created on another instance none, and the claim must not be
+		// skipped for a sale SQL has.
+		s, err := e.loadSale(ctx, sale)
 		switch {
 		case seckill.ErrorCode(err) == seckill.ENotFound:
 			continue // SQL refuses it

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"seckill"
@@ -103,10 +104,15 @@ func (s *Server) notifyBase(r *http.Request) string {
 	if s.cfg.PublicURL != "" {
 		return strings.TrimRight(s.cfg.PublicURL, "/")
 	}
-	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
-		return scheme(r) + "://" + a.String()
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr); ok {
+		// As a URL's host: an IPv6 zone is written %25zone (RFC 6874).
+		host := a.IP.String()
+		if a.Zone != "" {
+			host += "%25" + a.Zone
+		}
+		return scheme(r) + "://" + net.JoinHostPort(host, strconv.Itoa(a.Port))
 	}
-	return scheme(r) + "://" + r.Host // no listener (a handler called directly)
+	return scheme(r) + "://" + r.Host // no TCP listener (a handler called directly, in tests)
 }
 
 func scheme(r *http.Request) string {
