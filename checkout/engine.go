@@ -427,9 +427,17 @@ func (e *Engine) CreateSale(ctx context.Context, s *seckill.Sale) error {
 	e.saleMu.Unlock()
 	// Read from SQL and the queue like any load rather than taken from s:
 	// if the gate loses its state between a rebuild's load and this one,
-	// buyers may already exist.
-	_, err := e.loadGate(ctx, s.ID)
-	return err
+	// buyers may already exist. The sale is created once it is in SQL: a
+	// load cut short (the admin's request gone, a read that failed) is
+	// left to the rebuild that the sale's first purchase starts, not
+	// reported as a sale not created (the admin would create it twice).
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if _, err := e.loadGate(lctx, s.ID); err != nil {
+		e.log.Warn("load a new sale into the gate; its first purchase will rebuild it", "sale", s.ID, "err", err)
+		e.maybeRebuild()
+	}
+	return nil
 }
 
 // StopSale ends a sale now, on the admin's word: purchases are refused

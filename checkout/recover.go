@@ -79,9 +79,11 @@ func (e *Engine) recoverShared(ctx context.Context) error {
 // maybeRebuild starts a rebuild of the gate's unloaded sales in the
 // background, unless one is running on this instance. Only the instance
 // that gets the lock rebuilds; the others keep answering EBusy until the
-// sales are loaded again.
+// sales are loaded again. Without a Locker (the in-process gate, this
+// instance's alone) it rebuilds without one: a sale is missing there only
+// when its load at creation failed.
 func (e *Engine) maybeRebuild() {
-	if e.b.Locker == nil || !e.rebuilding.CompareAndSwap(false, true) {
+	if !e.rebuilding.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
@@ -104,7 +106,8 @@ const rebuildLock = "gate-rebuild"
 const rebuildLease = 15 * time.Second
 
 // RebuildGate loads every sale the gate has lost (after a restart of a
-// shared gate), holding the rebuild lock so one instance does it. It first
+// shared gate), holding the rebuild lock so one instance does it (without
+// a Locker, the gate is this instance's: no lock). With a lock it first
 // waits out PublishTimeout so publishes admitted by the old gate have
 // landed in the queue. With nothing to load, or without the lock, it
 // returns nil at once.
@@ -113,15 +116,17 @@ func (e *Engine) RebuildGate(ctx context.Context) error {
 	if err != nil || len(missing) == 0 {
 		return err
 	}
-	release, ok, err := e.b.Locker.TryLock(ctx, rebuildLock, rebuildLease)
-	if err != nil || !ok {
-		return err
-	}
-	defer func() { _ = release(context.WithoutCancel(ctx)) }()
-	select {
-	case <-time.After(e.cfg.PublishTimeout):
-	case <-ctx.Done():
-		return ctx.Err()
+	if e.b.Locker != nil {
+		release, ok, err := e.b.Locker.TryLock(ctx, rebuildLock, rebuildLease)
+		if err != nil || !ok {
+			return err
+		}
+		defer func() { _ = release(context.WithoutCancel(ctx)) }()
+		select {
+		case <-time.After(e.cfg.PublishTimeout):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	// Another instance may have finished a rebuild before we got the lock.
 	if missing, err = e.unloadedSales(ctx); err != nil {
