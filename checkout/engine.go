@@ -236,13 +236,15 @@ func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
 		return nil, noSale(id) // never an id: not a read, nor a cache entry
 	}
 	e.saleMu.Lock()
-	_, cached := e.saleCache[id]
+	c, cached := e.saleCache[id]
 	at, none := e.noSales[id]
 	e.saleMu.Unlock()
-	if none && time.Since(at) < relistEvery {
+	switch {
+	case cached && e.now().Sub(c.fetched) < e.cfg.SaleCacheTTL:
+		return c.sale, nil // a purchase's usual path: one look at the cache
+	case none && time.Since(at) < relistEvery:
 		return nil, noSale(id)
-	}
-	if !cached && !e.mayExist(ctx, id) {
+	case !cached && !e.mayExist(ctx, id):
 		return nil, noSale(id)
 	}
 	s, err := e.loadSale(ctx, id)

@@ -28,10 +28,10 @@ func (s *Server) getOrder(w http.ResponseWriter, r *http.Request, sess *seckill.
 	}
 	o, err := s.cfg.Orders.Order(r.Context(), id)
 	if err != nil {
-		return orderErr(id, err)
+		return orderErr(err)
 	}
 	if o.UserID != sess.UserID {
-		return noOrder(id)
+		return noOrder()
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"order": o})
 	return nil
@@ -40,15 +40,15 @@ func (s *Server) getOrder(w http.ResponseWriter, r *http.Request, sess *seckill.
 // noOrder is the answer for an order that does not exist and for someone
 // else's, word for word whatever the id: walking the ids must not tell
 // which exist.
-func noOrder(int64) error {
+func noOrder() error {
 	return seckill.Errorf(seckill.ENotFound, "no such order")
 }
 
 // orderErr is err, or noOrder when err says not found (in whatever words
 // the store or the engine chose).
-func orderErr(id int64, err error) error {
+func orderErr(err error) error {
 	if seckill.ErrorCode(err) == seckill.ENotFound {
-		return noOrder(id)
+		return noOrder()
 	}
 	return err
 }
@@ -62,7 +62,7 @@ func (s *Server) cancelOrder(w http.ResponseWriter, r *http.Request, sess *secki
 	}
 	o, err := s.cfg.Engine.Cancel(r.Context(), sess.UserID, id)
 	if err != nil {
-		return orderErr(id, err)
+		return orderErr(err)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"order": o})
 	return nil
@@ -78,7 +78,7 @@ func (s *Server) payOrder(w http.ResponseWriter, r *http.Request, sess *seckill.
 	}
 	p, err := s.cfg.Engine.Pay(r.Context(), sess.UserID, id, s.notifyBase(r)+"/api/payments/notify", s.publicBase(r)+"/")
 	if err != nil {
-		return orderErr(id, err)
+		return orderErr(err)
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"payment_id": p.ID, "pay_url": p.PayURL})
 	return nil
