@@ -109,7 +109,9 @@ const rebuildLease = 15 * time.Second
 // shared gate), holding the rebuild lock so one instance does it (without
 // a Locker, the gate is this instance's: no lock). With a lock it first
 // waits out PublishTimeout so publishes admitted by the old gate have
-// landed in the queue. With nothing to load, or without the lock, it
+// landed in the queue; the in-process gate loses no sale it admitted for
+// (a sale is missing there when its load at creation failed), so there
+// is nothing to wait for. With nothing to load, or without the lock, it
 // returns nil at once.
 func (e *Engine) RebuildGate(ctx context.Context) error {
 	missing, err := e.unloadedSales(ctx)
