@@ -133,14 +133,14 @@ func (rd *wireReader) uv() uint64 {
 	return v
 }
 
+// sv reads a signed varint: binary.Varint's zigzag decoding of a uvarint.
 func (rd *wireReader) sv() int64 {
-	v, n := binary.Varint(rd.b)
-	if n <= 0 {
-		rd.b = nil
-		return 0
+	ux := rd.uv()
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
 	}
-	rd.b = rd.b[n:]
-	return v
+	return x
 }
 
 // str reads a uvarint length and that many bytes, shared with
