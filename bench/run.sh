@@ -137,7 +137,7 @@ embedded() {
 		--bench-provisioning --ip-rate 0 --log-level warn "${serve[@]}" $SERVE_FLAGS >"$OUT/$variant-$round.log" 2>&1 &
 	local pid=$!
 	PIDS+=("$pid")
-	wait_http "http://127.0.0.1:$SECKILL_PORT/readyz"
+	wait_http "http://127.0.0.1:$OPS_PORT/readyz"
 	crowd "$variant" "$round" "${extra[@]}"
 	stop "$pid"
 	rm -rf "$data"
@@ -203,7 +203,7 @@ run_production() { # round
 		--bench-provisioning --ip-rate 0 --log-level warn $SERVE_FLAGS >"$OUT/production-$1.log" 2>&1 &
 	local pid=$!
 	PIDS+=("$pid")
-	wait_http "http://127.0.0.1:$SECKILL_PORT/readyz"
+	wait_http "http://127.0.0.1:$OPS_PORT/readyz"
 	crowd production "$1"
 	stop "$pid"
 	forget_production "$tag"

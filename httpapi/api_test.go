@@ -428,12 +428,26 @@ func TestSpoofedForwardedFor(t *testing.T) {
 	want(t, login("6.6.6.1, 198.51.100.8"), 401, "bad_credentials")
 }
 
+// The health checks are served by Health (the operations listener's), not
+// by the API: a GET of either on the public handler is not found.
 func TestHealth(t *testing.T) {
 	s := newStack(t, options{})
-	want(t, s.do("GET", "/healthz", "", nil), 200, "")
-	want(t, s.do("GET", "/readyz", "", nil), 200, "")
+	health := s.api.Health()
+	check := func(path string, status int, code string) {
+		t.Helper()
+		rec := httptest.NewRecorder()
+		health.ServeHTTP(rec, httptest.NewRequest("GET", path, nil))
+		want(t, response{Code: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}, status, code)
+	}
+	check("/healthz", 200, "")
+	check("/readyz", 200, "")
+	for _, p := range []string{"/healthz", "/readyz"} {
+		if resp := s.do("GET", p, "", nil); resp.Code != 404 {
+			t.Errorf("public GET %s: %d, want 404", p, resp.Code)
+		}
+	}
 	s.engine.StopAdmitting()
-	want(t, s.do("GET", "/readyz", "", nil), 503, "busy")
+	check("/readyz", 503, "busy")
 	toks, _ := s.buyers(1)
 	sale := s.activeSale(1, false)
 	want(t, s.purchase(toks[0], sale, s.path(toks[0], sale)), 503, "busy")

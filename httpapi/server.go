@@ -202,11 +202,6 @@ func (s *Server) routes() {
 		s.handle("GET /api/admin/ws", s.limitIP(s.admin(s.adminSocket)))
 	}
 
-	s.handle("GET /healthz", func(w http.ResponseWriter, r *http.Request) error {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-		return nil
-	})
-	s.handle("GET /readyz", s.readyz)
 	s.handle("/api/", func(w http.ResponseWriter, r *http.Request) error {
 		return seckill.Errorf(seckill.ENotFound, "no such endpoint: %s %s", r.Method, r.URL.Path)
 	})

@@ -49,6 +49,7 @@ type child struct {
 	t    *testing.T
 	cmd  *exec.Cmd
 	url  string
+	ops  string      // its operations listener (health checks), "" if off
 	dead atomic.Bool // killed or stopped: read by crowds while a drill kills it
 }
 
@@ -56,7 +57,7 @@ type child struct {
 func startChild(t *testing.T, dir string, env ...string) *child {
 	t.Helper()
 	return startProcess(t, "seckill is listening on ", append([]string{
-		"SECKILL_TEST_CHILD=1", "SECKILL_DATA=" + dir, "SECKILL_ADDR=127.0.0.1:0", "SECKILL_OPS_ADDR=off",
+		"SECKILL_TEST_CHILD=1", "SECKILL_DATA=" + dir, "SECKILL_ADDR=127.0.0.1:0", "SECKILL_OPS_ADDR=127.0.0.1:0",
 		"SECKILL_USER_RATE=0", "SECKILL_IP_RATE=0", "SECKILL_LOG_LEVEL=warn",
 		"SECKILL_ADMIN_PHONE=19900000000", "SECKILL_ADMIN_PASSWORD=admin-password",
 	}, env...)...)
@@ -79,16 +80,21 @@ func startProcess(t *testing.T, ready string, env ...string) *child {
 	}
 	lines := bufio.NewScanner(out)
 	c := &child{t: t, cmd: cmd}
-	urls := make(chan string, 1)
+	urls := make(chan [2]string, 1)
 	go func() {
+		var ops string // seckill serve prints it before the listening line
 		for lines.Scan() {
+			if u, ok := strings.CutPrefix(lines.Text(), opsLine); ok {
+				ops = u
+			}
 			if u, ok := strings.CutPrefix(lines.Text(), ready); ok {
-				urls <- u
+				urls <- [2]string{u, ops}
 			}
 		}
 	}()
 	select {
-	case c.url = <-urls:
+	case u := <-urls:
+		c.url, c.ops = u[0], u[1]
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
 		t.Fatal("server did not start in 60 s")
@@ -133,6 +139,19 @@ var client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 }}
 
 // call sends a request and decodes the JSON answer into out (if not nil).
+// opsLine starts the line of `seckill serve` that names its operations
+// listener.
+const opsLine = "operations (metrics, health checks) on "
+
+// ready asks the child's operations listener for /readyz.
+func (c *child) ready() (int, error) {
+	if c.ops == "" {
+		return 0, fmt.Errorf("server has no operations listener")
+	}
+	code, _, _, err := apiSend(client, "GET", c.ops+"/readyz", "", "", nil)
+	return code, err
+}
+
 func (c *child) call(method, path, token string, body string, out any) (int, error) {
 	code, _, raw, err := apiSend(client, method, c.url+path, token, body, nil)
 	if err != nil {

@@ -213,7 +213,8 @@ func (d *deployment) waitGate(sale int64, within time.Duration) {
 	}
 }
 
-// waitReady waits until every live node answers /readyz with 200.
+// waitReady waits until every live node's operations listener answers
+// /readyz with 200.
 func (d *deployment) waitReady(within time.Duration) {
 	d.t.Helper()
 	deadline := time.Now().Add(within)
@@ -222,7 +223,7 @@ func (d *deployment) waitReady(within time.Duration) {
 			continue
 		}
 		for {
-			code, err := c.call("GET", "/readyz", "", "", nil)
+			code, err := c.ready()
 			if err == nil && code == 200 {
 				break
 			}

@@ -69,6 +69,11 @@ func serve(ctx context.Context, args []string) error {
 		_ = m.Close()
 		return err
 	}
+	// The operations line first: a supervisor (or a test) that waits for
+	// the listening line has both addresses then.
+	if ops := m.OpsURL(); ops != "" {
+		fmt.Printf("operations (metrics, health checks) on %s\n", ops)
+	}
 	fmt.Printf("seckill is listening on %s\n", m.URL())
 	if err := m.Wait(ctx); err != nil {
 		m.log.Error("listener failed; shutting down", "err", err)

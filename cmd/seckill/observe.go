@@ -86,13 +86,13 @@ func (m *Main) listenOps() error {
 }
 
 // opsHandler serves the operations routes: metrics, the health checks
-// (the API's own handlers, so both listeners answer the same) and pprof
-// when enabled.
+// (only here, never on the public listener) and pprof when enabled.
 func (m *Main) opsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", m.metrics.Handler())
-	mux.Handle("GET /healthz", m.api)
-	mux.Handle("GET /readyz", m.api)
+	health := m.api.Health()
+	mux.Handle("GET /healthz", health)
+	mux.Handle("GET /readyz", health)
 	if m.Config.Ops.Pprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

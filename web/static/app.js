@@ -388,8 +388,10 @@
   // ---- connection ------------------------------------------------------------
 
   // While the server does not answer (a request failed on the network, or
-  // the push socket dropped and /healthz is silent) the page says so and
-  // buying is off; it asks /healthz every 2 s until the server is back.
+  // the push socket dropped and the server does not answer a HEAD of the
+  // page) the page says so and buying is off; it asks again every 2 s
+  // until the server is back. (The health checks are on the operations
+  // listener, not here.)
   const net = { online: true, probeTimer: 0 };
 
   function goOffline() {
@@ -418,10 +420,11 @@
     }
   }
 
-  // healthy resolves to whether GET /healthz answers within 3 s.
+  // healthy resolves to whether the server answers a HEAD of the page
+  // within 3 s (a proxy in front answers 502 while seckill is away).
   async function healthy() {
     try {
-      const r = await fetch('/healthz', { cache: 'no-store', signal: AbortSignal.timeout(3000) });
+      const r = await fetch('/', { method: 'HEAD', cache: 'no-store', signal: AbortSignal.timeout(3000) });
       return r.ok;
     } catch {
       return false;
@@ -482,7 +485,7 @@
       dashStream(false);
       if (!state.me) return;
       // The server went away, or this session has no cookie: which one,
-      // /healthz tells.
+      // healthy tells.
       if (!(await healthy())) goOffline();
       if (!state.me || push.ws) return;
       push.retryMs = Math.min(push.retryMs ? push.retryMs * 2 : 1000, 30000);
