@@ -138,15 +138,15 @@ type Engine struct {
 
 	saleMu    sync.Mutex
 	saleCache map[int64]cachedSale
-	noSales   map[int64]time.Time // ids SQL said are none, when (process clock); kept relistEvery
+	// noSales holds the reads of ids not cached and at most newest: the
+	// answer of the last one is "none" (a gap, or an insert not yet
+	// committed) as long as the id stays out of the cache.
+	noSales map[int64]*freshRead
 	// newest is the highest sale id seen (listed from SQL, or created
-	// here); listedAt, by the process's clock, when the catalogue was last
-	// listed. An id above newest is listed for at most every relistEvery,
-	// and is no sale in between: invented ids must not cost a SQL read
-	// each. newestMu serialises the listings, so a flood waits for one.
-	newest   atomic.Int64
-	newestMu sync.Mutex
-	listedAt time.Time
+	// here). An id above it is no sale unless a listing of the catalogue
+	// that started after the request arrived shows it (listing).
+	newest  atomic.Int64
+	listing freshRead
 
 	soldOut sync.Map // sale id → time.Time the gate said sold out
 	buyers  sync.Map // sale id → *knownBuyers: who this instance knows holds a unit (buyers.go)
@@ -192,7 +192,7 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 		cfg: cfg, b: b, log: log,
 		inflight:  make(chan struct{}, cfg.InFlight),
 		saleCache: make(map[int64]cachedSale),
-		noSales:   make(map[int64]time.Time),
+		noSales:   make(map[int64]*freshRead),
 		results:   newResultMap(),
 		stopped:   make(chan struct{}),
 	}
@@ -225,43 +225,120 @@ func (e *Engine) StopAdmitting() { e.ready.Store(false) }
 func (e *Engine) now() time.Time { return e.cfg.Now() }
 
 // Sale returns the sale from a cache at most SaleCacheTTL old, for a
-// request. ENotFound if there is none. A request for an id that does not
-// exist costs no SQL read each: an id above every sale of a catalogue
-// listed less than relistEvery ago is none (mayExist), and an id SQL said
-// is none (a gap, or an insert not yet committed) is remembered as none
-// for relistEvery. The order writer does not take these shortcuts
-// (loadSale).
+// request. ENotFound if there is none. Its answer is never older than the
+// request: a sale whose creation was answered before the request arrived
+// is found, on any instance. Yet ids that do not exist cost no SQL read
+// each: an id above every sale seen waits for the next listing of the
+// catalogue, and an id SQL said is none (a gap, or an insert not yet
+// committed) for the next read of that id; such reads start after the
+// request arrived, at most one per relistEvery, and every request waiting
+// shares it. The order writer does not take these ways (loadSale).
 func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
 	if id <= 0 {
 		return nil, noSale(id) // never an id: not a read, nor a cache entry
 	}
 	e.saleMu.Lock()
 	c, cached := e.saleCache[id]
-	at, none := e.noSales[id]
 	e.saleMu.Unlock()
-	switch {
-	case cached && e.now().Sub(c.fetched) < e.cfg.SaleCacheTTL:
-		return c.sale, nil // a purchase's usual path: one look at the cache
-	case none && time.Since(at) < relistEvery:
-		return nil, noSale(id)
-	case !cached && !e.mayExist(ctx, id):
-		return nil, noSale(id)
+	if cached {
+		if e.now().Sub(c.fetched) < e.cfg.SaleCacheTTL {
+			return c.sale, nil // a purchase's usual path: one look at the cache
+		}
+		return e.loadSale(ctx, id) // a sale we know: read it again
 	}
-	s, err := e.loadSale(ctx, id)
-	if seckill.ErrorCode(err) == seckill.ENotFound {
-		e.saleMu.Lock()
+	// Later than the request's arrival, which only makes the reads it
+	// accepts fresher.
+	arrived := time.Now()
+	if id > e.newest.Load() {
+		err := e.listing.refresh(ctx, arrived, func() error { return e.listSales(ctx) })
+		if err == nil && id > e.newest.Load() {
+			return nil, noSale(id)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		// Listed (and cached, if it exists), or SQL could not list: the
+		// id's own read decides.
+	}
+	e.saleMu.Lock()
+	if c, ok := e.saleCache[id]; ok {
+		e.saleMu.Unlock()
+		return c.sale, nil
+	}
+	r := e.noSales[id]
+	if r == nil {
 		if len(e.noSales) >= maxNoSales {
 			clear(e.noSales)
 		}
-		e.noSales[id] = time.Now()
-		e.saleMu.Unlock()
+		r = &freshRead{}
+		e.noSales[id] = r
 	}
-	return s, err
+	e.saleMu.Unlock()
+	var sale *seckill.Sale
+	err := r.refresh(ctx, arrived, func() error {
+		s, err := e.loadSale(ctx, id)
+		if seckill.ErrorCode(err) == seckill.ENotFound {
+			return nil // the answer is none, until the next read
+		}
+		sale = s
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	if sale != nil {
+		return sale, nil
+	}
+	// A read this request waited for: the sale, cached since, or none.
+	e.saleMu.Lock()
+	c, cached = e.saleCache[id]
+	e.saleMu.Unlock()
+	if cached {
+		return c.sale, nil
+	}
+	return nil, noSale(id)
 }
 
-// maxNoSales bounds the ids remembered as none (they are ids below the
-// newest sale: gaps, few; the bound is for the unforeseen).
+// maxNoSales bounds the ids read as none (they are ids below the newest
+// sale: gaps, few; the bound is for the unforeseen).
 const maxNoSales = 10_000
+
+// freshRead runs reads of SQL for the requests that ask, so that each is
+// answered by a read that started after it arrived, while a flood of them
+// costs at most one read per relistEvery: reads run one at a time, at
+// least relistEvery apart, and a request takes the answer of the first
+// read that started no earlier than it arrived.
+type freshRead struct {
+	mu      sync.Mutex
+	started time.Time // when the last read that succeeded started (process clock)
+}
+
+// refresh returns once a read that started at or after arrived has
+// succeeded, running read itself when none has; read records its answer
+// where the caller looks. It returns read's error, or ctx's while it
+// waits for its turn.
+func (f *freshRead) refresh(ctx context.Context, arrived time.Time, read func() error) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.started.Before(arrived) {
+		return nil // a read that started after this request arrived
+	}
+	if wait := relistEvery - time.Since(f.started); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+	}
+	start := time.Now()
+	if err := read(); err != nil {
+		return err
+	}
+	f.started = start
+	return nil
+}
 
 // loadSale returns the sale from a cache at most SaleCacheTTL old, or else
 // from SQL. When SQL fails it serves what it had cached, however old.
@@ -290,7 +367,7 @@ func (e *Engine) loadSale(ctx context.Context, id int64) (*seckill.Sale, error) 
 	return s, nil
 }
 
-// cacheSale caches s as read at now, and forgets that its id was none.
+// cacheSale caches s as read at now, and forgets the reads of its id.
 func (e *Engine) cacheSale(s *seckill.Sale, now time.Time) {
 	e.saleMu.Lock()
 	e.saleCache[s.ID] = cachedSale{sale: s, fetched: now}
@@ -301,36 +378,22 @@ func (e *Engine) cacheSale(s *seckill.Sale, now time.Time) {
 func noSale(id int64) error { return seckill.Errorf(seckill.ENotFound, "no sale %d", id) }
 
 // relistEvery is how often at most the catalogue is listed for ids above
-// the newest known: a sale created on another instance is seen within it.
-const relistEvery = 100 * time.Millisecond
+// the newest seen, and an id SQL said is none read again; a request for
+// such an id waits for the next read, up to relistEvery.
+const relistEvery = 50 * time.Millisecond
 
-// mayExist reports whether sale id may exist: false only when id is above
-// every sale of a catalogue listed less than relistEvery ago. The listing
-// also fills the sale cache. When SQL cannot be listed, the caller's read
-// decides.
-func (e *Engine) mayExist(ctx context.Context, id int64) bool {
-	if id <= e.newest.Load() {
-		return true
-	}
-	e.newestMu.Lock()
-	defer e.newestMu.Unlock()
-	if id <= e.newest.Load() {
-		return true // listed while this call waited
-	}
-	if time.Since(e.listedAt) < relistEvery {
-		return false
-	}
+// listSales lists the catalogue: it caches every sale and raises newest.
+func (e *Engine) listSales(ctx context.Context) error {
 	sales, err := e.b.Sales.Sales(ctx)
 	if err != nil {
-		return true
+		return err
 	}
-	e.listedAt = time.Now()
 	now := e.now()
 	for _, s := range sales {
 		e.cacheSale(s, now)
 		e.sawSale(s.ID)
 	}
-	return id <= e.newest.Load()
+	return nil
 }
 
 // sawSale raises newest to id.
