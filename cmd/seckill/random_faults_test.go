@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -112,19 +113,24 @@ func randomFaultDrill(t *testing.T, dbEnv string, rng *mrand.Rand) {
 			"SECKILL_PAY_PROVIDER_URL=http://" + sbAddr + "/sandbox/gateway.do",
 			"SECKILL_PAY_PROVIDER_KEY=" + filepath.Join(sbDir, "sandbox", "sandbox.pub.pem")}
 	})
-	rfRun(t, d, rng, []int{0, 1, 2, 3, 4}, r, n, sbDir)
+	rfRun(t, d, rng, []int{0, 1, 2, 3, 4, 5, 6}, r, n, sbDir)
 }
 
 // rfRun is the drill on a deployment: kinds are the faults it may
 // inject (0 kill -9 an instance and restart it, 1 Redis restarted empty,
 // 2 NATS restarted, 3 a kill and a Redis restart within a second, 4 a
-// kill and a NATS restart within a second); r and n
+// kill and a NATS restart within a second, 5 SIGSTOP an instance for
+// 6–9 s, past the reconcile age, then SIGCONT, 6 a kill, and another
+// while it recovers after its restart); r and n
 // are nil when kinds do not need them.
 func rfRun(t *testing.T, d *deployment, rng *mrand.Rand, kinds []int, r, n *daemon, sbDir string) {
 	var nodesMu sync.Mutex // restart replaces d.nodes[i]
 	d.pace = time.Duration(rng.IntN(4)) * time.Millisecond
 
-	const users, stock = 1200, 400
+	users, stock := 1200, int64(400)
+	if n, err := strconv.Atoi(os.Getenv("SECKILL_RF_USERS")); err == nil && n > 0 {
+		users, stock = n, int64(n/3)
+	}
 	sale, buyers := d.provision(users, stock)
 	accepted := map[int64]string{}
 	var mu sync.Mutex
@@ -204,6 +210,24 @@ func rfRun(t *testing.T, d *deployment, rng *mrand.Rand, kinds []int, r, n *daem
 				redisEmpty()
 			case 2:
 				natsRestart()
+			case 6:
+				// Killed again while it recovers (just listening).
+				kill(i, back)
+				time.Sleep(time.Duration(rng2(back)%800) * time.Millisecond)
+				kill(i, 300*time.Millisecond)
+			case 5:
+				nodesMu.Lock()
+				c := d.nodes[i]
+				nodesMu.Unlock()
+				if c.dead.Load() {
+					return
+				}
+				_ = c.cmd.Process.Signal(syscall.SIGSTOP)
+				stop := time.Duration(6000+rng2(back)) * time.Millisecond
+				t.Logf("%.2fs: instance %d stopped for %v", time.Since(start).Seconds(), i, stop)
+				time.Sleep(stop)
+				_ = c.cmd.Process.Signal(syscall.SIGCONT)
+				t.Logf("%.2fs: instance %d continued", time.Since(start).Seconds(), i)
 			case 3, 4:
 				var wg sync.WaitGroup
 				wg.Add(1)
@@ -562,7 +586,7 @@ func TestRandomCrashEmbedded(t *testing.T) {
 				t.Fatalf("admin login: %d %v", code, err)
 			}
 			d.admin = login.Token
-			rfRun(t, d, rng, []int{0}, nil, nil, dir)
+			rfRun(t, d, rng, []int{0, 6}, nil, nil, dir)
 		})
 	}
 }
@@ -620,3 +644,7 @@ func rfStart(t *testing.T, dir string, env ...string) (*child, error) {
 		return nil, fmt.Errorf("not listening after 60 s")
 	}
 }
+
+// rng2 derives 0–2999 from a duration already drawn (the fault goroutines
+// do not share the drill's generator).
+func rng2(d time.Duration) int { return int(d/time.Millisecond) % 3000 }
