@@ -9,6 +9,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash"
 	"math"
 	"strconv"
@@ -268,6 +269,14 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	}
 
 	req := seckill.OrderRequest{SaleID: saleID, UserID: userID, Ticket: newTicket(), PriceCents: a.sale.PriceCents, At: now.UTC()}
+	// The publish must be acknowledged within PublishTimeout of the
+	// reservation, on this process's monotonic clock: a reservation older
+	// than the reconcile age (well above PublishTimeout) that is neither
+	// queued nor in SQL is released by any instance's reconciler. Counted
+	// from the publish alone, a stall in between (a paused VM or process, a
+	// starved CPU) could outlast that age and still end in a 202 for a
+	// request the writer then refuses, its ticket released (I3).
+	began := time.Now()
 	r, err := e.b.Gate.Reserve(ctx, seckill.Reservation{SaleID: saleID, UserID: userID, Ticket: req.Ticket, At: req.At, Limit: e.cfg.PurchaseLimit})
 	e.cfg.Observer.GateResult(r, err)
 	if err != nil {
@@ -292,9 +301,16 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	// Mark queued before publishing: the writer's result may arrive before
 	// Publish returns, and must not be overwritten.
 	prev, had := e.results.queue(saleID, userID, req.Ticket)
-	pctx, cancel := context.WithTimeout(ctx, e.cfg.PublishTimeout)
+	pctx, cancel := context.WithDeadline(ctx, began.Add(e.cfg.PublishTimeout))
 	err = e.b.Queue.Publish(pctx, req)
 	cancel()
+	if err == nil && time.Since(began) >= e.cfg.PublishTimeout {
+		// Stored, but too late to promise: the reservation may have been
+		// released meanwhile, and then the writer refuses the request. As
+		// for an unacknowledged publish, the writer or the reconciler
+		// settles it and the result tells the buyer.
+		err = fmt.Errorf("%w: publish acknowledged %v after the reservation", seckill.ErrMaybeStored, time.Since(began).Round(time.Millisecond))
+	}
 	if err == nil {
 		e.learnBuyer(a.sale, userID, true, now)
 		return req.Ticket, nil

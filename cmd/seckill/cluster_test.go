@@ -151,10 +151,16 @@ func (d *deployment) envOf(i int) []string {
 // node returns a live node for the k-th request, round robin, skipping
 // dead ones.
 func (d *deployment) node(k int) *child {
-	for j := 0; j < len(d.nodes); j++ {
-		c := d.nodes[(k+j)%len(d.nodes)]
-		if !c.dead.Load() {
-			return c
+	// All dead: a drill may be restarting one (up to a minute).
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		for j := 0; j < len(d.nodes); j++ {
+			c := d.nodes[(k+j)%len(d.nodes)]
+			if !c.dead.Load() {
+				return c
+			}
+		}
+		if time.Now().After(deadline) {
+			break
 		}
 	}
 	d.t.Fatal("no live node")
