@@ -56,11 +56,18 @@ type child struct {
 // startChild starts a server on dir; env adds SECKILL_* settings.
 func startChild(t *testing.T, dir string, env ...string) *child {
 	t.Helper()
-	return startProcess(t, "seckill is listening on ", append([]string{
+	return startProcess(t, "seckill is listening on ", append(childEnv(dir), env...)...)
+}
+
+// childEnv is the settings of a server child on dir: loopback listeners on
+// free ports (operations included, for /readyz), no rate limits, the test
+// admin.
+func childEnv(dir string) []string {
+	return []string{
 		"SECKILL_TEST_CHILD=1", "SECKILL_DATA=" + dir, "SECKILL_ADDR=127.0.0.1:0", "SECKILL_OPS_ADDR=127.0.0.1:0",
 		"SECKILL_USER_RATE=0", "SECKILL_IP_RATE=0", "SECKILL_LOG_LEVEL=warn",
 		"SECKILL_ADMIN_PHONE=19900000000", "SECKILL_ADMIN_PASSWORD=admin-password",
-	}, env...)...)
+	}
 }
 
 // startProcess starts the test binary as a child with env added to this
@@ -68,20 +75,31 @@ func startChild(t *testing.T, dir string, env ...string) *child {
 // output that starts with ready, whose rest is the child's URL.
 func startProcess(t *testing.T, ready string, env ...string) *child {
 	t.Helper()
+	c, err := launch(t, ready, env...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// launch is startProcess returning an error instead of failing the test
+// (for goroutines other than the test's).
+func launch(t *testing.T, ready string, env ...string) (*child, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = &logWriter{t: t}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	lines := bufio.NewScanner(out)
 	c := &child{t: t, cmd: cmd}
 	urls := make(chan [2]string, 1)
 	go func() {
+		defer close(urls)
+		lines := bufio.NewScanner(out)
 		var ops string // seckill serve prints it before the listening line
 		for lines.Scan() {
 			if u, ok := strings.CutPrefix(lines.Text(), opsLine); ok {
@@ -93,13 +111,18 @@ func startProcess(t *testing.T, ready string, env ...string) *child {
 		}
 	}()
 	select {
-	case u := <-urls:
-		c.url, c.ops = u[0], u[1]
+	case u, ok := <-urls:
+		if ok {
+			c.url, c.ops = u[0], u[1]
+			return c, nil
+		}
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("server exited before listening: %v", cmd.ProcessState)
 	case <-time.After(60 * time.Second):
 		_ = cmd.Process.Kill()
-		t.Fatal("server did not start in 60 s")
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("server did not start in 60 s")
 	}
-	return c
 }
 
 type logWriter struct{ t *testing.T }

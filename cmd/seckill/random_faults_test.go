@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"database/sql"
 	"fmt"
 	mrand "math/rand/v2"
@@ -299,7 +298,7 @@ func rfRun(t *testing.T, d *deployment, rng *mrand.Rand, kinds []int, r, n *daem
 		time.Since(start).Seconds(), len(accepted), paid.Load(), payFails.Load())
 
 	d.waitReady(time.Minute)
-	st := rfRest(d, sale, 2*time.Minute)
+	t.Logf("at rest after the faults: %+v", rfRest(d, sale, 2*time.Minute))
 	// The rest of the buyers try once more: the returned units sell.
 	again := d.crowd(sale, buyers, 1, accepted, &mu, nil)
 	t.Logf("again: %v, %d accepted in all", again, len(accepted))
@@ -308,7 +307,7 @@ func rfRun(t *testing.T, d *deployment, rng *mrand.Rand, kinds []int, r, n *daem
 			t.Errorf("after the faults: %d answers with status %d", n, code)
 		}
 	}
-	st = rfRest(d, sale, 2*time.Minute)
+	st := rfRest(d, sale, 2*time.Minute)
 	t.Logf("at rest: %+v", st)
 	d.checkInvariants(sale, st.adminStats, accepted, false)
 	if st.GateLeft != st.SQLStockLeft-st.Queued-st.ReturnsUnapplied {
@@ -606,43 +605,7 @@ func rfDriver(db string) (string, string) {
 // rfStart is startChild returning an error instead of failing the test
 // (it runs on the drill's fault goroutines).
 func rfStart(t *testing.T, dir string, env ...string) (*child, error) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(),
-		"SECKILL_TEST_CHILD=1", "SECKILL_DATA="+dir, "SECKILL_ADDR=127.0.0.1:0", "SECKILL_OPS_ADDR=off",
-		"SECKILL_USER_RATE=0", "SECKILL_IP_RATE=0", "SECKILL_LOG_LEVEL=warn",
-		"SECKILL_ADMIN_PHONE=19900000000", "SECKILL_ADMIN_PASSWORD=admin-password"), env...)
-	cmd.Stderr = &logWriter{t: t}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	c := &child{t: t, cmd: cmd}
-	urls := make(chan string, 1)
-	go func() {
-		lines := bufio.NewScanner(out)
-		for lines.Scan() {
-			if u, ok := strings.CutPrefix(lines.Text(), "seckill is listening on "); ok {
-				urls <- u
-			}
-		}
-		close(urls)
-	}()
-	select {
-	case u, ok := <-urls:
-		if ok {
-			c.url = u
-			return c, nil
-		}
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("exited before listening: %v", cmd.ProcessState)
-	case <-time.After(60 * time.Second):
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		return nil, fmt.Errorf("not listening after 60 s")
-	}
+	return launch(t, "seckill is listening on ", append(childEnv(dir), env...)...)
 }
 
 // rng2 derives 0–2999 from a duration already drawn (the fault goroutines
