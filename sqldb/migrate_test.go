@@ -140,3 +140,34 @@ func testMigratePayOpened(t *testing.T, fresh freshURL) {
 		t.Errorf("a pending order from before the mark, cancelled: %+v, want it opened", o)
 	}
 }
+
+// testOpenTogether opens one fresh database from several processes' worth
+// of connections at once, as instances starting together do: each must
+// migrate or find the schema migrated, none may fail on another's half
+// done migration (MySQL's "Table 'users' already exists" made one of
+// three first starts exit; 8 at once fail nearly every time without a
+// lock).
+func testOpenTogether(t *testing.T, fresh freshURL) {
+	url := fresh(t)
+	const n = 8
+	errs := make(chan error, n)
+	dbs := make(chan *sqldb.DB, n)
+	for range n {
+		go func() {
+			db, err := sqldb.Open(context.Background(), url)
+			errs <- err
+			dbs <- db
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Errorf("open while others open: %v", err)
+		}
+		if db := <-dbs; db != nil {
+			t.Cleanup(func() { _ = db.Close() })
+			if err := db.Ping(context.Background()); err != nil {
+				t.Error(err)
+			}
+		}
+	}
+}

@@ -29,7 +29,11 @@ var mysql = dialect{
 	name:       "mysql",
 	goose:      goose.DialectMySQL,
 	migrations: mustSub(mysqlFS, "migrations/mysql"),
-	maxParams:  65535,
+	migrateOpts: func() ([]goose.ProviderOption, error) {
+		// Instances starting together take turns (a named lock).
+		return []goose.ProviderOption{goose.WithLocker(&mysqlMigrateLock{})}, nil
+	},
+	maxParams: 65535,
 	// READ COMMITTED: each statement sees what committed before it, and
 	// InnoDB takes no gap locks, which REPEATABLE READ would take on
 	// every insert and lookup of the batch (more waits, more deadlocks).
@@ -189,4 +193,45 @@ func mysqlConfig(url string) (*driver.Config, error) {
 		cfg.Params["sql_mode"] = "'STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'"
 	}
 	return cfg, nil
+}
+
+// mysqlMigrateLock makes instances that start together migrate one after
+// the other (goose's lock.Locker): MySQL's named lock GET_LOCK, held by one
+// connection taken from the pool for the purpose. A starter that dies
+// loses its connection, and with it the lock. (goose's own MySQL locker
+// keeps a lease row whose DATETIME the driver here, without parseTime,
+// cannot scan.)
+type mysqlMigrateLock struct {
+	conn *sql.Conn
+}
+
+// mysqlMigrateLockName names the lock, per database: instances of other
+// databases on the same server do not wait for each other.
+const mysqlMigrateLockName = "CONCAT('seckill_migrate.', DATABASE())"
+
+func (l *mysqlMigrateLock) Lock(ctx context.Context, db *sql.DB) error {
+	conn, err := db.Conn(ctx)
+	if err != nil {
+		return err
+	}
+	var got sql.NullInt64
+	// 300 s: a migration of a large table takes a while; NULL is an error.
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK("+mysqlMigrateLockName+", 300)").Scan(&got); err != nil || got.Int64 != 1 {
+		conn.Close()
+		if err == nil {
+			err = errors.New("another instance held it for 300 s")
+		}
+		return fmt.Errorf("migration lock: %w", err)
+	}
+	l.conn = conn
+	return nil
+}
+
+func (l *mysqlMigrateLock) Unlock(ctx context.Context, _ *sql.DB) error {
+	if l.conn == nil {
+		return nil
+	}
+	_, err := l.conn.ExecContext(ctx, "DO RELEASE_LOCK("+mysqlMigrateLockName+")")
+	// Closing the connection frees the lock whatever the release said.
+	return errors.Join(err, l.conn.Close())
 }

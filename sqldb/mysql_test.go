@@ -51,6 +51,7 @@ func freshMySQL(t testing.TB) string {
 func TestMySQL(t *testing.T) {
 	serverURL(t, "SECKILL_TEST_MYSQL")
 	testEngine(t, freshMySQL)
+	t.Run("OpenTogether", func(t *testing.T) { testOpenTogether(t, freshMySQL) })
 	t.Run("Engine", func(t *testing.T) {
 		db := openFresh(t, freshMySQL)
 		if got := db.Engine(); got != "mysql" {

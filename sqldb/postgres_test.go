@@ -43,6 +43,7 @@ func freshPostgres(t testing.TB) string {
 func TestPostgres(t *testing.T) {
 	serverURL(t, "SECKILL_TEST_POSTGRES")
 	testEngine(t, freshPostgres)
+	t.Run("OpenTogether", func(t *testing.T) { testOpenTogether(t, freshPostgres) })
 	t.Run("Engine", func(t *testing.T) {
 		db := openFresh(t, freshPostgres)
 		if got := db.Engine(); got != "postgres" {
