@@ -94,6 +94,7 @@ type deployment struct {
 	queuePrefix string
 	pace        time.Duration // each crowd worker waits this long between requests
 	nodes       []*child
+	nodesMu     sync.Mutex // a restart replaces nodes[i] while crowds pick nodes
 	dirs        []string
 	admin       string
 }
@@ -138,7 +139,12 @@ func newDeploymentEnv(t *testing.T, n int, dbURL, redisURL, natsURL string, node
 }
 
 // restart starts node i again on its data directory.
-func (d *deployment) restart(i int) { d.nodes[i] = startChild(d.t, d.dirs[i], d.envOf(i)...) }
+func (d *deployment) restart(i int) {
+	c := startChild(d.t, d.dirs[i], d.envOf(i)...)
+	d.nodesMu.Lock()
+	d.nodes[i] = c
+	d.nodesMu.Unlock()
+}
 
 // envOf returns the settings of node i.
 func (d *deployment) envOf(i int) []string {
@@ -153,12 +159,15 @@ func (d *deployment) envOf(i int) []string {
 func (d *deployment) node(k int) *child {
 	// All dead: a drill may be restarting one (up to a minute).
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		d.nodesMu.Lock()
 		for j := 0; j < len(d.nodes); j++ {
 			c := d.nodes[(k+j)%len(d.nodes)]
 			if !c.dead.Load() {
+				d.nodesMu.Unlock()
 				return c
 			}
 		}
+		d.nodesMu.Unlock()
 		if time.Now().After(deadline) {
 			break
 		}

@@ -123,7 +123,6 @@ func randomFaultDrill(t *testing.T, dbEnv string, rng *mrand.Rand) {
 // while it recovers after its restart); r and n
 // are nil when kinds do not need them.
 func rfRun(t *testing.T, d *deployment, rng *mrand.Rand, kinds []int, r, n *daemon, sbDir string) {
-	var nodesMu sync.Mutex // restart replaces d.nodes[i]
 	d.pace = time.Duration(rng.IntN(4)) * time.Millisecond
 
 	users, stock := 1200, int64(400)
@@ -154,9 +153,9 @@ func rfRun(t *testing.T, d *deployment, rng *mrand.Rand, kinds []int, r, n *daem
 	var faultsWG sync.WaitGroup
 	var redisMu, natsMu sync.Mutex
 	kill := func(i int, back time.Duration) {
-		nodesMu.Lock()
+		d.nodesMu.Lock()
 		c := d.nodes[i]
-		nodesMu.Unlock()
+		d.nodesMu.Unlock()
 		if c.dead.Load() {
 			return
 		}
@@ -168,9 +167,9 @@ func rfRun(t *testing.T, d *deployment, rng *mrand.Rand, kinds []int, r, n *daem
 		for try := 1; ; try++ {
 			c, err := rfStart(t, d.dirs[i], d.envOf(i)...)
 			if err == nil {
-				nodesMu.Lock()
+				d.nodesMu.Lock()
 				d.nodes[i] = c
-				nodesMu.Unlock()
+				d.nodesMu.Unlock()
 				break
 			}
 			t.Logf("%.2fs: instance %d failed to start (try %d): %v", time.Since(start).Seconds(), i, try, err)
@@ -215,9 +214,9 @@ func rfRun(t *testing.T, d *deployment, rng *mrand.Rand, kinds []int, r, n *daem
 				time.Sleep(time.Duration(rng2(back)%800) * time.Millisecond)
 				kill(i, 300*time.Millisecond)
 			case 5:
-				nodesMu.Lock()
+				d.nodesMu.Lock()
 				c := d.nodes[i]
-				nodesMu.Unlock()
+				d.nodesMu.Unlock()
 				if c.dead.Load() {
 					return
 				}
@@ -257,7 +256,7 @@ func rfRun(t *testing.T, d *deployment, rng *mrand.Rand, kinds []int, r, n *daem
 		go func() {
 			defer payWG.Done()
 			for u := range payQueue {
-				rfPay(d, &nodesMu, sale, u, int(u.ID), &paid, &payFails)
+				rfPay(d, sale, u, int(u.ID), &paid, &payFails)
 			}
 		}()
 	}
@@ -353,20 +352,8 @@ var rfNoFollow = &http.Client{Timeout: 10 * time.Second, CheckRedirect: func(*ht
 
 // rfPay waits for the buyer's order and pays it (best effort: faults may
 // refuse it), cancelling first when k%5 == 0.
-func rfPay(d *deployment, nodesMu *sync.Mutex, sale int64, u benchUser, k int, paid, fails *atomic.Int64) {
-	node := func(j int) *child {
-		for {
-			nodesMu.Lock()
-			for k := range d.nodes {
-				if c := d.nodes[(j+k)%len(d.nodes)]; !c.dead.Load() {
-					nodesMu.Unlock()
-					return c
-				}
-			}
-			nodesMu.Unlock()
-			time.Sleep(20 * time.Millisecond) // all down: being restarted
-		}
-	}
+func rfPay(d *deployment, sale int64, u benchUser, k int, paid, fails *atomic.Int64) {
+	node := d.node
 	deadline := time.Now().Add(10 * time.Second)
 	var order int64
 	for order == 0 {
