@@ -124,6 +124,12 @@ const DefaultOps = "http://127.0.0.1:9090"
 // (Result.Failed), not an error.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.defaults()
+	if cfg.Progress != nil {
+		// The ticker's lines and the workers' reports (a payment refused)
+		// come from several goroutines; a Progress such as a
+		// strings.Builder is not safe for that.
+		cfg.Progress = &lockedWriter{w: cfg.Progress}
+	}
 	b := &runner{cfg: cfg, client: newClient(cfg.Conns)}
 	defer b.client.CloseIdleConnections()
 	if cfg.URLOnly != "" {
@@ -579,6 +585,18 @@ func (b *runner) report(phase string, start time.Time, done <-chan struct{}) {
 			last = total
 		}
 	}
+}
+
+// lockedWriter lets several goroutines write whole lines to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func (b *runner) progress(format string, args ...any) {

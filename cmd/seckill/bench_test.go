@@ -114,25 +114,34 @@ func TestBenchPayRatio(t *testing.T) {
 	// Parallel with the other slow whole-server tests of this package
 	// (issue 10: the suite without servers stays under a minute).
 	t.Parallel()
-	m := NewMain()
-	m.Config.Addr, m.Config.DataDir, m.Config.IPRate, m.Config.LogLevel = "127.0.0.1:0", t.TempDir(), 0, "error"
-	m.Config.AdminPhone, m.Config.AdminPassword = "19900000000", "admin-password"
-	m.Config.Ops = OpsConfig{Addr: "127.0.0.1:0", BenchProvisioning: true}
-	// Long enough for the payers to pay and the resale to settle before
-	// the resold orders lapse too, on a loaded machine under -race as
-	// well: with 6 s, 44 of 50 payments reached the shop after their
-	// order's deadline there once (paying took 3.6 s, the notifications
-	// 2.2 s more), and were refunded.
-	m.Config.PayWindow, m.Config.SweepEvery = 12*time.Second, 200*time.Millisecond
-	if err := m.Run(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := m.Close(); err != nil {
-			t.Error(err)
+	// The payers must pay before their orders' deadline, and the resale
+	// settle before the resold orders lapse too. How long paying takes is
+	// the machine's: on a loaded one under -race, 50 payments once took
+	// over 10 s and reached the shop after a 12 s window (they were
+	// refunded as late, as they should be, and the run tested that path
+	// instead). A run whose payments did not all land as paid is run again
+	// on a fresh server with a window twice what that run's crowd and
+	// payments took (at least twice the last); the checks are the same.
+	window := 12 * time.Second
+	var res bench.Result
+	var report string
+	for attempt := 1; ; attempt++ {
+		var err error
+		res, report, err = payRatioRun(t, window)
+		lc, st := res.Lifecycle, res.Stats
+		if lc != nil && st != nil && st.Paid < int64(lc.Payers) && attempt < 3 {
+			took := time.Duration((res.ProvisionSeconds + res.PathsSeconds + res.Seconds + lc.PaySeconds + lc.SubmitSeconds) * float64(time.Second))
+			next := max(2*window, 2*took)
+			t.Logf("run %d with a %v pay window: %d of %d payers paid in time (%d pay refusals, %d refunded as late), the crowd and payments took %v; again with %v",
+				attempt, window, st.Paid, lc.Payers, lc.PayFails, st.PaymentsRefunded, took.Round(time.Millisecond), next.Round(time.Second))
+			window = next
+			continue
 		}
-	})
-	res, report := benchJSON(t, m, "--users", "300", "--stock", "100", "--tries", "2", "--conns", "16", "--pay-ratio", "0.5")
+		if err != nil {
+			t.Fatalf("bench: %v\n%s", err, report)
+		}
+		break
+	}
 	lc := res.Lifecycle
 	if !res.OK || lc == nil {
 		t.Fatalf("result:\n%s", report)
@@ -160,6 +169,39 @@ func TestBenchPayRatio(t *testing.T) {
 		}
 	}
 	t.Logf("%s", report)
+}
+
+// payRatioRun runs the --pay-ratio 0.5 bench against a fresh server whose
+// orders wait window for payment. It returns what the bench reported even
+// when its checks failed (err).
+func payRatioRun(t *testing.T, window time.Duration) (bench.Result, string, error) {
+	t.Helper()
+	m := NewMain()
+	m.Config.Addr, m.Config.DataDir, m.Config.IPRate, m.Config.LogLevel = "127.0.0.1:0", t.TempDir(), 0, "error"
+	m.Config.AdminPhone, m.Config.AdminPassword = "19900000000", "admin-password"
+	m.Config.Ops = OpsConfig{Addr: "127.0.0.1:0", BenchProvisioning: true}
+	m.Config.PayWindow, m.Config.SweepEvery = window, 200*time.Millisecond
+	if err := m.Run(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := m.Close(); err != nil {
+			t.Error(err)
+		}
+	}()
+	var out, progress strings.Builder
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute+2*window)
+	defer cancel()
+	err := benchCmd(ctx, []string{"--target", m.URL(), "--ops", m.OpsURL(), "--admin-phone", "19900000000", "--admin-password", "admin-password", "--json",
+		"--users", "300", "--stock", "100", "--tries", "2", "--conns", "16", "--pay-ratio", "0.5"}, &out, &progress)
+	var res bench.Result
+	if jerr := json.Unmarshal([]byte(out.String()), &res); err == nil && jerr != nil {
+		err = jerr
+	}
+	if err != nil {
+		return res, "progress:\n" + progress.String() + "\nout:\n" + out.String(), err
+	}
+	return res, out.String(), nil
 }
 
 func TestBenchPlainAndErrors(t *testing.T) {
