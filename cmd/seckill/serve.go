@@ -396,7 +396,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// Whatever was accepted before a crash becomes orders before anyone new
 	// is admitted.
 	start := time.Now()
-	if err := m.engine.Recover(ctx); err != nil {
+	if err := retryBusy(ctx, m.log, recoverPatience, m.engine.Recover); err != nil {
 		return fmt.Errorf("recover: %w", err)
 	}
 	m.log.Info("recovered", "took", time.Since(start).Round(time.Millisecond))
@@ -607,4 +607,32 @@ func testClock(log *slog.Logger) func() time.Time {
 	}
 	log.Warn("test hook: the engine's clock is shifted", "offset", off)
 	return func() time.Time { return time.Now().Add(off) }
+}
+
+// recoverPatience is how long start-up retries a recovery that a shared
+// backend answered busy (NATS restarting, Redis failing over) before it
+// gives up and the process exits for its supervisor.
+const recoverPatience = time.Minute
+
+// retryBusy runs f until it succeeds, fails with anything but EBusy, or
+// has failed busy for longer than patience, waiting 1 s, then 2, up to 5
+// between tries. It returns f's last error, or ctx's.
+func retryBusy(ctx context.Context, log *slog.Logger, patience time.Duration, f func(context.Context) error) error {
+	giveUp := time.Now().Add(patience)
+	wait := time.Second
+	for {
+		err := f(ctx)
+		if err == nil || seckill.ErrorCode(err) != seckill.EBusy || time.Now().Add(wait).After(giveUp) {
+			return err
+		}
+		log.Warn("recovery met a busy backend; trying again", "in", wait, "err", err)
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return errors.Join(err, ctx.Err())
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
 }
