@@ -298,6 +298,15 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 		return "", seckill.Errorf(seckill.ESoldOut, "sold out")
 	}
 
+	if time.Since(began) >= e.cfg.PublishTimeout {
+		// The gate answered so late (a Redis failover, a stall) that no
+		// publish could be acknowledged in time: nothing was sent, so the
+		// unit goes back now rather than waiting for the reconciler.
+		e.releaseUnsent(ctx, saleID, userID, req.Ticket)
+		e.log.Warn("stock gate answered after the publish timeout; reservation released", "sale", saleID, "user", userID, "took", time.Since(began))
+		return "", seckill.Errorf(seckill.EBusy, "the stock gate answered too slowly; retry shortly")
+	}
+
 	// Mark queued before publishing: the writer's result may arrive before
 	// Publish returns, and must not be overwritten.
 	prev, had := e.results.queue(saleID, userID, req.Ticket)
@@ -323,15 +332,21 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 		e.log.Warn("publish unacknowledged; reservation left to the writer or the reconciler", "sale", saleID, "user", userID, "err", err)
 		return "", seckill.Errorf(seckill.EBusy, "order queue did not answer in time; your purchase may still go through, check your result")
 	}
+	e.releaseUnsent(ctx, saleID, userID, req.Ticket)
+	e.log.Warn("publish failed; reservation released", "sale", saleID, "user", userID, "err", err)
+	return "", seckill.Errorf(seckill.EBusy, "order queue unavailable; retry shortly")
+}
+
+// releaseUnsent gives back the unit of a reservation whose request is
+// surely not in the queue.
+func (e *Engine) releaseUnsent(ctx context.Context, saleID, userID int64, ticket string) {
 	// The buyer may have gone, but the unit must still come back.
-	if rerr := e.b.Gate.Release(context.WithoutCancel(ctx), saleID, userID, req.Ticket); rerr != nil {
-		e.log.Error("release after failed publish", "sale", saleID, "user", userID, "err", rerr)
+	if err := e.b.Gate.Release(context.WithoutCancel(ctx), saleID, userID, ticket); err != nil {
+		e.log.Error("release of an unsent reservation", "sale", saleID, "user", userID, "err", err)
 	}
 	// A press that the gate answered Duplicate while this reservation
 	// was pending taught it; the buyer may try again now.
 	e.unlearnBuyer(saleID, userID)
-	e.log.Warn("publish failed; reservation released", "sale", saleID, "user", userID, "err", err)
-	return "", seckill.Errorf(seckill.EBusy, "order queue unavailable; retry shortly")
 }
 
 // newTicket returns a 20-character order number: 10 characters of the

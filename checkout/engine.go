@@ -250,15 +250,17 @@ func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
 	// accepts fresher.
 	arrived := time.Now()
 	if id > e.newest.Load() {
-		err := e.listing.refresh(ctx, arrived, func() error { return e.listSales(ctx) })
-		if err == nil && id > e.newest.Load() {
+		// Only a listing can tell an id above every sale seen: while SQL
+		// cannot list, such a request fails (paced like the listings)
+		// rather than reading its id, so that invented ids cost no read
+		// each during an outage either.
+		if err := e.listing.refresh(ctx, arrived, e.listSales); err != nil {
+			return nil, err
+		}
+		if id > e.newest.Load() {
 			return nil, noSale(id)
 		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		// Listed (and cached, if it exists), or SQL could not list: the
-		// id's own read decides.
+		// Listed, and cached since.
 	}
 	e.saleMu.Lock()
 	if c, ok := e.saleCache[id]; ok {
@@ -274,22 +276,18 @@ func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
 		e.noSales[id] = r
 	}
 	e.saleMu.Unlock()
-	var sale *seckill.Sale
-	err := r.refresh(ctx, arrived, func() error {
-		s, err := e.loadSale(ctx, id)
+	err := r.refresh(ctx, arrived, func(ctx context.Context) error {
+		_, err := e.loadSale(ctx, id) // caches the sale it finds
 		if seckill.ErrorCode(err) == seckill.ENotFound {
 			return nil // the answer is none, until the next read
 		}
-		sale = s
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	if sale != nil {
-		return sale, nil
-	}
-	// A read this request waited for: the sale, cached since, or none.
+	// A read that started after this request arrived: the sale, cached
+	// since, or none.
 	e.saleMu.Lock()
 	c, cached = e.saleCache[id]
 	e.saleMu.Unlock()
@@ -305,39 +303,89 @@ const maxNoSales = 10_000
 
 // freshRead runs reads of SQL for the requests that ask, so that each is
 // answered by a read that started after it arrived, while a flood of them
-// costs at most one read per relistEvery: reads run one at a time, at
-// least relistEvery apart, and a request takes the answer of the first
-// read that started no earlier than it arrived.
+// costs at most one read per relistEvery: reads run one at a time, each
+// attempt at least relistEvery after the one before (failed ones too), and
+// a request takes the answer of the first read that starts no earlier than
+// it arrived, waiting for it no longer than its own context allows. A read
+// runs detached from the requests (one leaving does not fail it for the
+// rest), bounded by freshReadTimeout.
 type freshRead struct {
-	mu      sync.Mutex
-	started time.Time // when the last read that succeeded started (process clock)
+	mu       sync.Mutex
+	fresh    time.Time // when the last read that succeeded started (process clock)
+	last     time.Time // when the last read started, whatever its outcome
+	next     *flight   // the read that has not started yet, if any
+	inFlight *flight   // the read running, if any
 }
 
+// flight is one read and the requests waiting for it.
+type flight struct {
+	done chan struct{} // closed when the read ended: err is set
+	err  error
+}
+
+// freshReadTimeout bounds one shared read.
+const freshReadTimeout = 10 * time.Second
+
 // refresh returns once a read that started at or after arrived has
-// succeeded, running read itself when none has; read records its answer
-// where the caller looks. It returns read's error, or ctx's while it
-// waits for its turn.
-func (f *freshRead) refresh(ctx context.Context, arrived time.Time, read func() error) error {
+// succeeded, starting one when none is due; read records its answer where
+// the caller looks. It returns the read's error, or ctx's if ctx ends
+// first (the read goes on for the others).
+func (f *freshRead) refresh(ctx context.Context, arrived time.Time, read func(context.Context) error) error {
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if !f.started.Before(arrived) {
+	if !f.fresh.Before(arrived) {
+		f.mu.Unlock()
 		return nil // a read that started after this request arrived
 	}
-	if wait := relistEvery - time.Since(f.started); wait > 0 {
-		t := time.NewTimer(wait)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
+	// A read that has not started yet starts after this request arrived:
+	// join it, or schedule one.
+	fl := f.next
+	if fl == nil {
+		fl = &flight{done: make(chan struct{})}
+		f.next = fl
+		go f.run(fl, read)
+	}
+	f.mu.Unlock()
+	select {
+	case <-fl.done:
+		return fl.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// run starts fl's read when the read in flight has ended and relistEvery
+// has passed since the last one started.
+func (f *freshRead) run(fl *flight, read func(context.Context) error) {
+	var start time.Time
+	for {
+		f.mu.Lock()
+		prev := f.inFlight
+		wait := relistEvery - time.Since(f.last)
+		if prev == nil && wait <= 0 {
+			// Start: requests arriving from now on need the next read.
+			f.next, f.inFlight = nil, fl
+			start = time.Now()
+			f.last = start
+			f.mu.Unlock()
+			break
+		}
+		f.mu.Unlock()
+		if prev != nil {
+			<-prev.done
+		} else {
+			time.Sleep(wait)
 		}
 	}
-	start := time.Now()
-	if err := read(); err != nil {
-		return err
+	ctx, cancel := context.WithTimeout(context.Background(), freshReadTimeout)
+	fl.err = read(ctx)
+	cancel()
+	f.mu.Lock()
+	if fl.err == nil && start.After(f.fresh) {
+		f.fresh = start
 	}
-	f.started = start
-	return nil
+	f.inFlight = nil
+	f.mu.Unlock()
+	close(fl.done)
 }
 
 // loadSale returns the sale from a cache at most SaleCacheTTL old, or else

@@ -40,7 +40,7 @@ func TestWriterClaimsSaleCreatedElsewhere(t *testing.T) {
 		t.Fatalf("invented id: %v", err)
 	}
 	a.listing.mu.Lock()
-	a.listing.started = time.Now().Add(time.Hour)
+	a.listing.fresh = time.Now().Add(time.Hour)
 	a.listing.mu.Unlock()
 
 	now := time.Now()

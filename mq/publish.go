@@ -197,6 +197,12 @@ func (q *Queue) send(b *pubBatch) {
 	if len(rs) == 0 {
 		return
 	}
+	if !time.Now().Before(until) {
+		// Every caller's deadline passed while the message waited for a
+		// slot: nothing is sent, so nothing may be stored.
+		b.err = busy(context.DeadlineExceeded)
+		return
+	}
 	ctx, cancel := context.WithDeadline(context.Background(), until)
 	defer cancel()
 	if _, err := q.js.Publish(ctx, q.batchSubject(b.sale, len(rs)), appendBatch(nil, rs)); err != nil {

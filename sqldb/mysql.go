@@ -31,7 +31,7 @@ var mysql = dialect{
 	migrations: mustSub(mysqlFS, "migrations/mysql"),
 	migrateOpts: func() ([]goose.ProviderOption, error) {
 		// Instances starting together take turns (a named lock).
-		return []goose.ProviderOption{goose.WithLocker(&mysqlMigrateLock{})}, nil
+		return []goose.ProviderOption{goose.WithSessionLocker(mysqlMigrateLock{})}, nil
 	},
 	maxParams: 65535,
 	// READ COMMITTED: each statement sees what committed before it, and
@@ -196,42 +196,33 @@ func mysqlConfig(url string) (*driver.Config, error) {
 }
 
 // mysqlMigrateLock makes instances that start together migrate one after
-// the other (goose's lock.Locker): MySQL's named lock GET_LOCK, held by one
-// connection taken from the pool for the purpose. A starter that dies
-// loses its connection, and with it the lock. (goose's own MySQL locker
-// keeps a lease row whose DATETIME the driver here, without parseTime,
-// cannot scan.)
-type mysqlMigrateLock struct {
-	conn *sql.Conn
-}
+// the other (goose's lock.SessionLocker): MySQL's named lock GET_LOCK,
+// taken on the connection goose runs the migrations on, so it cannot sit
+// idle and time out while they run, and dies with it: a starter that dies
+// frees it, and one whose connection drops fails its migration with it.
+type mysqlMigrateLock struct{}
 
-// mysqlMigrateLockName names the lock, per database: instances of other
-// databases on the same server do not wait for each other.
-const mysqlMigrateLockName = "CONCAT('seckill_migrate.', DATABASE())"
+// mysqlMigrateLockName names the lock per database (instances of other
+// databases on the same server do not wait for each other), hashed: MySQL
+// refuses names longer than 64 characters.
+const mysqlMigrateLockName = "CONCAT('seckill_migrate.', MD5(COALESCE(DATABASE(), '')))"
 
-func (l *mysqlMigrateLock) Lock(ctx context.Context, db *sql.DB) error {
-	conn, err := db.Conn(ctx)
-	if err != nil {
-		return err
-	}
+func (mysqlMigrateLock) SessionLock(ctx context.Context, conn *sql.Conn) error {
 	var got sql.NullInt64
-	// 300 s: a migration of a large table takes a while; NULL is an error.
-	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK("+mysqlMigrateLockName+", 300)").Scan(&got); err != nil || got.Int64 != 1 {
-		conn.Close()
-		if err == nil {
-			err = errors.New("another instance held it for 300 s")
-		}
+	// 300 s: a migration of a large table takes a while.
+	if err := conn.QueryRowContext(ctx, "SELECT GET_LOCK("+mysqlMigrateLockName+", 300)").Scan(&got); err != nil {
 		return fmt.Errorf("migration lock: %w", err)
 	}
-	l.conn = conn
+	switch {
+	case !got.Valid:
+		return errors.New("migration lock: GET_LOCK failed")
+	case got.Int64 != 1:
+		return errors.New("migration lock: another instance held it for 300 s")
+	}
 	return nil
 }
 
-func (l *mysqlMigrateLock) Unlock(ctx context.Context, _ *sql.DB) error {
-	if l.conn == nil {
-		return nil
-	}
-	_, err := l.conn.ExecContext(ctx, "DO RELEASE_LOCK("+mysqlMigrateLockName+")")
-	// Closing the connection frees the lock whatever the release said.
-	return errors.Join(err, l.conn.Close())
+func (mysqlMigrateLock) SessionUnlock(ctx context.Context, conn *sql.Conn) error {
+	_, err := conn.ExecContext(ctx, "DO RELEASE_LOCK("+mysqlMigrateLockName+")")
+	return err
 }
