@@ -255,7 +255,7 @@ func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
 		// rather than reading its id, so that invented ids cost no read
 		// each during an outage either.
 		if err := e.listing.refresh(ctx, arrived, e.listSales); err != nil {
-			return nil, err
+			return nil, e.saleReadFailed(ctx, id, err)
 		}
 		if id > e.newest.Load() {
 			return nil, noSale(id)
@@ -284,7 +284,7 @@ func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
 		return err
 	})
 	if err != nil {
-		return nil, err
+		return nil, e.saleReadFailed(ctx, id, err)
 	}
 	// A read that started after this request arrived: the sale, cached
 	// since, or none.
@@ -295,6 +295,20 @@ func (e *Engine) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
 		return c.sale, nil
 	}
 	return nil, noSale(id)
+}
+
+// saleReadFailed turns the failure of a shared read of the sales, which
+// SQL's own errors make an internal one, into busy (503, retry): the
+// buyer's request was fine, the database is away. The failure is logged
+// once, then every 1000th time.
+func (e *Engine) saleReadFailed(ctx context.Context, id int64, err error) error {
+	if ctx.Err() != nil || seckill.ErrorCode(err) != seckill.EInternal {
+		return err
+	}
+	if e.staleWarn.Add(1)%1000 == 1 {
+		e.log.Warn("sale read failed; answering busy", "sale", id, "err", err, "times", e.staleWarn.Load())
+	}
+	return seckill.Errorf(seckill.EBusy, "sales cannot be read right now; retry shortly")
 }
 
 // maxNoSales bounds the ids read as none (they are ids below the newest
@@ -377,15 +391,22 @@ func (f *freshRead) run(fl *flight, read func(context.Context) error) {
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), freshReadTimeout)
+	defer cancel()
+	// Whatever read does, its waiters are told and the next read may run:
+	// this goroutine is no request's, and a panic here would end the process.
+	defer func() {
+		if p := recover(); p != nil {
+			fl.err = seckill.Errorf(seckill.EInternal, "sale read panicked: %v", p)
+		}
+		f.mu.Lock()
+		if fl.err == nil && start.After(f.fresh) {
+			f.fresh = start
+		}
+		f.inFlight = nil
+		f.mu.Unlock()
+		close(fl.done)
+	}()
 	fl.err = read(ctx)
-	cancel()
-	f.mu.Lock()
-	if fl.err == nil && start.After(f.fresh) {
-		f.fresh = start
-	}
-	f.inFlight = nil
-	f.mu.Unlock()
-	close(fl.done)
 }
 
 // loadSale returns the sale from a cache at most SaleCacheTTL old, or else

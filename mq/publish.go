@@ -39,7 +39,7 @@ const batchPublishTimeout = 10 * time.Second
 type pubReq struct {
 	r     seckill.OrderRequest
 	until time.Time // its caller's deadline; zero if none
-	gone  bool      // its caller gave up before the batch was sent: leave it out
+	gone  bool      // its caller gave up, or its deadline passed, before the batch was collected: left out
 }
 
 // pubBatch is the requests of one sale that go to the server in one
@@ -48,9 +48,13 @@ type pubBatch struct {
 	sale  int64
 	reqs  []*pubReq
 	bytes int
-	sent  bool          // taken for publishing: no request can leave it now
-	done  chan struct{} // closed once published (or failed): err is set
-	err   error
+	sent  bool // taken for its slot: no request joins it now
+	// collected: its requests were read for the message (send); from then
+	// on a request not gone is in the message, and one that leaves may
+	// have been stored.
+	collected bool
+	done      chan struct{} // closed once published (or failed): err is set
+	err       error
 }
 
 // maxInFlight is how many messages of one sale may be on their way at once:
@@ -118,20 +122,33 @@ func (q *Queue) Publish(ctx context.Context, r seckill.OrderRequest) error {
 
 	select {
 	case <-b.done:
+	case <-ctx.Done():
+	}
+	q.pmu.Lock()
+	if !b.collected {
+		pr.gone = true // it leaves before the message is made: never sent
+	}
+	gone := pr.gone
+	q.pmu.Unlock()
+	if gone {
+		// Left out of the message (here, or by send because its deadline
+		// had passed): surely not stored.
+		err := ctx.Err()
+		if err == nil {
+			err = context.DeadlineExceeded
+		}
+		return fmt.Errorf("publish %d:%d: %w", r.SaleID, r.UserID, busy(err))
+	}
+	select {
+	case <-b.done:
 		if b.err != nil {
 			return fmt.Errorf("publish %d:%d: %w", r.SaleID, r.UserID, b.err)
 		}
 		return nil
-	case <-ctx.Done():
+	default:
 	}
-	q.pmu.Lock()
-	pr.gone = !b.sent
-	q.pmu.Unlock()
-	err := ctx.Err()
-	if !pr.gone {
-		err = fmt.Errorf("%w: %w", seckill.ErrMaybeStored, err)
-	}
-	return fmt.Errorf("publish %d:%d: %w", r.SaleID, r.UserID, busy(err))
+	// In the message, whose acknowledgement has not come.
+	return fmt.Errorf("publish %d:%d: %w", r.SaleID, r.UserID, busy(fmt.Errorf("%w: %w", seckill.ErrMaybeStored, ctx.Err())))
 }
 
 // takeNext removes the oldest waiting batch of s and marks it sent; q.pmu
@@ -180,27 +197,26 @@ func (q *Queue) send(b *pubBatch) {
 	rs := make([]seckill.OrderRequest, 0, len(b.reqs))
 	var until time.Time // the latest deadline of the callers still here
 	q.pmu.Lock()
+	now := time.Now()
 	for _, pr := range b.reqs {
+		if !pr.gone && !pr.until.IsZero() && !now.Before(pr.until) {
+			pr.gone = true // its deadline passed while the message waited for a slot
+		}
 		if pr.gone {
 			continue
 		}
 		rs = append(rs, pr.r)
 		u := pr.until
 		if u.IsZero() {
-			u = time.Now().Add(batchPublishTimeout)
+			u = now.Add(batchPublishTimeout)
 		}
 		if u.After(until) {
 			until = u
 		}
 	}
+	b.collected = true
 	q.pmu.Unlock()
 	if len(rs) == 0 {
-		return
-	}
-	if !time.Now().Before(until) {
-		// Every caller's deadline passed while the message waited for a
-		// slot: nothing is sent, so nothing may be stored.
-		b.err = busy(context.DeadlineExceeded)
 		return
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), until)
