@@ -215,10 +215,25 @@ func (db *DB) migrate(ctx context.Context) error {
 		return fmt.Errorf("sqldb: migrations: %w", err)
 	}
 	// Not p.Close: it would close db.write.
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("sqldb: migrate: %w", err)
+	for try := 1; ; try++ {
+		_, err := p.Up(ctx)
+		// goose looks for pending migrations before it takes the lock, and
+		// on MySQL the version table's creation and its first row are two
+		// commits: an instance starting together with the first one can
+		// find the table without its row. The first one's row is a moment
+		// away.
+		if err != nil && strings.Contains(err.Error(), "missing zero version migration") && try < 10 {
+			select {
+			case <-time.After(500 * time.Millisecond):
+				continue
+			case <-ctx.Done():
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("sqldb: migrate: %w", err)
+		}
+		return nil
 	}
-	return nil
 }
 
 // Close closes the database. Committed transactions are durable.
