@@ -32,14 +32,7 @@ func TestRandomFaults(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault drills skipped in -short mode")
 	}
-	runs := 1
-	if n, err := strconv.Atoi(os.Getenv("SECKILL_RF_RUNS")); err == nil && n > 0 {
-		runs = n
-	}
-	seed := uint64(time.Now().UnixNano())
-	if s, err := strconv.ParseUint(os.Getenv("SECKILL_RF_SEED"), 10, 64); err == nil {
-		seed = s
-	}
+	runs, seed := rfRuns()
 	dbEnv := "SECKILL_TEST_POSTGRES"
 	if os.Getenv("SECKILL_RF_DB") == "mysql" {
 		dbEnv = "SECKILL_TEST_MYSQL"
@@ -543,14 +536,7 @@ func TestRandomCrashEmbedded(t *testing.T) {
 	if testing.Short() {
 		t.Skip("fault drills skipped in -short mode")
 	}
-	runs := 1
-	if n, err := strconv.Atoi(os.Getenv("SECKILL_RF_RUNS")); err == nil && n > 0 {
-		runs = n
-	}
-	seed := uint64(time.Now().UnixNano())
-	if s, err := strconv.ParseUint(os.Getenv("SECKILL_RF_SEED"), 10, 64); err == nil {
-		seed = s
-	}
+	runs, seed := rfRuns()
 	for run := 1; run <= runs; run++ {
 		s := seed + uint64(run)
 		t.Run(fmt.Sprintf("run-%d-seed-%d", run, s), func(t *testing.T) {
@@ -598,3 +584,17 @@ func rfStart(t *testing.T, dir string, env ...string) (*child, error) {
 // rng2 derives 0–2999 from a duration already drawn (the fault goroutines
 // do not share the drill's generator).
 func rng2(d time.Duration) int { return int(d/time.Millisecond) % 3000 }
+
+// rfRuns reads SECKILL_RF_RUNS (default 1) and SECKILL_RF_SEED (default:
+// the clock) for the random drills.
+func rfRuns() (runs int, seed uint64) {
+	runs = 1
+	if n, err := strconv.Atoi(os.Getenv("SECKILL_RF_RUNS")); err == nil && n > 0 {
+		runs = n
+	}
+	seed = uint64(time.Now().UnixNano())
+	if s, err := strconv.ParseUint(os.Getenv("SECKILL_RF_SEED"), 10, 64); err == nil {
+		seed = s
+	}
+	return runs, seed
+}
