@@ -165,6 +165,15 @@ type Engine struct {
 	rebuilding atomic.Bool
 	rebuilds   rebuildCounter
 
+	// staleSeen is when Reconcile first found each reservation it has not
+	// released yet stale, per sale, on this process's monotonic clock;
+	// staleWait is how long one must stay stale after that before it is
+	// released (reconcile.go). The reconciler is one goroutine; the mutex
+	// is for tests that reconcile from several.
+	staleMu   sync.Mutex
+	staleSeen map[int64]map[staleKey]time.Time
+	staleWait time.Duration
+
 	relayMu     sync.Mutex   // one relay of stock returns at a time on this instance
 	refundAfter atomic.Int64 // payment id after which the next RetryRefunds round reads (payments.go)
 
@@ -193,6 +202,8 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 		inflight:  make(chan struct{}, cfg.InFlight),
 		saleCache: make(map[int64]cachedSale),
 		noSales:   make(map[int64]*freshRead),
+		staleSeen: make(map[int64]map[staleKey]time.Time),
+		staleWait: cfg.PublishTimeout,
 		results:   newResultMap(),
 		stopped:   make(chan struct{}),
 	}

@@ -60,7 +60,7 @@ func TestEndedSalesLeaveTheGate(t *testing.T) {
 	if missing, err := e.unloadedSales(ctx); err != nil || len(missing) != 0 {
 		t.Fatalf("unloaded sales %v %v, want none (the old sale is not served)", missing, err)
 	}
-	if n, err := e.Reconcile(ctx, 0); err != nil || n != 0 {
+	if n, err := reconcileTwice(ctx, e, 0); err != nil || n != 0 {
 		t.Fatalf("reconcile: %d %v", n, err)
 	}
 	// The running sale still sells.

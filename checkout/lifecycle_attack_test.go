@@ -379,7 +379,7 @@ func TestClosesPastTheBacklogLoggedOnce(t *testing.T) {
 	var logs syncBuffer
 	v.log = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	const extra, unopened = 40, 100
-	opened := closeBacklog + 1 + extra // the closer holds one while it hangs
+	opened := closeBacklog + 1 + extra // the closer may hold one while it hangs
 	n := opened + unopened
 	s := v.openSale(int64(n))
 	us := v.users(n)
@@ -403,9 +403,13 @@ func TestClosesPastTheBacklogLoggedOnce(t *testing.T) {
 		}
 	}
 	waitFor(t, "the closer holding a close", func() bool { return p.hung.Load() == 1 })
+	// The closer holds one while it hangs if it took it before the sweep
+	// filled its queue; if the sweep was first, one more stays open.
 	lines := strings.Count(logs.String(), "too many payments to close")
-	if lines != 1 || !strings.Contains(logs.String(), fmt.Sprintf("orders=%d", extra)) {
-		t.Fatalf("%d warnings, want one naming %d orders:\n%s", lines, extra, logs.String())
+	named := strings.Contains(logs.String(), fmt.Sprintf("orders=%d ", extra)) ||
+		strings.Contains(logs.String(), fmt.Sprintf("orders=%d ", extra+1))
+	if lines != 1 || !named {
+		t.Fatalf("%d warnings, want one naming %d or %d orders:\n%s", lines, extra, extra+1, logs.String())
 	}
 	e.Close()
 }

@@ -17,18 +17,36 @@ import (
 // lists a claimed one, and Release leaves it alone), and refuses a request
 // whose reservation was released here. Age is measured on the gate's clock
 // (see StockGate.Stale), so instances whose clocks disagree agree on it.
+//
+// A reservation is released only when a call of Reconcile at least
+// PublishTimeout before this one (on this process's monotonic clock) found
+// it stale too. The purchase that made it began before that first sighting,
+// so by the release its publish deadline (PublishTimeout from just before
+// the reservation, on the purchasing process's monotonic clock: Admit) has
+// passed on any clock that runs at the rate of ours: its request is in the
+// queue, or its buyer was not answered 202. Without this, a forward step of
+// the gate's clock (an NTP step on the Redis host) larger than age, landing
+// while a purchase waits for its acknowledgement, would have a reservation
+// released whose 202 then ends failed (I3).
 func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) {
 	sales, err := e.gatedSales(ctx)
 	if err != nil {
 		return 0, err
 	}
 	released := 0
+	e.staleMu.Lock()
+	defer e.staleMu.Unlock()
+	e.forgetStaleSeen(sales)
 	for _, s := range sales {
 		stale, err := e.b.Gate.Stale(ctx, s.ID, age)
-		if err != nil || len(stale) == 0 {
-			if err != nil {
-				e.log.Warn("reconcile: stale reservations", "sale", s.ID, "err", err)
-			}
+		// Read after Stale answered: each reservation it lists existed by now.
+		seenAt := time.Now()
+		if err != nil {
+			e.log.Warn("reconcile: stale reservations", "sale", s.ID, "err", err)
+			continue
+		}
+		seen := e.sightings(s.ID, stale, seenAt)
+		if len(stale) == 0 {
 			continue
 		}
 		// The queue first, then SQL: the writer commits and settles before
@@ -58,6 +76,9 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 			default:
 				return released, err
 			}
+			if seenAt.Sub(seen[staleKey{r.UserID, r.Ticket}]) < e.staleWait {
+				continue // seen stale first this round, or not long enough ago: its publish may be in flight
+			}
 			if err := e.b.Gate.Release(ctx, s.ID, r.UserID, r.Ticket); err != nil {
 				return released, err
 			}
@@ -73,6 +94,52 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 		}
 	}
 	return released, nil
+}
+
+// staleKey is one reservation of a sale.
+type staleKey struct {
+	user   int64
+	ticket string
+}
+
+// sightings records when each of a sale's stale reservations was first seen
+// stale (at, for those new in this list), forgets those no longer listed
+// (queued, written, released, or renewed under a new ticket), and returns
+// the sale's record. Called with staleMu held.
+func (e *Engine) sightings(saleID int64, stale []seckill.Reservation, at time.Time) map[staleKey]time.Time {
+	before := e.staleSeen[saleID]
+	now := make(map[staleKey]time.Time, len(stale))
+	for _, r := range stale {
+		k := staleKey{r.UserID, r.Ticket}
+		if first, ok := before[k]; ok {
+			now[k] = first
+		} else {
+			now[k] = at
+		}
+	}
+	if len(now) == 0 {
+		delete(e.staleSeen, saleID)
+	} else {
+		e.staleSeen[saleID] = now
+	}
+	return now
+}
+
+// forgetStaleSeen drops the sightings of sales the gate no longer serves.
+// Called with staleMu held.
+func (e *Engine) forgetStaleSeen(gated []*seckill.Sale) {
+	if len(e.staleSeen) == 0 {
+		return
+	}
+	keep := make(map[int64]bool, len(gated))
+	for _, s := range gated {
+		keep[s.ID] = true
+	}
+	for id := range e.staleSeen {
+		if !keep[id] {
+			delete(e.staleSeen, id)
+		}
+	}
 }
 
 // RunReconciler reconciles every interval until ctx ends.

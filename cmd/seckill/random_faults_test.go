@@ -112,7 +112,8 @@ func randomFaultDrill(t *testing.T, dbEnv string, rng *mrand.Rand) {
 // inject (0 kill -9 an instance and restart it, 1 Redis restarted empty,
 // 2 NATS restarted, 3 a kill and a Redis restart within a second, 4 a
 // kill and a NATS restart within a second, 5 SIGSTOP an instance for
-// 6–9 s, past the reconcile age, then SIGCONT, 6 a kill, and another
+// 9–12 s, past the reconcile age and the publish timeout after it (a
+// reservation is released when seen stale twice that far apart), then SIGCONT, 6 a kill, and another
 // while it recovers after its restart); r and n
 // are nil when kinds do not need them.
 func rfRun(t *testing.T, d *deployment, rng *mrand.Rand, kinds []int, r, n *daemon, sbDir string) {
@@ -214,7 +215,7 @@ func rfRun(t *testing.T, d *deployment, rng *mrand.Rand, kinds []int, r, n *daem
 					return
 				}
 				_ = c.cmd.Process.Signal(syscall.SIGSTOP)
-				stop := time.Duration(6000+rng2(back)) * time.Millisecond
+				stop := time.Duration(9000+rng2(back)) * time.Millisecond
 				t.Logf("%.2fs: instance %d stopped for %v", time.Since(start).Seconds(), i, stop)
 				time.Sleep(stop)
 				_ = c.cmd.Process.Signal(syscall.SIGCONT)

@@ -189,7 +189,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest time from a request's headers to the end of its answer (WebSockets are exempt once open)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "how long a keep-alive connection may wait for its next request")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", c.ReconcileEvery, "how often to look for reservations that never reached the queue")
-	fs.DurationVar(&c.ReconcileAge, "reconcile-age", c.ReconcileAge, "age at which such a reservation is released (well above the 3 s publish timeout)")
+	fs.DurationVar(&c.ReconcileAge, "reconcile-age", c.ReconcileAge, "age at which such a reservation is released, once still so a publish timeout (3 s) later (well above that timeout)")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "time a fetched order message may stay unacked before another writer gets it")
 	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "servers of an external NATS cluster that keep the order stream (3 survives losing one)")
 	fs.DurationVar(&c.SweepEvery, "sweep-every", c.SweepEvery, "how often to cancel orders past their pay deadline")

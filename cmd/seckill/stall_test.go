@@ -39,8 +39,10 @@ func TestStallAfterReserve(t *testing.T) {
 				p := d.nodes[1].cmd.Process
 				_ = p.Signal(syscall.SIGSTOP)
 				t.Logf("instance 1 stopped after %d 202s", n)
-				// --reconcile-age 5s, --reconcile-every 1s in the drills.
-				time.Sleep(8 * time.Second)
+				// --reconcile-age 5s, --reconcile-every 1s in the drills;
+				// a stale reservation is released when seen stale again
+				// the 3 s publish timeout later: 8–9 s.
+				time.Sleep(11 * time.Second)
 				_ = p.Signal(syscall.SIGCONT)
 				t.Log("instance 1 continued")
 			}()
