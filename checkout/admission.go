@@ -30,7 +30,7 @@ func (e *Engine) Captcha(ctx context.Context, userID, saleID int64) (id string, 
 	if err != nil {
 		return "", nil, time.Time{}, err
 	}
-	now := e.now()
+	now := e.SaleTime()
 	if from := s.StartsAt.Add(-e.cfg.CaptchaLead); now.Before(from) {
 		return "", nil, time.Time{}, seckill.Errorf(seckill.ENotStarted, "captchas for sale %d are issued from %s", saleID, from.UTC().Format(time.RFC3339))
 	}
@@ -72,7 +72,7 @@ func (e *Engine) IssuePath(ctx context.Context, userID, saleID int64, captchaID,
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	now := e.now()
+	now := e.SaleTime()
 	if err := s.Window(now); err != nil {
 		return "", time.Time{}, err
 	}
@@ -216,7 +216,7 @@ func (e *Engine) CheckPurchase(ctx context.Context, userID, saleID int64, path s
 	if err != nil {
 		return Admission{}, err
 	}
-	now := e.now()
+	now := e.SaleTime()
 	if err := s.Window(now); err != nil {
 		return Admission{}, err
 	}

@@ -235,6 +235,16 @@ func (e *Engine) StopAdmitting() { e.ready.Store(false) }
 
 func (e *Engine) now() time.Time { return e.cfg.Now() }
 
+// SaleTime is the time sales open and close by, issue captchas and paths
+// by, and tell clients as server_time: this instance's clock corrected by
+// the shared clock (the database's) as last read, at start-up (Recover)
+// and by every sweep (sharedNow). Instances whose own clocks disagree by
+// seconds or minutes so open a sale at the same moment, and agree on path
+// windows; the instance's own clock where the store has no shared clock.
+func (e *Engine) SaleTime() time.Time {
+	return e.now().Add(time.Duration(e.clockSkew.Load()))
+}
+
 // Sale returns the sale from a cache at most SaleCacheTTL old, for a
 // request. ENotFound if there is none. Its answer is never older than the
 // request: a sale whose creation was answered before the request arrived
@@ -493,7 +503,7 @@ func (e *Engine) SaleView(ctx context.Context, s *seckill.Sale) (*seckill.Sale, 
 	if left, loaded, err := e.b.Gate.Left(ctx, s.ID); err == nil && loaded {
 		v.StockLeft = left
 	}
-	return &v, v.Status(e.now(), v.StockLeft)
+	return &v, v.Status(e.SaleTime(), v.StockLeft)
 }
 
 // Sales lists the catalogue.
@@ -591,7 +601,7 @@ func (e *Engine) CreateSale(ctx context.Context, s *seckill.Sale) error {
 // cached sale expires, within SaleCacheTTL. Purchases accepted before
 // stay accepted. It returns the sale as stored; ENotFound if none.
 func (e *Engine) StopSale(ctx context.Context, id int64) (*seckill.Sale, error) {
-	s, err := e.b.Sales.EndSale(ctx, id, e.now())
+	s, err := e.b.Sales.EndSale(ctx, id, e.SaleTime())
 	if err != nil {
 		return nil, err
 	}

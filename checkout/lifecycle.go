@@ -207,11 +207,11 @@ func (e *Engine) publishStatus(ctx context.Context, o *seckill.Order) {
 // payment, or its buyer) moved first is skipped. It returns how many
 // orders this call cancelled.
 func (e *Engine) Sweep(ctx context.Context) (int, error) {
+	now, err := e.sharedNow(ctx) // also keeps SaleTime on the shared clock
 	lc := e.lifecycle()
 	if lc == nil {
 		return 0, nil
 	}
-	now, err := e.sharedNow(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("sweep: %w", err)
 	}

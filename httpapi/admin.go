@@ -15,7 +15,7 @@ func (s *Server) createSale(w http.ResponseWriter, r *http.Request, _ *seckill.S
 		return err
 	}
 	s.catalog.invalidate()
-	writeJSON(w, http.StatusCreated, map[string]any{"sale": s.view(r.Context(), sale), "server_time": s.cfg.Now().UTC()})
+	writeJSON(w, http.StatusCreated, map[string]any{"sale": s.view(r.Context(), sale), "server_time": s.cfg.Engine.SaleTime().UTC()})
 	return nil
 }
 
@@ -45,7 +45,7 @@ func (s *Server) stopSale(w http.ResponseWriter, r *http.Request, _ *seckill.Ses
 		return err
 	}
 	s.catalog.invalidate()
-	writeJSON(w, http.StatusOK, map[string]any{"sale": s.view(r.Context(), sale), "server_time": s.cfg.Now().UTC()})
+	writeJSON(w, http.StatusOK, map[string]any{"sale": s.view(r.Context(), sale), "server_time": s.cfg.Engine.SaleTime().UTC()})
 	return nil
 }
 

@@ -27,7 +27,7 @@ func (s *Server) listSales(w http.ResponseWriter, r *http.Request) error {
 	for i, sale := range sales {
 		out[i] = s.view(r.Context(), sale)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sales": out, "server_time": s.cfg.Now().UTC()})
+	writeJSON(w, http.StatusOK, map[string]any{"sales": out, "server_time": s.cfg.Engine.SaleTime().UTC()})
 	return nil
 }
 
@@ -40,6 +40,6 @@ func (s *Server) getSale(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sale": s.view(r.Context(), sale), "server_time": s.cfg.Now().UTC()})
+	writeJSON(w, http.StatusOK, map[string]any{"sale": s.view(r.Context(), sale), "server_time": s.cfg.Engine.SaleTime().UTC()})
 	return nil
 }
