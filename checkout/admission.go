@@ -56,7 +56,9 @@ func (e *Engine) Captcha(ctx context.Context, userID, saleID int64) (id string, 
 	var raw [16]byte
 	_, _ = rand.Read(raw[:])
 	id = hex.EncodeToString(raw[:])
-	expires = now.Add(e.cfg.CaptchaTTL).UTC()
+	// On this instance's own clock, as the captcha stores compare it (a
+	// captcha's life is the same on every instance within their skew).
+	expires = e.now().Add(e.cfg.CaptchaTTL).UTC()
 	c := seckill.Captcha{Answer: answer, SaleID: saleID, UserID: userID, ExpiresAt: expires}
 	if err := e.b.Captchas.PutCaptcha(ctx, id, c); err != nil {
 		return "", nil, time.Time{}, err

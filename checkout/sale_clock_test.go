@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"seckill"
+	"seckill/inmem"
 )
 
 // TestSaleOpensOnSharedClock: instances whose own clocks are 30 s off
@@ -46,5 +47,32 @@ func TestSaleOpensOnSharedClock(t *testing.T) {
 	}
 	if d := time.Until(stopped.EndsAt); d > time.Second {
 		t.Errorf("a stop from the instance ahead ends the sale %v from now; want now", d)
+	}
+}
+
+// TestCaptchaOnInstanceAhead: an instance whose clock runs five minutes
+// ahead (more than a captcha's life) issues captchas its store, which
+// expires them by that instance's clock as Redis's store does, keeps and
+// takes: their expiry is on the instance's clock, not the shared one the
+// sale opens by.
+func TestCaptchaOnInstanceAhead(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	s := &seckill.Sale{Name: "phone", PriceCents: 100, Stock: 1, RequireCaptcha: true,
+		StartsAt: time.Now().Add(-time.Minute).UTC(), EndsAt: time.Now().Add(time.Hour).UTC()}
+	if err := v.db.CreateSale(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	user := v.users(1)[0]
+	ahead := func() time.Time { return time.Now().Add(5 * time.Minute) }
+	b := v.backends()
+	b.CaptchaMaker, b.Clock, b.Captchas = fixedMaker{}, &sharedClock{}, inmem.NewCaptchaStoreClock(ahead)
+	e := v.recovered(Config{Now: ahead}, &b)
+	id, _, _, err := e.Captcha(ctx, user, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := e.IssuePath(ctx, user, s.ID, id, "42"); err != nil {
+		t.Fatalf("path for a fresh captcha's answer on an instance 5 min ahead: %v", err)
 	}
 }

@@ -20,8 +20,11 @@ type CaptchaStore struct {
 }
 
 // NewCaptchaStore returns an empty store.
-func NewCaptchaStore() *CaptchaStore {
-	return &CaptchaStore{items: make(map[string]seckill.Captcha), now: time.Now}
+func NewCaptchaStore() *CaptchaStore { return NewCaptchaStoreClock(time.Now) }
+
+// NewCaptchaStoreClock returns an empty store that expires captchas by now.
+func NewCaptchaStoreClock(now func() time.Time) *CaptchaStore {
+	return &CaptchaStore{items: make(map[string]seckill.Captcha), now: now}
 }
 
 // PutCaptcha stores c under id.
