@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -95,6 +96,15 @@ func newClient(rawURL string) (*Client, error) {
 	c := &Client{servers: make(map[string]*serverCheck)}
 	if cluster != nil {
 		cluster.OnConnect = c.onConnect
+		if cluster.ClusterStateReloadInterval == 0 {
+			// go-redis reloads the slot map on MOVED and ASK, not when a
+			// master stops answering: commands went on dialling a dead
+			// master (and failing) until the next periodic reload, 60 s by
+			// default, after its replica had taken over
+			// (TestMasterDiesReplicaTakesOver). A reload is one CLUSTER
+			// SLOTS, done at most this often and only while commands flow.
+			cluster.ClusterStateReloadInterval = clusterReload
+		}
 		c.base, c.cluster = redis.NewClusterClient(cluster), true
 	} else {
 		single.OnConnect = c.onConnect
@@ -195,6 +205,10 @@ func infoField(info, name string) string {
 	}
 	return ""
 }
+
+// clusterReload bounds how long a Cluster client works from a slot map
+// without asking for it again (see newClient).
+const clusterReload = time.Second
 
 // autoPipelineDefault is the autopipeline option of a URL without one.
 const autoPipelineDefault = true
