@@ -2,6 +2,7 @@ package rdb
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -71,11 +72,15 @@ func TestMasterDiesReplicaTakesOver(t *testing.T) {
 	master, replica := cl.owner(t, cc, "t:{sale:1}:stock")
 	// CLUSTER SLOTS names a replica once the cluster heard of its
 	// replication offset.
+	// go-redis reads CLUSTER SLOTS (not SHARDS): wait until it names the
+	// replica there.
+	_, rport, _ := net.SplitHostPort(replica)
 	waitFor(t, "the replica in CLUSTER SLOTS", func() bool {
-		slots, _ := cc.ClusterSlots(ctx).Result()
+		slots, _ := cc.Do(ctx, "CLUSTER", "SLOTS").Slice()
 		for _, s := range slots {
-			for _, n := range s.Nodes[1:] {
-				if n.Addr == replica {
+			r, _ := s.([]any)
+			for _, n := range r[min(len(r), 3):] {
+				if n, _ := n.([]any); len(n) > 1 && fmt.Sprint(n[1]) == rport {
 					return true
 				}
 			}
@@ -118,9 +123,8 @@ func TestMasterDiesReplicaTakesOver(t *testing.T) {
 // replicatedCluster is a Redis Cluster of three masters with a replica each
 // (scripts/redis-cluster.sh start DIR PORT 1), cluster-node-timeout 1 s.
 type replicatedCluster struct {
-	dir  string
-	url  string
-	base int // its nodes' ports are base..base+5
+	dir string
+	url string
 }
 
 // startReplicatedCluster starts it on six free ports from 7251 on (in
@@ -152,7 +156,7 @@ func startReplicatedCluster(t *testing.T) *replicatedCluster {
 	if base == 0 {
 		t.Fatal("no six free ports in 7251–7299")
 	}
-	cl := &replicatedCluster{dir: t.TempDir(), base: base}
+	cl := &replicatedCluster{dir: t.TempDir()}
 	t.Cleanup(func() {
 		if out, err := exec.Command("bash", script, "stop", cl.dir).CombinedOutput(); err != nil {
 			t.Errorf("stop the cluster: %v\n%s", err, out)
@@ -182,29 +186,31 @@ func (cl *replicatedCluster) owner(t *testing.T, cc *redis.ClusterClient, key st
 	if err != nil {
 		t.Fatal(err)
 	}
-	slots, err := cc.ClusterSlots(ctx).Result()
+	shards, err := cc.ClusterShards(ctx).Result()
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range slots {
-		if int64(s.Start) <= slot && slot <= int64(s.End) {
-			master = s.Nodes[0].Addr
+	for _, sh := range shards {
+		for _, r := range sh.Slots {
+			if r.Start <= slot && slot <= r.End {
+				for _, n := range sh.Nodes {
+					addr := net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+					switch {
+					case n.Role == "master":
+						master = addr
+					case n.Health != "failed":
+						// "loading" too: a replica reads so while the
+						// cluster has heard of no replication offset.
+						replica = addr
+					}
+				}
+			}
 		}
 	}
-	// CLUSTER SLOTS leaves out replicas whose offset the cluster has not
-	// heard of yet: ask the nodes themselves.
-	_, mport, _ := net.SplitHostPort(master)
-	for i := 0; i < 6; i++ {
-		addr := "127.0.0.1:" + strconv.Itoa(cl.base+i)
-		c := cl.client(addr)
-		info, err := c.Info(ctx, "replication").Result()
-		c.Close()
-		if err == nil && strings.Contains(info, "role:slave") && strings.Contains(info, "master_port:"+mport+"\r") {
-			return master, addr
-		}
+	if master == "" || replica == "" {
+		t.Fatalf("slot %d: master %q, replica %q: %+v", slot, master, replica, shards)
 	}
-	t.Fatalf("no replica of %s (slot %d)", master, slot)
-	return "", ""
+	return master, replica
 }
 
 // signal sends sig to the node of addr (its pid file is in the cluster's
