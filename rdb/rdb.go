@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -95,6 +96,15 @@ func newClient(rawURL string) (*Client, error) {
 	c := &Client{servers: make(map[string]*serverCheck)}
 	if cluster != nil {
 		cluster.OnConnect = c.onConnect
+		if cluster.ClusterStateReloadInterval == 0 {
+			// go-redis reloads the slot map on MOVED and ASK, not when a
+			// master stops answering: commands went on dialling a dead
+			// master (and failing) until the next periodic reload, 60 s by
+			// default, after its replica had taken over
+			// (TestMasterDiesReplicaTakesOver). A reload is one CLUSTER
+			// SLOTS, done at most this often and only while commands flow.
+			cluster.ClusterStateReloadInterval = clusterReload
+		}
 		c.base, c.cluster = redis.NewClusterClient(cluster), true
 	} else {
 		single.OnConnect = c.onConnect
@@ -195,6 +205,10 @@ func infoField(info, name string) string {
 	}
 	return ""
 }
+
+// clusterReload bounds how long a Cluster client works from a slot map
+// without asking for it again (see newClient).
+const clusterReload = time.Second
 
 // autoPipelineDefault is the autopipeline option of a URL without one.
 const autoPipelineDefault = true
@@ -405,7 +419,10 @@ func (e *unavailableError) Unwrap() []error { return []error{errUnavailable, e.e
 
 // redisErr wraps an error of a Redis call. Network failures, timeouts and
 // the server's own "not now" replies (LOADING, CLUSTERDOWN, TRYAGAIN,
-// MASTERDOWN, BUSY) become EBusy; other error replies are internal.
+// MASTERDOWN, BUSY) become EBusy; other error replies are internal. So do
+// the redirections of a Cluster (MOVED, ASK) that outlast the client's own
+// redirects: a failover or a migration of the key's slot is under way, and
+// the command did not run (TestRedisClusterFaults saw 500s for them).
 func redisErr(op string, err error) error {
 	if err == nil {
 		return nil
@@ -416,7 +433,7 @@ func redisErr(op string, err error) error {
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
 		msg := rerr.Error()
-		for _, p := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY"} {
+		for _, p := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY", "MOVED ", "ASK "} {
 			if strings.HasPrefix(msg, p) {
 				return &unavailableError{op: op, err: err}
 			}

@@ -442,10 +442,29 @@ func BenchmarkReserve(b *testing.B) {
 	}
 }
 
-// TestErrorCodes: a non-network error reply stays internal.
+// replyErr is an error reply of the server, as go-redis hands it over.
+type replyErr string
+
+func (e replyErr) Error() string { return string(e) }
+func (replyErr) RedisError()     {}
+
+// TestErrorCodes: a non-network error reply stays internal; a Cluster's
+// redirection that outlasted the client's redirects (a slot failing over or
+// migrating) is busy.
 func TestErrorCodes(t *testing.T) {
 	if code := seckill.ErrorCode(redisErr("x", redis.ErrClosed)); code != seckill.EBusy {
 		t.Errorf("closed client: %q, want busy", code)
+	}
+	for reply, want := range map[string]string{
+		"MOVED 4774 127.0.0.1:7205":       seckill.EBusy,
+		"ASK 4774 127.0.0.1:7202":         seckill.EBusy,
+		"TRYAGAIN Multiple keys request":  seckill.EBusy,
+		"ERR unknown command 'FOO'":       seckill.EInternal,
+		"WRONGTYPE Operation against a k": seckill.EInternal,
+	} {
+		if code := seckill.ErrorCode(redisErr("x", replyErr(reply))); code != want {
+			t.Errorf("%q: %q, want %q", reply, code, want)
+		}
 	}
 	if err := redisErr("x", context.Canceled); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancel lost: %v", err)

@@ -588,14 +588,4 @@ func rng2(d time.Duration) int { return int(d/time.Millisecond) % 3000 }
 
 // rfRuns reads SECKILL_RF_RUNS (default 1) and SECKILL_RF_SEED (default:
 // the clock) for the random drills.
-func rfRuns() (runs int, seed uint64) {
-	runs = 1
-	if n, err := strconv.Atoi(os.Getenv("SECKILL_RF_RUNS")); err == nil && n > 0 {
-		runs = n
-	}
-	seed = uint64(time.Now().UnixNano())
-	if s, err := strconv.ParseUint(os.Getenv("SECKILL_RF_SEED"), 10, 64); err == nil {
-		seed = s
-	}
-	return runs, seed
-}
+func rfRuns() (runs int, seed uint64) { return drillRuns("SECKILL_RF") }
