@@ -38,18 +38,26 @@ const settleChunk = 1_000
 // or an AOF written every second, or a replica promoted before it had
 // every write) holds a gate that looks loaded but misses recent buyers and
 // units: trusting it would sell twice to the same buyer or beyond SQL. So
-// every load records the run_id of the server it loaded on (the epoch
-// key), and a sale is checked against its server's run_id before the gate
-// uses it: the first time this process touches it, and again over every
-// connection to a server this client had not seen (a restart or a failover
-// changes the run_id; see Client.onConnect). A sale loaded on another
-// server is dropped, as if Redis had restarted empty: Reserve answers
-// EBusy and the engine rebuilds it from SQL and the queue. A restart that
+// every load records the identity of the server it loaded on (the epoch
+// key: its run_id, new at every restart, and its replication ID, new at
+// every promotion), and a sale is checked against its server's identity
+// before the gate uses it: the first time this process touches it, and
+// again over every connection to a server this client had not seen (see
+// Client.onConnect). On a Cluster, where a server is promoted without
+// closing the connections open to it, every script also compares the
+// replication ID (promotedLua). A sale loaded on another server is
+// dropped, as if Redis had restarted empty: Reserve answers EBusy and the
+// engine rebuilds it from SQL and the queue. A restart or a failover that
 // lost nothing costs a rebuild too.
 type Gate struct {
 	c       *Client
 	prefix  string
 	checked sync.Map // sale id → uint64: Client.gen when it was last checked (notChecked: never)
+
+	// The scripts reading or changing a loaded sale; on a Cluster each
+	// first checks the sale's epoch against the server's replication
+	// history (promotedLua).
+	reserve, release, claimResv, settle, ret *redis.Script
 }
 
 // notChecked marks a sale the gate has touched but not yet checked.
@@ -60,8 +68,52 @@ const notChecked = ^uint64(0)
 func NewGate(c *Client, prefix string) *Gate {
 	checkPrefix(prefix)
 	g := &Gate{c: c, prefix: prefix}
+	check := func(epochKey int) string { return "" }
+	if c.cluster {
+		check = promotedLua
+	}
+	g.reserve = redis.NewScript(takeTokenLua + check(5) + reserveSrc)
+	g.release = redis.NewScript(check(4) + releaseSrc)
+	g.claimResv = redis.NewScript(check(4) + claimResvSrc)
+	g.settle = redis.NewScript(check(2) + settleSrc)
+	g.ret = redis.NewScript(check(3) + returnSrc)
 	c.watch(g.checkConn)
 	return g
+}
+
+// promotedLua returns a check for the start of a script whose KEYS[epochKey]
+// is the sale's epoch: on a Cluster a server is promoted (a replica by a
+// failover, or an old master failing back) without closing the
+// connections clients opened to it before, so no Client.onConnect sees it,
+// and its copy of the sale may lag what was admitted on the master before
+// it (TestPromotionOverPooledConnections). Every promotion gives the server
+// a new replication ID, so the script returns promoted (-2) when the
+// epoch's is not the server's own; the gate then drops the sale (see
+// Gate.promoted). INFO costs the script about 3 µs of the server's time;
+// a single Redis has no promotions over open connections (Sentinel closes
+// clients' connections when it reconfigures a server), so it is left out
+// there.
+func promotedLua(epochKey int) string {
+	return fmt.Sprintf(`local ep = redis.call('GET', KEYS[%d])
+if ep and not string.find(redis.call('INFO', 'replication'), 'master_replid:' .. (string.match(ep, ' (%%x+)$') or '?') .. '\r', 1, true) then return -2 end
+`, epochKey)
+}
+
+// promotedAnswer is what a script answers under promotedLua's check.
+const promotedAnswer = -2
+
+// promoted drops the sale, whose epoch a script found to name another
+// replication history than its server's (promotedLua), and returns the
+// error of a sale not loaded: the engine rebuilds it from SQL and the queue.
+func (g *Gate) promoted(ctx context.Context, saleID int64) error {
+	dropped, err := checkScript.Run(ctx, g.c.rdb, g.keys(saleID).all()).Int()
+	if err != nil {
+		return redisErr(fmt.Sprintf("check sale %d", saleID), err)
+	}
+	if dropped == 1 {
+		slog.Warn("redis: dropped a sale held by a server promoted since it was loaded (a failover); it will be rebuilt", "sale", saleID)
+	}
+	return notLoaded(saleID)
 }
 
 // runIDLua sets id to the run_id of the server running the script.
@@ -69,10 +121,11 @@ const runIDLua = `local id = string.match(redis.call('INFO', 'server'), 'run_id:
 `
 
 // checkSrc: KEYS the sale's (all()). Drops a loaded sale whose epoch is not
-// the run_id of this server: it was loaded on another (or on this one
-// before a restart) and may be older than what was admitted. Returns 1 if
-// it dropped the sale.
-const checkSrc = runIDLua + `
+// the identity of this server (run_id and replication ID, serverIDLua): it
+// was loaded on another, on this one before a restart, or before this one
+// was promoted (a failover back to it), and may be older than what was
+// admitted. Returns 1 if it dropped the sale.
+const checkSrc = serverIDLua + `
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('GET', KEYS[5]) == id then return 0 end
 redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 return 1
@@ -161,7 +214,9 @@ func (k saleKeys) all() []string {
 	return []string{k.stock, k.buyers, k.resv, k.claim, k.epoch, k.returned}
 }
 
-func (k saleKeys) list() []string { return []string{k.stock, k.buyers, k.resv} }
+// withEpoch lists the keys of the scripts of a loaded sale's buyers:
+// stock, buyers, resv and the epoch (promotedLua).
+func (k saleKeys) withEpoch() []string { return []string{k.stock, k.buyers, k.resv, k.epoch} }
 
 // bucket is the user's purchase bucket in the sale (Reservation.Limit):
 // one key per user, under the sale's hash tag, expiring when idle; not in
@@ -174,7 +229,7 @@ func notLoaded(saleID int64) error {
 	return seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", saleID)
 }
 
-// reserveScript: KEYS stock, buyers, resv, the user's bucket; ARGV user
+// reserveSrc: KEYS stock, buyers, resv, the user's bucket, epoch; ARGV user
 // id, ticket, tokens per second, burst, bucket idle ms. Returns -1 if the
 // sale is not loaded. Else, with a rate above 0, takes a token of the
 // user's bucket of the sale (refilled by the time elapsed on the server's
@@ -188,7 +243,7 @@ func notLoaded(saleID int64) error {
 // clock (Redis 5+ replicates a script's effects, so a script may read TIME
 // before it writes). The bucket shares the sale's hash tag, so the script
 // stays in one slot on a Cluster.
-var reserveScript = redis.NewScript(takeTokenLua + `
+const reserveSrc = `
 local left = redis.call('GET', KEYS[1])
 if not left then return -1 end
 local t = redis.call('TIME')
@@ -203,19 +258,19 @@ redis.call('DECR', KEYS[1])
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], t[1] .. string.format('%06d', tonumber(t[2])) .. '000 ' .. ARGV[2])
 return 1
-`)
+`
 
 // timeScript: KEYS any key of the sale. Returns the TIME of the server
 // holding the sale's slot: on a Cluster each master has its own clock, and
 // a sale's reservations are stamped by its master's.
 var timeScript = redis.NewScript(`return redis.call('TIME')`)
 
-// releaseScript: KEYS stock, buyers, resv; ARGV user id, ticket. If the
+// releaseSrc: KEYS stock, buyers, resv, epoch; ARGV user id, ticket. If the
 // user's pending reservation has that ticket and is not claimed, forgets
 // the user and the reservation and returns their unit (only to a loaded
 // sale: a unit must not conjure up a stock key). Returns 1 if it
 // released, 0 otherwise.
-var releaseScript = redis.NewScript(`
+const releaseSrc = `
 local v = redis.call('HGET', KEYS[3], ARGV[1])
 if not v or string.sub(v, 1, 1) == 'c' then return 0 end
 local sp = string.find(v, ' ', 1, true)
@@ -224,7 +279,7 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCR', KEYS[1]) end
 return 1
-`)
+`
 
 // loadTTL bounds a Load: its claim and its temporary buyers set expire on
 // their own if it dies half-way, and a Load slower than this is refused.
@@ -245,7 +300,7 @@ return 1
 // unloaded and the claim still token's on this server, loads it at once:
 // the buyers become the temporary buyers set and the returned orders the
 // temporary returned set (or none if one does not exist), no reservation
-// is pending, left units are left, the epoch is this server's run_id;
+// is pending, left units are left, the epoch is this server's identity;
 // returns 1. Otherwise drops the temporary sets and returns 0: a loaded
 // sale is never replaced, and a lost claim (taken over, or gone with a
 // restarted server) means the snapshot may miss what was admitted since.
@@ -264,7 +319,7 @@ if redis.call('EXISTS', KEYS[8]) == 1 then
   redis.call('RENAME', KEYS[8], KEYS[7])
   redis.call('PERSIST', KEYS[7])
 end
-redis.call('SET', KEYS[6], id)
+redis.call('SET', KEYS[6], id .. ' ' .. string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)'))
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
 `)
@@ -330,15 +385,15 @@ func (g *Gate) fillTemp(ctx context.Context, key string, ids []int64) error {
 	return nil
 }
 
-// returnScript: KEYS stock, returned; ARGV order id. Returns -1 if the
+// returnSrc: KEYS stock, returned, epoch; ARGV order id. Returns -1 if the
 // sale is not loaded, 0 if the order's unit came back already, else adds
 // the order to the returned set and the unit to stock and returns 1.
-var returnScript = redis.NewScript(`
+const returnSrc = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('INCR', KEYS[1])
 return 1
-`)
+`
 
 // Return gives the order's unit back to the sale once per order id, in one
 // script under the sale's hash tag.
@@ -347,12 +402,15 @@ func (g *Gate) Return(ctx context.Context, saleID, orderID int64) (bool, error) 
 		return false, err
 	}
 	k := g.keys(saleID)
-	n, err := returnScript.Run(ctx, g.c.rdb, []string{k.stock, k.returned}, orderID).Int64()
+	n, err := g.ret.Run(ctx, g.c.rdb, []string{k.stock, k.returned, k.epoch}, orderID).Int64()
 	if err != nil {
 		return false, redisErr(fmt.Sprintf("return order %d to sale %d", orderID, saleID), err)
 	}
-	if n == -1 {
+	switch n {
+	case -1:
 		return false, notLoaded(saleID)
+	case promotedAnswer:
+		return false, g.promoted(ctx, saleID)
 	}
 	return n == 1, nil
 }
@@ -365,7 +423,7 @@ func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.Gate
 	}
 	k := g.keys(r.SaleID)
 	user := strconv.FormatInt(r.UserID, 10)
-	keys := []string{k.stock, k.buyers, k.resv, k.bucket(user)}
+	keys := []string{k.stock, k.buyers, k.resv, k.bucket(user), k.epoch}
 	rate, burst := r.Limit.PerSecond, max(r.Limit.Burst, 1)
 	var idleMS int64
 	if rate > 0 {
@@ -375,7 +433,7 @@ func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.Gate
 	} else {
 		rate = 0
 	}
-	n, err := reserveScript.Run(ctx, g.c.rdb, keys, user, r.Ticket,
+	n, err := g.reserve.Run(ctx, g.c.rdb, keys, user, r.Ticket,
 		strconv.FormatFloat(rate, 'g', -1, 64), burst, idleMS).Int64()
 	if err != nil {
 		return 0, redisErr(fmt.Sprintf("reserve sale %d", r.SaleID), err)
@@ -384,8 +442,11 @@ func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.Gate
 	case seckill.Reserved, seckill.Duplicate, seckill.SoldOut, seckill.Limited:
 		return res, nil
 	}
-	if n == -1 {
+	switch n {
+	case -1:
 		return 0, notLoaded(r.SaleID)
+	case promotedAnswer:
+		return 0, g.promoted(ctx, r.SaleID)
 	}
 	return 0, fmt.Errorf("rdb reserve sale %d: unexpected script answer %d", r.SaleID, n)
 }
@@ -397,7 +458,10 @@ func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string)
 	if err := g.fresh(ctx, saleID); err != nil {
 		return err
 	}
-	err := releaseScript.Run(ctx, g.c.rdb, g.keys(saleID).list(), userID, ticket).Err()
+	n, err := g.release.Run(ctx, g.c.rdb, g.keys(saleID).withEpoch(), userID, ticket).Int64()
+	if err == nil && n == promotedAnswer {
+		return g.promoted(ctx, saleID)
+	}
 	return redisErr(fmt.Sprintf("release sale %d user %d", saleID, userID), err)
 }
 
@@ -405,14 +469,14 @@ func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string)
 // does not stall the server on one script.
 const claimChunk = 1_000
 
-// claimResvScript: KEYS stock, buyers, resv; ARGV user id, ticket, user id,
+// claimResvSrc: KEYS stock, buyers, resv, epoch; ARGV user id, ticket, user id,
 // ticket, ... Returns -1 if the sale is not loaded; else, for each user in
 // order, '1' (allowed) or '0' (refused) in one string: a reservation
 // pending with that ticket is marked claimed (a 'c' before its value,
-// which releaseScript then leaves alone) and allowed; a buyer with none
+// which releaseSrc then leaves alone) and allowed; a buyer with none
 // pending is allowed; anyone else (no buyer, or pending with another
 // ticket: the ticket was released) is refused.
-var claimResvScript = redis.NewScript(`
+const claimResvSrc = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local out = {}
 for i = 1, #ARGV, 2 do
@@ -430,7 +494,7 @@ for i = 1, #ARGV, 2 do
   out[#out + 1] = ok
 end
 return table.concat(out)
-`)
+`
 
 // Claim runs the claim script over the requests, in chunks sent in one
 // pipeline (one round trip); EBusy if the sale is not loaded or Redis
@@ -440,7 +504,7 @@ func (g *Gate) Claim(ctx context.Context, saleID int64, reqs []seckill.Settled) 
 	if err := g.fresh(ctx, saleID); err != nil {
 		return nil, err
 	}
-	keys := g.keys(saleID).list()
+	keys := g.keys(saleID).withEpoch()
 	var chunks [][]any
 	for i := 0; i < len(reqs); i += claimChunk {
 		chunk := reqs[i:min(i+claimChunk, len(reqs))]
@@ -454,13 +518,13 @@ func (g *Gate) Claim(ctx context.Context, saleID int64, reqs []seckill.Settled) 
 	run := func(p redis.Pipeliner) error {
 		cmds = cmds[:0]
 		for _, args := range chunks {
-			cmds = append(cmds, claimResvScript.EvalSha(ctx, p, keys, args...))
+			cmds = append(cmds, g.claimResv.EvalSha(ctx, p, keys, args...))
 		}
 		return nil
 	}
 	_, err := g.c.rdb.Pipelined(ctx, run)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		if err = claimResvScript.Load(ctx, g.c.rdb).Err(); err == nil {
+		if err = g.claimResv.Load(ctx, g.c.rdb).Err(); err == nil {
 			_, err = g.c.rdb.Pipelined(ctx, run)
 		}
 	}
@@ -471,8 +535,11 @@ func (g *Gate) Claim(ctx context.Context, saleID int64, reqs []seckill.Settled) 
 	for _, cmd := range cmds {
 		switch v := cmd.Val().(type) {
 		case int64:
-			if v == -1 {
+			switch v {
+			case -1:
 				return nil, notLoaded(saleID)
+			case promotedAnswer:
+				return nil, g.promoted(ctx, saleID)
 			}
 		case string:
 			for _, c := range []byte(v) {
@@ -488,10 +555,10 @@ func (g *Gate) Claim(ctx context.Context, saleID int64, reqs []seckill.Settled) 
 	return allowed, nil
 }
 
-// settleScript: KEYS resv; ARGV user id, ticket, user id, ticket, ...
+// settleSrc: KEYS resv, epoch; ARGV user id, ticket, user id, ticket, ...
 // Deletes each user's pending reservation if it has that ticket (a newer
 // reservation of the same user stays). Returns how many it deleted.
-var settleScript = redis.NewScript(`
+const settleSrc = `
 local n = 0
 for i = 1, #ARGV, 2 do
   local v = redis.call('HGET', KEYS[1], ARGV[i])
@@ -504,7 +571,7 @@ for i = 1, #ARGV, 2 do
   end
 end
 return n
-`)
+`
 
 // Settle forgets the reservations pending with the tickets given; their
 // users stay buyers. The chunks of a big batch go in one pipeline.
@@ -515,7 +582,8 @@ func (g *Gate) Settle(ctx context.Context, saleID int64, settled []seckill.Settl
 	if err := g.fresh(ctx, saleID); err != nil {
 		return err
 	}
-	keys := []string{g.keys(saleID).resv}
+	k := g.keys(saleID)
+	keys := []string{k.resv, k.epoch}
 	var chunks [][]any
 	for i := 0; i < len(settled); i += settleChunk {
 		chunk := settled[i:min(i+settleChunk, len(settled))]
@@ -525,9 +593,11 @@ func (g *Gate) Settle(ctx context.Context, saleID int64, settled []seckill.Settl
 		}
 		chunks = append(chunks, args)
 	}
+	var cmds []*redis.Cmd
 	run := func(p redis.Pipeliner) error {
+		cmds = cmds[:0]
 		for _, args := range chunks {
-			settleScript.EvalSha(ctx, p, keys, args...)
+			cmds = append(cmds, g.settle.EvalSha(ctx, p, keys, args...))
 		}
 		return nil
 	}
@@ -536,11 +606,19 @@ func (g *Gate) Settle(ctx context.Context, saleID int64, settled []seckill.Settl
 		// A server that lost its script cache (restarted, failed over):
 		// load the script once and send the pipeline again; settling
 		// twice is settling once.
-		if err = settleScript.Load(ctx, g.c.rdb).Err(); err == nil {
+		if err = g.settle.Load(ctx, g.c.rdb).Err(); err == nil {
 			_, err = g.c.rdb.Pipelined(ctx, run)
 		}
 	}
-	return redisErr(fmt.Sprintf("settle sale %d", saleID), err)
+	if err != nil {
+		return redisErr(fmt.Sprintf("settle sale %d", saleID), err)
+	}
+	for _, cmd := range cmds {
+		if n, _ := cmd.Int64(); n == promotedAnswer {
+			return g.promoted(ctx, saleID)
+		}
+	}
+	return nil
 }
 
 // Stale lists the sale's unclaimed reservations at least olderThan old by
@@ -631,7 +709,7 @@ func (g *Gate) serverTime(ctx context.Context, key string) (time.Time, error) {
 	return time.Unix(v[0], v[1]*1000), nil
 }
 
-// A resv hash value is "unixnano ticket", written by reserveScript from the
+// A resv hash value is "unixnano ticket", written by reserveSrc from the
 // server's TIME (microseconds, so the last three digits are 0), with a
 // "c" in front once claimScript claimed it.
 

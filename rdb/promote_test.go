@@ -31,35 +31,10 @@ import (
 // before its promotion (go-redis asks random seeds, replicas included, for
 // CLUSTER SLOTS and keeps the connection).
 func TestMasterDiesReplicaTakesOver(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts a Redis Cluster of its own; skipped in -short mode")
-	}
-	for _, bin := range []string{"redis-server", "redis-cli", "bash"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			testenv.Missing(t, bin+" is not installed, the test needs it")
-		}
-	}
-	cl := startReplicatedCluster(t)
+	cl, c := startReplicatedCluster(t)
 	ctx := context.Background()
-	c, err := Open(ctx, cl.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
 	g := NewGate(c, "t:")
-	reserve := func(user int64) (seckill.GateResult, error) {
-		t.Helper()
-		var r seckill.GateResult
-		var err error
-		for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-			// A dead master fails commands until the client learns the new
-			// map; busy because not loaded is an answer.
-			if r, err = g.Reserve(ctx, seckill.Reservation{SaleID: 1, UserID: user, Ticket: "T" + strconv.FormatInt(user, 10)}); err == nil || strings.Contains(err.Error(), "not loaded") {
-				break
-			}
-		}
-		return r, err
-	}
+	reserve := func(user int64) (seckill.GateResult, error) { return reserveThroughFailover(t, g, user) }
 
 	mustLoad(t, g, 1, 10, nil)
 	if r, err := reserve(1); err != nil || r != seckill.Reserved {
@@ -120,6 +95,22 @@ func TestMasterDiesReplicaTakesOver(t *testing.T) {
 	}
 }
 
+// reserveThroughFailover reserves a unit of sale 1 for user, trying again
+// for up to 15 s while the sale's slot changes hands (a dead master fails
+// commands until the client learns the new map); busy because the sale is
+// not loaded is an answer.
+func reserveThroughFailover(t *testing.T, g *Gate, user int64) (seckill.GateResult, error) {
+	t.Helper()
+	var r seckill.GateResult
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if r, err = g.Reserve(context.Background(), seckill.Reservation{SaleID: 1, UserID: user, Ticket: "T" + strconv.FormatInt(user, 10)}); err == nil || strings.Contains(err.Error(), "not loaded") {
+			break
+		}
+	}
+	return r, err
+}
+
 // replicatedCluster is a Redis Cluster of three masters with a replica each
 // (scripts/redis-cluster.sh start DIR PORT 1), cluster-node-timeout 1 s.
 type replicatedCluster struct {
@@ -129,9 +120,18 @@ type replicatedCluster struct {
 
 // startReplicatedCluster starts it on six free ports from 7251 on (in
 // steps of 10, bus ports +10000 free too; cmd/seckill's drill takes 7201
-// on) and stops it when the test ends.
-func startReplicatedCluster(t *testing.T) *replicatedCluster {
+// on), opens a client to it, and stops both when the test ends. It skips
+// the test in -short mode.
+func startReplicatedCluster(t *testing.T) (*replicatedCluster, *Client) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts a Redis Cluster of its own; skipped in -short mode")
+	}
+	for _, bin := range []string{"redis-server", "redis-cli", "bash"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			testenv.Missing(t, bin+" is not installed, the test needs it")
+		}
+	}
 	script, err := filepath.Abs("../scripts/redis-cluster.sh")
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +170,12 @@ func startReplicatedCluster(t *testing.T) *replicatedCluster {
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	cl.url = lines[len(lines)-1]
-	return cl
+	c, err := Open(context.Background(), cl.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return cl, c
 }
 
 func (cl *replicatedCluster) client(addr string) *redis.Client {

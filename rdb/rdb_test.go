@@ -295,7 +295,7 @@ func TestManySales(t *testing.T) {
 			if _, loaded, err := g.Left(ctx, id); err != nil || loaded {
 				t.Fatalf("sale %d still loaded after Unload (%v)", id, err)
 			}
-			if n := c.rdb.Exists(ctx, g.keys(id).list()...).Val(); n != 0 {
+			if n := c.rdb.Exists(ctx, g.keys(id).withEpoch()...).Val(); n != 0 {
 				t.Fatalf("sale %d: %d keys left after Unload", id, n)
 			}
 		}

@@ -48,6 +48,10 @@ type Sessions struct {
 	checked atomic.Uint64 // Client.gen when the epochs were last rewritten (notChecked: never)
 	checkMu sync.Mutex    // one rewrite at a time
 
+	// On a Cluster each script first renews its group's epoch if the
+	// server was promoted since (epochPromotedLua).
+	create, get, touch *redis.Script
+
 	mu    sync.Mutex
 	feeds map[*feedConn]struct{} // FollowRevocations' confirmed subscriptions
 }
@@ -65,9 +69,35 @@ func NewSessions(c *Client, prefix string) *Sessions {
 	checkPrefix(prefix)
 	s := &Sessions{c: c, prefix: prefix, now: time.Now, feeds: make(map[*feedConn]struct{})}
 	s.checked.Store(notChecked)
+	check := ""
+	if c.cluster {
+		check = epochPromotedLua
+	}
+	s.create = redis.NewScript(check + createSrc)
+	s.get = redis.NewScript(check + getSrc)
+	s.touch = redis.NewScript(check + touchSrc)
 	c.watch(s.checkConn)
 	return s
 }
+
+// epochPromotedLua starts a script whose KEYS[2] is a group's epoch on a
+// Cluster: a server promoted (a replica by a failover, or an old master
+// failing back) keeps the connections clients opened before, so no
+// Client.onConnect rewrites its epochs, and its copy of the sessions may
+// hold again one deleted on the master before it. Every promotion gives
+// the server a new replication ID: an epoch naming another is made this
+// server's identity, so the group's sessions written before read as
+// missing (account.Tiered asks SQL). Like the gate's check (promotedLua),
+// it costs an INFO, and a single Redis goes without.
+const epochPromotedLua = `
+do
+  local ep0 = redis.call('GET', KEYS[2])
+  local rid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)')
+  if ep0 and string.match(ep0, ' (%x+)$') ~= rid then
+    redis.call('SET', KEYS[2], string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') .. ' ' .. rid)
+  end
+end
+`
 
 // sessionGroups is how many epoch keys a prefix has: a session belongs to
 // the group of the first byte of its token hash, whose hash tag it shares
@@ -171,10 +201,10 @@ func (s *Sessions) fresh(ctx context.Context) error {
 	return nil
 }
 
-// createScript: KEYS session, epoch; ARGV user id, role, expiry (unix ms).
+// createSrc: KEYS session, epoch; ARGV user id, role, expiry (unix ms).
 // Writes the session in the current epoch (which is the server's identity
 // when the epoch key is missing, e.g. evicted).
-var createScript = redis.NewScript(`
+const createSrc = `
 local ep = redis.call('GET', KEYS[2])
 if not ep then
 ` + serverIDLua + `
@@ -185,7 +215,7 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'u', ARGV[1], 'r', ARGV[2], 'e', ARGV[3], 's', ep)
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return 1
-`)
+`
 
 // CreateSession stores sess until its expiry.
 func (s *Sessions) CreateSession(ctx context.Context, sess seckill.Session) error {
@@ -193,14 +223,14 @@ func (s *Sessions) CreateSession(ctx context.Context, sess seckill.Session) erro
 		return err
 	}
 	// An expiry in the past deletes the session at once.
-	err := createScript.Run(ctx, s.c.rdb, s.keys(sess.TokenHash), sess.UserID, string(sess.Role), sess.ExpiresAt.UnixMilli()).Err()
+	err := s.create.Run(ctx, s.c.rdb, s.keys(sess.TokenHash), sess.UserID, string(sess.Role), sess.ExpiresAt.UnixMilli()).Err()
 	return redisErr("create session", err)
 }
 
-// getScript: KEYS session, epoch. Returns {user id, role, expiry} of a
+// getSrc: KEYS session, epoch. Returns {user id, role, expiry} of a
 // session written in the current epoch; deletes one written in another (it
 // may have been deleted since) and returns nil, as for a missing one.
-var getScript = redis.NewScript(`
+const getSrc = `
 local v = redis.call('HMGET', KEYS[1], 'u', 'r', 'e', 's')
 if not v[1] then return false end
 local ep = redis.call('GET', KEYS[2])
@@ -209,7 +239,7 @@ if not ep or v[4] ~= ep then
   return false
 end
 return {v[1], v[2], v[3]}
-`)
+`
 
 // Session returns the session, or ENotFound when there is none, it
 // expired, or it was written before the server restarted or failed over.
@@ -217,7 +247,7 @@ func (s *Sessions) Session(ctx context.Context, tokenHash []byte) (*seckill.Sess
 	if err := s.fresh(ctx); err != nil {
 		return nil, err
 	}
-	vals, err := getScript.Run(ctx, s.c.rdb, s.keys(tokenHash)).Slice()
+	vals, err := s.get.Run(ctx, s.c.rdb, s.keys(tokenHash)).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, seckill.Errorf(seckill.ENotFound, "no such session")
 	}
@@ -247,10 +277,10 @@ func (s *Sessions) Session(ctx context.Context, tokenHash []byte) (*seckill.Sess
 	}, nil
 }
 
-// touchScript: KEYS session, epoch; ARGV expiry (unix ms). Moves the
+// touchSrc: KEYS session, epoch; ARGV expiry (unix ms). Moves the
 // expiry of a session of the current epoch (a past one deletes it); a
 // missing session stays missing, one of another epoch is deleted.
-var touchScript = redis.NewScript(`
+const touchSrc = `
 local s = redis.call('HGET', KEYS[1], 's')
 if not s then return 0 end
 if s ~= redis.call('GET', KEYS[2]) then
@@ -260,7 +290,7 @@ end
 redis.call('HSET', KEYS[1], 'e', ARGV[1])
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 return 1
-`)
+`
 
 // TouchSession moves the expiry of a session; a missing session is not an
 // error.
@@ -268,7 +298,7 @@ func (s *Sessions) TouchSession(ctx context.Context, tokenHash []byte, expiresAt
 	if err := s.fresh(ctx); err != nil {
 		return err
 	}
-	err := touchScript.Run(ctx, s.c.rdb, s.keys(tokenHash), expiresAt.UnixMilli()).Err()
+	err := s.touch.Run(ctx, s.c.rdb, s.keys(tokenHash), expiresAt.UnixMilli()).Err()
 	return redisErr("touch session", err)
 }
 

@@ -147,19 +147,8 @@ func TestSessionsCheckConn(t *testing.T) {
 		if err := s.CreateSession(ctx, sess); err != nil {
 			t.Fatal(err)
 		}
-		// As a restart from another server's snapshot leaves them: the
-		// session and its group's epoch both of that server.
-		keys := s.keys(sess.TokenHash)
-		if err := c.rdb.HSet(ctx, keys[0], "s", "old").Err(); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.rdb.Set(ctx, keys[1], "old", 0).Err(); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := s.Session(ctx, sess.TokenHash); err != nil {
-			t.Fatalf("before the check: %v", err)
-		}
 		var node *redis.Client
+		keys := s.keys(sess.TokenHash)
 		if cc, ok := c.base.(*redis.ClusterClient); ok {
 			var err error
 			if node, err = cc.MasterForKey(ctx, keys[0]); err != nil {
@@ -167,6 +156,25 @@ func TestSessionsCheckConn(t *testing.T) {
 			}
 		} else {
 			node = c.base.(*redis.Client)
+		}
+		// As a restart from another server's snapshot leaves them: the
+		// session and its group's epoch both of that server, which had
+		// this one's replication ID (a server restarted from its own
+		// snapshot keeps it; on a Cluster a script renews an epoch of
+		// another replication ID itself).
+		info, err := node.Info(ctx, "replication").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		old := "old " + infoField(info, "master_replid")
+		if err := c.rdb.HSet(ctx, keys[0], "s", old).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.rdb.Set(ctx, keys[1], old, 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.Session(ctx, sess.TokenHash); err != nil {
+			t.Fatalf("before the check: %v", err)
 		}
 		cn := node.Conn()
 		defer cn.Close()
