@@ -31,10 +31,19 @@ var DefaultBadTokens = Budget{Rate: 5, Burst: 50}
 // 60 an hour.
 var DefaultRegistrations = Budget{Rate: 1.0 / 60, Burst: 10}
 
+// DefaultReads lets one user make 40 authenticated reads at once (its
+// account, its orders, one order, a sale's result), then 10 a second: the
+// page reads a handful when it loads and polls a result twice a second
+// while it waits without a socket, far below; a script hammering them (a
+// session lookup and SQL reads each) is cut off. Purchases and the other
+// buying routes have limits of their own and do not draw on it.
+var DefaultReads = Budget{Rate: 10, Burst: 40}
+
 // maxIPBuckets bounds the addresses an ipBuckets remembers.
 const maxIPBuckets = 100_000
 
-// ipBuckets keeps a token bucket per client address, in process: the limit
+// ipBuckets keeps a token bucket per client address (or per user, for the
+// reads' budget: the key is any string), in process: the limit
 // holds per instance (N instances behind a load balancer allow N times as
 // much). When it grows past its bound it forgets the addresses whose
 // bucket is full again (they behave as new ones), and if that is not

@@ -48,6 +48,11 @@ type Config struct {
 	UserBurst     int
 	IPRate        float64
 	IPBurst       int
+	// UserReadRate and UserReadBurst are the per-user bucket of
+	// authenticated reads (httpapi.Config.Reads), per instance; a rate of
+	// 0 or less turns it off.
+	UserReadRate  float64
+	UserReadBurst int
 	InFlight      int
 	AdmitFactor   float64 // purchases a second per unit of stock a sale admits, per instance; 0: no cap
 	BatchSize     int
@@ -127,6 +132,7 @@ func NewMain() *Main {
 		Config: Config{
 			Addr: ":8080", DataDir: "data",
 			UserRate: 5, UserBurst: 10, IPRate: 200, IPBurst: 400,
+			UserReadRate: httpapi.DefaultReads.Rate, UserReadBurst: httpapi.DefaultReads.Burst,
 			InFlight: 4096, AdmitFactor: 20, BatchSize: 2000,
 			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, SessionCache: 1_000_000, LogLevel: "info",
 			Writers: 2, ReconcileEvery: 10 * time.Second, ReconcileAge: 30 * time.Second, AckWait: 30 * time.Second,
@@ -172,6 +178,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.UserBurst, "user-burst", c.UserBurst, "burst of the per-user bucket")
 	fs.Float64Var(&c.IPRate, "ip-rate", c.IPRate, "requests per second per client IP (0: no limit)")
 	fs.IntVar(&c.IPBurst, "ip-burst", c.IPBurst, "burst of the per-IP bucket")
+	fs.Float64Var(&c.UserReadRate, "user-read-rate", c.UserReadRate, "authenticated reads (/api/me, orders, a sale's result) per second per user, per instance (0: no limit)")
+	fs.IntVar(&c.UserReadBurst, "user-read-burst", c.UserReadBurst, "burst of the per-user bucket of reads")
 	fs.IntVar(&c.InFlight, "in-flight", c.InFlight, "purchases between gate and queue at once before answering 503")
 	fs.IntVar(&c.BatchSize, "batch", c.BatchSize, "orders per SQL transaction of the order writer")
 	fs.IntVar(&c.Writers, "writers", c.Writers, "order writers per instance: one's fetch and ack overlap another's SQL")
@@ -231,6 +239,7 @@ func (c Config) masked() []any {
 		"queue_prefix", c.QueuePrefix, "redis", redact.URL(c.Redis), "redis_prefix", c.RedisPrefix,
 		"secret", hide(c.Secret), "admin_phone", c.AdminPhone, "admin_password", hide(c.AdminPassword),
 		"user_rate", c.UserRate, "user_burst", c.UserBurst, "ip_rate", c.IPRate, "ip_burst", c.IPBurst,
+		"user_read_rate", c.UserReadRate, "user_read_burst", c.UserReadBurst,
 		"in_flight", c.InFlight, "batch", c.BatchSize, "writers", c.Writers, "pay_window", c.PayWindow,
 		"session_ttl", c.SessionTTL, "trusted_proxies", c.TrustedProxies, "trust_proxy", c.TrustProxy,
 		"ops_addr", c.Ops.Addr, "read_header_timeout", c.ReadHeaderTimeout, "read_timeout", c.ReadTimeout,
@@ -272,6 +281,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if c.SessionCache < 1 {
 		return fmt.Errorf("--session-cache must be at least 1")
+	}
+	reads := httpapi.Budget{Rate: c.UserReadRate, Burst: c.UserReadBurst}
+	if c.UserReadRate <= 0 {
+		reads.Rate = -1 // off, as --user-rate 0 is (Budget's rate 0 would never refill)
+	} else if c.UserReadBurst < 1 {
+		return fmt.Errorf("--user-read-burst must be at least 1 (or --user-read-rate 0 for no limit)")
 	}
 	if (c.PayProviderURL == "") != (c.PayProviderKey == "") {
 		return fmt.Errorf("--pay-provider-url and --pay-provider-key go together")
@@ -356,6 +371,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Engine: m.engine, Accounts: m.accounts, Orders: m.db,
 		UserLimit: m.shared.userLim,
 		IPLimit:   m.shared.ipLim, PurchaseIPLimit: m.shared.purchaseIPLim,
+		Reads:          reads,
 		TrustedProxies: proxies, Static: web.Handler(), Log: m.log, PublicURL: c.PublicURL,
 		AllowedOrigins: httpapi.ParseOrigins(c.AllowedOrigins), CookieSecure: c.CookieSecure,
 		Observe: m.metrics.ObserveHTTP, BenchUsers: m.benchUsers(),
