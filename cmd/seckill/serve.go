@@ -333,6 +333,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if m.accounts, err = account.New(m.db, sessions, account.Config{
 		SessionTTL: c.SessionTTL, Phones: m.shared.loginPhones, IPs: m.shared.loginIPs,
+		PhoneLogins: m.shared.phoneLogins,
 	}); err != nil {
 		return err
 	}
