@@ -420,7 +420,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.writerStop = cancel
-	m.writerDone.Add(c.Writers + 2)
+	m.writerDone.Add(c.Writers + 3)
 	for range c.Writers {
 		go func() {
 			defer m.writerDone.Done()
@@ -434,6 +434,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	go func() {
 		defer m.writerDone.Done()
 		m.engine.RunSweeper(wctx, c.SweepEvery)
+	}()
+	go func() {
+		defer m.writerDone.Done()
+		sweepSessions(wctx, m.db, sessionSweepEvery, m.log)
 	}()
 	return nil
 }
