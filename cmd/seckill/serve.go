@@ -75,7 +75,10 @@ type Config struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
-	Ops               OpsConfig // metrics, pprof, bench provisioning (observe.go)
+	// MaxHeaderBytes bounds a request's headers on the public listener
+	// (431 beyond); net/http's default is 1 MiB.
+	MaxHeaderBytes int
+	Ops            OpsConfig // metrics, pprof, bench provisioning (observe.go)
 	// ReconcileEvery and ReconcileAge tune the reconciler; AckWait is how
 	// long the queue waits for a writer's ack before redelivering.
 	Writers        int // order writer goroutines
@@ -138,7 +141,7 @@ func NewMain() *Main {
 			Writers: 2, ReconcileEvery: 10 * time.Second, ReconcileAge: 30 * time.Second, AckWait: 30 * time.Second,
 			SweepEvery: time.Second, PayAppID: sandbox.DefaultAppID,
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10,
 			Ops: OpsConfig{Addr: defaultOpsAddr},
 		},
 		serveErr: make(chan error, 1),
@@ -196,6 +199,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest time a client may take to send a whole request, body included (WebSockets are exempt once open)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest time from a request's headers to the end of its answer (WebSockets are exempt once open)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "how long a keep-alive connection may wait for its next request")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "largest request headers (bytes) the public listener reads; larger get 431")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", c.ReconcileEvery, "how often to look for reservations that never reached the queue")
 	fs.DurationVar(&c.ReconcileAge, "reconcile-age", c.ReconcileAge, "age at which such a reservation is released, once still so a publish timeout (3 s) later (well above that timeout)")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "time a fetched order message may stay unacked before another writer gets it")
@@ -243,7 +247,7 @@ func (c Config) masked() []any {
 		"in_flight", c.InFlight, "batch", c.BatchSize, "writers", c.Writers, "pay_window", c.PayWindow,
 		"session_ttl", c.SessionTTL, "trusted_proxies", c.TrustedProxies, "trust_proxy", c.TrustProxy,
 		"ops_addr", c.Ops.Addr, "read_header_timeout", c.ReadHeaderTimeout, "read_timeout", c.ReadTimeout,
-		"write_timeout", c.WriteTimeout, "idle_timeout", c.IdleTimeout,
+		"write_timeout", c.WriteTimeout, "idle_timeout", c.IdleTimeout, "max_header_bytes", c.MaxHeaderBytes,
 		"sweep_every", c.SweepEvery, "pay_provider_url", redact.URL(c.PayProviderURL),
 		"pay_provider_key", c.PayProviderKey, "pay_app_id", c.PayAppID, "public_url", c.PublicURL,
 	}
@@ -278,6 +282,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if c.SweepEvery <= 0 {
 		return fmt.Errorf("--sweep-every must be positive")
+	}
+	if c.MaxHeaderBytes < 1 {
+		return fmt.Errorf("--max-header-bytes must be positive")
 	}
 	if c.SessionCache < 1 {
 		return fmt.Errorf("--session-cache must be at least 1")
@@ -404,6 +411,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Handler:           handler,
 		ReadHeaderTimeout: c.ReadHeaderTimeout, ReadTimeout: c.ReadTimeout,
 		WriteTimeout: c.WriteTimeout, IdleTimeout: c.IdleTimeout,
+		// A cookie and a bearer token are well under 1 KiB; net/http's
+		// 1 MiB lets every connection hold a megabyte while it sends.
+		MaxHeaderBytes: c.MaxHeaderBytes,
 	}
 	m.serveOn("public", m.srv, m.ln)
 	if err := m.listenOps(); err != nil {
