@@ -32,7 +32,20 @@ type Config struct {
 	// of failed logins per address (IPBackoff).
 	Phones seckill.LoginGuard
 	IPs    seckill.LoginGuard
+	// PhoneLogins is a token bucket per phone number (PhoneLoginBucket is
+	// its policy) that every login of a valid phone takes from just before
+	// the password is hashed, right password or not (nil: none). The
+	// back-off stops guesses but clears on the right password, so without
+	// it one account's password, known to an attacker, could be hashed as
+	// fast as the hashing slots go, from as many addresses as it has. A
+	// refusal is a *WaitError asking for one refill of PhoneLoginBucket.
+	PhoneLogins seckill.Limiter
 }
+
+// PhoneLoginBucket is the policy of Config.PhoneLogins: 10 logins of one
+// phone at once, then one every 6 s. A person logs in a few times a day;
+// with several devices, or a mistyped password or two, still far below.
+var PhoneLoginBucket = seckill.Bucket{PerSecond: 1.0 / 6, Burst: 10}
 
 // PhoneBackoff is the usual policy of Config.Phones: 5 attempts free, then
 // a wait of 1 s doubling with every attempt up to 15 minutes; a phone with
@@ -51,6 +64,8 @@ var IPBackoff = seckill.Backoff{Free: 30, Base: time.Second, Max: 10 * time.Seco
 // the next attempt may come.
 type WaitError struct {
 	Wait time.Duration
+	// Why says what was exceeded ("" : failed logins).
+	Why string
 }
 
 // Seconds is Wait in whole seconds, rounded up (for Retry-After).
@@ -60,7 +75,11 @@ func (e *WaitError) Error() string { return e.Unwrap().Error() }
 
 // Unwrap gives the application error, so ErrorCode sees ERateLimited.
 func (e *WaitError) Unwrap() error {
-	return seckill.Errorf(seckill.ERateLimited, "too many failed logins; try again in %d s", e.Seconds())
+	why := e.Why
+	if why == "" {
+		why = "too many failed logins"
+	}
+	return seckill.Errorf(seckill.ERateLimited, "%s; try again in %d s", why, e.Seconds())
 }
 
 // Service is the account logic over a user store and a session store.
@@ -221,8 +240,9 @@ func (s *Service) Login(ctx context.Context, phone, password string) (string, *s
 // opens a session. It returns the token (shown to the client once, never
 // stored) and the session. EBadCredentials for an unknown phone or wrong
 // password, alike; a *WaitError (ERateLimited) without checking the
-// password while the phone or the address is in back-off; EBusy when no
-// hashing slot frees up in time.
+// password while the phone or the address is in back-off or the phone's
+// budget (Config.PhoneLogins) is spent; EBusy when no hashing slot frees
+// up in time.
 func (s *Service) LoginFrom(ctx context.Context, phone, password, ip string) (string, *seckill.Session, *seckill.User, error) {
 	bad := seckill.Errorf(seckill.EBadCredentials, "wrong phone or password")
 	phoneKey := phone
@@ -240,6 +260,14 @@ func (s *Service) LoginFrom(ctx context.Context, phone, password, ip string) (st
 			s.settle(context.WithoutCancel(ctx), phoneKey, ip, ok)
 		}
 	}()
+	// The phone's budget comes after the back-off, so that an attempt
+	// either refuses spends none of it, and before the user is read: a
+	// refusal costs no SQL. A login that then fails on the database, or
+	// waits too long for a hashing slot, has spent its token (a Limiter
+	// gives none back).
+	if err := s.phoneBudget(ctx, phoneKey); err != nil {
+		return "", nil, nil, err
+	}
 	u, err := s.users.UserByPhone(ctx, phone)
 	if err != nil && seckill.ErrorCode(err) != seckill.ENotFound {
 		return "", nil, nil, err
@@ -314,6 +342,24 @@ func (s *Service) attempt(ctx context.Context, phone, ip string) (int, error) {
 		}
 	}
 	return rank, nil
+}
+
+// phoneBudget takes a token of phone's login bucket (Config.PhoneLogins);
+// a *WaitError of one refill when there is none. Nothing to take for ""
+// (no account has an invalid phone: only the address pays for it).
+func (s *Service) phoneBudget(ctx context.Context, phone string) error {
+	if s.cfg.PhoneLogins == nil || phone == "" {
+		return nil
+	}
+	allowed, err := s.cfg.PhoneLogins.Allow(ctx, phone)
+	if err != nil {
+		return err
+	}
+	if !allowed {
+		refill := time.Duration(float64(time.Second) / PhoneLoginBucket.PerSecond)
+		return &WaitError{Wait: refill, Why: "too many logins to this phone"}
+	}
+	return nil
 }
 
 // settle takes back an attempt that was not a wrong password: a success

@@ -205,3 +205,80 @@ func TestHashQueueServesCleanFirst(t *testing.T) {
 		t.Fatalf("hashing order %v, want the clean login first", order)
 	}
 }
+
+// TestLoginPhoneBudget: logins of one phone, right password or not, from
+// as many addresses as the attacker likes, hash at most
+// PhoneLoginBucket's burst at once, then one per refill; the rest are
+// refused with a WaitError before hashing. The back-off of failed logins
+// never stopped a right password (it clears the phone's record), so an
+// attacker who knows one account's password had it hashed as fast as the
+// hashing slots went. Logins refused before the hash for another reason
+// (the address's or the phone's back-off) spend none of the budget.
+func TestLoginPhoneBudget(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{}, nil)
+	f.s.cfg.Phones = inmem.NewLoginGuardClock(PhoneBackoff, f.clock.Now)
+	f.s.cfg.IPs = refusingGuardFor{ip: "10.9.9.9"}
+	f.s.cfg.PhoneLogins = inmem.NewLimiterClock(PhoneLoginBucket.PerSecond, PhoneLoginBucket.Burst, f.clock.Now)
+	ctx := context.Background()
+	f.register(t, phone, password)
+	var hashes atomic.Int64
+	f.s.inSlot = func(context.Context) { hashes.Add(1) }
+	login := func(i int, pw, ip string) error {
+		t.Helper()
+		_, _, _, err := f.s.LoginFrom(ctx, phone, pw, ip)
+		return err
+	}
+	// The address's back-off refuses before the phone's budget is asked.
+	for i := range 20 {
+		wantWait(t, login(i, password, "10.9.9.9"), time.Minute)
+	}
+	// Five wrong passwords hash (and spend five tokens); then the phone's
+	// back-off refuses before the budget is asked.
+	for i := range PhoneBackoff.Free {
+		wantCode(t, login(i, "wrong password", fmt.Sprintf("10.0.1.%d", i)), seckill.EBadCredentials)
+	}
+	for i := range 20 {
+		wantWait(t, login(i, password, fmt.Sprintf("10.0.2.%d", i)), time.Second)
+	}
+	f.clock.Advance(time.Second)
+	// The rest of the budget: right passwords from new addresses.
+	for i := range PhoneLoginBucket.Burst - PhoneBackoff.Free {
+		if err := login(i, password, fmt.Sprintf("10.0.3.%d", i)); err != nil {
+			t.Fatalf("login %d within the budget: %v", i+1, err)
+		}
+	}
+	if n := hashes.Load(); n != int64(PhoneLoginBucket.Burst) {
+		t.Fatalf("%d hashes, want %d", n, PhoneLoginBucket.Burst)
+	}
+	refill := time.Duration(float64(time.Second) / PhoneLoginBucket.PerSecond)
+	for i := range 50 {
+		wantWait(t, login(i, password, fmt.Sprintf("10.0.4.%d", i)), refill)
+	}
+	if n := hashes.Load(); n != int64(PhoneLoginBucket.Burst) {
+		t.Fatalf("refused logins hashed %d times", n-int64(PhoneLoginBucket.Burst))
+	}
+	// Refused by the budget, an attempt is taken back from the back-off:
+	// after a refill the right password logs in.
+	f.clock.Advance(refill)
+	if err := login(0, password, "10.0.5.1"); err != nil {
+		t.Fatalf("login after a refill: %v", err)
+	}
+	wantWait(t, login(1, password, "10.0.5.2"), refill)
+	// Another phone has its own budget.
+	f.register(t, "13800000001", password)
+	if _, _, _, err := f.s.LoginFrom(ctx, "13800000001", password, "10.0.5.3"); err != nil {
+		t.Fatalf("another phone: %v", err)
+	}
+}
+
+// refusingGuardFor makes one key wait a minute and lets the others by.
+type refusingGuardFor struct{ ip string }
+
+func (g refusingGuardFor) Attempt(_ context.Context, key string) (int, time.Duration, error) {
+	if key == g.ip {
+		return 0, time.Minute, nil
+	}
+	return 0, 0, nil
+}
+func (refusingGuardFor) Succeeded(context.Context, string, bool) error { return nil }

@@ -72,6 +72,8 @@ type options struct {
 	origins            []string           // Config.AllowedOrigins
 	cookieSecure       bool               // Config.CookieSecure
 	dashShare          time.Duration      // Config.DashShare
+	reads              httpapi.Budget     // Config.Reads
+	now                func() time.Time   // Config.Now
 	// sqlite runs the stack on SQLite and embedded JetStream instead of
 	// the in-memory backends, for tests about the real ones.
 	sqlite bool
@@ -155,7 +157,7 @@ func newStack(t *testing.T, opt options) *stack {
 		Ready:   func(ctx context.Context) error { return db.Ping(ctx) },
 		Results: s.engine.Results(), WS: opt.ws, WebSockets: opt.wsGauge, TrustedProxies: opt.trusted,
 		AllowedOrigins: opt.origins, CookieSecure: opt.cookieSecure,
-		DashBus: q, DashShare: opt.dashShare,
+		DashBus: q, DashShare: opt.dashShare, Reads: opt.reads, Now: opt.now,
 	})
 	s.h = s.api
 	t.Cleanup(func() { _ = s.api.Close() })

@@ -177,7 +177,10 @@ func (h *hub) start() error {
 	}
 	cancel, err := h.bus.SubscribeResults(h.deliver)
 	if err != nil {
-		return seckill.Errorf(seckill.EBusy, "push is unavailable: %v", err)
+		// The bus's error names servers and says what the library
+		// thinks: the log's business, not the client's.
+		h.log.Warn("websocket push: cannot subscribe to the result bus", "err", err)
+		return seckill.Errorf(seckill.EBusy, "push is unavailable; poll the result, or try again later")
 	}
 	h.unsubscribe = cancel
 	return nil

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 	"time"
 
@@ -29,15 +31,28 @@ var DefaultBadTokens = Budget{Rate: 5, Burst: 50}
 // 60 an hour.
 var DefaultRegistrations = Budget{Rate: 1.0 / 60, Burst: 10}
 
+// DefaultReads lets one user make 40 authenticated reads at once (its
+// account, its orders, one order, a sale's result), then 10 a second: the
+// page reads a handful when it loads and polls a result twice a second
+// while it waits without a socket, far below; a script hammering them (a
+// session lookup and SQL reads each) is cut off. Purchases and the other
+// buying routes have limits of their own and do not draw on it.
+var DefaultReads = Budget{Rate: 10, Burst: 40}
+
 // maxIPBuckets bounds the addresses an ipBuckets remembers.
 const maxIPBuckets = 100_000
 
-// ipBuckets keeps a token bucket per client address, in process: the limit
+// ipBuckets keeps a token bucket per client address (or per user, for the
+// reads' budget: the key is any string), in process: the limit
 // holds per instance (N instances behind a load balancer allow N times as
-// much). It forgets addresses whose bucket is full again when it grows past
-// maxIPBuckets, and starts over if all are in use.
+// much). When it grows past its bound it forgets the addresses whose
+// bucket is full again (they behave as new ones), and if that is not
+// enough, the quarter with the most tokens left: a flood of new addresses
+// (each a fresh bucket less one token) pushes out its own kind, and the
+// addresses that spent their budget, the flood's included, stay refused.
 type ipBuckets struct {
 	b   Budget
+	max int // buckets kept at most: maxIPBuckets
 	now func() time.Time
 
 	mu sync.Mutex
@@ -45,7 +60,7 @@ type ipBuckets struct {
 }
 
 func newIPBuckets(b Budget) *ipBuckets {
-	return &ipBuckets{b: b, now: time.Now, m: map[string]*rate.Limiter{}}
+	return &ipBuckets{b: b, max: maxIPBuckets, now: time.Now, m: map[string]*rate.Limiter{}}
 }
 
 // exhausted reports whether ip has no token left, without taking one.
@@ -69,18 +84,38 @@ func (l *ipBuckets) take(ip string) bool {
 	defer l.mu.Unlock()
 	lim, ok := l.m[ip]
 	if !ok {
-		if len(l.m) >= maxIPBuckets {
-			for k, v := range l.m {
-				if v.TokensAt(now) >= float64(l.b.Burst) {
-					delete(l.m, k)
-				}
-			}
-			if len(l.m) >= maxIPBuckets {
-				l.m = map[string]*rate.Limiter{}
-			}
+		if len(l.m) >= l.max {
+			l.evict(now)
 		}
 		lim = rate.NewLimiter(rate.Limit(l.b.Rate), l.b.Burst)
 		l.m[ip] = lim
 	}
 	return lim.AllowN(now, 1)
+}
+
+// evict makes room: it drops the buckets that are full again and, if
+// that leaves the map at its bound, the quarter with the most tokens.
+// Called with l.mu held; it walks and sorts the whole map, once per
+// quarter of the bound new addresses at worst.
+func (l *ipBuckets) evict(now time.Time) {
+	type entry struct {
+		key    string
+		tokens float64
+	}
+	all := make([]entry, 0, len(l.m))
+	for k, v := range l.m {
+		t := v.TokensAt(now)
+		if t >= float64(l.b.Burst) {
+			delete(l.m, k)
+			continue
+		}
+		all = append(all, entry{k, t})
+	}
+	if len(l.m) < l.max {
+		return
+	}
+	slices.SortFunc(all, func(a, b entry) int { return cmp.Compare(b.tokens, a.tokens) })
+	for _, e := range all[:max(1, l.max/4)] {
+		delete(l.m, e.key)
+	}
 }

@@ -4,7 +4,11 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"sync"
 	"testing"
+	"time"
+
+	"seckill/httpapi"
 )
 
 // TestUnknownTokensLimited: an address presenting tokens that authenticate
@@ -54,4 +58,90 @@ func TestRegistrationLimitedPerIPv6Subnet(t *testing.T) {
 	}
 	want(t, s.doH("POST", "/api/users", "", map[string]string{"phone": "13900000010", "password": "password-1"}, from("2001:db8:7:7:ffff::1")), 429, "rate_limited")
 	want(t, s.doH("POST", "/api/users", "", map[string]string{"phone": "13900000011", "password": "password-1"}, from("2001:db8:7:8::1")), 201, "")
+}
+
+// TestReadsLimitedPerUser: a user's authenticated reads (/api/me, the
+// orders, one order, a sale's result) draw on one bucket of the user's,
+// DefaultReads (40 at once, then 10 a second); past it they get 429 with
+// Retry-After. Another user at the same address reads on; the limited
+// user still buys (purchases have their own limits), and reads again
+// once the bucket refills.
+func TestReadsLimitedPerUser(t *testing.T) {
+	clock := newTestClock()
+	s := newStack(t, options{now: clock.now})
+	tokens, _ := s.buyers(2)
+	reader, other := tokens[0], tokens[1]
+	sale := s.activeSale(5, false)
+	reads := []string{"/api/me", "/api/orders", "/api/orders/1", fmt.Sprintf("/api/sales/%d/result", sale)}
+	for i := range httpapi.DefaultReads.Burst {
+		if r := s.do("GET", reads[i%len(reads)], reader, nil); r.Code == 429 {
+			t.Fatalf("read %d of a burst of %d: 429", i+1, httpapi.DefaultReads.Burst)
+		}
+	}
+	for _, p := range reads {
+		r := s.do("GET", p, reader, nil)
+		want(t, r, 429, "rate_limited")
+		if r.Header.Get("Retry-After") == "" {
+			t.Errorf("GET %s: 429 without Retry-After", p)
+		}
+	}
+	want(t, s.do("GET", "/api/me", other, nil), 200, "")
+	want(t, s.purchase(reader, sale, s.path(reader, sale)), 202, "")
+	clock.advance(time.Second)
+	for i := range int(httpapi.DefaultReads.Rate) {
+		if r := s.do("GET", reads[i%len(reads)], reader, nil); r.Code == 429 {
+			t.Fatalf("read %d a second after the burst: 429", i+1)
+		}
+	}
+	want(t, s.do("GET", "/api/me", reader, nil), 429, "rate_limited")
+}
+
+// TestReadsOfAPageWithinBudget: what the web page reads for a buyer
+// waiting on a purchase without a socket (web/static/app.js: /result
+// every 0.5 s for up to 120 s, the orders and /api/me now and then) never
+// meets the read budget.
+func TestReadsOfAPageWithinBudget(t *testing.T) {
+	clock := newTestClock()
+	s := newStack(t, options{now: clock.now})
+	tok, _ := s.buyers(1)
+	sale := s.activeSale(5, false)
+	want(t, s.do("GET", "/api/me", tok[0], nil), 200, "")
+	want(t, s.do("GET", "/api/orders", tok[0], nil), 200, "")
+	for i := range 240 {
+		want(t, s.do("GET", fmt.Sprintf("/api/sales/%d/result", sale), tok[0], nil), 200, "")
+		if i%10 == 0 {
+			want(t, s.do("GET", "/api/orders", tok[0], nil), 200, "")
+			want(t, s.do("GET", "/api/me", tok[0], nil), 200, "")
+		}
+		clock.advance(500 * time.Millisecond)
+	}
+}
+
+// TestReadsBudgetOff: a negative rate turns the read budget off.
+func TestReadsBudgetOff(t *testing.T) {
+	s := newStack(t, options{reads: httpapi.Budget{Rate: -1}})
+	tok, _ := s.buyers(1)
+	for range 200 {
+		want(t, s.do("GET", "/api/me", tok[0], nil), 200, "")
+	}
+}
+
+// testClock is a clock that moves only when told.
+type testClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newTestClock() *testClock { return &testClock{t: time.Now()} }
+
+func (c *testClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *testClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
 }

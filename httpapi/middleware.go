@@ -79,6 +79,20 @@ func (s *Server) limitIP(h handler) handler {
 	}
 }
 
+// read takes a token of the user's bucket of reads (Config.Reads), in
+// process: 429 rate_limited beyond it (Retry-After: 1, writeError's, as
+// the bucket refills several tokens a second). It comes after
+// authentication, which a flood of unknown tokens pays for per address
+// (authed), and before the store is read.
+func (s *Server) read(h authedHandler) authedHandler {
+	return func(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
+		if !s.reads.take(strconv.FormatInt(sess.UserID, 10)) {
+			return seckill.Errorf(seckill.ERateLimited, "too many reads; slow down")
+		}
+		return h(w, r, sess)
+	}
+}
+
 // limited applies the per-user and per-IP buckets.
 func (s *Server) limited(h authedHandler) authedHandler {
 	return func(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {

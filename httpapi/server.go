@@ -52,6 +52,11 @@ type Config struct {
 	// turns either off.
 	BadTokens     Budget
 	Registrations Budget
+	// Reads bounds, per user and instance, the authenticated reads:
+	// GET /api/me, /api/orders, /api/orders/{id} and
+	// /api/sales/{id}/result; beyond it they get 429 with Retry-After.
+	// Zero: DefaultReads; a negative Rate turns it off.
+	Reads Budget
 	// Ready reports whether every backend is reachable (for /readyz).
 	Ready func(ctx context.Context) error
 	// Static serves everything outside /api (the web page); may be nil.
@@ -103,6 +108,7 @@ type Server struct {
 	catalog  *catalog            // GET /api/sales's cached list (catalog.go)
 	badAuth  *ipBuckets          // unknown tokens per client IP (limits.go)
 	signups  *ipBuckets          // registrations per client IP (limits.go)
+	reads    *ipBuckets          // authenticated reads per user (limits.go)
 }
 
 // New returns the handler.
@@ -118,6 +124,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.Registrations == (Budget{}) {
 		cfg.Registrations = DefaultRegistrations
+	}
+	if cfg.Reads == (Budget{}) {
+		cfg.Reads = DefaultReads
 	}
 	if cfg.DashShare <= 0 {
 		cfg.DashShare = DefaultDashShare
@@ -135,6 +144,8 @@ func New(cfg Config) *Server {
 	s.dash.subscribe()
 	s.badAuth = newIPBuckets(cfg.BadTokens)
 	s.signups = newIPBuckets(cfg.Registrations)
+	s.reads = newIPBuckets(cfg.Reads)
+	s.reads.now = cfg.Now
 	s.routes()
 	return s
 }
@@ -169,7 +180,7 @@ func (s *Server) routes() {
 	s.handle("POST /api/users", s.limitIP(jsonBody(s.createUser)))
 	s.handle("POST /api/sessions", s.limitIP(jsonBody(s.login)))
 	s.handle("DELETE /api/sessions", s.authed(s.logout))
-	s.handle("GET /api/me", s.authed(s.me))
+	s.handle("GET /api/me", s.authed(s.read(s.me)))
 
 	s.handle("GET /api/sales", s.listSales)
 	s.handle("GET /api/sales/{id}", s.getSale)
@@ -186,10 +197,10 @@ func (s *Server) routes() {
 	// purchase applies the per-address limit itself, after the checks
 	// that need no shared backend; the gate applies the per-user one.
 	s.handle("POST /api/sales/{id}/purchase/{path}", s.authed(s.counted(s.purchase, true)))
-	s.handle("GET /api/sales/{id}/result", s.authed(s.result))
+	s.handle("GET /api/sales/{id}/result", s.authed(s.read(s.result)))
 
-	s.handle("GET /api/orders", s.authed(s.listOrders))
-	s.handle("GET /api/orders/{id}", s.authed(s.getOrder))
+	s.handle("GET /api/orders", s.authed(s.read(s.listOrders)))
+	s.handle("GET /api/orders/{id}", s.authed(s.read(s.getOrder)))
 	s.handle("POST /api/orders/{id}/cancel", s.authed(s.limited(s.cancelOrder)))
 	s.handle("POST /api/orders/{id}/pay", s.authed(s.limited(s.payOrder)))
 	// No rate limit: the provider posts from few addresses, at the pace

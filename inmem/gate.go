@@ -126,7 +126,7 @@ func (g *Gate) Reserve(_ context.Context, r seckill.Reservation) (seckill.GateRe
 // changes starts every bucket over. Called with s.mu held.
 func (s *gateSale) takeToken(userID int64, b seckill.Bucket, now func() time.Time) bool {
 	if s.limits == nil || s.limits.limit != rate.Limit(b.PerSecond) || s.limits.burst != max(b.Burst, 1) {
-		s.limits = newLimiterClock(b.PerSecond, b.Burst, now)
+		s.limits = NewLimiterClock(b.PerSecond, b.Burst, now)
 	}
 	ok, _ := s.limits.Allow(context.Background(), strconv.FormatInt(userID, 10))
 	return ok

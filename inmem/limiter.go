@@ -41,12 +41,12 @@ type bucket struct {
 // NewLimiter returns buckets refilling at perSecond tokens per second holding
 // at most burst. perSecond <= 0 disables limiting: Allow always succeeds.
 func NewLimiter(perSecond float64, burst int) *Limiter {
-	return newLimiterClock(perSecond, burst, time.Now)
+	return NewLimiterClock(perSecond, burst, time.Now)
 }
 
-// newLimiterClock is NewLimiter on the clock now (the gate's buckets
-// refill by the gate's clock).
-func newLimiterClock(perSecond float64, burst int, now func() time.Time) *Limiter {
+// NewLimiterClock is NewLimiter on the clock now (the gate's buckets
+// refill by the gate's clock; tests move theirs).
+func NewLimiterClock(perSecond float64, burst int, now func() time.Time) *Limiter {
 	if burst < 1 {
 		burst = 1
 	}

@@ -53,6 +53,8 @@ type DB struct {
 	stmts map[string]*sql.Stmt
 
 	stopBackground func() // the dialect's background work; nil if none
+
+	sessionBatch int // sessions DeleteExpiredSessions deletes per transaction
 }
 
 // dialect is what one engine needs beyond database/sql: how to open it, its
@@ -128,6 +130,7 @@ type queries struct {
 	deleteSession      string
 	userSessions       string
 	deleteUserSessions string
+	deleteExpired      string // expires_at at or before, batch size: at most that many expired sessions
 
 	createSale string
 	sale       string
@@ -185,7 +188,7 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqldb: open %s: %w", d.name, redact.Error(err, url))
 	}
-	db := &DB{write: write, read: read, d: d, now: time.Now, stmts: map[string]*sql.Stmt{}}
+	db := &DB{write: write, read: read, d: d, now: time.Now, stmts: map[string]*sql.Stmt{}, sessionBatch: sessionDeleteBatch}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, redact.Error(err, url)

@@ -9,6 +9,10 @@ import (
 	"github.com/pressly/goose/v3"
 )
 
+// SetSessionDeleteBatch sets how many sessions DeleteExpiredSessions
+// deletes per transaction.
+func (db *DB) SetSessionDeleteBatch(n int) { db.sessionBatch = n }
+
 // InTx exposes inTx, with its retries, to the tests.
 func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error { return db.inTx(ctx, fn) }
 

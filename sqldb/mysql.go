@@ -73,6 +73,8 @@ var mysql = dialect{
 		deleteSession:      `DELETE FROM sessions WHERE token_hash = ?`,
 		userSessions:       `SELECT token_hash FROM sessions WHERE user_id = ?`,
 		deleteUserSessions: `DELETE FROM sessions WHERE user_id = ?`,
+		// MySQL takes no LIMIT in an IN subquery; its DELETE takes one.
+		deleteExpired: `DELETE FROM sessions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?`,
 
 		createSale: `INSERT INTO sales (name, description, image_url, price_cents, original_price_cents,
 			stock, stock_left, starts_at, ends_at, require_captcha, created_at)

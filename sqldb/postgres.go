@@ -73,6 +73,7 @@ var postgres = dialect{
 		deleteSession:      `DELETE FROM sessions WHERE token_hash = $1`,
 		userSessions:       `SELECT token_hash FROM sessions WHERE user_id = $1`,
 		deleteUserSessions: `DELETE FROM sessions WHERE user_id = $1`,
+		deleteExpired:      `DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions WHERE expires_at <= $1 LIMIT $2)`,
 
 		createSale: `INSERT INTO sales (name, description, image_url, price_cents, original_price_cents,
 			stock, stock_left, starts_at, ends_at, require_captcha, created_at)

@@ -101,3 +101,35 @@ func userSessions(ctx context.Context, q interface {
 	}
 	return hashes, rows.Err()
 }
+
+// sessionDeleteBatch is how many sessions DeleteExpiredSessions deletes
+// per transaction: each holds its locks (SQLite's one writer) for a few
+// milliseconds, and the writes of requests go between them.
+const sessionDeleteBatch = 1000
+
+// DeleteExpiredSessions deletes the sessions that expired at or before
+// before, in transactions of at most a batch each, until none is left or
+// ctx ends, and returns how many it deleted (also with an error: those
+// of the batches that committed). Session already treats them as gone;
+// without this they would stay in the table for ever.
+func (db *DB) DeleteExpiredSessions(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for {
+		var n int64
+		err := db.inTx(ctx, func(tx *sql.Tx) error {
+			res, err := tx.ExecContext(ctx, db.d.q.deleteExpired, db.tv(before), db.sessionBatch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("delete expired sessions: %w", err)
+		}
+		total += n
+		if n < int64(db.sessionBatch) {
+			return total, nil
+		}
+	}
+}

@@ -44,6 +44,7 @@ func testEngine(t *testing.T, fresh freshURL) {
 	t.Run("OrderIDs", func(t *testing.T) { testOrderIDs(t, fresh) })
 	t.Run("DeadlockRetry", func(t *testing.T) { testDeadlockRetry(t, fresh) })
 	t.Run("ManyWriters", func(t *testing.T) { testManyWriters(t, fresh) })
+	t.Run("DeleteExpiredSessions", func(t *testing.T) { testDeleteExpiredSessions(t, fresh) })
 }
 
 func testStores(t *testing.T, fresh freshURL) {

@@ -56,6 +56,7 @@ var sqlite = dialect{
 		deleteSession:      `DELETE FROM sessions WHERE token_hash = ?`,
 		userSessions:       `SELECT token_hash FROM sessions WHERE user_id = ?`,
 		deleteUserSessions: `DELETE FROM sessions WHERE user_id = ?`,
+		deleteExpired:      `DELETE FROM sessions WHERE token_hash IN (SELECT token_hash FROM sessions WHERE expires_at <= ? LIMIT ?)`,
 
 		createSale: `INSERT INTO sales (name, description, image_url, price_cents, original_price_cents,
 			stock, stock_left, starts_at, ends_at, require_captcha, created_at)

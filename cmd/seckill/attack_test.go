@@ -23,6 +23,7 @@ import (
 
 	"seckill"
 	"seckill/account"
+	"seckill/httpapi"
 	"seckill/inmem"
 	"seckill/sqldb"
 )
@@ -93,6 +94,7 @@ func TestAttacks(t *testing.T) {
 	// expiry and slow clients are seen within seconds.
 	s.c = startChild(t, dir,
 		"SECKILL_USER_RATE=5", "SECKILL_USER_BURST=10", "SECKILL_IP_RATE="+strconv.Itoa(ipRate), "SECKILL_IP_BURST="+strconv.Itoa(ipBurst),
+		fmt.Sprintf("SECKILL_USER_READ_RATE=%g", httpapi.DefaultReads.Rate), "SECKILL_USER_READ_BURST="+strconv.Itoa(httpapi.DefaultReads.Burst),
 		"SECKILL_SESSION_TTL="+attackTTL.String(), "SECKILL_SECRET="+attackSecret,
 		"SECKILL_READ_HEADER_TIMEOUT="+attackReadHdr.String(), "SECKILL_READ_TIMEOUT="+attackRead.String(),
 	)
@@ -117,6 +119,7 @@ func TestAttacks(t *testing.T) {
 			{"sql injection", attackInjection},
 			{"one account 10000 purchases", attackOneAccountFlood},
 			{"500 accounts one address", attackManyAccountsOneIP},
+			{"read and login flood", attackReadLoginFlood},
 		} {
 			t.Run(a.name, func(t *testing.T) {
 				t.Parallel()
@@ -1049,4 +1052,79 @@ func attackManyAccountsOneIP(t *testing.T, s *attackSuite, subnet int) {
 		accepted[id] = tk
 	}
 	s.settle(t, "many accounts", sale, accepted)
+}
+
+// attackReadLoginFlood: one account floods its authenticated reads (its
+// account, its orders, a sale's result) from 8 addresses on 16
+// connections, then logs in with its own, right password again and
+// again from new addresses. The reads get 429 past the user's read
+// budget, the logins past the phone's login budget (each a password
+// hash), both with Retry-After; the flooding account still buys (its
+// purchase has its own limits), and a buyer at another address reads,
+// logs in and buys meanwhile.
+func attackReadLoginFlood(t *testing.T, s *attackSuite, subnet int) {
+	bs := s.take(t, 2)
+	bot, person := bs[0], bs[1]
+	real := s.agent(subnet, 100)
+	sale := s.newSale(t, "read flood", 5, false)
+	reads := []string{"/api/me", "/api/orders", fmt.Sprintf("/api/sales/%d/result", sale)}
+	const flood = 600
+	answers := make(chan reply, flood)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for c := range 16 {
+		wg.Add(1)
+		go func(c int) {
+			defer wg.Done()
+			a := s.agent(subnet, 1+c%8)
+			for i := c; i < flood; i += 16 {
+				answers <- a.send("GET", reads[i%len(reads)], bot.Token, "", nil)
+			}
+		}(c)
+	}
+	// Meanwhile the person reads.
+	real.must(t, 200, "GET", "/api/me", person.Token, "", nil)
+	real.must(t, 200, "GET", "/api/orders", person.Token, "", nil)
+	wg.Wait()
+	took := time.Since(start)
+	close(answers)
+	counts := map[int]int{}
+	for r := range answers {
+		counts[r.Status]++
+		if r.Status != 200 {
+			expect(t, "flooded read", r, 429, seckill.ERateLimited)
+		}
+	}
+	t.Logf("%d reads in %v: %v", flood, took.Round(time.Millisecond), counts)
+	budget := httpapi.DefaultReads.Burst + int(httpapi.DefaultReads.Rate*took.Seconds()) + 1
+	if counts[200] > budget || counts[429] == 0 {
+		t.Errorf("%d reads in %v answered %v: want at most %d served, the rest 429", flood, took, counts, budget)
+	}
+
+	// Logins with the bot's own password, each from a new address: the
+	// back-off never stops a right password, the phone's budget does.
+	creds := fmt.Sprintf(`{"phone":%q,"password":%q}`, bot.Phone, attackPassword)
+	logins := map[int]int{}
+	start = time.Now()
+	for i := range 2 * account.PhoneLoginBucket.Burst {
+		r := s.agent(subnet, 10+i).send("POST", "/api/sessions", "", creds, nil)
+		logins[r.Status]++
+		if r.Status != 200 {
+			expect(t, "login flood", r, 429, seckill.ERateLimited)
+		}
+	}
+	took = time.Since(start)
+	t.Logf("%d logins in %v: %v", 2*account.PhoneLoginBucket.Burst, took.Round(time.Millisecond), logins)
+	if max := account.PhoneLoginBucket.Burst + int(account.PhoneLoginBucket.PerSecond*took.Seconds()) + 1; logins[200] > max || logins[429] == 0 {
+		t.Errorf("logins answered %v: want at most %d hashed and served, the rest 429", logins, max)
+	}
+
+	// The person logs in and buys; the bot, out of logins, still buys
+	// with its purchase path.
+	var login struct{ Token string }
+	real.must(t, 200, "POST", "/api/sessions", "", fmt.Sprintf(`{"phone":%q,"password":%q}`, person.Phone, attackPassword), &login)
+	accepted := map[int64]string{}
+	s.buy(t, real, sale, &buyer{ID: person.ID, Phone: person.Phone, Token: login.Token}, accepted)
+	s.buy(t, s.agent(subnet, 1), sale, bot, accepted)
+	s.settle(t, "read flood", sale, accepted)
 }

@@ -31,8 +31,11 @@ type shared struct {
 	// loginPhones and loginIPs are the back-off of failed logins per phone
 	// and per client address (account.PhoneBackoff, account.IPBackoff).
 	loginPhones, loginIPs seckill.LoginGuard
-	locker                seckill.Locker // nil in process: the gate is this process's alone
-	redis                 *rdb.Client    // nil in process
+	// phoneLogins is the bucket of hashed logins per phone
+	// (account.PhoneLoginBucket), shared like the back-off.
+	phoneLogins seckill.Limiter
+	locker      seckill.Locker // nil in process: the gate is this process's alone
+	redis       *rdb.Client    // nil in process
 	// revoked announces the sessions any instance deleted (nil in
 	// process: every deletion passes through this instance's cache).
 	revoked *rdb.Sessions
@@ -65,6 +68,7 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 			captchaLim:  inmem.NewLimiter(captchaRefill, captchaCap),
 			loginPhones: inmem.NewLoginGuard(account.PhoneBackoff),
 			loginIPs:    inmem.NewLoginGuard(account.IPBackoff),
+			phoneLogins: inmem.NewLimiter(account.PhoneLoginBucket.PerSecond, account.PhoneLoginBucket.Burst),
 		}, nil
 	}
 	prefix := c.RedisPrefix
@@ -102,6 +106,10 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 		// Shared, so guesses spread over instances add up.
 		loginPhones: rdb.NewLoginGuard(client, prefix+"login-phone:", account.PhoneBackoff),
 		loginIPs:    rdb.NewLoginGuard(client, prefix+"login-ip:", account.IPBackoff),
+		// Shared too: per instance, N instances would hash N times as
+		// many logins of one phone. The login pays a round trip for each
+		// guard already; one more is nothing next to its hash.
+		phoneLogins: rdb.NewLimiter(client, prefix+"login-budget:", account.PhoneLoginBucket.PerSecond, account.PhoneLoginBucket.Burst),
 		locker:      rdb.NewLocker(client, prefix),
 		redis:       client,
 	}, nil

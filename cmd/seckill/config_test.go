@@ -106,6 +106,8 @@ func TestRunRefusesBadNumbers(t *testing.T) {
 		{"--writers", "0"},
 		{"--sweep-every", "0s"},
 		{"--session-cache", "0"},
+		{"--user-read-burst", "0"},
+		{"--max-header-bytes", "0"},
 	} {
 		m := NewMain()
 		if err := m.ParseFlags(append(args, "--data", t.TempDir(), "--addr", "127.0.0.1:0")); err != nil {

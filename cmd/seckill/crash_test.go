@@ -65,7 +65,7 @@ func startChild(t *testing.T, dir string, env ...string) *child {
 func childEnv(dir string) []string {
 	return []string{
 		"SECKILL_TEST_CHILD=1", "SECKILL_DATA=" + dir, "SECKILL_ADDR=127.0.0.1:0", "SECKILL_OPS_ADDR=127.0.0.1:0",
-		"SECKILL_USER_RATE=0", "SECKILL_IP_RATE=0", "SECKILL_LOG_LEVEL=warn",
+		"SECKILL_USER_RATE=0", "SECKILL_IP_RATE=0", "SECKILL_USER_READ_RATE=0", "SECKILL_LOG_LEVEL=warn",
 		"SECKILL_ADMIN_PHONE=19900000000", "SECKILL_ADMIN_PASSWORD=admin-password",
 	}
 }

@@ -48,6 +48,11 @@ type Config struct {
 	UserBurst     int
 	IPRate        float64
 	IPBurst       int
+	// UserReadRate and UserReadBurst are the per-user bucket of
+	// authenticated reads (httpapi.Config.Reads), per instance; a rate of
+	// 0 or less turns it off.
+	UserReadRate  float64
+	UserReadBurst int
 	InFlight      int
 	AdmitFactor   float64 // purchases a second per unit of stock a sale admits, per instance; 0: no cap
 	BatchSize     int
@@ -70,7 +75,10 @@ type Config struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
-	Ops               OpsConfig // metrics, pprof, bench provisioning (observe.go)
+	// MaxHeaderBytes bounds a request's headers on the public listener
+	// (431 beyond); net/http's default is 1 MiB.
+	MaxHeaderBytes int
+	Ops            OpsConfig // metrics, pprof, bench provisioning (observe.go)
 	// ReconcileEvery and ReconcileAge tune the reconciler; AckWait is how
 	// long the queue waits for a writer's ack before redelivering.
 	Writers        int // order writer goroutines
@@ -127,12 +135,13 @@ func NewMain() *Main {
 		Config: Config{
 			Addr: ":8080", DataDir: "data",
 			UserRate: 5, UserBurst: 10, IPRate: 200, IPBurst: 400,
+			UserReadRate: httpapi.DefaultReads.Rate, UserReadBurst: httpapi.DefaultReads.Burst,
 			InFlight: 4096, AdmitFactor: 20, BatchSize: 2000,
 			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, SessionCache: 1_000_000, LogLevel: "info",
 			Writers: 2, ReconcileEvery: 10 * time.Second, ReconcileAge: 30 * time.Second, AckWait: 30 * time.Second,
 			SweepEvery: time.Second, PayAppID: sandbox.DefaultAppID,
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
-			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10,
 			Ops: OpsConfig{Addr: defaultOpsAddr},
 		},
 		serveErr: make(chan error, 1),
@@ -172,6 +181,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.UserBurst, "user-burst", c.UserBurst, "burst of the per-user bucket")
 	fs.Float64Var(&c.IPRate, "ip-rate", c.IPRate, "requests per second per client IP (0: no limit)")
 	fs.IntVar(&c.IPBurst, "ip-burst", c.IPBurst, "burst of the per-IP bucket")
+	fs.Float64Var(&c.UserReadRate, "user-read-rate", c.UserReadRate, "authenticated reads (/api/me, orders, a sale's result) per second per user, per instance (0: no limit)")
+	fs.IntVar(&c.UserReadBurst, "user-read-burst", c.UserReadBurst, "burst of the per-user bucket of reads")
 	fs.IntVar(&c.InFlight, "in-flight", c.InFlight, "purchases between gate and queue at once before answering 503")
 	fs.IntVar(&c.BatchSize, "batch", c.BatchSize, "orders per SQL transaction of the order writer")
 	fs.IntVar(&c.Writers, "writers", c.Writers, "order writers per instance: one's fetch and ack overlap another's SQL")
@@ -188,6 +199,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest time a client may take to send a whole request, body included (WebSockets are exempt once open)")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest time from a request's headers to the end of its answer (WebSockets are exempt once open)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "how long a keep-alive connection may wait for its next request")
+	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "largest request headers (bytes) the public listener reads; larger get 431")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", c.ReconcileEvery, "how often to look for reservations that never reached the queue")
 	fs.DurationVar(&c.ReconcileAge, "reconcile-age", c.ReconcileAge, "age at which such a reservation is released, once still so a publish timeout (3 s) later (well above that timeout)")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "time a fetched order message may stay unacked before another writer gets it")
@@ -231,10 +243,11 @@ func (c Config) masked() []any {
 		"queue_prefix", c.QueuePrefix, "redis", redact.URL(c.Redis), "redis_prefix", c.RedisPrefix,
 		"secret", hide(c.Secret), "admin_phone", c.AdminPhone, "admin_password", hide(c.AdminPassword),
 		"user_rate", c.UserRate, "user_burst", c.UserBurst, "ip_rate", c.IPRate, "ip_burst", c.IPBurst,
+		"user_read_rate", c.UserReadRate, "user_read_burst", c.UserReadBurst,
 		"in_flight", c.InFlight, "batch", c.BatchSize, "writers", c.Writers, "pay_window", c.PayWindow,
 		"session_ttl", c.SessionTTL, "trusted_proxies", c.TrustedProxies, "trust_proxy", c.TrustProxy,
 		"ops_addr", c.Ops.Addr, "read_header_timeout", c.ReadHeaderTimeout, "read_timeout", c.ReadTimeout,
-		"write_timeout", c.WriteTimeout, "idle_timeout", c.IdleTimeout,
+		"write_timeout", c.WriteTimeout, "idle_timeout", c.IdleTimeout, "max_header_bytes", c.MaxHeaderBytes,
 		"sweep_every", c.SweepEvery, "pay_provider_url", redact.URL(c.PayProviderURL),
 		"pay_provider_key", c.PayProviderKey, "pay_app_id", c.PayAppID, "public_url", c.PublicURL,
 	}
@@ -270,8 +283,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if c.SweepEvery <= 0 {
 		return fmt.Errorf("--sweep-every must be positive")
 	}
+	if c.MaxHeaderBytes < 1 {
+		return fmt.Errorf("--max-header-bytes must be positive")
+	}
 	if c.SessionCache < 1 {
 		return fmt.Errorf("--session-cache must be at least 1")
+	}
+	reads := httpapi.Budget{Rate: c.UserReadRate, Burst: c.UserReadBurst}
+	if c.UserReadRate <= 0 {
+		reads.Rate = -1 // off, as --user-rate 0 is (Budget's rate 0 would never refill)
+	} else if c.UserReadBurst < 1 {
+		return fmt.Errorf("--user-read-burst must be at least 1 (or --user-read-rate 0 for no limit)")
 	}
 	if (c.PayProviderURL == "") != (c.PayProviderKey == "") {
 		return fmt.Errorf("--pay-provider-url and --pay-provider-key go together")
@@ -318,6 +340,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if m.accounts, err = account.New(m.db, sessions, account.Config{
 		SessionTTL: c.SessionTTL, Phones: m.shared.loginPhones, IPs: m.shared.loginIPs,
+		PhoneLogins: m.shared.phoneLogins,
 	}); err != nil {
 		return err
 	}
@@ -356,6 +379,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Engine: m.engine, Accounts: m.accounts, Orders: m.db,
 		UserLimit: m.shared.userLim,
 		IPLimit:   m.shared.ipLim, PurchaseIPLimit: m.shared.purchaseIPLim,
+		Reads:          reads,
 		TrustedProxies: proxies, Static: web.Handler(), Log: m.log, PublicURL: c.PublicURL,
 		AllowedOrigins: httpapi.ParseOrigins(c.AllowedOrigins), CookieSecure: c.CookieSecure,
 		Observe: m.metrics.ObserveHTTP, BenchUsers: m.benchUsers(),
@@ -387,6 +411,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		Handler:           handler,
 		ReadHeaderTimeout: c.ReadHeaderTimeout, ReadTimeout: c.ReadTimeout,
 		WriteTimeout: c.WriteTimeout, IdleTimeout: c.IdleTimeout,
+		// A cookie and a bearer token are well under 1 KiB; net/http's
+		// 1 MiB lets every connection hold a megabyte while it sends.
+		MaxHeaderBytes: c.MaxHeaderBytes,
 	}
 	m.serveOn("public", m.srv, m.ln)
 	if err := m.listenOps(); err != nil {
@@ -403,7 +430,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.writerStop = cancel
-	m.writerDone.Add(c.Writers + 2)
+	m.writerDone.Add(c.Writers + 3)
 	for range c.Writers {
 		go func() {
 			defer m.writerDone.Done()
@@ -417,6 +444,10 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	go func() {
 		defer m.writerDone.Done()
 		m.engine.RunSweeper(wctx, c.SweepEvery)
+	}()
+	go func() {
+		defer m.writerDone.Done()
+		sweepSessions(wctx, m.db, sessionSweepEvery, m.log)
 	}()
 	return nil
 }

@@ -170,3 +170,31 @@ func TestBenchProvisioningOutlivesTimeouts(t *testing.T) {
 	}
 	t.Logf("provisioning 3000 buyers took %v (timeouts %v)", time.Since(start).Round(time.Millisecond), timeout)
 }
+
+// TestMaxHeaderBytes: headers larger than --max-header-bytes (32 KiB by
+// default; Go's own default is 1 MiB) are answered 431 without reaching
+// a handler; headers within it are served, and the flag moves the bound.
+func TestMaxHeaderBytes(t *testing.T) {
+	send := func(m *Main, pad int) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", m.URL()+"/api/sales", nil)
+		req.Header.Set("X-Padding", strings.Repeat("y", pad))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	m := runWithTimeouts(t, 5*time.Second)
+	if got := send(m, 16<<10); got != 200 {
+		t.Errorf("16 KiB of headers: %d, want 200", got)
+	}
+	if got := send(m, 64<<10); got != http.StatusRequestHeaderFieldsTooLarge {
+		t.Errorf("64 KiB of headers: %d, want 431", got)
+	}
+	m = runWithTimeouts(t, 5*time.Second, "--max-header-bytes", strconv.Itoa(128<<10))
+	if got := send(m, 64<<10); got != 200 {
+		t.Errorf("64 KiB of headers under --max-header-bytes 128 KiB: %d, want 200", got)
+	}
+}
