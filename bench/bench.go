@@ -189,7 +189,7 @@ func (b *runner) purchase(ctx context.Context) (*Result, error) {
 	res := &Result{Mode: ModePurchase, Target: base, Conns: cfg.Conns, Rate: cfg.Rate, Users: cfg.Users, Stock: cfg.Stock, Tries: cfg.Tries}
 
 	var login struct{ Token string }
-	if err := b.call(ctx, "POST", base+"/api/sessions", "", map[string]string{"phone": cfg.AdminPhone, "password": cfg.AdminPassword}, 200, &login); err != nil {
+	if err := b.login(ctx, base, &login); err != nil {
 		return nil, fmt.Errorf("admin login: %w", err)
 	}
 	b.admin = login.Token
@@ -624,11 +624,35 @@ func (b *runner) send(ctx context.Context, method, url, auth string) int {
 	return resp.StatusCode
 }
 
+// loginWait bounds how long login waits out the server's per-phone login
+// budget (10 at once, then one every 6 s): runs started back to back
+// all log the admin in.
+const loginWait = time.Minute
+
+// login logs the admin in, waiting out 429s for up to loginWait.
+func (b *runner) login(ctx context.Context, base string, out any) error {
+	deadline := time.Now().Add(loginWait)
+	for {
+		err := b.call(ctx, "POST", base+"/api/sessions", "", map[string]string{"phone": b.cfg.AdminPhone, "password": b.cfg.AdminPassword}, 200, out)
+		var he *httpError
+		if !errors.As(err, &he) || he.status != http.StatusTooManyRequests || time.Now().Add(he.retryAfter).After(deadline) {
+			return err
+		}
+		b.progress("admin login refused for now (429); trying again in %v", he.retryAfter)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(he.retryAfter):
+		}
+	}
+}
+
 // httpError is an answer other than the one expected.
 type httpError struct {
-	status  int
-	code    string
-	message string
+	status     int
+	code       string
+	message    string
+	retryAfter time.Duration // Retry-After of a 429 or 503, at least a second
 }
 
 func (e *httpError) Error() string {
@@ -670,7 +694,10 @@ func (b *runner) call(ctx context.Context, method, url, token string, body any, 
 		var e struct {
 			Error struct{ Code, Message string }
 		}
-		he := &httpError{status: resp.StatusCode, message: strings.TrimSpace(string(raw))}
+		he := &httpError{status: resp.StatusCode, message: strings.TrimSpace(string(raw)), retryAfter: time.Second}
+		if n, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && n > 1 {
+			he.retryAfter = time.Duration(n) * time.Second
+		}
 		if json.Unmarshal(raw, &e) == nil && e.Error.Code != "" {
 			he.code, he.message = e.Error.Code, e.Error.Message
 		}

@@ -155,3 +155,28 @@ func TestPlain(t *testing.T) {
 		t.Fatalf("report:\n%s", out.String())
 	}
 }
+
+// TestLoginWaitsOutBudget: the admin login of a run started right after
+// others meets the server's per-phone login budget (429, Retry-After) and
+// waits it out instead of failing the run.
+func TestLoginWaitsOutBudget(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hits.Add(1) <= 2 {
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusTooManyRequests)
+			w.Write([]byte(`{"error":{"code":"rate_limited","message":"too many logins"}}`))
+			return
+		}
+		w.Write([]byte(`{"token":"T"}`))
+	}))
+	defer srv.Close()
+	b := &runner{cfg: Config{AdminPhone: "1", AdminPassword: "p"}, client: newClient(1)}
+	var login struct{ Token string }
+	if err := b.login(context.Background(), srv.URL, &login); err != nil || login.Token != "T" {
+		t.Fatalf("login: %v %q", err, login.Token)
+	}
+	if n := hits.Load(); n != 3 {
+		t.Fatalf("%d login attempts, want 3", n)
+	}
+}
