@@ -313,7 +313,7 @@ func (e *Engine) gateDropped(ctx context.Context, saleID int64) bool {
 	if seckill.ErrorCode(err) == seckill.ENotFound {
 		return true
 	}
-	return err == nil && !gateServes(s, e.now())
+	return err == nil && !gateServes(s, e.SaleTime())
 }
 
 // RunSweeper sweeps (Sweep), relays returns and retries refunds every
