@@ -15,6 +15,7 @@
 //	lifecycle.go  after the order: cancel, the deadline sweeper, units back to the gate
 //	payments.go   paying orders: the provider, its notifications, refunds
 //	observer.go   what the engine tells metrics
+//	clock.go      the shared clock: its readings, the skew, SaleTime
 package checkout
 
 import (
@@ -160,8 +161,9 @@ type Engine struct {
 	local    map[int64]func(seckill.OrderResult)
 
 	staleWarn  atomic.Int64 // cached sales served while SQL failed
-	clockSkew  atomic.Int64 // shared clock minus the engine's, in ns, at its last reading (sharedNow)
-	forgotten  sync.Map     // sale id → struct{}: ended sales this process dropped from the gate
+	clockSkew  atomic.Int64 // shared clock minus the engine's, in ns, as skew estimates it (clock.go)
+	skew       skewEstimate
+	forgotten  sync.Map // sale id → struct{}: ended sales this process dropped from the gate
 	rebuilding atomic.Bool
 	rebuilds   rebuildCounter
 
@@ -234,16 +236,6 @@ func (e *Engine) Ready() bool { return e.ready.Load() }
 func (e *Engine) StopAdmitting() { e.ready.Store(false) }
 
 func (e *Engine) now() time.Time { return e.cfg.Now() }
-
-// SaleTime is the time sales open and close by, issue captchas and paths
-// by, and tell clients as server_time: this instance's clock corrected by
-// the shared clock (the database's) as last read, at start-up (Recover)
-// and by every sweep (sharedNow). Instances whose own clocks disagree by
-// seconds or minutes so open a sale at the same moment, and agree on path
-// windows; the instance's own clock where the store has no shared clock.
-func (e *Engine) SaleTime() time.Time {
-	return e.now().Add(time.Duration(e.clockSkew.Load()))
-}
 
 // Sale returns the sale from a cache at most SaleCacheTTL old, for a
 // request. ENotFound if there is none. Its answer is never older than the

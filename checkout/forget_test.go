@@ -71,3 +71,36 @@ func TestEndedSalesLeaveTheGate(t *testing.T) {
 		t.Fatalf("running sale left %d, want 9", got)
 	}
 }
+
+// TestEndedSalesLeaveTheGateOnSharedClock: whether a sale ended over
+// gateKeep ago, which decides whether the shared gate keeps it (Recover,
+// the rebuild, ForgetEnded, the writer's claims), is read on the shared
+// clock. Before, each instance read its own: one 10 min ahead dropped from
+// the shared gate a sale that ended gateKeep − 5 min ago, which one
+// 10 min behind rebuilt, round after round; and the one behind loaded a
+// sale that ended gateKeep + 5 min ago, which the other dropped.
+func TestEndedSalesLeaveTheGateOnSharedClock(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	now := time.Now()
+	recent := v.sale(10, now.Add(-3*time.Hour), now.Add(-gateKeep+5*time.Minute))
+	old := v.sale(10, now.Add(-3*time.Hour), now.Add(-gateKeep-5*time.Minute))
+	bk := v.backends()
+	bk.Clock = &sharedClock{} // the wall clock
+
+	ahead := v.recovered(Config{Now: func() time.Time { return time.Now().Add(10 * time.Minute) }}, &bk)
+	if err := ahead.ForgetEnded(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, loaded, err := v.gate.Left(ctx, recent.ID); !loaded || err != nil {
+		t.Errorf("the instance 10 min ahead left out of the gate a sale that ended %v ago (err %v)", gateKeep-5*time.Minute, err)
+	}
+
+	behind := v.recovered(Config{Now: func() time.Time { return time.Now().Add(-10 * time.Minute) }}, &bk)
+	if _, loaded, err := v.gate.Left(ctx, old.ID); loaded || err != nil {
+		t.Errorf("the instance 10 min behind loaded a sale that ended %v ago (err %v)", gateKeep+5*time.Minute, err)
+	}
+	if missing, err := behind.unloadedSales(ctx); err != nil || len(missing) != 0 {
+		t.Errorf("the instance 10 min behind would rebuild %v (err %v); want nothing", missing, err)
+	}
+}

@@ -36,28 +36,13 @@ func (e *Engine) lifecycle() seckill.OrderLifecycle {
 	return lc
 }
 
-// sharedNow is the time on the clock every instance compares deadlines
-// on (Backends.Clock), or the engine's clock without one.
-// Each reading also notes how far the shared clock is from the engine's,
-// for payBy.
-func (e *Engine) sharedNow(ctx context.Context) (time.Time, error) {
-	if e.b.Clock == nil {
-		return e.now(), nil
-	}
-	t, err := e.b.Clock.Now(ctx)
-	if err == nil {
-		e.clockSkew.Store(int64(t.Sub(e.now())))
-	}
-	return t, err
-}
-
 // payBy is the pay deadline of an order written now: PayWindow on the
 // shared clock the sweeper and Pay compare deadlines on, not on this
-// instance's own (whose clock may be off), from the skew the last reading
-// of the shared clock found (the sweeper reads it every round), so the
+// instance's own (whose clock may be off), from the skew the readings of
+// the shared clock found (the sweeper reads it every round), so the
 // writer pays no extra round trip for it.
 func (e *Engine) payBy() time.Time {
-	return e.now().Add(time.Duration(e.clockSkew.Load()) + e.cfg.PayWindow).UTC()
+	return e.SaleTime().Add(e.cfg.PayWindow).UTC()
 }
 
 // noLifecycle is the error of a lifecycle call on a store without one.

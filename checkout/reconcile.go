@@ -184,7 +184,7 @@ func (e *Engine) ForgetEnded(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	now := e.SaleTime()
+	now := e.SaleTime() // on the shared clock: the gate is shared, so is when a sale leaves it
 	for _, s := range sales {
 		if gateServes(s, now) {
 			continue

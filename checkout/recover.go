@@ -242,7 +242,7 @@ func (e *Engine) gatedSales(ctx context.Context) ([]*seckill.Sale, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := e.SaleTime()
+	now := e.SaleTime() // on the shared clock, as ForgetEnded: what one loads, no other drops
 	gated := sales[:0:0]
 	for _, s := range sales {
 		if gateServes(s, now) {
@@ -252,9 +252,9 @@ func (e *Engine) gatedSales(ctx context.Context) ([]*seckill.Sale, error) {
 	return gated, nil
 }
 
-// gateServes reports whether the gate holds s at now (the shared clock,
-// SaleTime, as every instance must agree): it has not ended,
-// or ended less than gateKeep ago.
+// gateServes reports whether the gate holds s at now: it has not ended,
+// or ended less than gateKeep ago. now is on the shared clock (SaleTime):
+// the gate is shared, and what one instance loads no other may drop.
 func gateServes(s *seckill.Sale, now time.Time) bool {
 	return s.EndsAt.After(now.Add(-gateKeep))
 }

@@ -76,34 +76,3 @@ func TestCaptchaOnInstanceAhead(t *testing.T) {
 		t.Fatalf("path for a fresh captcha's answer on an instance 5 min ahead: %v", err)
 	}
 }
-
-// TestGateKeptOnSharedClock: an instance whose own clock runs two hours
-// ahead keeps in the gate a sale that ends in 30 minutes by the shared
-// clock: it neither forgets it (ForgetEnded) nor leaves it out of the
-// sales it rebuilds and reconciles. Before, each judged "ended over an
-// hour ago" by its own clock and dropped a running sale's buyers.
-func TestGateKeptOnSharedClock(t *testing.T) {
-	v := newEnv(t)
-	ctx := context.Background()
-	s := v.sale(5, time.Now().Add(-time.Minute), time.Now().Add(30*time.Minute))
-	bk := v.backends()
-	bk.Clock = &sharedClock{}
-	ahead := v.recovered(Config{Now: func() time.Time { return time.Now().Add(2 * time.Hour) }}, &bk)
-	u := v.users(1)
-	if _, err := ahead.Purchase(ctx, u[0], s.ID, path(t, ahead, u[0], s.ID)); err != nil {
-		t.Fatal(err)
-	}
-	if err := ahead.ForgetEnded(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, loaded, err := bk.Gate.Left(ctx, s.ID); err != nil || !loaded {
-		t.Fatalf("the running sale's gate after ForgetEnded on the instance ahead: loaded %v, %v", loaded, err)
-	}
-	gated, err := ahead.gatedSales(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(gated) != 1 || gated[0].ID != s.ID {
-		t.Fatalf("the instance ahead serves %v from the gate; want the running sale", gated)
-	}
-}

@@ -155,7 +155,7 @@ func (e *Engine) claim(ctx context.Context, reqs []seckill.OrderRequest) (write 
 		bySale[r.SaleID] = append(bySale[r.SaleID], i)
 	}
 	refused := make([]bool, len(reqs))
-	now := e.SaleTime()
+	now := e.SaleTime() // as every instance reads it: whether the gate still serves a sale is shared
 	for sale, idx := range bySale {
 		// Not Sale: its shortcuts for invented ids may call a sale just
 		// created on another instance none, and the claim must not be

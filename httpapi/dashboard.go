@@ -27,8 +27,11 @@ import (
 //   - orders: successful results on the result bus, which carries every
 //     instance's: orders written per second across the cluster.
 //
-// Admissions and refusals are counted in memory by the instance that
-// answered; with Config.DashBus the instances share their counts once a
+// Every second is a second of the shared clock (the database's: the
+// instance's own corrected by the engine's ClockSkew), so that instances
+// whose own clocks are minutes apart count the same moment under the same
+// second, and show the same window. Admissions and refusals are counted
+// in memory by the instance that answered; with Config.DashBus the instances share their counts once a
 // second (dashshare.go), so that every instance's dashboard shows the
 // whole cluster's, each instance's counts once. Without it an admin's
 // dashboard shows the traffic of the instance it is connected to. A
@@ -43,8 +46,8 @@ const DashWindow = 300
 // carries: the current second (still filling) and the ones before it, so
 // that a message lost to a full send buffer is made good by the next, and
 // so that the counts of another instance, which arrive a publish interval
-// (DefaultDashShare) later and bucketed on its clock (up to DashSkew
-// behind), still reach the page.
+// (DefaultDashShare) later and bucketed on its reading of the shared
+// clock (up to DashSkew behind), still reach the page.
 const DashTail = 10
 
 // PushDash is the type of the dashboard's streamed message.
@@ -261,7 +264,7 @@ func (d *dashboard) result(r seckill.OrderResult) {
 	}
 	ss := d.get(r.SaleID, true)
 	ss.mu.Lock()
-	if b := ss.bucket(d.s.cfg.Now().Unix()); b != nil {
+	if b := ss.bucket(d.s.sharedNow().Unix()); b != nil {
 		b.orders++
 	}
 	ss.mu.Unlock()
@@ -289,7 +292,7 @@ func (d *dashboard) count(ctx context.Context, id int64, admits bool, err error)
 	if err != nil {
 		refusal = refusalIndex(code)
 	}
-	sec := d.s.cfg.Now().Unix()
+	sec := d.s.sharedNow().Unix()
 	ss.mu.Lock()
 	if b := ss.bucket(sec); b != nil {
 		b.add(refusal)
@@ -330,7 +333,7 @@ func (d *dashboard) get(id int64, create bool) *saleSeries {
 	if ss = d.series[id]; ss != nil {
 		return ss
 	}
-	now := d.s.cfg.Now().Unix()
+	now := d.s.sharedNow().Unix()
 	for k, old := range d.series {
 		old.mu.Lock()
 		idle := old.last <= now-DashWindow
@@ -374,7 +377,10 @@ func (d *dashboard) message(ctx context.Context, seconds int) (*DashMessage, err
 	if err != nil {
 		return nil, err
 	}
-	now := d.s.cfg.Now()
+	// The series' seconds are on the shared clock, as every instance
+	// counts; the stats cache ages on this instance's own, which a new
+	// reading of the skew cannot make jump.
+	local, now := d.s.cfg.Now(), d.s.sharedNow()
 	to := now.Unix()
 	from := to - int64(seconds) + 1
 	out := &DashMessage{Type: PushDash, ServerTime: now.UTC(), Window: DashWindow, Sales: make([]DashSale, 0, len(sales))}
@@ -382,7 +388,7 @@ func (d *dashboard) message(ctx context.Context, seconds int) (*DashMessage, err
 		v, status := d.s.cfg.Engine.SaleView(ctx, sale)
 		ds := DashSale{
 			SaleID: sale.ID, Name: sale.Name, State: saleState(status), Left: max(v.StockLeft, 0), Stock: sale.Stock,
-			Stats: d.readStats(ctx, sale.ID, status == seckill.SaleEnded, now),
+			Stats: d.readStats(ctx, sale.ID, status == seckill.SaleEnded, local),
 		}
 		if ss := d.get(sale.ID, false); ss != nil {
 			ds.Series = ss.span(from, to)

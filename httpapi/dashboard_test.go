@@ -275,3 +275,52 @@ func await(t *testing.T, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestDashboardClusterClocksApart: two instances whose own clocks are
+// four minutes apart (design.md: minutes, not only seconds) show the same
+// dashboard: the same counts, the same seconds, the same server time.
+// Each counts on the shared clock (the database's, through the engine's
+// skew) and keeps the others' counts under those seconds. Before, each
+// counted under its own clock's second: the instance behind dropped the
+// other's counts as too far ahead, the one ahead showed the other's four
+// minutes in the past, out of every streamed tail.
+func TestDashboardClusterClocksApart(t *testing.T) {
+	for _, off := range []time.Duration{-4 * time.Minute, 4 * time.Minute} {
+		t.Run(off.String(), func(t *testing.T) {
+			const every = 20 * time.Millisecond
+			a := newStack(t, options{dashShare: every})
+			b := a.instance(func() time.Time { return time.Now().Add(off) }, every)
+
+			toks, _ := a.buyers(4)
+			sale := a.activeSale(4, false)
+			for _, tok := range toks[:2] {
+				want(t, a.purchase(tok, sale, a.path(tok, sale)), 202, "")
+			}
+			want(t, a.purchase(toks[2], sale, "not-the-path"), 403, "bad_path")
+			want(t, b.purchase(toks[2], sale, b.path(toks[2], sale)), 202, "")
+			want(t, b.purchase(toks[3], sale, "not-the-path"), 403, "bad_path")
+
+			traffic := func(s *stack) string {
+				d := dashSale(t, s.dashboard(), sale)
+				return fmt.Sprintf("admitted %d bad_path %d orders %d", sum(d.Series.Admitted), sum(d.Series.Refused["bad_path"]), sum(d.Series.Orders))
+			}
+			const all = "admitted 3 bad_path 2 orders 3"
+			var got [2]string
+			deadline := time.Now().Add(10 * time.Second)
+			for got = [2]string{traffic(a), traffic(b)}; got != [2]string{all, all} && time.Now().Before(deadline); got = [2]string{traffic(a), traffic(b)} {
+				time.Sleep(10 * time.Millisecond)
+			}
+			if got != [2]string{all, all} {
+				t.Errorf("the instance on the right clock shows %s, the one %v off %s; want both %s", got[0], off, got[1], all)
+			}
+			ma, mb := a.dashboard(), b.dashboard()
+			if d := mb.ServerTime.Sub(ma.ServerTime); d < -time.Second || d > time.Second {
+				t.Errorf("server times %v apart; want the same within a second", d)
+			}
+			sa, sb := dashSale(t, ma, sale).Series, dashSale(t, mb, sale).Series
+			if d := sb.Start - sa.Start; d < -1 || d > 1 {
+				t.Errorf("the series start %d s apart; want the same second within one", d)
+			}
+		})
+	}
+}

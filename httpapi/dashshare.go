@@ -21,12 +21,14 @@ import (
 //     the sender's id (random, drawn at New): an instance's own counts are
 //     in its series from the moment it answers, never a second time.
 //
-// A count is kept under the second it happened at on the clock of the
-// instance that counted it. Instances' clocks may differ a little: a count
-// up to DashSkew seconds ahead of this instance's clock is kept (it shows
-// once this clock reaches its second), one further ahead is dropped (that
-// instance's clock is wrong), and a late one is kept as long as its second
-// is in the window. The stream's tails (DashTail) are long enough to carry
+// A count is kept under the second it happened at on the shared clock as
+// the instance that counted it reads it (its own clock plus its measured
+// skew, dashboard.go). Instances' readings may differ a little (by their
+// skews' errors, or a clock that stepped since its last reading): a count
+// up to DashSkew seconds ahead of this instance's reading is kept (it
+// shows once this reading reaches its second), one further ahead is
+// dropped (that instance's reading is wrong), and a late one is kept as
+// long as its second is in the window. The stream's tails (DashTail) are long enough to carry
 // a second that arrives a publish interval late from an instance up to
 // DashSkew behind; a second arriving later still shows on the next full
 // read (GET /api/admin/dashboard).
@@ -54,8 +56,8 @@ type DashBus interface {
 // DefaultDashShare is how often an instance publishes its new counts.
 const DefaultDashShare = time.Second
 
-// DashSkew is how many seconds ahead of this instance's clock another
-// instance's count may be and still be kept.
+// DashSkew is how many seconds ahead of this instance's reading of the
+// shared clock another instance's count may be and still be kept.
 const DashSkew = 5
 
 // dashSharePerMsg bounds a message's counts, well under NATS's default
@@ -72,7 +74,7 @@ type dashShareMsg struct {
 // since its last message.
 type dashShareCount struct {
 	Sale     int64            `json:"sale"`
-	Sec      int64            `json:"sec"` // Unix second, on the sender's clock
+	Sec      int64            `json:"sec"` // Unix second, on the shared clock as the sender reads it
 	Admitted int64            `json:"admitted,omitempty"`
 	Refused  map[string]int64 `json:"refused,omitempty"` // by error code
 }
@@ -163,7 +165,7 @@ func (d *dashboard) heard(data []byte) {
 	if m.From == d.id {
 		return // ours: counted when we answered
 	}
-	now := d.s.cfg.Now().Unix()
+	now := d.s.sharedNow().Unix()
 	var catalogue map[int64]bool // read at the first sale without a series
 	for _, c := range m.Counts {
 		if c.Sec > now+DashSkew || c.Sec <= now-DashWindow {

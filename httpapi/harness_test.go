@@ -168,6 +168,39 @@ func newStack(t *testing.T, opt options) *stack {
 	return s
 }
 
+// instance returns another instance on the stack's stores, gate and queue,
+// as behind a load balancer: an engine of its own whose clock is now, with
+// the store's clock as the shared one (the database's in serve), and a
+// server of its own sharing dashboard counts every dashShare. It answers
+// with the stack's tokens; the stack's writer writes its orders.
+func (s *stack) instance(now func() time.Time, dashShare time.Duration) *stack {
+	s.t.Helper()
+	clock, ok := s.db.(seckill.Clock)
+	if !ok {
+		s.t.Fatalf("the store %T has no clock", s.db)
+	}
+	// A locker, so that its Recover takes the shared gate as it is
+	// instead of draining and reloading it.
+	e, err := checkout.New(checkout.Config{Secret: []byte("0123456789abcdef0123456789abcdef"), Now: now},
+		checkout.Backends{Sales: s.db, Orders: s.db, Gate: s.gate, Locker: inmem.NewLocker(), Queue: s.flaky, Bus: s.queue,
+			Captchas: s.captchas, CaptchaMaker: captcha.Maker{}, Clock: clock}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(e.Close)
+	if err := e.Recover(context.Background()); err != nil {
+		s.t.Fatal(err)
+	}
+	api := httpapi.New(httpapi.Config{
+		Engine: e, Accounts: s.accounts, Orders: s.db, Now: now, Log: slog.New(slog.DiscardHandler),
+		Results: e.Results(), DashBus: s.queue, DashShare: dashShare,
+	})
+	s.t.Cleanup(func() { _ = api.Close() })
+	o := *s
+	o.h, o.api, o.engine = api, api, e
+	return &o
+}
+
 type testWriter struct{ t *testing.T }
 
 func (w *testWriter) Write(p []byte) (int, error) {

@@ -92,7 +92,12 @@ type Config struct {
 	// notify URL on the address the request came in on.
 	PublicURL string
 	Log       *slog.Logger
-	Now       func() time.Time
+	// Now is this instance's own clock: the engine's (checkout.Config.Now),
+	// whose skew from the shared clock the engine measures. What the
+	// instances compare (the dashboard's seconds) is on the shared clock,
+	// Now plus Engine.ClockSkew (sharedNow); local caches and rate buckets
+	// age on Now. Nil: time.Now.
+	Now func() time.Time
 }
 
 // Server is the HTTP handler of seckill.
@@ -109,6 +114,17 @@ type Server struct {
 	badAuth  *ipBuckets          // unknown tokens per client IP (limits.go)
 	signups  *ipBuckets          // registrations per client IP (limits.go)
 	reads    *ipBuckets          // authenticated reads per user (limits.go)
+}
+
+// sharedNow is the time on the clock the instances share (the
+// database's), as the engine last measured its skew: what another
+// instance's dashboard compares with.
+func (s *Server) sharedNow() time.Time {
+	t := s.cfg.Now()
+	if s.cfg.Engine != nil {
+		t = t.Add(s.cfg.Engine.ClockSkew())
+	}
+	return t
 }
 
 // New returns the handler.

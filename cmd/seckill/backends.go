@@ -64,7 +64,8 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 			userLim: inmem.NewLimiter(c.UserRate, c.UserBurst), ipLim: ipLim, purchaseIPLim: ipLim,
 			// No locker: this process owns the gate, and recovery may drain
 			// the queue and reload everything.
-			captchas:    inmem.NewCaptchaStore(),
+			// On the engine's clock, which sets the captchas' expiry.
+			captchas:    inmem.NewCaptchaStoreClock(m.now),
 			captchaLim:  inmem.NewLimiter(captchaRefill, captchaCap),
 			loginPhones: inmem.NewLoginGuard(account.PhoneBackoff),
 			loginIPs:    inmem.NewLoginGuard(account.IPBackoff),
@@ -100,7 +101,8 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 		// up to N times the rate (the per-user bucket and the gate are
 		// shared).
 		purchaseIPLim: localIP,
-		captchas:      rdb.NewCaptchaStore(client, prefix),
+		// The key's TTL is the captcha's life on the engine's clock.
+		captchas: rdb.NewCaptchaStoreClock(client, prefix, m.now),
 		// Shared, so a bot cannot collect a cap's worth on every instance.
 		captchaLim: rdb.NewLimiter(client, prefix+"captcha-cap:", captchaRefill, captchaCap),
 		// Shared, so guesses spread over instances add up.

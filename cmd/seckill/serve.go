@@ -108,6 +108,10 @@ type Config struct {
 type Main struct {
 	Config Config
 	log    *slog.Logger
+	// now is this instance's own clock (testClock): the engine's, the
+	// captcha stores' and the API's, so that the skew the engine measures
+	// from the database's clock applies to each.
+	now func() time.Time
 
 	db       *sqldb.DB
 	queue    *mq.Queue
@@ -318,6 +322,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.queue, err = mq.Open(ctx, mq.Config{URL: c.NATS, DataDir: c.DataDir, Logger: m.log, Prefix: c.QueuePrefix, AckWait: c.AckWait, Replicas: c.NATSReplicas}); err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
+	m.now = testClock(m.log)
 	if m.shared, err = m.openShared(ctx, m.db); err != nil {
 		return err
 	}
@@ -361,7 +366,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.engine, err = checkout.New(checkout.Config{
 		Secret: secret, PayWindow: c.PayWindow, InFlight: c.InFlight, AdmitFactor: c.AdmitFactor, BatchSize: c.BatchSize,
-		Observer: m.openMetrics(), Now: testClock(m.log),
+		Observer: m.openMetrics(), Now: m.now,
 		// Purchases' per-user limit, per user and sale, taken by the gate
 		// in the step that reserves; captcha, path, cancel and pay take
 		// the shared per-user limiter's.
@@ -380,7 +385,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		UserLimit: m.shared.userLim,
 		IPLimit:   m.shared.ipLim, PurchaseIPLimit: m.shared.purchaseIPLim,
 		Reads:          reads,
-		TrustedProxies: proxies, Static: web.Handler(), Log: m.log, PublicURL: c.PublicURL,
+		TrustedProxies: proxies, Static: web.Handler(), Log: m.log, PublicURL: c.PublicURL, Now: m.now,
 		AllowedOrigins: httpapi.ParseOrigins(c.AllowedOrigins), CookieSecure: c.CookieSecure,
 		Observe: m.metrics.ObserveHTTP, BenchUsers: m.benchUsers(),
 		Ready: func(ctx context.Context) error {
@@ -628,13 +633,13 @@ func dataSecret(dir string) ([]byte, error) {
 	return b, nil
 }
 
-// testClock is the engine's clock: the wall clock, shifted by
+// testClock is the instance's clock: the wall clock, shifted by
 // SECKILL_TEST_CLOCK_OFFSET (a Go duration) when the fault drills set it to
-// run instances whose clocks disagree. Nil (the wall clock) otherwise.
+// run instances whose clocks disagree; time.Now otherwise.
 func testClock(log *slog.Logger) func() time.Time {
 	off, err := time.ParseDuration(os.Getenv("SECKILL_TEST_CLOCK_OFFSET"))
 	if err != nil || off == 0 {
-		return nil
+		return time.Now
 	}
 	log.Warn("test hook: the engine's clock is shifted", "offset", off)
 	return func() time.Time { return time.Now().Add(off) }
