@@ -39,7 +39,7 @@ const chromiumPath = "/usr/bin/chromium"
 const phoneSkew = 37 * time.Second
 
 // pageHooks runs in the page before its own script. It makes Date.now
-// run phoneSkew fast, and records in window.__unlock the true time (the
+// run phoneSkew fast (window.__skew), and records in window.__unlock the true time (the
 // system clock, which the server in this process reads too) at which each
 // sale's Buy button turned on, for the test to compare with the start. It
 // watches every change of the page, not samples of it that a loaded
@@ -55,7 +55,8 @@ const phoneSkew = 37 * time.Second
 // allows that much on top of its bounds.
 var pageHooks = fmt.Sprintf(`(() => {
   const real = Date.now.bind(Date);
-  Date.now = () => real() + %d;
+  window.__skew = %d; // a test may step the clock
+  Date.now = () => real() + window.__skew;
   window.__unlock = {};
   window.__unlockLate = {};
   let due = null; // when the timer whose callback runs now was due (true time)
@@ -358,6 +359,20 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 	waitJS(t, ctx, `document.querySelector('#offline').hidden`, 10*time.Second)
 	waitJS(t, ctx, `document.querySelector('#orders-section') && !document.querySelector('#orders-section').hidden`, 5*time.Second)
 
+	// The phone's clock steps back a minute (it synced): the page's
+	// offset follows at its next sample of the server's time (the sales
+	// refresh every 5 s), not once the samples from before age out —
+	// though theirs were quicker round trips (the front door now holds
+	// each request 200 ms).
+	front.delay.Store(int64(200 * time.Millisecond))
+	n0 := evalString(t, ctx, `(window.__skew -= 60000, document.documentElement.dataset.clockSamples)`)
+	waitJS(t, ctx, `document.documentElement.dataset.clockSamples !== '`+n0+`'`, 12*time.Second)
+	off, _ = strconv.Atoi(evalString(t, ctx, `document.documentElement.dataset.clockOffset || ''`))
+	if want := -(phoneSkew - time.Minute).Milliseconds(); off < int(want)-1000 || off > int(want)+1000 {
+		t.Errorf("after the phone's clock stepped back a minute, the page's first sample left its offset at %d ms, want about %d", off, want)
+	}
+	front.delay.Store(0)
+
 	// Log out: the server clears the cookie.
 	click(t, ctx, `#account button`)
 	waitJS(t, ctx, `document.querySelector('#orders-section').hidden`, 5*time.Second)
@@ -417,6 +432,8 @@ type frontDoor struct {
 	// retryAfter, when set before serve, replaces the Retry-After of
 	// every 429 passing through.
 	retryAfter string
+	// delay holds every request this long (ns) before passing it on.
+	delay atomic.Int64
 
 	mu    sync.Mutex
 	gates map[string]chan struct{} // kind -> closed on release
@@ -456,6 +473,9 @@ func (f *frontDoor) serve(t *testing.T, target string) {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Authorization") != "" {
 			f.authorized.Add(1)
+		}
+		if d := time.Duration(f.delay.Load()); d > 0 {
+			time.Sleep(d)
 		}
 		if gate := f.gate(r); gate != nil {
 			select {

@@ -210,17 +210,28 @@
 
   // noteServerTime takes server_time from a response that left at t0 and
   // arrived at t1 (client clock) and resets the offset to the best recent
-  // sample; sale timers follow when it moved.
+  // sample (the shortest round trip); sale timers follow when it moved. A
+  // sample further from the best than both can be off (half of each round
+  // trip, and 50 ms for timer resolution) means a clock stepped (the
+  // phone's synced, the user set it): the older samples are wrong now and
+  // are dropped, rather than ruling the countdowns for half a minute.
+  let clockSampleCount = 0; // samples taken, for the browser tests
   function noteServerTime(s, t0, t1) {
     const st = parseTime(s);
     if (Number.isNaN(st) || !(t1 >= t0)) return;
-    clockSamples.push({ rtt: t1 - t0, offset: st - (t0 + t1) / 2 });
+    const sample = { rtt: t1 - t0, offset: st - (t0 + t1) / 2 };
+    if (clockSamples.length) {
+      const prev = clockSamples.reduce((a, b) => (b.rtt < a.rtt ? b : a));
+      if (Math.abs(sample.offset - prev.offset) > (sample.rtt + prev.rtt) / 2 + 50) clockSamples.length = 0;
+    }
+    clockSamples.push(sample);
     if (clockSamples.length > 6) clockSamples.shift(); // about half a minute of refreshes
     const best = clockSamples.reduce((a, b) => (b.rtt < a.rtt ? b : a));
     const moved = Math.abs(best.offset - state.offsetMs) > 1;
     state.offsetMs = best.offset;
     document.documentElement.dataset.clockOffset = String(Math.round(best.offset));
     document.documentElement.dataset.clockRtt = String(Math.round(best.rtt)); // the offset is right to within half of it
+    document.documentElement.dataset.clockSamples = String(++clockSampleCount);
     if (moved) scheduleSaleTimers();
   }
 
