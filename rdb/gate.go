@@ -43,9 +43,9 @@ const settleChunk = 1_000
 // every promotion), and a sale is checked against its server's identity
 // before the gate uses it: the first time this process touches it, and
 // again over every connection to a server this client had not seen (see
-// Client.onConnect). On a Cluster, where a server is promoted without
-// closing the connections open to it, every script also compares the
-// replication ID (promotedLua). A sale loaded on another server is
+// Client.onConnect). A server is promoted without closing the
+// connections open to it, so every script also compares the replication
+// ID (promotedLua). A sale loaded on another server is
 // dropped, as if Redis had restarted empty: Reserve answers EBusy and the
 // engine rebuilds it from SQL and the queue. A restart or a failover that
 // lost nothing costs a rebuild too.
@@ -54,9 +54,9 @@ type Gate struct {
 	prefix  string
 	checked sync.Map // sale id → uint64: Client.gen when it was last checked (notChecked: never)
 
-	// The scripts reading or changing a loaded sale; on a Cluster each
-	// first checks the sale's epoch against the server's replication
-	// history (promotedLua).
+	// The scripts reading or changing a loaded sale; each first checks
+	// the sale's epoch against the server's replication history
+	// (promotedLua).
 	reserve, release, claimResv, settle, ret *redis.Script
 }
 
@@ -68,15 +68,11 @@ const notChecked = ^uint64(0)
 func NewGate(c *Client, prefix string) *Gate {
 	checkPrefix(prefix)
 	g := &Gate{c: c, prefix: prefix}
-	check := func(epochKey int) string { return "" }
-	if c.cluster {
-		check = promotedLua
-	}
-	g.reserve = redis.NewScript(takeTokenLua + check(5) + reserveSrc)
-	g.release = redis.NewScript(check(4) + releaseSrc)
-	g.claimResv = redis.NewScript(check(4) + claimResvSrc)
-	g.settle = redis.NewScript(check(2) + settleSrc)
-	g.ret = redis.NewScript(check(3) + returnSrc)
+	g.reserve = redis.NewScript(takeTokenLua + promotedLua(5) + reserveSrc)
+	g.release = redis.NewScript(promotedLua(4) + releaseSrc)
+	g.claimResv = redis.NewScript(promotedLua(4) + claimResvSrc)
+	g.settle = redis.NewScript(promotedLua(2) + settleSrc)
+	g.ret = redis.NewScript(promotedLua(3) + returnSrc)
 	c.watch(g.checkConn)
 	return g
 }
@@ -89,10 +85,12 @@ func NewGate(c *Client, prefix string) *Gate {
 // it (TestPromotionOverPooledConnections). Every promotion gives the server
 // a new replication ID, so the script returns promoted (-2) when the
 // epoch's is not the server's own; the gate then drops the sale (see
-// Gate.promoted). INFO costs the script about 3 µs of the server's time;
-// a single Redis has no promotions over open connections (Sentinel closes
-// clients' connections when it reconfigures a server), so it is left out
-// there.
+// Gate.promoted). INFO costs the script about 3 µs of the server's time.
+// A single Redis needs it as much: REPLICAOF and FAILOVER demote and
+// promote a server without closing clients' connections either (only
+// Sentinel kills them, and this package has no Sentinel client), so a
+// switchover and back over the same address goes unseen too
+// (TestReplicaOfOverPooledConnections).
 func promotedLua(epochKey int) string {
 	return fmt.Sprintf(`local ep = redis.call('GET', KEYS[%d])
 if ep and not string.find(redis.call('INFO', 'replication'), 'master_replid:' .. (string.match(ep, ' (%%x+)$') or '?') .. '\r', 1, true) then return -2 end
