@@ -284,10 +284,13 @@ return 1
 const loadTTL = 10 * time.Minute
 
 // claimScript: KEYS stock, claim; ARGV token, ttl in ms. Claims an unloaded
-// sale for the Load holding token on this server (a later claim takes it
-// over; a claim restored with older data on a restarted server is not
-// this server's); returns 1, or 0 if the sale is loaded.
-var claimScript = redis.NewScript(runIDLua + `
+// sale for the Load holding token on this server as it is now, its
+// identity (serverIDLua) in the claim: a later claim takes it over; a claim
+// restored with older data on a restarted server is not this server's, nor
+// one that came back to it through a failover and back, which keeps the
+// run_id while the sale may have been loaded and sold from meanwhile
+// (TestLoadClaimAcrossFailback). Returns 1, or 0 if the sale is loaded.
+var claimScript = redis.NewScript(serverIDLua + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. id, 'PX', ARGV[2])
 return 1
@@ -295,15 +298,17 @@ return 1
 
 // loadScript: KEYS stock, buyers, resv, temporary buyers set, claim, epoch,
 // returned, temporary returned set; ARGV left, token. If the sale is
-// unloaded and the claim still token's on this server, loads it at once:
+// unloaded and the claim still token's on this server as it is now (same
+// run_id and replication ID, see claimScript), loads it at once:
 // the buyers become the temporary buyers set and the returned orders the
 // temporary returned set (or none if one does not exist), no reservation
 // is pending, left units are left, the epoch is this server's identity;
 // returns 1. Otherwise drops the temporary sets and returns 0: a loaded
-// sale is never replaced, and a lost claim (taken over, or gone with a
-// restarted server) means the snapshot may miss what was admitted since.
+// sale is never replaced, and a lost claim (taken over, gone with a
+// restarted server, or from before a promotion) means the snapshot may
+// miss what was admitted since.
 // Old sets are UNLINKed so the server frees them in the background.
-var loadScript = redis.NewScript(runIDLua + `
+var loadScript = redis.NewScript(serverIDLua + `
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('GET', KEYS[5]) ~= ARGV[2] .. ' ' .. id then
   redis.call('UNLINK', KEYS[4], KEYS[8])
   return 0
@@ -317,7 +322,7 @@ if redis.call('EXISTS', KEYS[8]) == 1 then
   redis.call('RENAME', KEYS[8], KEYS[7])
   redis.call('PERSIST', KEYS[7])
 end
-redis.call('SET', KEYS[6], id .. ' ' .. string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)'))
+redis.call('SET', KEYS[6], id)
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
 `)

@@ -9,7 +9,7 @@
 //	P{sale:ID}:stock    string  units left; absent = the sale is not loaded
 //	P{sale:ID}:buyers   set     user ids holding (or having held) a unit
 //	P{sale:ID}:resv     hash    user id → "unixnano ticket": unsettled reservations (server TIME)
-//	P{sale:ID}:claim    string  "token run_id" of the Load that may install the sale; expires
+//	P{sale:ID}:claim    string  "token run_id master_replid" of the Load that may install the sale; expires
 //	P{sale:ID}:epoch    string  "run_id master_replid" of the server the sale was loaded on (see Gate)
 //	P{session:GG}:HEX   hash    u (user id), r (role), e (expiry, unix ms), s (epoch written in); expires at e
 //	P{session:GG}:epoch string  "run_id master_replid" of the server holding the group GG (first byte of HEX; see Sessions)
