@@ -175,3 +175,48 @@ func TestLoadClaimAcrossFailback(t *testing.T) {
 		t.Errorf("the Load claimed before X failed over and back installed its snapshot on X; buyer 1, admitted on Y since, reserves again: %v %v", r, err)
 	}
 }
+
+// TestDemotedServerIsBusy: a single Redis demoted by REPLICAOF keeps the
+// client's connections, which now reach a replica: the gate must answer
+// busy (503: retry, the sale is rebuilt where it is written now), not an
+// internal error, while it refuses the writes.
+func TestDemotedServerIsBusy(t *testing.T) {
+	x, y := testenv.StartRedis(t), testenv.StartRedis(t)
+	ctx := context.Background()
+	c, err := Open(ctx, x.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	g := NewGate(c, "t:")
+	xr, yr := x.Raw(), y.Raw()
+	for _, r := range []*redis.Client{xr, yr} {
+		if err := r.ConfigSet(ctx, "repl-diskless-sync-delay", "0").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	replicaOf(t, yr, x.Port)
+	mustLoad(t, g, 1, 10, nil)
+	if r, err := g.Reserve(ctx, seckill.Reservation{SaleID: 1, UserID: 1, Ticket: "T"}); err != nil || r != seckill.Reserved {
+		t.Fatalf("reserve 1: %v %v", r, err)
+	}
+	waitFor(t, "Y in sync with X", func() bool {
+		n, err := yr.Get(ctx, "t:{sale:1}:stock").Int64()
+		return err == nil && n == 9
+	})
+	// A switchover: Y promoted, X follows it (and holds Y's copy of the
+	// sale).
+	promote(t, yr)
+	replicaOf(t, xr, y.Port)
+	waitFor(t, "X in sync with Y", func() bool {
+		n, err := xr.Get(ctx, "t:{sale:1}:stock").Int64()
+		return err == nil && n == 9
+	})
+	r, err := g.Reserve(ctx, seckill.Reservation{SaleID: 1, UserID: 2, Ticket: "T"})
+	if seckill.ErrorCode(err) != seckill.EBusy {
+		t.Errorf("reserve on a demoted server: %v %v, want busy", r, err)
+	}
+	if err := g.Release(ctx, 1, 1, "T"); seckill.ErrorCode(err) != seckill.EBusy {
+		t.Errorf("release on a demoted server: %v, want busy", err)
+	}
+}
