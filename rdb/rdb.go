@@ -420,6 +420,8 @@ func (e *unavailableError) Unwrap() []error { return []error{errUnavailable, e.e
 // redisErr wraps an error of a Redis call. Network failures, timeouts and
 // the server's own "not now" replies (LOADING, CLUSTERDOWN, TRYAGAIN,
 // MASTERDOWN, BUSY) become EBusy; other error replies are internal. So do
+// the writes refused by a server demoted under open connections (READONLY:
+// REPLICAOF or FAILOVER on a single Redis, TestDemotedServerIsBusy), and
 // the redirections of a Cluster (MOVED, ASK) that outlast the client's own
 // redirects: a failover or a migration of the key's slot is under way, and
 // the command did not run (TestRedisClusterFaults saw 500s for them).
@@ -433,7 +435,7 @@ func redisErr(op string, err error) error {
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
 		msg := rerr.Error()
-		for _, p := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY", "MOVED ", "ASK "} {
+		for _, p := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY", "READONLY", "MOVED ", "ASK "} {
 			if strings.HasPrefix(msg, p) {
 				return &unavailableError{op: op, err: err}
 			}
