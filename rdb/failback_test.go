@@ -115,12 +115,13 @@ func TestFailBackToServerSeenBefore(t *testing.T) {
 		t.Fatalf("reserve on Y before the rebuild: %v, want busy", err)
 	}
 	// X follows Y before the rebuild: Y's first replica renews Y's
-	// replication ID (a new backlog), which would drop a sale loaded
-	// before.
+	// replication ID (a new backlog) when it syncs, which would drop a
+	// sale loaded before (or fail a Load under way).
 	xr, yr := x.Raw(), y.Raw()
-	if err := xr.ReplicaOf(ctx, "127.0.0.1", y.Port).Err(); err != nil {
+	if err := yr.ConfigSet(ctx, "repl-diskless-sync-delay", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
+	replicaOf(t, xr, y.Port)
 	mustLoad(t, g, 1, 9, []int64{1})
 	if r, err := reserve(2); err != nil || r != seckill.Reserved {
 		t.Fatalf("reserve 2 on Y: %v %v", r, err)
