@@ -43,9 +43,9 @@ const settleChunk = 1_000
 // every promotion), and a sale is checked against its server's identity
 // before the gate uses it: the first time this process touches it, and
 // again over every connection to a server this client had not seen (see
-// Client.onConnect). On a Cluster, where a server is promoted without
-// closing the connections open to it, every script also compares the
-// replication ID (promotedLua). A sale loaded on another server is
+// Client.onConnect). A server is promoted without closing the
+// connections open to it, so every script also compares the replication
+// ID (promotedLua). A sale loaded on another server is
 // dropped, as if Redis had restarted empty: Reserve answers EBusy and the
 // engine rebuilds it from SQL and the queue. A restart or a failover that
 // lost nothing costs a rebuild too.
@@ -54,9 +54,9 @@ type Gate struct {
 	prefix  string
 	checked sync.Map // sale id → uint64: Client.gen when it was last checked (notChecked: never)
 
-	// The scripts reading or changing a loaded sale; on a Cluster each
-	// first checks the sale's epoch against the server's replication
-	// history (promotedLua).
+	// The scripts reading or changing a loaded sale; each first checks
+	// the sale's epoch against the server's replication history
+	// (promotedLua).
 	reserve, release, claimResv, settle, ret *redis.Script
 }
 
@@ -68,15 +68,11 @@ const notChecked = ^uint64(0)
 func NewGate(c *Client, prefix string) *Gate {
 	checkPrefix(prefix)
 	g := &Gate{c: c, prefix: prefix}
-	check := func(epochKey int) string { return "" }
-	if c.cluster {
-		check = promotedLua
-	}
-	g.reserve = redis.NewScript(takeTokenLua + check(5) + reserveSrc)
-	g.release = redis.NewScript(check(4) + releaseSrc)
-	g.claimResv = redis.NewScript(check(4) + claimResvSrc)
-	g.settle = redis.NewScript(check(2) + settleSrc)
-	g.ret = redis.NewScript(check(3) + returnSrc)
+	g.reserve = redis.NewScript(takeTokenLua + promotedLua(5) + reserveSrc)
+	g.release = redis.NewScript(promotedLua(4) + releaseSrc)
+	g.claimResv = redis.NewScript(promotedLua(4) + claimResvSrc)
+	g.settle = redis.NewScript(promotedLua(2) + settleSrc)
+	g.ret = redis.NewScript(promotedLua(3) + returnSrc)
 	c.watch(g.checkConn)
 	return g
 }
@@ -89,10 +85,12 @@ func NewGate(c *Client, prefix string) *Gate {
 // it (TestPromotionOverPooledConnections). Every promotion gives the server
 // a new replication ID, so the script returns promoted (-2) when the
 // epoch's is not the server's own; the gate then drops the sale (see
-// Gate.promoted). INFO costs the script about 3 µs of the server's time;
-// a single Redis has no promotions over open connections (Sentinel closes
-// clients' connections when it reconfigures a server), so it is left out
-// there.
+// Gate.promoted). INFO costs the script about 3 µs of the server's time.
+// A single Redis needs it as much: REPLICAOF and FAILOVER demote and
+// promote a server without closing clients' connections either (only
+// Sentinel kills them, and this package has no Sentinel client), so a
+// switchover and back over the same address goes unseen too
+// (TestReplicaOfOverPooledConnections).
 func promotedLua(epochKey int) string {
 	return fmt.Sprintf(`local ep = redis.call('GET', KEYS[%d])
 if ep and not string.find(redis.call('INFO', 'replication'), 'master_replid:' .. (string.match(ep, ' (%%x+)$') or '?') .. '\r', 1, true) then return -2 end
@@ -286,10 +284,13 @@ return 1
 const loadTTL = 10 * time.Minute
 
 // claimScript: KEYS stock, claim; ARGV token, ttl in ms. Claims an unloaded
-// sale for the Load holding token on this server (a later claim takes it
-// over; a claim restored with older data on a restarted server is not
-// this server's); returns 1, or 0 if the sale is loaded.
-var claimScript = redis.NewScript(runIDLua + `
+// sale for the Load holding token on this server as it is now, its
+// identity (serverIDLua) in the claim: a later claim takes it over; a claim
+// restored with older data on a restarted server is not this server's, nor
+// one that came back to it through a failover and back, which keeps the
+// run_id while the sale may have been loaded and sold from meanwhile
+// (TestLoadClaimAcrossFailback). Returns 1, or 0 if the sale is loaded.
+var claimScript = redis.NewScript(serverIDLua + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('SET', KEYS[2], ARGV[1] .. ' ' .. id, 'PX', ARGV[2])
 return 1
@@ -297,15 +298,17 @@ return 1
 
 // loadScript: KEYS stock, buyers, resv, temporary buyers set, claim, epoch,
 // returned, temporary returned set; ARGV left, token. If the sale is
-// unloaded and the claim still token's on this server, loads it at once:
+// unloaded and the claim still token's on this server as it is now (same
+// run_id and replication ID, see claimScript), loads it at once:
 // the buyers become the temporary buyers set and the returned orders the
 // temporary returned set (or none if one does not exist), no reservation
 // is pending, left units are left, the epoch is this server's identity;
 // returns 1. Otherwise drops the temporary sets and returns 0: a loaded
-// sale is never replaced, and a lost claim (taken over, or gone with a
-// restarted server) means the snapshot may miss what was admitted since.
+// sale is never replaced, and a lost claim (taken over, gone with a
+// restarted server, or from before a promotion) means the snapshot may
+// miss what was admitted since.
 // Old sets are UNLINKed so the server frees them in the background.
-var loadScript = redis.NewScript(runIDLua + `
+var loadScript = redis.NewScript(serverIDLua + `
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('GET', KEYS[5]) ~= ARGV[2] .. ' ' .. id then
   redis.call('UNLINK', KEYS[4], KEYS[8])
   return 0
@@ -319,7 +322,7 @@ if redis.call('EXISTS', KEYS[8]) == 1 then
   redis.call('RENAME', KEYS[8], KEYS[7])
   redis.call('PERSIST', KEYS[7])
 end
-redis.call('SET', KEYS[6], id .. ' ' .. string.match(redis.call('INFO', 'replication'), 'master_replid:(%x+)'))
+redis.call('SET', KEYS[6], id)
 redis.call('SET', KEYS[1], ARGV[1])
 return 1
 `)

@@ -9,7 +9,7 @@
 //	P{sale:ID}:stock    string  units left; absent = the sale is not loaded
 //	P{sale:ID}:buyers   set     user ids holding (or having held) a unit
 //	P{sale:ID}:resv     hash    user id → "unixnano ticket": unsettled reservations (server TIME)
-//	P{sale:ID}:claim    string  "token run_id" of the Load that may install the sale; expires
+//	P{sale:ID}:claim    string  "token run_id master_replid" of the Load that may install the sale; expires
 //	P{sale:ID}:epoch    string  "run_id master_replid" of the server the sale was loaded on (see Gate)
 //	P{session:GG}:HEX   hash    u (user id), r (role), e (expiry, unix ms), s (epoch written in); expires at e
 //	P{session:GG}:epoch string  "run_id master_replid" of the server holding the group GG (first byte of HEX; see Sessions)
@@ -420,6 +420,8 @@ func (e *unavailableError) Unwrap() []error { return []error{errUnavailable, e.e
 // redisErr wraps an error of a Redis call. Network failures, timeouts and
 // the server's own "not now" replies (LOADING, CLUSTERDOWN, TRYAGAIN,
 // MASTERDOWN, BUSY) become EBusy; other error replies are internal. So do
+// the writes refused by a server demoted under open connections (READONLY:
+// REPLICAOF or FAILOVER on a single Redis, TestDemotedServerIsBusy), and
 // the redirections of a Cluster (MOVED, ASK) that outlast the client's own
 // redirects: a failover or a migration of the key's slot is under way, and
 // the command did not run (TestRedisClusterFaults saw 500s for them).
@@ -433,7 +435,7 @@ func redisErr(op string, err error) error {
 	var rerr redis.Error
 	if errors.As(err, &rerr) {
 		msg := rerr.Error()
-		for _, p := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY", "MOVED ", "ASK "} {
+		for _, p := range []string{"LOADING", "CLUSTERDOWN", "TRYAGAIN", "MASTERDOWN", "BUSY", "READONLY", "MOVED ", "ASK "} {
 			if strings.HasPrefix(msg, p) {
 				return &unavailableError{op: op, err: err}
 			}

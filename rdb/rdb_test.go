@@ -456,11 +456,12 @@ func TestErrorCodes(t *testing.T) {
 		t.Errorf("closed client: %q, want busy", code)
 	}
 	for reply, want := range map[string]string{
-		"MOVED 4774 127.0.0.1:7205":       seckill.EBusy,
-		"ASK 4774 127.0.0.1:7202":         seckill.EBusy,
-		"TRYAGAIN Multiple keys request":  seckill.EBusy,
-		"ERR unknown command 'FOO'":       seckill.EInternal,
-		"WRONGTYPE Operation against a k": seckill.EInternal,
+		"MOVED 4774 127.0.0.1:7205":        seckill.EBusy,
+		"ASK 4774 127.0.0.1:7202":          seckill.EBusy,
+		"TRYAGAIN Multiple keys request":   seckill.EBusy,
+		"READONLY You can't write against": seckill.EBusy,
+		"ERR unknown command 'FOO'":        seckill.EInternal,
+		"WRONGTYPE Operation against a k":  seckill.EInternal,
 	} {
 		if code := seckill.ErrorCode(redisErr("x", replyErr(reply))); code != want {
 			t.Errorf("%q: %q, want %q", reply, code, want)

@@ -48,8 +48,8 @@ type Sessions struct {
 	checked atomic.Uint64 // Client.gen when the epochs were last rewritten (notChecked: never)
 	checkMu sync.Mutex    // one rewrite at a time
 
-	// On a Cluster each script first renews its group's epoch if the
-	// server was promoted since (epochPromotedLua).
+	// Each script first renews its group's epoch if the server was
+	// promoted since (epochPromotedLua).
 	create, get, touch *redis.Script
 
 	mu    sync.Mutex
@@ -69,26 +69,23 @@ func NewSessions(c *Client, prefix string) *Sessions {
 	checkPrefix(prefix)
 	s := &Sessions{c: c, prefix: prefix, now: time.Now, feeds: make(map[*feedConn]struct{})}
 	s.checked.Store(notChecked)
-	check := ""
-	if c.cluster {
-		check = epochPromotedLua
-	}
-	s.create = redis.NewScript(check + createSrc)
-	s.get = redis.NewScript(check + getSrc)
-	s.touch = redis.NewScript(check + touchSrc)
+	s.create = redis.NewScript(epochPromotedLua + createSrc)
+	s.get = redis.NewScript(epochPromotedLua + getSrc)
+	s.touch = redis.NewScript(epochPromotedLua + touchSrc)
 	c.watch(s.checkConn)
 	return s
 }
 
-// epochPromotedLua starts a script whose KEYS[2] is a group's epoch on a
-// Cluster: a server promoted (a replica by a failover, or an old master
-// failing back) keeps the connections clients opened before, so no
+// epochPromotedLua starts a script whose KEYS[2] is a group's epoch: a
+// server promoted (a replica by a failover, or an old master failing back,
+// on a Cluster or by REPLICAOF or FAILOVER on a single Redis) keeps the
+// connections clients opened before, so no
 // Client.onConnect rewrites its epochs, and its copy of the sessions may
 // hold again one deleted on the master before it. Every promotion gives
 // the server a new replication ID: an epoch naming another is made this
 // server's identity, so the group's sessions written before read as
 // missing (account.Tiered asks SQL). Like the gate's check (promotedLua),
-// it costs an INFO, and a single Redis goes without.
+// it costs an INFO.
 const epochPromotedLua = `
 do
   local ep0 = redis.call('GET', KEYS[2])
