@@ -656,6 +656,9 @@
 
   // logout ends the session; the server clears the cookie.
   async function logout() {
+    // Closed first, so that the server's close of the logged-out session's
+    // socket (4001) finds it gone and says nothing more.
+    pushDisconnect();
     await api('DELETE', '/api/sessions');
     loggedOut();
     toast(t('logged_out'));
