@@ -439,9 +439,11 @@ func (s *Service) SessionOf(ctx context.Context, tokenHash []byte) (*seckill.Ses
 
 // EndSessions ends every session of the user, as a change of password or
 // role must. The session store must be a seckill.SessionRevoker (every
-// store of this module is); an internal error otherwise. Other instances'
-// session caches drop the sessions when they next look them up (within
-// their TTL).
+// store of this module is); an internal error otherwise. With Redis each
+// deletion is announced to every instance (rdb.Sessions.DeleteSession),
+// whose session cache and WebSockets drop the session at once; an
+// announcement lost is bounded by the cache's TTL and the sockets' next
+// look at their sessions.
 func (s *Service) EndSessions(ctx context.Context, userID int64) error {
 	r, ok := s.sessions.(seckill.SessionRevoker)
 	if !ok {

@@ -73,12 +73,10 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, sess *seckill.Se
 	if err := s.cfg.Accounts.Logout(r.Context(), token(r)); err != nil {
 		return err
 	}
-	if s.hub != nil {
-		// The session's sockets would go on pushing its results (this
-		// instance's only: a socket on another instance lives until its
-		// client reconnects, when authentication refuses it).
-		s.hub.closeSession(sess.UserID, sess.TokenHash)
-	}
+	// The session's sockets would go on pushing its results. Those on
+	// other instances close when the deletion's announcement reaches them
+	// (SessionEnded); without Redis there are none.
+	s.SessionEnded(sess.TokenHash)
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.secure(r)})
 	w.WriteHeader(http.StatusNoContent)
 	return nil

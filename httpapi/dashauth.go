@@ -12,19 +12,19 @@ import (
 // a logout on another instance, a revocation or password rotation
 // anywhere, the session's expiry — so each message asks again (through
 // the session cache: no store round trip per message) and a socket whose
-// session ended is dropped, as a logout here drops it (hub.closeSession).
+// session ended is closed, as a logout anywhere closes it (SessionEnded).
 // A store that cannot answer withholds this message only.
 func (s *Server) stillAdmin(ctx context.Context, wc *wsConn) bool {
 	sess, err := s.cfg.Accounts.SessionOf(ctx, wc.session)
 	switch {
 	case seckill.ErrorCode(err) == seckill.EUnauthenticated:
-		wc.drop("session ended")
+		wc.end("session ended")
 		return false
 	case err != nil:
 		s.log.Debug("dashboard push: session check", "user", wc.user, "err", err)
 		return false
 	case sess.UserID != wc.user || sess.Role != seckill.RoleAdmin:
-		wc.drop("no longer an admin")
+		wc.end("no longer an admin")
 		return false
 	}
 	return true

@@ -56,6 +56,7 @@ type stack struct {
 	gate     *inmem.Gate
 	engine   *checkout.Engine
 	accounts *account.Service
+	sessions *inmem.SessionCache // the accounts' session cache
 	flaky    *flakyQueue
 	captchas *inmem.CaptchaStore
 	admin    string // admin token
@@ -74,6 +75,7 @@ type options struct {
 	dashShare          time.Duration      // Config.DashShare
 	reads              httpapi.Budget     // Config.Reads
 	now                func() time.Time   // Config.Now
+	sessionTTL         time.Duration      // account.Config.SessionTTL
 	// sqlite runs the stack on SQLite and embedded JetStream instead of
 	// the in-memory backends, for tests about the real ones.
 	sqlite bool
@@ -130,7 +132,8 @@ func newStack(t *testing.T, opt options) *stack {
 	}
 	s := &stack{t: t, db: db, queue: q, gate: inmem.NewGate(), flaky: &flakyQueue{OrderQueue: q}, captchas: inmem.NewCaptchaStore()}
 	var err error
-	s.accounts, err = account.New(db, inmem.NewSessionCache(db, time.Second, 10000), account.Config{Params: cheap, Phones: opt.phones, IPs: opt.ips})
+	s.sessions = inmem.NewSessionCache(db, time.Second, 10000)
+	s.accounts, err = account.New(db, s.sessions, account.Config{Params: cheap, Phones: opt.phones, IPs: opt.ips, SessionTTL: opt.sessionTTL})
 	if err != nil {
 		t.Fatal(err)
 	}

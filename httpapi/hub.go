@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,6 +25,12 @@ import (
 // per-socket timer, whose goroutine lives only while a ping waits for its
 // pong; and context.AfterFunc on the reader's context unregisters a socket
 // when it closes, however it closes.
+//
+// A socket lives no longer than the session that opened it (wssession.go):
+// a second per-socket timer, which holds no goroutine while it waits,
+// looks the session up again at its expiry, and a revocation (a logout or
+// DeleteUserSessions on any instance) closes the session's sockets through
+// an index by token hash.
 //
 // The bus callback never blocks on a client: it hands the encoded message
 // to each of the user's sockets (a mutex held for an append) and returns. A
@@ -140,6 +145,18 @@ type hub struct {
 	open    sync.WaitGroup // one per registered socket, done once unregistered
 	sockets atomic.Int64   // registered sockets
 	shards  [hubShards]hubShard
+	// bySession indexes the sockets by the token hash of their session, so
+	// that a revocation finds them without a walk. A socket enters it
+	// under its user shard's lock, which is always taken first.
+	bySession [hubShards]sessionShard
+
+	// sessionOf looks a socket's session up again (account.Service's
+	// SessionOf); nil: sockets are not checked against their sessions.
+	sessionOf func(ctx context.Context, tokenHash []byte) (*seckill.Session, error)
+	// resets counts the times revocations may have been missed
+	// (recheckAll); a socket whose count is older looks its session up
+	// at its next ping.
+	resets atomic.Uint64
 
 	dashMu sync.Mutex
 	dash   map[*wsConn]struct{} // the admins' dashboard sockets
@@ -148,6 +165,11 @@ type hub struct {
 type hubShard struct {
 	mu    sync.RWMutex
 	users map[int64][]*wsConn
+}
+
+type sessionShard struct {
+	mu    sync.Mutex
+	conns map[string][]*wsConn // by string(token hash)
 }
 
 func newHub(bus seckill.ResultBus, cfg WSConfig, log *slog.Logger, gauge func(int)) *hub {
@@ -159,6 +181,7 @@ func newHub(bus seckill.ResultBus, cfg WSConfig, log *slog.Logger, gauge func(in
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	for i := range h.shards {
 		h.shards[i].users = map[int64][]*wsConn{}
+		h.bySession[i].conns = map[string][]*wsConn{}
 	}
 	return h
 }
@@ -290,10 +313,11 @@ func (h *hub) dashSockets() int {
 // handshake, so that results published while it completes wait in the
 // socket's queue: once a client has its socket, every result published
 // after its handshake was authenticated reaches it. A dash socket also
-// gets the dashboard stream. ERateLimited when the user holds MaxPerUser
-// sockets here already, EBusy after Close.
-func (h *hub) register(user int64, session []byte, dash bool) (*wsConn, error) {
-	wc := &wsConn{h: h, user: user, session: session, dash: dash}
+// gets the dashboard stream. expires is when the session ends unless it
+// is extended. ERateLimited when the user holds MaxPerUser sockets here
+// already, EBusy after Close.
+func (h *hub) register(user int64, session []byte, expires time.Time, dash bool) (*wsConn, error) {
+	wc := &wsConn{h: h, user: user, session: session, expires: expires, dash: dash, resets: h.resets.Load()}
 	sh := h.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -304,6 +328,10 @@ func (h *hub) register(user int64, session []byte, dash bool) (*wsConn, error) {
 		return nil, seckill.Errorf(seckill.ERateLimited, "too many open sockets; at most %d", h.cfg.MaxPerUser)
 	}
 	sh.users[user] = append(sh.users[user], wc)
+	ss := h.sessionShard(session)
+	ss.mu.Lock()
+	ss.conns[string(session)] = append(ss.conns[string(session)], wc)
+	ss.mu.Unlock()
 	h.open.Add(1)
 	h.sockets.Add(1)
 	if dash {
@@ -314,18 +342,34 @@ func (h *hub) register(user int64, session []byte, dash bool) (*wsConn, error) {
 	return wc, nil
 }
 
-// closeSession cuts the user's sockets opened with the session whose token
-// hash is session, or all the user's sockets when session is nil: a
-// logged-out session must stop receiving pushes. It does not wait for them
-// to close.
-func (h *hub) closeSession(user int64, session []byte) {
-	var buf [4]*wsConn
-	for _, wc := range h.conns(user, buf[:0]) {
-		if session == nil || bytes.Equal(wc.session, session) {
-			wc.drop("session ended")
-		}
+// sessionShard is the shard of bySession holding the token hash's
+// sockets. A token hash is a SHA-256: its first byte spreads them.
+func (h *hub) sessionShard(tokenHash []byte) *sessionShard {
+	var b byte
+	if len(tokenHash) > 0 {
+		b = tokenHash[0]
+	}
+	return &h.bySession[b%hubShards]
+}
+
+// closeSession ends the sockets opened with the session whose token hash
+// is session, with CloseSessionEnded: a logged-out or revoked session must
+// stop receiving pushes. It does not wait for them to close.
+func (h *hub) closeSession(session []byte) {
+	ss := h.sessionShard(session)
+	ss.mu.Lock()
+	conns := append([]*wsConn(nil), ss.conns[string(session)]...)
+	ss.mu.Unlock()
+	for _, wc := range conns {
+		wc.end("session ended")
 	}
 }
+
+// recheckAll makes every socket look its session up again at its next
+// ping: revocations may have been missed (the feed that brings them was
+// cut). The pings spread the lookups over a PingInterval rather than
+// asking the store for every socket at once.
+func (h *hub) recheckAll() { h.resets.Add(1) }
 
 // unregister gives up a place whose handshake failed.
 func (h *hub) unregister(wc *wsConn) {
@@ -352,11 +396,17 @@ func (h *hub) attach(wc *wsConn, c *websocket.Conn) {
 	}
 	if !closing && !dead {
 		wc.ping = time.AfterFunc(h.cfg.PingInterval, wc.pingOnce)
+		if h.sessionOf != nil {
+			wc.expiry = time.AfterFunc(time.Until(wc.expires), wc.checkSession)
+		}
 	}
+	ended := wc.ended
 	wc.mu.Unlock()
 	switch {
 	case closing: // Close may have looked before c was set
 		go func() { _ = c.Close(websocket.StatusGoingAway, "server shutting down") }()
+	case dead && ended: // its session ended while the handshake completed
+		go func() { _ = c.Close(CloseSessionEnded, "session ended") }()
 	case dead: // dropped while the handshake completed
 		go func() { _ = c.CloseNow() }()
 	case start:
@@ -388,6 +438,24 @@ func (h *hub) remove(wc *wsConn) {
 	} else {
 		sh.users[wc.user] = conns
 	}
+	ss := h.sessionShard(wc.session)
+	ss.mu.Lock()
+	key := string(wc.session)
+	conns = ss.conns[key]
+	for i, x := range conns {
+		if x == wc {
+			conns[i] = conns[len(conns)-1]
+			conns[len(conns)-1] = nil
+			conns = conns[:len(conns)-1]
+			break
+		}
+	}
+	if len(conns) == 0 {
+		delete(ss.conns, key)
+	} else {
+		ss.conns[key] = conns
+	}
+	ss.mu.Unlock()
 	sh.mu.Unlock()
 }
 
@@ -447,13 +515,19 @@ type wsConn struct {
 	user    int64
 	session []byte // token hash of the session that opened it
 	dash    bool   // an admin's dashboard socket (GET /api/admin/ws)
+	// resets is hub.resets when the session was last known to last
+	// (only the ping timer's goroutine touches it after register).
+	resets uint64
 
 	mu      sync.Mutex
 	c       *websocket.Conn // nil until the handshake completed
 	ping    *time.Timer
-	queue   [][]byte // messages not yet taken by the writer
-	pending int      // messages queued or being written
-	writing bool     // a writer goroutine runs
+	expires time.Time   // the session's expiry as last looked up
+	expiry  *time.Timer // looks the session up at expires (wssession.go)
+	ended   bool        // dead because its session ended: closed with CloseSessionEnded
+	queue   [][]byte    // messages not yet taken by the writer
+	pending int         // messages queued or being written
+	writing bool        // a writer goroutine runs
 	dead    bool
 }
 
@@ -539,6 +613,12 @@ func (wc *wsConn) pingOnce() {
 		wc.drop("no pong: " + err.Error())
 		return
 	}
+	if r := wc.h.resets.Load(); r != wc.resets && wc.h.sessionOf != nil {
+		// Revocations may have been missed since the session was last
+		// looked up: look again (recheckAll).
+		wc.resets = r
+		wc.checkSession()
+	}
 	wc.mu.Lock()
 	if !wc.dead {
 		wc.ping.Reset(interval)
@@ -577,6 +657,9 @@ func (wc *wsConn) gone() {
 	wc.dead = true
 	if wc.ping != nil {
 		wc.ping.Stop()
+	}
+	if wc.expiry != nil {
+		wc.expiry.Stop()
 	}
 	wc.queue = nil
 	wc.mu.Unlock()

@@ -150,6 +150,9 @@ func New(cfg Config) *Server {
 	s := &Server{cfg: cfg, mux: http.NewServeMux(), log: cfg.Log, methods: map[string][]string{}}
 	if cfg.Results != nil {
 		s.hub = newHub(cfg.Results, cfg.WS, cfg.Log, cfg.WebSockets)
+		if cfg.Accounts != nil {
+			s.hub.sessionOf = cfg.Accounts.SessionOf
+		}
 	}
 	s.catalog = &catalog{load: cfg.Engine.Sales, now: cfg.Now}
 	s.dash = newDashboard(s)

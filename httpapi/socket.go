@@ -25,7 +25,8 @@ import (
 //
 // The server's read, write and idle timeouts stop at the upgrade: net/http
 // clears the connection's deadlines when coder/websocket hijacks it, so a
-// socket lives as long as it answers pings; each write is bounded by
+// socket lives as long as it answers pings and its session lasts
+// (wssession.go); each write is bounded by
 // WSConfig.WriteTimeout instead (cmd/seckill's
 // TestWebSocketOutlivesTimeouts keeps it so).
 //
@@ -54,8 +55,15 @@ func (s *Server) openSocket(w http.ResponseWriter, r *http.Request, sess *seckil
 	if dash {
 		s.dashPush.start()
 	}
-	wc, err := s.hub.register(sess.UserID, sess.TokenHash, dash)
+	wc, err := s.hub.register(sess.UserID, sess.TokenHash, sess.ExpiresAt, dash)
 	if err != nil {
+		return err
+	}
+	// A revocation that arrived between the authentication and the
+	// registration found no socket to close (SessionEnded): look again,
+	// now that one would be found.
+	if _, err := s.cfg.Accounts.SessionOf(r.Context(), sess.TokenHash); err != nil {
+		s.hub.unregister(wc)
 		return err
 	}
 	rw := &handshakeRefusal{ResponseWriter: w}

@@ -16,6 +16,7 @@ import (
 	"github.com/coder/websocket"
 
 	"seckill"
+	"seckill/account"
 	"seckill/httpapi"
 )
 
@@ -486,4 +487,153 @@ func TestWSLogoutClosesSockets(t *testing.T) {
 	if err := cb.Ping(ctx); err != nil {
 		t.Fatalf("the other session's socket: %v", err)
 	}
+}
+
+// closedWith reads c until it closes, and fails the test unless the
+// server closed it with the close code want within 10 s. It returns when
+// the close was read.
+func closedWith(t *testing.T, c *websocket.Conn, want websocket.StatusCode) time.Time {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for {
+		_, _, err := c.Read(ctx)
+		if err == nil {
+			continue // a push; the close comes after
+		}
+		if got := websocket.CloseStatus(err); got != want {
+			t.Fatalf("socket ended with %v (close code %d), want close code %d", err, got, want)
+		}
+		return time.Now()
+	}
+}
+
+// alive fails the test unless c, a socket of the user, gets a push.
+func alive(t *testing.T, s *stack, c *websocket.Conn, user int64, what string) {
+	t.Helper()
+	if n := s.api.SendUser(user, map[string]string{"type": "test"}); n == 0 {
+		t.Fatalf("%s: no socket of user %d takes a push", what, user)
+	}
+	if m := push(t, c); m["type"] != "test" {
+		t.Fatalf("%s: push %v", what, m)
+	}
+}
+
+// TestWSSessionExpiry: a socket ends when its session does, with the
+// close code the page understands, and a session extended meanwhile
+// (a request slides its expiry) keeps its socket until its new expiry.
+func TestWSSessionExpiry(t *testing.T) {
+	const ttl = 1500 * time.Millisecond
+	g := &wsGauge{}
+	s := newStack(t, options{wsGauge: g.add, sessionTTL: ttl})
+	url := s.serve()
+	toks, _ := s.buyers(2)
+	a, b := toks[0], toks[1]
+	ca, cb := dialWS(t, url, bearer(a)), dialWS(t, url, bearer(b))
+	g.await(t, 2)
+	// Past a twenty-fourth of the lifetime, a request extends b's session
+	// (account.Service.Authenticate) to at least now + ttl.
+	time.Sleep(ttl / 10)
+	touched := time.Now()
+	want(t, s.do("GET", "/api/me", b, nil), 200, "")
+	// Read b's socket meanwhile, so that the time its close is read is
+	// the time it came.
+	type end struct {
+		at   time.Time
+		code websocket.StatusCode
+	}
+	bEnd := make(chan end, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		for {
+			if _, _, err := cb.Read(ctx); err != nil {
+				bEnd <- end{time.Now(), websocket.CloseStatus(err)}
+				return
+			}
+		}
+	}()
+	closedWith(t, ca, httpapi.CloseSessionEnded)
+	refused(t, url, bearer(a), 401, "unauthenticated")
+	e := <-bEnd
+	if e.code != httpapi.CloseSessionEnded {
+		t.Fatalf("the extended session's socket ended with close code %d, want %d", e.code, httpapi.CloseSessionEnded)
+	}
+	if early := touched.Add(ttl).Sub(e.at); early > 0 {
+		t.Fatalf("the extended session's socket closed %v before the session's new expiry", early)
+	}
+	g.await(t, 0)
+}
+
+// TestWSRevocationFromAnotherInstance: a session deleted by another
+// instance (here, straight from the shared store) closes this instance's
+// sockets of that session when the revocation feed announces it
+// (Server.SessionEnded, as rdb.Sessions.FollowRevocations calls it), and
+// all of a user's sessions ended at once (a password change) close all
+// the user's sockets, and no one else's.
+func TestWSRevocationFromAnotherInstance(t *testing.T) {
+	ctx := context.Background()
+	g := &wsGauge{}
+	s := newStack(t, options{wsGauge: g.add})
+	url := s.serve()
+	toks, ids := s.buyers(2)
+	u, err := s.db.UserByID(ctx, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := toks[0], toks[1] // b is another user's
+	a2, _, err := s.accounts.OpenSession(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, ca2, cb := dialWS(t, url, bearer(a)), dialWS(t, url, bearer(a2)), dialWS(t, url, bearer(b))
+	g.await(t, 3)
+
+	// A logout on another instance.
+	if err := s.db.DeleteSession(ctx, account.HashToken(a)); err != nil {
+		t.Fatal(err)
+	}
+	// The feed as cmd/seckill wires it: the cache first, then the sockets.
+	s.sessions.Evict(account.HashToken(a))
+	s.api.SessionEnded(account.HashToken(a))
+	closedWith(t, ca, httpapi.CloseSessionEnded)
+	g.await(t, 2)
+	alive(t, s, ca2, ids[0], "the same user's other session's socket")
+
+	// Every session of the user ended on another instance: each deletion
+	// is announced.
+	hashes, err := s.db.(seckill.SessionRevoker).DeleteUserSessions(ctx, ids[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hashes {
+		s.sessions.Evict(h)
+		s.api.SessionEnded(h)
+	}
+	closedWith(t, ca2, httpapi.CloseSessionEnded)
+	g.await(t, 1)
+	alive(t, s, cb, ids[1], "another user's socket")
+}
+
+// TestWSRevocationsMissed: when revocations may have been lost (the feed
+// was cut and subscribes again: Server.RevocationsMissed), every socket
+// looks its session up again at its next ping, and one whose session was
+// deleted meanwhile closes.
+func TestWSRevocationsMissed(t *testing.T) {
+	ctx := context.Background()
+	g := &wsGauge{}
+	s := newStack(t, options{wsGauge: g.add, ws: httpapi.WSConfig{PingInterval: 50 * time.Millisecond}})
+	url := s.serve()
+	toks, _ := s.buyers(2)
+	ca, cb := dialWS(t, url, bearer(toks[0])), dialWS(t, url, bearer(toks[1]))
+	g.await(t, 2)
+	// The client answers pings while it reads.
+	cb.CloseRead(ctx)
+	if err := s.db.DeleteSession(ctx, account.HashToken(toks[0])); err != nil {
+		t.Fatal(err)
+	}
+	s.sessions.Reset()
+	s.api.RevocationsMissed()
+	closedWith(t, ca, httpapi.CloseSessionEnded)
+	g.await(t, 1)
 }

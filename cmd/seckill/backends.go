@@ -127,10 +127,11 @@ func (s *shared) ping(ctx context.Context) error {
 	return s.redis.Ping(ctx)
 }
 
-// followRevocations keeps cache true to the sessions other instances
-// delete, in the background until close (see rdb.Sessions.FollowRevocations).
-// Without Redis there is nothing to follow.
-func (s *shared) followRevocations(cache *inmem.SessionCache) {
+// followRevocations calls evict with the token hash of every session any
+// instance deletes, and reset when some may have been missed, in the
+// background until close (see rdb.Sessions.FollowRevocations). Without
+// Redis there is nothing to follow.
+func (s *shared) followRevocations(evict func(tokenHash []byte), reset func()) {
 	if s.revoked == nil {
 		return
 	}
@@ -139,7 +140,7 @@ func (s *shared) followRevocations(cache *inmem.SessionCache) {
 	s.followed.Add(1)
 	go func() {
 		defer s.followed.Done()
-		s.revoked.FollowRevocations(ctx, cache.Evict, cache.Reset)
+		s.revoked.FollowRevocations(ctx, evict, reset)
 	}()
 }
 

@@ -339,7 +339,6 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	var sessions *inmem.SessionCache
 	if c.Redis != "" {
 		sessions = inmem.NewSessionCache(m.shared.sessions, sessionCacheTTL, c.SessionCache).RefreshAfter(sessionRefreshAfter)
-		m.shared.followRevocations(sessions)
 	} else {
 		sessions = inmem.NewSessionCache(m.shared.sessions, soloSessionTTL, c.SessionCache)
 	}
@@ -398,6 +397,20 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		// each admin's dashboard shows the whole cluster's traffic.
 		DashBus:    m.queue,
 		WebSockets: func(delta int) { m.metrics.WebSockets().Add(float64(delta)) },
+	})
+	// Every instance's session deletions reach this one's cache and then
+	// its WebSockets: a logout or a revocation anywhere closes the
+	// session's sockets here (the cache first, so that a handshake racing
+	// the revocation cannot find the session there). Followed from here,
+	// once the API exists: the feed's first subscription forgets every
+	// session cached before it (reset), so nothing announced earlier is
+	// lost. Without Redis every deletion passes through this instance.
+	m.shared.followRevocations(func(tokenHash []byte) {
+		sessions.Evict(tokenHash)
+		m.api.SessionEnded(tokenHash)
+	}, func() {
+		sessions.Reset()
+		m.api.RevocationsMissed()
 	})
 	// The public listener serves the API and the page only: metrics and
 	// pprof live on the operations listener. Every timeout bounds what a

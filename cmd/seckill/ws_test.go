@@ -144,3 +144,40 @@ func TestServeWebSocket(t *testing.T) {
 		t.Fatalf("after shutdown the client reads %v, want going away", err)
 	}
 }
+
+// TestWebSocketLogoutOnAnotherInstance: a logout on one instance closes
+// the session's socket on another, which hears of it through the
+// revocation feed (rdb.Sessions.FollowRevocations), with the close code
+// that tells the page the session ended.
+func TestWebSocketLogoutOnAnotherInstance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-instance runs skipped in -short mode")
+	}
+	d := newDeployment(t, 2, freshDatabase(t, integration(t, "SECKILL_TEST_POSTGRES")),
+		integration(t, "SECKILL_TEST_REDIS"), integration(t, "SECKILL_TEST_NATS"))
+	var login struct{ Token string }
+	if code, err := d.nodes[0].call("POST", "/api/sessions", "", `{"phone":"19900000000","password":"admin-password"}`, &login); err != nil || code != 200 {
+		t.Fatalf("login: %d %v", code, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, strings.Replace(d.nodes[1].url, "http", "ws", 1)+"/api/ws",
+		&websocket.DialOptions{HTTPHeader: http.Header{"Authorization": {"Bearer " + login.Token}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	if code, err := d.nodes[0].call("DELETE", "/api/sessions", login.Token, "", nil); err != nil || code != 204 {
+		t.Fatalf("logout: %d %v", code, err)
+	}
+	for {
+		_, _, err := c.Read(ctx) // sale pushes may come first
+		if err == nil {
+			continue
+		}
+		if websocket.CloseStatus(err) != 4001 {
+			t.Fatalf("the socket on the other instance: %v, want close code 4001 (session ended)", err)
+		}
+		break
+	}
+}

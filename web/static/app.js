@@ -89,6 +89,7 @@
     welcome: [(n) => `Welcome back, ${n}.`, (n) => `欢迎回来，${n}。`],
     created: ['Account created. You are logged in.', '注册成功，已登录。'],
     logged_out: ['Logged out.', '已退出登录。'],
+    session_over: ['Your session ended; please log in again.', '登录已失效，请重新登录。'],
     login_to_buy: ['Log in to buy — your purchase continues right after.', '请先登录，登录后继续购买。'],
 
     // sales
@@ -489,12 +490,23 @@
       else if (m.type === 'sale') noteSalePush(m);
       else if (m.type === 'dash') noteDash(m);
     };
-    ws.onclose = async () => {
+    ws.onclose = async (ev) => {
       if (push.ws !== ws) return;
       push.ws = null;
       push.open = false;
       dashStream(false);
       if (!state.me) return;
+      // 4001: the session ended (expired, logged out or revoked, perhaps
+      // elsewhere). Reconnecting would be refused: ask who is logged in
+      // instead, which shows the page logged out (a 401), or reconnects
+      // as whoever is (another tab may have logged in again).
+      if (ev.code === 4001) {
+        push.retryMs = 0;
+        await loadMe();
+        if (!state.me) toast(t('session_over'));
+        else if (!push.ws) pushConnect();
+        return;
+      }
       // The server went away, or this session has no cookie: which one,
       // healthy tells.
       if (!(await healthy())) goOffline();
@@ -655,6 +667,9 @@
 
   // logout ends the session; the server clears the cookie.
   async function logout() {
+    // Closed first, so that the server's close of the logged-out session's
+    // socket (4001) finds it gone and says nothing more.
+    pushDisconnect();
     await api('DELETE', '/api/sessions');
     loggedOut();
     toast(t('logged_out'));
