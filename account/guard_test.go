@@ -282,3 +282,40 @@ func (g refusingGuardFor) Attempt(_ context.Context, key string) (int, time.Dura
 	return 0, 0, nil
 }
 func (refusingGuardFor) Succeeded(context.Context, string, bool) error { return nil }
+
+// TestLoginPhoneBudgetNotSpentUnchecked: a login that never reaches the
+// hash (it gave up waiting for a hashing slot, or its client went away)
+// has its back-off attempt taken back, so it must not spend the phone's
+// budget either. Otherwise a stranger drains a victim's budget without
+// ever growing the victim's back-off (busy slots during a sale, or
+// requests dropped while queued), one unchecked login per refill for as
+// long as it likes, and the owner, right password in hand, is refused.
+func TestLoginPhoneBudgetNotSpentUnchecked(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{Hashers: 1, HashWait: 10 * time.Millisecond}, nil)
+	f.s.cfg.Phones = inmem.NewLoginGuardClock(PhoneBackoff, f.clock.Now)
+	f.s.cfg.IPs = inmem.NewLoginGuardClock(IPBackoff, f.clock.Now)
+	f.s.cfg.PhoneLogins = inmem.NewLimiterClock(PhoneLoginBucket.PerSecond, PhoneLoginBucket.Burst, f.clock.Now)
+	ctx := context.Background()
+	f.register(t, phone, password)
+
+	f.hold(t) // the slots are busy (a login storm)
+	for i := range 3 * PhoneLoginBucket.Burst {
+		wantCode(t, func() error {
+			_, _, _, err := f.s.LoginFrom(ctx, phone, "wrong password", fmt.Sprintf("10.0.6.%d", i))
+			return err
+		}(), seckill.EBusy)
+	}
+	cancelled, cancel := context.WithCancel(ctx)
+	cancel()
+	for i := range PhoneLoginBucket.Burst {
+		if _, _, _, err := f.s.LoginFrom(cancelled, phone, "wrong password", fmt.Sprintf("10.0.7.%d", i)); err == nil {
+			t.Fatal("a cancelled login succeeded")
+		}
+	}
+	f.s.slots.release()
+
+	if _, _, _, err := f.s.LoginFrom(ctx, phone, password, "10.0.8.1"); err != nil {
+		t.Fatalf("the owner's login after unchecked attempts by a stranger: %v", err)
+	}
+}
