@@ -154,11 +154,20 @@ func ValidateAccount(phone, password, nickname string) error {
 // storm queues instead of allocating memory-cost × requests, and hashes of
 // rankClean go before those of rankSuspect. EBusy when no slot frees up
 // within HashWait.
-func (s *Service) hash(ctx context.Context, rank int, fn func() error) error {
+//
+// admit, when not nil, runs in the slot before the hash and refuses it
+// with its error: what must be spent only by a hash that will run (the
+// phone's login budget) is taken there, after every wait that can give up.
+func (s *Service) hash(ctx context.Context, rank int, admit, fn func() error) error {
 	if err := s.slots.acquire(ctx, rank, s.cfg.HashWait); err != nil {
 		return err
 	}
 	defer s.slots.release()
+	if admit != nil {
+		if err := admit(); err != nil {
+			return err
+		}
+	}
 	if s.inSlot != nil {
 		s.inSlot(ctx)
 	}
@@ -175,7 +184,7 @@ func (s *Service) Register(ctx context.Context, phone, password, nickname string
 		return nil, seckill.Errorf(seckill.EPhoneTaken, "phone %s is already registered", phone)
 	}
 	u := &seckill.User{Phone: phone, Nickname: nickname, Role: seckill.RoleBuyer}
-	err := s.hash(ctx, rankClean, func() (err error) {
+	err := s.hash(ctx, rankClean, nil, func() (err error) {
 		u.PasswordHash, err = HashPassword(password, s.cfg.Params)
 		return err
 	})
@@ -260,14 +269,6 @@ func (s *Service) LoginFrom(ctx context.Context, phone, password, ip string) (st
 			s.settle(context.WithoutCancel(ctx), phoneKey, ip, ok)
 		}
 	}()
-	// The phone's budget comes after the back-off, so that an attempt
-	// either refuses spends none of it, and before the user is read: a
-	// refusal costs no SQL. A login that then fails on the database, or
-	// waits too long for a hashing slot, has spent its token (a Limiter
-	// gives none back).
-	if err := s.phoneBudget(ctx, phoneKey); err != nil {
-		return "", nil, nil, err
-	}
 	u, err := s.users.UserByPhone(ctx, phone)
 	if err != nil && seckill.ErrorCode(err) != seckill.ENotFound {
 		return "", nil, nil, err
@@ -276,7 +277,17 @@ func (s *Service) LoginFrom(ctx context.Context, phone, password, ip string) (st
 	if u != nil {
 		hash = u.PasswordHash
 	}
-	if err := s.hash(ctx, rank, func() (err error) {
+	// The phone's budget is taken in the hashing slot, right before the
+	// hash: after both back-offs, so that an attempt either refuses
+	// spends none of it, and after every wait that can give up (the
+	// user's read, the slot's queue, a client gone), so that an attempt
+	// never checked, whose back-off attempt settle takes back, spends
+	// none either. Taken earlier, a stranger's logins that time out in
+	// the slots' queue drained the owner's budget without growing the
+	// back-off. A token taken is a hash run (CheckPassword does not stop
+	// for ctx), and a wrong password then counts against the back-off.
+	admit := func() error { return s.phoneBudget(ctx, phoneKey) }
+	if err := s.hash(ctx, rank, admit, func() (err error) {
 		ok, err = CheckPassword(password, hash)
 		return err
 	}); err != nil {
