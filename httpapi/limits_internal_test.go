@@ -37,3 +37,27 @@ func TestBucketsFloodKeepsExhausted(t *testing.T) {
 		t.Error("exhausted address forgotten")
 	}
 }
+
+// TestBucketsEvictionMakesRoom: a full map given a new address makes room
+// for a quarter of its bound at once, so that the walk over the whole map
+// (under the lock every request of the limit takes) is paid once per
+// quarter of new addresses. Dropping only the buckets that happen to be
+// full again, when one or two are, left the map full: with buckets
+// refilling one after another (a steady stream of addresses, or one who
+// paces them), every new address walked all 100,000 buckets again.
+func TestBucketsEvictionMakesRoom(t *testing.T) {
+	now := time.Unix(1_700_000_000, 0)
+	l := newIPBuckets(Budget{Rate: 1, Burst: 1})
+	l.max = 1000
+	l.now = func() time.Time { return now }
+	// Bucket i is spent at i ms and full again a second later: at any
+	// moment past the first second, about one of them is.
+	for i := range l.max {
+		l.take(fmt.Sprintf("10.0.%d.%d", i>>8, i&255))
+		now = now.Add(time.Millisecond)
+	}
+	l.take("198.51.100.1")
+	if room := l.max - len(l.m); room < l.max/4 {
+		t.Fatalf("a full map given a new address made room for %d, want at least %d: the next new address walks it all again", room, l.max/4)
+	}
+}
