@@ -46,10 +46,11 @@ const maxIPBuckets = 100_000
 // reads' budget: the key is any string), in process: the limit
 // holds per instance (N instances behind a load balancer allow N times as
 // much). When it grows past its bound it forgets the addresses whose
-// bucket is full again (they behave as new ones), and if that is not
-// enough, the quarter with the most tokens left: a flood of new addresses
-// (each a fresh bucket less one token) pushes out its own kind, and the
-// addresses that spent their budget, the flood's included, stay refused.
+// bucket is full again (they behave as new ones), and if that frees less
+// than a quarter of the bound, those with the most tokens left until it
+// does: a flood of new addresses (each a fresh bucket less one token)
+// pushes out its own kind, and the addresses that spent their budget, the
+// flood's included, stay refused.
 type ipBuckets struct {
 	b   Budget
 	max int // buckets kept at most: maxIPBuckets
@@ -93,11 +94,14 @@ func (l *ipBuckets) take(ip string) bool {
 	return lim.AllowN(now, 1)
 }
 
-// evict makes room: it drops the buckets that are full again and, if
-// that leaves the map at its bound, the quarter with the most tokens.
-// Called with l.mu held; it walks and sorts the whole map, once per
-// quarter of the bound new addresses at worst.
+// evict makes room for a quarter of the bound: it drops the buckets that
+// are full again and, if those are fewer, the ones with the most tokens
+// until a quarter is free. Called with l.mu held; it walks (and may sort)
+// the whole map, so it must free a quarter every time: freeing only the
+// buckets found full, one or two when they refill one after another, left
+// the map full and the next new address walking it all again.
 func (l *ipBuckets) evict(now time.Time) {
+	keep := l.max - max(1, l.max/4)
 	type entry struct {
 		key    string
 		tokens float64
@@ -111,11 +115,11 @@ func (l *ipBuckets) evict(now time.Time) {
 		}
 		all = append(all, entry{k, t})
 	}
-	if len(l.m) < l.max {
+	if len(l.m) <= keep {
 		return
 	}
 	slices.SortFunc(all, func(a, b entry) int { return cmp.Compare(b.tokens, a.tokens) })
-	for _, e := range all[:max(1, l.max/4)] {
+	for _, e := range all[:len(l.m)-keep] {
 		delete(l.m, e.key)
 	}
 }
