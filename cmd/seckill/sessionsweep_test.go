@@ -93,3 +93,57 @@ func TestSweepSessionsRepeats(t *testing.T) {
 		t.Fatal("sweepSessions still running after its context ended")
 	}
 }
+
+// TestSweepSessionsSparesLaggingClocks: a session's expiry is one instant,
+// read on several clocks: the sweep judges it on the database's, Redis
+// keeps the session's fast copy until it on Redis's (PEXPIREAT), and the
+// instance that serves it on its own. Where one of those runs behind the
+// database's (two hours here; the engine is built to run on such clocks),
+// the sweep deleted from SQL a session still served: a Redis copy then is
+// named by no store a revocation asks (account.Tiered's
+// DeleteUserSessions lists the durable store's), so a password change or
+// a revocation left it serving. Only sessions expired on any plausible
+// clock go.
+func TestSweepSessionsSparesLaggingClocks(t *testing.T) {
+	db, err := sqldb.Open(context.Background(), "sqlite:"+filepath.Join(t.TempDir(), "seckill.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ctx := context.Background()
+	u := &seckill.User{Phone: "13800000002", Nickname: "n", Role: seckill.RoleBuyer, PasswordHash: "x"}
+	if err := db.CreateUser(ctx, u); err != nil {
+		t.Fatal(err)
+	}
+	lagging := time.Now().Add(-2 * time.Hour) // the opening instance's clock
+	for name, exp := range map[string]time.Time{
+		"lagging": lagging.Add(time.Hour),          // an hour left on its clock
+		"long":    time.Now().Add(-48 * time.Hour), // expired on any clock
+	} {
+		h := sha256.Sum256([]byte(name))
+		if err := db.CreateSession(ctx, seckill.Session{TokenHash: h[:], UserID: u.ID, Role: u.Role, ExpiresAt: exp}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sweepSessions(sctx, db, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	var got [][]byte
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if got, err = db.UserSessions(ctx, u.ID); err != nil {
+			t.Fatal(err)
+		}
+		if len(got) < 2 || time.Now().After(deadline) {
+			break // the first sweep ran
+		}
+	}
+	cancel()
+	<-done
+	want := sha256.Sum256([]byte("lagging"))
+	if len(got) != 1 || string(got[0]) != string(want[:]) {
+		t.Fatalf("after the sweep the user has %d sessions, want the lagging instance's live one", len(got))
+	}
+}
