@@ -13,8 +13,9 @@ import (
 	"seckill/sqldb"
 )
 
-// addSessions stores a user with one session that expired an hour ago
-// and one that lasts a day, and returns the user.
+// addSessions stores a user with one session that expired an hour more
+// than the sweep's grace ago and one that lasts a day, and returns the
+// user.
 func addSessions(t *testing.T, db *sqldb.DB, phone string) *seckill.User {
 	t.Helper()
 	ctx := context.Background()
@@ -22,7 +23,7 @@ func addSessions(t *testing.T, db *sqldb.DB, phone string) *seckill.User {
 	if err := db.CreateUser(ctx, u); err != nil {
 		t.Fatal(err)
 	}
-	for name, exp := range map[string]time.Duration{"expired": -time.Hour, "live": 24 * time.Hour} {
+	for name, exp := range map[string]time.Duration{"expired": -sessionSweepGrace - time.Hour, "live": 24 * time.Hour} {
 		h := sha256.Sum256([]byte(phone + name))
 		if err := db.CreateSession(ctx, seckill.Session{TokenHash: h[:], UserID: u.ID, Role: u.Role, ExpiresAt: time.Now().Add(exp)}); err != nil {
 			t.Fatal(err)
