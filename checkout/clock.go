@@ -3,6 +3,7 @@ package checkout
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -48,8 +49,11 @@ type skewEstimate struct {
 	last []skewReading // oldest first, at most skewReadings
 }
 
-// add takes in a reading and returns the skew to use from now on.
-func (s *skewEstimate) add(r skewReading) time.Duration {
+// add takes in a reading and stores the skew to use from now on in to,
+// under the lock: two readings taken together store in the order they
+// were added, so the older one's (from before a clock step, say) cannot
+// be the one left.
+func (s *skewEstimate) add(r skewReading, to *atomic.Int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if best, ok := s.best(); ok {
@@ -66,7 +70,7 @@ func (s *skewEstimate) add(r skewReading) time.Duration {
 	}
 	s.last = append(s.last, r)
 	best, _ := s.best()
-	return best.skew
+	to.Store(int64(best.skew))
 }
 
 // best is the kept reading with the smallest round trip (the latest of
@@ -100,8 +104,7 @@ func (e *Engine) sharedNow(ctx context.Context) (time.Time, error) {
 	// On the monotonic clock when the engine's clock carries one (time.Now
 	// does): a step of the wall clock during the read does not count.
 	rtt := max(after.Sub(before), 0)
-	skew := e.skew.add(skewReading{skew: t.Sub(before.Add(rtt / 2)), rtt: rtt})
-	e.clockSkew.Store(int64(skew))
+	e.skew.add(skewReading{skew: t.Sub(before.Add(rtt / 2)), rtt: rtt}, &e.clockSkew)
 	return t, nil
 }
 
