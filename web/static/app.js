@@ -502,9 +502,16 @@
       // as whoever is (another tab may have logged in again).
       if (ev.code === 4001) {
         push.retryMs = 0;
-        await loadMe();
+        const status = await loadMe();
         if (!state.me) toast(t('session_over'));
-        else if (!push.ws) pushConnect();
+        else if (push.ws) return;
+        else if (status === 200) pushConnect();
+        else {
+          // Not told (busy, or over the read budget): try again later,
+          // the handshake then says whether the session lives.
+          push.retryMs = 1000;
+          push.timer = setTimeout(pushConnect, push.retryMs);
+        }
         return;
       }
       // The server went away, or this session has no cookie: which one,
@@ -597,11 +604,16 @@
 
   // ---- account -----------------------------------------------------------
 
+  // loadMe asks who is logged in and returns the answer's status. Only a
+  // 401 means nobody: a 429 (the read budget) or a 5xx keeps what the page
+  // knows, as being offline does.
   async function loadMe() {
     const r = await api('GET', '/api/me');
-    if (r.status === 0) return; // offline: keep what we know
-    state.me = r.ok ? r.data : null;
+    if (r.ok) state.me = r.data;
+    else if (r.status === 401) state.me = null;
+    else return r.status;
     renderAccount();
+    return r.status;
   }
 
   function loggedOut() {
