@@ -57,4 +57,23 @@ func TestPostgres(t *testing.T) {
 		u := freshPostgres(t)
 		openAt(t, "postgresql"+strings.TrimPrefix(u, "postgres"))
 	})
+	// Migration 5 builds the sessions' expiry index CONCURRENTLY, outside
+	// a transaction: it must exist and be valid once Open returns.
+	t.Run("SessionsExpiryIndex", func(t *testing.T) {
+		u := freshPostgres(t)
+		openAt(t, u)
+		pg, err := sql.Open("pgx", u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pg.Close()
+		ctx := context.Background()
+		var def string
+		err = pg.QueryRowContext(ctx, `SELECT pg_get_indexdef(c.oid) FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+			JOIN pg_namespace n ON n.oid = c.relnamespace
+			WHERE c.relname = 'sessions_expires' AND n.nspname = current_schema() AND i.indisvalid`).Scan(&def)
+		if err != nil || !strings.Contains(def, "(expires_at)") {
+			t.Fatalf("valid index sessions_expires after Open: %q, %v", def, err)
+		}
+	})
 }
