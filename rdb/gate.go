@@ -53,11 +53,6 @@ type Gate struct {
 	c       *Client
 	prefix  string
 	checked sync.Map // sale id → uint64: Client.gen when it was last checked (notChecked: never)
-
-	// The scripts reading or changing a loaded sale; each first checks
-	// the sale's epoch against the server's replication history
-	// (promotedLua).
-	reserve, release, claimResv, settle, ret *redis.Script
 }
 
 // notChecked marks a sale the gate has touched but not yet checked.
@@ -68,11 +63,6 @@ const notChecked = ^uint64(0)
 func NewGate(c *Client, prefix string) *Gate {
 	checkPrefix(prefix)
 	g := &Gate{c: c, prefix: prefix}
-	g.reserve = redis.NewScript(takeTokenLua + promotedLua(5) + reserveSrc)
-	g.release = redis.NewScript(promotedLua(4) + releaseSrc)
-	g.claimResv = redis.NewScript(promotedLua(4) + claimResvSrc)
-	g.settle = redis.NewScript(promotedLua(2) + settleSrc)
-	g.ret = redis.NewScript(promotedLua(3) + returnSrc)
 	c.watch(g.checkConn)
 	return g
 }
@@ -104,14 +94,23 @@ const promotedAnswer = -2
 // replication history than its server's (promotedLua), and returns the
 // error of a sale not loaded: the engine rebuilds it from SQL and the queue.
 func (g *Gate) promoted(ctx context.Context, saleID int64) error {
+	if err := g.check(ctx, saleID); err != nil {
+		return err
+	}
+	return notLoaded(saleID)
+}
+
+// check runs the check script on the sale (checkSrc), which drops it if
+// its server is not the one it was loaded on.
+func (g *Gate) check(ctx context.Context, saleID int64) error {
 	dropped, err := checkScript.Run(ctx, g.c.rdb, g.keys(saleID).all()).Int()
 	if err != nil {
 		return redisErr(fmt.Sprintf("check sale %d", saleID), err)
 	}
 	if dropped == 1 {
-		slog.Warn("redis: dropped a sale held by a server promoted since it was loaded (a failover); it will be rebuilt", "sale", saleID)
+		slog.Warn("redis: dropped a sale loaded on another server (restarted, or failed over with older data); it will be rebuilt", "sale", saleID)
 	}
-	return notLoaded(saleID)
+	return nil
 }
 
 // runIDLua sets id to the run_id of the server running the script.
@@ -144,12 +143,8 @@ func (g *Gate) fresh(ctx context.Context, saleID int64) error {
 		g.checked.LoadOrStore(saleID, notChecked)
 	}
 	gen := g.c.gen.Load()
-	dropped, err := checkScript.Run(ctx, g.c.rdb, g.keys(saleID).all()).Int()
-	if err != nil {
-		return redisErr(fmt.Sprintf("check sale %d", saleID), err)
-	}
-	if dropped == 1 {
-		slog.Warn("redis: dropped a sale loaded on another server (restarted or failed over with older data); it will be rebuilt", "sale", saleID)
+	if err := g.check(ctx, saleID); err != nil {
+		return err
 	}
 	g.checked.Store(saleID, gen)
 	return nil
@@ -227,7 +222,7 @@ func notLoaded(saleID int64) error {
 	return seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", saleID)
 }
 
-// reserveSrc: KEYS stock, buyers, resv, the user's bucket, epoch; ARGV user
+// reserveScript: KEYS stock, buyers, resv, the user's bucket, epoch; ARGV user
 // id, ticket, tokens per second, burst, bucket idle ms. Returns -1 if the
 // sale is not loaded. Else, with a rate above 0, takes a token of the
 // user's bucket of the sale (refilled by the time elapsed on the server's
@@ -241,7 +236,7 @@ func notLoaded(saleID int64) error {
 // clock (Redis 5+ replicates a script's effects, so a script may read TIME
 // before it writes). The bucket shares the sale's hash tag, so the script
 // stays in one slot on a Cluster.
-const reserveSrc = `
+var reserveScript = redis.NewScript(takeTokenLua + promotedLua(5) + `
 local left = redis.call('GET', KEYS[1])
 if not left then return -1 end
 local t = redis.call('TIME')
@@ -256,19 +251,19 @@ redis.call('DECR', KEYS[1])
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('HSET', KEYS[3], ARGV[1], t[1] .. string.format('%06d', tonumber(t[2])) .. '000 ' .. ARGV[2])
 return 1
-`
+`)
 
 // timeScript: KEYS any key of the sale. Returns the TIME of the server
 // holding the sale's slot: on a Cluster each master has its own clock, and
 // a sale's reservations are stamped by its master's.
 var timeScript = redis.NewScript(`return redis.call('TIME')`)
 
-// releaseSrc: KEYS stock, buyers, resv, epoch; ARGV user id, ticket. If the
+// releaseScript: KEYS stock, buyers, resv, epoch; ARGV user id, ticket. If the
 // user's pending reservation has that ticket and is not claimed, forgets
 // the user and the reservation and returns their unit (only to a loaded
 // sale: a unit must not conjure up a stock key). Returns 1 if it
 // released, 0 otherwise.
-const releaseSrc = `
+var releaseScript = redis.NewScript(promotedLua(4) + `
 local v = redis.call('HGET', KEYS[3], ARGV[1])
 if not v or string.sub(v, 1, 1) == 'c' then return 0 end
 local sp = string.find(v, ' ', 1, true)
@@ -277,7 +272,7 @@ redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCR', KEYS[1]) end
 return 1
-`
+`)
 
 // loadTTL bounds a Load: its claim and its temporary buyers set expire on
 // their own if it dies half-way, and a Load slower than this is refused.
@@ -388,15 +383,15 @@ func (g *Gate) fillTemp(ctx context.Context, key string, ids []int64) error {
 	return nil
 }
 
-// returnSrc: KEYS stock, returned, epoch; ARGV order id. Returns -1 if the
+// returnScript: KEYS stock, returned, epoch; ARGV order id. Returns -1 if the
 // sale is not loaded, 0 if the order's unit came back already, else adds
 // the order to the returned set and the unit to stock and returns 1.
-const returnSrc = `
+var returnScript = redis.NewScript(promotedLua(3) + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('INCR', KEYS[1])
 return 1
-`
+`)
 
 // Return gives the order's unit back to the sale once per order id, in one
 // script under the sale's hash tag.
@@ -405,7 +400,7 @@ func (g *Gate) Return(ctx context.Context, saleID, orderID int64) (bool, error) 
 		return false, err
 	}
 	k := g.keys(saleID)
-	n, err := g.ret.Run(ctx, g.c.rdb, []string{k.stock, k.returned, k.epoch}, orderID).Int64()
+	n, err := returnScript.Run(ctx, g.c.rdb, []string{k.stock, k.returned, k.epoch}, orderID).Int64()
 	if err != nil {
 		return false, redisErr(fmt.Sprintf("return order %d to sale %d", orderID, saleID), err)
 	}
@@ -436,7 +431,7 @@ func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.Gate
 	} else {
 		rate = 0
 	}
-	n, err := g.reserve.Run(ctx, g.c.rdb, keys, user, r.Ticket,
+	n, err := reserveScript.Run(ctx, g.c.rdb, keys, user, r.Ticket,
 		strconv.FormatFloat(rate, 'g', -1, 64), burst, idleMS).Int64()
 	if err != nil {
 		return 0, redisErr(fmt.Sprintf("reserve sale %d", r.SaleID), err)
@@ -461,7 +456,7 @@ func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string)
 	if err := g.fresh(ctx, saleID); err != nil {
 		return err
 	}
-	n, err := g.release.Run(ctx, g.c.rdb, g.keys(saleID).withEpoch(), userID, ticket).Int64()
+	n, err := releaseScript.Run(ctx, g.c.rdb, g.keys(saleID).withEpoch(), userID, ticket).Int64()
 	if err == nil && n == promotedAnswer {
 		return g.promoted(ctx, saleID)
 	}
@@ -472,14 +467,14 @@ func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string)
 // does not stall the server on one script.
 const claimChunk = 1_000
 
-// claimResvSrc: KEYS stock, buyers, resv, epoch; ARGV user id, ticket, user id,
+// claimResvScript: KEYS stock, buyers, resv, epoch; ARGV user id, ticket, user id,
 // ticket, ... Returns -1 if the sale is not loaded; else, for each user in
 // order, '1' (allowed) or '0' (refused) in one string: a reservation
 // pending with that ticket is marked claimed (a 'c' before its value,
-// which releaseSrc then leaves alone) and allowed; a buyer with none
+// which releaseScript then leaves alone) and allowed; a buyer with none
 // pending is allowed; anyone else (no buyer, or pending with another
 // ticket: the ticket was released) is refused.
-const claimResvSrc = `
+var claimResvScript = redis.NewScript(promotedLua(4) + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local out = {}
 for i = 1, #ARGV, 2 do
@@ -497,7 +492,7 @@ for i = 1, #ARGV, 2 do
   out[#out + 1] = ok
 end
 return table.concat(out)
-`
+`)
 
 // Claim runs the claim script over the requests, in chunks sent in one
 // pipeline (one round trip); EBusy if the sale is not loaded or Redis
@@ -521,13 +516,13 @@ func (g *Gate) Claim(ctx context.Context, saleID int64, reqs []seckill.Settled) 
 	run := func(p redis.Pipeliner) error {
 		cmds = cmds[:0]
 		for _, args := range chunks {
-			cmds = append(cmds, g.claimResv.EvalSha(ctx, p, keys, args...))
+			cmds = append(cmds, claimResvScript.EvalSha(ctx, p, keys, args...))
 		}
 		return nil
 	}
 	_, err := g.c.rdb.Pipelined(ctx, run)
 	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-		if err = g.claimResv.Load(ctx, g.c.rdb).Err(); err == nil {
+		if err = claimResvScript.Load(ctx, g.c.rdb).Err(); err == nil {
 			_, err = g.c.rdb.Pipelined(ctx, run)
 		}
 	}
@@ -558,10 +553,10 @@ func (g *Gate) Claim(ctx context.Context, saleID int64, reqs []seckill.Settled) 
 	return allowed, nil
 }
 
-// settleSrc: KEYS resv, epoch; ARGV user id, ticket, user id, ticket, ...
+// settleScript: KEYS resv, epoch; ARGV user id, ticket, user id, ticket, ...
 // Deletes each user's pending reservation if it has that ticket (a newer
 // reservation of the same user stays). Returns how many it deleted.
-const settleSrc = `
+var settleScript = redis.NewScript(promotedLua(2) + `
 local n = 0
 for i = 1, #ARGV, 2 do
   local v = redis.call('HGET', KEYS[1], ARGV[i])
@@ -574,7 +569,7 @@ for i = 1, #ARGV, 2 do
   end
 end
 return n
-`
+`)
 
 // Settle forgets the reservations pending with the tickets given; their
 // users stay buyers. The chunks of a big batch go in one pipeline.
@@ -600,7 +595,7 @@ func (g *Gate) Settle(ctx context.Context, saleID int64, settled []seckill.Settl
 	run := func(p redis.Pipeliner) error {
 		cmds = cmds[:0]
 		for _, args := range chunks {
-			cmds = append(cmds, g.settle.EvalSha(ctx, p, keys, args...))
+			cmds = append(cmds, settleScript.EvalSha(ctx, p, keys, args...))
 		}
 		return nil
 	}
@@ -609,7 +604,7 @@ func (g *Gate) Settle(ctx context.Context, saleID int64, settled []seckill.Settl
 		// A server that lost its script cache (restarted, failed over):
 		// load the script once and send the pipeline again; settling
 		// twice is settling once.
-		if err = g.settle.Load(ctx, g.c.rdb).Err(); err == nil {
+		if err = settleScript.Load(ctx, g.c.rdb).Err(); err == nil {
 			_, err = g.c.rdb.Pipelined(ctx, run)
 		}
 	}
@@ -712,7 +707,7 @@ func (g *Gate) serverTime(ctx context.Context, key string) (time.Time, error) {
 	return time.Unix(v[0], v[1]*1000), nil
 }
 
-// A resv hash value is "unixnano ticket", written by reserveSrc from the
+// A resv hash value is "unixnano ticket", written by reserveScript from the
 // server's TIME (microseconds, so the last three digits are 0), with a
 // "c" in front once claimScript claimed it.
 

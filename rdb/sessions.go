@@ -48,10 +48,6 @@ type Sessions struct {
 	checked atomic.Uint64 // Client.gen when the epochs were last rewritten (notChecked: never)
 	checkMu sync.Mutex    // one rewrite at a time
 
-	// Each script first renews its group's epoch if the server was
-	// promoted since (epochPromotedLua).
-	create, get, touch *redis.Script
-
 	mu    sync.Mutex
 	feeds map[*feedConn]struct{} // FollowRevocations' confirmed subscriptions
 }
@@ -69,9 +65,6 @@ func NewSessions(c *Client, prefix string) *Sessions {
 	checkPrefix(prefix)
 	s := &Sessions{c: c, prefix: prefix, now: time.Now, feeds: make(map[*feedConn]struct{})}
 	s.checked.Store(notChecked)
-	s.create = redis.NewScript(epochPromotedLua + createSrc)
-	s.get = redis.NewScript(epochPromotedLua + getSrc)
-	s.touch = redis.NewScript(epochPromotedLua + touchSrc)
 	c.watch(s.checkConn)
 	return s
 }
@@ -198,10 +191,10 @@ func (s *Sessions) fresh(ctx context.Context) error {
 	return nil
 }
 
-// createSrc: KEYS session, epoch; ARGV user id, role, expiry (unix ms).
+// createScript: KEYS session, epoch; ARGV user id, role, expiry (unix ms).
 // Writes the session in the current epoch (which is the server's identity
 // when the epoch key is missing, e.g. evicted).
-const createSrc = `
+var createScript = redis.NewScript(epochPromotedLua + `
 local ep = redis.call('GET', KEYS[2])
 if not ep then
 ` + serverIDLua + `
@@ -212,7 +205,7 @@ redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'u', ARGV[1], 'r', ARGV[2], 'e', ARGV[3], 's', ep)
 redis.call('PEXPIREAT', KEYS[1], ARGV[3])
 return 1
-`
+`)
 
 // CreateSession stores sess until its expiry.
 func (s *Sessions) CreateSession(ctx context.Context, sess seckill.Session) error {
@@ -220,14 +213,14 @@ func (s *Sessions) CreateSession(ctx context.Context, sess seckill.Session) erro
 		return err
 	}
 	// An expiry in the past deletes the session at once.
-	err := s.create.Run(ctx, s.c.rdb, s.keys(sess.TokenHash), sess.UserID, string(sess.Role), sess.ExpiresAt.UnixMilli()).Err()
+	err := createScript.Run(ctx, s.c.rdb, s.keys(sess.TokenHash), sess.UserID, string(sess.Role), sess.ExpiresAt.UnixMilli()).Err()
 	return redisErr("create session", err)
 }
 
-// getSrc: KEYS session, epoch. Returns {user id, role, expiry} of a
+// getScript: KEYS session, epoch. Returns {user id, role, expiry} of a
 // session written in the current epoch; deletes one written in another (it
 // may have been deleted since) and returns nil, as for a missing one.
-const getSrc = `
+var getScript = redis.NewScript(epochPromotedLua + `
 local v = redis.call('HMGET', KEYS[1], 'u', 'r', 'e', 's')
 if not v[1] then return false end
 local ep = redis.call('GET', KEYS[2])
@@ -236,7 +229,7 @@ if not ep or v[4] ~= ep then
   return false
 end
 return {v[1], v[2], v[3]}
-`
+`)
 
 // Session returns the session, or ENotFound when there is none, it
 // expired, or it was written before the server restarted or failed over.
@@ -244,7 +237,7 @@ func (s *Sessions) Session(ctx context.Context, tokenHash []byte) (*seckill.Sess
 	if err := s.fresh(ctx); err != nil {
 		return nil, err
 	}
-	vals, err := s.get.Run(ctx, s.c.rdb, s.keys(tokenHash)).Slice()
+	vals, err := getScript.Run(ctx, s.c.rdb, s.keys(tokenHash)).Slice()
 	if errors.Is(err, redis.Nil) {
 		return nil, seckill.Errorf(seckill.ENotFound, "no such session")
 	}
@@ -274,10 +267,10 @@ func (s *Sessions) Session(ctx context.Context, tokenHash []byte) (*seckill.Sess
 	}, nil
 }
 
-// touchSrc: KEYS session, epoch; ARGV expiry (unix ms). Moves the
+// touchScript: KEYS session, epoch; ARGV expiry (unix ms). Moves the
 // expiry of a session of the current epoch (a past one deletes it); a
 // missing session stays missing, one of another epoch is deleted.
-const touchSrc = `
+var touchScript = redis.NewScript(epochPromotedLua + `
 local s = redis.call('HGET', KEYS[1], 's')
 if not s then return 0 end
 if s ~= redis.call('GET', KEYS[2]) then
@@ -287,7 +280,7 @@ end
 redis.call('HSET', KEYS[1], 'e', ARGV[1])
 redis.call('PEXPIREAT', KEYS[1], ARGV[1])
 return 1
-`
+`)
 
 // TouchSession moves the expiry of a session; a missing session is not an
 // error.
@@ -295,7 +288,7 @@ func (s *Sessions) TouchSession(ctx context.Context, tokenHash []byte, expiresAt
 	if err := s.fresh(ctx); err != nil {
 		return err
 	}
-	err := s.touch.Run(ctx, s.c.rdb, s.keys(tokenHash), expiresAt.UnixMilli()).Err()
+	err := touchScript.Run(ctx, s.c.rdb, s.keys(tokenHash), expiresAt.UnixMilli()).Err()
 	return redisErr("touch session", err)
 }
 
