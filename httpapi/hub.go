@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -423,40 +424,32 @@ func (h *hub) remove(wc *wsConn) {
 	}
 	sh := h.shard(wc.user)
 	sh.mu.Lock()
-	conns := sh.users[wc.user]
-	for i, x := range conns {
-		if x == wc {
-			conns[i] = conns[len(conns)-1]
-			conns[len(conns)-1] = nil
-			conns = conns[:len(conns)-1]
-			h.sockets.Add(-1)
-			break
-		}
-	}
-	if len(conns) == 0 {
-		delete(sh.users, wc.user)
-	} else {
-		sh.users[wc.user] = conns
+	if removeConn(sh.users, wc.user, wc) {
+		h.sockets.Add(-1)
 	}
 	ss := h.sessionShard(wc.session)
 	ss.mu.Lock()
-	key := string(wc.session)
-	conns = ss.conns[key]
-	for i, x := range conns {
-		if x == wc {
-			conns[i] = conns[len(conns)-1]
-			conns[len(conns)-1] = nil
-			conns = conns[:len(conns)-1]
-			break
-		}
-	}
-	if len(conns) == 0 {
-		delete(ss.conns, key)
-	} else {
-		ss.conns[key] = conns
-	}
+	removeConn(ss.conns, string(wc.session), wc)
 	ss.mu.Unlock()
 	sh.mu.Unlock()
+}
+
+// removeConn takes wc out of m[key] (order not kept), deleting the key
+// once it holds none, and reports whether wc was there.
+func removeConn[K comparable](m map[K][]*wsConn, key K, wc *wsConn) bool {
+	conns := m[key]
+	i := slices.Index(conns, wc)
+	if i < 0 {
+		return false
+	}
+	conns[i] = conns[len(conns)-1]
+	conns[len(conns)-1] = nil
+	if conns = conns[:len(conns)-1]; len(conns) == 0 {
+		delete(m, key)
+	} else {
+		m[key] = conns
+	}
+	return true
 }
 
 // close stops pushing: it leaves the bus, sends every socket a going-away
