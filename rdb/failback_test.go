@@ -83,11 +83,7 @@ func TestFailBackToServerSeenBefore(t *testing.T) {
 	x, y := newSnapshotRedis(t), newSnapshotRedis(t)
 	ctx := context.Background()
 	proxy := newSwitchProxy(t, "127.0.0.1:"+x.Port)
-	c, err := Open(ctx, proxy.url())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := openClient(t, proxy.url())
 	g := NewGate(c, "t:")
 	reserve := func(user int64) (seckill.GateResult, error) {
 		t.Helper()

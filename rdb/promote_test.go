@@ -170,12 +170,7 @@ func startReplicatedCluster(t *testing.T) (*replicatedCluster, *Client) {
 	}
 	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 	cl.url = lines[len(lines)-1]
-	c, err := Open(context.Background(), cl.url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return cl, c
+	return cl, openClient(t, cl.url)
 }
 
 func (cl *replicatedCluster) client(addr string) *redis.Client {

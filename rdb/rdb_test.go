@@ -302,6 +302,17 @@ func TestManySales(t *testing.T) {
 	})
 }
 
+// openClient opens a client of url, closed when the test ends.
+func openClient(t testing.TB, url string) *Client {
+	t.Helper()
+	c, err := Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 // mustLoad loads a sale the gate does not hold, failing unless it loads.
 func mustLoad(t testing.TB, g *Gate, saleID, left int64, buyers []int64) {
 	t.Helper()

@@ -50,11 +50,7 @@ func promote(t *testing.T, r *redis.Client) {
 func TestReplicaOfOverPooledConnections(t *testing.T) {
 	x, y := testenv.StartRedis(t), testenv.StartRedis(t)
 	ctx := context.Background()
-	c, err := Open(ctx, x.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := openClient(t, x.URL())
 	g := NewGate(c, "t:")
 	s := NewSessions(c, "t:")
 	xr, yr := x.Raw(), y.Raw()
@@ -134,11 +130,7 @@ func TestLoadClaimAcrossFailback(t *testing.T) {
 	ctx := context.Background()
 	open := func(url string) *Gate {
 		t.Helper()
-		c, err := Open(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+		c := openClient(t, url)
 		return NewGate(c, "t:")
 	}
 	gA, gB := open(x.URL()), open(y.URL())
@@ -183,11 +175,7 @@ func TestLoadClaimAcrossFailback(t *testing.T) {
 func TestDemotedServerIsBusy(t *testing.T) {
 	x, y := testenv.StartRedis(t), testenv.StartRedis(t)
 	ctx := context.Background()
-	c, err := Open(ctx, x.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := openClient(t, x.URL())
 	g := NewGate(c, "t:")
 	xr, yr := x.Raw(), y.Raw()
 	for _, r := range []*redis.Client{xr, yr} {

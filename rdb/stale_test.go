@@ -27,11 +27,7 @@ func TestRedisBackWithOlderData(t *testing.T) {
 	ctx := context.Background()
 	open := func() *Gate {
 		t.Helper()
-		c, err := Open(ctx, srv.URL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+		c := openClient(t, srv.URL())
 		return NewGate(c, "t:")
 	}
 	reserve := func(g *Gate, user int64) (seckill.GateResult, error) {

@@ -29,11 +29,7 @@ func TestSessionsBackWithOlderData(t *testing.T) {
 	}
 	open := func() instance {
 		t.Helper()
-		c, err := Open(ctx, srv.URL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+		c := openClient(t, srv.URL())
 		fast := NewSessions(c, "t:")
 		return instance{fast, &account.Tiered{Fast: fast, Durable: durable}}
 	}
