@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,8 +30,9 @@ const settleChunk = 1_000
 // Gate is the stock gate in Redis. Each sale's keys share the hash tag
 // {sale:ID} (see the package doc), so every script runs in one slot and the
 // gate works unchanged on Redis Cluster. Each operation is one script or
-// one command, atomic on the server; instances of the engine may share a
-// gate freely.
+// one command, atomic on the server; reservations of one sale that arrive
+// together share one script (reserve.go), each answered as if alone.
+// Instances of the engine may share a gate freely.
 //
 // A Redis that comes back with older data (restarted from an RDB snapshot
 // or an AOF written every second, or a replica promoted before it had
@@ -53,6 +53,9 @@ type Gate struct {
 	c       *Client
 	prefix  string
 	checked sync.Map // sale id → uint64: Client.gen when it was last checked (notChecked: never)
+
+	resvMu sync.Mutex
+	resv   map[reserveKey]*reserveQueue // sales with reservations waiting or on their way (reserve.go)
 }
 
 // notChecked marks a sale the gate has touched but not yet checked.
@@ -62,7 +65,7 @@ const notChecked = ^uint64(0)
 // It panics if prefix contains a brace.
 func NewGate(c *Client, prefix string) *Gate {
 	checkPrefix(prefix)
-	g := &Gate{c: c, prefix: prefix}
+	g := &Gate{c: c, prefix: prefix, resv: make(map[reserveKey]*reserveQueue)}
 	c.watch(g.checkConn)
 	return g
 }
@@ -222,37 +225,6 @@ func notLoaded(saleID int64) error {
 	return seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", saleID)
 }
 
-// reserveScript: KEYS stock, buyers, resv, the user's bucket, epoch; ARGV user
-// id, ticket, tokens per second, burst, bucket idle ms. Returns -1 if the
-// sale is not loaded. Else, with a rate above 0, takes a token of the
-// user's bucket of the sale (refilled by the time elapsed on the server's
-// clock since its last use; a missing bucket is full; it expires after
-// idle ms unused, when it is full again) and returns 4 (Limited) if there
-// was none. Then 2 (Duplicate) if the user is a buyer, 3 (SoldOut) if no
-// unit is left, else takes a unit, records the buyer and the reservation
-// and returns 1 (Reserved). The numbers are seckill.GateResult's. The
-// reservation is stamped with the server's TIME (in nanoseconds, see
-// encodeReservation): every instance's reconciler ages it on that one
-// clock (Redis 5+ replicates a script's effects, so a script may read TIME
-// before it writes). The bucket shares the sale's hash tag, so the script
-// stays in one slot on a Cluster.
-var reserveScript = redis.NewScript(takeTokenLua + promotedLua(5) + `
-local left = redis.call('GET', KEYS[1])
-if not left then return -1 end
-local t = redis.call('TIME')
-local rate = tonumber(ARGV[3])
-if rate > 0 then
-  local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  if not take_token(KEYS[4], now, rate, tonumber(ARGV[4]), ARGV[5]) then return 4 end
-end
-if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 2 end
-if tonumber(left) <= 0 then return 3 end
-redis.call('DECR', KEYS[1])
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('HSET', KEYS[3], ARGV[1], t[1] .. string.format('%06d', tonumber(t[2])) .. '000 ' .. ARGV[2])
-return 1
-`)
-
 // timeScript: KEYS any key of the sale. Returns the TIME of the server
 // holding the sale's slot: on a Cluster each master has its own clock, and
 // a sale's reservations are stamped by its master's.
@@ -411,42 +383,6 @@ func (g *Gate) Return(ctx context.Context, saleID, orderID int64) (bool, error) 
 		return false, g.promoted(ctx, saleID)
 	}
 	return n == 1, nil
-}
-
-// Reserve runs the reserve script: Duplicate, SoldOut or Reserved; EBusy if
-// the sale is not loaded or Redis cannot be reached.
-func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.GateResult, error) {
-	if err := g.fresh(ctx, r.SaleID); err != nil {
-		return 0, err
-	}
-	k := g.keys(r.SaleID)
-	user := strconv.FormatInt(r.UserID, 10)
-	keys := []string{k.stock, k.buyers, k.resv, k.bucket(user), k.epoch}
-	rate, burst := r.Limit.PerSecond, max(r.Limit.Burst, 1)
-	var idleMS int64
-	if rate > 0 {
-		// Time to refill completely, plus a second: a bucket gone this
-		// long behaves exactly like a new one.
-		idleMS = int64(math.Ceil(float64(burst)/rate*1000)) + 1000
-	} else {
-		rate = 0
-	}
-	n, err := reserveScript.Run(ctx, g.c.rdb, keys, user, r.Ticket,
-		strconv.FormatFloat(rate, 'g', -1, 64), burst, idleMS).Int64()
-	if err != nil {
-		return 0, redisErr(fmt.Sprintf("reserve sale %d", r.SaleID), err)
-	}
-	switch res := seckill.GateResult(n); res {
-	case seckill.Reserved, seckill.Duplicate, seckill.SoldOut, seckill.Limited:
-		return res, nil
-	}
-	switch n {
-	case -1:
-		return 0, notLoaded(r.SaleID)
-	case promotedAnswer:
-		return 0, g.promoted(ctx, r.SaleID)
-	}
-	return 0, fmt.Errorf("rdb reserve sale %d: unexpected script answer %d", r.SaleID, n)
 }
 
 // Release gives back the user's unit and forgets the user and their

@@ -424,7 +424,9 @@ func TestReservationValues(t *testing.T) {
 }
 
 // BenchmarkReserve measures Reserve calls per second from 64 goroutines
-// against one hot sale with enough stock that every call reserves.
+// against one hot sale with enough stock that every call reserves, and on
+// a single Redis the server's CPU time per call (redis-µs/call: a hot
+// sale lives on one master, whose one core bounds how fast it sells).
 //
 //	SECKILL_TEST_REDIS=… SECKILL_TEST_REDIS_CLUSTER=… go test -run '^$' -bench Reserve ./rdb/
 func BenchmarkReserve(b *testing.B) {
@@ -436,12 +438,13 @@ func BenchmarkReserve(b *testing.B) {
 			mustLoad(b, g, 1, 1<<40, nil)
 			var user atomic.Int64
 			b.SetParallelism(max(1, 64/runtime.GOMAXPROCS(0)))
+			cpu0, cpuOK := serverCPU(ctx, c)
 			b.ResetTimer()
 			start := time.Now()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					u := user.Add(1)
-					r, err := g.Reserve(ctx, seckill.Reservation{SaleID: 1, UserID: u, Ticket: strconv.FormatInt(u, 10), At: time.Now()})
+					r, err := g.Reserve(ctx, seckill.Reservation{SaleID: 1, UserID: u, Ticket: strconv.FormatInt(u, 10), At: time.Now(), Limit: seckill.Bucket{PerSecond: 5, Burst: 10}})
 					if err != nil || r != seckill.Reserved {
 						b.Errorf("Reserve: %v, %v", r, err)
 						return
@@ -449,8 +452,35 @@ func BenchmarkReserve(b *testing.B) {
 				}
 			})
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "calls/s")
+			if cpu1, ok := serverCPU(ctx, c); ok && cpuOK {
+				b.ReportMetric((cpu1-cpu0)*1e6/float64(b.N), "redis-µs/call")
+			}
 		})
 	}
+}
+
+// serverCPU is the CPU time a single Redis has used, in seconds (INFO cpu);
+// false on a Cluster, whose nodes each have their own.
+func serverCPU(ctx context.Context, c *Client) (float64, bool) {
+	if c.cluster {
+		return 0, false
+	}
+	info, err := c.base.Info(ctx, "cpu").Result()
+	if err != nil {
+		return 0, false
+	}
+	var sum float64
+	for _, line := range strings.Split(info, "\r\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if ok && (k == "used_cpu_sys" || k == "used_cpu_user") {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0, false
+			}
+			sum += f
+		}
+	}
+	return sum, true
 }
 
 // replyErr is an error reply of the server, as go-redis hands it over.
