@@ -154,11 +154,8 @@ func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.Gate
 	case seckill.Reserved, seckill.Duplicate, seckill.SoldOut, seckill.Limited:
 		return res, nil
 	}
-	switch c.res {
-	case -1:
+	if c.res == -1 {
 		return 0, notLoaded(r.SaleID)
-	case promotedAnswer:
-		return 0, g.promoted(ctx, r.SaleID)
 	}
 	return 0, fmt.Errorf("rdb reserve sale %d: unexpected script answer %d", r.SaleID, c.res)
 }
@@ -228,12 +225,16 @@ func (g *Gate) reserveBatch(key reserveKey, calls []*reserveCall) {
 		}
 		args = append(args, c.user, c.ticket)
 	}
-	v, err := reserveScript.Run(context.WithoutCancel(calls[0].ctx), g.c.rdb, keys, args...).Result()
+	ctx := context.WithoutCancel(calls[0].ctx)
+	v, err := reserveScript.Run(ctx, g.c.rdb, keys, args...).Result()
 	if err == nil {
 		err = answerReserves(v, calls)
 	}
 	if err != nil {
 		err = redisErr(fmt.Sprintf("reserve sale %d", key.sale), err)
+	} else if v == int64(promotedAnswer) {
+		// Dropped once for the whole script, not once per caller.
+		err = g.promoted(ctx, key.sale)
 	}
 	for _, c := range calls {
 		c.err = err
