@@ -500,6 +500,7 @@ func (m *Main) openPayments(ctx context.Context) (payment.Provider, error) {
 		}
 		cfg.GatewayURL = m.URL() + "/sandbox/gateway.do"
 		cfg.ProviderKey = m.sandbox.PublicKey()
+		m.log.Warn("payments go to the sandbox served under /sandbox/: anyone may mark an order paid there without paying; set --pay-provider-url for a real sale")
 	}
 	return payment.NewClient(cfg)
 }
