@@ -76,6 +76,9 @@ func (s *Server) sameOrigin(r *http.Request) error {
 // Config.AllowedOrigins. "null" (sandboxed frames, file: pages) is never
 // allowed.
 func (s *Server) originAllowed(origin, host string) bool {
+	if strings.EqualFold(origin, "null") { // not even from AllowedOrigins
+		return false
+	}
 	for _, o := range s.cfg.AllowedOrigins {
 		if strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
 			return true

@@ -88,3 +88,14 @@ func TestCaptchaFromAnotherSite(t *testing.T) {
 	want(t, s.doH("GET", url, "", nil, cookie(http.Header{"Sec-Fetch-Site": {"same-origin"}})), 200, "")
 	want(t, s.doH("GET", url, "", nil, cookie(http.Header{})), 200, "")
 }
+
+// TestNullOriginNeverAllowed: "null" is the Origin of sandboxed frames,
+// file: pages and some redirects, which any site can produce: it never
+// passes, even written into --allowed-origins (it used to pass then).
+func TestNullOriginNeverAllowed(t *testing.T) {
+	s := newStack(t, options{origins: httpapi.ParseOrigins("null, https://shop.example")})
+	want(t, s.do("POST", "/api/users", "", map[string]string{"phone": "13800000000", "password": "password-1"}), 201, "")
+	login := `{"phone":"13800000000","password":"password-1"}`
+	want(t, s.doH("POST", "/api/sessions", "", login, http.Header{"Origin": {"null"}}), 403, "forbidden")
+	want(t, s.doH("POST", "/api/sessions", "", login, http.Header{"Origin": {"https://shop.example"}}), 200, "")
+}
