@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -23,6 +24,44 @@ func wantWait(t *testing.T, err error, want time.Duration) {
 	if we.Wait != want {
 		t.Fatalf("wait %v, want %v", we.Wait, want)
 	}
+}
+
+// padSpace is a user store that compares phones as MySQL and MariaDB do
+// in the users table (utf8mb4_bin is a PAD SPACE collation: trailing
+// spaces are ignored, so '13800000001 ' finds '13800000001').
+type padSpace struct{ seckill.UserStore }
+
+func (p padSpace) UserByPhone(ctx context.Context, phone string) (*seckill.User, error) {
+	return p.UserStore.UserByPhone(ctx, strings.TrimRight(phone, " "))
+}
+
+// TestLoginMalformedPhoneFindsNoAccount: a phone that is not a valid
+// phone number is kept out of the per-phone back-off and budget (no
+// account has it), so it must not reach an account either. It used to be
+// looked up all the same, and on MySQL "13800000001 " is the account of
+// 13800000001: an attacker guessed that account's password (the admin's)
+// with trailing spaces, past its back-off and its budget, limited only
+// per address.
+func TestLoginMalformedPhoneFindsNoAccount(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{}, nil)
+	f.s.cfg.Phones = inmem.NewLoginGuardClock(PhoneBackoff, f.clock.Now)
+	ctx := context.Background()
+	f.register(t, phone, password)
+	f.s.users = padSpace{f.s.users}
+	for range PhoneBackoff.Free {
+		_, _, _, err := f.s.LoginFrom(ctx, phone, "wrong password", "10.0.0.66")
+		wantCode(t, err, seckill.EBadCredentials)
+	}
+	_, _, _, err := f.s.LoginFrom(ctx, phone, "wrong password", "10.0.0.66")
+	wantWait(t, err, time.Second)
+	for i, p := range []string{phone + " ", phone + "   "} {
+		_, _, _, err := f.s.LoginFrom(ctx, p, password, fmt.Sprintf("10.0.1.%d", i))
+		wantCode(t, err, seckill.EBadCredentials)
+	}
+	// The account itself is still behind its back-off.
+	_, _, _, err = f.s.LoginFrom(ctx, phone, password, "10.0.0.7")
+	wantWait(t, err, time.Second)
 }
 
 // TestLoginBackoff checks the back-off of one phone: free tries, then

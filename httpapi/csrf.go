@@ -76,6 +76,9 @@ func (s *Server) sameOrigin(r *http.Request) error {
 // Config.AllowedOrigins. "null" (sandboxed frames, file: pages) is never
 // allowed.
 func (s *Server) originAllowed(origin, host string) bool {
+	if strings.EqualFold(origin, "null") { // not even from AllowedOrigins
+		return false
+	}
 	for _, o := range s.cfg.AllowedOrigins {
 		if strings.EqualFold(strings.TrimSuffix(o, "/"), origin) {
 			return true
@@ -98,4 +101,32 @@ func ParseOrigins(s string) []string {
 		}
 	}
 	return out
+}
+
+// fromThisSite refuses (403 forbidden) a request not authenticated by a
+// bearer header that the browser marks as sent from another site
+// (Sec-Fetch-Site: cross-site or same-site), unless its Origin is this
+// host or one of Config.AllowedOrigins; and, like sameOrigin, one whose
+// Origin is foreign. It is for GET routes that spend something of the
+// user's: a captcha takes one of the user's capped supply for the sale,
+// and the SameSite=Lax cookie goes along on another site's top-level
+// navigations (a window it opened, sent to the captcha URL again and
+// again) and on a sibling subdomain's <img>: such a page used to spend
+// the victim's captchas and keep them out of the sale. A navigation or an
+// image sends no Origin, so it is refused; the page's own fetches are
+// same-origin, and clients without Sec-Fetch-Site carry no victim's
+// cookie.
+func (s *Server) fromThisSite(h handler) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if r.Header.Get("Authorization") == "" {
+			origin := r.Header.Get("Origin")
+			if origin != "" && !s.originAllowed(origin, r.Host) {
+				return seckill.Errorf(seckill.EForbidden, "cross-site request refused: Origin does not match this site")
+			}
+			if site := r.Header.Get("Sec-Fetch-Site"); (site == "cross-site" || site == "same-site") && origin == "" {
+				return seckill.Errorf(seckill.EForbidden, "cross-site request refused")
+			}
+		}
+		return h(w, r)
+	}
 }

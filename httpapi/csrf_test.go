@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -58,4 +59,43 @@ func TestLoginCSRF(t *testing.T) {
 		}
 		want(t, s.do("POST", "/api/sessions", "", `{"password":"password-1", "phone":"13800000000"}`), 200, "")
 	})
+}
+
+// TestCaptchaFromAnotherSite: a captcha spends one of the user's capped
+// supply for the sale (20, then one every 3 minutes), so its GET is not
+// safe: another site's page that navigates a window it opened to the
+// captcha URL again and again (a top-level GET carries the SameSite=Lax
+// cookie) or a sibling subdomain's <img> (same-site: the cookie goes along)
+// used to spend the victim's captchas and keep them out of the sale. A
+// cookie-authenticated captcha request that the browser marks cross-site
+// or same-site is refused unless its Origin is allowed; the page's own
+// requests (same-origin), API clients (no Sec-Fetch-Site) and bearer
+// tokens pass.
+func TestCaptchaFromAnotherSite(t *testing.T) {
+	s := newStack(t, options{origins: []string{"https://shop.example"}})
+	toks, _ := s.buyers(1)
+	url := fmt.Sprintf("/api/sales/%d/captcha", s.activeSale(5, true))
+	cookie := func(h http.Header) http.Header {
+		h.Set("Cookie", httpapi.CookieName+"="+toks[0])
+		return h
+	}
+	for _, site := range []string{"cross-site", "same-site"} {
+		want(t, s.doH("GET", url, "", nil, cookie(http.Header{"Sec-Fetch-Site": {site}})), 403, "forbidden")
+		want(t, s.doH("GET", url, "", nil, cookie(http.Header{"Sec-Fetch-Site": {site}, "Origin": {"https://evil.example"}})), 403, "forbidden")
+		want(t, s.doH("GET", url, "", nil, cookie(http.Header{"Sec-Fetch-Site": {site}, "Origin": {"https://shop.example"}})), 200, "")
+		want(t, s.doH("GET", url, toks[0], nil, http.Header{"Sec-Fetch-Site": {site}}), 200, "")
+	}
+	want(t, s.doH("GET", url, "", nil, cookie(http.Header{"Sec-Fetch-Site": {"same-origin"}})), 200, "")
+	want(t, s.doH("GET", url, "", nil, cookie(http.Header{})), 200, "")
+}
+
+// TestNullOriginNeverAllowed: "null" is the Origin of sandboxed frames,
+// file: pages and some redirects, which any site can produce: it never
+// passes, even written into --allowed-origins (it used to pass then).
+func TestNullOriginNeverAllowed(t *testing.T) {
+	s := newStack(t, options{origins: httpapi.ParseOrigins("null, https://shop.example")})
+	want(t, s.do("POST", "/api/users", "", map[string]string{"phone": "13800000000", "password": "password-1"}), 201, "")
+	login := `{"phone":"13800000000","password":"password-1"}`
+	want(t, s.doH("POST", "/api/sessions", "", login, http.Header{"Origin": {"null"}}), 403, "forbidden")
+	want(t, s.doH("POST", "/api/sessions", "", login, http.Header{"Origin": {"https://shop.example"}}), 200, "")
 }

@@ -79,6 +79,15 @@ type WSConfig struct {
 	// MaxPerUser is how many sockets one user may hold on this instance
 	// (default 16); the handshake of one more is answered 429 rate_limited.
 	MaxPerUser int
+	// MaxPerAddress is how many sockets one client address (the per-IP
+	// limits' key: an IPv4 address, an IPv6 /64) may hold on this
+	// instance, whatever accounts they belong to (default 1024); the
+	// handshake of one more is answered 429 rate_limited. MaxPerUser
+	// alone let one address hold 16 sockets for every account it had
+	// (registered over days or from elsewhere), each a connection, a
+	// goroutine and buffers, for as long as it answered pings. Negative:
+	// no limit.
+	MaxPerAddress int
 	// CloseGrace is how long Close waits for clients to answer its close
 	// frame before cutting the connections that did not (default 2 s).
 	CloseGrace time.Duration
@@ -111,6 +120,9 @@ func (c *WSConfig) defaults() {
 	}
 	if c.MaxPerUser <= 0 {
 		c.MaxPerUser = 16
+	}
+	if c.MaxPerAddress == 0 {
+		c.MaxPerAddress = 1024
 	}
 	if c.CloseGrace <= 0 {
 		c.CloseGrace = 2 * time.Second
@@ -161,6 +173,12 @@ type hub struct {
 
 	dashMu sync.Mutex
 	dash   map[*wsConn]struct{} // the admins' dashboard sockets
+
+	// addrs counts the registered sockets per client address
+	// (MaxPerAddress). addrMu is taken under a user shard's lock, never
+	// the other way round.
+	addrMu sync.Mutex
+	addrs  map[string]int
 }
 
 type hubShard struct {
@@ -178,7 +196,7 @@ func newHub(bus seckill.ResultBus, cfg WSConfig, log *slog.Logger, gauge func(in
 	if gauge == nil {
 		gauge = func(int) {}
 	}
-	h := &hub{cfg: cfg, bus: bus, log: log, gauge: gauge, dash: map[*wsConn]struct{}{}}
+	h := &hub{cfg: cfg, bus: bus, log: log, gauge: gauge, dash: map[*wsConn]struct{}{}, addrs: map[string]int{}}
 	h.ctx, h.cancel = context.WithCancel(context.Background())
 	for i := range h.shards {
 		h.shards[i].users = map[int64][]*wsConn{}
@@ -315,10 +333,11 @@ func (h *hub) dashSockets() int {
 // socket's queue: once a client has its socket, every result published
 // after its handshake was authenticated reaches it. A dash socket also
 // gets the dashboard stream. expires is when the session ends unless it
-// is extended. ERateLimited when the user holds MaxPerUser sockets here
-// already, EBusy after Close.
-func (h *hub) register(user int64, session []byte, expires time.Time, dash bool) (*wsConn, error) {
-	wc := &wsConn{h: h, user: user, session: session, expires: expires, dash: dash, resets: h.resets.Load()}
+// is extended; addr is the client's address (clientIP). ERateLimited when
+// the user holds MaxPerUser sockets here already, or the address
+// MaxPerAddress; EBusy after Close.
+func (h *hub) register(user int64, addr string, session []byte, expires time.Time, dash bool) (*wsConn, error) {
+	wc := &wsConn{h: h, user: user, addr: addr, session: session, expires: expires, dash: dash, resets: h.resets.Load()}
 	sh := h.shard(user)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -328,6 +347,13 @@ func (h *hub) register(user int64, session []byte, expires time.Time, dash bool)
 	if n := len(sh.users[user]); n >= h.cfg.MaxPerUser {
 		return nil, seckill.Errorf(seckill.ERateLimited, "too many open sockets; at most %d", h.cfg.MaxPerUser)
 	}
+	h.addrMu.Lock()
+	if h.cfg.MaxPerAddress > 0 && h.addrs[addr] >= h.cfg.MaxPerAddress {
+		h.addrMu.Unlock()
+		return nil, seckill.Errorf(seckill.ERateLimited, "too many open sockets from your address; at most %d", h.cfg.MaxPerAddress)
+	}
+	h.addrs[addr]++
+	h.addrMu.Unlock()
 	sh.users[user] = append(sh.users[user], wc)
 	ss := h.sessionShard(session)
 	ss.mu.Lock()
@@ -426,6 +452,11 @@ func (h *hub) remove(wc *wsConn) {
 	sh.mu.Lock()
 	if removeConn(sh.users, wc.user, wc) {
 		h.sockets.Add(-1)
+		h.addrMu.Lock()
+		if h.addrs[wc.addr]--; h.addrs[wc.addr] <= 0 {
+			delete(h.addrs, wc.addr)
+		}
+		h.addrMu.Unlock()
 	}
 	ss := h.sessionShard(wc.session)
 	ss.mu.Lock()
@@ -506,6 +537,7 @@ func (h *hub) close() {
 type wsConn struct {
 	h       *hub
 	user    int64
+	addr    string // the client's address, as MaxPerAddress counts it
 	session []byte // token hash of the session that opened it
 	dash    bool   // an admin's dashboard socket (GET /api/admin/ws)
 	// resets is hub.resets when the session was last known to last

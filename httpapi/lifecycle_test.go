@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -120,4 +121,30 @@ func TestAdminRefund(t *testing.T) {
 	want(t, s.purchase(tokens[0], sale, s.path(tokens[0], sale)), 409, "duplicate")
 	others, _ := s.buyers(1)
 	want(t, s.purchase(others[0], sale, s.path(others[0], sale)), 202, "")
+}
+
+// failingBody is a request body whose read fails as a connection's does
+// when the server's read timeout passes mid-body: the error names the
+// listener's address and the client's.
+type failingBody struct{}
+
+func (failingBody) Read([]byte) (int, error) {
+	return 0, fmt.Errorf("read tcp 10.0.3.7:8080->198.51.100.9:51234: i/o timeout")
+}
+
+// TestNotifyReadErrorHidesAddresses: a notification whose body cannot be
+// read (a client that trickles it past --read-timeout) is 400 invalid with
+// a fixed message. The message used to carry the read's error, which
+// names the server's own (private) address and port.
+func TestNotifyReadErrorHidesAddresses(t *testing.T) {
+	s := newStack(t, options{})
+	req := httptest.NewRequest("POST", "/api/payments/notify", failingBody{})
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	s.h.ServeHTTP(rec, req)
+	r := response{Code: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}
+	want(t, r, 400, "invalid")
+	if b := string(r.Body); strings.Contains(b, "10.0.3.7") || strings.Contains(b, "tcp") {
+		t.Fatalf("answer %s names the connection", b)
+	}
 }

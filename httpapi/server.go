@@ -211,7 +211,8 @@ func (s *Server) routes() {
 		s.handle("POST /api/admin/bench/users", jsonBody(s.admin(s.benchUsers)))
 	}
 
-	s.handle("GET /api/sales/{id}/captcha", s.authed(s.limited(s.captcha)))
+	// A captcha spends one of the user's supply: not from another site.
+	s.handle("GET /api/sales/{id}/captcha", s.fromThisSite(s.authed(s.limited(s.captcha))))
 	s.handle("POST /api/sales/{id}/path", jsonBody(s.authed(s.counted(s.limited(s.path), false))))
 	// purchase applies the per-address limit itself, after the checks
 	// that need no shared backend; the gate applies the per-user one.

@@ -55,7 +55,7 @@ func (s *Server) openSocket(w http.ResponseWriter, r *http.Request, sess *seckil
 	if dash {
 		s.dashPush.start()
 	}
-	wc, err := s.hub.register(sess.UserID, sess.TokenHash, sess.ExpiresAt, dash)
+	wc, err := s.hub.register(sess.UserID, s.clientIP(r), sess.TokenHash, sess.ExpiresAt, dash)
 	if err != nil {
 		return err
 	}

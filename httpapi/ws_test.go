@@ -293,6 +293,33 @@ func TestWSLimitPerUser(t *testing.T) {
 	g.await(t, 3)
 }
 
+// TestWSLimitPerAddress: one client address holds at most MaxPerAddress
+// sockets on an instance, however many accounts it brings (MaxPerUser
+// alone let it hold 16 per account); another address is not affected, and
+// a socket that closes gives its place back.
+func TestWSLimitPerAddress(t *testing.T) {
+	g := &wsGauge{}
+	s := newStack(t, options{ws: httpapi.WSConfig{MaxPerAddress: 3}, wsGauge: g.add, trusted: httpapi.LoopbackProxies})
+	url := s.serve()
+	toks, _ := s.buyers(5)
+	from := func(tok, addr string) http.Header {
+		h := bearer(tok)
+		h.Set("X-Forwarded-For", addr)
+		return h
+	}
+	first := dialWS(t, url, from(toks[0], "203.0.113.7"))
+	dialWS(t, url, from(toks[1], "203.0.113.7"))
+	dialWS(t, url, from(toks[2], "203.0.113.7"))
+	refused(t, url, from(toks[3], "203.0.113.7"), 429, "rate_limited")
+	refused(t, url, from(toks[0], "203.0.113.7"), 429, "rate_limited")
+	dialWS(t, url, from(toks[3], "203.0.113.8")) // another address
+	g.await(t, 4)
+	first.CloseNow()
+	g.await(t, 3)
+	dialWS(t, url, from(toks[4], "203.0.113.7"))
+	g.await(t, 4)
+}
+
 func TestWSPingTimeout(t *testing.T) {
 	g := &wsGauge{}
 	// Long enough that the answering client's pong is not late on a

@@ -53,11 +53,14 @@ type Config struct {
 	// 0 or less turns it off.
 	UserReadRate  float64
 	UserReadBurst int
-	InFlight      int
-	AdmitFactor   float64 // purchases a second per unit of stock a sale admits, per instance; 0: no cap
-	BatchSize     int
-	PayWindow     time.Duration
-	SessionTTL    time.Duration
+	// WSPerAddress is how many WebSockets one client address may hold on
+	// an instance (httpapi.WSConfig.MaxPerAddress); 0: no limit.
+	WSPerAddress int
+	InFlight     int
+	AdmitFactor  float64 // purchases a second per unit of stock a sale admits, per instance; 0: no cap
+	BatchSize    int
+	PayWindow    time.Duration
+	SessionTTL   time.Duration
 	// SessionCache is how many sessions an instance keeps in memory (about
 	// 150 bytes each): a crowd of more buyers than this pays a store lookup
 	// for some of its requests.
@@ -138,7 +141,7 @@ func NewMain() *Main {
 	return &Main{
 		Config: Config{
 			Addr: ":8080", DataDir: "data",
-			UserRate: 5, UserBurst: 10, IPRate: 200, IPBurst: 400,
+			UserRate: 5, UserBurst: 10, IPRate: 200, IPBurst: 400, WSPerAddress: 1024,
 			UserReadRate: httpapi.DefaultReads.Rate, UserReadBurst: httpapi.DefaultReads.Burst,
 			InFlight: 4096, AdmitFactor: 20, BatchSize: 2000,
 			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, SessionCache: 1_000_000, LogLevel: "info",
@@ -187,6 +190,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.IntVar(&c.IPBurst, "ip-burst", c.IPBurst, "burst of the per-IP bucket")
 	fs.Float64Var(&c.UserReadRate, "user-read-rate", c.UserReadRate, "authenticated reads (/api/me, orders, a sale's result) per second per user, per instance (0: no limit)")
 	fs.IntVar(&c.UserReadBurst, "user-read-burst", c.UserReadBurst, "burst of the per-user bucket of reads")
+	fs.IntVar(&c.WSPerAddress, "ws-per-address", c.WSPerAddress, "WebSockets one client IP (an IPv6 /64) may hold open on this instance, whatever its accounts; beyond, 429 (0: no limit)")
 	fs.IntVar(&c.InFlight, "in-flight", c.InFlight, "purchases between gate and queue at once before answering 503")
 	fs.IntVar(&c.BatchSize, "batch", c.BatchSize, "orders per SQL transaction of the order writer")
 	fs.IntVar(&c.Writers, "writers", c.Writers, "order writers per instance: one's fetch and ack overlap another's SQL")
@@ -246,7 +250,7 @@ func (c Config) masked() []any {
 		"addr", c.Addr, "data", c.DataDir, "db", redact.URL(c.DB), "nats", redact.URL(c.NATS),
 		"queue_prefix", c.QueuePrefix, "redis", redact.URL(c.Redis), "redis_prefix", c.RedisPrefix,
 		"secret", hide(c.Secret), "admin_phone", c.AdminPhone, "admin_password", hide(c.AdminPassword),
-		"user_rate", c.UserRate, "user_burst", c.UserBurst, "ip_rate", c.IPRate, "ip_burst", c.IPBurst,
+		"user_rate", c.UserRate, "user_burst", c.UserBurst, "ip_rate", c.IPRate, "ip_burst", c.IPBurst, "ws_per_address", c.WSPerAddress,
 		"user_read_rate", c.UserReadRate, "user_read_burst", c.UserReadBurst,
 		"in_flight", c.InFlight, "batch", c.BatchSize, "writers", c.Writers, "pay_window", c.PayWindow,
 		"session_ttl", c.SessionTTL, "trusted_proxies", c.TrustedProxies, "trust_proxy", c.TrustProxy,
@@ -397,6 +401,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		// each admin's dashboard shows the whole cluster's traffic.
 		DashBus:    m.queue,
 		WebSockets: func(delta int) { m.metrics.WebSockets().Add(float64(delta)) },
+		WS:         httpapi.WSConfig{MaxPerAddress: wsPerAddress(c.WSPerAddress)},
 	})
 	// Every instance's session deletions reach this one's cache and then
 	// its WebSockets: a logout or a revocation anywhere closes the
@@ -495,6 +500,7 @@ func (m *Main) openPayments(ctx context.Context) (payment.Provider, error) {
 		}
 		cfg.GatewayURL = m.URL() + "/sandbox/gateway.do"
 		cfg.ProviderKey = m.sandbox.PublicKey()
+		m.log.Warn("payments go to the sandbox served under /sandbox/: anyone may mark an order paid there without paying; set --pay-provider-url for a real sale")
 	}
 	return payment.NewClient(cfg)
 }
@@ -684,4 +690,13 @@ func retryBusy(ctx context.Context, log *slog.Logger, patience time.Duration, f 
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// wsPerAddress is httpapi.WSConfig.MaxPerAddress for --ws-per-address n:
+// 0 (no limit) is -1 there, where 0 takes the default.
+func wsPerAddress(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }
