@@ -39,10 +39,10 @@ type Reservation struct {
 	// their wall clocks may disagree. Reserve ignores the caller's At.
 	At time.Time
 	// Limit is the user's purchase bucket in this sale, which Reserve
-	// takes a token of before anything else (see StockGate.Reserve): the
-	// per-user purchase limit lives in the gate, so that a purchase costs
-	// one step of a shared gate rather than a limiter's and the gate's.
-	// The zero Limit takes none.
+	// looks at before anything else and takes a token of when it refuses
+	// (see StockGate.Reserve): the per-user purchase limit lives in the
+	// gate, so that a purchase costs one step of a shared gate rather
+	// than a limiter's and the gate's. The zero Limit takes none.
 	Limit Bucket
 }
 
@@ -92,20 +92,26 @@ type StockGate interface {
 	Load(ctx context.Context, saleID int64, snapshot GateSnapshot) (loaded bool, err error)
 	// Reserve does, atomically: if r.Limit is a bucket and the user's
 	// bucket of this sale has no token → Limited, and nothing else changes;
-	// else (a token taken) if the user already holds a unit of the sale →
-	// Duplicate; else if no unit is left → SoldOut; else take one unit,
-	// record the user, remember the reservation stamped with the gate's
-	// clock (until Settle or Release) and answer Reserved. EBusy if the
-	// sale is not loaded (no token is taken). The bucket is per user and
-	// sale, refilled by the gate's clock from r.Limit (a burst of at least
-	// one), and kept only while it is not full: a bucket idle long enough
-	// to refill is forgotten, as good as new. Release, Settle and Return
-	// leave buckets alone.
+	// else if the user already holds a unit of the sale → Duplicate; else
+	// if no unit is left → SoldOut (either takes a token); else take one
+	// unit, record the user, remember the reservation stamped with the
+	// gate's clock (until Settle or Release) and answer Reserved, taking
+	// no token: the bucket counts the presses that end without a unit
+	// kept, refused here or released later (Release takes the token then),
+	// and the press that reserves, once per user and sale, writes no
+	// bucket. EBusy if the sale is not loaded (no token is taken). The
+	// bucket is per user and sale, refilled by the gate's clock from
+	// r.Limit (a burst of at least one), and kept only while it is not
+	// full: a bucket idle long enough to refill is forgotten, as good as
+	// new. Settle and Return leave buckets alone.
 	Reserve(ctx context.Context, r Reservation) (GateResult, error)
 	// Release undoes the user's pending reservation with this ticket, which
 	// will never become an order: the unit returns and the user and their
-	// reservation are forgotten, so they may try again. It is a no-op when
-	// the user holds no pending reservation with that ticket (none, one
+	// reservation are forgotten, so they may try again. It takes a token of
+	// the user's bucket of the sale when the gate knows the sale's bucket
+	// (a Reserve of the sale with a Limit reached this gate): the press
+	// ended without a unit, as a refused one does. It is a no-op when the
+	// user holds no pending reservation with that ticket (none, one
 	// settled, a newer one after a release, or one claimed by the writer).
 	Release(ctx context.Context, saleID, userID int64, ticket string) error
 	// Claim fences requests the order writer is about to write to SQL

@@ -255,8 +255,8 @@ func (e *Engine) Purchase(ctx context.Context, userID, saleID int64, path string
 }
 
 // Admit finishes a purchase that passed CheckPurchase: in-flight cap,
-// atomic gate (which takes a token of the buyer's purchase bucket in the
-// same step: one call of a shared gate), durable publish. It returns the
+// atomic gate (which looks at the buyer's purchase bucket in the same
+// step: one call of a shared gate), durable publish. It returns the
 // ticket; errors as Purchase.
 func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	userID, saleID, now := a.userID, a.sale.ID, a.now

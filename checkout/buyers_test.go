@@ -145,7 +145,11 @@ func TestPurchaseLimitInTheGate(t *testing.T) {
 	if got := g.last.Load().(seckill.Reservation).Limit; got != lim {
 		t.Fatalf("reservation's limit %+v, want %+v", got, lim)
 	}
-	e.forgetBuyers(s.ID) // so the press reaches the gate's empty bucket
+	// The reserving press took no token; the duplicate takes the one.
+	e.forgetBuyers(s.ID) // so the presses reach the gate
 	_, err := e.Purchase(ctx, u[0], s.ID, p)
+	wantCode(t, err, seckill.EDuplicate)
+	e.forgetBuyers(s.ID) // so the press reaches the gate's empty bucket
+	_, err = e.Purchase(ctx, u[0], s.ID, p)
 	wantCode(t, err, seckill.ERateLimited)
 }

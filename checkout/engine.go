@@ -51,12 +51,14 @@ type Config struct {
 	ResultRecheck time.Duration
 	Now           func() time.Time
 	Observer      Observer // told of gate results and writer batches (metrics); nil: nobody
-	// PurchaseLimit is each user's purchase bucket in each sale, taken by
-	// the gate in the step that reserves (seckill.Reservation.Limit), so
-	// a purchase costs one call of a shared gate: a user presses buy at
-	// most this fast in one sale, wherever the presses land; presses the
-	// engine answers without the gate (sold out, or a buyer it knows,
-	// admission.go) take no token. Zero: no limit.
+	// PurchaseLimit is each user's purchase bucket in each sale, looked at
+	// by the gate in the step that reserves (seckill.Reservation.Limit), so
+	// a purchase costs one call of a shared gate: the presses of a user
+	// that end without a unit (refused by the gate, or reserved and then
+	// released when the publish failed) come at most this fast in one
+	// sale, wherever they land. The press that reserves takes no token (a
+	// user reserves once), nor do presses the engine answers without the
+	// gate (sold out, or a buyer it knows, admission.go). Zero: no limit.
 	PurchaseLimit seckill.Bucket
 }
 

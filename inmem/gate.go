@@ -8,7 +8,6 @@ package inmem
 
 import (
 	"context"
-	"strconv"
 	"sync"
 	"time"
 
@@ -99,7 +98,10 @@ func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnap
 	return true, nil
 }
 
-// Reserve takes one unit for the user unless they hold one or none is left.
+// Reserve takes one unit for the user unless they hold one or none is left
+// (seckill.StockGate.Reserve): a refusal takes a token of the user's
+// bucket, the reservation none, so a buyer who presses once costs no
+// bucket.
 func (g *Gate) Reserve(_ context.Context, r seckill.Reservation) (seckill.GateResult, error) {
 	s := g.sale(r.SaleID)
 	if s == nil {
@@ -107,29 +109,38 @@ func (g *Gate) Reserve(_ context.Context, r seckill.Reservation) (seckill.GateRe
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r.Limit.PerSecond > 0 && !s.takeToken(r.UserID, r.Limit, g.now) {
-		return seckill.Limited, nil
+	var limits *Limiter
+	if r.Limit.PerSecond > 0 {
+		limits = s.limiter(r.Limit, g.now)
+		if !limits.hasToken(r.UserID) {
+			return seckill.Limited, nil
+		}
 	}
-	if _, ok := s.buyers[r.UserID]; ok {
-		return seckill.Duplicate, nil
+	refused := seckill.Duplicate
+	if _, ok := s.buyers[r.UserID]; !ok {
+		if s.left > 0 {
+			s.left--
+			s.buyers[r.UserID] = 1 + s.pending.add(r.UserID, r.Ticket, g.now().UnixNano())
+			return seckill.Reserved, nil
+		}
+		refused = seckill.SoldOut
 	}
-	if s.left <= 0 {
-		return seckill.SoldOut, nil
+	if limits != nil {
+		// Under s.mu, whose holders alone use the sale's buckets, on a
+		// clock that only moves on: the token just seen is there.
+		limits.take(r.UserID)
 	}
-	s.left--
-	s.buyers[r.UserID] = 1 + s.pending.add(r.UserID, r.Ticket, g.now().UnixNano())
-	return seckill.Reserved, nil
+	return refused, nil
 }
 
-// takeToken takes a token of the user's bucket of the sale. Every caller
+// limiter is the sale's purchase buckets for the budget b. Every caller
 // passes the same budget (the engine's configuration); a budget that
 // changes starts every bucket over. Called with s.mu held.
-func (s *gateSale) takeToken(userID int64, b seckill.Bucket, now func() time.Time) bool {
+func (s *gateSale) limiter(b seckill.Bucket, now func() time.Time) *Limiter {
 	if s.limits == nil || s.limits.limit != rate.Limit(b.PerSecond) || s.limits.burst != max(b.Burst, 1) {
 		s.limits = NewLimiterClock(b.PerSecond, b.Burst, now)
 	}
-	ok, _ := s.limits.Allow(context.Background(), strconv.FormatInt(userID, 10))
-	return ok
+	return s.limits
 }
 
 // Release gives back the user's unit and forgets the user, unless the
@@ -145,6 +156,9 @@ func (g *Gate) Release(_ context.Context, saleID, userID int64, ticket string) e
 		s.pending.drop(slot)
 		delete(s.buyers, userID)
 		s.left++
+		if s.limits != nil {
+			s.limits.take(userID) // the press ended without a unit
+		}
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package inmem
 import (
 	"context"
 	"hash/maphash"
+	"strconv"
 	"sync"
 	"time"
 
@@ -79,6 +80,27 @@ func (l *Limiter) Allow(_ context.Context, key string) (bool, error) {
 	}
 	b.used = now
 	return b.lim.AllowN(now, 1), nil
+}
+
+// hasToken reports whether the bucket of user id (as Allow's key) holds a
+// token, taking none and keeping no bucket for a key it does not know
+// (whose bucket is full).
+func (l *Limiter) hasToken(id int64) bool {
+	if l.limit <= 0 {
+		return true
+	}
+	key := strconv.FormatInt(id, 10)
+	now := l.now()
+	sh := &l.shard[maphash.String(l.seed, key)%limiterShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	b := sh.buckets[key]
+	return b == nil || b.lim.TokensAt(now) >= 1
+}
+
+// take takes a token of the bucket of user id, if it has one.
+func (l *Limiter) take(id int64) {
+	_, _ = l.Allow(context.Background(), strconv.FormatInt(id, 10))
 }
 
 // sweep drops buckets that have refilled completely; they behave exactly like

@@ -56,6 +56,9 @@ type Gate struct {
 
 	resvMu sync.Mutex
 	resv   map[reserveKey]*reserveQueue // sales with reservations waiting or on their way (reserve.go)
+	// buckets: sale id → reserveKey, the purchase bucket of the sale's
+	// last Reserve with one, whose token Release takes.
+	buckets sync.Map
 }
 
 // notChecked marks a sale the gate has touched but not yet checked.
@@ -230,12 +233,14 @@ func notLoaded(saleID int64) error {
 // a sale's reservations are stamped by its master's.
 var timeScript = redis.NewScript(`return redis.call('TIME')`)
 
-// releaseScript: KEYS stock, buyers, resv, epoch; ARGV user id, ticket. If the
-// user's pending reservation has that ticket and is not claimed, forgets
-// the user and the reservation and returns their unit (only to a loaded
-// sale: a unit must not conjure up a stock key). Returns 1 if it
-// released, 0 otherwise.
-var releaseScript = redis.NewScript(promotedLua(4) + `
+// releaseScript: KEYS stock, buyers, resv, epoch, and the user's bucket
+// when the rate is above 0; ARGV user id, ticket, tokens per second,
+// burst, bucket idle ms. If the user's reservation is pending with that
+// ticket and not claimed: forgets it and the buyer, gives the unit back
+// (only to a loaded sale: a unit must not conjure up a stock key), takes
+// a token of the user's bucket (the
+// press ended without a unit: see Gate.Reserve) and returns 1; else 0.
+var releaseScript = redis.NewScript(takeTokenLua + promotedLua(4) + `
 local v = redis.call('HGET', KEYS[3], ARGV[1])
 if not v or string.sub(v, 1, 1) == 'c' then return 0 end
 local sp = string.find(v, ' ', 1, true)
@@ -243,6 +248,11 @@ if not sp or string.sub(v, sp + 1) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('SREM', KEYS[2], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCR', KEYS[1]) end
+local rate = tonumber(ARGV[3])
+if rate > 0 then
+  local t = redis.call('TIME')
+  take_token(KEYS[5], tonumber(t[1]) * 1000000 + tonumber(t[2]), rate, tonumber(ARGV[4]), ARGV[5])
+end
 return 1
 `)
 
@@ -386,13 +396,22 @@ func (g *Gate) Return(ctx context.Context, saleID, orderID int64) (bool, error) 
 }
 
 // Release gives back the user's unit and forgets the user and their
-// reservation, if that reservation is pending with this ticket; a no-op
-// otherwise.
+// reservation, if that reservation is pending with this ticket, taking a
+// token of the user's bucket when the gate knows the sale's (Gate.buckets);
+// a no-op otherwise.
 func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string) error {
 	if err := g.fresh(ctx, saleID); err != nil {
 		return err
 	}
-	n, err := releaseScript.Run(ctx, g.c.rdb, g.keys(saleID).withEpoch(), userID, ticket).Int64()
+	k := g.keys(saleID)
+	keys := k.withEpoch()
+	var b reserveKey
+	if v, ok := g.buckets.Load(saleID); ok {
+		b = v.(reserveKey)
+		keys = append(keys, k.bucket(strconv.FormatInt(userID, 10)))
+	}
+	n, err := releaseScript.Run(ctx, g.c.rdb, keys, userID, ticket,
+		strconv.FormatFloat(b.rate, 'g', -1, 64), b.burst, b.idleMS()).Int64()
 	if err == nil && n == promotedAnswer {
 		return g.promoted(ctx, saleID)
 	}

@@ -43,28 +43,36 @@ func NewLimiter(c *Client, prefix string, perSecond float64, burst int) *Limiter
 	return l
 }
 
-// takeTokenLua defines take_token(key, now, rate, burst, idle): it refills
-// the bucket at key by the time elapsed since its last use (now and the
-// stamp in microseconds of the server's clock; a missing bucket is full),
-// takes one token if there is one and reports whether it did. The bucket
-// expires after idle ms without use, when it is full again. The limiter's
-// script and the gate's reserve script share it.
+// takeTokenLua defines the bucket functions of the limiter's script and
+// the gate's reserve and release scripts. bucket_tokens(key, now, rate,
+// burst) is the bucket at key refilled by the time elapsed since its last
+// use (now and the stamp in microseconds of the server's clock; a missing
+// bucket is full). set_tokens(key, tokens, now, idle) stores it; it
+// expires after idle ms without use, when it is full again.
+// take_token(key, now, rate, burst, idle) takes one token if there is one
+// and reports whether it did.
 const takeTokenLua = `
-local function take_token(key, now, rate, burst, idle)
+local function bucket_tokens(key, now, rate, burst)
   local b = redis.call('HMGET', key, 't', 'ts')
   local tokens = tonumber(b[1])
   local ts = tonumber(b[2])
   if tokens == nil or ts == nil then
-    tokens = burst
-    ts = now
+    return burst
   end
   if now > ts then
     tokens = math.min(burst, tokens + (now - ts) * rate / 1000000)
   end
-  local ok = tokens >= 1
-  if ok then tokens = tokens - 1 end
+  return tokens
+end
+local function set_tokens(key, tokens, now, idle)
   redis.call('HSET', key, 't', string.format('%.17g', tokens), 'ts', string.format('%d', now))
   redis.call('PEXPIRE', key, idle)
+end
+local function take_token(key, now, rate, burst, idle)
+  local tokens = bucket_tokens(key, now, rate, burst)
+  local ok = tokens >= 1
+  if ok then tokens = tokens - 1 end
+  set_tokens(key, tokens, now, idle)
   return ok
 end
 `

@@ -66,19 +66,19 @@ type reserveQueue struct {
 // user when the rate is above 0; ARGV tokens per second, burst, bucket idle
 // ms, then user id and ticket of each reservation. Returns -1 if the sale
 // is not loaded. Else, for each reservation in order, what one reserve
-// would answer (seckill.StockGate.Reserve): with a rate above 0, takes a
-// token of the user's bucket of the sale (refilled by the time elapsed on
-// the server's clock since its last use; a missing bucket is full; it
-// expires after idle ms unused, when it is full again) and answers 4
-// (Limited) if there was none. Then 2 (Duplicate) if the user is a buyer
-// (or reserved earlier in this script), 3 (SoldOut) if no unit is left,
-// else takes a unit, records the buyer and the reservation and answers 1
-// (Reserved). The numbers are seckill.GateResult's. Reservations are
-// stamped with the server's TIME (in nanoseconds, see encodeReservation):
-// every instance's reconciler ages them on that one clock (Redis 5+
-// replicates a script's effects, so a script may read TIME before it
-// writes). Buckets share the sale's hash tag, so the script stays in one
-// slot on a Cluster.
+// would answer (seckill.StockGate.Reserve): with a rate above 0, 4
+// (Limited) if the user's bucket of the sale has no token (refilled by the
+// time elapsed on the server's clock since its last use; a missing bucket
+// is full; it expires after idle ms unused, when it is full again). Then 2
+// (Duplicate) if the user is a buyer (or reserved earlier in this script),
+// 3 (SoldOut) if no unit is left, either taking a token; else takes a
+// unit, records the buyer and the reservation and answers 1 (Reserved),
+// the bucket untouched. The numbers are seckill.GateResult's.
+// Reservations are stamped with the server's TIME (in nanoseconds, see
+// encodeReservation): every instance's reconciler ages them on that one
+// clock (Redis 5+ replicates a script's effects, so a script may read TIME
+// before it writes). Buckets share the sale's hash tag, so the script
+// stays in one slot on a Cluster.
 var reserveScript = redis.NewScript(takeTokenLua + promotedLua(4) + `
 local left = redis.call('GET', KEYS[1])
 if not left then return -1 end
@@ -90,19 +90,25 @@ local rate, burst, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 local out, buyers, resv, seen = {}, {}, {}, {}
 for i = 1, (#ARGV - 3) / 2 do
   local user = ARGV[2 * i + 2]
-  if rate > 0 and not take_token(KEYS[4 + i], now, rate, burst, idle) then
+  local tokens = rate > 0 and bucket_tokens(KEYS[4 + i], now, rate, burst)
+  if tokens and tokens < 1 then
     out[i] = 4
-  elseif seen[user] or redis.call('SISMEMBER', KEYS[2], user) == 1 then
-    out[i] = 2
-  elseif left <= 0 then
-    out[i] = 3
   else
-    left = left - 1
-    seen[user] = true
-    buyers[#buyers + 1] = user
-    resv[#resv + 1] = user
-    resv[#resv + 1] = stamp .. ARGV[2 * i + 3]
-    out[i] = 1
+    if seen[user] or redis.call('SISMEMBER', KEYS[2], user) == 1 then
+      out[i] = 2
+    elseif left <= 0 then
+      out[i] = 3
+    else
+      left = left - 1
+      seen[user] = true
+      buyers[#buyers + 1] = user
+      resv[#resv + 1] = user
+      resv[#resv + 1] = stamp .. ARGV[2 * i + 3]
+      out[i] = 1
+    end
+    if tokens and out[i] ~= 1 then
+      set_tokens(KEYS[4 + i], tokens - 1, now, idle)
+    end
   end
 end
 if #buyers > 0 then
@@ -125,6 +131,9 @@ func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.Gate
 	key := reserveKey{sale: r.SaleID, burst: max(r.Limit.Burst, 1)}
 	if r.Limit.PerSecond > 0 {
 		key.rate = r.Limit.PerSecond
+		if v, ok := g.buckets.Load(r.SaleID); !ok || v.(reserveKey) != key {
+			g.buckets.Store(r.SaleID, key) // for Release
+		}
 	}
 	c := &reserveCall{ctx: ctx, user: strconv.FormatInt(r.UserID, 10), ticket: r.Ticket, done: make(chan struct{})}
 	g.resvMu.Lock()

@@ -29,9 +29,10 @@ func TestPurchaseOneRedisRoundTrip(t *testing.T) {
 	const buyers = 400
 	n, counts := purchaseCommands(t, 1, buyers)
 	t.Logf("%d purchases that reserved: %d Redis commands (%.2f each) besides the writer's: %v", buyers, n, float64(n)/buyers, counts)
-	// Two a purchase (a shared per-address bucket) would be 800.
+	// Two a purchase (a shared per-address bucket) would be 800; fewer
+	// than one, purchases sharing the gate's scripts.
 	if !reservedOnce(counts, buyers) || n > buyers*5/4 {
-		t.Errorf("%d Redis commands for %d purchases, want about one each: %v", n, buyers, counts)
+		t.Errorf("%d Redis commands for %d purchases, want at most about one each: %v", n, buyers, counts)
 	}
 }
 
@@ -45,21 +46,27 @@ func TestPurchaseRoundTripsColdSession(t *testing.T) {
 	const buyers = 200
 	n, counts := purchaseCommands(t, 2, buyers)
 	t.Logf("%d purchases on an instance without their sessions: %d Redis commands (%.2f each) besides the writer's: %v", buyers, n, float64(n)/buyers, counts)
-	// The session's lookup and the gate's script: about two each. One
-	// each would mean the lookup is gone (and README's words can go too);
-	// more than that, something else joined the purchase.
-	if !reservedOnce(counts, buyers) || n < buyers*3/2 || n > buyers*5/2 {
-		t.Errorf("%d Redis commands for %d purchases with cold sessions, want about two each: %v", n, buyers, counts)
+	// The session's lookup and the gate's script: two round trips each
+	// (the gate's scripts may carry several purchases). No lookup would
+	// mean it is gone (and README's words can go too); more than two
+	// commands each, something else joined the purchase.
+	if !reservedOnce(counts, buyers) || counts["session"] < buyers*3/4 || n > buyers*5/2 {
+		t.Errorf("%d Redis commands for %d purchases with cold sessions, want a session lookup and a share of a gate script each: %v", n, buyers, counts)
 	}
 }
 
-// reservedOnce: the gate's script ran once a purchase, give or take the
-// first runs on a Redis that lacks it (EVALSHA refused, then EVAL), one
-// for each of the crowd's 8 workers at most.
+// reservedOnce: the gate's scripts carried each purchase once, give or
+// take the first runs on a Redis that lacks the script (EVALSHA refused,
+// then EVAL), one for each of the crowd's 8 workers at most.
 func reservedOnce(counts map[string]int, buyers int) bool {
-	n := counts["gate reserve"]
-	return n >= buyers && n <= buyers+8
+	n := counts[reservationsCarried]
+	return counts["gate reserve"] <= n && n >= buyers && n <= buyers+8
 }
+
+// reservationsCarried counts, among monitorRedis's counts, the purchases
+// the gate's reserve scripts carried (each names the buyer's bucket); it
+// is no command.
+const reservationsCarried = "reservations carried"
 
 // purchaseCommands runs a deployment of nodes instances on a Redis of its
 // own with serve's default limits, fetches the paths of buyers on node 0
@@ -127,7 +134,7 @@ func purchaseCommands(t *testing.T, nodes, buyers int) (int, map[string]int) {
 	d.settle(sale, time.Minute)
 	n := 0
 	for class, c := range counts {
-		if class != "writer" {
+		if class != "writer" && class != reservationsCarried {
 			n += c
 		}
 	}
@@ -139,10 +146,12 @@ var monitorArg = regexp.MustCompile(`"((?:[^"\\]|\\.)*)"`)
 
 // commandClass names what a command (its name and arguments, as MONITOR
 // shows them) is for, by the keys it names: "gate reserve" (the gate's
-// purchase script, which names the buyer's bucket), "session" (a session
+// purchase script, which names the buyers' buckets), "session" (a session
 // store key), "writer" (the order writer's claim and settle scripts, which
 // name the sale's reservations but no bucket); else the command's name.
-func commandClass(args []string) string {
+// For a gate reserve script it also counts the buckets named: the
+// purchases it carries.
+func commandClass(args []string) (string, int) {
 	name := strings.ToLower(args[0])
 	var keys []string
 	switch {
@@ -155,21 +164,24 @@ func commandClass(args []string) string {
 	case len(args) > 1:
 		keys = args[1:2]
 	}
-	resv := false
+	resv, buckets := false, 0
 	for _, k := range keys {
 		switch {
 		case strings.Contains(k, "}:rl:"):
-			return "gate reserve"
+			buckets++
 		case strings.Contains(k, "{session:"):
-			return "session"
+			return "session", 0
 		case strings.HasSuffix(k, "}:resv"):
 			resv = true
 		}
 	}
-	if resv && name == "evalsha" {
-		return "writer"
+	switch {
+	case buckets > 0:
+		return "gate reserve", buckets
+	case resv && name == "evalsha":
+		return "writer", 0
 	}
-	return name
+	return name, 0
 }
 
 // monitorRedis counts the commands clients send to the Redis at addr
@@ -217,7 +229,11 @@ func monitorRedis(t *testing.T, addr string) (stop func() map[string]int) {
 				args = append(args, m[1])
 			}
 			if len(args) > 0 {
-				counts[commandClass(args)]++
+				class, carried := commandClass(args)
+				counts[class]++
+				if carried > 0 {
+					counts[reservationsCarried] += carried
+				}
 			}
 		}
 	}()

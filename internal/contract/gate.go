@@ -552,7 +552,9 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 
 	t.Run("PurchaseBucket", func(t *testing.T) {
 		// The per-user purchase limit is one bucket per user and sale,
-		// taken in the step that reserves, before anything else.
+		// looked at in the step that reserves, before anything else; a
+		// press that reserves takes no token, one refused takes one, and
+		// so does a release.
 		g := newGate(t)
 		slow := seckill.Bucket{PerSecond: 0.001, Burst: 2} // no refill within the test
 		limited := func(t *testing.T, sale, user int64, b seckill.Bucket, want seckill.GateResult) {
@@ -569,34 +571,48 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		}
 		load(t, g, 1, 1, nil)
 		load(t, g, 2, 5, nil)
-		limited(t, 1, 1, slow, seckill.Reserved)
-		limited(t, 1, 1, slow, seckill.Duplicate) // a duplicate takes a token too
+		limited(t, 1, 1, slow, seckill.Reserved)  // no token taken
+		limited(t, 1, 1, slow, seckill.Duplicate) // a duplicate takes one
+		limited(t, 1, 1, slow, seckill.Duplicate)
 		limited(t, 1, 1, slow, seckill.Limited)
 		limited(t, 1, 2, slow, seckill.SoldOut) // and so does sold out
 		limited(t, 1, 2, slow, seckill.SoldOut)
 		limited(t, 1, 2, slow, seckill.Limited)
 		// Another sale, another bucket.
 		limited(t, 2, 1, slow, seckill.Reserved)
-		// Limited changes nothing else: user 3's press takes no unit and
-		// does not make them a buyer.
-		limited(t, 2, 3, seckill.Bucket{PerSecond: 0.001, Burst: 1}, seckill.Reserved)
+		// A release takes a token: reserving and releasing (a publish
+		// that keeps failing) is limited like a refused press. Limited
+		// changes nothing else: user 3 takes no unit and does not become
+		// a buyer.
+		one := seckill.Bucket{PerSecond: 0.001, Burst: 1}
+		limited(t, 2, 3, one, seckill.Reserved)
 		if err := g.Release(ctx, 2, 3, "T3"); err != nil {
 			t.Fatal(err)
 		}
 		left(t, g, 2, 4)
-		limited(t, 2, 3, seckill.Bucket{PerSecond: 0.001, Burst: 1}, seckill.Limited)
+		limited(t, 2, 3, one, seckill.Limited)
 		left(t, g, 2, 4)
-		// No bucket asked, none taken.
+		// A release that releases nothing takes nothing: user 4 reserves,
+		// a release with another ticket is a no-op, and the duplicate
+		// still finds the one token.
+		limited(t, 2, 4, one, seckill.Reserved)
+		if err := g.Release(ctx, 2, 4, "not T4"); err != nil {
+			t.Fatal(err)
+		}
+		limited(t, 2, 4, one, seckill.Duplicate)
+		limited(t, 2, 4, one, seckill.Limited)
+		// No bucket asked, none looked at.
 		reserve(t, g, 2, 3, seckill.Reserved)
-		left(t, g, 2, 3)
-		// An unloaded sale takes no token.
-		one := seckill.Bucket{PerSecond: 0.001, Burst: 1}
+		left(t, g, 2, 2)
+		// An unloaded sale takes no token: after it, the user's one token
+		// is still there for the duplicate.
 		r := res(3, 1)
 		r.Limit = one
 		_, err := g.Reserve(ctx, r)
 		wantCode(t, err, seckill.EBusy)
 		load(t, g, 3, 1, nil)
 		limited(t, 3, 1, one, seckill.Reserved)
+		limited(t, 3, 1, one, seckill.Duplicate)
 		limited(t, 3, 1, one, seckill.Limited)
 	})
 
@@ -606,11 +622,14 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		fast := seckill.Bucket{PerSecond: 20, Burst: 1}
 		r := res(1, 1)
 		r.Limit = fast
-		if got, err := g.Reserve(ctx, r); err != nil || got != seckill.Reserved {
-			t.Fatalf("first press = %v, %v; want reserved", got, err)
+		for _, want := range []seckill.GateResult{seckill.Reserved, seckill.Duplicate} {
+			if got, err := g.Reserve(ctx, r); err != nil || got != want {
+				t.Fatalf("press = %v, %v; want %v", got, err, want)
+			}
 		}
-		// The bucket refills by the gate's clock: within a second at 20
-		// a second, a press gets past it to the buyer check.
+		// The duplicate took the only token. The bucket refills by the
+		// gate's clock: within a second at 20 a second, a press gets past
+		// it to the buyer check again.
 		deadline := time.Now().Add(5 * time.Second)
 		for {
 			got, err := g.Reserve(ctx, r)
