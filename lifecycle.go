@@ -164,10 +164,14 @@ type OrderLifecycle interface {
 	PaymentsToRefund(ctx context.Context, afterID int64, limit int) ([]Payment, error)
 	// UnappliedReturns returns up to limit units cancelled and refunded
 	// orders gave back to SQL stock and not yet marked applied to the gate,
-	// oldest first, across sales: the outbox of the stock gate. Each such
-	// order appears exactly once until MarkReturnsApplied. It changes
-	// nothing.
-	UnappliedReturns(ctx context.Context, limit int) ([]StockReturn, error)
+	// with ledger ids above afterID, oldest first, across sales: the outbox
+	// of the stock gate. Each such order appears exactly once until
+	// MarkReturnsApplied. A caller pages through them by passing the last
+	// ledger id of one page as the next one's afterID (0 for the first), so
+	// rows it leaves unapplied (a sale the gate cannot take a unit of now)
+	// do not hide the ones after them; a page shorter than limit is the
+	// last. It changes nothing.
+	UnappliedReturns(ctx context.Context, afterID int64, limit int) ([]StockReturn, error)
 	// MarkReturnsApplied marks these ledger rows applied to the gate, so
 	// UnappliedReturns lists them no more. Unknown or already marked ids
 	// are ignored. Mark only after the gate has the units (a crash

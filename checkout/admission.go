@@ -188,19 +188,25 @@ func (e *Engine) checkPath(userID, saleID int64, path string, now time.Time) boo
 
 // soldOutFor is how long the local sold-out flag answers without asking the
 // gate: long enough to spare the gate a flood, short enough that returned
-// units are offered again at once.
+// units are offered again at once. It is measured on the engine's own
+// clock (uptime), never on SaleTime: that follows the shared clock, and
+// a step of it back would keep the flag (and so refuse every buyer of
+// units returned meanwhile) for as long as the step.
 const soldOutFor = time.Second
 
-func (e *Engine) isSoldOut(saleID int64, now time.Time) bool {
+// isSoldOut reports whether the gate said the sale sold out less than
+// soldOutFor before up (an uptime reading).
+func (e *Engine) isSoldOut(saleID int64, up time.Duration) bool {
 	v, ok := e.soldOut.Load(saleID)
-	return ok && now.Sub(v.(time.Time)) < soldOutFor
+	return ok && up-v.(time.Duration) < soldOutFor
 }
 
 // Admission is a purchase that passed CheckPurchase; Admit finishes it.
 type Admission struct {
 	userID int64
 	sale   *seckill.Sale
-	now    time.Time
+	now    time.Time     // SaleTime at the check
+	up     time.Duration // uptime at the check: what the local answers age on
 }
 
 // CheckPurchase makes the checks of a purchase that need no shared
@@ -226,13 +232,14 @@ func (e *Engine) CheckPurchase(ctx context.Context, userID, saleID int64, path s
 		return Admission{}, seckill.Errorf(seckill.EBadPath, "purchase path is wrong or expired; get a new one")
 	}
 	// The gate's order: a buyer is told duplicate even once sold out.
-	if e.knownBuyer(saleID, userID, now) {
+	up := e.uptime()
+	if e.knownBuyer(saleID, userID, up) {
 		return Admission{}, errDuplicate
 	}
-	if e.isSoldOut(saleID, now) {
+	if e.isSoldOut(saleID, up) {
 		return Admission{}, seckill.Errorf(seckill.ESoldOut, "sold out")
 	}
-	return Admission{userID: userID, sale: s, now: now}, nil
+	return Admission{userID: userID, sale: s, now: now, up: up}, nil
 }
 
 // errDuplicate answers a buyer who holds a unit of the sale already.
@@ -291,12 +298,12 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	}
 	switch r {
 	case seckill.Duplicate:
-		e.learnBuyer(a.sale, userID, false, now)
+		e.learnBuyer(a.sale, userID, false, a.up)
 		return "", errDuplicate
 	case seckill.Limited:
 		return "", seckill.Errorf(seckill.ERateLimited, "too many purchase attempts; slow down")
 	case seckill.SoldOut:
-		e.soldOut.Store(saleID, now)
+		e.soldOut.Store(saleID, a.up)
 		return "", seckill.Errorf(seckill.ESoldOut, "sold out")
 	}
 
@@ -323,7 +330,7 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 		err = fmt.Errorf("%w: publish acknowledged %v after the reservation", seckill.ErrMaybeStored, time.Since(began).Round(time.Millisecond))
 	}
 	if err == nil {
-		e.learnBuyer(a.sale, userID, true, now)
+		e.learnBuyer(a.sale, userID, true, a.up)
 		return req.Ticket, nil
 	}
 	e.results.unqueue(saleID, userID, req.Ticket, prev, had)

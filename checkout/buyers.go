@@ -34,7 +34,7 @@ const gateDupFor = 10 * time.Second
 type knownBuyers struct {
 	mu  sync.Mutex
 	max int
-	m   map[int64]int64 // user → 0 if admitted here, else when the gate said Duplicate (unix ns)
+	m   map[int64]int64 // user → 0 if admitted here, else when the gate said Duplicate (uptime ns, at least 1)
 }
 
 // knownBuyersPerUnit and knownBuyersMin size a sale's set: every buyer is
@@ -45,8 +45,10 @@ const (
 	knownBuyersMin     = 1024
 )
 
-// knownBuyer reports whether the user is known to hold a unit of the sale.
-func (e *Engine) knownBuyer(saleID, userID int64, now time.Time) bool {
+// knownBuyer reports whether the user is known to hold a unit of the sale
+// at up (an uptime reading: a Duplicate's trust is aged on the engine's
+// own clock, which no step of the shared clock moves).
+func (e *Engine) knownBuyer(saleID, userID int64, up time.Duration) bool {
 	v, ok := e.buyers.Load(saleID)
 	if !ok {
 		return false
@@ -55,13 +57,14 @@ func (e *Engine) knownBuyer(saleID, userID int64, now time.Time) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	at, ok := k.m[userID]
-	return ok && (at == 0 || now.UnixNano()-at < int64(gateDupFor))
+	return ok && (at == 0 || int64(up)-at < int64(gateDupFor))
 }
 
 // learnBuyer records that the user holds a unit of the sale: admitted here
-// (their request is queued), or answered Duplicate by the gate at now. An
-// admission here is never downgraded to a Duplicate's bounded trust.
-func (e *Engine) learnBuyer(s *seckill.Sale, userID int64, admitted bool, now time.Time) {
+// (their request is queued), or answered Duplicate by the gate at up (an
+// uptime reading). An admission here is never downgraded to a Duplicate's
+// bounded trust.
+func (e *Engine) learnBuyer(s *seckill.Sale, userID int64, admitted bool, up time.Duration) {
 	v, ok := e.buyers.Load(s.ID)
 	if !ok {
 		n := max(knownBuyersPerUnit*s.Stock, knownBuyersMin)
@@ -78,7 +81,7 @@ func (e *Engine) learnBuyer(s *seckill.Sale, userID int64, admitted bool, now ti
 	case admitted:
 		k.m[userID] = 0
 	case !had || at != 0:
-		k.m[userID] = now.UnixNano()
+		k.m[userID] = max(int64(up), 1) // 0 is "admitted here"
 	}
 }
 

@@ -109,14 +109,14 @@ func TestReleaseForgetsKnownBuyer(t *testing.T) {
 	bk.Queue = q
 	e := v.recovered(Config{}, &bk)
 	p := path(t, e, u[0], s.ID)
-	e.learnBuyer(s, u[0], false, e.now()) // a Duplicate seen while the press below was pending
+	e.learnBuyer(s, u[0], false, e.uptime()) // a Duplicate seen while the press below was pending
 	// Not yet reachable by CheckPurchase alone: admit past it.
-	a := Admission{userID: u[0], sale: s, now: e.now()}
+	a := Admission{userID: u[0], sale: s, now: e.SaleTime(), up: e.uptime()}
 	q.fail.Store(true)
 	_, err := e.Admit(ctx, a)
 	wantCode(t, err, seckill.EBusy)
 	q.fail.Store(false)
-	if e.knownBuyer(s.ID, u[0], e.now()) {
+	if e.knownBuyer(s.ID, u[0], e.uptime()) {
 		t.Fatal("a released buyer is still known as one")
 	}
 	if _, err := e.Purchase(ctx, u[0], s.ID, p); err != nil {
@@ -137,7 +137,7 @@ func TestPurchaseLimitInTheGate(t *testing.T) {
 	lim := seckill.Bucket{PerSecond: 0.001, Burst: 1}
 	e := v.recovered(Config{PurchaseLimit: lim}, &bk)
 	p := path(t, e, u[0], s.ID)
-	e.learnBuyer(s, u[0], true, e.now())
+	e.learnBuyer(s, u[0], true, e.uptime())
 	e.forgetBuyers(s.ID) // stand-in for a fresh instance
 	if _, err := e.Purchase(ctx, u[0], s.ID, p); err != nil {
 		t.Fatal(err)

@@ -151,8 +151,9 @@ type Engine struct {
 	newest  atomic.Int64
 	listing freshRead
 
-	soldOut sync.Map // sale id → time.Time the gate said sold out
-	buyers  sync.Map // sale id → *knownBuyers: who this instance knows holds a unit (buyers.go)
+	born    time.Time // the engine's own clock at New: uptime counts from it
+	soldOut sync.Map  // sale id → uptime (time.Duration) when the gate said sold out
+	buyers  sync.Map  // sale id → *knownBuyers: who this instance knows holds a unit (buyers.go)
 
 	results     *resultMap
 	unsubscribe func()
@@ -211,6 +212,7 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 		results:   newResultMap(),
 		stopped:   make(chan struct{}),
 	}
+	e.born = cfg.Now()
 	e.results.now = cfg.Now
 	e.macs.New = e.newMAC
 	cancel, err := b.Bus.SubscribeResults(e.resultArrived)
@@ -238,6 +240,12 @@ func (e *Engine) Ready() bool { return e.ready.Load() }
 func (e *Engine) StopAdmitting() { e.ready.Store(false) }
 
 func (e *Engine) now() time.Time { return e.cfg.Now() }
+
+// uptime is the engine's own clock as the time since New, what its local
+// answers (the sold-out flag, buyers learned from the gate) age on. With
+// time.Now (the default) it is read on the monotonic clock: no step of
+// this host's wall clock, nor of the shared one (SaleTime), moves it.
+func (e *Engine) uptime() time.Duration { return e.now().Sub(e.born) }
 
 // Sale returns the sale from a cache at most SaleCacheTTL old, for a
 // request. ENotFound if there is none. Its answer is never older than the

@@ -2,6 +2,7 @@ package checkout
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,5 +103,42 @@ func TestEndedSalesLeaveTheGateOnSharedClock(t *testing.T) {
 	}
 	if missing, err := behind.unloadedSales(ctx); err != nil || len(missing) != 0 {
 		t.Errorf("the instance 10 min behind would rebuild %v (err %v); want nothing", missing, err)
+	}
+}
+
+// TestForgetEndedDropsPerSaleMemory: what an instance keeps per sale on
+// the purchase path (known buyers, the sold-out flag, the admission
+// bucket of AdmitFactor) goes with the sale when it leaves the gate, so a
+// long-running instance holds nothing of the catalogue's past sales.
+func TestForgetEndedDropsPerSaleMemory(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	clock := newFakeClock(time.Now())
+	s := v.sale(1, time.Now().Add(-time.Minute), time.Now().Add(time.Hour))
+	u := v.users(2)
+	e := v.recovered(Config{Now: clock.Now, AdmitFactor: 10}, nil)
+	if _, err := e.Purchase(ctx, u[0], s.ID, path(t, e, u[0], s.ID)); err != nil {
+		t.Fatal(err)
+	}
+	_, err := e.Purchase(ctx, u[1], s.ID, path(t, e, u[1], s.ID))
+	wantCode(t, err, seckill.ESoldOut)
+	drain(t, e)
+	held := func() (kinds []string) {
+		for name, m := range map[string]*sync.Map{"buyers": &e.buyers, "soldOut": &e.soldOut, "admits": &e.admits} {
+			if _, ok := m.Load(s.ID); ok {
+				kinds = append(kinds, name)
+			}
+		}
+		return kinds
+	}
+	if got := held(); len(got) != 3 {
+		t.Fatalf("during the sale the instance holds %v of it, want buyers, soldOut and admits", got)
+	}
+	clock.set(s.EndsAt.Add(gateKeep + time.Minute))
+	if err := e.ForgetEnded(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := held(); len(got) != 0 {
+		t.Fatalf("after the sale left the gate the instance still holds %v of it", got)
 	}
 }

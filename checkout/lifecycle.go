@@ -271,17 +271,28 @@ func (e *Engine) RelayReturns(ctx context.Context) (int, error) {
 	e.relayMu.Lock()
 	defer e.relayMu.Unlock()
 	returned := 0
+	// Pages by ledger id: rows left unapplied (their sale's gate cannot
+	// take a unit now) must not hide the ones after them, or a full page
+	// of one such sale would keep every other sale's units out of the
+	// gate for as long as it lasts.
+	var after int64
+	waiting := map[int64]bool{} // sales served but not loaded: their rows wait for the load
 	for {
-		rs, err := lc.UnappliedReturns(ctx, sweepBatch)
+		rs, err := lc.UnappliedReturns(ctx, after, sweepBatch)
 		if err != nil {
 			return returned, fmt.Errorf("relay returns: %w", err)
 		}
 		var applied []int64
 		for _, r := range rs {
+			if waiting[r.SaleID] {
+				continue
+			}
 			ok, err := e.b.Gate.Return(ctx, r.SaleID, r.OrderID)
 			if seckill.ErrorCode(err) == seckill.EBusy {
 				if e.gateDropped(ctx, r.SaleID) {
 					applied = append(applied, r.LedgerID)
+				} else {
+					waiting[r.SaleID] = true
 				}
 				continue
 			}
@@ -299,9 +310,10 @@ func (e *Engine) RelayReturns(ctx context.Context) (int, error) {
 				return returned, fmt.Errorf("relay returns: %w", err)
 			}
 		}
-		if len(rs) < sweepBatch || len(applied) == 0 {
+		if len(rs) < sweepBatch {
 			return returned, nil
 		}
+		after = rs[len(rs)-1].LedgerID
 	}
 }
 

@@ -125,7 +125,7 @@ func TestCancelByBuyer(t *testing.T) {
 	e := v.lifecycleEngine(p, &sharedClock{})
 	ctx := context.Background()
 	o := v.orderOf(s.ID, us[0])
-	e.soldOut.Store(s.ID, time.Now()) // this instance saw the sale sold out
+	e.soldOut.Store(s.ID, e.uptime()) // this instance saw the sale sold out
 
 	_, err := e.Cancel(ctx, us[1], o.ID)
 	wantCode(t, err, seckill.ENotFound)

@@ -174,7 +174,8 @@ func (e *Engine) reconcileOnce(ctx context.Context, age time.Duration) {
 }
 
 // ForgetEnded drops from the gate every sale that ended over gateKeep ago,
-// and this instance's results of it, so a long-running instance (or a
+// and this instance's results, known buyers, sold-out flag and admission
+// bucket of it, so a long-running instance (or a
 // shared gate) does not hold the buyers of every past sale. Nothing loads
 // such a sale again (see gatedSales); its buyers' results then come from
 // SQL (an order, or none: a refusal is no longer told apart). Each sale is
@@ -204,6 +205,10 @@ func (e *Engine) ForgetEnded(ctx context.Context) error {
 		}
 		e.results.forgetSale(s.ID)
 		e.forgetBuyers(s.ID)
+		// What admission keeps per sale: purchases of the sale are
+		// refused by its window now, so neither comes back.
+		e.soldOut.Delete(s.ID)
+		e.admits.Delete(s.ID)
 		e.forgotten.Store(s.ID, struct{}{})
 	}
 	return nil

@@ -243,11 +243,14 @@ func (s *Store) PaymentsToRefund(_ context.Context, afterID int64, limit int) ([
 }
 
 // UnappliedReturns returns up to limit 'cancel' and 'refund' ledger rows not yet
-// applied to the gate, oldest first.
-func (s *Store) UnappliedReturns(_ context.Context, limit int) ([]seckill.StockReturn, error) {
+// applied to the gate with ids above afterID, oldest first.
+func (s *Store) UnappliedReturns(_ context.Context, afterID int64, limit int) ([]seckill.StockReturn, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return slices.Clone(s.lc.returns[:min(len(s.lc.returns), max(limit, 0))]), nil
+	rs := s.lc.returns // by ledger id
+	i, _ := slices.BinarySearchFunc(rs, afterID+1, func(r seckill.StockReturn, id int64) int { return cmp.Compare(r.LedgerID, id) })
+	rs = rs[i:]
+	return slices.Clone(rs[:min(len(rs), max(limit, 0))]), nil
 }
 
 // MarkReturnsApplied marks the ledger rows applied to the gate, at once.

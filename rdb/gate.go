@@ -274,7 +274,13 @@ return 1
 `)
 
 // loadScript: KEYS stock, buyers, resv, temporary buyers set, claim, epoch,
-// returned, temporary returned set; ARGV left, token. If the sale is
+// returned, temporary returned set; ARGV left, token, buyers added to the
+// temporary buyers set, orders added to the temporary returned set. If
+// either temporary set does not hold as many members as were added to it
+// (a Redis under memory pressure evicted it: with its expiry it is what a
+// volatile-* policy evicts first), drops both and returns -3: loaded
+// without them, every buyer could buy again and every returned order
+// come back twice. Otherwise, if the sale is
 // unloaded and the claim still token's on this server as it is now (same
 // run_id and replication ID, see claimScript), loads it at once:
 // the buyers become the temporary buyers set and the returned orders the
@@ -286,6 +292,10 @@ return 1
 // miss what was admitted since.
 // Old sets are UNLINKed so the server frees them in the background.
 var loadScript = redis.NewScript(serverIDLua + `
+if redis.call('SCARD', KEYS[4]) ~= tonumber(ARGV[3]) or redis.call('SCARD', KEYS[8]) ~= tonumber(ARGV[4]) then
+  redis.call('UNLINK', KEYS[4], KEYS[8])
+  return -3
+end
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('GET', KEYS[5]) ~= ARGV[2] .. ' ' .. id then
   redis.call('UNLINK', KEYS[4], KEYS[8])
   return 0
@@ -328,41 +338,55 @@ func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnap
 	}
 	tmp := k.buyers + ":load:" + token
 	tmpReturned := k.returned + ":load:" + token
-	if err := g.fillTemp(ctx, tmp, buyers); err != nil {
+	nBuyers, err := g.fillTemp(ctx, tmp, buyers)
+	if err != nil {
 		return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
 	}
-	if err := g.fillTemp(ctx, tmpReturned, returned); err != nil {
+	nReturned, err := g.fillTemp(ctx, tmpReturned, returned)
+	if err != nil {
 		return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
 	}
 	// With no buyers (returns) a temporary set was never created: the
 	// sale starts with none.
 	keys := []string{k.stock, k.buyers, k.resv, tmp, k.claim, k.epoch, k.returned, tmpReturned}
-	loaded, err := loadScript.Run(ctx, g.c.rdb, keys, left, token).Bool()
+	n, err := loadScript.Run(ctx, g.c.rdb, keys, left, token, nBuyers, nReturned).Int()
 	if err != nil {
 		return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
 	}
-	return loaded, nil
+	if n == tempsLost {
+		return false, &unavailableError{op: fmt.Sprintf("load sale %d", saleID),
+			err: errors.New("its temporary sets lost members before the swap (evicted? the gate's Redis needs maxmemory-policy noeviction)")}
+	}
+	return n == 1, nil
 }
 
+// tempsLost is loadScript's answer when a temporary set lost members.
+const tempsLost = -3
+
 // fillTemp adds ids to the temporary set key in chunks, each renewing its
-// expiry, so a Load that dies half-way leaves nothing for long.
-func (g *Gate) fillTemp(ctx context.Context, key string, ids []int64) error {
+// expiry, so a Load that dies half-way leaves nothing for long. It returns
+// how many members the SADDs added (the distinct ids), which loadScript
+// checks the set still holds.
+func (g *Gate) fillTemp(ctx context.Context, key string, ids []int64) (int64, error) {
+	var added int64
 	for i := 0; i < len(ids); i += loadChunk {
 		chunk := ids[i:min(i+loadChunk, len(ids))]
 		members := make([]any, len(chunk))
 		for j, u := range chunk {
 			members[j] = u
 		}
+		var sadd *redis.IntCmd
 		_, err := g.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			p.SAdd(ctx, key, members...)
+			sadd = p.SAdd(ctx, key, members...)
 			p.Expire(ctx, key, loadTTL)
 			return nil
 		})
 		if err != nil {
-			return err
+			return 0, err
 		}
+		added += sadd.Val()
 	}
-	return nil
+	return added, nil
 }
 
 // returnScript: KEYS stock, returned, epoch; ARGV order id. Returns -1 if the

@@ -28,7 +28,7 @@ func (db *DB) ExplainLifecycle(ctx context.Context, now time.Time) (expired, una
 		if expired, err = planText(ctx, tx, explain+db.lq().expired, db.tv(now), 10); err != nil {
 			return err
 		}
-		unapplied, err = planText(ctx, tx, explain+db.lq().unappliedReturns, 10)
+		unapplied, err = planText(ctx, tx, explain+db.lq().unappliedReturns, 0, 10)
 		return err
 	})
 	return expired, unapplied, err

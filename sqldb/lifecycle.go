@@ -35,7 +35,7 @@ type lifecycleQueries struct {
 	markRefunded     string // refunded_at, trade_no: refund_due → refunded
 	paymentsToRefund string // afterID, limit
 
-	unappliedReturns string             // limit → id, sale_id, order_id
+	unappliedReturns string             // afterID, limit → id, sale_id, order_id
 	markApplied      func(n int) string // n ledger ids (one array where the engine binds arrays)
 	returnedOrders   string             // sale id → ids of its cancelled and refunded orders
 	lifecycleStats   string             // sale id → refunds due, refunded, unapplied returns
@@ -374,9 +374,10 @@ func (db *DB) PaymentsToRefund(ctx context.Context, afterID int64, limit int) ([
 }
 
 // UnappliedReturns returns up to limit 'cancel' and 'refund' ledger rows not yet
-// applied to the gate, oldest first, through the (gate_applied, id) index.
-func (db *DB) UnappliedReturns(ctx context.Context, limit int) ([]seckill.StockReturn, error) {
-	rows, err := db.read.QueryContext(ctx, db.lq().unappliedReturns, limit)
+// applied to the gate with ids above afterID, oldest first, through the
+// (gate_applied, id) index.
+func (db *DB) UnappliedReturns(ctx context.Context, afterID int64, limit int) ([]seckill.StockReturn, error) {
+	rows, err := db.read.QueryContext(ctx, db.lq().unappliedReturns, afterID, limit)
 	if err != nil {
 		return nil, fmt.Errorf("unapplied returns: %w", err)
 	}

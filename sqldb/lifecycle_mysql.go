@@ -27,7 +27,7 @@ var mysqlLifecycle = lifecycleQueries{
 	markRefunded:     `UPDATE payments SET outcome = 'refunded', refunded_at = ? WHERE trade_no = ? AND outcome = 'refund_due'`,
 	paymentsToRefund: `SELECT ` + paymentColumns + ` FROM payments WHERE outcome = 'refund_due' AND id > ? ORDER BY id LIMIT ?`,
 
-	unappliedReturns: `SELECT id, sale_id, order_id FROM stock_ledger WHERE gate_applied = FALSE ORDER BY id LIMIT ?`,
+	unappliedReturns: `SELECT id, sale_id, order_id FROM stock_ledger WHERE gate_applied = FALSE AND id > ? ORDER BY id LIMIT ?`,
 	markApplied: func(n int) string {
 		return `UPDATE stock_ledger SET gate_applied = TRUE WHERE id IN (` + params(n) + `) AND gate_applied = FALSE`
 	},

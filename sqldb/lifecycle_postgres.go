@@ -27,7 +27,7 @@ var postgresLifecycle = lifecycleQueries{
 	markRefunded:     `UPDATE payments SET outcome = 'refunded', refunded_at = $1 WHERE trade_no = $2 AND outcome = 'refund_due'`,
 	paymentsToRefund: `SELECT ` + paymentColumns + ` FROM payments WHERE outcome = 'refund_due' AND id > $1 ORDER BY id LIMIT $2`,
 
-	unappliedReturns: `SELECT id, sale_id, order_id FROM stock_ledger WHERE gate_applied = FALSE ORDER BY id LIMIT $1`,
+	unappliedReturns: `SELECT id, sale_id, order_id FROM stock_ledger WHERE gate_applied = FALSE AND id > $1 ORDER BY id LIMIT $2`,
 	markApplied: func(int) string {
 		return `UPDATE stock_ledger SET gate_applied = TRUE WHERE id = ANY($1::bigint[]) AND gate_applied = FALSE`
 	},

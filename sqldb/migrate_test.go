@@ -52,7 +52,7 @@ func testMigrateRefund(t *testing.T, fresh freshURL) {
 	mustOK(t, err)
 	wantStats, err := db.SaleStats(ctx, sale.ID)
 	mustOK(t, err)
-	wantReturns, err := db.UnappliedReturns(ctx, 100)
+	wantReturns, err := db.UnappliedReturns(ctx, 0, 100)
 	mustOK(t, err)
 	mustOK(t, db.Close())
 
@@ -60,7 +60,7 @@ func testMigrateRefund(t *testing.T, fresh freshURL) {
 	db = openAt(t, url)
 	st, err := db.SaleStats(ctx, sale.ID)
 	mustOK(t, err)
-	returns, err := db.UnappliedReturns(ctx, 100)
+	returns, err := db.UnappliedReturns(ctx, 0, 100)
 	mustOK(t, err)
 	if *st != *wantStats || !slices.Equal(returns, wantReturns) || len(returns) != 1 {
 		t.Fatalf("after migrating: stats %+v, returns %+v; want %+v, %+v", st, returns, wantStats, wantReturns)
@@ -77,7 +77,7 @@ func testMigrateRefund(t *testing.T, fresh freshURL) {
 	if o.Status != seckill.OrderRefunded {
 		t.Fatalf("RefundOrder = %+v", o)
 	}
-	returns, err = db.UnappliedReturns(ctx, 100)
+	returns, err = db.UnappliedReturns(ctx, 0, 100)
 	mustOK(t, err)
 	if len(returns) != 2 || returns[0] != wantReturns[0] || returns[1].OrderID != paid.ID || returns[1].LedgerID <= returns[0].LedgerID {
 		t.Fatalf("returns after a refund: %+v", returns)

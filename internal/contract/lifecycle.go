@@ -392,7 +392,7 @@ func testReturnsOutbox(t *testing.T, s LifecycleStores) {
 	ob := lcOrders(t, s, b.ID, users, now.Add(time.Minute))
 
 	// Written orders give nothing back.
-	got, err := s.Lifecycle.UnappliedReturns(ctx, 100)
+	got, err := s.Lifecycle.UnappliedReturns(ctx, 0, 100)
 	storeNoErr(t, err)
 	if len(got) != 0 {
 		t.Fatalf("UnappliedReturns before any cancel = %+v", got)
@@ -421,16 +421,23 @@ func testReturnsOutbox(t *testing.T, s LifecycleStores) {
 			}
 		}
 	}
-	got, err = s.Lifecycle.UnappliedReturns(ctx, 100)
+	got, err = s.Lifecycle.UnappliedReturns(ctx, 0, 100)
 	storeNoErr(t, err)
 	check(got, want)
 	// Reading again lists the same: a read changes nothing.
-	again, err := s.Lifecycle.UnappliedReturns(ctx, 100)
+	again, err := s.Lifecycle.UnappliedReturns(ctx, 0, 100)
 	storeNoErr(t, err)
 	check(again, want)
-	first2, err := s.Lifecycle.UnappliedReturns(ctx, 2)
+	first2, err := s.Lifecycle.UnappliedReturns(ctx, 0, 2)
 	storeNoErr(t, err)
 	check(first2, want[:2])
+	// The next page starts after the last ledger id of this one.
+	next, err := s.Lifecycle.UnappliedReturns(ctx, first2[1].LedgerID, 2)
+	storeNoErr(t, err)
+	check(next, want[2:])
+	next, err = s.Lifecycle.UnappliedReturns(ctx, got[2].LedgerID, 2)
+	storeNoErr(t, err)
+	check(next, nil)
 	for _, sale := range []int64{a.ID, b.ID} {
 		ls, err := s.Lifecycle.LifecycleStats(ctx, sale)
 		storeNoErr(t, err)
@@ -445,12 +452,12 @@ func testReturnsOutbox(t *testing.T, s LifecycleStores) {
 
 	storeNoErr(t, s.Lifecycle.MarkReturnsApplied(ctx, nil))
 	storeNoErr(t, s.Lifecycle.MarkReturnsApplied(ctx, []int64{got[0].LedgerID, got[2].LedgerID + 1000}))
-	rest, err := s.Lifecycle.UnappliedReturns(ctx, 100)
+	rest, err := s.Lifecycle.UnappliedReturns(ctx, 0, 100)
 	storeNoErr(t, err)
 	check(rest, want[1:])
 	// Marking twice is a no-op; then the outbox is empty.
 	storeNoErr(t, s.Lifecycle.MarkReturnsApplied(ctx, []int64{got[0].LedgerID, got[1].LedgerID, got[2].LedgerID}))
-	rest, err = s.Lifecycle.UnappliedReturns(ctx, 100)
+	rest, err = s.Lifecycle.UnappliedReturns(ctx, 0, 100)
 	storeNoErr(t, err)
 	check(rest, nil)
 	// Marking changes no stock.
@@ -686,7 +693,7 @@ func testPayCancelSweepRace(t *testing.T, s LifecycleStores) {
 	}
 
 	// One return per cancelled or refunded order, those orders exactly.
-	returns, err := s.Lifecycle.UnappliedReturns(ctx, 2*n)
+	returns, err := s.Lifecycle.UnappliedReturns(ctx, 0, 2*n)
 	storeNoErr(t, err)
 	per := map[int64]int{}
 	for _, r := range returns {

@@ -30,7 +30,7 @@ func lcPaid(t *testing.T, s LifecycleStores, sale int64, users []int64, prefix s
 // lcReturns counts the unapplied returns per order.
 func lcReturns(t *testing.T, s LifecycleStores) map[int64]int {
 	t.Helper()
-	rs, err := s.Lifecycle.UnappliedReturns(context.Background(), 100000)
+	rs, err := s.Lifecycle.UnappliedReturns(context.Background(), 0, 100000)
 	storeNoErr(t, err)
 	per := map[int64]int{}
 	for _, r := range rs {
