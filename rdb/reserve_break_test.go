@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,6 +152,42 @@ func TestReserveScriptErrorReachesAll(t *testing.T) {
 		}
 		if left, _, err := g.Left(ctx, 1); err != nil || left != 10 {
 			t.Fatalf("left %d, %v", left, err)
+		}
+	})
+}
+
+// TestReservePromotedBatch: a script finding the epoch of another
+// replication history answers every reservation of it EBusy, takes no
+// token nor unit, and drops the sale.
+func TestReservePromotedBatch(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, c *Client) {
+		ctx := context.Background()
+		g := NewGate(c, testPrefix(t, c))
+		mustLoad(t, g, 1, 10, nil)
+		if err := g.fresh(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		k := g.keys(1)
+		ep, err := c.base.Get(ctx, k.epoch).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		runID, _, _ := strings.Cut(ep, " ")
+		if err := c.base.Set(ctx, k.epoch, runID+" 0123456789abcdef", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		calls := make([]*reserveCall, 4)
+		for i := range calls {
+			calls[i] = &reserveCall{ctx: ctx, user: strconv.Itoa(i + 1), ticket: "T", done: make(chan struct{})}
+		}
+		g.reserveBatch(reserveKey{sale: 1, rate: 1, burst: 1}, calls)
+		for i, cl := range calls {
+			if seckill.ErrorCode(cl.err) != seckill.EBusy {
+				t.Fatalf("call %d: %d, %v; want EBusy", i, cl.res, cl.err)
+			}
+		}
+		if n, err := c.base.Exists(ctx, k.stock, k.bucket("1")).Result(); err != nil || n != 0 {
+			t.Fatalf("%d of stock and a bucket left, %v; want the sale dropped, no token taken", n, err)
 		}
 	})
 }
