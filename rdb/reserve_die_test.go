@@ -2,6 +2,7 @@ package rdb
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -118,4 +119,61 @@ func TestReserveCtxEndsWhileServerBusy(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestReserveRedisRestartsMidCrowd: Redis killed and started again, empty,
+// while reservations stream in: every call returns, those after the
+// restart are EBusy (the sale is gone), and once loaded again the sale
+// reserves.
+func TestReserveRedisRestartsMidCrowd(t *testing.T) {
+	if os.Getenv("SECKILL_TEST_OWN_REDIS_PORT") == "" {
+		t.Skip("SECKILL_TEST_OWN_REDIS_PORT unset")
+	}
+	url, kill := killableRedis(t)
+	c := openClient(t, url)
+	g := NewGate(c, "t:")
+	mustLoad(t, g, 1, 1<<30, nil)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var bad atomic.Value
+	var restarted atomic.Bool
+	for w := range 32 {
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				after := restarted.Load()
+				r, err := g.Reserve(context.Background(), seckill.Reservation{SaleID: 1, UserID: int64(w*1_000_000 + i), Ticket: "x"})
+				if after && (err == nil || seckill.ErrorCode(err) != seckill.EBusy) {
+					bad.Store(fmt.Sprintf("after the restart: %v, %v", r, err))
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	kill()
+	url2, _ := killableRedis(t)
+	if url2 != url {
+		t.Fatal(url2)
+	}
+	restarted.Store(true)
+	time.Sleep(500 * time.Millisecond)
+	stop.Store(true)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("reservations never returned")
+	}
+	if b := bad.Load(); b != nil {
+		t.Fatal(b)
+	}
+	mustLoad(t, g, 1, 1, nil)
+	if r, err := g.Reserve(context.Background(), seckill.Reservation{SaleID: 1, UserID: 1, Ticket: "y"}); err != nil || r != seckill.Reserved {
+		t.Fatalf("after reload: %v, %v", r, err)
+	}
+	waitFor(t, "reserve queues to empty", func() bool {
+		g.resvMu.Lock()
+		defer g.resvMu.Unlock()
+		return len(g.resv) == 0
+	})
 }
