@@ -16,9 +16,9 @@ import (
 // the stock read, the clock, the writes of the units taken) once for many
 // buyers instead of once each, and a hot sale lives on one master (its
 // keys share one hash tag), whose single core bounds how fast it sells.
-// The first caller of a sale with no script on its way runs one itself;
-// callers arriving meanwhile wait for the next, which the one finishing
-// hands over to a goroutine. Semantics are those of one script per
+// The first caller of a sale with no script on its way starts a goroutine
+// that runs scripts until none waits; callers arriving meanwhile wait for
+// the next. Semantics are those of one script per
 // reservation, run in the order the callers joined.
 
 // maxReserveBatch bounds the reservations of one script, so that one
@@ -149,7 +149,10 @@ func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.Gate
 	}
 	g.resvMu.Unlock()
 	if lead {
-		g.runReserves(key, q, c)
+		// Not on this goroutine: a caller running a script could not
+		// return when its ctx ends (the script is not cancelled with it),
+		// nor when another runner answered it first.
+		go g.runReserves(key, q)
 	}
 	select {
 	case <-c.done:
@@ -170,17 +173,10 @@ func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.Gate
 }
 
 // runReserves runs the sale's scripts, one batch of waiting reservations
-// after another, until own (the caller's reservation, if it runs them
-// itself) is answered or none waits; then it hands what waits to a
-// goroutine of its own, or counts itself out.
-func (g *Gate) runReserves(key reserveKey, q *reserveQueue, own *reserveCall) {
+// after another, until none waits; then it counts itself out.
+func (g *Gate) runReserves(key reserveKey, q *reserveQueue) {
 	for {
 		g.resvMu.Lock()
-		if own != nil && isDone(own.done) && len(q.pending) > 0 {
-			g.resvMu.Unlock()
-			go g.runReserves(key, q, nil)
-			return
-		}
 		batch := q.take(key.sale)
 		if len(batch) == 0 {
 			q.running--
@@ -275,13 +271,4 @@ func answerReserves(v any, calls []*reserveCall) error {
 		return nil
 	}
 	return fmt.Errorf("reserve script answered %T", v)
-}
-
-func isDone(ch chan struct{}) bool {
-	select {
-	case <-ch:
-		return true
-	default:
-		return false
-	}
 }

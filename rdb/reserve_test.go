@@ -142,3 +142,12 @@ func TestReserveCallerGaveUp(t *testing.T) {
 		}
 	})
 }
+
+func isDone(ch chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

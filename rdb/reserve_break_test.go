@@ -1,0 +1,193 @@
+package rdb
+
+import (
+	"context"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"seckill"
+)
+
+// crowd runs n reservations of sale 1 at once, some with contexts ending
+// at random, and checks every call returns, the invariants hold and the
+// gate's queues are gone.
+func crowd(t *testing.T, c *Client, limit seckill.Bucket) {
+	ctx := context.Background()
+	g := NewGate(c, testPrefix(t, c))
+	const stock, users, n = 50, 150, 600
+	mustLoad(t, g, 1, stock, nil)
+	type ans struct {
+		user   int64
+		ticket string
+		r      seckill.GateResult
+		err    error
+	}
+	out := make(chan ans, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			u := int64(i % users)
+			cctx := ctx
+			if i%3 == 0 {
+				var cancel context.CancelFunc
+				cctx, cancel = context.WithTimeout(ctx, time.Duration(rand.IntN(3000))*time.Microsecond)
+				defer cancel()
+			}
+			tk := "t" + strconv.Itoa(i)
+			r, err := g.Reserve(cctx, seckill.Reservation{SaleID: 1, UserID: u, Ticket: tk, Limit: limit})
+			out <- ans{u, tk, r, err}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("reservations never returned")
+	}
+	close(out)
+	reserved := map[int64]string{}
+	for a := range out {
+		if a.err != nil {
+			continue
+		}
+		if a.r == seckill.Reserved {
+			if _, dup := reserved[a.user]; dup {
+				t.Errorf("user %d reserved twice", a.user)
+			}
+			reserved[a.user] = a.ticket
+		}
+	}
+	left, _, err := g.Left(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := g.keys(1)
+	nb, err := c.base.SCard(ctx, k.buyers).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resv, err := c.base.HGetAll(ctx, k.resv).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if left < 0 || left+nb != stock || int64(len(resv)) != nb || len(reserved) > int(nb) {
+		t.Errorf("left %d, buyers %d, pending %d, reserved answers %d", left, nb, len(resv), len(reserved))
+	}
+	for u, tk := range reserved {
+		v := resv[strconv.FormatInt(u, 10)]
+		if len(v) < len(tk) || v[len(v)-len(tk)-1:] != " "+tk {
+			t.Errorf("user %d answered reserved with %s, pending %q", u, tk, v)
+		}
+	}
+	waitFor(t, "reserve queues to empty", func() bool {
+		g.resvMu.Lock()
+		defer g.resvMu.Unlock()
+		return len(g.resv) == 0
+	})
+}
+
+func TestReserveCrowdInvariants(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, c *Client) {
+		t.Run("NoLimit", func(t *testing.T) { crowd(t, c, seckill.Bucket{}) })
+		t.Run("Limit", func(t *testing.T) { crowd(t, c, seckill.Bucket{PerSecond: 1, Burst: 2}) })
+	})
+}
+
+// TestReserveFullBatch: one script of maxReserveBatch reservations with
+// buckets (maxReserveBatch+4 keys, 2*maxReserveBatch+3 args, unpack of
+// 2*maxReserveBatch values) answers each.
+func TestReserveFullBatch(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, c *Client) {
+		ctx := context.Background()
+		g := NewGate(c, testPrefix(t, c))
+		mustLoad(t, g, 1, maxReserveBatch-1, nil)
+		if err := g.fresh(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		calls := make([]*reserveCall, maxReserveBatch)
+		for i := range calls {
+			calls[i] = &reserveCall{ctx: ctx, user: strconv.Itoa(i), ticket: "T" + strconv.Itoa(i), done: make(chan struct{})}
+		}
+		g.reserveBatch(reserveKey{sale: 1, rate: 1, burst: 1}, calls)
+		for i, cl := range calls {
+			want := int64(seckill.Reserved)
+			if i == maxReserveBatch-1 {
+				want = int64(seckill.SoldOut)
+			}
+			if cl.err != nil || cl.res != want {
+				t.Fatalf("call %d: %d, %v; want %d", i, cl.res, cl.err, want)
+			}
+		}
+	})
+}
+
+// TestReserveScriptErrorReachesAll: a script failing mid-way (a bucket key
+// of the wrong type) answers every reservation of it with an error, takes
+// no unit, and leaves no queue.
+func TestReserveScriptErrorReachesAll(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, c *Client) {
+		ctx := context.Background()
+		g := NewGate(c, testPrefix(t, c))
+		mustLoad(t, g, 1, 10, nil)
+		if err := g.fresh(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.base.Set(ctx, g.keys(1).bucket("3"), "x", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		calls := make([]*reserveCall, 5)
+		for i := range calls {
+			calls[i] = &reserveCall{ctx: ctx, user: strconv.Itoa(i + 1), ticket: "T", done: make(chan struct{})}
+		}
+		g.reserveBatch(reserveKey{sale: 1, rate: 1, burst: 1}, calls)
+		for i, cl := range calls {
+			if cl.err == nil || !isDone(cl.done) {
+				t.Fatalf("call %d: %d, %v; want an error", i, cl.res, cl.err)
+			}
+		}
+		if left, _, err := g.Left(ctx, 1); err != nil || left != 10 {
+			t.Fatalf("left %d, %v", left, err)
+		}
+	})
+}
+
+// TestReservePromotedBatch: a script finding the epoch of another
+// replication history answers every reservation of it EBusy, takes no
+// token nor unit, and drops the sale.
+func TestReservePromotedBatch(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, c *Client) {
+		ctx := context.Background()
+		g := NewGate(c, testPrefix(t, c))
+		mustLoad(t, g, 1, 10, nil)
+		if err := g.fresh(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		k := g.keys(1)
+		ep, err := c.base.Get(ctx, k.epoch).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		runID, _, _ := strings.Cut(ep, " ")
+		if err := c.base.Set(ctx, k.epoch, runID+" 0123456789abcdef", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		calls := make([]*reserveCall, 4)
+		for i := range calls {
+			calls[i] = &reserveCall{ctx: ctx, user: strconv.Itoa(i + 1), ticket: "T", done: make(chan struct{})}
+		}
+		g.reserveBatch(reserveKey{sale: 1, rate: 1, burst: 1}, calls)
+		for i, cl := range calls {
+			if seckill.ErrorCode(cl.err) != seckill.EBusy {
+				t.Fatalf("call %d: %d, %v; want EBusy", i, cl.res, cl.err)
+			}
+		}
+		if n, err := c.base.Exists(ctx, k.stock, k.bucket("1")).Result(); err != nil || n != 0 {
+			t.Fatalf("%d of stock and a bucket left, %v; want the sale dropped, no token taken", n, err)
+		}
+	})
+}

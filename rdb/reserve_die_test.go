@@ -1,0 +1,179 @@
+package rdb
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill"
+	"seckill/internal/testenv"
+)
+
+// killableRedis starts a redis-server of the test's own: on
+// SECKILL_TEST_OWN_REDIS_PORT if set, else on a spare port (testenv). kill
+// stops it for good.
+func killableRedis(t *testing.T) (url string, kill func()) {
+	port := os.Getenv("SECKILL_TEST_OWN_REDIS_PORT")
+	if port == "" {
+		s := testenv.StartRedis(t)
+		return s.URL(), s.Kill
+	}
+	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	kill = func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
+	t.Cleanup(kill)
+	url = "redis://127.0.0.1:" + port
+	probe := openClient(t, url+"?autopipeline=false")
+	waitFor(t, "redis-server to start", func() bool { return probe.base.Ping(context.Background()).Err() == nil })
+	return url, kill
+}
+
+// TestReserveRedisDiesMidCrowd: Redis killed while reservations stream in:
+// every call returns, and the gate's queues empty.
+func TestReserveRedisDiesMidCrowd(t *testing.T) {
+	for _, q := range []string{"?autopipeline=false", ""} {
+		t.Run(q, func(t *testing.T) {
+			url, kill := killableRedis(t)
+			c := openClient(t, url+q)
+			g := NewGate(c, "t:")
+			mustLoad(t, g, 1, 1<<30, nil)
+			var stop atomic.Bool
+			var wg sync.WaitGroup
+			for w := range 64 {
+				wg.Go(func() {
+					for i := 0; !stop.Load(); i++ {
+						u := int64(w*1_000_000 + i)
+						g.Reserve(context.Background(), seckill.Reservation{SaleID: 1, UserID: u, Ticket: "x", Limit: seckill.Bucket{PerSecond: 5, Burst: 10}})
+					}
+				})
+			}
+			time.Sleep(300 * time.Millisecond)
+			kill()
+			time.Sleep(200 * time.Millisecond)
+			stop.Store(true)
+			done := make(chan struct{})
+			go func() { wg.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(60 * time.Second):
+				t.Fatal("reservations never returned after Redis died")
+			}
+			waitFor(t, "reserve queues to empty", func() bool {
+				g.resvMu.Lock()
+				defer g.resvMu.Unlock()
+				return len(g.resv) == 0
+			})
+		})
+	}
+}
+
+// TestReserveCtxEndsWhileServerBusy: with the server stuck in a long
+// script, every caller returns when its ctx ends, the one whose call
+// started the sale's script included (it used to run the script on its
+// own goroutine and return only when the server answered, seconds later).
+func TestReserveCtxEndsWhileServerBusy(t *testing.T) {
+	for _, q := range []string{"?autopipeline=false", ""} {
+		t.Run(q, func(t *testing.T) {
+			url, _ := killableRedis(t)
+			c := openClient(t, url+q)
+			g := NewGate(c, "t:")
+			mustLoad(t, g, 1, 100, nil)
+			ctx := context.Background()
+			if err := g.fresh(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+			raw := openClient(t, url+"?autopipeline=false")
+			busy := make(chan struct{})
+			go func() {
+				defer close(busy)
+				raw.base.Do(ctx, "EVAL", "local s = tonumber(redis.call('TIME')[1]) while tonumber(redis.call('TIME')[1]) < s + 3 do end return 1", 0)
+			}()
+			time.Sleep(100 * time.Millisecond)
+			var wg sync.WaitGroup
+			for i := range 3 {
+				wg.Go(func() {
+					cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+					defer cancel()
+					start := time.Now()
+					_, err := g.Reserve(cctx, seckill.Reservation{SaleID: 1, UserID: int64(i), Ticket: strconv.Itoa(i)})
+					if d := time.Since(start); d > time.Second || err == nil {
+						t.Errorf("caller %d: %v after %v; want its ctx's error after 200ms", i, err, d)
+					}
+				})
+			}
+			wg.Wait()
+			<-busy
+			waitFor(t, "reserve queues to empty", func() bool {
+				g.resvMu.Lock()
+				defer g.resvMu.Unlock()
+				return len(g.resv) == 0
+			})
+		})
+	}
+}
+
+// TestReserveRedisRestartsMidCrowd: Redis killed and started again, empty,
+// while reservations stream in: every call returns, those after the
+// restart are EBusy (the sale is gone), and once loaded again the sale
+// reserves.
+func TestReserveRedisRestartsMidCrowd(t *testing.T) {
+	if os.Getenv("SECKILL_TEST_OWN_REDIS_PORT") == "" {
+		t.Skip("SECKILL_TEST_OWN_REDIS_PORT unset")
+	}
+	url, kill := killableRedis(t)
+	c := openClient(t, url)
+	g := NewGate(c, "t:")
+	mustLoad(t, g, 1, 1<<30, nil)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var bad atomic.Value
+	var restarted atomic.Bool
+	for w := range 32 {
+		wg.Go(func() {
+			for i := 0; !stop.Load(); i++ {
+				after := restarted.Load()
+				r, err := g.Reserve(context.Background(), seckill.Reservation{SaleID: 1, UserID: int64(w*1_000_000 + i), Ticket: "x"})
+				if after && (err == nil || seckill.ErrorCode(err) != seckill.EBusy) {
+					bad.Store(fmt.Sprintf("after the restart: %v, %v", r, err))
+				}
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond)
+	kill()
+	url2, _ := killableRedis(t)
+	if url2 != url {
+		t.Fatal(url2)
+	}
+	restarted.Store(true)
+	time.Sleep(500 * time.Millisecond)
+	stop.Store(true)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("reservations never returned")
+	}
+	if b := bad.Load(); b != nil {
+		t.Fatal(b)
+	}
+	mustLoad(t, g, 1, 1, nil)
+	if r, err := g.Reserve(context.Background(), seckill.Reservation{SaleID: 1, UserID: 1, Ticket: "y"}); err != nil || r != seckill.Reserved {
+		t.Fatalf("after reload: %v, %v", r, err)
+	}
+	waitFor(t, "reserve queues to empty", func() bool {
+		g.resvMu.Lock()
+		defer g.resvMu.Unlock()
+		return len(g.resv) == 0
+	})
+}
