@@ -3,8 +3,6 @@ package rdb
 import (
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -15,26 +13,12 @@ import (
 	"seckill/internal/testenv"
 )
 
-// killableRedis starts a redis-server of the test's own: on
-// SECKILL_TEST_OWN_REDIS_PORT if set, else on a spare port (testenv). kill
-// stops it for good.
-func killableRedis(t *testing.T) (url string, kill func()) {
-	port := os.Getenv("SECKILL_TEST_OWN_REDIS_PORT")
-	if port == "" {
-		s := testenv.StartRedis(t)
-		return s.URL(), s.Kill
-	}
-	cmd := exec.Command("redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	kill = func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
-	t.Cleanup(kill)
-	url = "redis://127.0.0.1:" + port
-	probe := openClient(t, url+"?autopipeline=false")
-	waitFor(t, "redis-server to start", func() bool { return probe.base.Ping(context.Background()).Err() == nil })
-	return url, kill
+// killableRedis starts a redis-server of the test's own on a spare port
+// (testenv.StartRedis); kill stops it, restart starts it again, empty, on
+// the same port.
+func killableRedis(t *testing.T) (url string, kill, restart func()) {
+	s := testenv.StartRedis(t)
+	return s.URL(), s.Kill, s.Start
 }
 
 // TestReserveRedisDiesMidCrowd: Redis killed while reservations stream in:
@@ -42,7 +26,7 @@ func killableRedis(t *testing.T) (url string, kill func()) {
 func TestReserveRedisDiesMidCrowd(t *testing.T) {
 	for _, q := range []string{"?autopipeline=false", ""} {
 		t.Run(q, func(t *testing.T) {
-			url, kill := killableRedis(t)
+			url, kill, _ := killableRedis(t)
 			c := openClient(t, url+q)
 			g := NewGate(c, "t:")
 			mustLoad(t, g, 1, 1<<30, nil)
@@ -83,7 +67,7 @@ func TestReserveRedisDiesMidCrowd(t *testing.T) {
 func TestReserveCtxEndsWhileServerBusy(t *testing.T) {
 	for _, q := range []string{"?autopipeline=false", ""} {
 		t.Run(q, func(t *testing.T) {
-			url, _ := killableRedis(t)
+			url, _, _ := killableRedis(t)
 			c := openClient(t, url+q)
 			g := NewGate(c, "t:")
 			mustLoad(t, g, 1, 100, nil)
@@ -126,10 +110,7 @@ func TestReserveCtxEndsWhileServerBusy(t *testing.T) {
 // restart are EBusy (the sale is gone), and once loaded again the sale
 // reserves.
 func TestReserveRedisRestartsMidCrowd(t *testing.T) {
-	if os.Getenv("SECKILL_TEST_OWN_REDIS_PORT") == "" {
-		t.Skip("SECKILL_TEST_OWN_REDIS_PORT unset")
-	}
-	url, kill := killableRedis(t)
+	url, kill, restart := killableRedis(t)
 	c := openClient(t, url)
 	g := NewGate(c, "t:")
 	mustLoad(t, g, 1, 1<<30, nil)
@@ -150,10 +131,7 @@ func TestReserveRedisRestartsMidCrowd(t *testing.T) {
 	}
 	time.Sleep(300 * time.Millisecond)
 	kill()
-	url2, _ := killableRedis(t)
-	if url2 != url {
-		t.Fatal(url2)
-	}
+	restart()
 	restarted.Store(true)
 	time.Sleep(500 * time.Millisecond)
 	stop.Store(true)
