@@ -513,6 +513,10 @@ func (e *Engine) Sales(ctx context.Context) ([]*seckill.Sale, error) {
 	return e.b.Sales.Sales(ctx)
 }
 
+// MaxImageURL bounds a sale's image_url, in bytes: MySQL's column holds
+// 1,024 characters, and a longer URL was a 500 there rather than a 400.
+const MaxImageURL = 1024
+
 // ValidateSale checks an admin's new sale; EInvalid says what is wrong.
 // A price above the original price is refused (a "sale" dearer than the
 // list price is a typo or a trick); an original price of 0 means none is
@@ -526,8 +530,8 @@ func ValidateSale(s *seckill.Sale) error {
 		return seckill.Errorf(seckill.EInvalid, "name, description and image_url must be UTF-8 without NUL characters")
 	case len(s.Description) > 10000:
 		return seckill.Errorf(seckill.EInvalid, "description must be at most 10000 bytes")
-	case len(s.ImageURL) > 2000:
-		return seckill.Errorf(seckill.EInvalid, "image_url must be at most 2000 bytes")
+	case len(s.ImageURL) > MaxImageURL:
+		return seckill.Errorf(seckill.EInvalid, "image_url must be at most %d bytes", MaxImageURL)
 	case s.PriceCents < 0 || s.OriginalPriceCents < 0:
 		return seckill.Errorf(seckill.EInvalid, "prices must not be negative")
 	case s.PriceCents == 0:

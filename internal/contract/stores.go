@@ -2,6 +2,7 @@ package contract
 
 import (
 	"context"
+	"strings"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -125,6 +126,28 @@ func testSales(t *testing.T, open func(t *testing.T) Stores) {
 		storeNoErr(t, err)
 		if diff := cmp.Diff(sale, got, storeCmpTimes); diff != "" {
 			t.Errorf("Sale (-created +got):\n%s", diff)
+		}
+	})
+
+	t.Run("LongestFields", func(t *testing.T) {
+		// The longest fields checkout.ValidateSale lets through (name 200
+		// bytes, description 10,000, image_url 1,024), in characters of
+		// several bytes where a column counts characters, are stored
+		// whole on every engine: an admin gets no 500 for them.
+		s := open(t)
+		now := storeNow()
+		sale := &seckill.Sale{
+			Name: strings.Repeat("茶", 66) + "ab", Description: strings.Repeat("é", 5000),
+			ImageURL:   "https://img.example/" + strings.Repeat("p", 1024-len("https://img.example/")),
+			PriceCents: 100, OriginalPriceCents: 1000, Stock: 7,
+			StartsAt: now.Add(time.Minute), EndsAt: now.Add(time.Hour),
+		}
+		storeNoErr(t, s.Sales.CreateSale(ctx, sale))
+		got, err := s.Sales.Sale(ctx, sale.ID)
+		storeNoErr(t, err)
+		if got.Name != sale.Name || got.Description != sale.Description || got.ImageURL != sale.ImageURL {
+			t.Fatalf("stored %d/%d/%d bytes of name/description/image_url, want %d/%d/%d",
+				len(got.Name), len(got.Description), len(got.ImageURL), len(sale.Name), len(sale.Description), len(sale.ImageURL))
 		}
 	})
 
