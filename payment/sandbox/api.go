@@ -35,8 +35,10 @@ func (s *Sandbox) gateway(w http.ResponseWriter, r *http.Request) {
 	}
 	mk, err := s.merchantKey()
 	if err != nil {
+		// The reason (a file path, an OS error) goes to the log only: the
+		// caller is not authenticated yet.
 		s.log.Warn("sandbox: cannot check a request", "err", err)
-		fail(nil, payment.CodeInvalidParameter, payment.SubInvalidSignature, "the sandbox has no merchant key: "+err.Error())
+		fail(nil, payment.CodeInvalidParameter, payment.SubInvalidSignature, "the sandbox has no merchant key yet")
 		return
 	}
 	if err := payment.VerifyRequest(mk, form); err != nil {

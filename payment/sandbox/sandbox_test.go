@@ -568,12 +568,18 @@ func TestGatewayChecksSignatures(t *testing.T) {
 }
 
 // The sandbox may start before the shop made its key: it reads the file
-// when a request first needs it.
+// when a request first needs it. Until then a request is refused without
+// naming the file (its caller is not authenticated).
 func TestMerchantKeyFileReadLate(t *testing.T) {
 	dir := t.TempDir()
 	path := payment.MerchantKeyPath(dir)
 	e := newEnv(t, t.TempDir(), sandbox.Config{Manual: true, MerchantKeyFile: payment.PublicKeyPath(path)})
 	sh := newShop(t, func(int, url.Values) string { return "success" })
+	early := url.Values{"app_id": {sandbox.DefaultAppID}, "method": {payment.MethodQuery}, "sign_type": {"RSA2"},
+		"biz_content": {`{"out_trade_no":"T1"}`}, "sign": {"x"}}
+	if r := e.post(t, payment.MethodQuery, early); r.SubCode != payment.SubInvalidSignature || strings.Contains(r.SubMsg, dir) || strings.Contains(r.SubMsg, "/") {
+		t.Fatalf("a request before the merchant key exists: %+v; want refused without the key's path", r)
+	}
 	key, err := payment.LoadOrCreateKey(path)
 	if err != nil {
 		t.Fatal(err)
