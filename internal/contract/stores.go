@@ -2,9 +2,9 @@ package contract
 
 import (
 	"context"
-	"strings"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
