@@ -338,6 +338,31 @@ func (c *Client) Cluster() bool { return c.cluster }
 // *redis.ClusterClient), for tools and fault drills.
 func (c *Client) Redis() redis.UniversalClient { return c.base }
 
+// EvictingNodes lists the nodes holding data (the one node, or every
+// master of a cluster) whose maxmemory-policy is not noeviction, with
+// their policy: the gate's keys are state, and an evicted one loses
+// buyers or units (RELIABILITY.md, "A Redis that evicts keys"). An error
+// when the policy cannot be read (a managed service may refuse CONFIG).
+func (c *Client) EvictingNodes(ctx context.Context) ([]string, error) {
+	var (
+		mu   sync.Mutex
+		evil []string
+	)
+	err := c.forEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		v, err := n.ConfigGet(ctx, "maxmemory-policy").Result()
+		if err != nil {
+			return err
+		}
+		if p := v["maxmemory-policy"]; p != "noeviction" {
+			mu.Lock()
+			evil = append(evil, n.Options().Addr+" "+p)
+			mu.Unlock()
+		}
+		return nil
+	})
+	return evil, err
+}
+
 // forEachMaster calls fn with a client of every node holding data: the one
 // node, or every master of the cluster.
 func (c *Client) forEachMaster(ctx context.Context, fn func(ctx context.Context, n *redis.Client) error) error {

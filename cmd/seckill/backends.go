@@ -83,6 +83,12 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 	if err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
+	switch evicting, err := client.EvictingNodes(ctx); {
+	case err != nil:
+		m.log.Info("redis: could not read maxmemory-policy; the gate needs noeviction", "err", err)
+	case len(evicting) > 0:
+		m.log.Warn("redis: maxmemory-policy is not noeviction: an evicted gate key loses buyers or units (RELIABILITY.md)", "nodes", evicting)
+	}
 	fast := rdb.NewSessions(client, prefix)
 	// The per-address bucket of purchases is this instance's own, so that
 	// a purchase costs one Redis round trip (the gate's). The address's
