@@ -42,13 +42,7 @@ func crowd(t *testing.T, c *Client, limit seckill.Bucket) {
 			out <- ans{u, tk, r, err}
 		})
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("reservations never returned")
-	}
+	waitReturned(t, &wg, "reservations")
 	close(out)
 	reserved := map[int64]string{}
 	for a := range out {
@@ -84,11 +78,7 @@ func crowd(t *testing.T, c *Client, limit seckill.Bucket) {
 			t.Errorf("user %d answered reserved with %s, pending %q", u, tk, v)
 		}
 	}
-	waitFor(t, "reserve queues to empty", func() bool {
-		g.resvMu.Lock()
-		defer g.resvMu.Unlock()
-		return len(g.resv) == 0
-	})
+	waitQueuesEmpty(t, g)
 }
 
 func TestReserveCrowdInvariants(t *testing.T) {
@@ -109,11 +99,11 @@ func TestReserveFullBatch(t *testing.T) {
 		if err := g.fresh(ctx, 1); err != nil {
 			t.Fatal(err)
 		}
-		calls := make([]*reserveCall, maxReserveBatch)
-		for i := range calls {
-			calls[i] = &reserveCall{ctx: ctx, user: strconv.Itoa(i), ticket: "T" + strconv.Itoa(i), done: make(chan struct{})}
+		users := make([]int64, maxReserveBatch)
+		for i := range users {
+			users[i] = int64(i)
 		}
-		g.reserveBatch(reserveKey{sale: 1, rate: 1, burst: 1}, calls)
+		calls := runBatch(g, reserveKey{sale: 1, rate: 1, burst: 1}, users...)
 		for i, cl := range calls {
 			want := int64(seckill.Reserved)
 			if i == maxReserveBatch-1 {
@@ -140,11 +130,7 @@ func TestReserveScriptErrorReachesAll(t *testing.T) {
 		if err := c.base.Set(ctx, g.keys(1).bucket("3"), "x", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
-		calls := make([]*reserveCall, 5)
-		for i := range calls {
-			calls[i] = &reserveCall{ctx: ctx, user: strconv.Itoa(i + 1), ticket: "T", done: make(chan struct{})}
-		}
-		g.reserveBatch(reserveKey{sale: 1, rate: 1, burst: 1}, calls)
+		calls := runBatch(g, reserveKey{sale: 1, rate: 1, burst: 1}, 1, 2, 3, 4, 5)
 		for i, cl := range calls {
 			if cl.err == nil || !isDone(cl.done) {
 				t.Fatalf("call %d: %d, %v; want an error", i, cl.res, cl.err)
@@ -176,11 +162,7 @@ func TestReservePromotedBatch(t *testing.T) {
 		if err := c.base.Set(ctx, k.epoch, runID+" 0123456789abcdef", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
-		calls := make([]*reserveCall, 4)
-		for i := range calls {
-			calls[i] = &reserveCall{ctx: ctx, user: strconv.Itoa(i + 1), ticket: "T", done: make(chan struct{})}
-		}
-		g.reserveBatch(reserveKey{sale: 1, rate: 1, burst: 1}, calls)
+		calls := runBatch(g, reserveKey{sale: 1, rate: 1, burst: 1}, 1, 2, 3, 4)
 		for i, cl := range calls {
 			if seckill.ErrorCode(cl.err) != seckill.EBusy {
 				t.Fatalf("call %d: %d, %v; want EBusy", i, cl.res, cl.err)

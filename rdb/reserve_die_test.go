@@ -44,18 +44,8 @@ func TestReserveRedisDiesMidCrowd(t *testing.T) {
 			kill()
 			time.Sleep(200 * time.Millisecond)
 			stop.Store(true)
-			done := make(chan struct{})
-			go func() { wg.Wait(); close(done) }()
-			select {
-			case <-done:
-			case <-time.After(60 * time.Second):
-				t.Fatal("reservations never returned after Redis died")
-			}
-			waitFor(t, "reserve queues to empty", func() bool {
-				g.resvMu.Lock()
-				defer g.resvMu.Unlock()
-				return len(g.resv) == 0
-			})
+			waitReturned(t, &wg, "reservations")
+			waitQueuesEmpty(t, g)
 		})
 	}
 }
@@ -96,11 +86,7 @@ func TestReserveCtxEndsWhileServerBusy(t *testing.T) {
 			}
 			wg.Wait()
 			<-busy
-			waitFor(t, "reserve queues to empty", func() bool {
-				g.resvMu.Lock()
-				defer g.resvMu.Unlock()
-				return len(g.resv) == 0
-			})
+			waitQueuesEmpty(t, g)
 		})
 	}
 }
@@ -135,13 +121,7 @@ func TestReserveRedisRestartsMidCrowd(t *testing.T) {
 	restarted.Store(true)
 	time.Sleep(500 * time.Millisecond)
 	stop.Store(true)
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(60 * time.Second):
-		t.Fatal("reservations never returned")
-	}
+	waitReturned(t, &wg, "reservations")
 	if b := bad.Load(); b != nil {
 		t.Fatal(b)
 	}
@@ -149,9 +129,5 @@ func TestReserveRedisRestartsMidCrowd(t *testing.T) {
 	if r, err := g.Reserve(context.Background(), seckill.Reservation{SaleID: 1, UserID: 1, Ticket: "y"}); err != nil || r != seckill.Reserved {
 		t.Fatalf("after reload: %v, %v", r, err)
 	}
-	waitFor(t, "reserve queues to empty", func() bool {
-		g.resvMu.Lock()
-		defer g.resvMu.Unlock()
-		return len(g.resv) == 0
-	})
+	waitQueuesEmpty(t, g)
 }

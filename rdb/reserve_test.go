@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 
 	"seckill"
 )
@@ -27,11 +28,7 @@ func TestReserveBatchAnswersInOrder(t *testing.T) {
 		}
 		batch := func(key reserveKey, users ...int64) []int64 {
 			t.Helper()
-			calls := make([]*reserveCall, len(users))
-			for i, u := range users {
-				calls[i] = &reserveCall{ctx: ctx, user: strconv.FormatInt(u, 10), ticket: "T" + strconv.Itoa(i), done: make(chan struct{})}
-			}
-			g.reserveBatch(key, calls)
+			calls := runBatch(g, key, users...)
 			got := make([]int64, len(calls))
 			for i, c := range calls {
 				if !isDone(c.done) || c.err != nil {
@@ -113,11 +110,7 @@ func TestReserveOneUserConcurrently(t *testing.T) {
 		if left, _, err := g.Left(ctx, 1); err != nil || left != 9 {
 			t.Fatalf("left %d, %v; want 9", left, err)
 		}
-		g.resvMu.Lock()
-		defer g.resvMu.Unlock()
-		if len(g.resv) != 0 {
-			t.Fatalf("%d reserve queues left after the crowd, want none", len(g.resv))
-		}
+		waitQueuesEmpty(t, g)
 	})
 }
 
@@ -150,4 +143,38 @@ func isDone(ch chan struct{}) bool {
 	default:
 		return false
 	}
+}
+
+// runBatch runs one reserve script for users, the i-th with ticket "Ti",
+// and returns their calls, answered.
+func runBatch(g *Gate, key reserveKey, users ...int64) []*reserveCall {
+	calls := make([]*reserveCall, len(users))
+	for i, u := range users {
+		calls[i] = &reserveCall{ctx: context.Background(), user: strconv.FormatInt(u, 10), ticket: "T" + strconv.Itoa(i), done: make(chan struct{})}
+	}
+	g.reserveBatch(key, calls)
+	return calls
+}
+
+// waitReturned waits for every caller of wg, failing the test after a
+// minute.
+func waitReturned(t *testing.T, wg *sync.WaitGroup, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal(what + " never returned")
+	}
+}
+
+// waitQueuesEmpty waits until the gate holds no sale's reserve queue.
+func waitQueuesEmpty(t *testing.T, g *Gate) {
+	t.Helper()
+	waitFor(t, "reserve queues to empty", func() bool {
+		g.resvMu.Lock()
+		defer g.resvMu.Unlock()
+		return len(g.resv) == 0
+	})
 }
