@@ -151,9 +151,10 @@ type Engine struct {
 	newest  atomic.Int64
 	listing freshRead
 
-	born    time.Time // the engine's own clock at New: uptime counts from it
-	soldOut sync.Map  // sale id → uptime (time.Duration) when the gate said sold out
-	buyers  sync.Map  // sale id → *knownBuyers: who this instance knows holds a unit (buyers.go)
+	born      time.Time // the engine's own clock at New: uptime counts from it
+	soldOut   sync.Map  // sale id → uptime (time.Duration) when the gate said sold out
+	viewLefts sync.Map  // sale id → *leftReading: units left for the sale's views (viewLeft)
+	buyers    sync.Map  // sale id → *knownBuyers: who this instance knows holds a unit (buyers.go)
 
 	results     *resultMap
 	unsubscribe func()
@@ -499,13 +500,72 @@ func (e *Engine) sawSale(id int64) {
 }
 
 // SaleView is a sale as clients see it: stock_left and status from the gate
-// when it is loaded (SQL lags by the writer's batch).
+// when it is loaded (SQL lags by the writer's batch). For the pushes and
+// the dashboard, which read it once a tick.
 func (e *Engine) SaleView(ctx context.Context, s *seckill.Sale) (*seckill.Sale, string) {
 	v := *s
 	if left, loaded, err := e.b.Gate.Left(ctx, s.ID); err == nil && loaded {
 		v.StockLeft = left
 	}
-	return &v, v.Status(e.SaleTime(), v.StockLeft)
+	return e.status(&v)
+}
+
+// PublicSaleView is SaleView for the public catalogue (GET /api/sales and
+// /api/sales/{id}), which anyone may request as often as they like: its
+// units left come from a reading of the gate at most viewLeftFor old
+// (viewLeft), so its traffic costs the gate no read per request.
+func (e *Engine) PublicSaleView(ctx context.Context, s *seckill.Sale) (*seckill.Sale, string) {
+	v := *s
+	if left, loaded := e.viewLeft(ctx, s.ID); loaded {
+		v.StockLeft = left
+	}
+	return e.status(&v)
+}
+
+func (e *Engine) status(v *seckill.Sale) (*seckill.Sale, string) {
+	return v, v.Status(e.SaleTime(), v.StockLeft)
+}
+
+// viewLeftFor is how long a sale's units left, read from the gate for a
+// public view, serve every public view of the sale on this instance. The catalogue is
+// public and anyone may list it as often as they like: read per request,
+// each listing cost a shared gate a round trip per sale. Now the views of
+// a sale cost it at most one read in this time, whatever the traffic
+// (api.md lets stock_left lag by about a second).
+const viewLeftFor = 200 * time.Millisecond
+
+// leftReading is a sale's units left as the gate answered at uptime at.
+type leftReading struct {
+	left   int64
+	loaded bool
+	at     time.Duration
+}
+
+// viewLeft is the sale's units left in the gate and whether it is loaded
+// there, from a reading at most viewLeftFor old. Of the views that find
+// the reading stale at once, one reads the gate and the others answer
+// from the stale reading meanwhile. A gate that fails reads as not loaded
+// (the view shows SQL's figure) and is asked again next time.
+func (e *Engine) viewLeft(ctx context.Context, saleID int64) (int64, bool) {
+	up := e.uptime()
+	v, ok := e.viewLefts.Load(saleID)
+	if ok {
+		r := v.(*leftReading)
+		if up-r.at < viewLeftFor {
+			return r.left, r.loaded
+		}
+		// Claim the read: the others see a fresh stamp on the old figure.
+		if !e.viewLefts.CompareAndSwap(saleID, r, &leftReading{left: r.left, loaded: r.loaded, at: up}) {
+			return r.left, r.loaded
+		}
+	}
+	left, loaded, err := e.b.Gate.Left(ctx, saleID)
+	if err != nil {
+		e.viewLefts.Delete(saleID)
+		return 0, false
+	}
+	e.viewLefts.Store(saleID, &leftReading{left: left, loaded: loaded, at: up})
+	return left, loaded
 }
 
 // Sales lists the catalogue.

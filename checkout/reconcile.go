@@ -209,6 +209,7 @@ func (e *Engine) ForgetEnded(ctx context.Context) error {
 		// refused by its window now, so neither comes back.
 		e.soldOut.Delete(s.ID)
 		e.admits.Delete(s.ID)
+		e.viewLefts.Delete(s.ID)
 		e.forgotten.Store(s.ID, struct{}{})
 	}
 	return nil

@@ -18,6 +18,13 @@ func (s *Server) view(ctx context.Context, sale *seckill.Sale) saleJSON {
 	return saleJSON{Sale: v, Status: status}
 }
 
+// publicView is view for the public catalogue, whose units left may be a
+// fraction of a second old (checkout.Engine.PublicSaleView).
+func (s *Server) publicView(ctx context.Context, sale *seckill.Sale) saleJSON {
+	v, status := s.cfg.Engine.PublicSaleView(ctx, sale)
+	return saleJSON{Sale: v, Status: status}
+}
+
 func (s *Server) listSales(w http.ResponseWriter, r *http.Request) error {
 	sales, err := s.catalog.get(r.Context())
 	if err != nil {
@@ -25,7 +32,7 @@ func (s *Server) listSales(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]saleJSON, len(sales))
 	for i, sale := range sales {
-		out[i] = s.view(r.Context(), sale)
+		out[i] = s.publicView(r.Context(), sale)
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"sales": out, "server_time": s.cfg.Engine.SaleTime().UTC()})
 	return nil
@@ -40,6 +47,6 @@ func (s *Server) getSale(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sale": s.view(r.Context(), sale), "server_time": s.cfg.Engine.SaleTime().UTC()})
+	writeJSON(w, http.StatusOK, map[string]any{"sale": s.publicView(r.Context(), sale), "server_time": s.cfg.Engine.SaleTime().UTC()})
 	return nil
 }
