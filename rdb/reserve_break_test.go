@@ -93,12 +93,8 @@ func TestReserveCrowdInvariants(t *testing.T) {
 // 2*maxReserveBatch values) answers each.
 func TestReserveFullBatch(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, c *Client) {
-		ctx := context.Background()
 		g := NewGate(c, testPrefix(t, c))
-		mustLoad(t, g, 1, maxReserveBatch-1, nil)
-		if err := g.fresh(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
+		loadChecked(t, g, 1, maxReserveBatch-1)
 		users := make([]int64, maxReserveBatch)
 		for i := range users {
 			users[i] = int64(i)
@@ -123,10 +119,7 @@ func TestReserveScriptErrorReachesAll(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, c *Client) {
 		ctx := context.Background()
 		g := NewGate(c, testPrefix(t, c))
-		mustLoad(t, g, 1, 10, nil)
-		if err := g.fresh(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
+		loadChecked(t, g, 1, 10)
 		if err := c.base.Set(ctx, g.keys(1).bucket("3"), "x", 0).Err(); err != nil {
 			t.Fatal(err)
 		}
@@ -149,10 +142,7 @@ func TestReservePromotedBatch(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, c *Client) {
 		ctx := context.Background()
 		g := NewGate(c, testPrefix(t, c))
-		mustLoad(t, g, 1, 10, nil)
-		if err := g.fresh(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
+		loadChecked(t, g, 1, 10)
 		k := g.keys(1)
 		ep, err := c.base.Get(ctx, k.epoch).Result()
 		if err != nil {

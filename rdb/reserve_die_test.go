@@ -13,21 +13,13 @@ import (
 	"seckill/internal/testenv"
 )
 
-// killableRedis starts a redis-server of the test's own on a spare port
-// (testenv.StartRedis); kill stops it, restart starts it again, empty, on
-// the same port.
-func killableRedis(t *testing.T) (url string, kill, restart func()) {
-	s := testenv.StartRedis(t)
-	return s.URL(), s.Kill, s.Start
-}
-
 // TestReserveRedisDiesMidCrowd: Redis killed while reservations stream in:
 // every call returns, and the gate's queues empty.
 func TestReserveRedisDiesMidCrowd(t *testing.T) {
 	for _, q := range []string{"?autopipeline=false", ""} {
 		t.Run(q, func(t *testing.T) {
-			url, kill, _ := killableRedis(t)
-			c := openClient(t, url+q)
+			r := testenv.StartRedis(t)
+			c := openClient(t, r.URL()+q)
 			g := NewGate(c, "t:")
 			mustLoad(t, g, 1, 1<<30, nil)
 			var stop atomic.Bool
@@ -41,7 +33,7 @@ func TestReserveRedisDiesMidCrowd(t *testing.T) {
 				})
 			}
 			time.Sleep(300 * time.Millisecond)
-			kill()
+			r.Kill()
 			time.Sleep(200 * time.Millisecond)
 			stop.Store(true)
 			waitReturned(t, &wg, "reservations")
@@ -57,15 +49,12 @@ func TestReserveRedisDiesMidCrowd(t *testing.T) {
 func TestReserveCtxEndsWhileServerBusy(t *testing.T) {
 	for _, q := range []string{"?autopipeline=false", ""} {
 		t.Run(q, func(t *testing.T) {
-			url, _, _ := killableRedis(t)
-			c := openClient(t, url+q)
+			r := testenv.StartRedis(t)
+			c := openClient(t, r.URL()+q)
 			g := NewGate(c, "t:")
-			mustLoad(t, g, 1, 100, nil)
+			loadChecked(t, g, 1, 100)
 			ctx := context.Background()
-			if err := g.fresh(ctx, 1); err != nil {
-				t.Fatal(err)
-			}
-			raw := openClient(t, url+"?autopipeline=false")
+			raw := openClient(t, r.URL()+"?autopipeline=false")
 			busy := make(chan struct{})
 			go func() {
 				defer close(busy)
@@ -96,8 +85,8 @@ func TestReserveCtxEndsWhileServerBusy(t *testing.T) {
 // restart are EBusy (the sale is gone), and once loaded again the sale
 // reserves.
 func TestReserveRedisRestartsMidCrowd(t *testing.T) {
-	url, kill, restart := killableRedis(t)
-	c := openClient(t, url)
+	r := testenv.StartRedis(t)
+	c := openClient(t, r.URL())
 	g := NewGate(c, "t:")
 	mustLoad(t, g, 1, 1<<30, nil)
 	var stop atomic.Bool
@@ -116,8 +105,8 @@ func TestReserveRedisRestartsMidCrowd(t *testing.T) {
 		})
 	}
 	time.Sleep(300 * time.Millisecond)
-	kill()
-	restart()
+	r.Kill()
+	r.Start()
 	restarted.Store(true)
 	time.Sleep(500 * time.Millisecond)
 	stop.Store(true)

@@ -121,10 +121,7 @@ func TestReserveCallerGaveUp(t *testing.T) {
 	forEachTarget(t, func(t *testing.T, c *Client) {
 		ctx := context.Background()
 		g := NewGate(c, testPrefix(t, c))
-		mustLoad(t, g, 1, 1, nil)
-		if err := g.fresh(ctx, 1); err != nil {
-			t.Fatal(err)
-		}
+		loadChecked(t, g, 1, 1)
 		gone, cancel := context.WithCancel(ctx)
 		cancel()
 		if _, err := g.Reserve(gone, seckill.Reservation{SaleID: 1, UserID: 7, Ticket: "gone"}); err == nil {
@@ -177,4 +174,14 @@ func waitQueuesEmpty(t *testing.T, g *Gate) {
 		defer g.resvMu.Unlock()
 		return len(g.resv) == 0
 	})
+}
+
+// loadChecked loads a sale the gate does not hold and checks it against
+// its server (Gate.fresh), as the first Reserve would.
+func loadChecked(t *testing.T, g *Gate, saleID, left int64) {
+	t.Helper()
+	mustLoad(t, g, saleID, left, nil)
+	if err := g.fresh(context.Background(), saleID); err != nil {
+		t.Fatal(err)
+	}
 }
