@@ -44,6 +44,20 @@ type shared struct {
 	followed      sync.WaitGroup
 }
 
+// sessionCaching is how long an instance serves a session from memory, and
+// after how long a hit refreshes it in the background (0: never): redis
+// is the shared backend (nil without one, a single instance).
+func sessionCaching(redis *rdb.Client) (ttl, refreshAfter time.Duration) {
+	switch {
+	case redis == nil:
+		return soloSessionTTL, 0
+	case redis.Cluster():
+		return sessionCacheTTL, sessionRefreshAfter
+	default:
+		return nodeSessionTTL, nodeSessionRefreshAfter
+	}
+}
+
 // captchaCap is how many captchas one user gets for one sale at once, and
 // captchaRefill how fast more come (per second: one every 3 minutes). A
 // person who mistypes a few answers never meets the cap; a bot that hopes

@@ -27,7 +27,7 @@ import (
 // commands share one.
 func TestPurchaseOneRedisRoundTrip(t *testing.T) {
 	const buyers = 400
-	n, counts := purchaseCommands(t, 1, buyers)
+	n, counts := purchaseCommands(t, 1, buyers, 0)
 	t.Logf("%d purchases that reserved: %d Redis commands (%.2f each) besides the writer's: %v", buyers, n, float64(n)/buyers, counts)
 	// Two a purchase (a shared per-address bucket) would be 800; fewer
 	// than one, purchases sharing the gate's scripts.
@@ -44,7 +44,7 @@ func TestPurchaseOneRedisRoundTrip(t *testing.T) {
 // for a buyer whose session the instance holds (README says which).
 func TestPurchaseRoundTripsColdSession(t *testing.T) {
 	const buyers = 200
-	n, counts := purchaseCommands(t, 2, buyers)
+	n, counts := purchaseCommands(t, 2, buyers, 0)
 	t.Logf("%d purchases on an instance without their sessions: %d Redis commands (%.2f each) besides the writer's: %v", buyers, n, float64(n)/buyers, counts)
 	// The session's lookup and the gate's script: two round trips each
 	// (the gate's scripts may carry several purchases). No lookup would
@@ -52,6 +52,23 @@ func TestPurchaseRoundTripsColdSession(t *testing.T) {
 	// commands each, something else joined the purchase.
 	if !reservedOnce(counts, buyers) || counts["session"] < buyers*3/4 || n > buyers*5/2 {
 		t.Errorf("%d Redis commands for %d purchases with cold sessions, want a session lookup and a share of a gate script each: %v", n, buyers, counts)
+	}
+}
+
+// TestPurchaseSessionsNotRefreshedOnSingleRedis: on a single Redis a
+// crowd's presses a few seconds after the buyers fetched their paths (6 s
+// here, past the Cluster's refresh age of 5 s) cost no session lookup, in
+// the background or otherwise: the delete and its announcement are one
+// script on the one server, so serve refreshes a cached session only after
+// 30 s (sessionCaching). Before, each buyer's first press refreshed its
+// session: a script per buyer on Redis, and a sixth of the server's CPU.
+func TestPurchaseSessionsNotRefreshedOnSingleRedis(t *testing.T) {
+	const buyers = 200
+	idle := sessionRefreshAfter + time.Second
+	n, counts := purchaseCommands(t, 1, buyers, idle)
+	t.Logf("%d purchases %v after their paths: %d Redis commands (%.2f each) besides the writer's: %v", buyers, idle, n, float64(n)/buyers, counts)
+	if !reservedOnce(counts, buyers) || counts["session"] > 0 {
+		t.Errorf("%d purchases %v after their sessions were read cost %d session lookups, want none: %v", buyers, idle, counts["session"], counts)
 	}
 }
 
@@ -69,14 +86,14 @@ func reservedOnce(counts map[string]int, buyers int) bool {
 const reservationsCarried = "reservations carried"
 
 // purchaseCommands runs a deployment of nodes instances on a Redis of its
-// own with serve's default limits, fetches the paths of buyers on node 0
-// and has them purchase on the last node (every one reserves), and
+// own with serve's default limits, fetches the paths of buyers on node 0,
+// waits idle, and has them purchase on the last node (every one reserves), and
 // returns the commands Redis got from its clients meanwhile, by
 // commandClass, and their number leaving out the order writer's. The
 // writer's come per batch, two a batch, and a slow machine (-race) writes
 // smaller batches: counted, they made the purchases' cost depend on the
 // machine's speed.
-func purchaseCommands(t *testing.T, nodes, buyers int) (int, map[string]int) {
+func purchaseCommands(t *testing.T, nodes, buyers int, idle time.Duration) (int, map[string]int) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("production deployment skipped in -short mode")
@@ -98,6 +115,7 @@ func purchaseCommands(t *testing.T, nodes, buyers int) (int, map[string]int) {
 		}
 		paths[i] = p.Path
 	}
+	time.Sleep(idle)
 	buy := d.nodes[nodes-1]
 	if nodes > 1 {
 		// Another node's first session lookup checks every session

@@ -160,13 +160,27 @@ func NewMain() *Main {
 // memory, since nothing else changes sessions.
 const soloSessionTTL = 10 * time.Minute
 
-// sessionCacheTTL is, with Redis, the longest an instance serves a session
-// from memory without asking the store: the bound on a logout or revocation
-// on another instance whose announcement was lost (SECURITY.md). A hit
-// after sessionRefreshAfter refreshes the entry in the background.
+// sessionCacheTTL is, with a Redis Cluster, the longest an instance serves
+// a session from memory without asking the store: the bound on a logout or
+// revocation on another instance whose announcement was lost while every
+// subscription stayed up (a node cut off from the cluster bus; SECURITY.md).
+// A hit after sessionRefreshAfter refreshes the entry in the background.
+//
+// On a single Redis no announcement is lost that way: the deletion and its
+// PUBLISH are one script on the one server, and every way to miss one (the
+// subscription cut or silent, a new server) empties the cache. The TTL
+// there is the last line only (a server demoted under open connections),
+// so it is longer: nodeSessionTTL, refreshed after nodeSessionRefreshAfter.
+// A refresh is a Redis script per active buyer: every 5 s, it was a sixth
+// of a server's CPU in a crowd's first presses (BENCHMARKS.md, run V) and
+// as many scripts a second on Redis as a fifth of the buyers on the page;
+// every 30 s, a buyer who fetched the purchase path in the half minute
+// before pressing buys with none.
 const (
-	sessionCacheTTL     = 10 * time.Second
-	sessionRefreshAfter = 5 * time.Second
+	sessionCacheTTL         = 10 * time.Second
+	sessionRefreshAfter     = 5 * time.Second
+	nodeSessionTTL          = time.Minute
+	nodeSessionRefreshAfter = 30 * time.Second
 )
 
 // ParseFlags reads flags, falling back to SECKILL_* environment variables
@@ -333,18 +347,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// With Redis, other instances may log a session out: their deletions
 	// are announced on Redis and evicted from this cache at once
 	// (followRevocations), and if an announcement is lost an entry is
-	// served no longer than sessionCacheTTL. A hit on an entry older than
-	// sessionRefreshAfter looks it up again in the background, so a buyer's
-	// tries in a crowd cost no round trip. Without Redis this is the only
-	// instance (its gate is in-process), every session change goes through
-	// this cache, and an entry stays true until the session expires:
-	// looking it up again would only cost the store a query per buyer in
-	// the middle of a crowd (a quarter of the CPU in a profile of one).
-	var sessions *inmem.SessionCache
-	if c.Redis != "" {
-		sessions = inmem.NewSessionCache(m.shared.sessions, sessionCacheTTL, c.SessionCache).RefreshAfter(sessionRefreshAfter)
-	} else {
-		sessions = inmem.NewSessionCache(m.shared.sessions, soloSessionTTL, c.SessionCache)
+	// served no longer than the TTL of sessionCaching. A hit on an older
+	// entry than its refresh age looks it up again in the background, so a
+	// buyer's tries in a crowd cost no round trip. Without Redis this is
+	// the only instance (its gate is in-process), every session change goes
+	// through this cache, and an entry stays true until the session
+	// expires: looking it up again would only cost the store a query per
+	// buyer in the middle of a crowd (a quarter of the CPU in a profile of
+	// one).
+	ttl, refreshAfter := sessionCaching(m.shared.redis)
+	sessions := inmem.NewSessionCache(m.shared.sessions, ttl, c.SessionCache)
+	if refreshAfter > 0 {
+		sessions = sessions.RefreshAfter(refreshAfter)
 	}
 	if m.accounts, err = account.New(m.db, sessions, account.Config{
 		SessionTTL: c.SessionTTL, Phones: m.shared.loginPhones, IPs: m.shared.loginIPs,
