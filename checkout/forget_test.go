@@ -142,3 +142,53 @@ func TestForgetEndedDropsPerSaleMemory(t *testing.T) {
 		t.Fatalf("after the sale left the gate the instance still holds %v of it", got)
 	}
 }
+
+// forgetCountingGate records the sales the gate was told to forget.
+type forgetCountingGate struct {
+	seckill.StockGate
+	mu     sync.Mutex
+	forgot map[int64]int
+}
+
+func (g *forgetCountingGate) Forget(ctx context.Context, saleID int64) error {
+	g.mu.Lock()
+	g.forgot[saleID]++
+	g.mu.Unlock()
+	return g.StockGate.Forget(ctx, saleID)
+}
+
+// TestEveryInstanceForgetsAnEndedSale: two instances on one gate; the
+// first drops a sale that ended long ago, and the second, which finds it
+// gone already, still tells its gate client to forget it — once: a shared
+// gate's client keeps a little of every sale it touched (rdb.Gate.Forget),
+// which before stayed on every instance but the one that dropped the sale.
+func TestEveryInstanceForgetsAnEndedSale(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	now := time.Now()
+	old := v.sale(10, now.Add(-3*time.Hour), now.Add(-gateKeep-time.Minute))
+	v.setGate(old.ID, 10)
+	engines := make([]*Engine, 2)
+	gates := make([]*forgetCountingGate, 2)
+	for i := range engines {
+		gates[i] = &forgetCountingGate{StockGate: v.gate, forgot: map[int64]int{}}
+		bk := v.backends()
+		bk.Gate = gates[i]
+		engines[i] = v.engine(Config{}, &bk)
+	}
+	for _, e := range engines {
+		for range 2 {
+			if err := e.ForgetEnded(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, loaded, _ := v.gate.Left(ctx, old.ID); loaded {
+		t.Fatal("the ended sale is still in the gate")
+	}
+	for i, g := range gates {
+		if g.forgot[old.ID] != 1 {
+			t.Errorf("instance %d told its gate to forget the ended sale %d times, want once", i, g.forgot[old.ID])
+		}
+	}
+}

@@ -197,10 +197,13 @@ func (e *Engine) ForgetEnded(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		// Forgotten even when another instance dropped it already: a
+		// shared gate's client keeps a little of every sale it touched
+		// (rdb.Gate.Forget), on each instance.
+		if err := e.b.Gate.Forget(ctx, s.ID); err != nil {
+			return err
+		}
 		if loaded {
-			if err := e.b.Gate.Forget(ctx, s.ID); err != nil {
-				return err
-			}
 			e.log.Info("gate: dropped a sale that ended", "sale", s.ID, "ended", s.EndsAt)
 		}
 		e.results.forgetSale(s.ID)

@@ -656,12 +656,16 @@ func (g *Gate) Left(ctx context.Context, saleID int64) (int64, bool, error) {
 }
 
 // Forget deletes the sale's keys, a Load's claim included (one slot: they
-// share its hash tag).
+// share its hash tag), and what this client keeps of the sale: every
+// instance calls it once per ended sale (checkout.Engine.ForgetEnded), so
+// none keeps an entry per sale it ever touched, nor checks them all again
+// on each new server.
 func (g *Gate) Forget(ctx context.Context, saleID int64) error {
 	k := g.keys(saleID)
 	err := g.c.rdb.Del(ctx, k.all()...).Err()
 	if err == nil {
 		g.checked.Delete(saleID) // nothing left to check on a new server
+		g.buckets.Delete(saleID)
 	}
 	return redisErr(fmt.Sprintf("forget sale %d", saleID), err)
 }

@@ -185,3 +185,36 @@ func loadChecked(t *testing.T, g *Gate, saleID, left int64) {
 		t.Fatal(err)
 	}
 }
+
+// TestForgetDropsWhatTheClientKeeps: a sale this client reserved in
+// leaves no entry in the client's own maps once forgotten (before, the
+// sales it had checked and their buckets stayed for the life of the
+// process, and every new server checked them all again), and a second
+// Forget, of a sale already gone, is no error.
+func TestForgetDropsWhatTheClientKeeps(t *testing.T) {
+	forEachTarget(t, func(t *testing.T, c *Client) {
+		ctx := context.Background()
+		g := NewGate(c, testPrefix(t, c))
+		mustLoad(t, g, 1, 2, nil)
+		if r, err := g.Reserve(ctx, seckill.Reservation{SaleID: 1, UserID: 7, Ticket: "t7", At: time.Now(), Limit: seckill.Bucket{PerSecond: 5, Burst: 10}}); err != nil || r != seckill.Reserved {
+			t.Fatalf("reserve: %v %v", r, err)
+		}
+		if _, ok := g.checked.Load(int64(1)); !ok {
+			t.Fatal("the reserved sale is not among the checked ones")
+		}
+		if _, ok := g.buckets.Load(int64(1)); !ok {
+			t.Fatal("the reserved sale's bucket is not remembered")
+		}
+		for range 2 {
+			if err := g.Forget(ctx, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, ok := g.checked.Load(int64(1)); ok {
+			t.Error("a forgotten sale is still checked on every new server")
+		}
+		if _, ok := g.buckets.Load(int64(1)); ok {
+			t.Error("a forgotten sale's bucket is still remembered")
+		}
+	})
+}
