@@ -47,7 +47,7 @@ func newInstances(t *testing.T, n int, ttl time.Duration, follow bool) ([]*insta
 		if follow {
 			go func() {
 				defer close(done)
-				fast.FollowRevocations(ctx, cache.Evict, func() { cache.Reset(); subscribed.Store(true) })
+				fast.FollowRevocations(ctx, cache.Evict, func(bool) { cache.Reset(); subscribed.Store(true) })
 			}()
 		} else {
 			close(done)

@@ -293,6 +293,99 @@ func TestSessionCacheRefreshesAhead(t *testing.T) {
 	}
 }
 
+// TestSessionCacheLongerWhileFollowed: an entry read while the revocation
+// broadcast is followed (Followed, and no Reset since) is served for the
+// longer TTL and refreshed after the longer age; one read while it was
+// not — before the first Followed, or after a Reset (the feed cut) — keeps
+// the cache's own 10 s for good, even once the broadcast is followed
+// again: a logout announced while the feed was down may never arrive.
+func TestSessionCacheLongerWhileFollowed(t *testing.T) {
+	ctx := context.Background()
+	clk := newClock()
+	store := &countingSessions{m: map[string]seckill.Session{}, now: clk.Now}
+	c := inmem.NewSessionCacheClock(store, 10*time.Second, 100, clk.Now).RefreshAfter(5*time.Second).LongerWhileFollowed(time.Minute, 30*time.Second)
+	refreshed := make(chan struct{}, 10)
+	inmem.AfterRefresh(c, func() { refreshed <- struct{}{} })
+	session := func(name string) []byte {
+		h := []byte(name)
+		_ = store.CreateSession(ctx, seckill.Session{TokenHash: h, UserID: 1, ExpiresAt: clk.Now().Add(time.Hour)})
+		return h
+	}
+	get := func(h []byte) error { _, err := c.Session(ctx, h); return err }
+	lostLogout := func(h []byte) { // deleted elsewhere, its announcement lost
+		store.mu.Lock()
+		delete(store.m, string(h))
+		store.mu.Unlock()
+	}
+
+	down := session("read before the feed was followed")
+	if err := get(down); err != nil {
+		t.Fatal(err)
+	}
+	c.Followed()
+	up := session("read while followed")
+	if err := get(up); err != nil {
+		t.Fatal(err)
+	}
+	if err := get(down); err != nil { // still the short entry: no refresh yet
+		t.Fatal(err)
+	}
+	lostLogout(down)
+	lostLogout(up)
+	n := store.count()
+	clk.advance(11 * time.Second)
+	if err := get(down); seckill.ErrorCode(err) != seckill.ENotFound {
+		t.Fatalf("entry read while the feed was down, 11 s later: %v, want not found", err)
+	}
+	n++ // that miss asked the store
+	if err := get(up); err != nil {
+		t.Fatalf("entry read while followed, 11 s later: %v, want served", err)
+	}
+	clk.advance(18 * time.Second) // 29 s: before the longer refresh age
+	if err := get(up); err != nil || store.count() != n {
+		t.Fatalf("entry read while followed, 29 s later: %v, %d store lookups, want served from memory (%d)", err, store.count(), n)
+	}
+	clk.advance(2 * time.Second) // 31 s: served, and refreshed in the background
+	if err := get(up); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-refreshed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no background lookup past the longer refresh age")
+	}
+	if err := get(up); seckill.ErrorCode(err) != seckill.ENotFound {
+		t.Fatalf("after the refresh found it gone: %v, want not found", err)
+	}
+
+	// The feed is cut: entries read from then on keep 10 s, even after it
+	// is followed again.
+	c.Reset()
+	cut := session("read while the feed was cut")
+	if err := get(cut); err != nil {
+		t.Fatal(err)
+	}
+	c.Followed()
+	lostLogout(cut)
+	clk.advance(11 * time.Second)
+	if err := get(cut); seckill.ErrorCode(err) != seckill.ENotFound {
+		t.Fatalf("entry read while the feed was cut, 11 s later: %v, want not found", err)
+	}
+
+	// Without LongerWhileFollowed, Followed changes nothing.
+	plain := inmem.NewSessionCacheClock(store, 10*time.Second, 100, clk.Now)
+	plain.Followed()
+	h := session("plain")
+	if _, err := plain.Session(ctx, h); err != nil {
+		t.Fatal(err)
+	}
+	lostLogout(h)
+	clk.advance(11 * time.Second)
+	if _, err := plain.Session(ctx, h); seckill.ErrorCode(err) != seckill.ENotFound {
+		t.Fatalf("a cache without longer bounds served an entry 11 s old: %v", err)
+	}
+}
+
 // TestSessionCacheEvict: Evict and Reset (another instance's revocation,
 // a cut broadcast) drop entries without touching the store, and a lookup
 // under way when they happen does not cache what it read before.

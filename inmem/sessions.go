@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"seckill"
@@ -26,6 +27,9 @@ var (
 // takes effect at once. Another instance's reaches this cache through
 // Evict (a revocation broadcast, e.g. rdb.Sessions.FollowRevocations) at
 // once, or, if that is lost, through the TTL: the TTL is the bound.
+// Where the broadcast cannot lose one while it is followed (a single
+// Redis), LongerWhileFollowed gives the entries read while it was a longer
+// TTL: Followed says it is, Reset that it no longer is.
 //
 // The entries are spread over shards, each under its own lock, and their
 // number never exceeds the size given to NewSessionCache. An entry is 32
@@ -36,10 +40,14 @@ type SessionCache struct {
 	store        seckill.SessionStore
 	ttl          time.Duration
 	refreshAfter time.Duration // hits on entries older than this refresh them in the background; 0: never
-	now          func() time.Time
-	base         time.Time // entries' read times count from here (since)
-	seed         maphash.Seed
-	shards       []sessionShard
+	// followedTTL and followedRefresh replace ttl and refreshAfter for
+	// entries read while following was true (LongerWhileFollowed).
+	followedTTL, followedRefresh time.Duration
+	following                    atomic.Bool
+	now                          func() time.Time
+	base                         time.Time // entries' read times count from here (since)
+	seed                         maphash.Seed
+	shards                       []sessionShard
 
 	afterRefresh func() // test hook: a background lookup settled its entry
 }
@@ -79,6 +87,7 @@ type cachedSession struct {
 	expNsec    int32
 	role       uint8
 	hashed     bool // the key is the SHA-256 of a hash of another length (keyOf)
+	followed   bool // read while the broadcast was followed: followedTTL
 	refreshing bool // a background lookup is under way
 }
 
@@ -88,11 +97,11 @@ var cachedRoles = [...]seckill.Role{seckill.RoleBuyer, seckill.RoleAdmin, ""}
 
 // entryOf is s as an entry read at now (stamped by c.since); ok is false
 // for a role not in cachedRoles.
-func (c *SessionCache) entryOf(s *seckill.Session, hashed bool, now time.Time) (e cachedSession, ok bool) {
+func (c *SessionCache) entryOf(s *seckill.Session, hashed bool, now time.Time, followed bool) (e cachedSession, ok bool) {
 	for i, r := range cachedRoles {
 		if r == s.Role {
 			return cachedSession{userID: s.UserID, expSec: s.ExpiresAt.Unix(), expNsec: int32(s.ExpiresAt.Nanosecond()),
-				cached: c.since(now), role: uint8(i), hashed: hashed}, true
+				cached: c.since(now), role: uint8(i), hashed: hashed, followed: followed}, true
 		}
 	}
 	return cachedSession{}, false
@@ -110,11 +119,42 @@ func (e cachedSession) session(tokenHash []byte) *seckill.Session {
 }
 
 // serves reports whether e may be answered at now: the session unexpired
-// and read less than ttl ago; age is how long ago it was read.
+// and read less than its TTL ago; age is how long ago it was read.
 func (c *SessionCache) serves(e cachedSession, now time.Time) (age time.Duration, ok bool) {
+	ttl, _ := c.bounds(e)
 	age = time.Duration(c.since(now) - e.cached)
-	return age, now.Before(e.expiry()) && age >= 0 && age < c.ttl
+	return age, now.Before(e.expiry()) && age >= 0 && age < ttl
 }
+
+// bounds is e's TTL and refresh age.
+func (c *SessionCache) bounds(e cachedSession) (ttl, refreshAfter time.Duration) {
+	if e.followed {
+		return c.followedTTL, c.followedRefresh
+	}
+	return c.ttl, c.refreshAfter
+}
+
+// LongerWhileFollowed serves an entry read while the revocation broadcast
+// was followed (from Followed to the next Reset) for ttl, refreshing it
+// after refreshAfter (0: never), instead of the cache's own TTL and
+// RefreshAfter: for a broadcast that loses nothing while it is followed.
+// Entries read while it was not keep the shorter bounds, for good. It
+// returns c.
+func (c *SessionCache) LongerWhileFollowed(ttl, refreshAfter time.Duration) *SessionCache {
+	c.followedTTL, c.followedRefresh = ttl, refreshAfter
+	return c
+}
+
+// Followed says that the revocation broadcast is followed from now on:
+// called after the Reset that its (re)confirmed subscription makes.
+// Without LongerWhileFollowed it changes nothing.
+func (c *SessionCache) Followed() {
+	c.following.Store(c.followedTTL > 0)
+}
+
+// followedNow is whether a lookup starting now reads a session for the
+// longer TTL; the caller read its shard's deletes before (see Reset).
+func (c *SessionCache) followedNow() bool { return c.following.Load() }
 
 // sessionShards is how many shards a large cache has; a cache too small
 // for sessionShards × minShardSize entries has one.
@@ -160,10 +200,11 @@ func (c *SessionCache) CreateSession(ctx context.Context, s seckill.Session) err
 	sh := c.shard(key)
 	now := c.now()
 	deletes := sh.deletesNow()
+	followed := c.followedNow()
 	if err := c.store.CreateSession(ctx, s); err != nil {
 		return err
 	}
-	c.remember(sh, key, hashed, &s, now, deletes)
+	c.remember(sh, key, hashed, &s, now, deletes, followed)
 	return nil
 }
 
@@ -179,18 +220,19 @@ func (c *SessionCache) Session(ctx context.Context, tokenHash []byte) (*seckill.
 	sh.mu.Unlock()
 	if ok && e.hashed == hashed {
 		if age, serves := c.serves(e, now); serves {
-			if c.refreshAfter > 0 && age >= c.refreshAfter && !e.refreshing {
+			if _, refreshAfter := c.bounds(e); refreshAfter > 0 && age >= refreshAfter && !e.refreshing {
 				c.refresh(sh, key, hashed, tokenHash)
 			}
 			return e.session(tokenHash), nil
 		}
 	}
+	followed := c.followedNow()
 	s, err := c.store.Session(ctx, tokenHash)
 	if err != nil {
 		sh.forget(key)
 		return nil, err
 	}
-	c.remember(sh, key, hashed, s, now, deletes)
+	c.remember(sh, key, hashed, s, now, deletes, followed)
 	return s, nil
 }
 
@@ -273,8 +315,13 @@ func (c *SessionCache) Evict(tokenHash []byte) {
 
 // Reset drops every entry (not from the store), and no lookup under way
 // caches its answer: the revocations of other instances may have been
-// missed (the broadcast that brings them was cut).
+// missed (the broadcast that brings them was cut). The broadcast is not
+// followed until Followed: entries read meanwhile keep the shorter TTL.
 func (c *SessionCache) Reset() {
+	// Before the shards' deletes move: a lookup that read its shard's
+	// deletes after this Reset went by sees following false (or true from
+	// a later Followed), and one that read them before does not cache.
+	c.following.Store(false)
 	for i := range c.shards {
 		sh := &c.shards[i]
 		sh.mu.Lock()
@@ -310,6 +357,7 @@ func (c *SessionCache) refresh(sh *sessionShard, key sessionKey, hashed bool, to
 	sh.entries[key] = e
 	deletes := sh.deletes
 	sh.mu.Unlock()
+	followed := c.followedNow()
 	tokenHash = append([]byte(nil), tokenHash...)
 	go func() {
 		if c.afterRefresh != nil {
@@ -333,7 +381,7 @@ func (c *SessionCache) refresh(sh *sessionShard, key sessionKey, hashed bool, to
 			e.refreshing = false
 			sh.entries[key] = e
 		default:
-			if ne, ok := c.entryOf(s, hashed, now); ok {
+			if ne, ok := c.entryOf(s, hashed, now, followed); ok {
 				sh.entries[key] = ne
 			} else {
 				delete(sh.entries, key)
@@ -367,8 +415,8 @@ func (sh *sessionShard) evict(key sessionKey) {
 // quarter of the others (Go's map order is random enough): a miss costs one
 // store lookup, and dropping them all at once would make a crowd's next
 // requests all miss together.
-func (c *SessionCache) remember(sh *sessionShard, key sessionKey, hashed bool, s *seckill.Session, now time.Time, deletes uint64) {
-	e, ok := c.entryOf(s, hashed, now)
+func (c *SessionCache) remember(sh *sessionShard, key sessionKey, hashed bool, s *seckill.Session, now time.Time, deletes uint64, followed bool) {
+	e, ok := c.entryOf(s, hashed, now, followed)
 	if !ok {
 		return
 	}

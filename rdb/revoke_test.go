@@ -17,6 +17,7 @@ type feed struct {
 	mu      sync.Mutex
 	evicted [][]byte
 	resets  int
+	reports []bool // each reset's followed
 }
 
 func (f *feed) evict(h []byte) {
@@ -25,10 +26,18 @@ func (f *feed) evict(h []byte) {
 	f.mu.Unlock()
 }
 
-func (f *feed) reset() {
+func (f *feed) reset(followed bool) {
 	f.mu.Lock()
 	f.resets++
+	f.reports = append(f.reports, followed)
 	f.mu.Unlock()
+}
+
+// followedReports is what every reset said of the feed, in order.
+func (f *feed) followedReports() []bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]bool(nil), f.reports...)
 }
 
 func (f *feed) state() (evicted [][]byte, resets int) {
@@ -96,7 +105,10 @@ func TestRevocationsAnnounced(t *testing.T) {
 
 // TestRevocationFeedCut: when the feed's connection is cut, announcements
 // made meanwhile may be lost, so the feed calls reset (the cache forgets
-// everything), subscribes again and hears the deletions after.
+// everything), subscribes again and hears the deletions after. Each reset
+// says whether the feed is followed from then on: true at a confirmed
+// subscription, false at the cut (a single Redis's session cache serves
+// longer only what it read in between).
 func TestRevocationFeedCut(t *testing.T) {
 	base := testClient(t, "SECKILL_TEST_REDIS", "")
 	u, err := url.Parse(testenv.URL(t, "SECKILL_TEST_REDIS"))
@@ -112,6 +124,9 @@ func TestRevocationFeedCut(t *testing.T) {
 	prefix := testPrefix(t, base)
 	f := follow(t, NewSessions(c, prefix))
 	_, before := f.state()
+	if r := f.followedReports(); len(r) == 0 || !r[len(r)-1] {
+		t.Fatalf("resets said %v before the cut, want followed (true) last", r)
+	}
 	proxy.point(u.Host) // cuts every connection through the proxy
 	waitFor(t, "a reset after the cut", func() bool { _, n := f.state(); return n > before })
 	// Subscribed again: deletions are heard (they may be published before
@@ -124,5 +139,9 @@ func TestRevocationFeedCut(t *testing.T) {
 			t.Fatal(err)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	r := f.followedReports()
+	if cut := r[before:]; len(cut) < 2 || cut[0] || !cut[len(cut)-1] {
+		t.Fatalf("resets after the cut said %v, want not followed (false) first and followed (true) once heard again", cut)
 	}
 }

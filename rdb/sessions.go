@@ -56,7 +56,7 @@ type Sessions struct {
 // cancels it (it subscribes again) after calling reset.
 type feedConn struct {
 	cancel context.CancelFunc
-	reset  func()
+	reset  func(followed bool)
 }
 
 // NewSessions returns the session store whose keys start with prefix. It
@@ -158,7 +158,7 @@ func (s *Sessions) checkConn(ctx context.Context, cn *redis.Conn) error {
 	}
 	s.mu.Unlock()
 	for _, f := range feeds {
-		f.reset()
+		f.reset(false)
 		f.cancel()
 	}
 	return nil
@@ -327,9 +327,12 @@ const followPing = 2 * time.Second
 // a failover; see checkConn) — it calls reset, which must forget every
 // session cached so far (inmem.SessionCache.Reset); the subscription is
 // then made again, after a pause that grows to 2 s while Redis stays
-// unreachable. An announcement lost in spite of this (a Cluster node cut
-// off from the others' bus) is the cache TTL's to bound.
-func (s *Sessions) FollowRevocations(ctx context.Context, evict func(tokenHash []byte), reset func()) {
+// unreachable. reset's followed is true when the subscription was just
+// confirmed (from then on every announcement arrives, until the next
+// reset), false when the feed is down or may have missed some. An
+// announcement lost in spite of this (a Cluster node cut off from the
+// others' bus) is the cache TTL's to bound.
+func (s *Sessions) FollowRevocations(ctx context.Context, evict func(tokenHash []byte), reset func(followed bool)) {
 	pause := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		sub, cancel := context.WithCancel(ctx)
@@ -345,7 +348,7 @@ func (s *Sessions) FollowRevocations(ctx context.Context, evict func(tokenHash [
 		stop()
 		cancel()
 		_ = ps.Close()
-		reset()
+		reset(false)
 		select {
 		case <-ctx.Done():
 		case <-time.After(pause):
@@ -378,7 +381,8 @@ func (s *Sessions) follow(ctx context.Context, ps *redis.PubSub, f *feedConn, ev
 			s.mu.Lock()
 			s.feeds[f] = struct{}{}
 			s.mu.Unlock()
-			f.reset()
+			// Followed from here on, unless the server says it ended.
+			f.reset(m.Kind == "subscribe")
 		case *redis.Message:
 			evict([]byte(m.Payload))
 		}

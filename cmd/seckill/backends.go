@@ -44,18 +44,22 @@ type shared struct {
 	followed      sync.WaitGroup
 }
 
-// sessionCaching is how long an instance serves a session from memory, and
-// after how long a hit refreshes it in the background (0: never): redis
-// is the shared backend (nil without one, a single instance).
-func sessionCaching(redis *rdb.Client) (ttl, refreshAfter time.Duration) {
-	switch {
-	case redis == nil:
-		return soloSessionTTL, 0
-	case redis.Cluster():
-		return sessionCacheTTL, sessionRefreshAfter
-	default:
-		return nodeSessionTTL, nodeSessionRefreshAfter
+// sessionCache is the in-process cache of the sessions of s, of at most
+// size entries. Without Redis every change passes through it
+// (soloSessionTTL). With Redis an entry is served at most sessionCacheTTL
+// after it was read, and refreshed in the background after
+// sessionRefreshAfter; on a single Redis, one read while the revocation
+// broadcast was followed (confirmed, and not reset since) is served up to
+// nodeSessionTTL and refreshed after nodeSessionRefreshAfter.
+func sessionCache(s *shared, size int) *inmem.SessionCache {
+	if s.redis == nil {
+		return inmem.NewSessionCache(s.sessions, soloSessionTTL, size)
 	}
+	c := inmem.NewSessionCache(s.sessions, sessionCacheTTL, size).RefreshAfter(sessionRefreshAfter)
+	if !s.redis.Cluster() {
+		c.LongerWhileFollowed(nodeSessionTTL, nodeSessionRefreshAfter)
+	}
+	return c
 }
 
 // captchaCap is how many captchas one user gets for one sale at once, and
@@ -151,7 +155,7 @@ func (s *shared) ping(ctx context.Context) error {
 // instance deletes, and reset when some may have been missed, in the
 // background until close (see rdb.Sessions.FollowRevocations). Without
 // Redis there is nothing to follow.
-func (s *shared) followRevocations(evict func(tokenHash []byte), reset func()) {
+func (s *shared) followRevocations(evict func(tokenHash []byte), reset func(followed bool)) {
 	if s.revoked == nil {
 		return
 	}

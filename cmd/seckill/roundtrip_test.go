@@ -60,7 +60,7 @@ func TestPurchaseRoundTripsColdSession(t *testing.T) {
 // here, past the Cluster's refresh age of 5 s) cost no session lookup, in
 // the background or otherwise: the delete and its announcement are one
 // script on the one server, so serve refreshes a cached session only after
-// 30 s (sessionCaching). Before, each buyer's first press refreshed its
+// 30 s (sessionCache). Before, each buyer's first press refreshed its
 // session: a script per buyer on Redis, and a sixth of the server's CPU.
 func TestPurchaseSessionsNotRefreshedOnSingleRedis(t *testing.T) {
 	const buyers = 200

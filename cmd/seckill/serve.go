@@ -22,7 +22,6 @@ import (
 	"seckill/captcha"
 	"seckill/checkout"
 	"seckill/httpapi"
-	"seckill/inmem"
 	"seckill/internal/redact"
 	"seckill/metrics"
 	"seckill/mq"
@@ -166,11 +165,15 @@ const soloSessionTTL = 10 * time.Minute
 // subscription stayed up (a node cut off from the cluster bus; SECURITY.md).
 // A hit after sessionRefreshAfter refreshes the entry in the background.
 //
-// On a single Redis no announcement is lost that way: the deletion and its
-// PUBLISH are one script on the one server, and every way to miss one (the
-// subscription cut or silent, a new server) empties the cache. The TTL
-// there is the last line only (a server demoted under open connections),
-// so it is longer: nodeSessionTTL, refreshed after nodeSessionRefreshAfter.
+// On a single Redis no announcement is lost that way while the broadcast
+// is followed: the deletion and its PUBLISH are one script on the one
+// server, and every way to miss one (the subscription cut or silent, a
+// new server) empties the cache. An entry read while the broadcast was
+// followed, and not reset since, is so served up to nodeSessionTTL,
+// refreshed after nodeSessionRefreshAfter (sessionCache); the TTL there is
+// the last line only (a server demoted under open connections). One read
+// while the feed was down (an instance cut off from Redis alone answers
+// from SQL, and hears no logout) keeps the 10 s.
 // A refresh is a Redis script per active buyer: every 5 s, it was a sixth
 // of a server's CPU in a crowd's first presses (BENCHMARKS.md, run V) and
 // as many scripts a second on Redis as a fifth of the buyers on the page;
@@ -347,7 +350,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// With Redis, other instances may log a session out: their deletions
 	// are announced on Redis and evicted from this cache at once
 	// (followRevocations), and if an announcement is lost an entry is
-	// served no longer than the TTL of sessionCaching. A hit on an older
+	// served no longer than the TTL of sessionCache. A hit on an older
 	// entry than its refresh age looks it up again in the background, so a
 	// buyer's tries in a crowd cost no round trip. Without Redis this is
 	// the only instance (its gate is in-process), every session change goes
@@ -355,11 +358,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// expires: looking it up again would only cost the store a query per
 	// buyer in the middle of a crowd (a quarter of the CPU in a profile of
 	// one).
-	ttl, refreshAfter := sessionCaching(m.shared.redis)
-	sessions := inmem.NewSessionCache(m.shared.sessions, ttl, c.SessionCache)
-	if refreshAfter > 0 {
-		sessions = sessions.RefreshAfter(refreshAfter)
-	}
+	sessions := sessionCache(m.shared, c.SessionCache)
 	if m.accounts, err = account.New(m.db, sessions, account.Config{
 		SessionTTL: c.SessionTTL, Phones: m.shared.loginPhones, IPs: m.shared.loginIPs,
 		PhoneLogins: m.shared.phoneLogins,
@@ -427,8 +426,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	m.shared.followRevocations(func(tokenHash []byte) {
 		sessions.Evict(tokenHash)
 		m.api.SessionEnded(tokenHash)
-	}, func() {
+	}, func(followed bool) {
 		sessions.Reset()
+		if followed {
+			sessions.Followed()
+		}
 		m.api.RevocationsMissed()
 	})
 	// The public listener serves the API and the page only: metrics and
