@@ -69,7 +69,19 @@ func (t *Tiered) DeleteSession(ctx context.Context, tokenHash []byte) error {
 	if err := t.Durable.DeleteSession(ctx, tokenHash); err != nil {
 		return err
 	}
+	ctx, cancel := lastPass(ctx)
+	defer cancel()
 	return t.Fast.DeleteSession(ctx, tokenHash)
+}
+
+// lastPass is the context of the fast store's pass after the durable
+// deletion succeeded: the caller leaving (a request cancelled) must not
+// stop it. That pass deletes what a refill put back and announces the
+// deletion again; an instance that cached the session from the durable
+// store between the passes (following the broadcast, for up to a minute
+// on a single Redis) learns of it only there.
+func lastPass(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 }
 
 // refill copies s, just read from the durable store, into the fast one,
@@ -115,7 +127,9 @@ func (t *Tiered) DeleteUserSessions(ctx context.Context, userID int64) ([][]byte
 	if err != nil {
 		return nil, err
 	}
-	return hashes, t.deleteFast(ctx, hashes)
+	last, cancel := lastPass(ctx)
+	defer cancel()
+	return hashes, t.deleteFast(last, hashes)
 }
 
 // UserSessions asks the durable store, which must be a

@@ -276,3 +276,67 @@ func TestTieredFastStoreBackWithOlderData(t *testing.T) {
 		t.Fatalf("live session not refilled: %v, %v, %d durable reads", got, err, durable.reads)
 	}
 }
+
+// ctxSessions fails a DeleteSession whose context ended, as Redis's
+// client does, and counts the ones done.
+type ctxSessions struct {
+	*mapSessions
+	deletes int
+}
+
+func (c *ctxSessions) DeleteSession(ctx context.Context, h []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.deletes++
+	return c.mapSessions.DeleteSession(ctx, h)
+}
+
+// cancellingSessions ends the caller's context once its deletion is done:
+// the request of a logout cancelled right after the durable deletion.
+type cancellingSessions struct {
+	seckill.SessionStore
+	cancel context.CancelFunc
+}
+
+func (c *cancellingSessions) DeleteSession(ctx context.Context, h []byte) error {
+	defer c.cancel()
+	return c.SessionStore.DeleteSession(ctx, h)
+}
+
+func (c *cancellingSessions) UserSessions(ctx context.Context, user int64) ([][]byte, error) {
+	return c.SessionStore.(seckill.SessionRevoker).UserSessions(ctx, user)
+}
+
+func (c *cancellingSessions) DeleteUserSessions(ctx context.Context, user int64) ([][]byte, error) {
+	defer c.cancel()
+	return c.SessionStore.(seckill.SessionRevoker).DeleteUserSessions(ctx, user)
+}
+
+// TestTieredLastPassOutlivesTheCaller: the fast store's pass after the
+// durable deletion runs although the caller's context ended in between
+// (the logout's request cancelled): it announces the deletion to the
+// instances that cached the session from the durable store between the
+// passes, which otherwise hear nothing (a minute, on a single Redis).
+func TestTieredLastPassOutlivesTheCaller(t *testing.T) {
+	for _, all := range []bool{false, true} {
+		ctx, cancel := context.WithCancel(context.Background())
+		fast := &ctxSessions{mapSessions: newMapSessions()}
+		durable := &cancellingSessions{SessionStore: newMapSessions(), cancel: cancel}
+		tiered := &Tiered{Fast: fast, Durable: durable}
+		s := seckill.Session{TokenHash: HashToken("tok"), UserID: 7, Role: seckill.RoleBuyer, ExpiresAt: time.Now().Add(time.Hour)}
+		if err := tiered.CreateSession(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		var err error
+		if all {
+			_, err = tiered.DeleteUserSessions(ctx, 7)
+		} else {
+			err = tiered.DeleteSession(ctx, s.TokenHash)
+		}
+		if err != nil || fast.deletes != 2 {
+			t.Errorf("all sessions %v: %v, %d fast deletions, want both passes", all, err, fast.deletes)
+		}
+		cancel()
+	}
+}

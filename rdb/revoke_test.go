@@ -145,3 +145,59 @@ func TestRevocationFeedCut(t *testing.T) {
 		t.Fatalf("resets after the cut said %v, want not followed (false) first and followed (true) once heard again", cut)
 	}
 }
+
+// TestFeedFollowedOnlyWhereCommandsGo: a subscription confirmed by a
+// server that the client's commands do not reach (one still in flight
+// when the client met a new server, a stale address) hears none of the
+// announcements, so it must never be reported followed: its canary,
+// published through the command path, does not come back, and the feed
+// ends within a few followPings to subscribe again. The same feed on the
+// commands' server is followed within a canary's round trip. (The session
+// cache serves longer only what it read while followed.)
+func TestFeedFollowedOnlyWhereCommandsGo(t *testing.T) {
+	c := testClient(t, "SECKILL_TEST_REDIS", "")
+	s := NewSessions(c, testPrefix(t, c))
+	other := openClient(t, "redis://127.0.0.1:"+newSnapshotRedis(t).Port)
+	run := func(sub *Client) (reports []bool, took time.Duration) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 4*followPing)
+		defer cancel()
+		ps := sub.base.Subscribe(ctx, s.channel())
+		defer ps.Close()
+		f := &feed{}
+		start := time.Now()
+		s.follow(ctx, ps, &feedConn{cancel: cancel, reset: f.reset}, f.evict)
+		return f.followedReports(), time.Since(start)
+	}
+
+	reports, took := run(other)
+	if len(reports) == 0 {
+		t.Fatal("the subscription on the other server was never confirmed")
+	}
+	for _, r := range reports {
+		if r {
+			t.Fatalf("a feed on a server the commands do not reach was reported followed: %v", reports)
+		}
+	}
+	if took >= 4*followPing {
+		t.Errorf("the feed on the other server lasted %v, want it ended by its late canary (about 2 × %v)", took, followPing)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &feed{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ps := c.base.Subscribe(ctx, s.channel())
+		defer ps.Close()
+		s.follow(ctx, ps, &feedConn{cancel: cancel, reset: f.reset}, f.evict)
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	waitFor(t, "the feed on the commands' server followed", func() bool {
+		r := f.followedReports()
+		return len(r) > 0 && r[len(r)-1]
+	})
+	if ev, _ := f.state(); len(ev) != 0 {
+		t.Fatalf("canaries were evicted as sessions: %q", ev)
+	}
+}

@@ -2,11 +2,13 @@ package rdb
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -327,9 +329,10 @@ const followPing = 2 * time.Second
 // a failover; see checkConn) — it calls reset, which must forget every
 // session cached so far (inmem.SessionCache.Reset); the subscription is
 // then made again, after a pause that grows to 2 s while Redis stays
-// unreachable. reset's followed is true when the subscription was just
-// confirmed (from then on every announcement arrives, until the next
-// reset), false when the feed is down or may have missed some. An
+// unreachable. reset's followed is true once the subscription is
+// confirmed and has heard a canary published through the command path
+// (from then on every announcement arrives, until the next reset; see
+// follow), false when the feed is down or may have missed some. An
 // announcement lost in spite of this (a Cluster node cut off from the
 // others' bus) is the cache TTL's to bound.
 func (s *Sessions) FollowRevocations(ctx context.Context, evict func(tokenHash []byte), reset func(followed bool)) {
@@ -357,33 +360,82 @@ func (s *Sessions) FollowRevocations(ctx context.Context, evict func(tokenHash [
 	}
 }
 
+// canaryPrefix starts the payload of a canary: a message the feed
+// publishes on its own channel through the command path, never a token
+// hash to evict.
+const canaryPrefix = "canary:"
+
 // follow reads ps until it fails, goes silent, or ctx ends; it reports
 // whether the subscription was confirmed. Once it is, a new server ends it
 // (checkConn cancels ctx through f).
+//
+// A confirmed subscription resets (not followed), then publishes a canary
+// through the command path, where DeleteSession announces, and reports
+// the feed followed (reset(true)) only when the canary comes back on ps:
+// a subscription confirmed by a server that the commands no longer reach
+// (one still in flight when the client met a new server, a stale address)
+// is never followed. A canary goes every followPing; one that is not back
+// within 2 × followPing (the feed's connection silent or dead, or
+// listening on another server) ends the feed.
 func (s *Sessions) follow(ctx context.Context, ps *redis.PubSub, f *feedConn, evict func([]byte)) (subscribed bool) {
-	pinged := false
+	var (
+		followed bool
+		canary   string    // the canary on its way; "" when none is
+		sent     time.Time // when the last canary went
+		silent   int       // receive timeouts before the subscription was confirmed
+	)
+	send := func() {
+		var b [12]byte
+		_, _ = rand.Read(b[:])
+		canary, sent = canaryPrefix+hex.EncodeToString(b[:]), time.Now()
+		pctx, cancel := context.WithTimeout(ctx, followPing)
+		// A publish that fails leaves the canary late, which ends the feed.
+		_ = s.c.rdb.Publish(pctx, s.channel(), canary).Err()
+		cancel()
+	}
 	for {
+		if subscribed {
+			switch {
+			case canary != "" && time.Since(sent) >= 2*followPing:
+				return subscribed
+			case canary == "" && time.Since(sent) >= followPing:
+				send()
+			}
+		}
 		msg, err := ps.ReceiveTimeout(ctx, followPing)
 		if err != nil {
 			var ne net.Error
-			if ctx.Err() == nil && !pinged && errors.As(err, &ne) && ne.Timeout() && ps.Ping(ctx) == nil {
-				pinged = true
-				continue
+			if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() && (subscribed || silent == 0) {
+				silent++
+				continue // the canary's deadline decides once subscribed
 			}
 			return subscribed
 		}
-		pinged = false
 		switch m := msg.(type) {
 		case *redis.Subscription:
+			if m.Kind != "subscribe" {
+				// The server ended it: subscribe again.
+				return subscribed
+			}
 			// Confirmed, perhaps after go-redis reconnected by itself:
 			// whatever was published before may be lost.
-			subscribed = true
+			subscribed, followed = true, false
 			s.mu.Lock()
 			s.feeds[f] = struct{}{}
 			s.mu.Unlock()
-			// Followed from here on, unless the server says it ended.
-			f.reset(m.Kind == "subscribe")
+			f.reset(false)
+			send()
 		case *redis.Message:
+			if strings.HasPrefix(m.Payload, canaryPrefix) {
+				if m.Payload == canary {
+					canary = ""
+					if !followed {
+						followed = true
+						f.reset(true)
+					}
+				}
+				continue
+			}
 			evict([]byte(m.Payload))
 		}
 	}
