@@ -382,7 +382,7 @@ func (s *Sessions) follow(ctx context.Context, ps *redis.PubSub, f *feedConn, ev
 		followed bool
 		canary   string    // the canary on its way; "" when none is
 		sent     time.Time // when the last canary went
-		silent   int       // receive timeouts before the subscription was confirmed
+		waited   bool      // a receive timed out before the subscription was confirmed
 	)
 	send := func() {
 		var b [12]byte
@@ -405,9 +405,11 @@ func (s *Sessions) follow(ctx context.Context, ps *redis.PubSub, f *feedConn, ev
 		msg, err := ps.ReceiveTimeout(ctx, followPing)
 		if err != nil {
 			var ne net.Error
-			if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() && (subscribed || silent == 0) {
-				silent++
-				continue // the canary's deadline decides once subscribed
+			if ctx.Err() == nil && errors.As(err, &ne) && ne.Timeout() && (subscribed || !waited) {
+				// Once subscribed, the canary's deadline decides; before,
+				// a second silent followPing ends the feed.
+				waited = !subscribed
+				continue
 			}
 			return subscribed
 		}
