@@ -383,7 +383,7 @@ func TestCreateSaleRacesRebuild(t *testing.T) {
 	hs := &hookSales{SaleStore: v.db}
 	b := v.backends()
 	b.Sales, b.Locker = hs, inmem.NewLocker()
-	e := v.recovered(Config{PublishTimeout: 10 * time.Millisecond}, &b)
+	e := v.recovered(Config{PublishTimeout: 250 * time.Millisecond}, &b)
 	hs.afterCreate = func(s *seckill.Sale) {
 		if err := e.RebuildGate(ctx); err != nil {
 			t.Fatal(err)
@@ -437,7 +437,7 @@ func TestRebuildOvertaken(t *testing.T) {
 			ctx := context.Background()
 			s := v.openSale(5)
 			u := v.users(1)
-			cfg := Config{PublishTimeout: 10 * time.Millisecond}
+			cfg := Config{PublishTimeout: 250 * time.Millisecond}
 			bb := v.backends()
 			bb.Locker = inmem.NewLocker()
 			eb := v.engine(cfg, &bb)

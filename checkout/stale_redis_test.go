@@ -52,7 +52,7 @@ func TestRedisBackWithOlderData(t *testing.T) {
 	b.Gate, b.Locker = gate, rdb.NewLocker(c, "t:")
 	s := v.openSale(10)
 	u := v.users(4)
-	e := v.recovered(Config{PublishTimeout: 20 * time.Millisecond}, &b)
+	e := v.recovered(Config{PublishTimeout: 250 * time.Millisecond}, &b)
 	buy := func(user int64) error {
 		_, err := e.Purchase(ctx, user, s.ID, path(t, e, user, s.ID))
 		return err
