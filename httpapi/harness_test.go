@@ -48,7 +48,7 @@ type stackQueue interface {
 // store and queue of package inmem, or with options.sqlite on SQLite and
 // embedded JetStream, the embedded default of seckill serve.
 type stack struct {
-	t        *testing.T
+	t        testing.TB
 	h        http.Handler
 	api      *httpapi.Server
 	db       stackStore
@@ -97,7 +97,7 @@ func (q *flakyQueue) Publish(ctx context.Context, r seckill.OrderRequest) error 
 // cheap argon2 parameters: the tests check behaviour, not hashing cost.
 var cheap = account.Params{Memory: 64, Time: 1, Threads: 1}
 
-func newStack(t *testing.T, opt options) *stack {
+func newStack(t testing.TB, opt options) *stack {
 	t.Helper()
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -204,7 +204,7 @@ func (s *stack) instance(now func() time.Time, dashShare time.Duration) *stack {
 	return &o
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w *testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -218,7 +218,7 @@ type response struct {
 	Body   []byte
 }
 
-func (r response) json(t *testing.T) map[string]any {
+func (r response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.Body, &m); err != nil {
@@ -272,7 +272,7 @@ func (s *stack) doH(method, path, token string, body any, header http.Header) re
 }
 
 // want fails unless the response has the status and, for errors, the code.
-func want(t *testing.T, r response, status int, code string) {
+func want(t testing.TB, r response, status int, code string) {
 	t.Helper()
 	if r.Code != status || r.errCode() != code {
 		t.Fatalf("got %d %q (%s), want %d %q", r.Code, r.errCode(), bytes.TrimSpace(r.Body), status, code)
