@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -188,6 +189,30 @@ func FuzzClientAddr(f *testing.F) {
 			if !found {
 				t.Fatalf("client address %q is in no entry of %q", got, xff)
 			}
+		}
+	})
+}
+
+// FuzzParseID: an id in a path is taken only in the spelling the API
+// writes (FormatInt of a positive id), so one resource has one URL; any
+// other spelling names nothing (not_found).
+func FuzzParseID(f *testing.F) {
+	for _, s := range []string{"1", "42", "9223372036854775807", "+1", "01", "0", "-1", "9223372036854775808", "1e3", "0x1", " 1", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		id, err := parseID(v, "sale")
+		if err != nil {
+			if seckill.ErrorCode(err) != seckill.ENotFound {
+				t.Fatalf("%q: %v, want not_found", v, err)
+			}
+			if n, perr := strconv.ParseInt(v, 10, 64); perr == nil && n > 0 && strconv.FormatInt(n, 10) == v {
+				t.Fatalf("%q refused, but it is the API's spelling of %d", v, n)
+			}
+			return
+		}
+		if id <= 0 || strconv.FormatInt(id, 10) != v {
+			t.Fatalf("%q taken as %d: not the API's one spelling of it", v, id)
 		}
 	})
 }

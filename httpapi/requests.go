@@ -105,7 +105,18 @@ func parsePath(body io.Reader) (pathRequest, error) {
 
 // pathID parses a numeric path value; anything else names nothing.
 func pathID(r *http.Request, name string) (int64, error) {
-	id, err := strconv.ParseInt(r.PathValue(name), 10, 64)
+	return parseID(r.PathValue(name), name)
+}
+
+// parseID reads an id in its one spelling: decimal digits without a sign
+// or leading zeros, as the API writes it. ParseInt alone also takes "+7"
+// and "007", which would give one resource several URLs, and a cache or
+// proxy in front that keys on the path would see them as different.
+func parseID(v, name string) (int64, error) {
+	if v == "" || v[0] < '1' || v[0] > '9' {
+		return 0, seckill.Errorf(seckill.ENotFound, "no such %s", name)
+	}
+	id, err := strconv.ParseInt(v, 10, 64)
 	if err != nil || id <= 0 {
 		return 0, seckill.Errorf(seckill.ENotFound, "no such %s", name)
 	}
