@@ -70,4 +70,14 @@ type OrderStore interface {
 	// an order batch committed meanwhile is in both or in neither. The
 	// gate is rebuilt from it. ENotFound if there is no such sale.
 	SaleSnapshot(ctx context.Context, saleID int64) (stockLeft int64, buyers []int64, err error)
+	// FenceTicket records, durably, that the reservation of ticket (the
+	// user's in the sale) was released by the reconciler: its request may
+	// still land in the queue late, and must never become an order, since
+	// its unit was sold again. The gate remembers the release only while
+	// it holds the sale; a gate rebuilt from SQL and the queue learns it
+	// here. Recording a ticket again changes nothing.
+	FenceTicket(ctx context.Context, saleID, userID int64, ticket string) error
+	// FencedTickets returns the tickets of the sale that FenceTicket
+	// recorded.
+	FencedTickets(ctx context.Context, saleID int64) (map[string]bool, error)
 }

@@ -79,6 +79,12 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 			if seenAt.Sub(seen[staleKey{r.UserID, r.Ticket}]) < e.staleWait {
 				continue // seen stale first this round, or not long enough ago: its publish may be in flight
 			}
+			// Recorded before the release: should the request land late,
+			// a gate rebuilt after this one forgot the release still
+			// refuses it (gateState, claim).
+			if err := e.b.Orders.FenceTicket(ctx, s.ID, r.UserID, r.Ticket); err != nil {
+				return released, err
+			}
 			if err := e.b.Gate.Release(ctx, s.ID, r.UserID, r.Ticket); err != nil {
 				return released, err
 			}

@@ -30,7 +30,8 @@ func (e *Engine) Recover(ctx context.Context) error {
 	}
 	// Unfenced: the gate of this process is empty (its state died with
 	// the last one, released tickets included) and is rebuilt from SQL
-	// below, so there is nothing to claim against.
+	// below, so there is nothing to claim against; the drain checks the
+	// releases SQL records instead.
 	if err := e.drain(ctx, false); err != nil {
 		return err
 	}
@@ -214,12 +215,21 @@ func (e *Engine) gateState(ctx context.Context, saleID int64) (int64, []int64, [
 	if err != nil {
 		return 0, nil, nil, err
 	}
+	// A queued request whose reservation the reconciler released (its
+	// publish landed late) is no buyer: its unit was given back and may
+	// have been sold since, and the writer's claim must refuse it as the
+	// gate before the loss would have. Read after the queue: a release
+	// is recorded before the gate lets it go.
+	fenced, err := e.b.Orders.FencedTickets(ctx, saleID)
+	if err != nil {
+		return 0, nil, nil, err
+	}
 	seen := make(map[int64]bool, len(buyers)+len(queued))
 	for _, u := range buyers {
 		seen[u] = true
 	}
 	for _, q := range queued {
-		if !seen[q.UserID] {
+		if !seen[q.UserID] && !fenced[q.Ticket] {
 			seen[q.UserID] = true
 			buyers = append(buyers, q.UserID)
 			left--

@@ -52,8 +52,8 @@ func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 	return e.writeBatch(ctx, true)
 }
 
-// writeBatch is WriteBatch; unfenced, it writes without claiming (see
-// Recover).
+// writeBatch is WriteBatch; unfenced, it claims nothing at the gate and
+// checks the batch against the releases SQL records instead (see Recover).
 func (e *Engine) writeBatch(ctx context.Context, fenced bool) (int, error) {
 	ds, err := e.b.Queue.Fetch(ctx, e.cfg.BatchSize, e.cfg.BatchWait)
 	if err != nil || len(ds) == 0 {
@@ -69,20 +69,18 @@ func (e *Engine) writeBatch(ctx context.Context, fenced bool) (int, error) {
 	}
 	start := time.Now()
 	var expired []seckill.OrderResult
-	if fenced {
-		if reqs, expired, err = e.claim(wctx, reqs); err != nil {
-			if seckill.ErrorCode(err) == seckill.EBusy {
-				// The gate lost the sale (Redis restarted empty): nothing
-				// is written until it is rebuilt from SQL and the queue,
-				// which counts these requests as on their way.
-				e.maybeRebuild()
-			}
-			e.cfg.Observer.BatchWritten(len(ds), 0, time.Since(start), err)
-			for _, d := range ds {
-				err = errors.Join(err, d.Nak(wctx))
-			}
-			return len(ds), err
+	if reqs, expired, err = e.claim(wctx, reqs, fenced); err != nil {
+		if fenced && seckill.ErrorCode(err) == seckill.EBusy {
+			// The gate lost the sale (Redis restarted empty): nothing
+			// is written until it is rebuilt from SQL and the queue,
+			// which counts these requests as on their way.
+			e.maybeRebuild()
 		}
+		e.cfg.Observer.BatchWritten(len(ds), 0, time.Since(start), err)
+		for _, d := range ds {
+			err = errors.Join(err, d.Nak(wctx))
+		}
+		return len(ds), err
 	}
 	var results []seckill.OrderResult
 	if len(reqs) > 0 {
@@ -144,12 +142,14 @@ func (e *Engine) writeBatch(ctx context.Context, fenced bool) (int, error) {
 // splits them into those to write (in their order) and the results of those
 // refused: failed with EExpired, their reservations released before they
 // reached the queue. Requests of sales the gate no longer serves (ended
-// over gateKeep ago, or unknown) are written unclaimed: nothing loads them
-// into the gate, and the reconciler no longer releases their reservations.
-// Any error of the gate (EBusy: the sale is not loaded) is returned: the
-// batch waits until the gate can answer. Claiming twice is claiming once,
-// so a batch fetched again after a failed write claims again.
-func (e *Engine) claim(ctx context.Context, reqs []seckill.OrderRequest) (write []seckill.OrderRequest, expired []seckill.OrderResult, err error) {
+// over gateKeep ago, or unknown), and every request when atGate is false
+// (Recover's drain, whose gate died with the process before), cannot be
+// claimed: they are checked against the releases SQL records instead
+// (OrderStore.FencedTickets), which the reconciler writes before it
+// releases. Any error of the gate (EBusy: the sale is not loaded) is
+// returned: the batch waits until the gate can answer. Claiming twice is
+// claiming once, so a batch fetched again after a failed write claims again.
+func (e *Engine) claim(ctx context.Context, reqs []seckill.OrderRequest, atGate bool) (write []seckill.OrderRequest, expired []seckill.OrderResult, err error) {
 	bySale := map[int64][]int{}
 	for i, r := range reqs {
 		bySale[r.SaleID] = append(bySale[r.SaleID], i)
@@ -157,16 +157,29 @@ func (e *Engine) claim(ctx context.Context, reqs []seckill.OrderRequest) (write 
 	refused := make([]bool, len(reqs))
 	now := e.SaleTime() // as every instance reads it: whether the gate still serves a sale is shared
 	for sale, idx := range bySale {
-		// Not Sale: its shortcuts for invented ids may call a sale just
-		// created on another instance none, and the claim must not be
-		// skipped for a sale SQL has.
-		s, err := e.loadSale(ctx, sale)
-		switch {
-		case seckill.ErrorCode(err) == seckill.ENotFound:
-			continue // SQL refuses it
-		case err != nil:
-			return nil, nil, fmt.Errorf("claim reservations of sale %d: %w", sale, err)
-		case !gateServes(s, now):
+		claimable := atGate
+		if atGate {
+			// Not Sale: its shortcuts for invented ids may call a sale just
+			// created on another instance none, and the claim must not be
+			// skipped for a sale SQL has.
+			s, err := e.loadSale(ctx, sale)
+			switch {
+			case seckill.ErrorCode(err) == seckill.ENotFound:
+				continue // SQL refuses it
+			case err != nil:
+				return nil, nil, fmt.Errorf("claim reservations of sale %d: %w", sale, err)
+			case !gateServes(s, now):
+				claimable = false
+			}
+		}
+		if !claimable {
+			fenced, err := e.b.Orders.FencedTickets(ctx, sale)
+			if err != nil {
+				return nil, nil, fmt.Errorf("released tickets of sale %d: %w", sale, err)
+			}
+			for _, i := range idx {
+				refused[i] = fenced[reqs[i].Ticket]
+			}
 			continue
 		}
 		claims := make([]seckill.Settled, len(idx))

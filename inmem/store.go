@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -52,8 +53,9 @@ type Store struct {
 
 type storeSale struct {
 	s      seckill.Sale
-	ledger int64   // sum of the stock-ledger deltas
-	buyers []int64 // users holding an order, any status
+	ledger int64           // sum of the stock-ledger deltas
+	buyers []int64         // users holding an order, any status
+	fenced map[string]bool // tickets whose reservations were released (FenceTicket)
 	saleLifecycle
 }
 
@@ -423,4 +425,31 @@ func (s *Store) SaleSnapshot(_ context.Context, saleID int64) (int64, []int64, e
 	buyers := slices.Clone(ss.buyers)
 	slices.Sort(buyers)
 	return ss.s.StockLeft, buyers, nil
+}
+
+// FenceTicket records that the reservation of ticket was released; a sale
+// that does not exist keeps nothing.
+func (s *Store) FenceTicket(_ context.Context, saleID, _ int64, ticket string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss, ok := s.sales[saleID]
+	if !ok {
+		return nil
+	}
+	if ss.fenced == nil {
+		ss.fenced = make(map[string]bool)
+	}
+	ss.fenced[ticket] = true
+	return nil
+}
+
+// FencedTickets returns the tickets of the sale that FenceTicket recorded.
+func (s *Store) FencedTickets(_ context.Context, saleID int64) (map[string]bool, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	fenced := make(map[string]bool)
+	if ss, ok := s.sales[saleID]; ok {
+		maps.Copy(fenced, ss.fenced)
+	}
+	return fenced, nil
 }

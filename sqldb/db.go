@@ -152,6 +152,9 @@ type queries struct {
 	orderBySU    string
 	ordersBy     string
 	saleBuyers   string
+
+	fenceTicket   string // ticket, sale_id, user_id, released_at; nothing if the ticket is fenced already
+	fencedTickets string // sale_id → ticket
 }
 
 // dialects maps URL schemes to engines.

@@ -436,3 +436,33 @@ func (db *DB) SaleSnapshot(ctx context.Context, saleID int64) (stockLeft int64, 
 	}
 	return stockLeft, buyers, nil
 }
+
+// FenceTicket records that the reservation of ticket (userID's in saleID)
+// was released; recording it again changes nothing.
+func (db *DB) FenceTicket(ctx context.Context, saleID, userID int64, ticket string) error {
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, db.d.q.fenceTicket, ticket, saleID, userID, db.tv(db.now()))
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("fence ticket of sale %d user %d: %w", saleID, userID, err)
+	}
+	return nil
+}
+
+// FencedTickets returns the tickets of saleID that FenceTicket recorded.
+func (db *DB) FencedTickets(ctx context.Context, saleID int64) (map[string]bool, error) {
+	rows, err := db.read.QueryContext(ctx, db.d.q.fencedTickets, saleID)
+	tickets, err := queryAll(rows, err, func(row scanner) (string, error) {
+		var t string
+		return t, row.Scan(&t)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fenced tickets of sale %d: %w", saleID, err)
+	}
+	fenced := make(map[string]bool, len(tickets))
+	for _, t := range tickets {
+		fenced[t] = true
+	}
+	return fenced, nil
+}

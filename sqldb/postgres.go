@@ -125,11 +125,13 @@ var postgres = dialect{
 				WHERE s.id = n.id AND s.stock_left >= n.c RETURNING s.id, n.c)
 			INSERT INTO stock_ledger (sale_id, delta, reason, created_at)
 			SELECT id, -c, 'order', $3::timestamptz FROM taken`,
-		deleteOrders: `DELETE FROM orders WHERE id = ANY($1::bigint[])`,
-		order:        `SELECT ` + orderColumns + ` FROM orders WHERE id = $1`,
-		orderBySU:    `SELECT ` + orderColumns + ` FROM orders WHERE sale_id = $1 AND user_id = $2`,
-		ordersBy:     `SELECT ` + orderColumns + ` FROM orders WHERE user_id = $1 ORDER BY id DESC`,
-		saleBuyers:   `SELECT user_id FROM orders WHERE sale_id = $1 ORDER BY user_id`,
+		deleteOrders:  `DELETE FROM orders WHERE id = ANY($1::bigint[])`,
+		order:         `SELECT ` + orderColumns + ` FROM orders WHERE id = $1`,
+		orderBySU:     `SELECT ` + orderColumns + ` FROM orders WHERE sale_id = $1 AND user_id = $2`,
+		ordersBy:      `SELECT ` + orderColumns + ` FROM orders WHERE user_id = $1 ORDER BY id DESC`,
+		saleBuyers:    `SELECT user_id FROM orders WHERE sale_id = $1 ORDER BY user_id`,
+		fenceTicket:   `INSERT INTO released_tickets (ticket, sale_id, user_id, released_at) VALUES ($1, $2, $3, $4) ON CONFLICT (ticket) DO NOTHING`,
+		fencedTickets: `SELECT ticket FROM released_tickets WHERE sale_id = $1`,
 	},
 }
 

@@ -95,11 +95,13 @@ var sqlite = dialect{
 		orderIDs: func(n int) string {
 			return `SELECT id, user_id FROM orders WHERE sale_id = ? AND user_id IN (` + params(n) + `)`
 		},
-		takeStock:  `UPDATE sales SET stock_left = stock_left - ? WHERE id = ? AND stock_left >= ?`,
-		order:      `SELECT ` + orderColumns + ` FROM orders WHERE id = ?`,
-		orderBySU:  `SELECT ` + orderColumns + ` FROM orders WHERE sale_id = ? AND user_id = ?`,
-		ordersBy:   `SELECT ` + orderColumns + ` FROM orders WHERE user_id = ? ORDER BY id DESC`,
-		saleBuyers: `SELECT user_id FROM orders WHERE sale_id = ? ORDER BY user_id`,
+		takeStock:     `UPDATE sales SET stock_left = stock_left - ? WHERE id = ? AND stock_left >= ?`,
+		order:         `SELECT ` + orderColumns + ` FROM orders WHERE id = ?`,
+		orderBySU:     `SELECT ` + orderColumns + ` FROM orders WHERE sale_id = ? AND user_id = ?`,
+		ordersBy:      `SELECT ` + orderColumns + ` FROM orders WHERE user_id = ? ORDER BY id DESC`,
+		saleBuyers:    `SELECT user_id FROM orders WHERE sale_id = ? ORDER BY user_id`,
+		fenceTicket:   `INSERT INTO released_tickets (ticket, sale_id, user_id, released_at) VALUES (?, ?, ?, ?) ON CONFLICT (ticket) DO NOTHING`,
+		fencedTickets: `SELECT ticket FROM released_tickets WHERE sale_id = ?`,
 	},
 }
 

@@ -572,6 +572,33 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 		_, _, err = s.Orders.SaleSnapshot(ctx, other.ID+1000)
 		storeWantCode(t, err, seckill.ENotFound)
 	})
+
+	t.Run("FencedTickets", func(t *testing.T) {
+		s := open(t)
+		sale, other := storeNewSale(t, s, 3), storeNewSale(t, s, 3)
+		users := storeNewUsers(t, s, 2)
+		if got, err := s.Orders.FencedTickets(ctx, sale.ID); err != nil || len(got) != 0 {
+			t.Fatalf("FencedTickets of a new sale = %v, %v; want none", got, err)
+		}
+		// Tickets compare byte for byte, as order numbers do.
+		for _, f := range []struct {
+			sale, user int64
+			ticket     string
+		}{{sale.ID, users[0], "01M8RGQDSKSAQA23226W"}, {sale.ID, users[0], "01M8RGQDSKSAQA23226W"}, {sale.ID, users[1], "01m8rgqdsksaqa23226w"}, {other.ID, users[0], "01M8RGQDSKSAQA23226X"}} {
+			storeNoErr(t, s.Orders.FenceTicket(ctx, f.sale, f.user, f.ticket))
+		}
+		got, err := s.Orders.FencedTickets(ctx, sale.ID)
+		storeNoErr(t, err)
+		want := map[string]bool{"01M8RGQDSKSAQA23226W": true, "01m8rgqdsksaqa23226w": true}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Errorf("FencedTickets (-want +got):\n%s", diff)
+		}
+		got, err = s.Orders.FencedTickets(ctx, other.ID)
+		storeNoErr(t, err)
+		if diff := cmp.Diff(map[string]bool{"01M8RGQDSKSAQA23226X": true}, got); diff != "" {
+			t.Errorf("FencedTickets of the other sale (-want +got):\n%s", diff)
+		}
+	})
 }
 
 // testSnapshotUnderWrites reads SaleSnapshot while writers commit batches
