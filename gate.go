@@ -112,8 +112,9 @@ type StockGate interface {
 	// (a Reserve of the sale with a Limit reached this gate): the press
 	// ended without a unit, as a refused one does. It is a no-op when the
 	// user holds no pending reservation with that ticket (none, one
-	// settled, a newer one after a release, or one claimed by the writer).
-	Release(ctx context.Context, saleID, userID int64, ticket string) error
+	// settled, a newer one after a release, or one claimed by the writer),
+	// or the sale is not loaded. released reports whether it undid one.
+	Release(ctx context.Context, saleID, userID int64, ticket string) (released bool, err error)
 	// Claim fences requests the order writer is about to write to SQL
 	// against Release: for each request (its user and ticket), atomically,
 	//   - the user's pending reservation has that ticket → it is marked

@@ -350,7 +350,7 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 // surely not in the queue.
 func (e *Engine) releaseUnsent(ctx context.Context, saleID, userID int64, ticket string) {
 	// The buyer may have gone, but the unit must still come back.
-	if err := e.b.Gate.Release(context.WithoutCancel(ctx), saleID, userID, ticket); err != nil {
+	if _, err := e.b.Gate.Release(context.WithoutCancel(ctx), saleID, userID, ticket); err != nil {
 		e.log.Error("release of an unsent reservation", "sale", saleID, "user", userID, "err", err)
 	}
 	// A press that the gate answered Duplicate while this reservation

@@ -2,6 +2,7 @@ package checkout
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
@@ -72,4 +73,222 @@ func TestReleasedRequestLandsAfterGateLoss(t *testing.T) {
 		}
 		v.checkAtRest(s.ID)
 	})
+}
+
+// hookedOrders is an OrderStore whose WriteOrders runs a hook first (nil:
+// none).
+type hookedOrders struct {
+	seckill.OrderStore
+	beforeWrite func(reqs []seckill.OrderRequest)
+}
+
+func (h *hookedOrders) WriteOrders(ctx context.Context, reqs []seckill.OrderRequest, payBy time.Time) ([]seckill.OrderResult, error) {
+	if f := h.beforeWrite; f != nil {
+		f(reqs)
+	}
+	return h.OrderStore.WriteOrders(ctx, reqs, payBy)
+}
+
+// TestFenceOfClaimedRequestOversellsAfterRebuild: the reconciler's Stale
+// lists V's reservation (publish stalled; V was answered 503 "may still go
+// through"); before its Release, V's request lands and the writer claims
+// it at the gate (the claim wins: the Release is a no-op) and starts its
+// SQL commit. Redis then loses the sale and is rebuilt while the commit is
+// in flight. The fix's first form recorded the release before releasing,
+// whatever came of it: the rebuild left V's queued request out, SQL did
+// not show V's order yet, and the rebuilt gate held a unit too many, which
+// W was answered 202 for and SQL refused (I3). Found by a review of that
+// fix; a release the claim overtook is recorded no more.
+func TestFenceOfClaimedRequestOversellsAfterRebuild(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, cell string, v *env) {
+		p := newStalledPurchase(t, v)
+		ctx := context.Background()
+		var finish func()
+		p.g.beforeRelease = func() {
+			// Between the reconciler's checks and its release: V's stalled
+			// publish lands, and the writer claims it and starts writing.
+			finish = p.claimInFlight(t, v)
+		}
+		if n, err := p.e.Reconcile(ctx, 0); err != nil || n != 0 {
+			t.Fatalf("second round: released %d, %v; want 0 (the claim came first)", n, err)
+		}
+		if fenced, err := v.db.FencedTickets(ctx, p.s.ID); err != nil || len(fenced) != 0 {
+			t.Fatalf("a release the claim overtook is recorded: %v, %v", fenced, err)
+		}
+		p.loseGateThenSellW(t, v, finish)
+	})
+}
+
+// hookedGate is a gate whose Release runs beforeRelease first (once), and
+// fails while fail is set.
+type hookedGate struct {
+	seckill.StockGate
+	fail          bool
+	beforeRelease func()
+}
+
+func (g *hookedGate) Release(ctx context.Context, saleID, userID int64, ticket string) (bool, error) {
+	if f := g.beforeRelease; f != nil {
+		g.beforeRelease = nil
+		f()
+	}
+	if g.fail {
+		return false, seckill.Errorf(seckill.EBusy, "gate unreachable")
+	}
+	return g.StockGate.Release(ctx, saleID, userID, ticket)
+}
+
+// TestFenceWrittenReleaseFailedThenClaimed: the reconciler's Release of
+// V's reservation fails (a Redis blip). The reservation stays pending; V's
+// stalled request lands, the writer claims it at the live gate and starts
+// its commit; Redis then loses the sale and is rebuilt meanwhile. The
+// fix's first form had recorded the release before the Release failed, so
+// the rebuild left V's request out and the gate held a unit SQL did not
+// have: W was answered 202 for it and ended failed (I3). Found by a
+// review of that fix.
+func TestFenceWrittenReleaseFailedThenClaimed(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, cell string, v *env) {
+		p := newStalledPurchase(t, v)
+		p.g.fail = true
+		if _, err := p.e.Reconcile(context.Background(), 0); err == nil {
+			t.Fatal("want the release to fail")
+		}
+		p.g.fail = false
+		p.loseGateThenSellW(t, v, p.claimInFlight(t, v))
+	})
+}
+
+// stalledPurchase is a sale of one unit on a shared gate, which V reserved
+// with ticket t1 and whose publish stalled; one round of e's reconciler
+// has seen the reservation stale, long enough ago for the next to release
+// it. W is another buyer.
+type stalledPurchase struct {
+	s    *seckill.Sale
+	V, W int64
+	t1   string
+	e    *Engine
+	h    *hookedOrders
+	g    *hookedGate
+}
+
+func newStalledPurchase(t *testing.T, v *env) *stalledPurchase {
+	t.Helper()
+	if v.locker == nil {
+		t.Skip("needs a shared gate that can lose a sale while the writer runs")
+	}
+	ctx := context.Background()
+	p := &stalledPurchase{s: v.openSale(1), t1: newTicket()}
+	us := v.users(2)
+	p.V, p.W = us[0], us[1]
+	cfg := Config{PublishTimeout: 50 * time.Millisecond}
+	p.h, p.g = &hookedOrders{OrderStore: v.db}, &hookedGate{StockGate: v.gate}
+	b := v.backends()
+	b.Orders, b.Gate = p.h, p.g
+	p.e = v.recovered(cfg, &b)
+	if r, err := v.gate.Reserve(ctx, seckill.Reservation{SaleID: p.s.ID, UserID: p.V, Ticket: p.t1, At: time.Now()}); err != nil || r != seckill.Reserved {
+		t.Fatalf("V's reservation: %v %v", r, err)
+	}
+	if n, err := p.e.Reconcile(ctx, 0); err != nil || n != 0 {
+		t.Fatalf("first round: released %d, %v; want 0 (first sighting)", n, err)
+	}
+	time.Sleep(2 * cfg.PublishTimeout)
+	return p
+}
+
+// claimInFlight lands V's stalled request in the queue and has the writer
+// claim it and start its commit; it returns once the commit is under way.
+// finish lets the commit land and waits for the writer.
+func (p *stalledPurchase) claimInFlight(t *testing.T, v *env) (finish func()) {
+	v.publishTicket(p.s.ID, p.V, p.t1)
+	claimed, commit := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	p.h.beforeWrite = func(reqs []seckill.OrderRequest) {
+		for _, r := range reqs {
+			if r.UserID == p.V {
+				once.Do(func() { close(claimed); <-commit })
+			}
+		}
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if _, err := p.e.WriteBatch(context.Background()); err != nil {
+			t.Errorf("writer: %v", err)
+		}
+	}()
+	<-claimed
+	return func() { close(commit); wg.Wait() }
+}
+
+// loseGateThenSellW has Redis lose the sale and rebuilds it while V's
+// commit is in flight, lets the commit land (finish), then W tries to buy:
+// a 202 must be an order (I3), and the gate must agree with SQL.
+func (p *stalledPurchase) loseGateThenSellW(t *testing.T, v *env, finish func()) {
+	ctx := context.Background()
+	if err := v.gate.Forget(ctx, p.s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.e.RebuildGate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	finish()
+	if _, err := p.e.Purchase(ctx, p.W, p.s.ID, path(t, p.e, p.W, p.s.ID)); err == nil {
+		drain(t, p.e)
+		if _, err := v.db.OrderBySaleUser(ctx, p.s.ID, p.W); err != nil {
+			t.Errorf("I3: W was answered 202 and has no order (%v); gate left %d", err, v.gateLeft(p.s.ID))
+		}
+	}
+	v.checkAtRest(p.s.ID)
+}
+
+// failingFence is an OrderStore whose FenceTicket fails while fail is set.
+type failingFence struct {
+	seckill.OrderStore
+	fail bool
+}
+
+func (f *failingFence) FenceTicket(ctx context.Context, saleID, userID int64, ticket string) error {
+	if f.fail {
+		return seckill.Errorf(seckill.EBusy, "SQL unreachable")
+	}
+	return f.OrderStore.FenceTicket(ctx, saleID, userID, ticket)
+}
+
+// TestFenceRecordedLaterWhenSQLFails: the release took effect but its
+// record in SQL failed; the reservation is no longer stale, so no later
+// round would find it again. The reconciler keeps it and records it in
+// its next round.
+func TestFenceRecordedLaterWhenSQLFails(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	s := v.openSale(1)
+	V := v.users(1)[0]
+	cfg := Config{PublishTimeout: 20 * time.Millisecond}
+	f := &failingFence{OrderStore: v.db}
+	b := v.backends()
+	b.Orders = f
+	e := v.recovered(cfg, &b)
+	t1 := newTicket()
+	if r, err := v.gate.Reserve(ctx, seckill.Reservation{SaleID: s.ID, UserID: V, Ticket: t1, At: time.Now()}); err != nil || r != seckill.Reserved {
+		t.Fatalf("V's reservation: %v %v", r, err)
+	}
+	if _, err := e.Reconcile(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * cfg.PublishTimeout)
+	f.fail = true
+	if n, err := e.Reconcile(ctx, 0); err == nil || n != 1 {
+		t.Fatalf("round with SQL down: released %d, %v; want 1 and the record's error", n, err)
+	}
+	if _, err := e.Reconcile(ctx, 0); err == nil {
+		t.Fatal("round with SQL still down: want the record's error")
+	}
+	f.fail = false
+	if n, err := e.Reconcile(ctx, 0); err != nil || n != 0 {
+		t.Fatalf("round with SQL back: released %d, %v; want 0, nil", n, err)
+	}
+	if fenced, err := v.db.FencedTickets(ctx, s.ID); err != nil || !fenced[t1] {
+		t.Fatalf("the release is not recorded after SQL came back: %v, %v", fenced, err)
+	}
 }

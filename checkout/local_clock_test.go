@@ -89,7 +89,7 @@ func TestGateDuplicateBoundedAcrossSharedClockStep(t *testing.T) {
 	if _, err := a.sharedNow(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := v.gate.Release(ctx, s.ID, u[0], ticket); err != nil { // another instance's reconciler
+	if _, err := v.gate.Release(ctx, s.ID, u[0], ticket); err != nil { // another instance's reconciler
 		t.Fatal(err)
 	}
 	own.set(own.Now().Add(gateDupFor + time.Second))

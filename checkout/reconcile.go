@@ -15,8 +15,10 @@ import (
 // bound on how late a publish may land: the writer claims its requests'
 // reservations at the gate before writing (StockGate.Claim; Stale no longer
 // lists a claimed one, and Release leaves it alone), and refuses a request
-// whose reservation was released here. Age is measured on the gate's clock
-// (see StockGate.Stale), so instances whose clocks disagree agree on it.
+// whose reservation was released here: the gate remembers the release, and
+// SQL records it (fence) for a gate rebuilt after it forgot. Age is
+// measured on the gate's clock (see StockGate.Stale), so instances whose
+// clocks disagree agree on it.
 //
 // A reservation is released only when a call of Reconcile at least
 // PublishTimeout before this one (on this process's monotonic clock) found
@@ -36,6 +38,9 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 	released := 0
 	e.staleMu.Lock()
 	defer e.staleMu.Unlock()
+	if err := e.fenceDue(ctx); err != nil {
+		return 0, err
+	}
 	e.forgetStaleSeen(sales)
 	for _, s := range sales {
 		stale, err := e.b.Gate.Stale(ctx, s.ID, age)
@@ -79,19 +84,20 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 			if seenAt.Sub(seen[staleKey{r.UserID, r.Ticket}]) < e.staleWait {
 				continue // seen stale first this round, or not long enough ago: its publish may be in flight
 			}
-			// Recorded before the release: should the request land late,
-			// a gate rebuilt after this one forgot the release still
-			// refuses it (gateState, claim).
-			if err := e.b.Orders.FenceTicket(ctx, s.ID, r.UserID, r.Ticket); err != nil {
+			ok, err := e.b.Gate.Release(ctx, s.ID, r.UserID, r.Ticket)
+			if err != nil {
 				return released, err
 			}
-			if err := e.b.Gate.Release(ctx, s.ID, r.UserID, r.Ticket); err != nil {
-				return released, err
+			if !ok {
+				continue // the writer claimed it meanwhile: it becomes an order
 			}
 			e.unlearnBuyer(s.ID, r.UserID)
 			released++
 			e.log.Warn("reconcile: released a reservation that never reached the queue",
 				"sale", s.ID, "user", r.UserID, "ticket", r.Ticket, "at", r.At)
+			if err := e.fence(ctx, releasedTicket{s.ID, r.UserID, r.Ticket}); err != nil {
+				return released, err
+			}
 		}
 		if len(settled) > 0 {
 			if err := e.b.Gate.Settle(ctx, s.ID, settled); err != nil {
@@ -220,6 +226,43 @@ func (e *Engine) ForgetEnded(ctx context.Context) error {
 		e.admits.Delete(s.ID)
 		e.viewLefts.Delete(s.ID)
 		e.forgotten.Store(s.ID, struct{}{})
+	}
+	return nil
+}
+
+// releasedTicket is a reservation the reconciler released.
+type releasedTicket struct {
+	sale, user int64
+	ticket     string
+}
+
+// fence records in SQL that the reservation r was released, so that its
+// request, should it land in the queue late, stays refused by a gate
+// rebuilt after this one forgot the release (gateState, claim). Only a
+// release that took effect is recorded: one the writer's claim overtook
+// becomes an order, and a record of it would have a rebuild leave out a
+// request that is being written. The record follows the release, so a
+// rebuild that reads the records in between (the gate lost the sale
+// within that moment, and the late request is queued already) still
+// counts the request. A record that fails is kept and tried again by
+// every later round. Called with staleMu held.
+func (e *Engine) fence(ctx context.Context, r releasedTicket) error {
+	if err := e.b.Orders.FenceTicket(ctx, r.sale, r.user, r.ticket); err != nil {
+		e.fencesDue = append(e.fencesDue, r)
+		return err
+	}
+	return nil
+}
+
+// fenceDue records the releases whose record failed before. Called with
+// staleMu held.
+func (e *Engine) fenceDue(ctx context.Context) error {
+	for len(e.fencesDue) > 0 {
+		r := e.fencesDue[0]
+		if err := e.b.Orders.FenceTicket(ctx, r.sale, r.user, r.ticket); err != nil {
+			return err
+		}
+		e.fencesDue = e.fencesDue[1:]
 	}
 	return nil
 }

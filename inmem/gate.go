@@ -145,22 +145,24 @@ func (s *gateSale) limiter(b seckill.Bucket, now func() time.Time) *Limiter {
 
 // Release gives back the user's unit and forgets the user, unless the
 // writer claimed the reservation.
-func (g *Gate) Release(_ context.Context, saleID, userID int64, ticket string) error {
+func (g *Gate) Release(_ context.Context, saleID, userID int64, ticket string) (bool, error) {
 	s := g.sale(saleID)
 	if s == nil {
-		return nil
+		return false, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if slot := s.buyers[userID] - 1; slot >= 0 && s.pending.holds(slot, ticket) && !s.pending.claimed(slot) {
-		s.pending.drop(slot)
-		delete(s.buyers, userID)
-		s.left++
-		if s.limits != nil {
-			s.limits.take(userID) // the press ended without a unit
-		}
+	slot := s.buyers[userID] - 1
+	if slot < 0 || !s.pending.holds(slot, ticket) || s.pending.claimed(slot) {
+		return false, nil
 	}
-	return nil
+	s.pending.drop(slot)
+	delete(s.buyers, userID)
+	s.left++
+	if s.limits != nil {
+		s.limits.take(userID) // the press ended without a unit
+	}
+	return true, nil
 }
 
 // Claim marks the reservations pending with the tickets given as claimed

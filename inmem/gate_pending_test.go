@@ -130,7 +130,7 @@ func gateMatchesReference(t *testing.T, seed uint64) {
 				delete(ref.reserved, u)
 				ref.left++
 			}
-			if err := g.Release(ctx, 5, u, tk); err != nil {
+			if _, err := g.Release(ctx, 5, u, tk); err != nil {
 				t.Fatal(err)
 			}
 		case 3: // Claim

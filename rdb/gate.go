@@ -423,9 +423,9 @@ func (g *Gate) Return(ctx context.Context, saleID, orderID int64) (bool, error) 
 // reservation, if that reservation is pending with this ticket, taking a
 // token of the user's bucket when the gate knows the sale's (Gate.buckets);
 // a no-op otherwise.
-func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string) error {
+func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string) (bool, error) {
 	if err := g.fresh(ctx, saleID); err != nil {
-		return err
+		return false, err
 	}
 	k := g.keys(saleID)
 	keys := k.withEpoch()
@@ -437,9 +437,12 @@ func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string)
 	n, err := releaseScript.Run(ctx, g.c.rdb, keys, userID, ticket,
 		strconv.FormatFloat(b.rate, 'g', -1, 64), b.burst, b.idleMS()).Int64()
 	if err == nil && n == promotedAnswer {
-		return g.promoted(ctx, saleID)
+		return false, g.promoted(ctx, saleID)
 	}
-	return redisErr(fmt.Sprintf("release sale %d user %d", saleID, userID), err)
+	if err != nil {
+		return false, redisErr(fmt.Sprintf("release sale %d user %d", saleID, userID), err)
+	}
+	return n == 1, nil
 }
 
 // claimChunk bounds the requests of one claim script, so that a big batch

@@ -532,7 +532,7 @@ func TestScriptCacheFlushed(t *testing.T) {
 		if got, err := g.Reserve(ctx, seckill.Reservation{SaleID: 1, UserID: 2, Ticket: "T2", At: time.Now()}); err != nil || got != seckill.Reserved {
 			t.Fatalf("Reserve after SCRIPT FLUSH: %v, %v", got, err)
 		}
-		if err := g.Release(ctx, 1, 2, "T2"); err != nil {
+		if _, err := g.Release(ctx, 1, 2, "T2"); err != nil {
 			t.Fatal(err)
 		}
 		// Claim and Settle send EVALSHA in a pipeline: NOSCRIPT loads the

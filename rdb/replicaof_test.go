@@ -204,7 +204,7 @@ func TestDemotedServerIsBusy(t *testing.T) {
 	if seckill.ErrorCode(err) != seckill.EBusy {
 		t.Errorf("reserve on a demoted server: %v %v, want busy", r, err)
 	}
-	if err := g.Release(ctx, 1, 1, "T"); seckill.ErrorCode(err) != seckill.EBusy {
+	if _, err := g.Release(ctx, 1, 1, "T"); seckill.ErrorCode(err) != seckill.EBusy {
 		t.Errorf("release on a demoted server: %v, want busy", err)
 	}
 }

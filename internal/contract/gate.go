@@ -35,6 +35,13 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 			t.Fatalf("Load(%d) = %v, %v; want true, nil", sale, ok, err)
 		}
 	}
+	release := func(t *testing.T, g seckill.StockGate, sale, user int64, ticket string, want bool) {
+		t.Helper()
+		got, err := g.Release(ctx, sale, user, ticket)
+		if err != nil || got != want {
+			t.Fatalf("Release(%d, %d, %q) = %v, %v; want %v, nil", sale, user, ticket, got, err, want)
+		}
+	}
 	left := func(t *testing.T, g seckill.StockGate, sale, want int64) {
 		t.Helper()
 		n, loaded, err := g.Left(ctx, sale)
@@ -50,9 +57,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		if _, loaded, err := g.Left(ctx, 1); loaded || err != nil {
 			t.Fatalf("Left of unloaded sale: loaded=%v err=%v", loaded, err)
 		}
-		if err := g.Release(ctx, 1, 1, "T1"); err != nil {
-			t.Fatalf("Release on unloaded sale: %v", err)
-		}
+		release(t, g, 1, 1, "T1", false)
 	})
 
 	t.Run("ReserveDuplicateSoldOut", func(t *testing.T) {
@@ -185,20 +190,14 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		load(t, g, 4, 1, nil)
 		reserve(t, g, 4, 1, seckill.Reserved)
 		reserve(t, g, 4, 2, seckill.SoldOut)
-		if err := g.Release(ctx, 4, 1, "T1"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 4, 1, "T1", true)
 		left(t, g, 4, 1)
 		// Releasing someone who holds nothing changes nothing.
-		if err := g.Release(ctx, 4, 99, "T99"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 4, 99, "T99", false)
 		left(t, g, 4, 1)
 		reserve(t, g, 4, 2, seckill.Reserved)
 		// The released user may try again.
-		if err := g.Release(ctx, 4, 2, "T2"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 4, 2, "T2", true)
 		reserve(t, g, 4, 1, seckill.Reserved)
 	})
 
@@ -209,19 +208,13 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		g := newGate(t)
 		load(t, g, 5, 1, []int64{7})
 		reserve(t, g, 5, 1, seckill.Reserved) // ticket T1
-		if err := g.Release(ctx, 5, 1, "an older ticket"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 5, 1, "an older ticket", false)
 		left(t, g, 5, 0)
 		reserve(t, g, 5, 1, seckill.Duplicate)
 		// A loaded buyer has no reservation to release.
-		if err := g.Release(ctx, 5, 7, "T7"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 5, 7, "T7", false)
 		left(t, g, 5, 0)
-		if err := g.Release(ctx, 5, 1, "T1"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 5, 1, "T1", true)
 		left(t, g, 5, 1)
 	})
 
@@ -238,9 +231,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		if rs, err := g.Stale(ctx, 6, 0); err != nil || len(rs) != 1 || rs[0].Ticket != "T1" {
 			t.Fatalf("Stale after settling another ticket = %+v, %v; want T1 still pending", rs, err)
 		}
-		if err := g.Release(ctx, 6, 1, "T1"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 6, 1, "T1", true)
 		left(t, g, 6, 1)
 		// Settled with its own ticket, a reservation is no longer pending:
 		// a release finds nothing and the buyer stays.
@@ -248,9 +239,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		if err := g.Settle(ctx, 6, []seckill.Settled{{UserID: 2, Ticket: "T2"}}); err != nil {
 			t.Fatal(err)
 		}
-		if err := g.Release(ctx, 6, 2, "T2"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 6, 2, "T2", false)
 		left(t, g, 6, 0)
 		reserve(t, g, 6, 2, seckill.Duplicate)
 	})
@@ -290,9 +279,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		reserve(t, g, 21, 1, seckill.Reserved)
 		claim(t, g, 21, []seckill.Settled{st(1, "T1")}, true)
 		stale(t, g, 21) // the writer's now, not the reconciler's
-		if err := g.Release(ctx, 21, 1, "T1"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 21, 1, "T1", false)
 		left(t, g, 21, 0)
 		reserve(t, g, 21, 1, seckill.Duplicate)
 		reserve(t, g, 21, 2, seckill.SoldOut)
@@ -300,9 +287,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		if err := g.Settle(ctx, 21, []seckill.Settled{st(1, "T1")}); err != nil {
 			t.Fatal(err)
 		}
-		if err := g.Release(ctx, 21, 1, "T1"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 21, 1, "T1", false)
 		left(t, g, 21, 0)
 		reserve(t, g, 21, 1, seckill.Duplicate)
 		// Settled, it is still allowed (a redelivery after a lost ack).
@@ -316,9 +301,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		g := newGate(t)
 		load(t, g, 22, 1, nil)
 		reserve(t, g, 22, 1, seckill.Reserved)
-		if err := g.Release(ctx, 22, 1, "T1"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 22, 1, "T1", true)
 		claim(t, g, 22, []seckill.Settled{st(1, "T1")}, false)
 		left(t, g, 22, 1)
 		// The released user tried again: the old ticket stays refused,
@@ -363,9 +346,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		load(t, g, 24, 2, []int64{7})
 		claim(t, g, 24, []seckill.Settled{st(7, "T7"), st(8, "T8")}, true, false)
 		left(t, g, 24, 2)
-		if err := g.Release(ctx, 24, 7, "T7"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 24, 7, "T7", false)
 		reserve(t, g, 24, 7, seckill.Duplicate)
 		left(t, g, 24, 2)
 	})
@@ -396,9 +377,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 			reserve(t, g, 26, u, seckill.Reserved)
 			batch = append(batch, st(u, fmt.Sprintf("T%d", u)))
 			if u%2 == 0 {
-				if err := g.Release(ctx, 26, u, fmt.Sprintf("T%d", u)); err != nil {
-					t.Fatal(err)
-				}
+				release(t, g, 26, u, fmt.Sprintf("T%d", u), true)
 			}
 		}
 		got, err := g.Claim(ctx, 26, batch)
@@ -483,9 +462,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		}
 		reserve(t, g, 8, 1, seckill.Duplicate)
 		// Released reservations are forgotten too.
-		if err := g.Release(ctx, 8, 2, "T2"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 8, 2, "T2", true)
 		if got := stale(0); len(got) != 1 || got[4].Ticket != "T4" {
 			t.Fatalf("Stale after Release = %+v, want user 4", got)
 		}
@@ -586,9 +563,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		// a buyer.
 		one := seckill.Bucket{PerSecond: 0.001, Burst: 1}
 		limited(t, 2, 3, one, seckill.Reserved)
-		if err := g.Release(ctx, 2, 3, "T3"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 2, 3, "T3", true)
 		left(t, g, 2, 4)
 		limited(t, 2, 3, one, seckill.Limited)
 		left(t, g, 2, 4)
@@ -596,9 +571,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		// a release with another ticket is a no-op, and the duplicate
 		// still finds the one token.
 		limited(t, 2, 4, one, seckill.Reserved)
-		if err := g.Release(ctx, 2, 4, "not T4"); err != nil {
-			t.Fatal(err)
-		}
+		release(t, g, 2, 4, "not T4", false)
 		limited(t, 2, 4, one, seckill.Duplicate)
 		limited(t, 2, 4, one, seckill.Limited)
 		// No bucket asked, none looked at.
