@@ -113,7 +113,11 @@ type StockGate interface {
 	// ended without a unit, as a refused one does. It is a no-op when the
 	// user holds no pending reservation with that ticket (none, one
 	// settled, a newer one after a release, or one claimed by the writer),
-	// or the sale is not loaded. released reports whether it undid one.
+	// or the sale is not loaded. released reports whether the reservation
+	// is released: undone now, or, the sale loaded, the user holding
+	// nothing and no buyer (released before: what a retry of a release
+	// whose answer was lost finds). False when the user holds it claimed
+	// or settled, holds another, or the sale is not loaded.
 	Release(ctx context.Context, saleID, userID int64, ticket string) (released bool, err error)
 	// Claim fences requests the order writer is about to write to SQL
 	// against Release: for each request (its user and ticket), atomically,

@@ -21,58 +21,89 @@ import (
 // must still refuse V's request, or it takes W's unit and W's 202 ends
 // failed (I3). Found by a break review.
 func TestReleasedRequestLandsAfterGateLoss(t *testing.T) {
-	forEachBackend(t, func(t *testing.T, cell string, v *env) {
-		ctx := context.Background()
-		s := v.openSale(1)
-		us := v.users(2)
-		V, W := us[0], us[1]
-		cfg := Config{PublishTimeout: 50 * time.Millisecond}
-		e := v.recovered(cfg, nil)
+	forEachBackend(t, func(t *testing.T, cell string, v *env) { lateRequestAfterGateLoss(t, v, false) })
+}
 
-		// V's Admit reserved; its publish is stalled.
-		t1 := newTicket()
-		if r, err := v.gate.Reserve(ctx, seckill.Reservation{SaleID: s.ID, UserID: V, Ticket: t1, At: time.Now()}); err != nil || r != seckill.Reserved {
-			t.Fatalf("V's reservation: %v %v", r, err)
+// TestReleaseAnswerLost: as TestReleasedRequestLandsAfterGateLoss, but the
+// gate's answer to the release was lost (a Redis reply lost on the
+// connection). The reservation is no longer stale, so no round would find
+// it again: the reconciler asks the gate again in its next round, which
+// answers released (the user holds nothing and is no buyer), and records
+// it. Found by a review of the fence fix.
+func TestReleaseAnswerLost(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, cell string, v *env) { lateRequestAfterGateLoss(t, v, true) })
+}
+
+// lateRequestAfterGateLoss: V reserves the only unit and its publish
+// stalls; the reconciler releases it (its answer lost when loseAnswer);
+// V's request lands late, W buys the unit, the gate loses its state (a
+// Redis restarted empty, or the embedded server restarted). W's 202 must
+// be an order, and V's request none.
+func lateRequestAfterGateLoss(t *testing.T, v *env, loseAnswer bool) {
+	ctx := context.Background()
+	s := v.openSale(1)
+	us := v.users(2)
+	V, W := us[0], us[1]
+	cfg := Config{PublishTimeout: 50 * time.Millisecond}
+	g := &hookedGate{StockGate: v.gate}
+	b := v.backends()
+	b.Gate = g
+	e := v.recovered(cfg, &b)
+
+	// V's Admit reserved; its publish is stalled.
+	t1 := newTicket()
+	if r, err := v.gate.Reserve(ctx, seckill.Reservation{SaleID: s.ID, UserID: V, Ticket: t1, At: time.Now()}); err != nil || r != seckill.Reserved {
+		t.Fatalf("V's reservation: %v %v", r, err)
+	}
+	// Two rounds of the reconciler, at least PublishTimeout apart,
+	// release it.
+	if n, err := e.Reconcile(ctx, 0); err != nil || n != 0 {
+		t.Fatalf("first round: released %d, %v; want 0 (first sighting)", n, err)
+	}
+	time.Sleep(2 * cfg.PublishTimeout)
+	if loseAnswer {
+		g.loseAnswer = true
+		if _, err := e.Reconcile(ctx, 0); err == nil {
+			t.Fatal("the round whose answer was lost: want its error")
 		}
-		// Two rounds of the reconciler, at least PublishTimeout apart,
-		// release it.
-		if n, err := e.Reconcile(ctx, 0); err != nil || n != 0 {
-			t.Fatalf("first round: released %d, %v; want 0 (first sighting)", n, err)
-		}
-		time.Sleep(2 * cfg.PublishTimeout)
 		if n, err := e.Reconcile(ctx, 0); err != nil || n != 1 {
-			t.Fatalf("second round: released %d, %v; want 1", n, err)
+			t.Fatalf("the next round: released %d, %v; want 1 (asked again), nil", n, err)
 		}
-		v.publishTicket(s.ID, V, t1) // the stalled publish lands
-		if _, err := e.Purchase(ctx, W, s.ID, path(t, e, W, s.ID)); err != nil {
-			t.Fatalf("W buys the released unit: %v", err)
-		}
+	} else if n, err := e.Reconcile(ctx, 0); err != nil || n != 1 {
+		t.Fatalf("second round: released %d, %v; want 1", n, err)
+	}
+	if fenced, err := v.db.FencedTickets(ctx, s.ID); err != nil || !fenced[t1] {
+		t.Fatalf("the release is not recorded: %v, %v", fenced, err)
+	}
+	v.publishTicket(s.ID, V, t1) // the stalled publish lands
+	if _, err := e.Purchase(ctx, W, s.ID, path(t, e, W, s.ID)); err != nil {
+		t.Fatalf("W buys the released unit: %v", err)
+	}
 
-		if v.locker != nil {
-			// Redis lost the sale; an instance rebuilds it.
-			if err := v.gate.Forget(ctx, s.ID); err != nil {
-				t.Fatal(err)
-			}
-			if err := e.RebuildGate(ctx); err != nil {
-				t.Fatal(err)
-			}
-		} else {
-			// The embedded server restarts: a new process, a new gate.
-			e.Close()
-			v.gate = inmem.NewGate()
-			e = v.recovered(cfg, nil)
+	if v.locker != nil {
+		// Redis lost the sale; an instance rebuilds it.
+		if err := v.gate.Forget(ctx, s.ID); err != nil {
+			t.Fatal(err)
 		}
-		drain(t, e)
+		if err := e.RebuildGate(ctx); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		// The embedded server restarts: a new process, a new gate.
+		e.Close()
+		v.gate = inmem.NewGate()
+		e = v.recovered(cfg, nil)
+	}
+	drain(t, e)
 
-		if _, err := v.db.OrderBySaleUser(ctx, s.ID, W); err != nil {
-			o, _ := v.db.OrderBySaleUser(ctx, s.ID, V)
-			t.Fatalf("I3: W was answered 202 and has no order (%v); V, whose reservation was released, holds %+v", err, o)
-		}
-		if o, err := v.db.OrderBySaleUser(ctx, s.ID, V); seckill.ErrorCode(err) != seckill.ENotFound {
-			t.Fatalf("V's released request became order %+v (%v)", o, err)
-		}
-		v.checkAtRest(s.ID)
-	})
+	if _, err := v.db.OrderBySaleUser(ctx, s.ID, W); err != nil {
+		o, _ := v.db.OrderBySaleUser(ctx, s.ID, V)
+		t.Fatalf("I3: W was answered 202 and has no order (%v); V, whose reservation was released, holds %+v", err, o)
+	}
+	if o, err := v.db.OrderBySaleUser(ctx, s.ID, V); seckill.ErrorCode(err) != seckill.ENotFound {
+		t.Fatalf("V's released request became order %+v (%v)", o, err)
+	}
+	v.checkAtRest(s.ID)
 }
 
 // hookedOrders is an OrderStore whose WriteOrders runs a hook first (nil:
@@ -119,12 +150,13 @@ func TestFenceOfClaimedRequestOversellsAfterRebuild(t *testing.T) {
 	})
 }
 
-// hookedGate is a gate whose Release runs beforeRelease first (once), and
-// fails while fail is set.
+// hookedGate is a gate whose Release runs beforeRelease first (once),
+// fails while fail is set, and with loseAnswer releases but answers an
+// error (once), as a Redis whose reply was lost.
 type hookedGate struct {
 	seckill.StockGate
-	fail          bool
-	beforeRelease func()
+	fail, loseAnswer bool
+	beforeRelease    func()
 }
 
 func (g *hookedGate) Release(ctx context.Context, saleID, userID int64, ticket string) (bool, error) {
@@ -135,7 +167,12 @@ func (g *hookedGate) Release(ctx context.Context, saleID, userID int64, ticket s
 	if g.fail {
 		return false, seckill.Errorf(seckill.EBusy, "gate unreachable")
 	}
-	return g.StockGate.Release(ctx, saleID, userID, ticket)
+	ok, err := g.StockGate.Release(ctx, saleID, userID, ticket)
+	if g.loseAnswer {
+		g.loseAnswer = false
+		return false, seckill.Errorf(seckill.EBusy, "reply lost (released: %v, %v)", ok, err)
+	}
+	return ok, err
 }
 
 // TestFenceWrittenReleaseFailedThenClaimed: the reconciler's Release of

@@ -35,11 +35,11 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 	if err != nil {
 		return 0, err
 	}
-	released := 0
 	e.staleMu.Lock()
 	defer e.staleMu.Unlock()
-	if err := e.fenceDue(ctx); err != nil {
-		return 0, err
+	released, err := e.retryDue(ctx)
+	if err != nil {
+		return released, err
 	}
 	e.forgetStaleSeen(sales)
 	for _, s := range sales {
@@ -84,18 +84,13 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 			if seenAt.Sub(seen[staleKey{r.UserID, r.Ticket}]) < e.staleWait {
 				continue // seen stale first this round, or not long enough ago: its publish may be in flight
 			}
-			ok, err := e.b.Gate.Release(ctx, s.ID, r.UserID, r.Ticket)
+			ok, err := e.release(ctx, releasedTicket{s.ID, r.UserID, r.Ticket})
+			if ok {
+				released++
+				e.log.Warn("reconcile: released a reservation that never reached the queue",
+					"sale", s.ID, "user", r.UserID, "ticket", r.Ticket, "at", r.At)
+			}
 			if err != nil {
-				return released, err
-			}
-			if !ok {
-				continue // the writer claimed it meanwhile: it becomes an order
-			}
-			e.unlearnBuyer(s.ID, r.UserID)
-			released++
-			e.log.Warn("reconcile: released a reservation that never reached the queue",
-				"sale", s.ID, "user", r.UserID, "ticket", r.Ticket, "at", r.At)
-			if err := e.fence(ctx, releasedTicket{s.ID, r.UserID, r.Ticket}); err != nil {
 				return released, err
 			}
 		}
@@ -236,6 +231,27 @@ type releasedTicket struct {
 	ticket     string
 }
 
+// release releases the reservation r at the gate and records the release
+// in SQL (fence), and reports whether it released. A release the writer's
+// claim overtook is not released, and not recorded: it becomes an order.
+// A release whose answer does not come (an error) is kept and asked again
+// by every later round: the gate may have released it, and the reservation
+// is then no longer stale, so no round would find it again; asked again,
+// the gate answers released (Release's "released before") or not. Called
+// with staleMu held.
+func (e *Engine) release(ctx context.Context, r releasedTicket) (bool, error) {
+	ok, err := e.b.Gate.Release(ctx, r.sale, r.user, r.ticket)
+	if err != nil {
+		e.releasesDue = append(e.releasesDue, r)
+		return false, err
+	}
+	if !ok {
+		return false, nil
+	}
+	e.unlearnBuyer(r.sale, r.user)
+	return true, e.fence(ctx, r)
+}
+
 // fence records in SQL that the reservation r was released, so that its
 // request, should it land in the queue late, stays refused by a gate
 // rebuilt after this one forgot the release (gateState, claim). Only a
@@ -244,8 +260,10 @@ type releasedTicket struct {
 // request that is being written. The record follows the release, so a
 // rebuild that reads the records in between (the gate lost the sale
 // within that moment, and the late request is queued already) still
-// counts the request. A record that fails is kept and tried again by
-// every later round. Called with staleMu held.
+// counts the request, and so does one after this process died in between
+// or while a record was due: the records kept for later rounds are in
+// memory. A record that fails is kept and tried again by every later
+// round. Called with staleMu held.
 func (e *Engine) fence(ctx context.Context, r releasedTicket) error {
 	if err := e.b.Orders.FenceTicket(ctx, r.sale, r.user, r.ticket); err != nil {
 		e.fencesDue = append(e.fencesDue, r)
@@ -254,15 +272,31 @@ func (e *Engine) fence(ctx context.Context, r releasedTicket) error {
 	return nil
 }
 
-// fenceDue records the releases whose record failed before. Called with
-// staleMu held.
-func (e *Engine) fenceDue(ctx context.Context) error {
+// retryDue asks the gate again about the releases whose answer did not
+// come, and records the releases whose record failed; it returns how many
+// of those asked again the gate says are released. Called with staleMu
+// held.
+func (e *Engine) retryDue(ctx context.Context) (int, error) {
 	for len(e.fencesDue) > 0 {
 		r := e.fencesDue[0]
 		if err := e.b.Orders.FenceTicket(ctx, r.sale, r.user, r.ticket); err != nil {
-			return err
+			return 0, err
 		}
 		e.fencesDue = e.fencesDue[1:]
 	}
-	return nil
+	released := 0
+	due := e.releasesDue
+	e.releasesDue = nil
+	for i, r := range due {
+		ok, err := e.release(ctx, r)
+		if ok {
+			released++
+		}
+		if err != nil {
+			// release kept r (or its record); keep the ones not asked yet too.
+			e.releasesDue = append(e.releasesDue, due[i+1:]...)
+			return released, err
+		}
+	}
+	return released, nil
 }

@@ -218,8 +218,10 @@ func (e *Engine) gateState(ctx context.Context, saleID int64) (int64, []int64, [
 	// A queued request whose reservation the reconciler released (its
 	// publish landed late) is no buyer: its unit was given back and may
 	// have been sold since, and the writer's claim must refuse it as the
-	// gate before the loss would have. Read after the queue: a release
-	// is recorded before the gate lets it go.
+	// gate before the loss would have. The record follows the release
+	// (Engine.fence): one made in the moment this rebuild reads, or lost
+	// with the instance that released, is not seen, and its request, if
+	// queued already, counts as a buyer.
 	fenced, err := e.b.Orders.FencedTickets(ctx, saleID)
 	if err != nil {
 		return 0, nil, nil, err

@@ -145,8 +145,8 @@ func (e *Engine) writeBatch(ctx context.Context, fenced bool) (int, error) {
 // over gateKeep ago, or unknown), and every request when atGate is false
 // (Recover's drain, whose gate died with the process before), cannot be
 // claimed: they are checked against the releases SQL records instead
-// (OrderStore.FencedTickets), which the reconciler writes before it
-// releases. Any error of the gate (EBusy: the sale is not loaded) is
+// (OrderStore.FencedTickets), which the reconciler writes once a release
+// took effect. Any error of the gate (EBusy: the sale is not loaded) is
 // returned: the batch waits until the gate can answer. Claiming twice is
 // claiming once, so a batch fetched again after a failed write claims again.
 func (e *Engine) claim(ctx context.Context, reqs []seckill.OrderRequest, atGate bool) (write []seckill.OrderRequest, expired []seckill.OrderResult, err error) {

@@ -152,7 +152,11 @@ func (g *Gate) Release(_ context.Context, saleID, userID int64, ticket string) (
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	slot := s.buyers[userID] - 1
+	v, buyer := s.buyers[userID]
+	slot := v - 1
+	if !buyer {
+		return true, nil // released before (or never a buyer): nothing pending
+	}
 	if slot < 0 || !s.pending.holds(slot, ticket) || s.pending.claimed(slot) {
 		return false, nil
 	}

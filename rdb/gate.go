@@ -239,10 +239,17 @@ var timeScript = redis.NewScript(`return redis.call('TIME')`)
 // ticket and not claimed: forgets it and the buyer, gives the unit back
 // (only to a loaded sale: a unit must not conjure up a stock key), takes
 // a token of the user's bucket (the
-// press ended without a unit: see Gate.Reserve) and returns 1; else 0.
+// press ended without a unit: see Gate.Reserve) and returns 1. If the
+// sale is loaded and the user holds nothing, no buyer (released before:
+// the answer a retry of a release whose reply was lost gets), returns 2.
+// Else 0.
 var releaseScript = redis.NewScript(takeTokenLua + promotedLua(4) + `
 local v = redis.call('HGET', KEYS[3], ARGV[1])
-if not v or string.sub(v, 1, 1) == 'c' then return 0 end
+if not v then
+  if redis.call('EXISTS', KEYS[1]) == 1 and redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 0 then return 2 end
+  return 0
+end
+if string.sub(v, 1, 1) == 'c' then return 0 end
 local sp = string.find(v, ' ', 1, true)
 if not sp or string.sub(v, sp + 1) ~= ARGV[2] then return 0 end
 redis.call('HDEL', KEYS[3], ARGV[1])
@@ -357,7 +364,7 @@ func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnap
 		return false, &unavailableError{op: fmt.Sprintf("load sale %d", saleID),
 			err: errors.New("its temporary sets lost members before the swap (evicted? the gate's Redis needs maxmemory-policy noeviction)")}
 	}
-	return n == 1, nil
+	return n == 1 || n == 2, nil
 }
 
 // tempsLost is loadScript's answer when a temporary set lost members.
@@ -416,7 +423,7 @@ func (g *Gate) Return(ctx context.Context, saleID, orderID int64) (bool, error) 
 	case promotedAnswer:
 		return false, g.promoted(ctx, saleID)
 	}
-	return n == 1, nil
+	return n == 1 || n == 2, nil
 }
 
 // Release gives back the user's unit and forgets the user and their
@@ -442,7 +449,7 @@ func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string)
 	if err != nil {
 		return false, redisErr(fmt.Sprintf("release sale %d user %d", saleID, userID), err)
 	}
-	return n == 1, nil
+	return n == 1 || n == 2, nil
 }
 
 // claimChunk bounds the requests of one claim script, so that a big batch
