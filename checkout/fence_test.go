@@ -51,17 +51,7 @@ func lateRequestAfterGateLoss(t *testing.T, v *env, loseAnswer bool) {
 	b.Gate = g
 	e := v.recovered(cfg, &b)
 
-	// V's Admit reserved; its publish is stalled.
-	t1 := newTicket()
-	if r, err := v.gate.Reserve(ctx, seckill.Reservation{SaleID: s.ID, UserID: V, Ticket: t1, At: time.Now()}); err != nil || r != seckill.Reserved {
-		t.Fatalf("V's reservation: %v %v", r, err)
-	}
-	// Two rounds of the reconciler, at least PublishTimeout apart,
-	// release it.
-	if n, err := e.Reconcile(ctx, 0); err != nil || n != 0 {
-		t.Fatalf("first round: released %d, %v; want 0 (first sighting)", n, err)
-	}
-	time.Sleep(2 * cfg.PublishTimeout)
+	t1 := stalledReservation(t, v, e, s.ID, V)
 	if loseAnswer {
 		g.loseAnswer = true
 		if _, err := e.Reconcile(ctx, 0); err == nil {
@@ -221,23 +211,35 @@ type stalledPurchase struct {
 
 func newStalledPurchase(t *testing.T, v *env) *stalledPurchase {
 	t.Helper()
-	ctx := context.Background()
-	p := &stalledPurchase{s: v.openSale(1), t1: newTicket()}
+	p := &stalledPurchase{s: v.openSale(1)}
 	us := v.users(2)
 	p.V, p.W = us[0], us[1]
-	cfg := Config{PublishTimeout: 50 * time.Millisecond}
 	p.h, p.g = &hookedOrders{OrderStore: v.db}, &hookedGate{StockGate: v.gate}
 	b := v.backends()
 	b.Orders, b.Gate = p.h, p.g
-	p.e = v.recovered(cfg, &b)
-	if r, err := v.gate.Reserve(ctx, seckill.Reservation{SaleID: p.s.ID, UserID: p.V, Ticket: p.t1, At: time.Now()}); err != nil || r != seckill.Reserved {
-		t.Fatalf("V's reservation: %v %v", r, err)
+	p.e = v.recovered(Config{PublishTimeout: 50 * time.Millisecond}, &b)
+	p.t1 = stalledReservation(t, v, p.e, p.s.ID, p.V)
+	return p
+}
+
+// stalledReservation reserves a unit of saleID for userID at the gate, as
+// an Admit whose publish stalled, and has e's reconciler see it stale in a
+// first round (releasing nothing), long enough ago that the next round
+// releases it. It returns the reservation's ticket.
+func stalledReservation(t *testing.T, v *env, e *Engine, saleID, userID int64) string {
+	t.Helper()
+	ctx := context.Background()
+	ticket := newTicket()
+	if r, err := v.gate.Reserve(ctx, seckill.Reservation{SaleID: saleID, UserID: userID, Ticket: ticket, At: time.Now()}); err != nil || r != seckill.Reserved {
+		t.Fatalf("the reservation of user %d: %v %v", userID, r, err)
 	}
-	if n, err := p.e.Reconcile(ctx, 0); err != nil || n != 0 {
+	// Two rounds of the reconciler, at least PublishTimeout apart,
+	// release it: this is the first.
+	if n, err := e.Reconcile(ctx, 0); err != nil || n != 0 {
 		t.Fatalf("first round: released %d, %v; want 0 (first sighting)", n, err)
 	}
-	time.Sleep(2 * cfg.PublishTimeout)
-	return p
+	time.Sleep(2 * e.cfg.PublishTimeout)
+	return ticket
 }
 
 // claimInFlight lands V's stalled request in the queue and has the writer
@@ -314,14 +316,7 @@ func TestFenceRecordedLaterWhenSQLFails(t *testing.T) {
 	b := v.backends()
 	b.Orders = f
 	e := v.recovered(cfg, &b)
-	t1 := newTicket()
-	if r, err := v.gate.Reserve(ctx, seckill.Reservation{SaleID: s.ID, UserID: V, Ticket: t1, At: time.Now()}); err != nil || r != seckill.Reserved {
-		t.Fatalf("V's reservation: %v %v", r, err)
-	}
-	if _, err := e.Reconcile(ctx, 0); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(2 * cfg.PublishTimeout)
+	t1 := stalledReservation(t, v, e, s.ID, V)
 	f.fail = true
 	if n, err := e.Reconcile(ctx, 0); err == nil || n != 1 {
 		t.Fatalf("round with SQL down: released %d, %v; want 1 and the record's error", n, err)
