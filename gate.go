@@ -2,6 +2,7 @@ package seckill
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -53,16 +54,59 @@ type Bucket struct {
 	Burst     int
 }
 
-// GateSnapshot reads the state a sale is loaded into the gate with: its
-// units left, the users who hold one, and the orders whose unit left
-// already includes (cancelled and refunded orders whose return the gate
-// must treat as applied; see StockGate.Return and Load).
-type GateSnapshot func(ctx context.Context) (left int64, buyers, returned []int64, err error)
+// GateContents is the state a sale is loaded into the gate with (see
+// StockGate.Load).
+type GateContents struct {
+	// Left is the units left.
+	Left int64
+	// Buyers hold a unit each, with no reservation pending: the users
+	// with an order in SQL.
+	Buyers []int64
+	// Queued are the requests on their way to SQL (in the queue): each
+	// holds a unit, and is installed as a reservation already claimed by
+	// the writer, under its ticket, so that the gate knows which request
+	// holds the user's unit (Claim allows that ticket and refuses
+	// another; Withdraw can give the unit back). A user listed in Buyers
+	// or twice here holds one unit, as a buyer with no reservation.
+	Queued []Settled
+	// Returned are the orders whose unit Left includes already (cancelled
+	// and refunded orders whose return the gate must treat as applied; see
+	// StockGate.Return).
+	Returned []int64
+}
+
+// Split divides c's unit holders as the gate installs them: buyers with no
+// reservation (Buyers, and the users queued twice or holding an order as
+// well), and the claimed reservations of the users queued once.
+func (c GateContents) Split() (buyers []int64, claimed []Settled) {
+	queued := make(map[int64]int, len(c.Queued))
+	for _, q := range c.Queued {
+		queued[q.UserID]++
+	}
+	buyers = slices.Clip(c.Buyers) // appended to below, never into the caller's array
+	for _, u := range c.Buyers {
+		queued[u] = 0 // a buyer already
+	}
+	for _, q := range c.Queued {
+		switch queued[q.UserID] {
+		case 1:
+			claimed = append(claimed, q)
+		case 0:
+		default:
+			buyers = append(buyers, q.UserID)
+			queued[q.UserID] = 0
+		}
+	}
+	return buyers, claimed
+}
+
+// GateSnapshot reads the state a sale is loaded into the gate with.
+type GateSnapshot func(ctx context.Context) (GateContents, error)
 
 // GateState is the snapshot of a state known without reading anything,
-// with no order returned.
+// with nothing queued nor returned.
 func GateState(left int64, buyers []int64) GateSnapshot {
-	return func(context.Context) (int64, []int64, []int64, error) { return left, buyers, nil, nil }
+	return func(context.Context) (GateContents, error) { return GateContents{Left: left, Buyers: buyers}, nil }
 }
 
 // Settled names one request by its user and its ticket: one SQL has
@@ -88,7 +132,8 @@ type StockGate interface {
 	// is never installed. Ask again if the sale is still not loaded. An
 	// error of snapshot is returned and nothing is installed. The
 	// snapshot's returned orders are installed as returned in the same
-	// step, so that a Return of their units is a no-op.
+	// step, so that a Return of their units is a no-op, and its queued
+	// requests as claimed reservations (GateContents.Queued).
 	Load(ctx context.Context, saleID int64, snapshot GateSnapshot) (loaded bool, err error)
 	// Reserve does, atomically: if r.Limit is a bucket and the user's
 	// bucket of this sale has no token → Limited, and nothing else changes;
@@ -119,13 +164,26 @@ type StockGate interface {
 	// whose answer was lost finds). False when the user holds it claimed
 	// or settled, holds another, or the sale is not loaded.
 	Release(ctx context.Context, saleID, userID int64, ticket string) (released bool, err error)
+	// Withdraw undoes the user's pending reservation with this ticket
+	// whether or not the writer claimed it (Release leaves a claimed one
+	// alone): the
+	// unit returns and the user and their reservation are forgotten, and
+	// a token of the user's bucket is taken as Release does. Call it only
+	// for a ticket SQL has fenced (OrderStore.FenceTicket answered true):
+	// the writer then never writes its request, so a claim on it promises
+	// nothing. withdrawn reports whether it undid a reservation now; false
+	// when the user holds no reservation with that ticket (withdrawn or
+	// released before, settled, another ticket, a buyer with none) or the
+	// sale is not loaded.
+	Withdraw(ctx context.Context, saleID, userID int64, ticket string) (withdrawn bool, err error)
 	// Claim fences requests the order writer is about to write to SQL
 	// against Release: for each request (its user and ticket), atomically,
 	//   - the user's pending reservation has that ticket → it is marked
 	//     claimed (Release no longer touches it; Settle clears it, and Stale
 	//     no longer lists it) and the request is allowed;
-	//   - the user holds no pending reservation but is a buyer (loaded from
-	//     SQL and the queue by a rebuild, or settled already) → allowed;
+	//   - the user holds no pending reservation but is a buyer (loaded by a
+	//     rebuild from an order in SQL, or from two requests in the queue;
+	//     or settled already) → allowed;
 	//   - otherwise (the user is no buyer, or holds a pending reservation
 	//     with another ticket) its reservation was released and its unit is
 	//     back in stock → refused: the request must not become an order.

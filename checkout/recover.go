@@ -174,7 +174,7 @@ func (e *Engine) repairQueue(ctx context.Context) error {
 // and reports whether it did: false when the sale is loaded already, or
 // when another load (or a loss of the gate's state) overtook this one.
 func (e *Engine) loadGate(ctx context.Context, saleID int64) (bool, error) {
-	loaded, err := e.b.Gate.Load(ctx, saleID, func(ctx context.Context) (int64, []int64, []int64, error) {
+	loaded, err := e.b.Gate.Load(ctx, saleID, func(ctx context.Context) (seckill.GateContents, error) {
 		return e.gateState(ctx, saleID)
 	})
 	if loaded {
@@ -186,58 +186,62 @@ func (e *Engine) loadGate(ctx context.Context, saleID int64) (bool, error) {
 }
 
 // gateState is a sale's gate as SQL and the queue show it: SQL stock_left
-// less the requests still queued, with the buyers of SQL plus those queued.
-// The queue is read first: a request the writer moves into SQL meanwhile
-// then shows up in both and counts once, and none can slip between the two
-// reads. SQL's stock_left and buyers come from one snapshot: read apart, a
-// batch committed in between would count its buyers as sold while leaving
-// their units in stock_left, and the gate would sell them again. The gate
-// calls it only after claiming the sale (StockGate.Load), so nothing it
-// misses was admitted by the gate being loaded.
+// less the requests still queued, with the buyers of SQL, and the queued
+// requests under their tickets (GateContents.Queued). The queue is read
+// first: a request the writer moves into SQL meanwhile then shows up in
+// both and counts once, and none can slip between the two reads. SQL's
+// stock_left and buyers come from one snapshot: read apart, a batch
+// committed in between would count its buyers as sold while leaving their
+// units in stock_left, and the gate would sell them again. The gate calls
+// it only after claiming the sale (StockGate.Load), so nothing it misses
+// was admitted by the gate being loaded.
 //
 // With a lifecycle store the same snapshot lists the sale's cancelled
 // orders: their units are in stock_left, so the gate is loaded with them
 // as returned already, and the relay's later Return of each is a no-op
 // (a unit cancelled after the snapshot is in neither, and the relay gives
 // it back once).
-func (e *Engine) gateState(ctx context.Context, saleID int64) (int64, []int64, []int64, error) {
+func (e *Engine) gateState(ctx context.Context, saleID int64) (seckill.GateContents, error) {
+	var c seckill.GateContents
 	queued, err := e.b.Queue.PendingRequests(ctx, saleID)
 	if err != nil {
-		return 0, nil, nil, err
+		return c, err
 	}
-	var left int64
-	var buyers, returned []int64
 	if lc := e.lifecycle(); lc != nil {
-		left, buyers, returned, err = lc.SaleSnapshotWithReturns(ctx, saleID)
+		c.Left, c.Buyers, c.Returned, err = lc.SaleSnapshotWithReturns(ctx, saleID)
 	} else {
-		left, buyers, err = e.b.Orders.SaleSnapshot(ctx, saleID)
+		c.Left, c.Buyers, err = e.b.Orders.SaleSnapshot(ctx, saleID)
 	}
 	if err != nil {
-		return 0, nil, nil, err
+		return c, err
 	}
-	// A queued request whose reservation the reconciler released (its
-	// publish landed late) is no buyer: its unit was given back and may
-	// have been sold since, and the writer's claim must refuse it as the
-	// gate before the loss would have. The record follows the release
-	// (Engine.fence): one made in the moment this rebuild reads, or lost
-	// with the instance that released, is not seen, and its request, if
-	// queued already, counts as a buyer.
+	// A queued request whose ticket SQL has fenced (the reconciler
+	// released its reservation, and its publish landed late) holds no
+	// unit: SQL never writes it (OrderStore.FenceTicket), and its unit
+	// was given back and may have been sold since. Read after the queue,
+	// so a fence recorded in between is seen; one recorded after this read
+	// finds the request installed under its ticket, and Withdraw gives its
+	// unit back.
 	fenced, err := e.b.Orders.FencedTickets(ctx, saleID)
 	if err != nil {
-		return 0, nil, nil, err
+		return c, err
 	}
-	seen := make(map[int64]bool, len(buyers)+len(queued))
-	for _, u := range buyers {
+	seen := make(map[int64]bool, len(c.Buyers)+len(queued))
+	for _, u := range c.Buyers {
 		seen[u] = true
 	}
 	for _, q := range queued {
-		if !seen[q.UserID] && !fenced[q.Ticket] {
+		if fenced[q.Ticket] {
+			continue
+		}
+		c.Queued = append(c.Queued, seckill.Settled{UserID: q.UserID, Ticket: q.Ticket})
+		if !seen[q.UserID] {
 			seen[q.UserID] = true
-			buyers = append(buyers, q.UserID)
-			left--
+			c.Left--
 		}
 	}
-	return max(left, 0), buyers, returned, nil
+	c.Left = max(c.Left, 0)
+	return c, nil
 }
 
 // gateKeep is how long after its end a sale stays in the gate. Purchases

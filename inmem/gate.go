@@ -69,7 +69,7 @@ func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnap
 	g.claims[saleID] = claim
 	g.mu.Unlock()
 
-	left, buyers, returned, err := snapshot(ctx)
+	c, err := snapshot(ctx)
 	if err != nil {
 		g.mu.Lock()
 		if g.claims[saleID] == claim {
@@ -79,13 +79,20 @@ func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnap
 		return false, err
 	}
 	s := &gateSale{
-		left: left, buyers: make(map[int64]int, len(buyers)),
-		returned: make(map[int64]struct{}, len(returned)),
+		left: c.Left, buyers: make(map[int64]int, len(c.Buyers)+len(c.Queued)),
+		returned: make(map[int64]struct{}, len(c.Returned)),
 	}
+	buyers, claimed := c.Split()
 	for _, u := range buyers {
 		s.buyers[u] = 0
 	}
-	for _, o := range returned {
+	at := g.now().UnixNano()
+	for _, q := range claimed {
+		slot := s.pending.add(q.UserID, q.Ticket, at)
+		s.pending.claim(slot)
+		s.buyers[q.UserID] = 1 + slot
+	}
+	for _, o := range c.Returned {
 		s.returned[o] = struct{}{}
 	}
 	g.mu.Lock()
@@ -160,13 +167,37 @@ func (g *Gate) Release(_ context.Context, saleID, userID int64, ticket string) (
 	if slot < 0 || !s.pending.holds(slot, ticket) || s.pending.claimed(slot) {
 		return false, nil
 	}
+	s.drop(userID, slot)
+	return true, nil
+}
+
+// Withdraw gives back the user's unit and forgets the user if their
+// reservation, claimed or not, has this ticket.
+func (g *Gate) Withdraw(_ context.Context, saleID, userID int64, ticket string) (bool, error) {
+	s := g.sale(saleID)
+	if s == nil {
+		return false, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	slot := s.buyers[userID] - 1
+	if slot < 0 || !s.pending.holds(slot, ticket) {
+		return false, nil
+	}
+	s.drop(userID, slot)
+	return true, nil
+}
+
+// drop undoes the user's reservation in slot: the unit comes back, the user
+// is forgotten, and the press costs a token of their bucket (it ended
+// without a unit). Called with s.mu held.
+func (s *gateSale) drop(userID int64, slot int) {
 	s.pending.drop(slot)
 	delete(s.buyers, userID)
 	s.left++
 	if s.limits != nil {
-		s.limits.take(userID) // the press ended without a unit
+		s.limits.take(userID)
 	}
-	return true, nil
 }
 
 // Claim marks the reservations pending with the tickets given as claimed

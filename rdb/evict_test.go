@@ -48,7 +48,7 @@ func (h *evictTemps) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 }
 
 // TestLoadRefusesEvictedTemporarySets: a Load whose temporary buyers and
-// returned sets were evicted before its swap must not load the sale as
+// returned sets (and queued requests' reservations) were evicted before its swap must not load the sale as
 // having no buyers (each would be admitted again: the gate gives a unit
 // to a buyer SQL then answers with their old order, a unit lost, I4) nor
 // no orders returned (a relay's replay would add a unit twice). It loads
@@ -59,8 +59,9 @@ func TestLoadRefusesEvictedTemporarySets(t *testing.T) {
 	c.rdb.AddHook(h)
 	g := NewGate(c, testPrefix(t, c))
 	ctx := context.Background()
-	snap := func(context.Context) (int64, []int64, []int64, error) {
-		return 5, []int64{1, 2, 3}, []int64{77}, nil
+	snap := func(context.Context) (seckill.GateContents, error) {
+		return seckill.GateContents{Left: 5, Buyers: []int64{1, 2, 3}, Returned: []int64{77},
+			Queued: []seckill.Settled{{UserID: 4, Ticket: "t4"}}}, nil
 	}
 	h.arm.Store(true)
 	ok, err := g.Load(ctx, 9, snap)
@@ -83,5 +84,8 @@ func TestLoadRefusesEvictedTemporarySets(t *testing.T) {
 	}
 	if ok, err := g.Return(ctx, 9, 77); err != nil || ok {
 		t.Fatalf("return of order 77, returned before the load: %v, %v; want a no-op", ok, err)
+	}
+	if ok, err := g.Withdraw(ctx, 9, 4, "t4"); err != nil || !ok {
+		t.Fatalf("withdraw the queued request of buyer 4 after the load: %v, %v; want its reservation there", ok, err)
 	}
 }

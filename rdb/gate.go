@@ -233,13 +233,27 @@ func notLoaded(saleID int64) error {
 // a sale's reservations are stamped by its master's.
 var timeScript = redis.NewScript(`return redis.call('TIME')`)
 
+// undoLua ends releaseScript and withdrawScript, once they found the
+// user's reservation (KEYS[3]'s field ARGV[1]) to undo: it forgets the
+// reservation and the buyer, gives the unit back (only to a loaded sale: a
+// unit must not conjure up a stock key), takes a token of the user's bucket
+// (the press ended without a unit: see Gate.Reserve), and returns 1.
+const undoLua = `
+redis.call('HDEL', KEYS[3], ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCR', KEYS[1]) end
+local rate = tonumber(ARGV[3])
+if rate > 0 then
+  local t = redis.call('TIME')
+  take_token(KEYS[5], tonumber(t[1]) * 1000000 + tonumber(t[2]), rate, tonumber(ARGV[4]), ARGV[5])
+end
+return 1
+`
+
 // releaseScript: KEYS stock, buyers, resv, epoch, and the user's bucket
 // when the rate is above 0; ARGV user id, ticket, tokens per second,
 // burst, bucket idle ms. If the user's reservation is pending with that
-// ticket and not claimed: forgets it and the buyer, gives the unit back
-// (only to a loaded sale: a unit must not conjure up a stock key), takes
-// a token of the user's bucket (the
-// press ended without a unit: see Gate.Reserve) and returns 1. If the
+// ticket and not claimed: undoes it (undoLua) and returns 1. If the
 // sale is loaded and the user holds nothing, no buyer (released before:
 // the answer a retry of a release whose reply was lost gets), returns 2.
 // Else 0.
@@ -252,16 +266,17 @@ end
 if string.sub(v, 1, 1) == 'c' then return 0 end
 local sp = string.find(v, ' ', 1, true)
 if not sp or string.sub(v, sp + 1) ~= ARGV[2] then return 0 end
-redis.call('HDEL', KEYS[3], ARGV[1])
-redis.call('SREM', KEYS[2], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCR', KEYS[1]) end
-local rate = tonumber(ARGV[3])
-if rate > 0 then
-  local t = redis.call('TIME')
-  take_token(KEYS[5], tonumber(t[1]) * 1000000 + tonumber(t[2]), rate, tonumber(ARGV[4]), ARGV[5])
-end
-return 1
-`)
+` + undoLua)
+
+// withdrawScript: KEYS and ARGV as releaseScript's. If the user's
+// reservation has that ticket, claimed or not: undoes it (undoLua) and
+// returns 1. Else 0.
+var withdrawScript = redis.NewScript(takeTokenLua + promotedLua(4) + `
+local v = redis.call('HGET', KEYS[3], ARGV[1])
+if not v then return 0 end
+local sp = string.find(v, ' ', 1, true)
+if not sp or string.sub(v, sp + 1) ~= ARGV[2] then return 0 end
+` + undoLua)
 
 // loadTTL bounds a Load: its claim and its temporary buyers set expire on
 // their own if it dies half-way, and a Load slower than this is refused.
@@ -281,40 +296,39 @@ return 1
 `)
 
 // loadScript: KEYS stock, buyers, resv, temporary buyers set, claim, epoch,
-// returned, temporary returned set; ARGV left, token, buyers added to the
-// temporary buyers set, orders added to the temporary returned set. If
-// either temporary set does not hold as many members as were added to it
-// (a Redis under memory pressure evicted it: with its expiry it is what a
-// volatile-* policy evicts first), drops both and returns -3: loaded
-// without them, every buyer could buy again and every returned order
-// come back twice. Otherwise, if the sale is
-// unloaded and the claim still token's on this server as it is now (same
-// run_id and replication ID, see claimScript), loads it at once:
-// the buyers become the temporary buyers set and the returned orders the
-// temporary returned set (or none if one does not exist), no reservation
-// is pending, left units are left, the epoch is this server's identity;
-// returns 1. Otherwise drops the temporary sets and returns 0: a loaded
-// sale is never replaced, and a lost claim (taken over, gone with a
-// restarted server, or from before a promotion) means the snapshot may
-// miss what was admitted since.
-// Old sets are UNLINKed so the server frees them in the background.
+// returned, temporary returned set, temporary reservations hash; ARGV
+// left, token, buyers added to the temporary buyers set, orders added to
+// the temporary returned set, fields added to the temporary reservations
+// hash. If a temporary key does not hold as many members as were added to
+// it (a Redis under memory pressure evicted it: with its expiry it is what
+// a volatile-* policy evicts first), drops them all and returns -3: loaded
+// without them, every buyer could buy again and every returned order come
+// back twice. Otherwise, if the sale is unloaded and the claim still
+// token's on this server as it is now (same run_id and replication ID, see
+// claimScript), loads it at once: the buyers become the temporary buyers
+// set, the returned orders the temporary returned set, the reservations
+// the temporary hash (or none where a temporary key does not exist), left
+// units are left, the epoch is this server's identity; returns 1.
+// Otherwise drops the temporary keys and returns 0: a loaded sale is never
+// replaced, and a lost claim (taken over, gone with a restarted server, or
+// from before a promotion) means the snapshot may miss what was admitted
+// since. Old keys are UNLINKed so the server frees them in the background.
 var loadScript = redis.NewScript(serverIDLua + `
-if redis.call('SCARD', KEYS[4]) ~= tonumber(ARGV[3]) or redis.call('SCARD', KEYS[8]) ~= tonumber(ARGV[4]) then
-  redis.call('UNLINK', KEYS[4], KEYS[8])
+if redis.call('SCARD', KEYS[4]) ~= tonumber(ARGV[3]) or redis.call('SCARD', KEYS[8]) ~= tonumber(ARGV[4])
+  or redis.call('HLEN', KEYS[9]) ~= tonumber(ARGV[5]) then
+  redis.call('UNLINK', KEYS[4], KEYS[8], KEYS[9])
   return -3
 end
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('GET', KEYS[5]) ~= ARGV[2] .. ' ' .. id then
-  redis.call('UNLINK', KEYS[4], KEYS[8])
+  redis.call('UNLINK', KEYS[4], KEYS[8], KEYS[9])
   return 0
 end
 redis.call('UNLINK', KEYS[2], KEYS[3], KEYS[5], KEYS[7])
-if redis.call('EXISTS', KEYS[4]) == 1 then
-  redis.call('RENAME', KEYS[4], KEYS[2])
-  redis.call('PERSIST', KEYS[2])
-end
-if redis.call('EXISTS', KEYS[8]) == 1 then
-  redis.call('RENAME', KEYS[8], KEYS[7])
-  redis.call('PERSIST', KEYS[7])
+for _, p in ipairs({{4, 2}, {8, 7}, {9, 3}}) do
+  if redis.call('EXISTS', KEYS[p[1]]) == 1 then
+    redis.call('RENAME', KEYS[p[1]], KEYS[p[2]])
+    redis.call('PERSIST', KEYS[p[2]])
+  end
 end
 redis.call('SET', KEYS[6], id)
 redis.call('SET', KEYS[1], ARGV[1])
@@ -322,11 +336,12 @@ return 1
 `)
 
 // Load claims an unloaded sale, reads its state with snapshot and loads it
-// if the claim still holds. Buyers go first into a temporary set of the
-// same hash tag, in chunks (a sale may have a million), which expires on
-// its own if Load dies half-way; one script then checks the claim and swaps
-// the set in with the units left and no reservations. Reserve sees the sale
-// unloaded or loaded, never half of it.
+// if the claim still holds. Buyers (and returned orders, and the queued
+// requests' claimed reservations) go first into temporary keys of the same
+// hash tag, in chunks (a sale may have a million), which expire on their
+// own if Load dies half-way; one script then checks the claim and swaps
+// them in with the units left. Reserve sees the sale unloaded or loaded,
+// never half of it.
 func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnapshot) (bool, error) {
 	if err := g.fresh(ctx, saleID); err != nil {
 		return false, err
@@ -339,61 +354,95 @@ func (g *Gate) Load(ctx context.Context, saleID int64, snapshot seckill.GateSnap
 	if err != nil || !ok {
 		return false, redisErr(fmt.Sprintf("claim sale %d", saleID), err)
 	}
-	left, buyers, returned, err := snapshot(ctx)
+	c, err := snapshot(ctx)
 	if err != nil {
 		return false, err
 	}
+	buyers, claimed := c.Split()
+	for _, q := range claimed {
+		buyers = append(buyers, q.UserID)
+	}
 	tmp := k.buyers + ":load:" + token
 	tmpReturned := k.returned + ":load:" + token
-	nBuyers, err := g.fillTemp(ctx, tmp, buyers)
+	tmpResv := k.resv + ":load:" + token
+	var n [3]int64
+	for i, fill := range []func() (int64, error){
+		func() (int64, error) { return g.fillTemp(ctx, tmp, int64Members(buyers)) },
+		func() (int64, error) { return g.fillTemp(ctx, tmpReturned, int64Members(c.Returned)) },
+		func() (int64, error) { return g.fillTemp(ctx, tmpResv, claimedFields(claimed)) },
+	} {
+		if n[i], err = fill(); err != nil {
+			return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
+		}
+	}
+	// With no buyers (returns, reservations) a temporary key was never
+	// created: the sale starts with none.
+	keys := []string{k.stock, k.buyers, k.resv, tmp, k.claim, k.epoch, k.returned, tmpReturned, tmpResv}
+	res, err := loadScript.Run(ctx, g.c.rdb, keys, c.Left, token, n[0], n[1], n[2]).Int()
 	if err != nil {
 		return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
 	}
-	nReturned, err := g.fillTemp(ctx, tmpReturned, returned)
-	if err != nil {
-		return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
-	}
-	// With no buyers (returns) a temporary set was never created: the
-	// sale starts with none.
-	keys := []string{k.stock, k.buyers, k.resv, tmp, k.claim, k.epoch, k.returned, tmpReturned}
-	n, err := loadScript.Run(ctx, g.c.rdb, keys, left, token, nBuyers, nReturned).Int()
-	if err != nil {
-		return false, redisErr(fmt.Sprintf("load sale %d", saleID), err)
-	}
-	if n == tempsLost {
+	if res == tempsLost {
 		return false, &unavailableError{op: fmt.Sprintf("load sale %d", saleID),
-			err: errors.New("its temporary sets lost members before the swap (evicted? the gate's Redis needs maxmemory-policy noeviction)")}
+			err: errors.New("its temporary keys lost members before the swap (evicted? the gate's Redis needs maxmemory-policy noeviction)")}
 	}
-	return n == 1 || n == 2, nil
+	return res == 1 || res == 2, nil
 }
 
 // tempsLost is loadScript's answer when a temporary set lost members.
 const tempsLost = -3
 
-// fillTemp adds ids to the temporary set key in chunks, each renewing its
-// expiry, so a Load that dies half-way leaves nothing for long. It returns
-// how many members the SADDs added (the distinct ids), which loadScript
-// checks the set still holds.
-func (g *Gate) fillTemp(ctx context.Context, key string, ids []int64) (int64, error) {
+// fillTemp adds members to the temporary key in chunks, each renewing its
+// expiry, so a Load that dies half-way leaves nothing for long: a set of
+// ids (int64Members) or a hash of reservations (claimedFields). It returns
+// how many members the chunks added (the distinct ones), which loadScript
+// checks the key still holds.
+func (g *Gate) fillTemp(ctx context.Context, key string, m tempMembers) (int64, error) {
 	var added int64
-	for i := 0; i < len(ids); i += loadChunk {
-		chunk := ids[i:min(i+loadChunk, len(ids))]
-		members := make([]any, len(chunk))
-		for j, u := range chunk {
-			members[j] = u
-		}
-		var sadd *redis.IntCmd
+	for i := 0; i < len(m.args); i += loadChunk * m.width {
+		chunk := m.args[i:min(i+loadChunk*m.width, len(m.args))]
+		var add *redis.IntCmd
 		_, err := g.c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			sadd = p.SAdd(ctx, key, members...)
+			if m.width == 1 {
+				add = p.SAdd(ctx, key, chunk...)
+			} else {
+				add = p.HSet(ctx, key, chunk...)
+			}
 			p.Expire(ctx, key, loadTTL)
 			return nil
 		})
 		if err != nil {
 			return 0, err
 		}
-		added += sadd.Val()
+		added += add.Val()
 	}
 	return added, nil
+}
+
+// tempMembers is what fillTemp adds: members of a set (width 1), or
+// field-value pairs of a hash (width 2).
+type tempMembers struct {
+	args  []any
+	width int
+}
+
+func int64Members(ids []int64) tempMembers {
+	args := make([]any, len(ids))
+	for i, u := range ids {
+		args[i] = u
+	}
+	return tempMembers{args, 1}
+}
+
+// claimedFields are the queued requests as reservations claimed by the
+// writer ("c" in front, see decodeReservation): Stale never lists them, so
+// the time in them is never read.
+func claimedFields(claimed []seckill.Settled) tempMembers {
+	args := make([]any, 0, 2*len(claimed))
+	for _, q := range claimed {
+		args = append(args, q.UserID, "c0 "+q.Ticket)
+	}
+	return tempMembers{args, 2}
 }
 
 // returnScript: KEYS stock, returned, epoch; ARGV order id. Returns -1 if the
@@ -431,8 +480,21 @@ func (g *Gate) Return(ctx context.Context, saleID, orderID int64) (bool, error) 
 // token of the user's bucket when the gate knows the sale's (Gate.buckets);
 // a no-op otherwise.
 func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string) (bool, error) {
+	n, err := g.undo(ctx, releaseScript, "release", saleID, userID, ticket)
+	return n == 1 || n == 2, err
+}
+
+// Withdraw is Release of a reservation claimed or not.
+func (g *Gate) Withdraw(ctx context.Context, saleID, userID int64, ticket string) (bool, error) {
+	n, err := g.undo(ctx, withdrawScript, "withdraw", saleID, userID, ticket)
+	return n == 1, err
+}
+
+// undo runs releaseScript or withdrawScript (op names it in errors) for the
+// user's reservation with ticket and returns its answer.
+func (g *Gate) undo(ctx context.Context, script *redis.Script, op string, saleID, userID int64, ticket string) (int64, error) {
 	if err := g.fresh(ctx, saleID); err != nil {
-		return false, err
+		return 0, err
 	}
 	k := g.keys(saleID)
 	keys := k.withEpoch()
@@ -441,15 +503,15 @@ func (g *Gate) Release(ctx context.Context, saleID, userID int64, ticket string)
 		b = v.(reserveKey)
 		keys = append(keys, k.bucket(strconv.FormatInt(userID, 10)))
 	}
-	n, err := releaseScript.Run(ctx, g.c.rdb, keys, userID, ticket,
+	n, err := script.Run(ctx, g.c.rdb, keys, userID, ticket,
 		strconv.FormatFloat(b.rate, 'g', -1, 64), b.burst, b.idleMS()).Int64()
 	if err == nil && n == promotedAnswer {
-		return false, g.promoted(ctx, saleID)
+		return 0, g.promoted(ctx, saleID)
 	}
 	if err != nil {
-		return false, redisErr(fmt.Sprintf("release sale %d user %d", saleID, userID), err)
+		return 0, redisErr(fmt.Sprintf("%s sale %d user %d", op, saleID, userID), err)
 	}
-	return n == 1 || n == 2, nil
+	return n, nil
 }
 
 // claimChunk bounds the requests of one claim script, so that a big batch

@@ -143,7 +143,7 @@ func TestLoadClaimAcrossFailback(t *testing.T) {
 	claim := gA.keys(1).claim
 	replicaOf(t, yr, x.Port)
 
-	loaded, err := gA.Load(ctx, 1, func(context.Context) (int64, []int64, []int64, error) {
+	loaded, err := gA.Load(ctx, 1, func(context.Context) (seckill.GateContents, error) {
 		// The snapshot as A read it: 10 units, no buyer. Then, before A
 		// installs it, X fails over to Y...
 		waitFor(t, "Y has A's claim", func() bool { return yr.Exists(ctx, claim).Val() == 1 })
@@ -157,7 +157,7 @@ func TestLoadClaimAcrossFailback(t *testing.T) {
 		if r, err := gB.Reserve(ctx, seckill.Reservation{SaleID: 1, UserID: 1, Ticket: "T"}); err != nil || r != seckill.Reserved {
 			t.Fatalf("reserve 1 on Y: %v %v", r, err)
 		}
-		return 10, nil, nil, nil
+		return seckill.GateContents{Left: 10}, nil
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -88,9 +88,9 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		load(t, g, 3, 5, []int64{10})
 		reserve(t, g, 3, 12, seckill.Reserved)
 		read := false
-		ok, err := g.Load(ctx, 3, func(context.Context) (int64, []int64, []int64, error) {
+		ok, err := g.Load(ctx, 3, func(context.Context) (seckill.GateContents, error) {
 			read = true
-			return 1, nil, nil, nil
+			return seckill.GateContents{Left: 1}, nil
 		})
 		if err != nil || ok {
 			t.Fatalf("Load of a loaded sale = %v, %v; want false, nil", ok, err)
@@ -112,9 +112,9 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		// the gate lost its state (and anything admitted meanwhile).
 		g := newGate(t)
 		slow := func(during func()) seckill.GateSnapshot {
-			return func(context.Context) (int64, []int64, []int64, error) {
+			return func(context.Context) (seckill.GateContents, error) {
 				during()
-				return 9, nil, nil, nil // older than what happened during
+				return seckill.GateContents{Left: 9}, nil // older than what happened during
 			}
 		}
 		// A newer load finishes while the older one reads.
@@ -134,10 +134,10 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		newer := make(chan answer, 1)
 		ok, err = g.Load(ctx, 5, slow(func() {
 			go func() {
-				ok, err := g.Load(ctx, 5, func(context.Context) (int64, []int64, []int64, error) {
+				ok, err := g.Load(ctx, 5, func(context.Context) (seckill.GateContents, error) {
 					close(started)
 					<-proceed
-					return 3, []int64{7}, nil, nil
+					return seckill.GateContents{Left: 3, Buyers: []int64{7}}, nil
 				})
 				newer <- answer{ok, err}
 			}()
@@ -178,7 +178,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		left(t, g, 6, 1)
 		// A snapshot that fails loads nothing, and the next load works.
 		boom := errors.New("snapshot failed")
-		if ok, err := g.Load(ctx, 8, func(context.Context) (int64, []int64, []int64, error) { return 0, nil, nil, boom }); !errors.Is(err, boom) || ok {
+		if ok, err := g.Load(ctx, 8, func(context.Context) (seckill.GateContents, error) { return seckill.GateContents{}, boom }); !errors.Is(err, boom) || ok {
 			t.Fatalf("Load with a failing snapshot = %v, %v; want false, %v", ok, err, boom)
 		}
 		load(t, g, 8, 2, nil)
@@ -354,6 +354,92 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		release(t, g, 24, 7, "T7", false)
 		reserve(t, g, 24, 7, seckill.Duplicate)
 		left(t, g, 24, 2)
+	})
+
+	withdraw := func(t *testing.T, g seckill.StockGate, sale, user int64, ticket string, want bool) {
+		t.Helper()
+		got, err := g.Withdraw(ctx, sale, user, ticket)
+		if err != nil || got != want {
+			t.Fatalf("Withdraw(%d, %d, %q) = %v, %v; want %v, nil", sale, user, ticket, got, err, want)
+		}
+	}
+
+	t.Run("Withdraw", func(t *testing.T) {
+		// SQL fenced the ticket: its request is never written, so its
+		// unit comes back whether or not the writer claimed it, once.
+		g := newGate(t)
+		withdraw(t, g, 30, 1, "T1", false) // not loaded
+		load(t, g, 30, 3, nil)
+		reserve(t, g, 30, 1, seckill.Reserved)
+		reserve(t, g, 30, 2, seckill.Reserved)
+		reserve(t, g, 30, 3, seckill.Reserved)
+		claim(t, g, 30, []seckill.Settled{st(2, "T2")}, true)
+		withdraw(t, g, 30, 1, "T1", true) // pending
+		withdraw(t, g, 30, 2, "T2", true) // claimed
+		left(t, g, 30, 2)
+		withdraw(t, g, 30, 1, "T1", false) // once
+		withdraw(t, g, 30, 2, "T2", false)
+		left(t, g, 30, 2)
+		// The withdrawn are no buyers: their requests are refused at the
+		// claim, and they may buy again, under a new ticket that an old
+		// withdrawal does not touch.
+		claim(t, g, 30, []seckill.Settled{st(1, "T1"), st(2, "T2")}, false, false)
+		if r, err := g.Reserve(ctx, seckill.Reservation{SaleID: 30, UserID: 1, Ticket: "T1 again"}); err != nil || r != seckill.Reserved {
+			t.Fatalf("Reserve again = %v, %v", r, err)
+		}
+		withdraw(t, g, 30, 1, "T1", false)
+		left(t, g, 30, 1)
+		// Another ticket, a settled reservation, a buyer with none: no-ops.
+		withdraw(t, g, 30, 3, "not T3", false)
+		if err := g.Settle(ctx, 30, []seckill.Settled{st(3, "T3")}); err != nil {
+			t.Fatal(err)
+		}
+		withdraw(t, g, 30, 3, "T3", false)
+		load(t, g, 31, 1, []int64{7})
+		withdraw(t, g, 31, 7, "T7", false)
+		left(t, g, 30, 1)
+		left(t, g, 31, 1)
+		reserve(t, g, 30, 3, seckill.Duplicate)
+		stale(t, g, 30, "T1 again")
+	})
+
+	t.Run("LoadWithQueued", func(t *testing.T) {
+		// A rebuild installs each queued request as a reservation the
+		// writer claimed, under its ticket: Claim allows that ticket and
+		// refuses another, Release leaves it (the writer's), Stale does
+		// not list it, Settle clears it, Withdraw gives its unit back. A
+		// user queued twice, or queued and holding an order, is a buyer
+		// with no reservation.
+		g := newGate(t)
+		ok, err := g.Load(ctx, 32, func(context.Context) (seckill.GateContents, error) {
+			return seckill.GateContents{Left: 1, Buyers: []int64{1},
+				Queued: []seckill.Settled{st(1, "T1"), st(2, "T2"), st(3, "T3"), st(4, "T4a"), st(4, "T4b"), st(5, "T5")}}, nil
+		})
+		if err != nil || !ok {
+			t.Fatalf("Load = %v, %v", ok, err)
+		}
+		left(t, g, 32, 1)
+		stale(t, g, 32)
+		for _, u := range []int64{1, 2, 3, 4, 5} {
+			reserve(t, g, 32, u, seckill.Duplicate)
+		}
+		claim(t, g, 32, []seckill.Settled{st(1, "T1"), st(1, "other"), st(2, "T2"), st(2, "other"), st(4, "T4b"), st(4, "T4a"), st(6, "T6")},
+			true, true, true, false, true, true, false)
+		release(t, g, 32, 3, "T3", false)
+		withdraw(t, g, 32, 4, "T4a", false) // no reservation to withdraw
+		withdraw(t, g, 32, 1, "T1", false)
+		left(t, g, 32, 1)
+		withdraw(t, g, 32, 3, "T3", true)
+		left(t, g, 32, 2)
+		claim(t, g, 32, []seckill.Settled{st(3, "T3")}, false)
+		if err := g.Settle(ctx, 32, []seckill.Settled{st(5, "T5")}); err != nil {
+			t.Fatal(err)
+		}
+		withdraw(t, g, 32, 5, "T5", false)
+		claim(t, g, 32, []seckill.Settled{st(5, "T5")}, true)
+		reserve(t, g, 32, 3, seckill.Reserved)
+		left(t, g, 32, 1)
+		stale(t, g, 32, "T3")
 	})
 
 	t.Run("ClaimNotLoaded", func(t *testing.T) {
@@ -715,8 +801,8 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		// A gate rebuilt from SQL holds the cancelled orders' units in
 		// left already: their Returns must be no-ops.
 		g := newGate(t)
-		ok, err := g.Load(ctx, 21, func(context.Context) (int64, []int64, []int64, error) {
-			return 2, []int64{1, 2}, []int64{500, 501}, nil
+		ok, err := g.Load(ctx, 21, func(context.Context) (seckill.GateContents, error) {
+			return seckill.GateContents{Left: 2, Buyers: []int64{1, 2}, Returned: []int64{500, 501}}, nil
 		})
 		if err != nil || !ok {
 			t.Fatalf("Load = %v, %v", ok, err)
