@@ -55,6 +55,12 @@ type OrderStore interface {
 	// and appends one ledger row per inserted order. It returns one result per
 	// request, in order. A request that finds its sale without stock, or no
 	// such sale, fails with reason ESoldOut or ENotFound and changes nothing.
+	// A request whose ticket FenceTicket recorded fails with reason
+	// EExpired and changes nothing, whatever its (sale, user) holds; it is
+	// left out of that pair's outcome, so a later request of the pair in the
+	// batch, with a ticket not fenced, is written as if it came first. The
+	// records are read once the batch holds its sales against FenceTicket,
+	// so a fence committed before the batch wrote is always seen.
 	// An error means nothing was written.
 	WriteOrders(ctx context.Context, reqs []OrderRequest, payBy time.Time) ([]OrderResult, error)
 	// Order returns the order or ENotFound.
@@ -70,13 +76,27 @@ type OrderStore interface {
 	// an order batch committed meanwhile is in both or in neither. The
 	// gate is rebuilt from it. ENotFound if there is no such sale.
 	SaleSnapshot(ctx context.Context, saleID int64) (stockLeft int64, buyers []int64, err error)
-	// FenceTicket records, durably, that the reservation of ticket (the
-	// user's in the sale) was released by the reconciler: its request may
-	// still land in the queue late, and must never become an order, since
-	// its unit was sold again. The gate remembers the release only while
-	// it holds the sale; a gate rebuilt from SQL and the queue learns it
-	// here. Recording a ticket again changes nothing.
-	FenceTicket(ctx context.Context, saleID, userID int64, ticket string) error
+	// FenceTicket decides, durably, that ticket (the user's request in the
+	// sale) never becomes an order, unless the (sale, user) holds an order
+	// already: the reconciler asks it before it releases the ticket's
+	// reservation at the gate, since the request may still land in the
+	// queue late. It holds the sale against WriteOrders in one transaction,
+	// so exactly one of the two wins for a ticket:
+	//
+	//   - the ticket was fenced before: true, nothing changes (the verdict
+	//     stands, whatever the pair holds since);
+	//   - the (sale, user) holds an order of any status (written first, by
+	//     this ticket or another): false, nothing is recorded; the pair's
+	//     reservation belongs to that order and must not be released;
+	//   - otherwise the record is written: true. Once it committed,
+	//     WriteOrders refuses the ticket (EExpired) forever.
+	//
+	// A sale that does not exist has no order to write: true, and nothing
+	// is recorded. The gate remembers a release only while it holds the
+	// sale; a gate rebuilt from SQL and the queue learns it from
+	// FencedTickets. After an error the verdict is unknown (it may have
+	// committed): asking again gives it.
+	FenceTicket(ctx context.Context, saleID, userID int64, ticket string) (fenced bool, err error)
 	// FencedTickets returns the tickets of the sale that FenceTicket
 	// recorded.
 	FencedTickets(ctx context.Context, saleID int64) (map[string]bool, error)

@@ -265,7 +265,7 @@ func (e *Engine) release(ctx context.Context, r releasedTicket) (bool, error) {
 // memory. A record that fails is kept and tried again by every later
 // round. Called with staleMu held.
 func (e *Engine) fence(ctx context.Context, r releasedTicket) error {
-	if err := e.b.Orders.FenceTicket(ctx, r.sale, r.user, r.ticket); err != nil {
+	if _, err := e.b.Orders.FenceTicket(ctx, r.sale, r.user, r.ticket); err != nil {
 		e.fencesDue = append(e.fencesDue, r)
 		return err
 	}
@@ -279,7 +279,7 @@ func (e *Engine) fence(ctx context.Context, r releasedTicket) error {
 func (e *Engine) retryDue(ctx context.Context) (int, error) {
 	for len(e.fencesDue) > 0 {
 		r := e.fencesDue[0]
-		if err := e.b.Orders.FenceTicket(ctx, r.sale, r.user, r.ticket); err != nil {
+		if _, err := e.b.Orders.FenceTicket(ctx, r.sale, r.user, r.ticket); err != nil {
 			return 0, err
 		}
 		e.fencesDue = e.fencesDue[1:]

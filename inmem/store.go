@@ -321,11 +321,15 @@ func (s *Store) SaleStats(_ context.Context, id int64) (*seckill.SaleStats, erro
 // holds none and the sale has a unit left (taking it, with a ledger entry),
 // reports the order the pair holds if it has one (taking no unit), and
 // fails with ESoldOut or ENotFound (no such sale) otherwise; a later
-// request of the same pair in the batch shares that outcome. One result per
+// request of the same pair in the batch shares that outcome. A request
+// whose ticket FenceTicket recorded fails with EExpired and changes
+// nothing; the next request of its pair is the first. One result per
 // request, in order. It never fails.
 func (s *Store) WriteOrders(_ context.Context, reqs []seckill.OrderRequest, payBy time.Time) ([]seckill.OrderResult, error) {
 	res := make([]seckill.OrderResult, len(reqs))
 	payBy = stamp(payBy)
+	// The batch holds the store, as SQL's holds its sales: FenceTicket
+	// decides either before it or after it.
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, r := range reqs {
@@ -333,6 +337,10 @@ func (s *Store) WriteOrders(_ context.Context, reqs []seckill.OrderRequest, payB
 		ss, ok := s.sales[r.SaleID]
 		if !ok {
 			res[i].Status, res[i].Reason = seckill.ResultFailed, seckill.ENotFound
+			continue
+		}
+		if ss.fenced[r.Ticket] {
+			res[i].Status, res[i].Reason = seckill.ResultFailed, seckill.EExpired
 			continue
 		}
 		key := [2]int64{r.SaleID, r.UserID}
@@ -427,20 +435,26 @@ func (s *Store) SaleSnapshot(_ context.Context, saleID int64) (int64, []int64, e
 	return ss.s.StockLeft, buyers, nil
 }
 
-// FenceTicket records that the reservation of ticket was released; a sale
-// that does not exist keeps nothing.
-func (s *Store) FenceTicket(_ context.Context, saleID, _ int64, ticket string) error {
+// FenceTicket decides that ticket (userID's request in saleID) never
+// becomes an order, under the lock every WriteOrders holds: true if the
+// ticket was fenced before or is recorded now, false (nothing recorded)
+// if the pair holds an order. A sale that does not exist has no order to
+// write: true, and nothing is kept.
+func (s *Store) FenceTicket(_ context.Context, saleID, userID int64, ticket string) (bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ss, ok := s.sales[saleID]
-	if !ok {
-		return nil
+	if !ok || ss.fenced[ticket] {
+		return true, nil
+	}
+	if _, ok := s.bySU[[2]int64{saleID, userID}]; ok {
+		return false, nil
 	}
 	if ss.fenced == nil {
 		ss.fenced = make(map[string]bool)
 	}
 	ss.fenced[ticket] = true
-	return nil
+	return true, nil
 }
 
 // FencedTickets returns the tickets of the sale that FenceTicket recorded.

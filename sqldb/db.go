@@ -153,8 +153,11 @@ type queries struct {
 	ordersBy     string
 	saleBuyers   string
 
+	// The reconciler's verdicts (fence.go). FenceTicket holds the sale
+	// with stockLeft(1) and asks orderIDs(1) for the pair's order.
+	ticketFenced  string // ticket → 1 if it is recorded
 	fenceTicket   string // ticket, sale_id, user_id, released_at; nothing if the ticket is fenced already
-	fencedTickets string // sale_id → ticket
+	fencedTickets string // sale_id → ticket (an index lookup: WriteOrders runs it for every sale of every batch)
 }
 
 // dialects maps URL schemes to engines.

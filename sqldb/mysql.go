@@ -98,7 +98,10 @@ var mysql = dialect{
 
 		// The batch's sales stay locked until it commits: no other writer
 		// can take their stock or add their orders meanwhile, so the
-		// existing orders looked up next are all there are.
+		// existing orders looked up next are all there are. FenceTicket
+		// takes the same lock, so the released tickets read next are all
+		// there will be until the commit: each statement at READ COMMITTED
+		// reads what committed before it began, after the lock was granted.
 		stockLeft: func(n int) string {
 			return `SELECT id, stock_left FROM sales WHERE id IN (` + params(n) + `) ORDER BY id FOR UPDATE`
 		},
@@ -119,6 +122,7 @@ var mysql = dialect{
 		orderBySU:     `SELECT ` + orderColumns + ` FROM orders WHERE sale_id = ? AND user_id = ?`,
 		ordersBy:      `SELECT ` + orderColumns + ` FROM orders WHERE user_id = ? ORDER BY id DESC`,
 		saleBuyers:    `SELECT user_id FROM orders WHERE sale_id = ? ORDER BY user_id`,
+		ticketFenced:  `SELECT 1 FROM released_tickets WHERE ticket = ?`,
 		fenceTicket:   `INSERT INTO released_tickets (ticket, sale_id, user_id, released_at) VALUES (?, ?, ?, ?) ON DUPLICATE KEY UPDATE ticket = ticket`,
 		fencedTickets: `SELECT ticket FROM released_tickets WHERE sale_id = ?`,
 	},

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -25,6 +26,11 @@ import (
 //   - When a sale has fewer units left than new buyers, the earliest
 //     requests get them and the rest fail with reason ESoldOut; a request
 //     for a sale that does not exist fails with reason ENotFound.
+//   - A request whose ticket FenceTicket recorded fails with reason
+//     EExpired, writes nothing and takes no unit; it does not count as
+//     its (sale, user)'s first request, so a later one of the pair with
+//     a ticket not fenced is written. The records are read once the
+//     batch holds its sales (checkFences), which FenceTicket holds too.
 //
 // An error means nothing was written.
 func (db *DB) WriteOrders(ctx context.Context, reqs []seckill.OrderRequest, payBy time.Time) ([]seckill.OrderResult, error) {
@@ -39,13 +45,31 @@ func (db *DB) WriteOrders(ctx context.Context, reqs []seckill.OrderRequest, payB
 	if db.d.insertFirst {
 		write = db.placeOrders
 	}
+	// The requests whose tickets an attempt found fenced. A fenced ticket
+	// stays fenced (the records are committed and never deleted), so the
+	// set carries over to the next attempt; it grows with every
+	// errNewFences, so the attempts end. Fences are rare: nearly every
+	// batch runs once, with the set empty.
+	var fenced map[int]bool
 	var b *orderBatch
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		b = newOrderBatch(reqs) // afresh for every attempt
-		return write(ctx, tx, b, payBy)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("write %d orders: %w", len(reqs), err)
+	for {
+		err := db.inTx(ctx, func(tx *sql.Tx) error {
+			b = newOrderBatch(reqs, fenced) // afresh for every attempt
+			return write(ctx, tx, b, payBy)
+		})
+		if errors.Is(err, errNewFences) {
+			if fenced == nil {
+				fenced = make(map[int]bool, len(b.newFenced))
+			}
+			for _, i := range b.newFenced {
+				fenced[i] = true
+			}
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("write %d orders: %w", len(reqs), err)
+		}
+		break
 	}
 	for i := range res {
 		f := b.first[i]
@@ -60,32 +84,37 @@ func (db *DB) WriteOrders(ctx context.Context, reqs []seckill.OrderRequest, payB
 
 type orderKey struct{ sale, user int64 }
 
-// orderBatch is the working state of one WriteOrders call. Requests are
-// referred to by index; only the first request of each (sale, user) is
-// written, later ones share its outcome.
+// orderBatch is the working state of one attempt of a WriteOrders call.
+// Requests are referred to by index; only the first request of each (sale,
+// user) is written, later ones share its outcome. A request in fenced is
+// no pair's first nor shares an outcome: it fails with EExpired.
 type orderBatch struct {
-	reqs    []seckill.OrderRequest
-	first   []int                // index of the first request with the same (sale, user)
-	index   map[orderKey]int     // (sale, user) → first request
-	sales   []*saleBatch         // in order of first appearance
-	orderID []int64              // by first request: the order, 0 while unknown
-	reason  []string             // by first request: why it failed
-	bySale  map[int64]*saleBatch // sale id → its part of the batch
-	maxID   int64                // the largest order id before this batch's inserts, -1 until read (dialect.seqIDs)
+	reqs      []seckill.OrderRequest
+	fenced    map[int]bool         // requests set aside as fenced (not changed)
+	newFenced []int                // requests checkFences found fenced and not in fenced
+	first     []int                // index of the first request with the same (sale, user), itself if fenced
+	index     map[orderKey]int     // (sale, user) → first request
+	sales     []*saleBatch         // in order of first appearance
+	orderID   []int64              // by first request: the order, 0 while unknown
+	reason    []string             // by first request: why it failed
+	bySale    map[int64]*saleBatch // sale id → its part of the batch
+	maxID     int64                // the largest order id before this batch's inserts, -1 until read (dialect.seqIDs)
 }
 
 // saleBatch is the part of a batch for one sale.
 type saleBatch struct {
 	id       int64
+	found    bool  // the sale exists (set by loadStockLeft)
 	left     int64 // units left, as this transaction sees them
 	todo     []int // first requests not yet tried, in request order
 	conflict []int // tried, but (sale, user) had an order already
 	inserted []int // first requests whose order this batch inserted
 }
 
-func newOrderBatch(reqs []seckill.OrderRequest) *orderBatch {
+func newOrderBatch(reqs []seckill.OrderRequest, fenced map[int]bool) *orderBatch {
 	b := &orderBatch{
 		reqs:    reqs,
+		fenced:  fenced,
 		first:   make([]int, len(reqs)),
 		index:   make(map[orderKey]int, len(reqs)),
 		orderID: make([]int64, len(reqs)),
@@ -94,6 +123,10 @@ func newOrderBatch(reqs []seckill.OrderRequest) *orderBatch {
 		maxID:   -1,
 	}
 	for i, r := range reqs {
+		if fenced[i] {
+			b.first[i], b.reason[i] = i, seckill.EExpired
+			continue
+		}
 		k := orderKey{r.SaleID, r.UserID}
 		if f, ok := b.index[k]; ok {
 			b.first[i] = f
@@ -112,15 +145,21 @@ func newOrderBatch(reqs []seckill.OrderRequest) *orderBatch {
 }
 
 // writeOrders does the work of WriteOrders inside tx. In the common case
-// (new buyers, enough stock) that is one SELECT of the stock, one INSERT of
-// the orders, and one UPDATE and one ledger INSERT per sale;
-// engines without RETURNING add a SELECT of existing orders and one of the
-// new ids per sale.
+// (new buyers, enough stock, no fences) that is one SELECT of the stock,
+// one SELECT of the fenced tickets per sale, one INSERT of the orders, and
+// one UPDATE and one ledger INSERT per sale; engines without RETURNING add
+// a SELECT of existing orders and one of the new ids per sale. It returns
+// errNewFences, having written nothing yet, if the batch holds fenced
+// tickets not set aside.
 func (db *DB) writeOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, payBy time.Time) error {
 	// From here on this transaction is the only writer of these sales
-	// (SQLite: the only writer at all): the stock it reads stays true, and
-	// no one else adds orders to them.
+	// (SQLite: the only writer at all): the stock it reads stays true, no
+	// one else adds orders to them, and FenceTicket records no release
+	// of theirs.
 	if err := db.loadStockLeft(ctx, tx, b); err != nil {
+		return err
+	}
+	if err := db.checkFences(ctx, tx, b); err != nil {
 		return err
 	}
 	if !db.d.returning {
@@ -236,7 +275,6 @@ func (db *DB) loadStockLeft(ctx context.Context, tx *sql.Tx, b *orderBatch) erro
 	// Every writer locks its sales in the same order, so two batches
 	// sharing sales cannot deadlock on them.
 	slices.Sort(ids)
-	found := make(map[int64]bool, len(ids))
 	for chunk := range chunked(ids, db.hotChunks(len(ids), 1)) {
 		rows, err := db.txQuery(ctx, tx, db.d.q.stockLeft(len(chunk)), db.inArgs(nil, chunk)...)
 		err = eachRow(rows, err, func(row scanner) error {
@@ -244,7 +282,8 @@ func (db *DB) loadStockLeft(ctx context.Context, tx *sql.Tx, b *orderBatch) erro
 			if err := row.Scan(&id, &left); err != nil {
 				return err
 			}
-			b.bySale[id].left, found[id] = left, true
+			s := b.bySale[id]
+			s.left, s.found = left, true
 			return nil
 		})
 		if err != nil {
@@ -252,7 +291,7 @@ func (db *DB) loadStockLeft(ctx context.Context, tx *sql.Tx, b *orderBatch) erro
 		}
 	}
 	for _, s := range b.sales {
-		if !found[s.id] {
+		if !s.found {
 			for _, i := range s.todo {
 				b.reason[i] = seckill.ENotFound
 			}
@@ -435,34 +474,4 @@ func (db *DB) SaleSnapshot(ctx context.Context, saleID int64) (stockLeft int64, 
 		return 0, nil, fmt.Errorf("snapshot of sale %d: buyers: %w", saleID, err)
 	}
 	return stockLeft, buyers, nil
-}
-
-// FenceTicket records that the reservation of ticket (userID's in saleID)
-// was released; recording it again changes nothing.
-func (db *DB) FenceTicket(ctx context.Context, saleID, userID int64, ticket string) error {
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(ctx, db.d.q.fenceTicket, ticket, saleID, userID, db.tv(db.now()))
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("fence ticket of sale %d user %d: %w", saleID, userID, err)
-	}
-	return nil
-}
-
-// FencedTickets returns the tickets of saleID that FenceTicket recorded.
-func (db *DB) FencedTickets(ctx context.Context, saleID int64) (map[string]bool, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.q.fencedTickets, saleID)
-	tickets, err := queryAll(rows, err, func(row scanner) (string, error) {
-		var t string
-		return t, row.Scan(&t)
-	})
-	if err != nil {
-		return nil, fmt.Errorf("fenced tickets of sale %d: %w", saleID, err)
-	}
-	fenced := make(map[string]bool, len(tickets))
-	for _, t := range tickets {
-		fenced[t] = true
-	}
-	return fenced, nil
 }

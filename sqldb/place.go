@@ -20,7 +20,10 @@ import (
 //     this waits only for other writers' uncommitted orders of the same
 //     (sale, user) — a redelivery meeting its original — and every writer
 //     takes those keys in the same order.
-//  2. Lock the batch's sales in id order and read their units left.
+//  2. Lock the batch's sales in id order and read their units left, then
+//     their fenced tickets: a request whose ticket is fenced rolls the
+//     transaction back, its order with it, and WriteOrders runs it again
+//     with the request set aside (checkFences).
 //  3. Where a sale has fewer units left than orders inserted, the earliest
 //     requests (in request order) keep them and the rest are deleted again,
 //     sold out (or not found, for a sale that does not exist); requests
@@ -54,6 +57,9 @@ func (db *DB) placeOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, payBy 
 		return err
 	}
 	if err := db.loadStockLeft(ctx, tx, b); err != nil {
+		return err
+	}
+	if err := db.checkFences(ctx, tx, b); err != nil {
 		return err
 	}
 	var drop []int64 // orders inserted above that found no unit

@@ -96,7 +96,10 @@ var postgres = dialect{
 		ledgerRow: `INSERT INTO stock_ledger (sale_id, delta, reason, created_at) VALUES ($1, $2, $3, $4)`,
 
 		// The batch's sales stay locked until it commits: no other writer
-		// can take their stock or add their orders meanwhile. NO KEY
+		// can take their stock or add their orders meanwhile, nor can
+		// FenceTicket, which takes the same lock, record a release of
+		// theirs; the next statement (at READ COMMITTED, a new snapshot)
+		// sees every release recorded before the lock was granted. NO KEY
 		// UPDATE, as the stock UPDATE itself takes, lets the foreign keys
 		// of other tables keep pointing at them.
 		stockLeft: func(int) string {
@@ -130,6 +133,7 @@ var postgres = dialect{
 		orderBySU:     `SELECT ` + orderColumns + ` FROM orders WHERE sale_id = $1 AND user_id = $2`,
 		ordersBy:      `SELECT ` + orderColumns + ` FROM orders WHERE user_id = $1 ORDER BY id DESC`,
 		saleBuyers:    `SELECT user_id FROM orders WHERE sale_id = $1 ORDER BY user_id`,
+		ticketFenced:  `SELECT 1 FROM released_tickets WHERE ticket = $1`,
 		fenceTicket:   `INSERT INTO released_tickets (ticket, sale_id, user_id, released_at) VALUES ($1, $2, $3, $4) ON CONFLICT (ticket) DO NOTHING`,
 		fencedTickets: `SELECT ticket FROM released_tickets WHERE sale_id = $1`,
 	},

@@ -64,7 +64,7 @@ func (db *DB) prepareHot(ctx context.Context) error {
 		return nil
 	}
 	q, lq := db.d.q, db.lq()
-	hot := []string{q.takeStock, q.ledgerRow}
+	hot := []string{q.takeStock, q.ledgerRow, q.fencedTickets}
 	for size := 1; size <= maxChunk; size *= 2 {
 		hot = append(hot, q.stockLeft(size), q.insertOrder(size))
 	}

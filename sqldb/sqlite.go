@@ -100,6 +100,7 @@ var sqlite = dialect{
 		orderBySU:     `SELECT ` + orderColumns + ` FROM orders WHERE sale_id = ? AND user_id = ?`,
 		ordersBy:      `SELECT ` + orderColumns + ` FROM orders WHERE user_id = ? ORDER BY id DESC`,
 		saleBuyers:    `SELECT user_id FROM orders WHERE sale_id = ? ORDER BY user_id`,
+		ticketFenced:  `SELECT 1 FROM released_tickets WHERE ticket = ?`,
 		fenceTicket:   `INSERT INTO released_tickets (ticket, sale_id, user_id, released_at) VALUES (?, ?, ?, ?) ON CONFLICT (ticket) DO NOTHING`,
 		fencedTickets: `SELECT ticket FROM released_tickets WHERE sale_id = ?`,
 	},

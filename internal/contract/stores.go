@@ -37,6 +37,7 @@ func TestStores(t *testing.T, open func(t *testing.T) Stores) {
 	t.Run("Sales", func(t *testing.T) { testSales(t, open) })
 	t.Run("Orders", func(t *testing.T) { testOrders(t, open) })
 	t.Run("ConcurrentWriteOrders", func(t *testing.T) { testConcurrentWriteOrders(t, open(t)) })
+	t.Run("FenceRacesWriteOrders", func(t *testing.T) { testFenceRacesWriteOrders(t, open(t)) })
 	t.Run("SnapshotUnderWrites", func(t *testing.T) { testSnapshotUnderWrites(t, open(t)) })
 }
 
@@ -576,17 +577,40 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 	t.Run("FencedTickets", func(t *testing.T) {
 		s := open(t)
 		sale, other := storeNewSale(t, s, 3), storeNewSale(t, s, 3)
-		users := storeNewUsers(t, s, 2)
+		users := storeNewUsers(t, s, 3)
 		if got, err := s.Orders.FencedTickets(ctx, sale.ID); err != nil || len(got) != 0 {
 			t.Fatalf("FencedTickets of a new sale = %v, %v; want none", got, err)
 		}
-		// Tickets compare byte for byte, as order numbers do.
-		for _, f := range []struct {
-			sale, user int64
-			ticket     string
-		}{{sale.ID, users[0], "01M8RGQDSKSAQA23226W"}, {sale.ID, users[0], "01M8RGQDSKSAQA23226W"}, {sale.ID, users[1], "01m8rgqdsksaqa23226w"}, {other.ID, users[0], "01M8RGQDSKSAQA23226X"}} {
-			storeNoErr(t, s.Orders.FenceTicket(ctx, f.sale, f.user, f.ticket))
+		fence := func(sale, user int64, ticket string, want bool) {
+			t.Helper()
+			got, err := s.Orders.FenceTicket(ctx, sale, user, ticket)
+			storeNoErr(t, err)
+			if got != want {
+				t.Errorf("FenceTicket(sale %d, user %d, %q) = %v, want %v", sale, user, ticket, got, want)
+			}
 		}
+		// Tickets compare byte for byte, as order numbers do; fencing a
+		// ticket again is fencing it once.
+		fence(sale.ID, users[0], "01M8RGQDSKSAQA23226W", true)
+		fence(sale.ID, users[0], "01M8RGQDSKSAQA23226W", true)
+		fence(sale.ID, users[1], "01m8rgqdsksaqa23226w", true)
+		fence(other.ID, users[0], "01M8RGQDSKSAQA23226X", true)
+		// A pair holding an order wins against a fence of any of its
+		// tickets, its order's own or another: nothing is recorded.
+		held := storeReq(sale.ID, users[2])
+		storeWriteOrders(t, s, []seckill.OrderRequest{held}, storeNow().Add(time.Minute))
+		fence(sale.ID, users[2], held.Ticket, false)
+		fence(sale.ID, users[2], "01M8RGQDSKSAQA23226Y", false)
+		// A verdict stands: the user ordering later with another ticket
+		// does not undo the fence of the first.
+		if res := storeWriteOrders(t, s, []seckill.OrderRequest{storeReq(sale.ID, users[0])}, storeNow().Add(time.Minute)); res[0].Status != seckill.ResultSuccess {
+			t.Fatalf("a new ticket of a user whose other ticket is fenced = %+v, want success", res[0])
+		}
+		fence(sale.ID, users[0], "01M8RGQDSKSAQA23226W", true)
+		// A sale that does not exist has no order to write, and keeps
+		// nothing.
+		fence(other.ID+1000, users[0], "01M8RGQDSKSAQA23226Z", true)
+
 		got, err := s.Orders.FencedTickets(ctx, sale.ID)
 		storeNoErr(t, err)
 		want := map[string]bool{"01M8RGQDSKSAQA23226W": true, "01m8rgqdsksaqa23226w": true}
@@ -598,7 +622,238 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 		if diff := cmp.Diff(map[string]bool{"01M8RGQDSKSAQA23226X": true}, got); diff != "" {
 			t.Errorf("FencedTickets of the other sale (-want +got):\n%s", diff)
 		}
+		if got, err := s.Orders.FencedTickets(ctx, other.ID+1000); err != nil || len(got) != 0 {
+			t.Errorf("FencedTickets of no sale = %v, %v; want none", got, err)
+		}
 	})
+
+	t.Run("FencedRefused", func(t *testing.T) {
+		s := open(t)
+		sale := storeNewSale(t, s, 5)
+		u := storeNewUser(t, s)
+		r := storeReq(sale.ID, u.ID)
+		storeFence(t, s, r)
+		// Refused when it lands late, and again when redelivered.
+		for range 2 {
+			res := storeWriteOrders(t, s, []seckill.OrderRequest{r}, storeNow().Add(time.Minute))
+			if res[0].Status != seckill.ResultFailed || res[0].Reason != seckill.EExpired {
+				t.Errorf("fenced request = %+v, want failed expired", res[0])
+			}
+		}
+		_, err := s.Orders.OrderBySaleUser(ctx, sale.ID, u.ID)
+		storeWantCode(t, err, seckill.ENotFound)
+		if st := storeStats(t, s, sale.ID); st.Orders != 0 || st.SQLStockLeft != 5 {
+			t.Errorf("storeStats = %+v; want no order, 5 left", st)
+		}
+	})
+
+	t.Run("FencedBesideAnotherTicket", func(t *testing.T) {
+		// A fenced request is no pair's first: the pair's next request,
+		// whose ticket is not fenced, is written whichever comes first,
+		// and the fenced one takes no unit from it.
+		s := open(t)
+		one, many := storeNewSale(t, s, 1), storeNewSale(t, s, 5)
+		v, w := storeNewUser(t, s).ID, storeNewUser(t, s).ID
+		v1, v2 := storeReq(one.ID, v), storeReq(one.ID, v)
+		w1, w2 := storeReq(many.ID, w), storeReq(many.ID, w)
+		storeFence(t, s, v1)
+		storeFence(t, s, w2)
+		res := storeWriteOrders(t, s, []seckill.OrderRequest{v1, v2, v1, w1, w2, w1}, storeNow().Add(time.Minute))
+		var got []string
+		for _, r := range res {
+			got = append(got, r.Status+r.Reason)
+		}
+		want := []string{"failedexpired", "success", "failedexpired", "success", "failedexpired", "success"}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("outcomes of [V:T1 fenced, V:T2, V:T1, W:T1, W:T2 fenced, W:T1] (-want +got):\n%s", diff)
+		}
+		if res[5].OrderID != res[3].OrderID {
+			t.Errorf("W's duplicate got order %d, want %d", res[5].OrderID, res[3].OrderID)
+		}
+		for _, c := range []struct {
+			sale, user int64
+			ticket     string
+		}{{one.ID, v, v2.Ticket}, {many.ID, w, w1.Ticket}} {
+			o, err := s.Orders.OrderBySaleUser(ctx, c.sale, c.user)
+			storeNoErr(t, err)
+			if o.OrderNo != c.ticket {
+				t.Errorf("sale %d user %d: order number %q, want the unfenced ticket %q", c.sale, c.user, o.OrderNo, c.ticket)
+			}
+		}
+		if st := storeStats(t, s, one.ID); st.Orders != 1 || st.SQLStockLeft != 0 {
+			t.Errorf("sale of one unit: storeStats = %+v; want 1 order, 0 left", st)
+		}
+		if st := storeStats(t, s, many.ID); st.Orders != 1 || st.SQLStockLeft != 4 {
+			t.Errorf("sale of five: storeStats = %+v; want 1 order, 4 left", st)
+		}
+	})
+
+	t.Run("FencedAmongSales", func(t *testing.T) {
+		s := open(t)
+		a, b, c := storeNewSale(t, s, 1), storeNewSale(t, s, 2), storeNewSale(t, s, 3)
+		u := storeNewUsers(t, s, 4)
+		reqs := []seckill.OrderRequest{
+			storeReq(a.ID, u[0]),      // 0 fenced
+			storeReq(a.ID, u[1]),      // 1 a's only unit: the fenced request took none
+			storeReq(b.ID, u[1]),      // 2 fenced
+			storeReq(c.ID, u[0]),      // 3
+			storeReq(b.ID, u[0]),      // 4
+			storeReq(b.ID, u[2]),      // 5 fenced
+			storeReq(b.ID, u[1]),      // 6 u[1]'s other ticket: b's second unit
+			storeReq(a.ID, u[2]),      // 7 sold out
+			storeReq(c.ID+1000, u[0]), // 8 no such sale
+			storeReq(b.ID, u[3]),      // 9 sold out
+			{},                        // 10, below: request 3 again
+			storeReq(c.ID, u[3]),      // 11
+		}
+		reqs[10] = reqs[3]
+		for _, i := range []int{0, 2, 5} {
+			storeFence(t, s, reqs[i])
+		}
+		want := []string{"failedexpired", "success", "failedexpired", "success", "success", "failedexpired",
+			"success", "failedsold_out", "failednot_found", "failedsold_out", "success", "success"}
+		res := storeWriteOrders(t, s, reqs, storeNow().Add(time.Minute))
+		var got []string
+		for _, r := range res {
+			got = append(got, r.Status+r.Reason)
+		}
+		if diff := cmp.Diff(want, got); diff != "" {
+			t.Fatalf("outcomes (-want +got):\n%s", diff)
+		}
+		if res[10].OrderID != res[3].OrderID {
+			t.Errorf("duplicate of request 3 got order %d, want %d", res[10].OrderID, res[3].OrderID)
+		}
+		// Redelivered whole, the batch gets the same answers.
+		again := storeWriteOrders(t, s, reqs, storeNow().Add(time.Minute))
+		if diff := cmp.Diff(res, again); diff != "" {
+			t.Errorf("redelivered batch (-first +again):\n%s", diff)
+		}
+		for _, w := range []struct {
+			sale         *seckill.Sale
+			orders, left int64
+		}{{a, 1, 0}, {b, 2, 0}, {c, 2, 1}} {
+			if st := storeStats(t, s, w.sale.ID); st.Orders != w.orders || st.SQLStockLeft != w.left {
+				t.Errorf("sale %d: storeStats = %+v; want %d orders, %d left", w.sale.ID, st, w.orders, w.left)
+			}
+		}
+	})
+}
+
+// storeFence fences r's ticket, which must win: its (sale, user) holds no
+// order.
+func storeFence(t *testing.T, s Stores, r seckill.OrderRequest) {
+	t.Helper()
+	fenced, err := s.Orders.FenceTicket(context.Background(), r.SaleID, r.UserID, r.Ticket)
+	storeNoErr(t, err)
+	if !fenced {
+		t.Fatalf("FenceTicket(%+v) = false, want true: the pair holds no order", r)
+	}
+}
+
+// testFenceRacesWriteOrders races FenceTicket of a ticket against
+// WriteOrders of its request, for many users at once, in batches of
+// several users across two sales with stock for all: for each user exactly
+// one side wins (the ticket is an order, or the fence answered true), and
+// what each side answered agrees with what the store kept.
+func testFenceRacesWriteOrders(t *testing.T, s Stores) {
+	ctx := context.Background()
+	const (
+		rounds    = 8
+		perRound  = 24
+		batchSize = 4
+	)
+	users := storeNewUsers(t, s, rounds*perRound)
+	sales := []*seckill.Sale{storeNewSale(t, s, int64(len(users))), storeNewSale(t, s, int64(len(users)))}
+	orders := map[int64]int64{}                                           // sale → orders the winners kept
+	fences := map[int64]map[string]bool{sales[0].ID: {}, sales[1].ID: {}} // sale → tickets answered fenced
+	for round := range rounds {
+		reqs := make([]seckill.OrderRequest, perRound)
+		for i := range reqs {
+			reqs[i] = storeReq(sales[i%2].ID, users[round*perRound+i])
+		}
+		fenced := make([]bool, perRound)
+		written := make([]seckill.OrderResult, perRound)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i, r := range reqs {
+			wg.Go(func() {
+				<-start
+				ok, err := s.Orders.FenceTicket(ctx, r.SaleID, r.UserID, r.Ticket)
+				if err != nil {
+					t.Errorf("FenceTicket: %v", err)
+				}
+				fenced[i] = ok
+			})
+		}
+		// Batch k holds the requests i with i % batches == k: users of
+		// both sales, fenced at any moment of its transaction.
+		batches := perRound / batchSize
+		for k := range batches {
+			wg.Go(func() {
+				var idx []int
+				var batch []seckill.OrderRequest
+				for i := k; i < perRound; i += batches {
+					idx, batch = append(idx, i), append(batch, reqs[i])
+				}
+				<-start
+				res, err := s.Orders.WriteOrders(ctx, batch, storeNow().Add(time.Minute))
+				if err != nil {
+					t.Errorf("WriteOrders: %v", err)
+					return
+				}
+				if storeCheckResults(t, batch, res) {
+					for j, i := range idx {
+						written[i] = res[j]
+					}
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		for i, r := range reqs {
+			o, err := s.Orders.OrderBySaleUser(ctx, r.SaleID, r.UserID)
+			hasOrder := err == nil
+			if !hasOrder && seckill.ErrorCode(err) != seckill.ENotFound {
+				t.Fatalf("OrderBySaleUser: %v", err)
+			}
+			switch {
+			case hasOrder && fenced[i]:
+				t.Errorf("round %d user %d: the fence answered true and order %d was written", round, r.UserID, o.ID)
+			case !hasOrder && !fenced[i]:
+				t.Errorf("round %d user %d: the fence answered false and no order was written", round, r.UserID)
+			case hasOrder:
+				orders[r.SaleID]++
+				if w := written[i]; w.Status != seckill.ResultSuccess || w.OrderID != o.ID || o.OrderNo != r.Ticket {
+					t.Errorf("round %d user %d: order %d (%q) kept, WriteOrders answered %+v", round, r.UserID, o.ID, o.OrderNo, w)
+				}
+			default:
+				fences[r.SaleID][r.Ticket] = true
+				if w := written[i]; w.Status != seckill.ResultFailed || w.Reason != seckill.EExpired {
+					t.Errorf("round %d user %d: fenced, WriteOrders answered %+v; want failed expired", round, r.UserID, w)
+				}
+			}
+		}
+		// A fence that lost recorded nothing.
+		for _, sale := range sales {
+			got, err := s.Orders.FencedTickets(ctx, sale.ID)
+			storeNoErr(t, err)
+			if diff := cmp.Diff(fences[sale.ID], got); diff != "" {
+				t.Errorf("round %d, sale %d: FencedTickets (-answered fenced +recorded):\n%s", round, sale.ID, diff)
+			}
+		}
+	}
+	var won int64
+	for _, sale := range sales {
+		st := storeStats(t, s, sale.ID)
+		if st.Orders != orders[sale.ID] {
+			t.Errorf("sale %d: %d orders, %d kept by the winners", sale.ID, st.Orders, orders[sale.ID])
+		}
+		won += st.Orders
+	}
+	t.Logf("%d rounds of %d races: %d orders, %d fences", rounds, perRound, won, int64(rounds*perRound)-won)
 }
 
 // testSnapshotUnderWrites reads SaleSnapshot while writers commit batches
