@@ -38,7 +38,11 @@ var postgres = dialect{
 	arrays:      true,
 	returning:   true,
 	insertFirst: true,
-	txOptions:   &sql.TxOptions{Isolation: sql.LevelReadCommitted},
+	// READ COMMITTED: a statement after a row lock reads what the lock's
+	// holder committed while it waited, which FenceTicket and WriteOrders
+	// rely on (fence.go); at REPEATABLE READ it would read the snapshot of
+	// the transaction's first statement, taken before the wait.
+	txOptions: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
 	// REPEATABLE READ takes one snapshot for the whole transaction (READ
 	// COMMITTED one per statement); read-only, it never fails to serialize.
 	snapshot: &sql.TxOptions{Isolation: sql.LevelRepeatableRead, ReadOnly: true},

@@ -43,6 +43,7 @@ func testEngine(t *testing.T, fresh freshURL) {
 	t.Run("OneSaleShort", func(t *testing.T) { testOneSaleShort(t, fresh) })
 	t.Run("OrderIDs", func(t *testing.T) { testOrderIDs(t, fresh) })
 	t.Run("DeadlockRetry", func(t *testing.T) { testDeadlockRetry(t, fresh) })
+	t.Run("FenceWaits", func(t *testing.T) { testFenceWaits(t, fresh) })
 	t.Run("ManyWriters", func(t *testing.T) { testManyWriters(t, fresh) })
 	t.Run("DeleteExpiredSessions", func(t *testing.T) { testDeleteExpiredSessions(t, fresh) })
 }
