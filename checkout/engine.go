@@ -179,11 +179,6 @@ type Engine struct {
 	staleMu   sync.Mutex
 	staleSeen map[int64]map[staleKey]time.Time
 	staleWait time.Duration
-	// releasesDue are releases whose answer did not come (an error: the
-	// gate may have released or not), fencesDue releases whose record in
-	// SQL failed (FenceTicket): every Reconcile tries them again first.
-	// Guarded by staleMu.
-	releasesDue, fencesDue []releasedTicket
 
 	relayMu     sync.Mutex   // one relay of stock returns at a time on this instance
 	refundAfter atomic.Int64 // payment id after which the next RetryRefunds round reads (payments.go)

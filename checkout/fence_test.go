@@ -27,10 +27,10 @@ func TestReleasedRequestLandsAfterGateLoss(t *testing.T) {
 
 // TestReleaseAnswerLost: as TestReleasedRequestLandsAfterGateLoss, but the
 // gate's answer to the release was lost (a Redis reply lost on the
-// connection). The reservation is no longer stale, so no round would find
-// it again: the reconciler asks the gate again in its next round, which
-// answers released (the user holds nothing and is no buyer), and records
-// it. Found by a review of the fence fix.
+// connection). The reservation is no longer stale, so no round finds it
+// again; SQL recorded the release before it was made, so nothing is left
+// to do. Found by a review of the fence fix's second form, which recorded
+// releases after making them.
 func TestReleaseAnswerLost(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, cell string, v *env) { lateRequestAfterGateLoss(t, v, true) })
 }
@@ -57,8 +57,8 @@ func lateRequestAfterGateLoss(t *testing.T, v *env, loseAnswer bool) {
 		if _, err := e.Reconcile(ctx, 0); err == nil {
 			t.Fatal("the round whose answer was lost: want its error")
 		}
-		if n, err := e.Reconcile(ctx, 0); err != nil || n != 1 {
-			t.Fatalf("the next round: released %d, %v; want 1 (asked again), nil", n, err)
+		if n, err := e.Reconcile(ctx, 0); err != nil || n != 0 {
+			t.Fatalf("the next round: released %d, %v; want 0 (nothing stale), nil", n, err)
 		}
 	} else if n, err := e.Reconcile(ctx, 0); err != nil || n != 1 {
 		t.Fatalf("second round: released %d, %v; want 1", n, err)
@@ -97,11 +97,14 @@ func lateRequestAfterGateLoss(t *testing.T, v *env, loseAnswer bool) {
 	v.checkAtRest(s.ID)
 }
 
-// hookedOrders is an OrderStore whose WriteOrders runs a hook first (nil:
-// none).
+// hookedOrders is an OrderStore whose WriteOrders runs beforeWrite first,
+// and whose FenceTicket runs beforeFence first (once) and fails while
+// failFence is set (nil, false: none).
 type hookedOrders struct {
 	seckill.OrderStore
 	beforeWrite func(reqs []seckill.OrderRequest)
+	beforeFence func()
+	failFence   bool
 }
 
 func (h *hookedOrders) WriteOrders(ctx context.Context, reqs []seckill.OrderRequest, payBy time.Time) ([]seckill.OrderResult, error) {
@@ -111,78 +114,230 @@ func (h *hookedOrders) WriteOrders(ctx context.Context, reqs []seckill.OrderRequ
 	return h.OrderStore.WriteOrders(ctx, reqs, payBy)
 }
 
-// TestFenceOfClaimedRequestOversellsAfterRebuild: the reconciler's Stale
-// lists V's reservation (publish stalled; V was answered 503 "may still go
-// through"); before its Release, V's request lands and the writer claims
-// it at the gate (the claim wins: the Release is a no-op) and starts its
-// SQL commit. Redis then loses the sale and is rebuilt while the commit is
-// in flight. The fix's first form recorded the release before releasing,
-// whatever came of it: the rebuild left V's queued request out, SQL did
-// not show V's order yet, and the rebuilt gate held a unit too many, which
-// W was answered 202 for and SQL refused (I3). Found by a review of that
-// fix; a release the claim overtook is recorded no more.
-func TestFenceOfClaimedRequestOversellsAfterRebuild(t *testing.T) {
+func (h *hookedOrders) FenceTicket(ctx context.Context, saleID, userID int64, ticket string) (bool, error) {
+	if f := h.beforeFence; f != nil {
+		h.beforeFence = nil
+		f()
+	}
+	if h.failFence {
+		return false, seckill.Errorf(seckill.EBusy, "SQL unreachable")
+	}
+	return h.OrderStore.FenceTicket(ctx, saleID, userID, ticket)
+}
+
+// TestClaimBeforeFence: the reconciler's Stale lists V's reservation
+// (publish stalled; V was answered 503 "may still go through"); before it
+// records the release, V's request lands and the writer claims it at the
+// gate and starts its SQL commit; Redis then loses the sale and is rebuilt
+// while the commit is in flight. The fence commits first, so SQL refuses
+// V's request and the reconciler withdraws its claimed reservation: the
+// unit is W's, and a 202 for it must be an order. (The fence fix's first
+// form recorded the release whatever came of it, while the writer went on
+// to write the request: the rebuilt gate held a unit SQL did not have, I3.
+// Found by a review of that fix.)
+func TestClaimBeforeFence(t *testing.T) {
 	forEachSharedGate(t, func(t *testing.T, v *env) {
 		p := newStalledPurchase(t, v)
 		ctx := context.Background()
 		var finish func()
-		p.g.beforeRelease = func() {
-			// Between the reconciler's checks and its release: V's stalled
-			// publish lands, and the writer claims it and starts writing.
-			finish = p.claimInFlight(t, v)
-		}
-		if n, err := p.e.Reconcile(ctx, 0); err != nil || n != 0 {
-			t.Fatalf("second round: released %d, %v; want 0 (the claim came first)", n, err)
-		}
-		if fenced, err := v.db.FencedTickets(ctx, p.s.ID); err != nil || len(fenced) != 0 {
-			t.Fatalf("a release the claim overtook is recorded: %v, %v", fenced, err)
+		p.h.beforeFence = func() { finish = p.claimInFlight(t, v) }
+		if n, err := p.e.Reconcile(ctx, 0); err != nil || n != 1 {
+			t.Fatalf("second round: released %d, %v; want 1 (withdrawn from the writer's claim)", n, err)
 		}
 		p.loseGateThenSellW(t, v, finish)
+		if o, err := v.db.OrderBySaleUser(ctx, p.s.ID, p.V); seckill.ErrorCode(err) != seckill.ENotFound {
+			t.Fatalf("V's fenced request became order %+v (%v)", o, err)
+		}
 	})
 }
 
-// hookedGate is a gate whose Release runs beforeRelease first (once),
-// fails while fail is set, and with loseAnswer releases but answers an
-// error (once), as a Redis whose reply was lost.
+// TestOrderBeforeFence: V's stalled request lands and is written before
+// the reconciler records the release: the fence fails (the order is in
+// SQL) and nothing is released; the reservation is settled.
+func TestOrderBeforeFence(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, cell string, v *env) {
+		p := newStalledPurchase(t, v)
+		ctx := context.Background()
+		p.h.beforeFence = func() { p.claimInFlight(t, v)() }
+		if n, err := p.e.Reconcile(ctx, 0); err != nil || n != 0 {
+			t.Fatalf("second round: released %d, %v; want 0 (the order came first)", n, err)
+		}
+		if fenced, err := v.db.FencedTickets(ctx, p.s.ID); err != nil || len(fenced) != 0 {
+			t.Fatalf("the release of a written request is recorded: %v, %v", fenced, err)
+		}
+		if _, err := v.db.OrderBySaleUser(ctx, p.s.ID, p.V); err != nil {
+			t.Fatalf("V's order: %v", err)
+		}
+		if rs, err := v.gate.Stale(ctx, p.s.ID, 0); err != nil || len(rs) != 0 {
+			t.Fatalf("stale after the round: %+v, %v; want none", rs, err)
+		}
+		if _, err := p.e.Purchase(ctx, p.W, p.s.ID, path(t, p.e, p.W, p.s.ID)); seckill.ErrorCode(err) != seckill.ESoldOut {
+			t.Fatalf("W after V's order: %v; want sold out", err)
+		}
+		v.checkAtRest(p.s.ID)
+	})
+}
+
+// hookedGate is a gate whose Withdraw fails while fail is set, and with
+// loseAnswer withdraws but answers an error (once), as a Redis whose reply
+// was lost.
 type hookedGate struct {
 	seckill.StockGate
 	fail, loseAnswer bool
-	beforeRelease    func()
 }
 
-func (g *hookedGate) Release(ctx context.Context, saleID, userID int64, ticket string) (bool, error) {
-	if f := g.beforeRelease; f != nil {
-		g.beforeRelease = nil
-		f()
-	}
+func (g *hookedGate) Withdraw(ctx context.Context, saleID, userID int64, ticket string) (bool, error) {
 	if g.fail {
 		return false, seckill.Errorf(seckill.EBusy, "gate unreachable")
 	}
-	ok, err := g.StockGate.Release(ctx, saleID, userID, ticket)
+	ok, err := g.StockGate.Withdraw(ctx, saleID, userID, ticket)
 	if g.loseAnswer {
 		g.loseAnswer = false
-		return false, seckill.Errorf(seckill.EBusy, "reply lost (released: %v, %v)", ok, err)
+		return false, seckill.Errorf(seckill.EBusy, "reply lost (withdrawn: %v, %v)", ok, err)
 	}
 	return ok, err
 }
 
-// TestFenceWrittenReleaseFailedThenClaimed: the reconciler's Release of
-// V's reservation fails (a Redis blip). The reservation stays pending; V's
-// stalled request lands, the writer claims it at the live gate and starts
-// its commit; Redis then loses the sale and is rebuilt meanwhile. The
-// fix's first form had recorded the release before the Release failed, so
-// the rebuild left V's request out and the gate held a unit SQL did not
-// have: W was answered 202 for it and ended failed (I3). Found by a
-// review of that fix.
-func TestFenceWrittenReleaseFailedThenClaimed(t *testing.T) {
+// TestFenceWrittenWithdrawFailedThenClaimed: the reconciler records the
+// release, and its Withdraw fails (a Redis blip). The reservation stays;
+// V's stalled request lands, the writer claims it at the live gate and
+// starts its commit; Redis then loses the sale and is rebuilt meanwhile.
+// SQL refuses V's request (fenced), the rebuild left it out, and the unit
+// is W's. (The fence fix's first form had the writer write V's request
+// after such a record: the gate held a unit SQL did not have, I3.)
+func TestFenceWrittenWithdrawFailedThenClaimed(t *testing.T) {
 	forEachSharedGate(t, func(t *testing.T, v *env) {
 		p := newStalledPurchase(t, v)
 		p.g.fail = true
 		if _, err := p.e.Reconcile(context.Background(), 0); err == nil {
-			t.Fatal("want the release to fail")
+			t.Fatal("want the withdrawal to fail")
 		}
 		p.g.fail = false
 		p.loseGateThenSellW(t, v, p.claimInFlight(t, v))
+	})
+}
+
+// TestReconcilerDiesAfterFence: the reconciling instance records the
+// release and dies before the gate gives the unit back (here: its
+// withdrawal fails, and the instance is never used again). What it left
+// is whole without it, whichever comes next, on every store and gate:
+//   - V's request never lands: another instance's reconciler finds the
+//     reservation stale and withdraws it;
+//   - V's request lands and the writer claims it at the gate: SQL refuses
+//     it, and the writer withdraws its unit;
+//   - V's request lands and the gate loses its state: the rebuild (or the
+//     embedded restart) leaves the fenced request out.
+//
+// W then buys the unit: a 202 must be an order, V's request none. (The
+// fence fix's second form released first and recorded after, in memory
+// until SQL took it: an instance dying in between left the release
+// unrecorded, and a gate loss counted V's request as a buyer again.)
+func TestReconcilerDiesAfterFence(t *testing.T) {
+	for _, next := range []string{"reconciled", "claimed", "gate lost"} {
+		t.Run(next, func(t *testing.T) {
+			forEachBackend(t, func(t *testing.T, cell string, v *env) {
+				ctx := context.Background()
+				p := newStalledPurchase(t, v)
+				p.g.fail = true
+				if _, err := p.e.Reconcile(ctx, 0); err == nil {
+					t.Fatal("want the withdrawal to fail")
+				}
+				if fenced, err := v.db.FencedTickets(ctx, p.s.ID); err != nil || !fenced[p.t1] {
+					t.Fatalf("the release is not recorded: %v, %v", fenced, err)
+				}
+				cfg := Config{PublishTimeout: 50 * time.Millisecond}
+				var e *Engine
+				switch {
+				case v.locker == nil:
+					// Embedded: the instance is the process, which
+					// restarts with a new gate and drains the queue.
+					if next != "reconciled" {
+						v.publishTicket(p.s.ID, p.V, p.t1)
+					}
+					p.e.Close()
+					v.gate = inmem.NewGate()
+					e = v.recovered(cfg, nil)
+					drain(t, e)
+				case next == "reconciled":
+					e = v.recovered(cfg, nil)
+					stalledRounds(t, e)
+				case next == "claimed":
+					v.publishTicket(p.s.ID, p.V, p.t1)
+					e = v.recovered(cfg, nil)
+					drain(t, e)
+				default: // the shared gate lost the sale
+					v.publishTicket(p.s.ID, p.V, p.t1)
+					if err := v.gate.Forget(ctx, p.s.ID); err != nil {
+						t.Fatal(err)
+					}
+					e = v.recovered(cfg, nil)
+					drain(t, e)
+				}
+				if _, err := e.Purchase(ctx, p.W, p.s.ID, path(t, e, p.W, p.s.ID)); err != nil {
+					t.Fatalf("W buys the released unit: %v (gate left %d)", err, v.gateLeft(p.s.ID))
+				}
+				drain(t, e)
+				if _, err := v.db.OrderBySaleUser(ctx, p.s.ID, p.W); err != nil {
+					t.Fatalf("I3: W was answered 202 and has no order (%v)", err)
+				}
+				if o, err := v.db.OrderBySaleUser(ctx, p.s.ID, p.V); seckill.ErrorCode(err) != seckill.ENotFound {
+					t.Fatalf("V's fenced request became order %+v (%v)", o, err)
+				}
+				v.checkAtRest(p.s.ID)
+			})
+		})
+	}
+}
+
+// stalledRounds runs two rounds of e's reconciler, PublishTimeout apart,
+// and wants the second to release one reservation.
+func stalledRounds(t *testing.T, e *Engine) {
+	t.Helper()
+	ctx := context.Background()
+	if _, err := e.Reconcile(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * e.cfg.PublishTimeout)
+	if n, err := e.Reconcile(ctx, 0); err != nil || n != 1 {
+		t.Fatalf("second round: released %d, %v; want 1", n, err)
+	}
+}
+
+// TestRebuildBetweenChecksAndFence: the reconciler has found V's
+// reservation neither queued nor in SQL; V's request then lands, and the
+// gate loses the sale and is rebuilt from SQL and the queue, before the
+// reconciler records the release. The rebuild read no fence, so it
+// installed V's request under its ticket; the reconciler's fence then
+// makes SQL refuse it, and its withdrawal gives the unit back from the
+// rebuilt gate. Without the ticket the rebuilt gate would hold V as a
+// buyer with no reservation, and the unit would be lost (I4).
+func TestRebuildBetweenChecksAndFence(t *testing.T) {
+	forEachSharedGate(t, func(t *testing.T, v *env) {
+		p := newStalledPurchase(t, v)
+		ctx := context.Background()
+		p.h.beforeFence = func() {
+			v.publishTicket(p.s.ID, p.V, p.t1)
+			if err := v.gate.Forget(ctx, p.s.ID); err != nil {
+				t.Fatal(err)
+			}
+			if err := p.e.RebuildGate(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if n, err := p.e.Reconcile(ctx, 0); err != nil || n != 1 {
+			t.Fatalf("second round: released %d, %v; want 1 (from the rebuilt gate)", n, err)
+		}
+		if _, err := p.e.Purchase(ctx, p.W, p.s.ID, path(t, p.e, p.W, p.s.ID)); err != nil {
+			t.Fatalf("W buys the released unit: %v (gate left %d)", err, v.gateLeft(p.s.ID))
+		}
+		drain(t, p.e)
+		if _, err := v.db.OrderBySaleUser(ctx, p.s.ID, p.W); err != nil {
+			t.Fatalf("I3: W was answered 202 and has no order (%v)", err)
+		}
+		if o, err := v.db.OrderBySaleUser(ctx, p.s.ID, p.V); seckill.ErrorCode(err) != seckill.ENotFound {
+			t.Fatalf("V's fenced request became order %+v (%v)", o, err)
+		}
+		v.checkAtRest(p.s.ID)
 	})
 }
 
@@ -289,46 +444,25 @@ func (p *stalledPurchase) loseGateThenSellW(t *testing.T, v *env, finish func())
 	v.checkAtRest(p.s.ID)
 }
 
-// failingFence is an OrderStore whose FenceTicket fails while fail is set.
-type failingFence struct {
-	seckill.OrderStore
-	fail bool
-}
-
-func (f *failingFence) FenceTicket(ctx context.Context, saleID, userID int64, ticket string) error {
-	if f.fail {
-		return seckill.Errorf(seckill.EBusy, "SQL unreachable")
-	}
-	return f.OrderStore.FenceTicket(ctx, saleID, userID, ticket)
-}
-
-// TestFenceRecordedLaterWhenSQLFails: the release took effect but its
-// record in SQL failed; the reservation is no longer stale, so no later
-// round would find it again. The reconciler keeps it and records it in
-// its next round.
-func TestFenceRecordedLaterWhenSQLFails(t *testing.T) {
+// TestFenceFailsNothingReleased: SQL refuses the release's record: the
+// unit stays with V's reservation, and the next round, with SQL back,
+// records it and releases it.
+func TestFenceFailsNothingReleased(t *testing.T) {
 	v := newEnv(t)
 	ctx := context.Background()
-	s := v.openSale(1)
-	V := v.users(1)[0]
-	cfg := Config{PublishTimeout: 20 * time.Millisecond}
-	f := &failingFence{OrderStore: v.db}
-	b := v.backends()
-	b.Orders = f
-	e := v.recovered(cfg, &b)
-	t1 := stalledReservation(t, v, e, s.ID, V)
-	f.fail = true
-	if n, err := e.Reconcile(ctx, 0); err == nil || n != 1 {
-		t.Fatalf("round with SQL down: released %d, %v; want 1 and the record's error", n, err)
+	p := newStalledPurchase(t, v)
+	p.h.failFence = true
+	if n, err := p.e.Reconcile(ctx, 0); err == nil || n != 0 {
+		t.Fatalf("round with SQL down: released %d, %v; want 0 and the record's error", n, err)
 	}
-	if _, err := e.Reconcile(ctx, 0); err == nil {
-		t.Fatal("round with SQL still down: want the record's error")
+	if left := v.gateLeft(p.s.ID); left != 0 {
+		t.Fatalf("gate left %d after a release SQL did not record; want 0", left)
 	}
-	f.fail = false
-	if n, err := e.Reconcile(ctx, 0); err != nil || n != 0 {
-		t.Fatalf("round with SQL back: released %d, %v; want 0, nil", n, err)
+	p.h.failFence = false
+	if n, err := p.e.Reconcile(ctx, 0); err != nil || n != 1 {
+		t.Fatalf("round with SQL back: released %d, %v; want 1, nil", n, err)
 	}
-	if fenced, err := v.db.FencedTickets(ctx, s.ID); err != nil || !fenced[t1] {
+	if fenced, err := v.db.FencedTickets(ctx, p.s.ID); err != nil || !fenced[p.t1] {
 		t.Fatalf("the release is not recorded after SQL came back: %v, %v", fenced, err)
 	}
 }

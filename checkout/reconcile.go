@@ -12,13 +12,15 @@ import (
 // queue — and releases them, so their units sell to someone else. It
 // returns how many it released. Age should be well above PublishTimeout,
 // so a publish still in flight is rarely taken for a lost one; it is no
-// bound on how late a publish may land: the writer claims its requests'
-// reservations at the gate before writing (StockGate.Claim; Stale no longer
-// lists a claimed one, and Release leaves it alone), and refuses a request
-// whose reservation was released here: the gate remembers the release, and
-// SQL records it (fence) for a gate rebuilt after it forgot. Age is
-// measured on the gate's clock (see StockGate.Stale), so instances whose
-// clocks disagree agree on it.
+// bound on how late a publish may land: SQL judges between the release and
+// the request. Each release is first recorded in SQL as a fence of its
+// ticket (OrderStore.FenceTicket), which fails if the request's order was
+// written first; once the fence is in, SQL never writes that request,
+// whenever it lands, and only then is its unit given back (withdraw). A
+// process that dies in between leaves the reservation at the gate, where
+// the next round finds it again, or its request in the queue, which the
+// writer refuses and withdraws itself. Age is measured on the gate's clock
+// (see StockGate.Stale), so instances whose clocks disagree agree on it.
 //
 // A reservation is released only when a call of Reconcile at least
 // PublishTimeout before this one (on this process's monotonic clock) found
@@ -37,10 +39,7 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 	}
 	e.staleMu.Lock()
 	defer e.staleMu.Unlock()
-	released, err := e.retryDue(ctx)
-	if err != nil {
-		return released, err
-	}
+	released := 0
 	e.forgetStaleSeen(sales)
 	for _, s := range sales {
 		stale, err := e.b.Gate.Stale(ctx, s.ID, age)
@@ -84,14 +83,18 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 			if seenAt.Sub(seen[staleKey{r.UserID, r.Ticket}]) < e.staleWait {
 				continue // seen stale first this round, or not long enough ago: its publish may be in flight
 			}
-			ok, err := e.release(ctx, releasedTicket{s.ID, r.UserID, r.Ticket})
+			fenced, ok, err := e.withdraw(ctx, s.ID, r.UserID, r.Ticket)
+			if err != nil {
+				return released, err
+			}
+			if !fenced {
+				settled = append(settled, seckill.Settled{UserID: r.UserID, Ticket: r.Ticket}) // written since we looked
+				continue
+			}
 			if ok {
 				released++
 				e.log.Warn("reconcile: released a reservation that never reached the queue",
 					"sale", s.ID, "user", r.UserID, "ticket", r.Ticket, "at", r.At)
-			}
-			if err != nil {
-				return released, err
 			}
 		}
 		if len(settled) > 0 {
@@ -225,78 +228,24 @@ func (e *Engine) ForgetEnded(ctx context.Context) error {
 	return nil
 }
 
-// releasedTicket is a reservation the reconciler released.
-type releasedTicket struct {
-	sale, user int64
-	ticket     string
-}
-
-// release releases the reservation r at the gate and records the release
-// in SQL (fence), and reports whether it released. A release the writer's
-// claim overtook is not released, and not recorded: it becomes an order.
-// A release whose answer does not come (an error) is kept and asked again
-// by every later round: the gate may have released it, and the reservation
-// is then no longer stale, so no round would find it again; asked again,
-// the gate answers released (Release's "released before") or not. Called
-// with staleMu held.
-func (e *Engine) release(ctx context.Context, r releasedTicket) (bool, error) {
-	ok, err := e.b.Gate.Release(ctx, r.sale, r.user, r.ticket)
-	if err != nil {
-		e.releasesDue = append(e.releasesDue, r)
-		return false, err
+// withdraw releases the user's reservation with ticket, which will never
+// become an order, and reports whether SQL fenced the ticket and whether
+// the gate gave the unit back now. SQL judges first: the fence is recorded
+// unless the request's order is in SQL already (fenced false: the
+// reservation is to be settled instead), and from then on SQL refuses to
+// write the request, wherever it is. Only then does the gate give the unit
+// back, claimed by the writer or not (StockGate.Withdraw): a request the
+// writer holds now fails in SQL. A withdrawal that does not happen (this
+// process dies, the gate fails) leaves the reservation to a later round,
+// or to the writer, which withdraws every fenced request it is handed
+// (writeBatch); the fence is recorded again harmlessly.
+func (e *Engine) withdraw(ctx context.Context, saleID, userID int64, ticket string) (fenced, withdrawn bool, err error) {
+	if fenced, err = e.b.Orders.FenceTicket(ctx, saleID, userID, ticket); err != nil || !fenced {
+		return fenced, false, err
 	}
-	if !ok {
-		return false, nil
+	withdrawn, err = e.b.Gate.Withdraw(ctx, saleID, userID, ticket)
+	if withdrawn {
+		e.unlearnBuyer(saleID, userID)
 	}
-	e.unlearnBuyer(r.sale, r.user)
-	return true, e.fence(ctx, r)
-}
-
-// fence records in SQL that the reservation r was released, so that its
-// request, should it land in the queue late, stays refused by a gate
-// rebuilt after this one forgot the release (gateState, claim). Only a
-// release that took effect is recorded: one the writer's claim overtook
-// becomes an order, and a record of it would have a rebuild leave out a
-// request that is being written. The record follows the release, so a
-// rebuild that reads the records in between (the gate lost the sale
-// within that moment, and the late request is queued already) still
-// counts the request, and so does one after this process died in between
-// or while a record was due: the records kept for later rounds are in
-// memory. A record that fails is kept and tried again by every later
-// round. Called with staleMu held.
-func (e *Engine) fence(ctx context.Context, r releasedTicket) error {
-	if _, err := e.b.Orders.FenceTicket(ctx, r.sale, r.user, r.ticket); err != nil {
-		e.fencesDue = append(e.fencesDue, r)
-		return err
-	}
-	return nil
-}
-
-// retryDue asks the gate again about the releases whose answer did not
-// come, and records the releases whose record failed; it returns how many
-// of those asked again the gate says are released. Called with staleMu
-// held.
-func (e *Engine) retryDue(ctx context.Context) (int, error) {
-	for len(e.fencesDue) > 0 {
-		r := e.fencesDue[0]
-		if _, err := e.b.Orders.FenceTicket(ctx, r.sale, r.user, r.ticket); err != nil {
-			return 0, err
-		}
-		e.fencesDue = e.fencesDue[1:]
-	}
-	released := 0
-	due := e.releasesDue
-	e.releasesDue = nil
-	for i, r := range due {
-		ok, err := e.release(ctx, r)
-		if ok {
-			released++
-		}
-		if err != nil {
-			// release kept r (or its record); keep the ones not asked yet too.
-			e.releasesDue = append(e.releasesDue, due[i+1:]...)
-			return released, err
-		}
-	}
-	return released, nil
+	return true, withdrawn, err
 }

@@ -45,9 +45,15 @@ func (e *Engine) RunWriter(ctx context.Context) {
 // publish was not acknowledged, the reconciler found it neither queued nor
 // in SQL and gave its unit back, and then it reached the queue after all —
 // is not written but acked and answered failed (EExpired): its unit is
-// back in stock, and may have been sold to someone else since. So the
-// reconcile age is no guess of how late a publish may land: whichever of
-// the release and the claim comes first at the gate wins.
+// back in stock, and may have been sold to someone else since. The gate
+// may have forgotten the release (a rebuild), and the reconciler may
+// release a reservation the writer claimed already: SQL judges, since the
+// reconciler records a release (a fence of the ticket) before it makes
+// it, and WriteOrders refuses a fenced ticket (EExpired) in the
+// transaction that would write it; the writer then gives its unit back at
+// the gate (settle). So the reconcile age is no guess of how late a
+// publish may land: whichever of the fence and the order commits first
+// wins.
 func (e *Engine) WriteBatch(ctx context.Context) (int, error) {
 	return e.writeBatch(ctx, true)
 }
@@ -69,7 +75,8 @@ func (e *Engine) writeBatch(ctx context.Context, fenced bool) (int, error) {
 	}
 	start := time.Now()
 	var expired []seckill.OrderResult
-	if reqs, expired, err = e.claim(wctx, reqs, fenced); err != nil {
+	var claimed map[int64]bool
+	if reqs, expired, claimed, err = e.claim(wctx, reqs, fenced); err != nil {
 		if fenced && seckill.ErrorCode(err) == seckill.EBusy {
 			// The gate lost the sale (Redis restarted empty): nothing
 			// is written until it is rebuilt from SQL and the queue,
@@ -95,7 +102,13 @@ func (e *Engine) writeBatch(ctx context.Context, fenced bool) (int, error) {
 	}
 	failed := 0
 	for _, r := range results {
-		if r.Status == seckill.ResultFailed {
+		switch {
+		case r.Status != seckill.ResultFailed:
+		case r.Reason == seckill.EExpired:
+			failed++
+			e.log.Warn("order refused: its reservation was released before it reached the queue",
+				"sale", r.SaleID, "user", r.UserID, "ticket", r.Ticket)
+		default:
 			failed++
 			// SQL refused a request the gate admitted: the gate held a unit
 			// SQL did not have. Its stock is unchanged, so the unit is not
@@ -107,10 +120,12 @@ func (e *Engine) writeBatch(ctx context.Context, fenced bool) (int, error) {
 	// Settled before the ack: once a message has left the queue its
 	// reservation is settled, so the reconciler (which releases a pending
 	// reservation it finds neither queued nor in SQL) never hands back the
-	// unit of a request SQL refused. If settling fails the messages stay
-	// unacked and come back; the unique index makes writing them again
-	// write nothing twice.
-	if err := e.settle(wctx, results); err != nil {
+	// unit of a request SQL refused; one SQL refused as fenced (EExpired)
+	// is withdrawn instead, its unit given back. If settling fails the
+	// messages stay unacked and come back; the unique index makes writing
+	// them again write nothing twice, and the fence refuses again what it
+	// refused.
+	if err := e.settle(wctx, results, claimed); err != nil {
 		e.cfg.Observer.BatchWritten(len(ds), failed, time.Since(start), err)
 		for _, d := range ds {
 			err = errors.Join(err, d.Nak(wctx))
@@ -141,45 +156,37 @@ func (e *Engine) writeBatch(ctx context.Context, fenced bool) (int, error) {
 // claim claims reqs' reservations at the gate, one call per sale, and
 // splits them into those to write (in their order) and the results of those
 // refused: failed with EExpired, their reservations released before they
-// reached the queue. Requests of sales the gate no longer serves (ended
-// over gateKeep ago, or unknown), and every request when atGate is false
-// (Recover's drain, whose gate died with the process before), cannot be
-// claimed: they are checked against the releases SQL records instead
-// (OrderStore.FencedTickets), which the reconciler writes once a release
-// took effect. Any error of the gate (EBusy: the sale is not loaded) is
-// returned: the batch waits until the gate can answer. Claiming twice is
-// claiming once, so a batch fetched again after a failed write claims again.
-func (e *Engine) claim(ctx context.Context, reqs []seckill.OrderRequest, atGate bool) (write []seckill.OrderRequest, expired []seckill.OrderResult, err error) {
+// reached the queue. claimed lists the sales claimed at the gate.
+// Requests of sales the gate no longer serves (ended over gateKeep ago, or
+// unknown), and every request when atGate is false (Recover's drain, whose
+// gate died with the process before), cannot be claimed: they go to SQL
+// as they are, which refuses those whose release it recorded
+// (OrderStore.FenceTicket). Any error of the gate (EBusy: the sale is not
+// loaded) is returned: the batch waits until the gate can answer. Claiming
+// twice is claiming once, so a batch fetched again after a failed write
+// claims again.
+func (e *Engine) claim(ctx context.Context, reqs []seckill.OrderRequest, atGate bool) (write []seckill.OrderRequest, expired []seckill.OrderResult, claimed map[int64]bool, err error) {
+	if !atGate {
+		return reqs, nil, nil, nil
+	}
 	bySale := map[int64][]int{}
 	for i, r := range reqs {
 		bySale[r.SaleID] = append(bySale[r.SaleID], i)
 	}
 	refused := make([]bool, len(reqs))
+	claimed = make(map[int64]bool, len(bySale))
 	now := e.SaleTime() // as every instance reads it: whether the gate still serves a sale is shared
 	for sale, idx := range bySale {
-		claimable := atGate
-		if atGate {
-			// Not Sale: its shortcuts for invented ids may call a sale just
-			// created on another instance none, and the claim must not be
-			// skipped for a sale SQL has.
-			s, err := e.loadSale(ctx, sale)
-			switch {
-			case seckill.ErrorCode(err) == seckill.ENotFound:
-				continue // SQL refuses it
-			case err != nil:
-				return nil, nil, fmt.Errorf("claim reservations of sale %d: %w", sale, err)
-			case !gateServes(s, now):
-				claimable = false
-			}
-		}
-		if !claimable {
-			fenced, err := e.b.Orders.FencedTickets(ctx, sale)
-			if err != nil {
-				return nil, nil, fmt.Errorf("released tickets of sale %d: %w", sale, err)
-			}
-			for _, i := range idx {
-				refused[i] = fenced[reqs[i].Ticket]
-			}
+		// Not Sale: its shortcuts for invented ids may call a sale just
+		// created on another instance none, and the claim must not be
+		// skipped for a sale SQL has.
+		s, err := e.loadSale(ctx, sale)
+		switch {
+		case seckill.ErrorCode(err) == seckill.ENotFound:
+			continue // SQL refuses it
+		case err != nil:
+			return nil, nil, nil, fmt.Errorf("claim reservations of sale %d: %w", sale, err)
+		case !gateServes(s, now):
 			continue
 		}
 		claims := make([]seckill.Settled, len(idx))
@@ -188,8 +195,9 @@ func (e *Engine) claim(ctx context.Context, reqs []seckill.OrderRequest, atGate 
 		}
 		allowed, err := e.b.Gate.Claim(ctx, sale, claims)
 		if err != nil {
-			return nil, nil, fmt.Errorf("claim %d reservations of sale %d: %w", len(claims), sale, err)
+			return nil, nil, nil, fmt.Errorf("claim %d reservations of sale %d: %w", len(claims), sale, err)
 		}
+		claimed[sale] = true
 		for j, i := range idx {
 			refused[i] = !allowed[j]
 		}
@@ -205,16 +213,35 @@ func (e *Engine) claim(ctx context.Context, reqs []seckill.OrderRequest, atGate 
 		expired = append(expired, seckill.OrderResult{SaleID: r.SaleID, UserID: r.UserID, Ticket: r.Ticket,
 			Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.EExpired}})
 	}
-	return write, expired, nil
+	return write, expired, claimed, nil
 }
 
 // settle tells the gate which reservations SQL has settled (by ticket), so
-// the reconciler does not look at them. Settling one sale's reservations
-// twice is settling them once, so a retry redoes every sale.
-func (e *Engine) settle(ctx context.Context, results []seckill.OrderResult) error {
+// the reconciler does not look at them, in the sales claimed at the gate
+// (claim): a request SQL refused because its ticket is fenced (EExpired)
+// is withdrawn instead (StockGate.Withdraw), since its unit is not SQL's:
+// the reconciler that fenced it may have died before it withdrew it, or
+// found it claimed, or (after a rebuild) installed under its ticket.
+// Settling one sale's reservations twice is settling them once, and a
+// withdrawn reservation is gone, so a retry redoes every sale.
+func (e *Engine) settle(ctx context.Context, results []seckill.OrderResult, claimed map[int64]bool) error {
 	bySale := map[int64][]seckill.Settled{}
 	for _, r := range results {
-		bySale[r.SaleID] = append(bySale[r.SaleID], seckill.Settled{UserID: r.UserID, Ticket: r.Ticket})
+		if !claimed[r.SaleID] {
+			continue
+		}
+		st := seckill.Settled{UserID: r.UserID, Ticket: r.Ticket}
+		if r.Status == seckill.ResultFailed && r.Reason == seckill.EExpired {
+			ok, err := e.b.Gate.Withdraw(ctx, r.SaleID, r.UserID, r.Ticket)
+			if err != nil {
+				return fmt.Errorf("withdraw the fenced request of sale %d user %d: %w", r.SaleID, r.UserID, err)
+			}
+			if ok {
+				e.unlearnBuyer(r.SaleID, r.UserID)
+			}
+			continue
+		}
+		bySale[r.SaleID] = append(bySale[r.SaleID], st)
 	}
 	for sale, settled := range bySale {
 		if err := e.b.Gate.Settle(ctx, sale, settled); err != nil {
