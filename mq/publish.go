@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"seckill"
 )
@@ -222,12 +223,39 @@ func (q *Queue) send(b *pubBatch) {
 	ctx, cancel := context.WithDeadline(context.Background(), until)
 	defer cancel()
 	if _, err := q.js.Publish(ctx, q.batchSubject(b.sale, len(rs)), appendBatch(nil, rs)); err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) {
-			// Sent, but no acknowledgement came: the server may have it.
+		if !notStored(err) {
+			// Sent, or maybe sent, and no acknowledgement came: the
+			// server may have it.
 			err = fmt.Errorf("%w: %w", seckill.ErrMaybeStored, err)
 		}
 		b.err = busy(err)
 	}
+}
+
+// notStored reports whether a failed publish surely left nothing in the
+// stream: the client refused to send it (no connection to send on, a
+// reconnect without a buffer, a bad subject or size), no stream answered
+// its subject, or the stream answered with an error. Any other failure
+// may come after the message left (a timeout, the connection closed while
+// the acknowledgement was on its way, an acknowledgement that does not
+// parse): the server may have stored it, and its reservation must wait
+// for the writer or the reconciler rather than be released at once, or a
+// request stored after all would land with no reservation, its unit sold
+// again (checkout.Admit).
+func notStored(err error) bool {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr),
+		errors.Is(err, jetstream.ErrNoStreamResponse),
+		errors.Is(err, nats.ErrNoResponders),
+		errors.Is(err, nats.ErrReconnectBufExceeded),
+		errors.Is(err, nats.ErrInvalidConnection),
+		errors.Is(err, nats.ErrConnectionDraining),
+		errors.Is(err, nats.ErrMaxPayload),
+		errors.Is(err, nats.ErrBadSubject):
+		return true
+	}
+	return false
 }
 
 // batchSubject is the subject of a message of n requests of a sale:
