@@ -76,26 +76,36 @@ type GateContents struct {
 }
 
 // Split divides c's unit holders as the gate installs them: buyers with no
-// reservation (Buyers, and the users queued twice or holding an order as
-// well), and the claimed reservations of the users queued once.
+// reservation (Buyers, and the users queued under two tickets or holding
+// an order as well), and the claimed reservations of the users queued
+// under one ticket (a request queued twice is one request).
 func (c GateContents) Split() (buyers []int64, claimed []Settled) {
-	queued := make(map[int64]int, len(c.Queued))
+	type queued struct {
+		ticket string
+		two    bool // under two tickets
+	}
+	byUser := make(map[int64]queued, len(c.Queued))
 	for _, q := range c.Queued {
-		queued[q.UserID]++
+		if u, ok := byUser[q.UserID]; !ok {
+			byUser[q.UserID] = queued{ticket: q.Ticket}
+		} else if u.ticket != q.Ticket {
+			byUser[q.UserID] = queued{two: true}
+		}
 	}
 	buyers = slices.Clip(c.Buyers) // appended to below, never into the caller's array
 	for _, u := range c.Buyers {
-		queued[u] = 0 // a buyer already
+		delete(byUser, u) // a buyer already
 	}
 	for _, q := range c.Queued {
-		switch queued[q.UserID] {
-		case 1:
-			claimed = append(claimed, q)
-		case 0:
-		default:
+		u, ok := byUser[q.UserID]
+		switch {
+		case !ok:
+		case u.two:
 			buyers = append(buyers, q.UserID)
-			queued[q.UserID] = 0
+		default:
+			claimed = append(claimed, Settled{UserID: q.UserID, Ticket: u.ticket})
 		}
+		delete(byUser, q.UserID) // once
 	}
 	return buyers, claimed
 }

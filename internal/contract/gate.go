@@ -408,12 +408,13 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		// writer claimed, under its ticket: Claim allows that ticket and
 		// refuses another, Release leaves it (the writer's), Stale does
 		// not list it, Settle clears it, Withdraw gives its unit back. A
-		// user queued twice, or queued and holding an order, is a buyer
-		// with no reservation.
+		// user queued under two tickets, or queued and holding an order,
+		// is a buyer with no reservation; one request queued twice (a
+		// publish retried) is one reservation.
 		g := newGate(t)
 		ok, err := g.Load(ctx, 32, func(context.Context) (seckill.GateContents, error) {
 			return seckill.GateContents{Left: 1, Buyers: []int64{1},
-				Queued: []seckill.Settled{st(1, "T1"), st(2, "T2"), st(3, "T3"), st(4, "T4a"), st(4, "T4b"), st(5, "T5")}}, nil
+				Queued: []seckill.Settled{st(1, "T1"), st(2, "T2"), st(3, "T3"), st(4, "T4a"), st(4, "T4b"), st(5, "T5"), st(3, "T3")}}, nil
 		})
 		if err != nil || !ok {
 			t.Fatalf("Load = %v, %v", ok, err)
