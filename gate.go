@@ -183,8 +183,11 @@ type StockGate interface {
 	// the writer then never writes its request, so a claim on it promises
 	// nothing. withdrawn reports whether it undid a reservation now; false
 	// when the user holds no reservation with that ticket (withdrawn or
-	// released before, settled, another ticket, a buyer with none) or the
-	// sale is not loaded.
+	// released before, settled, another ticket, a buyer with none). EBusy
+	// if the sale is not loaded: a load in progress may install the
+	// request's reservation from the queue (GateContents.Queued), so the
+	// caller must ask again once the sale is loaded, not take the answer
+	// for "nothing to withdraw".
 	Withdraw(ctx context.Context, saleID, userID int64, ticket string) (withdrawn bool, err error)
 	// Claim fences requests the order writer is about to write to SQL
 	// against Release: for each request (its user and ticket), atomically,

@@ -176,7 +176,7 @@ func (g *Gate) Release(_ context.Context, saleID, userID int64, ticket string) (
 func (g *Gate) Withdraw(_ context.Context, saleID, userID int64, ticket string) (bool, error) {
 	s := g.sale(saleID)
 	if s == nil {
-		return false, nil
+		return false, seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", saleID)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -268,10 +268,11 @@ local sp = string.find(v, ' ', 1, true)
 if not sp or string.sub(v, sp + 1) ~= ARGV[2] then return 0 end
 ` + undoLua)
 
-// withdrawScript: KEYS and ARGV as releaseScript's. If the user's
-// reservation has that ticket, claimed or not: undoes it (undoLua) and
-// returns 1. Else 0.
+// withdrawScript: KEYS and ARGV as releaseScript's. Returns -1 if the sale
+// is not loaded. If the user's reservation has that ticket, claimed or
+// not: undoes it (undoLua) and returns 1. Else 0.
 var withdrawScript = redis.NewScript(takeTokenLua + promotedLua(4) + `
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local v = redis.call('HGET', KEYS[3], ARGV[1])
 if not v then return 0 end
 local sp = string.find(v, ' ', 1, true)
@@ -505,11 +506,13 @@ func (g *Gate) undo(ctx context.Context, script *redis.Script, op string, saleID
 	}
 	n, err := script.Run(ctx, g.c.rdb, keys, userID, ticket,
 		strconv.FormatFloat(b.rate, 'g', -1, 64), b.burst, b.idleMS()).Int64()
-	if err == nil && n == promotedAnswer {
-		return 0, g.promoted(ctx, saleID)
-	}
-	if err != nil {
+	switch {
+	case err != nil:
 		return 0, redisErr(fmt.Sprintf("%s sale %d user %d", op, saleID, userID), err)
+	case n == promotedAnswer:
+		return 0, g.promoted(ctx, saleID)
+	case n == -1:
+		return 0, notLoaded(saleID)
 	}
 	return n, nil
 }
