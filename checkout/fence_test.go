@@ -466,3 +466,180 @@ func TestFenceFailsNothingReleased(t *testing.T) {
 		t.Fatalf("the release is not recorded after SQL came back: %v, %v", fenced, err)
 	}
 }
+
+// fenceReadOrders is hookedOrders whose FencedTickets (the rebuild's last
+// read, gateState) runs afterFences once it has read, before it answers.
+type fenceReadOrders struct {
+	*hookedOrders
+	afterFences func()
+}
+
+func (h *fenceReadOrders) FencedTickets(ctx context.Context, saleID int64) (map[string]bool, error) {
+	f, err := h.hookedOrders.FencedTickets(ctx, saleID)
+	if hook := h.afterFences; hook != nil {
+		h.afterFences = nil
+		hook()
+	}
+	return f, err
+}
+
+// newStalledPurchaseFR is newStalledPurchase with the engine's orders
+// behind a fenceReadOrders.
+func newStalledPurchaseFR(t *testing.T, v *env) (*stalledPurchase, *fenceReadOrders) {
+	t.Helper()
+	p := &stalledPurchase{s: v.openSale(1)}
+	us := v.users(2)
+	p.V, p.W = us[0], us[1]
+	p.h, p.g = &hookedOrders{OrderStore: v.db}, &hookedGate{StockGate: v.gate}
+	fr := &fenceReadOrders{hookedOrders: p.h}
+	b := v.backends()
+	b.Orders, b.Gate = fr, p.g
+	p.e = v.recovered(Config{PublishTimeout: 50 * time.Millisecond}, &b)
+	p.t1 = stalledReservation(t, v, p.e, p.s.ID, p.V)
+	return p, fr
+}
+
+// TestWithdrawsLandBeforeRebuildInstalls: V's stalled request T1 lands
+// after the reconciler looked at the queue, and the writer claims it at
+// the live gate and starts its commit. Redis then loses the sale; the
+// rebuild reads the queue (T1, unacked), SQL and the fences (none yet).
+// Before it installs, the reconciler fences T1 and withdraws it from the
+// unloaded sale, and the writer's commit refuses T1 (EExpired) and
+// withdraws it too. Found by a break review: both withdrawals answered
+// false, nil there, the writer acked T1, and the rebuild then installed
+// T1 as a claimed reservation that no one would ever settle or withdraw:
+// a unit stuck (I4), W refused sold out. Withdraw now answers EBusy on an
+// unloaded sale: the writer naks, and its redelivery meets T1 installed
+// and withdraws it.
+func TestWithdrawsLandBeforeRebuildInstalls(t *testing.T) {
+	forEachSharedGate(t, func(t *testing.T, v *env) {
+		ctx := context.Background()
+		p, fr := newStalledPurchaseFR(t, v)
+		rebuilt := make(chan error, 1)
+		var finish func()
+		var readFences, install chan struct{}
+		p.h.beforeFence = func() {
+			// After the reconciler found T1 neither queued nor in SQL.
+			finish = claimInFlightTolerant(t, v, p) // T1 lands; the writer claims it on the live gate
+			if err := v.gate.Forget(ctx, p.s.ID); err != nil { // Redis loses the sale
+				t.Fatal(err)
+			}
+			readFences, install = make(chan struct{}), make(chan struct{})
+			fr.afterFences = func() { close(readFences); <-install }
+			go func() { rebuilt <- p.e.RebuildGate(ctx) }()
+			<-readFences // the rebuild read the queue, SQL and no fence
+		}
+		// The reconciler fences T1 and withdraws it from the unloaded sale.
+		n, err := p.e.Reconcile(ctx, 0) // its withdrawal meets the unloaded sale: EBusy, nothing released
+		t.Logf("reconcile: released %d, %v", n, err)
+		if f, err := v.db.FencedTickets(ctx, p.s.ID); err != nil || !f[p.t1] {
+			t.Fatalf("T1 not fenced: %v %v", f, err)
+		}
+		finish()       // the writer: SQL refuses T1 (EExpired); its withdrawal meets the unloaded sale, and it naks
+		close(install) // the rebuild installs what it read: T1 claimed
+		if err := <-rebuilt; err != nil {
+			t.Fatal(err)
+		}
+		drain(t, p.e) // whatever the writer left in the queue
+		if o, err := v.db.OrderBySaleUser(ctx, p.s.ID, p.V); seckill.ErrorCode(err) != seckill.ENotFound {
+			t.Fatalf("V's fenced request became order %+v (%v)", o, err)
+		}
+		// Later rounds do not find it either.
+		time.Sleep(2 * p.e.cfg.PublishTimeout)
+		p.e.Reconcile(ctx, 0)
+		time.Sleep(2 * p.e.cfg.PublishTimeout)
+		p.e.Reconcile(ctx, 0)
+		if _, err := p.e.Purchase(ctx, p.W, p.s.ID, path(t, p.e, p.W, p.s.ID)); err != nil {
+			t.Errorf("I4: W cannot buy the unit SQL still has: %v (gate left %d)", err, v.gateLeft(p.s.ID))
+		}
+		drain(t, p.e)
+		v.checkAtRest(p.s.ID)
+	})
+}
+
+// TestLateFencedRequestOfABuyerWithAnOrder (found by a break review): V's publish of
+// T1 stalled (V answered 503 "may still go through"); the reconciler
+// fenced T1 and gave its unit back; V bought again (T2, 202) and T2 became
+// V's order. Then T1 lands late, and is handled by an instance that does
+// not hold V's success (started since, or a minute later: keepSuccess
+// swept it). The writer's Claim allows T1 (V is a buyer with nothing
+// pending), SQL refuses it as fenced (EExpired) and the failure is
+// published: every instance records it as V's result, and V — whose 202
+// is an order — is told failed. (Before the SQL fence, T1 met V's order
+// in SQL and answered its success.)
+func TestLateFencedRequestOfABuyerWithAnOrder(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, cell string, v *env) {
+		ctx := context.Background()
+		p := newStalledPurchase(t, v)
+		if n, err := p.e.Reconcile(ctx, 0); err != nil || n != 1 {
+			t.Fatalf("second round: released %d, %v; want 1", n, err)
+		}
+		if _, err := p.e.Purchase(ctx, p.V, p.s.ID, path(t, p.e, p.V, p.s.ID)); err != nil {
+			t.Fatalf("V buys again: %v", err)
+		}
+		drain(t, p.e)
+		o, err := v.db.OrderBySaleUser(ctx, p.s.ID, p.V)
+		if err != nil {
+			t.Fatalf("V's order: %v", err)
+		}
+		cfg := Config{PublishTimeout: 50 * time.Millisecond}
+		var e2 *Engine
+		arrived := make(chan struct{})
+		var once sync.Once
+		cancel, err := v.queue.SubscribeResults(func(r seckill.OrderResult) {
+			if r.Ticket == p.t1 {
+				once.Do(func() { close(arrived) })
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cancel()
+		v.publishTicket(p.s.ID, p.V, p.t1) // the stalled publish lands
+		if v.locker == nil {
+			// The embedded server restarts: its drain meets T1.
+			p.e.Close()
+			v.gate = inmem.NewGate()
+			e2 = v.recovered(cfg, nil)
+		} else {
+			// Another instance, started after V's success.
+			e2 = v.recovered(cfg, nil)
+		}
+		drain(t, e2)
+		select {
+		case <-arrived:
+		case <-time.After(5 * time.Second):
+			t.Fatal("T1's result never came")
+		}
+		time.Sleep(200 * time.Millisecond) // e2's subscriber hears it too
+		var r seckill.Result
+		if r, err = e2.Result(ctx, p.V, p.s.ID); err != nil || r.Status != seckill.ResultSuccess || r.OrderID != o.ID {
+			t.Errorf("I3: V holds order %d (its 202), and is told %+v (%v)", o.ID, r, err)
+		}
+		v.checkAtRest(p.s.ID)
+	})
+}
+
+// claimInFlightTolerant is stalledPurchase.claimInFlight, except that an
+// error of the writer (a nak: the batch comes back) is logged, not failed.
+func claimInFlightTolerant(t *testing.T, v *env, p *stalledPurchase) (finish func()) {
+	v.publishTicket(p.s.ID, p.V, p.t1)
+	claimed, commit := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	p.h.beforeWrite = func(reqs []seckill.OrderRequest) {
+		for _, r := range reqs {
+			if r.UserID == p.V {
+				once.Do(func() { close(claimed); <-commit })
+			}
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if _, err := p.e.WriteBatch(context.Background()); err != nil {
+			t.Logf("writer: %v (nacked)", err)
+		}
+	}()
+	<-claimed
+	return func() { close(commit); <-done }
+}

@@ -322,8 +322,9 @@ func (s *Store) SaleStats(_ context.Context, id int64) (*seckill.SaleStats, erro
 // reports the order the pair holds if it has one (taking no unit), and
 // fails with ESoldOut or ENotFound (no such sale) otherwise; a later
 // request of the same pair in the batch shares that outcome. A request
-// whose ticket FenceTicket recorded fails with EExpired and changes
-// nothing; the next request of its pair is the first. One result per
+// whose ticket FenceTicket recorded changes nothing, and the next request
+// of its pair is the first; it reports the order its pair holds after the
+// batch, if any, and fails with EExpired otherwise. One result per
 // request, in order. It never fails.
 func (s *Store) WriteOrders(_ context.Context, reqs []seckill.OrderRequest, payBy time.Time) ([]seckill.OrderResult, error) {
 	res := make([]seckill.OrderResult, len(reqs))
@@ -332,6 +333,7 @@ func (s *Store) WriteOrders(_ context.Context, reqs []seckill.OrderRequest, payB
 	// decides either before it or after it.
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	var fenced []int
 	for i, r := range reqs {
 		res[i] = seckill.OrderResult{SaleID: r.SaleID, UserID: r.UserID, Ticket: r.Ticket}
 		ss, ok := s.sales[r.SaleID]
@@ -340,7 +342,7 @@ func (s *Store) WriteOrders(_ context.Context, reqs []seckill.OrderRequest, payB
 			continue
 		}
 		if ss.fenced[r.Ticket] {
-			res[i].Status, res[i].Reason = seckill.ResultFailed, seckill.EExpired
+			fenced = append(fenced, i) // answered below, once the batch's orders are in
 			continue
 		}
 		key := [2]int64{r.SaleID, r.UserID}
@@ -364,6 +366,13 @@ func (s *Store) WriteOrders(_ context.Context, reqs []seckill.OrderRequest, payB
 		s.orders[o.ID], s.bySU[key], s.byNo[o.OrderNo] = o, o.ID, o.ID
 		s.byUser[r.UserID] = append(s.byUser[r.UserID], o.ID)
 		res[i].Status, res[i].OrderID = seckill.ResultSuccess, o.ID
+	}
+	for _, i := range fenced {
+		if id, ok := s.bySU[[2]int64{reqs[i].SaleID, reqs[i].UserID}]; ok {
+			res[i].Status, res[i].OrderID = seckill.ResultSuccess, id
+		} else {
+			res[i].Status, res[i].Reason = seckill.ResultFailed, seckill.EExpired
+		}
 	}
 	return res, nil
 }

@@ -134,3 +134,40 @@ func (db *DB) checkFences(ctx context.Context, tx *sql.Tx, b *orderBatch) error 
 	}
 	return nil
 }
+
+// lookupFenced gives each request set aside as fenced the order its (sale,
+// user) holds, if any (written from another ticket, earlier or in this
+// batch, which the transaction sees): the buyer holds an order, and the
+// result of their late, fenced request must say so rather than fail. Rare:
+// only batches with fenced requests query anything.
+func (db *DB) lookupFenced(ctx context.Context, tx *sql.Tx, b *orderBatch) error {
+	bySale := map[int64][]int{}
+	for i := range b.fenced {
+		bySale[b.reqs[i].SaleID] = append(bySale[b.reqs[i].SaleID], i)
+	}
+	for sale, idx := range bySale {
+		users := make([]int64, len(idx))
+		for j, i := range idx {
+			users[j] = b.reqs[i].UserID
+		}
+		orders := make(map[int64]int64, len(idx)) // user → order
+		for chunk := range chunked(users, db.chunks(len(users), 1)) {
+			rows, err := tx.QueryContext(ctx, db.d.q.orderIDs(len(chunk)), db.inArgs([]any{sale}, chunk)...)
+			err = eachRow(rows, err, func(row scanner) error {
+				var id, user int64
+				if err := row.Scan(&id, &user); err != nil {
+					return err
+				}
+				orders[user] = id
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("orders of fenced requests of sale %d: %w", sale, err)
+			}
+		}
+		for _, i := range idx {
+			b.orderID[i] = orders[b.reqs[i].UserID]
+		}
+	}
+	return nil
+}

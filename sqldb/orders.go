@@ -26,11 +26,14 @@ import (
 //   - When a sale has fewer units left than new buyers, the earliest
 //     requests get them and the rest fail with reason ESoldOut; a request
 //     for a sale that does not exist fails with reason ENotFound.
-//   - A request whose ticket FenceTicket recorded fails with reason
-//     EExpired, writes nothing and takes no unit; it does not count as
-//     its (sale, user)'s first request, so a later one of the pair with
-//     a ticket not fenced is written. The records are read once the
-//     batch holds its sales (checkFences), which FenceTicket holds too.
+//   - A request whose ticket FenceTicket recorded writes nothing and takes
+//     no unit; it does not count as its (sale, user)'s first request, so a
+//     later one of the pair with a ticket not fenced is written. It fails
+//     with reason EExpired, unless the pair holds an order (written from
+//     another ticket, in this batch or before): then it succeeds with that
+//     order, as a redelivery does, so that the buyer who holds it is not
+//     told otherwise. The records are read once the batch holds its sales
+//     (checkFences), which FenceTicket holds too.
 //
 // An error means nothing was written.
 func (db *DB) WriteOrders(ctx context.Context, reqs []seckill.OrderRequest, payBy time.Time) ([]seckill.OrderResult, error) {
@@ -55,7 +58,10 @@ func (db *DB) WriteOrders(ctx context.Context, reqs []seckill.OrderRequest, payB
 	for {
 		err := db.inTx(ctx, func(tx *sql.Tx) error {
 			b = newOrderBatch(reqs, fenced) // afresh for every attempt
-			return write(ctx, tx, b, payBy)
+			if err := write(ctx, tx, b, payBy); err != nil {
+				return err
+			}
+			return db.lookupFenced(ctx, tx, b)
 		})
 		if errors.Is(err, errNewFences) {
 			if fenced == nil {

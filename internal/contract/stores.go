@@ -645,12 +645,28 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 		if st := storeStats(t, s, sale.ID); st.Orders != 0 || st.SQLStockLeft != 5 {
 			t.Errorf("storeStats = %+v; want no order, 5 left", st)
 		}
+		// The buyer bought again under another ticket; the fenced request,
+		// landing once more, reports that order (the buyer holds one) and
+		// takes nothing.
+		r2 := storeReq(sale.ID, u.ID)
+		bought := storeWriteOrders(t, s, []seckill.OrderRequest{r2}, storeNow().Add(time.Minute))
+		if bought[0].Status != seckill.ResultSuccess {
+			t.Fatalf("the buyer's new ticket = %+v, want success", bought[0])
+		}
+		res := storeWriteOrders(t, s, []seckill.OrderRequest{r}, storeNow().Add(time.Minute))
+		if res[0].Status != seckill.ResultSuccess || res[0].OrderID != bought[0].OrderID {
+			t.Errorf("fenced request of a buyer with order %d = %+v, want that order", bought[0].OrderID, res[0])
+		}
+		if st := storeStats(t, s, sale.ID); st.Orders != 1 || st.SQLStockLeft != 4 {
+			t.Errorf("storeStats = %+v; want 1 order, 4 left", st)
+		}
 	})
 
 	t.Run("FencedBesideAnotherTicket", func(t *testing.T) {
 		// A fenced request is no pair's first: the pair's next request,
 		// whose ticket is not fenced, is written whichever comes first,
-		// and the fenced one takes no unit from it.
+		// and the fenced one takes no unit from it, and reports the
+		// order its pair holds after all.
 		s := open(t)
 		one, many := storeNewSale(t, s, 1), storeNewSale(t, s, 5)
 		v, w := storeNewUser(t, s).ID, storeNewUser(t, s).ID
@@ -663,12 +679,14 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 		for _, r := range res {
 			got = append(got, r.Status+r.Reason)
 		}
-		want := []string{"failedexpired", "success", "failedexpired", "success", "failedexpired", "success"}
+		want := []string{"success", "success", "success", "success", "success", "success"}
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Fatalf("outcomes of [V:T1 fenced, V:T2, V:T1, W:T1, W:T2 fenced, W:T1] (-want +got):\n%s", diff)
 		}
-		if res[5].OrderID != res[3].OrderID {
-			t.Errorf("W's duplicate got order %d, want %d", res[5].OrderID, res[3].OrderID)
+		for _, c := range [][2]int{{0, 1}, {2, 1}, {4, 3}, {5, 3}} {
+			if res[c[0]].OrderID != res[c[1]].OrderID {
+				t.Errorf("request %d got order %d, want %d (its pair's)", c[0], res[c[0]].OrderID, res[c[1]].OrderID)
+			}
 		}
 		for _, c := range []struct {
 			sale, user int64
@@ -695,7 +713,7 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 		reqs := []seckill.OrderRequest{
 			storeReq(a.ID, u[0]),      // 0 fenced
 			storeReq(a.ID, u[1]),      // 1 a's only unit: the fenced request took none
-			storeReq(b.ID, u[1]),      // 2 fenced
+			storeReq(b.ID, u[1]),      // 2 fenced: reports request 6's order
 			storeReq(c.ID, u[0]),      // 3
 			storeReq(b.ID, u[0]),      // 4
 			storeReq(b.ID, u[2]),      // 5 fenced
@@ -710,7 +728,7 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 		for _, i := range []int{0, 2, 5} {
 			storeFence(t, s, reqs[i])
 		}
-		want := []string{"failedexpired", "success", "failedexpired", "success", "success", "failedexpired",
+		want := []string{"failedexpired", "success", "success", "success", "success", "failedexpired",
 			"success", "failedsold_out", "failednot_found", "failedsold_out", "success", "success"}
 		res := storeWriteOrders(t, s, reqs, storeNow().Add(time.Minute))
 		var got []string
@@ -722,6 +740,9 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 		}
 		if res[10].OrderID != res[3].OrderID {
 			t.Errorf("duplicate of request 3 got order %d, want %d", res[10].OrderID, res[3].OrderID)
+		}
+		if res[2].OrderID != res[6].OrderID {
+			t.Errorf("fenced request 2 got order %d, want request 6's %d", res[2].OrderID, res[6].OrderID)
 		}
 		// Redelivered whole, the batch gets the same answers.
 		again := storeWriteOrders(t, s, reqs, storeNow().Add(time.Minute))
