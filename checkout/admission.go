@@ -91,16 +91,7 @@ func (e *Engine) IssuePath(ctx context.Context, userID, saleID int64, captchaID,
 		} else if err != nil {
 			return "", time.Time{}, err
 		}
-		if c.UserID != userID {
-			// Someone else's captcha (its id learned over a shoulder):
-			// it goes back untouched, so only its user's answer uses it
-			// up.
-			if err := e.b.Captchas.PutCaptcha(context.WithoutCancel(ctx), captchaID, *c); err != nil {
-				e.log.Warn("put back another user's captcha", "err", err)
-			}
-			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "wrong captcha answer; get a new one")
-		}
-		if c.SaleID != saleID || !e.b.CaptchaMaker.Check(c.Answer, answer) {
+		if c.UserID != userID || c.SaleID != saleID || !e.b.CaptchaMaker.Check(c.Answer, answer) {
 			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "wrong captcha answer; get a new one")
 		}
 	}
