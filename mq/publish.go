@@ -223,7 +223,7 @@ func (q *Queue) send(b *pubBatch) {
 	ctx, cancel := context.WithDeadline(context.Background(), until)
 	defer cancel()
 	if _, err := q.js.Publish(ctx, q.batchSubject(b.sale, len(rs)), appendBatch(nil, rs)); err != nil {
-		if !notStored(err) {
+		if !notStored(err, q.cfg.Replicas) {
 			// Sent, or maybe sent, and no acknowledgement came: the
 			// server may have it.
 			err = fmt.Errorf("%w: %w", seckill.ErrMaybeStored, err)
@@ -235,28 +235,46 @@ func (q *Queue) send(b *pubBatch) {
 // notStored reports whether a failed publish surely left nothing in the
 // stream: the client refused to send it (no connection to send on, a
 // reconnect without a buffer, a bad subject or size), no stream answered
-// its subject, or the stream answered with an error. Any other failure
-// may come after the message left (a timeout, the connection closed while
-// the acknowledgement was on its way, an acknowledgement that does not
-// parse): the server may have stored it, and its reservation must wait
-// for the writer or the reconciler rather than be released at once, or a
-// request stored after all would land with no reservation, its unit sold
+// its subject, or the stream answered with an error that comes before
+// anything is stored: no such stream, a message too large, no resources, a
+// sealed stream, and, on a stream of one replica, a failed store (a full
+// stream). Any other failure may come after the message left, or after it
+// was stored: a timeout, the connection closed while the acknowledgement
+// was on its way, an acknowledgement that does not parse, and on a
+// replicated stream an error the leader answers for a message its
+// followers store anyway (nats-server answers a sequence mismatch at apply
+// time, then stores it). Such a message's reservation must wait for the
+// writer or the reconciler rather than be released at once, or a request
+// stored after all lands with no reservation and no fence, its unit sold
 // again (checkout.Admit).
-func notStored(err error) bool {
+func notStored(err error, replicas int) bool {
 	var apiErr *jetstream.APIError
-	switch {
-	case errors.As(err, &apiErr),
-		errors.Is(err, jetstream.ErrNoStreamResponse),
-		errors.Is(err, nats.ErrNoResponders),
-		errors.Is(err, nats.ErrReconnectBufExceeded),
-		errors.Is(err, nats.ErrInvalidConnection),
-		errors.Is(err, nats.ErrConnectionDraining),
-		errors.Is(err, nats.ErrMaxPayload),
-		errors.Is(err, nats.ErrBadSubject):
-		return true
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case jetstream.JSErrCodeStreamNotFound, errCodeMessageTooLarge, errCodeInsufficientResources, errCodeSealed:
+			return true
+		case errCodeStoreFailed:
+			return replicas <= 1
+		}
+		return false
+	}
+	for _, e := range []error{jetstream.ErrNoStreamResponse, nats.ErrNoResponders, nats.ErrReconnectBufExceeded,
+		nats.ErrInvalidConnection, nats.ErrConnectionDraining, nats.ErrMaxPayload, nats.ErrBadSubject} {
+		if errors.Is(err, e) {
+			return true
+		}
 	}
 	return false
 }
+
+// JetStream's error codes (nats-server's errors.json) that nats.go has no
+// name for.
+const (
+	errCodeMessageTooLarge       jetstream.ErrorCode = 10054 // JSStreamMessageExceedsMaximumErr
+	errCodeInsufficientResources jetstream.ErrorCode = 10023 // JSInsufficientResourcesErr
+	errCodeSealed                jetstream.ErrorCode = 10109 // JSStreamSealedErr
+	errCodeStoreFailed           jetstream.ErrorCode = 10077 // JSStreamStoreFailedF: a limit of a discard-new stream, among others
+)
 
 // batchSubject is the subject of a message of n requests of a sale:
 // <prefix>.orders.<sale>.<n>. The count in the subject lets Pending add up
