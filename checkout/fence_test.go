@@ -520,7 +520,7 @@ func TestWithdrawsLandBeforeRebuildInstalls(t *testing.T) {
 		var readFences, install chan struct{}
 		p.h.beforeFence = func() {
 			// After the reconciler found T1 neither queued nor in SQL.
-			finish = claimInFlightTolerant(t, v, p) // T1 lands; the writer claims it on the live gate
+			finish = claimInFlightTolerant(t, v, p)            // T1 lands; the writer claims it on the live gate
 			if err := v.gate.Forget(ctx, p.s.ID); err != nil { // Redis loses the sale
 				t.Fatal(err)
 			}
@@ -643,3 +643,112 @@ func claimInFlightTolerant(t *testing.T, v *env, p *stalledPurchase) (finish fun
 	<-claimed
 	return func() { close(commit); <-done }
 }
+
+// TestLateRequestRefusedAtClaimAfterRebuy: the SQL-side answer of
+// TestLateFencedRequestOfABuyerWithAnOrder has a twin at the gate (found
+// by a second break review). V's publish of T1 stalled; the reconciler fenced T1 and gave
+// its unit back; V bought again (T2, reserved, its publish on its way).
+// T1 lands late and writer B fetches it (with W's request): Claim refuses
+// T1, since V's pending reservation has another ticket, and B answers it
+// EExpired in the batch's results (claim's expired), with no look at SQL.
+// B is slow to finish its batch (W's commit waits on SQL); meanwhile T2
+// lands, writer A writes it: V's order, success published. An instance
+// that does not hold V's success (started since, or a minute later:
+// keepSuccess swept it) then hears B's EExpired for (sale, V) and records
+// it: V, whose 202 is an order, was told failed (I3). A failure of that
+// kind is now checked against SQL when it is read, where the order wins.
+func TestLateRequestRefusedAtClaimAfterRebuy(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, cell string, v *env) {
+		ctx := context.Background()
+		s := v.openSale(2)
+		us := v.users(2)
+		V, W := us[0], us[1]
+		h := &hookedOrders{OrderStore: v.db}
+		b := v.backends()
+		b.Orders = h
+		cfg := Config{PublishTimeout: 50 * time.Millisecond}
+		e := v.recovered(cfg, &b)
+
+		t1 := stalledReservation(t, v, e, s.ID, V)
+		if n, err := e.Reconcile(ctx, 0); err != nil || n != 1 {
+			t.Fatalf("second round: released %d, %v; want 1", n, err)
+		}
+		// V buys again: T2 reserved, its publish on its way.
+		t2 := newTicket()
+		if r, err := v.gate.Reserve(ctx, seckill.Reservation{SaleID: s.ID, UserID: V, Ticket: t2, At: time.Now()}); err != nil || r != seckill.Reserved {
+			t.Fatalf("V's second reservation: %v %v", r, err)
+		}
+		v.publishTicket(s.ID, V, t1) // T1 lands late
+		if _, err := e.Purchase(ctx, W, s.ID, path(t, e, W, s.ID)); err != nil {
+			t.Fatalf("W buys: %v", err)
+		}
+
+		// Writer B takes [T1, W]: T1 refused at the claim; W's commit stalls.
+		claimed, commit := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		h.beforeWrite = func(reqs []seckill.OrderRequest) {
+			for _, r := range reqs {
+				if r.UserID == W {
+					once.Do(func() { close(claimed); <-commit })
+				}
+			}
+		}
+		bDone := make(chan struct{})
+		go func() {
+			defer close(bDone)
+			if _, err := e.WriteBatch(context.Background()); err != nil {
+				t.Errorf("writer B: %v", err)
+			}
+		}()
+		<-claimed
+
+		// T2 lands; writer A writes it: V's order, success published.
+		v.publishTicket(s.ID, V, t2)
+		if _, err := e.WriteBatch(ctx); err != nil {
+			t.Fatalf("writer A: %v", err)
+		}
+		o, err := v.db.OrderBySaleUser(ctx, s.ID, V)
+		if err != nil {
+			t.Fatalf("V's order from T2: %v", err)
+		}
+
+		// An instance started since V's success (it holds no entry for V).
+		e3 := v.engine(cfg, nil)
+		arrived := make(chan struct{})
+		var once2 sync.Once
+		cancel, err := v.queue.SubscribeResults(func(r seckill.OrderResult) {
+			if r.Ticket == t1 {
+				once2.Do(func() { close(arrived) })
+			}
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cancel()
+
+		close(commit) // B finishes: W's order, and T1's EExpired published
+		<-bDone
+		select {
+		case <-arrived:
+		case <-time.After(5 * time.Second):
+			t.Fatal("T1's result never came")
+		}
+		time.Sleep(200 * time.Millisecond) // e3's subscriber hears it too
+		if r, err := e3.Result(ctx, V, s.ID); err != nil || r.Status != seckill.ResultSuccess || r.OrderID != o.ID {
+			t.Errorf("I3: V holds order %d (its 202, T2), and is told %+v (%v)", o.ID, r, err)
+		}
+		drain(t, e)
+		v.checkAtRest(s.ID)
+	})
+}
+
+// TestForeignAnswerPutBackOnASkewedInstance (second break review): ea8c381
+// puts another user's captcha back so that only its user's answer uses it
+// up. The put-back is a PutCaptcha on the answering instance's store,
+// which sets the key's life from that instance's clock (ExpiresAt minus
+// its now). Instances' clocks may be minutes apart (rdb.CaptchaStore says
+// so); on one ahead by more than the captcha's remaining life the
+// put-back deletes it (ttl < 1 ms), and on one behind it outlives
+// CaptchaTTL by the skew. Mallory, who learned Bob's captcha id, answers
+// it on an instance 3 minutes ahead: Bob's right answer then finds it
+// gone.

@@ -22,6 +22,16 @@ func (e *Engine) Result(ctx context.Context, userID, saleID int64) (seckill.Resu
 				e.log.Warn("result: look-up of a queued purchase in SQL", "sale", saleID, "user", userID, "err", err)
 			}
 		}
+		if r.Status == seckill.ResultFailed && r.Reason == seckill.EExpired {
+			// The failure of a request whose reservation was released
+			// before it reached the queue. It may be the buyer's old
+			// request, landed late, while a newer one of theirs became
+			// an order (its success heard before, and forgotten, or
+			// not yet): the order in SQL is the answer then.
+			if o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID); err == nil {
+				return seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID}, nil
+			}
+		}
 		return r, nil
 	}
 	o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID)
