@@ -17,9 +17,13 @@ type Captcha struct {
 type CaptchaStore interface {
 	// PutCaptcha stores c under id.
 	PutCaptcha(ctx context.Context, id string, c Captcha) error
-	// TakeCaptcha removes and returns the captcha: single use. ENotFound when
-	// there is none or it expired.
-	TakeCaptcha(ctx context.Context, id string) (*Captcha, error)
+	// TakeCaptcha removes and returns the captcha if it was issued to
+	// userID: single use, and only its user's try uses it up. ENotFound when
+	// there is none, it expired, or it is another user's (left in place, and
+	// told apart from none by nobody, so an id learned over a shoulder is
+	// worth nothing to someone else). The check and the removal are one
+	// atomic step, so concurrent takers get it once.
+	TakeCaptcha(ctx context.Context, id string, userID int64) (*Captcha, error)
 }
 
 // CaptchaMaker makes captcha challenges and checks the answers given to

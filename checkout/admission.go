@@ -85,13 +85,13 @@ func (e *Engine) IssuePath(ctx context.Context, userID, saleID int64, captchaID,
 		if captchaID == "" {
 			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "this sale needs a solved captcha")
 		}
-		c, err := e.b.Captchas.TakeCaptcha(ctx, captchaID)
+		c, err := e.b.Captchas.TakeCaptcha(ctx, captchaID, userID)
 		if seckill.ErrorCode(err) == seckill.ENotFound {
 			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "captcha expired or already used; get a new one")
 		} else if err != nil {
 			return "", time.Time{}, err
 		}
-		if c.UserID != userID || c.SaleID != saleID || !e.b.CaptchaMaker.Check(c.Answer, answer) {
+		if c.SaleID != saleID || !e.b.CaptchaMaker.Check(c.Answer, answer) {
 			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "wrong captcha answer; get a new one")
 		}
 	}

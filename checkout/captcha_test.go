@@ -7,6 +7,7 @@ import (
 
 	"seckill"
 	"seckill/inmem"
+	"seckill/rdb"
 )
 
 // TestCaptchaLeadTime checks that captchas are issued only from CaptchaLead
@@ -112,5 +113,42 @@ func TestCaptchaMaker(t *testing.T) {
 	}
 	if _, _, err := e.IssuePath(ctx, user, s.ID, id, "42"); err != nil {
 		t.Fatalf("path for the maker's answer: %v", err)
+	}
+}
+
+// TestForeignAnswerOnASkewedInstance: another user's try at Bob's captcha,
+// on an instance whose clock runs 3 minutes ahead of the issuer's, leaves
+// the captcha for Bob. (Found by a break review of a put-back that
+// recomputed the captcha's life on the answering instance's clock and so
+// deleted it; the store now takes a captcha only for its own user.)
+func TestForeignAnswerOnASkewedInstance(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	c, prefix := testRedis(t)
+	s := &seckill.Sale{Name: "phone", PriceCents: 100, Stock: 1, RequireCaptcha: true,
+		StartsAt: time.Now().Add(-time.Minute).UTC(), EndsAt: time.Now().Add(time.Hour).UTC()}
+	if err := v.db.CreateSale(ctx, s); err != nil {
+		t.Fatal(err)
+	}
+	us := v.users(2)
+	bob, mallory := us[0], us[1]
+	ahead := &offsetClock{}
+	ahead.advance(3 * time.Minute)
+	onClock := func(now func() time.Time) *Engine {
+		b := v.backends()
+		b.CaptchaMaker = fixedMaker{}
+		b.Captchas = rdb.NewCaptchaStoreClock(c, prefix, now)
+		return v.engine(Config{Now: now}, &b)
+	}
+	e1, e2 := onClock(time.Now), onClock(ahead.Now)
+
+	id, _, _, err := e1.Captcha(ctx, bob, s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = e2.IssuePath(ctx, mallory, s.ID, id, "41") // Mallory, on the instance ahead
+	wantCode(t, err, seckill.EBadCaptcha)
+	if _, _, err := e1.IssuePath(ctx, bob, s.ID, id, "42"); err != nil {
+		t.Errorf("Bob's right answer after Mallory's try on a skewed instance: %v; want his path (another user's answer must leave the captcha in place)", err)
 	}
 }

@@ -112,8 +112,16 @@ func withSQL(t *testing.T, v *env, dbURL string) {
 // server's time: v.gateNow is nil.
 func withRedisGate(t *testing.T, v *env) {
 	t.Helper()
-	ctx := context.Background()
-	c, err := rdb.Open(ctx, testenv.URL(t, "SECKILL_TEST_REDIS"))
+	c, prefix := testRedis(t)
+	v.gate, v.locker, v.gateNow = rdb.NewGate(c, prefix), rdb.NewLocker(c, prefix), nil
+}
+
+// testRedis opens the Redis server in SECKILL_TEST_REDIS (the test is
+// skipped without it, failed in CI) and returns it with a key prefix of
+// the test's own, whose keys are deleted when the test ends.
+func testRedis(t *testing.T) (*rdb.Client, string) {
+	t.Helper()
+	c, err := rdb.Open(context.Background(), testenv.URL(t, "SECKILL_TEST_REDIS"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +132,7 @@ func withRedisGate(t *testing.T, v *env) {
 			t.Errorf("deleting the test's keys %s*: %v", prefix, err)
 		}
 	})
-	v.gate, v.locker, v.gateNow = rdb.NewGate(c, prefix), rdb.NewLocker(c, prefix), nil
+	return c, prefix
 }
 
 // deleteKeys deletes the keys starting with prefix (no glob characters in

@@ -186,8 +186,9 @@ func TestSalesCatalog(t *testing.T) {
 
 func TestCaptchaAndPath(t *testing.T) {
 	s := newStack(t, options{})
-	toks, _ := s.buyers(2)
+	toks, ids := s.buyers(2)
 	alice, bob := toks[0], toks[1]
+	user := map[string]int64{alice: ids[0], bob: ids[1]}
 	sale := s.activeSale(5, true)
 	url := fmt.Sprintf("/api/sales/%d/", sale)
 
@@ -214,7 +215,7 @@ func TestCaptchaAndPath(t *testing.T) {
 			t.Fatalf("captcha expires in %v, want 2m", d)
 		}
 		id := m["captcha_id"].(string)
-		c, err := peekCaptcha(s, id)
+		c, err := peekCaptcha(s, id, user[tok])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -230,9 +231,12 @@ func TestCaptchaAndPath(t *testing.T) {
 	want(t, s.do("POST", url+"path", alice, `{"captcha_id":"x","answer":"1","extra":1}`), 400, "invalid")
 	want(t, s.do("POST", url+"path", alice, `{"captcha_id":1}`), 400, "invalid")
 
-	// Bob's captcha does not work for Alice.
+	// Bob's captcha does not work for Alice, and her tries do not use it
+	// up: Bob's answer still works.
 	bid, bans := answer(bob)
 	want(t, s.do("POST", url+"path", alice, map[string]string{"captcha_id": bid, "answer": bans}), 400, "bad_captcha")
+	want(t, s.do("POST", url+"path", alice, map[string]string{"captcha_id": bid, "answer": "wrong"}), 400, "bad_captcha")
+	want(t, s.do("POST", url+"path", bob, map[string]string{"captcha_id": bid, "answer": bans}), 200, "")
 
 	id, ans = answer(alice)
 	r := s.do("POST", url+"path", alice, map[string]string{"captcha_id": id, "answer": " " + ans + " "})
@@ -267,8 +271,8 @@ func TestCaptchaAndPath(t *testing.T) {
 
 // peekCaptcha reads a captcha's answer by taking it from the store and
 // putting it back.
-func peekCaptcha(s *stack, id string) (string, error) {
-	return s.engineCaptchaAnswer(id)
+func peekCaptcha(s *stack, id string, user int64) (string, error) {
+	return s.engineCaptchaAnswer(id, user)
 }
 
 func TestPurchaseOutcomes(t *testing.T) {

@@ -399,11 +399,11 @@ func (s *stack) checkInvariants(sale int64, st checkout.Stats) {
 	}
 }
 
-// engineCaptchaAnswer reads a captcha's answer from the store, leaving the
-// captcha in place.
-func (s *stack) engineCaptchaAnswer(id string) (string, error) {
+// engineCaptchaAnswer reads the answer of a captcha issued to user from
+// the store, leaving the captcha in place.
+func (s *stack) engineCaptchaAnswer(id string, user int64) (string, error) {
 	ctx := context.Background()
-	c, err := s.captchas.TakeCaptcha(ctx, id)
+	c, err := s.captchas.TakeCaptcha(ctx, id, user)
 	if err != nil {
 		return "", err
 	}

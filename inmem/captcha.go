@@ -44,11 +44,16 @@ func (s *CaptchaStore) PutCaptcha(_ context.Context, id string, c seckill.Captch
 	return nil
 }
 
-// TakeCaptcha removes and returns the captcha; ENotFound if absent or expired.
-func (s *CaptchaStore) TakeCaptcha(_ context.Context, id string) (*seckill.Captcha, error) {
+// TakeCaptcha removes and returns userID's captcha; ENotFound if absent,
+// expired or another user's (which stays).
+func (s *CaptchaStore) TakeCaptcha(_ context.Context, id string, userID int64) (*seckill.Captcha, error) {
 	s.mu.Lock()
 	c, ok := s.items[id]
-	delete(s.items, id)
+	if ok && c.UserID != userID {
+		ok = false
+	} else {
+		delete(s.items, id)
+	}
 	s.mu.Unlock()
 	if !ok || !s.now().Before(c.ExpiresAt) {
 		return nil, seckill.Errorf(seckill.ENotFound, "captcha expired or already used")

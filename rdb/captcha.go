@@ -16,8 +16,8 @@ var _ seckill.CaptchaStore = (*CaptchaStore)(nil)
 
 // CaptchaStore keeps issued captchas in Redis until they are taken or
 // expire, so a captcha issued by one instance can be answered on another.
-// Taking is GETDEL (Redis 6.2 or later): single use even when several
-// instances race for the same id.
+// Taking is one script that checks the user and deletes: single use even
+// when several instances race for the same id.
 type CaptchaStore struct {
 	c      *Client
 	prefix string
@@ -64,10 +64,23 @@ func (s *CaptchaStore) PutCaptcha(ctx context.Context, id string, c seckill.Capt
 	return redisErr("put captcha", s.c.rdb.Set(ctx, s.key(id), v, ttl).Err())
 }
 
-// TakeCaptcha removes and returns the captcha; ENotFound if absent, taken or
-// expired (its key's TTL ran out).
-func (s *CaptchaStore) TakeCaptcha(ctx context.Context, id string) (*seckill.Captcha, error) {
-	v, err := s.c.rdb.GetDel(ctx, s.key(id)).Bytes()
+// takeCaptchaScript: KEYS the captcha; ARGV a user id. Deletes and returns
+// the captcha's record if it was issued to that user; nil if there is none
+// or it is another user's (which stays, its TTL untouched). User ids are
+// far below 2^53, so Lua's numbers hold them exactly.
+var takeCaptchaScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if not v then return false end
+if cjson.decode(v).u ~= tonumber(ARGV[1]) then return false end
+redis.call('DEL', KEYS[1])
+return v
+`)
+
+// TakeCaptcha removes and returns userID's captcha, in one script; ENotFound
+// if absent, taken, expired (its key's TTL ran out) or another user's
+// (which stays).
+func (s *CaptchaStore) TakeCaptcha(ctx context.Context, id string, userID int64) (*seckill.Captcha, error) {
+	v, err := takeCaptchaScript.Run(ctx, s.c.rdb, []string{s.key(id)}, userID).Text()
 	if errors.Is(err, redis.Nil) {
 		return nil, seckill.Errorf(seckill.ENotFound, "captcha expired or already used")
 	}
@@ -75,7 +88,7 @@ func (s *CaptchaStore) TakeCaptcha(ctx context.Context, id string) (*seckill.Cap
 		return nil, redisErr("take captcha", err)
 	}
 	var r captchaRecord
-	if err := json.Unmarshal(v, &r); err != nil {
+	if err := json.Unmarshal([]byte(v), &r); err != nil {
 		return nil, fmt.Errorf("rdb take captcha %q: %w", id, err)
 	}
 	// No clock is compared here: the key's TTL, set from the issuer's clock

@@ -42,14 +42,14 @@ func TestCaptchaAcrossInstanceClocks(t *testing.T) {
 				if ttl <= life-5*time.Second || ttl > life {
 					t.Errorf("key TTL %v, want the captcha's life %v", ttl, life)
 				}
-				got, err := taker.TakeCaptcha(ctx, id)
+				got, err := taker.TakeCaptcha(ctx, id, want.UserID)
 				if err != nil {
 					t.Fatalf("a fresh captcha taken on an instance %v off the issuer: %v", tc.off, err)
 				}
 				if !got.ExpiresAt.Equal(want.ExpiresAt) || got.Answer != want.Answer || got.SaleID != want.SaleID || got.UserID != want.UserID {
 					t.Errorf("took %+v, want %+v", got, want)
 				}
-				if _, err := taker.TakeCaptcha(ctx, id); seckill.ErrorCode(err) != seckill.ENotFound {
+				if _, err := taker.TakeCaptcha(ctx, id, want.UserID); seckill.ErrorCode(err) != seckill.ENotFound {
 					t.Errorf("taken twice: err %v, want %s", err, seckill.ENotFound)
 				}
 			})

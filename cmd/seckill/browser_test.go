@@ -238,7 +238,7 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 	click(t, ctx, card+` button[data-buy]`)
 	waitJS(t, ctx, `document.querySelector('#captcha-img[data-captcha-id]')`, 5*time.Second)
 	id := evalString(t, ctx, `document.querySelector('#captcha-img').dataset.captchaId`)
-	brun(t, ctx, chromedp.SendKeys(chromedp.CSS(`#captcha-answer`), captchaAnswer(t, m, id)))
+	brun(t, ctx, chromedp.SendKeys(chromedp.CSS(`#captcha-answer`), captchaAnswer(t, m, "13800000001", id)))
 	screenshot(t, ctx, name, "buy")
 	click(t, ctx, `#buy-submit`)
 	waitJS(t, ctx, `document.querySelector('#buy-status').dataset.result === 'success'`, 10*time.Second)
@@ -757,13 +757,18 @@ func startBrowserServer(t *testing.T, addr, dir, publicURL string, tune ...func(
 	return m
 }
 
-// captchaAnswer reads the answer of captcha id from the server's store:
-// the test's way through the captcha, in process, with no route for it.
-// It puts the captcha back, so the page's answer is checked as usual.
-func captchaAnswer(t *testing.T, m *Main, id string) string {
+// captchaAnswer reads the answer of captcha id, issued to the buyer with
+// this phone, from the server's store: the test's way through the captcha,
+// in process, with no route for it. It puts the captcha back, so the
+// page's answer is checked as usual.
+func captchaAnswer(t *testing.T, m *Main, phone, id string) string {
 	t.Helper()
 	ctx := context.Background()
-	c, err := m.shared.captchas.TakeCaptcha(ctx, id)
+	u, err := m.db.UserByPhone(ctx, phone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := m.shared.captchas.TakeCaptcha(ctx, id, u.ID)
 	if err != nil {
 		t.Fatal(err)
 	}

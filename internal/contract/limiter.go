@@ -102,18 +102,21 @@ func TestCaptchaStore(t *testing.T, newStore func(t *testing.T) seckill.CaptchaS
 		if err := s.PutCaptcha(ctx, "a", c); err != nil {
 			t.Fatal(err)
 		}
-		got, err := s.TakeCaptcha(ctx, "a")
+		// Another user's try finds nothing and takes nothing.
+		_, err := s.TakeCaptcha(ctx, "a", 5)
+		wantCode(t, err, seckill.ENotFound)
+		got, err := s.TakeCaptcha(ctx, "a", 4)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got.Answer != c.Answer || got.SaleID != c.SaleID || got.UserID != c.UserID || !got.ExpiresAt.Equal(c.ExpiresAt) {
 			t.Fatalf("TakeCaptcha = %+v, want %+v", got, c)
 		}
-		_, err = s.TakeCaptcha(ctx, "a")
+		_, err = s.TakeCaptcha(ctx, "a", 4)
 		wantCode(t, err, seckill.ENotFound)
 	})
 	t.Run("Unknown", func(t *testing.T) {
-		_, err := newStore(t).TakeCaptcha(ctx, "nope")
+		_, err := newStore(t).TakeCaptcha(ctx, "nope", 4)
 		wantCode(t, err, seckill.ENotFound)
 	})
 	t.Run("Expired", func(t *testing.T) {
@@ -122,28 +125,35 @@ func TestCaptchaStore(t *testing.T, newStore func(t *testing.T) seckill.CaptchaS
 		if err := s.PutCaptcha(ctx, "old", c); err != nil {
 			t.Fatal(err)
 		}
-		_, err := s.TakeCaptcha(ctx, "old")
+		_, err := s.TakeCaptcha(ctx, "old", 0)
 		wantCode(t, err, seckill.ENotFound)
 	})
 	t.Run("ConcurrentTakeOnce", func(t *testing.T) {
 		s := newStore(t)
-		if err := s.PutCaptcha(ctx, "race", seckill.Captcha{Answer: "1", ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
+		if err := s.PutCaptcha(ctx, "race", seckill.Captcha{Answer: "1", UserID: 7, ExpiresAt: time.Now().Add(time.Minute)}); err != nil {
 			t.Fatal(err)
 		}
-		var won atomic.Int64
+		// Its user's takers race, and others' with them: one of its
+		// user's wins, once.
+		var won, others atomic.Int64
 		var wg sync.WaitGroup
 		for i := 0; i < 16; i++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				if _, err := s.TakeCaptcha(ctx, "race"); err == nil {
-					won.Add(1)
+				user := int64(7 + i%2)
+				if _, err := s.TakeCaptcha(ctx, "race", user); err == nil {
+					if user == 7 {
+						won.Add(1)
+					} else {
+						others.Add(1)
+					}
 				}
 			}()
 		}
 		wg.Wait()
-		if won.Load() != 1 {
-			t.Fatalf("captcha taken %d times, want once", won.Load())
+		if won.Load() != 1 || others.Load() != 0 {
+			t.Fatalf("captcha taken %d times by its user and %d by another, want once by its user", won.Load(), others.Load())
 		}
 	})
 }
