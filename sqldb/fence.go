@@ -151,19 +151,8 @@ func (db *DB) lookupFenced(ctx context.Context, tx *sql.Tx, b *orderBatch) error
 			users[j] = b.reqs[i].UserID
 		}
 		orders := make(map[int64]int64, len(idx)) // user → order
-		for chunk := range chunked(users, db.chunks(len(users), 1)) {
-			rows, err := tx.QueryContext(ctx, db.d.q.orderIDs(len(chunk)), db.inArgs([]any{sale}, chunk)...)
-			err = eachRow(rows, err, func(row scanner) error {
-				var id, user int64
-				if err := row.Scan(&id, &user); err != nil {
-					return err
-				}
-				orders[user] = id
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("orders of fenced requests of sale %d: %w", sale, err)
-			}
+		if err := db.ordersOf(ctx, tx, sale, users, func(user, id int64) { orders[user] = id }); err != nil {
+			return fmt.Errorf("orders of fenced requests of sale %d: %w", sale, err)
 		}
 		for _, i := range idx {
 			b.orderID[i] = orders[b.reqs[i].UserID]

@@ -406,22 +406,34 @@ func (db *DB) insertOrdersNoReturning(ctx context.Context, tx *sql.Tx, b *orderB
 // lookupOrders records the IDs of the existing orders of requests idx, all
 // for sale.
 func (db *DB) lookupOrders(ctx context.Context, tx *sql.Tx, b *orderBatch, sale int64, idx []int) error {
-	for chunk := range chunked(idx, db.chunks(len(idx), 1)) {
-		users := make([]int64, len(chunk))
-		for j, i := range chunk {
-			users[j] = b.reqs[i].UserID
-		}
-		rows, err := tx.QueryContext(ctx, db.d.q.orderIDs(len(chunk)), db.inArgs([]any{sale}, users)...)
+	users := make([]int64, len(idx))
+	for j, i := range idx {
+		users[j] = b.reqs[i].UserID
+	}
+	err := db.ordersOf(ctx, tx, sale, users, func(user, id int64) {
+		b.orderID[b.index[orderKey{sale, user}]] = id
+	})
+	if err != nil {
+		return fmt.Errorf("existing orders of sale %d: %w", sale, err)
+	}
+	return nil
+}
+
+// ordersOf calls found with each of users that holds an order of sale, and
+// that order's id, in as many queries as the engine's parameters need.
+func (db *DB) ordersOf(ctx context.Context, tx *sql.Tx, sale int64, users []int64, found func(user, id int64)) error {
+	for chunk := range chunked(users, db.chunks(len(users), 1)) {
+		rows, err := tx.QueryContext(ctx, db.d.q.orderIDs(len(chunk)), db.inArgs([]any{sale}, chunk)...)
 		err = eachRow(rows, err, func(row scanner) error {
 			var id, user int64
 			if err := row.Scan(&id, &user); err != nil {
 				return err
 			}
-			b.orderID[b.index[orderKey{sale, user}]] = id
+			found(user, id)
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("existing orders of sale %d: %w", sale, err)
+			return err
 		}
 	}
 	return nil
