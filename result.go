@@ -12,16 +12,24 @@ const (
 
 // Result is where a user's purchase in a sale stands, as the engine answers
 // it, the result bus carries it and the WebSocket pushes it:
-// {"status":…,"order_id":…,"reason":…}. Status is one of the Result*
-// statuses; OrderID is set on success, Reason (an error code) on failure.
+// {"status":…,"order_id":…,"reason":…,"ticket":…}. Status is one of the
+// Result* statuses; OrderID is set on success, Reason (an error code) on
+// failure. Ticket names the purchase the status is of (its 202's ticket):
+// a buyer's old request, landing late and refused, fails under its own
+// ticket while their newer purchase is queued or succeeds under its own,
+// and a client waiting for one purchase tells the two apart by it. A
+// success answered from SQL carries the order's ticket (its order number);
+// "none" carries none.
 type Result struct {
 	Status  string `json:"status"`
 	OrderID int64  `json:"order_id,omitempty"`
 	Reason  string `json:"reason,omitempty"`
+	Ticket  string `json:"ticket,omitempty"`
 }
 
 // OrderResult is the terminal outcome of one OrderRequest: its Result
-// (ResultSuccess or ResultFailed) for the request's sale, user and ticket.
+// (ResultSuccess or ResultFailed, under the request's ticket) for the
+// request's sale and user.
 //
 // The same message, with OrderStatus set, tells that an order moved
 // (paid, cancelled, refunded): then OrderID names the order, OrderStatus
@@ -31,7 +39,6 @@ type Result struct {
 type OrderResult struct {
 	SaleID      int64       `json:"sale_id"`
 	UserID      int64       `json:"user_id"`
-	Ticket      string      `json:"ticket"`
 	OrderStatus OrderStatus `json:"order_status,omitempty"`
 	Result
 }

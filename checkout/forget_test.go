@@ -32,7 +32,7 @@ func TestEndedSalesLeaveTheGate(t *testing.T) {
 	e := v.engine(Config{}, nil)
 	// This instance heard of a refusal in the old sale and in the recent one.
 	for _, sale := range []int64{old.ID, recent.ID} {
-		e.results.settle(seckill.OrderResult{SaleID: sale, UserID: u[1], Ticket: "t", Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.ESoldOut}})
+		e.results.settle(seckill.OrderResult{SaleID: sale, UserID: u[1], Result: seckill.Result{Ticket: "t", Status: seckill.ResultFailed, Reason: seckill.ESoldOut}})
 	}
 	if err := e.ForgetEnded(ctx); err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ func (e *Engine) Result(ctx context.Context, userID, saleID int64) (seckill.Resu
 			// an order (its success heard before, and forgotten, or
 			// not yet): the order in SQL is the answer then.
 			if o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID); err == nil {
-				return seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID}, nil
+				return orderResult(o), nil
 			}
 		}
 		return r, nil
@@ -37,11 +37,17 @@ func (e *Engine) Result(ctx context.Context, userID, saleID int64) (seckill.Resu
 	o, err := e.b.Orders.OrderBySaleUser(ctx, saleID, userID)
 	switch seckill.ErrorCode(err) {
 	case "":
-		return seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID}, nil
+		return orderResult(o), nil
 	case seckill.ENotFound:
 		return seckill.Result{Status: seckill.ResultNone}, nil
 	}
 	return seckill.Result{}, err
+}
+
+// orderResult is the success of the purchase that became o: its ticket is
+// the order number.
+func orderResult(o *seckill.Order) seckill.Result {
+	return seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID, Ticket: o.OrderNo}
 }
 
 // resultMap remembers the latest outcome per (sale, user) on this instance.
@@ -73,8 +79,7 @@ type resultShard struct {
 type resultKey struct{ sale, user int64 }
 
 type resultEntry struct {
-	ticket string
-	r      seckill.Result
+	r seckill.Result // its Ticket names the purchase
 	// at is when a success was recorded; for a queued purchase, when it
 	// was queued or last looked up in SQL (see claimQueued).
 	at time.Time
@@ -102,7 +107,7 @@ func (rm *resultMap) queue(sale, user int64, ticket string) (prev resultEntry, h
 	prev, had = sh.m[k]
 	// A failed earlier attempt may be retried; a success stays.
 	if !had || prev.r.Status != seckill.ResultSuccess {
-		sh.m[k] = resultEntry{ticket: ticket, r: seckill.Result{Status: seckill.ResultQueued}, at: rm.now()}
+		sh.m[k] = resultEntry{r: seckill.Result{Status: seckill.ResultQueued, Ticket: ticket}, at: rm.now()}
 	}
 	return prev, had
 }
@@ -114,7 +119,7 @@ func (rm *resultMap) unqueue(sale, user int64, ticket string, prev resultEntry, 
 	sh := rm.shard(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if e, ok := sh.m[k]; ok && e.ticket == ticket && e.r.Status == seckill.ResultQueued {
+	if e, ok := sh.m[k]; ok && e.r.Ticket == ticket && e.r.Status == seckill.ResultQueued {
 		if had {
 			sh.m[k] = prev
 		} else {
@@ -139,9 +144,9 @@ func (rm *resultMap) settle(r seckill.OrderResult) {
 	e, ok := sh.m[k]
 	switch {
 	case ok && e.r.Status == seckill.ResultSuccess:
-	case ok && e.r.Status == seckill.ResultQueued && e.ticket != r.Ticket && r.Status == seckill.ResultFailed:
+	case ok && e.r.Status == seckill.ResultQueued && e.r.Ticket != r.Ticket && r.Status == seckill.ResultFailed:
 	default:
-		sh.m[k] = resultEntry{ticket: r.Ticket, r: r.Result, at: now}
+		sh.m[k] = resultEntry{r: r.Result, at: now}
 	}
 	if now.Sub(sh.swept) >= sweepEvery {
 		sh.swept = now
@@ -244,10 +249,10 @@ func (e *Engine) recheck(ctx context.Context, saleID, userID int64) (seckill.Res
 	default:
 		return seckill.Result{}, false, err
 	}
-	r := seckill.OrderResult{SaleID: saleID, UserID: userID, Ticket: o.OrderNo, Result: seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID}}
+	r := seckill.OrderResult{SaleID: saleID, UserID: userID, Result: orderResult(o)}
 	e.results.settle(r)
 	e.tellLocal(r)
-	return seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID}, true, nil
+	return r.Result, true, nil
 }
 
 // RecheckQueued looks up in SQL up to recheckBatch purchases of this

@@ -26,8 +26,8 @@ func TestResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := result(t, e, buyer, s.ID); r != (seckill.Result{Status: seckill.ResultQueued}) {
-		t.Errorf("before the writer: %+v, want queued", r)
+	if r := result(t, e, buyer, s.ID); r != (seckill.Result{Status: seckill.ResultQueued, Ticket: ticket}) {
+		t.Errorf("before the writer: %+v, want queued under ticket %q", r, ticket)
 	}
 	runWriter(t, e)
 	r := waitResult(t, e, buyer, s.ID, seckill.ResultSuccess)
@@ -35,7 +35,7 @@ func TestResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.OrderID != o.ID || o.OrderNo != ticket || r.Reason != "" {
+	if r.OrderID != o.ID || o.OrderNo != ticket || r.Reason != "" || r.Ticket != ticket {
 		t.Errorf("result %+v, order %d no %q; want the order of ticket %q", r, o.ID, o.OrderNo, ticket)
 	}
 
@@ -44,8 +44,8 @@ func TestResults(t *testing.T) {
 	// the marker after it has arrived, the failure has been handled.
 	const markerSale = 424242
 	err = v.queue.PublishResults(ctx, []seckill.OrderResult{
-		{SaleID: s.ID, UserID: buyer, Ticket: "STRAY", Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.ESoldOut}},
-		{SaleID: markerSale, UserID: idle, Ticket: "MARK", Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.ENotFound}},
+		{SaleID: s.ID, UserID: buyer, Result: seckill.Result{Ticket: "STRAY", Status: seckill.ResultFailed, Reason: seckill.ESoldOut}},
+		{SaleID: markerSale, UserID: idle, Result: seckill.Result{Ticket: "MARK", Status: seckill.ResultFailed, Reason: seckill.ENotFound}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -64,8 +64,8 @@ func TestResults(t *testing.T) {
 	if _, ok := e2.results.get(s.ID, buyer); ok {
 		t.Fatal("a new engine already has a result entry")
 	}
-	if got := result(t, e2, buyer, s.ID); got != (seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID}) {
-		t.Errorf("new engine: %+v, want success with order %d", got, o.ID)
+	if got := result(t, e2, buyer, s.ID); got != (seckill.Result{Status: seckill.ResultSuccess, OrderID: o.ID, Ticket: ticket}) {
+		t.Errorf("new engine: %+v, want success with order %d under ticket %q", got, o.ID, ticket)
 	}
 	if got := result(t, e2, idle, s.ID); got.Status != seckill.ResultNone {
 		t.Errorf("new engine, user without a purchase: %+v, want none", got)
@@ -145,9 +145,9 @@ func TestResultMap(t *testing.T) {
 					p := prev[st.ticket]
 					rm.unqueue(sale, user, st.ticket, p.e, p.had)
 				case "success":
-					rm.settle(seckill.OrderResult{SaleID: sale, UserID: user, Ticket: st.ticket, Result: seckill.Result{Status: seckill.ResultSuccess, OrderID: 99}})
+					rm.settle(seckill.OrderResult{SaleID: sale, UserID: user, Result: seckill.Result{Ticket: st.ticket, Status: seckill.ResultSuccess, OrderID: 99}})
 				case "failed":
-					rm.settle(seckill.OrderResult{SaleID: sale, UserID: user, Ticket: st.ticket, Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.ESoldOut}})
+					rm.settle(seckill.OrderResult{SaleID: sale, UserID: user, Result: seckill.Result{Ticket: st.ticket, Status: seckill.ResultFailed, Reason: seckill.ESoldOut}})
 				}
 				r, ok := rm.get(sale, user)
 				if got := map[bool]string{true: r.Status}[ok]; got != st.want {
@@ -328,19 +328,19 @@ func TestResultMapForgetsOldSuccesses(t *testing.T) {
 	rm.now = func() time.Time { return now }
 	// Users 1, 65, 129 and 193 of sale 0 share a shard: sweeps are per shard.
 	const sale = 0
-	rm.settle(seckill.OrderResult{SaleID: sale, UserID: 1, Ticket: "a", Result: seckill.Result{Status: seckill.ResultSuccess, OrderID: 5}})
-	rm.settle(seckill.OrderResult{SaleID: sale, UserID: 65, Ticket: "b", Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.ESoldOut}})
+	rm.settle(seckill.OrderResult{SaleID: sale, UserID: 1, Result: seckill.Result{Ticket: "a", Status: seckill.ResultSuccess, OrderID: 5}})
+	rm.settle(seckill.OrderResult{SaleID: sale, UserID: 65, Result: seckill.Result{Ticket: "b", Status: seckill.ResultFailed, Reason: seckill.ESoldOut}})
 	rm.queue(sale, 129, "c")
 	if rm.shard(resultKey{sale, 1}) != rm.shard(resultKey{sale, 193}) {
 		t.Fatal("test users are not in one shard")
 	}
 	now = now.Add(keepSuccess / 2)
-	rm.settle(seckill.OrderResult{SaleID: sale, UserID: 193, Ticket: "d", Result: seckill.Result{Status: seckill.ResultSuccess, OrderID: 6}})
+	rm.settle(seckill.OrderResult{SaleID: sale, UserID: 193, Result: seckill.Result{Ticket: "d", Status: seckill.ResultSuccess, OrderID: 6}})
 	if _, ok := rm.get(sale, 1); !ok {
 		t.Fatal("a success younger than keepSuccess was forgotten")
 	}
 	now = now.Add(keepSuccess)
-	rm.settle(seckill.OrderResult{SaleID: sale, UserID: 193, Ticket: "d", Result: seckill.Result{Status: seckill.ResultSuccess, OrderID: 6}})
+	rm.settle(seckill.OrderResult{SaleID: sale, UserID: 193, Result: seckill.Result{Ticket: "d", Status: seckill.ResultSuccess, OrderID: 6}})
 	if r, ok := rm.get(sale, 1); ok {
 		t.Fatalf("old success still held: %+v", r)
 	}

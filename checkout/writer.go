@@ -210,8 +210,7 @@ func (e *Engine) claim(ctx context.Context, reqs []seckill.OrderRequest, atGate 
 		}
 		e.log.Warn("order refused: its reservation was released before it reached the queue",
 			"sale", r.SaleID, "user", r.UserID, "ticket", r.Ticket)
-		expired = append(expired, seckill.OrderResult{SaleID: r.SaleID, UserID: r.UserID, Ticket: r.Ticket,
-			Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.EExpired}})
+		expired = append(expired, seckill.OrderResult{SaleID: r.SaleID, UserID: r.UserID, Result: seckill.Result{Ticket: r.Ticket, Status: seckill.ResultFailed, Reason: seckill.EExpired}})
 	}
 	return write, expired, claimed, nil
 }

@@ -42,9 +42,10 @@ import (
 const PushOrderResult = "order_result"
 
 // ResultMessage is the push of a purchase's outcome:
-// {"type":"order_result","sale_id":…,"status":…,"order_id":…,"reason":…}.
-// Its status, order_id and reason are those GET /api/sales/{id}/result
-// answers, field for field.
+// {"type":"order_result","sale_id":…,"status":…,"order_id":…,"reason":…,
+// "ticket":…}. Its status, order_id, reason and ticket are those GET
+// /api/sales/{id}/result answers, field for field; the ticket names the
+// purchase (seckill.Result).
 type ResultMessage struct {
 	Type   string `json:"type"` // PushOrderResult
 	SaleID int64  `json:"sale_id"`

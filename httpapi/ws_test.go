@@ -213,10 +213,13 @@ func TestWSPushesOwnResults(t *testing.T) {
 		}
 	}
 
-	want(t, s.purchase(alice, sale, s.path(alice, sale)), 202, "")
+	// Each result names the purchase it is of by the ticket its 202 gave.
+	bought := s.purchase(alice, sale, s.path(alice, sale))
+	want(t, bought, 202, "")
+	ticket := bought.json(t)["ticket"]
 	pa1, pa2 := push(t, a1), push(t, a2)
-	if pa1["status"] != "success" || pa1["order_id"] == nil {
-		t.Fatalf("alice's push %v", pa1)
+	if pa1["status"] != "success" || pa1["order_id"] == nil || pa1["ticket"] != ticket || ticket == "" {
+		t.Fatalf("alice's push %v, want the success of ticket %v", pa1, ticket)
 	}
 	polled := result(alice)
 	same(pa1, polled)
@@ -234,12 +237,12 @@ func TestWSPushesOwnResults(t *testing.T) {
 	// reason; a result for a user without a socket here goes nowhere.
 	err := s.queue.PublishResults(context.Background(), []seckill.OrderResult{
 		{SaleID: sale + 1000, UserID: ids[0] + ids[1] + 1000, Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.ESoldOut}},
-		{SaleID: sale + 1, UserID: ids[1], Ticket: "t", Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.ESoldOut}},
+		{SaleID: sale + 1, UserID: ids[1], Result: seckill.Result{Ticket: "t", Status: seckill.ResultFailed, Reason: seckill.ESoldOut}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := push(t, b1); p["type"] != "order_result" || p["sale_id"] != float64(sale+1) || p["status"] != "failed" || p["reason"] != "sold_out" || p["order_id"] != nil {
+	if p := push(t, b1); p["type"] != "order_result" || p["sale_id"] != float64(sale+1) || p["status"] != "failed" || p["reason"] != "sold_out" || p["order_id"] != nil || p["ticket"] != "t" {
 		t.Fatalf("failure push %v", p)
 	}
 

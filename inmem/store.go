@@ -335,7 +335,7 @@ func (s *Store) WriteOrders(_ context.Context, reqs []seckill.OrderRequest, payB
 	defer s.mu.Unlock()
 	var fenced []int
 	for i, r := range reqs {
-		res[i] = seckill.OrderResult{SaleID: r.SaleID, UserID: r.UserID, Ticket: r.Ticket}
+		res[i] = seckill.OrderResult{SaleID: r.SaleID, UserID: r.UserID, Result: seckill.Result{Ticket: r.Ticket}}
 		ss, ok := s.sales[r.SaleID]
 		if !ok {
 			res[i].Status, res[i].Reason = seckill.ResultFailed, seckill.ENotFound

@@ -60,8 +60,8 @@ func FuzzDecodeMessage(f *testing.F) {
 // the binary format, which must still decode.
 func FuzzDecodeResults(f *testing.F) {
 	rs := []seckill.OrderResult{
-		{SaleID: 1, UserID: 2, Ticket: "T1", Result: seckill.Result{Status: seckill.ResultSuccess, OrderID: 9}},
-		{SaleID: 1, UserID: 3, Ticket: "T2", Result: seckill.Result{Status: seckill.ResultFailed, Reason: "sold_out"}},
+		{SaleID: 1, UserID: 2, Result: seckill.Result{Ticket: "T1", Status: seckill.ResultSuccess, OrderID: 9}},
+		{SaleID: 1, UserID: 3, Result: seckill.Result{Ticket: "T2", Status: seckill.ResultFailed, Reason: "sold_out"}},
 		{SaleID: 1, UserID: 2, OrderStatus: seckill.OrderPaid, Result: seckill.Result{OrderID: 9}},
 	}
 	f.Add(appendResults(nil, rs))
@@ -88,8 +88,8 @@ func FuzzDecodeResults(f *testing.F) {
 // results message (an instance of the version before) decodes the same.
 func TestResultsWire(t *testing.T) {
 	rs := []seckill.OrderResult{
-		{SaleID: 1, UserID: 2, Ticket: "01ARZ3NDEKTSV4RRFFQ6", Result: seckill.Result{Status: seckill.ResultSuccess, OrderID: 1 << 40}},
-		{SaleID: 1 << 62, UserID: 3, Ticket: "T2", Result: seckill.Result{Status: seckill.ResultFailed, Reason: "expired"}},
+		{SaleID: 1, UserID: 2, Result: seckill.Result{Ticket: "01ARZ3NDEKTSV4RRFFQ6", Status: seckill.ResultSuccess, OrderID: 1 << 40}},
+		{SaleID: 1 << 62, UserID: 3, Result: seckill.Result{Ticket: "T2", Status: seckill.ResultFailed, Reason: "expired"}},
 		{SaleID: 5, UserID: 2, OrderStatus: seckill.OrderRefunded, Result: seckill.Result{OrderID: 9}},
 	}
 	got, err := decodeResults(appendResults(nil, rs))

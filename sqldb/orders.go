@@ -39,7 +39,7 @@ import (
 func (db *DB) WriteOrders(ctx context.Context, reqs []seckill.OrderRequest, payBy time.Time) ([]seckill.OrderResult, error) {
 	res := make([]seckill.OrderResult, len(reqs))
 	for i, r := range reqs {
-		res[i] = seckill.OrderResult{SaleID: r.SaleID, UserID: r.UserID, Ticket: r.Ticket}
+		res[i] = seckill.OrderResult{SaleID: r.SaleID, UserID: r.UserID, Result: seckill.Result{Ticket: r.Ticket}}
 	}
 	if len(reqs) == 0 {
 		return res, nil

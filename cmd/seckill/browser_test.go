@@ -26,6 +26,7 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"seckill"
 	"seckill/httpapi"
 	"seckill/internal/testenv"
 )
@@ -93,6 +94,18 @@ var pageHooks = fmt.Sprintf(`(() => {
     }
   };
   new MutationObserver(look).observe(document, {subtree: true, childList: true, attributes: true});
+  // window.__resultPushes counts the order_result pushes the page's
+  // sockets received; this listener runs before the page's own.
+  window.__resultPushes = 0;
+  const Socket = window.WebSocket;
+  window.WebSocket = class extends Socket {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (ev) => {
+        try { if (JSON.parse(ev.data).type === 'order_result') window.__resultPushes++; } catch {}
+      });
+    }
+  };
 })();`, phoneSkew.Milliseconds())
 
 // TestBrowserBuyer drives the buyer's page in headless chromium, on a
@@ -103,7 +116,9 @@ var pageHooks = fmt.Sprintf(`(() => {
 // zero and Buy wake within 50 ms of the start by the server's clock (the
 // browser's own clock being 37 s off), solve the captcha, buy and see the
 // result by push with polling turned off, see a sold-out sale's Buy turn
-// off without a reload; buy another sale and cancel it after confirming,
+// off without a reload; buy another sale, with the failure of an older
+// request of the buyer's pushed while the 202 is on its way (the page
+// waits for its own purchase's result), and cancel it after confirming,
 // and see its card get the unit back; pay the first order on the sandbox
 // provider's page, come back to the orders and see the order turn paid by
 // push (the provider's notification is held until the page is back, and
@@ -286,7 +301,17 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 	lampLeft := `document.querySelector('[data-left="` + lamp.id + `"]').textContent`
 	click(t, ctx, lampCard+` button[data-buy]`)
 	waitJS(t, ctx, `document.querySelector('#buy-dialog').open && !document.querySelector('#buy-submit').hidden`, 5*time.Second)
+	// While the purchase's 202 is on its way, the failure of an older
+	// request of the buyer's is pushed: one whose reservation was given
+	// back before it reached the queue, refused when it landed late. It
+	// names its own ticket, and the page waits for its purchase's.
+	front.hold(holdPurchases)
+	pushes := evalFloat(t, ctx, `window.__resultPushes`)
 	click(t, ctx, `#buy-submit`)
+	waitFor(t, "the page's purchase at the front door", func() bool { return front.arrived(holdPurchases) == 1 }, 5*time.Second)
+	pushStaleFailure(t, m, "13800000001", lamp.id)
+	waitJS(t, ctx, fmt.Sprintf(`window.__resultPushes > %v`, pushes), 5*time.Second)
+	front.release(holdPurchases)
 	waitJS(t, ctx, `document.querySelector('#buy-status').dataset.result === 'success' && document.querySelector('#buy-order').dataset.order`, 10*time.Second)
 	lampRow := `#orders tr[data-order="` + evalString(t, ctx, `document.querySelector('#buy-order').dataset.order`) + `"]`
 	click(t, ctx, `#buy-close`)
@@ -417,6 +442,7 @@ const (
 	holdNotify       = "the provider's notifications"
 	holdOrderReads   = "the page's order reads"
 	holdAdminSockets = "the admin's socket handshakes"
+	holdPurchases    = "the page's purchases"
 )
 
 // frontDoor is a reverse proxy in front of the server, as a deployment
@@ -500,6 +526,8 @@ func (f *frontDoor) gate(r *http.Request) chan struct{} {
 		kind = holdOrderReads
 	case r.URL.Path == "/api/admin/ws":
 		kind = holdAdminSockets
+	case r.Method == http.MethodPost && strings.Contains(r.URL.Path, "/purchase/"):
+		kind = holdPurchases
 	default:
 		return nil
 	}
@@ -518,6 +546,13 @@ func (f *frontDoor) hold(kind string) {
 	defer f.mu.Unlock()
 	f.gates[kind] = make(chan struct{})
 	f.held[kind] = 0
+}
+
+// arrived returns how many requests of kind arrived since hold.
+func (f *frontDoor) arrived(kind string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.held[kind]
 }
 
 // release lets the held requests of kind go on, and the next ones pass;
@@ -776,6 +811,27 @@ func captchaAnswer(t *testing.T, m *Main, phone, id string) string {
 		t.Fatal(err)
 	}
 	return c.Answer
+}
+
+// pushStaleFailure publishes on the result bus the failure of an older
+// request of the buyer's in the sale (reason expired, under a ticket of
+// its own), as the writer does for a request whose reservation the
+// reconciler gave back before it reached the queue.
+func pushStaleFailure(t *testing.T, m *Main, phone, saleID string) {
+	t.Helper()
+	u, err := m.db.UserByPhone(context.Background(), phone)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sale, err := strconv.ParseInt(saleID, 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = m.engine.Results().PublishResults(context.Background(), []seckill.OrderResult{{SaleID: sale, UserID: u.ID,
+		Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.EExpired, Ticket: "an-older-ticket"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
 }
 
 type browserSale struct {

@@ -245,8 +245,8 @@ func TestOrderQueue(t *testing.T, open func(t *testing.T) QueueUnderTest) {
 			t.Fatalf("subscribe: %v", err)
 		}
 		rs := []seckill.OrderResult{
-			{SaleID: 1, UserID: 1, Ticket: "a", Result: seckill.Result{Status: seckill.ResultSuccess, OrderID: 10}},
-			{SaleID: 1, UserID: 2, Ticket: "b", Result: seckill.Result{Status: seckill.ResultFailed, Reason: seckill.ESoldOut}},
+			{SaleID: 1, UserID: 1, Result: seckill.Result{Ticket: "a", Status: seckill.ResultSuccess, OrderID: 10}},
+			{SaleID: 1, UserID: 2, Result: seckill.Result{Ticket: "b", Status: seckill.ResultFailed, Reason: seckill.ESoldOut}},
 		}
 		if err := bus.PublishResults(t.Context(), rs); err != nil {
 			t.Fatalf("publish results: %v", err)

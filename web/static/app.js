@@ -551,18 +551,38 @@
   // ---- results -------------------------------------------------------------
 
   // results holds the final result of the buyer's latest purchase per sale
-  // (sale id as a string -> {status, order_id, reason}); resultWaiters the
-  // callbacks of whoever waits for one.
+  // (sale id as a string -> {status, order_id, reason, ticket});
+  // resultWaiters the callbacks of whoever waits for one.
   const results = new Map();
   const resultWaiters = new Map();
+  // placed holds, per sale, the ticket of the purchase this page placed
+  // and waits for, or null while its 202 is on its way. A failure under
+  // another ticket is not its outcome: it is an older request of the
+  // buyer's, landed late and refused (its reservation was given back),
+  // while the new one is queued. earlyFailures keeps, by ticket, the
+  // failures that came while the 202 was on its way, for when it tells
+  // which one is this purchase's.
+  const placed = new Map();
+  const earlyFailures = new Map();
 
   // noteResult records a result, pushed or polled, and reports whether it
   // was final. Only the first final result of a purchase counts; the dialog
-  // and the cards show it the moment it is noted.
+  // and the cards show it the moment it is noted. A success counts under
+  // any ticket (the buyer has one order per sale, whichever request made
+  // it); a failure only under the ticket of the purchase placed here.
   function noteResult(saleId, res) {
     if (!res || (res.status !== 'success' && res.status !== 'failed')) return false;
     const key = String(saleId);
     if (results.has(key)) return true;
+    if (res.status === 'failed' && res.ticket && placed.has(key)) {
+      const want = placed.get(key);
+      if (want === null) {
+        if (!earlyFailures.has(key)) earlyFailures.set(key, new Map());
+        earlyFailures.get(key).set(res.ticket, res);
+        return false;
+      }
+      if (want && want !== res.ticket) return false;
+    }
     results.set(key, res);
     if (res.status === 'success') state.held.set(key, 'pending_payment');
     else state.held.delete(key);
@@ -621,6 +641,8 @@
     state.orders = [];
     state.held.clear();
     results.clear();
+    placed.clear();
+    earlyFailures.clear();
     renderAccount();
   }
 
@@ -1138,8 +1160,20 @@
       // 2. The purchase itself. Its result may be pushed before the 202
       // arrives: the last one is forgotten first, not after.
       setBuyStatus(t('placing'));
-      results.delete(String(b.sale.id));
+      const key = String(b.sale.id);
+      results.delete(key);
+      placed.set(key, null);
+      earlyFailures.delete(key);
       const q = await api('POST', `/api/sales/${id}/purchase/${encodeURIComponent(p.data.path)}`);
+      const heldBack = earlyFailures.get(key);
+      earlyFailures.delete(key);
+      if (q.status === 202) {
+        const ticket = (q.data && q.data.ticket) || '';
+        placed.set(key, ticket);
+        if (heldBack && heldBack.has(ticket)) noteResult(b.sale.id, heldBack.get(ticket));
+      } else {
+        placed.delete(key);
+      }
       if (state.buy !== b) return;
       if (q.status !== 202) {
         refused(b, q);
