@@ -184,10 +184,11 @@ func TestOrderBeforeFence(t *testing.T) {
 type hookedGate struct {
 	seckill.StockGate
 	fail, loseAnswer bool
+	failSale         int64 // when set, Withdraw fails in this sale only
 }
 
 func (g *hookedGate) Withdraw(ctx context.Context, saleID, userID int64, ticket string) (bool, error) {
-	if g.fail {
+	if g.fail || saleID == g.failSale {
 		return false, seckill.Errorf(seckill.EBusy, "gate unreachable")
 	}
 	ok, err := g.StockGate.Withdraw(ctx, saleID, userID, ticket)

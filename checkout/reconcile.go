@@ -2,6 +2,8 @@ package checkout
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"time"
 
 	"seckill"
@@ -41,66 +43,85 @@ func (e *Engine) Reconcile(ctx context.Context, age time.Duration) (int, error) 
 	defer e.staleMu.Unlock()
 	released := 0
 	e.forgetStaleSeen(sales)
+	var errs []error
 	for _, s := range sales {
-		stale, err := e.b.Gate.Stale(ctx, s.ID, age)
-		// Read after Stale answered: each reservation it lists existed by now.
-		seenAt := time.Now()
+		// A sale whose round fails (its gate being rebuilt, SQL refusing a
+		// fence) keeps its reservations for the next round; the other
+		// sales' rounds go on.
+		n, err := e.reconcileSale(ctx, s.ID, age)
+		released += n
 		if err != nil {
-			e.log.Warn("reconcile: stale reservations", "sale", s.ID, "err", err)
-			continue
+			errs = append(errs, fmt.Errorf("sale %d: %w", s.ID, err))
 		}
-		seen := e.sightings(s.ID, stale, seenAt)
-		if len(stale) == 0 {
-			continue
+	}
+	return released, errors.Join(errs...)
+}
+
+// reconcileSale is Reconcile's round of one sale. Called with staleMu held.
+func (e *Engine) reconcileSale(ctx context.Context, saleID int64, age time.Duration) (released int, err error) {
+	stale, err := e.b.Gate.Stale(ctx, saleID, age)
+	// Read after Stale answered: each reservation it lists existed by now.
+	seenAt := time.Now()
+	if err != nil {
+		e.log.Warn("reconcile: stale reservations", "sale", saleID, "err", err)
+		return 0, nil
+	}
+	seen := e.sightings(saleID, stale, seenAt)
+	if len(stale) == 0 {
+		return 0, nil
+	}
+	// The queue first, then SQL: the writer commits and settles before
+	// it acks, so a request is always in at least one of them when we
+	// look, and one that left the queue without an order (SQL refused
+	// it) was settled already: the Release below, which acts only on a
+	// reservation still pending with its ticket, does nothing to it.
+	queued, err := e.b.Queue.PendingRequests(ctx, saleID)
+	if err != nil {
+		return 0, err
+	}
+	inQueue := make(map[int64]bool, len(queued))
+	for _, q := range queued {
+		inQueue[q.UserID] = true
+	}
+	var settled []seckill.Settled
+	// What was found written is settled even when a later reservation's
+	// look-up or withdrawal fails.
+	defer func() {
+		if len(settled) == 0 {
+			return
 		}
-		// The queue first, then SQL: the writer commits and settles before
-		// it acks, so a request is always in at least one of them when we
-		// look, and one that left the queue without an order (SQL refused
-		// it) was settled already: the Release below, which acts only on a
-		// reservation still pending with its ticket, does nothing to it.
-		queued, err := e.b.Queue.PendingRequests(ctx, s.ID)
+		if serr := e.b.Gate.Settle(ctx, saleID, settled); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}()
+	for _, r := range stale {
+		if inQueue[r.UserID] {
+			continue // the writer will settle it
+		}
+		_, err := e.b.Orders.OrderBySaleUser(ctx, saleID, r.UserID)
+		switch seckill.ErrorCode(err) {
+		case "":
+			settled = append(settled, seckill.Settled{UserID: r.UserID, Ticket: r.Ticket}) // written; its settle was lost
+			continue
+		case seckill.ENotFound:
+		default:
+			return released, err
+		}
+		if seenAt.Sub(seen[staleKey{r.UserID, r.Ticket}]) < e.staleWait {
+			continue // seen stale first this round, or not long enough ago: its publish may be in flight
+		}
+		fenced, ok, err := e.withdraw(ctx, saleID, r.UserID, r.Ticket)
 		if err != nil {
 			return released, err
 		}
-		inQueue := make(map[int64]bool, len(queued))
-		for _, q := range queued {
-			inQueue[q.UserID] = true
+		if !fenced {
+			settled = append(settled, seckill.Settled{UserID: r.UserID, Ticket: r.Ticket}) // written since we looked
+			continue
 		}
-		var settled []seckill.Settled
-		for _, r := range stale {
-			if inQueue[r.UserID] {
-				continue // the writer will settle it
-			}
-			_, err := e.b.Orders.OrderBySaleUser(ctx, s.ID, r.UserID)
-			switch seckill.ErrorCode(err) {
-			case "":
-				settled = append(settled, seckill.Settled{UserID: r.UserID, Ticket: r.Ticket}) // written; its settle was lost
-				continue
-			case seckill.ENotFound:
-			default:
-				return released, err
-			}
-			if seenAt.Sub(seen[staleKey{r.UserID, r.Ticket}]) < e.staleWait {
-				continue // seen stale first this round, or not long enough ago: its publish may be in flight
-			}
-			fenced, ok, err := e.withdraw(ctx, s.ID, r.UserID, r.Ticket)
-			if err != nil {
-				return released, err
-			}
-			if !fenced {
-				settled = append(settled, seckill.Settled{UserID: r.UserID, Ticket: r.Ticket}) // written since we looked
-				continue
-			}
-			if ok {
-				released++
-				e.log.Warn("reconcile: released a reservation that never reached the queue",
-					"sale", s.ID, "user", r.UserID, "ticket", r.Ticket, "at", r.At)
-			}
-		}
-		if len(settled) > 0 {
-			if err := e.b.Gate.Settle(ctx, s.ID, settled); err != nil {
-				return released, err
-			}
+		if ok {
+			released++
+			e.log.Warn("reconcile: released a reservation that never reached the queue",
+				"sale", saleID, "user", r.UserID, "ticket", r.Ticket, "at", r.At)
 		}
 	}
 	return released, nil
