@@ -44,8 +44,9 @@ const PushOrderResult = "order_result"
 // ResultMessage is the push of a purchase's outcome:
 // {"type":"order_result","sale_id":…,"status":…,"order_id":…,"reason":…,
 // "ticket":…}. Its status, order_id, reason and ticket are those GET
-// /api/sales/{id}/result answers, field for field; the ticket names the
-// purchase (seckill.Result).
+// /api/sales/{id}/result answers, field for field, but for a late request's
+// failure: /result answers the buyer's order instead when SQL holds one.
+// The ticket names the purchase (seckill.Result).
 type ResultMessage struct {
 	Type   string `json:"type"` // PushOrderResult
 	SaleID int64  `json:"sale_id"`

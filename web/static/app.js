@@ -566,14 +566,18 @@
   const earlyFailures = new Map();
 
   // noteResult records a result, pushed or polled, and reports whether it
-  // was final. Only the first final result of a purchase counts; the dialog
-  // and the cards show it the moment it is noted. A success counts under
-  // any ticket (the buyer has one order per sale, whichever request made
-  // it); a failure only under the ticket of the purchase placed here.
+  // was final; the dialog and the cards show it the moment it is noted. A
+  // success counts under any ticket (the buyer has one order per sale,
+  // whichever request made it), and is final for good. A failure counts
+  // only under the ticket of the purchase placed here, and only until a
+  // success comes: a page that has no ticket to go by (the purchase was
+  // placed in another tab, or answered 503 and went through after all)
+  // may hear an older request's late failure first.
   function noteResult(saleId, res) {
     if (!res || (res.status !== 'success' && res.status !== 'failed')) return false;
     const key = String(saleId);
-    if (results.has(key)) return true;
+    const had = results.get(key);
+    if (had && (had.status === 'success' || res.status === 'failed')) return true;
     if (res.status === 'failed' && res.ticket && placed.has(key)) {
       const want = placed.get(key);
       if (want === null) {
@@ -588,7 +592,8 @@
     else state.held.delete(key);
     if (res.status === 'failed' && res.reason === 'sold_out') markSoldOut(saleId);
     const b = state.buy;
-    if (b && String(b.sale.id) === key && b.phase === 'waiting') showResult(b, res);
+    const showing = b && String(b.sale.id) === key;
+    if (showing && (b.phase === 'waiting' || (had && b.phase === 'done' && $('#buy-status').dataset.result === 'failed'))) showResult(b, res);
     for (const wake of resultWaiters.get(key) || []) wake(res);
     resultWaiters.delete(key);
     renderSales();
@@ -1161,10 +1166,11 @@
       // arrives: the last one is forgotten first, not after.
       setBuyStatus(t('placing'));
       const key = String(b.sale.id);
+      const url = `/api/sales/${id}/purchase/${encodeURIComponent((p.data && p.data.path) || '')}`;
       results.delete(key);
       placed.set(key, null);
       earlyFailures.delete(key);
-      const q = await api('POST', `/api/sales/${id}/purchase/${encodeURIComponent(p.data.path)}`);
+      const q = await api('POST', url);
       const heldBack = earlyFailures.get(key);
       earlyFailures.delete(key);
       if (q.status === 202) {

@@ -1,0 +1,70 @@
+package main
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+)
+
+// TestBrowserOtherTabsPurchase: a page that did not place the purchase (a
+// second tab, or one reloaded while the purchase is queued) has no ticket
+// to tell a late failure of an older request of the buyer's from the
+// outcome of their purchase. The older request's failure (expired, its
+// reservation given back) is pushed first, then the success of the
+// purchase another tab placed: the card must end on the order, not stay
+// on the failure. (Before, the first final result of a sale was kept and
+// the success ignored: the card offered Buy to a buyer holding an order.)
+func TestBrowserOtherTabsPurchase(t *testing.T) {
+	t.Parallel()
+	m := startBrowserServer(t, "127.0.0.1:0", t.TempDir(), "")
+	t.Cleanup(func() { _ = m.Close() })
+	base := m.URL()
+	admin := browserLogin(t, base, "19900000000", "admin-password")
+	lamp := createBrowserSale(t, base, admin, "Desk lamp", 3, time.Now().Add(-time.Minute), false)
+	const phone, password = "13800000003", "buyer-password"
+	apiCall(t, "POST", base+"/api/users", "", map[string]string{"phone": phone, "password": password}, 201, nil)
+
+	ctx := newBrowser(t, 1280, 900, false)
+	var handshakes atomic.Int32
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if _, ok := ev.(*network.EventWebSocketHandshakeResponseReceived); ok {
+			handshakes.Add(1)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: pageHooks}); err != nil {
+		t.Fatal(err)
+	}
+	card := `article[data-sale="` + lamp.id + `"]`
+	brun(t, ctx, chromedp.Navigate(base+"/?nopoll"),
+		chromedp.WaitVisible(chromedp.CSS(card)),
+		chromedp.Click(chromedp.CSS(`#account button`)),
+		chromedp.SendKeys(chromedp.CSS(`#login-form input[name="phone"]`), phone),
+		chromedp.SendKeys(chromedp.CSS(`#login-form input[name="password"]`), password),
+		chromedp.Click(chromedp.CSS(`#login-form button[type="submit"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#orders-section`)))
+	waitFor(t, "the page's socket", func() bool { return handshakes.Load() > 0 }, 5*time.Second)
+
+	pushes := evalFloat(t, ctx, `window.__resultPushes`)
+	pushStaleFailure(t, m, phone, lamp.id)
+	waitJS(t, ctx, fmt.Sprintf(`window.__resultPushes > %v`, pushes), 5*time.Second)
+
+	// The other tab (here the API, as the same buyer) buys.
+	tok := browserLogin(t, base, phone, password)
+	var p struct{ Path string }
+	apiCall(t, "POST", base+"/api/sales/"+lamp.id+"/path", tok, nil, 200, &p)
+	apiCall(t, "POST", base+"/api/sales/"+lamp.id+"/purchase/"+p.Path, tok, nil, 202, nil)
+	waitJS(t, ctx, `document.querySelector('`+card+` button[data-buy]').dataset.held === 'pending_payment'`, 10*time.Second)
+	if got := evalString(t, ctx, `document.querySelector('`+card+` button[data-buy]').textContent`); got != "You got it — pay now" {
+		t.Errorf("the card of the sale the buyer holds an order in says %q", got)
+	}
+}
