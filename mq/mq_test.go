@@ -123,19 +123,19 @@ func open(t *testing.T, cfg Config) *Queue {
 
 // externalURL returns SECKILL_TEST_NATS, skipping the test when it is unset
 // (failing it in CI).
-func externalURL(t *testing.T) string {
+func externalURL(t testing.TB) string {
 	t.Helper()
 	return testenv.URL(t, "SECKILL_TEST_NATS")
 }
 
-func uniquePrefix(t *testing.T) string {
+func uniquePrefix(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 6)
 	rand.Read(b)
 	return "TEST_" + hex.EncodeToString(b)
 }
 
-func deleteStream(t *testing.T, q *Queue) {
+func deleteStream(t testing.TB, q *Queue) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
