@@ -201,11 +201,24 @@ func (s *Service) Register(ctx context.Context, phone, password, nickname string
 // this phone an admin with this password. When that changes the account's
 // password or role, every session it had ends (EndSessions): a rotated
 // password must lock out whoever held the old one. An admin whose password
-// is already this one keeps its sessions.
+// is already this one keeps its sessions. Instances starting together on
+// an empty database race to create it: the one that loses finds the
+// account the other made and goes on with it.
 func (s *Service) EnsureAdmin(ctx context.Context, phone, password string) (*seckill.User, error) {
 	if err := ValidateAccount(phone, password, ""); err != nil {
 		return nil, fmt.Errorf("admin account: %w", err)
 	}
+	for attempt := 1; ; attempt++ {
+		u, err := s.ensureAdmin(ctx, phone, password)
+		if seckill.ErrorCode(err) != seckill.EPhoneTaken || attempt == 3 {
+			return u, err
+		}
+	}
+}
+
+// ensureAdmin is one try of EnsureAdmin: EPhoneTaken if the account was
+// created by someone else between its look-up and its creation.
+func (s *Service) ensureAdmin(ctx context.Context, phone, password string) (*seckill.User, error) {
 	u, err := s.users.UserByPhone(ctx, phone)
 	if err == nil && u.Role == seckill.RoleAdmin {
 		if same, cerr := CheckPassword(password, u.PasswordHash); cerr == nil && same {

@@ -822,6 +822,57 @@ func TestEnsureAdminCreates(t *testing.T) {
 	f.login(t, phone, password)
 }
 
+// racingCreator is a user store on which another instance creates the
+// admin between this one's look-up and its creation: the first look-up
+// finds nothing, and the other's account is stored just before this
+// instance's own creation.
+type racingCreator struct {
+	seckill.UserStore
+	other *seckill.User
+	raced bool
+}
+
+func (r *racingCreator) UserByPhone(ctx context.Context, phone string) (*seckill.User, error) {
+	if !r.raced {
+		return nil, seckill.Errorf(seckill.ENotFound, "no user %s yet", phone)
+	}
+	return r.UserStore.UserByPhone(ctx, phone)
+}
+
+func (r *racingCreator) CreateUser(ctx context.Context, u *seckill.User) error {
+	if !r.raced {
+		r.raced = true
+		if err := r.UserStore.CreateUser(ctx, r.other); err != nil {
+			return err
+		}
+	}
+	return r.UserStore.CreateUser(ctx, u)
+}
+
+// TestEnsureAdminRacingInstance: instances starting together on an empty
+// database both create the admin; the one that loses the race takes the
+// account the other made, rather than failing its start (phone_taken, as
+// seen with two instances on MariaDB).
+func TestEnsureAdminRacingInstance(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{}, nil)
+	ctx := context.Background()
+	hash, err := HashPassword(password, cheap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	race := &racingCreator{UserStore: f.db, other: &seckill.User{Phone: phone, Nickname: "admin", Role: seckill.RoleAdmin, PasswordHash: hash}}
+	f.s.users = race
+	u, err := f.s.EnsureAdmin(ctx, phone, password)
+	if err != nil {
+		t.Fatalf("EnsureAdmin after another instance created the admin: %v", err)
+	}
+	if !race.raced || u.ID != race.other.ID || u.Role != seckill.RoleAdmin {
+		t.Errorf("EnsureAdmin = %+v (raced %v), want the other instance's admin %d", u, race.raced, race.other.ID)
+	}
+	f.login(t, phone, password)
+}
+
 func TestEnsureAdminPromotes(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Config{}, nil)
