@@ -3,6 +3,7 @@ package seckill
 import (
 	"errors"
 	"fmt"
+	"time"
 )
 
 // Application error codes. They are the stable codes of the HTTP contract
@@ -37,6 +38,9 @@ const (
 type Error struct {
 	Code    string
 	Message string
+	// RetryAfter, when set on a rate_limited or busy error, is when the
+	// client may try again: the API's Retry-After (else 1 s).
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Code + ": " + e.Message }
@@ -57,6 +61,16 @@ func ErrorCode(err error) string {
 		return e.Code
 	}
 	return EInternal
+}
+
+// RetryAfter returns the RetryAfter of the application error in err's
+// chain, 0 when it has none.
+func RetryAfter(err error) time.Duration {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.RetryAfter
+	}
+	return 0
 }
 
 // ErrorMessage returns the client-safe message of err: the application

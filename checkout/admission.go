@@ -43,7 +43,9 @@ func (e *Engine) Captcha(ctx context.Context, userID, saleID int64) (id string, 
 			return "", nil, time.Time{}, err
 		}
 		if !ok {
-			return "", nil, time.Time{}, seckill.Errorf(seckill.ERateLimited, "too many captchas for this sale; answer the one you have")
+			err := seckill.Errorf(seckill.ERateLimited, "too many captchas for this sale; answer the one you have")
+			err.RetryAfter = e.cfg.CaptchaEvery
+			return "", nil, time.Time{}, err
 		}
 	}
 	if e.b.CaptchaMaker == nil {

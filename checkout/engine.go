@@ -32,12 +32,16 @@ import (
 	"seckill/payment"
 )
 
+// MinSecret is the shortest Config.Secret New takes, in bytes.
+const MinSecret = 16
+
 // Config tunes the engine; zero values take the defaults.
 type Config struct {
 	Secret         []byte        // HMAC key of purchase paths; required, same on every instance
 	PathTTL        time.Duration // a path is valid for one to two of these (give or take the clock skew checkPath allows); default 5m
 	CaptchaTTL     time.Duration // default 2m
 	CaptchaLead    time.Duration // captchas are issued from this long before the start, not earlier (no stockpiling); default 30s
+	CaptchaEvery   time.Duration // how often CaptchaLimit lets one more captcha through once a user's are used up: the Retry-After of its refusal (0: 1 s)
 	PayWindow      time.Duration // unpaid orders' deadline after creation; default 10m
 	InFlight       int           // purchases between gate and queue ack at once; default 4096
 	AdmitFactor    float64       // a sale admits at most this × its stock purchases a second to the gate, per instance (admission.go); 0: no cap
@@ -197,8 +201,8 @@ type cachedSale struct {
 // New returns an engine that admits nothing until Recover has run.
 func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 	cfg.defaults()
-	if len(cfg.Secret) < 16 {
-		return nil, fmt.Errorf("checkout: secret must be at least 16 bytes")
+	if len(cfg.Secret) < MinSecret {
+		return nil, fmt.Errorf("checkout: secret must be at least %d bytes", MinSecret)
 	}
 	if log == nil {
 		log = slog.Default()

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"seckill"
 )
@@ -70,7 +71,12 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	}
 	status := StatusOf(code)
 	if (status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests) && w.Header().Get("Retry-After") == "" {
-		w.Header().Set("Retry-After", "1") // unless the handler knows better
+		// Unless the handler or the error knows better.
+		retry := "1"
+		if d := seckill.RetryAfter(err); d > time.Second {
+			retry = strconv.Itoa(int((d + time.Second - 1) / time.Second))
+		}
+		w.Header().Set("Retry-After", retry)
 	}
 	msg := seckill.ErrorMessage(err)
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")

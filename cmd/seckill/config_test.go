@@ -105,6 +105,10 @@ func TestRunRefusesBadNumbers(t *testing.T) {
 	for _, args := range [][]string{
 		{"--writers", "0"},
 		{"--sweep-every", "0s"},
+		{"--pay-window", "0s"},
+		{"--pay-window", "-5s"},
+		{"--secret", "too short"},
+		{"--nats-replicas", "3"},
 		{"--session-cache", "0"},
 		{"--user-read-burst", "0"},
 		{"--max-header-bytes", "0"},

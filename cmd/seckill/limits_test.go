@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"testing"
+	"time"
 )
 
 // TestServeReadBudget: --user-read-rate and --user-read-burst reach the
@@ -46,5 +47,29 @@ func TestServeReadBudget(t *testing.T) {
 				t.Error("429 without Retry-After")
 			}
 		})
+	}
+}
+
+// TestServeCaptchaCapRetryAfter: a buyer past serve's cap of captchas for
+// a sale (20 at once, one more every 3 minutes) is told in Retry-After
+// when the next one comes, not to try again every second for 3 minutes.
+func TestServeCaptchaCapRetryAfter(t *testing.T) {
+	// The per-user limit off: its bucket would refuse first.
+	m := startBrowserServer(t, "127.0.0.1:0", t.TempDir(), "", func(c *Config) { c.UserRate = 0 })
+	defer m.Close()
+	admin := browserLogin(t, m.URL(), "19900000000", "admin-password")
+	sale := createBrowserSale(t, m.URL(), admin, "Phone X", 5, time.Now().Add(-time.Minute), true)
+	apiCall(t, "POST", m.URL()+"/api/users", "", map[string]string{"phone": "13800000004", "password": "buyer-password"}, 201, nil)
+	buyer := browserLogin(t, m.URL(), "13800000004", "buyer-password")
+	url := m.URL() + "/api/sales/" + sale.id + "/captcha"
+	for range captchaCap {
+		apiCall(t, "GET", url, buyer, nil, 200, nil)
+	}
+	code, header, body, err := apiSend(http.DefaultClient, "GET", url, buyer, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != http.StatusTooManyRequests || header.Get("Retry-After") != "180" {
+		t.Fatalf("captcha %d: %d, Retry-After %q (%s); want 429 and 180", captchaCap+1, code, header.Get("Retry-After"), body)
 	}
 }

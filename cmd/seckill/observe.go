@@ -36,7 +36,7 @@ const defaultOpsAddr = "127.0.0.1:9090"
 func (c *OpsConfig) flags(fs *flag.FlagSet) {
 	fs.StringVar(&c.Addr, "ops-addr", c.Addr, "operations listener for /metrics, /healthz, /readyz and /debug/pprof/ (\"off\" or empty: none); keep it on loopback or a private interface")
 	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve net/http/pprof under /debug/pprof/ on the operations listener (its cmdline shows every flag: keep --ops-addr private)")
-	fs.BoolVar(&c.BenchProvisioning, "bench-provisioning", c.BenchProvisioning, "enable POST /api/admin/bench/users for `seckill bench` (admin only; never on a real sale)")
+	fs.BoolVar(&c.BenchProvisioning, "bench-provisioning", c.BenchProvisioning, "enable POST /api/admin/bench/users for 'seckill bench' (admin only; never on a real sale)")
 }
 
 // enabled reports whether the operations listener runs.

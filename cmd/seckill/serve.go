@@ -195,10 +195,10 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "data directory of the embedded backends")
 	fs.StringVar(&c.DB, "db", c.DB, "database URL (default sqlite:<data>/seckill.db)")
 	fs.StringVar(&c.NATS, "nats", c.NATS, "external NATS URL (default: embedded JetStream in <data>/nats)")
-	fs.StringVar(&c.QueuePrefix, "queue-prefix", c.QueuePrefix, "names the stream and subjects on NATS; instances of one deployment share it")
+	fs.StringVar(&c.QueuePrefix, "queue-prefix", c.QueuePrefix, "names the stream and subjects on NATS; instances of one deployment share it (default: SECKILL)")
 	fs.StringVar(&c.Redis, "redis", c.Redis, "Redis URL for the shared gate, sessions and limits: redis://host:port, or a comma-separated list of Cluster nodes (default: in-process)")
-	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of every Redis key; instances of one deployment share it")
-	fs.StringVar(&c.Secret, "secret", c.Secret, "HMAC secret of purchase paths, same on every instance (default: generated into <data>/secret)")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of every Redis key; instances of one deployment share it (default: seckill:)")
+	fs.StringVar(&c.Secret, "secret", c.Secret, "HMAC secret of purchase paths, at least 16 bytes, same on every instance (default: generated into <data>/secret)")
 	fs.StringVar(&c.AdminPhone, "admin-phone", c.AdminPhone, "create or update this admin account at start")
 	fs.StringVar(&c.AdminPassword, "admin-password", c.AdminPassword, "password of the admin account")
 	fs.Float64Var(&c.UserRate, "user-rate", c.UserRate, "buying requests per second per user (0: no limit); purchases count per user and sale")
@@ -228,9 +228,9 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", c.ReconcileEvery, "how often to look for reservations that never reached the queue")
 	fs.DurationVar(&c.ReconcileAge, "reconcile-age", c.ReconcileAge, "age at which such a reservation is released, once still so a publish timeout (3 s) later (well above that timeout)")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "time a fetched order message may stay unacked before another writer gets it")
-	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "servers of an external NATS cluster that keep the order stream (3 survives losing one)")
+	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "servers of an external NATS cluster that keep the order stream (3 survives losing one; default: 1)")
 	fs.DurationVar(&c.SweepEvery, "sweep-every", c.SweepEvery, "how often to cancel orders past their pay deadline")
-	fs.StringVar(&c.PayProviderURL, "pay-provider-url", c.PayProviderURL, "payment provider's gateway URL, e.g. http://127.0.0.1:8090/sandbox/gateway.do of `seckill sandbox` (default: the sandbox served by this server under /sandbox/)")
+	fs.StringVar(&c.PayProviderURL, "pay-provider-url", c.PayProviderURL, "payment provider's gateway URL, e.g. http://127.0.0.1:8090/sandbox/gateway.do of 'seckill sandbox' (default: the sandbox served by this server under /sandbox/)")
 	fs.StringVar(&c.PayProviderKey, "pay-provider-key", c.PayProviderKey, "PEM file of the provider's public key (required with --pay-provider-url)")
 	fs.StringVar(&c.PayAppID, "pay-app-id", c.PayAppID, "our app id at the payment provider")
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "base URL clients and the payment provider reach this server at, for notify and return URLs (default: the return URL from each request's Host, the notify URL from the address the request came in on)")
@@ -308,6 +308,15 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if c.SweepEvery <= 0 {
 		return fmt.Errorf("--sweep-every must be positive")
 	}
+	if c.NATS == "" && c.NATSReplicas > 1 {
+		return fmt.Errorf("--nats-replicas above 1 needs --nats: the embedded server keeps one copy")
+	}
+	if c.PayWindow <= 0 {
+		return fmt.Errorf("--pay-window must be positive")
+	}
+	if c.Secret != "" && len(c.Secret) < checkout.MinSecret {
+		return fmt.Errorf("--secret must be at least %d bytes", checkout.MinSecret)
+	}
 	if c.MaxHeaderBytes < 1 {
 		return fmt.Errorf("--max-header-bytes must be positive")
 	}
@@ -382,7 +391,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.engine, err = checkout.New(checkout.Config{
 		Secret: secret, PayWindow: c.PayWindow, InFlight: c.InFlight, AdmitFactor: c.AdmitFactor, BatchSize: c.BatchSize,
-		Observer: m.openMetrics(), Now: m.now,
+		Observer: m.openMetrics(), Now: m.now, CaptchaEvery: time.Duration(float64(time.Second) / captchaRefill),
 		// Purchases' per-user limit, per user and sale, taken by the gate
 		// in the step that reserves; captcha, path, cancel and pay take
 		// the shared per-user limiter's.
