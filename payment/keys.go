@@ -96,15 +96,27 @@ func EncodePublicKey(pub *rsa.PublicKey) ([]byte, error) {
 
 // ReadPublicKey reads an RSA public key file (see ParsePublicKey).
 func ReadPublicKey(path string) (*rsa.PublicKey, error) {
+	return readKey(path, "public", ParsePublicKey)
+}
+
+// ReadPrivateKey reads the PEM RSA private key at path (PKCS #8 or #1).
+func ReadPrivateKey(path string) (*rsa.PrivateKey, error) {
+	return readKey(path, "private", ParsePrivateKey)
+}
+
+// readKey reads the file at path and parses it with parse; what (public,
+// private) names the key in errors.
+func readKey[K any](path, what string, parse func([]byte) (K, error)) (K, error) {
+	var zero K
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return zero, err
 	}
-	pub, err := ParsePublicKey(b)
+	key, err := parse(b)
 	if err != nil {
-		return nil, fmt.Errorf("public key %s: %w", path, err)
+		return zero, fmt.Errorf("%s key %s: %w", what, path, err)
 	}
-	return pub, nil
+	return key, nil
 }
 
 // ParsePublicKey parses an RSA public key given as PEM "PUBLIC KEY" (PKIX)

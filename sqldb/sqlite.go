@@ -6,9 +6,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"net/url"
-	"os"
 	"runtime"
 	"slices"
 	"strings"
@@ -16,6 +14,8 @@ import (
 
 	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers driver "sqlite"
+
+	"seckill/internal/private"
 )
 
 //go:embed migrations/sqlite/*.sql
@@ -130,7 +130,7 @@ func openSQLite(ctx context.Context, dbURL string) (write, read *sql.DB, err err
 	if strings.ContainsAny(path, "?#") {
 		return nil, nil, fmt.Errorf("path %q: query parameters are not supported", path)
 	}
-	if err := privateFiles(path); err != nil {
+	if err := private.SQLite(path); err != nil { // phone numbers, password and token hashes
 		return nil, nil, err
 	}
 	pragmas := url.Values{
@@ -185,28 +185,6 @@ func openSQLite(ctx context.Context, dbURL string) (write, read *sql.DB, err err
 	read.SetConnMaxLifetime(0)
 	read.SetConnMaxIdleTime(0)
 	return write, read, nil
-}
-
-// privateFiles makes the database file at path and its companions
-// (-wal, -shm, -journal) readable and writable by this user only (0600):
-// they hold phone numbers and password and token hashes. A missing
-// database file is created with that mode whatever the umask, and SQLite
-// gives the companions it creates the database file's mode; files from an
-// older version or a laxer umask are changed.
-func privateFiles(path string) error {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	for _, p := range []string{path, path + "-wal", path + "-shm", path + "-journal"} {
-		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			return err
-		}
-	}
-	return nil
 }
 
 // The writer leaves checkpoints to checkpoints, so that copying the WAL

@@ -48,6 +48,11 @@ func TestDataDirPrivate(t *testing.T) {
 		"nats":              0o700,
 		"nats/old":          0o700,
 		"nats/old/msgs.blk": 0o600,
+		// The in-process payment sandbox's store: payments and buyers'
+		// order numbers.
+		"sandbox":             0o700,
+		"sandbox/sandbox.db":  0o600,
+		"sandbox/sandbox.pem": 0o600,
 	} {
 		fi, err := os.Stat(filepath.Join(dir, name))
 		if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/rsa"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -102,6 +103,10 @@ type Config struct {
 	PayProviderURL string
 	PayProviderKey string
 	PayAppID       string
+	// PayMerchantKey is the PEM file of the shop's private key, which
+	// signs its requests to the provider; empty: <data>/payment/merchant.pem,
+	// made at the first start. Instances sharing one provider share it.
+	PayMerchantKey string
 	PublicURL      string
 }
 
@@ -233,6 +238,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.PayProviderURL, "pay-provider-url", c.PayProviderURL, "payment provider's gateway URL, e.g. http://127.0.0.1:8090/sandbox/gateway.do of 'seckill sandbox' (default: the sandbox served by this server under /sandbox/)")
 	fs.StringVar(&c.PayProviderKey, "pay-provider-key", c.PayProviderKey, "PEM file of the provider's public key (required with --pay-provider-url)")
 	fs.StringVar(&c.PayAppID, "pay-app-id", c.PayAppID, "our app id at the payment provider")
+	fs.StringVar(&c.PayMerchantKey, "pay-merchant-key", c.PayMerchantKey, "PEM file of our private key, which signs our requests to the provider; every instance using one provider needs the same (default: made into <data>/payment/merchant.pem)")
 	fs.StringVar(&c.PublicURL, "public-url", c.PublicURL, "base URL clients and the payment provider reach this server at, for notify and return URLs (default: the return URL from each request's Host, the notify URL from the address the request came in on)")
 	c.Ops.flags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -274,7 +280,7 @@ func (c Config) masked() []any {
 		"ops_addr", c.Ops.Addr, "read_header_timeout", c.ReadHeaderTimeout, "read_timeout", c.ReadTimeout,
 		"write_timeout", c.WriteTimeout, "idle_timeout", c.IdleTimeout, "max_header_bytes", c.MaxHeaderBytes,
 		"sweep_every", c.SweepEvery, "pay_provider_url", redact.URL(c.PayProviderURL),
-		"pay_provider_key", c.PayProviderKey, "pay_app_id", c.PayAppID, "public_url", c.PublicURL,
+		"pay_provider_key", c.PayProviderKey, "pay_app_id", c.PayAppID, "pay_merchant_key", c.PayMerchantKey, "public_url", c.PublicURL,
 	}
 }
 
@@ -502,12 +508,18 @@ func (m *Main) Run(ctx context.Context) (err error) {
 
 // openPayments returns the payment provider: a client of the gateway at
 // --pay-provider-url, or else of the sandbox this server opens and serves
-// under /sandbox/ (zero setup). Our key is <data>/payment/merchant.pem,
-// made on first start; its public half, next to it, is for the provider.
+// under /sandbox/ (zero setup). Our key is --pay-merchant-key, or else
+// <data>/payment/merchant.pem, made on first start; its public half, next
+// to it, is for the provider.
 func (m *Main) openPayments(ctx context.Context) (payment.Provider, error) {
 	c := &m.Config
-	key, err := payment.LoadOrCreateKey(payment.MerchantKeyPath(c.DataDir))
-	if err != nil {
+	var key *rsa.PrivateKey
+	var err error
+	if c.PayMerchantKey != "" {
+		if key, err = payment.ReadPrivateKey(c.PayMerchantKey); err != nil {
+			return nil, fmt.Errorf("--pay-merchant-key: %w", err)
+		}
+	} else if key, err = payment.LoadOrCreateKey(payment.MerchantKeyPath(c.DataDir)); err != nil {
 		return nil, fmt.Errorf("merchant key: %w", err)
 	}
 	cfg := payment.ClientConfig{GatewayURL: c.PayProviderURL, AppID: c.PayAppID, PrivateKey: key}
@@ -526,6 +538,12 @@ func (m *Main) openPayments(ctx context.Context) (payment.Provider, error) {
 		cfg.GatewayURL = m.URL() + "/sandbox/gateway.do"
 		cfg.ProviderKey = m.sandbox.PublicKey()
 		m.log.Warn("payments go to the sandbox served under /sandbox/: anyone may mark an order paid there without paying; set --pay-provider-url for a real sale")
+		if c.Redis != "" {
+			// Redis means several instances, as a rule: each one's sandbox
+			// knows only its own trades, so behind a load balancer a pay
+			// page is found one time in n.
+			m.log.Warn("each instance serves its own sandbox: behind a load balancer, run one 'seckill sandbox' and point every instance at it (--pay-provider-url, --pay-provider-key, the same --pay-merchant-key)")
+		}
 	}
 	return payment.NewClient(cfg)
 }

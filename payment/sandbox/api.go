@@ -42,7 +42,11 @@ func (s *Sandbox) gateway(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := payment.VerifyRequest(mk, form); err != nil {
-		fail(nil, payment.CodeInvalidParameter, payment.SubInvalidSignature, err.Error())
+		// Said from the sandbox's side: the shop's request does not check
+		// with the merchant's public key it holds (a shop signing with
+		// another key: an instance with a merchant key of its own).
+		fail(nil, payment.CodeInvalidParameter, payment.SubInvalidSignature,
+			"the request is not signed by the merchant key the sandbox holds ("+strings.TrimPrefix(err.Error(), payment.ErrBadSignature.Error()+": ")+")")
 		return
 	}
 	var biz payment.BizContent

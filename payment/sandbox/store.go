@@ -11,6 +11,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers driver "sqlite"
 
+	"seckill/internal/private"
 	"seckill/payment"
 )
 
@@ -68,7 +69,11 @@ func openStore(ctx context.Context, dir string) (*store, error) {
 		"_txlock": {"immediate"},
 		"_pragma": {"busy_timeout(10000)", "journal_mode(WAL)", "synchronous(FULL)"},
 	}
-	db, err := sql.Open("sqlite", filepath.Join(dir, "sandbox.db")+"?"+q.Encode())
+	path := filepath.Join(dir, "sandbox.db")
+	if err := private.SQLite(path); err != nil {
+		return nil, err
+	}
+	db, err := sql.Open("sqlite", path+"?"+q.Encode())
 	if err != nil {
 		return nil, err
 	}
