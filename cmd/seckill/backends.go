@@ -71,6 +71,10 @@ const (
 	captchaRefill = 1.0 / 180
 )
 
+// defaultRedisPrefix begins every Redis key unless --redis-prefix says
+// otherwise.
+const defaultRedisPrefix = "seckill:"
+
 // openShared picks the backend by configuration: --redis set → Redis
 // (single node or Cluster), else in process with sessions kept in SQL.
 func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore) (*shared, error) {
@@ -92,7 +96,7 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 	}
 	prefix := c.RedisPrefix
 	if prefix == "" {
-		prefix = "seckill:"
+		prefix = defaultRedisPrefix
 	}
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("--redis-prefix %q must not contain braces", prefix)

@@ -144,7 +144,7 @@ type Main struct {
 func NewMain() *Main {
 	return &Main{
 		Config: Config{
-			Addr: ":8080", DataDir: "data",
+			Addr: ":8080", DataDir: "data", QueuePrefix: mq.DefaultPrefix, RedisPrefix: defaultRedisPrefix, NATSReplicas: 1,
 			UserRate: 5, UserBurst: 10, IPRate: 200, IPBurst: 400, WSPerAddress: 1024,
 			UserReadRate: httpapi.DefaultReads.Rate, UserReadBurst: httpapi.DefaultReads.Burst,
 			InFlight: 4096, AdmitFactor: 20, BatchSize: 2000,
@@ -200,9 +200,9 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "data directory of the embedded backends")
 	fs.StringVar(&c.DB, "db", c.DB, "database URL (default sqlite:<data>/seckill.db)")
 	fs.StringVar(&c.NATS, "nats", c.NATS, "external NATS URL (default: embedded JetStream in <data>/nats)")
-	fs.StringVar(&c.QueuePrefix, "queue-prefix", c.QueuePrefix, "names the stream and subjects on NATS; instances of one deployment share it (default: SECKILL)")
+	fs.StringVar(&c.QueuePrefix, "queue-prefix", c.QueuePrefix, "names the stream and subjects on NATS; instances of one deployment share it")
 	fs.StringVar(&c.Redis, "redis", c.Redis, "Redis URL for the shared gate, sessions and limits: redis://host:port, or a comma-separated list of Cluster nodes (default: in-process)")
-	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of every Redis key; instances of one deployment share it (default: seckill:)")
+	fs.StringVar(&c.RedisPrefix, "redis-prefix", c.RedisPrefix, "prefix of every Redis key; instances of one deployment share it")
 	fs.StringVar(&c.Secret, "secret", c.Secret, "HMAC secret of purchase paths, at least 16 bytes, same on every instance (default: generated into <data>/secret)")
 	fs.StringVar(&c.AdminPhone, "admin-phone", c.AdminPhone, "create or update this admin account at start")
 	fs.StringVar(&c.AdminPassword, "admin-password", c.AdminPassword, "password of the admin account")
@@ -233,7 +233,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", c.ReconcileEvery, "how often to look for reservations that never reached the queue")
 	fs.DurationVar(&c.ReconcileAge, "reconcile-age", c.ReconcileAge, "age at which such a reservation is released, once still so a publish timeout (3 s) later (well above that timeout)")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "time a fetched order message may stay unacked before another writer gets it")
-	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "servers of an external NATS cluster that keep the order stream (3 survives losing one; default: 1)")
+	fs.IntVar(&c.NATSReplicas, "nats-replicas", c.NATSReplicas, "servers of an external NATS cluster that keep the order stream (3 survives losing one)")
 	fs.DurationVar(&c.SweepEvery, "sweep-every", c.SweepEvery, "how often to cancel orders past their pay deadline")
 	fs.StringVar(&c.PayProviderURL, "pay-provider-url", c.PayProviderURL, "payment provider's gateway URL, e.g. http://127.0.0.1:8090/sandbox/gateway.do of 'seckill sandbox' (default: the sandbox served by this server under /sandbox/)")
 	fs.StringVar(&c.PayProviderKey, "pay-provider-key", c.PayProviderKey, "PEM file of the provider's public key (required with --pay-provider-url)")
