@@ -85,7 +85,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.WSPerUser, "ws-per-user", 4, "ws-idle mode: sockets per provisioned buyer")
 	fs.DurationVar(&cfg.WSHold, "ws-hold", 5*time.Second, "ws-idle mode: how long to hold the sockets before reading the memory")
 	fs.StringVar(&cfg.Ops, "ops", bench.DefaultOps, "ws-idle mode: base URL of the server's operations listener (its --ops-addr), where /metrics is")
-	fs.Float64Var(&cfg.PayRatio, "pay-ratio", 0, "after the crowd, this fraction of the winners pays through the provider and the rest never pay; then wait past the deadline, resell the returned units and check I1–I5 (the server needs a short --pay-window)")
+	fs.Float64Var(&cfg.PayRatio, "pay-ratio", 0, "after the crowd, this fraction of the winners pays through the provider and the rest never pay; then wait past the deadline, resell the returned units and check I1–I5 (the server needs a short --pay-window, yet longer than the crowd: an order opened for payment too close to its deadline is refused)")
 	fs.DurationVar(&cfg.SettleTimeout, "settle-timeout", 60*time.Second, "longest wait for every accepted purchase to become an order")
 	fs.DurationVar(&limit, "timeout", 10*time.Minute, "give up on the whole run after this long")
 	fs.BoolVar(&asJSON, "json", false, "print the result as one JSON object")
