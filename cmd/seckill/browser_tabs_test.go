@@ -19,6 +19,8 @@ import (
 // purchase another tab placed: the card must end on the order, not stay
 // on the failure. (Before, the first final result of a sale was kept and
 // the success ignored: the card offered Buy to a buyer holding an order.)
+// Then the page is reloaded (it knows the order from the orders list
+// only) and another late failure is pushed: the card stays on the order.
 func TestBrowserOtherTabsPurchase(t *testing.T) {
 	t.Parallel()
 	m := startBrowserServer(t, "127.0.0.1:0", t.TempDir(), "")
@@ -66,5 +68,19 @@ func TestBrowserOtherTabsPurchase(t *testing.T) {
 	waitJS(t, ctx, `document.querySelector('`+card+` button[data-buy]').dataset.held === 'pending_payment'`, 10*time.Second)
 	if got := evalString(t, ctx, `document.querySelector('`+card+` button[data-buy]').textContent`); got != "You got it — pay now" {
 		t.Errorf("the card of the sale the buyer holds an order in says %q", got)
+	}
+
+	// Reloaded, the page knows the order from the orders list alone, and
+	// no success will come: a failure of yet another older request, pushed
+	// now, must not take the order away.
+	sockets := handshakes.Load()
+	brun(t, ctx, chromedp.Reload())
+	waitJS(t, ctx, `document.querySelector('`+card+` button[data-buy]') && document.querySelector('`+card+` button[data-buy]').dataset.held === 'pending_payment'`, 10*time.Second)
+	waitFor(t, "the reloaded page's socket", func() bool { return handshakes.Load() > sockets }, 5*time.Second)
+	pushes = evalFloat(t, ctx, `window.__resultPushes`)
+	pushStaleFailure(t, m, phone, lamp.id)
+	waitJS(t, ctx, fmt.Sprintf(`window.__resultPushes > %v`, pushes), 5*time.Second)
+	if got := evalString(t, ctx, `(() => { const b = document.querySelector('`+card+` button[data-buy]'); return (b.dataset.held || '-') + '|' + b.textContent; })()`); got != "pending_payment|You got it — pay now" {
+		t.Errorf("after a late failure on the reloaded page, the card of the sale the buyer holds an order in says %q", got)
 	}
 }

@@ -578,6 +578,10 @@
     const key = String(saleId);
     const had = results.get(key);
     if (had && (had.status === 'success' || res.status === 'failed')) return true;
+    // A buyer holds at most one order per sale: a failure in a sale they
+    // hold an order in (known from the orders list, say after a reload)
+    // is an older request's.
+    if (res.status === 'failed' && state.orders.some((o) => String(o.sale_id) === key)) return false;
     if (res.status === 'failed' && res.ticket && placed.has(key)) {
       const want = placed.get(key);
       if (want === null) {
@@ -634,8 +638,12 @@
   // knows, as being offline does.
   async function loadMe() {
     const r = await api('GET', '/api/me');
-    if (r.ok) state.me = r.data;
-    else if (r.status === 401) state.me = null;
+    if (r.ok) {
+      // Another tab may have logged in as someone else meanwhile: what
+      // this page knew of the last user's purchases is not theirs.
+      if (state.me && state.me.id !== r.data.id) forgetUser();
+      state.me = r.data;
+    } else if (r.status === 401) state.me = null;
     else return r.status;
     renderAccount();
     return r.status;
@@ -643,12 +651,18 @@
 
   function loggedOut() {
     state.me = null;
+    forgetUser();
+    renderAccount();
+  }
+
+  // forgetUser drops what the page knows of the logged-in user's orders
+  // and purchases.
+  function forgetUser() {
     state.orders = [];
     state.held.clear();
     results.clear();
     placed.clear();
     earlyFailures.clear();
-    renderAccount();
   }
 
   function renderAccount() {
@@ -1166,11 +1180,11 @@
       // arrives: the last one is forgotten first, not after.
       setBuyStatus(t('placing'));
       const key = String(b.sale.id);
-      const url = `/api/sales/${id}/purchase/${encodeURIComponent((p.data && p.data.path) || '')}`;
+      const path = (p.data && p.data.path) || '';
       results.delete(key);
       placed.set(key, null);
       earlyFailures.delete(key);
-      const q = await api('POST', url);
+      const q = await api('POST', `/api/sales/${id}/purchase/${encodeURIComponent(path)}`);
       const heldBack = earlyFailures.get(key);
       earlyFailures.delete(key);
       if (q.status === 202) {
