@@ -99,9 +99,15 @@ func ReadPublicKey(path string) (*rsa.PublicKey, error) {
 	return readKey(path, "public", ParsePublicKey)
 }
 
-// ReadPrivateKey reads the PEM RSA private key at path (PKCS #8 or #1).
+// ReadPrivateKey reads the PEM RSA private key at path (PKCS #8 or #1),
+// of at least KeyBits bits (RSA2's: a shorter key cannot sign at all, or
+// signs weakly).
 func ReadPrivateKey(path string) (*rsa.PrivateKey, error) {
-	return readKey(path, "private", ParsePrivateKey)
+	key, err := readKey(path, "private", ParsePrivateKey)
+	if err == nil && key.N.BitLen() < KeyBits {
+		return nil, fmt.Errorf("private key %s: %d bits, want at least %d", path, key.N.BitLen(), KeyBits)
+	}
+	return key, err
 }
 
 // readKey reads the file at path and parses it with parse; what (public,

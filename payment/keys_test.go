@@ -1,8 +1,11 @@
 package payment_test
 
 import (
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/pem"
 	"os"
 	"path/filepath"
 	"strings"
@@ -47,6 +50,37 @@ func TestLoadOrCreateKey(t *testing.T) {
 	}
 	if got := payment.PublicKeyPath(path); got != filepath.Join(dir, "payment", "merchant.pub.pem") {
 		t.Fatalf("public key path %s", got)
+	}
+}
+
+// TestReadPrivateKey: a key file given to the server is read as PKCS #8
+// or #1, and one shorter than RSA2's 2048 bits is refused at start (a
+// 512-bit key was read, then failed every signature: every pay a 500).
+func TestReadPrivateKey(t *testing.T) {
+	path := payment.MerchantKeyPath(t.TempDir())
+	made, err := payment.LoadOrCreateKey(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := payment.ReadPrivateKey(path); err != nil || !got.Equal(made) {
+		t.Fatalf("ReadPrivateKey of the key made: %v", err)
+	}
+	short, err := rsa.GenerateKey(rand.Reader, 1024)
+	if err != nil {
+		t.Fatal(err)
+	}
+	weak := filepath.Join(t.TempDir(), "weak.pem")
+	if err := os.WriteFile(weak, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(short)}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := payment.ReadPrivateKey(weak); err == nil || !strings.Contains(err.Error(), "1024 bits") {
+		t.Errorf("ReadPrivateKey of a 1024-bit key: %v, want it refused", err)
+	}
+	if _, err := payment.ReadPrivateKey(payment.PublicKeyPath(path)); err == nil {
+		t.Error("ReadPrivateKey took a public key file")
+	}
+	if _, err := payment.ReadPrivateKey(filepath.Join(t.TempDir(), "none.pem")); err == nil {
+		t.Error("ReadPrivateKey of no file: no error")
 	}
 }
 

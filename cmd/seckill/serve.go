@@ -519,6 +519,10 @@ func (m *Main) openPayments(ctx context.Context) (payment.Provider, error) {
 		if key, err = payment.ReadPrivateKey(c.PayMerchantKey); err != nil {
 			return nil, fmt.Errorf("--pay-merchant-key: %w", err)
 		}
+		if fi, err := os.Stat(c.PayMerchantKey); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			m.log.Warn("the merchant key file can be read by others than its owner: whoever reads it can sign as the shop; chmod 600 it",
+				"path", c.PayMerchantKey, "mode", fi.Mode().Perm().String())
+		}
 	} else if key, err = payment.LoadOrCreateKey(payment.MerchantKeyPath(c.DataDir)); err != nil {
 		return nil, fmt.Errorf("merchant key: %w", err)
 	}
