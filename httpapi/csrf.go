@@ -109,10 +109,12 @@ func ParseOrigins(s string) []string {
 // host or one of Config.AllowedOrigins; and, like sameOrigin, one whose
 // Origin is foreign. It is for GET routes that spend something of the
 // user's: a captcha takes one of the user's capped supply for the sale,
-// and the SameSite=Lax cookie goes along on another site's top-level
+// and a read (/api/me, orders, /result) a token of the user's read
+// budget; the SameSite=Lax cookie goes along on another site's top-level
 // navigations (a window it opened, sent to the captcha URL again and
 // again) and on a sibling subdomain's <img>: such a page used to spend
-// the victim's captchas and keep them out of the sale. A navigation or an
+// the victim's captchas and keep them out of the sale, or hold their
+// /result polls at 429 through it. A navigation or an
 // image sends no Origin, so it is refused; the page's own fetches are
 // same-origin, and clients without Sec-Fetch-Site carry no victim's
 // cookie.

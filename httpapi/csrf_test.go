@@ -40,8 +40,10 @@ func TestLoginCSRF(t *testing.T) {
 		tok := s.login("13800000000", "password-1")
 		cookie := http.Header{"Cookie": {httpapi.CookieName + "=" + tok}, "Origin": {"https://evil.example"}}
 		want(t, s.doH("DELETE", "/api/sessions", "", nil, cookie), 403, "forbidden")
-		// A safe method with the cookie from anywhere is fine.
-		want(t, s.doH("GET", "/api/me", "", nil, cookie), 200, "")
+		// A safe method with the cookie from anywhere is fine, but for the
+		// reads that spend the user's budget (TestReadsFromAnotherSite).
+		want(t, s.doH("GET", "/api/sales", "", nil, cookie), 200, "")
+		want(t, s.doH("GET", "/api/me", "", nil, cookie), 403, "forbidden")
 		// A bearer header is never sent by a browser of its own accord.
 		want(t, s.doH("DELETE", "/api/sessions", tok, nil, http.Header{"Origin": {"https://evil.example"}}), 204, "")
 	})
@@ -87,6 +89,34 @@ func TestCaptchaFromAnotherSite(t *testing.T) {
 	}
 	want(t, s.doH("GET", url, "", nil, cookie(http.Header{"Sec-Fetch-Site": {"same-origin"}})), 200, "")
 	want(t, s.doH("GET", url, "", nil, cookie(http.Header{})), 200, "")
+}
+
+// TestReadsFromAnotherSite: the authenticated reads spend the user's
+// read budget (per user and instance), so another site's page that
+// navigated a window to /result over and over (the SameSite=Lax cookie
+// goes along) held the victim's own polls at 429 during the sale. A
+// cookie-authenticated read the browser marks cross-site or same-site is
+// refused, and spends nothing; the page's own reads and API clients pass.
+func TestReadsFromAnotherSite(t *testing.T) {
+	s := newStack(t, options{reads: httpapi.Budget{Rate: 0.001, Burst: 3}})
+	toks, _ := s.buyers(1)
+	cookie := func(h http.Header) http.Header {
+		h.Set("Cookie", httpapi.CookieName+"="+toks[0])
+		return h
+	}
+	sale := s.activeSale(5, false)
+	for _, url := range []string{"/api/me", "/api/orders", "/api/orders/1", fmt.Sprintf("/api/sales/%d/result", sale)} {
+		for _, site := range []string{"cross-site", "same-site"} {
+			for range 5 {
+				want(t, s.doH("GET", url, "", nil, cookie(http.Header{"Sec-Fetch-Site": {site}})), 403, "forbidden")
+			}
+		}
+	}
+	// The budget of 3 is whole: the refusals took none of it.
+	want(t, s.doH("GET", "/api/me", "", nil, cookie(http.Header{"Sec-Fetch-Site": {"same-origin"}})), 200, "")
+	want(t, s.doH("GET", "/api/orders", "", nil, cookie(http.Header{})), 200, "")
+	want(t, s.doH("GET", "/api/me", toks[0], nil, http.Header{"Sec-Fetch-Site": {"cross-site"}}), 200, "")
+	want(t, s.doH("GET", "/api/me", toks[0], nil, nil), 429, "rate_limited")
 }
 
 // TestNullOriginNeverAllowed: "null" is the Origin of sandboxed frames,

@@ -199,7 +199,7 @@ func (s *Server) routes() {
 	s.handle("POST /api/users", s.limitIP(jsonBody(s.createUser)))
 	s.handle("POST /api/sessions", s.limitIP(jsonBody(s.login)))
 	s.handle("DELETE /api/sessions", s.authed(s.logout))
-	s.handle("GET /api/me", s.authed(s.read(s.me)))
+	s.handle("GET /api/me", s.fromThisSite(s.authed(s.read(s.me))))
 
 	s.handle("GET /api/sales", s.listSales)
 	s.handle("GET /api/sales/{id}", s.getSale)
@@ -211,16 +211,17 @@ func (s *Server) routes() {
 		s.handle("POST /api/admin/bench/users", jsonBody(s.admin(s.benchUsers)))
 	}
 
-	// A captcha spends one of the user's supply: not from another site.
+	// A captcha spends one of the user's supply, and the authenticated
+	// reads their per-user budget: not from another site.
 	s.handle("GET /api/sales/{id}/captcha", s.fromThisSite(s.authed(s.limited(s.captcha))))
 	s.handle("POST /api/sales/{id}/path", jsonBody(s.authed(s.counted(s.limited(s.path), false))))
 	// purchase applies the per-address limit itself, after the checks
 	// that need no shared backend; the gate applies the per-user one.
 	s.handle("POST /api/sales/{id}/purchase/{path}", s.authed(s.counted(s.purchase, true)))
-	s.handle("GET /api/sales/{id}/result", s.authed(s.read(s.result)))
+	s.handle("GET /api/sales/{id}/result", s.fromThisSite(s.authed(s.read(s.result))))
 
-	s.handle("GET /api/orders", s.authed(s.read(s.listOrders)))
-	s.handle("GET /api/orders/{id}", s.authed(s.read(s.getOrder)))
+	s.handle("GET /api/orders", s.fromThisSite(s.authed(s.read(s.listOrders))))
+	s.handle("GET /api/orders/{id}", s.fromThisSite(s.authed(s.read(s.getOrder))))
 	s.handle("POST /api/orders/{id}/cancel", s.authed(s.limited(s.cancelOrder)))
 	s.handle("POST /api/orders/{id}/pay", s.authed(s.limited(s.payOrder)))
 	// No rate limit: the provider posts from few addresses, at the pace
