@@ -298,6 +298,9 @@ func TestSweeperNotHeldUpByASlowProvider(t *testing.T) {
 	waitFor(t, "the last order cancelled while the provider hangs", func() bool {
 		return v.order(last.ID).Status == seckill.OrderCancelled
 	})
+	// Its unit goes back to the gate just after the cancel commits (and
+	// before the close, which hangs): CI once looked in between.
+	waitFor(t, "the last order's unit back at the gate", func() bool { return v.gateLeft(s.ID) == v.stats(s.ID).SQLStockLeft })
 	v.checkAtRest(s.ID)
 }
 
