@@ -428,9 +428,7 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 		if res[2].Status != seckill.ResultFailed || res[2].Reason != seckill.ESoldOut {
 			t.Errorf("last buyer = %+v, want failed sold_out", res[2])
 		}
-		if st := storeStats(t, s, sale.ID); st.Orders != 2 || st.SQLStockLeft != 0 {
-			t.Errorf("storeStats = %+v; want 2 orders, 0 left", st)
-		}
+		wantOrders(t, s, sale.ID, 2, 0)
 	})
 
 	t.Run("UnknownSale", func(t *testing.T) {
@@ -449,9 +447,7 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 		}
 		_, err := s.Orders.OrderBySaleUser(ctx, sale.ID+1000, u.ID)
 		storeWantCode(t, err, seckill.ENotFound)
-		if st := storeStats(t, s, sale.ID); st.Orders != 1 || st.SQLStockLeft != 4 {
-			t.Errorf("storeStats = %+v; want 1 order, 4 left", st)
-		}
+		wantOrders(t, s, sale.ID, 1, 4)
 	})
 
 	t.Run("SeveralSales", func(t *testing.T) {
@@ -471,12 +467,8 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 		if diff := cmp.Diff(want, got); diff != "" {
 			t.Errorf("outcomes (-want +got):\n%s", diff)
 		}
-		if st := storeStats(t, s, a.ID); st.Orders != 1 || st.SQLStockLeft != 0 {
-			t.Errorf("sale a storeStats = %+v; want 1 order, 0 left", st)
-		}
-		if st := storeStats(t, s, b.ID); st.Orders != 3 || st.SQLStockLeft != 2 {
-			t.Errorf("sale b storeStats = %+v; want 3 orders, 2 left", st)
-		}
+		wantOrders(t, s, a.ID, 1, 0)
+		wantOrders(t, s, b.ID, 3, 2)
 	})
 
 	t.Run("PayDeadline", func(t *testing.T) {
@@ -642,9 +634,7 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 		}
 		_, err := s.Orders.OrderBySaleUser(ctx, sale.ID, u.ID)
 		storeWantCode(t, err, seckill.ENotFound)
-		if st := storeStats(t, s, sale.ID); st.Orders != 0 || st.SQLStockLeft != 5 {
-			t.Errorf("storeStats = %+v; want no order, 5 left", st)
-		}
+		wantOrders(t, s, sale.ID, 0, 5)
 		// The buyer bought again under another ticket; the fenced request,
 		// landing once more, reports that order (the buyer holds one) and
 		// takes nothing.
@@ -657,9 +647,7 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 		if res[0].Status != seckill.ResultSuccess || res[0].OrderID != bought[0].OrderID {
 			t.Errorf("fenced request of a buyer with order %d = %+v, want that order", bought[0].OrderID, res[0])
 		}
-		if st := storeStats(t, s, sale.ID); st.Orders != 1 || st.SQLStockLeft != 4 {
-			t.Errorf("storeStats = %+v; want 1 order, 4 left", st)
-		}
+		wantOrders(t, s, sale.ID, 1, 4)
 	})
 
 	t.Run("FencedBesideAnotherTicket", func(t *testing.T) {
@@ -698,12 +686,8 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 				t.Errorf("sale %d user %d: order number %q, want the unfenced ticket %q", c.sale, c.user, o.OrderNo, c.ticket)
 			}
 		}
-		if st := storeStats(t, s, one.ID); st.Orders != 1 || st.SQLStockLeft != 0 {
-			t.Errorf("sale of one unit: storeStats = %+v; want 1 order, 0 left", st)
-		}
-		if st := storeStats(t, s, many.ID); st.Orders != 1 || st.SQLStockLeft != 4 {
-			t.Errorf("sale of five: storeStats = %+v; want 1 order, 4 left", st)
-		}
+		wantOrders(t, s, one.ID, 1, 0)
+		wantOrders(t, s, many.ID, 1, 4)
 	})
 
 	t.Run("FencedAmongSales", func(t *testing.T) {
@@ -753,9 +737,7 @@ func testOrders(t *testing.T, open func(t *testing.T) Stores) {
 			sale         *seckill.Sale
 			orders, left int64
 		}{{a, 1, 0}, {b, 2, 0}, {c, 2, 1}} {
-			if st := storeStats(t, s, w.sale.ID); st.Orders != w.orders || st.SQLStockLeft != w.left {
-				t.Errorf("sale %d: storeStats = %+v; want %d orders, %d left", w.sale.ID, st, w.orders, w.left)
-			}
+			wantOrders(t, s, w.sale.ID, w.orders, w.left)
 		}
 	})
 }

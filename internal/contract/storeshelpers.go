@@ -125,6 +125,14 @@ func storeCheckResults(t *testing.T, reqs []seckill.OrderRequest, res []seckill.
 
 // storeStats returns the sale's storeStats and checks the ledger and stock
 // invariants for a sale whose orders are all pending, as the suite's are.
+// wantOrders checks the sale's number of orders and its stock left in SQL.
+func wantOrders(t *testing.T, s Stores, sale, orders, left int64) {
+	t.Helper()
+	if st := storeStats(t, s, sale); st.Orders != orders || st.SQLStockLeft != left {
+		t.Errorf("sale %d: storeStats = %+v; want %d orders, %d left", sale, st, orders, left)
+	}
+}
+
 func storeStats(t *testing.T, s Stores, sale int64) *seckill.SaleStats {
 	t.Helper()
 	st, err := s.Sales.SaleStats(context.Background(), sale)
