@@ -527,6 +527,37 @@ func TestLoginGuard(t *testing.T) {
 	})
 }
 
+// TestLoginGuardBounded: logins of ever new keys (made-up phones from
+// many addresses) do not grow the guard past its bound; the keys tried
+// longest ago go first, so a phone under attack, tried all the while,
+// keeps its back-off.
+func TestLoginGuardBounded(t *testing.T) {
+	ctx := context.Background()
+	now := time.Unix(1_700_000_000, 0)
+	g := inmem.NewLoginGuardClock(seckill.Backoff{Free: 2, Base: time.Second, Max: time.Minute, Forget: 24 * time.Hour}, func() time.Time { return now })
+	inmem.SetGuardMax(g, 8) // per shard: 512 keys in all
+	const victim = "phone:13800000000"
+	for i := range 20_000 {
+		now = now.Add(10 * time.Millisecond)
+		if i%100 == 0 {
+			now = now.Add(2 * time.Minute) // the victim's wait is over: one more try
+			if _, wait, err := g.Attempt(ctx, victim); err != nil || wait != 0 {
+				t.Fatalf("victim's try %d: wait %v, %v", i/100, wait, err)
+			}
+		}
+		if _, _, err := g.Attempt(ctx, fmt.Sprintf("phone:made-up-%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := inmem.GuardKeys(g); n > 64*8 {
+		t.Errorf("guard holds %d keys after 20,000 new ones, want at most %d", n, 64*8)
+	}
+	// 200 failed tries of the victim's phone: it still must wait.
+	if prior, wait, err := g.Attempt(ctx, victim); err != nil || wait == 0 || prior < 200 {
+		t.Errorf("victim's phone after the flood: %d tries on record, wait %v, %v; want its back-off kept", prior, wait, err)
+	}
+}
+
 // hookedStore runs hook once, after its first Session read found the
 // session and before it returns it.
 type hookedStore struct {

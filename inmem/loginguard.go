@@ -3,6 +3,7 @@ package inmem
 import (
 	"context"
 	"hash/maphash"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,13 +14,21 @@ var _ seckill.LoginGuard = (*LoginGuard)(nil)
 
 // LoginGuard is the back-off of failed logins kept in this process (a
 // single instance). Keys with no attempt for the policy's Forget are
-// dropped, so the set stays bounded by the keys recently tried.
+// dropped, and at most MaxGuardKeys are kept: past it, the keys tried
+// longest ago go first. Without the bound, logins of made-up phones from
+// many addresses kept a record each for a day (a phone's Forget), a few
+// hundred MB at the pace hashing allows; a key under attack is tried
+// often, so it is the last to go.
 type LoginGuard struct {
 	policy seckill.Backoff
 	now    func() time.Time
 	seed   maphash.Seed
+	max    int // keys per shard
 	shard  [limiterShards]guardShard
 }
+
+// MaxGuardKeys bounds the keys a LoginGuard keeps: about 100 MB of them.
+const MaxGuardKeys = 1 << 20
 
 type guardShard struct {
 	mu    sync.Mutex
@@ -42,7 +51,7 @@ func NewLoginGuard(p seckill.Backoff) *LoginGuard {
 // NewLoginGuardClock is NewLoginGuard on the clock now (for tests).
 func NewLoginGuardClock(p seckill.Backoff, now func() time.Time) *LoginGuard {
 	p.Forget = max(p.Forget, p.Max)
-	g := &LoginGuard{policy: p, now: now, seed: maphash.MakeSeed()}
+	g := &LoginGuard{policy: p, now: now, seed: maphash.MakeSeed(), max: MaxGuardKeys / limiterShards}
 	for i := range g.shard {
 		g.shard[i].keys = make(map[string]attempts)
 	}
@@ -76,8 +85,29 @@ func (g *LoginGuard) Attempt(_ context.Context, key string) (int, time.Duration,
 			return a.n, next.Sub(now), nil
 		}
 	}
+	if _, known := sh.keys[key]; !known && len(sh.keys) >= g.max {
+		sh.evict(g.max)
+	}
 	sh.keys[key] = attempts{n: a.n + 1, last: now}
 	return a.n, 0, nil
+}
+
+// evict makes room for a quarter of max in a full shard: it drops the keys
+// tried longest ago. It sorts the whole shard, so it frees a quarter at a
+// time rather than one key per new one. Called with sh.mu held.
+func (sh *guardShard) evict(max int) {
+	type entry struct {
+		key  string
+		last time.Time
+	}
+	all := make([]entry, 0, len(sh.keys))
+	for k, a := range sh.keys {
+		all = append(all, entry{k, a.last})
+	}
+	slices.SortFunc(all, func(a, b entry) int { return a.last.Compare(b.last) })
+	for _, e := range all[:len(all)-(max-max/4)] {
+		delete(sh.keys, e.key)
+	}
 }
 
 // Succeeded takes back one attempt of key, or all of them with reset.
