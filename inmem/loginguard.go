@@ -14,11 +14,15 @@ var _ seckill.LoginGuard = (*LoginGuard)(nil)
 
 // LoginGuard is the back-off of failed logins kept in this process (a
 // single instance). Keys with no attempt for the policy's Forget are
-// dropped, and at most MaxGuardKeys are kept: past it, the keys tried
-// longest ago go first. Without the bound, logins of made-up phones from
-// many addresses kept a record each for a day (a phone's Forget), a few
-// hundred MB at the pace hashing allows; a key under attack is tried
-// often, so it is the last to go.
+// dropped, and at most MaxGuardKeys are kept: past it, keys still within
+// their free tries go first, the ones tried longest ago before the
+// others. Without the bound, logins of made-up phones from many addresses
+// kept a record each for a day (a phone's Forget), a few hundred MB at the
+// pace hashing allows. A key in back-off goes only when the whole shard is
+// in back-off: a flood of one wrong try per made-up phone, however long,
+// cannot reset a phone under attack (a key waiting out its back-off is not
+// touched by the tries it refuses, so by age alone it would be the first
+// to go: found by review).
 type LoginGuard struct {
 	policy seckill.Backoff
 	now    func() time.Time
@@ -86,25 +90,35 @@ func (g *LoginGuard) Attempt(_ context.Context, key string) (int, time.Duration,
 		}
 	}
 	if _, known := sh.keys[key]; !known && len(sh.keys) >= g.max {
-		sh.evict(g.max)
+		sh.evict(g.max, g.policy.Free)
 	}
 	sh.keys[key] = attempts{n: a.n + 1, last: now}
 	return a.n, 0, nil
 }
 
 // evict makes room for a quarter of max in a full shard: it drops the keys
-// tried longest ago. It sorts the whole shard, so it frees a quarter at a
-// time rather than one key per new one. Called with sh.mu held.
-func (sh *guardShard) evict(max int) {
+// with no more than free attempts first (no back-off in effect), then the
+// ones tried longest ago. It sorts the whole shard, so it frees a quarter
+// at a time rather than one key per new one. Called with sh.mu held.
+func (sh *guardShard) evict(max, free int) {
 	type entry struct {
-		key  string
-		last time.Time
+		key     string
+		waiting bool
+		last    time.Time
 	}
 	all := make([]entry, 0, len(sh.keys))
 	for k, a := range sh.keys {
-		all = append(all, entry{k, a.last})
+		all = append(all, entry{k, a.n > free, a.last})
 	}
-	slices.SortFunc(all, func(a, b entry) int { return a.last.Compare(b.last) })
+	slices.SortFunc(all, func(a, b entry) int {
+		if a.waiting != b.waiting {
+			if a.waiting {
+				return 1
+			}
+			return -1
+		}
+		return a.last.Compare(b.last)
+	})
 	for _, e := range all[:len(all)-(max-max/4)] {
 		delete(sh.keys, e.key)
 	}
