@@ -1,9 +1,9 @@
 // Package captcha makes arithmetic captchas: a small question such as
 // "347 + 586 = ?" drawn into a PNG by our own bitmap-font renderer, with the
-// glyphs jittered and slanted one by one, coloured in bands that cross
-// them, and covered in dots and lines, so that a person reads it at a
-// glance and a naive OCR does not. It is a speed bump, not a wall: a model
-// trained on its images would read it.
+// glyphs coloured, jittered and slanted one by one and covered in dots and
+// lines, so that a person reads it at a glance. It stops blind guessing,
+// not a solver written for it (SECURITY.md, Captcha: two small ones read
+// most or all of them).
 //
 // The package only makes and checks challenges. Storing them (single use,
 // expiry) is the caller's business.
@@ -212,19 +212,22 @@ func render(rng *rand.Rand, q string) *image.Paletted {
 		wave[i] = amp * math.Sin(2*math.Pi*float64(i)/period+phase)
 	}
 
-	field := inkField(rng)
+	prev := -1
 	for _, r := range q {
 		if r == ' ' {
 			x += spaceW * sx
 			continue
 		}
+		ink := rng.IntN(numInks)
+		if ink == prev { // neighbours never share a colour
+			ink = (ink + 1 + rng.IntN(numInks-1)) % numInks
+		}
+		prev = ink
 		scale := 0.92 + rng.Float64()*0.16
 		top := (Height-gh)/2 + (rng.Float64()-0.5)*8
 		shear := (rng.Float64() - 0.5) * 0.6
-		c.glyph(masks[r], x, top, sx*scale, sy*scale, shear, &wave, field)
-		// Advances vary, so a glyph's place does not follow from the
-		// question's length.
-		x += (glyphW + gap + (rng.Float64()-0.5)*0.8) * sx
+		c.glyph(masks[r], x, top, sx*scale, sy*scale, shear, &wave, uint8(firstInk+ink))
+		x += (glyphW + gap) * sx
 	}
 
 	// Foreground noise: specks in every colour, then thin lines across the text.
@@ -245,51 +248,11 @@ func render(rng *rand.Rand, q string) *image.Paletted {
 	return c.Paletted
 }
 
-// inkField colours the text: slanted bands, 4 to 8 pixels wide, each of
-// an ink of its own (neighbouring bands never share one), crossing the
-// glyphs. A glyph is drawn in two or three inks and shares them with its
-// neighbours, so the text cannot be cut into characters by colour: a
-// review's solver did that when each glyph had one ink, neighbours
-// another (a mask per ink, a 2×2 erosion against the noise, a column
-// histogram per mask, templates), and read 86 % of the captchas.
-func inkField(rng *rand.Rand) *[Width * Height]uint8 {
-	var f [Width * Height]uint8
-	slant := (rng.Float64() - 0.5) * 1.6 // x per y
-	var bands []uint8
-	var edges []float64 // bands[i] runs up to edges[i], in slanted x
-	at := -Height * 1.0
-	prev := -1
-	for at < Width+Height {
-		ink := rng.IntN(numInks)
-		if ink == prev {
-			ink = (ink + 1 + rng.IntN(numInks-1)) % numInks
-		}
-		prev = ink
-		at += 4 + rng.Float64()*4
-		bands, edges = append(bands, uint8(firstInk+ink)), append(edges, at)
-	}
-	for y := range Height {
-		i := 0
-		for x := range Width {
-			u := float64(x) + slant*float64(y-Height/2)
-			for i > 0 && u < edges[i-1] {
-				i--
-			}
-			for i < len(edges)-1 && u >= edges[i] {
-				i++
-			}
-			f[y*Width+x] = bands[i]
-		}
-	}
-	return &f
-}
-
 // glyph draws g with its top-left cell at (x, top), each cell sx×sy pixels,
 // slanted by shear (pixels of x per pixel of y, about the glyph's middle)
-// and lifted by wave per column, each pixel in field's ink. It maps every
-// pixel of the glyph's box back into font cells, which is what makes
-// fractional scales and shear cheap.
-func (c canvas) glyph(m *mask, x, top, sx, sy, shear float64, wave *[Width]float64, field *[Width * Height]uint8) {
+// and lifted by wave per column. It maps every pixel of the glyph's box back
+// into font cells, which is what makes fractional scales and shear cheap.
+func (c canvas) glyph(m *mask, x, top, sx, sy, shear float64, wave *[Width]float64, idx uint8) {
 	w, h := glyphW*sx, glyphH*sy
 	slack := math.Abs(shear)*h/2 + 2
 	x0, x1 := int(math.Floor(x-slack)), int(math.Ceil(x+w+slack))
@@ -302,7 +265,7 @@ func (c canvas) glyph(m *mask, x, top, sx, sy, shear float64, wave *[Width]float
 		for py := y0; py < y1; py++ {
 			dy := float64(py) + 0.5 - t
 			if m.at((fx-x-shear*(dy-h/2))/sx, dy/sy) {
-				c.Pix[py*c.Stride+px] = field[py*Width+px]
+				c.Pix[py*c.Stride+px] = idx
 			}
 		}
 	}

@@ -175,50 +175,6 @@ func TestGlyphInk(t *testing.T) {
 	}
 }
 
-// TestNotCutByColour: the text cannot be cut into its characters by
-// colour. A review's solver read 86 % of the captchas when each glyph
-// had an ink of its own: it took each ink's pixels, eroded them 2×2 (the
-// one-pixel noise goes), and cut each ink's columns into runs (a speck's
-// are narrow), one run per glyph; templates then read the runs. Here that cut finds as many runs
-// as the question has characters in hardly any image.
-func TestNotCutByColour(t *testing.T) {
-	const images = 200
-	clean := 0
-	for seed := range uint64(images) {
-		c := mustNew(t, seeded(seed))
-		img := decode(t, c.PNG).(*image.Paletted)
-		runs := 0
-		for ink := uint8(firstInk); ink < uint8(firstInk+numInks); ink++ {
-			on := func(x, y int) bool { return img.Pix[y*img.Stride+x] == ink }
-			run := 0 // columns in the current run
-			for x := range Width {
-				col := false
-				for y := range Height - 1 {
-					if x < Width-1 && on(x, y) && on(x+1, y) && on(x, y+1) && on(x+1, y+1) {
-						col = true
-						break
-					}
-				}
-				if col {
-					run++
-					continue
-				}
-				if run >= 4 { // narrower: a speck
-					runs++
-				}
-				run = 0
-			}
-		}
-		if runs == len(strings.ReplaceAll(c.Question, " ", "")) {
-			clean++
-		}
-	}
-	t.Logf("%d of %d images cut by colour into exactly their characters", clean, images)
-	if clean > images/10 {
-		t.Errorf("%d of %d images cut by colour into exactly their characters, want at most %d", clean, images, images/10)
-	}
-}
-
 func TestNewRandom(t *testing.T) {
 	var wg sync.WaitGroup
 	out := make([]Challenge, 16)
