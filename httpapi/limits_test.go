@@ -72,28 +72,52 @@ func TestReadsLimitedPerUser(t *testing.T) {
 	tokens, _ := s.buyers(2)
 	reader, other := tokens[0], tokens[1]
 	sale := s.activeSale(5, false)
-	reads := []string{"/api/me", "/api/orders", "/api/orders/1", fmt.Sprintf("/api/sales/%d/result", sale)}
-	for i := range httpapi.DefaultReads.Burst {
-		if r := s.do("GET", reads[i%len(reads)], reader, nil); r.Code == 429 {
-			t.Fatalf("read %d of a burst of %d: 429", i+1, httpapi.DefaultReads.Burst)
+	result := fmt.Sprintf("/api/sales/%d/result", sale)
+	// /api/me and the orders share a budget; /result has one of its own.
+	for _, reads := range [][]string{{"/api/me", "/api/orders", "/api/orders/1"}, {result}} {
+		for i := range httpapi.DefaultReads.Burst {
+			if r := s.do("GET", reads[i%len(reads)], reader, nil); r.Code == 429 {
+				t.Fatalf("read %d of a burst of %d of %v: 429", i+1, httpapi.DefaultReads.Burst, reads)
+			}
 		}
-	}
-	for _, p := range reads {
-		r := s.do("GET", p, reader, nil)
-		want(t, r, 429, "rate_limited")
-		if r.Header.Get("Retry-After") == "" {
-			t.Errorf("GET %s: 429 without Retry-After", p)
+		for _, p := range reads {
+			r := s.do("GET", p, reader, nil)
+			want(t, r, 429, "rate_limited")
+			if r.Header.Get("Retry-After") == "" {
+				t.Errorf("GET %s: 429 without Retry-After", p)
+			}
 		}
 	}
 	want(t, s.do("GET", "/api/me", other, nil), 200, "")
 	want(t, s.purchase(reader, sale, s.path(reader, sale)), 202, "")
 	clock.advance(time.Second)
 	for i := range int(httpapi.DefaultReads.Rate) {
-		if r := s.do("GET", reads[i%len(reads)], reader, nil); r.Code == 429 {
+		if r := s.do("GET", "/api/orders", reader, nil); r.Code == 429 {
 			t.Fatalf("read %d a second after the burst: 429", i+1)
+		}
+		if r := s.do("GET", result, reader, nil); r.Code == 429 {
+			t.Fatalf("/result %d a second after the burst: 429", i+1)
 		}
 	}
 	want(t, s.do("GET", "/api/me", reader, nil), 429, "rate_limited")
+	want(t, s.do("GET", result, reader, nil), 429, "rate_limited")
+}
+
+// TestResultReadsOwnBudget: a page that loads over and over (another site
+// can send a window of the buyer's to it, and the page then reads /api/me
+// and the orders under the buyer's cookie) spends the reads' budget, not
+// the buyer's /result polls.
+func TestResultReadsOwnBudget(t *testing.T) {
+	clock := newTestClock()
+	s := newStack(t, options{now: clock.now})
+	tokens, _ := s.buyers(1)
+	sale := s.activeSale(5, false)
+	for range httpapi.DefaultReads.Burst / 2 {
+		want(t, s.do("GET", "/api/me", tokens[0], nil), 200, "")
+		want(t, s.do("GET", "/api/orders", tokens[0], nil), 200, "")
+	}
+	want(t, s.do("GET", "/api/me", tokens[0], nil), 429, "rate_limited")
+	want(t, s.do("GET", fmt.Sprintf("/api/sales/%d/result", sale), tokens[0], nil), 200, "")
 }
 
 // TestReadsOfAPageWithinBudget: what the web page reads for a buyer

@@ -84,9 +84,14 @@ func (s *Server) limitIP(h handler) handler {
 // the bucket refills several tokens a second). It comes after
 // authentication, which a flood of unknown tokens pays for per address
 // (authed), and before the store is read.
-func (s *Server) read(h authedHandler) authedHandler {
+func (s *Server) read(h authedHandler) authedHandler { return s.readFrom(s.reads, h) }
+
+// readFrom is read on the budget b: /result has one of its own, so that
+// what spends the others (a page loading, which another site can make
+// happen by sending a window to it) never holds a buyer's result polls.
+func (s *Server) readFrom(b *ipBuckets, h authedHandler) authedHandler {
 	return func(w http.ResponseWriter, r *http.Request, sess *seckill.Session) error {
-		if !s.reads.take(strconv.FormatInt(sess.UserID, 10)) {
+		if !b.take(strconv.FormatInt(sess.UserID, 10)) {
 			return seckill.Errorf(seckill.ERateLimited, "too many reads; slow down")
 		}
 		return h(w, r, sess)

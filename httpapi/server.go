@@ -53,9 +53,9 @@ type Config struct {
 	BadTokens     Budget
 	Registrations Budget
 	// Reads bounds, per user and instance, the authenticated reads:
-	// GET /api/me, /api/orders, /api/orders/{id} and
-	// /api/sales/{id}/result; beyond it they get 429 with Retry-After.
-	// Zero: DefaultReads; a negative Rate turns it off.
+	// GET /api/me, /api/orders and /api/orders/{id} share one such
+	// budget, /api/sales/{id}/result has another; beyond it they get 429
+	// with Retry-After. Zero: DefaultReads; a negative Rate turns it off.
 	Reads Budget
 	// Ready reports whether every backend is reachable (for /readyz).
 	Ready func(ctx context.Context) error
@@ -114,6 +114,7 @@ type Server struct {
 	badAuth  *ipBuckets          // unknown tokens per client IP (limits.go)
 	signups  *ipBuckets          // registrations per client IP (limits.go)
 	reads    *ipBuckets          // authenticated reads per user (limits.go)
+	results  *ipBuckets          // /result reads per user, a budget of their own
 }
 
 // sharedNow is the time on the clock the instances share (the
@@ -165,6 +166,8 @@ func New(cfg Config) *Server {
 	s.signups = newIPBuckets(cfg.Registrations)
 	s.reads = newIPBuckets(cfg.Reads)
 	s.reads.now = cfg.Now
+	s.results = newIPBuckets(cfg.Reads)
+	s.results.now = cfg.Now
 	s.routes()
 	return s
 }
@@ -218,7 +221,7 @@ func (s *Server) routes() {
 	// purchase applies the per-address limit itself, after the checks
 	// that need no shared backend; the gate applies the per-user one.
 	s.handle("POST /api/sales/{id}/purchase/{path}", s.authed(s.counted(s.purchase, true)))
-	s.handle("GET /api/sales/{id}/result", s.fromThisSite(s.authed(s.read(s.result))))
+	s.handle("GET /api/sales/{id}/result", s.fromThisSite(s.authed(s.readFrom(s.results, s.result))))
 
 	s.handle("GET /api/orders", s.fromThisSite(s.authed(s.read(s.listOrders))))
 	s.handle("GET /api/orders/{id}", s.fromThisSite(s.authed(s.read(s.getOrder))))
