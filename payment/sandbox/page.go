@@ -21,15 +21,16 @@ type pageData struct {
 	Subject, Amount, Status string
 	ExpiresAt               string // China time, "" for none
 	Waiting, Paid, Expired  bool
+	Declined                bool // the Fail button was pressed: the payment waits still
 	ReturnURL               string
 }
 
 // payPage shows a payment with Pay and Fail buttons while it waits.
 func (s *Sandbox) payPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, r.PathValue("id"))
+	s.render(w, r, r.PathValue("id"), false)
 }
 
-func (s *Sandbox) render(w http.ResponseWriter, r *http.Request, tradeNo string) {
+func (s *Sandbox) render(w http.ResponseWriter, r *http.Request, tradeNo string, declined bool) {
 	p, err := s.store.byTradeNo(r.Context(), s.store.db, tradeNo)
 	d := pageData{TradeNo: tradeNo}
 	status := http.StatusOK
@@ -47,6 +48,7 @@ func (s *Sandbox) render(w http.ResponseWriter, r *http.Request, tradeNo string)
 		d.Paid = p.Status == string(payment.TradeSuccess)
 		d.Expired = !d.Paid && !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt)
 		d.Waiting = p.Status == string(payment.TradeWaiting) && !d.Expired
+		d.Declined = declined && d.Waiting
 		if !p.ExpiresAt.IsZero() {
 			d.ExpiresAt = p.ExpiresAt.In(payment.China).Format(payment.TimeLayout)
 		}
@@ -64,11 +66,14 @@ func (s *Sandbox) render(w http.ResponseWriter, r *http.Request, tradeNo string)
 	}
 }
 
-// payPost marks a waiting payment paid (result=pay) or failed
-// (result=fail) and sends the buyer to its return URL. The notification
-// is on disk before the buyer learns anything. A payment that no longer
-// waits (a second click) is shown as it is. A payment past its expiry
-// takes no money whatever the button: it is closed (TRADE_CLOSED,
+// payPost marks a waiting payment paid (result=pay) and sends the buyer
+// to its return URL; the notification is on disk before the buyer learns
+// anything. Fail (result=fail) is a declined attempt, as a refused card
+// is at a real provider: nothing changes, nothing is notified, and the
+// page says so and offers Pay again until the expiry (a buyer whose
+// first try failed must not lose the order to it). A payment that no
+// longer waits (a second click) is shown as it is. A payment past its
+// expiry takes no money whatever the button: it is closed (TRADE_CLOSED,
 // notified like any close) and shown closed.
 func (s *Sandbox) payPost(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 4<<10)
@@ -89,7 +94,7 @@ func (s *Sandbox) payPost(w http.ResponseWriter, r *http.Request) {
 	tradeNo := r.PathValue("id")
 	p, err := s.store.byTradeNo(r.Context(), s.store.db, tradeNo)
 	if errors.Is(err, errNoPayment) {
-		s.render(w, r, tradeNo)
+		s.render(w, r, tradeNo, false)
 		return
 	}
 	if err != nil {
@@ -97,8 +102,13 @@ func (s *Sandbox) payPost(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "internal error", http.StatusInternalServerError)
 		return
 	}
+	if to == payment.TradeClosed && p.Status == string(payment.TradeWaiting) && !p.expired(s.cfg.Now()) {
+		s.log.Info("sandbox: payment declined", "out_trade_no", p.OutTradeNo, "trade_no", p.TradeNo)
+		s.render(w, r, tradeNo, true)
+		return
+	}
 	// settle closes the trade instead if it is past its expiry by the
-	// time the store takes the click.
+	// time the store takes the click (Fail then closes it, as Pay does).
 	moved, got, err := s.settle(r.Context(), to, p)
 	if err != nil {
 		s.log.Error("sandbox: pay", "err", err)
@@ -110,7 +120,7 @@ func (s *Sandbox) payPost(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("sandbox: payment expired", "out_trade_no", p.OutTradeNo, "trade_no", p.TradeNo)
 	}
 	if moved == 0 || expired || p.ReturnURL == "" {
-		s.render(w, r, tradeNo)
+		s.render(w, r, tradeNo, false)
 		return
 	}
 	s.log.Info("sandbox: payment "+string(to), "out_trade_no", p.OutTradeNo, "trade_no", p.TradeNo)

@@ -7,16 +7,17 @@
 //     for requests signed with the merchant's key; it answers signed with
 //     its own key.
 //   - GET /sandbox/pay/{payment_id} is the pay page a buyer is sent to: a
-//     plain HTML form with two buttons, Pay and Fail. POSTing it marks the
-//     payment paid (TRADE_SUCCESS) or failed (TRADE_CLOSED) and sends the
-//     buyer back to the payment's return URL.
+//     plain HTML form with two buttons, Pay and Fail. Pay marks the
+//     payment paid (TRADE_SUCCESS) and sends the buyer back to the
+//     payment's return URL; Fail is a declined attempt, as a refused card
+//     is: the payment waits still, the page says so and offers Pay again.
 //   - A payment created with an expiry (time_expire) can be paid until
 //     then and never after: from its expiry on, query, create and the pay
 //     page see it closed, a click on Pay closes it, and the notifier
 //     closes it even if nobody looks (TRADE_CLOSED, notified like a
 //     close).
 //   - The notifier POSTs the signed notification of every payment that was
-//     paid, failed or closed to its notify URL, and sends it again on the
+//     paid or closed to its notify URL, and sends it again on the
 //     real provider's schedule (2m, 10m, 10m, 1h, 2h, 6h, 15h after the
 //     failed tries, 8 tries in all; Config.RetryScale compresses it) until
 //     the answer is 200 with the body "success". What it owes is in SQLite

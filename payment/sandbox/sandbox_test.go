@@ -144,6 +144,12 @@ var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request
 func openPage(t *testing.T, payURL string) (*http.Response, string) {
 	t.Helper()
 	resp, err := http.Get(payURL)
+	return readPage(t, resp, err)
+}
+
+// readPage reads the page of resp.
+func readPage(t *testing.T, resp *http.Response, err error) (*http.Response, string) {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,6 +159,14 @@ func openPage(t *testing.T, payURL string) (*http.Response, string) {
 		t.Fatal(err)
 	}
 	return resp, string(body)
+}
+
+// postPage presses a button of the pay page as press does and reads the
+// page answered.
+func postPage(t *testing.T, payURL, result string) (*http.Response, string) {
+	t.Helper()
+	resp, err := noRedirect.PostForm(payURL, url.Values{"result": {result}})
+	return readPage(t, resp, err)
 }
 
 // post sends form to the gateway as it is and reads the answer, checked
@@ -470,10 +484,39 @@ func TestFailAndClose(t *testing.T) {
 	e := newEnv(t, t.TempDir(), sandbox.Config{Manual: true})
 	sh := newShop(t, func(int, url.Values) string { return "success" })
 
-	// Fail: TRADE_CLOSED, and the order cannot be paid again.
-	p1 := e.create(t, sh, "T1", 100)
-	if resp := press(t, p1.PayURL, "fail"); resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("fail: %d", resp.StatusCode)
+	// Fail: a declined attempt. The payment waits still, nothing is
+	// notified, the page says so and offers Pay again, which then pays.
+	p0 := e.create(t, sh, "T0", 50)
+	if resp := press(t, p0.PayURL, "fail"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("fail: %d, want the page again", resp.StatusCode)
+	}
+	if _, page := postPage(t, p0.PayURL, "fail"); !strings.Contains(page, "declined") || !strings.Contains(page, `value="pay"`) {
+		t.Fatalf("the page after Fail:\n%s", page)
+	}
+	if tr, err := e.client.QueryPayment(ctx, "T0"); err != nil || tr.Status != payment.TradeWaiting {
+		t.Fatalf("after Fail: %+v, %v", tr, err)
+	}
+	if again := e.create(t, sh, "T0", 50); again != p0 {
+		t.Fatalf("creating again after Fail gave %+v, want %+v", again, p0)
+	}
+	if resp := press(t, p0.PayURL, "pay"); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("pay after Fail: %d", resp.StatusCode)
+	}
+	e.deliver(t, 1)
+	if n, err := e.client.VerifyNotification(<-sh.got); err != nil || n.TradeStatus != payment.TradeSuccess || n.OutTradeNo != "T0" {
+		t.Fatalf("notification after Fail then Pay: %+v, %v", n, err)
+	}
+
+	// Fail past the expiry closes the payment, as Pay does.
+	req := request(sh, "T1", 100)
+	req.ExpiresAt = e.clock.Now().Add(time.Minute)
+	p1, err := e.client.CreatePayment(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(2 * time.Minute)
+	if resp := press(t, p1.PayURL, "fail"); resp.StatusCode != http.StatusOK {
+		t.Fatalf("fail past the expiry: %d", resp.StatusCode)
 	}
 	// Close: the shop gives up on the order.
 	p2 := e.create(t, sh, "T2", 200)
