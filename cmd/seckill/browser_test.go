@@ -330,6 +330,17 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 	if evalBool(t, ctx, `!!document.querySelector('`+lampRow+` button')`) {
 		t.Error("a cancelled order still offers Pay or Cancel")
 	}
+	// The keyboard focus stays on a card's button while the cards are
+	// drawn again (a rival takes a lamp: the lamp's card is rebuilt).
+	flashBuy := `article[data-sale="` + flash.id + `"] button[data-buy]`
+	if !evalBool(t, ctx, `(() => { const b = document.querySelector('`+flashBuy+`'); b.focus(); return document.activeElement === b; })()`) {
+		t.Fatal("could not focus the first sale's button")
+	}
+	rivalBuysAs(t, direct, lamp.id, "13900000010")
+	waitJS(t, ctx, lampLeft+` === '2 / 3 left'`, 5*time.Second)
+	if !evalBool(t, ctx, `document.activeElement && document.activeElement.matches('`+flashBuy+`')`) {
+		t.Errorf("after the cards were drawn again the focus is on %s", evalString(t, ctx, `document.activeElement.outerHTML.slice(0, 80)`))
+	}
 	screenshot(t, ctx, name, "sales")
 	screenshotOrders(t, ctx, name)
 
@@ -863,10 +874,13 @@ func createBrowserSale(t *testing.T, base, token, name string, stock int, start 
 
 // rivalBuys has another buyer take a unit of the sale (no captcha) and
 // waits until the order is written.
-func rivalBuys(t *testing.T, base, saleID string) {
+func rivalBuys(t *testing.T, base, saleID string) { rivalBuysAs(t, base, saleID, "13900000009") }
+
+// rivalBuysAs is rivalBuys by a new buyer of the given phone.
+func rivalBuysAs(t *testing.T, base, saleID, phone string) {
 	t.Helper()
-	apiCall(t, "POST", base+"/api/users", "", map[string]string{"phone": "13900000009", "password": "rival-password"}, 201, nil)
-	tok := browserLogin(t, base, "13900000009", "rival-password")
+	apiCall(t, "POST", base+"/api/users", "", map[string]string{"phone": phone, "password": "rival-password"}, 201, nil)
+	tok := browserLogin(t, base, phone, "rival-password")
 	var path struct{ Path string }
 	apiCall(t, "POST", base+"/api/sales/"+saleID+"/path", tok, nil, 200, &path)
 	apiCall(t, "POST", base+"/api/sales/"+saleID+"/purchase/"+path.Path, tok, nil, 202, nil)

@@ -36,6 +36,7 @@
     resumeBuy: null,       // sale id whose Buy waits for a login
     returnedFrom: null,    // order id (or '') whose payment page the tab came back from, until the orders show
     returnedOrder: '',     // that order's id once shown, marked in the list
+    payClosed: new Set(),  // ids of pending orders whose payment the server called closed (not_payable)
   };
 
   // ---- language -------------------------------------------------------------
@@ -111,6 +112,7 @@
     got_it_pay: ['You got it — pay now', '已抢到 — 去支付'],
     got_queued: ['In line…', '排队中…'],
     got_cancelled: ['Order cancelled', '订单已取消'],
+    got_refunded: ['Order refunded', '订单已退款'],
     no_captcha: ['no captcha', '免验证码'],
     stats: ['Stats', '数据'],
     offline: ['Connection lost — reconnecting… Buying is paused until the server answers.', '网络连接中断，正在重连… 恢复前暂停抢购。'],
@@ -133,7 +135,8 @@
     still_waiting: ['Still waiting. Check "My orders" in a moment.', '仍在等待结果，请稍后查看“我的订单”。'],
     session_ended: ['Your session ended; log in again to see the result.', '登录已过期，请重新登录查看结果。'],
     pay_url_bad: ['The server sent an unexpected payment page address.', '服务器返回的支付地址有误。'],
-    pay_returned: ['Back from the payment page. Your order updates as soon as the payment is confirmed.', '已从支付页面返回，付款确认后订单会自动更新。'],
+    pay_returned: ['Back from the payment page. If you paid, the order turns paid as soon as the payment is confirmed; if not, you can pay it until its deadline.', '已从支付页面返回。如已付款，确认后订单会自动更新；如未付款，可在截止时间前再次支付。'],
+    pay_returned_gone: [(st) => `Back from the payment page: this order is no longer awaiting payment (${st}).`, (st) => `已从支付页面返回：该订单已不再等待付款（${st}）。`],
     pay_done: [(n) => `Payment received: order ${n} is paid.`, (n) => `已收到付款，订单 ${n} 已支付。`],
     cancel_confirm: [(n) => `Cancel order ${n}? Its unit goes back on sale, and you cannot buy in this sale again.`, (n) => `确定取消订单 ${n}？商品将退回库存，且你不能再次参与本活动。`],
     cancel_order: ['Cancel order', '取消订单'],
@@ -156,6 +159,8 @@
     ord_cancelled: ['Cancelled', '已取消'],
     ord_refunded: ['Refunded', '已退款'],
     ord_expired: ['Payment time is up', '已超时未付款'],
+    captcha_keep: ['Too many new questions just now: answer this one.', '换题次数过多：请回答当前这道题。'],
+    ord_pay_closed: ['Payment closed: the order is cancelled at its deadline', '支付已关闭：订单将在截止时间取消'],
     pay_within: [(d) => `Pay within ${d}`, (d) => `剩余 ${d} 付款`],
     pay: ['Pay', '付款'],
     pay_now: ['Pay now', '立即付款'],
@@ -423,6 +428,9 @@
     $('#offline').hidden = true;
     renderSales();
     syncDialog();
+    // The question shown may be gone with a restarted server: a new one.
+    const b = state.buy;
+    if (b && b.phase === 'form' && b.sale.require_captcha && Date.now() >= b.waitUntil) loadCaptcha();
     // Catch up with what changed meanwhile: sales, the session, the socket.
     loadSales();
     if (state.me) {
@@ -663,6 +671,7 @@
     results.clear();
     placed.clear();
     earlyFailures.clear();
+    state.payClosed.clear();
   }
 
   function renderAccount() {
@@ -911,8 +920,29 @@
       return node;
     });
     state.cards = next;
-    box.replaceChildren(...nodes);
+    // Unchanged cards stay where they are: taking a node out of the page,
+    // even to put it back, drops the keyboard focus on it.
+    const same = box.children.length === nodes.length && nodes.every((n, i) => box.children[i] === n);
+    if (!same) keepFocus(box, () => box.replaceChildren(...nodes));
     tick();
+  }
+
+  // keepFocus runs render, which rebuilds what box holds, and gives the
+  // keyboard focus back to the rebuilt twin of the element inside box that
+  // had it (the same tag and data-* attributes, else the same first data-*
+  // attribute), so a refresh never throws a keyboard or screen-reader user
+  // back to the top of the page.
+  function keepFocus(box, render) {
+    const had = document.activeElement;
+    if (!had || had === document.body || !box.contains(had)) return render();
+    const data = [...had.attributes].filter((a) => a.name.startsWith('data-'));
+    const sel = (attrs) => had.tagName.toLowerCase() + attrs.map((a) => `[${a.name}="${CSS.escape(a.value)}"]`).join('');
+    render();
+    if (document.activeElement === had) return;
+    if (had.isConnected) return had.focus({ preventScroll: true }); // taken out and put back
+    if (!data.length) return;
+    const twin = box.querySelector(sel(data)) || box.querySelector(sel(data.slice(0, 1)));
+    if (twin && !twin.disabled) twin.focus({ preventScroll: true });
   }
 
   // buyButton is the card's main button: Buy now, or what the buyer
@@ -925,7 +955,7 @@
         type: 'button', className: gone ? '' : 'got', 'data-buy': s.id, 'data-held': held,
         disabled: gone || !net.online,
         onclick: () => $('#orders-section').scrollIntoView({ behavior: 'smooth', block: 'start' }),
-      }, gone ? t('got_cancelled') : held === 'queued' ? t('got_queued') : payable ? t('got_it_pay') : t('got_it'));
+      }, gone ? t(held === 'refunded' ? 'got_refunded' : 'got_cancelled') : held === 'queued' ? t('got_queued') : payable ? t('got_it_pay') : t('got_it'));
     }
     return h('button', {
       type: 'button', className: 'primary', 'data-buy': s.id,
@@ -962,7 +992,7 @@
         // The shop's own account does not buy.
         admin ? null : buyButton(s, status, held),
         s.require_captcha ? null : h('span', { className: 'muted small-text' }, t('no_captcha')),
-        admin ? h('button', { type: 'button', className: 'small', onclick: () => showStats(s.id) }, t('stats')) : null)));
+        admin ? h('button', { type: 'button', className: 'small', 'data-stats': s.id, onclick: () => showStats(s.id) }, t('stats')) : null)));
   }
 
   // tick refreshes the clock, the countdowns and the orders' pay deadlines;
@@ -1063,8 +1093,17 @@
     const status = effectiveStatus(s, serverNow());
     if (b.phase === 'form' && (status === 'sold_out' || status === 'ended')) {
       b.phase = 'done';
+      b.soldOut = status === 'sold_out';
       setBuyStatus(t(status === 'sold_out' ? 'err_sold_out' : 'err_ended'), 'bad');
       $('#captcha-box').hidden = true;
+    } else if (b.phase === 'done' && b.soldOut && status === 'active') {
+      // A unit came back (a cancel, an unpaid order's deadline): the
+      // dialog offers it again, as the card behind it does.
+      b.phase = 'form';
+      b.soldOut = false;
+      setBuyStatus('');
+      $('#captcha-box').hidden = !b.sale.require_captcha;
+      if (b.sale.require_captcha) loadCaptcha();
     }
     submit.hidden = b.phase !== 'form';
     submit.disabled = b.phase !== 'form' || b.busy || !net.online || Date.now() < b.waitUntil || status !== 'active';
@@ -1083,15 +1122,29 @@
     if (b) refreshSale(b.sale.id);
   }
 
-  async function loadCaptcha() {
+  // loadCaptcha asks for a new question. keep (the New button) leaves the
+  // question shown until the new one is there, and keeps it if the server
+  // refuses a new one (too many asked: "answer the one you have"); otherwise
+  // the question shown is spent (answered, or the server forgot it) and
+  // goes at once.
+  async function loadCaptcha(keep) {
     const b = state.buy;
     if (!b) return;
     const img = $('#captcha-img');
-    img.removeAttribute('src');
-    img.removeAttribute('data-captcha-id');
+    const kept = keep === true && img.dataset.captchaId;
+    if (!kept) {
+      img.removeAttribute('src');
+      img.removeAttribute('data-captcha-id');
+    }
     const r = await api('GET', `/api/sales/${encodeURIComponent(b.sale.id)}/captcha`);
     if (state.buy !== b) return;
+    if (!r.ok && kept && img.dataset.captchaId === kept && r.status === 429) {
+      setBuyStatus(t('captcha_keep'), 'warn');
+      return;
+    }
     if (!r.ok) {
+      img.removeAttribute('src');
+      img.removeAttribute('data-captcha-id');
       // A wait named (429, 503) counts down, then asks again.
       if (mustWait(r)) waitAndRetry(b, r, loadCaptcha);
       else setBuyStatus(errText(r), 'bad');
@@ -1290,16 +1343,21 @@
     // close(), maybe after the dialog opened again for the next sale: then
     // it is not this purchase's to end.
     $('#buy-dialog').addEventListener('close', () => { if (state.buy && !$('#buy-dialog').open) closeBuy(); });
-    $('#captcha-refresh').addEventListener('click', () => { setBuyStatus(''); loadCaptcha(); });
+    $('#captcha-refresh').addEventListener('click', () => { setBuyStatus(''); loadCaptcha(true); });
   }
 
   // ---- orders ------------------------------------------------------------
 
   // payable reports whether an order can still be paid: awaiting payment
   // and before its deadline by the server's clock.
-  const payable = (o) => o.status === 'pending_payment' && !(parseTime(o.pay_deadline) <= serverNow());
+  // A pending order the server refused to open a payment for (its
+  // payment is closed at the provider) is not offered Pay again: it waits
+  // for its deadline, as its unit does.
+  const payable = (o) => o.status === 'pending_payment' && !(parseTime(o.pay_deadline) <= serverNow()) &&
+    !state.payClosed.has(String(o.id));
 
   function orderStatusText(o) {
+    if (o.status === 'pending_payment' && state.payClosed.has(String(o.id))) return t('ord_pay_closed');
     if (o.status === 'pending_payment' && !payable(o)) return t('ord_expired');
     return TEXT[`ord_${o.status}`] ? t(`ord_${o.status}`) : o.status;
   }
@@ -1375,7 +1433,7 @@
     }
     const names = new Map(state.sales.map((s) => [s.id, s.name]));
     const cols = ['col_order', 'col_sale', 'col_price', 'col_status', 'col_created', 'col_deadline'];
-    box.replaceChildren(h('table', { className: 'orders' },
+    keepFocus(box, () => box.replaceChildren(h('table', { className: 'orders' },
       h('thead', {}, h('tr', {}, cols.map((c) => h('th', {}, t(c))), h('th', { 'aria-label': t('col_actions') }))),
       h('tbody', {}, orders.map((o) => {
         const live = payable(o);
@@ -1394,7 +1452,7 @@
             h('button', { type: 'button', className: 'small primary', 'data-pay': o.id, onclick: (ev) => pay(o.id, ev.currentTarget) }, t('pay')),
             h('button', { type: 'button', className: 'small', 'data-cancel': o.id, onclick: (ev) => cancelOrder(o, ev.currentTarget) }, t('cancel')),
           ] : null));
-      }))));
+      })))));
   }
 
   // pay asks for a payment of the order and takes this tab to the
@@ -1407,7 +1465,10 @@
     if (!r.ok) {
       if (btn) btn.disabled = false;
       toast(errText(r), 'bad');
-      if (r.error.code === 'not_payable') loadOrders();
+      if (r.error.code === 'not_payable') {
+        state.payClosed.add(String(orderId));
+        loadOrders();
+      }
       return;
     }
     const url = safeURL(r.data.pay_url);
@@ -1452,7 +1513,9 @@
     const row = o ? document.querySelector(`#orders tr[data-order="${CSS.escape(id)}"]`) : null;
     (row || $('#orders-section')).scrollIntoView({ block: 'start' });
     // The notification may have come before the buyer did.
-    toast(o && o.status === 'paid' ? t('pay_done', o.order_no || `#${o.id}`) : t('pay_returned'), o && o.status === 'paid' ? 'ok' : 'info');
+    if (o && o.status === 'paid') toast(t('pay_done', o.order_no || `#${o.id}`), 'ok');
+    else if (o && o.status !== 'pending_payment') toast(t('pay_returned_gone', orderStatusText(o)), 'warn');
+    else toast(t('pay_returned'), 'info');
   }
 
   // ask shows question in the confirmation dialog and resolves to whether
@@ -1720,7 +1783,7 @@
     const now = serverNow();
     const newest = dash.newest || Math.floor(now / 1000);
     const mins = Math.round(dash.window / 60);
-    box.replaceChildren(...state.sales.map((s) => {
+    keepFocus(box, () => box.replaceChildren(...state.sales.map((s) => {
       const key = String(s.id);
       const status = effectiveStatus(s, now);
       const d = dash.data.get(key) || {};
@@ -1755,7 +1818,7 @@
       drawFlow(flow, secs, newest, dash.window);
       drawRefusals(refusals, secs, newest, dash.window);
       return row;
-    }));
+    })));
   }
 
   // swatch is a chart's colour key.
