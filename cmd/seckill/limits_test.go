@@ -1,8 +1,13 @@
 package main
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -71,5 +76,71 @@ func TestServeCaptchaCapRetryAfter(t *testing.T) {
 	}
 	if code != http.StatusTooManyRequests || header.Get("Retry-After") != "180" {
 		t.Fatalf("captcha %d: %d, Retry-After %q (%s); want 429 and 180", captchaCap+1, code, header.Get("Retry-After"), body)
+	}
+}
+
+// TestServeConnectionBounds: --max-conns-per-ip closes a client's
+// connections past the bound at once (idle keep-alive connections cannot
+// pile up to the open-file limit, where the embedded queue's store fails
+// its writes), the client's others and everyone's requests go on, a
+// closed connection frees a place. (The total bound, --max-conns, is
+// connlimit's TestTotalBound.)
+func TestServeConnectionBounds(t *testing.T) {
+	m := startBrowserServer(t, "127.0.0.1:0", t.TempDir(), "", func(c *Config) { c.MaxConnsPerIP, c.MaxConns = 3, 5 })
+	defer m.Close()
+	addr := strings.TrimPrefix(m.URL(), "http://")
+	// Each held connection has made a request: the server holds it idle.
+	hold := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	get := func(c net.Conn) error {
+		c.SetDeadline(time.Now().Add(2 * time.Second))
+		if _, err := io.WriteString(c, "GET /api/sales HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		_, err = io.Copy(io.Discard, resp.Body)
+		return err
+	}
+	var held []net.Conn
+	for i := range 3 {
+		c := hold()
+		if err := get(c); err != nil {
+			t.Fatalf("connection %d: %v", i+1, err)
+		}
+		held = append(held, c)
+	}
+	if err := get(hold()); err == nil {
+		t.Fatal("a 4th connection from the address was served")
+	}
+	for i, c := range held {
+		if err := get(c); err != nil {
+			t.Fatalf("held connection %d after the 4th was refused: %v", i+1, err)
+		}
+	}
+	held[0].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		err := get(hold())
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("a place freed by a closed connection: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

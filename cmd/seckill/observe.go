@@ -79,8 +79,9 @@ func (m *Main) listenOps() error {
 			"ops_addr", ln.Addr().String(), "pprof", c.Pprof)
 	}
 	// No read or write timeout: a CPU profile or a trace answers after
-	// the seconds it was asked for.
-	m.opsSrv = &http.Server{Handler: m.opsHandler(), ReadHeaderTimeout: 10 * time.Second}
+	// the seconds it was asked for (a read deadline passing meanwhile
+	// would cancel it). An idle keep-alive connection goes after a minute.
+	m.opsSrv = &http.Server{Handler: m.opsHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	m.serveOn("operations", m.opsSrv, m.opsLn)
 	return nil
 }

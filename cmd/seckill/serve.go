@@ -12,8 +12,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -23,6 +25,7 @@ import (
 	"seckill/captcha"
 	"seckill/checkout"
 	"seckill/httpapi"
+	"seckill/internal/connlimit"
 	"seckill/internal/redact"
 	"seckill/metrics"
 	"seckill/mq"
@@ -81,7 +84,11 @@ type Config struct {
 	// MaxHeaderBytes bounds a request's headers on the public listener
 	// (431 beyond); net/http's default is 1 MiB.
 	MaxHeaderBytes int
-	Ops            OpsConfig // metrics, pprof, bench provisioning (observe.go)
+	// MaxConns bounds the public listener's open connections in all (0:
+	// none), MaxConnsPerIP those of one peer address other than a trusted
+	// proxy (0: none); see internal/connlimit.
+	MaxConns, MaxConnsPerIP int
+	Ops                     OpsConfig // metrics, pprof, bench provisioning (observe.go)
 	// ReconcileEvery and ReconcileAge tune the reconciler; AckWait is how
 	// long the queue waits for a writer's ack before redelivering.
 	Writers        int // order writer goroutines
@@ -153,6 +160,7 @@ func NewMain() *Main {
 			SweepEvery: time.Second, PayAppID: sandbox.DefaultAppID,
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10,
+			MaxConns: connlimit.DefaultTotal(), MaxConnsPerIP: 2048,
 			Ops: OpsConfig{Addr: defaultOpsAddr},
 		},
 		serveErr: make(chan error, 1),
@@ -230,6 +238,8 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest time from a request's headers to the end of its answer (WebSockets are exempt once open)")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "how long a keep-alive connection may wait for its next request")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", c.MaxHeaderBytes, "largest request headers (bytes) the public listener reads; larger get 431")
+	fs.IntVar(&c.MaxConns, "max-conns", c.MaxConns, "most connections the public listener holds at once, further ones wait to be accepted (default: the open-file limit less a reserve for the stores and the queue; 0: no bound)")
+	fs.IntVar(&c.MaxConnsPerIP, "max-conns-per-ip", c.MaxConnsPerIP, "most connections one client address holds at once (the next is closed at once); trusted proxies are exempt (0: no bound)")
 	fs.DurationVar(&c.ReconcileEvery, "reconcile-every", c.ReconcileEvery, "how often to look for reservations that never reached the queue")
 	fs.DurationVar(&c.ReconcileAge, "reconcile-age", c.ReconcileAge, "age at which such a reservation is released, once still so a publish timeout (3 s) later (well above that timeout)")
 	fs.DurationVar(&c.AckWait, "ack-wait", c.AckWait, "time a fetched order message may stay unacked before another writer gets it")
@@ -279,6 +289,7 @@ func (c Config) masked() []any {
 		"session_ttl", c.SessionTTL, "trusted_proxies", c.TrustedProxies, "trust_proxy", c.TrustProxy,
 		"ops_addr", c.Ops.Addr, "read_header_timeout", c.ReadHeaderTimeout, "read_timeout", c.ReadTimeout,
 		"write_timeout", c.WriteTimeout, "idle_timeout", c.IdleTimeout, "max_header_bytes", c.MaxHeaderBytes,
+		"max_conns", c.MaxConns, "max_conns_per_ip", c.MaxConnsPerIP,
 		"sweep_every", c.SweepEvery, "pay_provider_url", redact.URL(c.PayProviderURL),
 		"pay_provider_key", c.PayProviderKey, "pay_app_id", c.PayAppID, "pay_merchant_key", c.PayMerchantKey, "public_url", c.PublicURL,
 	}
@@ -325,6 +336,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	if c.MaxHeaderBytes < 1 {
 		return fmt.Errorf("--max-header-bytes must be positive")
+	}
+	if c.MaxConns < 0 || c.MaxConnsPerIP < 0 {
+		return fmt.Errorf("--max-conns and --max-conns-per-ip must not be negative (0: no bound)")
 	}
 	if c.SessionCache < 1 {
 		return fmt.Errorf("--session-cache must be at least 1")
@@ -388,9 +402,13 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	// The provider's gateway may be this server (the in-process sandbox):
 	// listen first, so its URL is known.
-	if m.ln, err = net.Listen("tcp", c.Addr); err != nil {
+	ln, err := net.Listen("tcp", c.Addr)
+	if err != nil {
 		return err
 	}
+	m.ln = connlimit.New(ln, c.MaxConns, c.MaxConnsPerIP, func(a netip.Addr) bool {
+		return slices.ContainsFunc(proxies, func(p netip.Prefix) bool { return p.Contains(a) })
+	})
 	payments, err := m.openPayments(ctx)
 	if err != nil {
 		return err

@@ -1,0 +1,5 @@
+//go:build !unix
+
+package connlimit
+
+func openFileLimit() int { return 0 }
