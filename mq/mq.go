@@ -156,6 +156,7 @@ type Queue struct {
 	psales      map[int64]*saleQueue // sales with messages on their way
 	pclosed     bool
 	maxInFlight int // messages per sale on their way at once (the const; tests lower it)
+	pubs        pubHealth
 }
 
 // Open connects to the queue, starting the embedded server when cfg.URL is
@@ -340,6 +341,9 @@ func (q *Queue) Ping(ctx context.Context) error {
 	}
 	if _, err := q.stream.Info(ctx); err != nil {
 		return fmt.Errorf("mq ping: %w", busy(err))
+	}
+	if err := q.pubs.failing(time.Now()); err != nil {
+		return fmt.Errorf("mq ping: %w", seckill.Errorf(seckill.EBusy, "%v", err))
 	}
 	return nil
 }

@@ -205,6 +205,47 @@ func TestPublishErrors(t *testing.T) {
 	}
 }
 
+// TestPingFailsWhilePublishesFail: a queue whose server answers but
+// refuses every write (here a full stream; in the wild a store that could
+// not open a file) is not ready after a few failed publishes in a row,
+// and ready again after a success, or once none has failed for a while.
+func TestPingFailsWhilePublishesFail(t *testing.T) {
+	q := open(t, Config{DataDir: t.TempDir(), MaxMsgs: 1})
+	defer q.Close()
+	if err := q.Publish(t.Context(), seckill.OrderRequest{SaleID: 1, UserID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	for u := int64(2); u < 2+pubFailuresNotReady; u++ {
+		if err := q.Ping(t.Context()); err != nil {
+			t.Fatalf("ping after %d failed publishes: %v", u-2, err)
+		}
+		if err := q.Publish(t.Context(), seckill.OrderRequest{SaleID: 1, UserID: u}); err == nil {
+			t.Fatal("a publish into a full stream went through")
+		}
+	}
+	err := q.Ping(t.Context())
+	if seckill.ErrorCode(err) != seckill.EBusy || !strings.Contains(err.Error(), "publishes to the order queue failed") {
+		t.Fatalf("ping after %d failed publishes: %v, want busy", pubFailuresNotReady, err)
+	}
+	if err := q.pubs.failing(time.Now().Add(pubFailingFor + time.Second)); err != nil {
+		t.Fatalf("no failure for longer than %v: %v", pubFailingFor, err)
+	}
+	// Room again: the next publish succeeds, and the queue is ready.
+	ds, err := q.Fetch(t.Context(), 1, time.Second)
+	if err != nil || len(ds) != 1 {
+		t.Fatalf("fetch: %d, %v", len(ds), err)
+	}
+	if err := q.AckAll(t.Context(), ds); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Publish(t.Context(), seckill.OrderRequest{SaleID: 1, UserID: 9}); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.Ping(t.Context()); err != nil {
+		t.Fatalf("ping after a publish went through: %v", err)
+	}
+}
+
 func TestMalformedMessageTerminated(t *testing.T) {
 	q := open(t, Config{DataDir: t.TempDir()})
 	defer q.Close()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -222,7 +223,9 @@ func (q *Queue) send(b *pubBatch) {
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), until)
 	defer cancel()
-	if _, err := q.js.Publish(ctx, q.batchSubject(b.sale, len(rs)), appendBatch(nil, rs)); err != nil {
+	_, err := q.js.Publish(ctx, q.batchSubject(b.sale, len(rs)), appendBatch(nil, rs))
+	q.pubs.record(err, time.Now())
+	if err != nil {
 		if !notStored(err, q.cfg.Replicas) {
 			// Sent, or maybe sent, and no acknowledgement came: the
 			// server may have it.
@@ -230,6 +233,48 @@ func (q *Queue) send(b *pubBatch) {
 		}
 		b.err = busy(err)
 	}
+}
+
+// pubHealth remembers how the latest publishes went, for Ping: a queue
+// whose server answers (connected, the stream's info read) may still fail
+// every publish. An embedded server whose store could not open a file
+// (the process out of descriptors, a full disk) keeps failing its writes
+// until a restart; an instance in that state must not be called ready.
+type pubHealth struct {
+	mu       sync.Mutex
+	inRow    int       // failures since the last success
+	lastFail time.Time // of the latest failure
+	err      error     // the latest failure
+}
+
+// pubFailuresNotReady failures in a row, the latest within
+// pubFailingFor, make the queue not ready. Once no publish has failed for
+// that long, it is called ready again, so that traffic can find out.
+const (
+	pubFailuresNotReady = 3
+	pubFailingFor       = 10 * time.Second
+)
+
+func (h *pubHealth) record(err error, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err == nil {
+		h.inRow, h.err = 0, nil
+		return
+	}
+	h.inRow++
+	h.lastFail, h.err = now, err
+}
+
+// failing returns an error if publishes are failing now.
+func (h *pubHealth) failing(now time.Time) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.inRow < pubFailuresNotReady || now.Sub(h.lastFail) > pubFailingFor {
+		return nil
+	}
+	return fmt.Errorf("the last %d publishes to the order queue failed, the latest %v ago: %v",
+		h.inRow, now.Sub(h.lastFail).Round(time.Millisecond), h.err)
 }
 
 // notStored reports whether a failed publish surely left nothing in the
