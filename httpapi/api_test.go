@@ -1,8 +1,10 @@
 package httpapi_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"image/png"
 	"net/http/httptest"
@@ -477,4 +479,60 @@ func TestRefusedLocallyBeforeRateLimits(t *testing.T) {
 	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[1], nil), 200, "") // 2nd token
 	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[1], nil), 200, "") // 3rd token
 	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[1], nil), 429, "rate_limited")
+}
+
+// largestWrite is a ResponseWriter that keeps the answer and the size of
+// the largest single Write.
+type largestWrite struct {
+	*httptest.ResponseRecorder
+	max int
+}
+
+func (w *largestWrite) Write(b []byte) (int, error) {
+	w.max = max(w.max, len(b))
+	return w.ResponseRecorder.Write(b)
+}
+
+// TestSalesCatalogStreamed: the catalogue is written a sale at a time, not
+// encoded whole into one buffer first (a client reading a large catalogue
+// slowly pinned megabytes each), and reads as the same JSON.
+func TestSalesCatalogStreamed(t *testing.T) {
+	s := newStack(t, options{})
+	now := time.Now()
+	const n = 40
+	desc := strings.Repeat("很好的茶。", 600) // 9,000 bytes
+	for i := range n {
+		want(t, s.do("POST", "/api/admin/sales", s.admin, map[string]any{"name": fmt.Sprintf("tea %d", i), "description": desc,
+			"price_cents": 100, "original_price_cents": 300, "stock": 10,
+			"starts_at": now.Add(time.Hour), "ends_at": now.Add(2 * time.Hour)}), 201, "")
+	}
+	w := &largestWrite{ResponseRecorder: httptest.NewRecorder()}
+	s.h.ServeHTTP(w, httptest.NewRequest("GET", "/api/sales", nil))
+	r := response{Code: w.Code, Header: w.Header(), Body: w.Body.Bytes()}
+	want(t, r, 200, "")
+	if ct := r.Header.Get("Content-Type"); ct != "application/json; charset=utf-8" {
+		t.Fatalf("Content-Type %q", ct)
+	}
+	if len(r.Body) < n*len(desc) || w.max > 2*len(desc) {
+		t.Fatalf("a %d-byte answer written with writes of up to %d bytes, want none above %d", len(r.Body), w.max, 2*len(desc))
+	}
+	var body struct {
+		Sales []struct {
+			Name        string `json:"name"`
+			Description string `json:"description"`
+			Status      string `json:"status"`
+		} `json:"sales"`
+		ServerTime time.Time `json:"server_time"`
+	}
+	if err := json.Unmarshal(r.Body, &body); err != nil || !bytes.HasSuffix(r.Body, []byte("}\n")) {
+		t.Fatalf("the answer does not read as JSON: %v", err)
+	}
+	if len(body.Sales) != n || body.ServerTime.IsZero() {
+		t.Fatalf("%d sales, server time %v", len(body.Sales), body.ServerTime)
+	}
+	for i, sale := range body.Sales {
+		if sale.Name != fmt.Sprintf("tea %d", i) || sale.Description != desc || sale.Status != "upcoming" {
+			t.Fatalf("sale %d: %q %q, %d-byte description", i, sale.Name, sale.Status, len(sale.Description))
+		}
+	}
 }

@@ -1,7 +1,10 @@
 package httpapi
 
 import (
+	"bufio"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 
 	"seckill"
@@ -30,11 +33,40 @@ func (s *Server) listSales(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]saleJSON, len(sales))
+	// The answer is encoded and written a sale at a time, as writeJSON
+	// would write it whole: a catalogue of many sales encoded into one
+	// buffer pinned megabytes per client reading it slowly (up to the
+	// write timeout). Here a client that stops reading holds the writer's
+	// buffer and the views, whose strings are the catalogue's own.
+	views := make([]saleJSON, len(sales))
 	for i, sale := range sales {
-		out[i] = s.publicView(r.Context(), sale)
+		views[i] = s.publicView(r.Context(), sale)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"sales": out, "server_time": s.cfg.Engine.SaleTime().UTC()})
+	now, err := json.Marshal(s.cfg.Engine.SaleTime().UTC())
+	if err != nil {
+		return fmt.Errorf("encode the server time: %w", err)
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(http.StatusOK)
+	bw := bufio.NewWriterSize(w, 4<<10)
+	bw.WriteString(`{"sales":[`)
+	for i, v := range views {
+		b, err := json.Marshal(v)
+		if err != nil {
+			// The status is out: cut the answer off rather than end it
+			// as valid JSON missing a sale.
+			s.log.Error("encode a sale of the catalogue", "sale", v.ID, "err", err)
+			panic(http.ErrAbortHandler)
+		}
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		bw.Write(b)
+	}
+	bw.WriteString(`],"server_time":`)
+	bw.Write(now)
+	bw.WriteString("}\n")
+	_ = bw.Flush()
 	return nil
 }
 
