@@ -1,11 +1,14 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"seckill"
 )
@@ -67,12 +70,14 @@ func (s *Server) openSocket(w http.ResponseWriter, r *http.Request, sess *seckil
 		return err
 	}
 	rw := &handshakeRefusal{ResponseWriter: w}
-	c, err := websocket.Accept(rw, r, nil)
+	var conn atomic.Pointer[websocket.Conn]
+	c, err := websocket.Accept(rw, r, &websocket.AcceptOptions{OnPingReceived: pingBudget(&conn)})
 	if err != nil {
 		s.hub.unregister(wc)
 		s.log.Debug("websocket handshake refused", "err", err)
 		return refusalError(rw.status, err)
 	}
+	conn.Store(c) // before attach starts reading, and so before any ping
 	s.hub.attach(wc, c)
 	return nil
 }
@@ -120,4 +125,32 @@ func refusalError(status int, err error) error {
 		return seckill.Errorf(seckill.EInvalid, "not a WebSocket handshake: %s", why)
 	}
 	return fmt.Errorf("websocket handshake: %w", err)
+}
+
+// A client's pings are answered at most clientPingRate a second, with a
+// burst of clientPingBurst; browsers send none, and other clients' keep-
+// alives are seconds apart. Past that the socket is closed: answering a
+// ping flood (about 20,000 a second from one socket, found by review)
+// cost half a core, beyond the per-address request budget.
+const (
+	clientPingRate  = 1
+	clientPingBurst = 5
+)
+
+// pingBudget is the socket's OnPingReceived: it answers pings within the
+// budget and closes the socket at the first one over it (the hub's reader
+// then ends, and unregisters it).
+func pingBudget(conn *atomic.Pointer[websocket.Conn]) func(context.Context, []byte) bool {
+	budget := rate.NewLimiter(clientPingRate, clientPingBurst)
+	var closing atomic.Bool
+	return func(context.Context, []byte) bool {
+		if budget.Allow() {
+			return true
+		}
+		if c := conn.Load(); c != nil && closing.CompareAndSwap(false, true) {
+			// Not here: Close waits for the reader this runs in.
+			go func() { _ = c.Close(websocket.StatusPolicyViolation, "too many pings") }()
+		}
+		return false
+	}
 }

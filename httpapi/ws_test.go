@@ -323,6 +323,44 @@ func TestWSLimitPerAddress(t *testing.T) {
 	g.await(t, 4)
 }
 
+// TestWSClientPingBudget: a client's pings within the budget are answered
+// and keep the socket; a flood of them closes it (policy violation), and
+// the hub lets it go. Another client's socket is not affected.
+func TestWSClientPingBudget(t *testing.T) {
+	g := &wsGauge{}
+	s := newStack(t, options{wsGauge: g.add})
+	url := s.serve()
+	toks, ids := s.buyers(2)
+	calm := dialWS(t, url, bearer(toks[0]))
+	calm.CloseRead(context.Background()) // pongs are read by a reader
+	flood := dialWS(t, url, bearer(toks[1]))
+	flood.CloseRead(context.Background())
+	g.await(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for i := range 3 {
+		if err := calm.Ping(ctx); err != nil {
+			t.Fatalf("ping %d within the budget: %v", i+1, err)
+		}
+	}
+	var err error
+	for i := 0; i < 1000 && err == nil; i++ {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		err = flood.Ping(pctx)
+		pcancel()
+	}
+	if err == nil {
+		t.Fatal("1,000 pings in a row were all answered")
+	}
+	g.await(t, 1)
+	if n := s.api.SendUser(ids[1], "x"); n != 0 {
+		t.Fatalf("the flooding socket still receives (%d)", n)
+	}
+	if n := s.api.SendUser(ids[0], "x"); n != 1 {
+		t.Fatal("the calm socket was dropped")
+	}
+}
+
 func TestWSPingTimeout(t *testing.T) {
 	g := &wsGauge{}
 	// Long enough that the answering client's pong is not late on a
