@@ -294,6 +294,10 @@ func testBrowserBuyer(t *testing.T, name string, width, height int64, mobile boo
 		t.Error("the dialog's Buy stays on for a sold-out sale")
 	}
 	click(t, ctx, `#buy-close`)
+	// What can be bought comes first, then sold out, upcoming, ended.
+	if order := evalString(t, ctx, `[...document.querySelectorAll('#sales article[data-sale]')].map((a) => a.dataset.status).join(' ')`); order != "active active sold_out upcoming" {
+		t.Errorf("the cards are in the order %q", order)
+	}
 
 	// Cancel: the buyer buys a lamp, gives it up after confirming, and the
 	// lamp's card shows the unit back on sale (its stock read again).

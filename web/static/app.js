@@ -907,7 +907,7 @@
     }
     const now = serverNow();
     const next = new Map();
-    const nodes = state.sales.map((s) => {
+    const nodes = salesInOrder(now).map((s) => {
       const status = effectiveStatus(s, now);
       const old = state.cards.get(s.id);
       // The moment a card opens, by the server's clock as this page knows
@@ -925,6 +925,18 @@
     const same = box.children.length === nodes.length && nodes.every((n, i) => box.children[i] === n);
     if (!same) keepFocus(box, () => box.replaceChildren(...nodes));
     tick();
+  }
+
+  // salesInOrder is the order of the cards: on sale (soonest end first),
+  // sold out, upcoming (soonest start first), then ended (latest first),
+  // so what can be bought is at the top and the past at the bottom.
+  function salesInOrder(now) {
+    const rank = { active: 0, sold_out: 1, upcoming: 2, ended: 3 };
+    const key = (s, status) => status === 'upcoming' ? parseTime(s.starts_at)
+      : status === 'ended' ? -parseTime(s.ends_at) : parseTime(s.ends_at);
+    return state.sales.map((s) => ({ s, status: effectiveStatus(s, now) }))
+      .sort((a, b) => rank[a.status] - rank[b.status] || key(a.s, a.status) - key(b.s, b.status) || a.s.id - b.s.id)
+      .map((x) => x.s);
   }
 
   // keepFocus runs render, which rebuilds what box holds, and gives the
