@@ -162,6 +162,7 @@ type Engine struct {
 
 	results     *resultMap
 	unsubscribe func()
+	opened      openedPayments // payments Pay opened lately, for a buyer who asks again (payments.go)
 
 	// local are the listeners subscribed through Results, by id.
 	localMu  sync.Mutex

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"sync"
 	"time"
 
 	"seckill"
@@ -72,6 +73,15 @@ func (e *Engine) Pay(ctx context.Context, userID, orderID int64, notifyURL, retu
 	if o.PriceCents <= 0 {
 		return payment.Payment{}, seckill.Errorf(seckill.ENotPayable, "order %d costs nothing", o.ID)
 	}
+	key := openedKey{order: o.ID, notify: notifyURL, ret: returnURL}
+	if p, ok := e.opened.get(key, time.Now()); ok && o.PayOpened {
+		// Opened here a moment ago, and pending still: the same payment,
+		// without a write and two signed calls to the provider each time
+		// the buyer asks again (a flood of asks was a write each, found by
+		// review). A cancel since the read closes it at the provider, as
+		// it would one created now.
+		return p, nil
+	}
 	subject := "Order " + o.OrderNo
 	if s, err := e.Sale(ctx, o.SaleID); err == nil && s.Name != "" {
 		subject = s.Name
@@ -128,7 +138,56 @@ func (e *Engine) Pay(ctx context.Context, userID, orderID int64, notifyURL, retu
 		e.closePayment(dctx, cur)
 		return payment.Payment{}, seckill.Errorf(seckill.ENotPayable, "order %d was cancelled while its payment was opened", o.ID)
 	}
+	e.opened.put(key, p, time.Now())
 	return p, nil
+}
+
+// openedPayments remembers the payments Pay opened in the last
+// openedFor, by order and URLs, at most maxOpened of them.
+type openedPayments struct {
+	mu sync.Mutex
+	m  map[openedKey]openedPayment
+}
+
+type openedKey struct {
+	order       int64
+	notify, ret string
+}
+
+type openedPayment struct {
+	p  payment.Payment
+	at time.Time
+}
+
+const (
+	openedFor = 30 * time.Second
+	maxOpened = 100_000
+)
+
+func (o *openedPayments) get(k openedKey, now time.Time) (payment.Payment, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	v, ok := o.m[k]
+	if !ok || now.Sub(v.at) > openedFor || now.Before(v.at) {
+		return payment.Payment{}, false
+	}
+	return v.p, true
+}
+
+func (o *openedPayments) put(k openedKey, p payment.Payment, now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.m == nil || len(o.m) >= maxOpened {
+		for k, v := range o.m {
+			if now.Sub(v.at) > openedFor || now.Before(v.at) {
+				delete(o.m, k)
+			}
+		}
+		if o.m == nil || len(o.m) >= maxOpened {
+			o.m = make(map[openedKey]openedPayment)
+		}
+	}
+	o.m[k] = openedPayment{p: p, at: now}
 }
 
 // rereadTries is how many times Pay reads the order after opening its

@@ -516,3 +516,61 @@ func TestPayRacingTheSweep(t *testing.T) {
 	}
 	v.checkAtRest(s.ID)
 }
+
+// TestPayAgainReusesTheOpenedPayment: a buyer who asks to pay again gets
+// the payment opened a moment ago, without another mark or provider call;
+// a cancelled order is refused, not answered from memory; after openedFor
+// the provider is asked again.
+func TestPayAgainReusesTheOpenedPayment(t *testing.T) {
+	v := newEnv(t)
+	s, us := v.soldOut(2)
+	p, clock := newFakeProvider(), &sharedClock{}
+	e := v.lifecycleEngine(p, clock)
+	ctx := context.Background()
+	o := v.orderOf(s.ID, us[0])
+	first, err := e.Pay(ctx, o.UserID, o.ID, "http://shop.test/n", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 20 {
+		again, err := e.Pay(ctx, o.UserID, o.ID, "http://shop.test/n", "")
+		if err != nil || again != first {
+			t.Fatalf("pay again: %+v, %v; want %+v", again, err, first)
+		}
+	}
+	if n := p.opened(o.OrderNo); n != 1 {
+		t.Fatalf("CreatePayment asked %d times, want 1", n)
+	}
+	// Another return URL is another ask.
+	if _, err := e.Pay(ctx, o.UserID, o.ID, "http://shop.test/n", "http://shop.test/back"); err != nil || p.opened(o.OrderNo) != 2 {
+		t.Fatalf("pay with another return URL: %v, %d asks", err, p.opened(o.OrderNo))
+	}
+	// Someone else's order is not found, whatever was opened.
+	if _, err := e.Pay(ctx, o.UserID+1000, o.ID, "http://shop.test/n", ""); seckill.ErrorCode(err) != seckill.ENotFound {
+		t.Fatalf("another user's pay: %v", err)
+	}
+	// Expired from memory: asked again.
+	e.opened.mu.Lock()
+	for k, v := range e.opened.m {
+		v.at = v.at.Add(-openedFor - time.Second)
+		e.opened.m[k] = v
+	}
+	e.opened.mu.Unlock()
+	if _, err := e.Pay(ctx, o.UserID, o.ID, "http://shop.test/n", ""); err != nil || p.opened(o.OrderNo) != 3 {
+		t.Fatalf("pay after %v: %v, %d asks", openedFor, err, p.opened(o.OrderNo))
+	}
+	// Cancelled: refused, not answered from memory.
+	if _, err := e.Cancel(ctx, o.UserID, o.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Pay(ctx, o.UserID, o.ID, "http://shop.test/n", "")
+	wantCode(t, err, seckill.ENotPayable)
+	// Past the deadline: refused too.
+	o2 := v.orderOf(s.ID, us[1])
+	if _, err := e.Pay(ctx, o2.UserID, o2.ID, "http://shop.test/n", ""); err != nil {
+		t.Fatal(err)
+	}
+	clock.pastDeadlines()
+	_, err = e.Pay(ctx, o2.UserID, o2.ID, "http://shop.test/n", "")
+	wantCode(t, err, seckill.ENotPayable)
+}
