@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -680,6 +681,11 @@ func (g *Gate) Stale(ctx context.Context, saleID int64, olderThan time.Duration)
 	if err := g.fresh(ctx, saleID); err != nil {
 		return nil, err
 	}
+	// A copy loaded before a promotion is dropped first (its reservations
+	// are not the sale's), as the scripts that reserve drop it.
+	if err := g.check(ctx, saleID); err != nil {
+		return nil, err
+	}
 	resv := g.keys(saleID).resv
 	now, err := g.serverTime(ctx, resv)
 	if err != nil {
@@ -715,19 +721,41 @@ func (g *Gate) Stale(ctx context.Context, saleID int64, olderThan time.Duration)
 	}
 }
 
-// Left returns the units left and whether the sale is loaded.
+// leftScript: KEYS stock, epoch. Returns {1, units left}, {0, 0} for a
+// sale not loaded, or {promotedAnswer, 0} under promotedLua's check: the
+// units left of a promoted replica's stale copy are not the sale's.
+var leftScript = redis.NewScript(`local function f()
+` + promotedLua(2) + `return nil end
+if f() then return {-2, 0} end
+local n = redis.call('GET', KEYS[1])
+if not n then return {0, 0} end
+return {1, tonumber(n)}
+`)
+
+// Left returns the units left and whether the sale is loaded. A copy of
+// the sale on a server promoted since it was loaded (a failover) is
+// dropped, as the scripts that reserve drop it, and reads as not loaded:
+// read as it was, the admin's stats and the reconciler's look for sales
+// to rebuild would take a stale copy for the sale (found by review).
 func (g *Gate) Left(ctx context.Context, saleID int64) (int64, bool, error) {
 	if err := g.fresh(ctx, saleID); err != nil {
 		return 0, false, err
 	}
-	n, err := g.c.rdb.Get(ctx, g.keys(saleID).stock).Int64()
-	if errors.Is(err, redis.Nil) {
-		return 0, false, nil
+	k := g.keys(saleID)
+	v, err := leftScript.Run(ctx, g.c.rdb, []string{k.stock, k.epoch}).Int64Slice()
+	if err == nil && len(v) != 2 {
+		err = fmt.Errorf("answered %v", v)
 	}
 	if err != nil {
 		return 0, false, redisErr(fmt.Sprintf("left sale %d", saleID), err)
 	}
-	return n, true, nil
+	switch v[0] {
+	case promotedAnswer:
+		return 0, false, g.check(ctx, saleID)
+	case 0:
+		return 0, false, nil
+	}
+	return v[1], true, nil
 }
 
 // Forget deletes the sale's keys, a Load's claim included (one slot: they
@@ -743,6 +771,43 @@ func (g *Gate) Forget(ctx context.Context, saleID int64) error {
 		g.buckets.Delete(saleID)
 	}
 	return redisErr(fmt.Sprintf("forget sale %d", saleID), err)
+}
+
+// Prefix is the prefix of the gate's keys.
+func (g *Gate) Prefix() string { return g.prefix }
+
+// LoadedSales lists the sales whose stock is loaded under this gate's
+// prefix, on every master. It SCANs the keyspace: for a check at start-up
+// (a Redis whose keys were made with another database), not a hot path.
+func (g *Gate) LoadedSales(ctx context.Context) ([]int64, error) {
+	head := g.prefix + "{sale:"
+	var mu sync.Mutex
+	var ids []int64
+	err := g.c.forEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
+		var cursor uint64
+		for {
+			keys, next, err := n.Scan(ctx, cursor, globEscape(head)+"*}:stock", 1000).Result()
+			if err != nil {
+				return err
+			}
+			for _, k := range keys {
+				id, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(k, head), "}:stock"), 10, 64)
+				if err == nil {
+					mu.Lock()
+					ids = append(ids, id)
+					mu.Unlock()
+				}
+			}
+			if cursor = next; cursor == 0 {
+				return nil
+			}
+		}
+	})
+	if err != nil {
+		return nil, redisErr("list loaded sales", err)
+	}
+	slices.Sort(ids)
+	return slices.Compact(ids), nil
 }
 
 // Unload deletes every key of this gate's prefix on every master. It is for

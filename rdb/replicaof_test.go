@@ -105,6 +105,11 @@ func TestReplicaOfOverPooledConnections(t *testing.T) {
 	})
 	promote(t, xr)
 
+	// The units left read there are not the sale's either: not loaded
+	// (the copy dropped), and the reservation below finds it so.
+	if left, loaded, err := g.Left(ctx, 1); err != nil || loaded {
+		t.Errorf("Left after X was promoted back: %d, loaded %v, %v; want not loaded (its copy of Y dropped)", left, loaded, err)
+	}
 	r, err := reserve(2)
 	if err == nil && r == seckill.Reserved {
 		t.Errorf("buyer 2, who holds a unit reserved on X before the switchover, reserved a second one on X's copy of Y: the promoted copy was trusted over pooled connections")

@@ -11,6 +11,7 @@ import (
 	"seckill/account"
 	"seckill/inmem"
 	"seckill/rdb"
+	"seckill/sqldb"
 )
 
 // shared is where the state that instances must agree on lives: the stock
@@ -143,6 +144,46 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 		locker:      rdb.NewLocker(client, prefix),
 		redis:       client,
 	}, nil
+}
+
+// checkGateKeys refuses a Redis that holds the stock of sales the
+// database does not have: its keys were made with another database (a new
+// or recreated one, or another deployment on the same --redis-prefix). A
+// new sale would otherwise take over the keys of the old one of its id,
+// units, buyers and returned orders included (found by review: the units
+// of its unpaid orders never went back on sale). Redis is read before SQL,
+// so a sale created meanwhile by another instance, which is in SQL before
+// its keys are, is no false alarm.
+func (s *shared) checkGateKeys(ctx context.Context, db *sqldb.DB) error {
+	g, ok := s.gate.(*rdb.Gate)
+	if !ok {
+		return nil
+	}
+	loaded, err := g.LoadedSales(ctx)
+	if err != nil || len(loaded) == 0 {
+		return err
+	}
+	sales, err := db.Sales(ctx)
+	if err != nil {
+		return fmt.Errorf("check the gate's keys: %w", err)
+	}
+	known := make(map[int64]bool, len(sales))
+	for _, sale := range sales {
+		known[sale.ID] = true
+	}
+	var foreign []int64
+	for _, id := range loaded {
+		if !known[id] {
+			foreign = append(foreign, id)
+		}
+	}
+	if len(foreign) == 0 {
+		return nil
+	}
+	return fmt.Errorf("redis holds the stock of sales %v, which this database does not have: its keys were made with another database "+
+		"(a new or recreated one, or another deployment using the same --redis-prefix %q); a new sale would take over an old one's units and buyers. "+
+		"Give this database a --redis-prefix of its own, or delete the keys %s{sale:*} if their database is gone",
+		foreign[:min(len(foreign), 10)], g.Prefix(), g.Prefix())
 }
 
 // ping checks that the shared backend answers (for /readyz).

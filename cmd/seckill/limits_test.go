@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"seckill/rdb"
 )
 
 // TestServeReadBudget: --user-read-rate and --user-read-burst reach the
@@ -143,4 +145,40 @@ func TestServeConnectionBounds(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// TestServeRefusesAnotherDatabasesGateKeys: a server whose Redis holds the
+// stock of sales its database does not have (a new database on an old
+// Redis prefix) refuses to start and says why; a new sale would take over
+// the old one's keys. Its own database on the same Redis starts.
+func TestServeRefusesAnotherDatabasesGateKeys(t *testing.T) {
+	redisURL := integration(t, "SECKILL_TEST_REDIS")
+	prefix := randomName("keys") + ":"
+	withRedis := func(c *Config) { c.Redis, c.RedisPrefix = redisURL, prefix }
+	t.Cleanup(func() {
+		if c, err := rdb.Open(context.Background(), redisURL); err == nil {
+			_ = rdb.NewGate(c, prefix).Unload(context.Background())
+			_ = c.Close()
+		}
+	})
+	first := t.TempDir()
+	m := startBrowserServer(t, "127.0.0.1:0", first, "", withRedis)
+	admin := browserLogin(t, m.URL(), "19900000000", "admin-password")
+	createBrowserSale(t, m.URL(), admin, "Phone X", 5, time.Now().Add(-time.Minute), false)
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	other := NewMain()
+	other.Config.Addr, other.Config.DataDir, other.Config.LogLevel, other.Config.Ops.Addr = "127.0.0.1:0", t.TempDir(), "error", "off"
+	other.Config.AdminPhone, other.Config.AdminPassword = "19900000000", "admin-password"
+	withRedis(&other.Config)
+	err := other.Run(context.Background())
+	_ = other.Close()
+	if err == nil || !strings.Contains(err.Error(), "which this database does not have") || !strings.Contains(err.Error(), prefix) {
+		t.Fatalf("a new database on the old prefix: %v, want a refusal naming the prefix", err)
+	}
+
+	again := startBrowserServer(t, "127.0.0.1:0", first, "", withRedis)
+	_ = again.Close()
 }

@@ -376,6 +376,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.shared, err = m.openShared(ctx, m.db); err != nil {
 		return err
 	}
+	if err := m.shared.checkGateKeys(ctx, m.db); err != nil {
+		return err
+	}
 	// With Redis, other instances may log a session out: their deletions
 	// are announced on Redis and evicted from this cache at once
 	// (followRevocations), and if an announcement is lost an entry is
