@@ -80,6 +80,7 @@ func testBrowserAdmin(t *testing.T, name string, width, height int64, mobile boo
 	}
 	admin := browserLogin(t, direct, "19900000000", "admin-password")
 	lamp := createBrowserSale(t, direct, admin, "Desk lamp", 3, time.Now().Add(-time.Minute), false)
+	past := createBrowserSale(t, direct, admin, "Last year's kettle", 3, time.Now().Add(-4*time.Hour), false)
 
 	brun(t, ctx, chromedp.Navigate(base+"/"),
 		chromedp.WaitVisible(chromedp.CSS(`article[data-sale="`+lamp.id+`"]`)),
@@ -93,6 +94,12 @@ func testBrowserAdmin(t *testing.T, name string, width, height int64, mobile boo
 	if n := evalFloat(t, ctx, `document.querySelectorAll('button[data-buy]').length`); n != 0 {
 		t.Errorf("the admin is offered %v Buy buttons", n)
 	}
+	// A sale that ended hours ago has no row, until its card's Stats asks.
+	if evalBool(t, ctx, `!!document.querySelector('[data-dash="`+past.id+`"]') || !document.querySelector('[data-dash-hidden="1"]')`) {
+		t.Error("the dashboard shows a sale that ended two hours ago, or does not say it hides it")
+	}
+	click(t, ctx, `button[data-stats="`+past.id+`"]`)
+	waitJS(t, ctx, `!!document.querySelector('[data-dash="`+past.id+`"]') && !document.querySelector('[data-dash-hidden]')`, 5*time.Second)
 
 	// A price above the original: the page says so before sending...
 	fill := `(() => {

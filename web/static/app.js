@@ -1637,8 +1637,13 @@
     pollTimer: 0,
     graceTimer: 0,
     loading: false,
+    pinned: new Set(),  // ids of ended sales whose row the admin asked for (Stats)
   };
   const SERIES_MS = 15 * 60 * 1000; // the sell-through chart's window
+  // A sale that ended longer ago than this has no dashboard row unless
+  // asked for: with dozens of past sales, every row and its three charts
+  // drawn each second kept a core busy (review: 59 sales, 93 %).
+  const DASH_ENDED_MS = 60 * 60 * 1000;
   const isAdmin = () => !!(state.me && state.me.role === 'admin');
 
   // REFUSALS are the refusal reasons the server counts, with their colours.
@@ -1760,6 +1765,10 @@
   }
 
   function showStats(id) {
+    if (!dash.pinned.has(String(id))) {
+      dash.pinned.add(String(id));
+      renderDashboard();
+    }
     const row = document.querySelector(`[data-dash="${CSS.escape(String(id))}"]`);
     (row || $('#dashboard')).scrollIntoView({ behavior: 'smooth', block: 'nearest' });
   }
@@ -1795,7 +1804,12 @@
     const now = serverNow();
     const newest = dash.newest || Math.floor(now / 1000);
     const mins = Math.round(dash.window / 60);
-    keepFocus(box, () => box.replaceChildren(...state.sales.map((s) => {
+    const shown = salesInOrder(now).filter((s) => effectiveStatus(s, now) !== 'ended' ||
+      now - parseTime(s.ends_at) < DASH_ENDED_MS || dash.pinned.has(String(s.id)));
+    const hidden = state.sales.length - shown.length;
+    const more = hidden ? h('p', { className: 'muted', 'data-dash-hidden': hidden },
+      `${hidden} ${hidden === 1 ? 'sale that ended over an hour ago is' : 'sales that ended over an hour ago are'} not shown here: a card's Stats button brings its row back.`) : null;
+    keepFocus(box, () => box.replaceChildren(...shown.map((s) => {
       const key = String(s.id);
       const status = effectiveStatus(s, now);
       const d = dash.data.get(key) || {};
@@ -1830,7 +1844,7 @@
       drawFlow(flow, secs, newest, dash.window);
       drawRefusals(refusals, secs, newest, dash.window);
       return row;
-    })));
+    }), ...(more ? [more] : [])));
   }
 
   // swatch is a chart's colour key.
