@@ -161,7 +161,7 @@
     ord_expired: ['Payment time is up', '已超时未付款'],
     captcha_keep: ['Too many new questions just now: answer this one.', '换题次数过多：请回答当前这道题。'],
     ord_pay_closed: ['Payment closed: the order is cancelled at its deadline', '支付已关闭：订单将在截止时间取消'],
-    pay_within: [(d) => `Pay within ${d}`, (d) => `剩余 ${d} 付款`],
+    pay_within: [(d) => `Pay within ${d}`, (d) => `请在 ${d} 内付款`],
     pay: ['Pay', '付款'],
     pay_now: ['Pay now', '立即付款'],
   };
@@ -835,9 +835,13 @@
       if (!state.sales.length) $('#sales').replaceChildren(h('p', { className: 'error' }, errText(r)));
       return;
     }
+    const known = new Set(state.sales.map((s) => s.id));
     state.sales = r.data.sales || [];
     state.salesLoaded = true;
     noteServerTime(r.data.server_time, r.t0, r.t1);
+    // Orders listed before their sale was known show its number: its
+    // name now.
+    if (state.orders.some((o) => !known.has(o.sale_id) && saleById(o.sale_id))) renderOrders();
     renderSales();
     scheduleSaleTimers();
     for (const x of state.sales) noteSold(x);
@@ -1022,7 +1026,9 @@
       if (!el) continue;
       if (status === 'upcoming') el.textContent = t('starts_in', duration(parseTime(s.starts_at) - now));
       else if (status === 'active' || status === 'sold_out') el.textContent = t('ends_in', duration(parseTime(s.ends_at) - now));
-      else el.textContent = t('ended_at', when(s.ends_at));
+      // A stopped sale ended before its end time (the push that said so
+      // carries none): no time rather than a wrong one.
+      else el.textContent = parseTime(s.ends_at) > now ? t('st_ended') : t('ended_at', when(s.ends_at));
     }
     let expired = false;
     for (const el of document.querySelectorAll('[data-deadline]')) {
@@ -1117,6 +1123,9 @@
       $('#captcha-box').hidden = !b.sale.require_captcha;
       if (b.sale.require_captcha) loadCaptcha();
     }
+    // The page's banner is behind the dialog's backdrop: the dialog says
+    // why its Buy is off.
+    $('#buy-offline').hidden = net.online || b.phase === 'done';
     submit.hidden = b.phase !== 'form';
     submit.disabled = b.phase !== 'form' || b.busy || !net.online || Date.now() < b.waitUntil || status !== 'active';
   }
