@@ -23,13 +23,8 @@ import (
 // only) and another late failure is pushed: the card stays on the order.
 func TestBrowserOtherTabsPurchase(t *testing.T) {
 	t.Parallel()
-	m := startBrowserServer(t, "127.0.0.1:0", t.TempDir(), "")
-	t.Cleanup(func() { _ = m.Close() })
-	base := m.URL()
-	admin := browserLogin(t, base, "19900000000", "admin-password")
-	lamp := createBrowserSale(t, base, admin, "Desk lamp", 3, time.Now().Add(-time.Minute), false)
 	const phone, password = "13800000003", "buyer-password"
-	apiCall(t, "POST", base+"/api/users", "", map[string]string{"phone": phone, "password": password}, 201, nil)
+	m, base, lamp := lampAndBuyer(t, phone, password)
 
 	ctx := newBrowser(t, 1280, 900, false)
 	var handshakes atomic.Int32
@@ -83,4 +78,46 @@ func TestBrowserOtherTabsPurchase(t *testing.T) {
 	if got := evalString(t, ctx, `(() => { const b = document.querySelector('`+card+` button[data-buy]'); return (b.dataset.held || '-') + '|' + b.textContent; })()`); got != "pending_payment|You got it — pay now" {
 		t.Errorf("after a late failure on the reloaded page, the card of the sale the buyer holds an order in says %q", got)
 	}
+}
+
+// TestBrowserSessionEndsWithDialogOpen: the buy dialog is open when another
+// tab logs the session out. The page closes the dialog (its Buy could only
+// answer "log in first", with no way to from there), asks for a login,
+// and after it opens the purchase again.
+func TestBrowserSessionEndsWithDialogOpen(t *testing.T) {
+	t.Parallel()
+	const phone, password = "13800000005", "buyer-password"
+	_, base, lamp := lampAndBuyer(t, phone, password)
+
+	ctx := newBrowser(t, 1280, 900, false)
+	card := `article[data-sale="` + lamp.id + `"]`
+	login := []chromedp.Action[chromedp.Void]{
+		chromedp.Click(chromedp.CSS(`#account button`)),
+		chromedp.SendKeys(chromedp.CSS(`#login-form input[name="phone"]`), phone),
+		chromedp.SendKeys(chromedp.CSS(`#login-form input[name="password"]`), password),
+		chromedp.Click(chromedp.CSS(`#login-form button[type="submit"]`)),
+	}
+	brun(t, ctx, append([]chromedp.Action[chromedp.Void]{chromedp.Navigate(base + "/"), chromedp.WaitVisible(chromedp.CSS(card))}, login...)...)
+	waitJS(t, ctx, `!document.querySelector('#orders-section').hidden`, 5*time.Second)
+	click(t, ctx, card+` button[data-buy]`)
+	waitJS(t, ctx, `document.querySelector('#buy-dialog').open`, 5*time.Second)
+
+	// Another tab of the same browser logs out: same cookie, same site.
+	evalBool(t, ctx, `(fetch('/api/sessions', { method: 'DELETE' }), true)`)
+	waitJS(t, ctx, `!document.querySelector('#buy-dialog').open && document.querySelector('#login-form') && document.querySelector('#login-form').offsetParent !== null`, 10*time.Second)
+
+	brun(t, ctx, login[1:]...)
+	waitJS(t, ctx, `document.querySelector('#buy-dialog').open && document.querySelector('#buy-title').textContent === 'Desk lamp'`, 10*time.Second)
+}
+
+// lampAndBuyer starts a server with a desk lamp on sale and a buyer.
+func lampAndBuyer(t *testing.T, phone, password string) (*Main, string, browserSale) {
+	t.Helper()
+	m := startBrowserServer(t, "127.0.0.1:0", t.TempDir(), "")
+	t.Cleanup(func() { _ = m.Close() })
+	base := m.URL()
+	admin := browserLogin(t, base, "19900000000", "admin-password")
+	lamp := createBrowserSale(t, base, admin, "Desk lamp", 3, time.Now().Add(-time.Minute), false)
+	apiCall(t, "POST", base+"/api/users", "", map[string]string{"phone": phone, "password": password}, 201, nil)
+	return m, base, lamp
 }

@@ -113,6 +113,7 @@
     got_queued: ['In line…', '排队中…'],
     got_cancelled: ['Order cancelled', '订单已取消'],
     got_refunded: ['Order refunded', '订单已退款'],
+    original_price: [(p) => `original price ${p}`, (p) => `原价 ${p}`],
     no_captcha: ['no captcha', '免验证码'],
     stats: ['Stats', '数据'],
     offline: ['Connection lost — reconnecting… Buying is paused until the server answers.', '网络连接中断，正在重连… 恢复前暂停抢购。'],
@@ -658,9 +659,18 @@
   }
 
   function loggedOut() {
+    const b = state.buy;
     state.me = null;
     forgetUser();
     renderAccount();
+    if (b) {
+      // The session ended (another tab logged out, or it expired) while
+      // the dialog was open: its Buy cannot go on. Logging in resumes it.
+      closeBuy();
+      state.resumeBuy = b.sale.id;
+      showAuth('login');
+      toast(t('login_to_buy'), 'warn');
+    }
   }
 
   // forgetUser drops what the page knows of the logged-in user's orders
@@ -973,11 +983,12 @@
         onclick: () => $('#orders-section').scrollIntoView({ behavior: 'smooth', block: 'start' }),
       }, gone ? t(held === 'refunded' ? 'got_refunded' : 'got_cancelled') : held === 'queued' ? t('got_queued') : payable ? t('got_it_pay') : t('got_it'));
     }
+    const label = status === 'active' ? t('buy_now') : t(`st_${status}`);
     return h('button', {
-      type: 'button', className: 'primary', 'data-buy': s.id,
+      type: 'button', className: 'primary', 'data-buy': s.id, 'aria-label': `${label}: ${s.name}`,
       disabled: status !== 'active' || !net.online,
       onclick: () => openBuy(s),
-    }, status === 'active' ? t('buy_now') : t(`st_${status}`));
+    }, label);
   }
 
   function saleCard(s, status, held) {
@@ -999,7 +1010,7 @@
       s.description ? h('p', { className: 'desc' }, s.description) : null,
       h('p', { className: 'price' },
         h('strong', {}, money(s.price_cents)),
-        s.original_price_cents > s.price_cents ? h('s', { className: 'muted' }, money(s.original_price_cents)) : null),
+        s.original_price_cents > s.price_cents ? h('s', { className: 'muted', 'aria-label': t('original_price', money(s.original_price_cents)) }, money(s.original_price_cents)) : null),
       h('div', { className: 'stock', title: t('left_title') },
         h('div', { className: 'bar' }, h('span', { style: { width: `${pct}%` } })),
         h('span', { className: 'muted', 'data-left': s.id }, t('left', left, s.stock))),
@@ -1127,7 +1138,7 @@
     // why its Buy is off.
     $('#buy-offline').hidden = net.online || b.phase === 'done';
     submit.hidden = b.phase !== 'form';
-    submit.disabled = b.phase !== 'form' || b.busy || !net.online || Date.now() < b.waitUntil || status !== 'active';
+    submit.disabled = b.phase !== 'form' || b.busy || b.captchaLoading || !net.online || Date.now() < b.waitUntil || status !== 'active';
   }
 
   function closeBuy() {
@@ -1156,9 +1167,13 @@
     if (!kept) {
       img.removeAttribute('src');
       img.removeAttribute('data-captcha-id');
+      b.captchaLoading = true; // no question to answer yet: Buy waits
+      syncDialog();
     }
     const r = await api('GET', `/api/sales/${encodeURIComponent(b.sale.id)}/captcha`);
     if (state.buy !== b) return;
+    b.captchaLoading = false;
+    syncDialog();
     if (!r.ok && kept && img.dataset.captchaId === kept && r.status === 429) {
       setBuyStatus(t('captcha_keep'), 'warn');
       return;
@@ -1319,6 +1334,8 @@
   function showResult(b, res) {
     b.phase = 'done';
     syncDialog();
+    // Buy is gone from the dialog: the keyboard focus stays in it.
+    if (state.buy === b) $('#buy-close').focus();
     if (res.status === 'success') {
       setBuyStatus(t('success_pay'), 'ok');
       $('#buy-status').dataset.result = 'success';
