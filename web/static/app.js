@@ -114,6 +114,54 @@
     got_cancelled: ['Order cancelled', '订单已取消'],
     got_refunded: ['Order refunded', '订单已退款'],
     original_price: [(p) => `original price ${p}`, (p) => `原价 ${p}`],
+    // The shop's side.
+    adm_title: ['Admin', '管理'],
+    adm_new_sale: ['New sale', '新建秒杀'],
+    adm_name: ['Name', '名称'],
+    adm_desc: ['Description', '描述'],
+    adm_image: ['Image URL', '图片地址'],
+    adm_price: ['Price', '秒杀价'],
+    adm_orig: ['Original price', '原价'],
+    adm_stock: ['Stock', '库存'],
+    adm_starts: ['Starts (your local time)', '开始（本地时间）'],
+    adm_ends: ['Ends', '结束'],
+    adm_quick: ['Start in 1 min, run 1 h', '1 分钟后开始，持续 1 小时'],
+    adm_captcha: ['Require captcha', '需要验证码'],
+    adm_create: ['Create sale', '创建秒杀'],
+    adm_dash: ['Live dashboard', '实时看板'],
+    adm_bad_price: ['Prices look like 12 or 12.34.', '价格格式如 12 或 12.34。'],
+    adm_above: [(p, o) => `The sale price (${p}) must not be above the original price (${o}).`, (p, o) => `秒杀价（${p}）不能高于原价（${o}）。`],
+    adm_times: ['Pick a start and an end time.', '请选择开始和结束时间。'],
+    adm_past: ['The end time is already past: nobody could buy.', '结束时间已过：无人能够购买。'],
+    adm_created: [(n) => `Sale "${n}" created.`, (n) => `秒杀「${n}」已创建。`],
+    adm_stop_q: [(n) => `Stop "${n}" now? Nobody can buy it afterwards; orders taken stay.`, (n) => `现在停止「${n}」？停止后无人能再购买，已下的订单保留。`],
+    adm_stop_yes: ['Stop the sale', '停止秒杀'],
+    adm_stop_no: ['Keep it running', '继续进行'],
+    adm_stopped: [(n) => `Sale "${n}" stopped.`, (n) => `秒杀「${n}」已停止。`],
+    adm_stop_now: ['Stop now', '立即停止'],
+    dash_live: ['● Live', '● 实时'],
+    dash_poll: ['Live stream down — refreshing every 2 s', '实时推送中断 — 每 2 秒刷新'],
+    dash_connecting: ['Connecting…', '连接中…'],
+    dash_left: [(l, n) => `${l} / ${n} left`, (l, n) => `剩余 ${l} / ${n}`],
+    dash_sold_chart: ['Units sold over time', '售出数量随时间变化'],
+    dash_flow_chart: [(m) => `Admissions and orders per second, last ${m} minutes`, (m) => `最近 ${m} 分钟每秒准入与订单`],
+    dash_refused_chart: [(m) => `Refusals per second by reason, last ${m} minutes`, (m) => `最近 ${m} 分钟每秒按原因的拒绝`],
+    dash_sell_through: ['Sell-through', '售出进度'],
+    dash_per_second: [(m) => `Per second, last ${m} min: `, (m) => `每秒（最近 ${m} 分钟）：`],
+    dash_admitted: ['admitted ', '准入 '],
+    dash_orders: ['orders ', '订单 '],
+    dash_peak: ['peak ', '峰值 '],
+    dash_refused: ['Refused ', '拒绝 '],
+    dash_hidden: [(n) => `${n} ${n === 1 ? 'sale that ended over an hour ago is' : 'sales that ended over an hour ago are'} not shown here: a card's Stats button brings its row back.`,
+      (n) => `${n} 个结束超过一小时的秒杀未显示：点其卡片上的统计按钮可重新显示。`],
+    st_orders: ['Orders', '订单'],
+    st_paid: ['Paid', '已支付'],
+    st_cancelled: ['Cancelled', '已取消'],
+    st_refunded: ['Refunded', '已退款'],
+    st_queued: ['Queued', '排队中'],
+    st_refunds_due: ['Refunds due', '待退款'],
+    st_gate_left: ['Left at the gate', '闸门剩余'],
+    st_sql_stock_left: ['Left in SQL', '数据库剩余'],
     no_captcha: ['no captcha', '免验证码'],
     stats: ['Stats', '数据'],
     offline: ['Connection lost — reconnecting… Buying is paused until the server answers.', '网络连接中断，正在重连… 恢复前暂停抢购。'],
@@ -1612,6 +1660,9 @@
       f.starts_at.value = localInput(start);
       f.ends_at.value = localInput(new Date(start.getTime() + 3600000));
     });
+    // An error is about the values it was given: a change clears it (the
+    // browser's own checks refuse a submit without running the handler).
+    f.addEventListener('input', () => formError(f, ''));
     f.addEventListener('submit', async (ev) => {
       ev.preventDefault();
       formError(f, '');
@@ -1619,9 +1670,10 @@
       const orig = parseCents(f.original_price.value);
       const starts = rfc3339(f.starts_at.value);
       const ends = rfc3339(f.ends_at.value);
-      if (price === null || orig === null) return formError(f, 'Prices look like 12 or 12.34.');
-      if (orig > 0 && price > orig) return formError(f, `The sale price (${money(price)}) must not be above the original price (${money(orig)}).`);
-      if (!starts || !ends) return formError(f, 'Pick a start and an end time.');
+      if (price === null || orig === null) return formError(f, t('adm_bad_price'));
+      if (orig > 0 && price > orig) return formError(f, t('adm_above', money(price), money(orig)));
+      if (!starts || !ends) return formError(f, t('adm_times'));
+      if (parseTime(ends) <= serverNow()) return formError(f, t('adm_past'));
       const body = {
         name: f.name.value.trim(),
         description: f.description.value.trim(),
@@ -1636,7 +1688,7 @@
       const r = await api('POST', '/api/admin/sales', body);
       // The server's own words say which field is wrong.
       if (!r.ok) return formError(f, r.error.code === 'invalid' && r.error.message ? r.error.message : errText(r));
-      toast(`Sale "${r.data.sale.name}" created.`, 'ok');
+      toast(t('adm_created', r.data.sale.name), 'ok');
       f.reset();
       await loadSales();
       loadDashboard();
@@ -1700,7 +1752,7 @@
     dash.mode = mode;
     const el = $('#dash-mode');
     el.dataset.mode = mode;
-    el.textContent = mode === 'stream' ? '● Live' : mode === 'poll' ? 'Live stream down — refreshing every 2 s' : mode === 'connecting' ? 'Connecting…' : '';
+    el.textContent = mode === 'stream' ? t('dash_live') : mode === 'poll' ? t('dash_poll') : mode === 'connecting' ? t('dash_connecting') : '';
     clearInterval(dash.pollTimer);
     dash.pollTimer = 0;
     if (mode === 'poll') dash.pollTimer = setInterval(() => { if (!document.hidden && net.online) loadDashboard(); }, 2000);
@@ -1799,11 +1851,8 @@
     (row || $('#dashboard')).scrollIntoView({ behavior: 'smooth', block: 'nearest' });
   }
 
-  const DASH_STATS = [
-    ['orders', 'Orders'], ['paid', 'Paid'], ['cancelled', 'Cancelled'], ['refunded', 'Refunded'],
-    ['queued', 'Queued'], ['refunds_due', 'Refunds due'],
-    ['gate_left', 'Left at the gate'], ['sql_stock_left', 'Left in SQL'],
-  ];
+  const DASH_STATS = ['orders', 'paid', 'cancelled', 'refunded', 'queued', 'refunds_due', 'gate_left', 'sql_stock_left']
+    .map((k) => [k, t(`st_${k}`)]);
 
   // trafficTotals sums a sale's seconds in the window.
   function trafficTotals(secs) {
@@ -1833,8 +1882,7 @@
     const shown = salesInOrder(now).filter((s) => effectiveStatus(s, now) !== 'ended' ||
       now - parseTime(s.ends_at) < DASH_ENDED_MS || dash.pinned.has(String(s.id)));
     const hidden = state.sales.length - shown.length;
-    const more = hidden ? h('p', { className: 'muted', 'data-dash-hidden': hidden },
-      `${hidden} ${hidden === 1 ? 'sale that ended over an hour ago is' : 'sales that ended over an hour ago are'} not shown here: a card's Stats button brings its row back.`) : null;
+    const more = hidden ? h('p', { className: 'muted', 'data-dash-hidden': hidden }, t('dash_hidden', hidden)) : null;
     keepFocus(box, () => box.replaceChildren(...shown.map((s) => {
       const key = String(s.id);
       const status = effectiveStatus(s, now);
@@ -1843,26 +1891,26 @@
       const left = Math.max(0, Number(s.stock_left) || 0);
       const secs = dash.traffic.get(key) || new Map();
       const tot = trafficTotals(secs);
-      const sold = h('canvas', { className: 'chart', width: 320, height: 64, 'aria-label': 'Units sold over time', 'data-chart': 'sold' });
-      const flow = h('canvas', { className: 'chart', width: 320, height: 88, 'aria-label': `Admissions and orders per second, last ${mins} minutes`, 'data-chart': 'flow' });
-      const refusals = h('canvas', { className: 'chart', width: 320, height: 48, 'aria-label': `Refusals per second by reason, last ${mins} minutes`, 'data-chart': 'refused' });
+      const sold = h('canvas', { className: 'chart', width: 320, height: 64, 'aria-label': t('dash_sold_chart'), 'data-chart': 'sold' });
+      const flow = h('canvas', { className: 'chart', width: 320, height: 88, 'aria-label': t('dash_flow_chart', mins), 'data-chart': 'flow' });
+      const refusals = h('canvas', { className: 'chart', width: 320, height: 48, 'aria-label': t('dash_refused_chart', mins), 'data-chart': 'refused' });
       const row = h('div', { className: 'dash-sale', 'data-dash': s.id, 'data-status': status },
         h('div', { className: 'card-top' },
           h('strong', {}, `#${s.id} ${s.name}`),
           h('span', { className: `badge ${status}` }, t(`st_${status}`))),
         h('div', { className: 'row' },
-          h('span', { className: 'big', 'data-dash-left': s.id }, `${left} / ${s.stock} left`),
-          status === 'ended' ? null : h('button', { type: 'button', className: 'small', 'data-stop': s.id, onclick: (ev) => stopSale(s, ev.target) }, 'Stop now')),
+          h('span', { className: 'big', 'data-dash-left': s.id }, t('dash_left', left, s.stock)),
+          status === 'ended' ? null : h('button', { type: 'button', className: 'small', 'data-stop': s.id, onclick: (ev) => stopSale(s, ev.target) }, t('adm_stop_now'))),
         h('dl', { className: 'stats' }, DASH_STATS.flatMap(([k, label]) => [
           h('dt', {}, label), h('dd', { 'data-stat': k }, st[k] === undefined || st[k] < 0 ? '–' : String(st[k]))])),
-        h('p', { className: 'chart-title' }, 'Sell-through'),
+        h('p', { className: 'chart-title' }, t('dash_sell_through')),
         sold,
-        h('p', { className: 'chart-title' }, `Per second, last ${mins} min: `,
-          h('span', {}, swatch(ADMIT_COLOR), 'admitted ', h('b', { 'data-series': 'admitted' }, String(tot.a))),
-          h('span', {}, swatch(ORDER_COLOR), 'orders ', h('b', { 'data-series': 'orders' }, String(tot.o))),
-          h('span', { className: 'muted' }, 'peak ', h('b', { 'data-series': 'peak' }, String(tot.peak)), '/s')),
+        h('p', { className: 'chart-title' }, t('dash_per_second', mins),
+          h('span', {}, swatch(ADMIT_COLOR), t('dash_admitted'), h('b', { 'data-series': 'admitted' }, String(tot.a))),
+          h('span', {}, swatch(ORDER_COLOR), t('dash_orders'), h('b', { 'data-series': 'orders' }, String(tot.o))),
+          h('span', { className: 'muted' }, t('dash_peak'), h('b', { 'data-series': 'peak' }, String(tot.peak)), '/s')),
         flow,
-        h('p', { className: 'chart-title' }, h('span', {}, 'Refused ', h('b', { 'data-series': 'refused' }, String(tot.refused))),
+        h('p', { className: 'chart-title' }, h('span', {}, t('dash_refused'), h('b', { 'data-series': 'refused' }, String(tot.refused))),
           ...REFUSALS.filter(([code]) => tot.r[code]).map(([code, c]) =>
             h('span', {}, swatch(c), `${code.replace('_', ' ')} `, h('b', { 'data-refused': code }, String(tot.r[code]))))),
         refusals);
@@ -1975,7 +2023,7 @@
 
   // stopSale ends a sale now, once the admin confirms.
   async function stopSale(s, btn) {
-    if (!(await ask(`Stop "${s.name}" now? Nobody can buy it afterwards; orders taken stay.`, 'Stop the sale', 'Keep it running'))) return;
+    if (!(await ask(t('adm_stop_q', s.name), t('adm_stop_yes'), t('adm_stop_no')))) return;
     if (btn) btn.disabled = true;
     const r = await api('POST', `/api/admin/sales/${encodeURIComponent(s.id)}/stop`);
     if (!r.ok) {
@@ -1986,7 +2034,7 @@
     const i = state.sales.findIndex((x) => String(x.id) === String(s.id));
     if (i >= 0) state.sales[i] = r.data.sale;
     noteServerTime(r.data.server_time, r.t0, r.t1);
-    toast(`Sale "${s.name}" stopped.`, 'ok');
+    toast(t('adm_stopped', s.name), 'ok');
     renderSales();
     renderDashboard();
     syncDialog();
