@@ -156,6 +156,7 @@
       (n) => `${n} 个结束超过一小时的秒杀未显示：点其卡片上的统计按钮可重新显示。`],
     st_orders: ['Orders', '订单'],
     st_paid: ['Paid', '已支付'],
+    st_pending_payment: ['Awaiting payment', '待支付'],
     st_cancelled: ['Cancelled', '已取消'],
     st_refunded: ['Refunded', '已退款'],
     st_queued: ['Queued', '排队中'],
@@ -760,7 +761,10 @@
 
   function showAuth(tab) {
     $('#auth').hidden = false;
-    for (const b of document.querySelectorAll('#auth .tab')) b.classList.toggle('active', b.dataset.tab === tab);
+    for (const b of document.querySelectorAll('#auth .tab')) {
+      b.classList.toggle('active', b.dataset.tab === tab);
+      b.setAttribute('aria-selected', String(b.dataset.tab === tab));
+    }
     $('#login-form').hidden = tab !== 'login';
     $('#register-form').hidden = tab !== 'register';
     $('#auth').scrollIntoView({ block: 'nearest' });
@@ -1851,7 +1855,7 @@
     (row || $('#dashboard')).scrollIntoView({ behavior: 'smooth', block: 'nearest' });
   }
 
-  const DASH_STATS = ['orders', 'paid', 'cancelled', 'refunded', 'queued', 'refunds_due', 'gate_left', 'sql_stock_left']
+  const DASH_STATS = ['orders', 'pending_payment', 'paid', 'cancelled', 'refunded', 'queued', 'refunds_due', 'gate_left', 'sql_stock_left']
     .map((k) => [k, t(`st_${k}`)]);
 
   // trafficTotals sums a sale's seconds in the window.
