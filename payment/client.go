@@ -27,11 +27,20 @@ type ClientConfig struct {
 	// ProviderKey is the provider's public key: it checks answers and
 	// notifications.
 	ProviderKey *rsa.PublicKey
-	// HTTPClient defaults to one with a 10 s timeout.
+	// HTTPClient defaults to one with a 10 s timeout that holds at most
+	// MaxGatewayConns connections to the gateway.
 	HTTPClient *http.Client
 	// Now is the clock of the requests' timestamps (default time.Now).
 	Now func() time.Time
 }
+
+// MaxGatewayConns bounds the connections a Client holds to its gateway:
+// further calls wait for one (within their timeout). Without it every
+// call of a burst opened its own connection, each a file descriptor; with
+// the sandbox served by the shop's own listener, a flood of pays while
+// that listener was full held hundreds, until the process ran out and
+// the embedded queue's store failed (found by review).
+const MaxGatewayConns = 32
 
 // Client is a Provider that talks to a provider's gateway over HTTP.
 type Client struct {
@@ -50,7 +59,9 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 		return nil, errors.New("payment: the client needs an app id, our private key and the provider's public key")
 	}
 	if cfg.HTTPClient == nil {
-		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second}
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxConnsPerHost, t.MaxIdleConnsPerHost = MaxGatewayConns, MaxGatewayConns
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: t}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

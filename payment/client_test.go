@@ -3,9 +3,12 @@ package payment_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,5 +97,54 @@ func TestCreatePaymentTimeExpire(t *testing.T) {
 				t.Fatalf("time_expire %q, want %q (biz_content %s)", got, tc.want, form.Get("biz_content"))
 			}
 		})
+	}
+}
+
+// TestClientBoundsGatewayConnections: a burst of calls holds at most
+// MaxGatewayConns connections to the gateway; the others wait for one.
+func TestClientBoundsGatewayConnections(t *testing.T) {
+	var mu sync.Mutex
+	open, most := 0, 0
+	release := make(chan struct{})
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		http.Error(w, "no", http.StatusServiceUnavailable)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch s {
+		case http.StateNew:
+			open++
+			most = max(most, open)
+		case http.StateClosed, http.StateHijacked:
+			open--
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c, err := payment.NewClient(payment.ClientConfig{
+		GatewayURL: srv.URL + "/gateway.do", AppID: "2021000000000001",
+		PrivateKey: testKey(t, "merchant"), ProviderKey: &testKey(t, "provider").PublicKey,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const calls = 3 * payment.MaxGatewayConns
+	var wg sync.WaitGroup
+	for i := range calls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, _ = c.QueryPayment(context.Background(), fmt.Sprintf("T%d", i))
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // the burst is out, waiting
+	close(release)
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	if most > payment.MaxGatewayConns || most == 0 {
+		t.Fatalf("%d calls at once held %d connections, want at most %d", calls, most, payment.MaxGatewayConns)
 	}
 }

@@ -88,7 +88,7 @@ func TestServeCaptchaCapRetryAfter(t *testing.T) {
 // closed connection frees a place. (The total bound, --max-conns, is
 // connlimit's TestTotalBound.)
 func TestServeConnectionBounds(t *testing.T) {
-	m := startBrowserServer(t, "127.0.0.1:0", t.TempDir(), "", func(c *Config) { c.MaxConnsPerIP, c.MaxConns = 3, 5 })
+	m := startBrowserServer(t, "127.0.0.1:0", t.TempDir(), "", func(c *Config) { c.MaxConnsPerIP, c.MaxConns = 3, 12 })
 	defer m.Close()
 	addr := strings.TrimPrefix(m.URL(), "http://")
 	// Each held connection has made a request: the server holds it idle.

@@ -7,10 +7,12 @@
 package connlimit
 
 import (
+	"io"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Listener is a net.Listener that holds at most Total connections at a
@@ -33,11 +35,17 @@ type Listener struct {
 
 // New wraps ln. total ≤ 0 sets no total bound, perPeer ≤ 0 none per peer;
 // exempt (may be nil) names peers without one (a proxy in front carries
-// many clients' connections).
+// many clients' connections). A peer is an IPv4 address or an IPv6 /64
+// (one client holds a whole /64, as the rate limits count it). With both
+// bounds, a peer holds at most a quarter of the total, so that one client
+// cannot take every place of a small total.
 func New(ln net.Listener, total, perPeer int, exempt func(netip.Addr) bool) *Listener {
 	l := &Listener{Listener: ln, perPeer: max(0, perPeer), exempt: exempt, done: make(chan struct{}), peers: map[netip.Addr]int{}}
 	if total > 0 {
 		l.slots = make(chan struct{}, total)
+		if l.perPeer > 0 {
+			l.perPeer = max(1, min(l.perPeer, total/4))
+		}
 	}
 	return l
 }
@@ -58,10 +66,11 @@ func (l *Listener) Accept() (net.Conn, error) {
 			l.freeSlot()
 			return nil, err
 		}
-		addr := peerOf(c)
-		if !l.take(addr) {
+		ip := remoteIP(c)
+		addr := peerKey(ip)
+		if !l.take(addr, l.perPeer > 0 && ip.IsValid() && (l.exempt == nil || !l.exempt(ip))) {
 			l.refused.Add(1)
-			c.Close()
+			refuse(c)
 			l.freeSlot()
 			continue
 		}
@@ -95,9 +104,8 @@ func (l *Listener) freeSlot() {
 	}
 }
 
-// take counts a connection of addr, unless addr is at its bound.
-func (l *Listener) take(addr netip.Addr) bool {
-	bounded := l.perPeer > 0 && addr.IsValid() && (l.exempt == nil || !l.exempt(addr))
+// take counts a connection of addr, unless it is bounded and at its bound.
+func (l *Listener) take(addr netip.Addr, bounded bool) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if bounded && l.peers[addr] >= l.perPeer {
@@ -118,13 +126,38 @@ func (l *Listener) release(addr netip.Addr) {
 	l.freeSlot()
 }
 
-// peerOf is the connection's remote IP address (IPv4 in IPv6 unmapped),
-// or the zero Addr for a peer without one.
-func peerOf(c net.Conn) netip.Addr {
+// refusal is what a connection past its peer's bound reads before it is
+// closed: an HTTP client (a page) sees a 429 it can wait out, not a
+// connection lost.
+const refusal = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json; charset=utf-8\r\n" +
+	"Retry-After: 5\r\nConnection: close\r\nContent-Length: 85\r\n\r\n" +
+	`{"error":{"code":"rate_limited","message":"too many connections from your address"}}` + "\n"
+
+// refuse answers c refusal, if its socket takes it at once, and closes it.
+func refuse(c net.Conn) {
+	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+	_, _ = io.WriteString(c, refusal)
+	_ = c.Close()
+}
+
+// remoteIP is the connection's remote IP address (IPv4 unmapped from
+// IPv6), or the zero Addr for a peer without one.
+func remoteIP(c net.Conn) netip.Addr {
 	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
 		return a.AddrPort().Addr().Unmap()
 	}
 	return netip.Addr{}
+}
+
+// peerKey is what ip's connections are counted under: itself for IPv4,
+// its /64 for IPv6.
+func peerKey(ip netip.Addr) netip.Addr {
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return ip
 }
 
 type conn struct {

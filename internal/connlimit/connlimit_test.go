@@ -4,7 +4,9 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -57,12 +59,20 @@ func dial(t *testing.T, addr string) net.Conn {
 }
 
 // closedByServer tells whether the server closed c (a read ends in EOF
-// or a reset) within a second, rather than holding it open.
-func closedByServer(c net.Conn) bool {
+// or a reset) within a second, rather than holding it open; what c read
+// before must be the refusal's 429, if anything.
+func closedByServer(t *testing.T, c net.Conn) bool {
+	t.Helper()
 	c.SetReadDeadline(time.Now().Add(time.Second))
-	_, err := c.Read(make([]byte, 1))
+	got, err := io.ReadAll(c)
 	var ne net.Error
-	return err != nil && !(errors.As(err, &ne) && ne.Timeout()) || errors.Is(err, io.EOF)
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	if len(got) > 0 && string(got) != refusal {
+		t.Fatalf("a refused connection read %q", got)
+	}
+	return true
 }
 
 func TestPerPeerBound(t *testing.T) {
@@ -70,7 +80,7 @@ func TestPerPeerBound(t *testing.T) {
 	accepted := server(t, l)
 	held := dialN(t, l, accepted, 3)
 	over := dial(t, l.Addr().String())
-	if !closedByServer(over) {
+	if !closedByServer(t, over) {
 		t.Fatal("the peer's 4th connection was kept open")
 	}
 	if l.Refused() != 1 || l.Open() != 3 {
@@ -85,7 +95,7 @@ func TestPerPeerBound(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a connection within the bound again was not accepted")
 	}
-	if closedByServer(next) {
+	if closedByServer(t, next) {
 		t.Fatal("a connection within the bound again was closed")
 	}
 }
@@ -179,6 +189,55 @@ func TestCloseWakesAccept(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Close did not wake an Accept waiting for a slot")
+	}
+}
+
+// TestRefusalIsHTTP: a refused client reads a 429 it can wait out.
+func TestRefusalIsHTTP(t *testing.T) {
+	l := New(listen(t), 0, 1, nil)
+	accepted := server(t, l)
+	dialN(t, l, accepted, 1)
+	resp, err := http.Get("http://" + l.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(body), `"rate_limited"`) {
+		t.Fatalf("refused: %d, Retry-After %q, %s", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+}
+
+// TestPeerIsIPv6Slash64: the addresses of one IPv6 /64 are one peer; an
+// exempt address is judged by itself, not by its /64.
+func TestPeerIsIPv6Slash64(t *testing.T) {
+	a, b := netip.MustParseAddr("2001:db8:1:2::1"), netip.MustParseAddr("2001:db8:1:2:ffff::9")
+	if peerKey(a) != peerKey(b) || peerKey(a) == peerKey(netip.MustParseAddr("2001:db8:1:3::1")) {
+		t.Fatalf("keys %v %v", peerKey(a), peerKey(b))
+	}
+	if v4 := netip.MustParseAddr("192.0.2.7"); peerKey(v4) != v4 {
+		t.Fatalf("IPv4 key %v", peerKey(v4))
+	}
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skip("no IPv6 loopback:", err)
+	}
+	l := New(ln, 0, 1, func(a netip.Addr) bool { return a == netip.IPv6Loopback() })
+	accepted := server(t, l)
+	dialN(t, l, accepted, 3) // ::1 exempt, though its /64 is ::
+	if l.Refused() != 0 {
+		t.Fatalf("refused %d of an exempt IPv6 peer", l.Refused())
+	}
+}
+
+// TestPerPeerAtMostAQuarter: a small total leaves a peer a quarter of it.
+func TestPerPeerAtMostAQuarter(t *testing.T) {
+	for _, c := range []struct{ total, want int }{{8, 2}, {20000, 2048}} {
+		l := New(listen(t), c.total, 2048, nil)
+		l.Close()
+		if l.perPeer != c.want {
+			t.Fatalf("per peer %d with a total of %d, want %d", l.perPeer, c.total, c.want)
+		}
 	}
 }
 
