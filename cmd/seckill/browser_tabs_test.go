@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -120,4 +121,72 @@ func lampAndBuyer(t *testing.T, phone, password string) (*Main, string, browserS
 	lamp := createBrowserSale(t, base, admin, "Desk lamp", 3, time.Now().Add(-time.Minute), false)
 	apiCall(t, "POST", base+"/api/users", "", map[string]string{"phone": phone, "password": password}, 201, nil)
 	return m, base, lamp
+}
+
+// TestBrowserDialogKeepsQuestionAcrossSoldOut: the buy dialog is open on
+// a captcha sale's last unit while rivals take it and give it back, three
+// times. The dialog goes sold out and back to Buy each time, keeping the
+// question it showed and the answer typed: before, each return asked for
+// a new question, and twenty flaps used up the buyer's supply (3 minutes
+// without a question while the unit was on sale).
+func TestBrowserDialogKeepsQuestionAcrossSoldOut(t *testing.T) {
+	t.Parallel()
+	m := startBrowserServer(t, "127.0.0.1:0", t.TempDir(), "")
+	t.Cleanup(func() { _ = m.Close() })
+	base := m.URL()
+	admin := browserLogin(t, base, "19900000000", "admin-password")
+	sale := createBrowserSale(t, base, admin, "Last kettle", 1, time.Now().Add(-time.Minute), true)
+	const phone, password = "13800000006", "buyer-password"
+	apiCall(t, "POST", base+"/api/users", "", map[string]string{"phone": phone, "password": password}, 201, nil)
+
+	ctx := newBrowser(t, 1280, 900, false)
+	var asks atomic.Int32
+	if err := chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok && strings.Contains(e.Request.URL, "/captcha") {
+			asks.Add(1)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	card := `article[data-sale="` + sale.id + `"]`
+	brun(t, ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(card)),
+		chromedp.Click(chromedp.CSS(`#account button`)),
+		chromedp.SendKeys(chromedp.CSS(`#login-form input[name="phone"]`), phone),
+		chromedp.SendKeys(chromedp.CSS(`#login-form input[name="password"]`), password),
+		chromedp.Click(chromedp.CSS(`#login-form button[type="submit"]`)))
+	waitJS(t, ctx, `!document.querySelector('#orders-section').hidden`, 5*time.Second)
+	click(t, ctx, card+` button[data-buy]`)
+	waitJS(t, ctx, `!!document.querySelector('#captcha-img').dataset.captchaId`, 5*time.Second)
+	question := evalString(t, ctx, `document.querySelector('#captcha-img').dataset.captchaId`)
+	brun(t, ctx, chromedp.SendKeys(chromedp.CSS(`#captcha-answer`), "1"))
+
+	for i := range 3 {
+		rival := fmt.Sprintf("1390000002%d", i)
+		apiCall(t, "POST", base+"/api/users", "", map[string]string{"phone": rival, "password": password}, 201, nil)
+		tok := browserLogin(t, base, rival, password)
+		var c struct {
+			CaptchaID string `json:"captcha_id"`
+		}
+		apiCall(t, "GET", base+"/api/sales/"+sale.id+"/captcha", tok, nil, 200, &c)
+		var p struct{ Path string }
+		apiCall(t, "POST", base+"/api/sales/"+sale.id+"/path", tok, map[string]string{"captcha_id": c.CaptchaID, "answer": captchaAnswer(t, m, rival, c.CaptchaID)}, 200, &p)
+		apiCall(t, "POST", base+"/api/sales/"+sale.id+"/purchase/"+p.Path, tok, nil, 202, nil)
+		waitJS(t, ctx, `document.querySelector('#buy-submit').hidden`, 10*time.Second)
+		var orders struct{ Orders []struct{ ID int64 } }
+		waitFor(t, "the rival's order", func() bool {
+			apiCall(t, "GET", base+"/api/orders", tok, nil, 200, &orders)
+			return len(orders.Orders) == 1
+		}, 10*time.Second)
+		apiCall(t, "POST", fmt.Sprintf("%s/api/orders/%d/cancel", base, orders.Orders[0].ID), tok, nil, 200, nil)
+		waitJS(t, ctx, `!document.querySelector('#buy-submit').hidden && !document.querySelector('#captcha-box').hidden`, 10*time.Second)
+	}
+	if got := evalString(t, ctx, `document.querySelector('#captcha-img').dataset.captchaId + '|' + document.querySelector('#captcha-answer').value`); got != question+"|1" {
+		t.Errorf("after three flaps the dialog shows question|answer %q, want %q", got, question+"|1")
+	}
+	if n := asks.Load(); n != 1 {
+		t.Errorf("the page asked for %d questions, want 1", n)
+	}
 }

@@ -478,9 +478,6 @@
     $('#offline').hidden = true;
     renderSales();
     syncDialog();
-    // The question shown may be gone with a restarted server: a new one.
-    const b = state.buy;
-    if (b && b.phase === 'form' && b.sale.require_captcha && Date.now() >= b.waitUntil) loadCaptcha();
     // Catch up with what changed meanwhile: sales, the session, the socket.
     loadSales();
     if (state.me) {
@@ -1180,11 +1177,13 @@
     } else if (b.phase === 'done' && b.soldOut && status === 'active') {
       // A unit came back (a cancel, an unpaid order's deadline): the
       // dialog offers it again, as the card behind it does.
+      // The question shown before stays: a unit that comes and goes
+      // must not spend the buyer's questions (20 flaps used them up).
       b.phase = 'form';
       b.soldOut = false;
       setBuyStatus('');
       $('#captcha-box').hidden = !b.sale.require_captcha;
-      if (b.sale.require_captcha) loadCaptcha();
+      if (b.sale.require_captcha && !$('#captcha-img').dataset.captchaId) loadCaptcha();
     }
     // The page's banner is behind the dialog's backdrop: the dialog says
     // why its Buy is off.
@@ -1308,6 +1307,8 @@
       }
       setBuyStatus(t('checking'));
       const p = await api('POST', `/api/sales/${id}/path`, body);
+      // Answered, the question is spent (a path's refusal loads another).
+      if (b.sale.require_captcha && p.status !== 0) $('#captcha-img').removeAttribute('data-captcha-id');
       // A push may have shown the sale sold out or ended meanwhile.
       if (state.buy !== b || b.phase !== 'form') return;
       if (!p.ok) {
