@@ -37,11 +37,8 @@ func (s *Server) listSales(w http.ResponseWriter, r *http.Request) error {
 	// would write it whole: a catalogue of many sales encoded into one
 	// buffer pinned megabytes per client reading it slowly (up to the
 	// write timeout). Here a client that stops reading holds the writer's
-	// buffer and the views, whose strings are the catalogue's own.
-	views := make([]saleJSON, len(sales))
-	for i, sale := range sales {
-		views[i] = s.publicView(r.Context(), sale)
-	}
+	// buffer and one sale's view and encoding; each view is made as its
+	// turn comes (a view is a copy of the sale).
 	now, err := json.Marshal(s.cfg.Engine.SaleTime().UTC())
 	if err != nil {
 		return fmt.Errorf("encode the server time: %w", err)
@@ -50,12 +47,12 @@ func (s *Server) listSales(w http.ResponseWriter, r *http.Request) error {
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 4<<10)
 	bw.WriteString(`{"sales":[`)
-	for i, v := range views {
-		b, err := json.Marshal(v)
+	for i, sale := range sales {
+		b, err := json.Marshal(s.publicView(r.Context(), sale))
 		if err != nil {
 			// The status is out: cut the answer off rather than end it
 			// as valid JSON missing a sale.
-			s.log.Error("encode a sale of the catalogue", "sale", v.ID, "err", err)
+			s.log.Error("encode a sale of the catalogue", "sale", sale.ID, "err", err)
 			panic(http.ErrAbortHandler)
 		}
 		if i > 0 {

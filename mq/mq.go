@@ -199,6 +199,9 @@ func (q *Queue) open(ctx context.Context) error {
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			q.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+			// Publishes that failed while the connection was down say
+			// nothing of the server now (Ping said disconnected then).
+			q.pubs.record(nil, time.Now())
 			// The server may have restarted after a crash: mend what it
 			// brought back before the writers rely on it.
 			go q.repairAfterReconnect()

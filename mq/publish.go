@@ -249,7 +249,10 @@ type pubHealth struct {
 
 // pubFailuresNotReady failures in a row, the latest within
 // pubFailingFor, make the queue not ready. Once no publish has failed for
-// that long, it is called ready again, so that traffic can find out.
+// that long, it is called ready again, so that traffic can find out; a
+// reconnect clears them at once. (An embedded server's failures are the
+// same: a process alone has no pool to leave, and its buyers' next
+// publish tells.)
 const (
 	pubFailuresNotReady = 3
 	pubFailingFor       = 10 * time.Second
