@@ -133,6 +133,21 @@ func TestServeConnectionBounds(t *testing.T) {
 			t.Fatalf("held connection %d after the 4th was refused: %v", i+1, err)
 		}
 	}
+	// The operations listener's metrics say so.
+	families, err := m.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, mt := range f.GetMetric() {
+			got[f.GetName()] = mt.GetGauge().GetValue() + mt.GetCounter().GetValue()
+		}
+	}
+	if got["seckill_public_connections_refused_total"] != 1 || got["seckill_public_connections"] < 3 {
+		t.Errorf("metrics: %v refused, %v open; want 1 and at least 3",
+			got["seckill_public_connections_refused_total"], got["seckill_public_connections"])
+	}
 	held[0].Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for {

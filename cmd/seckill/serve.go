@@ -20,6 +20,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"seckill"
 	"seckill/account"
 	"seckill/captcha"
@@ -489,6 +491,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		// A cookie and a bearer token are well under 1 KiB; net/http's
 		// 1 MiB lets every connection hold a megabyte while it sends.
 		MaxHeaderBytes: c.MaxHeaderBytes,
+	}
+	if cl, ok := m.ln.(*connlimit.Listener); ok {
+		m.metrics.Registry().MustRegister(
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "seckill_public_connections",
+				Help: "Connections the public listener holds (--max-conns bounds them).",
+			}, func() float64 { return float64(cl.Open()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "seckill_public_connections_refused_total",
+				Help: "Connections answered 429 and closed at once: their address held --max-conns-per-ip.",
+			}, func() float64 { return float64(cl.Refused()) }))
 	}
 	m.serveOn("public", m.srv, m.ln)
 	if err := m.listenOps(); err != nil {
