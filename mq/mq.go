@@ -221,6 +221,9 @@ func (q *Queue) open(ctx context.Context) error {
 			return err
 		}
 		q.srv = srv
+		// Its failed writes do not pass with time: a store that latched a
+		// write error fails every publish until the process restarts.
+		q.pubs.sticky = true
 		opts = append(opts, nats.InProcessServer(srv))
 	} else {
 		// No reconnect buffer: a publish while disconnected fails at once

@@ -227,7 +227,19 @@ func TestPingFailsWhilePublishesFail(t *testing.T) {
 	if seckill.ErrorCode(err) != seckill.EBusy || !strings.Contains(err.Error(), "publishes to the order queue failed") {
 		t.Fatalf("ping after %d failed publishes: %v, want busy", pubFailuresNotReady, err)
 	}
-	if err := q.pubs.failing(time.Now().Add(pubFailingFor + time.Second)); err != nil {
+	// Embedded, the failures stand however old: a latched store does not
+	// heal with time. An external server's pass after pubFailingFor.
+	if err := q.pubs.failing(time.Now().Add(time.Hour)); err == nil {
+		t.Fatal("an embedded queue's failed publishes passed with time")
+	}
+	external := pubHealth{}
+	for range pubFailuresNotReady {
+		external.record(errors.New("timeout"), time.Now())
+	}
+	if external.failing(time.Now()) == nil {
+		t.Fatal("an external queue's failures did not count")
+	}
+	if err := external.failing(time.Now().Add(pubFailingFor + time.Second)); err != nil {
 		t.Fatalf("no failure for longer than %v: %v", pubFailingFor, err)
 	}
 	// Room again: the next publish succeeds, and the queue is ready.

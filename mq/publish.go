@@ -241,6 +241,7 @@ func (q *Queue) send(b *pubBatch) {
 // (the process out of descriptors, a full disk) keeps failing its writes
 // until a restart; an instance in that state must not be called ready.
 type pubHealth struct {
+	sticky   bool // failures count until a success, however old (embedded)
 	mu       sync.Mutex
 	inRow    int       // failures since the last success
 	lastFail time.Time // of the latest failure
@@ -249,10 +250,11 @@ type pubHealth struct {
 
 // pubFailuresNotReady failures in a row, the latest within
 // pubFailingFor, make the queue not ready. Once no publish has failed for
-// that long, it is called ready again, so that traffic can find out; a
-// reconnect clears them at once. (An embedded server's failures are the
-// same: a process alone has no pool to leave, and its buyers' next
-// publish tells.)
+// that long, an external server's queue is called ready again, so that
+// traffic can find out; a reconnect clears them at once. An embedded
+// server's stay until a publish succeeds: its store does not heal with
+// time (found by review: ready again 10 s after each burst of 503s), and
+// its buyers' next purchase tells.
 const (
 	pubFailuresNotReady = 3
 	pubFailingFor       = 10 * time.Second
@@ -273,7 +275,7 @@ func (h *pubHealth) record(err error, now time.Time) {
 func (h *pubHealth) failing(now time.Time) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.inRow < pubFailuresNotReady || now.Sub(h.lastFail) > pubFailingFor {
+	if h.inRow < pubFailuresNotReady || !h.sticky && now.Sub(h.lastFail) > pubFailingFor {
 		return nil
 	}
 	return fmt.Errorf("the last %d publishes to the order queue failed, the latest %v ago: %v",

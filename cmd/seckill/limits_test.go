@@ -197,3 +197,93 @@ func TestServeRefusesAnotherDatabasesGateKeys(t *testing.T) {
 	again := startBrowserServer(t, "127.0.0.1:0", first, "", withRedis)
 	_ = again.Close()
 }
+
+// TestServePaysWithItsAddressAtTheBound: the shop calls its in-process
+// sandbox without a connection, so a pay goes through while the
+// loopback address holds every connection it may (before, the shop's
+// own call to its sandbox came from that address and was refused: 500).
+func TestServePaysWithItsAddressAtTheBound(t *testing.T) {
+	m := startBrowserServer(t, "127.0.0.1:0", t.TempDir(), "", func(c *Config) { c.MaxConnsPerIP, c.MaxConns = 4, 400 })
+	defer m.Close()
+	base := m.URL()
+	admin := browserLogin(t, base, "19900000000", "admin-password")
+	sale := createBrowserSale(t, base, admin, "Tea", 5, time.Now().Add(-time.Minute), false)
+	apiCall(t, "POST", base+"/api/users", "", map[string]string{"phone": "13800000007", "password": "buyer-password"}, 201, nil)
+	tok := browserLogin(t, base, "13800000007", "buyer-password")
+	var p struct{ Path string }
+	apiCall(t, "POST", base+"/api/sales/"+sale.id+"/path", tok, nil, 200, &p)
+	apiCall(t, "POST", base+"/api/sales/"+sale.id+"/purchase/"+p.Path, tok, nil, 202, nil)
+	var orders struct{ Orders []struct{ ID int64 } }
+	waitFor(t, "the order", func() bool {
+		apiCall(t, "GET", base+"/api/orders", tok, nil, 200, &orders)
+		return len(orders.Orders) == 1
+	}, 10*time.Second)
+	http.DefaultClient.CloseIdleConnections()
+
+	// Three idle connections and the buyer's: the address's four.
+	addr := strings.TrimPrefix(base, "http://")
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if _, err := io.WriteString(c, "GET /api/sales HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		if resp, err := http.ReadResponse(bufio.NewReader(c), nil); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("held connection: %v", err)
+		}
+	}
+	code, _, body, err := apiSend(http.DefaultClient, "POST", fmt.Sprintf("%s/api/orders/%d/pay", base, orders.Orders[0].ID), tok, "", nil)
+	if err != nil || code != http.StatusOK || !strings.Contains(string(body), "pay_url") {
+		t.Fatalf("pay with the address at its bound: %d %s %v", code, body, err)
+	}
+}
+
+// TestServeOpsListenerBounded: the operations listener holds at most
+// maxOpsConns connections; the next waits unaccepted until one closes
+// (1,250 kept-alive health checks reached the open-file limit before).
+func TestServeOpsListenerBounded(t *testing.T) {
+	m := startBrowserServer(t, "127.0.0.1:0", t.TempDir(), "", func(c *Config) { c.Ops.Addr = "127.0.0.1:0" })
+	defer m.Close()
+	addr := m.opsLn.Addr().String()
+	health := func(c net.Conn, wait time.Duration) error {
+		c.SetDeadline(time.Now().Add(wait))
+		if _, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: "+addr+"\r\n\r\n"); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+	var held []net.Conn
+	for i := range maxOpsConns + 1 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+		if i < maxOpsConns {
+			if err := health(c, 5*time.Second); err != nil {
+				t.Fatalf("connection %d: %v", i+1, err)
+			}
+		}
+	}
+	last := held[maxOpsConns]
+	if err := health(last, 300*time.Millisecond); err == nil {
+		t.Fatalf("connection %d was served while %d were held", maxOpsConns+1, maxOpsConns)
+	}
+	// One closes: the waiting connection is accepted and its request
+	// answered.
+	held[0].Close()
+	last.SetDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(last), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the waiting connection after one closed: %v", err)
+	}
+	resp.Body.Close()
+}

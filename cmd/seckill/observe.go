@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"seckill/account"
+	"seckill/internal/connlimit"
 	"seckill/metrics"
 )
 
@@ -73,7 +74,10 @@ func (m *Main) listenOps() error {
 	if err != nil {
 		return fmt.Errorf("operations listener: %w", err)
 	}
-	m.opsLn = ln
+	// Bounded too: its connections take descriptors from the same
+	// process (found by review: 1,250 kept-alive health checks reached
+	// the open-file limit and latched the embedded queue's store).
+	m.opsLn = connlimit.New(ln, maxOpsConns, 0, nil)
 	if !isLoopback(ln.Addr()) {
 		m.log.Warn("the operations listener is reachable from other machines: keep it on a private network",
 			"ops_addr", ln.Addr().String(), "pprof", c.Pprof)
@@ -85,6 +89,11 @@ func (m *Main) listenOps() error {
 	m.serveOn("operations", m.opsSrv, m.opsLn)
 	return nil
 }
+
+// maxOpsConns bounds the operations listener's connections: scrapers,
+// health checks and a profile or two. They come out of the descriptors
+// that --max-conns leaves to the process.
+const maxOpsConns = 64
 
 // opsHandler serves the operations routes: metrics, the health checks
 // (only here, never on the public listener) and pprof when enabled.

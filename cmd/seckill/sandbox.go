@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -129,4 +130,42 @@ func sandboxCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return errors.Join(err, srv.Shutdown(sctx), sb.Close())
+}
+
+// handlerTransport is an http.RoundTripper that serves each request with a
+// handler in this process: no connection, no descriptor.
+type handlerTransport struct{ h http.Handler }
+
+func (t handlerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	w := &recordedResponse{header: http.Header{}}
+	t.h.ServeHTTP(w, req.Clone(req.Context()))
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return &http.Response{
+		Status: fmt.Sprintf("%d %s", w.status, http.StatusText(w.status)), StatusCode: w.status,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: w.header, Body: io.NopCloser(bytes.NewReader(w.body.Bytes())), ContentLength: int64(w.body.Len()),
+		Request: req,
+	}, nil
+}
+
+// recordedResponse keeps what a handler answers.
+type recordedResponse struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (w *recordedResponse) Header() http.Header { return w.header }
+
+func (w *recordedResponse) WriteHeader(status int) {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *recordedResponse) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	return w.body.Write(b)
 }

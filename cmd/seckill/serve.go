@@ -575,6 +575,10 @@ func (m *Main) openPayments(ctx context.Context) (payment.Provider, error) {
 		}
 		cfg.GatewayURL = m.URL() + "/sandbox/gateway.do"
 		cfg.ProviderKey = m.sandbox.PublicKey()
+		// Called in process, not through the public listener: a listener
+		// held full, or this address at its bound, refused or delayed the
+		// shop's calls to its own sandbox (found by review).
+		cfg.HTTPClient = &http.Client{Timeout: 10 * time.Second, Transport: handlerTransport{m.sandbox}}
 		m.log.Warn("payments go to the sandbox served under /sandbox/: anyone may mark an order paid there without paying; set --pay-provider-url for a real sale")
 		if c.Redis != "" {
 			// Redis means several instances, as a rule: each one's sandbox
