@@ -70,8 +70,7 @@ func (l *Listener) Accept() (net.Conn, error) {
 		addr := peerKey(ip)
 		if !l.take(addr, l.perPeer > 0 && ip.IsValid() && (l.exempt == nil || !l.exempt(ip))) {
 			l.refused.Add(1)
-			refuse(c)
-			l.freeSlot()
+			go l.refuse(c) // it keeps its slot until closed
 			continue
 		}
 		return &conn{Conn: c, l: l, addr: addr}, nil
@@ -133,9 +132,20 @@ const refusal = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/jso
 	"Retry-After: 5\r\nConnection: close\r\nContent-Length: 85\r\n\r\n" +
 	`{"error":{"code":"rate_limited","message":"too many connections from your address"}}` + "\n"
 
-// refuse answers c refusal, if its socket takes it at once, and closes it.
-func refuse(c net.Conn) {
-	_ = c.SetWriteDeadline(time.Now().Add(10 * time.Millisecond))
+// refuseWait is how long a refused connection may take to send its
+// request before the refusal is written anyway. Written before the
+// request, a response can reach a client on loopback before it wrote its
+// request, and an HTTP client drops it as unsolicited (seen in CI).
+const refuseWait = 20 * time.Millisecond
+
+// refuse reads what c sent within refuseWait, answers it refusal, closes
+// it and frees its slot.
+func (l *Listener) refuse(c net.Conn) {
+	defer l.freeSlot()
+	_ = c.SetDeadline(time.Now().Add(refuseWait))
+	var buf [4 << 10]byte
+	_, _ = c.Read(buf[:])
+	_ = c.SetWriteDeadline(time.Now().Add(refuseWait))
 	_, _ = io.WriteString(c, refusal)
 	_ = c.Close()
 }

@@ -161,9 +161,9 @@ func TestTotalBound(t *testing.T) {
 	// Closing twice frees one slot only.
 	held[1].Close()
 	held[1].Close()
-	// The server's Accept, waiting for the next connection, holds one.
-	if l.Open() != 0 || len(l.slots) != 1 {
-		t.Fatalf("after every connection closed: open %d, %d slots taken, want 0 and 1", l.Open(), len(l.slots))
+	// The server's Accept, waiting for the next connection, may hold one.
+	if l.Open() != 0 || len(l.slots) > 1 {
+		t.Fatalf("after every connection closed: open %d, %d slots taken, want 0 and at most 1", l.Open(), len(l.slots))
 	}
 }
 
