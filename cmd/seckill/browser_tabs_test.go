@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -131,35 +132,9 @@ func lampAndBuyer(t *testing.T, phone, password string) (*Main, string, browserS
 // without a question while the unit was on sale).
 func TestBrowserDialogKeepsQuestionAcrossSoldOut(t *testing.T) {
 	t.Parallel()
-	m := startBrowserServer(t, "127.0.0.1:0", t.TempDir(), "")
-	t.Cleanup(func() { _ = m.Close() })
-	base := m.URL()
-	admin := browserLogin(t, base, "19900000000", "admin-password")
-	sale := createBrowserSale(t, base, admin, "Last kettle", 1, time.Now().Add(-time.Minute), true)
-	const phone, password = "13800000006", "buyer-password"
-	apiCall(t, "POST", base+"/api/users", "", map[string]string{"phone": phone, "password": password}, 201, nil)
-
-	ctx := newBrowser(t, 1280, 900, false)
-	var asks atomic.Int32
-	if err := chromedp.Listen(ctx, func(ev any) {
-		if e, ok := ev.(*network.EventRequestWillBeSent); ok && strings.Contains(e.Request.URL, "/captcha") {
-			asks.Add(1)
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
-		t.Fatal(err)
-	}
-	card := `article[data-sale="` + sale.id + `"]`
-	brun(t, ctx, chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(card)),
-		chromedp.Click(chromedp.CSS(`#account button`)),
-		chromedp.SendKeys(chromedp.CSS(`#login-form input[name="phone"]`), phone),
-		chromedp.SendKeys(chromedp.CSS(`#login-form input[name="password"]`), password),
-		chromedp.Click(chromedp.CSS(`#login-form button[type="submit"]`)))
-	waitJS(t, ctx, `!document.querySelector('#orders-section').hidden`, 5*time.Second)
-	click(t, ctx, card+` button[data-buy]`)
-	waitJS(t, ctx, `!!document.querySelector('#captcha-img').dataset.captchaId`, 5*time.Second)
+	d := openCaptchaDialog(t, "Last kettle", 1, "13800000006")
+	m, base, sale, ctx, asks := d.m, d.base, d.sale, d.ctx, &d.asks
+	const password = "buyer-password"
 	question := evalString(t, ctx, `document.querySelector('#captcha-img').dataset.captchaId`)
 	brun(t, ctx, chromedp.SendKeys(chromedp.CSS(`#captcha-answer`), "1"))
 
@@ -189,4 +164,65 @@ func TestBrowserDialogKeepsQuestionAcrossSoldOut(t *testing.T) {
 	if n := asks.Load(); n != 1 {
 		t.Errorf("the page asked for %d questions, want 1", n)
 	}
+}
+
+// TestBrowserNewQuestionDoubleClick: two quick presses of New ask for one
+// question, not two (the second of two asks, refused at the supply's cap,
+// used to wipe the question the first brought, for 3 minutes).
+func TestBrowserNewQuestionDoubleClick(t *testing.T) {
+	t.Parallel()
+	d := openCaptchaDialog(t, "Kettle", 3, "13800000008")
+	ctx, asks := d.ctx, &d.asks
+	first := evalString(t, ctx, `document.querySelector('#captcha-img').dataset.captchaId`)
+	evalBool(t, ctx, `(() => { const b = document.querySelector('#captcha-refresh'); b.click(); b.click(); return true; })()`)
+	waitJS(t, ctx, `!!document.querySelector('#captcha-img').dataset.captchaId && document.querySelector('#captcha-img').dataset.captchaId !== '`+first+`'`, 5*time.Second)
+	time.Sleep(300 * time.Millisecond) // a second ask, if any, has gone out
+	if n := asks.Load(); n != 2 {
+		t.Errorf("opening the dialog and a double press of New asked for %d questions, want 2", n)
+	}
+}
+
+// captchaDialog is a buyer's page with the buy dialog open on a captcha
+// sale, and the count of captcha questions the page asked for.
+type captchaDialog struct {
+	m    *Main
+	base string
+	sale browserSale
+	ctx  context.Context
+	asks atomic.Int32
+}
+
+// openCaptchaDialog starts a server with a captcha sale of stock units,
+// logs a new buyer in on a page and opens the sale's buy dialog.
+func openCaptchaDialog(t *testing.T, name string, stock int, phone string) *captchaDialog {
+	t.Helper()
+	d := &captchaDialog{}
+	d.m = startBrowserServer(t, "127.0.0.1:0", t.TempDir(), "")
+	t.Cleanup(func() { _ = d.m.Close() })
+	d.base = d.m.URL()
+	admin := browserLogin(t, d.base, "19900000000", "admin-password")
+	d.sale = createBrowserSale(t, d.base, admin, name, stock, time.Now().Add(-time.Minute), true)
+	const password = "buyer-password"
+	apiCall(t, "POST", d.base+"/api/users", "", map[string]string{"phone": phone, "password": password}, 201, nil)
+	d.ctx = newBrowser(t, 1280, 900, false)
+	if err := chromedp.Listen(d.ctx, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok && strings.Contains(e.Request.URL, "/captcha") {
+			d.asks.Add(1)
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(d.ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	card := `article[data-sale="` + d.sale.id + `"]`
+	brun(t, d.ctx, chromedp.Navigate(d.base+"/"), chromedp.WaitVisible(chromedp.CSS(card)),
+		chromedp.Click(chromedp.CSS(`#account button`)),
+		chromedp.SendKeys(chromedp.CSS(`#login-form input[name="phone"]`), phone),
+		chromedp.SendKeys(chromedp.CSS(`#login-form input[name="password"]`), password),
+		chromedp.Click(chromedp.CSS(`#login-form button[type="submit"]`)))
+	waitJS(t, d.ctx, `!document.querySelector('#orders-section').hidden`, 5*time.Second)
+	click(t, d.ctx, card+` button[data-buy]`)
+	waitJS(t, d.ctx, `!!document.querySelector('#captcha-img').dataset.captchaId`, 5*time.Second)
+	return d
 }

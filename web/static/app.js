@@ -1183,7 +1183,9 @@
       b.soldOut = false;
       setBuyStatus('');
       $('#captcha-box').hidden = !b.sale.require_captcha;
-      if (b.sale.require_captcha && !$('#captcha-img').dataset.captchaId) loadCaptcha();
+      // A question past its lifetime (a unit back at an unpaid order's
+      // deadline, minutes later) is replaced.
+      if (b.sale.require_captcha && (!$('#captcha-img').dataset.captchaId || !(serverNow() < b.captchaExpires - 5000))) loadCaptcha();
     }
     // The page's banner is behind the dialog's backdrop: the dialog says
     // why its Buy is off.
@@ -1212,7 +1214,16 @@
   // goes at once.
   async function loadCaptcha(keep) {
     const b = state.buy;
-    if (!b) return;
+    if (!b || b.captchaAsking) return; // one ask at a time: a double click asks once
+    b.captchaAsking = true;
+    try {
+      await askCaptcha(b, keep);
+    } finally {
+      b.captchaAsking = false;
+    }
+  }
+
+  async function askCaptcha(b, keep) {
     const img = $('#captcha-img');
     const kept = keep === true && img.dataset.captchaId;
     if (!kept) {
@@ -1243,6 +1254,7 @@
       return;
     }
     b.captchaId = r.data.captcha_id;
+    b.captchaExpires = parseTime(r.data.expires_at);
     img.src = src;
     img.dataset.captchaId = b.captchaId; // what the answer is checked against
     $('#captcha-answer').value = '';
