@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/fetch"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -225,4 +226,45 @@ func openCaptchaDialog(t *testing.T, name string, stock int, phone string) *capt
 	click(t, d.ctx, card+` button[data-buy]`)
 	waitJS(t, d.ctx, `!!document.querySelector('#captcha-img').dataset.captchaId`, 5*time.Second)
 	return d
+}
+
+// TestBrowserBusyPurchaseKeepsPath: a purchase answered 503 busy (with
+// Retry-After) is tried again with the path already earned: no new
+// question is asked or answered, and the retry buys. (Before, each busy
+// answer spent a question; twenty used up the supply.)
+func TestBrowserBusyPurchaseKeepsPath(t *testing.T) {
+	t.Parallel()
+	const phone = "13800000010"
+	d := openCaptchaDialog(t, "Tea", 3, phone)
+	var first atomic.Bool
+	if err := chromedp.Listen(d.ctx, func(ev any) {
+		e, ok := ev.(*fetch.EventRequestPaused)
+		if !ok {
+			return
+		}
+		go func() {
+			if first.CompareAndSwap(false, true) {
+				_, _ = chromedp.Call(d.ctx, fetch.FulfillRequest, fetch.FulfillRequestParams{RequestID: e.RequestID, ResponseCode: 503,
+					ResponseHeaders: []*fetch.HeaderEntry{{Name: "Content-Type", Value: "application/json"}, {Name: "Retry-After", Value: "1"}},
+					Body:            []byte(`{"error":{"code":"busy","message":"try again shortly"}}`)})
+				return
+			}
+			_, _ = chromedp.Call(d.ctx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: e.RequestID})
+		}()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(d.ctx, fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: "*/purchase/*"}}}); err != nil {
+		t.Fatal(err)
+	}
+	id := evalString(t, d.ctx, `document.querySelector('#captcha-img').dataset.captchaId`)
+	brun(t, d.ctx, chromedp.SendKeys(chromedp.CSS(`#captcha-answer`), captchaAnswer(t, d.m, phone, id)))
+	click(t, d.ctx, `#buy-submit`)
+	waitFor(t, "the busy answer", first.Load, 5*time.Second)
+	waitJS(t, d.ctx, `!document.querySelector('#buy-submit').disabled && document.querySelector('#captcha-box').hidden`, 5*time.Second)
+	click(t, d.ctx, `#buy-submit`)
+	waitJS(t, d.ctx, `document.querySelector('#buy-status').dataset.result === 'success'`, 10*time.Second)
+	if n := d.asks.Load(); n != 1 {
+		t.Errorf("a busy purchase and its retry asked for %d questions, want 1", n)
+	}
 }

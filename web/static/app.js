@@ -1182,10 +1182,10 @@
       b.phase = 'form';
       b.soldOut = false;
       setBuyStatus('');
-      $('#captcha-box').hidden = !b.sale.require_captcha;
-      // A question past its lifetime (a unit back at an unpaid order's
-      // deadline, minutes later) is replaced.
-      if (b.sale.require_captcha && (!$('#captcha-img').dataset.captchaId || !(serverNow() < b.captchaExpires - 5000))) loadCaptcha();
+      // A path kept needs no answer; a question past its lifetime (a unit
+      // back at an unpaid order's deadline, minutes later) is replaced.
+      $('#captcha-box').hidden = !b.sale.require_captcha || !!keptPath(b);
+      if (b.sale.require_captcha && !keptPath(b) && (!$('#captcha-img').dataset.captchaId || !(serverNow() < b.captchaExpires - 5000))) loadCaptcha();
     }
     // The page's banner is behind the dialog's backdrop: the dialog says
     // why its Buy is off.
@@ -1255,6 +1255,7 @@
     }
     b.captchaId = r.data.captcha_id;
     b.captchaExpires = parseTime(r.data.expires_at);
+    $('#buy-submit').textContent = t('submit_and_buy');
     img.src = src;
     img.dataset.captchaId = b.captchaId; // what the answer is checked against
     $('#captcha-answer').value = '';
@@ -1285,7 +1286,7 @@
   // buyer holds.
   function refused(b, r) {
     const code = r.error.code;
-    if (mustWait(r)) return waitAndRetry(b, r, b.sale.require_captcha ? loadCaptcha : null);
+    if (mustWait(r)) return waitAndRetry(b, r, b.sale.require_captcha && !keptPath(b) ? loadCaptcha : null);
     setBuyStatus(errText(r), code === 'duplicate' ? 'warn' : 'bad');
     if (code === 'sold_out') {
       markSoldOut(b.sale.id);
@@ -1300,6 +1301,42 @@
     }
   }
 
+  // earnPath asks for b's purchase path with the captcha answer, keeps it
+  // on b, and returns it; '' when there is none (refused, or the dialog
+  // moved on), the reason shown.
+  async function earnPath(b, id) {
+    let body = {};
+    if (b.sale.require_captcha) {
+      const answer = $('#captcha-answer').value.trim();
+      if (!answer) {
+        setBuyStatus(t('type_answer'), 'warn');
+        return '';
+      }
+      body = { captcha_id: b.captchaId, answer };
+    }
+    setBuyStatus(t('checking'));
+    const p = await api('POST', `/api/sales/${id}/path`, body);
+    // Answered, the question is spent (a path's refusal loads another).
+    if (b.sale.require_captcha && p.status !== 0) $('#captcha-img').removeAttribute('data-captcha-id');
+    // A push may have shown the sale sold out or ended meanwhile.
+    if (state.buy !== b || b.phase !== 'form') return '';
+    if (!p.ok) {
+      refused(b, p);
+      // A captcha is single use: whatever went wrong, show a fresh one.
+      if (b.sale.require_captcha && b.phase === 'form' && p.status !== 0 && !mustWait(p)) loadCaptcha();
+      return '';
+    }
+    const path = (p.data && p.data.path) || '';
+    b.path = { path, expires: parseTime(p.data && p.data.expires_at) };
+    return path;
+  }
+
+  // keptPath is b's purchase path earned before, while it has more than
+  // 2 s to live by the server's clock, or ''.
+  function keptPath(b) {
+    return b.path && serverNow() < b.path.expires - 2000 ? b.path.path : '';
+  }
+
   async function buy() {
     const b = state.buy;
     if (!b || b.phase !== 'form' || b.busy) return;
@@ -1307,34 +1344,17 @@
     b.busy = true;
     syncDialog();
     try {
-      // 1. The hidden purchase path, earned with the captcha answer.
-      let body = {};
-      if (b.sale.require_captcha) {
-        const answer = $('#captcha-answer').value.trim();
-        if (!answer) {
-          setBuyStatus(t('type_answer'), 'warn');
-          return;
-        }
-        body = { captcha_id: b.captchaId, answer };
-      }
-      setBuyStatus(t('checking'));
-      const p = await api('POST', `/api/sales/${id}/path`, body);
-      // Answered, the question is spent (a path's refusal loads another).
-      if (b.sale.require_captcha && p.status !== 0) $('#captcha-img').removeAttribute('data-captcha-id');
-      // A push may have shown the sale sold out or ended meanwhile.
-      if (state.buy !== b || b.phase !== 'form') return;
-      if (!p.ok) {
-        refused(b, p);
-        // A captcha is single use: whatever went wrong, show a fresh one.
-        if (b.sale.require_captcha && b.phase === 'form' && p.status !== 0 && !mustWait(p)) loadCaptcha();
-        return;
-      }
+      // 1. The hidden purchase path, earned with the captcha answer; one
+      // earned before and refused only for a wait (429, 503 on the
+      // purchase) is used again while it lives: a retry must not spend a
+      // question (twenty busy answers used up the supply).
+      const path = keptPath(b) || await earnPath(b, id);
+      if (!path) return;
 
       // 2. The purchase itself. Its result may be pushed before the 202
       // arrives: the last one is forgotten first, not after.
       setBuyStatus(t('placing'));
       const key = String(b.sale.id);
-      const path = (p.data && p.data.path) || '';
       results.delete(key);
       placed.set(key, null);
       earlyFailures.delete(key);
@@ -1350,10 +1370,19 @@
       }
       if (state.buy !== b) return;
       if (q.status !== 202) {
+        // Only a wait keeps the path (and an answer lost on the way: a
+        // retry with it is answered duplicate if it went through).
+        if (!mustWait(q) && q.status !== 0) b.path = null;
         refused(b, q);
         if (b.sale.require_captcha && b.phase === 'form' && q.status !== 0 && !mustWait(q)) loadCaptcha();
+        else if (keptPath(b)) {
+          // Nothing to answer on the retry.
+          $('#captcha-box').hidden = true;
+          $('#buy-submit').textContent = t('buy_now');
+        }
         return;
       }
+      b.path = null;
       b.phase = 'waiting';
       $('#captcha-box').hidden = true;
       syncDialog();
