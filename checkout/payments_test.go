@@ -573,4 +573,9 @@ func TestPayAgainReusesTheOpenedPayment(t *testing.T) {
 	clock.pastDeadlines()
 	_, err = e.Pay(ctx, o2.UserID, o2.ID, "http://shop.test/n", "")
 	wantCode(t, err, seckill.ENotPayable)
+	// The sweep cancels it; both units are back: I1–I5 at rest.
+	if n, err := e.Sweep(ctx); err != nil || n != 1 {
+		t.Fatalf("Sweep = %d, %v; want 1 cancelled", n, err)
+	}
+	v.checkAtRest(s.ID)
 }
