@@ -251,6 +251,7 @@ func (b *runner) purchase(ctx context.Context) (*Result, error) {
 	// anyone tries again.
 	answered := make([]atomic.Bool, len(users))
 	acceptedBy := make([]atomic.Int32, len(users)) // 202s per user (I2)
+	got := newAnswers(len(users))                  // tickets and unknown answers per user (I3)
 	var lastAccept, accepted atomic.Int64
 	jobs := 0
 	if cfg.Duration <= 0 {
@@ -261,7 +262,9 @@ func (b *runner) purchase(ctx context.Context) (*Result, error) {
 	stopSampling := b.sample(ctx, base, res.SaleID, accepted.Load, lastAccept.Load)
 	crowd := b.crowd(ctx, "crowd", jobs, func(i int) (class, bool) {
 		u := i % len(users)
-		c := classify(b.send(ctx, "POST", urls[u], users[u].auth))
+		status, ticket := b.buy(ctx, "POST", urls[u], users[u].auth)
+		c := classify(status)
+		got.note(u, c, ticket)
 		if c.definitive() {
 			answered[u].Store(true)
 		}
@@ -308,7 +311,15 @@ func (b *runner) purchase(ctx context.Context) (*Result, error) {
 			twice++
 		}
 	}
-	res.Invariants = CheckInvariants(*st, Crowd{Accepted: res.Outcomes.Accepted, Users: len(users), Answered: n, SoldOut: res.Outcomes.SoldOut, AcceptedTwice: twice})
+	var tickets *TicketCheck
+	if settled {
+		tc, err := b.verifyTickets(ctx, base, res.SaleID, users, got)
+		if err != nil {
+			return res, fmt.Errorf("read the buyers' results: %w", err)
+		}
+		tickets = &tc
+	}
+	res.Invariants = CheckInvariants(*st, Crowd{Accepted: res.Outcomes.Accepted, Users: len(users), Answered: n, SoldOut: res.Outcomes.SoldOut, AcceptedTwice: twice, Tickets: tickets})
 	if cfg.PayRatio > 0 && settled {
 		var winners []user
 		for i := range acceptedBy {
@@ -316,7 +327,7 @@ func (b *runner) purchase(ctx context.Context) (*Result, error) {
 				winners = append(winners, users[i])
 			}
 		}
-		if err := b.lifecycle(ctx, base, res, winners, twice); err != nil {
+		if err := b.lifecycle(ctx, base, res, winners, twice, tickets); err != nil {
 			return res, fmt.Errorf("lifecycle: %w", err)
 		}
 	}
@@ -608,20 +619,36 @@ func (b *runner) progress(format string, args ...any) {
 // send makes one request and returns its status, 0 when there was no
 // answer. The body is drained so the connection is reused.
 func (b *runner) send(ctx context.Context, method, url, auth string) int {
+	status, _ := b.buy(ctx, method, url, auth)
+	return status
+}
+
+// buy is send that also returns the ticket of a 202's body ("" when it
+// has none).
+func (b *runner) buy(ctx context.Context, method, url, auth string) (int, string) {
 	req, err := http.NewRequestWithContext(ctx, method, url, nil)
 	if err != nil {
-		return 0
+		return 0, ""
 	}
 	if auth != "" {
 		req.Header["Authorization"] = []string{auth}
 	}
 	resp, err := b.client.Do(req)
 	if err != nil {
-		return 0
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusAccepted {
+		var q struct{ Ticket string }
+		raw, err := io.ReadAll(resp.Body)
+		if err != nil {
+			return 0, "" // the answer was lost with its connection
+		}
+		_ = json.Unmarshal(raw, &q)
+		return resp.StatusCode, q.Ticket
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp.StatusCode
+	return resp.StatusCode, ""
 }
 
 // loginWait bounds how long login waits out the server's per-phone login

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -81,6 +82,12 @@ func TestCheckInvariants(t *testing.T) {
 		{"leak", Stats{Stock: 100, Orders: 90, Pending: 90, SQLStockLeft: 5, LedgerSum: 5, GateLeft: 5}, Crowd{Accepted: 90, Users: 90, Answered: 90}, "I4 no leak"},
 		{"gate off", Stats{Stock: 100, Orders: 90, Pending: 90, SQLStockLeft: 10, LedgerSum: 10, GateLeft: 7}, Crowd{Accepted: 90, Users: 90, Answered: 90}, "I4 gate matches SQL"},
 		{"ledger off", Stats{Stock: 100, Orders: 90, Pending: 90, SQLStockLeft: 10, LedgerSum: 11, GateLeft: 10}, Crowd{Accepted: 90, Users: 90, Answered: 90}, "I4 ledger"},
+		{"202 not an order under its ticket", Stats{Stock: 100, Orders: 100, Pending: 100, SQLStockLeft: 0, LedgerSum: 0, GateLeft: 0},
+			Crowd{Accepted: 100, Users: 300, Answered: 300, SoldOut: 200, Tickets: &TicketCheck{Accepted: 100, Orders: 99, Successes: 100, Asked: 100, Missing: []string{"user 7 ticket A: success order 3 ticket \"B\""}}},
+			"I3 every 202 an order with its ticket"},
+		{"order of a buyer never told success", Stats{Stock: 100, Orders: 100, Pending: 100, SQLStockLeft: 0, LedgerSum: 0, GateLeft: 0},
+			Crowd{Accepted: 99, Users: 300, Answered: 300, SoldOut: 200, Tickets: &TicketCheck{Accepted: 99, Orders: 99, Successes: 99, Asked: 99}},
+			"I3 no lost acceptance"},
 		{"undersold", Stats{Stock: 100, Orders: 90, Pending: 90, SQLStockLeft: 10, LedgerSum: 10, GateLeft: 10}, Crowd{Accepted: 90, Users: 300, Answered: 300}, "I4 sold out"},
 		{"sold out answered with units left", Stats{Stock: 100, Orders: 90, Pending: 90, SQLStockLeft: 10, LedgerSum: 10, GateLeft: 10}, Crowd{Accepted: 90, Users: 90, Answered: 90, SoldOut: 1}, "I4 sold out"},
 	}
@@ -101,6 +108,20 @@ func TestCheckInvariants(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("a 503 that went through is an order, not a lost 202", func(t *testing.T) {
+		st := Stats{Stock: 100, Orders: 100, Pending: 100}
+		c := Crowd{Accepted: 99, Users: 300, Answered: 300, SoldOut: 200}
+		if lost := lostAcceptance(st, c); lost.OK {
+			t.Fatalf("on counts alone 100 orders for 99 202s must fail: %+v", lost)
+		}
+		c.Tickets = &TicketCheck{Accepted: 99, Orders: 99, Successes: 100, Asked: 101}
+		for _, ck := range CheckInvariants(st, c) {
+			if !ck.OK {
+				t.Errorf("%s fails: %s", ck.Name, ck.Detail)
+			}
+		}
+	})
 
 	t.Run("undersold but some buyers never answered", func(t *testing.T) {
 		st := Stats{Stock: 100, Orders: 90, Pending: 90, SQLStockLeft: 10, LedgerSum: 10, GateLeft: 10}
@@ -178,5 +199,68 @@ func TestLoginWaitsOutBudget(t *testing.T) {
 	}
 	if n := hits.Load(); n != 3 {
 		t.Fatalf("%d login attempts, want 3", n)
+	}
+}
+
+// TestVerifyTickets: the buyers' /result against what the crowd was told.
+// Buyer 1 holds the order of its 202; buyer 2's 202 ticket is not its
+// order's; buyer 3 was only refused (never asked); buyer 4's 503 went
+// through; buyer 5 met a 409 and holds nothing; buyer 6's read is refused
+// 429 once, then answers.
+func TestVerifyTickets(t *testing.T) {
+	var asked sync.Map
+	var limited atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/sales/9/result" {
+			http.NotFound(w, r)
+			return
+		}
+		tok := strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")
+		n, _ := asked.LoadOrStore(tok, new(atomic.Int32))
+		n.(*atomic.Int32).Add(1)
+		switch tok {
+		case "u1":
+			w.Write([]byte(`{"status":"success","order_id":1,"ticket":"T1"}`))
+		case "u2":
+			w.Write([]byte(`{"status":"success","order_id":2,"ticket":"OTHER"}`))
+		case "u4":
+			w.Write([]byte(`{"status":"success","order_id":4,"ticket":"T4"}`))
+		case "u5":
+			w.Write([]byte(`{"status":"none"}`))
+		case "u6":
+			if limited.CompareAndSwap(false, true) {
+				w.Header().Set("Retry-After", "1")
+				w.WriteHeader(http.StatusTooManyRequests)
+				return
+			}
+			w.Write([]byte(`{"status":"success","order_id":6,"ticket":"T6"}`))
+		default:
+			t.Errorf("asked the result of %q", tok)
+		}
+	}))
+	defer srv.Close()
+	users := []user{{1, "Bearer u1"}, {2, "Bearer u2"}, {3, "Bearer u3"}, {4, "Bearer u4"}, {5, "Bearer u5"}, {6, "Bearer u6"}}
+	a := newAnswers(len(users))
+	a.note(0, cAccepted, "T1")
+	a.note(0, cDuplicate, "")
+	a.note(1, cAccepted, "T2")
+	a.note(2, cSoldOut, "")
+	a.note(2, cRateLimited, "")
+	a.note(3, cBusy, "")
+	a.note(4, cDuplicate, "")
+	a.note(5, cAccepted, "T6")
+	b := &runner{client: newClient(4)}
+	tc, err := b.verifyTickets(context.Background(), srv.URL, 9, users, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tc.Accepted != 3 || tc.Orders != 2 || tc.Successes != 4 || tc.Asked != 5 || len(tc.Missing) != 1 || !strings.Contains(tc.Missing[0], "ticket T2") {
+		t.Fatalf("%+v", tc)
+	}
+	if _, ok := asked.Load("u3"); ok {
+		t.Error("a buyer only refused was asked")
+	}
+	if n, _ := asked.Load("u6"); n == nil || n.(*atomic.Int32).Load() != 2 {
+		t.Errorf("the 429 was not waited out: %v", n)
 	}
 }

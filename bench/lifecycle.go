@@ -78,7 +78,7 @@ type order struct {
 // checks; winners are the users the crowd accepted (res.Outcomes its
 // answers) and twice the number it accepted twice. It fills res.Lifecycle,
 // Stats and Invariants.
-func (b *runner) lifecycle(ctx context.Context, base string, res *Result, winners []user, twice int) error {
+func (b *runner) lifecycle(ctx context.Context, base string, res *Result, winners []user, twice int, first *TicketCheck) error {
 	lc := &Lifecycle{PayRatio: b.cfg.PayRatio, Winners: len(winners)}
 	res.Lifecycle = lc
 
@@ -228,9 +228,12 @@ func (b *runner) lifecycle(ctx context.Context, base string, res *Result, winner
 	acceptedBy := make([]atomic.Int32, len(resale))
 	answered := make([]atomic.Bool, len(resale))
 	var lapsedDup atomic.Int64
+	got := newAnswers(len(resale))
 	crowd := b.crowd(ctx, "resale", len(resale)*b.cfg.Tries, func(i int) (class, bool) {
 		u := i % len(resale)
-		c := classify(b.send(ctx, "POST", urls[u], resale[u].auth))
+		status, ticket := b.buy(ctx, "POST", urls[u], resale[u].auth)
+		c := classify(status)
+		got.note(u, c, ticket)
 		if c.definitive() {
 			answered[u].Store(true)
 		}
@@ -279,8 +282,30 @@ func (b *runner) lifecycle(ctx context.Context, base string, res *Result, winner
 		return err
 	}
 	res.Stats = st
+	// The resale's new buyers' tickets, with the first crowd's: a lapsed
+	// buyer's result is still the success of their cancelled order (and a
+	// 202 to one of them is I2's LapsedAccepted).
+	var tickets *TicketCheck
+	if first != nil {
+		fresh := newAnswers(len(resale) - lapsed)
+		for i := lapsed; i < len(resale); i++ {
+			fresh.ticket[i-lapsed].Store(got.ticket[i].Load())
+			fresh.unsure[i-lapsed].Store(got.unsure[i].Load())
+		}
+		tc, err := b.verifyTickets(ctx, base, res.SaleID, resale[lapsed:], fresh)
+		if err != nil {
+			return fmt.Errorf("read the resale buyers' results: %w", err)
+		}
+		tc.Accepted += first.Accepted
+		tc.Orders += first.Orders
+		tc.Successes += first.Successes
+		tc.Asked += first.Asked
+		tc.Missing = append(first.Missing, tc.Missing...)
+		tickets = &tc
+	}
 	res.Invariants = append(CheckInvariants(*st, Crowd{
 		Accepted: accepted, Users: lc.ResaleUsers, Answered: n, SoldOut: lc.ResaleOutcomes.SoldOut, AcceptedTwice: twice,
+		Tickets: tickets,
 	}), CheckLifecycle(*st, *lc)...)
 	return nil
 }

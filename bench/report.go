@@ -154,6 +154,9 @@ type Crowd struct {
 	SoldOut  int64 // 410 answers
 	// AcceptedTwice counts users who were answered 202 more than once.
 	AcceptedTwice int
+	// Tickets is what the buyers' /result answered at rest, nil when
+	// they were not asked: I3 is then checked on counts alone.
+	Tickets *TicketCheck
 }
 
 // CheckInvariants checks I1–I4 of design.md on a sale at rest (nothing
@@ -166,11 +169,18 @@ func CheckInvariants(st Stats, c Crowd) []Check {
 	checks := []Check{
 		ck("I1 no oversell", live <= st.Stock, "live orders %d ≤ stock %d", live, st.Stock),
 		ck("I2 no duplicate", c.AcceptedTwice == 0, "users accepted twice %d == 0", c.AcceptedTwice),
-		ck("I3 no lost acceptance", st.Orders == c.Accepted, "orders %d == accepted (202) %d", st.Orders, c.Accepted),
+		lostAcceptance(st, c),
 		ck("I4 no leak", live+st.SQLStockLeft == st.Stock, "live %d + sql_stock_left %d == stock %d", live, st.SQLStockLeft, st.Stock),
 		ck("I4 gate matches SQL", st.GateLeft == st.SQLStockLeft-st.Queued-st.ReturnsUnapplied,
 			"gate_left %d == sql_stock_left %d − queued %d − returns_unapplied %d", st.GateLeft, st.SQLStockLeft, st.Queued, st.ReturnsUnapplied),
 		ck("I4 ledger", st.LedgerSum == st.SQLStockLeft, "ledger_sum %d == sql_stock_left %d", st.LedgerSum, st.SQLStockLeft),
+	}
+	if t := c.Tickets; t != nil {
+		detail := fmt.Sprintf("%d of %d buyers answered 202 hold an order under that 202's ticket", t.Orders, t.Accepted)
+		if len(t.Missing) > 0 {
+			detail += "; not: " + strings.Join(t.Missing, "; ")
+		}
+		checks = append(checks, ck("I3 every 202 an order with its ticket", t.Orders == t.Accepted, "%s", detail))
 	}
 	// I2 seen from outside: nobody was accepted twice; a second order of a
 	// user would also show as orders > accepted (I3).
@@ -306,4 +316,19 @@ func (r *Result) WriteText(w io.Writer) {
 		}
 	}
 	io.WriteString(w, b.String())
+}
+
+// lostAcceptance checks I3 on counts: every order is a buyer's whose
+// /result is a success, and (without the buyers' results) every 202 an
+// order. With the results, a purchase answered 503 that went through after
+// all is an order too: the count of 202s alone would take it for the order
+// of a lost 202.
+func lostAcceptance(st Stats, c Crowd) Check {
+	name := "I3 no lost acceptance"
+	if t := c.Tickets; t != nil {
+		return Check{Name: name, OK: st.Orders == t.Successes && t.Successes >= int64(t.Accepted),
+			Detail: fmt.Sprintf("orders %d == buyers whose result is success %d (%d of them answered 202, %d asked after a 503, a lost answer or a 409)",
+				st.Orders, t.Successes, t.Accepted, t.Asked-t.Accepted)}
+	}
+	return Check{Name: name, OK: st.Orders == c.Accepted, Detail: fmt.Sprintf("orders %d == accepted (202) %d", st.Orders, c.Accepted)}
 }

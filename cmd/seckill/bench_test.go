@@ -66,12 +66,15 @@ func TestBenchEndToEnd(t *testing.T) {
 	if s := res.Stats; s == nil || s.Orders != 100 || s.SQLStockLeft != 0 || s.GateLeft != 0 || s.Queued != 0 {
 		t.Fatalf("stats %+v", res.Stats)
 	}
-	if len(res.Invariants) != 7 { // I1, I2, I3 and four of I4
+	if len(res.Invariants) != 8 { // I1, I2, two of I3 and four of I4
 		t.Fatalf("invariants %+v", res.Invariants)
 	}
 	for _, c := range res.Invariants {
 		if !c.OK || c.Skip {
 			t.Errorf("%s: %+v", c.Name, c)
+		}
+		if c.Name == "I3 every 202 an order with its ticket" && !strings.HasPrefix(c.Detail, "100 of 100 buyers") {
+			t.Errorf("every 202's ticket asked: %s", c.Detail)
 		}
 	}
 
@@ -163,7 +166,7 @@ func TestBenchPayRatio(t *testing.T) {
 			t.Errorf("%s: %+v", c.Name, c)
 		}
 	}
-	for _, want := range []string{"I1 no oversell", "I2 no duplicate", "I3 no lost acceptance", "I4 no leak", "I4 gate matches SQL", "I4 sold out", "I5 payments once", "I5 orders moved once", "I4 resold", "I2 lapsed stay buyers"} {
+	for _, want := range []string{"I1 no oversell", "I2 no duplicate", "I3 no lost acceptance", "I3 every 202 an order with its ticket", "I4 no leak", "I4 gate matches SQL", "I4 sold out", "I5 payments once", "I5 orders moved once", "I4 resold", "I2 lapsed stay buyers"} {
 		if !names[want] {
 			t.Errorf("no check %q", want)
 		}
