@@ -65,17 +65,22 @@ func (s *Server) sameOrigin(r *http.Request) error {
 	if origin == "" {
 		return nil
 	}
-	if s.originAllowed(origin, r.Host) {
+	if s.originAllowed(origin, r) {
 		return nil
 	}
 	return seckill.Errorf(seckill.EForbidden, "cross-site request refused: Origin does not match this site")
 }
 
-// originAllowed reports whether origin (scheme://host[:port]) names host
-// (the request's Host, which a proxy must pass unchanged) or is one of
+// originAllowed reports whether origin (scheme://host[:port]) names the
+// host of r (its Host, which a proxy must pass unchanged) or is one of
 // Config.AllowedOrigins. "null" (sandboxed frames, file: pages) is never
-// allowed.
-func (s *Server) originAllowed(origin, host string) bool {
+// allowed. Nor is an http:// origin when r came over HTTPS (see secure):
+// a browser takes http://shop and https://shop for two sites, and the
+// plain one is a page anyone on the network path can write, so it may not
+// act for a buyer logged in on the other. Whether a plain-HTTP request
+// came through a TLS-terminating proxy that does not say so cannot be
+// told, so such a request may come from either scheme.
+func (s *Server) originAllowed(origin string, r *http.Request) bool {
 	if strings.EqualFold(origin, "null") { // not even from AllowedOrigins
 		return false
 	}
@@ -88,7 +93,10 @@ func (s *Server) originAllowed(origin, host string) bool {
 	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
 		return false
 	}
-	return strings.EqualFold(u.Host, host)
+	if u.Scheme == "http" && s.secure(r) {
+		return false
+	}
+	return strings.EqualFold(u.Host, r.Host)
 }
 
 // ParseOrigins splits a comma-separated list of origins for
@@ -122,7 +130,7 @@ func (s *Server) fromThisSite(h handler) handler {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		if r.Header.Get("Authorization") == "" {
 			origin := r.Header.Get("Origin")
-			if origin != "" && !s.originAllowed(origin, r.Host) {
+			if origin != "" && !s.originAllowed(origin, r) {
 				return seckill.Errorf(seckill.EForbidden, "cross-site request refused: Origin does not match this site")
 			}
 			if site := r.Header.Get("Sec-Fetch-Site"); (site == "cross-site" || site == "same-site") && origin == "" {

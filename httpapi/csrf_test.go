@@ -3,6 +3,7 @@ package httpapi_test
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"testing"
 
 	"seckill/httpapi"
@@ -128,4 +129,34 @@ func TestNullOriginNeverAllowed(t *testing.T) {
 	login := `{"phone":"13800000000","password":"password-1"}`
 	want(t, s.doH("POST", "/api/sessions", "", login, http.Header{"Origin": {"null"}}), 403, "forbidden")
 	want(t, s.doH("POST", "/api/sessions", "", login, http.Header{"Origin": {"https://shop.example"}}), 200, "")
+}
+
+// TestOriginScheme: a request that came over HTTPS (here: through a trusted
+// proxy that says so, or with --cookie-secure) refuses an http:// Origin of
+// its own host, a page anyone on the network path can write; plain HTTP
+// takes either, since a TLS proxy that does not say so cannot be told.
+func TestOriginScheme(t *testing.T) {
+	login := `{"phone":"13800000000","password":"password-1"}`
+	h := func(kv ...string) http.Header {
+		out := http.Header{}
+		for i := 0; i < len(kv); i += 2 {
+			out.Set(kv[i], kv[i+1])
+		}
+		return out
+	}
+	// httptest's requests are for Host example.com from 192.0.2.1.
+	proxied := newStack(t, options{trusted: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
+	want(t, proxied.do("POST", "/api/users", "", map[string]string{"phone": "13800000000", "password": "password-1"}), 201, "")
+	want(t, proxied.doH("POST", "/api/sessions", "", login, h("Origin", "http://example.com", "X-Forwarded-Proto", "https")), 403, "forbidden")
+	want(t, proxied.doH("POST", "/api/sessions", "", login, h("Origin", "https://example.com", "X-Forwarded-Proto", "https")), 200, "")
+	want(t, proxied.doH("POST", "/api/sessions", "", login, h("Origin", "http://example.com", "X-Forwarded-Proto", "http")), 200, "")
+	want(t, proxied.doH("POST", "/api/sessions", "", login, h("Origin", "https://example.com")), 200, "")
+
+	secure := newStack(t, options{cookieSecure: true})
+	want(t, secure.do("POST", "/api/users", "", map[string]string{"phone": "13800000000", "password": "password-1"}), 201, "")
+	want(t, secure.doH("POST", "/api/sessions", "", login, h("Origin", "http://example.com")), 403, "forbidden")
+	want(t, secure.doH("POST", "/api/sessions", "", login, h("Origin", "https://example.com")), 200, "")
+	tok := secure.login("13800000000", "password-1")
+	cookie := h("Cookie", httpapi.CookieName+"="+tok, "Origin", "http://example.com")
+	want(t, secure.doH("GET", "/api/me", "", nil, cookie), 403, "forbidden")
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -715,4 +716,19 @@ func TestWSRevocationsMissed(t *testing.T) {
 	s.api.RevocationsMissed()
 	closedWith(t, ca, httpapi.CloseSessionEnded)
 	g.await(t, 1)
+}
+
+// TestWSOriginScheme: behind a proxy that says the client came over HTTPS,
+// an http:// page of the same host may not open a socket with the cookie
+// (coder/websocket's own check compares hosts only); https:// may.
+func TestWSOriginScheme(t *testing.T) {
+	s := newStack(t, options{trusted: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}})
+	url := s.serve()
+	toks, _ := s.buyers(1)
+	host := strings.TrimPrefix(url[:strings.Index(url, "/api/")], "ws://")
+	h := func(origin string) http.Header {
+		return http.Header{"Cookie": {httpapi.CookieName + "=" + toks[0]}, "Origin": {origin}, "X-Forwarded-Proto": {"https"}}
+	}
+	refused(t, url, h("http://"+host), 403, "forbidden")
+	dialWS(t, url, h("https://"+host))
 }
