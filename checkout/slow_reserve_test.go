@@ -45,3 +45,78 @@ func TestSlowReserveLeavesBuyerStuck(t *testing.T) {
 			"the retry is %v and the result %q: the reservation is held for nobody until the reconciler releases it", err, err2, r.Status)
 	}
 }
+
+// hangUpGate answers Reserve as a shared gate does when its caller's ctx
+// ends while the script is on its way: the caller gets ctx's error at once,
+// and the script, already sent, still reserves (rdb.Gate.Reserve). The
+// script reaches the gate after delay.
+type hangUpGate struct {
+	seckill.StockGate
+	delay    time.Duration
+	answered chan struct{} // closed once the (first) script has run
+}
+
+func (g *hangUpGate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.GateResult, error) {
+	type answer struct {
+		res seckill.GateResult
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		time.Sleep(g.delay)
+		res, err := g.StockGate.Reserve(context.WithoutCancel(ctx), r)
+		done <- answer{res, err}
+		select {
+		case <-g.answered:
+		default:
+			close(g.answered)
+		}
+	}()
+	select {
+	case a := <-done:
+		return a.res, a.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+}
+
+// TestBuyerHangsUpDuringReserve (review): a buyer's connection drops while
+// the shared gate's reserve script is on its way (the request's ctx is
+// cancelled). The script reserves all the same; the admission must still
+// publish the request (it becomes the buyer's order) or give the unit
+// back. Before, Admit returned with the caller's error and did neither:
+// the unit was held for nobody until a reconciler released it, the buyer's
+// retries were 409 duplicate with /result "none", and the others were
+// told sold out.
+func TestBuyerHangsUpDuringReserve(t *testing.T) {
+	v := newEnv(t)
+	s := v.openSale(1)
+	u := v.users(2)
+	bk := v.backends()
+	hg := &hangUpGate{StockGate: bk.Gate, delay: 50 * time.Millisecond, answered: make(chan struct{})}
+	bk.Gate = hg
+	e := v.recovered(Config{PublishTimeout: 2 * time.Second}, &bk)
+	p := path(t, e, u[0], s.ID)
+	ctx, hangUp := context.WithCancel(context.Background())
+	time.AfterFunc(10*time.Millisecond, hangUp)
+	ticket, err := e.Purchase(ctx, u[0], s.ID, p)
+	t.Logf("the press that hung up: ticket %q, %v", ticket, err)
+	<-hg.answered
+	runWriter(t, e)
+	waitFor(t, "the reservation settled", func() bool {
+		return v.pending(s.ID) == 0 && result(t, e, u[0], s.ID).Status != seckill.ResultQueued
+	})
+	r := result(t, e, u[0], s.ID)
+	if r.Status != seckill.ResultSuccess && v.gateLeft(s.ID) == 0 {
+		t.Fatalf("the unit is held for nobody: the buyer's result is %+v, nothing is queued, the gate has 0 left", r)
+	}
+	if r.Status == seckill.ResultSuccess {
+		// The buyer's order: the other buyer is refused sold out.
+		_, err := e.Purchase(context.Background(), u[1], s.ID, path(t, e, u[1], s.ID))
+		wantCode(t, err, seckill.ESoldOut)
+	} else if _, err := e.Purchase(context.Background(), u[0], s.ID, p); err != nil {
+		t.Fatalf("the unit came back, but its buyer's retry is %v", err)
+	}
+	waitFor(t, "the writer caught up", func() bool { return v.pending(s.ID) == 0 })
+	v.checkAtRest(s.ID)
+}

@@ -123,7 +123,8 @@ return out
 // SoldOut, Limited or Reserved; EBusy if the sale is not loaded or Redis
 // cannot be reached. A caller whose ctx ends while it waits gets an error
 // at once; its reservation, if the script was sent already, is settled
-// like any other whose publish never came (the reconciler releases it).
+// like any other whose publish never came (the reconciler releases it):
+// checkout.Engine.Admit therefore never cancels it.
 func (g *Gate) Reserve(ctx context.Context, r seckill.Reservation) (seckill.GateResult, error) {
 	if err := g.fresh(ctx, r.SaleID); err != nil {
 		return 0, err
