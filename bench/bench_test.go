@@ -264,3 +264,28 @@ func TestVerifyTickets(t *testing.T) {
 		t.Errorf("the 429 was not waited out: %v", n)
 	}
 }
+
+// TestSubmitPayCountsOnlyTheRedirect: the provider's page redirects to the
+// shop (303) when it took the money; a page shown instead (200: the
+// payment closed at its expiry) is not a payment.
+func TestSubmitPayCountsOnlyTheRedirect(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ParseForm() != nil || r.PostForm.Get("result") != "pay" {
+			http.Error(w, "bad form", http.StatusBadRequest)
+			return
+		}
+		if r.URL.Path == "/pay/closed" {
+			w.Write([]byte("<p>closed</p>"))
+			return
+		}
+		http.Redirect(w, r, "/back", http.StatusSeeOther)
+	}))
+	defer srv.Close()
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	if err := submitPay(context.Background(), c, srv.URL+"/pay/open"); err != nil {
+		t.Fatalf("paid: %v", err)
+	}
+	if err := submitPay(context.Background(), c, srv.URL+"/pay/closed"); err == nil {
+		t.Fatal("a closed payment's page counted as paid")
+	}
+}

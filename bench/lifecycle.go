@@ -332,8 +332,10 @@ func CheckLifecycle(st Stats, lc Lifecycle) []Check {
 }
 
 // submitPay posts the provider's pay page form with result=pay, as the
-// buyer's click; the page answers with a redirect to the shop (303), or
-// shows the payment (200).
+// buyer's click. Only the redirect back to the shop (303) means the
+// provider took the money; a page shown instead (200) is a payment that
+// no longer waits, closed at its expiry (the click came too late, which a
+// short --pay-window makes common): it is not counted as paid.
 func submitPay(ctx context.Context, c *http.Client, payURL string) error {
 	req, err := http.NewRequestWithContext(ctx, "POST", payURL, strings.NewReader(url.Values{"result": {"pay"}}.Encode()))
 	if err != nil {
@@ -346,10 +348,13 @@ func submitPay(ctx context.Context, c *http.Client, payURL string) error {
 	}
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 300))
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusSeeOther && resp.StatusCode != http.StatusOK {
-		return &httpError{status: resp.StatusCode, message: strings.TrimSpace(string(body))}
+	switch resp.StatusCode {
+	case http.StatusSeeOther:
+		return nil
+	case http.StatusOK:
+		return &httpError{status: resp.StatusCode, message: "the provider's page shows the payment not taken (closed at its expiry)"}
 	}
-	return nil
+	return &httpError{status: resp.StatusCode, message: strings.TrimSpace(string(body))}
 }
 
 // stats reads the sale's admin stats.
