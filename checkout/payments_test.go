@@ -48,15 +48,17 @@ type fakeProvider struct {
 	hang    atomic.Bool              // ClosePayment answers only when its context ends (the provider is blackholed)
 	hangRef atomic.Bool              // so does Refund
 	hung    atomic.Int64             // calls waiting so now
+	expires map[string]time.Time     // order no → the last CreatePayment's ExpiresAt
 }
 
 func newFakeProvider() *fakeProvider {
-	return &fakeProvider{refunds: map[string]int{}, asked: map[string]int{}, created: map[string]int{}, closed: map[string]bool{}, trades: map[string]payment.Trade{}, refuse: map[string]error{}}
+	return &fakeProvider{refunds: map[string]int{}, asked: map[string]int{}, created: map[string]int{}, closed: map[string]bool{}, trades: map[string]payment.Trade{}, refuse: map[string]error{}, expires: map[string]time.Time{}}
 }
 
 func (p *fakeProvider) CreatePayment(_ context.Context, req payment.PaymentRequest) (payment.Payment, error) {
 	p.mu.Lock()
 	p.created[req.OrderNo]++
+	p.expires[req.OrderNo] = req.ExpiresAt
 	p.mu.Unlock()
 	return payment.Payment{ID: "T" + req.OrderNo, PayURL: "http://provider.test/pay/T" + req.OrderNo}, nil
 }
@@ -578,4 +580,28 @@ func TestPayAgainReusesTheOpenedPayment(t *testing.T) {
 		t.Fatalf("Sweep = %d, %v; want 1 cancelled", n, err)
 	}
 	v.checkAtRest(s.ID)
+}
+
+// TestPaymentExpiresBeforeTheDeadline: the provider stops taking an
+// order's money payMargin before the order's pay deadline (PayWindow/10,
+// at most 2 s), so that a payment made in its last moment is heard of
+// before the sweeper cancels the order, rather than refunded after.
+func TestPaymentExpiresBeforeTheDeadline(t *testing.T) {
+	v := newEnv(t)
+	s, us := v.soldOut(1)
+	p := newFakeProvider()
+	e := v.lifecycleEngine(p, &sharedClock{}) // the default window: 10 minutes
+	o := v.orderOf(s.ID, us[0])
+	if _, err := e.Pay(context.Background(), o.UserID, o.ID, "http://shop.test/n", ""); err != nil {
+		t.Fatal(err)
+	}
+	p.mu.Lock()
+	got := p.expires[o.OrderNo]
+	p.mu.Unlock()
+	if want := o.PayDeadline.Add(-2 * time.Second); !got.Equal(want) {
+		t.Fatalf("the payment expires at %v, want 2 s before the deadline %v", got, o.PayDeadline)
+	}
+	if m := (&Engine{cfg: Config{PayWindow: 3 * time.Second}}).payMargin(); m != 300*time.Millisecond {
+		t.Fatalf("a 3 s window's margin is %v, want 300ms", m)
+	}
 }
