@@ -287,21 +287,13 @@ func (b *runner) lifecycle(ctx context.Context, base string, res *Result, winner
 	// 202 to one of them is I2's LapsedAccepted).
 	var tickets *TicketCheck
 	if first != nil {
-		fresh := newAnswers(len(resale) - lapsed)
-		for i := lapsed; i < len(resale); i++ {
-			fresh.ticket[i-lapsed].Store(got.ticket[i].Load())
-			fresh.unsure[i-lapsed].Store(got.unsure[i].Load())
-		}
-		tc, err := b.verifyTickets(ctx, base, res.SaleID, resale[lapsed:], fresh)
+		tc, err := b.verifyTickets(ctx, base, res.SaleID, resale[lapsed:], got.from(lapsed))
 		if err != nil {
 			return fmt.Errorf("read the resale buyers' results: %w", err)
 		}
-		tc.Accepted += first.Accepted
-		tc.Orders += first.Orders
-		tc.Successes += first.Successes
-		tc.Asked += first.Asked
-		tc.Missing = append(first.Missing, tc.Missing...)
-		tickets = &tc
+		all := *first
+		all.add(tc)
+		tickets = &all
 	}
 	res.Invariants = append(CheckInvariants(*st, Crowd{
 		Accepted: accepted, Users: lc.ResaleUsers, Answered: n, SoldOut: lc.ResaleOutcomes.SoldOut, AcceptedTwice: twice,

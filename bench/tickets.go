@@ -39,6 +39,11 @@ func (a *answers) note(u int, c class, ticket string) {
 	}
 }
 
+// from is what a records of the buyers from the i-th on.
+func (a *answers) from(i int) *answers {
+	return &answers{ticket: a.ticket[i:], unsure: a.unsure[i:]}
+}
+
 // TicketCheck is what the buyers' /result answered after the crowd.
 type TicketCheck struct {
 	// Accepted counts buyers answered 202; Orders those of them whose
@@ -54,6 +59,15 @@ type TicketCheck struct {
 }
 
 const maxMissing = 5
+
+// add counts o's buyers with t's.
+func (t *TicketCheck) add(o TicketCheck) {
+	t.Accepted += o.Accepted
+	t.Orders += o.Orders
+	t.Successes += o.Successes
+	t.Asked += o.Asked
+	t.Missing = append(t.Missing, o.Missing...)
+}
 
 // resultsReadAtOnce bounds the /result reads in flight.
 const resultsReadAtOnce = 32

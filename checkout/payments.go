@@ -47,13 +47,14 @@ const maxPayMargin = 2 * time.Second
 // before the order's pay deadline (payMargin, then rounded down to the
 // second): the provider closes it then on its own, so a lapsed order
 // cannot be paid even if our close is lost or overtaken, and a payment
-// taken in the last moment is heard of before the sweeper cancels. Errors: ENotFound if there is no such order or
-// it is someone else's; ENotPayable if it is not pending payment (also
-// when a cancel or the sweeper moved it while Pay ran), its deadline has
-// passed on the shared clock or is too close for a payment (within the
-// second it would be rounded down to, on the provider client's clock),
-// it costs nothing, no provider is configured, or the provider has the
-// payment done or closed (expired) already.
+// taken in the last moment is heard of before the sweeper cancels.
+// Errors: ENotFound if there is no such order or it is someone else's;
+// ENotPayable if it is not pending payment (also when a cancel or the
+// sweeper moved it while Pay ran), its deadline has passed on the shared
+// clock or its expiry is too close for a payment (within the second it
+// would be rounded down to, on the provider client's clock), it costs
+// nothing, no provider is configured, or the provider has the payment
+// done or closed (expired) already.
 func (e *Engine) Pay(ctx context.Context, userID, orderID int64, notifyURL, returnURL string) (payment.Payment, error) {
 	o, err := e.b.Orders.Order(ctx, orderID)
 	if err != nil {
