@@ -254,8 +254,19 @@ func (q *Queue) open(ctx context.Context) error {
 	return q.Repair(ctx)
 }
 
+// leaderless reports whether si, the info of a replicated stream, came
+// from a member while the stream had no leader: then it is that member's
+// own copy, which may be behind.
+func leaderless(si *jetstream.StreamInfo) bool {
+	return si.Cluster != nil && si.Cluster.Leader == "" && si.Config.Replicas > 1
+}
+
 // setup creates or updates the stream and the consumer. Concurrent callers
-// with equal configs all succeed; a lost race on create is retried.
+// with equal configs all succeed; a lost race on create is retried. A
+// stream that exists with more replicas than Config.Replicas keeps them:
+// the instances share it, and one started without --nats-replicas turned
+// a three-replica stream into one (found by review), which a single lost
+// disk then emptied of accepted purchases.
 func (q *Queue) setup(ctx context.Context) error {
 	scfg := jetstream.StreamConfig{
 		Name:        q.StreamName(),
@@ -274,6 +285,13 @@ func (q *Queue) setup(ctx context.Context) error {
 	ccfg := q.consumerConfig()
 	var err error
 	for attempt := 0; ; attempt++ {
+		if old, err := q.js.Stream(ctx, scfg.Name); err == nil {
+			if n := old.CachedInfo().Config.Replicas; n > scfg.Replicas {
+				q.log.Warn("the order stream keeps the replicas it has; give every instance the same --nats-replicas",
+					"stream", scfg.Name, "replicas", n, "asked", scfg.Replicas)
+				scfg.Replicas = n
+			}
+		}
 		if q.stream, err = q.js.CreateOrUpdateStream(ctx, scfg); err == nil {
 			if q.cons, err = q.stream.CreateOrUpdateConsumer(ctx, ccfg); err == nil {
 				return nil
@@ -345,8 +363,15 @@ func (q *Queue) Ping(ctx context.Context) error {
 	if !q.nc.IsConnected() {
 		return fmt.Errorf("mq ping: %w", seckill.Errorf(seckill.EBusy, "order queue disconnected"))
 	}
-	if _, err := q.stream.Info(ctx); err != nil {
+	si, err := q.stream.Info(ctx)
+	if err != nil {
 		return fmt.Errorf("mq ping: %w", busy(err))
+	}
+	if leaderless(si) {
+		// Any member answers the info of a stream that lost its quorum,
+		// from its own copy, while every publish fails (found by review:
+		// three instances said ready through a quorum loss).
+		return fmt.Errorf("mq ping: %w", seckill.Errorf(seckill.EBusy, "the order stream has no leader (its cluster lost its quorum)"))
 	}
 	if err := q.pubs.failing(time.Now()); err != nil {
 		return fmt.Errorf("mq ping: %w", seckill.Errorf(seckill.EBusy, "%v", err))

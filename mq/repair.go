@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"seckill"
 )
 
 // Repair mends what a crash of the NATS server can leave behind, so that
@@ -35,8 +37,23 @@ import (
 // sequence went back it creates the consumer anew, which delivers
 // everything the stream holds. The writer settles a request twice as once
 // (SQL's unique key), so a request delivered again is harmless.
+//
+// A consumer that is gone (an instance died between recreateConsumer's
+// delete and its create, or someone deleted it) is created again: nothing
+// else would, and the writers would fetch nothing while every purchase
+// was accepted. On a replicated stream Repair acts only on what a leader
+// answers: with no leader, any member answers the stream's info from its
+// own copy, which may be behind, and a copy that looked as if the
+// sequence went back made Repair delete the consumer (found by review).
 func (q *Queue) Repair(ctx context.Context) error {
 	ci, err := q.cons.Info(ctx)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		q.log.Warn("the writer consumer is gone; creating it anew")
+		if _, err := q.stream.CreateOrUpdateConsumer(ctx, q.consumerConfig()); err != nil {
+			return fmt.Errorf("repair: create consumer: %w", busy(err))
+		}
+		return nil
+	}
 	if err != nil {
 		return fmt.Errorf("repair: consumer info: %w", busy(err))
 	}
@@ -46,6 +63,9 @@ func (q *Queue) Repair(ctx context.Context) error {
 	si, err := q.stream.Info(ctx)
 	if err != nil {
 		return fmt.Errorf("repair: stream info: %w", busy(err))
+	}
+	if leaderless(si) {
+		return fmt.Errorf("repair: %w", seckill.Errorf(seckill.EBusy, "the order stream has no leader"))
 	}
 	delivered, floor := ci.Delivered.Stream, ci.AckFloor.Stream
 	if si.State.LastSeq < delivered {
