@@ -459,6 +459,26 @@ func TestHealth(t *testing.T) {
 	want(t, s.purchase(toks[0], sale, s.path(toks[0], sale)), 503, "busy")
 }
 
+// TestReadyzBounded: a backend that does not answer (a NATS election, a
+// Redis failover) makes /readyz answer 503 within its bound, not hang.
+func TestReadyzBounded(t *testing.T) {
+	s := newStack(t, options{})
+	h := httpapi.New(httpapi.Config{Engine: s.engine, Accounts: s.accounts, Orders: s.db,
+		Ready: func(ctx context.Context) error { <-ctx.Done(); return ctx.Err() }})
+	done := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		h.Health().ServeHTTP(rec, httptest.NewRequest("GET", "/readyz", nil))
+		done <- rec
+	}()
+	select {
+	case rec := <-done:
+		want(t, response{Code: rec.Code, Header: rec.Header(), Body: rec.Body.Bytes()}, 503, "busy")
+	case <-time.After(10 * time.Second):
+		t.Fatal("/readyz still waiting for a backend after 10 s")
+	}
+}
+
 // Requests the server can refuse on its own (bad path, sold out) are refused
 // before the rate limits, which may cost a shared backend a round trip:
 // they take no token.

@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
+	"time"
 
 	"seckill"
 )
@@ -23,9 +25,17 @@ func (s *Server) Health() http.Handler {
 	return mux
 }
 
+// readyTimeout bounds the backends' answers to /readyz: one that takes
+// longer (a NATS leader election, a Redis failover) cannot take a
+// purchase either, and a probe is better told so than left waiting (a
+// review saw every instance's /readyz take 2–5 s through each election).
+const readyTimeout = 2 * time.Second
+
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	if s.cfg.Ready != nil {
-		if err := s.cfg.Ready(r.Context()); err != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+		defer cancel()
+		if err := s.cfg.Ready(ctx); err != nil {
 			s.log.Warn("not ready", "err", err)
 			return seckill.Errorf(seckill.EBusy, "not ready: %v", seckill.ErrorMessage(err))
 		}
