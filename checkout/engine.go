@@ -185,7 +185,7 @@ type Engine struct {
 	staleSeen map[int64]map[staleKey]time.Time
 	staleWait time.Duration
 
-	relayMu     sync.Mutex   // one relay of stock returns at a time on this instance
+	relay       relayState   // rounds of RelayReturns (relay.go)
 	refundAfter atomic.Int64 // payment id after which the next RetryRefunds round reads (payments.go)
 
 	closerOnce sync.Once

@@ -1,0 +1,144 @@
+package checkout
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill"
+)
+
+// heldRelay is the env's store whose relay rounds are counted, and whose
+// first round waits after its first read until release is closed.
+type heldRelay struct {
+	envStore
+	seckill.OrderLifecycle
+	rounds  atomic.Int32
+	cancels atomic.Int32  // CancelOrder calls returned
+	held    chan struct{} // closed once the first round waits
+	release chan struct{}
+}
+
+func (h *heldRelay) UnappliedReturns(ctx context.Context, afterID int64, limit int) ([]seckill.StockReturn, error) {
+	rs, err := h.OrderLifecycle.UnappliedReturns(ctx, afterID, limit)
+	if afterID == 0 && h.rounds.Add(1) == 1 {
+		close(h.held)
+		<-h.release
+	}
+	return rs, err
+}
+
+func (h *heldRelay) CancelOrder(ctx context.Context, orderID, userID int64, now time.Time, onlyIfExpired bool) (*seckill.Order, error) {
+	defer h.cancels.Add(1)
+	return h.OrderLifecycle.CancelOrder(ctx, orderID, userID, now, onlyIfExpired)
+}
+
+// TestCancelsShareRelayRounds: a crowd of cancels on one instance while a
+// relay round is slow. Each cancel still returns only once its unit is in
+// the gate (a round that began after its commit ended), but they share
+// rounds: before, each ran a round of its own behind one lock, one after
+// the other, and a starved round held them all (after a kill, cancels on
+// the survivors waited up to 8 s). The first canceller hangs up while its
+// round runs: the round goes on for the others, its unit comes back all
+// the same.
+func TestCancelsShareRelayRounds(t *testing.T) {
+	v := newEnv(t)
+	const n = 40
+	s, us := v.soldOut(n)
+	store := &heldRelay{envStore: v.db, OrderLifecycle: v.db.(seckill.OrderLifecycle),
+		held: make(chan struct{}), release: make(chan struct{})}
+	b := v.backends()
+	b.Orders = store
+	e := v.recovered(Config{}, &b)
+	orders := make([]*seckill.Order, n)
+	for i, u := range us {
+		orders[i] = v.orderOf(s.ID, u)
+	}
+
+	// The first cancel's round waits in its read; its buyer hangs up.
+	ctx, hangUp := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() { _, err := e.Cancel(ctx, us[0], orders[0].ID); first <- err }()
+	<-store.held
+	hangUp()
+	select {
+	case err := <-first:
+		if err != nil {
+			t.Fatalf("cancel whose buyer hung up during the relay: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		close(store.release)
+		t.Fatal("a cancel whose buyer hung up still waits for the relay round it started")
+	}
+
+	var wg sync.WaitGroup
+	var late atomic.Int32 // cancels that returned with their unit not yet applied
+	for i := 1; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := e.Cancel(context.Background(), us[i], orders[i].ID); err != nil {
+				t.Errorf("cancel %d: %v", i, err)
+				return
+			}
+			rs, err := v.lc().UnappliedReturns(context.Background(), 0, 10*n)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if slices.ContainsFunc(rs, func(r seckill.StockReturn) bool { return r.OrderID == orders[i].ID }) {
+				late.Add(1)
+			}
+		}()
+	}
+	for store.cancels.Load() < n {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(50 * time.Millisecond) // the cancels reach the relay
+	close(store.release)
+	wg.Wait()
+
+	if l := late.Load(); l > 0 {
+		t.Errorf("%d cancels returned before their unit was relayed to the gate", l)
+	}
+	// The held round, then one for everyone who came meanwhile (a third
+	// if one of them reached the relay only after that one began).
+	if r := store.rounds.Load(); r > 3 {
+		t.Errorf("%d cancels ran %d relay rounds; want them to share rounds (2, at most 3)", n, r)
+	}
+	if got := v.gateLeft(s.ID); got != n {
+		t.Errorf("gate left %d after %d cancels, want %d", got, n, n)
+	}
+	v.checkAtRest(s.ID)
+}
+
+// TestRelayWaitsForARoundBegunAfterIt: a relay called while a round runs
+// does not take that round's end for its own: the round may have read the
+// returns before the caller's commit.
+func TestRelayWaitsForARoundBegunAfterIt(t *testing.T) {
+	v := newEnv(t)
+	s, us := v.soldOut(2)
+	store := &heldRelay{envStore: v.db, OrderLifecycle: v.db.(seckill.OrderLifecycle),
+		held: make(chan struct{}), release: make(chan struct{})}
+	b := v.backends()
+	b.Orders = store
+	e := v.recovered(Config{}, &b)
+	first := make(chan error, 1)
+	go func() { _, err := e.RelayReturns(context.Background()); first <- err }()
+	<-store.held // a round that has read, and found nothing
+	v.cancelInSQL(v.orderOf(s.ID, us[0]))
+	second := make(chan int, 1)
+	go func() { n, _ := e.RelayReturns(context.Background()); second <- n }()
+	time.Sleep(20 * time.Millisecond)
+	close(store.release)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	<-second
+	if got := v.gateLeft(s.ID); got != 1 {
+		t.Errorf("gate left %d after the second relay returned, want 1", got)
+	}
+}
