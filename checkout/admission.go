@@ -285,8 +285,8 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	// and a caller that stopped waiting for its answer could neither
 	// publish the request nor give the unit back. The unit was then held
 	// for nobody, the buyer told duplicate and everyone else sold out,
-	// until a reconciler released it (--reconcile-age and a round, about
-	// 40 s; found by review: a crowd with 5 % of its presses dropped left
+	// until a reconciler released it (--reconcile-age and a round, then
+	// about 40 s; found by review: a crowd with 5 % of its presses dropped left
 	// 4 units of 2,000 unsold when it ended). Each step stays bounded: the
 	// gate by its client's timeouts, the publish by PublishTimeout from
 	// the reservation; a buyer who hung up finds the outcome in /result.

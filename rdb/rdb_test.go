@@ -547,3 +547,44 @@ func TestScriptCacheFlushed(t *testing.T) {
 		}
 	})
 }
+
+// BenchmarkStale measures one reconciler look at a sale whose 100,000
+// reservations are all still pending (a writer far behind): Stale scans
+// them all whatever the age, so this is what each --reconcile-every round
+// costs such a sale, in the client (ns/op) and on a single Redis
+// (redis-µs/call).
+//
+//	SECKILL_TEST_REDIS=… go test -run '^$' -bench Stale -benchtime 10x ./rdb/
+func BenchmarkStale(b *testing.B) {
+	const pending = 100_000
+	c := testClient(b, "SECKILL_TEST_REDIS", "")
+	ctx := context.Background()
+	g := NewGate(c, testPrefix(b, c))
+	mustLoad(b, g, 1, pending, nil)
+	var user atomic.Int64
+	var wg sync.WaitGroup
+	for range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for u := user.Add(1); u <= pending; u = user.Add(1) {
+				if r, err := g.Reserve(ctx, seckill.Reservation{SaleID: 1, UserID: u, Ticket: strconv.FormatInt(u, 10), At: time.Now()}); err != nil || r != seckill.Reserved {
+					b.Errorf("Reserve: %v, %v", r, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	cpu0, cpuOK := serverCPU(ctx, c)
+	b.ResetTimer()
+	for range b.N {
+		rs, err := g.Stale(ctx, 1, time.Hour)
+		if err != nil || len(rs) != 0 {
+			b.Fatalf("Stale: %d reservations, %v; want none older than an hour", len(rs), err)
+		}
+	}
+	if cpu1, ok := serverCPU(ctx, c); ok && cpuOK {
+		b.ReportMetric((cpu1-cpu0)*1e6/float64(b.N), "redis-µs/call")
+	}
+}
