@@ -11,8 +11,10 @@ import (
 // instance did not admit is answered again without the gate. Such a buyer
 // may hold a reservation still pending elsewhere (its publish unanswered)
 // that the reconciler releases later, and may then buy again: a local
-// answer for them must not outlive that by much.
-const gateDupFor = 10 * time.Second
+// answer for them must not outlive that by much. Half the default
+// --reconcile-age (10 s), so a released buyer is refused for at most 5 s
+// more on an instance that asked the gate just before the release.
+const gateDupFor = 5 * time.Second
 
 // knownBuyers is who this instance knows holds a unit of one sale, so a
 // buyer pressing again is answered 409 duplicate without the gate (a round

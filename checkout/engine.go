@@ -218,6 +218,7 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 		results:   newResultMap(),
 		stopped:   make(chan struct{}),
 	}
+	e.relay.life, e.relay.endLife = context.WithCancel(context.Background())
 	e.born = cfg.Now()
 	e.results.now = cfg.Now
 	e.macs.New = e.newMAC
@@ -229,11 +230,13 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 	return e, nil
 }
 
-// Close stops listening for results, and closing the payments of swept
-// orders.
+// Close stops listening for results and closing the payments of swept
+// orders, and ends the relay rounds under way, waiting for them: the
+// stores they use may close next.
 func (e *Engine) Close() {
 	e.stopOnce.Do(func() { close(e.stopped) })
 	e.ready.Store(false)
+	e.stopRelays()
 	if e.unsubscribe != nil {
 		e.unsubscribe()
 	}

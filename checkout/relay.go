@@ -12,24 +12,31 @@ import (
 // relayState lets the callers of RelayReturns share rounds. A cancel, a
 // refund and a sweep each need a round that began after their commit; one
 // round applies every row unapplied when it reads them, so callers that
-// come while a round runs all wait for the next one, which one of them
-// runs for all. Without this a crowd of cancels on one instance queued on
-// a lock and ran a round each, one after the other, most of them finding
-// nothing left to apply: under a starved CPU (survivors of a kill taking
-// its traffic) cancels waited seconds for each other (found by review).
+// come while a round runs all wait for the next one (queued), which starts
+// when that one ends. Without this a crowd of cancels on one instance
+// queued on a lock and ran a round each, one after the other, most of them
+// finding nothing left to apply: under a starved CPU (survivors of a kill
+// taking its traffic) cancels waited seconds for each other (found by
+// review).
 type relayState struct {
-	mu       sync.Mutex
-	running  bool
-	started  uint64        // rounds begun
-	finished uint64        // rounds ended; they run one at a time, in order
-	done     chan struct{} // closed when the running round ends
-	returned int           // of the latest round ended
-	err      error         // of the latest round ended
+	mu      sync.Mutex
+	running *relayRun // the round under way, nil if none
+	queued  *relayRun // the round to run after it, nil if nobody waits for one
+	// life ends the rounds when the engine closes (stopRelays): they run
+	// for all their waiters, on no caller's context.
+	life    context.Context
+	endLife context.CancelFunc
 }
 
-// relayTimeout bounds one relay round. A round runs for every caller
-// waiting on it, so none of their contexts ends it; a round cut short
-// leaves its rows to the next, which applies them harmlessly.
+// relayRun is one relay round and what its waiters hear of it.
+type relayRun struct {
+	done     chan struct{} // closed when the round has ended; then returned and err are set
+	returned int
+	err      error
+}
+
+// relayTimeout bounds one relay round. A round cut short leaves its rows to
+// the next, which applies them harmlessly.
 const relayTimeout = 30 * time.Second
 
 // RelayReturns gives the units of cancelled and refunded orders that the
@@ -43,52 +50,66 @@ const relayTimeout = 30 * time.Second
 // instances' flags last at most soldOutFor.
 //
 // It returns once a round that began after the call has ended, with that
-// round's count of units that went back and its error; concurrent callers
-// share rounds (relayState). It returns early with ctx's error if ctx
-// ends first, and the round goes on for the others.
+// round's count of units that went back (every caller sharing the round
+// hears the same count) and its error. Concurrent callers share rounds
+// (relayState). It returns early with ctx's error if ctx ends first; the
+// round goes on for the others.
 func (e *Engine) RelayReturns(ctx context.Context) (int, error) {
 	if e.lifecycle() == nil {
 		return 0, nil
 	}
 	r := &e.relay
 	r.mu.Lock()
-	want := r.started + 1 // the first round to begin after now
-	for r.finished < want {
-		if !r.running {
-			e.startRelayRound(ctx)
-		}
-		done := r.done
-		r.mu.Unlock()
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		}
-		r.mu.Lock()
+	var run *relayRun
+	switch {
+	case r.running == nil:
+		run = &relayRun{done: make(chan struct{})}
+		r.running = run
+		go e.relayRounds(run)
+	case r.queued != nil:
+		run = r.queued
+	default:
+		run = &relayRun{done: make(chan struct{})}
+		r.queued = run
 	}
-	n, err := r.returned, r.err
 	r.mu.Unlock()
-	return n, err
+	select {
+	case <-run.done:
+		return run.returned, run.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }
 
-// startRelayRound starts the next relay round, on ctx's values but not its
-// end; e.relay.mu must be held, and no round running.
-func (e *Engine) startRelayRound(ctx context.Context) {
+// relayRounds runs run, then each round queued meanwhile, until none is.
+func (e *Engine) relayRounds(run *relayRun) {
 	r := &e.relay
-	r.running = true
-	r.started++
-	r.done = make(chan struct{})
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), relayTimeout)
-	go func() {
-		defer cancel()
-		n, err := e.relayRound(rctx)
+	for run != nil {
+		ctx, cancel := context.WithTimeout(r.life, relayTimeout)
+		run.returned, run.err = e.relayRound(ctx)
+		cancel()
+		close(run.done)
 		r.mu.Lock()
-		defer r.mu.Unlock()
-		r.running = false
-		r.finished = r.started
-		r.returned, r.err = n, err
-		close(r.done)
-	}()
+		run, r.queued = r.queued, nil
+		r.running = run
+		r.mu.Unlock()
+	}
+}
+
+// stopRelays ends the relay rounds under way or queued and waits for them
+// (Close): the stores they use close next.
+func (e *Engine) stopRelays() {
+	r := &e.relay
+	r.endLife()
+	for {
+		r.mu.Lock()
+		run := r.running
+		r.mu.Unlock()
+		if run == nil {
+			return
+		}
+		<-run.done
+	}
 }
 
 // relayRound is one round of RelayReturns; one runs at a time.

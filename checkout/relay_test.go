@@ -12,7 +12,8 @@ import (
 )
 
 // heldRelay is the env's store whose relay rounds are counted, and whose
-// first round waits after its first read until release is closed.
+// first round waits after its first read until release is closed. Its
+// reads fail once their context has ended.
 type heldRelay struct {
 	envStore
 	seckill.OrderLifecycle
@@ -23,12 +24,25 @@ type heldRelay struct {
 }
 
 func (h *heldRelay) UnappliedReturns(ctx context.Context, afterID int64, limit int) ([]seckill.StockReturn, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // as SQL answers; the in-memory store would not tell
+	}
 	rs, err := h.OrderLifecycle.UnappliedReturns(ctx, afterID, limit)
 	if afterID == 0 && h.rounds.Add(1) == 1 {
 		close(h.held)
 		<-h.release
 	}
 	return rs, err
+}
+
+// heldRelayEngine returns a recovered engine on the env's store as a
+// heldRelay.
+func (v *env) heldRelayEngine() (*heldRelay, *Engine) {
+	store := &heldRelay{envStore: v.db, OrderLifecycle: v.db.(seckill.OrderLifecycle),
+		held: make(chan struct{}), release: make(chan struct{})}
+	b := v.backends()
+	b.Orders = store
+	return store, v.recovered(Config{}, &b)
 }
 
 func (h *heldRelay) CancelOrder(ctx context.Context, orderID, userID int64, now time.Time, onlyIfExpired bool) (*seckill.Order, error) {
@@ -48,11 +62,7 @@ func TestCancelsShareRelayRounds(t *testing.T) {
 	v := newEnv(t)
 	const n = 40
 	s, us := v.soldOut(n)
-	store := &heldRelay{envStore: v.db, OrderLifecycle: v.db.(seckill.OrderLifecycle),
-		held: make(chan struct{}), release: make(chan struct{})}
-	b := v.backends()
-	b.Orders = store
-	e := v.recovered(Config{}, &b)
+	store, e := v.heldRelayEngine()
 	orders := make([]*seckill.Order, n)
 	for i, u := range us {
 		orders[i] = v.orderOf(s.ID, u)
@@ -121,11 +131,7 @@ func TestCancelsShareRelayRounds(t *testing.T) {
 func TestRelayWaitsForARoundBegunAfterIt(t *testing.T) {
 	v := newEnv(t)
 	s, us := v.soldOut(2)
-	store := &heldRelay{envStore: v.db, OrderLifecycle: v.db.(seckill.OrderLifecycle),
-		held: make(chan struct{}), release: make(chan struct{})}
-	b := v.backends()
-	b.Orders = store
-	e := v.recovered(Config{}, &b)
+	store, e := v.heldRelayEngine()
 	first := make(chan error, 1)
 	go func() { _, err := e.RelayReturns(context.Background()); first <- err }()
 	<-store.held // a round that has read, and found nothing
@@ -140,5 +146,36 @@ func TestRelayWaitsForARoundBegunAfterIt(t *testing.T) {
 	<-second
 	if got := v.gateLeft(s.ID); got != 1 {
 		t.Errorf("gate left %d after the second relay returned, want 1", got)
+	}
+}
+
+// TestCloseEndsTheRelayRounds: a relay round runs on no caller's context
+// (its canceller hung up here); Close ends it and waits for it, since the
+// stores it uses close next (found by review: the round ran on for up to
+// its 30 s timeout against closed stores).
+func TestCloseEndsTheRelayRounds(t *testing.T) {
+	v := newEnv(t)
+	s, us := v.soldOut(1)
+	store, e := v.heldRelayEngine()
+	o := v.orderOf(s.ID, us[0])
+	ctx, hangUp := context.WithCancel(context.Background())
+	cancelled := make(chan error, 1)
+	go func() { _, err := e.Cancel(ctx, us[0], o.ID); cancelled <- err }()
+	<-store.held
+	hangUp()
+	if err := <-cancelled; err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan struct{})
+	go func() { e.Close(); close(closed) }()
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a relay round was still running")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(store.release) // the held store call returns; the round sees its context ended
+	<-closed
+	if _, err := e.RelayReturns(context.Background()); err == nil {
+		t.Error("a relay after Close succeeded; want its round's context ended")
 	}
 }
