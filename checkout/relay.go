@@ -2,7 +2,9 @@ package checkout
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -52,14 +54,32 @@ const relayTimeout = 30 * time.Second
 // It returns once a round that began after the call has ended, with that
 // round's count of units that went back (every caller sharing the round
 // hears the same count) and its error. Concurrent callers share rounds
-// (relayState). It returns early with ctx's error if ctx ends first; the
-// round goes on for the others.
+// (relayState). A round that fails is followed by one more before the
+// error is returned: a crowd of cancels shares a round, and one blip of
+// SQL or the gate must not leave all their units out until the sweeper's
+// next relay (found by review). It returns early with ctx's error if ctx
+// ends first (the round goes on for the others), and fails once the
+// engine is closed.
 func (e *Engine) RelayReturns(ctx context.Context) (int, error) {
 	if e.lifecycle() == nil {
 		return 0, nil
 	}
+	n, err := e.relayOnce(ctx)
+	if err != nil && ctx.Err() == nil && e.relay.life.Err() == nil {
+		n, err = e.relayOnce(ctx)
+	}
+	return n, err
+}
+
+// relayOnce waits for one relay round that begins after the call.
+func (e *Engine) relayOnce(ctx context.Context) (int, error) {
 	r := &e.relay
 	r.mu.Lock()
+	if r.life.Err() != nil {
+		// Closed: stopRelays waits only for the rounds it can see.
+		r.mu.Unlock()
+		return 0, errors.New("relay returns: the engine is closed")
+	}
 	var run *relayRun
 	switch {
 	case r.running == nil:
@@ -82,22 +102,41 @@ func (e *Engine) RelayReturns(ctx context.Context) (int, error) {
 }
 
 // relayRounds runs run, then each round queued meanwhile, until none is.
+// The next round is in place before a round's waiters are told, so that
+// stopRelays never finds a round ended but still running.
 func (e *Engine) relayRounds(run *relayRun) {
 	r := &e.relay
 	for run != nil {
-		ctx, cancel := context.WithTimeout(r.life, relayTimeout)
-		run.returned, run.err = e.relayRound(ctx)
-		cancel()
-		close(run.done)
+		run.returned, run.err = e.relaySafely()
 		r.mu.Lock()
-		run, r.queued = r.queued, nil
-		r.running = run
+		next := r.queued
+		r.queued, r.running = nil, next
 		r.mu.Unlock()
+		close(run.done)
+		run = next
 	}
 }
 
+// relaySafely runs one relay round on the engine's life. A panic in it
+// becomes the round's error: the round runs on a goroutine of its own,
+// where it would end the process (in a request's handler, as before
+// rounds were shared, net/http recovered it).
+func (e *Engine) relaySafely() (n int, err error) {
+	ctx, cancel := context.WithTimeout(e.relay.life, relayTimeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			e.log.Error("relay round panicked", "panic", p, "stack", string(debug.Stack()))
+			n, err = 0, fmt.Errorf("relay returns: panic: %v", p)
+		}
+	}()
+	return e.relayRound(ctx)
+}
+
 // stopRelays ends the relay rounds under way or queued and waits for them
-// (Close): the stores they use close next.
+// (Close): the stores they use close next. It must not be reached from
+// within a round (a store or gate calling Close), which it would wait for
+// forever.
 func (e *Engine) stopRelays() {
 	r := &e.relay
 	r.endLife()
