@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"seckill/internal/testenv"
 )
 
 // The handler's own cost of a purchase, without the network: what the
@@ -15,23 +17,6 @@ import (
 // part of a press that makes seckill slower than hello-world.
 //
 //	go test -run '^$' -bench Purchase -benchmem ./httpapi/
-
-// discardWriter is a ResponseWriter that keeps only the status, reused
-// between requests so that the benchmark counts the handler's allocations,
-// not a recorder's.
-type discardWriter struct {
-	h      http.Header
-	status int
-}
-
-func (w *discardWriter) Header() http.Header         { return w.h }
-func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
-func (w *discardWriter) WriteHeader(status int)      { w.status = status }
-
-func (w *discardWriter) reset() {
-	clear(w.h)
-	w.status = 0
-}
 
 // press returns a purchase request of token on url, made once and sent
 // again and again (the handler reads nothing from its body).
@@ -73,13 +58,13 @@ func BenchmarkPurchaseSoldOut(b *testing.B) {
 
 // pressAgain sends r to h b.N times, each answered with status.
 func pressAgain(b *testing.B, h http.Handler, r *http.Request, status int) {
-	w := &discardWriter{h: http.Header{}}
+	w := testenv.NewDiscardWriter()
 	b.ReportAllocs()
 	for b.Loop() {
-		w.reset()
+		w.Reset()
 		h.ServeHTTP(w, r)
-		if w.status != status {
-			b.Fatalf("status %d, want %d", w.status, status)
+		if w.Status != status {
+			b.Fatalf("status %d, want %d", w.Status, status)
 		}
 	}
 }
@@ -93,10 +78,10 @@ func BenchmarkHelloHandler(b *testing.B) {
 		_, _ = w.Write(body)
 	})
 	r := httptest.NewRequest("GET", "/", nil)
-	w := &discardWriter{h: http.Header{}}
+	w := testenv.NewDiscardWriter()
 	b.ReportAllocs()
 	for b.Loop() {
-		w.reset()
+		w.Reset()
 		h.ServeHTTP(w, r)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"seckill"
+	"seckill/internal/testenv"
 	"seckill/sqldb"
 )
 
@@ -73,7 +74,7 @@ func benchBatches(b *testing.B, db *sqldb.DB, size int, shuffle bool, write func
 	var sale *seckill.Sale
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0 := cpuTime()
+	cpu0 := testenv.CPUTime()
 	for i := 0; b.Loop(); i++ {
 		if i%perSale == 0 {
 			b.StopTimer()
@@ -89,7 +90,7 @@ func benchBatches(b *testing.B, db *sqldb.DB, size int, shuffle bool, write func
 	}
 	orders := float64(b.N * size)
 	b.ReportMetric(orders/b.Elapsed().Seconds(), "orders/s")
-	if cpu := cpuTime() - cpu0; cpu > 0 {
+	if cpu := testenv.CPUTime() - cpu0; cpu > 0 {
 		b.ReportMetric(cpu.Seconds()*1e6/orders, "cpu-µs/order")
 	}
 }

@@ -15,7 +15,7 @@ import (
 
 // startServer runs the server in-process on a free port with bench
 // provisioning on and no per-IP limit (every buyer here shares one IP).
-func startServer(t *testing.T, pprof bool) *Main {
+func startServer(t testing.TB, pprof bool) *Main {
 	t.Helper()
 	m := NewMain()
 	m.Config.Addr = "127.0.0.1:0"
