@@ -77,7 +77,8 @@ func (m *Main) listenOps() error {
 	// Bounded too: its connections take descriptors from the same
 	// process (found by review: 1,250 kept-alive health checks reached
 	// the open-file limit and latched the embedded queue's store).
-	m.opsLn = connlimit.New(ln, maxOpsConns, 0, nil)
+	opsLn := connlimit.New(ln, maxOpsConns, 0, nil)
+	m.opsLn = opsLn
 	if !isLoopback(ln.Addr()) {
 		m.log.Warn("the operations listener is reachable from other machines: keep it on a private network",
 			"ops_addr", ln.Addr().String(), "pprof", c.Pprof)
@@ -85,7 +86,7 @@ func (m *Main) listenOps() error {
 	// No read or write timeout: a CPU profile or a trace answers after
 	// the seconds it was asked for (a read deadline passing meanwhile
 	// would cancel it). An idle keep-alive connection goes after a minute.
-	m.opsSrv = &http.Server{Handler: m.opsHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	m.opsSrv = &http.Server{Handler: m.opsHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute, ConnState: opsLn.ConnState}
 	m.serveOn("operations", m.opsSrv, m.opsLn)
 	return nil
 }

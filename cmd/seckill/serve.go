@@ -493,6 +493,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		MaxHeaderBytes: c.MaxHeaderBytes,
 	}
 	if cl, ok := m.ln.(*connlimit.Listener); ok {
+		m.srv.ConnState = cl.ConnState // a full listener closes idle keep-alive connections
 		m.metrics.Registry().MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "seckill_public_connections",
@@ -501,7 +502,11 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			prometheus.NewCounterFunc(prometheus.CounterOpts{
 				Name: "seckill_public_connections_refused_total",
 				Help: "Connections answered 429 and closed at once: their address held --max-conns-per-ip.",
-			}, func() float64 { return float64(cl.Refused()) }))
+			}, func() float64 { return float64(cl.Refused()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name: "seckill_public_connections_evicted_total",
+				Help: "Idle keep-alive connections closed to take a new one while the listener held --max-conns.",
+			}, func() float64 { return float64(cl.Evicted()) }))
 	}
 	m.serveOn("public", m.srv, m.ln)
 	if err := m.listenOps(); err != nil {

@@ -3,12 +3,14 @@
 // descriptor of the process (the embedded queue's store and SQLite need
 // theirs: a store that cannot open a file fails its writes until a
 // restart), and per peer address, so that one client cannot take the
-// whole allowance from everyone else.
+// whole allowance from everyone else. When the total is reached, an idle
+// keep-alive connection makes room for a new one (see ConnState).
 package connlimit
 
 import (
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -16,8 +18,8 @@ import (
 )
 
 // Listener is a net.Listener that holds at most Total connections at a
-// time (Accept waits for one to close, leaving the others in the kernel's
-// backlog) and at most PerPeer from one peer address (the next is closed
+// time (Accept closes an idle one, or waits for one to close, leaving the
+// others in the kernel's backlog) and at most PerPeer from one peer address (the next is closed
 // as soon as it is accepted). A connection counts until it is closed, also
 // after an HTTP server hands it over (a WebSocket).
 type Listener struct {
@@ -30,7 +32,9 @@ type Listener struct {
 
 	mu      sync.Mutex
 	peers   map[netip.Addr]int
+	idle    map[*conn]time.Time // connections between requests, since when
 	refused atomic.Int64
+	evicted atomic.Int64
 }
 
 // New wraps ln. total ≤ 0 sets no total bound, perPeer ≤ 0 none per peer;
@@ -40,7 +44,7 @@ type Listener struct {
 // bounds, a peer holds at most a quarter of the total, so that one client
 // cannot take every place of a small total.
 func New(ln net.Listener, total, perPeer int, exempt func(netip.Addr) bool) *Listener {
-	l := &Listener{Listener: ln, perPeer: max(0, perPeer), exempt: exempt, done: make(chan struct{}), peers: map[netip.Addr]int{}}
+	l := &Listener{Listener: ln, perPeer: max(0, perPeer), exempt: exempt, done: make(chan struct{}), peers: map[netip.Addr]int{}, idle: map[*conn]time.Time{}}
 	if total > 0 {
 		l.slots = make(chan struct{}, total)
 		if l.perPeer > 0 {
@@ -50,21 +54,20 @@ func New(ln net.Listener, total, perPeer int, exempt func(netip.Addr) bool) *Lis
 	return l
 }
 
-// Accept waits for a free slot, then for a connection from a peer under
-// its bound.
+// Accept takes the next connection, then a slot for it: while every slot
+// is taken, it closes an idle keep-alive connection to make one (see
+// evictIdle), and waits only while none is idle, leaving the connections
+// after this one in the kernel's backlog. A connection from a peer at its
+// bound is refused.
 func (l *Listener) Accept() (net.Conn, error) {
 	for {
-		if l.slots != nil {
-			select {
-			case l.slots <- struct{}{}:
-			case <-l.done:
-				return nil, net.ErrClosed
-			}
-		}
 		c, err := l.Listener.Accept()
 		if err != nil {
-			l.freeSlot()
 			return nil, err
+		}
+		if l.slots != nil && !l.waitSlot() {
+			_ = c.Close()
+			return nil, net.ErrClosed
 		}
 		ip := remoteIP(c)
 		addr := peerKey(ip)
@@ -76,6 +79,89 @@ func (l *Listener) Accept() (net.Conn, error) {
 		return &conn{Conn: c, l: l, addr: addr}, nil
 	}
 }
+
+// evictEvery is how often an Accept that waits for a slot looks again for
+// an idle connection to close: one that went idle since the last look.
+// (Accept takes the connection before its slot so that it closes an idle
+// one only for a client that came: taking the slot first, it waited for
+// the next client holding one, and closed one every time the listener
+// was full.)
+const evictEvery = 50 * time.Millisecond
+
+// waitSlot takes a slot, closing idle connections for one while every
+// slot is taken; false once the listener is closed.
+func (l *Listener) waitSlot() bool {
+	select {
+	case l.slots <- struct{}{}:
+		return true
+	default:
+	}
+	t := time.NewTimer(0)
+	defer t.Stop()
+	for {
+		select {
+		case l.slots <- struct{}{}:
+			return true
+		case <-l.done:
+			return false
+		case <-t.C:
+			l.evictIdle()
+			t.Reset(evictEvery)
+		}
+	}
+}
+
+// ConnState is for http.Server.ConnState of the server that serves l: it
+// tells the listener which connections wait between requests. Those are
+// what a full listener closes to take a new connection, as nginx reuses
+// its idle keep-alive connections when it runs out: otherwise a few
+// addresses holding idle keep-alive connections (one cheap request each
+// per --idle-timeout) up to the total left every other client waiting
+// unaccepted (found by review: 4 addresses filled a listener of 64).
+// A connection reading a request, being answered, or handed over (a
+// WebSocket) is not idle; an HTTP client opens another when its idle one
+// is closed, as it must when a server's idle timeout closes it.
+func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
+	lc, ok := c.(*conn)
+	if !ok {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s == http.StateIdle && !lc.gone {
+		l.idle[lc] = time.Now()
+	} else {
+		delete(l.idle, lc)
+	}
+}
+
+// evictIdle closes an idle connection of the peer that holds the most
+// connections (the flood's, when there is one), the longest idle of its
+// own; nothing if none is idle.
+func (l *Listener) evictIdle() {
+	l.mu.Lock()
+	var victim *conn
+	var since time.Time
+	most := 0
+	for c, at := range l.idle {
+		n := l.peers[c.addr]
+		if n > most || n == most && at.Before(since) {
+			victim, since, most = c, at, n
+		}
+	}
+	if victim != nil {
+		delete(l.idle, victim)
+	}
+	l.mu.Unlock()
+	if victim != nil {
+		l.evicted.Add(1)
+		_ = victim.Close()
+	}
+}
+
+// Evicted is how many idle connections were closed to make room for new
+// ones.
+func (l *Listener) Evicted() int64 { return l.evicted.Load() }
 
 // Close closes the listener and wakes an Accept waiting for a slot.
 func (l *Listener) Close() error {
@@ -114,12 +200,14 @@ func (l *Listener) take(addr netip.Addr, bounded bool) bool {
 	return true
 }
 
-func (l *Listener) release(addr netip.Addr) {
+func (l *Listener) release(c *conn) {
 	l.mu.Lock()
-	if l.peers[addr] <= 1 {
-		delete(l.peers, addr)
+	c.gone = true
+	delete(l.idle, c)
+	if l.peers[c.addr] <= 1 {
+		delete(l.peers, c.addr)
 	} else {
-		l.peers[addr]--
+		l.peers[c.addr]--
 	}
 	l.mu.Unlock()
 	l.freeSlot()
@@ -175,11 +263,12 @@ type conn struct {
 	l      *Listener
 	addr   netip.Addr
 	closed sync.Once
+	gone   bool // released; under l.mu
 }
 
 func (c *conn) Close() error {
 	err := c.Conn.Close()
-	c.closed.Do(func() { c.l.release(c.addr) })
+	c.closed.Do(func() { c.l.release(c) })
 	return err
 }
 
