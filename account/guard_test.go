@@ -12,6 +12,7 @@ import (
 
 	"seckill"
 	"seckill/inmem"
+	"seckill/internal/addrkey"
 )
 
 // wantWait checks that err is a back-off refusal asking to wait want.
@@ -356,5 +357,56 @@ func TestLoginPhoneBudgetNotSpentUnchecked(t *testing.T) {
 
 	if _, _, _, err := f.s.LoginFrom(ctx, phone, password, "10.0.8.1"); err != nil {
 		t.Fatalf("the owner's login after unchecked attempts by a stranger: %v", err)
+	}
+}
+
+// TestLoginIPv6BlockBudget: failed logins from the /64s of one IPv6 /56
+// share four addresses' free budget, and those of one /48 sixteen; a
+// guess a wider block refuses is not hashed.
+// Before, every /64 had a budget of its own: a /56 got 256 of them (found
+// by review), a /48 65,536.
+func TestLoginIPv6BlockBudget(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Config{}, nil)
+	f.s.cfg.IPs = inmem.NewLoginGuard(IPBackoff)
+	for i := range addrkey.Widths {
+		f.s.cfg.WiderIPs = append(f.s.cfg.WiderIPs, inmem.NewLoginGuard(WiderIPBackoff(i)))
+	}
+	var hashes atomic.Int64
+	f.s.inSlot = func(context.Context) { hashes.Add(1) }
+	ctx := context.Background()
+	guess := func(i int, ip string) error {
+		// A phone of its own each time: the phone's back-off stays out of it.
+		_, _, _, err := f.s.LoginFrom(ctx, fmt.Sprintf("139%08d", i), "wrong-password", ip)
+		return err
+	}
+	refused := 0
+	for i := range 256 {
+		ip := fmt.Sprintf("2001:db8:1:%x::/64", 0x100+i) // every /64 of 2001:db8:1:100::/56
+		for range 2 {
+			if code := seckill.ErrorCode(guess(i, ip)); code == seckill.ERateLimited {
+				refused++
+			} else if code != seckill.EBadCredentials {
+				t.Fatalf("guess from %s: %v", ip, code)
+			}
+		}
+	}
+	if n, free := hashes.Load(), int64(4*IPBackoff.Free); n != free {
+		t.Errorf("512 guesses from one /56 hashed %d, want its %d free", n, free)
+	}
+	if refused != 512-4*IPBackoff.Free {
+		t.Errorf("%d refused, want %d", refused, 512-4*IPBackoff.Free)
+	}
+	// Another /56 of the same /48 has four of its own (the /48 sixteen).
+	for i := range 4 * IPBackoff.Free {
+		if code := seckill.ErrorCode(guess(1000+i, fmt.Sprintf("2001:db8:1:%x::/64", 0x200+i%8))); code != seckill.EBadCredentials {
+			t.Fatalf("guess %d from another /56: %v", i, code)
+		}
+	}
+	// An IPv4 address keeps its own budget.
+	for i := range IPBackoff.Free {
+		if code := seckill.ErrorCode(guess(2000+i, "203.0.113.9")); code != seckill.EBadCredentials {
+			t.Fatalf("guess %d from IPv4: %v", i, code)
+		}
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"seckill/internal/addrkey"
 )
 
 // Budget is a token bucket: Burst requests at once, then Rate per second.
@@ -64,39 +66,71 @@ func newIPBuckets(b Budget) *ipBuckets {
 	return &ipBuckets{b: b, max: maxIPBuckets, now: time.Now, m: map[string]*rate.Limiter{}}
 }
 
-// exhausted reports whether ip has no token left, without taking one.
+// exhausted reports whether ip has no token left, without taking one: in
+// its own bucket or, for an IPv6 /64, in a wider block's (addrkey).
 func (l *ipBuckets) exhausted(ip string) bool {
 	if l.b.Rate < 0 {
 		return false
 	}
+	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lim, ok := l.m[ip]
-	return ok && lim.TokensAt(l.now()) < 1
+	if lim, ok := l.m[ip]; ok && lim.TokensAt(now) < 1 {
+		return true
+	}
+	for _, k := range addrkey.Wider(ip) {
+		if lim, ok := l.m[k]; ok && lim.TokensAt(now) < 1 {
+			return true
+		}
+	}
+	return false
 }
 
 // take takes a token of ip's bucket and reports whether there was one.
+// An IPv6 /64 takes one of its /56's and its /48's buckets as well (their
+// budgets addrkey.Widths' times the /64's), all or none: one client
+// holding a /56 does not get 256 budgets.
 func (l *ipBuckets) take(ip string) bool {
 	if l.b.Rate < 0 {
 		return true
 	}
 	now := l.now()
+	wider := addrkey.Wider(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lim, ok := l.m[ip]
+	lims := make([]*rate.Limiter, 0, 1+len(wider))
+	lims = append(lims, l.bucket(ip, 1, now))
+	for i, k := range wider {
+		lims = append(lims, l.bucket(k, addrkey.Widths[i].Scale, now))
+	}
+	for _, lim := range lims {
+		if lim.TokensAt(now) < 1 {
+			return false
+		}
+	}
+	for _, lim := range lims {
+		lim.AllowN(now, 1)
+	}
+	return true
+}
+
+// bucket returns key's bucket, a new one of scale times the budget if it
+// has none. Called with l.mu held.
+func (l *ipBuckets) bucket(key string, scale int, now time.Time) *rate.Limiter {
+	lim, ok := l.m[key]
 	if !ok {
 		if len(l.m) >= l.max {
 			l.evict(now)
 		}
-		lim = rate.NewLimiter(rate.Limit(l.b.Rate), l.b.Burst)
-		l.m[ip] = lim
+		lim = rate.NewLimiter(rate.Limit(l.b.Rate*float64(scale)), l.b.Burst*scale)
+		l.m[key] = lim
 	}
-	return lim.AllowN(now, 1)
+	return lim
 }
 
 // evict makes room for a quarter of the bound: it drops the buckets that
 // are full again and, if those are fewer, the ones with the most tokens
-// until a quarter is free. Called with l.mu held; it walks (and may sort)
+// left (as a share of their burst) until a quarter is free. Called with l.mu held; it walks (and may sort)
 // the whole map, so it must free a quarter every time: freeing only the
 // buckets found full, one or two when they refill one after another, left
 // the map full and the next new address walking it all again.
@@ -109,11 +143,13 @@ func (l *ipBuckets) evict(now time.Time) {
 	all := make([]entry, 0, len(l.m))
 	for k, v := range l.m {
 		t := v.TokensAt(now)
-		if t >= float64(l.b.Burst) {
+		if t >= float64(v.Burst()) {
 			delete(l.m, k)
 			continue
 		}
-		all = append(all, entry{k, t})
+		// As a share of its burst: a wide block's bucket (addrkey) holds
+		// more tokens than an address's, and must not go first for that.
+		all = append(all, entry{k, t / float64(v.Burst())})
 	}
 	if len(l.m) <= keep {
 		return
