@@ -644,3 +644,51 @@ func TestMerchantKeyFileReadLate(t *testing.T) {
 		t.Fatalf("sandbox key file: %v %v", st.Mode(), err)
 	}
 }
+
+// TestPayPageRefusesOtherSites: a Pay or Fail posted from another site's
+// page (its Origin, "null", or Sec-Fetch-Site: cross-site) is refused 403
+// and moves nothing; the page's own origin, the public URL's, and a client
+// without Origin pass. Before, any site's form that knew a trade number
+// could pay it (found by review).
+func TestPayPageRefusesOtherSites(t *testing.T) {
+	e := newEnv(t, t.TempDir(), sandbox.Config{Manual: true, PublicURL: "https://pay.example"})
+	sh := newShop(t, func(int, url.Values) string { return "success" })
+	p := e.create(t, sh, "T1", 1234)
+	payURL := e.srv.URL + "/sandbox/pay/" + p.ID // the server's own, not the public URL
+	post := func(result string, header map[string]string) int {
+		req, _ := http.NewRequest("POST", payURL, strings.NewReader(url.Values{"result": {result}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, h := range []map[string]string{
+		{"Origin": "https://evil.example"},
+		{"Origin": "null"},
+		{"Origin": "http://pay.example"}, // the public URL's host on another scheme
+		{"Sec-Fetch-Site": "cross-site"},
+		{"Origin": e.srv.URL, "Sec-Fetch-Site": "cross-site"},
+	} {
+		if code := post("pay", h); code != http.StatusForbidden {
+			t.Errorf("pay with %v: %d, want 403", h, code)
+		}
+	}
+	if tr, err := e.client.QueryPayment(context.Background(), "T1"); err != nil || tr.Status != payment.TradeWaiting {
+		t.Fatalf("after the refused posts: %+v, %v, want still waiting", tr, err)
+	}
+	if code := post("fail", map[string]string{"Origin": e.srv.URL, "Sec-Fetch-Site": "same-origin"}); code != http.StatusOK {
+		t.Errorf("fail from the page itself: %d, want 200", code)
+	}
+	if code := post("fail", map[string]string{"Origin": "https://pay.example"}); code != http.StatusOK {
+		t.Errorf("fail from the public URL's origin: %d, want 200", code)
+	}
+	if code := post("pay", nil); code != http.StatusSeeOther {
+		t.Errorf("pay without Origin: %d, want 303", code)
+	}
+}
