@@ -88,7 +88,10 @@ func (e *Engine) Pay(ctx context.Context, userID, orderID int64, notifyURL, retu
 	if o.PriceCents <= 0 {
 		return payment.Payment{}, seckill.Errorf(seckill.ENotPayable, "order %d costs nothing", o.ID)
 	}
-	key := openedKey{order: o.ID, notify: notifyURL, ret: returnURL}
+	// Not by return URL: without --public-url it is the Host the buyer
+	// sent, so each Host made a write and two signed calls (found by
+	// review), and a provider keeps a trade's first return URL anyway.
+	key := openedKey{order: o.ID, notify: notifyURL}
 	if p, ok := e.opened.get(key, time.Now()); ok && o.PayOpened {
 		// Opened here a moment ago, and pending still: the same payment,
 		// without a write and two signed calls to the provider each time
@@ -158,15 +161,15 @@ func (e *Engine) Pay(ctx context.Context, userID, orderID int64, notifyURL, retu
 }
 
 // openedPayments remembers the payments Pay opened in the last
-// openedFor, by order and URLs, at most maxOpened of them.
+// openedFor, by order and notify URL, at most maxOpened of them.
 type openedPayments struct {
 	mu sync.Mutex
 	m  map[openedKey]openedPayment
 }
 
 type openedKey struct {
-	order       int64
-	notify, ret string
+	order  int64
+	notify string
 }
 
 type openedPayment struct {
