@@ -124,3 +124,20 @@ func TestRunRefusesBadNumbers(t *testing.T) {
 		}
 	}
 }
+
+// TestWeakAdminPassword: serve warns about the README's example admin
+// password and short ones (found by review: the README's one-liner starts
+// an admin whose password is on the page), not about a long secret.
+func TestWeakAdminPassword(t *testing.T) {
+	for pw, weak := range map[string]bool{
+		"change-me-please":             true,
+		"admin-password":               false,
+		"short-pw":                     true,
+		"十一个字符的管理员密码":                  true, // 11 characters, 33 bytes
+		"a long and secret passphrase": false,
+	} {
+		if got := weakAdminPassword(pw); got != weak {
+			t.Errorf("weakAdminPassword(%q) = %v, want %v", pw, got, weak)
+		}
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -404,6 +405,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return err
 		}
 		m.log.Info("admin account ready", "phone", c.AdminPhone)
+		if weakAdminPassword(c.AdminPassword) {
+			m.log.Warn("the admin's password is the README's example or shorter than 12 characters: anyone who read it can log in as the admin; set SECKILL_ADMIN_PASSWORD to a long secret before the shop is reachable from other machines")
+		}
 	}
 	// The provider's gateway may be this server (the in-process sandbox):
 	// listen first, so its URL is known.
@@ -789,4 +793,12 @@ func wsPerAddress(n int) int {
 		return -1
 	}
 	return n
+}
+
+// weakAdminPassword reports whether password is the README's example, or
+// short: fine on a laptop, known to anyone once the shop is reachable
+// (found by review: the README's one-liner starts an admin whose password
+// is on the page).
+func weakAdminPassword(password string) bool {
+	return password == "change-me-please" || utf8.RuneCountInString(password) < 12
 }
