@@ -17,7 +17,6 @@ import (
 	"unicode/utf8"
 
 	"seckill"
-	"seckill/internal/addrkey"
 )
 
 // Config tunes the service; zero values take the defaults.
@@ -33,11 +32,6 @@ type Config struct {
 	// of failed logins per address (IPBackoff).
 	Phones seckill.LoginGuard
 	IPs    seckill.LoginGuard
-	// WiderIPs count the failed logins of an IPv6 client's /64 against
-	// its /56 and /48 too (addrkey.Widths, in that order; WiderIPBackoff
-	// is their policy): without them, one client holding a /48 had 65,536
-	// budgets of IPs. nil: none.
-	WiderIPs []seckill.LoginGuard
 	// PhoneLogins is a token bucket per phone number (PhoneLoginBucket is
 	// its policy) that every login of a valid phone takes from just before
 	// the password is hashed, right password or not (nil: none). The
@@ -64,14 +58,6 @@ var PhoneBackoff = seckill.Backoff{Free: 5, Base: time.Second, Max: 15 * time.Mi
 // general per-address rate limit; many people behind one address (a
 // carrier's NAT) who mistype often share it.
 var IPBackoff = seckill.Backoff{Free: 30, Base: time.Second, Max: 10 * time.Second, Forget: 10 * time.Minute}
-
-// WiderIPBackoff is the policy of Config.WiderIPs[i]: IPBackoff with
-// addrkey.Widths[i].Scale times its free attempts, the waits the same.
-func WiderIPBackoff(i int) seckill.Backoff {
-	b := IPBackoff
-	b.Free *= addrkey.Widths[i].Scale
-	return b
-}
 
 // WaitError refuses a login attempt made during a back-off, before any
 // password was checked. Its code is ERateLimited; Wait is how long until
@@ -361,9 +347,12 @@ func (s *Service) LoginFrom(ctx context.Context, phone, password, ip string) (st
 func (s *Service) attempt(ctx context.Context, phone, ip string) (int, error) {
 	rank := rankClean
 	if g := s.cfg.IPs; g != nil && ip != "" {
-		n, err := s.ipAttempt(ctx, ip)
+		n, wait, err := g.Attempt(ctx, ip)
 		if err != nil {
 			return 0, err
+		}
+		if wait > 0 {
+			return 0, &WaitError{Wait: wait}
 		}
 		if n > 0 {
 			rank = rankSuspect
@@ -383,43 +372,6 @@ func (s *Service) attempt(ctx context.Context, phone, ip string) (int, error) {
 		}
 	}
 	return rank, nil
-}
-
-// ipAttempt records an attempt of ip with Config.IPs and, for an IPv6
-// /64, of its wider blocks with Config.WiderIPs, all or none: an attempt
-// one of them refuses is taken back from those that recorded it. It
-// returns the failures ip itself had on record.
-func (s *Service) ipAttempt(ctx context.Context, ip string) (int, error) {
-	keys, guards := s.ipGuards(ip)
-	var failures int
-	for i, g := range guards {
-		n, wait, err := g.Attempt(ctx, keys[i])
-		if err == nil && wait > 0 {
-			err = &WaitError{Wait: wait}
-		}
-		if err != nil {
-			for j := range i {
-				_ = guards[j].Succeeded(context.WithoutCancel(ctx), keys[j], false)
-			}
-			return 0, err
-		}
-		if i == 0 {
-			failures = n
-		}
-	}
-	return failures, nil
-}
-
-// ipGuards returns the keys ip counts under and their guards: ip with
-// Config.IPs, then its wider blocks with Config.WiderIPs.
-func (s *Service) ipGuards(ip string) ([]string, []seckill.LoginGuard) {
-	keys, guards := []string{ip}, []seckill.LoginGuard{s.cfg.IPs}
-	for i, k := range addrkey.Wider(ip) {
-		if i < len(s.cfg.WiderIPs) && s.cfg.WiderIPs[i] != nil {
-			keys, guards = append(keys, k), append(guards, s.cfg.WiderIPs[i])
-		}
-	}
-	return keys, guards
 }
 
 // phoneBudget takes a token of phone's login bucket (Config.PhoneLogins);
@@ -445,11 +397,8 @@ func (s *Service) phoneBudget(ctx context.Context, phone string) error {
 // else (a success, or an attempt never checked) takes back one attempt.
 // Best effort: a guard that fails here leaves the attempt counted.
 func (s *Service) settle(ctx context.Context, phone, ip string, success bool) {
-	if s.cfg.IPs != nil && ip != "" {
-		keys, guards := s.ipGuards(ip)
-		for i, g := range guards {
-			_ = g.Succeeded(ctx, keys[i], false)
-		}
+	if g := s.cfg.IPs; g != nil && ip != "" {
+		_ = g.Succeeded(ctx, ip, false)
 	}
 	if g := s.cfg.Phones; g != nil && phone != "" {
 		_ = g.Succeeded(ctx, phone, success)

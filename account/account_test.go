@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"reflect"
 	"regexp"
 	"runtime"
 	"strings"
@@ -261,7 +260,7 @@ func TestDefaultParams(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{SessionTTL: 24 * time.Hour, Params: DefaultParams, Hashers: runtime.NumCPU(), HashWait: 5 * time.Second}
-	if !reflect.DeepEqual(s.cfg, want) {
+	if s.cfg != want {
 		t.Errorf("defaults = %+v, want %+v", s.cfg, want)
 	}
 	if s.slots.n != want.Hashers {

@@ -10,7 +10,6 @@ import (
 	"seckill"
 	"seckill/account"
 	"seckill/inmem"
-	"seckill/internal/addrkey"
 	"seckill/rdb"
 	"seckill/sqldb"
 )
@@ -33,7 +32,6 @@ type shared struct {
 	// loginPhones and loginIPs are the back-off of failed logins per phone
 	// and per client address (account.PhoneBackoff, account.IPBackoff).
 	loginPhones, loginIPs seckill.LoginGuard
-	loginWiderIPs         []seckill.LoginGuard // account.Config.WiderIPs
 	// phoneLogins is the bucket of hashed logins per phone
 	// (account.PhoneLoginBucket), shared like the back-off.
 	phoneLogins seckill.Limiter
@@ -90,12 +88,11 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 			// No locker: this process owns the gate, and recovery may drain
 			// the queue and reload everything.
 			// On the engine's clock, which sets the captchas' expiry.
-			captchas:      inmem.NewCaptchaStoreClock(m.now),
-			captchaLim:    inmem.NewLimiter(captchaRefill, captchaCap),
-			loginPhones:   inmem.NewLoginGuard(account.PhoneBackoff),
-			loginIPs:      inmem.NewLoginGuard(account.IPBackoff),
-			loginWiderIPs: widerIPs(func(b seckill.Backoff) seckill.LoginGuard { return inmem.NewLoginGuard(b) }),
-			phoneLogins:   inmem.NewLimiter(account.PhoneLoginBucket.PerSecond, account.PhoneLoginBucket.Burst),
+			captchas:    inmem.NewCaptchaStoreClock(m.now),
+			captchaLim:  inmem.NewLimiter(captchaRefill, captchaCap),
+			loginPhones: inmem.NewLoginGuard(account.PhoneBackoff),
+			loginIPs:    inmem.NewLoginGuard(account.IPBackoff),
+			phoneLogins: inmem.NewLimiter(account.PhoneLoginBucket.PerSecond, account.PhoneLoginBucket.Burst),
 		}, nil
 	}
 	prefix := c.RedisPrefix
@@ -140,8 +137,6 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 		// Shared, so guesses spread over instances add up.
 		loginPhones: rdb.NewLoginGuard(client, prefix+"login-phone:", account.PhoneBackoff),
 		loginIPs:    rdb.NewLoginGuard(client, prefix+"login-ip:", account.IPBackoff),
-		// Under the same prefix: a block's key ("…::/56") is no address's.
-		loginWiderIPs: widerIPs(func(b seckill.Backoff) seckill.LoginGuard { return rdb.NewLoginGuard(client, prefix+"login-ip:", b) }),
 		// Shared too: per instance, N instances would hash N times as
 		// many logins of one phone. The login pays a round trip for each
 		// guard already; one more is nothing next to its hash.
@@ -239,13 +234,4 @@ func (b bothLimiters) Allow(ctx context.Context, key string) (bool, error) {
 		return ok, err
 	}
 	return b.second.Allow(ctx, key)
-}
-
-// widerIPs makes the guards of account.Config.WiderIPs with guard.
-func widerIPs(guard func(seckill.Backoff) seckill.LoginGuard) []seckill.LoginGuard {
-	gs := make([]seckill.LoginGuard, len(addrkey.Widths))
-	for i := range gs {
-		gs[i] = guard(account.WiderIPBackoff(i))
-	}
-	return gs
 }

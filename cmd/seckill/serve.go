@@ -395,7 +395,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	// one).
 	sessions := sessionCache(m.shared, c.SessionCache)
 	if m.accounts, err = account.New(m.db, sessions, account.Config{
-		SessionTTL: c.SessionTTL, Phones: m.shared.loginPhones, IPs: m.shared.loginIPs, WiderIPs: m.shared.loginWiderIPs,
+		SessionTTL: c.SessionTTL, Phones: m.shared.loginPhones, IPs: m.shared.loginIPs,
 		PhoneLogins: m.shared.phoneLogins,
 	}); err != nil {
 		return err
