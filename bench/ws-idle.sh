@@ -42,7 +42,7 @@ for r in $(seq "$ROUNDS"); do
 	data="$OUT/data-$r"
 	SECKILL_ADMIN_PHONE=$ADMIN_PHONE SECKILL_ADMIN_PASSWORD=$ADMIN_PASSWORD \
 		"$SECKILL" serve --addr "127.0.0.1:$SECKILL_PORT" --ops-addr "127.0.0.1:$OPS_PORT" --data "$data" \
-		--bench-provisioning --ip-rate 0 --ws-per-address 0 --max-conns-per-ip 0 --log-level warn >"$OUT/serve-$r.log" 2>&1 &
+		--bench-provisioning --ip-rate 0 --ws-per-address 0 --max-conns-per-ip 0 --max-conns 0 --log-level warn >"$OUT/serve-$r.log" 2>&1 &
 	PID=$!
 	for _ in $(seq 300); do curl -fs -o /dev/null "http://127.0.0.1:$OPS_PORT/readyz" && break; sleep 0.1; done
 	timeout 300 "$SECKILL" bench --target "http://127.0.0.1:$SECKILL_PORT" --ops "http://127.0.0.1:$OPS_PORT" \

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+
+	"seckill/internal/addrkey"
 )
 
 // The client IP is what the per-IP limits count, so it must be an address
@@ -65,8 +67,11 @@ func (s *Server) clientIP(r *http.Request) string {
 // every limit per address would be a limit per request.
 func limitKey(addr string) string {
 	a, err := netip.ParseAddr(addr)
-	if err != nil || !a.Is6() {
+	if err != nil {
 		return addr
+	}
+	if a = addrkey.Unwrap(a); !a.Is6() {
+		return a.String() // an IPv4 client, also through NAT64
 	}
 	return netip.PrefixFrom(a, 64).Masked().String()
 }

@@ -83,6 +83,9 @@ func TestLimitKey(t *testing.T) {
 		{"2001:db8:1:3::1", "2001:db8:1:3::/64"},
 		{"::1", "::/64"},
 		{"pipe", "pipe"},
+		// IPv4 clients behind NAT64 count as themselves, not as one /64.
+		{"64:ff9b::1.2.3.4", "1.2.3.4"},
+		{"64:ff9b::5.6.7.8", "5.6.7.8"},
 	} {
 		if got := limitKey(tc.addr); got != tc.want {
 			t.Errorf("limitKey(%q) = %q, want %q", tc.addr, got, tc.want)

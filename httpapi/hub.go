@@ -90,6 +90,13 @@ type WSConfig struct {
 	// goroutine and buffers, for as long as it answered pings. Negative:
 	// no limit.
 	MaxPerAddress int
+	// MaxTotal is how many sockets this instance holds at most (0: no
+	// limit); the handshake of one more is answered 429 rate_limited and
+	// the page polls instead. A socket keeps its connection for good, so
+	// serve sets half of --max-conns: without it, a few addresses with
+	// enough accounts held every connection of the listener with sockets,
+	// which a full listener never closes for a newcomer (found by review).
+	MaxTotal int
 	// CloseGrace is how long Close waits for clients to answer its close
 	// frame before cutting the connections that did not (default 2 s).
 	CloseGrace time.Duration
@@ -181,6 +188,7 @@ type hub struct {
 	// the other way round.
 	addrMu sync.Mutex
 	addrs  map[string]int
+	total  int // sockets in addrs (MaxTotal)
 }
 
 type hubShard struct {
@@ -336,8 +344,8 @@ func (h *hub) dashSockets() int {
 // after its handshake was authenticated reaches it. A dash socket also
 // gets the dashboard stream. expires is when the session ends unless it
 // is extended; addr is the client's address (clientIP). ERateLimited when
-// the user holds MaxPerUser sockets here already, or the address
-// MaxPerAddress; EBusy after Close.
+// the user holds MaxPerUser sockets here already, the address
+// MaxPerAddress, or the instance MaxTotal; EBusy after Close.
 func (h *hub) register(user int64, addr string, session []byte, expires time.Time, dash bool) (*wsConn, error) {
 	wc := &wsConn{h: h, user: user, addr: addr, session: session, expires: expires, dash: dash, resets: h.resets.Load()}
 	sh := h.shard(user)
@@ -354,7 +362,12 @@ func (h *hub) register(user int64, addr string, session []byte, expires time.Tim
 		h.addrMu.Unlock()
 		return nil, seckill.Errorf(seckill.ERateLimited, "too many open sockets from your address; at most %d", h.cfg.MaxPerAddress)
 	}
+	if h.cfg.MaxTotal > 0 && h.total >= h.cfg.MaxTotal {
+		h.addrMu.Unlock()
+		return nil, seckill.Errorf(seckill.ERateLimited, "too many open sockets on this server; at most %d", h.cfg.MaxTotal)
+	}
 	h.addrs[addr]++
+	h.total++
 	h.addrMu.Unlock()
 	sh.users[user] = append(sh.users[user], wc)
 	ss := h.sessionShard(session)
@@ -458,6 +471,7 @@ func (h *hub) remove(wc *wsConn) {
 		if h.addrs[wc.addr]--; h.addrs[wc.addr] <= 0 {
 			delete(h.addrs, wc.addr)
 		}
+		h.total--
 		h.addrMu.Unlock()
 	}
 	ss := h.sessionShard(wc.session)

@@ -324,6 +324,31 @@ func TestWSLimitPerAddress(t *testing.T) {
 	g.await(t, 4)
 }
 
+// TestWSLimitTotal: an instance holds at most MaxTotal sockets, from any
+// addresses and accounts; one more is refused 429 (the page polls), and a
+// socket that closes gives its place back. Serve sets half of --max-conns,
+// so sockets never hold the whole listener (found by review: four
+// addresses' sockets did, and a newcomer waited).
+func TestWSLimitTotal(t *testing.T) {
+	g := &wsGauge{}
+	s := newStack(t, options{ws: httpapi.WSConfig{MaxTotal: 2}, wsGauge: g.add, trusted: httpapi.LoopbackProxies})
+	url := s.serve()
+	toks, _ := s.buyers(3)
+	from := func(tok, addr string) http.Header {
+		h := bearer(tok)
+		h.Set("X-Forwarded-For", addr)
+		return h
+	}
+	first := dialWS(t, url, from(toks[0], "203.0.113.7"))
+	dialWS(t, url, from(toks[1], "203.0.113.8"))
+	refused(t, url, from(toks[2], "203.0.113.9"), 429, "rate_limited")
+	g.await(t, 2)
+	first.CloseNow()
+	g.await(t, 1)
+	dialWS(t, url, from(toks[2], "203.0.113.9"))
+	g.await(t, 2)
+}
+
 // TestWSClientPingBudget: a client's pings within the budget are answered
 // and keep the socket; a flood of them closes it (policy violation), and
 // the hub lets it go. Another client's socket is not affected.

@@ -456,7 +456,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		// each admin's dashboard shows the whole cluster's traffic.
 		DashBus:    m.queue,
 		WebSockets: func(delta int) { m.metrics.WebSockets().Add(float64(delta)) },
-		WS:         httpapi.WSConfig{MaxPerAddress: wsPerAddress(c.WSPerAddress)},
+		WS:         httpapi.WSConfig{MaxPerAddress: wsPerAddress(c.WSPerAddress), MaxTotal: max(0, c.MaxConns/2)},
 	})
 	// Every instance's session deletions reach this one's cache and then
 	// its WebSockets: a logout or a revocation anywhere closes the

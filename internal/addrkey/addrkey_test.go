@@ -1,6 +1,7 @@
 package addrkey
 
 import (
+	"net/netip"
 	"slices"
 	"testing"
 )
@@ -21,6 +22,21 @@ func TestWider(t *testing.T) {
 	} {
 		if got := Wider(c.key); !slices.Equal(got, c.want) {
 			t.Errorf("Wider(%q) = %q, want %q", c.key, got, c.want)
+		}
+	}
+}
+
+func TestUnwrap(t *testing.T) {
+	for in, want := range map[string]string{
+		"64:ff9b::102:304":   "1.2.3.4",
+		"64:ff9b::5.6.7.8":   "5.6.7.8",
+		"::ffff:203.0.113.9": "203.0.113.9",
+		"203.0.113.9":        "203.0.113.9",
+		"2001:db8::1":        "2001:db8::1",
+		"64:ff9b:1::1.2.3.4": "64:ff9b:1::102:304", // the local-use prefix embeds elsewhere: left as it is
+	} {
+		if got := Unwrap(netip.MustParseAddr(in)).String(); got != want {
+			t.Errorf("Unwrap(%s) = %s, want %s", in, got, want)
 		}
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"seckill/internal/addrkey"
 )
 
 // Listener is a net.Listener that holds at most Total connections at a
@@ -24,15 +26,16 @@ import (
 // after an HTTP server hands it over (a WebSocket).
 type Listener struct {
 	net.Listener
-	slots   chan struct{} // nil: no total bound
-	perPeer int           // 0: no bound per peer
-	exempt  func(netip.Addr) bool
-	done    chan struct{}
-	close   sync.Once
+	slots    chan struct{} // nil: no total bound
+	perPeer  int           // 0: no bound per peer
+	exempt   func(netip.Addr) bool
+	done     chan struct{}
+	close    sync.Once
+	refusing chan struct{} // refusals under way without a slot (maxRefusing)
 
 	mu      sync.Mutex
 	peers   map[netip.Addr]int
-	idle    map[*conn]time.Time // connections between requests, since when
+	waiting map[*conn]waitingSince // connections waiting for a request
 	refused atomic.Int64
 	evicted atomic.Int64
 }
@@ -44,7 +47,7 @@ type Listener struct {
 // bounds, a peer holds at most a quarter of the total, so that one client
 // cannot take every place of a small total.
 func New(ln net.Listener, total, perPeer int, exempt func(netip.Addr) bool) *Listener {
-	l := &Listener{Listener: ln, perPeer: max(0, perPeer), exempt: exempt, done: make(chan struct{}), peers: map[netip.Addr]int{}, idle: map[*conn]time.Time{}}
+	l := &Listener{Listener: ln, perPeer: max(0, perPeer), exempt: exempt, done: make(chan struct{}), refusing: make(chan struct{}, maxRefusing), peers: map[netip.Addr]int{}, waiting: map[*conn]waitingSince{}}
 	if total > 0 {
 		l.slots = make(chan struct{}, total)
 		if l.perPeer > 0 {
@@ -55,42 +58,61 @@ func New(ln net.Listener, total, perPeer int, exempt func(netip.Addr) bool) *Lis
 }
 
 // Accept takes the next connection, then a slot for it: while every slot
-// is taken, it closes an idle keep-alive connection to make one (see
-// evictIdle), and waits only while none is idle, leaving the connections
-// after this one in the kernel's backlog. A connection from a peer at its
-// bound is refused.
+// is taken, it closes a waiting connection of an address that holds more
+// than the newcomer's (see evictWaiting), and waits only while there is
+// none, leaving the connections after this one in the kernel's backlog.
+// A connection from a peer at its bound is refused before it takes a
+// slot, so that it closes nobody's (found by review: a peer at its bound
+// flooding new connections closed every other client's idle one).
 func (l *Listener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
-		if l.slots != nil && !l.waitSlot() {
+		ip := remoteIP(c)
+		addr := peerKey(ip)
+		bounded := l.perPeer > 0 && ip.IsValid() && (l.exempt == nil || !l.exempt(ip))
+		if bounded && l.atBound(addr) {
+			l.refused.Add(1)
+			l.refuseAside(c)
+			continue
+		}
+		if l.slots != nil && !l.waitSlot(addr) {
 			_ = c.Close()
 			return nil, net.ErrClosed
 		}
-		ip := remoteIP(c)
-		addr := peerKey(ip)
-		if !l.take(addr, l.perPeer > 0 && ip.IsValid() && (l.exempt == nil || !l.exempt(ip))) {
+		if !l.take(addr, bounded) { // reached its bound meanwhile (another Accept)
 			l.refused.Add(1)
-			go l.refuse(c) // it keeps its slot until closed
+			go l.refuse(c, true)
 			continue
 		}
-		return &conn{Conn: c, l: l, addr: addr}, nil
+		lc := &conn{Conn: c, l: l, addr: addr}
+		l.mu.Lock()
+		l.waiting[lc] = waitingSince{at: time.Now(), fresh: true} // until its first request (ConnState)
+		l.mu.Unlock()
+		return lc, nil
 	}
 }
 
 // evictEvery is how often an Accept that waits for a slot looks again for
-// an idle connection to close: one that went idle since the last look.
-// (Accept takes the connection before its slot so that it closes an idle
-// one only for a client that came: taking the slot first, it waited for
-// the next client holding one, and closed one every time the listener
-// was full.)
+// a waiting connection to close: one that went idle since the last look.
+// (Accept takes the connection before its slot so that it closes one only
+// for a client that came: taking the slot first, it waited for the next
+// client holding one, and closed one every time the listener was full.)
 const evictEvery = 50 * time.Millisecond
 
-// waitSlot takes a slot, closing idle connections for one while every
-// slot is taken; false once the listener is closed.
-func (l *Listener) waitSlot() bool {
+// freshGrace is how long a new connection may stay silent before a full
+// listener may close it for another: a client sends its request at once,
+// and one that connects and sends nothing holds a place only this long
+// when places are short (found by review: silent connections, redialled,
+// were never closed for others).
+const freshGrace = time.Second
+
+// waitSlot takes a slot for a connection of addr, closing waiting
+// connections for one while every slot is taken; false once the listener
+// is closed.
+func (l *Listener) waitSlot(addr netip.Addr) bool {
 	select {
 	case l.slots <- struct{}{}:
 		return true
@@ -105,22 +127,33 @@ func (l *Listener) waitSlot() bool {
 		case <-l.done:
 			return false
 		case <-t.C:
-			l.evictIdle()
+			l.evictWaiting(addr)
 			t.Reset(evictEvery)
 		}
 	}
 }
 
+// waitingSince is when a connection began to wait for a request, and
+// how much it had read then: a connection that read since is in the
+// middle of one (net/http says a keep-alive connection is active only
+// once a request's headers are in).
+type waitingSince struct {
+	at    time.Time
+	reads uint64
+	fresh bool // a new connection, no request yet
+}
+
 // ConnState is for http.Server.ConnState of the server that serves l: it
-// tells the listener which connections wait between requests. Those are
-// what a full listener closes to take a new connection, as nginx reuses
-// its idle keep-alive connections when it runs out: otherwise a few
-// addresses holding idle keep-alive connections (one cheap request each
-// per --idle-timeout) up to the total left every other client waiting
-// unaccepted (found by review: 4 addresses filled a listener of 64).
-// A connection reading a request, being answered, or handed over (a
-// WebSocket) is not idle; an HTTP client opens another when its idle one
-// is closed, as it must when a server's idle timeout closes it.
+// tells the listener which connections wait for a request, between
+// requests or before the first. Those are what a full listener closes to
+// take a new connection, as nginx reuses its idle keep-alive connections
+// when it runs out: otherwise a few addresses holding idle keep-alive
+// connections (one cheap request each per --idle-timeout) up to the total
+// left every other client waiting unaccepted (found by review: 4
+// addresses filled a listener of 64). A connection reading a request,
+// being answered, or handed over (a WebSocket) is not waiting; an HTTP
+// client opens another when its idle one is closed, as it must when a
+// server's idle timeout closes it.
 func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
 	lc, ok := c.(*conn)
 	if !ok {
@@ -128,29 +161,44 @@ func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if s == http.StateIdle && !lc.gone {
-		l.idle[lc] = time.Now()
-	} else {
-		delete(l.idle, lc)
+	switch {
+	case lc.gone:
+	case s == http.StateIdle:
+		l.waiting[lc] = waitingSince{at: time.Now(), reads: lc.reads.Load()}
+	case s == http.StateNew:
+		// Accept put it in.
+	default:
+		delete(l.waiting, lc)
 	}
 }
 
-// evictIdle closes an idle connection of the peer that holds the most
-// connections (the flood's, when there is one), the longest idle of its
-// own; nothing if none is idle.
-func (l *Listener) evictIdle() {
+// evictWaiting closes a waiting connection for a newcomer from addr: one
+// of the address that holds the most connections, among addr itself and
+// those holding more than addr, the longest waiting of its own. A connection that has read
+// bytes since it began to wait (a request under way) is not taken, nor a
+// new one silent for less than freshGrace. So an address can close only
+// its own connections and those of addresses holding more than it does:
+// a flood closes its own first, a client with one connection anyone's.
+func (l *Listener) evictWaiting(addr netip.Addr) {
+	now := time.Now()
 	l.mu.Lock()
 	var victim *conn
 	var since time.Time
-	most := 0
-	for c, at := range l.idle {
+	most, own := 0, l.peers[addr]
+	for c, w := range l.waiting {
+		if c.reads.Load() != w.reads || w.fresh && now.Sub(w.at) < freshGrace {
+			continue
+		}
 		n := l.peers[c.addr]
-		if n > most || n == most && at.Before(since) {
-			victim, since, most = c, at, n
+		if n <= own && c.addr != addr {
+			continue // an address may close only its own, or those of one holding more
+		}
+		if victim == nil || n > most || n == most && w.at.Before(since) {
+			victim, since, most = c, w.at, n
 		}
 	}
 	if victim != nil {
-		delete(l.idle, victim)
+		delete(l.waiting, victim)
 	}
 	l.mu.Unlock()
 	if victim != nil {
@@ -189,6 +237,31 @@ func (l *Listener) freeSlot() {
 	}
 }
 
+// atBound reports whether addr holds its bound of connections.
+func (l *Listener) atBound(addr netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.peers[addr] >= l.perPeer
+}
+
+// maxRefusing bounds the refusals under way that hold no slot: a peer
+// at its bound that keeps connecting gets its 429s this many at a time,
+// and beyond them a plain close.
+const maxRefusing = 64
+
+// refuseAside refuses c without a slot, within maxRefusing.
+func (l *Listener) refuseAside(c net.Conn) {
+	select {
+	case l.refusing <- struct{}{}:
+		go func() {
+			defer func() { <-l.refusing }()
+			l.refuse(c, false)
+		}()
+	default:
+		_ = c.Close()
+	}
+}
+
 // take counts a connection of addr, unless it is bounded and at its bound.
 func (l *Listener) take(addr netip.Addr, bounded bool) bool {
 	l.mu.Lock()
@@ -203,7 +276,7 @@ func (l *Listener) take(addr netip.Addr, bounded bool) bool {
 func (l *Listener) release(c *conn) {
 	l.mu.Lock()
 	c.gone = true
-	delete(l.idle, c)
+	delete(l.waiting, c)
 	if l.peers[c.addr] <= 1 {
 		delete(l.peers, c.addr)
 	} else {
@@ -227,9 +300,11 @@ const refusal = "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/jso
 const refuseWait = 20 * time.Millisecond
 
 // refuse reads what c sent within refuseWait, answers it refusal, closes
-// it and frees its slot.
-func (l *Listener) refuse(c net.Conn) {
-	defer l.freeSlot()
+// it and frees its slot if it holds one.
+func (l *Listener) refuse(c net.Conn, slot bool) {
+	if slot {
+		defer l.freeSlot()
+	}
 	_ = c.SetDeadline(time.Now().Add(refuseWait))
 	var buf [4 << 10]byte
 	_, _ = c.Read(buf[:])
@@ -250,7 +325,7 @@ func remoteIP(c net.Conn) netip.Addr {
 // peerKey is what ip's connections are counted under: itself for IPv4,
 // its /64 for IPv6.
 func peerKey(ip netip.Addr) netip.Addr {
-	if ip.Is6() {
+	if ip = addrkey.Unwrap(ip); ip.Is6() {
 		if p, err := ip.Prefix(64); err == nil {
 			return p.Addr()
 		}
@@ -263,7 +338,16 @@ type conn struct {
 	l      *Listener
 	addr   netip.Addr
 	closed sync.Once
-	gone   bool // released; under l.mu
+	gone   bool          // released; under l.mu
+	reads  atomic.Uint64 // Reads that returned bytes
+}
+
+func (c *conn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.reads.Add(1)
+	}
+	return n, err
 }
 
 func (c *conn) Close() error {
