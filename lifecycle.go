@@ -47,6 +47,9 @@ type OrderRef struct {
 	UserID      int64
 	OrderNo     string
 	PayDeadline time.Time
+	// PayOpened: its buyer asked to pay, so the provider may hold a
+	// trade for it (the sweeper asks before it cancels).
+	PayOpened bool
 }
 
 // StockReturn is a unit a cancelled or refunded order gave back to SQL

@@ -37,10 +37,11 @@ func scheduledSandbox(t *testing.T, now func() time.Time, schedule []time.Durati
 //   - Abandoned: the buyer pays a minute before the deadline while the
 //     shop's notify endpoint is failing; the provider resends on its
 //     schedule and gives up (the real one after 8 tries in 25 h). The
-//     sweeper cancels the order at its deadline, its closer asks the
-//     provider to close the trade and is told it was paid; the refund
-//     loop has nothing due. The buyer's money stays taken for a
-//     cancelled order, forever.
+//     sweeper cancelled the order at its deadline, its closer asked the
+//     provider to close the trade and was told it was paid, and nothing
+//     refunded it. Since then the closer's answer was applied (refunded);
+//     now the sweeper asks before it cancels, and the order, paid in
+//     time, is paid.
 //   - Misdirected: the notify URL of a trade is built from the Host header
 //     of the buyer's POST /api/orders/{id}/pay when --public-url is not set
 //     (httpapi.Server.publicBase, the default); a buyer who sends another
@@ -88,21 +89,20 @@ func TestPaidTradeOfCancelledOrderIsRefunded(t *testing.T) {
 		}
 		down.Store(false) // the shop is back
 
-		// Past the deadline: the sweeper cancels, its closer is told the
-		// trade was paid; the refund loop and further sweeps go round.
-		if n, err := e.Sweep(ctx); err != nil || n != 1 {
-			t.Fatalf("Sweep = %d, %v; want 1 cancelled", n, err)
+		// Past the deadline: the sweeper asks the provider before it
+		// cancels, hears the trade was paid, and applies it: the order
+		// is paid, and nothing is refunded. (Before, it cancelled the
+		// order and the closer, told the trade was paid, refunded it.)
+		if n, err := e.Sweep(ctx); err != nil || n != 0 {
+			t.Fatalf("Sweep = %d, %v; want 0 cancelled", n, err)
 		}
-		waitFor(t, "the closer's close", func() bool { return race.closes.Load() == 1 })
-		// The closer applies the trade in the background: wait for the
-		// refund it is due, the retry loop going round meanwhile.
-		waitFor(t, "the refund", func() bool {
-			if _, err := e.RetryRefunds(ctx); err != nil {
-				t.Fatal(err)
-			}
-			return engineStats(t, e, s.ID).PaymentsRefunded == 1
-		})
-		wantRefunded(t, v, e, client, o)
+		wantStatus(t, v.order(o.ID), seckill.OrderPaid)
+		if _, err := e.RetryRefunds(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st := engineStats(t, e, s.ID); st.RefundsDue != 0 || st.PaymentsRefunded != 0 || race.closes.Load() != 0 {
+			t.Fatalf("refunds due %d, refunded %d, closes %d; want none", st.RefundsDue, st.PaymentsRefunded, race.closes.Load())
+		}
 	})
 
 	t.Run("Misdirected", func(t *testing.T) {

@@ -47,6 +47,8 @@ type fakeProvider struct {
 	refuse  map[string]error         // order no → the provider's refusal of its refund, for good
 	hang    atomic.Bool              // ClosePayment answers only when its context ends (the provider is blackholed)
 	hangRef atomic.Bool              // so does Refund
+	failQry atomic.Bool              // QueryPayment fails (the provider is down)
+	queries atomic.Int64             // QueryPayment asked
 	hung    atomic.Int64             // calls waiting so now
 	expires map[string]time.Time     // order no → the last CreatePayment's ExpiresAt
 }
@@ -68,6 +70,10 @@ func (p *fakeProvider) VerifyNotification(form url.Values) (payment.Notification
 }
 
 func (p *fakeProvider) QueryPayment(_ context.Context, orderNo string) (payment.Trade, error) {
+	p.queries.Add(1)
+	if p.failQry.Load() {
+		return payment.Trade{}, fmt.Errorf("provider down")
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	t, ok := p.trades[orderNo]
@@ -138,6 +144,13 @@ func openPayment(t *testing.T, e *Engine, o *seckill.Order) {
 	if _, err := e.Pay(context.Background(), o.UserID, o.ID, "http://shop.test/n", ""); err != nil {
 		t.Fatalf("pay order %d: %v", o.ID, err)
 	}
+}
+
+// setTrade makes QueryPayment answer t for its order.
+func (p *fakeProvider) setTrade(t payment.Trade) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.trades[t.OutTradeNo] = t
 }
 
 func (p *fakeProvider) refunded(orderNo string) int {

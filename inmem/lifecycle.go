@@ -138,7 +138,7 @@ func (s *Store) ExpiredOrders(_ context.Context, now time.Time, limit int) ([]se
 	var refs []seckill.OrderRef
 	for _, o := range s.orders {
 		if o.Status == seckill.OrderPending && !o.PayDeadline.After(now) {
-			refs = append(refs, seckill.OrderRef{ID: o.ID, SaleID: o.SaleID, UserID: o.UserID, OrderNo: o.OrderNo, PayDeadline: o.PayDeadline})
+			refs = append(refs, seckill.OrderRef{ID: o.ID, SaleID: o.SaleID, UserID: o.UserID, OrderNo: o.OrderNo, PayDeadline: o.PayDeadline, PayOpened: o.PayOpened})
 		}
 	}
 	s.mu.RUnlock()

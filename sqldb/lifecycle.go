@@ -222,7 +222,7 @@ func (db *DB) ExpiredOrders(ctx context.Context, now time.Time, limit int) ([]se
 	for rows.Next() {
 		var r seckill.OrderRef
 		var deadline dbTime
-		if err := rows.Scan(&r.ID, &r.SaleID, &r.UserID, &r.OrderNo, &deadline); err != nil {
+		if err := rows.Scan(&r.ID, &r.SaleID, &r.UserID, &r.OrderNo, &deadline, &r.PayOpened); err != nil {
 			return nil, fmt.Errorf("expired orders: %w", err)
 		}
 		r.PayDeadline = deadline.t

@@ -13,7 +13,7 @@ var mysqlLifecycle = lifecycleQueries{
 	refundPayment: `UPDATE payments SET outcome = 'refund_due' WHERE order_id = ? AND outcome = 'applied'`,
 	payOpened:     `SELECT pay_opened FROM orders WHERE id = ?`,
 	markOpened:    `UPDATE orders SET pay_opened = TRUE WHERE id = ? AND status = 'pending_payment' AND pay_opened = FALSE`,
-	expired: `SELECT id, sale_id, user_id, order_no, pay_deadline FROM orders
+	expired: `SELECT id, sale_id, user_id, order_no, pay_deadline, pay_opened FROM orders
 		WHERE status = 'pending_payment' AND pay_deadline <= ? ORDER BY pay_deadline, id LIMIT ?`,
 
 	orderByNo: `SELECT ` + orderColumns + ` FROM orders WHERE order_no = ?`,

@@ -596,6 +596,11 @@ func (m *Main) openPayments(ctx context.Context) (payment.Provider, error) {
 			m.log.Warn("each instance serves its own sandbox: behind a load balancer, run one 'seckill sandbox' and point every instance at it (--pay-provider-url, --pay-provider-key, the same --pay-merchant-key)")
 		}
 	}
+	if c.Redis != "" && c.PublicURL == "" {
+		// Several instances, as a rule, and the notify URL names this one:
+		// while it is down the provider cannot tell the shop of a payment.
+		m.log.Warn("without --public-url a payment's notification goes to the instance that opened it, and waits while that instance is down; the sweeper asks the provider before it cancels such an order at its deadline, so set --public-url to the load balancer's URL for notifications to reach any instance")
+	}
 	return payment.NewClient(cfg)
 }
 

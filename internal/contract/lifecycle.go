@@ -188,6 +188,9 @@ func testExpiredOrders(t *testing.T, s LifecycleStores) {
 	storeNoErr(t, err)
 	_, err = s.Lifecycle.CancelOrder(ctx, os[5].ID, 0, now, true) // -4
 	storeNoErr(t, err)
+	// Its buyer asked to pay: listed as opened.
+	storeNoErr(t, s.Lifecycle.MarkPayOpened(ctx, os[4].ID)) // -2
+	os[4].PayOpened = true
 
 	got, err := s.Lifecycle.ExpiredOrders(ctx, now, 100)
 	storeNoErr(t, err)
@@ -199,7 +202,7 @@ func testExpiredOrders(t *testing.T, s LifecycleStores) {
 	for i, j := range want {
 		o := os[j]
 		r := got[i]
-		if r.ID != o.ID || r.SaleID != sale.ID || r.UserID != o.UserID || r.OrderNo != o.OrderNo || !r.PayDeadline.Equal(o.PayDeadline) {
+		if r.ID != o.ID || r.SaleID != sale.ID || r.UserID != o.UserID || r.OrderNo != o.OrderNo || !r.PayDeadline.Equal(o.PayDeadline) || r.PayOpened != o.PayOpened {
 			t.Errorf("ExpiredOrders[%d] = %+v, want order %+v", i, r, o)
 		}
 	}
