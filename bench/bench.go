@@ -382,20 +382,20 @@ func (b *runner) provision(ctx context.Context, base string, n int) ([]user, err
 func (b *runner) settle(ctx context.Context, base string, saleID, accepted int64) (*Stats, bool, error) {
 	deadline := time.Now().Add(b.cfg.SettleTimeout)
 	for {
-		var st Stats
-		if err := b.call(ctx, "GET", fmt.Sprintf("%s/api/admin/sales/%d/stats", base, saleID), b.admin, nil, 200, &st); err != nil {
-			return nil, false, fmt.Errorf("stats: %w", err)
+		st, err := b.stats(ctx, base, saleID)
+		if err != nil {
+			return nil, false, err
 		}
 		if st.Queued == 0 && st.Orders >= accepted {
-			return &st, true, nil
+			return st, true, nil
 		}
 		if time.Now().After(deadline) {
-			return &st, false, nil
+			return st, false, nil
 		}
 		select {
 		case <-time.After(20 * time.Millisecond):
 		case <-ctx.Done():
-			return &st, false, ctx.Err()
+			return st, false, ctx.Err()
 		}
 	}
 }

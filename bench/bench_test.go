@@ -289,3 +289,36 @@ func TestSubmitPayCountsOnlyTheRedirect(t *testing.T) {
 		t.Fatal("a closed payment's page counted as paid")
 	}
 }
+
+// TestStatsRidesOutServerFailures: a stats reading the server fails (a
+// drill killed its database connection, an instance restarts behind the
+// balancer) is tried again, so the run's checks go on; a refusal that is
+// the client's (403) is not. Before, one 500 ended the whole run (found by
+// a fault review).
+func TestStatsRidesOutServerFailures(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n := hits.Add(1); {
+		case r.URL.Path == "/api/admin/sales/2/stats":
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(`{"error":{"code":"forbidden","message":"admins only"}}`))
+		case n == 1:
+			w.WriteHeader(http.StatusInternalServerError)
+			w.Write([]byte(`{"error":{"code":"internal","message":"internal error"}}`))
+		case n == 2:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"error":{"code":"busy","message":"try again"}}`))
+		default:
+			w.Write([]byte(`{"orders":7,"queued":0}`))
+		}
+	}))
+	defer srv.Close()
+	b := &runner{cfg: Config{}, client: newClient(1)}
+	st, err := b.stats(context.Background(), srv.URL, 1)
+	if err != nil || st.Orders != 7 || hits.Load() != 3 {
+		t.Fatalf("stats: %+v, %v after %d readings; want 7 orders after 3", st, err, hits.Load())
+	}
+	if _, err := b.stats(context.Background(), srv.URL, 2); err == nil || hits.Load() != 4 {
+		t.Fatalf("a 403 reading: %v after %d readings, want an error at once", err, hits.Load())
+	}
+}

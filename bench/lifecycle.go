@@ -349,13 +349,33 @@ func submitPay(ctx context.Context, c *http.Client, payURL string) error {
 	return &httpError{status: resp.StatusCode, message: strings.TrimSpace(string(body))}
 }
 
-// stats reads the sale's admin stats.
+// statsPatience is how long stats tries again after an answer of the
+// server's own failure (5xx) or none at all: a drill's fault (a database
+// connection killed, an instance restarting behind the balancer) fails a
+// reading for a moment, and the checks must not give up on the run.
+const statsPatience = 30 * time.Second
+
+// stats reads the sale's admin stats, trying again for up to
+// statsPatience while the server fails or cannot be reached.
 func (b *runner) stats(ctx context.Context, base string, saleID int64) (*Stats, error) {
-	var st Stats
-	if err := b.call(ctx, "GET", fmt.Sprintf("%s/api/admin/sales/%d/stats", base, saleID), b.admin, nil, 200, &st); err != nil {
-		return nil, fmt.Errorf("stats: %w", err)
+	deadline := time.Now().Add(statsPatience)
+	for {
+		var st Stats
+		err := b.call(ctx, "GET", fmt.Sprintf("%s/api/admin/sales/%d/stats", base, saleID), b.admin, nil, 200, &st)
+		if err == nil {
+			return &st, nil
+		}
+		var he *httpError
+		if ctx.Err() != nil || (errors.As(err, &he) && he.status < 500) || time.Now().After(deadline) {
+			return nil, fmt.Errorf("stats: %w", err)
+		}
+		b.progress("stats failed (%v); trying again", err)
+		select {
+		case <-time.After(200 * time.Millisecond):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
-	return &st, nil
 }
 
 // rest reads the stats until two readings in a row agree, with nothing
