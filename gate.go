@@ -239,14 +239,25 @@ type StockGate interface {
 }
 
 // Locker hands out named locks with a lease, so that one instance of many
-// does a job (rebuilding the gate). A lease is not renewed and may run out
-// under a slow holder, or be lost in a failover: a job under a lock must
+// does a job (rebuilding the gate). A lease may run out under a holder too
+// slow to extend it, or be lost in a failover: a job under a lock must
 // stay correct when two holders run it at once (a gate rebuild does, since
 // StockGate.Load never replaces a loaded sale); the lock only spares the
 // work.
 type Locker interface {
 	// TryLock takes the lock for ttl if nobody holds it. ok is false when
-	// someone does. release gives it up early (a no-op once it expired and
+	// someone does.
+	TryLock(ctx context.Context, name string, ttl time.Duration) (lease Lease, ok bool, err error)
+}
+
+// Lease is a lock a Locker granted.
+type Lease struct {
+	// Release gives the lock up early (a no-op once the lease ran out and
 	// someone else took it).
-	TryLock(ctx context.Context, name string, ttl time.Duration) (release func(context.Context) error, ok bool, err error)
+	Release func(context.Context) error
+	// Extend makes the lease last ttl from now, and reports false when it
+	// was lost (ran out, or released) and is not extended. A holder that
+	// extends a short lease while it works keeps the lock as long as it
+	// lives, and one that dies holds it up only that short while.
+	Extend func(ctx context.Context, ttl time.Duration) (bool, error)
 }

@@ -122,7 +122,7 @@ func TestRebuildAfterGateLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Another instance holds the lock: this one must not rebuild.
-	release, ok, _ := locker.TryLock(ctx, rebuildLock, time.Minute)
+	lease, ok, _ := locker.TryLock(ctx, rebuildLock, time.Minute)
 	if !ok {
 		t.Fatal("could not take the lock")
 	}
@@ -134,7 +134,7 @@ func TestRebuildAfterGateLoss(t *testing.T) {
 	if _, loaded, _ := v.gate.Left(ctx, s.ID); loaded {
 		t.Fatal("gate rebuilt without the lock")
 	}
-	_ = release(ctx)
+	_ = lease.Release(ctx)
 
 	// Now this instance gets the lock and rebuilds.
 	_, err = e.Purchase(ctx, u[2], s.ID, path(t, e, u[2], s.ID))
@@ -175,7 +175,7 @@ func TestRecoverShared(t *testing.T) {
 	v.publish(held.ID, u[1])
 
 	// Another instance is rebuilding: this one waits, not ready.
-	release, _, _ := locker.TryLock(ctx, rebuildLock, time.Minute)
+	lease, _, _ := locker.TryLock(ctx, rebuildLock, time.Minute)
 	probe := &refusalCounter{Locker: locker}
 	b.Locker = probe
 	e := v.engine(Config{PublishTimeout: 10 * time.Millisecond}, &b)
@@ -187,7 +187,7 @@ func TestRecoverShared(t *testing.T) {
 	if e.Ready() {
 		t.Fatal("ready while the gate lacks a sale")
 	}
-	_ = release(ctx)
+	_ = lease.Release(ctx)
 	select {
 	case err := <-done:
 		if err != nil {
@@ -487,12 +487,12 @@ type refusalCounter struct {
 	refused atomic.Int64
 }
 
-func (l *refusalCounter) TryLock(ctx context.Context, name string, ttl time.Duration) (func(context.Context) error, bool, error) {
-	release, ok, err := l.Locker.TryLock(ctx, name, ttl)
+func (l *refusalCounter) TryLock(ctx context.Context, name string, ttl time.Duration) (seckill.Lease, bool, error) {
+	lease, ok, err := l.Locker.TryLock(ctx, name, ttl)
 	if err == nil && !ok {
 		l.refused.Add(1)
 	}
-	return release, ok, err
+	return lease, ok, err
 }
 
 // reconcileTwice runs two rounds of e's reconciler, the second as if

@@ -100,11 +100,18 @@ func (e *Engine) maybeRebuild() {
 // rebuildLock names the lock of the instance that rebuilds the gate.
 const rebuildLock = "gate-rebuild"
 
-// rebuildLease is how long the rebuild lock holds. Short, because the lock
-// is only an economy (a load is fenced by the gate's claim on the sale, so
-// two rebuilds at once are safe): an instance killed while holding it
-// stalls the lost sales' purchases (503) for at most this long.
-const rebuildLease = 15 * time.Second
+// rebuildLease is how long the rebuild lock holds unless its holder
+// extends it, which it does every rebuildExtend while it rebuilds. Short,
+// because the lock is only an economy (a load is fenced by the gate's
+// claim on the sale, so two rebuilds at once are safe): an instance killed
+// while holding it stalls the lost sales' purchases (503) for at most this
+// long. It was 15 s, not extended, so that a long rebuild kept it: a
+// compound-fault review saw 40 s of 503s after an instance died holding
+// it while other faults went on.
+const (
+	rebuildLease  = 5 * time.Second
+	rebuildExtend = time.Second
+)
 
 // RebuildGate loads every sale the gate has lost (after a restart of a
 // shared gate), holding the rebuild lock so one instance does it (without
@@ -120,11 +127,12 @@ func (e *Engine) RebuildGate(ctx context.Context) error {
 		return err
 	}
 	if e.b.Locker != nil {
-		release, ok, err := e.b.Locker.TryLock(ctx, rebuildLock, rebuildLease)
+		lease, ok, err := e.b.Locker.TryLock(ctx, rebuildLock, rebuildLease)
 		if err != nil || !ok {
 			return err
 		}
-		defer func() { _ = release(context.WithoutCancel(ctx)) }()
+		defer func() { _ = lease.Release(context.WithoutCancel(ctx)) }()
+		defer keepExtending(ctx, lease)()
 		select {
 		case <-time.After(e.cfg.PublishTimeout):
 		case <-ctx.Done():
@@ -158,6 +166,35 @@ func (e *Engine) RebuildGate(ctx context.Context) error {
 		e.log.Warn("gate rebuilt after losing its state", "sales", loaded)
 	}
 	return nil
+}
+
+// keepExtending extends lease to rebuildLease every rebuildExtend until
+// the returned function is called (or a lost lease stops it: the rebuild
+// goes on, safe with another one at once).
+func keepExtending(ctx context.Context, lease seckill.Lease) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(rebuildExtend)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if ok, err := lease.Extend(ctx, rebuildLease); err == nil && !ok {
+					return
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-stopped
+	}
 }
 
 // repairQueue mends what a crash of the queue's server left behind (see

@@ -38,9 +38,16 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 `)
 
+// extendScript: KEYS lock; ARGV token, ttl in ms. Sets the lock's TTL only
+// if the token is still the holder's; returns 1 if it did.
+var extendScript = redis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+`)
+
 // TryLock takes the named lock for ttl (at least a millisecond) if nobody
 // holds it.
-func (l *Locker) TryLock(ctx context.Context, name string, ttl time.Duration) (func(context.Context) error, bool, error) {
+func (l *Locker) TryLock(ctx context.Context, name string, ttl time.Duration) (seckill.Lease, bool, error) {
 	var rnd [16]byte
 	rand.Read(rnd[:])
 	token := hex.EncodeToString(rnd[:])
@@ -48,13 +55,18 @@ func (l *Locker) TryLock(ctx context.Context, name string, ttl time.Duration) (f
 	ttl = max(ttl, time.Millisecond)
 	ok, err := l.c.rdb.SetNX(ctx, key, token, ttl).Result()
 	if err != nil {
-		return nil, false, redisErr("lock "+name, err)
+		return seckill.Lease{}, false, redisErr("lock "+name, err)
 	}
 	if !ok {
-		return nil, false, nil
+		return seckill.Lease{}, false, nil
 	}
-	release := func(ctx context.Context) error {
-		return redisErr("unlock "+name, unlockScript.Run(ctx, l.c.rdb, []string{key}, token).Err())
-	}
-	return release, true, nil
+	return seckill.Lease{
+		Release: func(ctx context.Context) error {
+			return redisErr("unlock "+name, unlockScript.Run(ctx, l.c.rdb, []string{key}, token).Err())
+		},
+		Extend: func(ctx context.Context, ttl time.Duration) (bool, error) {
+			n, err := extendScript.Run(ctx, l.c.rdb, []string{key}, token, max(ttl, time.Millisecond).Milliseconds()).Int()
+			return n == 1, redisErr("extend lock "+name, err)
+		},
+	}, true, nil
 }

@@ -164,7 +164,7 @@ func TestLocker(t *testing.T, newLocker func(t *testing.T) seckill.Locker) {
 	ctx := context.Background()
 	t.Run("Exclusive", func(t *testing.T) {
 		l := newLocker(t)
-		release, ok, err := l.TryLock(ctx, "rebuild", time.Minute)
+		lease, ok, err := l.TryLock(ctx, "rebuild", time.Minute)
 		if err != nil || !ok {
 			t.Fatalf("first TryLock: %v, %v", ok, err)
 		}
@@ -174,11 +174,14 @@ func TestLocker(t *testing.T, newLocker func(t *testing.T) seckill.Locker) {
 		if _, ok, _ := l.TryLock(ctx, "other", time.Minute); !ok {
 			t.Fatal("another name is locked too")
 		}
-		if err := release(ctx); err != nil {
+		if err := lease.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, _ := l.TryLock(ctx, "rebuild", time.Minute); !ok {
 			t.Fatal("lock not free after release")
+		}
+		if ok, err := lease.Extend(ctx, time.Minute); err != nil || ok {
+			t.Fatalf("Extend after release: %v, %v; want false", ok, err)
 		}
 	})
 	t.Run("LeaseExpires", func(t *testing.T) {
@@ -188,9 +191,9 @@ func TestLocker(t *testing.T, newLocker func(t *testing.T) seckill.Locker) {
 			t.Fatal("TryLock failed")
 		}
 		deadline := time.Now().Add(5 * time.Second)
-		var release func(context.Context) error
+		var lease seckill.Lease
 		for {
-			if release, ok, _ = l.TryLock(ctx, "lease", time.Minute); ok {
+			if lease, ok, _ = l.TryLock(ctx, "lease", time.Minute); ok {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -198,14 +201,36 @@ func TestLocker(t *testing.T, newLocker func(t *testing.T) seckill.Locker) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
-		// The first holder's release must not free the new holder's lock.
-		if err := stale(ctx); err != nil {
+		// The first holder's release must not free the new holder's lock,
+		// nor its extend take it over.
+		if ok, err := stale.Extend(ctx, time.Minute); err != nil || ok {
+			t.Fatalf("an expired holder's Extend: %v, %v; want false", ok, err)
+		}
+		if err := stale.Release(ctx); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, _ := l.TryLock(ctx, "lease", time.Minute); ok {
 			t.Fatal("an expired holder's release freed the new holder's lock")
 		}
-		_ = release(ctx)
+		_ = lease.Release(ctx)
+	})
+	t.Run("Extend", func(t *testing.T) {
+		l := newLocker(t)
+		lease, ok, _ := l.TryLock(ctx, "extend", time.Second)
+		if !ok {
+			t.Fatal("TryLock failed")
+		}
+		// Extended every 300 ms, a lease of a second holds for 2.4.
+		for range 8 {
+			time.Sleep(300 * time.Millisecond)
+			if ok, err := lease.Extend(ctx, time.Second); err != nil || !ok {
+				t.Fatalf("Extend of a held lease: %v, %v", ok, err)
+			}
+			if _, ok, _ := l.TryLock(ctx, "extend", time.Minute); ok {
+				t.Fatal("an extended lease was taken")
+			}
+		}
+		_ = lease.Release(ctx)
 	})
 	t.Run("OneWinner", func(t *testing.T) {
 		l := newLocker(t)
