@@ -114,7 +114,11 @@ type OrderLifecycle interface {
 	// orders returned, not with the table. It changes nothing: cancel each
 	// with CancelOrder(…, 0, now, true), which refuses those paid or
 	// cancelled since (another sweeper got there first).
-	ExpiredOrders(ctx context.Context, now time.Time, limit int) ([]OrderRef, error)
+	//
+	// With after (an order it returned) it goes on after that order in the
+	// same order, so that orders a caller leaves pending do not hide the
+	// ones behind them; the zero OrderRef starts from the first.
+	ExpiredOrders(ctx context.Context, now time.Time, after OrderRef, limit int) ([]OrderRef, error)
 	// ApplyPayment records p, once per p.TradeNo, and applies it to the
 	// order p.OrderNo in one transaction:
 	//

@@ -187,6 +187,9 @@ type Engine struct {
 
 	relay       relayState   // rounds of RelayReturns (relay.go)
 	refundAfter atomic.Int64 // payment id after which the next RetryRefunds round reads (payments.go)
+	// askDownUntil is when (unix ns) the sweeper may ask the provider
+	// again after a question failed (askTrade).
+	askDownUntil atomic.Int64
 
 	closerOnce sync.Once
 	closeQ     chan *seckill.Order // swept orders whose payments the closer closes (closeLater)

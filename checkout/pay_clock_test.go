@@ -90,8 +90,10 @@ func TestPayClickStalledAcrossExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	// The next sweep finds what the click decided, and the order follows
-	// it: paid if the click took the money, cancelled if it closed.
+	// The next sweep once sweepAskBackoff has passed finds what the click
+	// decided, and the order follows it: paid if the click took the
+	// money, cancelled if it closed.
+	e.askDownUntil.Store(0)
 	if _, err := e.Sweep(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -130,13 +130,17 @@ func (s *Store) giveBack(o *seckill.Order) {
 }
 
 // ExpiredOrders returns up to limit pending orders past their deadline,
-// earliest deadline first, then by id. Unlike SQL's it reads every order:
+// earliest deadline first, then by id, after the order after (none: from
+// the first). Unlike SQL's it reads every order:
 // an in-memory store holds few enough for that.
-func (s *Store) ExpiredOrders(_ context.Context, now time.Time, limit int) ([]seckill.OrderRef, error) {
+func (s *Store) ExpiredOrders(_ context.Context, now time.Time, after seckill.OrderRef, limit int) ([]seckill.OrderRef, error) {
 	now = stamp(now)
 	s.mu.RLock()
 	var refs []seckill.OrderRef
 	for _, o := range s.orders {
+		if after.ID != 0 && (o.PayDeadline.Before(after.PayDeadline) || o.PayDeadline.Equal(after.PayDeadline) && o.ID <= after.ID) {
+			continue
+		}
 		if o.Status == seckill.OrderPending && !o.PayDeadline.After(now) {
 			refs = append(refs, seckill.OrderRef{ID: o.ID, SaleID: o.SaleID, UserID: o.UserID, OrderNo: o.OrderNo, PayDeadline: o.PayDeadline, PayOpened: o.PayOpened})
 		}

@@ -18,7 +18,8 @@ type lifecycleQueries struct {
 	cancel       string // cancelled_at, id: one conditional UPDATE, pending_payment → cancelled
 	returnUnit   string // sale id: stock_left + 1
 	cancelLedger string // sale_id, order_id, created_at: a +1 'cancel' row not applied to the gate
-	expired      string // now, limit → id, sale_id, user_id, order_no, pay_deadline
+	expired      string // now, limit → id, sale_id, user_id, order_no, pay_deadline, pay_opened
+	expiredAfter string // now, (after's deadline, its deadline again but $2 on PostgreSQL), after's id, limit → as expired
 	payOpened    string // id → pay_opened, read after the cancel's UPDATE
 
 	markOpened string // id: one conditional UPDATE, pay_opened while pending_payment
@@ -211,9 +212,19 @@ func (db *DB) giveBack(ctx context.Context, tx *sql.Tx, o *seckill.Order, now ti
 }
 
 // ExpiredOrders returns up to limit pending orders past their deadline,
-// earliest deadline first, through the (status, pay_deadline, id) index.
-func (db *DB) ExpiredOrders(ctx context.Context, now time.Time, limit int) ([]seckill.OrderRef, error) {
-	rows, err := db.read.QueryContext(ctx, db.lq().expired, db.tv(now), limit)
+// earliest deadline first, after the order after (none: from the first),
+// through the (status, pay_deadline, id) index.
+func (db *DB) ExpiredOrders(ctx context.Context, now time.Time, after seckill.OrderRef, limit int) ([]seckill.OrderRef, error) {
+	var rows *sql.Rows
+	var err error
+	switch {
+	case after.ID == 0:
+		rows, err = db.read.QueryContext(ctx, db.lq().expired, db.tv(now), limit)
+	case db.d.name == "postgres":
+		rows, err = db.read.QueryContext(ctx, db.lq().expiredAfter, db.tv(now), db.tv(after.PayDeadline), after.ID, limit)
+	default:
+		rows, err = db.read.QueryContext(ctx, db.lq().expiredAfter, db.tv(now), db.tv(after.PayDeadline), db.tv(after.PayDeadline), after.ID, limit)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("expired orders: %w", err)
 	}

@@ -15,6 +15,9 @@ var postgresLifecycle = lifecycleQueries{
 	markOpened:    `UPDATE orders SET pay_opened = TRUE WHERE id = $1 AND status = 'pending_payment' AND pay_opened = FALSE`,
 	expired: `SELECT id, sale_id, user_id, order_no, pay_deadline, pay_opened FROM orders
 		WHERE status = 'pending_payment' AND pay_deadline <= $1 ORDER BY pay_deadline, id LIMIT $2`,
+	expiredAfter: `SELECT id, sale_id, user_id, order_no, pay_deadline, pay_opened FROM orders
+		WHERE status = 'pending_payment' AND pay_deadline <= $1 AND (pay_deadline > $2 OR pay_deadline = $2 AND id > $3)
+		ORDER BY pay_deadline, id LIMIT $4`,
 
 	orderByNo: `SELECT ` + orderColumns + ` FROM orders WHERE order_no = $1`,
 	pay:       `UPDATE orders SET status = 'paid', paid_at = $1 WHERE id = $2 AND status = 'pending_payment'`,

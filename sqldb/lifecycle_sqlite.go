@@ -15,6 +15,9 @@ var sqliteLifecycle = lifecycleQueries{
 	markOpened:    `UPDATE orders SET pay_opened = 1 WHERE id = ? AND status = 'pending_payment' AND pay_opened = 0`,
 	expired: `SELECT id, sale_id, user_id, order_no, pay_deadline, pay_opened FROM orders
 		WHERE status = 'pending_payment' AND pay_deadline <= ? ORDER BY pay_deadline, id LIMIT ?`,
+	expiredAfter: `SELECT id, sale_id, user_id, order_no, pay_deadline, pay_opened FROM orders
+		WHERE status = 'pending_payment' AND pay_deadline <= ? AND (pay_deadline > ? OR pay_deadline = ? AND id > ?)
+		ORDER BY pay_deadline, id LIMIT ?`,
 
 	orderByNo: `SELECT ` + orderColumns + ` FROM orders WHERE order_no = ?`,
 	pay:       `UPDATE orders SET status = 'paid', paid_at = ? WHERE id = ? AND status = 'pending_payment'`,

@@ -192,7 +192,7 @@ func testExpiredOrders(t *testing.T, s LifecycleStores) {
 	storeNoErr(t, s.Lifecycle.MarkPayOpened(ctx, os[4].ID)) // -2
 	os[4].PayOpened = true
 
-	got, err := s.Lifecycle.ExpiredOrders(ctx, now, 100)
+	got, err := s.Lifecycle.ExpiredOrders(ctx, now, seckill.OrderRef{}, 100)
 	storeNoErr(t, err)
 	// -5, -2, -1, 0 (a deadline equal to now has passed).
 	want := []int{0, 4, 1, 6}
@@ -206,12 +206,20 @@ func testExpiredOrders(t *testing.T, s LifecycleStores) {
 			t.Errorf("ExpiredOrders[%d] = %+v, want order %+v", i, r, o)
 		}
 	}
-	got, err = s.Lifecycle.ExpiredOrders(ctx, now, 2)
+	got, err = s.Lifecycle.ExpiredOrders(ctx, now, seckill.OrderRef{}, 2)
 	storeNoErr(t, err)
 	if len(got) != 2 || got[0].ID != os[0].ID || got[1].ID != os[4].ID {
 		t.Errorf("ExpiredOrders(limit 2) = %+v, want the two earliest deadlines", got)
 	}
-	got, err = s.Lifecycle.ExpiredOrders(ctx, now.Add(-time.Hour), 100)
+	// After the second: the two behind it, in the same order.
+	if len(got) == 2 {
+		rest, err := s.Lifecycle.ExpiredOrders(ctx, now, got[1], 100)
+		storeNoErr(t, err)
+		if len(rest) != 2 || rest[0].ID != os[1].ID || rest[1].ID != os[6].ID {
+			t.Errorf("ExpiredOrders after %d = %+v, want orders %d and %d", got[1].ID, rest, os[1].ID, os[6].ID)
+		}
+	}
+	got, err = s.Lifecycle.ExpiredOrders(ctx, now.Add(-time.Hour), seckill.OrderRef{}, 100)
 	storeNoErr(t, err)
 	if len(got) != 0 {
 		t.Errorf("ExpiredOrders an hour ago = %+v, want none", got)
@@ -535,7 +543,7 @@ func lcSweepers(t *testing.T, s LifecycleStores, wg *sync.WaitGroup, now time.Ti
 	for range 2 {
 		wg.Go(func() {
 			for {
-				refs, err := s.Lifecycle.ExpiredOrders(ctx, now, 50)
+				refs, err := s.Lifecycle.ExpiredOrders(ctx, now, seckill.OrderRef{}, 50)
 				if err != nil {
 					t.Errorf("ExpiredOrders: %v", err)
 					return
