@@ -297,6 +297,14 @@ func TestWSLimitPerUser(t *testing.T) {
 	g.await(t, 3)
 }
 
+// from is the handshake header of a socket of tok from client address
+// addr, as a trusted proxy on loopback says.
+func from(tok, addr string) http.Header {
+	h := bearer(tok)
+	h.Set("X-Forwarded-For", addr)
+	return h
+}
+
 // TestWSLimitPerAddress: one client address holds at most MaxPerAddress
 // sockets on an instance, however many accounts it brings (MaxPerUser
 // alone let it hold 16 per account); another address is not affected, and
@@ -306,11 +314,6 @@ func TestWSLimitPerAddress(t *testing.T) {
 	s := newStack(t, options{ws: httpapi.WSConfig{MaxPerAddress: 3}, wsGauge: g.add, trusted: httpapi.LoopbackProxies})
 	url := s.serve()
 	toks, _ := s.buyers(5)
-	from := func(tok, addr string) http.Header {
-		h := bearer(tok)
-		h.Set("X-Forwarded-For", addr)
-		return h
-	}
 	first := dialWS(t, url, from(toks[0], "203.0.113.7"))
 	dialWS(t, url, from(toks[1], "203.0.113.7"))
 	dialWS(t, url, from(toks[2], "203.0.113.7"))
@@ -334,11 +337,6 @@ func TestWSLimitTotal(t *testing.T) {
 	s := newStack(t, options{ws: httpapi.WSConfig{MaxTotal: 2}, wsGauge: g.add, trusted: httpapi.LoopbackProxies})
 	url := s.serve()
 	toks, _ := s.buyers(3)
-	from := func(tok, addr string) http.Header {
-		h := bearer(tok)
-		h.Set("X-Forwarded-For", addr)
-		return h
-	}
 	first := dialWS(t, url, from(toks[0], "203.0.113.7"))
 	dialWS(t, url, from(toks[1], "203.0.113.8"))
 	refused(t, url, from(toks[2], "203.0.113.9"), 429, "rate_limited")

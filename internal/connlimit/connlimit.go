@@ -35,7 +35,7 @@ type Listener struct {
 
 	mu      sync.Mutex
 	peers   map[netip.Addr]int
-	waiting map[*conn]waitingSince // connections waiting for a request
+	conns   map[*conn]struct{} // accepted and not closed (what evictWaiting looks through)
 	refused atomic.Int64
 	evicted atomic.Int64
 }
@@ -47,7 +47,7 @@ type Listener struct {
 // bounds, a peer holds at most a quarter of the total, so that one client
 // cannot take every place of a small total.
 func New(ln net.Listener, total, perPeer int, exempt func(netip.Addr) bool) *Listener {
-	l := &Listener{Listener: ln, perPeer: max(0, perPeer), exempt: exempt, done: make(chan struct{}), refusing: make(chan struct{}, maxRefusing), peers: map[netip.Addr]int{}, waiting: map[*conn]waitingSince{}}
+	l := &Listener{Listener: ln, perPeer: max(0, perPeer), exempt: exempt, done: make(chan struct{}), refusing: make(chan struct{}, maxRefusing), peers: map[netip.Addr]int{}, conns: map[*conn]struct{}{}}
 	if total > 0 {
 		l.slots = make(chan struct{}, total)
 		if l.perPeer > 0 {
@@ -88,8 +88,10 @@ func (l *Listener) Accept() (net.Conn, error) {
 			continue
 		}
 		lc := &conn{Conn: c, l: l, addr: addr}
+		lc.fresh.Store(true) // until its first request (ConnState)
+		lc.waitAt.Store(time.Now().UnixNano())
 		l.mu.Lock()
-		l.waiting[lc] = waitingSince{at: time.Now(), fresh: true} // until its first request (ConnState)
+		l.conns[lc] = struct{}{}
 		l.mu.Unlock()
 		return lc, nil
 	}
@@ -133,16 +135,6 @@ func (l *Listener) waitSlot(addr netip.Addr) bool {
 	}
 }
 
-// waitingSince is when a connection began to wait for a request, and
-// how much it had read then: a connection that read since is in the
-// middle of one (net/http says a keep-alive connection is active only
-// once a request's headers are in).
-type waitingSince struct {
-	at    time.Time
-	reads uint64
-	fresh bool // a new connection, no request yet
-}
-
 // ConnState is for http.Server.ConnState of the server that serves l: it
 // tells the listener which connections wait for a request, between
 // requests or before the first. Those are what a full listener closes to
@@ -154,21 +146,22 @@ type waitingSince struct {
 // being answered, or handed over (a WebSocket) is not waiting; an HTTP
 // client opens another when its idle one is closed, as it must when a
 // server's idle timeout closes it.
+//
+// It runs twice a request, so it touches only the connection's own
+// atomics, never the listener's lock.
 func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
 	lc, ok := c.(*conn)
 	if !ok {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case lc.gone:
-	case s == http.StateIdle:
-		l.waiting[lc] = waitingSince{at: time.Now(), reads: lc.reads.Load()}
-	case s == http.StateNew:
-		// Accept put it in.
+	switch s {
+	case http.StateNew: // Accept marked it
+	case http.StateIdle:
+		lc.fresh.Store(false)
+		lc.waitReads.Store(lc.reads.Load())
+		lc.waitAt.Store(time.Now().UnixNano())
 	default:
-		delete(l.waiting, lc)
+		lc.waitAt.Store(0)
 	}
 }
 
@@ -180,25 +173,26 @@ func (l *Listener) ConnState(c net.Conn, s http.ConnState) {
 // its own connections and those of addresses holding more than it does:
 // a flood closes its own first, a client with one connection anyone's.
 func (l *Listener) evictWaiting(addr netip.Addr) {
-	now := time.Now()
+	now := time.Now().UnixNano()
 	l.mu.Lock()
 	var victim *conn
-	var since time.Time
+	var since int64
 	most, own := 0, l.peers[addr]
-	for c, w := range l.waiting {
-		if c.reads.Load() != w.reads || w.fresh && now.Sub(w.at) < freshGrace {
-			continue
+	for c := range l.conns {
+		at := c.waitAt.Load()
+		if at == 0 || c.reads.Load() != c.waitReads.Load() || c.fresh.Load() && now-at < int64(freshGrace) {
+			continue // in a request, or read since it went idle, or new and within its grace
 		}
 		n := l.peers[c.addr]
 		if n <= own && c.addr != addr {
 			continue // an address may close only its own, or those of one holding more
 		}
-		if victim == nil || n > most || n == most && w.at.Before(since) {
-			victim, since, most = c, w.at, n
+		if victim == nil || n > most || n == most && at < since {
+			victim, since, most = c, at, n
 		}
 	}
 	if victim != nil {
-		delete(l.waiting, victim)
+		victim.waitAt.Store(0)
 	}
 	l.mu.Unlock()
 	if victim != nil {
@@ -275,8 +269,7 @@ func (l *Listener) take(addr netip.Addr, bounded bool) bool {
 
 func (l *Listener) release(c *conn) {
 	l.mu.Lock()
-	c.gone = true
-	delete(l.waiting, c)
+	delete(l.conns, c)
 	if l.peers[c.addr] <= 1 {
 		delete(l.peers, c.addr)
 	} else {
@@ -338,8 +331,15 @@ type conn struct {
 	l      *Listener
 	addr   netip.Addr
 	closed sync.Once
-	gone   bool          // released; under l.mu
 	reads  atomic.Uint64 // Reads that returned bytes
+	// Whether it waits for a request, for evictWaiting: since when (unix
+	// ns; 0: not waiting), how many reads it had made then (one that read
+	// since is in the middle of a request: net/http says a keep-alive
+	// connection is active only once a request's headers are in), and
+	// whether it is new, before its first request.
+	waitAt    atomic.Int64
+	waitReads atomic.Uint64
+	fresh     atomic.Bool
 }
 
 func (c *conn) Read(b []byte) (int, error) {
