@@ -105,6 +105,10 @@ type dialect struct {
 	// may get through: a serialization failure, a deadlock, a lock wait
 	// timeout. Nil when the engine has none.
 	retryable func(err error) bool
+	// lost tells whether err is the engine's way of saying the session
+	// was ended or refused by the server (see DB.lost, which also knows
+	// the network's and database/sql's). Nil for an engine in the process.
+	lost func(err error) bool
 	// duplicate tells whether err is a unique-key violation; only used
 	// where returning is false (elsewhere ON CONFLICT DO NOTHING says it).
 	duplicate func(err error) bool

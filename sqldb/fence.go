@@ -72,19 +72,21 @@ func (db *DB) FenceTicket(ctx context.Context, saleID, userID int64, ticket stri
 
 // FencedTickets returns the tickets of saleID that FenceTicket recorded.
 func (db *DB) FencedTickets(ctx context.Context, saleID int64) (map[string]bool, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.q.fencedTickets, saleID)
-	tickets, err := queryAll(rows, err, func(row scanner) (string, error) {
-		var t string
-		return t, row.Scan(&t)
+	return reread(ctx, db, func() (map[string]bool, error) {
+		rows, err := db.read.QueryContext(ctx, db.d.q.fencedTickets, saleID)
+		tickets, err := queryAll(rows, err, func(row scanner) (string, error) {
+			var t string
+			return t, row.Scan(&t)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("fenced tickets of sale %d: %w", saleID, err)
+		}
+		fenced := make(map[string]bool, len(tickets))
+		for _, t := range tickets {
+			fenced[t] = true
+		}
+		return fenced, nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("fenced tickets of sale %d: %w", saleID, err)
-	}
-	fenced := make(map[string]bool, len(tickets))
-	for _, t := range tickets {
-		fenced[t] = true
-	}
-	return fenced, nil
 }
 
 // errNewFences is what checkFences returns when the batch holds requests

@@ -131,7 +131,9 @@ func (db *DB) MarkPayOpened(ctx context.Context, orderID int64) error {
 	// Nothing moved: marked already, or not pending. Both are for good (a
 	// status never returns to pending, a mark is never taken back), so a
 	// read after the UPDATE tells which.
-	o, err := scanOrder(db.write.QueryRowContext(ctx, db.d.q.order, orderID))
+	o, err := reread(ctx, db, func() (*seckill.Order, error) {
+		return scanOrder(db.write.QueryRowContext(ctx, db.d.q.order, orderID))
+	})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return seckill.Errorf(seckill.ENotFound, "no order %d", orderID)
@@ -215,34 +217,36 @@ func (db *DB) giveBack(ctx context.Context, tx *sql.Tx, o *seckill.Order, now ti
 // earliest deadline first, after the order after (none: from the first),
 // through the (status, pay_deadline, id) index.
 func (db *DB) ExpiredOrders(ctx context.Context, now time.Time, after seckill.OrderRef, limit int) ([]seckill.OrderRef, error) {
-	var rows *sql.Rows
-	var err error
-	switch {
-	case after.ID == 0:
-		rows, err = db.read.QueryContext(ctx, db.lq().expired, db.tv(now), limit)
-	case db.d.name == "postgres":
-		rows, err = db.read.QueryContext(ctx, db.lq().expiredAfter, db.tv(now), db.tv(after.PayDeadline), after.ID, limit)
-	default:
-		rows, err = db.read.QueryContext(ctx, db.lq().expiredAfter, db.tv(now), db.tv(after.PayDeadline), db.tv(after.PayDeadline), after.ID, limit)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("expired orders: %w", err)
-	}
-	defer rows.Close()
-	var refs []seckill.OrderRef
-	for rows.Next() {
-		var r seckill.OrderRef
-		var deadline dbTime
-		if err := rows.Scan(&r.ID, &r.SaleID, &r.UserID, &r.OrderNo, &deadline, &r.PayOpened); err != nil {
+	return reread(ctx, db, func() ([]seckill.OrderRef, error) {
+		var rows *sql.Rows
+		var err error
+		switch {
+		case after.ID == 0:
+			rows, err = db.read.QueryContext(ctx, db.lq().expired, db.tv(now), limit)
+		case db.d.name == "postgres":
+			rows, err = db.read.QueryContext(ctx, db.lq().expiredAfter, db.tv(now), db.tv(after.PayDeadline), after.ID, limit)
+		default:
+			rows, err = db.read.QueryContext(ctx, db.lq().expiredAfter, db.tv(now), db.tv(after.PayDeadline), db.tv(after.PayDeadline), after.ID, limit)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("expired orders: %w", err)
 		}
-		r.PayDeadline = deadline.t
-		refs = append(refs, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("expired orders: %w", err)
-	}
-	return refs, nil
+		defer rows.Close()
+		var refs []seckill.OrderRef
+		for rows.Next() {
+			var r seckill.OrderRef
+			var deadline dbTime
+			if err := rows.Scan(&r.ID, &r.SaleID, &r.UserID, &r.OrderNo, &deadline, &r.PayOpened); err != nil {
+				return nil, fmt.Errorf("expired orders: %w", err)
+			}
+			r.PayDeadline = deadline.t
+			refs = append(refs, r)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("expired orders: %w", err)
+		}
+		return refs, nil
+	})
 }
 
 // ApplyPayment records p once per trade number and moves its order to
@@ -311,7 +315,9 @@ func (db *DB) ApplyPayment(ctx context.Context, p seckill.Payment) (*seckill.Pay
 		return nil
 	})
 	if errors.Is(err, errConflict) {
-		rec, err = scanPayment(db.write.QueryRowContext(ctx, q.payment, p.TradeNo))
+		rec, err = reread(ctx, db, func() (*seckill.Payment, error) {
+			return scanPayment(db.write.QueryRowContext(ctx, q.payment, p.TradeNo))
+		})
 		if err != nil {
 			return nil, nil, fmt.Errorf("apply payment %q: replay: %w", p.TradeNo, err)
 		}
@@ -350,7 +356,9 @@ func (db *DB) MarkRefunded(ctx context.Context, tradeNo string, now time.Time) e
 		return nil
 	}
 	// Nothing moved: say why. The outcome read is only for the error.
-	p, err := scanPayment(db.write.QueryRowContext(ctx, q.payment, tradeNo))
+	p, err := reread(ctx, db, func() (*seckill.Payment, error) {
+		return scanPayment(db.write.QueryRowContext(ctx, q.payment, tradeNo))
+	})
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return seckill.Errorf(seckill.ENotFound, "no payment %q", tradeNo)
@@ -365,46 +373,50 @@ func (db *DB) MarkRefunded(ctx context.Context, tradeNo string, now time.Time) e
 // PaymentsToRefund returns up to limit refund_due payments with ids above
 // afterID, in id order, through the (outcome, id) index.
 func (db *DB) PaymentsToRefund(ctx context.Context, afterID int64, limit int) ([]seckill.Payment, error) {
-	rows, err := db.read.QueryContext(ctx, db.lq().paymentsToRefund, afterID, limit)
-	if err != nil {
-		return nil, fmt.Errorf("payments to refund: %w", err)
-	}
-	defer rows.Close()
-	var ps []seckill.Payment
-	for rows.Next() {
-		p, err := scanPayment(rows)
+	return reread(ctx, db, func() ([]seckill.Payment, error) {
+		rows, err := db.read.QueryContext(ctx, db.lq().paymentsToRefund, afterID, limit)
 		if err != nil {
 			return nil, fmt.Errorf("payments to refund: %w", err)
 		}
-		ps = append(ps, *p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("payments to refund: %w", err)
-	}
-	return ps, nil
+		defer rows.Close()
+		var ps []seckill.Payment
+		for rows.Next() {
+			p, err := scanPayment(rows)
+			if err != nil {
+				return nil, fmt.Errorf("payments to refund: %w", err)
+			}
+			ps = append(ps, *p)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("payments to refund: %w", err)
+		}
+		return ps, nil
+	})
 }
 
 // UnappliedReturns returns up to limit 'cancel' and 'refund' ledger rows not yet
 // applied to the gate with ids above afterID, oldest first, through the
 // (gate_applied, id) index.
 func (db *DB) UnappliedReturns(ctx context.Context, afterID int64, limit int) ([]seckill.StockReturn, error) {
-	rows, err := db.read.QueryContext(ctx, db.lq().unappliedReturns, afterID, limit)
-	if err != nil {
-		return nil, fmt.Errorf("unapplied returns: %w", err)
-	}
-	defer rows.Close()
-	var rs []seckill.StockReturn
-	for rows.Next() {
-		var r seckill.StockReturn
-		if err := rows.Scan(&r.LedgerID, &r.SaleID, &r.OrderID); err != nil {
+	return reread(ctx, db, func() ([]seckill.StockReturn, error) {
+		rows, err := db.read.QueryContext(ctx, db.lq().unappliedReturns, afterID, limit)
+		if err != nil {
 			return nil, fmt.Errorf("unapplied returns: %w", err)
 		}
-		rs = append(rs, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("unapplied returns: %w", err)
-	}
-	return rs, nil
+		defer rows.Close()
+		var rs []seckill.StockReturn
+		for rows.Next() {
+			var r seckill.StockReturn
+			if err := rows.Scan(&r.LedgerID, &r.SaleID, &r.OrderID); err != nil {
+				return nil, fmt.Errorf("unapplied returns: %w", err)
+			}
+			rs = append(rs, r)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("unapplied returns: %w", err)
+		}
+		return rs, nil
+	})
 }
 
 // MarkReturnsApplied marks the ledger rows applied to the gate, in one
@@ -430,16 +442,30 @@ func (db *DB) MarkReturnsApplied(ctx context.Context, ledgerIDs []int64) error {
 // ReturnedOrders returns the ids of the sale's cancelled and refunded
 // orders, in id order.
 func (db *DB) ReturnedOrders(ctx context.Context, saleID int64) ([]int64, error) {
-	ids, err := queryIDs(ctx, db.read, db.lq().returnedOrders, saleID)
-	if err != nil {
-		return nil, fmt.Errorf("returned orders of sale %d: %w", saleID, err)
-	}
-	return ids, nil
+	return reread(ctx, db, func() ([]int64, error) {
+		ids, err := queryIDs(ctx, db.read, db.lq().returnedOrders, saleID)
+		if err != nil {
+			return nil, fmt.Errorf("returned orders of sale %d: %w", saleID, err)
+		}
+		return ids, nil
+	})
 }
 
 // SaleSnapshotWithReturns is SaleSnapshot plus the sale's returned
 // orders, read in the same read-only snapshot transaction.
 func (db *DB) SaleSnapshotWithReturns(ctx context.Context, saleID int64) (stockLeft int64, buyers, returned []int64, err error) {
+	type snapshot struct {
+		left             int64
+		buyers, returned []int64
+	}
+	snap, err := reread(ctx, db, func() (snapshot, error) {
+		left, buyers, returned, err := db.saleSnapshotWithReturns(ctx, saleID)
+		return snapshot{left, buyers, returned}, err
+	})
+	return snap.left, snap.buyers, snap.returned, err
+}
+
+func (db *DB) saleSnapshotWithReturns(ctx context.Context, saleID int64) (stockLeft int64, buyers, returned []int64, err error) {
 	tx, err := db.read.BeginTx(ctx, db.d.snapshot)
 	if err != nil {
 		return 0, nil, nil, fmt.Errorf("snapshot of sale %d: begin: %w", saleID, err)
@@ -465,16 +491,18 @@ func (db *DB) SaleSnapshotWithReturns(ctx context.Context, saleID int64) (stockL
 // LifecycleStats counts the sale's refunds due and done and its unapplied
 // returns in one statement.
 func (db *DB) LifecycleStats(ctx context.Context, saleID int64) (*seckill.LifecycleStats, error) {
-	var st seckill.LifecycleStats
-	err := db.read.QueryRowContext(ctx, db.lq().lifecycleStats, saleID).Scan(
-		&st.RefundsDue, &st.PaymentsRefunded, &st.ReturnsUnapplied)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, seckill.Errorf(seckill.ENotFound, "no sale %d", saleID)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("lifecycle stats of sale %d: %w", saleID, err)
-	}
-	return &st, nil
+	return reread(ctx, db, func() (*seckill.LifecycleStats, error) {
+		var st seckill.LifecycleStats
+		err := db.read.QueryRowContext(ctx, db.lq().lifecycleStats, saleID).Scan(
+			&st.RefundsDue, &st.PaymentsRefunded, &st.ReturnsUnapplied)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, seckill.Errorf(seckill.ENotFound, "no sale %d", saleID)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("lifecycle stats of sale %d: %w", saleID, err)
+		}
+		return &st, nil
+	})
 }
 
 // querier is a *sql.DB or a *sql.Tx.

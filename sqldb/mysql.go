@@ -51,6 +51,16 @@ var mysql = dialect{
 		var me *driver.MySQLError
 		return errors.As(err, &me) && me.Number == 1062 // ER_DUP_ENTRY
 	},
+	lost: func(err error) bool {
+		var me *driver.MySQLError
+		if errors.As(err, &me) {
+			// ER_CON_COUNT_ERROR (too many connections),
+			// ER_SERVER_SHUTDOWN, ER_CONNECTION_KILLED (MariaDB's KILL),
+			// ER_CLIENT_INTERACTION_TIMEOUT (MySQL 8's idle disconnect).
+			return me.Number == 1040 || me.Number == 1053 || me.Number == 1927 || me.Number == 4031
+		}
+		return errors.Is(err, driver.ErrInvalidConn)
+	},
 	open: openMySQL,
 	q: queries{
 		createUser: `INSERT INTO users (phone, password_hash, nickname, role, created_at) VALUES (?, ?, ?, ?, ?)`,

@@ -441,35 +441,43 @@ func (db *DB) ordersOf(ctx context.Context, tx *sql.Tx, sale int64, users []int6
 
 // Order returns the order or ENotFound.
 func (db *DB) Order(ctx context.Context, id int64) (*seckill.Order, error) {
-	return queryOne(db.read.QueryRowContext(ctx, db.d.q.order, id), scanOrder, "order %d", id)
+	return reread(ctx, db, func() (*seckill.Order, error) {
+		return queryOne(db.read.QueryRowContext(ctx, db.d.q.order, id), scanOrder, "order %d", id)
+	})
 }
 
 // OrderBySaleUser returns the user's order in the sale or ENotFound.
 func (db *DB) OrderBySaleUser(ctx context.Context, saleID, userID int64) (*seckill.Order, error) {
-	return queryOne(db.read.QueryRowContext(ctx, db.d.q.orderBySU, saleID, userID), scanOrder,
-		"order of user %d in sale %d", userID, saleID)
+	return reread(ctx, db, func() (*seckill.Order, error) {
+		return queryOne(db.read.QueryRowContext(ctx, db.d.q.orderBySU, saleID, userID), scanOrder,
+			"order of user %d in sale %d", userID, saleID)
+	})
 }
 
 // OrdersByUser returns the user's orders, newest first; none is not an
 // error.
 func (db *DB) OrdersByUser(ctx context.Context, userID int64) ([]*seckill.Order, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.q.ordersBy, userID)
-	os, err := queryAll(rows, err, scanOrder)
-	if err != nil {
-		return nil, fmt.Errorf("orders of user %d: %w", userID, err)
-	}
-	return os, nil
+	return reread(ctx, db, func() ([]*seckill.Order, error) {
+		rows, err := db.read.QueryContext(ctx, db.d.q.ordersBy, userID)
+		os, err := queryAll(rows, err, scanOrder)
+		if err != nil {
+			return nil, fmt.Errorf("orders of user %d: %w", userID, err)
+		}
+		return os, nil
+	})
 }
 
 // SaleBuyers returns the users holding an order of any status in the sale,
 // by user id; none (or no such sale) is not an error.
 func (db *DB) SaleBuyers(ctx context.Context, saleID int64) ([]int64, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.q.saleBuyers, saleID)
-	ids, err := queryAll(rows, err, scanInt64)
-	if err != nil {
-		return nil, fmt.Errorf("buyers of sale %d: %w", saleID, err)
-	}
-	return ids, nil
+	return reread(ctx, db, func() ([]int64, error) {
+		rows, err := db.read.QueryContext(ctx, db.d.q.saleBuyers, saleID)
+		ids, err := queryAll(rows, err, scanInt64)
+		if err != nil {
+			return nil, fmt.Errorf("buyers of sale %d: %w", saleID, err)
+		}
+		return ids, nil
+	})
 }
 
 // SaleSnapshot returns the sale's stock_left and its buyers (by user id),
@@ -477,6 +485,18 @@ func (db *DB) SaleBuyers(ctx context.Context, saleID int64) ([]int64, error) {
 // dialect.snapshot): a batch of orders committed meanwhile shows in both
 // numbers or in neither. ENotFound if there is no such sale.
 func (db *DB) SaleSnapshot(ctx context.Context, saleID int64) (stockLeft int64, buyers []int64, err error) {
+	type snapshot struct {
+		left   int64
+		buyers []int64
+	}
+	snap, err := reread(ctx, db, func() (snapshot, error) {
+		left, buyers, err := db.saleSnapshot(ctx, saleID)
+		return snapshot{left, buyers}, err
+	})
+	return snap.left, snap.buyers, err
+}
+
+func (db *DB) saleSnapshot(ctx context.Context, saleID int64) (stockLeft int64, buyers []int64, err error) {
 	tx, err := db.read.BeginTx(ctx, db.d.snapshot)
 	if err != nil {
 		return 0, nil, fmt.Errorf("snapshot of sale %d: begin: %w", saleID, err)

@@ -6,6 +6,7 @@ import (
 	"embed"
 	"errors"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -54,6 +55,19 @@ var postgres = dialect{
 	duplicate: func(err error) bool {
 		var pe *pgconn.PgError
 		return errors.As(err, &pe) && pe.Code == "23505" // unique_violation
+	},
+	lost: func(err error) bool {
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) {
+			// Class 08 connection_exception; admin_shutdown (the session was
+			// terminated: pg_terminate_backend, a fast shutdown),
+			// crash_shutdown, cannot_connect_now (starting up or in
+			// recovery), too_many_connections.
+			return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" ||
+				pe.Code == "57P03" || pe.Code == "53300"
+		}
+		var ce *pgconn.ConnectError
+		return errors.As(err, &ce) || errors.Is(err, pgconn.ErrConnClosed) || pgconn.SafeToRetry(err)
 	},
 	open: openPostgres,
 	q: queries{

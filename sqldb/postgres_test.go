@@ -43,6 +43,24 @@ func freshPostgres(t testing.TB) string {
 func TestPostgres(t *testing.T) {
 	serverURL(t, "SECKILL_TEST_POSTGRES")
 	testEngine(t, freshPostgres)
+	t.Run("SessionsKilled", func(t *testing.T) {
+		u, err := url.Parse(freshPostgres(t))
+		mustOK(t, err)
+		name := testName()
+		q := u.Query()
+		q.Set("application_name", name)
+		u.RawQuery = q.Encode()
+		db := openAt(t, u.String())
+		admin, err := sql.Open("pgx", serverURL(t, "SECKILL_TEST_POSTGRES"))
+		mustOK(t, err)
+		t.Cleanup(func() { admin.Close() })
+		testSessionsKilled(t, db, func(t *testing.T) int {
+			var n int
+			mustOK(t, admin.QueryRow(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`, name).Scan(&n))
+			return n
+		})
+	})
+	t.Run("Unreachable", func(t *testing.T) { testUnreachable(t, freshPostgres(t)) })
 	t.Run("OpenTogether", func(t *testing.T) { testOpenTogether(t, freshPostgres) })
 	t.Run("Engine", func(t *testing.T) {
 		db := openFresh(t, freshPostgres)

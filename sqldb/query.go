@@ -16,29 +16,42 @@ import (
 // one row or all rows of a query.
 
 // maxAttempts is how often inTx runs a transaction that keeps failing
-// with a retryable error (a deadlock, a serialization failure) before it
-// gives up.
+// with a retryable error (a deadlock, a serialization failure, a
+// connection lost before the commit) before it gives up.
 const maxAttempts = 5
 
 // inTx runs fn in a write transaction and commits it if fn returns nil.
 // When the engine aborts the transaction as a deadlock victim or a
-// serialization failure, inTx rolls back and runs fn again, a few times,
-// with a short random pause: fn must not keep state across calls.
+// serialization failure, or its connection breaks before the commit (the
+// server then rolls it back), inTx rolls back and runs fn again, a few
+// times, with a short random pause: fn must not keep state across calls.
+// A connection that breaks during the commit leaves the outcome unknown:
+// that is not retried. Either way a lost connection is answered as the
+// busy error (see lost).
 func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := db.tryTx(ctx, fn)
-		if err == nil || attempt == maxAttempts || db.d.retryable == nil || !db.d.retryable(err) {
-			return err
+		var ce *commitError
+		again := err != nil && (db.d.retryable != nil && db.d.retryable(err) || db.lost(err) && !errors.As(err, &ce))
+		if !again || attempt == maxAttempts {
+			return db.away(err)
 		}
 		// Writers that collided should not collide again in step.
 		pause := time.Duration(rand.Int64N(int64(attempt) * int64(5*time.Millisecond)))
 		select {
 		case <-ctx.Done():
-			return errors.Join(err, ctx.Err())
+			return errors.Join(db.away(err), ctx.Err())
 		case <-time.After(pause):
 		}
 	}
 }
+
+// commitError is a failed commit: whether the transaction committed is
+// not known.
+type commitError struct{ err error }
+
+func (e *commitError) Error() string { return "commit: " + e.err.Error() }
+func (e *commitError) Unwrap() error { return e.err }
 
 func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.write.BeginTx(ctx, db.d.txOptions)
@@ -50,7 +63,7 @@ func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("commit: %w", err)
+		return &commitError{err: err}
 	}
 	return nil
 }
@@ -103,12 +116,15 @@ func (db *DB) txRow(ctx context.Context, tx *sql.Tx, query string, args ...any) 
 }
 
 // writeExec runs query on the write pool outside a transaction, as a
-// prepared statement if it is a hot one.
+// prepared statement if it is a hot one. The query must be idempotent:
+// it runs again when the connection under it breaks, as a read does.
 func (db *DB) writeExec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	if st := db.stmts[query]; st != nil {
-		return st.ExecContext(ctx, args...)
-	}
-	return db.write.ExecContext(ctx, query, args...)
+	return reread(ctx, db, func() (sql.Result, error) {
+		if st := db.stmts[query]; st != nil {
+			return st.ExecContext(ctx, args...)
+		}
+		return db.write.ExecContext(ctx, query, args...)
+	})
 }
 
 // txExec runs query in tx, as a prepared statement if it is a hot one.

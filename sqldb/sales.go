@@ -37,17 +37,21 @@ func (db *DB) CreateSale(ctx context.Context, s *seckill.Sale) error {
 
 // Sale returns the sale or ENotFound.
 func (db *DB) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
-	return queryOne(db.read.QueryRowContext(ctx, db.d.q.sale, id), scanSale, "sale %d", id)
+	return reread(ctx, db, func() (*seckill.Sale, error) {
+		return queryOne(db.read.QueryRowContext(ctx, db.d.q.sale, id), scanSale, "sale %d", id)
+	})
 }
 
 // Sales returns every sale, by start time then id.
 func (db *DB) Sales(ctx context.Context) ([]*seckill.Sale, error) {
-	rows, err := db.read.QueryContext(ctx, db.d.q.sales)
-	ss, err := queryAll(rows, err, scanSale)
-	if err != nil {
-		return nil, fmt.Errorf("sales: %w", err)
-	}
-	return ss, nil
+	return reread(ctx, db, func() ([]*seckill.Sale, error) {
+		rows, err := db.read.QueryContext(ctx, db.d.q.sales)
+		ss, err := queryAll(rows, err, scanSale)
+		if err != nil {
+			return nil, fmt.Errorf("sales: %w", err)
+		}
+		return ss, nil
+	})
 }
 
 // EndSale stops a sale early (seckill.SaleStore): one conditional UPDATE,
@@ -72,5 +76,7 @@ func (db *DB) EndSale(ctx context.Context, id int64, at time.Time) (*seckill.Sal
 // SaleStats counts the sale's orders by status and sums its stock ledger,
 // all from one snapshot. ENotFound if there is no such sale.
 func (db *DB) SaleStats(ctx context.Context, id int64) (*seckill.SaleStats, error) {
-	return queryOne(db.read.QueryRowContext(ctx, db.d.q.saleStats, id, id), scanSaleStats, "sale %d", id)
+	return reread(ctx, db, func() (*seckill.SaleStats, error) {
+		return queryOne(db.read.QueryRowContext(ctx, db.d.q.saleStats, id, id), scanSaleStats, "sale %d", id)
+	})
 }

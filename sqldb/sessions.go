@@ -25,7 +25,9 @@ func (db *DB) CreateSession(ctx context.Context, s seckill.Session) error {
 // Session returns the session with this token hash, or ENotFound when there
 // is none or it expired (ExpiresAt at or before now).
 func (db *DB) Session(ctx context.Context, tokenHash []byte) (*seckill.Session, error) {
-	return queryOne(db.read.QueryRowContext(ctx, db.d.q.session, tokenHash, db.tv(db.now())), scanSession, "session")
+	return reread(ctx, db, func() (*seckill.Session, error) {
+		return queryOne(db.read.QueryRowContext(ctx, db.d.q.session, tokenHash, db.tv(db.now())), scanSession, "session")
+	})
 }
 
 // TouchSession moves the expiry of a live session (sliding expiry). A
@@ -56,11 +58,13 @@ func (db *DB) DeleteSession(ctx context.Context, tokenHash []byte) error {
 // UserSessions returns the token hashes of every session of the user,
 // expired or not.
 func (db *DB) UserSessions(ctx context.Context, userID int64) ([][]byte, error) {
-	hashes, err := userSessions(ctx, db.write, db.d.q.userSessions, userID)
-	if err != nil {
-		return nil, fmt.Errorf("sessions of user %d: %w", userID, err)
-	}
-	return hashes, nil
+	return reread(ctx, db, func() ([][]byte, error) {
+		hashes, err := userSessions(ctx, db.write, db.d.q.userSessions, userID)
+		if err != nil {
+			return nil, fmt.Errorf("sessions of user %d: %w", userID, err)
+		}
+		return hashes, nil
+	})
 }
 
 // DeleteUserSessions removes every session of the user, expired or not,

@@ -122,11 +122,15 @@ func (db *DB) UpdateUser(ctx context.Context, u *seckill.User) error {
 
 // UserByID returns the user or ENotFound.
 func (db *DB) UserByID(ctx context.Context, id int64) (*seckill.User, error) {
-	return queryOne(db.read.QueryRowContext(ctx, db.d.q.userByID, id), scanUser, "user %d", id)
+	return reread(ctx, db, func() (*seckill.User, error) {
+		return queryOne(db.read.QueryRowContext(ctx, db.d.q.userByID, id), scanUser, "user %d", id)
+	})
 }
 
 // UserByPhone returns the user or ENotFound.
 func (db *DB) UserByPhone(ctx context.Context, phone string) (*seckill.User, error) {
-	// The phone stays out of the error, which may be logged.
-	return queryOne(db.read.QueryRowContext(ctx, db.d.q.userByPhone, phone), scanUser, "user by phone")
+	return reread(ctx, db, func() (*seckill.User, error) {
+		// The phone stays out of the error, which may be logged.
+		return queryOne(db.read.QueryRowContext(ctx, db.d.q.userByPhone, phone), scanUser, "user by phone")
+	})
 }

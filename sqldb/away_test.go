@@ -1,0 +1,219 @@
+package sqldb_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill"
+	"seckill/sqldb"
+)
+
+// killer ends every server session of the database a test opened and
+// says how many it ended.
+type killer func(t *testing.T) int
+
+// testSessionsKilled: the server ends every session of the engine's pools
+// (pg_terminate_backend, KILL) three times while readers and writers run.
+// Each pooled connection then fails the statement it runs next. Reads run
+// again on another connection and never fail; a write transaction whose
+// connection broke before its commit runs again; what still fails is busy
+// (503, retry), never internal (it was 500: found by a drill).
+func testSessionsKilled(t *testing.T, db *sqldb.DB, kill killer) {
+	ctx := context.Background()
+	now := time.Now()
+	sale := &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: 1000, StartsAt: now, EndsAt: now.Add(time.Hour)}
+	mustOK(t, db.CreateSale(ctx, sale))
+	users := makeUsers(0, 50)
+	mustOK(t, db.CreateUsers(ctx, users))
+	reqs := make([]seckill.OrderRequest, len(users))
+	for i, u := range users {
+		reqs[i] = seckill.OrderRequest{SaleID: sale.ID, UserID: u.ID, Ticket: fmt.Sprintf("T%d", i), PriceCents: 1, At: now}
+	}
+	res, err := db.WriteOrders(ctx, reqs, now.Add(time.Hour))
+	mustOK(t, err)
+
+	var (
+		stop             atomic.Bool
+		reads, writes    atomic.Int64
+		busy             atomic.Int64
+		mu               sync.Mutex
+		failed           []error
+		wg               sync.WaitGroup
+		phones           atomic.Int64
+		readFns, writeFn = []func(i int) error{
+			func(int) error { _, err := db.Sale(ctx, sale.ID); return err },
+			func(int) error { _, err := db.SaleStats(ctx, sale.ID); return err },
+			func(i int) error { _, err := db.Order(ctx, res[i%len(res)].OrderID); return err },
+			func(i int) error { _, err := db.OrdersByUser(ctx, users[i%len(users)].ID); return err },
+			func(int) error { _, err := db.Now(ctx); return err },
+			func(int) error { _, _, err := db.SaleSnapshot(ctx, sale.ID); return err },
+		}, func(i int) error {
+			if i%2 == 0 {
+				return db.MarkPayOpened(ctx, res[i%len(res)].OrderID)
+			}
+			u := makeUsers(1000+int(phones.Add(1)), 1)[0]
+			return db.CreateUser(ctx, u)
+		}
+	)
+	fail := func(err error) {
+		mu.Lock()
+		failed = append(failed, err)
+		mu.Unlock()
+	}
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; !stop.Load(); i++ {
+				if err := readFns[i%len(readFns)](i); err != nil {
+					fail(fmt.Errorf("read: %w", err))
+				}
+				reads.Add(1)
+			}
+		})
+	}
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; !stop.Load(); i++ {
+				err := writeFn(i)
+				switch seckill.ErrorCode(err) {
+				case "":
+				case seckill.EBusy:
+					busy.Add(1)
+				default:
+					fail(fmt.Errorf("write: %w", err))
+				}
+				writes.Add(1)
+			}
+		})
+	}
+	killed := 0
+	for range 3 {
+		time.Sleep(300 * time.Millisecond)
+		killed += kill(t)
+	}
+	time.Sleep(300 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	t.Logf("%d sessions killed; %d reads, %d writes, %d writes busy", killed, reads.Load(), writes.Load(), busy.Load())
+	if killed < 3 {
+		t.Fatalf("%d sessions killed; the test needs the pools' sessions ended while they work", killed)
+	}
+	for i, err := range failed {
+		if i == 10 {
+			t.Errorf("… %d failures in all", len(failed))
+			break
+		}
+		t.Errorf("%v (code %s)", err, seckill.ErrorCode(err))
+	}
+	if reads.Load() == 0 || writes.Load() == 0 {
+		t.Fatalf("%d reads, %d writes: the workers did not run", reads.Load(), writes.Load())
+	}
+}
+
+// testUnreachable: with the server out of reach (here a proxy in front of
+// it stops, closing every connection and refusing new ones), reads and
+// writes fail busy, not internal; once it is back they go through.
+func testUnreachable(t *testing.T, serverURL string) {
+	ctx := context.Background()
+	u, err := url.Parse(serverURL)
+	mustOK(t, err)
+	p := startProxy(t, u.Host)
+	u.Host = p.addr
+	db := openAt(t, u.String())
+	now := time.Now()
+	sale := &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}
+	mustOK(t, db.CreateSale(ctx, sale))
+
+	p.stop()
+	for name, call := range map[string]func() error{
+		"Sale":       func() error { _, err := db.Sale(ctx, sale.ID); return err },
+		"SaleStats":  func() error { _, err := db.SaleStats(ctx, sale.ID); return err },
+		"Now":        func() error { _, err := db.Now(ctx); return err },
+		"CreateUser": func() error { return db.CreateUser(ctx, makeUsers(7, 1)[0]) },
+		"CancelOrder": func() error {
+			_, err := db.CancelOrder(ctx, 1, 0, now, false)
+			return err
+		},
+		"MarkPayOpened": func() error { return db.MarkPayOpened(ctx, 1) },
+	} {
+		if err := call(); seckill.ErrorCode(err) != seckill.EBusy {
+			t.Errorf("%s with the database unreachable: %v (code %q), want busy", name, err, seckill.ErrorCode(err))
+		} else if msg := seckill.ErrorMessage(err); msg != "the database is unavailable; retry shortly" {
+			t.Errorf("%s: message %q", name, msg)
+		}
+	}
+
+	p.start(t)
+	if _, err := db.Sale(ctx, sale.ID); err != nil {
+		t.Errorf("Sale once the database is back: %v", err)
+	}
+	mustOK(t, db.CreateUser(ctx, makeUsers(7, 1)[0]))
+}
+
+// proxy forwards TCP connections from a loopback port to a server; stop
+// closes the port and every connection, start opens the same port again.
+type proxy struct {
+	addr, target string
+	mu           sync.Mutex
+	ln           net.Listener
+	conns        map[net.Conn]bool
+}
+
+func startProxy(t *testing.T, target string) *proxy {
+	p := &proxy{target: target, conns: map[net.Conn]bool{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	mustOK(t, err)
+	p.addr = ln.Addr().String()
+	p.serve(ln)
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *proxy) start(t *testing.T) {
+	ln, err := net.Listen("tcp", p.addr)
+	mustOK(t, err)
+	p.serve(ln)
+}
+
+func (p *proxy) serve(ln net.Listener) {
+	p.mu.Lock()
+	p.ln = ln
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[s] = true, true
+			p.mu.Unlock()
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() { io.Copy(c, s); c.Close() }()
+		}
+	}()
+}
+
+func (p *proxy) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
+}
