@@ -395,6 +395,7 @@ func (e *Engine) askTrade(ctx context.Context, r seckill.OrderRef, round *askRou
 	}
 	_, err = e.applyPayment(ctx, seckill.Payment{
 		OrderNo: t.OutTradeNo, TradeNo: t.TradeNo, AmountCents: t.AmountCents, TradeStatus: string(t.Status),
+		PaidAt: t.PaidAt,
 	})
 	switch {
 	case err == nil:

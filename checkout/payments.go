@@ -373,5 +373,6 @@ func (e *Engine) ReconcilePayment(ctx context.Context, orderID int64) (*seckill.
 	}
 	return e.applyPayment(ctx, seckill.Payment{
 		OrderNo: t.OutTradeNo, TradeNo: t.TradeNo, AmountCents: t.AmountCents, TradeStatus: string(t.Status),
+		PaidAt: t.PaidAt,
 	})
 }

@@ -27,7 +27,8 @@ func TestSweepAppliesALatePayment(t *testing.T) {
 	paid, unpaid, never := v.orderOf(s.ID, us[0]), v.orderOf(s.ID, us[1]), v.orderOf(s.ID, us[2])
 	openPayment(t, e, paid)
 	openPayment(t, e, unpaid)
-	p.setTrade(payment.Trade{OutTradeNo: paid.OrderNo, TradeNo: "TR-late", Status: payment.TradeSuccess, AmountCents: paid.PriceCents})
+	paidAt := paid.PayDeadline.Add(-20 * time.Second).Truncate(time.Second)
+	p.setTrade(payment.Trade{OutTradeNo: paid.OrderNo, TradeNo: "TR-late", Status: payment.TradeSuccess, AmountCents: paid.PriceCents, PaidAt: paidAt})
 	p.setTrade(payment.Trade{OutTradeNo: unpaid.OrderNo, TradeNo: "TR-unpaid", Status: payment.TradeWaiting, AmountCents: unpaid.PriceCents})
 	clock.pastDeadlines()
 	if n, err := e.Sweep(ctx); err != nil || n != 2 {
@@ -40,6 +41,11 @@ func TestSweepAppliesALatePayment(t *testing.T) {
 	}
 	if p.refunded(paid.OrderNo) != 0 {
 		t.Error("the payment made in time was refunded")
+	}
+	// Paid when the provider says, not when the sweeper learned of it
+	// (which would put it after the deadline).
+	if got := v.order(paid.ID); got.PaidAt == nil || !got.PaidAt.Equal(paidAt) {
+		t.Errorf("order %d paid at %v; want %v, the provider's pay time", paid.ID, got.PaidAt, paidAt)
 	}
 	// Its notification, when it comes, is a replay.
 	if err := e.HandleNotification(ctx, notification(t, paid, payment.TradeSuccess, func(n *payment.Notification) { n.TradeNo = "TR-late" })); err != nil {

@@ -131,6 +131,12 @@ func (c *Client) QueryPayment(ctx context.Context, orderNo string) (Trade, error
 	if t.AmountCents, err = ParseYuan(r.TotalAmount); err != nil {
 		return Trade{}, fmt.Errorf("payment: %s: %w", MethodQuery, err)
 	}
+	// The pay time is for the record: one missing or malformed leaves it
+	// zero (the shop then records when it learned of the payment) rather
+	// than hide a payment the status says was made.
+	if paid, err := time.ParseInLocation(TimeLayout, r.SendPayDate, China); err == nil {
+		t.PaidAt = paid
+	}
 	return t, nil
 }
 

@@ -57,11 +57,12 @@ type Reply struct {
 	SubMsg      string `json:"sub_msg,omitempty"`
 	OutTradeNo  string `json:"out_trade_no,omitempty"`
 	TradeNo     string `json:"trade_no,omitempty"`
-	QRCode      string `json:"qr_code,omitempty"`      // create: the pay page
-	TradeStatus string `json:"trade_status,omitempty"` // query
-	TotalAmount string `json:"total_amount,omitempty"` // query
-	RefundFee   string `json:"refund_fee,omitempty"`   // refund: refunded in all
-	FundChange  string `json:"fund_change,omitempty"`  // refund: "Y" if this call moved money
+	QRCode      string `json:"qr_code,omitempty"`       // create: the pay page
+	TradeStatus string `json:"trade_status,omitempty"`  // query
+	TotalAmount string `json:"total_amount,omitempty"`  // query
+	SendPayDate string `json:"send_pay_date,omitempty"` // query: when a paid trade was paid, in TimeLayout, China time
+	RefundFee   string `json:"refund_fee,omitempty"`    // refund: refunded in all
+	FundChange  string `json:"fund_change,omitempty"`   // refund: "Y" if this call moved money
 }
 
 // ReplyKey is the name of method's response object in the answer:

@@ -161,6 +161,9 @@ type Trade struct {
 	TradeNo     string
 	Status      TradeStatus
 	AmountCents int64
+	// PaidAt is when a paid trade was paid (send_pay_date); zero when the
+	// provider did not say.
+	PaidAt time.Time
 }
 
 // MaxAmountCents is the largest amount of one payment (Alipay's limit,

@@ -242,8 +242,12 @@ func (s *Sandbox) query(ctx context.Context, biz payment.BizContent) (payment.Re
 		return payment.Reply{}, err
 	}
 	rep := ok(p)
-	rep.TradeStatus = string(queryStatus(p, now))
+	st := queryStatus(p, now)
+	rep.TradeStatus = string(st)
 	rep.TotalAmount = payment.FormatYuan(p.AmountCents)
+	if (st == payment.TradeSuccess || st == payment.TradeFinished) && !p.DoneAt.IsZero() {
+		rep.SendPayDate = p.DoneAt.In(payment.China).Format(payment.TimeLayout)
+	}
 	return rep, nil
 }
 

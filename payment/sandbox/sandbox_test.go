@@ -252,14 +252,22 @@ func TestFlowPayNotifyRetries(t *testing.T) {
 		t.Fatalf("CSP %q", csp)
 	}
 
+	pressed := e.clock.Now()
 	resp = press(t, p.PayURL, "pay")
 	loc, _ := url.Parse(resp.Header.Get("Location"))
 	if resp.StatusCode != http.StatusSeeOther || loc == nil || !strings.HasPrefix(loc.String(), sh.srv.URL+"/return?") ||
 		loc.Query().Get("from") != "sandbox" || loc.Fragment != "orders" || loc.Query().Get("out_trade_no") != "T1" {
 		t.Fatalf("after pay: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	if tr, err := e.client.QueryPayment(ctx, "T1"); err != nil || tr != (payment.Trade{OutTradeNo: "T1", TradeNo: p.ID, Status: payment.TradeSuccess, AmountCents: 1234}) {
+	// The query says when it was paid (send_pay_date, to the second).
+	tr, err := e.client.QueryPayment(ctx, "T1")
+	paidAt := tr.PaidAt
+	tr.PaidAt = time.Time{}
+	if err != nil || tr != (payment.Trade{OutTradeNo: "T1", TradeNo: p.ID, Status: payment.TradeSuccess, AmountCents: 1234}) {
 		t.Fatalf("query after paying: %+v, %v", tr, err)
+	}
+	if paidAt.Before(pressed.Truncate(time.Second)) || paidAt.After(e.clock.Now()) {
+		t.Errorf("query after paying: paid at %v, want between %v and now", paidAt, pressed)
 	}
 	// A second click changes nothing and owes nothing more.
 	if resp := press(t, p.PayURL, "fail"); resp.StatusCode != 200 {

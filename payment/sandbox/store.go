@@ -129,6 +129,7 @@ type trade struct {
 	RefundCents          int64
 	RefundReason         string
 	ExpiresAt            time.Time // zero: none
+	DoneAt               time.Time // paid or closed; zero: neither yet
 }
 
 // expired reports whether p waits for a payment it can no longer take:
@@ -146,15 +147,19 @@ func (p *trade) pastExpiry(now time.Time) bool {
 
 const paymentCols = `trade_no, out_trade_no, amount_cents, subject, notify_url, return_url, status, created_at, refund_cents, refund_reason, expires_at`
 
+// readCols are the columns scanPayment reads: paymentCols and when the
+// trade was paid or closed.
+const readCols = paymentCols + `, done_at`
+
 // scanner is a *sql.Row or *sql.Rows.
 type scanner interface{ Scan(dest ...any) error }
 
 func scanPayment(row scanner) (*trade, error) {
 	var p trade
 	var created int64
-	var expires sql.NullInt64
+	var expires, done sql.NullInt64
 	err := row.Scan(&p.TradeNo, &p.OutTradeNo, &p.AmountCents, &p.Subject, &p.NotifyURL, &p.ReturnURL,
-		&p.Status, &created, &p.RefundCents, &p.RefundReason, &expires)
+		&p.Status, &created, &p.RefundCents, &p.RefundReason, &expires, &done)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, errNoPayment
 	}
@@ -165,17 +170,20 @@ func scanPayment(row scanner) (*trade, error) {
 	if expires.Valid {
 		p.ExpiresAt = time.Unix(0, expires.Int64)
 	}
+	if done.Valid {
+		p.DoneAt = time.Unix(0, done.Int64)
+	}
 	return &p, nil
 }
 
 var errNoPayment = errors.New("sandbox: no such payment")
 
 func (s *store) byTradeNo(ctx context.Context, q querier, tradeNo string) (*trade, error) {
-	return scanPayment(q.QueryRowContext(ctx, `SELECT `+paymentCols+` FROM payments WHERE trade_no = ?`, tradeNo))
+	return scanPayment(q.QueryRowContext(ctx, `SELECT `+readCols+` FROM payments WHERE trade_no = ?`, tradeNo))
 }
 
 func (s *store) byOrderNo(ctx context.Context, q querier, orderNo string) (*trade, error) {
-	return scanPayment(q.QueryRowContext(ctx, `SELECT `+paymentCols+` FROM payments WHERE out_trade_no = ?`, orderNo))
+	return scanPayment(q.QueryRowContext(ctx, `SELECT `+readCols+` FROM payments WHERE out_trade_no = ?`, orderNo))
 }
 
 type querier interface {
@@ -208,7 +216,7 @@ func insertPayment(ctx context.Context, tx *sql.Tx, p *trade) error {
 // expiring returns up to limit waiting trades whose expiry has come by
 // now, the earliest first (through payments_expiring).
 func (s *store) expiring(ctx context.Context, now time.Time, limit int) ([]*trade, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+paymentCols+` FROM payments
+	rows, err := s.db.QueryContext(ctx, `SELECT `+readCols+` FROM payments
 		WHERE status = 'WAIT_BUYER_PAY' AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY expires_at LIMIT ?`,
 		now.UnixNano(), limit)
 	if err != nil {
