@@ -97,6 +97,24 @@ type OrderLifecycle interface {
 	// — also by a racing call —, refunded) or, with onlyIfExpired, not yet
 	// expired. On any error nothing changed.
 	CancelOrder(ctx context.Context, orderID, userID int64, now time.Time, onlyIfExpired bool) (*Order, error)
+	// CancelExpired is the sweeper's CancelOrder(…, 0, now, true) for many
+	// orders at once: of the orders ids names, it cancels those still
+	// pending_payment whose pay_deadline <= now, each exactly as
+	// CancelOrder would (cancelled_at = now, its unit back to the sale's
+	// stock_left, one +1 'cancel' stock-ledger row of its own not yet
+	// applied to the gate), in a few transactions rather than one per
+	// order: one per chunk of ids, so a large input commits in parts.
+	// Each cancel is still one conditional move on the order's status
+	// (I5): an order paid, cancelled (also by a racing CancelExpired or
+	// CancelOrder) or refunded meanwhile, not yet expired, or unknown, is
+	// skipped, not an error, and never gives a unit back.
+	//
+	// It returns the orders it cancelled, in id order, with PayOpened as
+	// it was when their cancel committed (as CancelOrder's). Duplicate ids
+	// count once. Errors are the backend's; the orders returned with one
+	// are those of the parts that committed before it, and nothing of the
+	// part that failed changed.
+	CancelExpired(ctx context.Context, ids []int64, now time.Time) ([]*Order, error)
 	// MarkPayOpened records that the order's payment is being opened at
 	// the provider (Order.PayOpened), so that a cancel closes it there:
 	// one conditional UPDATE, taken only while the order is
@@ -111,9 +129,10 @@ type OrderLifecycle interface {
 	// ExpiredOrders returns up to limit orders still pending_payment whose
 	// pay_deadline <= now, earliest deadline first (then by id), read
 	// through an index on (status, pay_deadline): its cost grows with the
-	// orders returned, not with the table. It changes nothing: cancel each
-	// with CancelOrder(…, 0, now, true), which refuses those paid or
-	// cancelled since (another sweeper got there first).
+	// orders returned, not with the table. It changes nothing: cancel them
+	// with CancelExpired (or each with CancelOrder(…, 0, now, true)),
+	// which skips those paid or cancelled since (another sweeper got there
+	// first).
 	//
 	// With after (an order it returned) it goes on after that order in the
 	// same order, so that orders a caller leaves pending do not hide the

@@ -71,6 +71,29 @@ func (s *Store) CancelOrder(_ context.Context, orderID, userID int64, now time.T
 	return &c, nil
 }
 
+// CancelExpired cancels, of the orders ids names, those pending and past
+// their deadline, as CancelOrder(…, 0, now, true) would each, in one step;
+// see seckill.OrderLifecycle for the contract.
+func (s *Store) CancelExpired(_ context.Context, ids []int64, now time.Time) ([]*seckill.Order, error) {
+	now = stamp(now)
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*seckill.Order
+	for _, id := range ids {
+		o, ok := s.orders[id]
+		if !ok || o.Status != seckill.OrderPending || o.PayDeadline.After(now) {
+			continue
+		}
+		at := now // each order its own: a caller may keep one and not the rest
+		o.Status, o.CancelledAt = seckill.OrderCancelled, &at
+		s.giveBack(o)
+		c := *o
+		out = append(out, &c)
+	}
+	return out, nil
+}
+
 // MarkPayOpened marks the pending order's payment opened, in one step
 // with respect to CancelOrder (both hold s.mu); see
 // seckill.OrderLifecycle for the contract.

@@ -1,10 +1,13 @@
 package sqldb
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"seckill"
@@ -21,6 +24,15 @@ type lifecycleQueries struct {
 	expired      string // now, limit → id, sale_id, user_id, order_no, pay_deadline, pay_opened
 	expiredAfter string // now, (after's deadline, its deadline again but $2 on PostgreSQL), after's id, limit → as expired
 	payOpened    string // id → pay_opened, read after the cancel's UPDATE
+
+	// CancelExpired's: with UPDATE … RETURNING, cancelExpired moves and
+	// returns the orders in one statement; without (MySQL), lockExpired
+	// locks and reads them, then cancelLocked moves them.
+	cancelExpired func(n int) string // cancelled_at, now, n ids → orderColumns of the orders it moved; nil without RETURNING
+	lockExpired   func(n int) string // now, n ids → orderColumns of those pending and expired, locked in id order
+	cancelLocked  func(n int) string // cancelled_at, n ids: pending_payment → cancelled
+	returnUnits   string             // n, sale id: stock_left + n
+	cancelLedgers func(n int) string // n rows of sale_id, order_id, created_at: +1 'cancel' rows not applied to the gate
 
 	markOpened string // id: one conditional UPDATE, pay_opened while pending_payment
 
@@ -112,6 +124,120 @@ func (db *DB) CancelOrder(ctx context.Context, orderID, userID int64, now time.T
 		return nil, fmt.Errorf("cancel order %d: %w", orderID, err)
 	}
 	return o, nil
+}
+
+// cancelExpiredTx is the most orders one CancelExpired transaction
+// cancels: a sweep page's. It bounds how long the transaction holds the
+// orders' and sales' rows (and, on SQLite, the one writer).
+const cancelExpiredTx = 500
+
+// CancelExpired cancels, of the orders ids names, those pending and past
+// their deadline, in one transaction per cancelExpiredTx of them; see
+// seckill.OrderLifecycle for the contract.
+//
+// A transaction moves its orders with one conditional UPDATE per chunk of
+// ids (statement sizes as the other bulk statements), then gives each
+// sale its units with one UPDATE, sales in id order, and appends one
+// ledger row per order cancelled, in id order. Orders are locked before
+// sales, as CancelOrder and RefundOrder lock them; the order writer locks
+// no existing order.
+func (db *DB) CancelExpired(ctx context.Context, ids []int64, now time.Time) ([]*seckill.Order, error) {
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	var out []*seckill.Order
+	for part := range slices.Chunk(ids, cancelExpiredTx) {
+		var got []*seckill.Order
+		err := db.inTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			got, err = db.cancelExpired(ctx, tx, part, now)
+			return err
+		})
+		if err != nil {
+			return out, fmt.Errorf("cancel %d expired orders: %w", len(part), err)
+		}
+		out = append(out, got...)
+	}
+	return out, nil
+}
+
+// cancelExpired is one transaction of CancelExpired: ids are sorted and
+// distinct. It returns the orders it cancelled, in id order.
+func (db *DB) cancelExpired(ctx context.Context, tx *sql.Tx, ids []int64, now time.Time) ([]*seckill.Order, error) {
+	q := db.lq()
+	var got []*seckill.Order
+	for chunk := range chunked(ids, db.hotChunks(len(ids), 1)) {
+		var (
+			os  []*seckill.Order
+			err error
+		)
+		if q.cancelExpired != nil {
+			rows, qerr := db.txQuery(ctx, tx, q.cancelExpired(len(chunk)), db.inArgs([]any{db.tv(now), db.tv(now)}, chunk)...)
+			os, err = queryAll(rows, qerr, scanOrder)
+			if err != nil {
+				return nil, fmt.Errorf("cancel: %w", err)
+			}
+		} else {
+			rows, qerr := db.txQuery(ctx, tx, q.lockExpired(len(chunk)), db.inArgs([]any{db.tv(now)}, chunk)...)
+			os, err = queryAll(rows, qerr, scanOrder)
+			if err != nil {
+				return nil, fmt.Errorf("lock: %w", err)
+			}
+			if len(os) > 0 {
+				locked := make([]int64, len(os))
+				for i, o := range os {
+					locked[i] = o.ID
+				}
+				r, err := db.txExec(ctx, tx, q.cancelLocked(len(locked)), db.inArgs([]any{db.tv(now)}, locked)...)
+				if err != nil {
+					return nil, fmt.Errorf("cancel: %w", err)
+				}
+				// The rows are locked and were read pending: a miss means
+				// the invariant broke, and the transaction rolls back.
+				if n, err := r.RowsAffected(); err != nil {
+					return nil, fmt.Errorf("cancel: %w", err)
+				} else if n != int64(len(locked)) {
+					return nil, fmt.Errorf("cancel: %d of %d locked pending orders moved", n, len(locked))
+				}
+			}
+			at := stamp(now)
+			for _, o := range os {
+				o.Status, o.CancelledAt = seckill.OrderCancelled, &at
+			}
+		}
+		got = append(got, os...)
+	}
+	if len(got) == 0 {
+		return nil, nil
+	}
+	// RETURNING lists the rows in no promised order.
+	slices.SortFunc(got, func(a, b *seckill.Order) int { return cmp.Compare(a.ID, b.ID) })
+	for _, o := range got {
+		// Each its own: a caller may keep one and not the rest.
+		at := *o.CancelledAt
+		o.CancelledAt = &at
+	}
+	units := map[int64]int64{}
+	for _, o := range got {
+		units[o.SaleID]++
+	}
+	for _, sale := range slices.Sorted(maps.Keys(units)) {
+		if _, err := db.txExec(ctx, tx, q.returnUnits, units[sale], sale); err != nil {
+			return nil, fmt.Errorf("return %d units to sale %d: %w", units[sale], sale, err)
+		}
+	}
+	sales, orders := make(col[int64], len(got)), make(col[int64], len(got))
+	for i, o := range got {
+		sales[i], orders[i] = o.SaleID, o.ID
+	}
+	at := same{db.tv(now)}
+	done := 0
+	for _, n := range db.hotChunks(len(got), 3) {
+		args := db.bulkArgs(n, sales[done:done+n], orders[done:done+n], at)
+		if _, err := db.txExec(ctx, tx, q.cancelLedgers(n), args...); err != nil {
+			return nil, fmt.Errorf("ledger: %w", err)
+		}
+		done += n
+	}
+	return got, nil
 }
 
 // MarkPayOpened marks the pending order's payment opened; see

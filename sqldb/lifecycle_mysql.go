@@ -13,6 +13,27 @@ var mysqlLifecycle = lifecycleQueries{
 	refundPayment: `UPDATE payments SET outcome = 'refund_due' WHERE order_id = ? AND outcome = 'applied'`,
 	payOpened:     `SELECT pay_opened FROM orders WHERE id = ?`,
 	markOpened:    `UPDATE orders SET pay_opened = TRUE WHERE id = ? AND status = 'pending_payment' AND pay_opened = FALSE`,
+	// No UPDATE … RETURNING: the orders are locked and read first, in id
+	// order through the primary key (two sweepers given overlapping ids
+	// then wait for each other instead of deadlocking; the index on
+	// (status, pay_deadline) would scan, and lock for a moment, every
+	// expired order). A locking read reads the latest committed version,
+	// so pay_opened is as a MarkPayOpened that committed first left it,
+	// and the lock keeps it so until the commit.
+	lockExpired: func(n int) string {
+		return `SELECT ` + orderColumns + ` FROM orders FORCE INDEX (PRIMARY)
+			WHERE status = 'pending_payment' AND pay_deadline <= ? AND id IN (` + params(n) + `)
+			ORDER BY id FOR UPDATE`
+	},
+	cancelLocked: func(n int) string {
+		return `UPDATE orders SET status = 'cancelled', cancelled_at = ?
+			WHERE status = 'pending_payment' AND id IN (` + params(n) + `)`
+	},
+	returnUnits: `UPDATE sales SET stock_left = stock_left + ? WHERE id = ?`,
+	cancelLedgers: func(n int) string {
+		return `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at, gate_applied) VALUES ` +
+			rows(n, "(?, ?, 1, 'cancel', ?, FALSE)")
+	},
 	expired: `SELECT id, sale_id, user_id, order_no, pay_deadline, pay_opened FROM orders
 		WHERE status = 'pending_payment' AND pay_deadline <= ? ORDER BY pay_deadline, id LIMIT ?`,
 	expiredAfter: `SELECT id, sale_id, user_id, order_no, pay_deadline, pay_opened FROM orders

@@ -13,6 +13,29 @@ var postgresLifecycle = lifecycleQueries{
 	refundPayment: `UPDATE payments SET outcome = 'refund_due' WHERE order_id = $1 AND outcome = 'applied'`,
 	payOpened:     `SELECT pay_opened FROM orders WHERE id = $1`,
 	markOpened:    `UPDATE orders SET pay_opened = TRUE WHERE id = $1 AND status = 'pending_payment' AND pay_opened = FALSE`,
+	// The orders are locked in id order first (ORDER BY below FOR … UPDATE
+	// locks rows as they come out of the sort), so two sweepers given
+	// overlapping ids wait for each other instead of deadlocking. A row
+	// moved by a concurrent transaction while the lock waited is
+	// re-checked against its committed version and skipped if it is no
+	// longer pending; the UPDATE then writes, and RETURNING reads, the
+	// version the lock holds: pay_opened as a MarkPayOpened that
+	// committed first left it.
+	cancelExpired: func(int) string {
+		return `WITH locked (lid) AS MATERIALIZED (
+				SELECT id FROM orders
+				WHERE id = ANY($3::bigint[]) AND status = 'pending_payment' AND pay_deadline <= $2
+				ORDER BY id FOR NO KEY UPDATE)
+			UPDATE orders SET status = 'cancelled', cancelled_at = $1
+			FROM locked WHERE id = locked.lid AND status = 'pending_payment'
+			RETURNING ` + orderColumns
+	},
+	returnUnits: `UPDATE sales SET stock_left = stock_left + $1 WHERE id = $2`,
+	cancelLedgers: func(int) string {
+		return `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at, gate_applied)
+			SELECT sale_id, order_id, 1, 'cancel', $3::timestamptz, FALSE
+			FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS r (sale_id, order_id, n) ORDER BY n`
+	},
 	expired: `SELECT id, sale_id, user_id, order_no, pay_deadline, pay_opened FROM orders
 		WHERE status = 'pending_payment' AND pay_deadline <= $1 ORDER BY pay_deadline, id LIMIT $2`,
 	expiredAfter: `SELECT id, sale_id, user_id, order_no, pay_deadline, pay_opened FROM orders

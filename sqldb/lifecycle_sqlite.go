@@ -13,6 +13,19 @@ var sqliteLifecycle = lifecycleQueries{
 	refundPayment: `UPDATE payments SET outcome = 'refund_due' WHERE order_id = ? AND outcome = 'applied'`,
 	payOpened:     `SELECT pay_opened FROM orders WHERE id = ?`,
 	markOpened:    `UPDATE orders SET pay_opened = 1 WHERE id = ? AND status = 'pending_payment' AND pay_opened = 0`,
+	// One writer at a time: nothing moves the orders between the
+	// UPDATE's read of a row and its write, and RETURNING gives the row
+	// as written.
+	cancelExpired: func(n int) string {
+		return `UPDATE orders SET status = 'cancelled', cancelled_at = ?
+			WHERE status = 'pending_payment' AND pay_deadline <= ? AND id IN (` + params(n) + `)
+			RETURNING ` + orderColumns
+	},
+	returnUnits: `UPDATE sales SET stock_left = stock_left + ? WHERE id = ?`,
+	cancelLedgers: func(n int) string {
+		return `INSERT INTO stock_ledger (sale_id, order_id, delta, reason, created_at, gate_applied) VALUES ` +
+			rows(n, "(?, ?, 1, 'cancel', ?, 0)")
+	},
 	expired: `SELECT id, sale_id, user_id, order_no, pay_deadline, pay_opened FROM orders
 		WHERE status = 'pending_payment' AND pay_deadline <= ? ORDER BY pay_deadline, id LIMIT ?`,
 	expiredAfter: `SELECT id, sale_id, user_id, order_no, pay_deadline, pay_opened FROM orders

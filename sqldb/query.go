@@ -86,7 +86,15 @@ func (db *DB) prepareHot(ctx context.Context) error {
 	// of SQLite's CPU.
 	hot = append(hot, q.order, lq.cancel, lq.returnUnit, lq.cancelLedger, lq.orderByNo, lq.pay,
 		lq.payment, lq.insertPayment, lq.markRefunded, lq.markApplied(1),
-		lq.refund, lq.refundLedger, lq.refundPayment)
+		lq.refund, lq.refundLedger, lq.refundPayment, lq.returnUnits)
+	// The sweeper's: its cancels come in the power-of-two chunks of
+	// hotChunks.
+	for size := 1; size <= maxChunk; size *= 2 {
+		if lq.cancelExpired != nil {
+			hot = append(hot, lq.cancelExpired(size))
+		}
+		hot = append(hot, lq.cancelLedgers(size))
+	}
 	for _, query := range hot {
 		st, err := db.write.PrepareContext(ctx, query)
 		if err != nil {

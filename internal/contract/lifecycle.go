@@ -35,6 +35,8 @@ func TestLifecycle(t *testing.T, open func(t *testing.T) LifecycleStores) {
 	t.Run("PayCancelSweepRace", func(t *testing.T) { testPayCancelSweepRace(t, open(t)) })
 	t.Run("MarkPayOpened", func(t *testing.T) { testMarkPayOpened(t, open(t)) })
 	t.Run("MarkPayOpenedCancelRace", func(t *testing.T) { testMarkPayOpenedCancelRace(t, open(t)) })
+	t.Run("CancelExpired", func(t *testing.T) { testCancelExpired(t, open(t)) })
+	t.Run("CancelExpiredRace", func(t *testing.T) { testCancelExpiredRace(t, open(t)) })
 }
 
 // lcOrders writes one pending order per user in sale, due at payBy, and
@@ -535,12 +537,37 @@ func lcUsers(t *testing.T, s LifecycleStores, n int) []int64 {
 	return users
 }
 
-// lcSweepers starts two sweepers on wg that cancel the orders expired at
-// now until none is left, as Sweep does, and hand each order they
-// cancelled to done.
+// lcSweepers starts sweepers on wg that cancel the orders expired at now
+// until none is left and hand each order they cancelled to done: two that
+// cancel a page at once, as Sweep does (CancelExpired), and two that
+// cancel one order at a time (CancelOrder).
 func lcSweepers(t *testing.T, s LifecycleStores, wg *sync.WaitGroup, now time.Time, done func(*seckill.Order)) {
 	ctx := context.Background()
 	for range 2 {
+		wg.Go(func() {
+			for {
+				refs, err := s.Lifecycle.ExpiredOrders(ctx, now, seckill.OrderRef{}, 50)
+				if err != nil {
+					t.Errorf("ExpiredOrders: %v", err)
+					return
+				}
+				if len(refs) == 0 {
+					return
+				}
+				ids := make([]int64, len(refs))
+				for i, r := range refs {
+					ids[i] = r.ID
+				}
+				got, err := s.Lifecycle.CancelExpired(ctx, ids, now)
+				if err != nil {
+					t.Errorf("sweep %d orders: %v", len(ids), err)
+					return
+				}
+				for _, o := range got {
+					done(o)
+				}
+			}
+		})
 		wg.Go(func() {
 			for {
 				refs, err := s.Lifecycle.ExpiredOrders(ctx, now, seckill.OrderRef{}, 50)
