@@ -18,7 +18,8 @@ import (
 // (refund.go), and the relay gives each unit cancelled or refunded back to
 // the gate exactly once.
 //
-// A cancel is one SQL transaction (CancelOrder): the order moves
+// A cancel is one SQL transaction (CancelOrder; the sweeper's
+// CancelExpired takes a page of orders in one): the order moves
 // pending_payment → cancelled, stock_left gains the unit and the stock
 // ledger gains a +1 row not yet applied to the gate. The relay then reads
 // those rows (UnappliedReturns), gives each unit to the gate by order id
@@ -190,9 +191,11 @@ func (e *Engine) publishStatus(ctx context.Context, o *seckill.Order) {
 
 // Sweep cancels every order past its pay deadline on the shared clock,
 // in pages read through the (status, deadline) index, then relays the
-// units to the gate. Any number of instances may sweep at once: each
-// cancel is one conditional UPDATE, and an order another sweeper (or a
-// payment, or its buyer) moved first is skipped. An order whose buyer
+// units to the gate. A page's orders are cancelled together
+// (CancelExpired): those without an opened payment first, then those the
+// provider says to cancel. Any number of instances may sweep at once:
+// each cancel is a conditional move on the order's status, and an order
+// another sweeper (or a payment, or its buyer) moved first is skipped. An order whose buyer
 // opened a payment is asked of the provider first (askProvider); one the
 // provider cannot tell about yet stays for a later sweep, and the pages
 // go on past it. It returns how many orders this call cancelled.
@@ -231,16 +234,24 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 				"orders", open, "first", first, "last", last)
 		}
 	}()
-	cancel := func(r seckill.OrderRef) error {
-		o, err := lc.CancelOrder(ctx, r.ID, 0, now, true)
-		switch {
-		case seckill.ErrorCode(err) == seckill.ENotCancellable || seckill.ErrorCode(err) == seckill.ENotFound:
-			return nil // paid or cancelled since it was read
-		case err != nil:
-			return fmt.Errorf("sweep: cancel order %d: %w", r.ID, err)
+	// A page's orders are cancelled in one call (a transaction per few
+	// hundred), not one transaction each: one per order gave back ~350
+	// units/s over three instances on PostgreSQL.
+	cancel := func(refs []seckill.OrderRef) error {
+		if len(refs) == 0 {
+			return nil
 		}
-		cancelled++
-		done = append(done, o)
+		ids := make([]int64, len(refs))
+		for i, r := range refs {
+			ids[i] = r.ID
+		}
+		// Those paid or cancelled since they were read are skipped.
+		os, err := lc.CancelExpired(ctx, ids, now)
+		cancelled += len(os)
+		done = append(done, os...)
+		if err != nil {
+			return fmt.Errorf("sweep: cancel %d orders: %w", len(ids), err)
+		}
 		return nil
 	}
 	var after seckill.OrderRef
@@ -257,24 +268,27 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 		// holds their units up (found by review: behind a page of opened
 		// orders and a provider answering in 0.3 s, units came back 52 s
 		// late).
-		var opened []seckill.OrderRef
+		var plain, opened []seckill.OrderRef
 		for _, r := range refs {
 			if r.PayOpened && e.b.Payments != nil {
 				opened = append(opened, r)
-				continue
-			}
-			if err := cancel(r); err != nil {
-				return cancelled, err
+			} else {
+				plain = append(plain, r)
 			}
 		}
+		if err := cancel(plain); err != nil {
+			return cancelled, err
+		}
 		verdicts := e.askProvider(ctx, opened, asks)
+		var lapsed []seckill.OrderRef
 		for i, r := range opened {
 			// Not told, and past the grace: cancelled as before.
 			if verdicts[i] == tradeNone || verdicts[i] == tradeUnknown && !now.Before(r.PayDeadline.Add(sweepAskGrace)) {
-				if err := cancel(r); err != nil {
-					return cancelled, err
-				}
+				lapsed = append(lapsed, r)
 			}
+		}
+		if err := cancel(lapsed); err != nil {
+			return cancelled, err
 		}
 		if len(refs) < sweepPage {
 			break

@@ -1,0 +1,85 @@
+package checkout
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill"
+)
+
+// countedCancels is the env's store that counts the sweeper's cancel calls.
+type countedCancels struct {
+	envStore
+	seckill.OrderLifecycle
+	single, batch atomic.Int32 // CancelOrder, CancelExpired calls
+}
+
+func (c *countedCancels) CancelOrder(ctx context.Context, orderID, userID int64, now time.Time, onlyIfExpired bool) (*seckill.Order, error) {
+	c.single.Add(1)
+	return c.OrderLifecycle.CancelOrder(ctx, orderID, userID, now, onlyIfExpired)
+}
+
+func (c *countedCancels) CancelExpired(ctx context.Context, ids []int64, now time.Time) ([]*seckill.Order, error) {
+	c.batch.Add(1)
+	return c.OrderLifecycle.CancelExpired(ctx, ids, now)
+}
+
+// TestSweepCancelsAPageAtOnce: a sweep cancels each page of expired orders
+// in at most two calls (those without a payment, then those whose opened
+// payment the provider says to cancel), not one transaction per order:
+// per order, three instances on PostgreSQL gave back ~350 units/s, and
+// 25,000 lapsed orders took ~70 s to come back to stock. Everything else
+// holds: every unit back in SQL and the gate, the opened payments closed,
+// the buyers told.
+func TestSweepCancelsAPageAtOnce(t *testing.T) {
+	for _, cell := range []struct {
+		name string
+		opt  []envOption
+	}{{"inmem", nil}, {"sqlite", []envOption{withSQLite}}} {
+		t.Run(cell.name, func(t *testing.T) {
+			v := newEnv(t, cell.opt...)
+			const n, nOpened = 2*sweepBatch + 100, 30
+			s, _, orders := v.soldOutOrders(n)
+			p, clock := newFakeProvider(), &sharedClock{}
+			store := &countedCancels{envStore: v.db, OrderLifecycle: v.db.(seckill.OrderLifecycle)}
+			b := v.backends()
+			b.Orders, b.Payments, b.Clock = store, p, clock
+			e := v.recovered(Config{}, &b)
+			for _, o := range orders[:nOpened] {
+				openPayment(t, e, o)
+			}
+			results := subscribeResults(t, v.queue)
+			clock.pastDeadlines()
+			got, err := e.Sweep(context.Background())
+			if err != nil || got != n {
+				t.Fatalf("Sweep = %d, %v; want %d cancelled", got, err, n)
+			}
+			pages := (n + sweepPage - 1) / sweepPage
+			if single, batch := store.single.Load(), store.batch.Load(); single != 0 || batch > int32(2*pages) {
+				t.Errorf("the sweep of %d orders made %d CancelOrder and %d CancelExpired calls; want none and at most %d",
+					n, single, batch, 2*pages)
+			}
+			for _, o := range orders {
+				if st := v.order(o.ID).Status; st != seckill.OrderCancelled {
+					t.Fatalf("order %d is %s after the sweep", o.ID, st)
+				}
+			}
+			if st := v.checkAtRest(s.ID); st.Cancelled != n || st.SQLStockLeft != n {
+				t.Errorf("after the sweep: %+v; want %d cancelled and back", st, n)
+			}
+			if left := v.gateLeft(s.ID); left != n {
+				t.Errorf("gate left %d, want %d", left, n)
+			}
+			waitFor(t, "the opened payments closed", func() bool { return p.closes() == nOpened })
+			for _, o := range orders[nOpened:] {
+				if p.wasClosed(o.OrderNo) {
+					t.Fatalf("order %d was never opened and its payment was closed", o.ID)
+				}
+			}
+			results.waitStatus(t, orders[0], seckill.OrderCancelled)
+			results.waitStatus(t, orders[n-1], seckill.OrderCancelled)
+		})
+	}
+}
