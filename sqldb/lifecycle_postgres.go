@@ -20,12 +20,16 @@ var postgresLifecycle = lifecycleQueries{
 	// re-checked against its committed version and skipped if it is no
 	// longer pending; the UPDATE then writes, and RETURNING reads, the
 	// version the lock holds: pay_opened as a MarkPayOpened that
-	// committed first left it.
+	// committed first left it. The ids drive the join, so the orders are
+	// found through the primary key: with id = ANY(…) beside the status
+	// and deadline conditions the planner took the (status,
+	// pay_deadline) index and walked every expired order, and its dead
+	// entries, for each page (3,100 cancels/s against 25,000).
 	cancelExpired: func(int) string {
 		return `WITH locked (lid) AS MATERIALIZED (
-				SELECT id FROM orders
-				WHERE id = ANY($3::bigint[]) AND status = 'pending_payment' AND pay_deadline <= $2
-				ORDER BY id FOR NO KEY UPDATE)
+				SELECT o.id FROM unnest($3::bigint[]) AS r (id) JOIN orders o ON o.id = r.id
+				WHERE o.status = 'pending_payment' AND o.pay_deadline <= $2
+				ORDER BY o.id FOR NO KEY UPDATE OF o)
 			UPDATE orders SET status = 'cancelled', cancelled_at = $1
 			FROM locked WHERE id = locked.lid AND status = 'pending_payment'
 			RETURNING ` + orderColumns
