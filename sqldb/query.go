@@ -31,6 +31,9 @@ const maxAttempts = 5
 func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := db.tryTx(ctx, fn)
+		if db.lost(err) {
+			db.dropIdle() // see dropIdle: the pool's other connections are likely dead too
+		}
 		var ce *commitError
 		again := err != nil && (db.d.retryable != nil && db.d.retryable(err) || db.lost(err) && !errors.As(err, &ce))
 		if !again || attempt == maxAttempts {

@@ -2,6 +2,7 @@ package sqldb
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"errors"
 	"io"
@@ -70,8 +71,36 @@ func reread[T any](ctx context.Context, db *DB, f func() (T, error)) (T, error) 
 		if err == nil || !db.lost(err) {
 			return v, err
 		}
+		db.dropIdle()
 		if attempt == readAttempts || ctx.Err() != nil {
 			return v, &awayError{err: err}
 		}
+	}
+}
+
+// dropIdle closes the idle connections of the pools after a statement
+// found its connection lost. A server that ends one session has usually
+// ended them all (pg_terminate_backend of every session, a restart, a
+// failover), and each pooled connection would fail one statement before
+// the pool learned it was dead: database/sql checks a connection it hands
+// out only when it sat idle over a second (pgx's ResetSession), and a
+// busy pool holds more dead connections (8 or more) than a request has
+// attempts (readAttempts, maxAttempts), so one request alone met only
+// dead ones and was answered busy with the server up. Connections in use
+// are left alone; a statement on one of them fails once and the pool
+// drops it.
+func (db *DB) dropIdle() {
+	if db.d.lost == nil {
+		return // an engine in the process: no server to lose
+	}
+	pools := []*sql.DB{db.write}
+	if db.read != db.write {
+		pools = append(pools, db.read)
+	}
+	for _, p := range pools {
+		// configurePool keeps as many idle as it opens.
+		n := p.Stats().MaxOpenConnections
+		p.SetMaxIdleConns(-1) // closes every idle connection
+		p.SetMaxIdleConns(n)
 	}
 }
