@@ -324,9 +324,10 @@ const (
 type tradeVerdict int8
 
 const (
-	tradeNone    tradeVerdict = iota // no trade, not paid, or not this order's: cancel
-	tradePaid                        // paid: applied, the order is paid (or refund due)
-	tradeUnknown                     // not told: asked again at a later sweep
+	tradeNone      tradeVerdict = iota // no trade, not paid, or not this order's: cancel
+	tradePaid                          // paid: applied, the order is paid (or refund due)
+	tradeUnknown                       // not told: asked again at a later sweep
+	tradeUnapplied                     // paid, but the payment could not be applied now (the database is away): not cancelled, asked again
 )
 
 // askRound is one sweep's questions to the provider: its budget, and
@@ -415,6 +416,13 @@ func (e *Engine) askTrade(ctx context.Context, r seckill.OrderRef, round *askRou
 	case err == nil:
 		round.applied.Add(1)
 		return tradePaid
+	case seckill.ErrorCode(err) == seckill.EBusy || ctx.Err() != nil:
+		// The database is away (a lost connection, busy): not a verdict
+		// on the trade, which the provider says is paid. The order is not
+		// cancelled, grace or not: a later sweep applies the payment.
+		round.failure.CompareAndSwap(nil, &err)
+		round.deferred.Add(1)
+		return tradeUnapplied
 	case seckill.ErrorCode(err) != seckill.EInternal:
 		// The trade cannot be this order's payment (another amount): the
 		// order lapses, as a notification of it would have been refused.
