@@ -204,6 +204,11 @@ func mysqlConfig(url string) (*driver.Config, error) {
 	cfg.InterpolateParams = true
 	cfg.ClientFoundRows = false
 	cfg.Loc = time.UTC
+	if q.Get("timeout") == "" {
+		// A server that does not answer (frozen, or its packets dropped)
+		// is away after this long, not after the system's TCP timeout.
+		cfg.Timeout = connectTimeout
+	}
 	if cfg.Params == nil {
 		cfg.Params = map[string]string{}
 	}

@@ -5,7 +5,9 @@ import (
 	"database/sql"
 	"embed"
 	"errors"
+	neturl "net/url"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,15 +61,18 @@ var postgres = dialect{
 	lost: func(err error) bool {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) {
-			// Class 08 connection_exception; admin_shutdown (the session was
+			// Class 08 connection_exception but protocol_violation (a
+			// bug, not an outage); admin_shutdown (the session was
 			// terminated: pg_terminate_backend, a fast shutdown),
 			// crash_shutdown, cannot_connect_now (starting up or in
-			// recovery), too_many_connections.
-			return strings.HasPrefix(pe.Code, "08") || pe.Code == "57P01" || pe.Code == "57P02" ||
-				pe.Code == "57P03" || pe.Code == "53300"
+			// recovery), too_many_connections. Authentication failures
+			// (class 28) are not: no retry mends them.
+			return strings.HasPrefix(pe.Code, "08") && pe.Code != "08P01" || pe.Code == "57P01" ||
+				pe.Code == "57P02" || pe.Code == "57P03" || pe.Code == "53300"
 		}
-		var ce *pgconn.ConnectError
-		return errors.As(err, &ce) || errors.Is(err, pgconn.ErrConnClosed) || pgconn.SafeToRetry(err)
+		// A failure to connect is lost by its cause (refused, reset, a
+		// server starting up), which DB.lost and the codes above judge.
+		return errors.Is(err, pgconn.ErrConnClosed) || pgconn.SafeToRetry(err)
 	},
 	open: openPostgres,
 	q: queries{
@@ -161,7 +166,7 @@ var postgres = dialect{
 // so writers need no queue of their own. The URL goes to pgx unchanged
 // (postgres:// and postgresql:// are both its forms).
 func openPostgres(ctx context.Context, url string) (write, read *sql.DB, err error) {
-	db, err := sql.Open("pgx", url)
+	db, err := sql.Open("pgx", withConnectTimeout(url))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -171,6 +176,29 @@ func openPostgres(ctx context.Context, url string) (write, read *sql.DB, err err
 		return nil, nil, err
 	}
 	return db, db, nil
+}
+
+// connectTimeout bounds a new connection to a server engine unless its
+// URL sets its own (PostgreSQL connect_timeout, MySQL timeout): a server
+// that does not answer (frozen, or its packets dropped) is away (busy)
+// after this long, not after the system's TCP timeout of minutes.
+const connectTimeout = 5 * time.Second
+
+// withConnectTimeout returns the postgres:// URL with connect_timeout set
+// to connectTimeout unless it sets one; any other URL as it is (pgx
+// reports what is wrong with it).
+func withConnectTimeout(url string) string {
+	u, err := neturl.Parse(url)
+	if err != nil || u.Scheme == "" {
+		return url
+	}
+	q := u.Query()
+	if q.Has("connect_timeout") {
+		return url
+	}
+	q.Set("connect_timeout", strconv.Itoa(int(connectTimeout/time.Second)))
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // configurePool sizes a pool of a server engine: enough connections for

@@ -2,6 +2,8 @@ package sqldb
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"database/sql"
 	"database/sql/driver"
 	"errors"
@@ -39,8 +41,11 @@ const readAttempts = 3
 // lost tells whether err says the connection under a statement broke or
 // could not be made, or the server refused it for now (shutting down,
 // out of connections). A context's own end is not: the caller gave up.
+// Nor is what no retry mends — a host name that does not resolve, a
+// certificate that does not verify —: that stays internal (500, logged)
+// rather than a 503 its clients would retry for ever.
 func (db *DB) lost(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || misconfigured(err) {
 		return false
 	}
 	var ne *net.OpError
@@ -51,6 +56,20 @@ func (db *DB) lost(err error) bool {
 		return true
 	}
 	return db.d.lost != nil && db.d.lost(err)
+}
+
+// misconfigured tells whether err is a failure to connect that only a
+// change of configuration mends.
+func misconfigured(err error) bool {
+	var (
+		dns     *net.DNSError
+		unknown x509.UnknownAuthorityError
+		host    x509.HostnameError
+		invalid x509.CertificateInvalidError
+		verify  *tls.CertificateVerificationError
+	)
+	return errors.As(err, &dns) && dns.IsNotFound || errors.As(err, &unknown) || errors.As(err, &host) ||
+		errors.As(err, &invalid) || errors.As(err, &verify)
 }
 
 // away returns err as the busy error when it is a lost connection (see

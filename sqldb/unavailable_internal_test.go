@@ -1,0 +1,84 @@
+package sqldb
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	driver "github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"seckill"
+)
+
+// TestLost: which errors say the database is away (answered busy, and a
+// read or an uncommitted transaction runs again) and which do not.
+func TestLost(t *testing.T) {
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
+	noHost := &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "db.invalid", IsNotFound: true}}
+	for _, c := range []struct {
+		name string
+		d    *dialect
+		err  error
+		want bool
+	}{
+		{"refused", &postgres, fmt.Errorf("sale 1: %w", refused), true},
+		{"reset", &mysql, fmt.Errorf("x: %w", syscall.ECONNRESET), true},
+		{"unexpected EOF", &postgres, fmt.Errorf("x: %w", io.ErrUnexpectedEOF), true},
+		{"terminated", &postgres, &pgconn.PgError{Code: "57P01"}, true},
+		{"starting up", &postgres, &pgconn.PgError{Code: "57P03"}, true},
+		{"too many connections", &postgres, &pgconn.PgError{Code: "53300"}, true},
+		{"connection failure", &postgres, &pgconn.PgError{Code: "08006"}, true},
+		{"protocol violation", &postgres, &pgconn.PgError{Code: "08P01"}, false},
+		{"bad password", &postgres, &pgconn.PgError{Code: "28P01"}, false},
+		{"unique violation", &postgres, &pgconn.PgError{Code: "23505"}, false},
+		{"conn closed", &postgres, fmt.Errorf("x: %w", pgconn.ErrConnClosed), true},
+		{"killed (MariaDB)", &mysql, &driver.MySQLError{Number: 1927}, true},
+		{"server shutdown", &mysql, &driver.MySQLError{Number: 1053}, true},
+		{"invalid connection", &mysql, fmt.Errorf("x: %w", driver.ErrInvalidConn), true},
+		{"duplicate key", &mysql, &driver.MySQLError{Number: 1062}, false},
+		{"host not found", &postgres, fmt.Errorf("connect: %w", noHost), false},
+		{"unknown authority", &postgres, fmt.Errorf("tls: %w", x509.UnknownAuthorityError{}), false},
+		{"cancelled", &postgres, fmt.Errorf("x: %w", &net.OpError{Op: "read", Err: context.Canceled}), false},
+		{"deadline", &mysql, fmt.Errorf("x: %w", context.DeadlineExceeded), false},
+		{"plain", &sqlite, errors.New("constraint failed"), false},
+	} {
+		db := &DB{d: c.d}
+		if got := db.lost(c.err); got != c.want {
+			t.Errorf("%s: lost(%v) = %v, want %v", c.name, c.err, got, c.want)
+		}
+		if code := seckill.ErrorCode(db.away(c.err)); (code == seckill.EBusy) != c.want {
+			t.Errorf("%s: away gives code %q", c.name, code)
+		}
+	}
+}
+
+// TestConnectTimeout: a server URL without its own connect timeout gets
+// connectTimeout; one with it keeps it.
+func TestConnectTimeout(t *testing.T) {
+	for in, want := range map[string]string{
+		"postgres://u:p%40ss@h:5432/db?sslmode=disable":                     "postgres://u:p%40ss@h:5432/db?connect_timeout=5&sslmode=disable",
+		"postgresql://h/db?connect_timeout=1":                               "postgresql://h/db?connect_timeout=1",
+		"postgres://h/db?search_path=s&application_name=a&connect_timeout=": "postgres://h/db?search_path=s&application_name=a&connect_timeout=",
+	} {
+		if got := withConnectTimeout(in); got != want {
+			t.Errorf("withConnectTimeout(%q) = %q, want %q", in, got, want)
+		}
+	}
+	for url, want := range map[string]time.Duration{
+		"mysql://root@127.0.0.1:3306/test":            connectTimeout,
+		"mysql://root@127.0.0.1:3306/test?timeout=2s": 2 * time.Second,
+	} {
+		cfg, err := mysqlConfig(url)
+		if err != nil || cfg.Timeout != want {
+			t.Errorf("mysqlConfig(%q): timeout %v, %v; want %v", url, cfg.Timeout, err, want)
+		}
+	}
+}
