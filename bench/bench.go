@@ -353,14 +353,37 @@ func (b *runner) provision(ctx context.Context, base string, n int) ([]user, err
 			}
 		}
 		var err error
-		for range 5 {
+		taken, patience := 0, time.Now().Add(statsPatience)
+		for {
 			// "1" and five digits leave six: room for maxPerCall phones.
 			prefix := "1" + strconv.Itoa(10000+rand.IntN(90000))
 			b.progress("provisioning %d buyers (prefix %s)", count, prefix)
 			err = b.call(ctx, "POST", base+"/api/admin/bench/users", b.admin, map[string]any{"count": count, "prefix": prefix}, 201, &out)
 			var he *httpError
-			if !errors.As(err, &he) || he.code != "phone_taken" {
+			if err == nil || ctx.Err() != nil {
 				break
+			}
+			if errors.As(err, &he) && he.code == "phone_taken" {
+				if taken++; taken == 5 {
+					break
+				}
+				continue
+			}
+			// The server failed (a 5xx: its database away for a moment,
+			// which it answers 503) or did not answer: try again, with
+			// another prefix, as the stats reads do (a call cut off may
+			// have created its buyers; they are left unused).
+			if errors.As(err, &he) && he.status < 500 || time.Now().After(patience) {
+				break
+			}
+			wait := 200 * time.Millisecond
+			if he != nil {
+				wait = he.retryAfter
+			}
+			b.progress("provisioning failed (%v); trying again in %v", err, wait)
+			select {
+			case <-time.After(wait):
+			case <-ctx.Done():
 			}
 		}
 		if err != nil {

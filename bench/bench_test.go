@@ -322,3 +322,33 @@ func TestStatsRidesOutServerFailures(t *testing.T) {
 		t.Fatalf("a 403 reading: %v after %d readings, want an error at once", err, hits.Load())
 	}
 }
+
+// TestProvisionRidesOutServerFailures: a bulk creation the server answers
+// 503 (its database away for a moment) is tried again; a refusal (4xx)
+// ends the run at once. A drill's bench stopped at the first 503.
+func TestProvisionRidesOutServerFailures(t *testing.T) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch n := hits.Add(1); {
+		case r.Header.Get("Authorization") == "Bearer nobody":
+			w.WriteHeader(http.StatusForbidden)
+			w.Write([]byte(`{"error":{"code":"forbidden","message":"admins only"}}`))
+		case n == 1:
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"error":{"code":"busy","message":"the database is unavailable; retry shortly"}}`))
+		default:
+			w.WriteHeader(http.StatusCreated)
+			w.Write([]byte(`{"users":[{"id":1,"token":"t1"},{"id":2,"token":"t2"}]}`))
+		}
+	}))
+	defer srv.Close()
+	b := &runner{cfg: Config{}, client: newClient(1), admin: "Bearer admin"}
+	us, err := b.provision(context.Background(), srv.URL, 2)
+	if err != nil || len(us) != 2 || hits.Load() != 2 {
+		t.Fatalf("provision: %d buyers, %v after %d calls; want 2 after 2", len(us), err, hits.Load())
+	}
+	b.admin = "Bearer nobody"
+	if _, err := b.provision(context.Background(), srv.URL, 2); err == nil || hits.Load() != 3 {
+		t.Fatalf("a 403: %v after %d calls, want an error at once", err, hits.Load())
+	}
+}
