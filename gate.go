@@ -126,6 +126,10 @@ type Settled struct {
 	Ticket string
 }
 
+// MaxReturn is the most orders one StockGate.Return takes (a relay's
+// page): one step of the gate, so one Redis script, must stay short.
+const MaxReturn = 500
+
 // StockGate is the atomic stock counter in front of SQL. Every method is safe
 // for concurrent use.
 type StockGate interface {
@@ -219,14 +223,16 @@ type StockGate interface {
 	// caller's: instances whose clocks disagree see the same ages. With
 	// olderThan 0 every pending reservation is returned.
 	Stale(ctx context.Context, saleID int64, olderThan time.Duration) ([]Reservation, error)
-	// Return gives the unit of a cancelled or refunded order back to the
-	// sale, once per order: atomically, if orderID is not in the sale's
-	// returned set, one unit is added to what is left and orderID to the
-	// set (returned is true); otherwise nothing changes (false). The
-	// order's buyer stays a buyer: whoever cancelled or was refunded is
-	// answered Duplicate, so the unit goes to someone else. EBusy if the sale is not loaded (the unit then waits
-	// in SQL's outbox until it is; a load from SQL includes it).
-	Return(ctx context.Context, saleID, orderID int64) (returned bool, err error)
+	// Return gives the units of cancelled or refunded orders of the sale
+	// back, once per order, in one atomic step: each order not in the
+	// sale's returned set adds one unit to what is left and its id to the
+	// set; one there already (or named twice) changes nothing. It returns
+	// how many units came back. The orders' buyers stay buyers: whoever
+	// cancelled or was refunded is answered Duplicate, so the units go to
+	// others. EBusy if the sale is not loaded (nothing changes; the units
+	// then wait in SQL's outbox until it is, and a load from SQL includes
+	// them). A call takes at most MaxReturn orders.
+	Return(ctx context.Context, saleID int64, orderIDs []int64) (returned int, err error)
 	// Left returns the units left and whether the sale is loaded.
 	Left(ctx context.Context, saleID int64) (left int64, loaded bool, err error)
 	// Forget drops one sale and everything the gate holds for it (a sale

@@ -255,6 +255,7 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 		return nil
 	}
 	var after seckill.OrderRef
+	relayed, relayWarned := 0, false // cancelled when the units were last relayed
 	for {
 		refs, err := lc.ExpiredOrders(ctx, now, after, sweepPage)
 		if err != nil {
@@ -289,6 +290,16 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 		}
 		if err := cancel(lapsed); err != nil {
 			return cancelled, err
+		}
+		if cancelled > relayed {
+			// The page's units go on sale now, not after the last page
+			// (a review saw 25,000 lapsed units reach the gate only once
+			// all were cancelled). A failure here is retried below.
+			relayed = cancelled
+			if _, err := e.RelayReturns(ctx); err != nil && ctx.Err() == nil && !relayWarned {
+				relayWarned = true // one line a sweep
+				e.log.Warn("relay the swept units", "err", err)
+			}
 		}
 		if len(refs) < sweepPage {
 			break

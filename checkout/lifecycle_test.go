@@ -69,8 +69,8 @@ func TestReturnSurvivesACrashAnywhere(t *testing.T) {
 	// next relay applies it again, which changes nothing.
 	o0 := v.orderOf(s.ID, us[0])
 	v.cancelInSQL(o0)
-	if ok, err := v.gate.Return(context.Background(), s.ID, o0.ID); err != nil || !ok {
-		t.Fatalf("Return = %v, %v", ok, err)
+	if n, err := v.gate.Return(context.Background(), s.ID, []int64{o0.ID}); err != nil || n != 1 {
+		t.Fatalf("Return = %d, %v", n, err)
 	}
 	if n := relay(t, e); n != 0 {
 		t.Fatalf("relay returned %d units the gate had already", n)

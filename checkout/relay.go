@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -162,43 +163,78 @@ func (e *Engine) relayRound(ctx context.Context) (int, error) {
 	var after int64
 	waiting := map[int64]bool{} // sales served but not loaded: their rows wait for the load
 	for {
-		rs, err := lc.UnappliedReturns(ctx, after, sweepBatch)
+		rs, err := lc.UnappliedReturns(ctx, after, seckill.MaxReturn) // a page is at most one Return a sale
 		if err != nil {
 			return returned, fmt.Errorf("relay returns: %w", err)
 		}
+		// One gate step per sale of the page, not one per unit: a lapse
+		// of 25,000 orders took 18 s to reach the gate a unit at a time
+		// (found by review), and its units could not be sold till then.
 		var applied []int64
-		for _, r := range rs {
-			if waiting[r.SaleID] {
+		for sale, page := range bySale(rs) {
+			if waiting[sale] {
 				continue
 			}
-			ok, err := e.b.Gate.Return(ctx, r.SaleID, r.OrderID)
+			orders := make([]int64, len(page))
+			for i, r := range page {
+				orders[i] = r.OrderID
+			}
+			n, err := e.b.Gate.Return(ctx, sale, orders)
 			if seckill.ErrorCode(err) == seckill.EBusy {
-				if e.gateDropped(ctx, r.SaleID) {
-					applied = append(applied, r.LedgerID)
+				if e.gateDropped(ctx, sale) {
+					applied = appendLedgerIDs(applied, page)
 				} else {
-					waiting[r.SaleID] = true
+					waiting[sale] = true
 				}
 				continue
 			}
 			if err != nil {
 				return returned, fmt.Errorf("relay returns: %w", err)
 			}
-			if ok {
-				returned++
-				e.soldOut.Delete(r.SaleID)
+			if n > 0 {
+				returned += n
+				e.soldOut.Delete(sale)
 			}
-			applied = append(applied, r.LedgerID)
+			applied = appendLedgerIDs(applied, page)
 		}
 		if len(applied) > 0 {
 			if err := lc.MarkReturnsApplied(ctx, applied); err != nil {
 				return returned, fmt.Errorf("relay returns: %w", err)
 			}
 		}
-		if len(rs) < sweepBatch {
+		if len(rs) < seckill.MaxReturn {
 			return returned, nil
 		}
 		after = rs[len(rs)-1].LedgerID
 	}
+}
+
+// bySale yields the returns of a page grouped by sale, sales in the order
+// they first appear (by ledger id), each sale's in ledger order.
+func bySale(rs []seckill.StockReturn) iter.Seq2[int64, []seckill.StockReturn] {
+	return func(yield func(int64, []seckill.StockReturn) bool) {
+		var order []int64
+		groups := map[int64][]seckill.StockReturn{}
+		for _, r := range rs {
+			if _, ok := groups[r.SaleID]; !ok {
+				order = append(order, r.SaleID)
+			}
+			groups[r.SaleID] = append(groups[r.SaleID], r)
+		}
+		for _, sale := range order {
+			if !yield(sale, groups[sale]) {
+				return
+			}
+		}
+	}
+}
+
+// appendLedgerIDs appends the ledger ids of rs to ids.
+func appendLedgerIDs(ids []int64, rs []seckill.StockReturn) []int64 {
+	for _, r := range rs {
+		ids = append(ids, r.LedgerID)
+	}
+	return ids
 }
 
 // gateDropped reports whether the gate no longer serves the sale (it ended

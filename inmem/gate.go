@@ -8,6 +8,7 @@ package inmem
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -265,20 +266,26 @@ func (g *Gate) Stale(_ context.Context, saleID int64, olderThan time.Duration) (
 	return out, nil
 }
 
-// Return adds the order's unit back once per order id.
-func (g *Gate) Return(_ context.Context, saleID, orderID int64) (bool, error) {
+// Return adds the orders' units back once per order id, in one step.
+func (g *Gate) Return(_ context.Context, saleID int64, orderIDs []int64) (int, error) {
+	if len(orderIDs) > seckill.MaxReturn {
+		return 0, fmt.Errorf("inmem: return of %d orders to sale %d: at most %d at once", len(orderIDs), saleID, seckill.MaxReturn)
+	}
 	s := g.sale(saleID)
 	if s == nil {
-		return false, seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", saleID)
+		return 0, seckill.Errorf(seckill.EBusy, "stock of sale %d is not loaded", saleID)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.returned[orderID]; ok {
-		return false, nil
+	n := 0
+	for _, id := range orderIDs {
+		if _, ok := s.returned[id]; !ok {
+			s.returned[id] = struct{}{}
+			n++
+		}
 	}
-	s.returned[orderID] = struct{}{}
-	s.left++
-	return true, nil
+	s.left += int64(n)
+	return n, nil
 }
 
 // Left returns the units left of a loaded sale.

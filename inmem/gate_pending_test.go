@@ -167,8 +167,8 @@ func gateMatchesReference(t *testing.T, seed uint64) {
 				ref.returned[o] = true
 				ref.left++
 			}
-			if got, err := g.Return(ctx, 5, o); got != want || err != nil {
-				t.Fatalf("step %d: Return(%d) = %v, %v; want %v", step, o, got, err, want)
+			if n, err := g.Return(ctx, 5, []int64{o}); (n == 1) != want || err != nil {
+				t.Fatalf("step %d: Return(%d) = %d, %v; want %v", step, o, n, err, want)
 			}
 		case 6: // Stale
 			age := time.Duration(rng.IntN(3000)) * time.Millisecond

@@ -82,8 +82,8 @@ func TestLoadRefusesEvictedTemporarySets(t *testing.T) {
 	if r, err := g.Reserve(ctx, seckill.Reservation{SaleID: 9, UserID: 1, Ticket: "t1"}); err != nil || r != seckill.Duplicate {
 		t.Fatalf("buyer 1 after the load: %v, %v; want duplicate", r, err)
 	}
-	if ok, err := g.Return(ctx, 9, 77); err != nil || ok {
-		t.Fatalf("return of order 77, returned before the load: %v, %v; want a no-op", ok, err)
+	if n, err := g.Return(ctx, 9, []int64{77}); err != nil || n != 0 {
+		t.Fatalf("return of order 77, returned before the load: %d, %v; want a no-op", n, err)
 	}
 	if ok, err := g.Withdraw(ctx, 9, 4, "t4"); err != nil || !ok {
 		t.Fatalf("withdraw the queued request of buyer 4 after the load: %v, %v; want its reservation there", ok, err)

@@ -452,29 +452,40 @@ func claimedFields(claimed []seckill.Settled) tempMembers {
 // the order to the returned set and the unit to stock and returns 1.
 var returnScript = redis.NewScript(promotedLua(3) + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
-redis.call('INCR', KEYS[1])
-return 1
+local n = 0
+for i = 1, #ARGV do n = n + redis.call('SADD', KEYS[2], ARGV[i]) end
+if n > 0 then redis.call('INCRBY', KEYS[1], n) end
+return n
 `)
 
-// Return gives the order's unit back to the sale once per order id, in one
-// script under the sale's hash tag.
-func (g *Gate) Return(ctx context.Context, saleID, orderID int64) (bool, error) {
+// Return gives the orders' units back to the sale once per order id, in
+// one script under the sale's hash tag.
+func (g *Gate) Return(ctx context.Context, saleID int64, orderIDs []int64) (int, error) {
+	if len(orderIDs) > seckill.MaxReturn {
+		return 0, fmt.Errorf("rdb: return of %d orders to sale %d: at most %d at once", len(orderIDs), saleID, seckill.MaxReturn)
+	}
+	if len(orderIDs) == 0 {
+		return 0, nil
+	}
 	if err := g.fresh(ctx, saleID); err != nil {
-		return false, err
+		return 0, err
 	}
 	k := g.keys(saleID)
-	n, err := returnScript.Run(ctx, g.c.rdb, []string{k.stock, k.returned, k.epoch}, orderID).Int64()
+	args := make([]any, len(orderIDs))
+	for i, id := range orderIDs {
+		args[i] = id
+	}
+	n, err := returnScript.Run(ctx, g.c.rdb, []string{k.stock, k.returned, k.epoch}, args...).Int64()
 	if err != nil {
-		return false, redisErr(fmt.Sprintf("return order %d to sale %d", orderID, saleID), err)
+		return 0, redisErr(fmt.Sprintf("return %d orders to sale %d", len(orderIDs), saleID), err)
 	}
 	switch n {
 	case -1:
-		return false, notLoaded(saleID)
+		return 0, notLoaded(saleID)
 	case promotedAnswer:
-		return false, g.promoted(ctx, saleID)
+		return 0, g.promoted(ctx, saleID)
 	}
-	return n == 1 || n == 2, nil
+	return int(n), nil
 }
 
 // Release gives back the user's unit and forgets the user and their

@@ -772,7 +772,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 
 	t.Run("ReturnOncePerOrder", func(t *testing.T) {
 		g := newGate(t)
-		if _, err := g.Return(ctx, 20, 1); seckill.ErrorCode(err) != seckill.EBusy {
+		if _, err := returnOne(ctx, g, 20, 1); seckill.ErrorCode(err) != seckill.EBusy {
 			t.Fatalf("Return to an unloaded sale: %v, want EBusy", err)
 		}
 		if _, loaded, _ := g.Left(ctx, 20); loaded {
@@ -783,7 +783,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		reserve(t, g, 20, 2, seckill.SoldOut)
 		// Order 100 of user 1 is cancelled: its unit comes back once.
 		for i, want := range []bool{true, false, false} {
-			if ok, err := g.Return(ctx, 20, 100); err != nil || ok != want {
+			if ok, err := returnOne(ctx, g, 20, 100); err != nil || ok != want {
 				t.Fatalf("Return #%d = %v, %v; want %v, nil", i+1, ok, err, want)
 			}
 		}
@@ -793,10 +793,69 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		reserve(t, g, 20, 2, seckill.Reserved)
 		left(t, g, 20, 0)
 		// Another order is another unit.
-		if ok, err := g.Return(ctx, 20, 101); err != nil || !ok {
+		if ok, err := returnOne(ctx, g, 20, 101); err != nil || !ok {
 			t.Fatalf("Return of another order = %v, %v", ok, err)
 		}
 		left(t, g, 20, 1)
+	})
+
+	t.Run("ReturnMany", func(t *testing.T) {
+		g := newGate(t)
+		if _, err := g.Return(ctx, 23, []int64{1, 2}); seckill.ErrorCode(err) != seckill.EBusy {
+			t.Fatalf("Return to an unloaded sale: %v, want EBusy", err)
+		}
+		ok, err := g.Load(ctx, 23, func(context.Context) (seckill.GateContents, error) {
+			return seckill.GateContents{Left: 0, Buyers: []int64{1, 2, 3, 4, 5}, Returned: []int64{7}}, nil
+		})
+		if err != nil || !ok {
+			t.Fatalf("Load = %v, %v", ok, err)
+		}
+		// One step: orders named twice, or loaded as returned, count nothing.
+		if n, err := g.Return(ctx, 23, []int64{1, 2, 2, 7, 3}); err != nil || n != 3 {
+			t.Fatalf("Return of 1, 2, 2, 7, 3 = %d, %v; want 3", n, err)
+		}
+		left(t, g, 23, 3)
+		if n, err := g.Return(ctx, 23, []int64{3, 4}); err != nil || n != 1 {
+			t.Fatalf("Return of 3 again and 4 = %d, %v; want 1", n, err)
+		}
+		if n, err := g.Return(ctx, 23, nil); err != nil || n != 0 {
+			t.Fatalf("Return of none = %d, %v", n, err)
+		}
+		many := make([]int64, seckill.MaxReturn+1)
+		for i := range many {
+			many[i] = int64(1000 + i)
+		}
+		if n, err := g.Return(ctx, 23, many); err == nil || n != 0 {
+			t.Fatalf("Return of %d orders = %d, %v; want an error", len(many), n, err)
+		}
+		left(t, g, 23, 4)
+		// Batches racing on overlapping orders: each unit comes back once.
+		var got atomic.Int64
+		var wg sync.WaitGroup
+		for w := range 8 {
+			wg.Go(func() {
+				batch := make([]int64, 0, 50)
+				for o := range int64(50) {
+					batch = append(batch, 2000+(o*int64(w+1))%120)
+				}
+				n, err := g.Return(ctx, 23, batch)
+				if err != nil {
+					t.Error(err)
+				}
+				got.Add(int64(n))
+			})
+		}
+		wg.Wait()
+		distinct := map[int64]bool{}
+		for w := range 8 {
+			for o := range int64(50) {
+				distinct[2000+(o*int64(w+1))%120] = true
+			}
+		}
+		if got.Load() != int64(len(distinct)) {
+			t.Fatalf("%d units came back from racing batches, want %d", got.Load(), len(distinct))
+		}
+		left(t, g, 23, 4+int64(len(distinct)))
 	})
 
 	t.Run("LoadWithReturned", func(t *testing.T) {
@@ -810,12 +869,12 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 			t.Fatalf("Load = %v, %v", ok, err)
 		}
 		for _, o := range []int64{500, 501} {
-			if ok, err := g.Return(ctx, 21, o); err != nil || ok {
+			if ok, err := returnOne(ctx, g, 21, o); err != nil || ok {
 				t.Fatalf("Return of order %d loaded as returned = %v, %v; want false, nil", o, ok, err)
 			}
 		}
 		left(t, g, 21, 2)
-		if ok, err := g.Return(ctx, 21, 502); err != nil || !ok {
+		if ok, err := returnOne(ctx, g, 21, 502); err != nil || !ok {
 			t.Fatalf("Return of an order cancelled after the snapshot = %v, %v; want true", ok, err)
 		}
 		left(t, g, 21, 3)
@@ -825,7 +884,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 			t.Fatal(err)
 		}
 		load(t, g, 21, 0, nil)
-		if ok, err := g.Return(ctx, 21, 500); err != nil || !ok {
+		if ok, err := returnOne(ctx, g, 21, 500); err != nil || !ok {
 			t.Fatalf("Return after Forget and a load without returns = %v, %v; want true", ok, err)
 		}
 	})
@@ -841,7 +900,7 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 			go func() {
 				defer wg.Done()
 				for o := int64(1); o <= orders; o++ {
-					ok, err := g.Return(ctx, 22, o)
+					ok, err := returnOne(ctx, g, 22, o)
 					if err != nil {
 						t.Error(err)
 						return
@@ -858,4 +917,11 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		}
 		left(t, g, 22, orders)
 	})
+}
+
+// returnOne returns the unit of one order through StockGate.Return and
+// says whether it came back.
+func returnOne(ctx context.Context, g seckill.StockGate, saleID, orderID int64) (bool, error) {
+	n, err := g.Return(ctx, saleID, []int64{orderID})
+	return n == 1, err
 }
