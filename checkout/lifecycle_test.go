@@ -414,3 +414,25 @@ func TestPayDeadlineOnSharedClock(t *testing.T) {
 		t.Fatalf("pay deadline %v, want about %v from the shared clock (the instance's clock is an hour ahead)", o.PayDeadline, window)
 	}
 }
+
+// TestCancelShowsTheUnitAtOnce: once a cancel answers, the public view of
+// its sale counts the unit, even right after a reading of the gate that
+// views share for viewLeftFor. Before, the view kept the figure from
+// before the cancel, and a page that refreshed once after its cancel
+// showed the unit still sold (a browser test saw it under load).
+func TestCancelShowsTheUnitAtOnce(t *testing.T) {
+	v := newEnv(t)
+	s, us := v.soldOut(2)
+	e := v.lifecycleEngine(newFakeProvider(), &sharedClock{})
+	ctx := context.Background()
+	if view, _ := e.PublicSaleView(ctx, s); view.StockLeft != 0 {
+		t.Fatalf("before the cancel: %d left, want 0", view.StockLeft)
+	}
+	o := v.orderOf(s.ID, us[0])
+	if _, err := e.Cancel(ctx, us[0], o.ID); err != nil {
+		t.Fatal(err)
+	}
+	if view, status := e.PublicSaleView(ctx, s); view.StockLeft != 1 || status == "sold_out" {
+		t.Fatalf("right after the cancel: %d left (%s), want 1", view.StockLeft, status)
+	}
+}

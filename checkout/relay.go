@@ -49,8 +49,9 @@ const relayTimeout = 30 * time.Second
 // waits for its load, which reads it from SQL (and then its Return is a
 // no-op), unless the gate no longer serves the sale (ended long ago): SQL
 // keeps the unit and the row is marked. After a return this instance's
-// sold-out flag of the sale clears, so the unit is offered at once; other
-// instances' flags last at most soldOutFor.
+// sold-out flag of the sale and its shared reading of the units left
+// clear, so the unit is offered and shown at once; other instances'
+// flags and readings last at most soldOutFor and viewLeftFor.
 //
 // It returns once a round that began after the call has ended, with that
 // round's count of units that went back (every caller sharing the round
@@ -193,7 +194,12 @@ func (e *Engine) relayRound(ctx context.Context) (int, error) {
 			}
 			if n > 0 {
 				returned += n
+				// Offered at once: no local flag says sold out, and no
+				// reading of the gate from before says how many are left
+				// (a page refreshing after its cancel showed the old
+				// figure for as long as nothing refreshed it again).
 				e.soldOut.Delete(sale)
+				e.viewLefts.Delete(sale)
 			}
 			applied = appendLedgerIDs(applied, page)
 		}
