@@ -156,6 +156,49 @@ func testUnreachable(t *testing.T, serverURL string) {
 	mustOK(t, db.CreateUser(ctx, makeUsers(7, 1)[0]))
 }
 
+// testUnresponsive: a server that accepts connections and never answers
+// (frozen, or behind a proxy whose server is gone) is busy once the
+// connect timeout passes, on a read and on a transaction, and neither is
+// tried again for as long (found by review: pgx reports its
+// connect_timeout as a context's deadline, which was taken for the
+// caller's: every route answered 500 after 5 s).
+func testUnresponsive(t *testing.T, serverURL string) {
+	ctx := context.Background()
+	u, err := url.Parse(serverURL)
+	mustOK(t, err)
+	p := startProxy(t, u.Host)
+	u.Host = p.addr
+	q := u.Query()
+	q.Set("connect_timeout", "1")
+	u.RawQuery = q.Encode()
+	db := openAt(t, u.String())
+	now := time.Now()
+	sale := &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}
+	mustOK(t, db.CreateSale(ctx, sale))
+
+	p.freeze(true)
+	for _, c := range []struct {
+		name string
+		call func() error
+	}{
+		{"Sale", func() error { _, err := db.Sale(ctx, sale.ID); return err }},
+		{"CreateUser", func() error { return db.CreateUser(ctx, makeUsers(8, 1)[0]) }},
+	} {
+		start := time.Now()
+		err := c.call()
+		if took := time.Since(start); seckill.ErrorCode(err) != seckill.EBusy {
+			t.Errorf("%s with the database unresponsive: %v (code %q) after %v, want busy", c.name, err, seckill.ErrorCode(err), took)
+		} else if took > 2500*time.Millisecond {
+			t.Errorf("%s with the database unresponsive: busy after %v, want about the connect timeout (1 s)", c.name, took)
+		}
+	}
+
+	p.freeze(false)
+	if _, err := db.Sale(ctx, sale.ID); err != nil {
+		t.Errorf("Sale once the database answers again: %v", err)
+	}
+}
+
 // proxy forwards TCP connections from a loopback port to a server; stop
 // closes the port and every connection, start opens the same port again.
 type proxy struct {
@@ -163,6 +206,7 @@ type proxy struct {
 	mu           sync.Mutex
 	ln           net.Listener
 	conns        map[net.Conn]bool
+	frozen       bool // accepts connections and never answers (freeze)
 }
 
 func startProxy(t *testing.T, target string) *proxy {
@@ -191,6 +235,15 @@ func (p *proxy) serve(ln net.Listener) {
 			if err != nil {
 				return
 			}
+			p.mu.Lock()
+			frozen := p.frozen
+			if frozen {
+				p.conns[c] = true
+			}
+			p.mu.Unlock()
+			if frozen {
+				continue // held open, never answered
+			}
 			s, err := net.Dial("tcp", p.target)
 			if err != nil {
 				c.Close()
@@ -203,6 +256,19 @@ func (p *proxy) serve(ln net.Listener) {
 			go func() { io.Copy(c, s); c.Close() }()
 		}
 	}()
+}
+
+// freeze closes every connection and from now on accepts new ones but
+// never answers them, as a frozen server (or a proxy whose server is
+// gone) does; thaw forwards again.
+func (p *proxy) freeze(frozen bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.frozen = frozen
+	for c := range p.conns {
+		c.Close()
+	}
+	clear(p.conns)
 }
 
 func (p *proxy) stop() {

@@ -31,19 +31,21 @@ const maxAttempts = 5
 func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := db.tryTx(ctx, fn)
-		if db.lost(err) {
+		lost := db.lost(ctx, err)
+		if lost {
 			db.dropIdle() // see dropIdle: the pool's other connections are likely dead too
 		}
 		var ce *commitError
-		again := err != nil && (db.d.retryable != nil && db.d.retryable(err) || db.lost(err) && !errors.As(err, &ce))
+		again := err != nil && (db.d.retryable != nil && db.d.retryable(err) ||
+			lost && !errors.As(err, &ce) && !connectTimedOut(ctx, err))
 		if !again || attempt == maxAttempts {
-			return db.away(err)
+			return db.away(ctx, err)
 		}
 		// Writers that collided should not collide again in step.
 		pause := time.Duration(rand.Int64N(int64(attempt) * int64(5*time.Millisecond)))
 		select {
 		case <-ctx.Done():
-			return errors.Join(db.away(err), ctx.Err())
+			return errors.Join(db.away(ctx, err), ctx.Err())
 		case <-time.After(pause):
 		}
 	}

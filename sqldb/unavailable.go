@@ -38,15 +38,19 @@ func (e *awayError) Unwrap() []error { return []error{errDatabaseAway, e.err} }
 // connection fails one statement before the pool learns it is dead.
 const readAttempts = 3
 
-// lost tells whether err says the connection under a statement broke or
-// could not be made, or the server refused it for now (shutting down,
-// out of connections). A context's own end is not: the caller gave up.
-// Nor is what no retry mends — a host name that does not resolve, a
-// certificate that does not verify —: that stays internal (500, logged)
-// rather than a 503 its clients would retry for ever.
-func (db *DB) lost(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || misconfigured(err) {
+// lost tells whether err, of a statement run on ctx, says the connection
+// under it broke or could not be made in time (connectTimeout), or the
+// server refused it for now (shutting down, out of connections). The end
+// of ctx is not: the caller gave up. Nor is what no retry mends — a host
+// name that does not resolve, a certificate that does not verify —: that
+// stays internal (500, logged) rather than a 503 its clients would retry
+// for ever.
+func (db *DB) lost(ctx context.Context, err error) bool {
+	if err == nil || misconfigured(err) {
 		return false
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return connectTimedOut(ctx, err) && db.d.lost != nil
 	}
 	var ne *net.OpError
 	switch {
@@ -56,6 +60,17 @@ func (db *DB) lost(err error) bool {
 		return true
 	}
 	return db.d.lost != nil && db.d.lost(err)
+}
+
+// connectTimedOut tells whether err, of a statement run on ctx, is a
+// context's end that is not ctx's: the driver's own deadline on a new
+// connection (PostgreSQL's connect_timeout) to a server that accepts
+// connections but does not answer (frozen, or behind a proxy whose server
+// is gone). pgx reports it as "timeout: context deadline exceeded"; taken
+// for the caller's end it was answered 500 on every route (found by
+// review). Another try would wait as long again: it is not retried.
+func connectTimedOut(ctx context.Context, err error) bool {
+	return ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled))
 }
 
 // misconfigured tells whether err is a failure to connect that only a
@@ -74,8 +89,8 @@ func misconfigured(err error) bool {
 
 // away returns err as the busy error when it is a lost connection (see
 // lost), else err as it is.
-func (db *DB) away(err error) error {
-	if db.lost(err) {
+func (db *DB) away(ctx context.Context, err error) error {
+	if db.lost(ctx, err) {
 		return &awayError{err: err}
 	}
 	return err
@@ -87,11 +102,11 @@ func (db *DB) away(err error) error {
 func reread[T any](ctx context.Context, db *DB, f func() (T, error)) (T, error) {
 	for attempt := 1; ; attempt++ {
 		v, err := f()
-		if err == nil || !db.lost(err) {
+		if err == nil || !db.lost(ctx, err) {
 			return v, err
 		}
 		db.dropIdle()
-		if attempt == readAttempts || ctx.Err() != nil {
+		if attempt == readAttempts || ctx.Err() != nil || connectTimedOut(ctx, err) {
 			return v, &awayError{err: err}
 		}
 	}

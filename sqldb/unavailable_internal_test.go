@@ -24,39 +24,48 @@ func TestLost(t *testing.T) {
 	refused := &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.ECONNREFUSED)}
 	noHost := &net.OpError{Op: "dial", Net: "tcp", Err: &net.DNSError{Err: "no such host", Name: "db.invalid", IsNotFound: true}}
 	for _, c := range []struct {
-		name string
-		d    *dialect
-		err  error
-		want bool
+		name  string
+		d     *dialect
+		err   error
+		want  bool
+		ended bool // the caller's context has ended
 	}{
-		{"refused", &postgres, fmt.Errorf("sale 1: %w", refused), true},
-		{"reset", &mysql, fmt.Errorf("x: %w", syscall.ECONNRESET), true},
-		{"unexpected EOF", &postgres, fmt.Errorf("x: %w", io.ErrUnexpectedEOF), true},
-		{"terminated", &postgres, &pgconn.PgError{Code: "57P01"}, true},
-		{"starting up", &postgres, &pgconn.PgError{Code: "57P03"}, true},
-		{"too many connections", &postgres, &pgconn.PgError{Code: "53300"}, true},
-		{"connection failure", &postgres, &pgconn.PgError{Code: "08006"}, true},
-		{"protocol violation", &postgres, &pgconn.PgError{Code: "08P01"}, false},
-		{"bad password", &postgres, &pgconn.PgError{Code: "28P01"}, false},
-		{"unique violation", &postgres, &pgconn.PgError{Code: "23505"}, false},
-		{"conn closed", &postgres, fmt.Errorf("x: %w", pgconn.ErrConnClosed), true},
-		{"killed (MariaDB)", &mysql, &driver.MySQLError{Number: 1927}, true},
-		{"server shutdown", &mysql, &driver.MySQLError{Number: 1053}, true},
-		{"invalid connection", &mysql, fmt.Errorf("x: %w", driver.ErrInvalidConn), true},
-		{"duplicate key", &mysql, &driver.MySQLError{Number: 1062}, false},
-		{"host not found", &postgres, fmt.Errorf("connect: %w", noHost), false},
-		{"unknown authority", &postgres, fmt.Errorf("tls: %w", x509.UnknownAuthorityError{}), false},
-		{"cancelled", &postgres, fmt.Errorf("x: %w", &net.OpError{Op: "read", Err: context.Canceled}), false},
-		{"deadline", &mysql, fmt.Errorf("x: %w", context.DeadlineExceeded), false},
-		{"plain", &sqlite, errors.New("constraint failed"), false},
+		{"refused", &postgres, fmt.Errorf("sale 1: %w", refused), true, false},
+		{"reset", &mysql, fmt.Errorf("x: %w", syscall.ECONNRESET), true, false},
+		{"unexpected EOF", &postgres, fmt.Errorf("x: %w", io.ErrUnexpectedEOF), true, false},
+		{"terminated", &postgres, &pgconn.PgError{Code: "57P01"}, true, false},
+		{"starting up", &postgres, &pgconn.PgError{Code: "57P03"}, true, false},
+		{"too many connections", &postgres, &pgconn.PgError{Code: "53300"}, true, false},
+		{"connection failure", &postgres, &pgconn.PgError{Code: "08006"}, true, false},
+		{"protocol violation", &postgres, &pgconn.PgError{Code: "08P01"}, false, false},
+		{"bad password", &postgres, &pgconn.PgError{Code: "28P01"}, false, false},
+		{"unique violation", &postgres, &pgconn.PgError{Code: "23505"}, false, false},
+		{"conn closed", &postgres, fmt.Errorf("x: %w", pgconn.ErrConnClosed), true, false},
+		{"killed (MariaDB)", &mysql, &driver.MySQLError{Number: 1927}, true, false},
+		{"server shutdown", &mysql, &driver.MySQLError{Number: 1053}, true, false},
+		{"invalid connection", &mysql, fmt.Errorf("x: %w", driver.ErrInvalidConn), true, false},
+		{"duplicate key", &mysql, &driver.MySQLError{Number: 1062}, false, false},
+		{"host not found", &postgres, fmt.Errorf("connect: %w", noHost), false, false},
+		{"unknown authority", &postgres, fmt.Errorf("tls: %w", x509.UnknownAuthorityError{}), false, false},
+		{"cancelled", &postgres, fmt.Errorf("x: %w", &net.OpError{Op: "read", Err: context.Canceled}), false, true},
+		{"deadline", &mysql, fmt.Errorf("x: %w", context.DeadlineExceeded), false, true},
+		// pgx's connect_timeout on a server that accepts and never answers:
+		// the driver's deadline, not the caller's.
+		{"connect timeout", &postgres, fmt.Errorf("failed to connect: failed to receive message: timeout: %w", context.DeadlineExceeded), true, false},
+		{"plain", &sqlite, errors.New("constraint failed"), false, false},
 	} {
 		db := &DB{d: c.d}
-		if got := db.lost(c.err); got != c.want {
+		ctx, cancel := context.WithCancel(context.Background())
+		if c.ended {
+			cancel()
+		}
+		if got := db.lost(ctx, c.err); got != c.want {
 			t.Errorf("%s: lost(%v) = %v, want %v", c.name, c.err, got, c.want)
 		}
-		if code := seckill.ErrorCode(db.away(c.err)); (code == seckill.EBusy) != c.want {
+		if code := seckill.ErrorCode(db.away(ctx, c.err)); (code == seckill.EBusy) != c.want {
 			t.Errorf("%s: away gives code %q", c.name, code)
 		}
+		cancel()
 	}
 }
 
