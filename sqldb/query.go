@@ -31,13 +31,12 @@ const maxAttempts = 5
 func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	for attempt := 1; ; attempt++ {
 		err := db.tryTx(ctx, fn)
-		lost := db.lost(ctx, err)
+		lost := db.lost(ctx, err) && !connectTimedOut(ctx, err) // a connect timeout is busy, not retried (see connectTimedOut)
 		if lost {
 			db.dropIdle() // see dropIdle: the pool's other connections are likely dead too
 		}
 		var ce *commitError
-		again := err != nil && (db.d.retryable != nil && db.d.retryable(err) ||
-			lost && !errors.As(err, &ce) && !connectTimedOut(ctx, err))
+		again := err != nil && (db.d.retryable != nil && db.d.retryable(err) || lost && !errors.As(err, &ce))
 		if !again || attempt == maxAttempts {
 			return db.away(ctx, err)
 		}

@@ -68,7 +68,9 @@ func (db *DB) lost(ctx context.Context, err error) bool {
 // connections but does not answer (frozen, or behind a proxy whose server
 // is gone). pgx reports it as "timeout: context deadline exceeded"; taken
 // for the caller's end it was answered 500 on every route (found by
-// review). Another try would wait as long again: it is not retried.
+// review). Another try would wait as long again: it is not retried; nor
+// are the pool's idle connections dropped (dropIdle), which may be fine:
+// dropping them on a slow handshake would only make more handshakes.
 func connectTimedOut(ctx context.Context, err error) bool {
 	return ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled))
 }
@@ -105,8 +107,14 @@ func reread[T any](ctx context.Context, db *DB, f func() (T, error)) (T, error) 
 		if err == nil || !db.lost(ctx, err) {
 			return v, err
 		}
+		if connectTimedOut(ctx, err) {
+			// A new connection did not answer in time: the pooled ones
+			// may be fine (a slow handshake), and another try would wait
+			// as long again.
+			return v, &awayError{err: err}
+		}
 		db.dropIdle()
-		if attempt == readAttempts || ctx.Err() != nil || connectTimedOut(ctx, err) {
+		if attempt == readAttempts || ctx.Err() != nil {
 			return v, &awayError{err: err}
 		}
 	}
