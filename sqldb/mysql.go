@@ -3,6 +3,7 @@ package sqldb
 import (
 	"context"
 	"database/sql"
+	sqldriver "database/sql/driver"
 	"embed"
 	"errors"
 	"fmt"
@@ -138,6 +139,27 @@ var mysql = dialect{
 	},
 }
 
+// handshakeBound bounds a whole new connection, handshake included, by
+// timeout. The driver's own timeout (cfg.Timeout) bounds only the dial: a
+// server that accepts connections and never answers (frozen, or behind a
+// proxy whose server is gone) held every request that needed a new
+// connection for as long as its client waited, without an answer (found
+// by review: over 40 s). The driver ends a handshake when its context
+// ends; past timeout that is the busy error (connectTimedOut).
+type handshakeBound struct {
+	sqldriver.Connector
+	timeout time.Duration
+}
+
+func (c handshakeBound) Connect(ctx context.Context) (sqldriver.Conn, error) {
+	if c.timeout <= 0 {
+		return c.Connector.Connect(ctx)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel() // the driver stops watching ctx once Connect returns
+	return c.Connector.Connect(ctx)
+}
+
 // openMySQL opens one pool for reads and writes on the server named by a
 // mysql://user:pass@host:port/db?params URL.
 func openMySQL(ctx context.Context, url string) (write, read *sql.DB, err error) {
@@ -149,7 +171,7 @@ func openMySQL(ctx context.Context, url string) (write, read *sql.DB, err error)
 	if err != nil {
 		return nil, nil, err
 	}
-	db := sql.OpenDB(conn)
+	db := sql.OpenDB(handshakeBound{conn, cfg.Timeout})
 	configurePool(db)
 	if err := db.PingContext(ctx); err != nil {
 		db.Close()
