@@ -295,8 +295,17 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 			// The page's units go on sale now, not after the last page
 			// (a review saw 25,000 lapsed units reach the gate only once
 			// all were cancelled). A failure here is retried below.
+			// The wait is bounded (sweepRelayWait): a gate that hangs
+			// must not hold up the next pages' cancels in SQL (found by
+			// review: with the gate's Redis not answering, 4,903 lapsed
+			// orders stayed pending ~37 s, a page per relay timeout).
+			// The round goes on without us; the relay after the last
+			// page waits for one.
 			relayed = cancelled
-			if _, err := e.RelayReturns(ctx); err != nil && ctx.Err() == nil && !relayWarned {
+			rctx, cancelWait := context.WithTimeout(ctx, sweepRelayWait)
+			_, err := e.RelayReturns(rctx)
+			cancelWait()
+			if err != nil && ctx.Err() == nil && !relayWarned {
 				relayWarned = true // one line a sweep
 				e.log.Warn("relay the swept units", "err", err)
 			}
@@ -314,6 +323,10 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 // sweepPage is how many expired orders Sweep reads at once (a variable
 // for tests).
 var sweepPage = sweepBatch
+
+// sweepRelayWait bounds how long Sweep waits for the relay after each page
+// before it cancels the next (a variable for tests).
+var sweepRelayWait = time.Second
 
 // What the sweeper asks the provider about an opened payment before it
 // cancels the order: at most sweepAskers at once, each for up to
