@@ -314,8 +314,18 @@ func (e *Engine) Sweep(ctx context.Context) (int, error) {
 			break
 		}
 	}
-	if _, err := e.RelayReturns(ctx); err != nil {
+	// Bounded too (sweepFinalRelayWait): the next sweep waits for this
+	// one, and a hung gate held it a relay round's timeout and its retry
+	// (found by review: the gate's Redis paused, 226 of 5,000 lapsed
+	// orders cancelled, the rest left pending ~25 s, until it answered).
+	// A round not ended by then goes on for the others; its rows stay in
+	// the outbox until one ends.
+	rctx, cancelWait := context.WithTimeout(ctx, sweepFinalRelayWait)
+	defer cancelWait()
+	if _, err := e.RelayReturns(rctx); err != nil && (ctx.Err() != nil || rctx.Err() == nil) {
 		return cancelled, err
+	} else if err != nil {
+		e.log.Warn("relay the swept units: still under way", "waited", sweepFinalRelayWait)
 	}
 	return cancelled, nil
 }
@@ -327,6 +337,10 @@ var sweepPage = sweepBatch
 // sweepRelayWait bounds how long Sweep waits for the relay after each page
 // before it cancels the next (a variable for tests).
 var sweepRelayWait = time.Second
+
+// sweepFinalRelayWait bounds how long Sweep waits for the relay after its
+// last page (a variable for tests).
+var sweepFinalRelayWait = 5 * time.Second
 
 // What the sweeper asks the provider about an opened payment before it
 // cancels the order: at most sweepAskers at once, each for up to
