@@ -2,8 +2,6 @@ package sqldb_test
 
 import (
 	"context"
-	"database/sql"
-	"net/url"
 	"sync"
 	"testing"
 	"time"
@@ -15,21 +13,12 @@ import (
 // pool that was busy a moment ago (pg_terminate_backend), and comes back
 // at once. The pool still holds its connections, each of which fails the
 // statement it runs next; database/sql checks a connection it hands out
-// only when it sat idle over a second (pgx's ResetSession). A read tries
+// only when it sat idle over a second (pgx's ResetSession). A read tried
 // 3 connections and a transaction 5, fewer than the pool holds (8 or
 // more), so one request alone, with the server up, was answered busy:
 // every attempt met a dead connection.
 func TestPostgresPoolOfKilledSessions(t *testing.T) {
-	u, err := url.Parse(freshPostgres(t))
-	mustOK(t, err)
-	name := testName()
-	q := u.Query()
-	q.Set("application_name", name)
-	u.RawQuery = q.Encode()
-	db := openAt(t, u.String())
-	admin, err := sql.Open("pgx", serverURL(t, "SECKILL_TEST_POSTGRES"))
-	mustOK(t, err)
-	t.Cleanup(func() { admin.Close() })
+	db, kill := killablePostgres(t)
 	ctx := context.Background()
 	now := time.Now()
 	sale := &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}
@@ -56,8 +45,7 @@ func TestPostgresPoolOfKilledSessions(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		var killed int
-		mustOK(t, admin.QueryRow(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`, name).Scan(&killed))
+		killed := kill(t)
 		time.Sleep(100 * time.Millisecond) // the sessions are gone; the server is up
 		err := call.f()
 		t.Logf("round %d: %d sessions killed; %s: %v", round, killed, call.name, err)

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"seckill/sqldb"
 )
 
 // freshPostgres returns a URL of the server in SECKILL_TEST_POSTGRES whose
@@ -40,25 +42,33 @@ func freshPostgres(t testing.TB) string {
 	return u.String()
 }
 
+// killablePostgres opens a fresh PostgreSQL store whose sessions carry a
+// name of their own, and returns it with a killer that ends them all
+// (pg_terminate_backend) and says how many it ended.
+func killablePostgres(t *testing.T) (*sqldb.DB, killer) {
+	u, err := url.Parse(freshPostgres(t))
+	mustOK(t, err)
+	name := testName()
+	q := u.Query()
+	q.Set("application_name", name)
+	u.RawQuery = q.Encode()
+	db := openAt(t, u.String())
+	admin, err := sql.Open("pgx", serverURL(t, "SECKILL_TEST_POSTGRES"))
+	mustOK(t, err)
+	t.Cleanup(func() { admin.Close() })
+	return db, func(t *testing.T) int {
+		var n int
+		mustOK(t, admin.QueryRow(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`, name).Scan(&n))
+		return n
+	}
+}
+
 func TestPostgres(t *testing.T) {
 	serverURL(t, "SECKILL_TEST_POSTGRES")
 	testEngine(t, freshPostgres)
 	t.Run("SessionsKilled", func(t *testing.T) {
-		u, err := url.Parse(freshPostgres(t))
-		mustOK(t, err)
-		name := testName()
-		q := u.Query()
-		q.Set("application_name", name)
-		u.RawQuery = q.Encode()
-		db := openAt(t, u.String())
-		admin, err := sql.Open("pgx", serverURL(t, "SECKILL_TEST_POSTGRES"))
-		mustOK(t, err)
-		t.Cleanup(func() { admin.Close() })
-		testSessionsKilled(t, db, func(t *testing.T) int {
-			var n int
-			mustOK(t, admin.QueryRow(`SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE application_name = $1`, name).Scan(&n))
-			return n
-		})
+		db, kill := killablePostgres(t)
+		testSessionsKilled(t, db, kill)
 	})
 	t.Run("Unreachable", func(t *testing.T) { testUnreachable(t, freshPostgres(t)) })
 	t.Run("Unresponsive", func(t *testing.T) { testUnresponsive(t, freshPostgres(t), [2]string{"connect_timeout", "1"}) })
