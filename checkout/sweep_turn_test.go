@@ -1,0 +1,145 @@
+package checkout
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"seckill"
+	"seckill/inmem"
+)
+
+// runSweeper runs e's sweeper every 5 ms until the test ends.
+func runSweeper(t *testing.T, e *Engine) {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); e.RunSweeper(ctx, 5*time.Millisecond) }()
+	t.Cleanup(func() { stop(); <-done })
+}
+
+// TestSweepersTakeTurns: of the instances sharing a Locker, one sweeps a
+// round; the others skip it. Every instance sweeping every round asked the
+// provider about the same lapsed orders once per instance and waited on
+// the others' row locks. While another instance holds the sweep lock,
+// nothing is swept here; once it lets go, the lapsed orders are.
+func TestSweepersTakeTurns(t *testing.T) {
+	v := newEnv(t)
+	locker := inmem.NewLocker()
+	v.locker = locker
+	s, us := v.soldOut(3)
+	p, clock := newFakeProvider(), &sharedClock{}
+	e := v.lifecycleEngine(p, clock)
+	opened := v.orderOf(s.ID, us[0])
+	openPayment(t, e, opened) // so that its sweep asks the provider
+	other, held, err := locker.TryLock(context.Background(), sweepLock, time.Minute)
+	if err != nil || !held {
+		t.Fatalf("take the sweep lock: %v, %v", held, err)
+	}
+	clock.pastDeadlines()
+	runSweeper(t, e)
+
+	time.Sleep(200 * time.Millisecond) // 40 rounds
+	if st := v.stats(s.ID); st.Cancelled != 0 {
+		t.Fatalf("%d orders cancelled while another instance held the sweep lock", st.Cancelled)
+	}
+	if n := p.queries.Load(); n != 0 {
+		t.Fatalf("the provider asked %d times while another instance held the sweep lock", n)
+	}
+
+	if err := other.Release(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the lapsed orders swept once the lock is free", func() bool { return v.stats(s.ID).Cancelled == 3 })
+	if n := p.queries.Load(); n != 1 {
+		t.Errorf("the provider asked %d times about the one opened payment, want 1", n)
+	}
+	waitFor(t, "their units back at the gate", func() bool { return v.gateLeft(s.ID) == v.stats(s.ID).SQLStockLeft })
+	v.checkAtRest(s.ID)
+	// The round gave the lock up: another instance can take it.
+	waitFor(t, "the sweep lock free between rounds", func() bool {
+		l, ok, err := locker.TryLock(context.Background(), sweepLock, time.Minute)
+		if ok {
+			_ = l.Release(context.Background())
+		}
+		return ok && err == nil
+	})
+}
+
+// downLocker is a Locker whose store goes down when down is set.
+type downLocker struct {
+	*inmem.Locker
+	down atomic.Bool
+}
+
+func (l *downLocker) TryLock(ctx context.Context, name string, ttl time.Duration) (seckill.Lease, bool, error) {
+	if l.down.Load() {
+		return seckill.Lease{}, false, errors.New("locker down")
+	}
+	return l.Locker.TryLock(ctx, name, ttl)
+}
+
+// TestSweepWithoutTheLocker: a Locker that fails (its Redis down) does not
+// stop the sweeps: a lapsed order's cancel is SQL's, and two instances
+// sweeping at once is safe, only more work.
+func TestSweepWithoutTheLocker(t *testing.T) {
+	v := newEnv(t)
+	locker := &downLocker{Locker: inmem.NewLocker()}
+	v.locker = locker
+	s, _ := v.soldOut(2)
+	clock := &sharedClock{}
+	e := v.lifecycleEngine(newFakeProvider(), clock)
+	locker.down.Store(true)
+	clock.pastDeadlines()
+	runSweeper(t, e)
+	waitFor(t, "the lapsed orders swept with the Locker down", func() bool { return v.stats(s.ID).Cancelled == 2 })
+	waitFor(t, "their units back at the gate", func() bool { return v.gateLeft(s.ID) == v.stats(s.ID).SQLStockLeft })
+	v.checkAtRest(s.ID)
+}
+
+// TestRefundRetriesTakeTurns: so do the rounds that retry the refunds
+// due: while another instance holds their lock, the provider is not asked
+// from here.
+func TestRefundRetriesTakeTurns(t *testing.T) {
+	v := newEnv(t)
+	locker := inmem.NewLocker()
+	v.locker = locker
+	s, us := v.soldOut(1)
+	p := newFakeProvider()
+	e := v.lifecycleEngine(p, &sharedClock{})
+	ctx := context.Background()
+	// A late payment of a cancelled order is due a refund, which fails
+	// at first (the provider down) and is left to the retries.
+	o := v.orderOf(s.ID, us[0])
+	if _, err := e.Cancel(ctx, us[0], o.ID); err != nil {
+		t.Fatal(err)
+	}
+	p.failRef.Store(true)
+	if _, err := e.applyPayment(ctx, seckill.Payment{OrderNo: o.OrderNo, TradeNo: "T" + o.OrderNo, AmountCents: o.PriceCents, PaidAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	other, held, err := locker.TryLock(ctx, refundLock, time.Minute)
+	if err != nil || !held {
+		t.Fatalf("take the refunds lock: %v, %v", held, err)
+	}
+	p.failRef.Store(false)
+	runSweeper(t, e)
+
+	time.Sleep(200 * time.Millisecond) // 40 rounds
+	p.mu.Lock()
+	asked := p.asked[o.OrderNo]
+	p.mu.Unlock()
+	if asked != 0 {
+		t.Fatalf("the refund asked %d times while another instance held the refunds lock", asked)
+	}
+	if err := other.Release(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the refund retried once the lock is free", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.refunds[o.OrderNo] == 1
+	})
+}
