@@ -3,7 +3,6 @@ package sqldb_test
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
 	"sync"
@@ -28,14 +27,7 @@ type killer func(t *testing.T) int
 func testSessionsKilled(t *testing.T, db *sqldb.DB, kill killer) {
 	ctx := context.Background()
 	now := time.Now()
-	sale := &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: 1000, StartsAt: now, EndsAt: now.Add(time.Hour)}
-	mustOK(t, db.CreateSale(ctx, sale))
-	users := makeUsers(0, 50)
-	mustOK(t, db.CreateUsers(ctx, users))
-	reqs := make([]seckill.OrderRequest, len(users))
-	for i, u := range users {
-		reqs[i] = seckill.OrderRequest{SaleID: sale.ID, UserID: u.ID, Ticket: fmt.Sprintf("T%d", i), PriceCents: 1, At: now}
-	}
+	sale, users, reqs := saleWithBuyers(t, db, 1000, 50, now)
 	res, err := db.WriteOrders(ctx, reqs, now.Add(time.Hour))
 	mustOK(t, err)
 
@@ -116,16 +108,28 @@ func testSessionsKilled(t *testing.T, db *sqldb.DB, kill killer) {
 	}
 }
 
+// saleWithBuyers creates a sale of stock units starting at now, n users,
+// and a purchase request of each for it.
+func saleWithBuyers(t *testing.T, db *sqldb.DB, stock int64, n int, now time.Time) (*seckill.Sale, []*seckill.User, []seckill.OrderRequest) {
+	t.Helper()
+	ctx := context.Background()
+	sale := &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: stock, StartsAt: now, EndsAt: now.Add(time.Hour)}
+	mustOK(t, db.CreateSale(ctx, sale))
+	users := makeUsers(0, n)
+	mustOK(t, db.CreateUsers(ctx, users))
+	reqs := make([]seckill.OrderRequest, len(users))
+	for i, u := range users {
+		reqs[i] = seckill.OrderRequest{SaleID: sale.ID, UserID: u.ID, Ticket: fmt.Sprintf("T%d", i), PriceCents: 1, At: now}
+	}
+	return sale, users, reqs
+}
+
 // testUnreachable: with the server out of reach (here a proxy in front of
 // it stops, closing every connection and refusing new ones), reads and
 // writes fail busy, not internal; once it is back they go through.
 func testUnreachable(t *testing.T, serverURL string) {
 	ctx := context.Background()
-	u, err := url.Parse(serverURL)
-	mustOK(t, err)
-	p := startProxy(t, u.Host)
-	u.Host = p.addr
-	db := openAt(t, u.String())
+	db, p := openProxied(t, serverURL)
 	now := time.Now()
 	sale := &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}
 	mustOK(t, db.CreateSale(ctx, sale))
@@ -165,14 +169,7 @@ func testUnreachable(t *testing.T, serverURL string) {
 // timeout is the URL's parameter that sets the connect timeout to 1 s.
 func testUnresponsive(t *testing.T, serverURL string, timeout [2]string) {
 	ctx := context.Background()
-	u, err := url.Parse(serverURL)
-	mustOK(t, err)
-	p := startProxy(t, u.Host)
-	u.Host = p.addr
-	q := u.Query()
-	q.Set(timeout[0], timeout[1])
-	u.RawQuery = q.Encode()
-	db := openAt(t, u.String())
+	db, p := openProxied(t, serverURL, timeout)
 	now := time.Now()
 	sale := &seckill.Sale{Name: "s", PriceCents: 1, OriginalPriceCents: 2, Stock: 10, StartsAt: now, EndsAt: now.Add(time.Hour)}
 	mustOK(t, db.CreateSale(ctx, sale))
@@ -205,6 +202,22 @@ func testUnresponsive(t *testing.T, serverURL string, timeout [2]string) {
 	}
 }
 
+// openProxied opens a store on the server of serverURL through a proxy
+// of its own, with the URL's parameters set to those of params.
+func openProxied(t *testing.T, serverURL string, params ...[2]string) (*sqldb.DB, *proxy) {
+	t.Helper()
+	u, err := url.Parse(serverURL)
+	mustOK(t, err)
+	p := startProxy(t, u.Host)
+	u.Host = p.addr
+	q := u.Query()
+	for _, kv := range params {
+		q.Set(kv[0], kv[1])
+	}
+	u.RawQuery = q.Encode()
+	return openAt(t, u.String()), p
+}
+
 // proxy forwards TCP connections from a loopback port to a server; stop
 // closes the port and every connection, start opens the same port again.
 type proxy struct {
@@ -213,10 +226,13 @@ type proxy struct {
 	ln           net.Listener
 	conns        map[net.Conn]bool
 	frozen       bool // accepts connections and never answers (freeze)
+	stalled      bool // holds every byte until thawed (stall)
+	thaw         *sync.Cond
 }
 
 func startProxy(t *testing.T, target string) *proxy {
 	p := &proxy{target: target, conns: map[net.Conn]bool{}}
+	p.thaw = sync.NewCond(&p.mu)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	mustOK(t, err)
 	p.addr = ln.Addr().String()
@@ -258,8 +274,8 @@ func (p *proxy) serve(ln net.Listener) {
 			p.mu.Lock()
 			p.conns[c], p.conns[s] = true, true
 			p.mu.Unlock()
-			go func() { io.Copy(s, c); s.Close() }()
-			go func() { io.Copy(c, s); c.Close() }()
+			go p.pipe(s, c)
+			go p.pipe(c, s)
 		}
 	}()
 }
@@ -277,9 +293,44 @@ func (p *proxy) freeze(frozen bool) {
 	clear(p.conns)
 }
 
+// pipe copies from src to dst, holding what it read while the proxy is
+// stalled, and closes dst when src ends.
+func (p *proxy) pipe(dst, src net.Conn) {
+	defer dst.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			p.mu.Lock()
+			for p.stalled {
+				p.thaw.Wait()
+			}
+			p.mu.Unlock()
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// stall makes the proxy hold every byte, of the connections it has and of
+// new ones, as a server stopped mid-statement (SIGSTOP) or a network that
+// drops packets does, until called with false: then the bytes go on.
+func (p *proxy) stall(stalled bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stalled = stalled
+	p.thaw.Broadcast()
+}
+
 func (p *proxy) stop() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.stalled = false
+	p.thaw.Broadcast()
 	if p.ln != nil {
 		p.ln.Close()
 		p.ln = nil

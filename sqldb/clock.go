@@ -23,7 +23,7 @@ var clockSQL = map[*dialect]string{
 // one clock every instance sharing the database reads, so that they agree
 // on which orders are past their deadline. Errors are the database's.
 func (db *DB) Now(ctx context.Context) (time.Time, error) {
-	return reread(ctx, db, func() (time.Time, error) {
+	return reread(ctx, db, func(ctx context.Context) (time.Time, error) {
 		var v int64
 		if err := db.read.QueryRowContext(ctx, clockSQL[db.d]).Scan(&v); err != nil {
 			return time.Time{}, fmt.Errorf("read the database clock: %w", err)

@@ -55,6 +55,8 @@ type DB struct {
 	stopBackground func() // the dialect's background work; nil if none
 
 	sessionBatch int // sessions DeleteExpiredSessions deletes per transaction
+
+	timeout time.Duration // bounds each operation on a server engine (see bound); 0: none
 }
 
 // dialect is what one engine needs beyond database/sql: how to open it, its
@@ -198,7 +200,8 @@ func Open(ctx context.Context, url string) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqldb: open %s: %w", d.name, redact.Error(err, url))
 	}
-	db := &DB{write: write, read: read, d: d, now: time.Now, stmts: map[string]*sql.Stmt{}, sessionBatch: sessionDeleteBatch}
+	db := &DB{write: write, read: read, d: d, now: time.Now, stmts: map[string]*sql.Stmt{},
+		sessionBatch: sessionDeleteBatch, timeout: DefaultTimeout}
 	if err := db.migrate(ctx); err != nil {
 		db.Close()
 		return nil, redact.Error(err, url)
@@ -249,6 +252,33 @@ func (db *DB) migrate(ctx context.Context) error {
 	}
 }
 
+// DefaultTimeout is how long an operation of a DB on a server engine may
+// take before the database counts as away (see SetTimeout).
+const DefaultTimeout = 5 * time.Second
+
+// SetTimeout bounds each operation of db on PostgreSQL or MySQL (a read,
+// with its retries; a write transaction, commit included) by d, 0 for no
+// bound. Past it the operation fails with the busy error, as if the
+// database were away: a server that stops answering mid-statement (frozen,
+// or its packets dropped) would otherwise hold every request that reaches
+// it until it answers again. The driver closes the connection it gave up
+// on. The longest operation of a large sale, its stats, took well under
+// the default (see RELIABILITY.md). SQLite has no bound: it runs in the
+// process, and a writer waiting its turn behind a crowd of writers is
+// slow, not away. Migrations at Open are not bounded either. Call
+// SetTimeout before db is in use.
+func (db *DB) SetTimeout(d time.Duration) { db.timeout = d }
+
+// bound returns ctx with db's operation timeout, where there is one (see
+// SetTimeout). The end of the bound while ctx lives is a lost database
+// (see lost and connectTimedOut), not the caller giving up.
+func (db *DB) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	if db.timeout <= 0 || db.d.lost == nil {
+		return ctx, func() {}
+	}
+	return context.WithTimeout(ctx, db.timeout)
+}
+
 // Close closes the database. Committed transactions are durable.
 func (db *DB) Close() error {
 	if db.stopBackground != nil {
@@ -264,8 +294,11 @@ func (db *DB) Close() error {
 	return err
 }
 
-// Ping checks that the database answers.
+// Ping checks that the database answers, within db's timeout (see
+// SetTimeout).
 func (db *DB) Ping(ctx context.Context) error {
+	ctx, cancel := db.bound(ctx)
+	defer cancel()
 	if err := db.write.PingContext(ctx); err != nil {
 		return fmt.Errorf("sqldb: ping: %w", err)
 	}

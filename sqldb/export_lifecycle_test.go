@@ -18,7 +18,7 @@ func (db *DB) ExplainLifecycle(ctx context.Context, now time.Time) (expired, una
 	if db.d.name == "sqlite" {
 		explain = `EXPLAIN QUERY PLAN `
 	}
-	err = db.inTx(ctx, func(tx *sql.Tx) error {
+	err = db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if db.d.name == "postgres" {
 			if _, err := tx.ExecContext(ctx, `SET LOCAL enable_seqscan = off`); err != nil {
 				return err

@@ -14,7 +14,9 @@ import (
 func (db *DB) SetSessionDeleteBatch(n int) { db.sessionBatch = n }
 
 // InTx exposes inTx, with its retries, to the tests.
-func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error { return db.inTx(ctx, fn) }
+func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return db.inTx(ctx, func(_ context.Context, tx *sql.Tx) error { return fn(tx) })
+}
 
 // MigrateDownTo rolls the database at url back to migration version, as
 // a binary of that version left it; Open migrates it up again.

@@ -32,7 +32,7 @@ import (
 // the verdict unknown; asking again gives it.
 func (db *DB) FenceTicket(ctx context.Context, saleID, userID int64, ticket string) (bool, error) {
 	var fenced bool
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var id, left int64
 		err := db.txRow(ctx, tx, db.d.q.stockLeft(1), db.inArgs(nil, []int64{saleID})...).Scan(&id, &left)
 		switch {
@@ -72,7 +72,7 @@ func (db *DB) FenceTicket(ctx context.Context, saleID, userID int64, ticket stri
 
 // FencedTickets returns the tickets of saleID that FenceTicket recorded.
 func (db *DB) FencedTickets(ctx context.Context, saleID int64) (map[string]bool, error) {
-	return reread(ctx, db, func() (map[string]bool, error) {
+	return reread(ctx, db, func(ctx context.Context) (map[string]bool, error) {
 		rows, err := db.read.QueryContext(ctx, db.d.q.fencedTickets, saleID)
 		tickets, err := queryAll(rows, err, func(row scanner) (string, error) {
 			var t string

@@ -88,7 +88,7 @@ func scanPayment(s scanner) (*seckill.Payment, error) {
 // decides the race.
 func (db *DB) CancelOrder(ctx context.Context, orderID, userID int64, now time.Time, onlyIfExpired bool) (*seckill.Order, error) {
 	var o *seckill.Order
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		o, err = scanOrder(db.txRow(ctx, tx, db.d.q.order, orderID))
 		if errors.Is(err, sql.ErrNoRows) || err == nil && userID != 0 && o.UserID != userID {
@@ -146,7 +146,7 @@ func (db *DB) CancelExpired(ctx context.Context, ids []int64, now time.Time) ([]
 	var out []*seckill.Order
 	for part := range slices.Chunk(ids, cancelExpiredTx) {
 		var got []*seckill.Order
-		err := db.inTx(ctx, func(tx *sql.Tx) error {
+		err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			var err error
 			got, err = db.cancelExpired(ctx, tx, part, now)
 			return err
@@ -257,7 +257,7 @@ func (db *DB) MarkPayOpened(ctx context.Context, orderID int64) error {
 	// Nothing moved: marked already, or not pending. Both are for good (a
 	// status never returns to pending, a mark is never taken back), so a
 	// read after the UPDATE tells which.
-	o, err := reread(ctx, db, func() (*seckill.Order, error) {
+	o, err := reread(ctx, db, func(ctx context.Context) (*seckill.Order, error) {
 		return scanOrder(db.write.QueryRowContext(ctx, db.d.q.order, orderID))
 	})
 	switch {
@@ -279,7 +279,7 @@ func (db *DB) MarkPayOpened(ctx context.Context, orderID int64) error {
 // seckill.OrderLifecycle for the contract.
 func (db *DB) RefundOrder(ctx context.Context, orderID int64, now time.Time) (*seckill.Order, error) {
 	var o *seckill.Order
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		o, err = scanOrder(tx.QueryRowContext(ctx, db.d.q.order, orderID))
 		if errors.Is(err, sql.ErrNoRows) {
@@ -343,7 +343,7 @@ func (db *DB) giveBack(ctx context.Context, tx *sql.Tx, o *seckill.Order, now ti
 // earliest deadline first, after the order after (none: from the first),
 // through the (status, pay_deadline, id) index.
 func (db *DB) ExpiredOrders(ctx context.Context, now time.Time, after seckill.OrderRef, limit int) ([]seckill.OrderRef, error) {
-	return reread(ctx, db, func() ([]seckill.OrderRef, error) {
+	return reread(ctx, db, func(ctx context.Context) ([]seckill.OrderRef, error) {
 		var rows *sql.Rows
 		var err error
 		switch {
@@ -392,7 +392,7 @@ func (db *DB) ApplyPayment(ctx context.Context, p seckill.Payment) (*seckill.Pay
 		replay bool
 	)
 	q := db.lq()
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		replay = false
 		var err error
 		rec, err = scanPayment(db.txRow(ctx, tx, q.payment, p.TradeNo))
@@ -441,7 +441,7 @@ func (db *DB) ApplyPayment(ctx context.Context, p seckill.Payment) (*seckill.Pay
 		return nil
 	})
 	if errors.Is(err, errConflict) {
-		rec, err = reread(ctx, db, func() (*seckill.Payment, error) {
+		rec, err = reread(ctx, db, func(ctx context.Context) (*seckill.Payment, error) {
 			return scanPayment(db.write.QueryRowContext(ctx, q.payment, p.TradeNo))
 		})
 		if err != nil {
@@ -482,7 +482,7 @@ func (db *DB) MarkRefunded(ctx context.Context, tradeNo string, now time.Time) e
 		return nil
 	}
 	// Nothing moved: say why. The outcome read is only for the error.
-	p, err := reread(ctx, db, func() (*seckill.Payment, error) {
+	p, err := reread(ctx, db, func(ctx context.Context) (*seckill.Payment, error) {
 		return scanPayment(db.write.QueryRowContext(ctx, q.payment, tradeNo))
 	})
 	switch {
@@ -499,7 +499,7 @@ func (db *DB) MarkRefunded(ctx context.Context, tradeNo string, now time.Time) e
 // PaymentsToRefund returns up to limit refund_due payments with ids above
 // afterID, in id order, through the (outcome, id) index.
 func (db *DB) PaymentsToRefund(ctx context.Context, afterID int64, limit int) ([]seckill.Payment, error) {
-	return reread(ctx, db, func() ([]seckill.Payment, error) {
+	return reread(ctx, db, func(ctx context.Context) ([]seckill.Payment, error) {
 		rows, err := db.read.QueryContext(ctx, db.lq().paymentsToRefund, afterID, limit)
 		if err != nil {
 			return nil, fmt.Errorf("payments to refund: %w", err)
@@ -524,7 +524,7 @@ func (db *DB) PaymentsToRefund(ctx context.Context, afterID int64, limit int) ([
 // applied to the gate with ids above afterID, oldest first, through the
 // (gate_applied, id) index.
 func (db *DB) UnappliedReturns(ctx context.Context, afterID int64, limit int) ([]seckill.StockReturn, error) {
-	return reread(ctx, db, func() ([]seckill.StockReturn, error) {
+	return reread(ctx, db, func(ctx context.Context) ([]seckill.StockReturn, error) {
 		rows, err := db.read.QueryContext(ctx, db.lq().unappliedReturns, afterID, limit)
 		if err != nil {
 			return nil, fmt.Errorf("unapplied returns: %w", err)
@@ -551,7 +551,7 @@ func (db *DB) MarkReturnsApplied(ctx context.Context, ledgerIDs []int64) error {
 	if len(ledgerIDs) == 0 {
 		return nil
 	}
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for chunk := range chunked(ledgerIDs, db.chunks(len(ledgerIDs), 1)) {
 			if _, err := db.txExec(ctx, tx, db.lq().markApplied(len(chunk)), db.inArgs(nil, chunk)...); err != nil {
 				return err
@@ -568,7 +568,7 @@ func (db *DB) MarkReturnsApplied(ctx context.Context, ledgerIDs []int64) error {
 // ReturnedOrders returns the ids of the sale's cancelled and refunded
 // orders, in id order.
 func (db *DB) ReturnedOrders(ctx context.Context, saleID int64) ([]int64, error) {
-	return reread(ctx, db, func() ([]int64, error) {
+	return reread(ctx, db, func(ctx context.Context) ([]int64, error) {
 		ids, err := queryIDs(ctx, db.read, db.lq().returnedOrders, saleID)
 		if err != nil {
 			return nil, fmt.Errorf("returned orders of sale %d: %w", saleID, err)
@@ -584,7 +584,7 @@ func (db *DB) SaleSnapshotWithReturns(ctx context.Context, saleID int64) (stockL
 		left             int64
 		buyers, returned []int64
 	}
-	snap, err := reread(ctx, db, func() (snapshot, error) {
+	snap, err := reread(ctx, db, func(ctx context.Context) (snapshot, error) {
 		left, buyers, returned, err := db.saleSnapshotWithReturns(ctx, saleID)
 		return snapshot{left, buyers, returned}, err
 	})
@@ -617,7 +617,7 @@ func (db *DB) saleSnapshotWithReturns(ctx context.Context, saleID int64) (stockL
 // LifecycleStats counts the sale's refunds due and done and its unapplied
 // returns in one statement.
 func (db *DB) LifecycleStats(ctx context.Context, saleID int64) (*seckill.LifecycleStats, error) {
-	return reread(ctx, db, func() (*seckill.LifecycleStats, error) {
+	return reread(ctx, db, func(ctx context.Context) (*seckill.LifecycleStats, error) {
 		var st seckill.LifecycleStats
 		err := db.read.QueryRowContext(ctx, db.lq().lifecycleStats, saleID).Scan(
 			&st.RefundsDue, &st.PaymentsRefunded, &st.ReturnsUnapplied)

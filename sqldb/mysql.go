@@ -10,6 +10,7 @@ import (
 	"net"
 	neturl "net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	driver "github.com/go-sql-driver/mysql"
@@ -145,19 +146,111 @@ var mysql = dialect{
 // proxy whose server is gone) held every request that needed a new
 // connection for as long as its client waited, without an answer (found
 // by review: over 40 s). The driver ends a handshake when its context
-// ends; past timeout that is the busy error (connectTimedOut).
+// ends; past timeout that is the busy error (connectTimedOut). The
+// connections it makes end their commits too (endingConn).
 type handshakeBound struct {
 	sqldriver.Connector
 	timeout time.Duration
 }
 
 func (c handshakeBound) Connect(ctx context.Context) (sqldriver.Conn, error) {
-	if c.timeout <= 0 {
-		return c.Connector.Connect(ctx)
+	var nc net.Conn // set by dialRecorded
+	dctx := context.WithValue(ctx, dialedKey{}, &nc)
+	if c.timeout > 0 {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithTimeout(dctx, c.timeout)
+		defer cancel() // the driver stops watching ctx once Connect returns
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel() // the driver stops watching ctx once Connect returns
-	return c.Connector.Connect(ctx)
+	conn, err := c.Connector.Connect(dctx)
+	if err != nil {
+		return nil, err
+	}
+	if mc, ok := conn.(mysqlDriverConn); ok && nc != nil {
+		return &endingConn{mysqlDriverConn: mc, nc: nc}, nil
+	}
+	return conn, nil
+}
+
+// dialedKey carries, in the context of a new connection, where
+// dialRecorded records the network connection it dials.
+type dialedKey struct{}
+
+// dialRecorded dials as the driver does (it turns TCP keepalives on
+// itself) and records the connection for endingConn.
+func dialRecorded(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, network, addr)
+	if p, ok := ctx.Value(dialedKey{}).(*net.Conn); ok && err == nil {
+		*p = nc
+	}
+	return nc, err
+}
+
+// mysqlDriverConn is what database/sql uses of the driver's connection.
+type mysqlDriverConn interface {
+	sqldriver.Conn
+	sqldriver.ConnBeginTx
+	sqldriver.ConnPrepareContext
+	sqldriver.ExecerContext
+	sqldriver.QueryerContext
+	sqldriver.Pinger
+	sqldriver.SessionResetter
+	sqldriver.Validator
+	sqldriver.NamedValueChecker
+}
+
+// endingConn is the driver's connection whose transactions end their
+// commit and rollback when the context they began on ends. The driver
+// watches the context of a statement, and closes the connection when it
+// ends, but not that of a transaction's COMMIT or ROLLBACK: on a server
+// that stopped answering (frozen, its packets dropped) a commit waited
+// past the store's timeout (DB.SetTimeout) for as long as the server
+// did, holding its caller and a connection of the pool.
+type endingConn struct {
+	mysqlDriverConn
+	nc    net.Conn
+	ended atomic.Bool // closed under the driver: not to be used again
+}
+
+func (c *endingConn) BeginTx(ctx context.Context, opts sqldriver.TxOptions) (sqldriver.Tx, error) {
+	tx, err := c.mysqlDriverConn.BeginTx(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	return endingTx{Tx: tx, ctx: ctx, c: c}, nil
+}
+
+func (c *endingConn) IsValid() bool { return !c.ended.Load() && c.mysqlDriverConn.IsValid() }
+
+func (c *endingConn) ResetSession(ctx context.Context) error {
+	if c.ended.Load() {
+		return sqldriver.ErrBadConn
+	}
+	return c.mysqlDriverConn.ResetSession(ctx)
+}
+
+type endingTx struct {
+	sqldriver.Tx
+	ctx context.Context
+	c   *endingConn
+}
+
+func (tx endingTx) Commit() error   { return tx.end(tx.Tx.Commit) }
+func (tx endingTx) Rollback() error { return tx.end(tx.Tx.Rollback) }
+
+// end runs f, closing the network connection under it if tx's context
+// ends first: the driver's read then fails, and f returns with the
+// context's error joined to the driver's.
+func (tx endingTx) end(f func() error) error {
+	stop := context.AfterFunc(tx.ctx, func() {
+		tx.c.ended.Store(true)
+		tx.c.nc.Close()
+	})
+	err := f()
+	if !stop() && err != nil {
+		return errors.Join(err, tx.ctx.Err())
+	}
+	return err
 }
 
 // openMySQL opens one pool for reads and writes on the server named by a
@@ -167,6 +260,7 @@ func openMySQL(ctx context.Context, url string) (write, read *sql.DB, err error)
 	if err != nil {
 		return nil, nil, err
 	}
+	cfg.DialFunc = dialRecorded // for endingConn
 	conn, err := driver.NewConnector(cfg)
 	if err != nil {
 		return nil, nil, err

@@ -56,7 +56,7 @@ func (db *DB) WriteOrders(ctx context.Context, reqs []seckill.OrderRequest, payB
 	var fenced map[int]bool
 	var b *orderBatch
 	for {
-		err := db.inTx(ctx, func(tx *sql.Tx) error {
+		err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			b = newOrderBatch(reqs, fenced) // afresh for every attempt
 			if err := write(ctx, tx, b, payBy); err != nil {
 				return err
@@ -441,14 +441,14 @@ func (db *DB) ordersOf(ctx context.Context, tx *sql.Tx, sale int64, users []int6
 
 // Order returns the order or ENotFound.
 func (db *DB) Order(ctx context.Context, id int64) (*seckill.Order, error) {
-	return reread(ctx, db, func() (*seckill.Order, error) {
+	return reread(ctx, db, func(ctx context.Context) (*seckill.Order, error) {
 		return queryOne(db.read.QueryRowContext(ctx, db.d.q.order, id), scanOrder, "order %d", id)
 	})
 }
 
 // OrderBySaleUser returns the user's order in the sale or ENotFound.
 func (db *DB) OrderBySaleUser(ctx context.Context, saleID, userID int64) (*seckill.Order, error) {
-	return reread(ctx, db, func() (*seckill.Order, error) {
+	return reread(ctx, db, func(ctx context.Context) (*seckill.Order, error) {
 		return queryOne(db.read.QueryRowContext(ctx, db.d.q.orderBySU, saleID, userID), scanOrder,
 			"order of user %d in sale %d", userID, saleID)
 	})
@@ -457,7 +457,7 @@ func (db *DB) OrderBySaleUser(ctx context.Context, saleID, userID int64) (*secki
 // OrdersByUser returns the user's orders, newest first; none is not an
 // error.
 func (db *DB) OrdersByUser(ctx context.Context, userID int64) ([]*seckill.Order, error) {
-	return reread(ctx, db, func() ([]*seckill.Order, error) {
+	return reread(ctx, db, func(ctx context.Context) ([]*seckill.Order, error) {
 		rows, err := db.read.QueryContext(ctx, db.d.q.ordersBy, userID)
 		os, err := queryAll(rows, err, scanOrder)
 		if err != nil {
@@ -470,7 +470,7 @@ func (db *DB) OrdersByUser(ctx context.Context, userID int64) ([]*seckill.Order,
 // SaleBuyers returns the users holding an order of any status in the sale,
 // by user id; none (or no such sale) is not an error.
 func (db *DB) SaleBuyers(ctx context.Context, saleID int64) ([]int64, error) {
-	return reread(ctx, db, func() ([]int64, error) {
+	return reread(ctx, db, func(ctx context.Context) ([]int64, error) {
 		rows, err := db.read.QueryContext(ctx, db.d.q.saleBuyers, saleID)
 		ids, err := queryAll(rows, err, scanInt64)
 		if err != nil {
@@ -489,7 +489,7 @@ func (db *DB) SaleSnapshot(ctx context.Context, saleID int64) (stockLeft int64, 
 		left   int64
 		buyers []int64
 	}
-	snap, err := reread(ctx, db, func() (snapshot, error) {
+	snap, err := reread(ctx, db, func(ctx context.Context) (snapshot, error) {
 		left, buyers, err := db.saleSnapshot(ctx, saleID)
 		return snapshot{left, buyers}, err
 	})

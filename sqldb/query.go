@@ -27,11 +27,16 @@ const maxAttempts = 5
 // times, with a short random pause: fn must not keep state across calls.
 // A connection that breaks during the commit leaves the outcome unknown:
 // that is not retried. Either way a lost connection is answered as the
-// busy error (see lost).
-func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+// busy error (see lost). All the attempts, commit included, run on ctx
+// bounded by db's timeout (see bound), which fn must run its statements
+// on: past it the transaction is busy too, its outcome unknown if the
+// commit had begun.
+func (db *DB) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	bctx, cancel := db.bound(ctx)
+	defer cancel()
 	for attempt := 1; ; attempt++ {
-		err := db.tryTx(ctx, fn)
-		lost := db.lost(ctx, err) && !connectTimedOut(ctx, err) // a connect timeout is busy, not retried (see connectTimedOut)
+		err := db.tryTx(bctx, fn)
+		lost := db.lost(ctx, err) && !connectTimedOut(ctx, err) // a connect timeout, or the bound, is busy, not retried (see connectTimedOut)
 		if lost {
 			db.dropIdle() // see dropIdle: the pool's other connections are likely dead too
 		}
@@ -43,7 +48,10 @@ func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		// Writers that collided should not collide again in step.
 		pause := time.Duration(rand.Int64N(int64(attempt) * int64(5*time.Millisecond)))
 		select {
-		case <-ctx.Done():
+		case <-bctx.Done():
+			if ctx.Err() == nil {
+				return &awayError{err: errors.Join(err, bctx.Err())} // the bound ended
+			}
 			return errors.Join(db.away(ctx, err), ctx.Err())
 		case <-time.After(pause):
 		}
@@ -57,12 +65,12 @@ type commitError struct{ err error }
 func (e *commitError) Error() string { return "commit: " + e.err.Error() }
 func (e *commitError) Unwrap() error { return e.err }
 
-func (db *DB) tryTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (db *DB) tryTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
 	tx, err := db.write.BeginTx(ctx, db.d.txOptions)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		tx.Rollback()
 		return err
 	}
@@ -131,7 +139,7 @@ func (db *DB) txRow(ctx context.Context, tx *sql.Tx, query string, args ...any) 
 // prepared statement if it is a hot one. The query must be idempotent:
 // it runs again when the connection under it breaks, as a read does.
 func (db *DB) writeExec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return reread(ctx, db, func() (sql.Result, error) {
+	return reread(ctx, db, func(ctx context.Context) (sql.Result, error) {
 		if st := db.stmts[query]; st != nil {
 			return st.ExecContext(ctx, args...)
 		}

@@ -18,7 +18,7 @@ func (db *DB) CreateSale(ctx context.Context, s *seckill.Sale) error {
 	}
 	created := stamp(db.now())
 	var id int64
-	err := db.inTx(ctx, func(tx *sql.Tx) (err error) {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
 		id, err = db.insertID(ctx, tx, db.d.q.createSale,
 			s.Name, s.Description, s.ImageURL, s.PriceCents, s.OriginalPriceCents,
 			s.Stock, s.Stock, db.tv(s.StartsAt), db.tv(s.EndsAt), s.RequireCaptcha, db.tv(created))
@@ -37,14 +37,14 @@ func (db *DB) CreateSale(ctx context.Context, s *seckill.Sale) error {
 
 // Sale returns the sale or ENotFound.
 func (db *DB) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
-	return reread(ctx, db, func() (*seckill.Sale, error) {
+	return reread(ctx, db, func(ctx context.Context) (*seckill.Sale, error) {
 		return queryOne(db.read.QueryRowContext(ctx, db.d.q.sale, id), scanSale, "sale %d", id)
 	})
 }
 
 // Sales returns every sale, by start time then id.
 func (db *DB) Sales(ctx context.Context) ([]*seckill.Sale, error) {
-	return reread(ctx, db, func() ([]*seckill.Sale, error) {
+	return reread(ctx, db, func(ctx context.Context) ([]*seckill.Sale, error) {
 		rows, err := db.read.QueryContext(ctx, db.d.q.sales)
 		ss, err := queryAll(rows, err, scanSale)
 		if err != nil {
@@ -60,7 +60,7 @@ func (db *DB) Sales(ctx context.Context) ([]*seckill.Sale, error) {
 func (db *DB) EndSale(ctx context.Context, id int64, at time.Time) (*seckill.Sale, error) {
 	t := db.tv(at)
 	var sale *seckill.Sale
-	err := db.inTx(ctx, func(tx *sql.Tx) (err error) {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
 		if _, err = tx.ExecContext(ctx, db.d.q.endSale, t, t, id, t); err != nil {
 			return err
 		}
@@ -76,7 +76,7 @@ func (db *DB) EndSale(ctx context.Context, id int64, at time.Time) (*seckill.Sal
 // SaleStats counts the sale's orders by status and sums its stock ledger,
 // all from one snapshot. ENotFound if there is no such sale.
 func (db *DB) SaleStats(ctx context.Context, id int64) (*seckill.SaleStats, error) {
-	return reread(ctx, db, func() (*seckill.SaleStats, error) {
+	return reread(ctx, db, func(ctx context.Context) (*seckill.SaleStats, error) {
 		return queryOne(db.read.QueryRowContext(ctx, db.d.q.saleStats, id, id), scanSaleStats, "sale %d", id)
 	})
 }

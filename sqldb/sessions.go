@@ -11,7 +11,7 @@ import (
 
 // CreateSession stores s.
 func (db *DB) CreateSession(ctx context.Context, s seckill.Session) error {
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, db.d.q.createSession,
 			s.TokenHash, s.UserID, string(s.Role), db.tv(s.ExpiresAt), db.tv(db.now()))
 		return err
@@ -25,7 +25,7 @@ func (db *DB) CreateSession(ctx context.Context, s seckill.Session) error {
 // Session returns the session with this token hash, or ENotFound when there
 // is none or it expired (ExpiresAt at or before now).
 func (db *DB) Session(ctx context.Context, tokenHash []byte) (*seckill.Session, error) {
-	return reread(ctx, db, func() (*seckill.Session, error) {
+	return reread(ctx, db, func(ctx context.Context) (*seckill.Session, error) {
 		return queryOne(db.read.QueryRowContext(ctx, db.d.q.session, tokenHash, db.tv(db.now())), scanSession, "session")
 	})
 }
@@ -33,7 +33,7 @@ func (db *DB) Session(ctx context.Context, tokenHash []byte) (*seckill.Session, 
 // TouchSession moves the expiry of a live session (sliding expiry). A
 // missing or already expired session is left alone and is not an error.
 func (db *DB) TouchSession(ctx context.Context, tokenHash []byte, expiresAt time.Time) error {
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, db.d.q.touchSession, db.tv(expiresAt), tokenHash, db.tv(db.now()))
 		return err
 	})
@@ -45,7 +45,7 @@ func (db *DB) TouchSession(ctx context.Context, tokenHash []byte, expiresAt time
 
 // DeleteSession removes a session. A missing session is not an error.
 func (db *DB) DeleteSession(ctx context.Context, tokenHash []byte) error {
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, db.d.q.deleteSession, tokenHash)
 		return err
 	})
@@ -58,7 +58,7 @@ func (db *DB) DeleteSession(ctx context.Context, tokenHash []byte) error {
 // UserSessions returns the token hashes of every session of the user,
 // expired or not.
 func (db *DB) UserSessions(ctx context.Context, userID int64) ([][]byte, error) {
-	return reread(ctx, db, func() ([][]byte, error) {
+	return reread(ctx, db, func(ctx context.Context) ([][]byte, error) {
 		hashes, err := userSessions(ctx, db.write, db.d.q.userSessions, userID)
 		if err != nil {
 			return nil, fmt.Errorf("sessions of user %d: %w", userID, err)
@@ -71,7 +71,7 @@ func (db *DB) UserSessions(ctx context.Context, userID int64) ([][]byte, error) 
 // and returns their token hashes.
 func (db *DB) DeleteUserSessions(ctx context.Context, userID int64) ([][]byte, error) {
 	var hashes [][]byte
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		if hashes, err = userSessions(ctx, tx, db.d.q.userSessions, userID); err != nil {
 			return err
@@ -120,7 +120,7 @@ func (db *DB) DeleteExpiredSessions(ctx context.Context, before time.Time) (int6
 	var total int64
 	for {
 		var n int64
-		err := db.inTx(ctx, func(tx *sql.Tx) error {
+		err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			res, err := tx.ExecContext(ctx, db.d.q.deleteExpired, db.tv(before), db.sessionBatch)
 			if err != nil {
 				return err

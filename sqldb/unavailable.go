@@ -16,7 +16,9 @@ import (
 
 // A database that is away — restarting, failing over, killing its
 // sessions (pg_terminate_backend, KILL), or unreachable — breaks the
-// statements under way on its connections. Such a failure is not the
+// statements under way on its connections; one that stops answering
+// (frozen, its packets dropped) holds them until db's timeout ends them
+// (see SetTimeout). Such a failure is not the
 // request's fault: a read, or a transaction that never reached its
 // commit, is run again on another connection (the pool drops the broken
 // one), and what still fails is the busy error (503, retry), not an
@@ -71,7 +73,8 @@ func (db *DB) lost(ctx context.Context, err error) bool {
 // context's end that is not ctx's: the driver's own deadline on a new
 // connection (PostgreSQL's connect_timeout) to a server that accepts
 // connections but does not answer (frozen, or behind a proxy whose server
-// is gone). pgx reports it as "timeout: context deadline exceeded"; taken
+// is gone), or db's timeout on an operation (see bound), which a server
+// that stops answering mid-statement runs into. pgx reports it as "timeout: context deadline exceeded"; taken
 // for the caller's end it was answered 500 on every route (found by
 // review). Another try would wait as long again: it is not retried; nor
 // are the pool's idle connections dropped (dropIdle), which may be fine:
@@ -103,19 +106,23 @@ func (db *DB) away(ctx context.Context, err error) error {
 	return err
 }
 
-// reread runs f, a read, again while the connection under it breaks, up to
-// readAttempts times in all; a read still failing so is errDatabaseAway.
-// A read is safe to repeat; a write is not (see inTx, writeExec).
-func reread[T any](ctx context.Context, db *DB, f func() (T, error)) (T, error) {
+// reread runs f, a read, on ctx bounded by db's timeout (see bound), again
+// while the connection under it breaks, up to readAttempts times in all; a
+// read still failing so is errDatabaseAway, as is one the bound ended. A
+// read is safe to repeat; a write is not (see inTx, writeExec).
+func reread[T any](ctx context.Context, db *DB, f func(ctx context.Context) (T, error)) (T, error) {
+	bctx, cancel := db.bound(ctx)
+	defer cancel()
 	for attempt := 1; ; attempt++ {
-		v, err := f()
+		v, err := f(bctx)
 		if err == nil || !db.lost(ctx, err) {
 			return v, err
 		}
 		if connectTimedOut(ctx, err) {
-			// A new connection did not answer in time: the pooled ones
-			// may be fine (a slow handshake), and another try would wait
-			// as long again.
+			// A new connection did not answer in time, or the bound ended
+			// a statement on a server that stopped answering: another try
+			// would wait as long again, and the pooled connections may be
+			// fine (a slow handshake).
 			return v, &awayError{err: err}
 		}
 		db.dropIdle()

@@ -91,3 +91,29 @@ func TestConnectTimeout(t *testing.T) {
 		}
 	}
 }
+
+// TestBound: an operation on a server engine runs under the store's
+// timeout; on SQLite, or with the timeout 0, under the caller's context
+// alone (a writer queued behind a crowd of SQLite writers is slow, not
+// away).
+func TestBound(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		d       *dialect
+		timeout time.Duration
+		bounded bool
+	}{
+		{"postgres", &postgres, DefaultTimeout, true},
+		{"mysql", &mysql, DefaultTimeout, true},
+		{"postgres, no bound", &postgres, 0, false},
+		{"sqlite", &sqlite, DefaultTimeout, false},
+	} {
+		db := &DB{d: c.d, timeout: c.timeout}
+		ctx, cancel := db.bound(context.Background())
+		deadline, ok := ctx.Deadline()
+		cancel()
+		if ok != c.bounded || ok && time.Until(deadline) > c.timeout {
+			t.Errorf("%s: deadline %v (%v), want bounded %v by %v", c.name, deadline, ok, c.bounded, c.timeout)
+		}
+	}
+}

@@ -14,7 +14,7 @@ import (
 func (db *DB) CreateUser(ctx context.Context, u *seckill.User) error {
 	created := stamp(db.now())
 	var id int64
-	err := db.inTx(ctx, func(tx *sql.Tx) (err error) {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) (err error) {
 		id, err = db.insertID(ctx, tx, db.d.q.createUser,
 			u.Phone, u.PasswordHash, u.Nickname, string(u.Role), db.tv(created))
 		return err
@@ -46,7 +46,7 @@ func (db *DB) CreateUsers(ctx context.Context, users []*seckill.User) error {
 		byPhone[u.Phone] = u
 	}
 	ids := make(map[string]int64, len(users))
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		const cols = 5
 		for chunk := range chunked(users, db.chunks(len(users), cols)) {
 			phones, hashes, nicks, roles := make(col[string], len(chunk)), make(col[string], len(chunk)),
@@ -103,7 +103,7 @@ func (db *DB) CreateUsers(ctx context.Context, users []*seckill.User) error {
 // there is no user with u.ID.
 func (db *DB) UpdateUser(ctx context.Context, u *seckill.User) error {
 	var n int64
-	err := db.inTx(ctx, func(tx *sql.Tx) error {
+	err := db.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, db.d.q.updateUser, u.Nickname, string(u.Role), u.PasswordHash, u.ID)
 		if err != nil {
 			return err
@@ -122,14 +122,14 @@ func (db *DB) UpdateUser(ctx context.Context, u *seckill.User) error {
 
 // UserByID returns the user or ENotFound.
 func (db *DB) UserByID(ctx context.Context, id int64) (*seckill.User, error) {
-	return reread(ctx, db, func() (*seckill.User, error) {
+	return reread(ctx, db, func(ctx context.Context) (*seckill.User, error) {
 		return queryOne(db.read.QueryRowContext(ctx, db.d.q.userByID, id), scanUser, "user %d", id)
 	})
 }
 
 // UserByPhone returns the user or ENotFound.
 func (db *DB) UserByPhone(ctx context.Context, phone string) (*seckill.User, error) {
-	return reread(ctx, db, func() (*seckill.User, error) {
+	return reread(ctx, db, func(ctx context.Context) (*seckill.User, error) {
 		// The phone stays out of the error, which may be logged.
 		return queryOne(db.read.QueryRowContext(ctx, db.d.q.userByPhone, phone), scanUser, "user by phone")
 	})

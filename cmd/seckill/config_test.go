@@ -112,6 +112,7 @@ func TestRunRefusesBadNumbers(t *testing.T) {
 		{"--session-cache", "0"},
 		{"--user-read-burst", "0"},
 		{"--max-header-bytes", "0"},
+		{"--db-timeout", "-1s"},
 	} {
 		m := NewMain()
 		if err := m.ParseFlags(append(args, "--data", t.TempDir(), "--addr", "127.0.0.1:0")); err != nil {

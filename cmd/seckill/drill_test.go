@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"seckill/internal/testenv"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -29,6 +31,22 @@ func freePort(t *testing.T) string {
 	}
 	defer l.Close()
 	return strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+}
+
+// freePortIn returns a free loopback port between lo and hi: the
+// machine's other users keep their throwaway databases out of that range.
+func freePortIn(t *testing.T, lo, hi int) string {
+	t.Helper()
+	start := rand.IntN(hi - lo + 1)
+	for i := range hi - lo + 1 {
+		port := strconv.Itoa(lo + (start+i)%(hi-lo+1))
+		if l, err := net.Listen("tcp", "127.0.0.1:"+port); err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatalf("no free port in %d-%d", lo, hi)
+	return ""
 }
 
 func waitPort(t *testing.T, port string) {
@@ -80,7 +98,7 @@ func need(t *testing.T, bin string) string {
 
 func ownRedis(t *testing.T) *daemon {
 	bin := need(t, "redis-server")
-	d := &daemon{t: t, port: freePort(t)}
+	d := &daemon{t: t, port: freePortIn(t, 27000, 27999)}
 	d.args = func() *exec.Cmd {
 		return exec.Command(bin, "--port", d.port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
 	}
@@ -97,7 +115,7 @@ func ownNATS(t *testing.T) *daemon {
 	if bin == "" {
 		bin = need(t, "nats-server")
 	}
-	d := &daemon{t: t, port: freePort(t)}
+	d := &daemon{t: t, port: freePortIn(t, 27000, 27999)}
 	dir := t.TempDir()
 	d.args = func() *exec.Cmd {
 		return exec.Command(bin, "-a", "127.0.0.1", "-p", d.port, "-js", "-sd", dir)
@@ -121,7 +139,7 @@ func ownPostgres(t *testing.T) *pgServer {
 	if len(matches) == 0 || err != nil || os.Geteuid() != 0 {
 		testenv.Missing(t, "the drill needs PostgreSQL's binaries, the postgres user and root")
 	}
-	p := &pgServer{t: t, port: freePort(t), bin: filepath.Dir(matches[len(matches)-1])}
+	p := &pgServer{t: t, port: freePortIn(t, 27000, 27999), bin: filepath.Dir(matches[len(matches)-1])}
 	// Not t.TempDir: the postgres user must be able to reach it.
 	if p.dir, err = os.MkdirTemp("", "seckill-pg-"); err != nil {
 		t.Fatal(err)
@@ -156,6 +174,30 @@ func (p *pgServer) start() {
 func (p *pgServer) stop() {
 	cmd := exec.Command("runuser", "-u", "postgres", "--", filepath.Join(p.bin, "pg_ctl"), "-D", p.dir+"/data", "-m", "fast", "-w", "stop")
 	_ = cmd.Run()
+}
+
+// signal sends sig to the server and its backends: SIGSTOP freezes it
+// mid-statement, SIGCONT lets it go on.
+func (p *pgServer) signal(sig syscall.Signal) {
+	head, err := os.ReadFile(p.dir + "/data/postmaster.pid")
+	if err != nil {
+		p.t.Errorf("signal %v: %v", sig, err)
+		return
+	}
+	line, _, _ := strings.Cut(string(head), "\n")
+	pid, err := strconv.Atoi(line)
+	if err != nil {
+		p.t.Errorf("signal %v: postmaster.pid: %v", sig, err)
+		return
+	}
+	// The postmaster first: stopped, it starts no more backends.
+	_ = syscall.Kill(pid, sig)
+	children, _ := exec.Command("pgrep", "-P", line).Output()
+	for _, f := range strings.Fields(string(children)) {
+		if child, err := strconv.Atoi(f); err == nil {
+			_ = syscall.Kill(child, sig)
+		}
+	}
 }
 
 func (p *pgServer) url() string {
@@ -265,6 +307,41 @@ func TestFaultDrills(t *testing.T) {
 		n := ownNATS(t)
 		d := newDeployment(t, 3, pg(t), redis(t), "nats://127.0.0.1:"+n.port)
 		drill(t, d, func() { n.crash(); n.start() }, func(int64) { d.waitReady(time.Minute) })
+	})
+
+	// A PostgreSQL frozen mid-statement (SIGSTOP of the server and its
+	// backends; a partition that drops packets looks the same) held every
+	// request that needed it, and the writers, until it answered again.
+	// With --db-timeout a read answers 503 with Retry-After within the
+	// bound, purchases go on into the queue, and once it answers again the
+	// writers drain it: every 202 is an order (I3).
+	t.Run("postgres-frozen-10s", func(t *testing.T) {
+		p := ownPostgres(t)
+		t.Cleanup(func() { p.signal(syscall.SIGCONT) }) // before it stops
+		const bound = time.Second
+		r, n := ownRedis(t), ownNATS(t)
+		d := newDeploymentEnv(t, 3, p.url(), "redis://127.0.0.1:"+r.port, "nats://127.0.0.1:"+n.port, func(int) []string {
+			return []string{"SECKILL_DB_TIMEOUT=" + bound.String()}
+		})
+		thawed := make(chan struct{})
+		drill(t, d, func() {
+			p.signal(syscall.SIGSTOP)
+			go func() {
+				defer close(thawed)
+				frozen := time.Now()
+				code, hdr, body, err := apiSend(client, "GET", d.node(0).url+"/api/orders", d.admin, "", nil)
+				took := time.Since(frozen)
+				t.Logf("/api/orders with the database frozen: %d (Retry-After %q) after %v", code, hdr.Get("Retry-After"), took.Round(time.Millisecond))
+				if err != nil || code != 503 || hdr.Get("Retry-After") == "" || took > 3*bound {
+					t.Errorf("/api/orders with the database frozen: %d %v after %v, want 503 with Retry-After within about %v: %s", code, err, took, bound, body)
+				}
+				time.Sleep(time.Until(frozen.Add(10 * time.Second)))
+				p.signal(syscall.SIGCONT)
+			}()
+		}, func(int64) {
+			<-thawed
+			d.waitReady(time.Minute)
+		})
 	})
 
 	t.Run("postgres-down-10s", func(t *testing.T) {

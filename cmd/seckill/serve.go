@@ -98,6 +98,10 @@ type Config struct {
 	ReconcileEvery time.Duration
 	ReconcileAge   time.Duration
 	AckWait        time.Duration
+	// DBTimeout bounds each operation on a PostgreSQL or MySQL database
+	// (0: none): past it the database counts as away, 503 busy (see
+	// sqldb.DB.SetTimeout).
+	DBTimeout time.Duration
 	// NATSReplicas is how many servers of an external NATS cluster keep
 	// the order stream.
 	NATSReplicas int
@@ -160,6 +164,7 @@ func NewMain() *Main {
 			InFlight: 4096, AdmitFactor: 20, BatchSize: 2000,
 			PayWindow: 10 * time.Minute, SessionTTL: 24 * time.Hour, SessionCache: 1_000_000, LogLevel: "info",
 			Writers: 2, ReconcileEvery: 5 * time.Second, ReconcileAge: 10 * time.Second, AckWait: 30 * time.Second,
+			DBTimeout:  sqldb.DefaultTimeout,
 			SweepEvery: time.Second, PayAppID: sandbox.DefaultAppID,
 			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 			WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 32 << 10,
@@ -210,6 +215,7 @@ func (m *Main) ParseFlags(args []string) error {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "listen address")
 	fs.StringVar(&c.DataDir, "data", c.DataDir, "data directory of the embedded backends")
 	fs.StringVar(&c.DB, "db", c.DB, "database URL (default sqlite:<data>/seckill.db)")
+	fs.DurationVar(&c.DBTimeout, "db-timeout", c.DBTimeout, "longest a PostgreSQL or MySQL operation may take before the database counts as away, 503 busy (0: no bound; SQLite has none)")
 	fs.StringVar(&c.NATS, "nats", c.NATS, "external NATS URL (default: embedded JetStream in <data>/nats)")
 	fs.StringVar(&c.QueuePrefix, "queue-prefix", c.QueuePrefix, "names the stream and subjects on NATS; instances of one deployment share it")
 	fs.StringVar(&c.Redis, "redis", c.Redis, "Redis URL for the shared gate, sessions and limits: redis://host:port, or a comma-separated list of Cluster nodes (default: in-process)")
@@ -283,7 +289,7 @@ func (c Config) masked() []any {
 		return "***"
 	}
 	return []any{
-		"addr", c.Addr, "data", c.DataDir, "db", redact.URL(c.DB), "nats", redact.URL(c.NATS),
+		"addr", c.Addr, "data", c.DataDir, "db", redact.URL(c.DB), "db_timeout", c.DBTimeout, "nats", redact.URL(c.NATS),
 		"queue_prefix", c.QueuePrefix, "redis", redact.URL(c.Redis), "redis_prefix", c.RedisPrefix,
 		"secret", hide(c.Secret), "admin_phone", c.AdminPhone, "admin_password", hide(c.AdminPassword),
 		"user_rate", c.UserRate, "user_burst", c.UserBurst, "ip_rate", c.IPRate, "ip_burst", c.IPBurst, "ws_per_address", c.WSPerAddress,
@@ -358,6 +364,9 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if c.ReconcileAge <= 3*time.Second || c.ReconcileEvery <= 0 {
 		return fmt.Errorf("--reconcile-age must exceed the 3 s publish timeout and --reconcile-every be positive")
 	}
+	if c.DBTimeout < 0 {
+		return fmt.Errorf("--db-timeout must not be negative (0: no bound)")
+	}
 	if c.DB == "" {
 		c.DB = "sqlite:" + filepath.Join(c.DataDir, "seckill.db")
 	}
@@ -372,6 +381,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	if m.db, err = sqldb.Open(ctx, c.DB); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
+	m.db.SetTimeout(c.DBTimeout)
 	if m.queue, err = mq.Open(ctx, mq.Config{URL: c.NATS, DataDir: c.DataDir, Logger: m.log, Prefix: c.QueuePrefix, AckWait: c.AckWait, Replicas: c.NATSReplicas}); err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
