@@ -145,6 +145,10 @@ type Engine struct {
 
 	saleMu    sync.Mutex
 	saleCache map[int64]cachedSale
+	// saleReads holds the read under way of each cached sale found stale
+	// (loadSale), which every request finding it so shares.
+	saleReads map[int64]*saleRead
+	saleGen   uint64 // counts the copies put in saleCache
 	// noSales holds the reads of ids not cached and at most newest: the
 	// answer of the last one is "none" (a gap, or an insert not yet
 	// committed) as long as the id stays out of the cache.
@@ -197,9 +201,22 @@ type Engine struct {
 	stopped    chan struct{} // closed by Close
 }
 
+// cachedSale is a sale as read at fetched (the engine's clock, e.now),
+// the how-many-th copy cached it is (gen), and when a read of it last
+// failed.
 type cachedSale struct {
 	sale    *seckill.Sale
 	fetched time.Time
+	gen     uint64
+	failed  time.Time
+}
+
+// saleRead is one read of a cached sale found stale: done is closed when
+// sale or err is set.
+type saleRead struct {
+	done chan struct{}
+	sale *seckill.Sale
+	err  error
 }
 
 // New returns an engine that admits nothing until Recover has run.
@@ -215,6 +232,7 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 		cfg: cfg, b: b, log: log,
 		inflight:  make(chan struct{}, cfg.InFlight),
 		saleCache: make(map[int64]cachedSale),
+		saleReads: make(map[int64]*saleRead),
 		noSales:   make(map[int64]*freshRead),
 		staleSeen: make(map[int64]map[staleKey]time.Time),
 		staleWait: cfg.PublishTimeout,
@@ -444,37 +462,112 @@ func (f *freshRead) run(fl *flight, read func(context.Context) error) {
 	fl.err = read(ctx)
 }
 
+// staleSaleWait is how long a request that finds its sale's cached copy
+// stale waits for the read that refreshes it before it takes the stale
+// copy (loadSale).
+const staleSaleWait = 100 * time.Millisecond
+
 // loadSale returns the sale from a cache at most SaleCacheTTL old, or else
-// from SQL. When SQL fails it serves what it had cached, however old.
-// ENotFound only when SQL says so.
+// from SQL. ENotFound only when SQL says so. A stale copy is read again
+// once for all the requests that find it so (not once each: a crowd's
+// presses in the moment it went stale each read it), each waiting for that
+// read up to staleSaleWait; when SQL fails, or has not answered by then,
+// the request takes what was cached, however old: admission goes on with
+// what we knew, and the queue holds the purchases until the writer can
+// reach SQL again. Before, a database that stopped answering held every
+// purchase of a known sale for its read's whole timeout (found by review:
+// 57 presses with no answer, then each waiting 5 s). After a failed read
+// the next waits relistEvery.
 func (e *Engine) loadSale(ctx context.Context, id int64) (*seckill.Sale, error) {
 	now := e.now()
 	e.saleMu.Lock()
 	c, ok := e.saleCache[id]
-	e.saleMu.Unlock()
-	if ok && now.Sub(c.fetched) < e.cfg.SaleCacheTTL {
+	if !ok {
+		e.saleMu.Unlock()
+		s, err := e.b.Sales.Sale(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		e.cacheSale(s, now)
+		return s, nil
+	}
+	if now.Sub(c.fetched) < e.cfg.SaleCacheTTL {
+		e.saleMu.Unlock()
 		return c.sale, nil
 	}
-	s, err := e.b.Sales.Sale(ctx, id)
-	if err != nil {
-		if ok && seckill.ErrorCode(err) != seckill.ENotFound {
-			// SQL is down: admission goes on with what we knew; the queue
-			// holds the purchases until the writer can reach SQL again.
-			if e.staleWarn.Add(1)%1000 == 1 { // once, then every 1000th: SQL outages are loud enough
-				e.log.Warn("sale refresh failed; serving the cached sale", "sale", id, "err", err, "times", e.staleWarn.Load())
-			}
-			return c.sale, nil
+	r := e.saleReads[id]
+	if r == nil {
+		if now.Sub(c.failed) < relistEvery {
+			e.saleMu.Unlock()
+			return c.sale, nil // SQL failed just now: not again at once
 		}
-		return nil, err
+		r = &saleRead{done: make(chan struct{})}
+		e.saleReads[id] = r
+		go e.rereadSale(id, r, now, c.gen)
 	}
-	e.cacheSale(s, now)
-	return s, nil
+	e.saleMu.Unlock()
+	wait := time.NewTimer(staleSaleWait)
+	defer wait.Stop()
+	select {
+	case <-r.done:
+		if r.err == nil {
+			return r.sale, nil
+		}
+		if seckill.ErrorCode(r.err) == seckill.ENotFound {
+			return nil, r.err
+		}
+		if e.staleWarn.Add(1)%1000 == 1 { // once, then every 1000th: SQL outages are loud enough
+			e.log.Warn("sale refresh failed; serving the cached sale", "sale", id, "err", r.err, "times", e.staleWarn.Load())
+		}
+	case <-wait.C: // the read goes on for the next requests
+	case <-ctx.Done():
+	}
+	return c.sale, nil
+}
+
+// rereadSale runs r, the read of sale id's stale cached copy gen that
+// started at start, detached from the requests waiting for it (one
+// leaving does not fail it for the rest), bounded by freshReadTimeout.
+func (e *Engine) rereadSale(id int64, r *saleRead, start time.Time, gen uint64) {
+	ctx, cancel := context.WithTimeout(context.Background(), freshReadTimeout)
+	defer cancel()
+	var (
+		s   *seckill.Sale
+		err error
+	)
+	// Whatever the read does, its waiters are told and the next read may
+	// run: this goroutine is no request's, and a panic here would end the
+	// process.
+	defer func() {
+		if p := recover(); p != nil {
+			err = seckill.Errorf(seckill.EInternal, "sale read panicked: %v", p)
+		}
+		e.saleMu.Lock()
+		delete(e.saleReads, id)
+		cur, ok := e.saleCache[id]
+		switch {
+		case err == nil && ok && cur.gen != gen:
+			s = cur.sale // a newer copy came meanwhile (StopSale)
+		case err == nil:
+			e.saleGen++
+			e.saleCache[id] = cachedSale{sale: s, fetched: start, gen: e.saleGen}
+			delete(e.noSales, id)
+		case ok:
+			cur.failed = e.now()
+			e.saleCache[id] = cur
+		}
+		e.saleMu.Unlock()
+		r.sale, r.err = s, err
+		close(r.done)
+	}()
+	s, err = e.b.Sales.Sale(ctx, id)
 }
 
 // cacheSale caches s as read at now, and forgets the reads of its id.
 func (e *Engine) cacheSale(s *seckill.Sale, now time.Time) {
 	e.saleMu.Lock()
-	e.saleCache[s.ID] = cachedSale{sale: s, fetched: now}
+	e.saleGen++
+	e.saleCache[s.ID] = cachedSale{sale: s, fetched: now, gen: e.saleGen}
 	delete(e.noSales, s.ID)
 	e.saleMu.Unlock()
 }
