@@ -27,22 +27,9 @@ func testReturnedUnitsSellOnA(t *testing.T, v *env) {
 	clock := &sharedClock{}
 	bk := v.backends()
 	bk.Clock = clock
-	cfg := Config{PublishTimeout: 300 * time.Millisecond}
-	a := v.recovered(cfg, &bk)
-	b := v.engine(cfg, &bk)
-	if v.locker != nil {
-		if err := b.Recover(ctx); err != nil {
-			t.Fatal(err)
-		}
-	} else {
-		b.ready.Store(true) // the in-process gate is loaded (a Recover would reload it)
-	}
+	a, b := v.twoInstances(&bk)
 	runWriter(t, b)
-	for _, u := range first {
-		if _, err := a.Purchase(ctx, u, s.ID, path(t, a, u, s.ID)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	v.buyAll(a, s.ID, first)
 	for _, u := range first {
 		waitResult(t, a, u, s.ID, seckill.ResultSuccess)
 	}
@@ -96,5 +83,32 @@ func testReturnedUnitsSellOnA(t *testing.T, v *env) {
 	st := v.checkAtRest(s.ID)
 	if st.SQLStockLeft != 0 || st.Cancelled != stock {
 		t.Fatalf("at rest: %+v", st)
+	}
+}
+
+// twoInstances returns two engines on the backends bk, as two instances
+// of one deployment: both recovered and admitting.
+func (v *env) twoInstances(bk *Backends) (a, b *Engine) {
+	v.t.Helper()
+	cfg := Config{PublishTimeout: 300 * time.Millisecond}
+	a = v.recovered(cfg, bk)
+	b = v.engine(cfg, bk)
+	if v.locker != nil {
+		if err := b.Recover(context.Background()); err != nil {
+			v.t.Fatal(err)
+		}
+	} else {
+		b.ready.Store(true) // the in-process gate is loaded (a Recover would reload it)
+	}
+	return a, b
+}
+
+// buyAll has each user buy one unit of the sale on e, each answered 202.
+func (v *env) buyAll(e *Engine, saleID int64, users []int64) {
+	v.t.Helper()
+	for _, u := range users {
+		if _, err := e.Purchase(context.Background(), u, saleID, path(v.t, e, u, saleID)); err != nil {
+			v.t.Fatal(err)
+		}
 	}
 }
