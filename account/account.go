@@ -456,6 +456,30 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*seckill.Sess
 	return sess, nil
 }
 
+// memorySessions is a session store that can answer from memory alone
+// (inmem.SessionCache).
+type memorySessions interface {
+	Cached(tokenHash []byte) *seckill.Session
+}
+
+// AuthenticateCached returns the session of token when the session store
+// holds it in memory (a cache in front of the stores) and it is
+// unexpired, without asking any store or extending it; nil otherwise,
+// and always when the store keeps nothing in memory. For a request that
+// may not cost a lookup (httpapi: an address over its budget of unknown
+// tokens).
+func (s *Service) AuthenticateCached(token string) *seckill.Session {
+	m, ok := s.sessions.(memorySessions)
+	if !ok || token == "" {
+		return nil
+	}
+	sess := m.Cached(HashToken(token))
+	if sess == nil || !s.now().Before(sess.ExpiresAt) {
+		return nil
+	}
+	return sess
+}
+
 // SessionOf returns the session of a token hash while it lasts, without
 // extending it: EUnauthenticated once it was deleted or expired. For what
 // a session opened and must not outlive it (an admin's dashboard socket).

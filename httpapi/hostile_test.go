@@ -178,3 +178,35 @@ func TestOthersOrderLooksLikeNone(t *testing.T) {
 		})
 	}
 }
+
+// TestUnknownTokenFloodSparesCachedSessions: an address over its budget of
+// unknown tokens still serves the sessions this instance holds in memory,
+// which cost no lookup: one client flooding invented tokens shut every
+// buyer behind the same address (a NAT) out of buying and reading until
+// the budget refilled. A session that would need a lookup is refused, as
+// before.
+func TestUnknownTokenFloodSparesCachedSessions(t *testing.T) {
+	s := newStack(t, options{})
+	ctx := context.Background()
+	tokens, ids := s.buyers(2) // opened here: both in the instance's cache
+	// A third session made on another instance: only in the store.
+	other := "made-elsewhere-" + fmt.Sprint(time.Now().UnixNano())
+	if err := s.db.CreateSession(ctx, seckill.Session{TokenHash: account.HashToken(other), UserID: ids[1], Role: seckill.RoleBuyer, ExpiresAt: time.Now().Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		want(t, s.do("GET", "/api/me", fmt.Sprintf("invented-%d", i), nil), 401, "unauthenticated")
+	}
+	want(t, s.do("GET", "/api/me", "invented-x", nil), 429, "rate_limited")
+
+	want(t, s.do("GET", "/api/me", tokens[0], nil), 200, "")
+	sale := s.activeSale(5, false)
+	r := s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), tokens[0], map[string]string{})
+	want(t, r, 200, "")
+	path := r.json(t)["path"].(string)
+	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/purchase/%s", sale, path), tokens[0], nil), 202, "")
+	want(t, s.do("DELETE", "/api/sessions", tokens[1], nil), 204, "")
+	// Logged out: not in the cache any more, and no lookup for it.
+	want(t, s.do("GET", "/api/me", tokens[1], nil), 429, "rate_limited")
+	want(t, s.do("GET", "/api/me", other, nil), 429, "rate_limited")
+}

@@ -22,9 +22,10 @@ type Budget struct {
 // and logs in again, so a carrier's NAT full of buyers stays far below it,
 // while a flood of invented tokens (each a session store miss, in SQL
 // behind Redis) is cut off. Like every per-address limit, one abuser
-// behind a NAT spends it for the others there (for authenticated routes,
-// all of them while it lasts: the check comes before the lookup, which is
-// the point).
+// behind a NAT spends it for the others there: while it lasts, their
+// tokens that need a lookup are refused too (the check comes before the
+// lookup, which is the point); sessions the instance holds in memory are
+// served (authed).
 var DefaultBadTokens = Budget{Rate: 5, Burst: 50}
 
 // DefaultRegistrations lets one address create 10 accounts at once, then
