@@ -483,13 +483,13 @@ func (e *Engine) loadSale(ctx context.Context, id int64) (*seckill.Sale, error) 
 	e.saleMu.Lock()
 	c, ok := e.saleCache[id]
 	if !ok {
+		gen := e.saleGen
 		e.saleMu.Unlock()
 		s, err := e.b.Sales.Sale(ctx, id)
 		if err != nil {
 			return nil, err
 		}
-		e.cacheSale(s, now)
-		return s, nil
+		return e.cacheRead(s, now, gen), nil
 	}
 	if now.Sub(c.fetched) < e.cfg.SaleCacheTTL {
 		e.saleMu.Unlock()
@@ -503,7 +503,7 @@ func (e *Engine) loadSale(ctx context.Context, id int64) (*seckill.Sale, error) 
 		}
 		r = &saleRead{done: make(chan struct{})}
 		e.saleReads[id] = r
-		go e.rereadSale(id, r, now, c.gen)
+		go e.rereadSale(id, r, now, e.saleGen)
 	}
 	e.saleMu.Unlock()
 	wait := time.NewTimer(staleSaleWait)
@@ -525,9 +525,10 @@ func (e *Engine) loadSale(ctx context.Context, id int64) (*seckill.Sale, error) 
 	return c.sale, nil
 }
 
-// rereadSale runs r, the read of sale id's stale cached copy gen that
-// started at start, detached from the requests waiting for it (one
-// leaving does not fail it for the rest), bounded by freshReadTimeout.
+// rereadSale runs r, the read of sale id's stale cached copy that started
+// at start when saleGen was gen, detached from the requests waiting for it
+// (one leaving does not fail it for the rest), bounded by
+// freshReadTimeout.
 func (e *Engine) rereadSale(id int64, r *saleRead, start time.Time, gen uint64) {
 	ctx, cancel := context.WithTimeout(context.Background(), freshReadTimeout)
 	defer cancel()
@@ -544,15 +545,9 @@ func (e *Engine) rereadSale(id int64, r *saleRead, start time.Time, gen uint64) 
 		}
 		e.saleMu.Lock()
 		delete(e.saleReads, id)
-		cur, ok := e.saleCache[id]
-		switch {
-		case err == nil && ok && cur.gen != gen:
-			s = cur.sale // a newer copy came meanwhile (StopSale)
-		case err == nil:
-			e.saleGen++
-			e.saleCache[id] = cachedSale{sale: s, fetched: start, gen: e.saleGen}
-			delete(e.noSales, id)
-		case ok:
+		if err == nil {
+			s = e.cacheReadLocked(s, start, gen)
+		} else if cur, ok := e.saleCache[id]; ok {
 			cur.failed = e.now()
 			e.saleCache[id] = cur
 		}
@@ -563,13 +558,37 @@ func (e *Engine) rereadSale(id int64, r *saleRead, start time.Time, gen uint64) 
 	s, err = e.b.Sales.Sale(ctx, id)
 }
 
-// cacheSale caches s as read at now, and forgets the reads of its id.
+// cacheSale caches s as the newest copy of its sale at now (it was just
+// written: created, stopped), and forgets the reads of its id.
 func (e *Engine) cacheSale(s *seckill.Sale, now time.Time) {
 	e.saleMu.Lock()
 	e.saleGen++
 	e.saleCache[s.ID] = cachedSale{sale: s, fetched: now, gen: e.saleGen}
 	delete(e.noSales, s.ID)
 	e.saleMu.Unlock()
+}
+
+// cacheRead caches s, read from SQL by a read that started at start when
+// saleGen was gen, unless a copy cached since that start is newer (the
+// admin's stop, or a later read: found by review, a listing that began
+// before a stop put the open sale back in the cache of the instance that
+// had answered the stop, fresh for a whole TTL). It returns the copy now
+// cached.
+func (e *Engine) cacheRead(s *seckill.Sale, start time.Time, gen uint64) *seckill.Sale {
+	e.saleMu.Lock()
+	defer e.saleMu.Unlock()
+	return e.cacheReadLocked(s, start, gen)
+}
+
+// cacheReadLocked is cacheRead with saleMu held.
+func (e *Engine) cacheReadLocked(s *seckill.Sale, start time.Time, gen uint64) *seckill.Sale {
+	if cur, ok := e.saleCache[s.ID]; ok && cur.gen > gen {
+		return cur.sale
+	}
+	e.saleGen++
+	e.saleCache[s.ID] = cachedSale{sale: s, fetched: start, gen: e.saleGen}
+	delete(e.noSales, s.ID)
+	return s
 }
 
 func noSale(id int64) error { return seckill.Errorf(seckill.ENotFound, "no sale %d", id) }
@@ -581,13 +600,16 @@ const relistEvery = 50 * time.Millisecond
 
 // listSales lists the catalogue: it caches every sale and raises newest.
 func (e *Engine) listSales(ctx context.Context) error {
+	start := e.now()
+	e.saleMu.Lock()
+	gen := e.saleGen
+	e.saleMu.Unlock()
 	sales, err := e.b.Sales.Sales(ctx)
 	if err != nil {
 		return err
 	}
-	now := e.now()
 	for _, s := range sales {
-		e.cacheSale(s, now)
+		e.cacheRead(s, start, gen)
 		e.sawSale(s.ID)
 	}
 	return nil

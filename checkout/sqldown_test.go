@@ -61,14 +61,29 @@ func TestAdmissionWhileSQLDown(t *testing.T) {
 	v.checkAtRest(s.ID)
 }
 
-// hungSales is a SaleStore whose Sale reads, then does not answer while
-// hang is set (a database that stopped answering) until release is
-// closed or its context ends; reads counts the calls held so.
+// hungSales is a SaleStore whose Sale (and Sales, with hangList) reads,
+// then does not answer while hang is set (a database that stopped
+// answering) until release is closed or its context ends; reads counts
+// the calls held so.
 type hungSales struct {
 	seckill.SaleStore
-	hang    atomic.Bool
-	release chan struct{}
-	reads   atomic.Int64
+	hang     atomic.Bool
+	hangList atomic.Bool
+	release  chan struct{}
+	reads    atomic.Int64
+}
+
+func (h *hungSales) Sales(ctx context.Context) ([]*seckill.Sale, error) {
+	ss, err := h.SaleStore.Sales(ctx)
+	if h.hangList.Load() {
+		h.reads.Add(1)
+		select {
+		case <-h.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return ss, err
 }
 
 func (h *hungSales) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
@@ -174,4 +189,38 @@ func TestStopSaleNotUndoneByAnOlderRead(t *testing.T) {
 	if _, err := e.Purchase(ctx, us[1], s.ID, p1); seckill.ErrorCode(err) != seckill.EEnded {
 		t.Fatalf("purchase after the sale was stopped: %v, want %s", err, seckill.EEnded)
 	}
+}
+
+// TestStopSaleNotUndoneByAnOlderListing: nor does a listing of the
+// catalogue that began before the stop (any request for an id above the
+// newest starts one): it stamped every sale fresh when it ended (found by
+// review: the stopped sale admitted again on the instance that stopped it).
+func TestStopSaleNotUndoneByAnOlderListing(t *testing.T) {
+	v := newEnv(t)
+	s := v.openSale(5)
+	us := v.users(1)
+	sales := &hungSales{SaleStore: v.db, release: make(chan struct{})}
+	b := v.backends()
+	b.Sales = sales
+	e := v.recovered(Config{}, &b)
+	p := path(t, e, us[0], s.ID)
+	sales.hangList.Store(true)
+	ctx := context.Background()
+	go func() { _, _ = e.Sale(ctx, s.ID+1000) }() // an id above the newest: a listing
+	waitFor(t, "a listing to hang", func() bool { return sales.reads.Load() == 1 })
+	if _, err := e.StopSale(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	close(sales.release)
+	waitFor(t, "the listing to end", func() bool { return e.newest.Load() >= s.ID && listingIdle(e) })
+	if _, err := e.Purchase(ctx, us[0], s.ID, p); seckill.ErrorCode(err) != seckill.EEnded {
+		t.Fatalf("purchase after the sale was stopped: %v, want %s", err, seckill.EEnded)
+	}
+}
+
+// listingIdle reports whether no listing of the catalogue is under way.
+func listingIdle(e *Engine) bool {
+	e.listing.mu.Lock()
+	defer e.listing.mu.Unlock()
+	return e.listing.inFlight == nil && e.listing.next == nil
 }
