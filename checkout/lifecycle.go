@@ -201,12 +201,17 @@ func (e *Engine) publishStatus(ctx context.Context, o *seckill.Order) {
 // go on past it. It returns how many orders this call cancelled.
 func (e *Engine) Sweep(ctx context.Context) (int, error) {
 	now, err := e.sharedNow(ctx) // also keeps SaleTime on the shared clock
+	if err != nil && e.lifecycle() != nil {
+		return 0, fmt.Errorf("sweep: %w", err)
+	}
+	return e.sweepAt(ctx, now)
+}
+
+// sweepAt is Sweep at now, read on the shared clock.
+func (e *Engine) sweepAt(ctx context.Context, now time.Time) (int, error) {
 	lc := e.lifecycle()
 	if lc == nil {
 		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("sweep: %w", err)
 	}
 	cancelled := 0
 	var done []*seckill.Order
@@ -485,28 +490,62 @@ func (e *Engine) RunSweeper(ctx context.Context, every time.Duration) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		var rounds turns
 		tick(ctx, every, func() {
-			done, ok := e.turn(ctx, refundLock)
-			if !ok {
-				return
-			}
-			defer done()
-			if _, err := e.RetryRefunds(ctx); err != nil && ctx.Err() == nil {
-				e.log.Warn("retry refunds", "err", err)
-			}
+			rounds.take(ctx, e, refundLock, "retry refunds", func() error {
+				_, err := e.RetryRefunds(ctx)
+				return err
+			})
 		})
 	}()
 	defer func() { <-done }()
+	var rounds turns
 	tick(ctx, every, func() {
-		done, ok := e.turn(ctx, sweepLock)
-		if !ok {
+		// Every instance reads the shared clock every round (SaleTime),
+		// and one that cannot does not take the turn: a round whose
+		// database does not answer would hold it for --db-timeout.
+		now, err := e.sharedNow(ctx)
+		if err != nil {
+			if ctx.Err() == nil && e.lifecycle() != nil {
+				e.log.Warn("sweep expired orders", "err", fmt.Errorf("sweep: %w", err))
+			}
 			return
 		}
-		defer done()
-		if _, err := e.Sweep(ctx); err != nil && ctx.Err() == nil {
-			e.log.Warn("sweep expired orders", "err", err)
-		}
+		rounds.take(ctx, e, sweepLock, "sweep expired orders", func() error {
+			_, err := e.sweepAt(ctx, now)
+			return err
+		})
 	})
+}
+
+// turns is one loop's share of the rounds (RunSweeper): after a round that
+// failed, this instance sits out the next sitOutRounds, so that the others
+// take them (found by review: an instance whose database reads timed out
+// won the turn back round after round, and a healthy one never swept).
+type turns struct{ sitOut int }
+
+// sitOutRounds is how many rounds an instance leaves to the others after
+// one of its own failed; alone (no Locker) it sits out none.
+const sitOutRounds = 4
+
+// take runs round under the named turn (turn), unless this instance sits
+// this round out or another holds the turn; a failure is logged as what.
+func (r *turns) take(ctx context.Context, e *Engine, name, what string, round func() error) {
+	if r.sitOut > 0 {
+		r.sitOut--
+		return
+	}
+	done, ok := e.turn(ctx, name)
+	if !ok {
+		return
+	}
+	defer done()
+	if err := round(); err != nil && ctx.Err() == nil {
+		e.log.Warn(what, "err", err)
+		if e.b.Locker != nil {
+			r.sitOut = sitOutRounds
+		}
+	}
 }
 
 // The locks of the instance whose turn it is to sweep, and to retry
@@ -546,10 +585,12 @@ func (e *Engine) turn(ctx context.Context, name string) (done func(), ok bool) {
 	}, true
 }
 
-// tick calls fn every interval, each call after the last returned, until
-// ctx ends.
+// tick calls fn an interval after it starts, then an interval after each
+// call returned, until ctx ends. Not a ticker's beat: a tick due during a
+// long call came at once after it, so an instance that gave a turn up
+// (turns) took it back before any other could.
 func tick(ctx context.Context, every time.Duration, fn func()) {
-	t := time.NewTicker(every)
+	t := time.NewTimer(every)
 	defer t.Stop()
 	for {
 		select {
@@ -558,5 +599,6 @@ func tick(ctx context.Context, every time.Duration, fn func()) {
 		case <-t.C:
 		}
 		fn()
+		t.Reset(every)
 	}
 }

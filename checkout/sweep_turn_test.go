@@ -143,3 +143,79 @@ func TestRefundRetriesTakeTurns(t *testing.T) {
 		return p.refunds[o.OrderNo] == 1
 	})
 }
+
+// lifecycleStore is what an engine's order store is with a lifecycle.
+type lifecycleStore interface {
+	seckill.OrderStore
+	seckill.OrderLifecycle
+}
+
+// slowFailingSweeps is an order store whose sweeps fail, slowly, while
+// fail is set (a database that answers this instance only at its
+// timeout).
+type slowFailingSweeps struct {
+	lifecycleStore
+	fail atomic.Bool
+}
+
+func (s *slowFailingSweeps) ExpiredOrders(ctx context.Context, now time.Time, after seckill.OrderRef, limit int) ([]seckill.OrderRef, error) {
+	if s.fail.Load() {
+		time.Sleep(50 * time.Millisecond)
+		return nil, errors.New("database away (test)")
+	}
+	return s.lifecycleStore.ExpiredOrders(ctx, now, after, limit)
+}
+
+// hungClock is a shared clock that does not answer this instance while
+// hang is set, until its context ends or a while passes.
+type hungClock struct {
+	sharedClock
+	hang atomic.Bool
+}
+
+func (c *hungClock) Now(ctx context.Context) (time.Time, error) {
+	if c.hang.Load() {
+		select {
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+		return time.Time{}, errors.New("database away (test)")
+	}
+	return c.sharedClock.Now(ctx)
+}
+
+// TestSweepTurnsPassOverAFailingInstance: an instance whose rounds fail
+// (its database reads time out) does not keep the turn from the others.
+// It won it back round after round: a tick due during its slow round came
+// at once after it, before any other instance could take the turn, and a
+// healthy one never swept (found by review: 0 of 3 lapsed orders in 60 s).
+// An instance that cannot read the shared clock does not take the turn;
+// one whose round failed sits the next rounds out.
+func TestSweepTurnsPassOverAFailingInstance(t *testing.T) {
+	for _, failing := range []string{"clock", "sweep"} {
+		t.Run(failing, func(t *testing.T) {
+			v := newEnv(t)
+			v.locker = inmem.NewLocker()
+			s, _ := v.soldOut(3)
+			clock := &hungClock{}
+			orders := &slowFailingSweeps{lifecycleStore: v.db.(lifecycleStore)}
+			bad := v.backends()
+			bad.Orders, bad.Clock = orders, clock
+			a := v.recovered(Config{}, &bad)
+			good := v.backends()
+			good.Clock = &clock.sharedClock
+			b := v.engine(Config{}, &good)
+			b.ready.Store(true)
+			clock.pastDeadlines()
+			if failing == "clock" {
+				clock.hang.Store(true)
+			} else {
+				orders.fail.Store(true)
+			}
+			runSweeper(t, a)
+			time.Sleep(20 * time.Millisecond) // A first: it holds the turn when B starts
+			runSweeper(t, b)
+			waitFor(t, "the healthy instance to sweep the lapsed orders", func() bool { return v.stats(s.ID).Cancelled == 3 })
+		})
+	}
+}
