@@ -456,28 +456,20 @@ func (s *Service) Authenticate(ctx context.Context, token string) (*seckill.Sess
 	return sess, nil
 }
 
-// memorySessions is a session store that can answer from memory alone
-// (inmem.SessionCache).
-type memorySessions interface {
-	Cached(tokenHash []byte) *seckill.Session
+// knowingSessions is a session store that remembers the tokens it has
+// seen (inmem.SessionCache).
+type knowingSessions interface {
+	Known(tokenHash []byte) bool
 }
 
-// AuthenticateCached returns the session of token when the session store
-// holds it in memory (a cache in front of the stores) and it is
-// unexpired, without asking any store or extending it; nil otherwise,
-// and always when the store keeps nothing in memory. For a request that
-// may not cost a lookup (httpapi: an address over its budget of unknown
-// tokens).
-func (s *Service) AuthenticateCached(token string) *seckill.Session {
-	m, ok := s.sessions.(memorySessions)
-	if !ok || token == "" {
-		return nil
-	}
-	sess := m.Cached(HashToken(token))
-	if sess == nil || !s.now().Before(sess.ExpiresAt) {
-		return nil
-	}
-	return sess
+// KnownToken reports whether token was a session's when the session store
+// last read it here, as far as its memory (a cache in front of the
+// stores) tells; false when the store keeps nothing in memory. It asks no
+// store: for a request that may not cost a lookup unless its token is
+// one (httpapi: an address over its budget of unknown tokens).
+func (s *Service) KnownToken(token string) bool {
+	k, ok := s.sessions.(knowingSessions)
+	return ok && token != "" && k.Known(HashToken(token))
 }
 
 // SessionOf returns the session of a token hash while it lasts, without

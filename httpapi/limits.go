@@ -24,8 +24,8 @@ type Budget struct {
 // behind Redis) is cut off. Like every per-address limit, one abuser
 // behind a NAT spends it for the others there: while it lasts, their
 // tokens that need a lookup are refused too (the check comes before the
-// lookup, which is the point); sessions the instance holds in memory are
-// served (authed).
+// lookup, which is the point); tokens the session cache knows are served
+// (authed).
 var DefaultBadTokens = Budget{Rate: 5, Burst: 50}
 
 // DefaultRegistrations lets one address create 10 accounts at once, then

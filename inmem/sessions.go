@@ -236,23 +236,17 @@ func (c *SessionCache) Session(ctx context.Context, tokenHash []byte) (*seckill.
 	return s, nil
 }
 
-// Cached returns the session of tokenHash when the cache serves it now,
-// as Session would, without asking the store (nor refreshing the entry);
-// nil otherwise. It costs no lookup, whoever calls it.
-func (c *SessionCache) Cached(tokenHash []byte) *seckill.Session {
-	now := c.now()
+// Known reports whether the cache holds an entry for tokenHash, served
+// or stale: a token that was a session's when it was last read here (a
+// deletion here, or announced to here, drops its entry). It asks no
+// store.
+func (c *SessionCache) Known(tokenHash []byte) bool {
 	key, hashed := keyOf(tokenHash)
 	sh := c.shard(key)
 	sh.mu.Lock()
 	e, ok := sh.entries[key]
 	sh.mu.Unlock()
-	if !ok || e.hashed != hashed {
-		return nil
-	}
-	if _, serves := c.serves(e, now); !serves {
-		return nil
-	}
-	return e.session(tokenHash)
+	return ok && e.hashed == hashed
 }
 
 // TouchSession moves the expiry in the store and the cache; like the

@@ -572,9 +572,9 @@ func attackLogin(t *testing.T, s *attackSuite, subnet int) {
 }
 
 // attackTokens: invented tokens are 401; past 50 of them from one address
-// the address gets 429 before any lookup, except for a session the
-// instance holds in memory (no lookup), while a buyer elsewhere is
-// unaffected and buys.
+// the address gets 429 before any lookup, except for a token the
+// instance's session cache knows, while a buyer elsewhere is unaffected
+// and buys.
 func attackTokens(t *testing.T, s *attackSuite, subnet int) {
 	b, away := s.take(t, 1)[0], s.take(t, 1)[0]
 	attacker, real := s.agent(subnet, 1), s.agent(subnet, 2)
@@ -603,10 +603,10 @@ func attackTokens(t *testing.T, s *attackSuite, subnet int) {
 	if answers[429] == 0 {
 		t.Errorf("80 forged tokens from one address, no 429: %v", answers)
 	}
-	// Once refused, the address is served only the sessions held in
-	// memory, which cost no lookup; one that would need a lookup is
-	// refused before it (the trade-off of a per-address budget). The
-	// server logs the other buyer out, so no instance holds its session.
+	// Once refused, the address is served only the tokens the instance's
+	// session cache knows; one it does not is refused before any lookup
+	// (the trade-off of a per-address budget). The other buyer logs out,
+	// so the instance no longer knows their token.
 	attacker.must(t, 200, "GET", "/api/me", b.Token, "", nil)
 	real.must(t, 204, "DELETE", "/api/sessions", away.Token, "", nil)
 	expect(t, "a token needing a lookup from the flooding address", attacker.send("GET", "/api/me", away.Token, "", nil), 429, seckill.ERateLimited)
