@@ -36,8 +36,15 @@ const gateDupFor = 5 * time.Second
 type knownBuyers struct {
 	mu  sync.Mutex
 	max int
-	m   map[int64]int64 // user → 0 if admitted here, else when the gate said Duplicate (uptime ns, at least 1)
+	m   map[int64]int64 // user → orderedBuyer, 0 if admitted here, else when the gate said Duplicate (uptime ns, at least 1)
 }
+
+// orderedBuyer marks in knownBuyers a user who has an order in the sale: a
+// buyer for good, whom no release nor refused request forgets (a stray
+// failed result of an older ticket of theirs, a request the reconciler
+// released and that landed late, comes after their order's success:
+// found by review, such a winner was forgotten and told 410).
+const orderedBuyer = -1
 
 // knownBuyersPerUnit and knownBuyersMin size a sale's set: every buyer is
 // one of at most stock plus units returned, so a few times the stock holds
@@ -59,7 +66,7 @@ func (e *Engine) knownBuyer(saleID, userID int64, up time.Duration) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	at, ok := k.m[userID]
-	return ok && (at == 0 || int64(up)-at < int64(gateDupFor))
+	return ok && (at <= 0 || int64(up)-at < int64(gateDupFor))
 }
 
 // learnBuyer records that the user holds a unit of the sale: admitted here
@@ -67,12 +74,19 @@ func (e *Engine) knownBuyer(saleID, userID int64, up time.Duration) bool {
 // uptime reading). An admission here is never downgraded to a Duplicate's
 // bounded trust.
 func (e *Engine) learnBuyer(s *seckill.Sale, userID int64, admitted bool, up time.Duration) {
-	e.learn(s.ID, max(knownBuyersPerUnit*s.Stock, knownBuyersMin), userID, admitted, up)
+	at := max(int64(up), 1) // 0 is "admitted here"
+	if admitted {
+		at = 0
+	}
+	e.learn(s.ID, max(knownBuyersPerUnit*s.Stock, knownBuyersMin), userID, at)
 }
 
 // learn is learnBuyer for a sale of id whose set holds up to size buyers
-// (a set made smaller, before its sale was known, grows to it).
-func (e *Engine) learn(saleID, size, userID int64, admitted bool, up time.Duration) {
+// (a set made smaller, before its sale was known, grows to it), with at
+// the entry's value: orderedBuyer, 0 (admitted here) or a Duplicate's
+// uptime. An entry is never downgraded: an order's buyer stays one, an
+// admission here does not become a Duplicate's bounded trust.
+func (e *Engine) learn(saleID, size, userID, at int64) {
 	v, ok := e.buyers.Load(saleID)
 	if !ok {
 		v, _ = e.buyers.LoadOrStore(saleID, &knownBuyers{max: int(size), m: make(map[int64]int64)})
@@ -81,15 +95,13 @@ func (e *Engine) learn(saleID, size, userID int64, admitted bool, up time.Durati
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.max = max(k.max, int(size))
-	at, had := k.m[userID]
+	cur, had := k.m[userID]
 	if !had && len(k.m) >= k.max {
 		return // full: the gate answers whoever is not in it
 	}
 	switch {
-	case admitted:
-		k.m[userID] = 0
-	case !had || at != 0:
-		k.m[userID] = max(int64(up), 1) // 0 is "admitted here"
+	case !had, cur > 0 && at <= 0, cur == 0 && at == orderedBuyer, cur > 0 && at > cur:
+		k.m[userID] = at
 	}
 }
 
@@ -102,7 +114,9 @@ func (e *Engine) unlearnBuyer(saleID, userID int64) {
 	}
 	k := v.(*knownBuyers)
 	k.mu.Lock()
-	delete(k.m, userID)
+	if k.m[userID] != orderedBuyer {
+		delete(k.m, userID)
+	}
 	k.mu.Unlock()
 }
 
@@ -148,7 +162,10 @@ func (e *Engine) learnOrdered(saleID, userID int64) {
 			size = max(knownBuyersPerUnit*c.sale.Stock, knownBuyersMin)
 		}
 	}
-	e.learn(saleID, size, userID, true, 0)
+	e.learn(saleID, size, userID, orderedBuyer)
+	if _, gone := e.forgotten.Load(saleID); gone {
+		e.forgetBuyers(saleID) // ForgetEnded ran meanwhile: not to keep the set for good
+	}
 }
 
 // forgetBuyers drops what the instance knows of the sale's buyers.

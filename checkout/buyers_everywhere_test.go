@@ -41,6 +41,11 @@ func testWinnersDuplicatesEverywhere(t *testing.T, v *env) {
 		_, err := b.Purchase(ctx, u, s.ID, path(t, b, u, s.ID))
 		wantCode(t, err, seckill.EDuplicate)
 	}
+	// A stray refusal of an older request of a winner (one the reconciler
+	// released, that landed late) does not make B forget them.
+	b.resultArrived(seckill.OrderResult{SaleID: s.ID, UserID: winners[1], Result: seckill.Result{Status: seckill.ResultFailed, Reason: "expired"}})
+	_, err = b.Purchase(ctx, winners[1], s.ID, path(t, b, winners[1], s.ID))
+	wantCode(t, err, seckill.EDuplicate)
 
 	// A winner cancels on A; on B they stay a duplicate, the unit goes to
 	// someone else.

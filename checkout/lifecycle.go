@@ -492,7 +492,7 @@ func (e *Engine) RunSweeper(ctx context.Context, every time.Duration) {
 		defer close(done)
 		var rounds turns
 		tick(ctx, every, func() {
-			rounds.take(ctx, e, refundLock, "retry refunds", func() error {
+			rounds.take(ctx, e, refundLock, "retry refunds", every, func(ctx context.Context) error {
 				_, err := e.RetryRefunds(ctx)
 				return err
 			})
@@ -511,7 +511,7 @@ func (e *Engine) RunSweeper(ctx context.Context, every time.Duration) {
 			}
 			return
 		}
-		rounds.take(ctx, e, sweepLock, "sweep expired orders", func() error {
+		rounds.take(ctx, e, sweepLock, "sweep expired orders", every, func(ctx context.Context) error {
 			_, err := e.sweepAt(ctx, now)
 			return err
 		})
@@ -519,8 +519,8 @@ func (e *Engine) RunSweeper(ctx context.Context, every time.Duration) {
 }
 
 // turns is one loop's share of the rounds (RunSweeper): after a round that
-// failed, this instance sits out the next sitOutRounds, so that the others
-// take them (found by review: an instance whose database reads timed out
+// failed slowly, this instance sits out the next sitOutRounds, so that the
+// others take them (found by review: an instance whose database reads timed out
 // won the turn back round after round, and a healthy one never swept).
 type turns struct{ sitOut int }
 
@@ -528,9 +528,21 @@ type turns struct{ sitOut int }
 // one of its own failed; alone (no Locker) it sits out none.
 const sitOutRounds = 4
 
+// roundLimit bounds one round under a turn: a round that stops making
+// progress (a database that stopped answering with --db-timeout 0) would
+// otherwise keep the turn, extended while its instance reaches Redis, and
+// no other instance would sweep (found by review). A page of lapsed orders
+// takes well under a second; a round cut off is safe, as a crash is. (A
+// variable for tests.)
+var roundLimit = 30 * time.Second
+
 // take runs round under the named turn (turn), unless this instance sits
 // this round out or another holds the turn; a failure is logged as what.
-func (r *turns) take(ctx context.Context, e *Engine, name, what string, round func() error) {
+// A round that failed slowly (over an interval, every) sits the next
+// sitOutRounds out; one that failed at once does not hold the turn long
+// and does not (a database refusing every instance at once would
+// otherwise have them all sit out together).
+func (r *turns) take(ctx context.Context, e *Engine, name, what string, every time.Duration, round func(context.Context) error) {
 	if r.sitOut > 0 {
 		r.sitOut--
 		return
@@ -540,9 +552,12 @@ func (r *turns) take(ctx context.Context, e *Engine, name, what string, round fu
 		return
 	}
 	defer done()
-	if err := round(); err != nil && ctx.Err() == nil {
+	rctx, cancel := context.WithTimeout(ctx, roundLimit)
+	defer cancel()
+	start := time.Now()
+	if err := round(rctx); err != nil && ctx.Err() == nil {
 		e.log.Warn(what, "err", err)
-		if e.b.Locker != nil {
+		if e.b.Locker != nil && time.Since(start) > every {
 			r.sitOut = sitOutRounds
 		}
 	}

@@ -224,3 +224,35 @@ func listingIdle(e *Engine) bool {
 	defer e.listing.mu.Unlock()
 	return e.listing.inFlight == nil && e.listing.next == nil
 }
+
+// TestStopSaleRefusesAPressWaitingForTheRead: a press that waits for the
+// read of its stale sale while the admin stops the sale on this instance
+// is refused: it took the copy it had found, admitted 95 ms after the stop
+// was answered (found by review).
+func TestStopSaleRefusesAPressWaitingForTheRead(t *testing.T) {
+	w := staleSaleWait
+	t.Cleanup(func() { staleSaleWait = w })
+	staleSaleWait = 2 * time.Second // the stop comes well within it
+	v := newEnv(t)
+	s := v.openSale(5)
+	us := v.users(1)
+	sales := &hungSales{SaleStore: v.db, release: make(chan struct{})}
+	defer close(sales.release)
+	b := v.backends()
+	b.Sales = sales
+	clock := newFakeClock(time.Now())
+	e := v.recovered(Config{SaleCacheTTL: time.Second, Now: clock.Now}, &b)
+	p := path(t, e, us[0], s.ID)
+	sales.hang.Store(true)
+	clock.set(clock.Now().Add(2 * time.Second)) // the cache entry is stale now
+	ctx := context.Background()
+	done := make(chan error, 1)
+	go func() { _, err := e.Purchase(ctx, us[0], s.ID, p); done <- err }()
+	waitFor(t, "the press's read to hang", func() bool { return sales.reads.Load() == 1 })
+	if _, err := e.StopSale(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; seckill.ErrorCode(err) != seckill.EEnded {
+		t.Fatalf("the press waiting while the sale was stopped: %v, want %s", err, seckill.EEnded)
+	}
+}

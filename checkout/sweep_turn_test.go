@@ -199,23 +199,69 @@ func TestSweepTurnsPassOverAFailingInstance(t *testing.T) {
 			s, _ := v.soldOut(3)
 			clock := &hungClock{}
 			orders := &slowFailingSweeps{lifecycleStore: v.db.(lifecycleStore)}
-			bad := v.backends()
-			bad.Orders, bad.Clock = orders, clock
-			a := v.recovered(Config{}, &bad)
-			good := v.backends()
-			good.Clock = &clock.sharedClock
-			b := v.engine(Config{}, &good)
-			b.ready.Store(true)
-			clock.pastDeadlines()
-			if failing == "clock" {
-				clock.hang.Store(true)
-			} else {
-				orders.fail.Store(true)
-			}
-			runSweeper(t, a)
-			time.Sleep(20 * time.Millisecond) // A first: it holds the turn when B starts
-			runSweeper(t, b)
+			v.badThenGoodSweeper(orders, clock, &clock.sharedClock, func() {
+				clock.pastDeadlines()
+				if failing == "clock" {
+					clock.hang.Store(true)
+				} else {
+					orders.fail.Store(true)
+				}
+			})
 			waitFor(t, "the healthy instance to sweep the lapsed orders", func() bool { return v.stats(s.ID).Cancelled == 3 })
 		})
 	}
+}
+
+// stuckSweeps is an order store whose sweeps never answer while stuck is
+// set, until their context ends (a database that stopped answering, with
+// no --db-timeout).
+type stuckSweeps struct {
+	lifecycleStore
+	stuck atomic.Bool
+}
+
+func (s *stuckSweeps) ExpiredOrders(ctx context.Context, now time.Time, after seckill.OrderRef, limit int) ([]seckill.OrderRef, error) {
+	if s.stuck.Load() {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	return s.lifecycleStore.ExpiredOrders(ctx, now, after, limit)
+}
+
+// TestSweepTurnNotHeldByAStuckRound: a round that stops making progress
+// ends at roundLimit and gives the turn up, though its instance reaches
+// the Locker and would extend the lease for ever (found by review: 0 of 3
+// lapsed orders swept by the healthy instance in 15 s).
+func TestSweepTurnNotHeldByAStuckRound(t *testing.T) {
+	l := roundLimit
+	t.Cleanup(func() { roundLimit = l }) // after the sweepers stop (runSweeper)
+	roundLimit = 200 * time.Millisecond
+	v := newEnv(t)
+	v.locker = inmem.NewLocker()
+	s, _ := v.soldOut(3)
+	clock := &sharedClock{}
+	orders := &stuckSweeps{lifecycleStore: v.db.(lifecycleStore)}
+	v.badThenGoodSweeper(orders, clock, clock, func() {
+		clock.pastDeadlines()
+		orders.stuck.Store(true)
+	})
+	waitFor(t, "the healthy instance to sweep the lapsed orders", func() bool { return v.stats(s.ID).Cancelled == 3 })
+}
+
+// badThenGoodSweeper makes two instances sharing v's backends, A on orders
+// and badClock, B on v's store and goodClock, calls fail, and runs their
+// sweepers, A's first, so that it holds the turn when B's starts.
+func (v *env) badThenGoodSweeper(orders seckill.OrderStore, badClock, goodClock seckill.Clock, fail func()) {
+	v.t.Helper()
+	bad := v.backends()
+	bad.Orders, bad.Clock = orders, badClock
+	a := v.recovered(Config{}, &bad)
+	good := v.backends()
+	good.Clock = goodClock
+	b := v.engine(Config{}, &good)
+	b.ready.Store(true)
+	fail()
+	runSweeper(v.t, a)
+	time.Sleep(20 * time.Millisecond)
+	runSweeper(v.t, b)
 }
