@@ -90,6 +90,7 @@ func TestMySQL(t *testing.T) {
 	t.Run("Unreachable", func(t *testing.T) { testUnreachable(t, freshMySQL(t)) })
 	t.Run("Unresponsive", func(t *testing.T) { testUnresponsive(t, freshMySQL(t), [2]string{"timeout", "1s"}) })
 	t.Run("Frozen", func(t *testing.T) { testFrozen(t, freshMySQL(t)) })
+	t.Run("BoundBeforeCommit", func(t *testing.T) { testBoundBeforeCommit(t, freshMySQL(t)) })
 	t.Run("OpenTogether", func(t *testing.T) { testOpenTogether(t, freshMySQL) })
 	t.Run("Engine", func(t *testing.T) {
 		db := openFresh(t, freshMySQL)

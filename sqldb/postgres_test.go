@@ -73,6 +73,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("Unreachable", func(t *testing.T) { testUnreachable(t, freshPostgres(t)) })
 	t.Run("Unresponsive", func(t *testing.T) { testUnresponsive(t, freshPostgres(t), [2]string{"connect_timeout", "1"}) })
 	t.Run("Frozen", func(t *testing.T) { testFrozen(t, freshPostgres(t)) })
+	t.Run("BoundBeforeCommit", func(t *testing.T) { testBoundBeforeCommit(t, freshPostgres(t)) })
 	t.Run("OpenTogether", func(t *testing.T) { testOpenTogether(t, freshPostgres) })
 	t.Run("Engine", func(t *testing.T) {
 		db := openFresh(t, freshPostgres)

@@ -75,6 +75,13 @@ func (db *DB) tryTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx
 		return err
 	}
 	if err := tx.Commit(); err != nil {
+		if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
+			// database/sql rolled the transaction back when ctx (the
+			// bound) ended, before COMMIT was sent: not committed, and
+			// the bound's end, busy (seen in CI: answered 500 as an
+			// unknown commit).
+			return fmt.Errorf("commit: %w", ctx.Err())
+		}
 		return &commitError{err: err}
 	}
 	return nil
