@@ -479,10 +479,10 @@ func (e *Engine) askTrade(ctx context.Context, r seckill.OrderRef, round *askRou
 }
 
 // RunSweeper sweeps (Sweep), relays returns and retries refunds every
-// interval until ctx ends. Run it on every instance: one at a time sweeps,
-// and one at a time retries refunds (turn), and an instance that is gone
-// leaves its orders to the others. The refunds go round on their own: a provider that answers
-// slowly or not at all must not hold up the sweeps.
+// interval until ctx ends. Run it on every instance: one at a time sweeps
+// and one at a time retries refunds (turns), and an instance that is gone
+// leaves its orders to the others. The refunds go round on their own: a
+// provider that answers slowly or not at all must not hold up the sweeps.
 func (e *Engine) RunSweeper(ctx context.Context, every time.Duration) {
 	if every <= 0 {
 		every = time.Second
