@@ -75,28 +75,33 @@ type hungSales struct {
 
 func (h *hungSales) Sales(ctx context.Context) ([]*seckill.Sale, error) {
 	ss, err := h.SaleStore.Sales(ctx)
-	if h.hangList.Load() {
-		h.reads.Add(1)
-		select {
-		case <-h.release:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	if herr := h.hold(ctx, &h.hangList); herr != nil {
+		return nil, herr
 	}
 	return ss, err
 }
 
 func (h *hungSales) Sale(ctx context.Context, id int64) (*seckill.Sale, error) {
 	s, err := h.SaleStore.Sale(ctx, id)
-	if h.hang.Load() {
-		h.reads.Add(1)
-		select {
-		case <-h.release:
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		}
+	if herr := h.hold(ctx, &h.hang); herr != nil {
+		return nil, herr
 	}
 	return s, err
+}
+
+// hold holds a read while on is set, until release is closed (nil) or
+// ctx ends (its error), counting it in reads.
+func (h *hungSales) hold(ctx context.Context, on *atomic.Bool) error {
+	if !on.Load() {
+		return nil
+	}
+	h.reads.Add(1)
+	select {
+	case <-h.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // TestPurchasesNotHeldByAHungSaleRead: a crowd's presses in the moment
