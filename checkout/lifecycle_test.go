@@ -205,16 +205,26 @@ func testPayTimeoutCancelRace(t *testing.T, v *env, n int) {
 	clock.pastDeadlines()
 
 	var wg sync.WaitGroup
-	var paidOK, cancelOK, refundOK atomic.Int64
+	var paidOK, cancelOK, refundOK, refundMaybe atomic.Int64
 	for i := range orders {
 		if i%3 == 0 {
 			wg.Add(1)
 			go func(i int) {
 				defer wg.Done()
-				err := whileBusy(func() error { _, err := []*Engine{e, e2}[i%2].Refund(ctx, orders[i].ID); return err })
-				if err == nil {
+				busy := false
+				err := whileBusy(func() error {
+					_, err := []*Engine{e, e2}[i%2].Refund(ctx, orders[i].ID)
+					busy = busy || seckill.ErrorCode(err) == seckill.EBusy
+					return err
+				})
+				switch {
+				case err == nil:
 					refundOK.Add(1)
-				} else if seckill.ErrorCode(err) != seckill.ENotCancellable {
+				case busy && seckill.ErrorCode(err) == seckill.ENotCancellable:
+					// A busy answer may hide a commit (its timeout cut it):
+					// the retry then finds the order refunded. Not counted.
+					refundMaybe.Add(1)
+				case seckill.ErrorCode(err) != seckill.ENotCancellable:
 					t.Errorf("refund of order %d: %v", orders[i].ID, err)
 				}
 			}(i)
@@ -294,7 +304,7 @@ func testPayTimeoutCancelRace(t *testing.T, v *env, n int) {
 	}
 	st := v.checkAtRest(s.ID)
 	if int64(paid) != st.Paid || int64(cancelled) != st.Cancelled || int64(refundedOrders) != st.Refunded ||
-		paid+cancelled+refundedOrders != n || int64(refundedOrders) != refundOK.Load() {
+		paid+cancelled+refundedOrders != n || int64(refundedOrders) < refundOK.Load() || int64(refundedOrders) > refundOK.Load()+refundMaybe.Load() {
 		t.Fatalf("paid %d cancelled %d refunded %d (%d refunds won) of %d; stats %+v", paid, cancelled, refundedOrders, refundOK.Load(), n, st)
 	}
 	ls, err := e.Stats(ctx, s.ID)
