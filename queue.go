@@ -50,6 +50,17 @@ type QueueRepairer interface {
 	Repair(ctx context.Context) error
 }
 
+// RequestFeed is implemented by queues whose requests every instance can
+// watch as they are published, by any instance. SubscribeRequests calls fn
+// for each request published from now on until cancel is called, at most
+// once and not necessarily before its publish is acknowledged. A request fn
+// sees may not have been stored (its publish failed, and it was released):
+// it tells that a buyer very likely holds a unit, not that they do. fn
+// should be quick; a feed that falls behind may drop requests.
+type RequestFeed interface {
+	SubscribeRequests(fn func(OrderRequest)) (cancel func(), err error)
+}
+
 // BatchAcker is implemented by queues that can ack a whole batch in one
 // round trip; the order writer uses it when present. It returns once every
 // ack is settled, like calling Ack on each delivery.

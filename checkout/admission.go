@@ -317,7 +317,9 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	case seckill.Limited:
 		return "", seckill.Errorf(seckill.ERateLimited, "too many purchase attempts; slow down")
 	case seckill.SoldOut:
-		e.soldOut.Store(saleID, a.up)
+		if e.buyersSeeded(a.sale, a.up) {
+			e.soldOut.Store(saleID, a.up)
+		}
 		return "", seckill.Errorf(seckill.ESoldOut, "sold out")
 	}
 

@@ -1,6 +1,7 @@
 package checkout
 
 import (
+	"context"
 	"sync"
 	"time"
 
@@ -157,6 +158,27 @@ func (e *Engine) resultArrived(r seckill.OrderResult) {
 // cached yet gets a set of knownBuyersMin, grown to the sale's size once
 // it admits a buyer of it.
 func (e *Engine) learnOrdered(saleID, userID int64) {
+	e.learnHeard(saleID, userID, orderedBuyer)
+}
+
+// requestQueued records a request seen on the queue's feed as it was
+// published, by any instance (seckill.RequestFeed; subscribed with a
+// shared gate only). Its buyer holds a unit from then on, on every
+// instance: before, an instance that had not admitted them knew only once
+// their order was written, and meanwhile its sold-out flag told the
+// winner's next press 410 instead of 409. The request may not have been
+// stored (its publish failed and its unit was released), so the entry is
+// trusted as a gate's Duplicate is, for gateDupFor; the order's success
+// makes the buyer one for good, and a refused request forgets them.
+func (e *Engine) requestQueued(r seckill.OrderRequest) {
+	e.learnHeard(r.SaleID, r.UserID, max(int64(e.uptime()), 1))
+}
+
+// learnHeard is learn for a buyer heard of on the bus: a sale this
+// instance has forgotten (ended) is left to the gate; one it has not
+// cached yet gets a set of knownBuyersMin, grown to the sale's size once
+// it admits a buyer of it.
+func (e *Engine) learnHeard(saleID, userID, at int64) {
 	if _, gone := e.forgotten.Load(saleID); gone {
 		return
 	}
@@ -169,10 +191,85 @@ func (e *Engine) learnOrdered(saleID, userID int64) {
 			size = max(knownBuyersPerUnit*c.sale.Stock, knownBuyersMin)
 		}
 	}
-	e.learn(saleID, size, userID, orderedBuyer)
+	e.learn(saleID, size, userID, at)
 	if _, gone := e.forgotten.Load(saleID); gone {
 		e.forgetBuyers(saleID) // ForgetEnded ran meanwhile: not to keep the set for good
 	}
+}
+
+// buyerSeed is how far an instance got reading a sale's buyers from SQL
+// (buyersSeeded).
+type buyerSeed struct {
+	done    bool
+	running bool
+	retryAt time.Duration // after a failed read: the uptime from which to read again
+}
+
+// seedRetry is how long after a failed read of a sale's buyers the next
+// one starts; seedTimeout bounds one read.
+const (
+	seedRetry   = time.Second
+	seedTimeout = 30 * time.Second
+)
+
+// buyersSeeded reports whether the sold-out flag may answer for the sale
+// at up: whether this instance has read the sale's buyers from SQL, or
+// tried and failed. It starts the read the first time. An instance knows
+// only the buyers it admitted or heard of since it started; without the
+// read, one started after the sale's orders were written (a restart, a
+// new instance) told their buyers 410 instead of 409 while its flag was
+// up. Until the read is done the gate answers every press, as it does
+// before a sale sells out. A failed read leaves the flag to answer as
+// before (sparing the gate a flood matters more), and is tried again
+// seedRetry later.
+func (e *Engine) buyersSeeded(s *seckill.Sale, up time.Duration) bool {
+	e.seedMu.Lock()
+	defer e.seedMu.Unlock()
+	st := e.seeds[s.ID]
+	if st.done {
+		return true
+	}
+	if !st.running && up >= st.retryAt {
+		st.running = true
+		e.seeds[s.ID] = st
+		go e.seedBuyers(s.ID)
+	}
+	return st.retryAt > 0
+}
+
+// seedBuyers reads the sale's buyers from SQL and learns them (each holds
+// an order: a buyer for good), for buyersSeeded.
+func (e *Engine) seedBuyers(saleID int64) {
+	ctx, cancel := context.WithTimeout(e.relay.life, seedTimeout)
+	defer cancel()
+	ids, err := e.b.Orders.SaleBuyers(ctx, saleID)
+	for _, u := range ids {
+		e.learnOrdered(saleID, u)
+	}
+	e.seedMu.Lock()
+	defer e.seedMu.Unlock()
+	if _, gone := e.forgotten.Load(saleID); gone {
+		delete(e.seeds, saleID)
+		return
+	}
+	st := e.seeds[saleID]
+	st.running = false
+	if err != nil {
+		st.retryAt = e.uptime() + seedRetry
+		if e.relay.life.Err() == nil {
+			e.log.Warn("could not read a sold-out sale's buyers; its flag answers without them", "sale", saleID, "err", err)
+		}
+	} else {
+		st.done = true
+	}
+	e.seeds[saleID] = st
+}
+
+// forgetSeed drops what buyersSeeded keeps of a sale.
+func (e *Engine) forgetSeed(saleID int64) {
+	e.seedMu.Lock()
+	delete(e.seeds, saleID)
+	e.seedMu.Unlock()
 }
 
 // forgetBuyers drops what the instance knows of the sale's buyers.

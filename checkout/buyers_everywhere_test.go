@@ -2,9 +2,12 @@ package checkout
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"seckill"
+	"seckill/inmem"
 )
 
 // TestWinnersAreDuplicatesOnEveryInstance: a buyer with an order is told
@@ -34,11 +37,7 @@ func testWinnersDuplicatesEverywhere(t *testing.T, v *env) {
 		waitFor(t, "B to hear of the order", func() bool { return b.knownBuyer(s.ID, u, b.uptime()) })
 	}
 	// B learns from the gate that the sale sold out: its flag is up.
-	_, err := b.Purchase(ctx, losers[0], s.ID, path(t, b, losers[0], s.ID))
-	wantCode(t, err, seckill.ESoldOut)
-	if !b.isSoldOut(s.ID, b.uptime()) {
-		t.Fatal("B's sold-out flag is not up")
-	}
+	raiseSoldOut(t, b, losers[0], s.ID)
 	for _, u := range winners {
 		_, err := b.Purchase(ctx, u, s.ID, path(t, b, u, s.ID))
 		wantCode(t, err, seckill.EDuplicate)
@@ -46,7 +45,7 @@ func testWinnersDuplicatesEverywhere(t *testing.T, v *env) {
 	// A stray refusal of an older request of a winner (one the reconciler
 	// released, that landed late) does not make B forget them.
 	b.resultArrived(seckill.OrderResult{SaleID: s.ID, UserID: winners[1], Result: seckill.Result{Status: seckill.ResultFailed, Reason: "expired"}})
-	_, err = b.Purchase(ctx, winners[1], s.ID, path(t, b, winners[1], s.ID))
+	_, err := b.Purchase(ctx, winners[1], s.ID, path(t, b, winners[1], s.ID))
 	wantCode(t, err, seckill.EDuplicate)
 
 	// A winner cancels on A; on B they stay a duplicate, the unit goes to
@@ -86,8 +85,7 @@ func TestOrderedBuyersPastTheSetsBound(t *testing.T) {
 	for _, u := range winners {
 		b.resultArrived(seckill.OrderResult{SaleID: s.ID, UserID: u, Result: seckill.Result{Status: seckill.ResultSuccess}})
 	}
-	_, err := b.Purchase(ctx, loser, s.ID, path(t, b, loser, s.ID))
-	wantCode(t, err, seckill.ESoldOut)
+	raiseSoldOut(t, b, loser, s.ID)
 	told := map[string]int{}
 	for _, u := range winners {
 		_, err := b.Purchase(ctx, u, s.ID, path(t, b, u, s.ID))
@@ -96,4 +94,155 @@ func TestOrderedBuyersPastTheSetsBound(t *testing.T) {
 	if told[seckill.EDuplicate] != stock {
 		t.Fatalf("winners pressing on B: %v, want all %d duplicate", told, stock)
 	}
+}
+
+// raiseSoldOut has a loser press on e until its sold-out flag is up: the
+// first sold-out answer of the gate starts reading the sale's buyers from
+// SQL, and the flag answers once they are read (buyersSeeded).
+func raiseSoldOut(t *testing.T, e *Engine, loser, saleID int64) {
+	t.Helper()
+	waitFor(t, "the sold-out flag up", func() bool {
+		_, err := e.Purchase(context.Background(), loser, saleID, path(t, e, loser, saleID))
+		wantCode(t, err, seckill.ESoldOut)
+		return e.isSoldOut(saleID, e.uptime())
+	})
+}
+
+// TestQueuedWinnersAreDuplicatesOnEveryInstance: a buyer admitted on one
+// instance is told 409 duplicate on another as soon as their request is
+// queued, before their order is written, even when that instance's
+// sold-out flag is up: it hears every instance's requests on the queue's
+// feed. Before, it knew them only once their order's result came, and
+// meanwhile told their next press 410 sold_out.
+func TestQueuedWinnersAreDuplicatesOnEveryInstance(t *testing.T) {
+	t.Run("inmem", func(t *testing.T) { testQueuedWinnersEverywhere(t, newEnv(t)) })
+	t.Run("postgres/redis", func(t *testing.T) {
+		testQueuedWinnersEverywhere(t, newEnv(t, withPostgres, withRedisGate))
+	})
+}
+
+func testQueuedWinnersEverywhere(t *testing.T, v *env) {
+	ctx := context.Background()
+	const stock = 3
+	s := v.openSale(stock)
+	winners, losers := v.users(stock), v.users(2)
+	bk := v.backends()
+	if bk.Locker == nil {
+		bk.Locker = inmem.NewLocker() // a shared gate: instances hear each other's requests
+	}
+	a, b := v.twoInstances(&bk)
+	v.buyAll(a, s.ID, winners) // no writer runs: the requests stay queued
+	raiseSoldOut(t, b, losers[0], s.ID)
+	for _, u := range winners {
+		_, err := b.Purchase(ctx, u, s.ID, path(t, b, u, s.ID))
+		wantCode(t, err, seckill.EDuplicate)
+	}
+	_, err := b.Purchase(ctx, losers[1], s.ID, path(t, b, losers[1], s.ID))
+	wantCode(t, err, seckill.ESoldOut)
+
+	runWriter(t, a)
+	for _, u := range winners {
+		waitResult(t, a, u, s.ID, seckill.ResultSuccess)
+		_, err := b.Purchase(ctx, u, s.ID, path(t, b, u, s.ID))
+		wantCode(t, err, seckill.EDuplicate)
+	}
+	v.checkAtRest(s.ID)
+}
+
+// TestQueuedBuyerTrustedForAWhile: a request heard on the feed may not
+// have been stored (its publish failed and its unit went back), so its
+// buyer is trusted as the gate's Duplicate is, for gateDupFor; their
+// order's success makes them a buyer for good.
+func TestQueuedBuyerTrustedForAWhile(t *testing.T) {
+	v := newEnv(t)
+	s := v.openSale(2)
+	u := v.users(2)
+	e := v.recovered(Config{}, nil)
+	up := e.uptime()
+	for _, id := range u {
+		e.requestQueued(seckill.OrderRequest{SaleID: s.ID, UserID: id})
+	}
+	e.resultArrived(seckill.OrderResult{SaleID: s.ID, UserID: u[1], Result: seckill.Result{Status: seckill.ResultSuccess}})
+	if !e.knownBuyer(s.ID, u[0], up) || !e.knownBuyer(s.ID, u[1], up) {
+		t.Fatal("buyers heard on the feed are not known")
+	}
+	later := up + gateDupFor + time.Second
+	if e.knownBuyer(s.ID, u[0], later) {
+		t.Errorf("a buyer heard only on the feed is still known %v later", gateDupFor+time.Second)
+	}
+	if !e.knownBuyer(s.ID, u[1], later) {
+		t.Error("a buyer whose order succeeded is forgotten")
+	}
+}
+
+// TestWinnersAreDuplicatesOnANewInstance: an instance started after a
+// sale's orders were written (a restart, one more instance) tells their
+// buyers 409 duplicate once its sold-out flag is up: it reads the sale's
+// buyers from SQL when the gate first answers sold out, and raises the
+// flag only then. Before, it knew none of them and told every winner
+// 410 sold_out while the flag was up.
+func TestWinnersAreDuplicatesOnANewInstance(t *testing.T) {
+	t.Run("inmem", func(t *testing.T) { testWinnersOnANewInstance(t, newEnv(t)) })
+	t.Run("postgres/redis", func(t *testing.T) {
+		testWinnersOnANewInstance(t, newEnv(t, withPostgres, withRedisGate))
+	})
+}
+
+func testWinnersOnANewInstance(t *testing.T, v *env) {
+	ctx := context.Background()
+	const stock = 5
+	s := v.openSale(stock)
+	winners, loser := v.users(stock), v.users(1)[0]
+	bk := v.backends()
+	a := v.recovered(Config{}, &bk)
+	runWriter(t, a)
+	v.buyAll(a, s.ID, winners)
+	for _, u := range winners {
+		waitResult(t, a, u, s.ID, seckill.ResultSuccess)
+	}
+	_, c := v.twoInstances(&bk) // started after the orders: it heard of none
+	raiseSoldOut(t, c, loser, s.ID)
+	told := map[string]int{}
+	for _, u := range winners {
+		_, err := c.Purchase(ctx, u, s.ID, path(t, c, u, s.ID))
+		told[seckill.ErrorCode(err)]++
+	}
+	if told[seckill.EDuplicate] != stock {
+		t.Fatalf("winners pressing on the new instance: %v, want all %d duplicate", told, stock)
+	}
+}
+
+// failingBuyers is a store whose SaleBuyers fails.
+type failingBuyers struct {
+	envStore
+	calls atomic.Int32
+}
+
+func (f *failingBuyers) SaleBuyers(context.Context, int64) ([]int64, error) {
+	f.calls.Add(1)
+	return nil, seckill.Errorf(seckill.EBusy, "database down")
+}
+
+// TestSoldOutFlagWithoutTheBuyersRead: when the sale's buyers cannot be
+// read, the sold-out flag answers all the same (it spares the gate a
+// flood), and the read is tried again later.
+func TestSoldOutFlagWithoutTheBuyersRead(t *testing.T) {
+	v := newEnv(t)
+	s := v.openSale(1)
+	u := v.users(2)
+	fb := &failingBuyers{envStore: v.db}
+	bk := v.backends()
+	bk.Orders = fb
+	e := v.recovered(Config{}, &bk)
+	v.buyAll(e, s.ID, u[:1])
+	raiseSoldOut(t, e, u[1], s.ID)
+	if fb.calls.Load() == 0 {
+		t.Fatal("the flag went up without a read of the buyers")
+	}
+	waitFor(t, "the read tried again", func() bool {
+		e.soldOut.Delete(s.ID) // as a returned unit clears it
+		_, err := e.Purchase(context.Background(), u[1], s.ID, path(t, e, u[1], s.ID))
+		wantCode(t, err, seckill.ESoldOut)
+		return fb.calls.Load() > 1
+	})
 }

@@ -163,6 +163,8 @@ type Engine struct {
 	soldOut   sync.Map  // sale id → uptime (time.Duration) when the gate said sold out
 	viewLefts sync.Map  // sale id → *leftReading: units left for the sale's views (viewLeft)
 	buyers    sync.Map  // sale id → *knownBuyers: who this instance knows holds a unit (buyers.go)
+	seedMu    sync.Mutex
+	seeds     map[int64]buyerSeed // sale id → how far reading its buyers from SQL got (buyers.go)
 
 	results     *resultMap
 	unsubscribe func()
@@ -237,6 +239,7 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 		staleSeen: make(map[int64]map[staleKey]time.Time),
 		staleWait: cfg.PublishTimeout,
 		results:   newResultMap(),
+		seeds:     make(map[int64]buyerSeed),
 		stopped:   make(chan struct{}),
 	}
 	e.relay.life, e.relay.endLife = context.WithCancel(context.Background())
@@ -248,6 +251,16 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 		return nil, fmt.Errorf("subscribe results: %w", err)
 	}
 	e.unsubscribe = cancel
+	// With a shared gate other instances admit too: their buyers are
+	// learned as their requests are queued (requestQueued).
+	if feed, ok := b.Queue.(seckill.RequestFeed); ok && b.Locker != nil {
+		stop, err := feed.SubscribeRequests(e.requestQueued)
+		if err != nil {
+			cancel()
+			return nil, fmt.Errorf("subscribe requests: %w", err)
+		}
+		e.unsubscribe = func() { stop(); cancel() }
+	}
 	return e, nil
 }
 

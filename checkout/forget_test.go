@@ -120,8 +120,7 @@ func TestForgetEndedDropsPerSaleMemory(t *testing.T) {
 	if _, err := e.Purchase(ctx, u[0], s.ID, path(t, e, u[0], s.ID)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := e.Purchase(ctx, u[1], s.ID, path(t, e, u[1], s.ID))
-	wantCode(t, err, seckill.ESoldOut)
+	raiseSoldOut(t, e, u[1], s.ID)
 	drain(t, e)
 	held := func() (kinds []string) {
 		for name, m := range map[string]*sync.Map{"buyers": &e.buyers, "soldOut": &e.soldOut, "admits": &e.admits} {
@@ -129,10 +128,15 @@ func TestForgetEndedDropsPerSaleMemory(t *testing.T) {
 				kinds = append(kinds, name)
 			}
 		}
+		e.seedMu.Lock()
+		if _, ok := e.seeds[s.ID]; ok {
+			kinds = append(kinds, "seeds")
+		}
+		e.seedMu.Unlock()
 		return kinds
 	}
-	if got := held(); len(got) != 3 {
-		t.Fatalf("during the sale the instance holds %v of it, want buyers, soldOut and admits", got)
+	if got := held(); len(got) != 4 {
+		t.Fatalf("during the sale the instance holds %v of it, want buyers, soldOut, admits and seeds", got)
 	}
 	clock.set(s.EndsAt.Add(gateKeep + time.Minute))
 	if err := e.ForgetEnded(ctx); err != nil {

@@ -245,6 +245,7 @@ func (e *Engine) ForgetEnded(ctx context.Context) error {
 		e.admits.Delete(s.ID)
 		e.viewLefts.Delete(s.ID)
 		e.forgotten.Store(s.ID, struct{}{})
+		e.forgetSeed(s.ID) // after: a read of its buyers under way drops its own
 	}
 	return nil
 }

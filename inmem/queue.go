@@ -44,8 +44,9 @@ type Queue struct {
 
 	smu      sync.Mutex
 	subSeq   int
-	subs     map[int]*subscriber[seckill.OrderResult] // SubscribeResults
-	dashSubs map[int]*subscriber[[]byte]              // SubscribeDash
+	subs     map[int]*subscriber[seckill.OrderResult]  // SubscribeResults
+	dashSubs map[int]*subscriber[[]byte]               // SubscribeDash
+	reqSubs  map[int]*subscriber[seckill.OrderRequest] // SubscribeRequests
 }
 
 func bySeq(a, b *queued) int { return cmp.Compare(a.seq, b.seq) }
@@ -74,6 +75,7 @@ func NewQueueClock(now func() time.Time, ackWait time.Duration) *Queue {
 		wake:     make(chan struct{}),
 		subs:     make(map[int]*subscriber[seckill.OrderResult]),
 		dashSubs: make(map[int]*subscriber[[]byte]),
+		reqSubs:  make(map[int]*subscriber[seckill.OrderRequest]),
 	}
 }
 
@@ -88,8 +90,8 @@ func (q *Queue) signal() {
 // Publish stores r. EBusy once the queue is closed.
 func (q *Queue) Publish(_ context.Context, r seckill.OrderRequest) error {
 	q.mu.Lock()
-	defer q.mu.Unlock()
 	if q.closed {
+		q.mu.Unlock()
 		return errClosed("publish")
 	}
 	q.seq++
@@ -97,7 +99,16 @@ func (q *Queue) Publish(_ context.Context, r seckill.OrderRequest) error {
 	q.stored[m.seq] = m
 	q.ready = append(q.ready, m)
 	q.signal()
+	q.mu.Unlock()
+	_ = publish(q, "publish", q.reqSubs, []seckill.OrderRequest{r})
 	return nil
+}
+
+// SubscribeRequests calls fn, on a goroutine of its own, for every request
+// published from now on, in publish order, until cancel is called
+// (seckill.RequestFeed).
+func (q *Queue) SubscribeRequests(fn func(seckill.OrderRequest)) (func(), error) {
+	return subscribe(q, q.reqSubs, fn), nil
 }
 
 // Fetch returns up to max deliveries in publish order, waiting at most
@@ -305,8 +316,12 @@ func (q *Queue) Close() error {
 	for _, s := range q.dashSubs {
 		stops = append(stops, s.cancel)
 	}
+	for _, s := range q.reqSubs {
+		stops = append(stops, s.cancel)
+	}
 	clear(q.subs)
 	clear(q.dashSubs)
+	clear(q.reqSubs)
 	q.smu.Unlock()
 	for _, stop := range stops {
 		stop()

@@ -49,6 +49,27 @@ func (q *Queue) SubscribeResults(fn func(seckill.OrderResult)) (cancel func(), e
 	})
 }
 
+// SubscribeRequests calls fn, from one goroutine, for every order request
+// published to the queue (by any instance) from now on until cancel is
+// called: a core NATS subscription to the stream's subjects, which the
+// server feeds as it takes each message, stored or not (seckill.RequestFeed).
+// fn is called as SubscribeResults calls it; a feed that falls behind drops
+// messages (logged), as results do. Errors are EBusy.
+func (q *Queue) SubscribeRequests(fn func(seckill.OrderRequest)) (cancel func(), err error) {
+	return q.subscribe(q.subjPfx+">", "requests", func(data []byte, stopped *atomic.Bool) {
+		rs, err := decodeMessage(data)
+		if err != nil {
+			return // the writer terminates and logs a malformed message
+		}
+		for _, r := range rs {
+			if stopped.Load() {
+				return
+			}
+			fn(r)
+		}
+	})
+}
+
 // PublishDash sends data, one instance's dashboard counts, to every
 // SubscribeDash of every instance (the sender's own included), as a core
 // NATS message on <prefix>.dash: at most once, not stored. data must stay

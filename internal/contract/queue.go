@@ -234,7 +234,7 @@ func TestOrderQueue(t *testing.T, open func(t *testing.T) QueueUnderTest) {
 
 	t.Run("ResultBus", func(t *testing.T) {
 		bus := open(t).Bus
-		a, b := newResultCollector(), newResultCollector()
+		a, b := &collector[seckill.OrderResult]{}, &collector[seckill.OrderResult]{}
 		cancelA, err := bus.SubscribeResults(a.add)
 		if err != nil {
 			t.Fatalf("subscribe: %v", err)
@@ -271,6 +271,39 @@ func TestOrderQueue(t *testing.T, open func(t *testing.T) QueueUnderTest) {
 		if err := bus.PublishResults(t.Context(), nil); err != nil {
 			t.Fatalf("publish no results: %v", err)
 		}
+	})
+
+	t.Run("RequestFeed", func(t *testing.T) {
+		q := open(t).Queue
+		feed, ok := q.(seckill.RequestFeed)
+		if !ok {
+			t.Skip("backend has no request feed")
+		}
+		seen := &collector[seckill.OrderRequest]{}
+		cancel, err := feed.SubscribeRequests(seen.add)
+		if err != nil {
+			t.Fatalf("subscribe: %v", err)
+		}
+		// Published at once, so a backend that groups requests into one
+		// message hands each of them to the feed.
+		var want []seckill.OrderRequest
+		var wg sync.WaitGroup
+		for u := int64(1); u <= 20; u++ {
+			r := orderReq(41, u)
+			want = append(want, r)
+			wg.Go(func() { queuePublish(t, q, r) })
+		}
+		wg.Wait()
+		seen.waitFor(t, len(want))
+		checkOrderRequests(t, seen.all(), want)
+		cancel()
+		cancel() // twice is fine
+		queuePublish(t, q, orderReq(41, 99))
+		time.Sleep(100 * time.Millisecond)
+		if n := len(seen.all()); n != len(want) {
+			t.Fatalf("cancelled feed got %d requests, want %d", n, len(want))
+		}
+		queueAck(t, queueFetchN(t, q, len(want)+1, 5*time.Second)...)
 	})
 
 	t.Run("ConcurrentPublishers", func(t *testing.T) {
@@ -485,35 +518,35 @@ func checkOrderRequests(t *testing.T, got, want []seckill.OrderRequest) {
 	}
 }
 
-type resultCollector struct {
-	mu sync.Mutex
-	rs []seckill.OrderResult
+// collector gathers what a subscription hands it (results, requests).
+type collector[T any] struct {
+	mu    sync.Mutex
+	items []T
 }
 
-func newResultCollector() *resultCollector { return &resultCollector{} }
-
-func (c *resultCollector) add(r seckill.OrderResult) {
+func (c *collector[T]) add(x T) {
 	c.mu.Lock()
-	c.rs = append(c.rs, r)
+	c.items = append(c.items, x)
 	c.mu.Unlock()
 }
 
-func (c *resultCollector) all() []seckill.OrderResult {
+func (c *collector[T]) all() []T {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([]seckill.OrderResult(nil), c.rs...)
+	return append([]T(nil), c.items...)
 }
 
-func (c *resultCollector) waitFor(t *testing.T, n int) {
+// waitFor waits up to 5 s for exactly n items.
+func (c *collector[T]) waitFor(t *testing.T, n int) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for len(c.all()) < n {
 		if time.Now().After(deadline) {
-			t.Fatalf("got %d results in 5s, want %d", len(c.all()), n)
+			t.Fatalf("got %d in 5s, want %d", len(c.all()), n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	if got := len(c.all()); got != n {
-		t.Fatalf("got %d results, want %d", got, n)
+		t.Fatalf("got %d, want %d", got, n)
 	}
 }
