@@ -193,6 +193,7 @@ type Engine struct {
 
 	relay       relayState   // rounds of RelayReturns (relay.go)
 	refundAfter atomic.Int64 // payment id after which the next RetryRefunds round reads (payments.go)
+	refundStuck refundStuck  // the payment whose refund failed the last rounds in a row (payments.go)
 	// askDownUntil is when (unix ns) the sweeper may ask the provider
 	// again after a question failed (askTrade).
 	askDownUntil atomic.Int64

@@ -40,6 +40,53 @@ func TestRefundRefusedForGoodBlocksNoOther(t *testing.T) {
 	}
 }
 
+// TestRefundFailingForOneTradeBlocksNoOther: a refund that fails, not
+// refused, for one trade alone (its call hangs to a timeout every time)
+// stops a few rounds, then is passed over: the later buyers get their
+// money back, and it stays due and is asked again. Before, every round
+// started again at it, and no later refund was ever made.
+func TestRefundFailingForOneTradeBlocksNoOther(t *testing.T) {
+	v := newEnv(t)
+	p := newFakeProvider()
+	e := v.lifecycleEngine(p, &sharedClock{})
+	s, os := lateRefundsDue(t, v, e, p, 3)
+	p.mu.Lock()
+	p.refuse[os[0].OrderNo] = fmt.Errorf("refund %s: %w", os[0].OrderNo, context.DeadlineExceeded)
+	p.mu.Unlock()
+	for round := range refundPassOver - 1 {
+		if _, err := e.RetryRefunds(context.Background()); err == nil {
+			t.Fatalf("round %d: no error while a refund fails", round)
+		}
+		if n := p.refunded(os[1].OrderNo); n != 0 {
+			t.Fatalf("round %d: a refund after a failing one made before it was passed over", round)
+		}
+	}
+	for range 2 {
+		_, _ = e.RetryRefunds(context.Background())
+	}
+	for _, o := range os[1:] {
+		if n := p.refunded(o.OrderNo); n != 1 {
+			t.Errorf("order %d: refunded %d times, want 1: the failing refund of order %d blocks it", o.ID, n, os[0].ID)
+		}
+	}
+	if st := engineStats(t, e, s.ID); st.RefundsDue != 1 || st.PaymentsRefunded != 2 {
+		t.Errorf("stats: %d refunds due, %d refunded; want 1 and 2", st.RefundsDue, st.PaymentsRefunded)
+	}
+	p.mu.Lock()
+	asked := p.asked[os[0].OrderNo]
+	delete(p.refuse, os[0].OrderNo) // the provider answers for it again
+	p.mu.Unlock()
+	if asked < refundPassOver {
+		t.Errorf("the failing refund was asked %d times, want at least %d", asked, refundPassOver)
+	}
+	for range 2 {
+		_, _ = e.RetryRefunds(context.Background())
+	}
+	if n := p.refunded(os[0].OrderNo); n != 1 {
+		t.Errorf("the refund that failed was not made once the provider answered (refunded %d times)", n)
+	}
+}
+
 // TestRefundsRefusedForGoodFillNoWindow: more refunds refused for good
 // than one round retries (refundBatch), all older than a good one, must
 // not keep the good one due: the rounds page through the refunds due

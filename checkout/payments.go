@@ -304,7 +304,13 @@ func (e *Engine) refund(ctx context.Context, p seckill.Payment) error {
 // round, and however many there are, later ones are reached. Any other
 // failure stops the round (the provider or SQL is likely down) and is
 // returned (the next round starts again at the payment that failed); so
-// is the first refusal, after the others were tried.
+// is the first refusal, after the others were tried. A payment whose
+// refund stopped refundPassOver rounds in a row is passed over in the
+// next as a refused one is: a call that hangs or fails for that trade
+// alone (found by review: one hung refund held every later one for good,
+// each round starting again at it) keeps no other buyer's money. When the
+// provider is down for everyone this costs one failed call a round, as
+// before.
 func (e *Engine) RetryRefunds(ctx context.Context) (int, error) {
 	lc := e.lifecycle()
 	if lc == nil || e.b.Payments == nil {
@@ -327,6 +333,11 @@ func (e *Engine) RetryRefunds(ctx context.Context) (int, error) {
 			if refused == nil {
 				refused = err
 			}
+		case e.refundStuck.failed(p.ID) >= refundPassOver:
+			e.log.Error("a refund failed several rounds in a row; passed over until the pages come round", "order", p.OrderNo, "trade", p.TradeNo, "err", err)
+			if refused == nil {
+				refused = err
+			}
 		default:
 			e.refundAfter.Store(last)
 			return n, err
@@ -338,6 +349,35 @@ func (e *Engine) RetryRefunds(ctx context.Context) (int, error) {
 	}
 	e.refundAfter.Store(last)
 	return n, refused
+}
+
+// refundPassOver is how many rounds in a row a payment's refund may stop
+// RetryRefunds before a round passes over it.
+const refundPassOver = 3
+
+// refundStuck is the payment whose refund last stopped a RetryRefunds
+// round, and how many rounds in a row it did.
+type refundStuck struct {
+	mu     sync.Mutex
+	id     int64
+	rounds int
+}
+
+// failed records that the refund of payment id failed (not refused) and
+// returns how many rounds in a row it has, this one included; it starts
+// counting again from the one that reaches refundPassOver.
+func (s *refundStuck) failed(id int64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.id != id {
+		s.id, s.rounds = id, 0
+	}
+	s.rounds++
+	n := s.rounds
+	if n >= refundPassOver {
+		s.id, s.rounds = 0, 0
+	}
+	return n
 }
 
 // refusedByProvider reports whether err is the provider's answer refusing
