@@ -182,9 +182,11 @@ func (e *Engine) closer() {
 }
 
 // publishStatus tells the buyer, on whichever instance holds their
-// socket, that o moved. Best effort: the order list shows it anyway.
+// socket, that o moved. Best effort: the order list shows it anyway. The
+// move is made, so it is told even when ctx ended meanwhile (a sweep round
+// cut at roundLimit); the publish does not wait for receivers.
 func (e *Engine) publishStatus(ctx context.Context, o *seckill.Order) {
-	if err := e.b.Bus.PublishResults(ctx, []seckill.OrderResult{seckill.OrderStatusMessage(o)}); err != nil {
+	if err := e.b.Bus.PublishResults(context.WithoutCancel(ctx), []seckill.OrderResult{seckill.OrderStatusMessage(o)}); err != nil {
 		e.log.Warn("publish an order's status", "order", o.ID, "status", o.Status, "err", err)
 	}
 }

@@ -265,3 +265,47 @@ func (v *env) badThenGoodSweeper(orders seckill.OrderStore, badClock, goodClock 
 	time.Sleep(20 * time.Millisecond)
 	runSweeper(v.t, b)
 }
+
+// endedCtxBus is a result bus that, as mq's does, reports an ended
+// context as a failure of the publish.
+type endedCtxBus struct {
+	seckill.ResultBus
+	refused atomic.Int32
+}
+
+func (b *endedCtxBus) PublishResults(ctx context.Context, rs []seckill.OrderResult) error {
+	if err := ctx.Err(); err != nil {
+		b.refused.Add(1)
+		return err
+	}
+	return b.ResultBus.PublishResults(ctx, rs)
+}
+
+// TestStatusToldAfterTheRoundEnded: an order's move made by a round whose
+// context ended meanwhile (a sweep round cut at roundLimit) is still told
+// to its buyer's socket: the move is in SQL, and the publish waits for no
+// one.
+func TestStatusToldAfterTheRoundEnded(t *testing.T) {
+	v := newEnv(t)
+	bk := v.backends()
+	bus := &endedCtxBus{ResultBus: bk.Bus}
+	bk.Bus = bus
+	e := v.recovered(Config{}, &bk)
+	heard := make(chan seckill.OrderResult, 1)
+	cancel, err := e.Results().SubscribeResults(func(r seckill.OrderResult) { heard <- r })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	ctx, end := context.WithCancel(context.Background())
+	end()
+	e.publishStatus(ctx, &seckill.Order{ID: 7, SaleID: 1, UserID: 2, Status: seckill.OrderCancelled})
+	select {
+	case r := <-heard:
+		if r.OrderID != 7 {
+			t.Fatalf("heard %+v, want order 7's status", r)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the status of a move made by an ended round was not told (%d publishes refused)", bus.refused.Load())
+	}
+}
