@@ -201,45 +201,61 @@ func (e *Engine) learnHeard(saleID, userID, at int64) {
 // (buyersSeeded).
 type buyerSeed struct {
 	done    bool
-	running bool
+	running chan struct{} // closed when the read under way ends; nil if none is
 	retryAt time.Duration // after a failed read: the uptime from which to read again
 }
 
-// seedRetry is how long after a failed read of a sale's buyers the next
-// one starts; seedTimeout bounds one read.
+// seedWait is how long a sold-out answer waits for the read of its
+// sale's buyers before leaving the flag down; seedRetry is how long after
+// a failed read the next one starts; seedTimeout bounds one read.
 const (
+	seedWait    = 100 * time.Millisecond
 	seedRetry   = time.Second
 	seedTimeout = 30 * time.Second
 )
 
 // buyersSeeded reports whether the sold-out flag may answer for the sale
 // at up: whether this instance has read the sale's buyers from SQL, or
-// tried and failed. It starts the read the first time. An instance knows
-// only the buyers it admitted or heard of since it started; without the
-// read, one started after the sale's orders were written (a restart, a
-// new instance) told their buyers 410 instead of 409 while its flag was
-// up. Until the read is done the gate answers every press, as it does
-// before a sale sells out. A failed read leaves the flag to answer as
-// before (sparing the gate a flood matters more), and is tried again
-// seedRetry later.
+// tried and failed. An instance knows only the buyers it admitted or
+// heard of since it started; without the read, one started after the
+// sale's orders were written (a restart, a new instance) told their
+// buyers 410 instead of 409 while its flag was up. The first sold-out
+// answer starts the read and waits for it up to seedWait (as do the
+// answers meanwhile); one that gives up leaves the flag down, and the gate
+// answers the next presses, as before the sale sold out. A failed read
+// lets the flag answer as before (sparing the gate a flood matters more)
+// and is tried again seedRetry later.
 func (e *Engine) buyersSeeded(s *seckill.Sale, up time.Duration) bool {
 	e.seedMu.Lock()
-	defer e.seedMu.Unlock()
 	st := e.seeds[s.ID]
 	if st.done {
+		e.seedMu.Unlock()
 		return true
 	}
-	if !st.running && up >= st.retryAt {
-		st.running = true
+	read := st.running
+	if read == nil && up >= st.retryAt {
+		read = make(chan struct{})
+		st.running = read
 		e.seeds[s.ID] = st
-		go e.seedBuyers(s.ID)
+		go e.seedBuyers(s.ID, read)
+	}
+	e.seedMu.Unlock()
+	if read != nil {
+		t := time.NewTimer(seedWait)
+		defer t.Stop()
+		select {
+		case <-read:
+			return true // read, or failed: the flag answers either way
+		case <-t.C:
+		}
 	}
 	return st.retryAt > 0
 }
 
 // seedBuyers reads the sale's buyers from SQL and learns them (each holds
-// an order: a buyer for good), for buyersSeeded.
-func (e *Engine) seedBuyers(saleID int64) {
+// an order: a buyer for good), for buyersSeeded; it closes read when done.
+func (e *Engine) seedBuyers(saleID int64, read chan struct{}) {
+	defer close(read)
 	ctx, cancel := context.WithTimeout(e.relay.life, seedTimeout)
 	defer cancel()
 	ids, err := e.b.Orders.SaleBuyers(ctx, saleID)
@@ -253,7 +269,7 @@ func (e *Engine) seedBuyers(saleID int64) {
 		return
 	}
 	st := e.seeds[saleID]
-	st.running = false
+	st.running = nil
 	if err != nil {
 		st.retryAt = e.uptime() + seedRetry
 		if e.relay.life.Err() == nil {

@@ -132,6 +132,9 @@ func testQueuedWinnersEverywhere(t *testing.T, v *env) {
 	}
 	a, b := v.twoInstances(&bk)
 	v.buyAll(a, s.ID, winners) // no writer runs: the requests stay queued
+	for _, u := range winners {
+		waitFor(t, "B to hear the request", func() bool { return b.knownBuyer(s.ID, u, b.uptime()) })
+	}
 	raiseSoldOut(t, b, losers[0], s.ID)
 	for _, u := range winners {
 		_, err := b.Purchase(ctx, u, s.ID, path(t, b, u, s.ID))
