@@ -5,6 +5,7 @@ package account
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -40,6 +41,12 @@ type Config struct {
 	// fast as the hashing slots go, from as many addresses as it has. A
 	// refusal is a *WaitError asking for one refill of PhoneLoginBucket.
 	PhoneLogins seckill.Limiter
+	// TokenKey, when set (at least 16 bytes, the same on every instance),
+	// signs the session tokens this service issues, so that one presented
+	// can be told issued here without a lookup (SignedToken). A token
+	// without a valid signature is looked up as before: a key changed
+	// logs no one out.
+	TokenKey []byte
 }
 
 // PhoneLoginBucket is the policy of Config.PhoneLogins: 10 logins of one
@@ -110,6 +117,9 @@ func New(users seckill.UserStore, sessions seckill.SessionStore, cfg Config) (*S
 	}
 	if cfg.HashWait <= 0 {
 		cfg.HashWait = 5 * time.Second
+	}
+	if cfg.TokenKey != nil && len(cfg.TokenKey) < 16 {
+		return nil, fmt.Errorf("account: the token key must be at least 16 bytes")
 	}
 	dummy, err := HashPassword("not a real password", cfg.Params)
 	if err != nil {
@@ -408,9 +418,12 @@ func (s *Service) settle(ctx context.Context, phone, ip string, success bool) {
 // OpenSession issues a new session for u without checking a password (login,
 // and provisioning of test and benchmark users).
 func (s *Service) OpenSession(ctx context.Context, u *seckill.User) (string, *seckill.Session, error) {
-	raw := make([]byte, 32)
+	raw := make([]byte, tokenRandom, tokenRandom+tokenTag)
 	if _, err := rand.Read(raw); err != nil {
 		return "", nil, fmt.Errorf("token: %w", err)
+	}
+	if s.cfg.TokenKey != nil {
+		raw = append(raw, s.tokenTag(raw)...)
 	}
 	token := base64.RawURLEncoding.EncodeToString(raw)
 	sess := seckill.Session{TokenHash: HashToken(token), UserID: u.ID, Role: u.Role, ExpiresAt: s.now().Add(s.cfg.SessionTTL).UTC()}
@@ -418,6 +431,38 @@ func (s *Service) OpenSession(ctx context.Context, u *seckill.User) (string, *se
 		return "", nil, err
 	}
 	return token, &sess, nil
+}
+
+// A session token is tokenRandom random bytes, followed with a TokenKey by
+// a tag of tokenTag bytes, in unpadded base64url.
+const (
+	tokenRandom = 32
+	tokenTag    = 16
+)
+
+// signedTokenLen is the length of a signed token.
+var signedTokenLen = base64.RawURLEncoding.EncodedLen(tokenRandom + tokenTag)
+
+// tokenTag is the tag of a token's random bytes under Config.TokenKey.
+func (s *Service) tokenTag(random []byte) []byte {
+	m := hmac.New(sha256.New, s.cfg.TokenKey)
+	m.Write(random)
+	return m.Sum(nil)[:tokenTag]
+}
+
+// SignedToken reports whether token carries a valid signature under
+// Config.TokenKey: this service (or another instance with the same key)
+// issued it. It says nothing of whether its session still lasts; it costs
+// an HMAC and no lookup.
+func (s *Service) SignedToken(token string) bool {
+	if s.cfg.TokenKey == nil || len(token) != signedTokenLen {
+		return false
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(token)
+	if err != nil || len(raw) != tokenRandom+tokenTag {
+		return false
+	}
+	return hmac.Equal(raw[tokenRandom:], s.tokenTag(raw[:tokenRandom]))
 }
 
 // HashToken is what the session store keeps of a token.

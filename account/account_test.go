@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"reflect"
 	"regexp"
 	"runtime"
 	"strings"
@@ -260,7 +261,7 @@ func TestDefaultParams(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{SessionTTL: 24 * time.Hour, Params: DefaultParams, Hashers: runtime.NumCPU(), HashWait: 5 * time.Second}
-	if s.cfg != want {
+	if !reflect.DeepEqual(s.cfg, want) {
 		t.Errorf("defaults = %+v, want %+v", s.cfg, want)
 	}
 	if s.slots.n != want.Hashers {
@@ -1059,5 +1060,65 @@ func TestBusyDoesNotHash(t *testing.T) {
 func TestCheckPasswordMemoryBound(t *testing.T) {
 	if _, err := CheckPassword("x", "$argon2id$v=19$m=4294967295,t=1,p=1$c2FsdHNhbHRzYWx0c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5"); err == nil {
 		t.Fatal("a 4 TiB memory cost was accepted")
+	}
+}
+
+// TestSignedTokens: with a token key, every session token carries a tag
+// that SignedToken checks without a lookup; one altered, made under
+// another key or without a key, or of another length, is not signed. A
+// key shorter than 16 bytes is refused.
+func TestSignedTokens(t *testing.T) {
+	ctx := context.Background()
+	db := openDB(t)
+	key := []byte("0123456789abcdef")
+	s, err := New(db, db, Config{Params: Params{Memory: 64, Time: 1, Threads: 1}, TokenKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := New(db, db, Config{Params: Params{Memory: 64, Time: 1, Threads: 1}, TokenKey: []byte("fedcba9876543210")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unsigned, err := New(db, db, Config{Params: Params{Memory: 64, Time: 1, Threads: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := &seckill.User{ID: 1, Role: seckill.RoleBuyer}
+	open := func(s *Service) string {
+		tok, _, err := s.OpenSession(ctx, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	tok := open(s)
+	if !s.SignedToken(tok) {
+		t.Fatalf("a token the service issued is not signed: %q", tok)
+	}
+	if sess, err := s.Authenticate(ctx, tok); err != nil || sess.UserID != 1 {
+		t.Fatalf("a signed token's session: %+v, %v", sess, err)
+	}
+	for name, bad := range map[string]string{
+		"another key's":      open(other),
+		"issued without key": open(unsigned),
+		"altered":            tok[:10] + string(tok[10]^1) + tok[11:],
+		"truncated":          tok[:len(tok)-1],
+		"longer":             tok + "A",
+		"not base64":         strings.Repeat("!", len(tok)),
+		"empty":              "",
+	} {
+		if s.SignedToken(bad) {
+			t.Errorf("%s token %q is taken for signed", name, bad)
+		}
+	}
+	if unsigned.SignedToken(tok) {
+		t.Error("a service without a key takes a token for signed")
+	}
+	// A token signed under a key since changed is still a session.
+	if sess, err := other.Authenticate(ctx, tok); err != nil || sess.UserID != 1 {
+		t.Errorf("a token under another key: %+v, %v; want its session", sess, err)
+	}
+	if _, err := New(db, db, Config{TokenKey: []byte("short")}); err == nil {
+		t.Error("a 5-byte token key accepted")
 	}
 }

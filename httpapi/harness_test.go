@@ -76,6 +76,7 @@ type options struct {
 	reads              httpapi.Budget     // Config.Reads
 	now                func() time.Time   // Config.Now
 	sessionTTL         time.Duration      // account.Config.SessionTTL
+	lookups            *atomic.Int64      // when set, counts the session cache's reads of the store
 	// sqlite runs the stack on SQLite and embedded JetStream instead of
 	// the in-memory backends, for tests about the real ones.
 	sqlite bool
@@ -92,6 +93,17 @@ func (q *flakyQueue) Publish(ctx context.Context, r seckill.OrderRequest) error 
 		return seckill.Errorf(seckill.EBusy, "queue down (test)")
 	}
 	return q.OrderQueue.Publish(ctx, r)
+}
+
+// countingSessions counts the reads of a session store.
+type countingSessions struct {
+	seckill.SessionStore
+	n *atomic.Int64
+}
+
+func (c countingSessions) Session(ctx context.Context, tokenHash []byte) (*seckill.Session, error) {
+	c.n.Add(1)
+	return c.SessionStore.Session(ctx, tokenHash)
 }
 
 // cheap argon2 parameters: the tests check behaviour, not hashing cost.
@@ -132,8 +144,12 @@ func newStack(t testing.TB, opt options) *stack {
 	}
 	s := &stack{t: t, db: db, queue: q, gate: inmem.NewGate(), flaky: &flakyQueue{OrderQueue: q}, captchas: inmem.NewCaptchaStore()}
 	var err error
-	s.sessions = inmem.NewSessionCache(db, time.Second, 10000)
-	s.accounts, err = account.New(db, s.sessions, account.Config{Params: cheap, Phones: opt.phones, IPs: opt.ips, SessionTTL: opt.sessionTTL})
+	var sessionStore seckill.SessionStore = db
+	if opt.lookups != nil {
+		sessionStore = countingSessions{SessionStore: db, n: opt.lookups}
+	}
+	s.sessions = inmem.NewSessionCache(sessionStore, time.Second, 10000)
+	s.accounts, err = account.New(db, s.sessions, account.Config{Params: cheap, Phones: opt.phones, IPs: opt.ips, SessionTTL: opt.sessionTTL, TokenKey: testTokenKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -288,6 +304,9 @@ func (s *stack) login(phone, password string) string {
 
 // buyers creates n users with sessions directly in the stores (argon2 per
 // user would dominate the test) and returns their tokens and ids.
+// testTokenKey signs the stack's session tokens, as serve's key does.
+var testTokenKey = []byte("fedcba9876543210fedcba9876543210")
+
 func (s *stack) buyers(n int) ([]string, []int64) {
 	s.t.Helper()
 	ctx := context.Background()

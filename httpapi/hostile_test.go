@@ -218,7 +218,83 @@ func TestUnknownTokenFloodSparesCachedSessions(t *testing.T) {
 	}
 	want(t, s.do("GET", "/api/me", tokens[0], nil), 200, "")
 	want(t, s.do("DELETE", "/api/sessions", tokens[1], nil), 204, "")
-	// Logged out: not in the cache any more, and no lookup for it.
+	// Logged out: not in the cache any more. Signed here, so looked up
+	// once (still refused: the budget is spent), then without a lookup.
 	want(t, s.do("GET", "/api/me", tokens[1], nil), 429, "rate_limited")
+	want(t, s.do("GET", "/api/me", tokens[1], nil), 429, "rate_limited")
+	// Unsigned and unknown here: no lookup.
 	want(t, s.do("GET", "/api/me", other, nil), 429, "rate_limited")
+}
+
+// TestUnknownTokenFloodSparesSignedSessions: a buyer whose session this
+// instance has never read (made on another instance, or its cache reset)
+// is served from an address over its budget of unknown tokens, since their
+// token is signed with the key every instance shares: before, they were
+// refused until the flood stopped. A signed token whose session ended is
+// looked up once, then refused like an invented one.
+func TestUnknownTokenFloodSparesSignedSessions(t *testing.T) {
+	var lookups atomic.Int64
+	s := newStack(t, options{lookups: &lookups})
+	ctx := context.Background()
+	_, ids := s.buyers(2)
+	// Sessions opened by another instance: same key, same store, not in
+	// this instance's cache.
+	elsewhere, err := account.New(s.db, s.db, account.Config{Params: cheap, TokenKey: testTokenKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var toks []string
+	for _, id := range ids {
+		tok, _, err := elsewhere.OpenSession(ctx, &seckill.User{ID: id, Role: seckill.RoleBuyer})
+		if err != nil {
+			t.Fatal(err)
+		}
+		toks = append(toks, tok)
+	}
+	// A session signed under another key (before a key change): looked up
+	// as any unsigned token.
+	otherKey, err := account.New(s.db, s.db, account.Config{Params: cheap, TokenKey: []byte("another key, sixteen bytes or more")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldTok, _, err := otherKey.OpenSession(ctx, &seckill.User{ID: ids[0], Role: seckill.RoleBuyer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		want(t, s.do("GET", "/api/me", fmt.Sprintf("invented-%d", i), nil), 401, "unauthenticated")
+	}
+	want(t, s.do("GET", "/api/me", "invented-x", nil), 429, "rate_limited")
+	before := lookups.Load()
+	// A forged signature: the right length and alphabet, not the key's.
+	forged := []byte(toks[0])
+	if forged[len(forged)-2] == 'A' {
+		forged[len(forged)-2] = 'B'
+	} else {
+		forged[len(forged)-2] = 'A'
+	}
+	want(t, s.do("GET", "/api/me", string(forged), nil), 429, "rate_limited")
+	want(t, s.do("GET", "/api/me", oldTok, nil), 429, "rate_limited")
+	if n := lookups.Load() - before; n != 0 {
+		t.Fatalf("%d store lookups for tokens without this key's signature, over the budget", n)
+	}
+
+	want(t, s.do("GET", "/api/me", toks[0], nil), 200, "")
+	sale := s.activeSale(5, false)
+	r := s.do("POST", fmt.Sprintf("/api/sales/%d/path", sale), toks[0], map[string]string{})
+	want(t, r, 200, "")
+	path := r.json(t)["path"].(string)
+	want(t, s.do("POST", fmt.Sprintf("/api/sales/%d/purchase/%s", sale, path), toks[0], nil), 202, "")
+
+	// The second buyer's session ends elsewhere: one lookup, then refused.
+	if err := s.db.DeleteSession(ctx, account.HashToken(toks[1])); err != nil {
+		t.Fatal(err)
+	}
+	before = lookups.Load()
+	want(t, s.do("GET", "/api/me", toks[1], nil), 429, "rate_limited")
+	want(t, s.do("GET", "/api/me", toks[1], nil), 429, "rate_limited")
+	want(t, s.do("GET", "/api/me", toks[1], nil), 429, "rate_limited")
+	if n := lookups.Load() - before; n != 1 {
+		t.Fatalf("%d store lookups for a signed token whose session ended, pressed 3 times; want 1", n)
+	}
 }

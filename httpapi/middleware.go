@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 
 	"seckill"
 )
@@ -28,30 +29,77 @@ func token(r *http.Request) string {
 
 // authed authenticates the request. A client address that presented too
 // many tokens authenticating nobody (Config.BadTokens) gets 429
-// rate_limited for any token the instance has not seen as a session's:
-// a flood of invented tokens would otherwise cost a store lookup each. A
-// token the session cache knows (served from memory, or read again when
-// its entry is stale: at most one lookup per entry and cache lifetime, as
-// for anyone) goes on: before, one client flooding invented tokens shut
-// every buyer behind the same address (a NAT, a /64 or /48 block) out of
-// buying, logging out and reading their orders until its budget refilled
-// (found by review; a first fix served only fresh entries, which shut
-// them out again once their entries aged past the cache's lifetime).
+// rate_limited for any token not vouched for (vouched): a flood of
+// invented tokens would otherwise cost a store lookup each. Before, one
+// client flooding invented tokens shut every buyer behind the same
+// address (a NAT, a /64 or /48 block) out of buying, logging out and
+// reading their orders until its budget refilled (found by review).
 func (s *Server) authed(h authedHandler) handler {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		tok := token(r)
-		if tok != "" && s.badAuth.exhausted(s.clientIP(r)) && !s.cfg.Accounts.KnownToken(tok) {
+		if tok != "" && s.badAuth.exhausted(s.clientIP(r)) && !s.vouched(tok) {
 			return seckill.Errorf(seckill.ERateLimited, "too many requests with unknown tokens; slow down")
 		}
 		sess, err := s.cfg.Accounts.Authenticate(r.Context(), tok)
-		if tok != "" && seckill.ErrorCode(err) == seckill.EUnauthenticated && !s.badAuth.take(s.clientIP(r)) {
-			return seckill.Errorf(seckill.ERateLimited, "too many requests with unknown tokens; slow down")
+		if tok != "" && seckill.ErrorCode(err) == seckill.EUnauthenticated {
+			if s.cfg.Accounts.SignedToken(tok) {
+				s.dead.add(tok)
+			}
+			if !s.badAuth.take(s.clientIP(r)) {
+				return seckill.Errorf(seckill.ERateLimited, "too many requests with unknown tokens; slow down")
+			}
 		}
 		if err != nil {
 			return err
 		}
 		return h(w, r, sess)
 	}
+}
+
+// vouched reports whether a token may be looked up from an address over
+// its budget of unknown tokens: one the session cache knows (served from
+// memory, or read again when its entry is stale: at most one lookup per
+// entry and cache lifetime, as for anyone), or one signed here
+// (account.Config.TokenKey) that this instance has not found without a
+// session lately. A signed token is issued only at a login, so a flood of
+// them costs its sender a login each; an invented one has no signature.
+// The signature lets a buyer through whose session this instance has not
+// read yet (made on another instance, or its cache reset): before, they
+// were refused until the flood stopped. A logged-out or expired token
+// costs one lookup, then joins the dead.
+func (s *Server) vouched(tok string) bool {
+	a := s.cfg.Accounts
+	return a.KnownToken(tok) || a.SignedToken(tok) && !s.dead.has(tok)
+}
+
+// maxDeadTokens bounds the signed tokens kept as found without a
+// session: past it the set starts over, which costs a sender that many
+// logins.
+const maxDeadTokens = 1 << 16
+
+// tokenSet is a bounded set of tokens, safe for concurrent use.
+type tokenSet struct {
+	max int
+	mu  sync.Mutex
+	m   map[string]struct{}
+}
+
+func newTokenSet(max int) *tokenSet { return &tokenSet{max: max, m: map[string]struct{}{}} }
+
+func (t *tokenSet) add(tok string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.m) >= t.max {
+		clear(t.m)
+	}
+	t.m[tok] = struct{}{}
+}
+
+func (t *tokenSet) has(tok string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.m[tok]
+	return ok
 }
 
 func (s *Server) admin(h authedHandler) handler {

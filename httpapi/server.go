@@ -112,6 +112,7 @@ type Server struct {
 	dashPush *dashPush           // its stream to the admins' sockets; nil without hub
 	catalog  *catalog            // GET /api/sales's cached list (catalog.go)
 	badAuth  *ipBuckets          // unknown tokens per client IP (limits.go)
+	dead     *tokenSet           // signed tokens found without a session lately (middleware.go)
 	signups  *ipBuckets          // registrations per client IP (limits.go)
 	reads    *ipBuckets          // authenticated reads per user (limits.go)
 	results  *ipBuckets          // /result reads per user, a budget of their own
@@ -163,6 +164,7 @@ func New(cfg Config) *Server {
 	}
 	s.dash.subscribe()
 	s.badAuth = newIPBuckets(cfg.BadTokens)
+	s.dead = newTokenSet(maxDeadTokens)
 	s.signups = newIPBuckets(cfg.Registrations)
 	s.reads = newIPBuckets(cfg.Reads)
 	s.reads.now = cfg.Now

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -406,7 +408,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	sessions := sessionCache(m.shared, c.SessionCache)
 	if m.accounts, err = account.New(m.db, sessions, account.Config{
 		SessionTTL: c.SessionTTL, Phones: m.shared.loginPhones, IPs: m.shared.loginIPs,
-		PhoneLogins: m.shared.phoneLogins,
+		PhoneLogins: m.shared.phoneLogins, TokenKey: tokenKey(secret),
 	}); err != nil {
 		return err
 	}
@@ -737,6 +739,14 @@ func privateDataDir(dir string) error {
 		return nil
 	}
 	return err
+}
+
+// tokenKey is the key that signs session tokens (account.Config.TokenKey),
+// derived from the path secret, which every instance shares.
+func tokenKey(secret []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("seckill session tokens"))
+	return m.Sum(nil)
 }
 
 // dataSecret reads the path secret kept in the data directory, creating it
