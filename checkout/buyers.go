@@ -34,12 +34,46 @@ const gateDupFor = 5 * time.Second
 // reconciler released it; or refused by SQL, and not a buyer after a
 // rebuild),
 // and is not known while their publish is unanswered (the reconciler may
-// release it on any instance). A buyer learned from the gate's Duplicate
-// is known for gateDupFor only (see there).
+// release it on any instance). A buyer whose request this instance heard
+// queued (admitted by another instance) is known for heardFor, a buyer
+// learned from the gate's Duplicate for gateDupFor (see there), each
+// unless an outcome comes first.
 type knownBuyers struct {
 	mu  sync.Mutex
 	max int
-	m   map[int64]int64 // user → orderedBuyer, 0 if admitted here, else when the gate said Duplicate (uptime ns, at least 1)
+	m   map[int64]int64 // user → an entry: orderedBuyer, 0 if admitted here, heardAt(up), or when the gate said Duplicate (uptime ns, at least 1)
+}
+
+// heardFor is how long a buyer whose request this instance heard queued
+// (the queue's feed, or its pending requests) is known without an outcome
+// of it: their order's success makes them a buyer for good, a refusal
+// forgets them. A request heard may not have been stored (its publish
+// failed, or went unanswered and the reconciler released it; no outcome
+// comes then), and the buyer may buy again: other instances tell them 409
+// for at most this long. Long enough for a writer held up by a slow or
+// absent database (found by review: trusted only 5 s, such entries let the
+// flag tell winners 410 once the writer was 5 s behind).
+const heardFor = 5 * time.Minute
+
+// heardAt is the entry of a buyer heard queued at up: below orderedBuyer,
+// so it sorts apart from the other kinds (entryRank); heardUp reads up
+// back.
+func heardAt(up time.Duration) int64 { return orderedBuyer - 1 - max(int64(up), 0) }
+func heardUp(v int64) int64          { return orderedBuyer - 1 - v }
+
+// entryRank orders the kinds of entries by how long they hold: an order,
+// an admission here, a request heard queued, a gate's Duplicate. A lower
+// one never replaces a higher.
+func entryRank(v int64) int {
+	switch {
+	case v == orderedBuyer:
+		return 3
+	case v == 0:
+		return 2
+	case v < orderedBuyer:
+		return 1
+	}
+	return 0
 }
 
 // orderedBuyer marks in knownBuyers a user who has an order in the sale: a
@@ -61,15 +95,23 @@ const (
 // at up (an uptime reading: a Duplicate's trust is aged on the engine's
 // own clock, which no step of the shared clock moves).
 func (e *Engine) knownBuyer(saleID, userID int64, up time.Duration) bool {
-	v, ok := e.buyers.Load(saleID)
+	set, ok := e.buyers.Load(saleID)
 	if !ok {
 		return false
 	}
-	k := v.(*knownBuyers)
+	k := set.(*knownBuyers)
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	at, ok := k.m[userID]
-	return ok && (at <= 0 || int64(up)-at < int64(gateDupFor))
+	v, ok := k.m[userID]
+	switch {
+	case !ok:
+		return false
+	case v == orderedBuyer, v == 0:
+		return true
+	case v < orderedBuyer:
+		return int64(up)-heardUp(v) < int64(heardFor)
+	}
+	return int64(up)-v < int64(gateDupFor)
 }
 
 // learnBuyer records that the user holds a unit of the sale: admitted here
@@ -107,9 +149,8 @@ func (e *Engine) learn(saleID, size, userID, at int64) {
 		// 1,800 buyers with an order were told 410).
 		return
 	}
-	switch {
-	case !had, cur > 0 && at <= 0, cur == 0 && at == orderedBuyer, cur > 0 && at > cur:
-		k.m[userID] = at
+	if r, c := entryRank(at), entryRank(cur); !had || r > c || r == c && (at > cur && r == 0 || at < cur && r == 1) {
+		k.m[userID] = at // a newer Duplicate or hearing renews its entry
 	}
 }
 
@@ -166,12 +207,10 @@ func (e *Engine) learnOrdered(saleID, userID int64) {
 // shared gate only). Its buyer holds a unit from then on, on every
 // instance: before, an instance that had not admitted them knew only once
 // their order was written, and meanwhile its sold-out flag told the
-// winner's next press 410 instead of 409. The request may not have been
-// stored (its publish failed and its unit was released), so the entry is
-// trusted as a gate's Duplicate is, for gateDupFor; the order's success
-// makes the buyer one for good, and a refused request forgets them.
+// winner's next press 410 instead of 409. The entry holds for heardFor
+// unless an outcome comes first (see there).
 func (e *Engine) requestQueued(r seckill.OrderRequest) {
-	e.learnHeard(r.SaleID, r.UserID, max(int64(e.uptime()), 1))
+	e.learnHeard(r.SaleID, r.UserID, heardAt(e.uptime()))
 }
 
 // learnHeard is learn for a buyer heard of on the bus: a sale this
@@ -252,15 +291,28 @@ func (e *Engine) buyersSeeded(s *seckill.Sale, up time.Duration) bool {
 	return st.retryAt > 0
 }
 
-// seedBuyers reads the sale's buyers from SQL and learns them (each holds
-// an order: a buyer for good), for buyersSeeded; it closes read when done.
+// seedBuyers reads the sale's buyers, for buyersSeeded, and closes read
+// when done: first the requests still in the queue (heard queued: a
+// buyer whose order is not written yet, admitted before this instance
+// heard the queue's feed; found by review, a restarted instance told them
+// 410 while the writer was behind), then the orders in SQL (each a buyer
+// for good). In that order, a request that leaves the queue in between is
+// in SQL by the second read: the writer commits before it acks.
 func (e *Engine) seedBuyers(saleID int64, read chan struct{}) {
 	defer close(read)
 	ctx, cancel := context.WithTimeout(e.relay.life, seedTimeout)
 	defer cancel()
-	ids, err := e.b.Orders.SaleBuyers(ctx, saleID)
-	for _, u := range ids {
-		e.learnOrdered(saleID, u)
+	queued, err := e.b.Queue.PendingRequests(ctx, saleID)
+	if err == nil {
+		up := e.uptime()
+		for _, r := range queued {
+			e.learnHeard(saleID, r.UserID, heardAt(up))
+		}
+		var ids []int64
+		ids, err = e.b.Orders.SaleBuyers(ctx, saleID)
+		for _, u := range ids {
+			e.learnOrdered(saleID, u)
+		}
 	}
 	e.seedMu.Lock()
 	defer e.seedMu.Unlock()
@@ -273,7 +325,7 @@ func (e *Engine) seedBuyers(saleID int64, read chan struct{}) {
 	if err != nil {
 		st.retryAt = e.uptime() + seedRetry
 		if e.relay.life.Err() == nil {
-			e.log.Warn("could not read a sold-out sale's buyers; its flag answers without them", "sale", saleID, "err", err)
+			e.log.Warn("could not read a sold-out sale's buyers (queue and SQL); its flag answers without them", "sale", saleID, "err", err)
 		}
 	} else {
 		st.done = true
