@@ -77,6 +77,7 @@ type options struct {
 	now                func() time.Time   // Config.Now
 	sessionTTL         time.Duration      // account.Config.SessionTTL
 	lookups            *atomic.Int64      // when set, counts the session cache's reads of the store
+	signedLookups      httpapi.Budget     // Config.SignedLookups
 	// sqlite runs the stack on SQLite and embedded JetStream instead of
 	// the in-memory backends, for tests about the real ones.
 	sqlite bool
@@ -176,7 +177,7 @@ func newStack(t testing.TB, opt options) *stack {
 		Ready:   func(ctx context.Context) error { return db.Ping(ctx) },
 		Results: s.engine.Results(), WS: opt.ws, WebSockets: opt.wsGauge, TrustedProxies: opt.trusted,
 		AllowedOrigins: opt.origins, CookieSecure: opt.cookieSecure,
-		DashBus: q, DashShare: opt.dashShare, Reads: opt.reads, Now: opt.now,
+		DashBus: q, DashShare: opt.dashShare, Reads: opt.reads, Now: opt.now, SignedLookups: opt.signedLookups,
 	})
 	s.h = s.api
 	t.Cleanup(func() { _ = s.api.Close() })

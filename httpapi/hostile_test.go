@@ -7,6 +7,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -298,3 +301,81 @@ func TestUnknownTokenFloodSparesSignedSessions(t *testing.T) {
 		t.Fatalf("%d store lookups for a signed token whose session ended, pressed 3 times; want 1", n)
 	}
 }
+
+// TestDeadSignedTokensBounded: from an address over its budget of unknown
+// tokens, signed tokens whose sessions ended cost at most the address's
+// budget of signed lookups, however many the sender holds (found by
+// review: 65,537 of them, one more than the set of dead tokens, were each
+// looked up on every pass), and whether or not the store answers.
+func TestDeadSignedTokensBounded(t *testing.T) {
+	var lookups atomic.Int64
+	s := newStack(t, options{lookups: &lookups, signedLookups: httpapi.Budget{Rate: 0.001, Burst: 10}})
+	dead := deadSignedTokens(t, s, 100)
+	spendTokenBudget(t, s)
+	before := lookups.Load()
+	for range 2 {
+		for _, tok := range dead {
+			want(t, s.do("GET", "/api/me", tok, nil), 429, "rate_limited")
+		}
+	}
+	if n := lookups.Load() - before; n != 10 {
+		t.Errorf("%d store lookups for %d dead signed tokens sent twice, want the budget's 10", n, len(dead))
+	}
+}
+
+// TestDeadTokensKeepNoHeaders: the set of dead tokens keeps 32 bytes of
+// each, not the request's header: a token is a slice of it, and one padded
+// with spaces, or sent with a long cookie, kept 32 KB (found by review).
+func TestDeadTokensKeepNoHeaders(t *testing.T) {
+	s := newStack(t, options{})
+	const n = 200 // within DefaultSignedLookups' burst: every one is looked up
+	dead := deadSignedTokens(t, s, n)
+	spendTokenBudget(t, s)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i, tok := range dead {
+		h := http.Header{"Authorization": {"Bearer " + tok + strings.Repeat("\u00a0", 15000)}}
+		if i%2 == 1 {
+			h = http.Header{"Cookie": {httpapi.CookieName + "=" + tok + "; pad=" + strings.Repeat("x", 30000)}}
+		}
+		want(t, s.doH("GET", "/api/me", "", nil, h), 429, "rate_limited")
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	if grew := int64(after.HeapAlloc) - int64(before.HeapAlloc); grew > 1<<20 {
+		t.Errorf("the heap grew %d bytes for %d dead tokens sent with padded headers", grew, n)
+	}
+}
+
+// deadSignedTokens returns n tokens signed with the stack's key whose
+// sessions do not exist, as logged-out ones.
+func deadSignedTokens(t *testing.T, s *stack, n int) []string {
+	t.Helper()
+	mint, err := account.New(s.db, discardSessions{s.db}, account.Config{Params: cheap, TokenKey: testTokenKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := make([]string, n)
+	for i := range dead {
+		if dead[i], _, err = mint.OpenSession(context.Background(), &seckill.User{ID: int64(i + 1), Role: seckill.RoleBuyer}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dead
+}
+
+// spendTokenBudget spends the test address's budget of unknown tokens.
+func spendTokenBudget(t *testing.T, s *stack) {
+	t.Helper()
+	for i := range 50 {
+		want(t, s.do("GET", "/api/me", fmt.Sprintf("invented-%d", i), nil), 401, "unauthenticated")
+	}
+	want(t, s.do("GET", "/api/me", "invented-x", nil), 429, "rate_limited")
+}
+
+// discardSessions is a session store whose sessions are never kept: the
+// tokens opened on it are signed and dead, as logged-out ones are.
+type discardSessions struct{ seckill.SessionStore }
+
+func (discardSessions) CreateSession(context.Context, seckill.Session) error { return nil }

@@ -28,6 +28,16 @@ type Budget struct {
 // (authed).
 var DefaultBadTokens = Budget{Rate: 5, Burst: 50}
 
+// DefaultSignedLookups lets one address over its DefaultBadTokens have 200
+// signed tokens looked up that the instance has not read (account
+// .SignedToken), then 20 a second: each of a NAT's buyers needs one on
+// their first request to an instance (then the session cache knows them),
+// while a sender cycling dead signed tokens, each of which cost it a
+// login, gets no more store lookups than this (found by review: 65,537 of
+// them, one more than the set of dead tokens holds, were each looked up
+// on every pass).
+var DefaultSignedLookups = Budget{Rate: 20, Burst: 200}
+
 // DefaultRegistrations lets one address create 10 accounts at once, then
 // one a minute: a family or an office behind one address signs up; a
 // script harvesting phone_taken answers (or hashing the CPU away) gets

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/sha256"
 	"net/http"
 	"strconv"
 	"strings"
@@ -37,7 +38,7 @@ func token(r *http.Request) string {
 func (s *Server) authed(h authedHandler) handler {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		tok := token(r)
-		if tok != "" && s.badAuth.exhausted(s.clientIP(r)) && !s.vouched(tok) {
+		if tok != "" && s.badAuth.exhausted(s.clientIP(r)) && !s.vouched(tok, s.clientIP(r)) {
 			return seckill.Errorf(seckill.ERateLimited, "too many requests with unknown tokens; slow down")
 		}
 		sess, err := s.cfg.Accounts.Authenticate(r.Context(), tok)
@@ -56,49 +57,61 @@ func (s *Server) authed(h authedHandler) handler {
 	}
 }
 
-// vouched reports whether a token may be looked up from an address over
+// vouched reports whether a token may be looked up from address ip, over
 // its budget of unknown tokens: one the session cache knows (served from
 // memory, or read again when its entry is stale: at most one lookup per
 // entry and cache lifetime, as for anyone), or one signed here
 // (account.Config.TokenKey) that this instance has not found without a
-// session lately. A signed token is issued only at a login, so a flood of
-// them costs its sender a login each; an invented one has no signature.
-// The signature lets a buyer through whose session this instance has not
-// read yet (made on another instance, or its cache reset): before, they
-// were refused until the flood stopped. A logged-out or expired token
-// costs one lookup, then joins the dead.
-func (s *Server) vouched(tok string) bool {
+// session lately, within the address's budget of such lookups
+// (Config.SignedLookups). An invented token has no signature; a signed one
+// is issued only at a login. The signature lets a buyer through whose
+// session this instance has not read yet (made on another instance, or its
+// cache reset): before, they were refused until the flood stopped. A
+// logged-out or expired token costs one lookup, then joins the dead; the
+// budget bounds the lookups of a sender with more dead tokens than the set
+// holds, and of any while the store fails (a failed lookup finds no one
+// dead).
+func (s *Server) vouched(tok, ip string) bool {
 	a := s.cfg.Accounts
-	return a.KnownToken(tok) || a.SignedToken(tok) && !s.dead.has(tok)
+	if a.KnownToken(tok) {
+		return true
+	}
+	return a.SignedToken(tok) && !s.dead.has(tok) && s.signed.take(ip)
 }
 
 // maxDeadTokens bounds the signed tokens kept as found without a
-// session: past it the set starts over, which costs a sender that many
-// logins.
+// session: past it the set starts over.
 const maxDeadTokens = 1 << 16
 
-// tokenSet is a bounded set of tokens, safe for concurrent use.
+// tokenSet is a bounded set of tokens, safe for concurrent use. It keeps
+// each token's SHA-256, 32 bytes whatever the token: a token is a slice of
+// its request's header, and keeping it kept the whole header (found by
+// review: 32 KB an entry, padded with spaces or another cookie).
 type tokenSet struct {
 	max int
 	mu  sync.Mutex
-	m   map[string]struct{}
+	m   map[[sha256.Size]byte]struct{}
 }
 
-func newTokenSet(max int) *tokenSet { return &tokenSet{max: max, m: map[string]struct{}{}} }
+func newTokenSet(max int) *tokenSet {
+	return &tokenSet{max: max, m: map[[sha256.Size]byte]struct{}{}}
+}
 
 func (t *tokenSet) add(tok string) {
+	k := sha256.Sum256([]byte(tok))
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.m) >= t.max {
 		clear(t.m)
 	}
-	t.m[tok] = struct{}{}
+	t.m[k] = struct{}{}
 }
 
 func (t *tokenSet) has(tok string) bool {
+	k := sha256.Sum256([]byte(tok))
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	_, ok := t.m[tok]
+	_, ok := t.m[k]
 	return ok
 }
 

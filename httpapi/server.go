@@ -52,6 +52,10 @@ type Config struct {
 	// turns either off.
 	BadTokens     Budget
 	Registrations Budget
+	// SignedLookups bounds, per client IP over its BadTokens and instance,
+	// the lookups of signed tokens the session cache does not know (authed).
+	// Zero: DefaultSignedLookups; a negative Rate turns it off.
+	SignedLookups Budget
 	// Reads bounds, per user and instance, the authenticated reads:
 	// GET /api/me, /api/orders and /api/orders/{id} share one such
 	// budget, /api/sales/{id}/result has another; beyond it they get 429
@@ -113,6 +117,7 @@ type Server struct {
 	catalog  *catalog            // GET /api/sales's cached list (catalog.go)
 	badAuth  *ipBuckets          // unknown tokens per client IP (limits.go)
 	dead     *tokenSet           // signed tokens found without a session lately (middleware.go)
+	signed   *ipBuckets          // lookups of signed tokens per client IP over badAuth (limits.go)
 	signups  *ipBuckets          // registrations per client IP (limits.go)
 	reads    *ipBuckets          // authenticated reads per user (limits.go)
 	results  *ipBuckets          // /result reads per user, a budget of their own
@@ -140,6 +145,9 @@ func New(cfg Config) *Server {
 	if cfg.BadTokens == (Budget{}) {
 		cfg.BadTokens = DefaultBadTokens
 	}
+	if cfg.SignedLookups == (Budget{}) {
+		cfg.SignedLookups = DefaultSignedLookups
+	}
 	if cfg.Registrations == (Budget{}) {
 		cfg.Registrations = DefaultRegistrations
 	}
@@ -165,6 +173,7 @@ func New(cfg Config) *Server {
 	s.dash.subscribe()
 	s.badAuth = newIPBuckets(cfg.BadTokens)
 	s.dead = newTokenSet(maxDeadTokens)
+	s.signed = newIPBuckets(cfg.SignedLookups)
 	s.signups = newIPBuckets(cfg.Registrations)
 	s.reads = newIPBuckets(cfg.Reads)
 	s.reads.now = cfg.Now
