@@ -77,6 +77,8 @@ type options struct {
 	now                func() time.Time   // Config.Now
 	sessionTTL         time.Duration      // account.Config.SessionTTL
 	lookups            *atomic.Int64      // when set, counts the session cache's reads of the store
+	lookupDelay        time.Duration      // with lookups: each read of the store takes this long
+	lookupFails        *atomic.Bool       // with lookups: while true, each read of the store fails (EBusy)
 	signedLookups      httpapi.Budget     // Config.SignedLookups
 	// sqlite runs the stack on SQLite and embedded JetStream instead of
 	// the in-memory backends, for tests about the real ones.
@@ -96,14 +98,21 @@ func (q *flakyQueue) Publish(ctx context.Context, r seckill.OrderRequest) error 
 	return q.OrderQueue.Publish(ctx, r)
 }
 
-// countingSessions counts the reads of a session store.
+// countingSessions counts the reads of a session store, each taking
+// delay, and failing while fails is set.
 type countingSessions struct {
 	seckill.SessionStore
-	n *atomic.Int64
+	n     *atomic.Int64
+	delay time.Duration
+	fails *atomic.Bool
 }
 
 func (c countingSessions) Session(ctx context.Context, tokenHash []byte) (*seckill.Session, error) {
 	c.n.Add(1)
+	time.Sleep(c.delay)
+	if c.fails != nil && c.fails.Load() {
+		return nil, seckill.Errorf(seckill.EBusy, "session store down (test)")
+	}
 	return c.SessionStore.Session(ctx, tokenHash)
 }
 
@@ -147,7 +156,7 @@ func newStack(t testing.TB, opt options) *stack {
 	var err error
 	var sessionStore seckill.SessionStore = db
 	if opt.lookups != nil {
-		sessionStore = countingSessions{SessionStore: db, n: opt.lookups}
+		sessionStore = countingSessions{SessionStore: db, n: opt.lookups, delay: opt.lookupDelay, fails: opt.lookupFails}
 	}
 	s.sessions = inmem.NewSessionCache(sessionStore, time.Second, 10000)
 	s.accounts, err = account.New(db, s.sessions, account.Config{Params: cheap, Phones: opt.phones, IPs: opt.ips, SessionTTL: opt.sessionTTL, TokenKey: testTokenKey})

@@ -339,7 +339,10 @@ func TestDeadTokensKeepNoHeaders(t *testing.T) {
 		if i%2 == 1 {
 			h = http.Header{"Cookie": {httpapi.CookieName + "=" + tok + "; pad=" + strings.Repeat("x", 30000)}}
 		}
-		want(t, s.doH("GET", "/api/me", "", nil, h), 429, "rate_limited")
+		// 401 once the budget refilled a token meanwhile: looked up either way
+		if r := s.doH("GET", "/api/me", "", nil, h); r.Code != 429 && r.Code != 401 {
+			t.Fatalf("dead token %d: %d, want 429 or 401", i, r.Code)
+		}
 	}
 	runtime.GC()
 	runtime.ReadMemStats(&after)
@@ -379,3 +382,49 @@ func spendTokenBudget(t *testing.T, s *stack) {
 type discardSessions struct{ seckill.SessionStore }
 
 func (discardSessions) CreateSession(context.Context, seckill.Session) error { return nil }
+
+// TestUnknownTokenFloodChargedBeforeLookup: invented tokens are charged to
+// their address before the store is asked, so neither a flood of them in
+// flight at once, with a store that takes its time, nor lookups that fail
+// get more lookups than the budget (50, then 5 a second). Found by review:
+// the budget was checked before the lookup and charged after it, so every
+// request in flight when a token refilled was looked up (300 a second from
+// one address, with a 2 ms store), and a lookup that failed was charged
+// nothing.
+func TestUnknownTokenFloodChargedBeforeLookup(t *testing.T) {
+	t.Run("concurrent", func(t *testing.T) {
+		var lookups atomic.Int64
+		s := newStack(t, options{lookups: &lookups, lookupDelay: 2 * time.Millisecond})
+		start := time.Now()
+		var wg sync.WaitGroup
+		var next atomic.Int64
+		for range 64 {
+			wg.Go(func() {
+				for time.Since(start) < time.Second {
+					s.do("GET", "/api/me", fmt.Sprintf("invented-%d", next.Add(1)), nil)
+				}
+			})
+		}
+		wg.Wait()
+		allowed := 50 + 5*time.Since(start).Seconds()
+		if n := lookups.Load(); float64(n) > allowed+5 {
+			t.Errorf("%d store lookups for invented tokens from one address in %v, the budget allows %.0f", n, time.Since(start).Round(time.Millisecond), allowed)
+		}
+	})
+	t.Run("failing", func(t *testing.T) {
+		var lookups atomic.Int64
+		var fails atomic.Bool
+		fails.Store(true)
+		s := newStack(t, options{lookups: &lookups, lookupFails: &fails})
+		for i := range 200 {
+			if r := s.do("GET", "/api/me", fmt.Sprintf("invented-%d", i), nil); r.Code != 503 && r.Code != 429 {
+				t.Fatalf("invented token %d with the store down: %d, want 503 or 429", i, r.Code)
+			}
+		}
+		if n := lookups.Load(); n > 55 {
+			t.Errorf("%d store lookups for 200 invented tokens while the store fails, want the budget's 50", n)
+		}
+		fails.Store(false)
+		want(t, s.do("GET", "/api/me", "invented-after", nil), 429, "rate_limited")
+	})
+}

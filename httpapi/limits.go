@@ -102,8 +102,16 @@ func (l *ipBuckets) exhausted(ip string) bool {
 // budgets addrkey.Widths' times the /64's), all or none: one client
 // holding a /56 does not get 256 budgets.
 func (l *ipBuckets) take(ip string) bool {
+	_, ok := l.reserve(ip)
+	return ok
+}
+
+// reserve is take that also returns how to give the token back (to each
+// bucket it came from), for a request charged before it is known to
+// deserve it.
+func (l *ipBuckets) reserve(ip string) (giveBack func(), ok bool) {
 	if l.b.Rate < 0 {
-		return true
+		return func() {}, true
 	}
 	now := l.now()
 	wider := addrkey.Wider(ip)
@@ -116,13 +124,21 @@ func (l *ipBuckets) take(ip string) bool {
 	}
 	for _, lim := range lims {
 		if lim.TokensAt(now) < 1 {
-			return false
+			return nil, false
 		}
 	}
-	for _, lim := range lims {
-		lim.AllowN(now, 1)
+	rs := make([]*rate.Reservation, len(lims))
+	for i, lim := range lims {
+		rs[i] = lim.ReserveN(now, 1)
 	}
-	return true
+	return func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		at := l.now()
+		for _, r := range rs {
+			r.CancelAt(at)
+		}
+	}, true
 }
 
 // bucket returns key's bucket, a new one of scale times the budget if it
