@@ -235,10 +235,11 @@ func (e *Engine) CheckPurchase(ctx context.Context, userID, saleID int64, path s
 	}
 	// The gate's order: a buyer is told duplicate even once sold out.
 	up := e.uptime()
-	if e.knownBuyer(saleID, userID, up) {
+	known, ask := e.buyerStatus(saleID, userID, up)
+	if known {
 		return Admission{}, errDuplicate
 	}
-	if e.isSoldOut(saleID, up) {
+	if !ask && e.isSoldOut(saleID, up) {
 		return Admission{}, seckill.Errorf(seckill.ESoldOut, "sold out")
 	}
 	return Admission{userID: userID, sale: s, now: now, up: up}, nil

@@ -34,26 +34,32 @@ const gateDupFor = 5 * time.Second
 // reconciler released it; or refused by SQL, and not a buyer after a
 // rebuild),
 // and is not known while their publish is unanswered (the reconciler may
-// release it on any instance). A buyer whose request this instance heard
-// queued (admitted by another instance) is known for heardFor, a buyer
-// learned from the gate's Duplicate for gateDupFor (see there), each
-// unless an outcome comes first.
+// release it on any instance). A buyer learned from the gate's Duplicate
+// is known for gateDupFor (see there). A buyer whose request this instance
+// heard queued (admitted by another instance: the queue's feed, or its
+// pending requests) is known for gateDupFor too, and after that, until an
+// outcome of the request comes, is a buyer to ask the gate about: the
+// sold-out flag does not answer them (buyerStatus).
 type knownBuyers struct {
 	mu  sync.Mutex
 	max int
 	m   map[int64]int64 // user → an entry: orderedBuyer, 0 if admitted here, heardAt(up), or when the gate said Duplicate (uptime ns, at least 1)
 }
 
-// heardFor is how long a buyer whose request this instance heard queued
-// (the queue's feed, or its pending requests) is known without an outcome
-// of it: their order's success makes them a buyer for good, a refusal
-// forgets them. A request heard may not have been stored (its publish
-// failed, or went unanswered and the reconciler released it; no outcome
-// comes then), and the buyer may buy again: other instances tell them 409
-// for at most this long. Long enough for a writer held up by a slow or
-// absent database (found by review: trusted only 5 s, such entries let the
-// flag tell winners 410 once the writer was 5 s behind).
-const heardFor = 5 * time.Minute
+// orderedBuyer marks in knownBuyers a user who has an order in the sale: a
+// buyer for good, whom no release nor refused request forgets (a stray
+// failed result of an older ticket of theirs, a request the reconciler
+// released and that landed late, comes after their order's success:
+// found by review, such a winner was forgotten and told 410).
+const orderedBuyer = -1
+
+// knownBuyersPerUnit and knownBuyersMin size a sale's set: every buyer is
+// one of at most stock plus units returned, so a few times the stock holds
+// them all.
+const (
+	knownBuyersPerUnit = 2
+	knownBuyersMin     = 1024
+)
 
 // heardAt is the entry of a buyer heard queued at up: below orderedBuyer,
 // so it sorts apart from the other kinds (entryRank); heardUp reads up
@@ -76,28 +82,29 @@ func entryRank(v int64) int {
 	return 0
 }
 
-// orderedBuyer marks in knownBuyers a user who has an order in the sale: a
-// buyer for good, whom no release nor refused request forgets (a stray
-// failed result of an older ticket of theirs, a request the reconciler
-// released and that landed late, comes after their order's success:
-// found by review, such a winner was forgotten and told 410).
-const orderedBuyer = -1
-
-// knownBuyersPerUnit and knownBuyersMin size a sale's set: every buyer is
-// one of at most stock plus units returned, so a few times the stock holds
-// them all.
-const (
-	knownBuyersPerUnit = 2
-	knownBuyersMin     = 1024
-)
-
 // knownBuyer reports whether the user is known to hold a unit of the sale
 // at up (an uptime reading: a Duplicate's trust is aged on the engine's
 // own clock, which no step of the shared clock moves).
 func (e *Engine) knownBuyer(saleID, userID int64, up time.Duration) bool {
+	known, _ := e.buyerStatus(saleID, userID, up)
+	return known
+}
+
+// buyerStatus tells whether the user is known to hold a unit of the sale
+// at up (answered 409 without the gate), or is one to ask the gate about:
+// a buyer heard queued more than gateDupFor ago whose request has no
+// outcome yet. Such a request may sit in the queue for as long as the
+// writer is held up (found by review: trusted 5 s only, once the writer
+// was 6 s behind 396 of 400 winners were told 410 by the sold-out flag of
+// instances that had not admitted them), or may never have been stored
+// (its publish failed, or went unanswered and the reconciler released
+// it: no outcome ever comes, and the buyer may buy again). Only the gate
+// can tell the two apart, so the flag leaves them to it; a Duplicate it
+// answers renews the hearing.
+func (e *Engine) buyerStatus(saleID, userID int64, up time.Duration) (known, ask bool) {
 	set, ok := e.buyers.Load(saleID)
 	if !ok {
-		return false
+		return false, false
 	}
 	k := set.(*knownBuyers)
 	k.mu.Lock()
@@ -105,13 +112,14 @@ func (e *Engine) knownBuyer(saleID, userID int64, up time.Duration) bool {
 	v, ok := k.m[userID]
 	switch {
 	case !ok:
-		return false
+		return false, false
 	case v == orderedBuyer, v == 0:
-		return true
+		return true, false
 	case v < orderedBuyer:
-		return int64(up)-heardUp(v) < int64(heardFor)
+		fresh := int64(up)-heardUp(v) < int64(gateDupFor)
+		return fresh, !fresh
 	}
-	return int64(up)-v < int64(gateDupFor)
+	return int64(up)-v < int64(gateDupFor), false
 }
 
 // learnBuyer records that the user holds a unit of the sale: admitted here
@@ -149,8 +157,11 @@ func (e *Engine) learn(saleID, size, userID, at int64) {
 		// 1,800 buyers with an order were told 410).
 		return
 	}
-	if r, c := entryRank(at), entryRank(cur); !had || r > c || r == c && (at > cur && r == 0 || at < cur && r == 1) {
+	switch r, c := entryRank(at), entryRank(cur); {
+	case !had, r > c, r == c && (at > cur && r == 0 || at < cur && r == 1):
 		k.m[userID] = at // a newer Duplicate or hearing renews its entry
+	case r == 0 && c == 1 && at > heardUp(cur):
+		k.m[userID] = heardAt(time.Duration(at)) // the gate confirms a buyer heard queued
 	}
 }
 
@@ -207,8 +218,8 @@ func (e *Engine) learnOrdered(saleID, userID int64) {
 // shared gate only). Its buyer holds a unit from then on, on every
 // instance: before, an instance that had not admitted them knew only once
 // their order was written, and meanwhile its sold-out flag told the
-// winner's next press 410 instead of 409. The entry holds for heardFor
-// unless an outcome comes first (see there).
+// winner's next press 410 instead of 409. The buyer is known for
+// gateDupFor, then left to the gate until an outcome comes (buyerStatus).
 func (e *Engine) requestQueued(r seckill.OrderRequest) {
 	e.learnHeard(r.SaleID, r.UserID, heardAt(e.uptime()))
 }
