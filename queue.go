@@ -56,9 +56,11 @@ type QueueRepairer interface {
 // once and not necessarily before its publish is acknowledged. A request fn
 // sees may not have been stored (its publish failed, and it was released):
 // it tells that a buyer very likely holds a unit, not that they do. fn
-// should be quick; a feed that falls behind may drop requests.
+// should be quick. gap is called after requests or results (ResultBus) may
+// have been missed: the connection to the server came back, or a
+// subscriber fell behind and messages were dropped.
 type RequestFeed interface {
-	SubscribeRequests(fn func(OrderRequest)) (cancel func(), err error)
+	SubscribeRequests(fn func(OrderRequest), gap func()) (cancel func(), err error)
 }
 
 // BatchAcker is implemented by queues that can ack a whole batch in one

@@ -318,9 +318,8 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	case seckill.Limited:
 		return "", seckill.Errorf(seckill.ERateLimited, "too many purchase attempts; slow down")
 	case seckill.SoldOut:
-		if e.buyersSeeded(a.sale, a.up) {
-			e.soldOut.Store(saleID, a.up)
-		}
+		e.awaitBuyers(a.sale, a.up)
+		e.soldOut.Store(saleID, a.up)
 		return "", seckill.Errorf(seckill.ESoldOut, "sold out")
 	}
 

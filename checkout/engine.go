@@ -164,7 +164,8 @@ type Engine struct {
 	viewLefts sync.Map  // sale id → *leftReading: units left for the sale's views (viewLeft)
 	buyers    sync.Map  // sale id → *knownBuyers: who this instance knows holds a unit (buyers.go)
 	seedMu    sync.Mutex
-	seeds     map[int64]buyerSeed // sale id → how far reading its buyers from SQL got (buyers.go)
+	seeds     map[int64]buyerSeed // sale id → how far reading its buyers got (buyers.go)
+	seedGen   uint64              // gaps in what this instance heard so far (buyersGap)
 
 	results     *resultMap
 	unsubscribe func()
@@ -255,7 +256,7 @@ func New(cfg Config, b Backends, log *slog.Logger) (*Engine, error) {
 	// With a shared gate other instances admit too: their buyers are
 	// learned as their requests are queued (requestQueued).
 	if feed, ok := b.Queue.(seckill.RequestFeed); ok && b.Locker != nil {
-		stop, err := feed.SubscribeRequests(e.requestQueued)
+		stop, err := feed.SubscribeRequests(e.requestQueued, e.buyersGap)
 		if err != nil {
 			cancel()
 			return nil, fmt.Errorf("subscribe requests: %w", err)

@@ -106,8 +106,8 @@ func (q *Queue) Publish(_ context.Context, r seckill.OrderRequest) error {
 
 // SubscribeRequests calls fn, on a goroutine of its own, for every request
 // published from now on, in publish order, until cancel is called
-// (seckill.RequestFeed).
-func (q *Queue) SubscribeRequests(fn func(seckill.OrderRequest)) (func(), error) {
+// (seckill.RequestFeed). Nothing is ever missed: gap is not called.
+func (q *Queue) SubscribeRequests(fn func(seckill.OrderRequest), gap func()) (func(), error) {
 	return subscribe(q, q.reqSubs, fn), nil
 }
 

@@ -6,10 +6,13 @@ import (
 	"net/url"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"seckill"
 )
 
 // freePorts returns n loopback ports free a moment ago.
@@ -124,5 +127,47 @@ func TestClusterKeepsReplicas(t *testing.T) {
 			t.Fatalf("no 'no leader' answer in 30 s; the last: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// TestFeedGapOnReconnect: after the connection to the server comes back,
+// SubscribeRequests' gap is called (core messages sent meanwhile were not
+// kept for this subscriber), and the feed goes on.
+func TestFeedGapOnReconnect(t *testing.T) {
+	if testing.Short() {
+		t.Skip("restarts a server")
+	}
+	port, dir := freePorts(t, 1)[0], t.TempDir()
+	start := func() *server.Server {
+		s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		if !s.ReadyForConnections(20 * time.Second) {
+			t.Fatal("the server did not start")
+		}
+		return s
+	}
+	srv := start()
+	q := open(t, Config{URL: fmt.Sprintf("nats://127.0.0.1:%d", port), Prefix: "GAPTEST"})
+	defer q.Close()
+	var gaps, heard atomic.Int32
+	cancel, err := q.SubscribeRequests(func(seckill.OrderRequest) { heard.Add(1) }, func() { gaps.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cancel()
+	publishUsers(t, q, 1, 1)
+	srv.Shutdown()
+	srv.WaitForShutdown()
+	srv = start()
+	defer func() { srv.Shutdown(); srv.WaitForShutdown() }()
+	waitFor(t, func() bool { return gaps.Load() > 0 })
+	for deadline := time.Now().Add(10 * time.Second); heard.Load() < 2; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the feed heard nothing after the reconnect")
+		}
+		_ = q.Publish(t.Context(), seckill.OrderRequest{SaleID: 1, UserID: 2, Ticket: "t"}) // may fail while JetStream starts
 	}
 }

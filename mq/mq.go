@@ -157,6 +157,10 @@ type Queue struct {
 	pclosed     bool
 	maxInFlight int // messages per sale on their way at once (the const; tests lower it)
 	pubs        pubHealth
+
+	gmu    sync.Mutex
+	gapSeq int
+	gaps   map[int]func() // SubscribeRequests' gap callbacks (results.go)
 }
 
 // Open connects to the queue, starting the embedded server when cfg.URL is
@@ -205,6 +209,8 @@ func (q *Queue) open(ctx context.Context) error {
 			// The server may have restarted after a crash: mend what it
 			// brought back before the writers rely on it.
 			go q.repairAfterReconnect()
+			// Core messages sent meanwhile were not kept for us.
+			go q.noteGap()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
 			subj := ""
@@ -212,6 +218,9 @@ func (q *Queue) open(ctx context.Context) error {
 				subj = sub.Subject
 			}
 			q.log.Error("nats async error", "subject", subj, "err", err)
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				go q.noteGap() // messages of a subscription were dropped
+			}
 		}),
 	}
 	url := q.cfg.URL

@@ -54,9 +54,19 @@ func (q *Queue) SubscribeResults(fn func(seckill.OrderResult)) (cancel func(), e
 // called: a core NATS subscription to the stream's subjects, which the
 // server feeds as it takes each message, stored or not (seckill.RequestFeed).
 // fn is called as SubscribeResults calls it; a feed that falls behind drops
-// messages (logged), as results do. Errors are EBusy.
-func (q *Queue) SubscribeRequests(fn func(seckill.OrderRequest)) (cancel func(), err error) {
-	return q.subscribe(q.subjPfx+">", "requests", func(data []byte, stopped *atomic.Bool) {
+// messages (logged), as results do. gap is called after the connection
+// came back and after any subscription of this queue dropped messages.
+// Errors are EBusy.
+func (q *Queue) SubscribeRequests(fn func(seckill.OrderRequest), gap func()) (cancel func(), err error) {
+	q.gmu.Lock()
+	q.gapSeq++
+	id := q.gapSeq
+	if q.gaps == nil {
+		q.gaps = map[int]func(){}
+	}
+	q.gaps[id] = gap
+	q.gmu.Unlock()
+	unsub, err := q.subscribe(q.subjPfx+">", "requests", func(data []byte, stopped *atomic.Bool) {
 		rs, err := decodeMessage(data)
 		if err != nil {
 			return // the writer terminates and logs a malformed message
@@ -68,6 +78,29 @@ func (q *Queue) SubscribeRequests(fn func(seckill.OrderRequest)) (cancel func(),
 			fn(r)
 		}
 	})
+	forget := func() {
+		q.gmu.Lock()
+		delete(q.gaps, id)
+		q.gmu.Unlock()
+	}
+	if err != nil {
+		forget()
+		return nil, err
+	}
+	return func() { forget(); unsub() }, nil
+}
+
+// noteGap calls every SubscribeRequests' gap callback.
+func (q *Queue) noteGap() {
+	q.gmu.Lock()
+	fns := make([]func(), 0, len(q.gaps))
+	for _, fn := range q.gaps {
+		fns = append(fns, fn)
+	}
+	q.gmu.Unlock()
+	for _, fn := range fns {
+		fn()
+	}
 }
 
 // PublishDash sends data, one instance's dashboard counts, to every

@@ -280,7 +280,7 @@ func TestOrderQueue(t *testing.T, open func(t *testing.T) QueueUnderTest) {
 			t.Skip("backend has no request feed")
 		}
 		seen := &collector[seckill.OrderRequest]{}
-		cancel, err := feed.SubscribeRequests(seen.add)
+		cancel, err := feed.SubscribeRequests(seen.add, func() {})
 		if err != nil {
 			t.Fatalf("subscribe: %v", err)
 		}
