@@ -69,12 +69,13 @@ type ipBuckets struct {
 	max int // buckets kept at most: maxIPBuckets
 	now func() time.Time
 
-	mu sync.Mutex
-	m  map[string]*rate.Limiter
+	mu   sync.Mutex
+	m    map[string]*rate.Limiter
+	held map[string]int // tokens held by requests whose charge is not decided yet (hold)
 }
 
 func newIPBuckets(b Budget) *ipBuckets {
-	return &ipBuckets{b: b, max: maxIPBuckets, now: time.Now, m: map[string]*rate.Limiter{}}
+	return &ipBuckets{b: b, max: maxIPBuckets, now: time.Now, m: map[string]*rate.Limiter{}, held: map[string]int{}}
 }
 
 // exhausted reports whether ip has no token left, without taking one: in
@@ -102,43 +103,86 @@ func (l *ipBuckets) exhausted(ip string) bool {
 // budgets addrkey.Widths' times the /64's), all or none: one client
 // holding a /56 does not get 256 budgets.
 func (l *ipBuckets) take(ip string) bool {
-	_, ok := l.reserve(ip)
-	return ok
-}
-
-// reserve is take that also returns how to give the token back (to each
-// bucket it came from), for a request charged before it is known to
-// deserve it.
-func (l *ipBuckets) reserve(ip string) (giveBack func(), ok bool) {
 	if l.b.Rate < 0 {
-		return func() {}, true
+		return true
 	}
 	now := l.now()
-	wider := addrkey.Wider(ip)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lims := make([]*rate.Limiter, 0, 1+len(wider))
-	lims = append(lims, l.bucket(ip, 1, now))
-	for i, k := range wider {
-		lims = append(lims, l.bucket(k, addrkey.Widths[i].Scale, now))
+	keys, lims := l.buckets(ip, now)
+	if !l.left(keys, lims, now) {
+		return false
 	}
 	for _, lim := range lims {
-		if lim.TokensAt(now) < 1 {
-			return nil, false
-		}
+		lim.AllowN(now, 1)
 	}
-	rs := make([]*rate.Reservation, len(lims))
-	for i, lim := range lims {
-		rs[i] = lim.ReserveN(now, 1)
+	return true
+}
+
+// hold is take for a request whose charge is decided later: it reports
+// whether ip has a token left beyond those other requests hold, and holds
+// one; done ends the hold, taking the token if charge. So requests in
+// flight at once are no more than the tokens left, whatever they turn
+// out to cost.
+func (l *ipBuckets) hold(ip string) (done func(charge bool), ok bool) {
+	if l.b.Rate < 0 {
+		return func(bool) {}, true
 	}
-	return func() {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	keys, lims := l.buckets(ip, now)
+	if !l.left(keys, lims, now) {
+		return nil, false
+	}
+	for _, k := range keys {
+		l.held[k]++
+	}
+	return func(charge bool) {
+		now := l.now()
 		l.mu.Lock()
 		defer l.mu.Unlock()
-		at := l.now()
-		for _, r := range rs {
-			r.CancelAt(at)
+		for i, k := range keys {
+			if l.held[k]--; l.held[k] <= 0 {
+				delete(l.held, k)
+			}
+			if charge {
+				l.bucket(k, scaleOf(i), now).ReserveN(now, 1) // into debt if others took it meanwhile
+			}
 		}
 	}, true
+}
+
+// buckets returns the keys of ip's buckets (its own, then its wider
+// blocks') and the buckets. Called with l.mu held.
+func (l *ipBuckets) buckets(ip string, now time.Time) ([]string, []*rate.Limiter) {
+	wider := addrkey.Wider(ip)
+	keys := make([]string, 0, 1+len(wider))
+	lims := make([]*rate.Limiter, 0, 1+len(wider))
+	keys, lims = append(keys, ip), append(lims, l.bucket(ip, 1, now))
+	for i, k := range wider {
+		keys, lims = append(keys, k), append(lims, l.bucket(k, addrkey.Widths[i].Scale, now))
+	}
+	return keys, lims
+}
+
+// scaleOf is the budget scale of the i-th key buckets returns.
+func scaleOf(i int) int {
+	if i == 0 {
+		return 1
+	}
+	return addrkey.Widths[i-1].Scale
+}
+
+// left reports whether every one of the buckets has a token that no
+// request holds. Called with l.mu held.
+func (l *ipBuckets) left(keys []string, lims []*rate.Limiter, now time.Time) bool {
+	for i, lim := range lims {
+		if lim.TokensAt(now)-float64(l.held[keys[i]]) < 1 {
+			return false
+		}
+	}
+	return true
 }
 
 // bucket returns key's bucket, a new one of scale times the budget if it

@@ -35,12 +35,12 @@ func token(r *http.Request) string {
 //     (account.Config.TokenKey), is looked up and charged after, if the
 //     lookup fails; once the budget is spent it goes on only if vouched;
 //   - any other token (invented, or unsigned: older, or under a changed
-//     key) is charged before its lookup, and given back if it finds a
-//     session: a check that took nothing let every request in flight when
-//     a token refilled through to a lookup (found by review: 300 lookups
-//     a second from one address with a 2 ms store instead of 5), and a
-//     lookup that failed (the store down, the client gone) was charged
-//     nothing at all.
+//     key) holds a token of the budget during its lookup, charged if the
+//     lookup fails in any way: a check that took nothing let every request
+//     in flight when a token refilled through to a lookup (found by review:
+//     300 lookups a second from one address with a 2 ms store instead of
+//     5), and a lookup that failed (the store down, the client gone) was
+//     charged nothing at all.
 //
 // Beyond the budget the answer is 429 rate_limited, before any lookup.
 // Before, one client flooding invented tokens shut every buyer behind the
@@ -54,25 +54,25 @@ func (s *Server) authed(h authedHandler) handler {
 			return err
 		}
 		a, ip := s.cfg.Accounts, s.clientIP(r)
-		var giveBack func()
+		var settle func(charge bool)
 		if a.KnownToken(tok) || a.SignedToken(tok) {
 			if s.badAuth.exhausted(ip) && !s.vouched(tok, ip) {
 				return errUnknownTokens
 			}
 		} else {
 			var ok bool
-			if giveBack, ok = s.badAuth.reserve(ip); !ok {
+			if settle, ok = s.badAuth.hold(ip); !ok {
 				return errUnknownTokens
 			}
 		}
 		sess, err := a.Authenticate(r.Context(), tok)
+		if settle != nil {
+			settle(err != nil)
+		}
 		switch {
 		case err == nil:
-			if giveBack != nil {
-				giveBack()
-			}
 			return h(w, r, sess)
-		case giveBack == nil:
+		case settle == nil:
 			if seckill.ErrorCode(err) == seckill.EUnauthenticated && a.SignedToken(tok) {
 				s.dead.add(tok)
 			}
