@@ -205,10 +205,11 @@ func (e *Engine) isSoldOut(saleID int64, up time.Duration) bool {
 
 // Admission is a purchase that passed CheckPurchase; Admit finishes it.
 type Admission struct {
-	userID int64
-	sale   *seckill.Sale
-	now    time.Time     // SaleTime at the check
-	up     time.Duration // uptime at the check: what the local answers age on
+	userID  int64
+	sale    *seckill.Sale
+	now     time.Time     // SaleTime at the check
+	up      time.Duration // uptime at the check: what the local answers age on
+	reading bool          // the sale sold out here and its buyers are being read: no admission cap
 }
 
 // CheckPurchase makes the checks of a purchase that need no shared
@@ -242,7 +243,7 @@ func (e *Engine) CheckPurchase(ctx context.Context, userID, saleID int64, path s
 	if !ask && e.isSoldOut(saleID, up) {
 		return Admission{}, seckill.Errorf(seckill.ESoldOut, "sold out")
 	}
-	return Admission{userID: userID, sale: s, now: now, up: up}, nil
+	return Admission{userID: userID, sale: s, now: now, up: up, reading: e.readingBuyers(saleID)}, nil
 }
 
 // errDuplicate answers a buyer who holds a unit of the sale already.
@@ -270,7 +271,11 @@ func (e *Engine) Purchase(ctx context.Context, userID, saleID int64, path string
 // ticket; errors as Purchase.
 func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	userID, saleID, now := a.userID, a.sale.ID, a.now
-	if !e.admitted(a.sale, now) {
+	// While the sale's buyers are read the flag is down and the gate
+	// answers what it would (sold out, mostly): the cap, meant for a sale
+	// still selling, would answer those presses 503 (found by review:
+	// 8,357 of 9,000 presses of a 10-unit sale during a slow read).
+	if !a.reading && !e.admitted(a.sale, now) {
 		return "", seckill.Errorf(seckill.EBusy, "too many purchases for this sale right now; retry shortly")
 	}
 	select {
@@ -318,8 +323,9 @@ func (e *Engine) Admit(ctx context.Context, a Admission) (string, error) {
 	case seckill.Limited:
 		return "", seckill.Errorf(seckill.ERateLimited, "too many purchase attempts; slow down")
 	case seckill.SoldOut:
-		e.awaitBuyers(a.sale, a.up)
-		e.soldOut.Store(saleID, a.up)
+		if e.awaitBuyers(a.sale, a.up) {
+			e.soldOut.Store(saleID, a.up)
+		}
 		return "", seckill.Errorf(seckill.ESoldOut, "sold out")
 	}
 

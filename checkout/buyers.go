@@ -265,44 +265,60 @@ const (
 	seedTimeout = 30 * time.Second
 )
 
-// awaitBuyers is called before the sold-out flag goes up for the sale at
-// up: it reads the sale's buyers once (after a failed read, again seedRetry
-// later; after a gap in what this instance heard, again), and waits for
-// the read up to seedWait from its start. An instance knows only the
-// buyers it admitted or heard of since it started; without the read, one
-// started after the sale's buyers were admitted (a restart, a new
-// instance) told them 410 instead of 409 while its flag was up. A read
-// slower than seedWait (the queue holds a backlog) leaves the flag to
-// answer meanwhile: held down until the read was done, it sent every press
-// to the gate, where the sale's admission cap answered them 503 (found by
-// review: 8,357 of 9,000 presses of a 10-unit sale, with 5,000 requests
-// queued behind a held-up writer).
-func (e *Engine) awaitBuyers(s *seckill.Sale, up time.Duration) {
+// awaitBuyers reports whether the sold-out flag may go up for the sale at
+// up: once this instance has read the sale's buyers, or tried and failed.
+// It starts the read (again seedRetry after a failed one; again after a
+// gap in what this instance heard) and waits for it up to seedWait from
+// its start. An instance knows only the buyers it admitted or heard of
+// since it started; without the read, one started after the sale's buyers
+// were admitted (a restart, a new instance) told them 410 instead of 409
+// while its flag was up. Until the read is done the gate answers, without
+// the sale's admission cap (readingBuyers): held down by the cap, presses
+// during a slow read were answered 503 (found by review: 8,357 of 9,000
+// presses of a 10-unit sale, with 5,000 requests queued behind a held-up
+// writer); raised before the read was done, the flag told the winners not
+// read yet 410 (found by review: 2,718 of 5,000). A failed read lets the
+// flag answer (sparing the gate a flood matters more).
+func (e *Engine) awaitBuyers(s *seckill.Sale, up time.Duration) bool {
 	e.seedMu.Lock()
 	st := e.seeds[s.ID]
 	if st.done {
 		e.seedMu.Unlock()
-		return
+		return true
 	}
 	read := st.running
 	if read == nil && up >= st.retryAt {
 		read = make(chan struct{})
 		st.running, st.began = read, up
 		e.seeds[s.ID] = st
+		e.reading.Store(s.ID, struct{}{})
+		e.readsRunning.Add(1)
 		go e.seedBuyers(s.ID, read)
 	}
 	e.seedMu.Unlock()
 	if read == nil {
-		return
+		return st.retryAt > 0 // failed, and not to be read again yet
 	}
 	if wait := seedWait - (up - st.began); wait > 0 {
 		t := time.NewTimer(wait)
 		defer t.Stop()
 		select {
 		case <-read:
+			return true // read, or failed: the flag answers either way
 		case <-t.C:
 		}
 	}
+	return false
+}
+
+// readingBuyers reports whether a read of the sale's buyers is under way
+// (awaitBuyers). Cheap when none is: it is asked on every press.
+func (e *Engine) readingBuyers(saleID int64) bool {
+	if e.readsRunning.Load() == 0 {
+		return false
+	}
+	_, ok := e.reading.Load(saleID)
+	return ok
 }
 
 // buyersGap makes every sale's buyers be read again before its flag next
@@ -330,6 +346,10 @@ func (e *Engine) buyersGap() {
 // in SQL by the second read: the writer commits before it acks.
 func (e *Engine) seedBuyers(saleID int64, read chan struct{}) {
 	defer close(read)
+	defer func() {
+		e.reading.Delete(saleID)
+		e.readsRunning.Add(-1)
+	}()
 	e.seedMu.Lock()
 	gen := e.seedGen
 	e.seedMu.Unlock()

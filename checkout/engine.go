@@ -159,13 +159,15 @@ type Engine struct {
 	newest  atomic.Int64
 	listing freshRead
 
-	born      time.Time // the engine's own clock at New: uptime counts from it
-	soldOut   sync.Map  // sale id → uptime (time.Duration) when the gate said sold out
-	viewLefts sync.Map  // sale id → *leftReading: units left for the sale's views (viewLeft)
-	buyers    sync.Map  // sale id → *knownBuyers: who this instance knows holds a unit (buyers.go)
-	seedMu    sync.Mutex
-	seeds     map[int64]buyerSeed // sale id → how far reading its buyers got (buyers.go)
-	seedGen   uint64              // gaps in what this instance heard so far (buyersGap)
+	born         time.Time // the engine's own clock at New: uptime counts from it
+	soldOut      sync.Map  // sale id → uptime (time.Duration) when the gate said sold out
+	viewLefts    sync.Map  // sale id → *leftReading: units left for the sale's views (viewLeft)
+	buyers       sync.Map  // sale id → *knownBuyers: who this instance knows holds a unit (buyers.go)
+	seedMu       sync.Mutex
+	seeds        map[int64]buyerSeed // sale id → how far reading its buyers got (buyers.go)
+	seedGen      uint64              // gaps in what this instance heard so far (buyersGap)
+	reading      sync.Map            // sale id → struct{}: its buyers are being read (readingBuyers)
+	readsRunning atomic.Int32        // how many such reads are under way
 
 	results     *resultMap
 	unsubscribe func()
