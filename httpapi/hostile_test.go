@@ -312,14 +312,20 @@ func TestDeadSignedTokensBounded(t *testing.T) {
 	s := newStack(t, options{lookups: &lookups, signedLookups: httpapi.Budget{Rate: 0.001, Burst: 10}})
 	dead := deadSignedTokens(t, s, 100)
 	spendTokenBudget(t, s)
-	before := lookups.Load()
+	before, began := lookups.Load(), time.Now()
 	for range 2 {
-		for _, tok := range dead {
-			want(t, s.do("GET", "/api/me", tok, nil), 429, "rate_limited")
+		for i, tok := range dead {
+			// 401 when the unknown-token budget refilled a token meanwhile
+			if r := s.do("GET", "/api/me", tok, nil); r.Code != 429 && r.Code != 401 {
+				t.Fatalf("dead token %d: %d, want 429 (or 401)", i, r.Code)
+			}
 		}
 	}
-	if n := lookups.Load() - before; n != 10 {
-		t.Errorf("%d store lookups for %d dead signed tokens sent twice, want the budget's 10", n, len(dead))
+	// The signed budget's 10, and one a refill of the unknown-token
+	// budget (5 a second) lets through.
+	allowed := 10 + int64(5*time.Since(began).Seconds()) + 1
+	if n := lookups.Load() - before; n < 10 || n > allowed {
+		t.Errorf("%d store lookups for %d dead signed tokens sent twice, want the budget's 10 (at most %d with refills)", n, len(dead), allowed)
 	}
 }
 

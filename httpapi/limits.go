@@ -106,9 +106,9 @@ func (l *ipBuckets) take(ip string) bool {
 	if l.b.Rate < 0 {
 		return true
 	}
-	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now() // read under the lock: a limiter given times out of order refills twice
 	keys, lims := l.buckets(ip, now)
 	if !l.left(keys, lims, now) {
 		return false
@@ -128,9 +128,9 @@ func (l *ipBuckets) hold(ip string) (done func(charge bool), ok bool) {
 	if l.b.Rate < 0 {
 		return func(bool) {}, true
 	}
-	now := l.now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	now := l.now()
 	keys, lims := l.buckets(ip, now)
 	if !l.left(keys, lims, now) {
 		return nil, false
@@ -139,9 +139,9 @@ func (l *ipBuckets) hold(ip string) (done func(charge bool), ok bool) {
 		l.held[k]++
 	}
 	return func(charge bool) {
-		now := l.now()
 		l.mu.Lock()
 		defer l.mu.Unlock()
+		now := l.now()
 		for i, k := range keys {
 			if l.held[k]--; l.held[k] <= 0 {
 				delete(l.held, k)
