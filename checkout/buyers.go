@@ -389,6 +389,21 @@ func (e *Engine) seedBuyers(saleID int64, read chan struct{}) {
 	e.seeds[saleID] = st
 }
 
+// rereadBuyers has the next sold-out answer of the sale read its buyers
+// again (awaitBuyers) before the flag answers, and lowers the flag
+// meanwhile: after a rebuild of its gate, whose buyers the instance
+// forgot.
+func (e *Engine) rereadBuyers(saleID int64) {
+	e.seedMu.Lock()
+	defer e.seedMu.Unlock()
+	e.seedGen++ // a read under way may have begun before the rebuild
+	if st, ok := e.seeds[saleID]; ok {
+		st.done, st.retryAt = false, 0
+		e.seeds[saleID] = st
+	}
+	e.soldOut.Delete(saleID)
+}
+
 // forgetSeed drops what awaitBuyers keeps of a sale.
 func (e *Engine) forgetSeed(saleID int64) {
 	e.seedMu.Lock()

@@ -430,6 +430,46 @@ func TestBuyersReadAgainAfterAGap(t *testing.T) {
 	}
 }
 
+// TestBuyersReadAgainAfterARebuild: the instance that rebuilds a sale's
+// gate (Redis emptied) drops what it knew of the sale's buyers, and reads
+// them again before its sold-out flag answers. Found by review: the read
+// was marked done from before the rebuild, the flag went up knowing no
+// buyer, and that instance told every winner 410 sold_out until it
+// restarted (68–221 winners a run), while the others said 409.
+func TestBuyersReadAgainAfterARebuild(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	const stock = 3
+	s := v.openSale(stock)
+	winners, loser := v.users(stock), v.users(1)[0]
+	bk := v.backends()
+	bk.Locker = inmem.NewLocker()
+	a := v.recovered(Config{}, &bk)
+	runWriter(t, a)
+	v.buyAll(a, s.ID, winners)
+	for _, w := range winners {
+		waitResult(t, a, w, s.ID, seckill.ResultSuccess)
+	}
+	raiseSoldOut(t, a, loser, s.ID) // a reads the winners
+	for _, w := range winners {
+		_, err := a.Purchase(ctx, w, s.ID, path(t, a, w, s.ID))
+		wantCode(t, err, seckill.EDuplicate)
+	}
+
+	// The gate loses the sale; a rebuilds it from SQL.
+	if err := v.gate.Forget(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if loaded, err := a.loadGate(ctx, s.ID); err != nil || !loaded {
+		t.Fatalf("load: %v %v", loaded, err)
+	}
+	raiseSoldOut(t, a, loser, s.ID)
+	for _, w := range winners {
+		_, err := a.Purchase(ctx, w, s.ID, path(t, a, w, s.ID))
+		wantCode(t, err, seckill.EDuplicate)
+	}
+}
+
 // failingPending is a queue whose pending requests cannot be read (its
 // server unreachable).
 type failingPending struct{ seckill.OrderQueue }

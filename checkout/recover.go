@@ -216,8 +216,13 @@ func (e *Engine) loadGate(ctx context.Context, saleID int64) (bool, error) {
 	})
 	if loaded {
 		// A gate rebuilt from SQL and the queue may not hold everyone
-		// this instance knew as a buyer (one SQL refused is none).
+		// this instance knew as a buyer (one SQL refused is none). What
+		// it knows again comes from a new read of the sale's buyers,
+		// before the sold-out flag answers (found by review: the read
+		// stayed done from before, the flag went up knowing nobody, and
+		// every winner was told 410 here until a restart).
 		e.forgetBuyers(saleID)
+		e.rereadBuyers(saleID)
 	}
 	return loaded, err
 }
