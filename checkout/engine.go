@@ -184,6 +184,11 @@ type Engine struct {
 	forgotten  sync.Map // sale id → struct{}: ended sales this process dropped from the gate
 	rebuilding atomic.Bool
 	rebuilds   rebuildCounter
+	rebuildMu  sync.Mutex
+	// rebuildAfter is when maybeRebuild may start a rebuild again after
+	// rebuildFails failed in a row (real monotonic time).
+	rebuildAfter time.Time
+	rebuildFails int
 
 	// staleSeen is when Reconcile first found each reservation it has not
 	// released yet stale, per sale, on this process's monotonic clock;

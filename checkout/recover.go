@@ -84,18 +84,39 @@ func (e *Engine) recoverShared(ctx context.Context) error {
 // instance's alone) it rebuilds without one: a sale is missing there only
 // when its load at creation failed.
 func (e *Engine) maybeRebuild() {
-	if !e.rebuilding.CompareAndSwap(false, true) {
+	e.rebuildMu.Lock()
+	wait := time.Now().Before(e.rebuildAfter)
+	e.rebuildMu.Unlock()
+	if wait || !e.rebuilding.CompareAndSwap(false, true) {
 		return
 	}
 	go func() {
 		defer e.rebuilding.Store(false)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if err := e.RebuildGate(ctx); err != nil {
-			e.log.Error("gate rebuild", "err", err)
+		err := e.RebuildGate(ctx)
+		e.rebuildMu.Lock()
+		defer e.rebuildMu.Unlock()
+		if err == nil {
+			e.rebuildFails, e.rebuildAfter = 0, time.Time{}
+			return
 		}
+		e.rebuildFails++
+		again := min(rebuildRetryFirst<<min(e.rebuildFails-1, 8), rebuildRetryMost)
+		e.rebuildAfter = time.Now().Add(again)
+		e.log.Error("gate rebuild", "err", err, "failed_in_a_row", e.rebuildFails, "retry_in", again)
 	}()
 }
+
+// A failed rebuild waits rebuildRetryFirst before the next may start,
+// twice as long after each failure in a row, up to rebuildRetryMost:
+// every purchase answered busy asks for one, and against a database
+// that is down they were tried (and logged) 150 times a second per
+// instance (found by review).
+const (
+	rebuildRetryFirst = 100 * time.Millisecond
+	rebuildRetryMost  = 2 * time.Second
+)
 
 // rebuildLock names the lock of the instance that rebuilds the gate.
 const rebuildLock = "gate-rebuild"

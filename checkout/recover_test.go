@@ -2,7 +2,9 @@ package checkout
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"seckill"
 )
@@ -127,4 +129,50 @@ func TestRecoverRebuildsGate(t *testing.T) {
 			t.Errorf("user %d in sale c: reason %q, want %q", user, r.Reason, seckill.ESoldOut)
 		}
 	}
+}
+
+// salesDown is a sale store whose list of sales fails while down (the
+// database away), counting the reads.
+type salesDown struct {
+	seckill.SaleStore
+	down  atomic.Bool
+	reads atomic.Int64
+}
+
+func (s *salesDown) Sales(ctx context.Context) ([]*seckill.Sale, error) {
+	s.reads.Add(1)
+	if s.down.Load() {
+		return nil, seckill.Errorf(seckill.EBusy, "database away")
+	}
+	return s.SaleStore.Sales(ctx)
+}
+
+// TestFailedRebuildsBackOff: while the database is away, the purchases
+// answered busy each ask for a rebuild, and a failed one waits before the
+// next starts, longer after each failure (found by review: 150 rebuilds,
+// and as many error lines, a second per instance); once the database is
+// back a rebuild runs within rebuildRetryMost.
+func TestFailedRebuildsBackOff(t *testing.T) {
+	v := newEnv(t)
+	b := v.backends()
+	sales := &salesDown{SaleStore: b.Sales}
+	sales.down.Store(true)
+	b.Sales = sales
+	e := v.engine(Config{}, &b)
+	start := time.Now()
+	for time.Since(start) < 500*time.Millisecond {
+		e.maybeRebuild()
+		time.Sleep(time.Millisecond)
+	}
+	// Attempts at 0, 0.1, 0.3 s (and 0.7 s): 3, or 4 on a slow machine.
+	if n := sales.reads.Load(); n < 2 || n > 5 {
+		t.Fatalf("%d rebuilds tried in 0.5 s with the database away, want 3 (backing off from %v)", n, rebuildRetryFirst)
+	}
+	sales.down.Store(false)
+	waitFor(t, "a rebuild once the database is back", func() bool {
+		e.maybeRebuild()
+		e.rebuildMu.Lock()
+		defer e.rebuildMu.Unlock()
+		return !e.rebuilding.Load() && e.rebuildFails == 0
+	})
 }
