@@ -199,9 +199,10 @@ type Engine struct {
 	staleSeen map[int64]map[staleKey]time.Time
 	staleWait time.Duration
 
-	relay       relayState   // rounds of RelayReturns (relay.go)
-	refundAfter atomic.Int64 // payment id after which the next RetryRefunds round reads (payments.go)
-	refundStuck refundStuck  // the payment whose refund failed the last rounds in a row (payments.go)
+	relay       relayState     // rounds of RelayReturns (relay.go)
+	refundAfter atomic.Int64   // payment id after which the next RetryRefunds round reads (payments.go)
+	refundStuck refundStuck    // the payment whose refund failed the last rounds in a row (payments.go)
+	refused     refusedRefunds // refunds the provider refused, and when each is asked again (payments.go)
 	// askDownUntil is when (unix ns) the sweeper may ask the provider
 	// again after a question failed (askTrade).
 	askDownUntil atomic.Int64

@@ -87,6 +87,74 @@ func TestRefundFailingForOneTradeBlocksNoOther(t *testing.T) {
 	}
 }
 
+// TestRefusedRefundAskedLessOften: a refund the provider refuses for good
+// is asked again after refusedFirst, then after twice as long each time
+// up to refusedMost, not every sweeper round (found by review: one refused
+// refund was asked, and logged as an error, every second for ever); the
+// refunds after it are made in the same rounds, and it is made once the
+// provider takes it.
+func TestRefusedRefundAskedLessOften(t *testing.T) {
+	v := newEnv(t)
+	p := newFakeProvider()
+	clock := newFakeClock(time.Now())
+	b := v.backends()
+	b.Payments, b.Clock = p, &sharedClock{}
+	e := v.recovered(Config{Now: clock.Now}, &b)
+	s, os := lateRefundsDue(t, v, e, p, 2)
+	bad := os[0].OrderNo
+	p.mu.Lock()
+	p.refuse[bad] = payment.ErrNotRefundable
+	p.mu.Unlock()
+	asked := func() int {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.asked[bad]
+	}
+	rounds := func(n int) {
+		for range n {
+			_, _ = e.RetryRefunds(context.Background())
+		}
+	}
+	rounds(5)
+	if n := p.refunded(os[1].OrderNo); n != 1 {
+		t.Fatalf("the refund after a refused one: made %d times, want 1", n)
+	}
+	if n := asked(); n != 1 {
+		t.Fatalf("five rounds in a second asked the refused refund %d times, want 1", n)
+	}
+	for i, wait := range []time.Duration{refusedFirst, 2 * refusedFirst, 4 * refusedFirst} {
+		clock.set(clock.Now().Add(wait - time.Second))
+		rounds(3)
+		if n := asked(); n != i+1 {
+			t.Fatalf("asked %d times %v after refusal %d, want %d", n, wait-time.Second, i+1, i+1)
+		}
+		clock.set(clock.Now().Add(time.Second))
+		rounds(3)
+		if n := asked(); n != i+2 {
+			t.Fatalf("asked %d times %v after refusal %d, want %d", n, wait, i+1, i+2)
+		}
+	}
+	clock.set(clock.Now().Add(10 * refusedMost))
+	rounds(1)
+	before := asked()
+	clock.set(clock.Now().Add(refusedMost))
+	rounds(1)
+	if n := asked(); n != before+1 {
+		t.Fatalf("after refusedMost: asked %d more times, want 1: the wait grows past refusedMost", n-before)
+	}
+	p.mu.Lock()
+	delete(p.refuse, bad) // the provider takes it now
+	p.mu.Unlock()
+	clock.set(clock.Now().Add(refusedMost))
+	rounds(1)
+	if n := p.refunded(bad); n != 1 {
+		t.Fatalf("the refused refund, once the provider takes it: made %d times, want 1", n)
+	}
+	if st := engineStats(t, e, s.ID); st.RefundsDue != 0 || st.PaymentsRefunded != 2 {
+		t.Errorf("stats: %d refunds due, %d refunded; want 0 and 2", st.RefundsDue, st.PaymentsRefunded)
+	}
+}
+
 // TestRefundsRefusedForGoodFillNoWindow: more refunds refused for good
 // than one round retries (refundBatch), all older than a good one, must
 // not keep the good one due: the rounds page through the refunds due

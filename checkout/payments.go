@@ -301,7 +301,10 @@ func (e *Engine) refund(ctx context.Context, p seckill.Payment) error {
 // refund window, unknown, …) is logged and passed over, so that one
 // refused for good does not keep every later buyer's money; it stays due
 // (an operator's matter) and is asked again each time the pages come
-// round, and however many there are, later ones are reached. Any other
+// round, and however many there are, later ones are reached; each waits
+// refusedFirst before it is asked again, then twice as long after each
+// refusal up to refusedMost (found by review: one refused for good was
+// asked, and logged as an error, every sweep, for ever). Any other
 // failure stops the round (the provider or SQL is likely down) and is
 // returned (the next round starts again at the payment that failed); so
 // is the first refusal, after the others were tried. A payment whose
@@ -323,13 +326,20 @@ func (e *Engine) RetryRefunds(ctx context.Context) (int, error) {
 	}
 	n := 0
 	var refused error
+	now := e.now()
 	for _, p := range due {
+		if !e.refused.due(p.ID, now) {
+			last = p.ID
+			continue
+		}
 		err := e.refund(ctx, p)
 		switch {
 		case err == nil:
 			n++
+			e.refused.forget(p.ID)
 		case refusedByProvider(err):
-			e.log.Error("the provider refuses a refund; it stays due", "order", p.OrderNo, "trade", p.TradeNo, "err", err)
+			wait := e.refused.refusedAt(p.ID, now)
+			e.log.Error("the provider refuses a refund; it stays due", "order", p.OrderNo, "trade", p.TradeNo, "asked_again_in", wait, "err", err)
 			if refused == nil {
 				refused = err
 			}
@@ -378,6 +388,63 @@ func (s *refundStuck) failed(id int64) int {
 		s.id, s.rounds = 0, 0
 	}
 	return n
+}
+
+// A refund the provider refused waits refusedFirst before it is asked
+// again, then twice as long after each refusal, up to refusedMost. At
+// most refusedKept are remembered; beyond, a refused one is asked every
+// round as before (only a signed notification makes a payment due a
+// refund, so an attacker cannot fill the set).
+const (
+	refusedFirst = time.Minute
+	refusedMost  = time.Hour
+	refusedKept  = 1 << 14
+)
+
+// refusedRefunds is when each refund the provider refused may be asked
+// again, by payment id, on this instance (a restart asks every one again
+// once).
+type refusedRefunds struct {
+	mu sync.Mutex
+	m  map[int64]refusedRefund
+}
+
+type refusedRefund struct {
+	next time.Time     // not asked again before
+	wait time.Duration // how long it waited last
+}
+
+// due reports whether the refund of payment id may be asked at now.
+func (r *refusedRefunds) due(id int64, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := r.m[id]
+	return !ok || !now.Before(f.next)
+}
+
+// refusedAt records a refusal of payment id's refund at now and returns
+// how long it waits before it is asked again.
+func (r *refusedRefunds) refusedAt(id int64, now time.Time) time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	f, ok := r.m[id]
+	if !ok && len(r.m) >= refusedKept {
+		return 0
+	}
+	f.wait = min(max(refusedFirst, 2*f.wait), refusedMost)
+	f.next = now.Add(f.wait)
+	if r.m == nil {
+		r.m = map[int64]refusedRefund{}
+	}
+	r.m[id] = f
+	return f.wait
+}
+
+// forget drops payment id once its refund went through.
+func (r *refusedRefunds) forget(id int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.m, id)
 }
 
 // refusedByProvider reports whether err is the provider's answer refusing
