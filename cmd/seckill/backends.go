@@ -102,8 +102,11 @@ func (m *Main) openShared(ctx context.Context, sqlSessions seckill.SessionStore)
 	if strings.ContainsAny(prefix, "{}") {
 		return nil, fmt.Errorf("--redis-prefix %q must not contain braces", prefix)
 	}
-	client, err := rdb.Open(ctx, c.Redis)
-	if err != nil {
+	var client *rdb.Client
+	if err := retryUnreachable(ctx, m.log, "redis", func(ctx context.Context) (err error) {
+		client, err = rdb.Open(ctx, c.Redis)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("redis: %w", err)
 	}
 	switch evicting, err := client.EvictingNodes(ctx); {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"log/slog"
 	"net"
@@ -20,6 +21,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 	"unicode/utf8"
 
@@ -380,18 +382,30 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.log.Info("config", c.masked()...)
 
-	if m.db, err = sqldb.Open(ctx, c.DB); err != nil {
+	// A backend that cannot be reached yet (restarting, failing over,
+	// not up yet after a reboot) is waited for, as recovery's busy
+	// answers are: an instance restarted during a database outage used to
+	// exit at once, leaving its supervisor (or nobody) to try again.
+	if err := retryUnreachable(ctx, m.log, "database", func(ctx context.Context) (err error) {
+		m.db, err = sqldb.Open(ctx, c.DB)
+		return err
+	}); err != nil {
 		return fmt.Errorf("database: %w", err)
 	}
 	m.db.SetTimeout(c.DBTimeout)
-	if m.queue, err = mq.Open(ctx, mq.Config{URL: c.NATS, DataDir: c.DataDir, Logger: m.log, Prefix: c.QueuePrefix, AckWait: c.AckWait, Replicas: c.NATSReplicas}); err != nil {
+	if err := retryUnreachable(ctx, m.log, "queue", func(ctx context.Context) (err error) {
+		m.queue, err = mq.Open(ctx, mq.Config{URL: c.NATS, DataDir: c.DataDir, Logger: m.log, Prefix: c.QueuePrefix, AckWait: c.AckWait, Replicas: c.NATSReplicas})
+		return err
+	}); err != nil {
 		return fmt.Errorf("queue: %w", err)
 	}
 	m.now = testClock(m.log)
 	if m.shared, err = m.openShared(ctx, m.db); err != nil {
 		return err
 	}
-	if err := m.shared.checkGateKeys(ctx, m.db); err != nil {
+	if err := retryUnreachable(ctx, m.log, "gate keys", func(ctx context.Context) error {
+		return m.shared.checkGateKeys(ctx, m.db)
+	}); err != nil {
 		return err
 	}
 	// With Redis, other instances may log a session out: their deletions
@@ -792,14 +806,44 @@ const recoverPatience = time.Minute
 // has failed busy for longer than patience, waiting 1 s, then 2, up to 5
 // between tries. It returns f's last error, or ctx's.
 func retryBusy(ctx context.Context, log *slog.Logger, patience time.Duration, f func(context.Context) error) error {
+	return retryWhile(ctx, log, "recovery", patience, func(err error) bool { return seckill.ErrorCode(err) == seckill.EBusy }, f)
+}
+
+// retryUnreachable is retryBusy for opening a backend at start-up: it
+// tries again, for up to recoverPatience, while the error says the
+// backend could not be reached (busy, a refused or cut connection, a dial
+// that timed out; mq says busy when no NATS server answers); a wrong URL,
+// a refused password, a missing directory or a newer schema end it at
+// once.
+func retryUnreachable(ctx context.Context, log *slog.Logger, what string, f func(context.Context) error) error {
+	return retryWhile(ctx, log, what, recoverPatience, unreachable, f)
+}
+
+// unreachable reports whether err says a backend could not be reached,
+// rather than that it answered no.
+func unreachable(err error) bool {
+	var (
+		oe *net.OpError
+		de *net.DNSError
+	)
+	return seckill.ErrorCode(err) == seckill.EBusy || errors.As(err, &oe) || errors.As(err, &de) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, context.DeadlineExceeded)
+}
+
+// retryWhile runs f until it succeeds, fails with an error transient
+// does not accept, or has failed for longer than patience, waiting 1 s,
+// then 2, up to 5 between tries. It returns f's last error, or ctx's.
+func retryWhile(ctx context.Context, log *slog.Logger, what string, patience time.Duration, transient func(error) bool, f func(context.Context) error) error {
 	giveUp := time.Now().Add(patience)
 	wait := time.Second
 	for {
 		err := f(ctx)
-		if err == nil || seckill.ErrorCode(err) != seckill.EBusy || time.Now().Add(wait).After(giveUp) {
+		if err == nil || !transient(err) || time.Now().Add(wait).After(giveUp) {
 			return err
 		}
-		log.Warn("recovery met a busy backend; trying again", "in", wait, "err", err)
+		log.Warn(what+" met a backend it cannot reach or that is busy; trying again", "in", wait, "err", err)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
