@@ -82,9 +82,12 @@ func TestUnreachable(t *testing.T) {
 	defer cancel()
 	closed := "127.0.0.1:" + freePort(t)
 	for name, open := range map[string]func() error{
-		"postgres": func() error { _, err := sqldb.Open(ctx, "postgres://postgres@"+closed+"/test?sslmode=disable"); return err },
-		"mysql":    func() error { _, err := sqldb.Open(ctx, "mysql://root@"+closed+"/test"); return err },
-		"redis":    func() error { _, err := rdb.Open(ctx, "redis://"+closed); return err },
+		"postgres": func() error {
+			_, err := sqldb.Open(ctx, "postgres://postgres@"+closed+"/test?sslmode=disable")
+			return err
+		},
+		"mysql": func() error { _, err := sqldb.Open(ctx, "mysql://root@"+closed+"/test"); return err },
+		"redis": func() error { _, err := rdb.Open(ctx, "redis://"+closed); return err },
 	} {
 		if err := open(); err == nil || !unreachable(err) {
 			t.Errorf("%s at a closed port: %v, unreachable %v; want true", name, err, unreachable(err))
