@@ -123,6 +123,24 @@ func (e *Engine) buyerStatus(saleID, userID int64, up time.Duration) (known, ask
 	return int64(up)-v < int64(gateDupFor), false
 }
 
+// heardQueued reports whether this instance heard the user's request in
+// the sale queued (on the queue's feed: admitted by another instance)
+// less than gateDupFor ago, or admitted it, with no outcome since: their
+// result is "queued" rather than "none" while the writer catches up. A
+// hearing older than that may be of a request the queue never stored
+// (buyerStatus); the answer is SQL's then.
+func (e *Engine) heardQueued(saleID, userID int64) bool {
+	set, ok := e.buyers.Load(saleID)
+	if !ok {
+		return false
+	}
+	k := set.(*knownBuyers)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	v, ok := k.m[userID]
+	return ok && (v == 0 || v < orderedBuyer && int64(e.uptime())-heardUp(v) < int64(gateDupFor))
+}
+
 // learnBuyer records that the user holds a unit of the sale: admitted here
 // (their request is queued), or answered Duplicate by the gate at up (an
 // uptime reading). An admission here is never downgraded to a Duplicate's

@@ -470,6 +470,30 @@ func TestBuyersReadAgainAfterARebuild(t *testing.T) {
 	}
 }
 
+// TestResultQueuedOnEveryInstance: a buyer admitted on one instance reads
+// "queued", not "none", from another while the writer has not written
+// their order: that instance heard the request on the queue's feed.
+func TestResultQueuedOnEveryInstance(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	s := v.openSale(2)
+	u := v.users(2)
+	buyer, nobody := u[0], u[1]
+	bk := v.backends()
+	bk.Locker = inmem.NewLocker()
+	a, b := v.twoInstances(&bk)
+	v.buyAll(a, s.ID, []int64{buyer}) // no writer runs: the request stays queued
+	waitFor(t, "B to hear the request", func() bool { return b.knownBuyer(s.ID, buyer, b.uptime()) })
+	if r, err := b.Result(ctx, buyer, s.ID); err != nil || r.Status != seckill.ResultQueued {
+		t.Fatalf("the queued buyer on the other instance: %+v %v, want queued", r, err)
+	}
+	if r, err := b.Result(ctx, nobody, s.ID); err != nil || r.Status != seckill.ResultNone {
+		t.Fatalf("a buyer with no purchase: %+v %v, want none", r, err)
+	}
+	runWriter(t, a)
+	waitResult(t, b, buyer, s.ID, seckill.ResultSuccess)
+}
+
 // failingPending is a queue whose pending requests cannot be read (its
 // server unreachable).
 type failingPending struct{ seckill.OrderQueue }

@@ -12,7 +12,11 @@ import (
 // Result tells the user where their purchase stands: queued, success (with
 // the order), failed (with the reason) or none. A purchase queued for over
 // ResultRecheck is looked up in SQL (its result message may have been
-// lost); while SQL has no order, or fails, it stays queued.
+// lost); while SQL has no order, or fails, it stays queued. "none" means
+// neither this process nor SQL knows a purchase: before the engine is
+// Ready (recovering after a restart) the queue may still hold one, which
+// the HTTP layer answers busy. ENotFound instead of "none" if there is
+// no such sale (as the sale's other routes answer).
 func (e *Engine) Result(ctx context.Context, userID, saleID int64) (seckill.Result, error) {
 	if r, ok, recheck := e.results.lookup(saleID, userID, e.now().Add(-e.cfg.ResultRecheck)); ok {
 		if recheck {
@@ -39,6 +43,12 @@ func (e *Engine) Result(ctx context.Context, userID, saleID int64) (seckill.Resu
 	case "":
 		return orderResult(o), nil
 	case seckill.ENotFound:
+		if e.heardQueued(saleID, userID) {
+			return seckill.Result{Status: seckill.ResultQueued}, nil
+		}
+		if _, err := e.Sale(ctx, saleID); err != nil {
+			return seckill.Result{}, err // no such sale: not_found, as the sale's other routes
+		}
 		return seckill.Result{Status: seckill.ResultNone}, nil
 	}
 	return seckill.Result{}, err

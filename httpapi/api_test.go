@@ -323,6 +323,20 @@ func TestPurchaseOutcomes(t *testing.T) {
 		t.Fatalf("loser's result %s", none.Body)
 	}
 	want(t, s.do("GET", fmt.Sprintf("/api/sales/%d/result", sale), "", nil), 401, "unauthenticated")
+	want(t, s.do("GET", "/api/sales/424242/result", toks[0], nil), 404, "not_found")
+	// While the engine is not ready (recovering after a restart, when the
+	// queue may hold a purchase SQL does not), "none" is not said: busy.
+	// A purchase SQL or the instance knows is answered.
+	s.engine.StopAdmitting()
+	busy := s.do("GET", fmt.Sprintf("/api/sales/%d/result", sale), toks[2], nil)
+	want(t, busy, 503, "busy")
+	if busy.Header.Get("Retry-After") == "" {
+		t.Fatal("503 without Retry-After")
+	}
+	want(t, s.do("GET", fmt.Sprintf("/api/sales/%d/result", sale), toks[0], nil), 200, "")
+	if err := s.engine.Recover(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 
 	list := s.do("GET", "/api/orders", toks[0], nil)
 	want(t, list, 200, "")

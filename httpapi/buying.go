@@ -102,6 +102,12 @@ func (s *Server) result(w http.ResponseWriter, r *http.Request, sess *seckill.Se
 	if err != nil {
 		return err
 	}
+	if res.Status == seckill.ResultNone && !s.cfg.Engine.Ready() {
+		// Recovering after a restart: requests accepted before it may be
+		// in the queue still, not in SQL (found by review: buyers whose
+		// 202 was queued at a kill -9 read "none" for half a second).
+		return seckill.Errorf(seckill.EBusy, "results are being recovered; retry shortly")
+	}
 	writeJSON(w, http.StatusOK, res)
 	return nil
 }
