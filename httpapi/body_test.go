@@ -38,3 +38,39 @@ func TestRequestBodies(t *testing.T) {
 		})
 	}
 }
+
+// TestRequestBodyProblems: a body that is not UTF-8 is refused, not
+// stored with its bad bytes replaced (two passwords became one, found by
+// review), and the 400s say what is wrong in JSON's terms, without Go's
+// type names or its time parser's layout.
+func TestRequestBodyProblems(t *testing.T) {
+	s := newStack(t, options{})
+	bad := s.do("POST", "/api/users", "", "{\"phone\":\"13800000002\",\"password\":\"pass\xffword12\"}")
+	want(t, bad, 400, "invalid")
+	if !strings.Contains(string(bad.Body), "UTF-8") {
+		t.Errorf("invalid UTF-8: %s", bad.Body)
+	}
+	want(t, s.do("POST", "/api/users", "", "{\"phone\":\"13800000003\",\"password\":\"secret-pw\",\"nickname\":\"\xc0\xafx\"}"), 400, "invalid")
+	// Nothing was stored: the phone registers now.
+	want(t, s.do("POST", "/api/users", "", `{"phone":"13800000002","password":"pass-word12"}`), 201, "")
+
+	for _, c := range []struct{ body, says string }{
+		{`[]`, "the body must be an object"},
+		{`{"name":"tea","stock":"ten"}`, `field "stock" must be an integer`},
+		{`{"name":"tea","require_captcha":"yes"}`, `field "require_captcha" must be true or false`},
+		{`{"name":"tea","starts_at":5}`, "RFC 3339"},
+		{`{"name":"tea","starts_at":"2026-13-01T00:00:00Z"}`, "RFC 3339"},
+	} {
+		r := s.do("POST", "/api/admin/sales", s.admin, c.body)
+		want(t, r, 400, "invalid")
+		body := r.json(t)["error"].(map[string]any)["message"].(string)
+		if !strings.Contains(body, c.says) {
+			t.Errorf("%s: %s, want it to say %q", c.body, body, c.says)
+		}
+		for _, leak := range []string{"httpapi.", "int64", "time.Time", "UnmarshalJSON", "2006-01-02"} {
+			if strings.Contains(body, leak) {
+				t.Errorf("%s: %s names Go's %q", c.body, body, leak)
+			}
+		}
+	}
+}

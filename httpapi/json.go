@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"seckill"
 )
@@ -158,6 +159,12 @@ func decode[T any](body io.Reader, allowEmpty bool) (T, error) {
 	if err != nil {
 		return v, seckill.Errorf(seckill.EInvalid, "request body could not be read")
 	}
+	if !utf8.Valid(raw) {
+		// encoding/json would replace each bad byte with U+FFFD: two
+		// different passwords would become one, and a name would be
+		// stored other than sent (found by review).
+		return v, seckill.Errorf(seckill.EInvalid, "request body is not valid UTF-8")
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	err = dec.Decode(&v)
@@ -252,6 +259,29 @@ func checkKeys(raw []byte, names map[string]bool) error {
 	}
 }
 
+// jsonKind names what a value of Go type t is in JSON.
+func jsonKind(t reflect.Type) string {
+	if t == reflect.TypeFor[time.Time]() {
+		return "an RFC 3339 time string"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer in range"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Pointer:
+		return jsonKind(t.Elem())
+	}
+	return "an object"
+}
+
 // quoteShort quotes s, cut to 40 bytes: an error must not echo large input.
 func quoteShort(s string) string {
 	if len(s) > 40 {
@@ -260,15 +290,22 @@ func quoteShort(s string) string {
 	return strconv.Quote(s)
 }
 
-// jsonProblem describes a decoding error without echoing large input.
+// jsonProblem describes a decoding error without echoing large input,
+// in JSON's terms: not Go's type names, nor the layout of Go's time
+// parser (found by review).
 func jsonProblem(err error) string {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
+	var pe *time.ParseError
 	switch {
+	case errors.As(err, &te) && te.Field == "":
+		return "the body must be " + jsonKind(te.Type)
 	case errors.As(err, &te):
-		return "field " + strconv.Quote(te.Field) + " must be " + te.Type.String()
+		return "field " + strconv.Quote(te.Field) + " must be " + jsonKind(te.Type)
 	case errors.As(err, &se):
 		return "syntax error at byte " + strconv.FormatInt(se.Offset, 10)
+	case errors.As(err, &pe), strings.HasPrefix(err.Error(), "Time.UnmarshalJSON"):
+		return "times must be RFC 3339 strings, as \"2026-12-02T10:00:00Z\""
 	}
 	msg := err.Error()
 	if len(msg) > 200 {
