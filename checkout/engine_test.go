@@ -165,6 +165,24 @@ func TestCreateSale(t *testing.T) {
 	if _, err := e.Purchase(ctx, u[0], s.ID, path(t, e, u[0], s.ID)); err != nil {
 		t.Fatalf("purchase in a new sale: %v", err)
 	}
+
+	// Times are kept to the millisecond, as every store does: two within
+	// one millisecond are one time (a sale never open), and the answer
+	// shows what a read of the sale shows.
+	second := now.Truncate(time.Second).Add(time.Hour)
+	same := &seckill.Sale{Name: "phone", PriceCents: 100, Stock: 1, StartsAt: second.Add(100 * time.Microsecond), EndsAt: second.Add(900 * time.Microsecond)}
+	wantCode(t, e.CreateSale(ctx, same), seckill.EInvalid)
+	fine := &seckill.Sale{Name: "phone", PriceCents: 100, Stock: 1, StartsAt: second.Add(123456789), EndsAt: second.Add(time.Hour + 987654321)}
+	if err := e.CreateSale(ctx, fine); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := v.db.Sale(ctx, fine.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fine.StartsAt.Equal(stored.StartsAt) || !fine.EndsAt.Equal(stored.EndsAt) || fine.StartsAt.Nanosecond() != 123000000 {
+		t.Errorf("created with %v – %v, stored %v – %v: want both to the millisecond, equal", fine.StartsAt, fine.EndsAt, stored.StartsAt, stored.EndsAt)
+	}
 }
 
 func TestTicketsSortByTime(t *testing.T) {
