@@ -93,7 +93,11 @@ func (e *Engine) IssuePath(ctx context.Context, userID, saleID int64, captchaID,
 		} else if err != nil {
 			return "", time.Time{}, err
 		}
-		if c.SaleID != saleID || !e.b.CaptchaMaker.Check(c.Answer, answer) {
+		// Used up either way, as any attempt uses it.
+		if c.SaleID != saleID {
+			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "this captcha was issued for another sale; get one for this sale")
+		}
+		if !e.b.CaptchaMaker.Check(c.Answer, answer) {
 			return "", time.Time{}, seckill.Errorf(seckill.EBadCaptcha, "wrong captcha answer; get a new one")
 		}
 	}

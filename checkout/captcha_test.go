@@ -2,6 +2,7 @@ package checkout
 
 import (
 	"context"
+	"strings"
 	"testing"
 	"time"
 
@@ -114,6 +115,22 @@ func TestCaptchaMaker(t *testing.T) {
 	if _, _, err := e.IssuePath(ctx, user, s.ID, id, "42"); err != nil {
 		t.Fatalf("path for the maker's answer: %v", err)
 	}
+
+	// A captcha of another sale, answered right, says so, and is used up.
+	other := &seckill.Sale{Name: "tea", PriceCents: 100, Stock: 1, RequireCaptcha: true, StartsAt: s.StartsAt, EndsAt: s.EndsAt}
+	if err := v.db.CreateSale(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	if id, _, _, err = e.Captcha(ctx, user, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = e.IssuePath(ctx, user, other.ID, id, "42")
+	wantCode(t, err, seckill.EBadCaptcha)
+	if !strings.Contains(seckill.ErrorMessage(err), "another sale") {
+		t.Errorf("a captcha of another sale: %q, want it to say so", seckill.ErrorMessage(err))
+	}
+	_, _, err = e.IssuePath(ctx, user, s.ID, id, "42")
+	wantCode(t, err, seckill.EBadCaptcha)
 }
 
 // TestForeignAnswerOnASkewedInstance: another user's try at Bob's captcha,
