@@ -184,6 +184,12 @@ func TestSalesCatalog(t *testing.T) {
 		t.Fatalf("Allow = %q", r.Header.Get("Allow"))
 	}
 	want(t, s.do("GET", "/api/sessions", "", nil), 405, "method_not_allowed")
+	// Paths ServeMux would redirect (307, plain text) are JSON 404s.
+	for _, p := range []string{"/api", "/api/sales/1/purchase/../../../orders/1/cancel", "/api//sales", "/api/./sales"} {
+		want(t, s.do("POST", p, buyer[0], nil), 404, "not_found")
+		want(t, s.do("GET", p, "", nil), 404, "not_found")
+	}
+	want(t, s.do("GET", "/api/sales/", "", nil), 404, "not_found")
 }
 
 func TestCaptchaAndPath(t *testing.T) {

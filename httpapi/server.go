@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"path"
 	"strings"
 	"time"
 
@@ -184,11 +185,34 @@ func New(cfg Config) *Server {
 }
 
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if uncleanAPIPath(r.URL.Path) {
+		// ServeMux would answer a plain-text 307 to the cleaned path
+		// (found by review): the API's errors are JSON, and no client
+		// of it sends such a path.
+		writeError(w, r, s.log, seckill.Errorf(seckill.ENotFound, "no such endpoint: %s", quoteShort(r.URL.Path)))
+		return
+	}
 	if s.cfg.Observe != nil {
 		s.observed(w, r)
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// uncleanAPIPath reports whether p is /api itself or an API path that
+// ServeMux would redirect to its clean form (with "..", "." or "//").
+func uncleanAPIPath(p string) bool {
+	if p == "/api" {
+		return true
+	}
+	if !strings.HasPrefix(p, "/api/") {
+		return false
+	}
+	c := path.Clean(p)
+	if strings.HasSuffix(p, "/") {
+		c += "/"
+	}
+	return c != p
 }
 
 // handler is an endpoint that answers errors by returning them.
