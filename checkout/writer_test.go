@@ -214,7 +214,17 @@ func checkFailed(t *testing.T, e *Engine, bus *collectResults, saleID, userID in
 	if got.Status != seckill.ResultFailed || got.Reason != reason || got.OrderID != 0 || (ticket != "" && got.Ticket != ticket) {
 		t.Errorf("bus result %+v, want failed %q with ticket %q", got, reason, ticket)
 	}
-	r := waitResult(t, e, userID, saleID, seckill.ResultFailed)
+	// Polled directly: until the engine hears the result, a sale SQL
+	// does not have is not_found there.
+	var r seckill.Result
+	waitFor(t, "the engine's failed result", func() bool {
+		var err error
+		r, err = e.Result(context.Background(), userID, saleID)
+		if err != nil && seckill.ErrorCode(err) != seckill.ENotFound {
+			t.Fatal(err)
+		}
+		return err == nil && r.Status == seckill.ResultFailed
+	})
 	if r.Reason != reason || r.OrderID != 0 {
 		t.Errorf("engine result %+v, want failed with reason %q", r, reason)
 	}
