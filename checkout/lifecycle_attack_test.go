@@ -122,6 +122,11 @@ func TestRefusedRefundAskedLessOften(t *testing.T) {
 	if n := asked(); n != 1 {
 		t.Fatalf("five rounds in a second asked the refused refund %d times, want 1", n)
 	}
+	// A second refusal heard at the same moment (an admin's kick beside
+	// the sweeper) does not double the wait.
+	if wait := e.refused.refusedAt(os[0].ID, clock.Now()); wait != refusedFirst {
+		t.Fatalf("a refusal during the wait: waits %v, want still %v", wait, refusedFirst)
+	}
 	for i, wait := range []time.Duration{refusedFirst, 2 * refusedFirst, 4 * refusedFirst} {
 		clock.set(clock.Now().Add(wait - time.Second))
 		rounds(3)
@@ -152,6 +157,35 @@ func TestRefusedRefundAskedLessOften(t *testing.T) {
 	}
 	if st := engineStats(t, e, s.ID); st.RefundsDue != 0 || st.PaymentsRefunded != 2 {
 		t.Errorf("stats: %d refunds due, %d refunded; want 0 and 2", st.RefundsDue, st.PaymentsRefunded)
+	}
+}
+
+// TestRefundProviderBusyIsNoRefusal: a provider answering "busy, try
+// again" (Alipay's 20000) is away, not refusing: the refund is made in
+// the first round after it answers again, not after a refusal's back-off
+// (found by review: a 31 s outage of the sandbox's store delayed a refund
+// 89 s, and an hour's one by 58 minutes).
+func TestRefundProviderBusyIsNoRefusal(t *testing.T) {
+	v := newEnv(t)
+	p := newFakeProvider()
+	e := v.lifecycleEngine(p, &sharedClock{})
+	_, os := lateRefundsDue(t, v, e, p, 1)
+	p.mu.Lock()
+	p.refuse[os[0].OrderNo] = &payment.ProviderError{Method: payment.MethodRefund, Code: payment.CodeUnavailable, Msg: "Service Currently Unavailable", SubCode: "aop.ACQ.SYSTEM_ERROR"}
+	p.mu.Unlock()
+	for range 3 {
+		if _, err := e.RetryRefunds(context.Background()); err == nil {
+			t.Fatal("no error while the provider is busy")
+		}
+	}
+	p.mu.Lock()
+	delete(p.refuse, os[0].OrderNo) // the provider is back
+	p.mu.Unlock()
+	if _, err := e.RetryRefunds(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if n := p.refunded(os[0].OrderNo); n != 1 {
+		t.Fatalf("refunded %d times in the first round after the provider came back, want 1", n)
 	}
 }
 
