@@ -51,6 +51,12 @@ func TestRequestBodyProblems(t *testing.T) {
 		t.Errorf("invalid UTF-8: %s", bad.Body)
 	}
 	want(t, s.do("POST", "/api/users", "", "{\"phone\":\"13800000003\",\"password\":\"secret-pw\",\"nickname\":\"\xc0\xafx\"}"), 400, "invalid")
+	// Escapes of half a surrogate pair decode to U+FFFD just the same.
+	for _, pw := range []string{`secret\ud800`, `secret\udc01x`, `secret\ud800\ud800`, `secret\ud800x\udc00`, `secret\ud800\u0041`} {
+		want(t, s.do("POST", "/api/users", "", `{"phone":"13800000004","password":"`+pw+`"}`), 400, "invalid")
+	}
+	// A whole pair, or an escaped backslash before "ud800", is fine.
+	want(t, s.do("POST", "/api/users", "", `{"phone":"13800000004","password":"secret-\ud83d\ude00","nickname":"a\\ud800"}`), 201, "")
 	// Nothing was stored: the phone registers now.
 	want(t, s.do("POST", "/api/users", "", `{"phone":"13800000002","password":"pass-word12"}`), 201, "")
 
