@@ -429,5 +429,22 @@ func (e *Engine) forgetSeed(saleID int64) {
 	e.seedMu.Unlock()
 }
 
+// forgetUnordered drops what the instance knows of the sale's buyers but
+// those with an order.
+func (e *Engine) forgetUnordered(saleID int64) {
+	v, ok := e.buyers.Load(saleID)
+	if !ok {
+		return
+	}
+	k := v.(*knownBuyers)
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for u, at := range k.m {
+		if at != orderedBuyer {
+			delete(k.m, u)
+		}
+	}
+}
+
 // forgetBuyers drops what the instance knows of the sale's buyers.
 func (e *Engine) forgetBuyers(saleID int64) { e.buyers.Delete(saleID) }

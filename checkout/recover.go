@@ -237,12 +237,15 @@ func (e *Engine) loadGate(ctx context.Context, saleID int64) (bool, error) {
 	})
 	if loaded {
 		// A gate rebuilt from SQL and the queue may not hold everyone
-		// this instance knew as a buyer (one SQL refused is none). What
-		// it knows again comes from a new read of the sale's buyers,
+		// this instance knew as a buyer (one SQL refused is none); those
+		// with an order are buyers for good, and stay known (found by
+		// review: forgotten too, with the read failing on a database
+		// that was down, 40-50 of 50 winners were told 410 here). What
+		// else it knows comes again from a new read of the sale's buyers,
 		// before the sold-out flag answers (found by review: the read
 		// stayed done from before, the flag went up knowing nobody, and
 		// every winner was told 410 here until a restart).
-		e.forgetBuyers(saleID)
+		e.forgetUnordered(saleID)
 		e.rereadBuyers(saleID)
 	}
 	return loaded, err
