@@ -125,10 +125,10 @@ func (e *Engine) buyerStatus(saleID, userID int64, up time.Duration) (known, ask
 
 // heardQueued reports whether this instance heard the user's request in
 // the sale queued (on the queue's feed: admitted by another instance)
-// less than gateDupFor ago, or admitted it, with no outcome since: their
-// result is "queued" rather than "none" while the writer catches up. A
-// hearing older than that may be of a request the queue never stored
-// (buyerStatus); the answer is SQL's then.
+// less than heardResultFor ago, or admitted it, with no outcome since:
+// their result is "queued" rather than "none" while the writer catches
+// up. A hearing older than that may be of a request the queue never
+// stored (buyerStatus); the answer is SQL's then.
 func (e *Engine) heardQueued(saleID, userID int64) bool {
 	set, ok := e.buyers.Load(saleID)
 	if !ok {
@@ -138,8 +138,17 @@ func (e *Engine) heardQueued(saleID, userID int64) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	v, ok := k.m[userID]
-	return ok && (v == 0 || v < orderedBuyer && int64(e.uptime())-heardUp(v) < int64(gateDupFor))
+	return ok && (v == 0 || v < orderedBuyer && int64(e.uptime())-heardUp(v) < int64(heardResultFor))
 }
+
+// heardResultFor is how long a request heard queued is answered "queued"
+// on /result while SQL has no order for it: past a redelivery of a
+// request whose writer died (--ack-wait, 30 s) and a writer's backlog
+// after a database outage (found by review: trusted 5 s, buyers holding a
+// 202 read "none" for up to 38 s). A request that was never stored (its
+// publish failed: its buyer was answered 503, not 202) reads "queued" on
+// other instances for as long.
+const heardResultFor = time.Minute
 
 // learnBuyer records that the user holds a unit of the sale: admitted here
 // (their request is queued), or answered Duplicate by the gate at up (an

@@ -539,6 +539,25 @@ func TestResultQueuedOnEveryInstance(t *testing.T) {
 	if r, err := b.Result(ctx, nobody, s.ID); err != nil || r.Status != seckill.ResultNone {
 		t.Fatalf("a buyer with no purchase: %+v %v, want none", r, err)
 	}
+	// Heard 30 s ago, the writer still behind (a redelivery after its
+	// instance died, a backlog after a database outage): still queued.
+	// Heard longer ago than heardResultFor with no outcome: SQL answers.
+	b.born = b.born.Add(-2 * heardResultFor) // an instance up long enough
+	age := func(ago time.Duration) {
+		set, _ := b.buyers.Load(s.ID)
+		k := set.(*knownBuyers)
+		k.mu.Lock()
+		k.m[buyer] = heardAt(b.uptime() - ago)
+		k.mu.Unlock()
+	}
+	age(30 * time.Second)
+	if r, err := b.Result(ctx, buyer, s.ID); err != nil || r.Status != seckill.ResultQueued {
+		t.Fatalf("heard 30 s ago: %+v %v, want queued", r, err)
+	}
+	age(heardResultFor + time.Second)
+	if r, err := b.Result(ctx, buyer, s.ID); err != nil || r.Status != seckill.ResultNone {
+		t.Fatalf("heard longer ago than heardResultFor: %+v %v, want none", r, err)
+	}
 	runWriter(t, a)
 	waitResult(t, b, buyer, s.ID, seckill.ResultSuccess)
 }
