@@ -427,7 +427,12 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		return err
 	}
 	if c.AdminPhone != "" || c.AdminPassword != "" {
-		if _, err := m.accounts.EnsureAdmin(ctx, c.AdminPhone, c.AdminPassword); err != nil {
+		// Waits out the database as the opens do (found by review: a
+		// database lost between the open and this exited the start).
+		if err := retryUnreachable(ctx, m.log, "admin account", func(ctx context.Context) error {
+			_, err := m.accounts.EnsureAdmin(ctx, c.AdminPhone, c.AdminPassword)
+			return err
+		}); err != nil {
 			return err
 		}
 		m.log.Info("admin account ready", "phone", c.AdminPhone)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -75,6 +76,53 @@ func TestServeWaitsForUnreachableBackends(t *testing.T) {
 	}
 }
 
+// TestServeWaitsForADatabaseLostAfterItsOpen: a database that goes away
+// after the instance opened it, before the admin account is ensured, is
+// waited for too. Found by review: NATS down at the start held the
+// instance after its database opened; the database was cut meanwhile, and
+// the admin's account then ended the start ("database unavailable").
+func TestServeWaitsForADatabaseLostAfterItsOpen(t *testing.T) {
+	pg := freshDatabase(t, integration(t, "SECKILL_TEST_POSTGRES"))
+	natsURL := integration(t, "SECKILL_TEST_NATS")
+	pu, err := url.Parse(pg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nu, err := url.Parse(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pgPort, natsPort := freePortIn(t, 27000, 27999), freePortIn(t, 27000, 27999)
+	pgReal, natsReal := pu.Host, nu.Host
+	pu.Host, nu.Host = "127.0.0.1:"+pgPort, "127.0.0.1:"+natsPort
+	cut := forward(t, pgPort, pgReal)
+	m := NewMain()
+	m.Config.Addr = "127.0.0.1:0"
+	m.Config.DataDir = t.TempDir()
+	m.Config.LogLevel = "error"
+	m.Config.Ops = OpsConfig{Addr: "127.0.0.1:0"}
+	m.Config.DB, m.Config.NATS = pu.String(), nu.String()
+	m.Config.QueuePrefix = randomName("WAIT_")
+	m.Config.AdminPhone, m.Config.AdminPassword = "19900000000", "admin-password-long"
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- m.Run(ctx) }()
+	t.Cleanup(func() { _ = m.Close() })
+	time.Sleep(1500 * time.Millisecond) // the database opened; NATS is awaited
+	cut()                               // the database goes away
+	forward(t, natsPort, natsReal)      // NATS answers: on to the admin's account
+	select {
+	case err := <-ran:
+		t.Fatalf("gave up on a database lost after its open: %v", err)
+	case <-time.After(3 * time.Second):
+	}
+	forward(t, pgPort, pgReal) // the database is back
+	if err := <-ran; err != nil {
+		t.Fatalf("once the database was back: %v", err)
+	}
+}
+
 // TestUnreachable tells a backend that cannot be reached from one that
 // answered no, on the errors the openers return.
 func TestUnreachable(t *testing.T) {
@@ -102,14 +150,39 @@ func TestUnreachable(t *testing.T) {
 }
 
 // forward accepts connections on port from now on and joins each to
-// target, until the test ends.
-func forward(t *testing.T, port, target string) {
+// target, until the test ends or cut is called: cut closes the listener
+// and every connection it joined.
+func forward(t *testing.T, port, target string) (cut func()) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:"+port)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { l.Close() })
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		done  bool
+	)
+	keep := func(c net.Conn) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		if done {
+			c.Close()
+			return false
+		}
+		conns = append(conns, c)
+		return true
+	}
+	cut = func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		done = true
+		for _, c := range conns {
+			c.Close()
+		}
+	}
+	t.Cleanup(cut)
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -119,7 +192,7 @@ func forward(t *testing.T, port, target string) {
 			go func() {
 				defer c.Close()
 				b, err := net.Dial("tcp", target)
-				if err != nil {
+				if err != nil || !keep(c) || !keep(b) {
 					return
 				}
 				defer b.Close()
@@ -128,4 +201,5 @@ func forward(t *testing.T, port, target string) {
 			}()
 		}
 	}()
+	return cut
 }
