@@ -439,7 +439,10 @@ func (e *Engine) forgetSeed(saleID int64) {
 }
 
 // forgetUnordered drops what the instance knows of the sale's buyers but
-// those with an order.
+// those with an order and those heard queued: the rebuilt gate holds both
+// (it is loaded from SQL and the queue), and /result answers the heard
+// "queued" (found by review: forgotten, a rebuilding instance told 26 of
+// 40 winners admitted elsewhere "none" while the writer was held).
 func (e *Engine) forgetUnordered(saleID int64) {
 	v, ok := e.buyers.Load(saleID)
 	if !ok {
@@ -449,7 +452,7 @@ func (e *Engine) forgetUnordered(saleID int64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	for u, at := range k.m {
-		if at != orderedBuyer {
+		if at > orderedBuyer { // admitted here (0), or a Duplicate of the old gate
 			delete(k.m, u)
 		}
 	}

@@ -539,6 +539,16 @@ func TestResultQueuedOnEveryInstance(t *testing.T) {
 	if r, err := b.Result(ctx, nobody, s.ID); err != nil || r.Status != seckill.ResultNone {
 		t.Fatalf("a buyer with no purchase: %+v %v, want none", r, err)
 	}
+	// A rebuild of the gate on this instance keeps what it heard queued.
+	if err := v.gate.Forget(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if loaded, err := b.loadGate(ctx, s.ID); err != nil || !loaded {
+		t.Fatalf("load: %v %v", loaded, err)
+	}
+	if r, err := b.Result(ctx, buyer, s.ID); err != nil || r.Status != seckill.ResultQueued {
+		t.Fatalf("the queued buyer after a rebuild of the gate: %+v %v, want queued", r, err)
+	}
 	// Heard 30 s ago, the writer still behind (a redelivery after its
 	// instance died, a backlog after a database outage): still queued.
 	// Heard longer ago than heardResultFor with no outcome: SQL answers.
