@@ -438,12 +438,13 @@ func (e *Engine) forgetSeed(saleID int64) {
 	e.seedMu.Unlock()
 }
 
-// forgetUnordered drops what the instance knows of the sale's buyers but
-// those with an order and those heard queued: the rebuilt gate holds both
-// (it is loaded from SQL and the queue), and /result answers the heard
-// "queued" (found by review: forgotten, a rebuilding instance told 26 of
-// 40 winners admitted elsewhere "none" while the writer was held).
-func (e *Engine) forgetUnordered(saleID int64) {
+// forgetForRebuild drops what the instance knows of the sale's buyers
+// when it rebuilt the sale's gate, but those with an order and those heard
+// queued: the rebuilt gate holds both (it is loaded from SQL and the
+// queue), and /result answers the heard "queued" (found by review:
+// forgotten, a rebuilding instance told 26 of 40 winners admitted
+// elsewhere "none" while the writer was held).
+func (e *Engine) forgetForRebuild(saleID int64) {
 	v, ok := e.buyers.Load(saleID)
 	if !ok {
 		return

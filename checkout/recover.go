@@ -245,7 +245,7 @@ func (e *Engine) loadGate(ctx context.Context, saleID int64) (bool, error) {
 		// before the sold-out flag answers (found by review: the read
 		// stayed done from before, the flag went up knowing nobody, and
 		// every winner was told 410 here until a restart).
-		e.forgetUnordered(saleID)
+		e.forgetForRebuild(saleID)
 		e.rereadBuyers(saleID)
 	}
 	return loaded, err
