@@ -218,6 +218,9 @@ func (e *Engine) unlearnBuyer(saleID, userID int64) {
 // refunded) makes its user a buyer for good, on every instance
 // (learnOrdered).
 func (e *Engine) resultArrived(r seckill.OrderResult) {
+	if _, gone := e.forgotten.Load(r.SaleID); gone {
+		return // a sale that left the gate: SQL answers its buyers
+	}
 	switch {
 	case r.Status == seckill.ResultFailed:
 		e.unlearnBuyer(r.SaleID, r.UserID)
@@ -225,6 +228,9 @@ func (e *Engine) resultArrived(r seckill.OrderResult) {
 		e.learnOrdered(r.SaleID, r.UserID)
 	}
 	e.results.settle(r)
+	if _, gone := e.forgotten.Load(r.SaleID); gone {
+		e.results.drop(r.SaleID, r.UserID) // ForgetEnded ran meanwhile
+	}
 }
 
 // learnOrdered records that the user has an order in the sale: a buyer

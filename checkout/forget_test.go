@@ -196,3 +196,55 @@ func TestEveryInstanceForgetsAnEndedSale(t *testing.T) {
 		}
 	}
 }
+
+// TestForgetEndedRacesLateResults: results of an ended sale may still
+// arrive on the bus while ForgetEnded drops it (a redelivery, another
+// instance's writer). Neither the buyers they name nor their outcomes may
+// outlive the sale on this instance: before, a result heard between
+// ForgetEnded dropping the sale's buyers and marking it forgotten made a
+// new set that no later round dropped (seen in CI as
+// TestForgetEndedDropsPerSaleMemory failing once).
+func TestForgetEndedRacesLateResults(t *testing.T) {
+	v := newEnv(t)
+	ctx := context.Background()
+	e := v.engine(Config{}, nil)
+	now := time.Now()
+	for trial := range 40 {
+		s := v.sale(1, now.Add(-3*time.Hour), now.Add(-gateKeep-time.Minute))
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			for u := int64(1); ; u++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				st := seckill.ResultSuccess
+				if u%2 == 0 {
+					st = seckill.ResultFailed
+				}
+				e.resultArrived(seckill.OrderResult{SaleID: s.ID, UserID: u, Result: seckill.Result{Ticket: "t", Status: st, Reason: seckill.ESoldOut}})
+			}
+		}()
+		if err := e.ForgetEnded(ctx); err != nil {
+			t.Fatal(err)
+		}
+		close(stop)
+		<-done
+		if _, ok := e.buyers.Load(s.ID); ok {
+			t.Fatalf("trial %d: the instance holds buyers of a sale it forgot", trial)
+		}
+		for i := range e.results.shards {
+			sh := &e.results.shards[i]
+			sh.mu.Lock()
+			for k := range sh.m {
+				if k.sale == s.ID {
+					sh.mu.Unlock()
+					t.Fatalf("trial %d: the instance holds results of a sale it forgot", trial)
+				}
+			}
+			sh.mu.Unlock()
+		}
+	}
+}

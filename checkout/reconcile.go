@@ -237,6 +237,12 @@ func (e *Engine) ForgetEnded(ctx context.Context) error {
 		if loaded {
 			e.log.Info("gate: dropped a sale that ended", "sale", s.ID, "ended", s.EndsAt)
 		}
+		// Marked first: a result heard from now on keeps nothing of the
+		// sale, and one heard before the mark, whose buyer or outcome is
+		// kept after the mark, is dropped below or by its hearer
+		// (learnHeard, resultArrived). Marked last, a result heard in
+		// between made a set no later round dropped (found in CI).
+		e.forgotten.Store(s.ID, struct{}{})
 		e.results.forgetSale(s.ID)
 		e.forgetBuyers(s.ID)
 		// What admission keeps per sale: purchases of the sale are
@@ -244,8 +250,7 @@ func (e *Engine) ForgetEnded(ctx context.Context) error {
 		e.soldOut.Delete(s.ID)
 		e.admits.Delete(s.ID)
 		e.viewLefts.Delete(s.ID)
-		e.forgotten.Store(s.ID, struct{}{})
-		e.forgetSeed(s.ID) // after: a read of its buyers under way drops its own
+		e.forgetSeed(s.ID) // after the mark: a read of its buyers under way drops its own
 	}
 	return nil
 }

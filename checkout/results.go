@@ -169,6 +169,15 @@ func (rm *resultMap) settle(r seckill.OrderResult) {
 	sh.mu.Unlock()
 }
 
+// drop forgets the user's result in the sale.
+func (rm *resultMap) drop(sale, user int64) {
+	k := resultKey{sale, user}
+	sh := rm.shard(k)
+	sh.mu.Lock()
+	delete(sh.m, k)
+	sh.mu.Unlock()
+}
+
 // forgetSale drops every result of the sale (one that ended long ago):
 // a buyer then learns from SQL whether they have an order.
 func (rm *resultMap) forgetSale(sale int64) {
