@@ -235,6 +235,12 @@ type StockGate interface {
 	Return(ctx context.Context, saleID int64, orderIDs []int64) (returned int, err error)
 	// Left returns the units left and whether the sale is loaded.
 	Left(ctx context.Context, saleID int64) (left int64, loaded bool, err error)
+	// Pending reports whether the user holds a reservation of the sale
+	// that is not settled yet, claimed by a writer or not: their purchase
+	// is on its way to SQL (or its publish failed and the reconciler will
+	// release it). loaded is false, and pending with it, if the sale is
+	// not loaded.
+	Pending(ctx context.Context, saleID, userID int64) (pending, loaded bool, err error)
 	// Forget drops one sale and everything the gate holds for it (a sale
 	// that ended long ago), a pending Load's claim included; it is no
 	// longer loaded. A no-op for a sale the gate does not hold.

@@ -564,9 +564,29 @@ func TestResultQueuedOnEveryInstance(t *testing.T) {
 	if r, err := b.Result(ctx, buyer, s.ID); err != nil || r.Status != seckill.ResultQueued {
 		t.Fatalf("heard 30 s ago: %+v %v, want queued", r, err)
 	}
+	// Heard longer ago than heardResultFor with no outcome, or not heard
+	// at all (an instance restarted while the writer is held back, a
+	// feed catching up): the gate answers, which holds the reservation.
 	age(heardResultFor + time.Second)
-	if r, err := b.Result(ctx, buyer, s.ID); err != nil || r.Status != seckill.ResultNone {
-		t.Fatalf("heard longer ago than heardResultFor: %+v %v, want none", r, err)
+	if r, err := b.Result(ctx, buyer, s.ID); err != nil || r.Status != seckill.ResultQueued {
+		t.Fatalf("heard longer ago than heardResultFor: %+v %v, want queued from the gate", r, err)
+	}
+	b.forgetBuyers(s.ID)
+	if r, err := b.Result(ctx, buyer, s.ID); err != nil || r.Status != seckill.ResultQueued {
+		t.Fatalf("not heard: %+v %v, want queued from the gate", r, err)
+	}
+	if r, err := b.Result(ctx, nobody, s.ID); err != nil || r.Status != seckill.ResultNone {
+		t.Fatalf("a buyer with no purchase, asked of the gate: %+v %v, want none", r, err)
+	}
+	// A gate that lost the sale cannot tell until it is rebuilt: busy.
+	if err := v.gate.Forget(ctx, s.ID); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := b.Result(ctx, buyer, s.ID); seckill.ErrorCode(err) != seckill.EBusy {
+		t.Fatalf("the gate without the sale: %+v %v, want busy", r, err)
+	}
+	if loaded, err := b.loadGate(ctx, s.ID); err != nil || !loaded {
+		t.Fatalf("load: %v %v", loaded, err)
 	}
 	runWriter(t, a)
 	waitResult(t, b, buyer, s.ID, seckill.ResultSuccess)

@@ -16,6 +16,7 @@ func TestResults(t *testing.T) {
 	s := v.openSale(5)
 	u := v.users(2)
 	buyer, idle := u[0], u[1]
+	markerSale := v.openSale(1).ID // an idle sale: a "none" until the marker comes (see below)
 	e := v.recovered(Config{}, nil)
 
 	if r := result(t, e, idle, s.ID); r != (seckill.Result{Status: seckill.ResultNone}) {
@@ -42,7 +43,6 @@ func TestResults(t *testing.T) {
 	// A late failure (a stray redelivery, another instance) for the same
 	// user does not replace the success. The bus delivers in order, so once
 	// the marker after it has arrived, the failure has been handled.
-	markerSale := v.openSale(1).ID // an idle sale: a "none" until the marker comes
 	err = v.queue.PublishResults(ctx, []seckill.OrderResult{
 		{SaleID: s.ID, UserID: buyer, Result: seckill.Result{Ticket: "STRAY", Status: seckill.ResultFailed, Reason: seckill.ESoldOut}},
 		{SaleID: markerSale, UserID: idle, Result: seckill.Result{Ticket: "MARK", Status: seckill.ResultFailed, Reason: seckill.ENotFound}},

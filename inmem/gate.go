@@ -299,6 +299,17 @@ func (g *Gate) Left(_ context.Context, saleID int64) (int64, bool, error) {
 	return s.left, true, nil
 }
 
+// Pending reports whether the user's reservation of the sale is pending.
+func (g *Gate) Pending(_ context.Context, saleID, userID int64) (bool, bool, error) {
+	s := g.sale(saleID)
+	if s == nil {
+		return false, false, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.buyers[userID] > 0, true, nil
+}
+
 // Forget drops the sale.
 func (g *Gate) Forget(_ context.Context, saleID int64) error {
 	g.mu.Lock()

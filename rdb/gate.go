@@ -769,6 +769,40 @@ func (g *Gate) Left(ctx context.Context, saleID int64) (int64, bool, error) {
 	return v[1], true, nil
 }
 
+// pendingScript: KEYS stock, resv, epoch; ARGV user id. Returns {1,
+// 1 if the user's reservation is pending else 0}, {0, 0} for a sale not
+// loaded, or {promotedAnswer, 0} under promotedLua's check.
+var pendingScript = redis.NewScript(`local function f()
+` + promotedLua(3) + `return nil end
+if f() then return {-2, 0} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0} end
+return {1, redis.call('HEXISTS', KEYS[2], ARGV[1])}
+`)
+
+// Pending reports whether the user's reservation of the sale is pending
+// (in the sale's resv hash, claimed or not). A copy of the sale on a
+// promoted replica is not the sale's: it is dropped, and not loaded.
+func (g *Gate) Pending(ctx context.Context, saleID, userID int64) (bool, bool, error) {
+	if err := g.fresh(ctx, saleID); err != nil {
+		return false, false, err
+	}
+	k := g.keys(saleID)
+	v, err := pendingScript.Run(ctx, g.c.rdb, []string{k.stock, k.resv, k.epoch}, userID).Int64Slice()
+	if err == nil && len(v) != 2 {
+		err = fmt.Errorf("answered %v", v)
+	}
+	if err != nil {
+		return false, false, redisErr(fmt.Sprintf("pending reservation of user %d in sale %d", userID, saleID), err)
+	}
+	switch v[0] {
+	case promotedAnswer:
+		return false, false, g.check(ctx, saleID)
+	case 0:
+		return false, false, nil
+	}
+	return v[1] == 1, true, nil
+}
+
 // Forget deletes the sale's keys, a Load's claim included (one slot: they
 // share its hash tag), and what this client keeps of the sale: every
 // instance calls it once per ended sale (checkout.Engine.ForgetEnded), so

@@ -249,6 +249,49 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		reserve(t, g, 6, 2, seckill.Duplicate)
 	})
 
+	pending := func(t *testing.T, g seckill.StockGate, sale, user int64, want, wantLoaded bool) {
+		t.Helper()
+		got, loaded, err := g.Pending(ctx, sale, user)
+		if err != nil || got != want || loaded != wantLoaded {
+			t.Fatalf("Pending(%d, %d) = %v, %v, %v; want %v, %v, nil", sale, user, got, loaded, err, want, wantLoaded)
+		}
+	}
+
+	t.Run("Pending", func(t *testing.T) {
+		// A reservation is pending from Reserve until it is settled,
+		// released or withdrawn, claimed by a writer or not; a buyer
+		// loaded from SQL holds none.
+		g := newGate(t)
+		pending(t, g, 41, 1, false, false)
+		load(t, g, 41, 4, []int64{9})
+		pending(t, g, 41, 9, false, true)
+		for u := int64(1); u <= 4; u++ {
+			pending(t, g, 41, u, false, true)
+			reserve(t, g, 41, u, seckill.Reserved)
+			pending(t, g, 41, u, true, true)
+		}
+		if got, err := g.Claim(ctx, 41, []seckill.Settled{{UserID: 1, Ticket: "T1"}}); err != nil || len(got) != 1 || !got[0] {
+			t.Fatalf("Claim = %v, %v", got, err)
+		}
+		pending(t, g, 41, 1, true, true)
+		if err := g.Settle(ctx, 41, []seckill.Settled{{UserID: 1, Ticket: "T1"}}); err != nil {
+			t.Fatal(err)
+		}
+		pending(t, g, 41, 1, false, true)
+		release(t, g, 41, 2, "T2", true)
+		pending(t, g, 41, 2, false, true)
+		if ok, err := g.Withdraw(ctx, 41, 3, "T3"); err != nil || !ok {
+			t.Fatalf("Withdraw = %v, %v", ok, err)
+		}
+		pending(t, g, 41, 3, false, true)
+		pending(t, g, 42, 4, false, false) // another sale
+		pending(t, g, 41, 4, true, true)
+		if err := g.Forget(ctx, 41); err != nil {
+			t.Fatal(err)
+		}
+		pending(t, g, 41, 4, false, false)
+	})
+
 	claim := func(t *testing.T, g seckill.StockGate, sale int64, reqs []seckill.Settled, want ...bool) {
 		t.Helper()
 		got, err := g.Claim(ctx, sale, reqs)
@@ -442,6 +485,8 @@ func TestStockGate(t *testing.T, newGate func(t *testing.T) seckill.StockGate) {
 		reserve(t, g, 32, 3, seckill.Reserved)
 		left(t, g, 32, 1)
 		stale(t, g, 32, "T3")
+		pending(t, g, 32, 2, true, true) // queued, claimed by the load
+		pending(t, g, 32, 4, false, true)
 	})
 
 	t.Run("ClaimNotLoaded", func(t *testing.T) {
