@@ -103,14 +103,7 @@ func (e *Engine) knownBuyer(saleID, userID int64, up time.Duration) bool {
 // can tell the two apart, so the flag leaves them to it; a Duplicate it
 // answers renews the hearing.
 func (e *Engine) buyerStatus(saleID, userID int64, up time.Duration) (known, ask bool) {
-	set, ok := e.buyers.Load(saleID)
-	if !ok {
-		return false, false
-	}
-	k := set.(*knownBuyers)
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	v, ok := k.m[userID]
+	v, ok := e.buyerEntry(saleID, userID)
 	switch {
 	case !ok:
 		return false, false
@@ -128,17 +121,24 @@ func (e *Engine) buyerStatus(saleID, userID int64, up time.Duration) (known, ask
 // less than heardResultFor ago, or admitted it, with no outcome since:
 // their result is "queued" rather than "none" while the writer catches
 // up. A hearing older than that may be of a request the queue never
-// stored (buyerStatus); the answer is SQL's then.
+// stored (buyerStatus); SQL answers then, or the gate (gateQueued).
 func (e *Engine) heardQueued(saleID, userID int64) bool {
+	v, ok := e.buyerEntry(saleID, userID)
+	return ok && (v == 0 || v < orderedBuyer && int64(e.uptime())-heardUp(v) < int64(heardResultFor))
+}
+
+// buyerEntry returns what the instance knows of the user as a buyer of
+// the sale (knownBuyers' value), if anything.
+func (e *Engine) buyerEntry(saleID, userID int64) (int64, bool) {
 	set, ok := e.buyers.Load(saleID)
 	if !ok {
-		return false
+		return 0, false
 	}
 	k := set.(*knownBuyers)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	v, ok := k.m[userID]
-	return ok && (v == 0 || v < orderedBuyer && int64(e.uptime())-heardUp(v) < int64(heardResultFor))
+	return v, ok
 }
 
 // heardResultFor is how long a request heard queued is answered "queued"
