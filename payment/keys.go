@@ -33,11 +33,20 @@ func PublicKeyPath(path string) string {
 // LoadOrCreateKey reads the PEM private key at path, or, if there is no
 // file, generates one and writes it there with mode 0600 (its directory
 // 0700). Either way it (re)writes the public half to PublicKeyPath(path)
-// when that file is missing, so it can be handed to the other side.
+// when that file is missing, so it can be handed to the other side. Each
+// file appears whole or not at all: a process killed while writing one
+// leaves none (before, an empty key file that failed every later start).
+// An empty key file, left by an older version killed so, is made anew: no
+// signature was ever made with it, nor its public half handed out.
 func LoadOrCreateKey(path string) (*rsa.PrivateKey, error) {
 	b, err := os.ReadFile(path)
 	var key *rsa.PrivateKey
 	switch {
+	case err == nil && len(b) == 0:
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("key %s: empty, and %w", path, err)
+		}
+		return LoadOrCreateKey(path)
 	case err == nil:
 		if key, err = ParsePrivateKey(b); err != nil {
 			return nil, fmt.Errorf("key %s: %w", path, err)
@@ -53,36 +62,53 @@ func LoadOrCreateKey(path string) (*rsa.PrivateKey, error) {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, err
 		}
-		// O_EXCL: two processes starting at once must not each write
-		// their own key; the loser reads the winner's.
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		// Linked into place, which fails if the name exists: two
+		// processes starting at once must not each keep their own key;
+		// the loser reads the winner's, whole.
+		err = writeWhole(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600, os.Link)
 		if errors.Is(err, fs.ErrExist) {
 			return LoadOrCreateKey(path)
 		}
 		if err != nil {
-			return nil, err
-		}
-		_, err = f.Write(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
-		if err == nil {
-			err = f.Sync()
-		}
-		if err := errors.Join(err, f.Close()); err != nil {
 			return nil, fmt.Errorf("key %s: %w", path, err)
 		}
 	default:
 		return nil, fmt.Errorf("key %s: %w", path, err)
 	}
 	pub := PublicKeyPath(path)
-	if _, err := os.Stat(pub); errors.Is(err, fs.ErrNotExist) {
+	if st, err := os.Stat(pub); errors.Is(err, fs.ErrNotExist) || err == nil && st.Size() == 0 {
 		b, err := EncodePublicKey(&key.PublicKey)
 		if err != nil {
 			return nil, err
 		}
-		if err := os.WriteFile(pub, b, 0o644); err != nil {
+		if err := writeWhole(pub, b, 0o644, os.Rename); err != nil {
 			return nil, fmt.Errorf("public key %s: %w", pub, err)
 		}
 	}
 	return key, nil
+}
+
+// writeWhole writes b to a new file beside path, syncs it and puts it at
+// path with place (os.Link: only if path does not exist; os.Rename:
+// replacing it), so that path holds all of b or is left as it was.
+func writeWhole(path string, b []byte, mode os.FileMode, place func(from, to string) error) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a link, the name that stays is path's
+	err = f.Chmod(mode)
+	if err == nil {
+		_, err = f.Write(b)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if err = errors.Join(err, f.Close()); err != nil {
+		return err
+	}
+	return place(tmp, path)
 }
 
 // EncodePublicKey writes pub as a PEM "PUBLIC KEY" (PKIX).

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"seckill/payment"
@@ -50,6 +51,60 @@ func TestLoadOrCreateKey(t *testing.T) {
 	}
 	if got := payment.PublicKeyPath(path); got != filepath.Join(dir, "payment", "merchant.pub.pem") {
 		t.Fatalf("public key path %s", got)
+	}
+}
+
+// TestLoadOrCreateKeyWhole: a key file is written whole or not at all.
+// An empty one (an older version killed between creating and writing it,
+// which then failed every start) is made anew, and so is an empty public
+// half; starts at once all get the one key, and no temporary file stays.
+func TestLoadOrCreateKeyWhole(t *testing.T) {
+	dir := t.TempDir()
+	path := payment.MerchantKeyPath(dir)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{path, payment.PublicKeyPath(path)} {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key, err := payment.LoadOrCreateKey(path)
+	if err != nil {
+		t.Fatalf("over an empty key file: %v", err)
+	}
+	if pub, err := payment.ReadPublicKey(payment.PublicKeyPath(path)); err != nil || !pub.Equal(&key.PublicKey) {
+		t.Fatalf("public half over an empty file: %v", err)
+	}
+	if again, err := payment.LoadOrCreateKey(path); err != nil || !again.Equal(key) {
+		t.Fatalf("the key made over the empty file is not kept: %v", err)
+	}
+
+	fresh := payment.MerchantKeyPath(t.TempDir())
+	keys := make([]*rsa.PrivateKey, 8)
+	errs := make([]error, len(keys))
+	var wg sync.WaitGroup
+	for i := range keys {
+		wg.Go(func() { keys[i], errs[i] = payment.LoadOrCreateKey(fresh) })
+	}
+	wg.Wait()
+	for i := range keys {
+		if errs[i] != nil || !keys[i].Equal(keys[0]) {
+			t.Fatalf("start %d of %d at once: %v, or another key", i, len(keys), errs[i])
+		}
+	}
+	for _, d := range []string{filepath.Dir(path), filepath.Dir(fresh)} {
+		names, err := os.ReadDir(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(names) != 2 {
+			var got []string
+			for _, n := range names {
+				got = append(got, n.Name())
+			}
+			t.Errorf("%s holds %v, want the key and its public half", d, got)
+		}
 	}
 }
 
