@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/netip"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"seckill"
 )
 
 // TestOpsListener: metrics and pprof (whose cmdline shows --secret and
@@ -117,4 +120,21 @@ func nonLoopback(t *testing.T) netip.Addr {
 	}
 	t.Skip("this machine has no address but loopback")
 	return netip.Addr{}
+}
+
+// TestAnswering: /readyz names the backends that do not answer (it said
+// "internal error" while the database was unreachable), and the log keeps
+// their errors.
+func TestAnswering(t *testing.T) {
+	if err := answering(map[string]error{"database": nil, "nats": nil}); err != nil {
+		t.Fatalf("every backend answers: %v", err)
+	}
+	refused := errors.New("dial tcp 127.0.0.1:5432: connection refused")
+	err := answering(map[string]error{"redis": errors.New("i/o timeout"), "nats": nil, "database": refused})
+	if seckill.ErrorCode(err) != seckill.EBusy || seckill.ErrorMessage(err) != "database, redis not answering" {
+		t.Fatalf("two backends down: %q %q, want busy naming both", seckill.ErrorCode(err), seckill.ErrorMessage(err))
+	}
+	if !errors.Is(err, refused) {
+		t.Fatalf("%v does not keep the database's error for the log", err)
+	}
 }

@@ -478,7 +478,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		AllowedOrigins: httpapi.ParseOrigins(c.AllowedOrigins), CookieSecure: c.CookieSecure,
 		Observe: m.metrics.ObserveHTTP, BenchUsers: m.benchUsers(),
 		Ready: func(ctx context.Context) error {
-			return errors.Join(m.db.Ping(ctx), m.queue.Ping(ctx), m.shared.ping(ctx))
+			return answering(map[string]error{"database": m.db.Ping(ctx), "nats": m.queue.Ping(ctx), "redis": m.shared.ping(ctx)})
 		},
 		// Every instance's results reach this one's WebSockets, and so do
 		// those the engine finds in SQL after their message was lost.
@@ -758,6 +758,25 @@ func privateDataDir(dir string) error {
 		return nil
 	}
 	return err
+}
+
+// answering is nil if every backend's ping succeeded, else busy naming
+// those that failed, for /readyz (it answered "internal error" while a
+// database was unreachable), with their errors joined for the log.
+func answering(pings map[string]error) error {
+	var down []string
+	var errs []error
+	for name, err := range pings {
+		if err != nil {
+			down = append(down, name)
+			errs = append(errs, err)
+		}
+	}
+	if len(down) == 0 {
+		return nil
+	}
+	slices.Sort(down)
+	return errors.Join(seckill.Errorf(seckill.EBusy, "%s not answering", strings.Join(down, ", ")), errors.Join(errs...))
 }
 
 // tokenKey is the key that signs session tokens (account.Config.TokenKey),
