@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -66,6 +67,13 @@ type errorBody struct {
 // logged and answered without details.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	code := seckill.ErrorCode(err)
+	if code == seckill.EInternal && r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
+		// The client went away while a backend call ran, which its
+		// request's end cut: nothing failed here (found by review:
+		// logins abandoned after 20 ms logged and counted as 500s).
+		err = seckill.Errorf(seckill.EBusy, "the request ended before its answer")
+		code = seckill.EBusy
+	}
 	noteCode(w, code)
 	if code == seckill.EInternal {
 		log.Error("internal error", "method", r.Method, "path", r.URL.Path, "err", err)

@@ -2,8 +2,10 @@ package httpapi
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -69,5 +71,30 @@ func TestWriteQueued(t *testing.T) {
 		if err := json.Unmarshal(fast.Body.Bytes(), &got); err != nil || got.Status != seckill.ResultQueued || got.Ticket != ticket {
 			t.Errorf("ticket %q: body %q decodes to %+v, %v", ticket, fast.Body, got, err)
 		}
+	}
+}
+
+// TestWriteErrorClientGone: a backend call cut because the client went
+// away (its request's context ended) is no internal error: not logged as
+// one, not a 500 (found by review: logins abandoned after 20 ms were
+// counted and logged as 500s). A cancellation while the request is alive
+// still is one.
+func TestWriteErrorClientGone(t *testing.T) {
+	var logged bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logged, nil))
+	cut := fmt.Errorf("create session: begin: %w", context.Canceled)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	rec := httptest.NewRecorder()
+	writeError(rec, httptest.NewRequest("POST", "/api/sessions", nil).WithContext(ctx), log, cut)
+	if rec.Code != http.StatusServiceUnavailable || logged.Len() != 0 {
+		t.Fatalf("client gone: %d %q, log %q; want 503 and nothing logged", rec.Code, rec.Body, logged.String())
+	}
+
+	rec = httptest.NewRecorder()
+	writeError(rec, httptest.NewRequest("POST", "/api/sessions", nil), log, cut)
+	if rec.Code != http.StatusInternalServerError || !bytes.Contains(logged.Bytes(), []byte("internal error")) {
+		t.Fatalf("cancelled with the client there: %d, log %q; want 500 logged", rec.Code, logged.String())
 	}
 }
