@@ -69,10 +69,16 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	code := seckill.ErrorCode(err)
 	if code == seckill.EInternal && r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		// The client went away while a backend call ran, which its
-		// request's end cut: nothing failed here (found by review:
-		// logins abandoned after 20 ms logged and counted as 500s).
-		err = seckill.Errorf(seckill.EBusy, "the request ended before its answer")
-		code = seckill.EBusy
+		// request's end cut: no internal error (found by review: logins
+		// abandoned after 20 ms logged and counted as 500s), but what was
+		// cut is logged, since a backend that hangs shows only so when
+		// its clients give up first (found by review of that fix: a hung
+		// payment provider left no trace). Counted as nginx's 499, a
+		// client closed request, which nobody reads.
+		log.Warn("request ended before its answer: the client went away", "method", r.Method, "path", r.URL.Path, "err", err)
+		noteCode(w, seckill.EBusy)
+		w.WriteHeader(StatusClientClosed)
+		return
 	}
 	noteCode(w, code)
 	if code == seckill.EInternal {
@@ -92,6 +98,10 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 	w.WriteHeader(status)
 	_, _ = w.Write(errorBodies.body(code, msg))
 }
+
+// StatusClientClosed is the status of a request whose client went away
+// before its answer (nginx's 499): it is written for the metrics only.
+const StatusClientClosed = 499
 
 // errorBodies keeps the encoded error bodies: a crowd's refusals are a few
 // codes and messages answered hundreds of thousands of times, and encoding
