@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"sync"
 	"time"
@@ -128,6 +129,9 @@ func (e *Engine) Pay(ctx context.Context, userID, orderID int64, notifyURL, retu
 		// the shared one by more than minPayLead): the marked order has
 		// no trade, and the sweeper's close is answered "no such trade".
 		return payment.Payment{}, seckill.Errorf(seckill.ENotPayable, "the payment of order %d is closed", o.ID)
+	case err != nil && ctx.Err() == nil && providerAway(err):
+		e.log.Warn("pay: the payment provider did not answer", "order", o.ID, "err", err)
+		return payment.Payment{}, errors.Join(seckill.Errorf(seckill.EBusy, "the payment provider is not answering; retry shortly"), err)
 	case err != nil:
 		return payment.Payment{}, fmt.Errorf("pay order %d: %w", o.ID, err)
 	}
@@ -451,6 +455,19 @@ func (r *refusedRefunds) forget(id int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.m, id)
+}
+
+// providerAway reports whether err is a provider that could not be
+// reached, did not answer in time, or answered "busy, try again": a buyer
+// is told busy, not an internal error (found by review: a hung provider
+// was a 500 for every payment).
+func providerAway(err error) bool {
+	var pe *payment.ProviderError
+	if errors.As(err, &pe) {
+		return pe.Code == payment.CodeUnavailable
+	}
+	var ne net.Error
+	return errors.As(err, &ne)
 }
 
 // refusedByProvider reports whether err is the provider's answer refusing

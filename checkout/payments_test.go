@@ -6,11 +6,14 @@ import (
 	"crypto/rsa"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -628,5 +631,44 @@ func TestPaymentExpiresBeforeTheDeadline(t *testing.T) {
 	}
 	if m := (&Engine{cfg: Config{PayWindow: 3 * time.Second}}).payMargin(); m != 300*time.Millisecond {
 		t.Fatalf("a 3 s window's margin is %v, want 300ms", m)
+	}
+}
+
+// failingCreate is a provider whose CreatePayment fails with err.
+type failingCreate struct {
+	payment.Provider
+	err error
+}
+
+func (f *failingCreate) CreatePayment(context.Context, payment.PaymentRequest) (payment.Payment, error) {
+	return payment.Payment{}, f.err
+}
+
+// TestPayProviderAway: a provider that cannot be reached, does not answer
+// in time, or answers "busy, try again" makes a pay busy (503, retried),
+// not an internal error (found by review: a hung provider was a 500 for
+// every payment); a provider's other refusal stays internal.
+func TestPayProviderAway(t *testing.T) {
+	v := newEnv(t)
+	s, us := v.soldOut(1)
+	f := &failingCreate{Provider: newFakeProvider()}
+	b := v.backends()
+	b.Payments, b.Clock = f, &sharedClock{}
+	e := v.recovered(Config{}, &b)
+	o := v.orderOf(s.ID, us[0])
+	for _, tt := range []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"refused", &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}, seckill.EBusy},
+		{"timeout", &url.Error{Op: "Post", URL: "http://provider.test/gateway.do", Err: os.ErrDeadlineExceeded}, seckill.EBusy},
+		{"busy", &payment.ProviderError{Method: payment.MethodCreate, Code: payment.CodeUnavailable, Msg: "Service Currently Unavailable"}, seckill.EBusy},
+		{"refusal", &payment.ProviderError{Method: payment.MethodCreate, Code: "40004", SubCode: "ACQ.SYSTEM_ERROR"}, seckill.EInternal},
+	} {
+		f.err = tt.err
+		if _, err := e.Pay(context.Background(), o.UserID, o.ID, "http://shop.test/n", ""); seckill.ErrorCode(err) != tt.want {
+			t.Errorf("%s: %v (code %q), want %q", tt.name, err, seckill.ErrorCode(err), tt.want)
+		}
 	}
 }
